@@ -1,0 +1,389 @@
+"""The command line. Exit codes: 0 all done, 1 finished with failures, 2 usage or configuration error."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from imgtag import __version__
+from imgtag.runner import EXIT_CONFIG, EXIT_FAILED, EXIT_OK, Run, RunConfig, open_provider, resolve_target
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode=None,
+                  help="Tag and describe folders of images with vision-language models.")
+
+OutOpt = Annotated[Path, typer.Option("--out", help="Output folder: holds imgtag.db and the exports.",
+                                      envvar="IMGTAG_OUT")]
+DEFAULT_OUT = Path("imgtag-out")
+
+
+def _console(err: bool = True) -> Console:
+    return Console(stderr=err, no_color=os.environ.get("NO_COLOR") is not None, highlight=False,
+                   soft_wrap=True)
+
+
+def _fail(message: str, code: int = EXIT_CONFIG) -> typer.Exit:
+    _console().print(f"imgtag: {message}", markup=False)
+    return typer.Exit(code)
+
+
+def _categories(value: str | None) -> list[str] | None:
+    if not value:
+        return None
+    if value.startswith("@"):
+        text = Path(value[1:]).read_text(encoding="utf-8")
+        items = [line.strip() for line in text.splitlines()]
+    else:
+        items = [part.strip() for part in value.replace("，", ",").split(",")]
+    return [item for item in items if item and not item.startswith("#")] or None
+
+
+def _config_file_defaults() -> dict[str, Any]:
+    """Optional ./imgtag.toml: lowest precedence after flags and environment."""
+    path = Path("imgtag.toml")
+    if not path.is_file():
+        return {}
+    if sys.version_info >= (3, 11):
+        import tomllib
+    else:  # pragma: no cover
+        import tomli as tomllib
+    try:
+        return dict(tomllib.loads(path.read_text(encoding="utf-8")))
+    except Exception as exc:  # a broken config file is a usage error, reported in one line
+        raise _fail(f"imgtag.toml: {exc}") from None
+
+
+def _setting(flag: Any, env: str, file_key: str, default: Any) -> Any:
+    if flag is not None:
+        return flag
+    if os.environ.get(env):
+        return os.environ[env]
+    return _config_file_defaults().get(file_key, default)
+
+
+def _build_config(paths: list[str], out: Path, **kw: Any) -> RunConfig:
+    preset = _setting(kw.pop("preset"), "IMGTAG_PRESET", "preset", "ecommerce")
+    model = _setting(kw.pop("model"), "IMGTAG_MODEL", "model", None)
+    provider = _setting(kw.pop("provider"), "IMGTAG_PROVIDER", "provider", "anthropic")
+    lang = _setting(kw.pop("lang"), "IMGTAG_LANG", "lang", None)
+    categories = _categories(_setting(kw.pop("categories"), "IMGTAG_CATEGORIES", "categories", None))
+    return RunConfig(inputs=paths, out=out, preset=preset, model=model, provider=provider, lang=lang,
+                     categories=categories, stdin=sys.stdin if "-" in paths else None, **kw)
+
+
+def _resolve(cfg: RunConfig) -> Any:
+    from imgtag.presets import PresetError
+
+    try:
+        return resolve_target(cfg)
+    except PresetError as exc:
+        raise _fail(str(exc)) from None
+    except OSError as exc:
+        raise _fail(f"cannot read preset: {exc}") from None
+
+
+def _open_store(out: Path, *, create: bool = True) -> Any:
+    from imgtag.store import Store, StoreBusyError
+
+    try:
+        return Store(out, create=create)
+    except StoreBusyError as exc:
+        raise _fail(str(exc)) from None
+    except FileNotFoundError as exc:
+        raise _fail(str(exc)) from None
+
+
+# -- scan ----------------------------------------------------------------------------------------
+
+@app.command()
+def scan(
+    paths: Annotated[list[str], typer.Argument(help="Files, folders, globs, @list.txt, or - for stdin.")],
+    out: OutOpt = DEFAULT_OUT,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per file, then a summary.")] = False,
+    model: Annotated[Optional[str], typer.Option(help="Model whose image sizing is reported.")] = None,
+    preset: Annotated[Optional[str], typer.Option(help="Preset name or file.")] = None,
+    lang: Annotated[Optional[str], typer.Option(help="Output language code.")] = None,
+    min_side: Annotated[int, typer.Option(help="Skip images whose short side is smaller (px).")] = 200,
+    max_megapixels: Annotated[float, typer.Option(help="Refuse images declaring more pixels.")] = 100.0,
+    workers: Annotated[Optional[int], typer.Option(help="Decoding processes (default: all cores).")] = None,
+) -> None:
+    """Offline: discover, prefilter, check preprocessing, estimate tokens and cost. Spends nothing."""
+    from imgtag.scan import json_line, scan as do_scan, summary_object
+
+    cfg = _build_config(paths, out, preset=preset, model=model, provider=None, lang=lang, categories=None,
+                        min_side=min_side, max_megapixels=max_megapixels, workers=workers)
+    target = _resolve(cfg)
+    console = _console(err=False)
+    rows_out = sys.stdout
+
+    def emit(entry: dict[str, Any]) -> None:
+        if as_json:
+            rows_out.write(json_line(entry) + "\n")
+            return
+        size = f"{entry['width']}x{entry['height']}" if entry["width"] else "-"
+        note = entry["reason"] or (f"duplicate of {entry['duplicate_of']}" if entry["duplicate_of"] else "")
+        if not note and entry["near_duplicate_of"]:
+            note = f"near-duplicate of {entry['near_duplicate_of']}"
+        tokens = entry["est_input_tokens"] if entry["est_input_tokens"] is not None else "-"
+        rows_out.write(f"{entry['status']:<8} {entry['format'] or '-':<9} {size:>11} {tokens!s:>6}  "
+                       f"{entry['path']}{'  — ' + note if note else ''}\n")
+
+    if not as_json:
+        rows_out.write(f"{'status':<8} {'format':<9} {'size':>11} {'tokens':>6}  path\n")
+    with _open_store(out) as store:
+        result = asyncio.run(do_scan(cfg, store, target, emit))
+    summary = summary_object(result, target)
+    if as_json:
+        rows_out.write(json_line(summary) + "\n")
+    else:
+        _print_scan_summary(console, summary)
+    for arg in result.missing_args:
+        _console().print(f"imgtag: nothing matched {arg!r}", markup=False)
+
+
+def _print_scan_summary(console: Console, s: dict[str, Any]) -> None:
+    console.print()
+    counts = ", ".join(f"{k} {v}" for k, v in sorted(s["by_status"].items()))
+    console.print(f"{s['files']} files: {counts}; {s['distinct_images']} distinct images to tag", markup=False)
+    if s["by_reason"]:
+        console.print("reasons: " + ", ".join(f"{k} {v}" for k, v in sorted(s["by_reason"].items())), markup=False)
+    table = Table(title=f"Estimated cost, preset {s['preset']}", show_edge=False)
+    for col in ("model", "input tokens", "output tokens", "standard $", "batch $"):
+        table.add_column(col, justify="right" if col != "model" else "left")
+    for e in s["estimates"]:
+        def money(x: float | None) -> str:
+            return "unknown" if x is None else f"{x:,.4f}"
+        table.add_row(e["model"], f"{e['input_tokens']:,}", f"{e['output_tokens']:,}", money(e["standard_usd"]),
+                      money(e["batch_usd"]))
+    console.print(table)
+
+
+# -- run / retry -----------------------------------------------------------------------------------
+
+@app.command()
+def run(
+    paths: Annotated[list[str], typer.Argument(help="Files, folders, globs, @list.txt, or - for stdin.")],
+    out: OutOpt = DEFAULT_OUT,
+    preset: Annotated[Optional[str], typer.Option(help="ecommerce | keywords | alt-text | caption | ocr | FILE")] = None,
+    provider: Annotated[Optional[str], typer.Option(help="anthropic (default)")] = None,
+    model: Annotated[Optional[str], typer.Option(help="Provider model id.")] = None,
+    mode: Annotated[str, typer.Option(help="sync, or batch (Message Batches: half price, asynchronous).")] = "sync",
+    lang: Annotated[Optional[str], typer.Option(help="Output language (zh, en, ja, ...).")] = None,
+    categories: Annotated[Optional[str], typer.Option(help="Allowed categories: a,b,c or @file.")] = None,
+    format: Annotated[str, typer.Option("--format", help="Exports: csv,jsonl")] = "csv,jsonl",
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Everything except paid requests.")] = False,
+    budget: Annotated[Optional[float], typer.Option(help="Never start a request past this spend (USD).")] = None,
+    concurrency: Annotated[int, typer.Option(help="Upper bound on requests in flight.")] = 64,
+    workers: Annotated[Optional[int], typer.Option(help="Decoding processes (default: all cores).")] = None,
+    min_side: Annotated[int, typer.Option(help="Skip images whose short side is smaller (px).")] = 200,
+    max_megapixels: Annotated[float, typer.Option(help="Refuse images declaring more pixels.")] = 100.0,
+    skip_near_duplicates: Annotated[bool, typer.Option(help="Do not tag near-duplicates.")] = False,
+    timeout: Annotated[float, typer.Option(help="Seconds to wait for one response.")] = 120.0,
+    max_attempts: Annotated[int, typer.Option(help="Attempts per image on transient errors.")] = 6,
+    detach: Annotated[bool, typer.Option(help="Batch mode: submit and exit; a later run collects.")] = False,
+    batch_max_requests: Annotated[int, typer.Option(help="Requests per batch (API max 100000).")] = 100_000,
+    batch_max_mb: Annotated[float, typer.Option(help="Megabytes per batch (API max 256).")] = 200.0,
+    poll_interval: Annotated[float, typer.Option(help="Batch mode: first poll interval, seconds.")] = 5.0,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress output.")] = False,
+) -> None:
+    """Tag/describe images. Resumable: run the same command again to continue after any interruption."""
+    if mode not in ("sync", "batch"):
+        raise _fail(f"--mode must be sync or batch, not {mode!r}")
+    try:
+        from imgtag.export import parse_formats
+
+        parse_formats(format)
+    except ValueError as exc:
+        raise _fail(str(exc)) from None
+    cfg = _build_config(paths, out, preset=preset, model=model, provider=provider, lang=lang,
+                        categories=categories, mode=mode, formats=format, dry_run=dry_run, budget=budget,
+                        concurrency=concurrency, workers=workers, min_side=min_side,
+                        max_megapixels=max_megapixels, skip_near_duplicates=skip_near_duplicates,
+                        timeout=timeout, max_attempts=max_attempts, progress=not quiet, detach=detach,
+                        batch_max_requests=batch_max_requests,
+                        batch_max_bytes=int(batch_max_mb * 1024 * 1024), poll_interval=poll_interval)
+    _execute(cfg, "run")
+
+
+def _execute(cfg: RunConfig, command: str) -> None:
+    from imgtag.providers.base import ConfigError
+    from imgtag.runner import target_meta
+
+    target = _resolve(cfg)
+    provider_obj = None
+    if not cfg.dry_run:
+        try:
+            provider_obj = open_provider(cfg)
+        except ConfigError as exc:
+            raise _fail(str(exc)) from None
+    with _open_store(cfg.out) as store:
+        if not cfg.dry_run:
+            store.set_meta("target", target_meta(cfg, target))
+        runner = Run(cfg, store, target, provider_obj, command=command)
+        try:
+            outcome = asyncio.run(_run_and_close(runner, provider_obj))
+        except KeyboardInterrupt:
+            raise _fail("interrupted; everything answered so far is saved — run the same command to continue",
+                        130) from None
+    _report(outcome, cfg, target, runner.missing_args)
+    raise typer.Exit(outcome.exit_code)
+
+
+async def _run_and_close(runner: Run, provider_obj: Any) -> Any:
+    try:
+        return await runner.execute()
+    finally:
+        if provider_obj is not None:
+            await provider_obj.aclose()
+
+
+def _report(outcome: Any, cfg: RunConfig, target: Any, missing: list[str]) -> None:
+    console = _console()
+    for arg in missing:
+        console.print(f"imgtag: nothing matched {arg!r}", markup=False)
+    s = outcome.summary
+    if cfg.dry_run and outcome.estimator is not None:
+        est = next(iter(outcome.estimator.totals.values()))
+        std = "unknown" if est.standard_usd is None else f"${est.standard_usd:,.4f}"
+        bat = "unknown" if est.batch_usd is None else f"${est.batch_usd:,.4f}"
+        console.print(f"dry run: {est.images} images to tag with {target.model.id}, about "
+                      f"{est.input_tokens:,} input + {est.output_tokens:,} output tokens; estimated {std} "
+                      f"standard, {bat} batch. Nothing was sent.", markup=False)
+        return
+    counts = ", ".join(f"{k} {v}" for k, v in sorted(s.by_status.items())) or "no files"
+    console.print(f"{s.files} files: {counts}; {s.requests} requests, "
+                  f"{s.input_tokens:,} in / {s.output_tokens:,} out tokens, ${s.cost_usd:.4f}", markup=False)
+    if s.by_error:
+        console.print("not ok: " + ", ".join(f"{k} {v}" for k, v in sorted(s.by_error.items())), markup=False)
+    if outcome.message:
+        console.print(f"imgtag: {outcome.message}", markup=False)
+    if outcome.exports:
+        console.print("wrote " + ", ".join(str(p) for p in outcome.exports), markup=False)
+    if s.by_status.get("failed"):
+        console.print("see `imgtag status` for causes; `imgtag retry` retries the failures", markup=False)
+
+
+@app.command()
+def retry(out: OutOpt = DEFAULT_OUT,
+          quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False) -> None:
+    """Retry recorded failures only (of the last run's preset and model)."""
+    from imgtag.retry import retry_config
+
+    cfg = retry_config(out, progress=not quiet)
+    if cfg is None:
+        raise _fail(f"no failures to retry in {out}", EXIT_OK)
+    _execute(cfg, "retry")
+
+
+# -- status / export / presets -------------------------------------------------------------------
+
+@app.command()
+def status(out: OutOpt = DEFAULT_OUT,
+           as_json: Annotated[bool, typer.Option("--json", help="Machine-readable.")] = False) -> None:
+    """Progress, failures by cause, tokens and cost; live batches."""
+    from imgtag.store import Store, WorkKey
+    from imgtag.summary import live_batches, summarize
+
+    try:
+        store = Store(out, lock=False, create=False)
+    except FileNotFoundError as exc:
+        raise _fail(str(exc)) from None
+    with store:
+        meta = store.get_meta("target")
+        key = WorkKey(meta["preset_version"], meta["provider"], meta["model"]) if meta else None
+        s = summarize(store.db, key)
+        batches = [dict(r) for r in live_batches(store.db)]
+        failures = store.db.execute(
+            "SELECT f.display, j.error_type, j.error_message FROM jobs j JOIN files f ON f.id = j.file_id"
+            " WHERE j.status='failed' UNION ALL SELECT display, reason_code, reason FROM files"
+            " WHERE status='failed' LIMIT 50").fetchall()
+    if as_json:
+        print(json.dumps({"target": meta, "files": s.files, "by_status": s.by_status, "by_error": s.by_error,
+                          "input_tokens": s.input_tokens, "output_tokens": s.output_tokens,
+                          "cache_creation_input_tokens": s.cache_creation_input_tokens,
+                          "cache_read_input_tokens": s.cache_read_input_tokens, "cost_usd": round(s.cost_usd, 8),
+                          "requests": s.requests, "batches": batches}, ensure_ascii=False))
+        return
+    console = _console(err=False)
+    if not meta:
+        console.print(f"{s.files} files scanned; no results yet (run `imgtag run`)", markup=False)
+        return
+    console.print(f"preset {meta['preset_name']} ({meta['preset_version']}), {meta['provider']} {meta['model']}",
+                  markup=False)
+    counts = ", ".join(f"{k} {v}" for k, v in sorted(s.by_status.items())) or "none"
+    console.print(f"files {s.files}: {counts}", markup=False)
+    console.print(f"requests {s.requests}; tokens in {s.input_tokens:,}, out {s.output_tokens:,}, cache write "
+                  f"{s.cache_creation_input_tokens:,}, cache read {s.cache_read_input_tokens:,}; "
+                  f"cost ${s.cost_usd:.4f}", markup=False)
+    if s.by_error:
+        console.print("by cause: " + ", ".join(f"{k} {v}" for k, v in sorted(s.by_error.items())), markup=False)
+    for b in batches:
+        console.print(f"batch {b['id']}: {b['processing_status']}, {b['item_count']} requests, "
+                      f"counts {b['request_counts'] or '{}'}", markup=False)
+    for f in failures:
+        console.print(f"  failed {f[0]}: {f[1]}: {f[2]}", markup=False)
+
+
+@app.command()
+def export(out: OutOpt = DEFAULT_OUT,
+           format: Annotated[Optional[str], typer.Option("--format", help="csv,jsonl")] = None) -> None:
+    """Rebuild output files from the store (atomically)."""
+    from imgtag.runner import write_exports
+    from imgtag.store import Store
+
+    try:
+        store = Store(out, lock=False, create=False)
+    except FileNotFoundError as exc:
+        raise _fail(str(exc)) from None
+    with store:
+        meta = store.get_meta("target")
+        if not meta:
+            raise _fail(f"no results yet in {out} (run `imgtag run` first)", EXIT_FAILED)
+        try:
+            written = write_exports(store, meta, format)
+        except ValueError as exc:
+            raise _fail(str(exc)) from None
+    _console().print("wrote " + ", ".join(str(p) for p in written), markup=False)
+
+
+@app.command()
+def presets() -> None:
+    """List the built-in presets with their fields."""
+    from imgtag.presets import builtin_names, load_preset
+
+    console = _console(err=False)
+    for name in builtin_names():
+        p = load_preset(name)
+        console.print(f"{name:<10} {p.description}", markup=False)
+        console.print(f"{'':<10} fields: {', '.join(p.fields)}; detail {p.detail}; version {p.version}",
+                      markup=False)
+
+
+@app.command()
+def cancel(out: OutOpt = DEFAULT_OUT) -> None:
+    """Cancel live batches; their unanswered items become pending again."""
+    from imgtag.batch import cancel_batches
+
+    raise typer.Exit(cancel_batches(out))
+
+
+def _version(value: bool) -> None:
+    if value:
+        print(f"imgtag {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True)] = False) -> None:
+    """imgtag: tag and describe folders of images with vision-language models."""
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,252 @@
+"""The request stage for synchronous mode: pace, call, retry, validate, store — one image at a time, many at once.
+
+Retry policy (ours, not the SDK's, which runs with max_retries=0):
+- 429: pause every start until retry-after, re-queue the image; does not use up the image's attempts
+  (a cap still stops a run that is rate limited forever).
+- 529 / 5xx / dropped connection / timeout: jittered exponential backoff, up to `max_attempts` per image.
+- 400 / 413 (this image can never succeed): recorded at once.
+- 401 / 403 / spend limit / unknown model: the whole run stops (exit 2), not one failure per image.
+- max_tokens: one retry with twice the limit; invalid output: `validation_retries` more asks; refusal: none.
+Every attempt is logged in the store with its cause and cost; a result is committed the moment it arrives.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+
+from imgtag.catalogue import ModelInfo
+from imgtag.costs import cost_usd
+from imgtag.estimate import RequestEstimate
+from imgtag.presets import Preset
+from imgtag.providers.base import (
+    Fatal,
+    ImageInput,
+    ModelAnswer,
+    Permanent,
+    Provider,
+    ProviderError,
+    RateLimited,
+    RequestOptions,
+    Transient,
+)
+from imgtag.ratelimit import Pacer, Permit
+from imgtag.store import Store, WorkKey
+from imgtag.store.db import now_iso
+from imgtag.verdict import INVALID, OK, TRUNCATED, judge
+
+MAX_TOKENS_CEILING = 16_000
+
+
+@dataclass(frozen=True)
+class WorkItem:
+    job_id: int
+    sha256: str
+    display: str
+    image: ImageInput
+    estimate: RequestEstimate
+
+
+@dataclass
+class EngineSettings:
+    key: WorkKey
+    preset: Preset
+    model: ModelInfo
+    max_attempts: int = 6
+    max_rate_limit_retries: int = 50
+    validation_retries: int = 1
+    budget_usd: float | None = None
+    backoff_base_s: float = 1.0
+    backoff_cap_s: float = 30.0
+
+
+@dataclass
+class EngineStats:
+    ok: int = 0
+    failed: int = 0
+    requests: int = 0
+    rate_limited: int = 0
+    retries: int = 0
+    spent_usd: float = 0.0
+    reserved_usd: float = 0.0
+    budget_stopped: int = 0
+    failures_by_type: dict[str, int] = field(default_factory=dict)
+
+
+class Engine:
+    def __init__(self, store: Store, provider: Provider, settings: EngineSettings, pacer: Pacer,
+                 run_id: int | None) -> None:
+        self.store = store
+        self.provider = provider
+        self.settings = settings
+        self.pacer = pacer
+        self.run_id = run_id
+        self.stats = EngineStats()
+        self.fatal: Fatal | None = None
+        self.budget_hit = False
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    # -- dispatch ------------------------------------------------------------------------------
+
+    async def run(self, items: AsyncIterator[WorkItem]) -> None:
+        try:
+            async for item in items:
+                if self.fatal is not None:
+                    break
+                if self._over_budget(item):
+                    self.budget_hit = True
+                    self.stats.budget_stopped += 1
+                    continue  # keep draining so every file is still recorded; nothing more is paid for
+                reserve = self._estimated_cost(item)
+                self.stats.reserved_usd += reserve
+                permit = await self.pacer.acquire(item.estimate.input_tokens, item.estimate.output_tokens)
+                if self.fatal is not None:
+                    self.pacer.release(permit, success=False)
+                    self.stats.reserved_usd -= reserve
+                    break
+                task = asyncio.create_task(self._process(item, permit, reserve))
+                self._tasks.add(task)
+                task.add_done_callback(self._tasks.discard)
+            if self._tasks:
+                await asyncio.gather(*list(self._tasks), return_exceptions=False)
+        finally:
+            for task in list(self._tasks):
+                task.cancel()
+            if self._tasks:
+                await asyncio.gather(*list(self._tasks), return_exceptions=True)
+
+    def _estimated_cost(self, item: WorkItem) -> float:
+        return cost_usd(self.settings.model.prices, item.estimate.usage()) or 0.0
+
+    def _over_budget(self, item: WorkItem) -> bool:
+        budget = self.settings.budget_usd
+        if budget is None:
+            return False
+        return self.stats.spent_usd + self.stats.reserved_usd + self._estimated_cost(item) > budget
+
+    # -- one image -----------------------------------------------------------------------------
+
+    async def _process(self, item: WorkItem, permit: Permit | None, reserve: float) -> None:
+        s = self.settings
+        transient_failures = rate_limits = invalid_answers = 0
+        max_tokens = s.preset.max_output_tokens
+        try:
+            while True:
+                if permit is None:
+                    permit = await self.pacer.acquire(item.estimate.input_tokens, item.estimate.output_tokens)
+                if self.fatal is not None:
+                    self.pacer.release(permit, success=False)
+                    return
+                started = now_iso()
+                self.stats.requests += 1
+                try:
+                    answer = await self.provider.describe(item.image, RequestOptions(s.preset, s.model, max_tokens))
+                except RateLimited as exc:
+                    self.pacer.on_rate_limited(permit, exc.retry_after, exc.limits)
+                    self.pacer.release(permit, success=False)
+                    permit = None
+                    self.stats.rate_limited += 1
+                    rate_limits += 1
+                    self._log_error(item, started, exc, outcome="retry")
+                    if rate_limits > s.max_rate_limit_retries:
+                        self._fail(item, started, exc.error_type, f"gave up after {rate_limits} rate-limit answers")
+                        return
+                    continue
+                except Transient as exc:
+                    self.pacer.observe(exc.limits)
+                    self.pacer.release(permit, success=False)
+                    permit = None
+                    transient_failures += 1
+                    if transient_failures >= s.max_attempts:
+                        self._fail(item, started, exc.error_type,
+                                   f"{exc.message} (gave up after {transient_failures} attempts)", exc)
+                        return
+                    self._log_error(item, started, exc, outcome="retry")
+                    self.stats.retries += 1
+                    await asyncio.sleep(self._backoff(transient_failures))
+                    continue
+                except Permanent as exc:
+                    self.pacer.release(permit, success=False)
+                    permit = None
+                    self._fail(item, started, exc.error_type, exc.message, exc)
+                    return
+                except Fatal as exc:
+                    self.pacer.release(permit, success=False)
+                    permit = None
+                    self._log_error(item, started, exc, outcome="fatal")
+                    if self.fatal is None:
+                        self.fatal = exc
+                    return
+                self.pacer.observe(answer.limits)
+                self.pacer.release(permit, success=True)
+                permit = None
+                outcome = self._settle_answer(item, started, answer, max_tokens, invalid_answers)
+                if outcome == "retry_truncated":
+                    max_tokens = min(MAX_TOKENS_CEILING, max_tokens * 2)
+                    self.stats.retries += 1
+                    continue
+                if outcome == "retry_invalid":
+                    invalid_answers += 1
+                    self.stats.retries += 1
+                    continue
+                return
+        finally:
+            if permit is not None:
+                self.pacer.release(permit, success=False)
+            self.stats.reserved_usd -= reserve
+
+    def _backoff(self, failures: int) -> float:
+        s = self.settings
+        ceiling = min(s.backoff_cap_s, s.backoff_base_s * 2 ** (failures - 1))
+        return ceiling * random.uniform(0.5, 1.0)  # jitter: retries from many images must not synchronise
+
+    def _settle_answer(self, item: WorkItem, started: str, answer: ModelAnswer, max_tokens: int,
+                       invalid_answers: int) -> str:
+        s = self.settings
+        cost = cost_usd(s.model.prices, answer.usage) or 0.0
+        self.stats.spent_usd += cost
+        verdict = judge(answer, s.preset.schema)
+        common = {"started_at": started, "mode": "sync", "http_status": 200, "request_id": answer.request_id,
+                  "usage": answer.usage, "cost": cost}
+        if verdict.kind == OK:
+            self.store.record_attempt(item.job_id, self.run_id, outcome="ok", **common,
+                                      commit_job={"status": "ok", "mode": "sync", "fields": verdict.fields,
+                                                  "request_id": answer.request_id})
+            self.stats.ok += 1
+            return "done"
+        can_retry = (verdict.kind == TRUNCATED and max_tokens < min(MAX_TOKENS_CEILING,
+                                                                     s.preset.max_output_tokens * 2)) or (
+            verdict.kind == INVALID and invalid_answers < s.validation_retries)
+        if can_retry:
+            self.store.record_attempt(item.job_id, self.run_id, outcome="retry", error_type=verdict.kind,
+                                      error_message=verdict.message, **common)
+            return "retry_truncated" if verdict.kind == TRUNCATED else "retry_invalid"
+        message = verdict.message or verdict.kind
+        if verdict.kind == TRUNCATED:
+            message = f"{message} (also at max_tokens={max_tokens})"
+        self.store.record_attempt(item.job_id, self.run_id, outcome="failed", error_type=verdict.kind,
+                                  error_message=message, **common,
+                                  commit_job={"status": "failed", "mode": "sync", "error_type": verdict.kind,
+                                              "error_message": message, "request_id": answer.request_id})
+        self._count_failure(verdict.kind)
+        return "done"
+
+    def _log_error(self, item: WorkItem, started: str, exc: ProviderError, *, outcome: str) -> None:
+        self.store.record_attempt(item.job_id, self.run_id, started_at=started, outcome=outcome, mode="sync",
+                                  http_status=exc.http_status, error_type=exc.error_type,
+                                  error_message=exc.message, request_id=exc.request_id)
+
+    def _fail(self, item: WorkItem, started: str, error_type: str, message: str,
+              exc: ProviderError | None = None) -> None:
+        self.store.record_attempt(item.job_id, self.run_id, started_at=started, outcome="failed", mode="sync",
+                                  http_status=exc.http_status if exc else None, error_type=error_type,
+                                  error_message=message, request_id=exc.request_id if exc else None,
+                                  commit_job={"status": "failed", "mode": "sync", "error_type": error_type,
+                                              "error_message": message})
+        self._count_failure(error_type)
+
+    def _count_failure(self, error_type: str) -> None:
+        self.stats.failed += 1
+        self.stats.failures_by_type[error_type] = self.stats.failures_by_type.get(error_type, 0) + 1

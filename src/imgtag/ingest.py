@@ -1,0 +1,187 @@
+"""discover -> prefilter -> preprocess -> store: everything that happens to a file before a model sees it.
+
+Streams: discovery runs in a thread, decoding in a process pool with a bounded number of files in flight,
+and results are yielded as they complete, so memory stays flat at any folder size.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass, field, replace
+from typing import TextIO
+
+from imgtag.discover import Discovered, DiscoveryStats, discover
+from imgtag.prefilter import NearDuplicateIndex
+from imgtag.preprocess import ImageReport, PrepareRequest, prepare
+from imgtag.store import FileRecord, Store
+
+
+@dataclass(frozen=True)
+class IngestOptions:
+    inputs: Sequence[str]
+    request: PrepareRequest              # template; `path` is filled per file
+    workers: int | None = None
+    near_duplicate_distance: int = 6
+    skip_near_duplicates: bool = False
+    exclude: Sequence[str] = ()
+    stdin: TextIO | None = None
+    source: Iterable[Discovered] | None = None   # explicit files (retry) instead of discovering `inputs`
+
+
+@dataclass
+class Ingested:
+    """One discovered file after preprocessing (or after the store answered for it)."""
+
+    file_id: int
+    display: str
+    record: FileRecord
+    report: ImageReport | None           # None when an unchanged file was answered from the store
+    duplicate_of: int | None = None
+    near_duplicate_of: int | None = None
+
+
+@dataclass
+class IngestCounters:
+    discovered: int = 0
+    from_cache: int = 0
+    decoded: int = 0
+    stats: DiscoveryStats = field(default_factory=DiscoveryStats)
+
+
+def _discovered_record(d: Discovered) -> FileRecord:
+    assert d.problem is not None
+    not_regular = d.problem.startswith("not a regular file")
+    return FileRecord(path=d.path, display=d.display, root=d.root, size=d.size, mtime_ns=d.mtime_ns,
+                      status="skipped" if not_regular else "failed",
+                      reason_code="not_regular" if not_regular else "unreadable", reason=d.problem)
+
+
+def _record_from_report(d: Discovered, r: ImageReport) -> FileRecord:
+    return FileRecord(path=d.path, display=d.display, root=d.root, size=r.bytes if r.bytes else d.size,
+                      mtime_ns=d.mtime_ns, status=r.status, reason_code=r.reason_code, reason=r.reason,
+                      sha256=r.sha256, format=r.format, width=r.width, height=r.height, phash=r.phash,
+                      blur=r.blur, out_width=r.out_width, out_height=r.out_height, visual_tokens=r.visual_tokens)
+
+
+def _record_from_row(d: Discovered, row: object) -> FileRecord:
+    g = row.__getitem__  # type: ignore[attr-defined]
+    return FileRecord(path=d.path, display=d.display, root=d.root, size=g("size"), mtime_ns=g("mtime_ns"),
+                      status=g("status"), reason_code=g("reason_code"), reason=g("reason"), sha256=g("sha256"),
+                      format=g("format"), width=g("width"), height=g("height"), phash=g("phash"), blur=g("blur"),
+                      out_width=g("out_width"), out_height=g("out_height"), visual_tokens=g("visual_tokens"))
+
+
+class Ingestor:
+    def __init__(self, store: Store, options: IngestOptions, run_id: int | None) -> None:
+        self.store = store
+        self.options = options
+        self.run_id = run_id
+        self.counters = IngestCounters()
+        self.near = NearDuplicateIndex(options.near_duplicate_distance)
+        self._pool: ProcessPoolExecutor | None = None
+
+    def _new_pool(self) -> ProcessPoolExecutor:
+        return ProcessPoolExecutor(max_workers=self.options.workers or os.cpu_count() or 1)
+
+    async def _prepare(self, req: PrepareRequest) -> ImageReport:
+        loop = asyncio.get_running_loop()
+        for _ in range(2):
+            if self._pool is None:
+                self._pool = self._new_pool()
+            try:
+                return await loop.run_in_executor(self._pool, prepare, req)
+            except BrokenProcessPool:
+                # A decoder crashed its worker (a native-library fault on a hostile file). Rebuild the pool
+                # and try once more; a second crash means this file is the cause.
+                self._pool.shutdown(wait=False, cancel_futures=True)
+                self._pool = None
+        return ImageReport(path=req.path, status="failed", reason_code="corrupt",
+                           reason="corrupt: the decoder crashed on this file", format=None, width=None, height=None,
+                           bytes=0, sha256=None, phash=None, blur=None, out_width=None, out_height=None,
+                           visual_tokens=None, media_type=None, encoded=None)
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
+
+    async def _discovered(self) -> AsyncIterator[Discovered]:
+        """Run the (blocking, filesystem-bound) discovery generator in a thread, a chunk at a time."""
+        it: Iterator[Discovered] = (
+            iter(self.options.source) if self.options.source is not None
+            else discover(self.options.inputs, stdin=self.options.stdin, stats=self.counters.stats,
+                          exclude=self.options.exclude))
+
+        def chunk() -> list[Discovered]:
+            out: list[Discovered] = []
+            for item in it:
+                out.append(item)
+                if len(out) >= 256:
+                    break
+            return out
+
+        while True:
+            items = await asyncio.to_thread(chunk)
+            if not items:
+                return
+            for item in items:
+                yield item
+
+    async def run(self, *, needs_decode: callable | None = None,  # type: ignore[valid-type]
+                  max_in_flight: int | None = None) -> AsyncIterator[Ingested]:
+        """Yield every discovered file exactly once, in completion order.
+
+        `needs_decode(row)` decides whether an unchanged file already in the store must be decoded again
+        (e.g. its image still has to be sent); by default stored files are answered from the store."""
+        limit = max_in_flight or 2 * (self.options.workers or os.cpu_count() or 1)
+        pending: set[asyncio.Task[Ingested]] = set()
+        try:
+            async for d in self._discovered():
+                self.counters.discovered += 1
+                if d.problem is not None:
+                    yield self._save(d, _discovered_record(d), None)
+                    continue
+                row = self.store.cached_file(d.path, d.size, d.mtime_ns)
+                if row is not None and not (needs_decode and needs_decode(row)):
+                    self.counters.from_cache += 1
+                    yield self._save(d, _record_from_row(d, row), None)
+                    continue
+                pending.add(asyncio.ensure_future(self._decode(d)))
+                while len(pending) >= limit:
+                    done, _ = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+                    for task in done:
+                        pending.discard(task)
+                        yield task.result()
+            while pending:
+                done, _ = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+                for task in done:
+                    pending.discard(task)
+                    yield task.result()
+        finally:
+            for task in pending:
+                task.cancel()
+
+    async def _decode(self, d: Discovered) -> Ingested:
+        report = await self._prepare(replace(self.options.request, path=d.path))
+        self.counters.decoded += 1
+        return self._save(d, _record_from_report(d, report), report)
+
+    def _save(self, d: Discovered, record: FileRecord, report: ImageReport | None) -> Ingested:
+        file_id = self.store.upsert_file(record, self.run_id)
+        duplicate_of = near_of = None
+        if record.status == "ok" and record.sha256:
+            duplicate_of = self.store.first_file_with_sha(record.sha256, file_id)
+            if duplicate_of is None and record.phash:
+                found = self.near.add(str(file_id), record.phash)
+                near_of = int(found) if found is not None else None
+            if near_of is not None and self.options.skip_near_duplicates:
+                record = replace(record, status="skipped", reason_code="near_duplicate",
+                                 reason=f"near-duplicate of {self.store.display_of(near_of)} (--skip-near-duplicates)")
+                self.store.upsert_file(record, self.run_id)
+            self.store.set_duplicates(file_id, duplicate_of, near_of)
+        return Ingested(file_id=file_id, display=d.display, record=record, report=report,
+                        duplicate_of=duplicate_of, near_duplicate_of=near_of)

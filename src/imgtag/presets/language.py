@@ -1,0 +1,87 @@
+"""Output language: a code from --lang turns into one sentence appended to the system prompt."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+
+# Names the model understands unambiguously. Chinese needs the script: "Chinese" alone lets the model
+# pick Traditional characters, which a mainland shop back end does not want.
+LANGUAGE_NAMES: dict[str, str] = {
+    "zh": "Chinese (Simplified)",
+    "zh-cn": "Chinese (Simplified)",
+    "zh-hans": "Chinese (Simplified)",
+    "zh-sg": "Chinese (Simplified)",
+    "zh-tw": "Chinese (Traditional)",
+    "zh-hant": "Chinese (Traditional)",
+    "zh-hk": "Chinese (Traditional, Hong Kong)",
+    "en": "English",
+    "en-us": "English (US spelling)",
+    "en-gb": "English (British spelling)",
+    "ja": "Japanese",
+    "ko": "Korean",
+    "fr": "French",
+    "de": "German",
+    "es": "Spanish",
+    "pt": "Portuguese",
+    "pt-br": "Portuguese (Brazil)",
+    "pt-pt": "Portuguese (Portugal)",
+    "it": "Italian",
+    "ru": "Russian",
+    "nl": "Dutch",
+    "pl": "Polish",
+    "tr": "Turkish",
+    "ar": "Arabic",
+    "he": "Hebrew",
+    "hi": "Hindi",
+    "vi": "Vietnamese",
+    "th": "Thai",
+    "id": "Indonesian",
+    "ms": "Malay",
+    "sv": "Swedish",
+    "da": "Danish",
+    "nb": "Norwegian (Bokmål)",
+    "no": "Norwegian",
+    "fi": "Finnish",
+    "cs": "Czech",
+    "uk": "Ukrainian",
+    "el": "Greek",
+    "hu": "Hungarian",
+    "ro": "Romanian",
+}
+
+_CODE = re.compile(r"[A-Za-z]{2,3}([-_][A-Za-z0-9]{1,8})*")
+
+
+def normalise_lang(lang: str | None) -> str | None:
+    """'ZH_cn' -> 'zh-cn'; free text such as 'Cantonese' is kept as typed. Empty -> None."""
+    if lang is None or not lang.strip():
+        return None
+    lang = " ".join(lang.split())
+    if _CODE.fullmatch(lang):
+        return lang.replace("_", "-").lower()
+    return lang
+
+
+def language_name(lang: str) -> str:
+    """A name for the prompt: known codes map to names, a known base with an unknown region keeps the
+    region ("es-mx" -> "Spanish (es-mx)"), anything else is used verbatim."""
+    if lang in LANGUAGE_NAMES:
+        return LANGUAGE_NAMES[lang]
+    base = lang.split("-", 1)[0]
+    if "-" in lang and base in LANGUAGE_NAMES:
+        return f"{LANGUAGE_NAMES[base]} ({lang})"
+    return lang
+
+
+def language_instruction(lang: str, keep_original: Sequence[str] = ()) -> str:
+    """The sentence that makes every text value come back in the wanted language."""
+    name = language_name(lang)
+    text = (
+        f"Output language: write every text value in {name}, whatever language any text in the image is in. "
+        "Keep the JSON field names exactly as defined; character limits count characters of the text as written."
+    )
+    if keep_original:
+        fields = ", ".join(keep_original)
+        text += f" Exception: {fields} follow their own field rules above and are not translated."
+    return text

@@ -1,0 +1,227 @@
+"""Anthropic Messages API through the official SDK's async client."""
+
+from __future__ import annotations
+
+import base64
+import os
+from collections.abc import Mapping
+from datetime import datetime, timezone
+from typing import Any
+
+import anthropic
+
+from imgtag.costs import Usage
+from imgtag.providers.base import (
+    ConfigError,
+    Fatal,
+    ImageInput,
+    ModelAnswer,
+    Permanent,
+    Provider,
+    ProviderError,
+    RateLimited,
+    RateLimitSnapshot,
+    RequestOptions,
+    Transient,
+    redact,
+)
+from imgtag.schema import to_anthropic_schema
+from imgtag.textcount import estimate_text_tokens
+
+KEY_VARIABLE = "ANTHROPIC_API_KEY"
+
+
+class AnthropicProvider(Provider):
+    name = "anthropic"
+    supports_batch = True
+
+    def __init__(self, *, api_key: str | None = None, base_url: str | None = None, timeout: float = 120.0) -> None:
+        self.api_key = api_key or os.environ.get(KEY_VARIABLE)
+        if not self.api_key:
+            raise ConfigError(f"No Anthropic API key: set the {KEY_VARIABLE} environment variable.")
+        self.base_url = base_url or os.environ.get("ANTHROPIC_BASE_URL") or None
+        # max_retries=0: the engine owns every retry. It must see each 429 to pace the whole run, apply one
+        # global pause instead of N independent SDK backoffs, count attempts per image, and log them all.
+        self.client = anthropic.AsyncAnthropic(
+            api_key=self.api_key, base_url=self.base_url, max_retries=0, timeout=timeout
+        )
+
+    async def aclose(self) -> None:
+        await self.client.close()
+
+    # -- request building (shared with batch mode) ---------------------------------------------
+
+    def build_params(self, image: ImageInput, options: RequestOptions) -> dict[str, Any]:
+        preset, model = options.preset, options.model
+        system_block: dict[str, Any] = {"type": "text", "text": preset.system}
+        if cacheable_prefix_tokens(options) >= model.min_cache_tokens:
+            # Identical in every request of a run; only worth marking once it reaches the model's minimum.
+            system_block["cache_control"] = {"type": "ephemeral"}
+        params: dict[str, Any] = {
+            "model": model.id,
+            "max_tokens": options.max_tokens,
+            "system": [system_block],
+            "messages": [
+                {
+                    "role": "user",
+                    # Images before text: the documented best order for vision prompts.
+                    "content": [
+                        {
+                            "type": "image",
+                            "source": {
+                                "type": "base64",
+                                "media_type": image.media_type,
+                                "data": base64.b64encode(image.data).decode("ascii"),
+                            },
+                        },
+                        {"type": "text", "text": preset.instruction},
+                    ],
+                }
+            ],
+            "output_config": {"format": {"type": "json_schema", "schema": to_anthropic_schema(preset.schema)}},
+        }
+        if model.thinking_default:
+            # Thinking tokens count toward max_tokens and cost money; tagging does not need them.
+            params["thinking"] = {"type": "disabled"}
+        # Never sent: temperature/top_p/top_k (rejected by newer models) and forced tool_choice.
+        return params
+
+    # -- the call ------------------------------------------------------------------------------
+
+    async def describe(self, image: ImageInput, options: RequestOptions) -> ModelAnswer:
+        params = self.build_params(image, options)
+        try:
+            raw = await self.client.messages.with_raw_response.create(**params)
+            message = await raw.parse()
+        except anthropic.APIStatusError as exc:
+            raise self._classify(exc) from None
+        except anthropic.APITimeoutError:
+            raise Transient("timeout: no response in time", error_type="timeout") from None
+        except anthropic.APIConnectionError as exc:
+            raise Transient(
+                f"connection error: {redact(str(exc), self.api_key)}", error_type="connection_error"
+            ) from None
+        answer = answer_from_message(message)
+        answer.request_id = getattr(message, "_request_id", None) or raw.headers.get("request-id")
+        answer.limits = parse_rate_limits(raw.headers)
+        return answer
+
+    def _classify(self, exc: anthropic.APIStatusError) -> ProviderError:
+        status = exc.status_code
+        request_id = getattr(exc, "request_id", None) or exc.response.headers.get("request-id")
+        detail = redact(_error_message(exc), self.api_key)
+        limits = parse_rate_limits(exc.response.headers)
+        kw: dict[str, Any] = {"http_status": status, "request_id": request_id, "limits": limits}
+        if status in (401, 403):
+            what = "rejected the API key" if status == 401 else "denied permission"
+            return Fatal(f"the Anthropic API {what} ({status}): {detail}; check {KEY_VARIABLE}",
+                         error_type="authentication_error" if status == 401 else "permission_error", **kw)
+        if status == 429:
+            if getattr(exc, "error_code", None) == "enforced_spend_limit_reached":
+                return Fatal(f"spend limit reached (429): {detail}", error_type="spend_limit", **kw)
+            return RateLimited(f"rate limited (429): {detail}", retry_after=retry_after_seconds(exc.response.headers),
+                               error_type="rate_limit_error", **kw)
+        if status == 402:
+            return Fatal(f"payment required (402): {detail}", error_type="billing_error", **kw)
+        if status == 404:
+            return Fatal(f"not found (404): {detail}", error_type="not_found_error", **kw)
+        if status == 413:
+            return Permanent(f"request too large (413): {detail}", error_type="request_too_large", **kw)
+        if status in (400, 422):
+            return Permanent(f"invalid request ({status}): {detail}", error_type="invalid_request_error", **kw)
+        if status == 529:
+            return Transient(f"overloaded (529): {detail}", error_type="overloaded_error", **kw)
+        if status in (408, 409) or status >= 500:
+            return Transient(f"server error ({status}): {detail}", error_type="api_error", **kw)
+        return Permanent(f"unexpected HTTP {status}: {detail}", error_type="http_error", **kw)
+
+
+def cacheable_prefix_tokens(options: RequestOptions) -> int:
+    """Tokens in the prefix shared by every request (system prompt + the schema the API turns into a prompt)."""
+    import json
+
+    schema_text = json.dumps(to_anthropic_schema(options.preset.schema), ensure_ascii=False)
+    return int(estimate_text_tokens(options.preset.system + schema_text) * options.model.tokenizer_factor)
+
+
+def answer_from_message(message: Any) -> ModelAnswer:
+    """Pick content blocks by type: thinking blocks may come first, text or tool_use carry the answer."""
+    texts: list[str] = []
+    obj: dict[str, Any] | None = None
+    for block in message.content:
+        kind = getattr(block, "type", None)
+        if kind == "text":
+            texts.append(block.text)
+        elif kind == "tool_use" and obj is None and isinstance(block.input, dict):
+            obj = dict(block.input)
+    u = message.usage
+    usage = Usage(
+        input_tokens=u.input_tokens or 0,
+        output_tokens=u.output_tokens or 0,
+        cache_creation_input_tokens=getattr(u, "cache_creation_input_tokens", None) or 0,
+        cache_read_input_tokens=getattr(u, "cache_read_input_tokens", None) or 0,
+    )
+    refusal = None
+    if message.stop_reason == "refusal":
+        details = getattr(message, "stop_details", None)
+        category = getattr(details, "category", None) if details is not None else None
+        explanation = getattr(details, "explanation", None) if details is not None else None
+        refusal = "; ".join(str(x) for x in (category, explanation) if x) or None
+    return ModelAnswer(stop_reason=message.stop_reason or "unknown", usage=usage,
+                       text="".join(texts) if texts else None, obj=obj, refusal=refusal)
+
+
+def _error_message(exc: anthropic.APIStatusError) -> str:
+    body = exc.body
+    if isinstance(body, dict):
+        err = body.get("error")
+        if isinstance(err, dict) and err.get("message"):
+            return " ".join(str(err["message"]).split())[:300]
+    return " ".join(str(exc.message).split())[:300]
+
+
+def retry_after_seconds(headers: Mapping[str, str]) -> float | None:
+    for name, scale in (("retry-after-ms", 0.001), ("retry-after", 1.0)):
+        value = headers.get(name)
+        if value:
+            try:
+                return max(0.0, float(value) * scale)
+            except ValueError:
+                continue
+    return None
+
+
+def _reset_seconds(value: str | None) -> float | None:
+    if not value:
+        return None
+    try:
+        when = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=timezone.utc)
+    return max(0.0, (when - datetime.now(timezone.utc)).total_seconds())
+
+
+def _int(value: str | None) -> int | None:
+    try:
+        return int(float(value)) if value is not None else None
+    except ValueError:
+        return None
+
+
+def parse_rate_limits(headers: Mapping[str, str]) -> RateLimitSnapshot:
+    def h(kind: str, part: str) -> str | None:
+        return headers.get(f"anthropic-ratelimit-{kind}-{part}")
+
+    return RateLimitSnapshot(
+        requests_limit=_int(h("requests", "limit")),
+        requests_remaining=_int(h("requests", "remaining")),
+        requests_reset_s=_reset_seconds(h("requests", "reset")),
+        input_limit=_int(h("input-tokens", "limit")),
+        input_remaining=_int(h("input-tokens", "remaining")),
+        input_reset_s=_reset_seconds(h("input-tokens", "reset")),
+        output_limit=_int(h("output-tokens", "limit")),
+        output_remaining=_int(h("output-tokens", "remaining")),
+        output_reset_s=_reset_seconds(h("output-tokens", "reset")),
+    )

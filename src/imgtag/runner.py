@@ -1,0 +1,270 @@
+"""Wires the stages together for `run`, `retry` and `scan`: config -> store -> ingest -> requests -> export."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import AsyncIterator, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TextIO
+
+from imgtag.catalogue import ModelInfo, catalogue
+from imgtag.engine import Engine, EngineSettings, WorkItem
+from imgtag.discover import Discovered
+from imgtag.estimate import Estimator, estimate_request, max_long_edge_for, tier_for
+from imgtag.export import EXPORTERS, parse_formats
+from imgtag.export.rows import ExportContext
+from imgtag.ingest import Ingested, IngestOptions, Ingestor
+from imgtag.presets import Preset, load_preset
+from imgtag.preprocess import PrepareRequest
+from imgtag.progress import Progress, Snapshot
+from imgtag.providers import create_provider
+from imgtag.providers.base import ImageInput, Provider
+from imgtag.ratelimit import Pacer
+from imgtag.store import Store, WorkKey
+from imgtag.summary import Summary, summarize
+
+EXIT_OK, EXIT_FAILED, EXIT_CONFIG = 0, 1, 2
+
+
+@dataclass
+class RunConfig:
+    inputs: Sequence[str]
+    out: Path
+    preset: str = "ecommerce"
+    lang: str | None = None
+    categories: Sequence[str] | None = None
+    provider: str = "anthropic"
+    model: str | None = None
+    mode: str = "sync"
+    formats: str = "csv,jsonl"
+    dry_run: bool = False
+    budget: float | None = None
+    concurrency: int = 64
+    workers: int | None = None
+    min_side: int = 200
+    max_megapixels: float = 100.0
+    skip_near_duplicates: bool = False
+    timeout: float = 120.0
+    max_attempts: int = 6
+    progress: bool = True
+    stdin: TextIO | None = None
+    detach: bool = False
+    batch_max_requests: int = 100_000
+    batch_max_bytes: int = 200 * 1024 * 1024
+    poll_interval: float = 5.0
+    retry_failed: bool = False
+    source: Iterable[Discovered] | None = None
+    provider_settings: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Target:
+    preset: Preset
+    model: ModelInfo
+    key: WorkKey
+
+
+def resolve_target(cfg: RunConfig) -> Target:
+    preset = load_preset(cfg.preset, lang=cfg.lang, categories=cfg.categories)
+    model = catalogue().get(cfg.model or catalogue().default_model)
+    return Target(preset, model, WorkKey(preset.version, cfg.provider, model.id))
+
+
+def target_meta(cfg: RunConfig, target: Target) -> dict[str, Any]:
+    """Enough to rebuild the target later (status/export/retry) — never a secret."""
+    preset = cfg.preset if cfg.preset in ("ecommerce", "keywords", "alt-text", "caption", "ocr") else str(
+        Path(cfg.preset).resolve())
+    return {"preset": preset, "preset_name": target.preset.name, "preset_version": target.preset.version,
+            "lang": cfg.lang, "categories": list(cfg.categories) if cfg.categories else None,
+            "provider": cfg.provider, "model": target.model.id, "mode": cfg.mode, "formats": cfg.formats,
+            "fields": target.preset.fields, "list_fields": target.preset.list_fields}
+
+
+def prepare_template(cfg: RunConfig, target: Target, *, encode: bool) -> PrepareRequest:
+    return PrepareRequest(path="", encode=encode, tier=tier_for(target.preset, target.model),
+                          max_long_edge=max_long_edge_for(target.preset), min_short_side=cfg.min_side,
+                          max_pixels=int(cfg.max_megapixels * 1_000_000))
+
+
+def write_exports(store: Store, meta: dict[str, Any], formats: str | None = None) -> list[Path]:
+    key = WorkKey(meta["preset_version"], meta["provider"], meta["model"])
+    ctx = ExportContext(out_dir=store.out_dir, field_names=list(meta["fields"]),
+                        list_fields=set(meta.get("list_fields") or []))
+    written: list[Path] = []
+    for name in parse_formats(formats or meta.get("formats") or "csv,jsonl"):
+        written.extend(EXPORTERS[name](store.result_rows(key, meta["preset_name"]), ctx))
+    return written
+
+
+@dataclass
+class RunOutcome:
+    exit_code: int
+    summary: Summary
+    message: str | None = None
+    estimator: Estimator | None = None
+    exports: list[Path] = field(default_factory=list)
+    peak_in_flight: int = 0
+    rate_limited: int = 0
+    requests: int = 0
+
+
+class Run:
+    """One `imgtag run`/`retry` invocation against an open store."""
+
+    def __init__(self, cfg: RunConfig, store: Store, target: Target, provider: Provider | None,
+                 command: str = "run") -> None:
+        self.cfg = cfg
+        self.store = store
+        self.target = target
+        self.provider = provider
+        self.key = target.key
+        self.run_id = store.start_run(command, key=self.key, preset=target.preset.name, mode=cfg.mode)
+        self.ok = self.failed = self.skipped = self.finished = 0
+        self.queued: set[str] = set()
+        self.engine: Engine | None = None
+        self.batcher: Any = None
+
+    # -- which files still need a paid answer --------------------------------------------------
+
+    def _needs_work(self, sha256: str | None) -> bool:
+        if not sha256:
+            return False
+        status = self.store.job_status(sha256, self.key)
+        if status is None or status == "pending":
+            return True
+        return status == "failed" and self.cfg.retry_failed
+
+    def _needs_decode(self, row: Any) -> bool:
+        if row["status"] != "ok":
+            return self.cfg.retry_failed  # retry re-examines files that could not be read last time
+        return self._needs_work(row["sha256"]) and not self.cfg.dry_run
+
+    def _count(self, ing: Ingested, settled: bool) -> None:
+        if ing.record.status == "skipped":
+            self.skipped += 1
+        elif ing.record.status == "failed":
+            self.failed += 1
+        if settled:
+            self.finished += 1
+
+    async def work_items(self, ingestor: Ingestor, estimator: Estimator | None) -> AsyncIterator[WorkItem]:
+        for_model = self.target.model
+        async for ing in ingestor.run(needs_decode=self._needs_decode):
+            if ing.record.status != "ok" or not ing.record.sha256:
+                self._count(ing, settled=True)
+                continue
+            sha = ing.record.sha256
+            if not self._needs_work(sha) or sha in self.queued:
+                self._count(ing, settled=True)
+                continue
+            self.queued.add(sha)
+            if estimator is not None:
+                estimator.add(ing.record.width or 0, ing.record.height or 0)
+                self._count(ing, settled=True)
+                continue
+            job = self.store.job_for(sha, self.key, ing.file_id)
+            report = ing.report
+            if report is None or report.encoded is None or report.media_type is None:
+                self._count(ing, settled=True)  # cannot happen with needs_decode, but never send nothing
+                continue
+            est = estimate_request(report.visual_tokens or 0, self.target.preset, for_model)
+            self.finished += 1
+            yield WorkItem(job_id=job.id, sha256=sha, display=ing.display,
+                           image=ImageInput(report.encoded, report.media_type), estimate=est)
+
+    def snapshot(self) -> Snapshot:
+        eng = self.engine
+        pacer = eng.pacer if eng else None
+        return Snapshot(
+            discovered=self._ingestor.counters.discovered if hasattr(self, "_ingestor") else 0,
+            finished=self.finished - (pacer.in_flight if pacer else 0),
+            ok=eng.stats.ok if eng else 0,
+            failed=self.failed + (eng.stats.failed if eng else 0),
+            skipped=self.skipped,
+            in_flight=pacer.in_flight if pacer else 0,
+            spent_usd=eng.stats.spent_usd if eng else 0.0,
+            pace=pacer.describe() if pacer else "",
+            discovery_done=getattr(self, "_discovery_done", False),
+        )
+
+    async def execute(self, stream: TextIO | None = None) -> RunOutcome:
+        cfg = self.cfg
+        request = prepare_template(cfg, self.target, encode=not cfg.dry_run)
+        ingestor = Ingestor(self.store, IngestOptions(inputs=cfg.inputs, request=request, workers=cfg.workers,
+                                                      skip_near_duplicates=cfg.skip_near_duplicates,
+                                                      exclude=[str(self.store.out_dir.resolve())],
+                                                      stdin=cfg.stdin, source=cfg.source), self.run_id)
+        self._ingestor = ingestor
+        progress = Progress(self.snapshot, stream=stream, enabled=cfg.progress)
+        ticker = asyncio.create_task(_tick_forever(progress))
+        estimator = Estimator(self.target.preset, models=[self.target.model.id]) if cfg.dry_run else None
+        message = None
+        fatal = None
+        try:
+            if cfg.dry_run:
+                async for _ in self.work_items(ingestor, estimator):
+                    pass
+            elif cfg.mode == "batch":
+                from imgtag.batch import BatchRunner
+
+                assert self.provider is not None
+                self.batcher = BatchRunner(self.store, self.provider, self.target, cfg, self.run_id, progress)
+                await self.batcher.run(self.work_items(ingestor, None))
+                fatal = self.batcher.fatal
+                message = self.batcher.message
+            else:
+                assert self.provider is not None
+                pacer = Pacer(max_concurrency=cfg.concurrency)
+                self.engine = Engine(self.store, self.provider, EngineSettings(
+                    key=self.key, preset=self.target.preset, model=self.target.model, budget_usd=cfg.budget,
+                    max_attempts=cfg.max_attempts), pacer, self.run_id)
+                await self.engine.run(self.work_items(ingestor, None))
+                fatal = self.engine.fatal
+                if self.engine.budget_hit:
+                    message = (f"budget of ${cfg.budget:.2f} reached: {self.engine.stats.budget_stopped} images "
+                               "were not sent (run again with a larger --budget to continue)")
+            self._discovery_done = True
+        finally:
+            ticker.cancel()
+            ingestor.close()
+            progress.close()
+        summary = summarize(self.store.db, self.key, run_id=self.run_id)
+        exports: list[Path] = []
+        if not cfg.dry_run:
+            exports = write_exports(self.store, self.store.get_meta("target"), cfg.formats)
+        if fatal is not None:
+            code, message = EXIT_CONFIG, fatal.message
+        elif summary.by_status.get("failed", 0) or summary.by_status.get("pending", 0) and not cfg.dry_run:
+            code = EXIT_FAILED
+        else:
+            code = EXIT_OK
+        if cfg.mode == "batch" and self.batcher is not None and self.batcher.detached and fatal is None:
+            code = EXIT_OK
+        self.store.finish_run(self.run_id, code)
+        eng = self.engine
+        return RunOutcome(exit_code=code, summary=summary, message=message, estimator=estimator, exports=exports,
+                          peak_in_flight=eng.pacer.peak_in_flight if eng else 0,
+                          rate_limited=eng.stats.rate_limited if eng else 0,
+                          requests=eng.stats.requests if eng else 0)
+
+    @property
+    def missing_args(self) -> list[str]:
+        return list(self._ingestor.counters.stats.missing_args) if hasattr(self, "_ingestor") else []
+
+
+async def _tick_forever(progress: Progress) -> None:
+    while True:
+        progress.tick()
+        await asyncio.sleep(0.2)
+
+
+def open_provider(cfg: RunConfig) -> Provider:
+    settings = dict(cfg.provider_settings)
+    settings.setdefault("timeout", cfg.timeout)
+    return create_provider(cfg.provider, **settings)
+
+
+def env_default(name: str, fallback: str | None = None) -> str | None:
+    return os.environ.get(f"IMGTAG_{name.upper()}", fallback)

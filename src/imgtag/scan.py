@@ -1,0 +1,106 @@
+"""`imgtag scan`: discover, prefilter and size every file offline, and estimate what a run would cost."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from imgtag.estimate import Estimator, image_tokens, prompt_tokens
+from imgtag.ingest import Ingested, IngestOptions, Ingestor
+from imgtag.runner import RunConfig, Target, prepare_template
+from imgtag.store import Store
+
+
+@dataclass
+class ScanResult:
+    by_status: Counter[str] = field(default_factory=Counter)
+    by_reason: Counter[str] = field(default_factory=Counter)
+    distinct: int = 0
+    estimator: Estimator | None = None
+    missing_args: list[str] = field(default_factory=list)
+    ignored_hidden: int = 0
+    symlink_loops: int = 0
+
+
+def file_entry(ing: Ingested, store: Store, target: Target, prompt: int) -> dict[str, Any]:
+    r = ing.record
+    est = None
+    if r.status == "ok" and r.width and r.height:
+        est = image_tokens(r.width, r.height, target.preset, target.model) + prompt
+    return {
+        "path": r.display,
+        "status": r.status,
+        "reason": r.reason,
+        "reason_code": r.reason_code,
+        "format": r.format,
+        "width": r.width,
+        "height": r.height,
+        "bytes": r.size,
+        "sha256": r.sha256,
+        "duplicate_of": store.display_of(ing.duplicate_of),
+        "near_duplicate_of": store.display_of(ing.near_duplicate_of),
+        "blur": round(r.blur, 2) if r.blur is not None else None,
+        "est_input_tokens": est,
+    }
+
+
+async def scan(cfg: RunConfig, store: Store, target: Target, emit: Callable[[dict[str, Any]], None]) -> ScanResult:
+    result = ScanResult(estimator=Estimator(target.preset))
+    run_id = store.start_run("scan", key=target.key, preset=target.preset.name)
+    ingestor = Ingestor(store, IngestOptions(inputs=cfg.inputs, request=prepare_template(cfg, target, encode=False),
+                                             workers=cfg.workers, exclude=[str(store.out_dir.resolve())],
+                                             stdin=cfg.stdin), run_id)
+    prompt = prompt_tokens(target.preset, target.model)
+    seen: set[str] = set()
+    try:
+        async for ing in ingestor.run():
+            entry = file_entry(ing, store, target, prompt)
+            emit(entry)
+            result.by_status[entry["status"]] += 1
+            if entry["reason_code"]:
+                result.by_reason[entry["reason_code"]] += 1
+            sha = ing.record.sha256
+            if entry["status"] == "ok" and sha and sha not in seen:
+                seen.add(sha)
+                result.distinct += 1
+                assert result.estimator is not None
+                result.estimator.add(ing.record.width or 0, ing.record.height or 0)
+    finally:
+        ingestor.close()
+    stats = ingestor.counters.stats
+    result.missing_args = list(stats.missing_args)
+    result.ignored_hidden = stats.ignored_hidden
+    result.symlink_loops = stats.symlink_loops
+    store.finish_run(run_id, 0)
+    return result
+
+
+def summary_object(result: ScanResult, target: Target) -> dict[str, Any]:
+    assert result.estimator is not None
+    estimates = [
+        {"model": t.model, "images": t.images, "input_tokens": t.input_tokens, "output_tokens": t.output_tokens,
+         "standard_usd": None if t.standard_usd is None else round(t.standard_usd, 6),
+         "batch_usd": None if t.batch_usd is None else round(t.batch_usd, 6)}
+        for t in result.estimator.totals.values()
+    ]
+    return {
+        "summary": True,
+        "files": sum(result.by_status.values()),
+        "by_status": dict(result.by_status),
+        "by_reason": dict(result.by_reason),
+        "distinct_images": result.distinct,
+        "ignored_hidden": result.ignored_hidden,
+        "symlink_loops": result.symlink_loops,
+        "missing": result.missing_args,
+        "preset": target.preset.name,
+        "preset_version": target.preset.version,
+        "selected_model": target.model.id,
+        "estimates": estimates,
+    }
+
+
+def json_line(obj: dict[str, Any]) -> str:
+    return json.dumps(obj, ensure_ascii=False)

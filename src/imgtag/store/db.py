@@ -1,0 +1,315 @@
+"""SQLite access for the store. Every write is its own short transaction, committed at once:
+a result is durable the moment it is recorded, so a kill -9 loses at most the requests in flight."""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from imgtag.costs import Usage
+from imgtag.export.rows import ResultRow
+from imgtag.store.lock import FolderLock
+from imgtag.store.migrations import migrate
+
+DB_NAME = "imgtag.db"
+
+
+def now_iso() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+
+
+@dataclass(frozen=True)
+class WorkKey:
+    """What makes two requests the same paid work (besides the image content)."""
+
+    preset_version: str
+    provider: str
+    model: str
+
+
+@dataclass(frozen=True)
+class FileRecord:
+    path: str
+    display: str
+    root: str | None
+    size: int | None
+    mtime_ns: int | None
+    status: str
+    reason_code: str | None = None
+    reason: str | None = None
+    sha256: str | None = None
+    format: str | None = None
+    width: int | None = None
+    height: int | None = None
+    phash: str | None = None
+    blur: float | None = None
+    out_width: int | None = None
+    out_height: int | None = None
+    visual_tokens: int | None = None
+
+
+@dataclass(frozen=True)
+class JobState:
+    id: int
+    status: str
+    attempts: int
+
+
+class Store:
+    def __init__(self, out_dir: Path, *, lock: bool = True, create: bool = True) -> None:
+        self.out_dir = Path(out_dir)
+        if create:
+            self.out_dir.mkdir(parents=True, exist_ok=True)
+        elif not (self.out_dir / DB_NAME).exists():
+            raise FileNotFoundError(f"no imgtag store in {self.out_dir} (run `imgtag run` first)")
+        self._lock = FolderLock(self.out_dir) if lock else None
+        if self._lock is not None:
+            self._lock.acquire()
+        try:
+            self.db = sqlite3.connect(self.out_dir / DB_NAME, isolation_level=None, timeout=30)
+            self.db.row_factory = sqlite3.Row
+            # WAL: readers (status, export) never block the writer; NORMAL sync is durable across
+            # process crashes (only an OS crash could lose the last commits).
+            self.db.execute("PRAGMA journal_mode=WAL")
+            self.db.execute("PRAGMA synchronous=NORMAL")
+            self.db.execute("PRAGMA foreign_keys=ON")
+            migrate(self.db)
+        except BaseException:
+            self.close()
+            raise
+
+    def close(self) -> None:
+        if getattr(self, "db", None) is not None:
+            self.db.close()
+            self.db = None  # type: ignore[assignment]
+        if self._lock is not None:
+            self._lock.release()
+            self._lock = None
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- meta and runs -------------------------------------------------------------------------
+
+    def set_meta(self, key: str, value: Any) -> None:
+        self.db.execute(
+            "INSERT INTO meta(key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value=excluded.value",
+            (key, json.dumps(value, ensure_ascii=False)),
+        )
+
+    def get_meta(self, key: str, default: Any = None) -> Any:
+        row = self.db.execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()
+        return json.loads(row["value"]) if row else default
+
+    def start_run(self, command: str, *, key: WorkKey | None = None, preset: str | None = None,
+                  mode: str | None = None) -> int:
+        cur = self.db.execute(
+            "INSERT INTO runs(command, started_at, provider, model, preset, preset_version, mode, pid)"
+            " VALUES (?,?,?,?,?,?,?,?)",
+            (command, now_iso(), key.provider if key else None, key.model if key else None, preset,
+             key.preset_version if key else None, mode, os.getpid()),
+        )
+        return int(cur.lastrowid or 0)
+
+    def finish_run(self, run_id: int, exit_code: int) -> None:
+        self.db.execute("UPDATE runs SET finished_at=?, exit_code=? WHERE id=?", (now_iso(), exit_code, run_id))
+
+    # -- files ---------------------------------------------------------------------------------
+
+    def cached_file(self, path: str, size: int | None, mtime_ns: int | None) -> sqlite3.Row | None:
+        """The stored record for an unchanged file (same size and mtime), so reruns skip re-reading it."""
+        row = self.db.execute("SELECT * FROM files WHERE path=?", (os.fsencode(path),)).fetchone()
+        if row is None or size is None or row["size"] != size or row["mtime_ns"] != mtime_ns:
+            return None
+        return row
+
+    def touch_file(self, file_id: int, run_id: int) -> None:
+        self.db.execute("UPDATE files SET last_run=? WHERE id=?", (run_id, file_id))
+
+    def upsert_file(self, rec: FileRecord, run_id: int | None) -> int:
+        values = (
+            rec.display, rec.root, rec.size, rec.mtime_ns, rec.sha256, rec.status, rec.reason_code, rec.reason,
+            rec.format, rec.width, rec.height, rec.phash, rec.blur, rec.out_width, rec.out_height,
+            rec.visual_tokens, run_id,
+        )
+        row = self.db.execute(
+            "INSERT INTO files(display, root, size, mtime_ns, sha256, status, reason_code, reason, format, width,"
+            " height, phash, blur, out_width, out_height, visual_tokens, last_run, path)"
+            " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
+            " ON CONFLICT(path) DO UPDATE SET display=excluded.display, root=excluded.root, size=excluded.size,"
+            " mtime_ns=excluded.mtime_ns, sha256=excluded.sha256, status=excluded.status,"
+            " reason_code=excluded.reason_code, reason=excluded.reason, format=excluded.format,"
+            " width=excluded.width, height=excluded.height, phash=excluded.phash, blur=excluded.blur,"
+            " out_width=excluded.out_width, out_height=excluded.out_height,"
+            " visual_tokens=excluded.visual_tokens, last_run=excluded.last_run"
+            " RETURNING id",
+            (*values, os.fsencode(rec.path)),
+        ).fetchone()
+        return int(row[0])
+
+    def first_file_with_sha(self, sha256: str, other_than: int) -> int | None:
+        row = self.db.execute(
+            "SELECT id FROM files WHERE sha256=? AND status='ok' AND id<>? ORDER BY id LIMIT 1",
+            (sha256, other_than),
+        ).fetchone()
+        return int(row[0]) if row and row[0] < other_than else None
+
+    def set_duplicates(self, file_id: int, duplicate_of: int | None, near_duplicate_of: int | None) -> None:
+        self.db.execute(
+            "UPDATE files SET duplicate_of=?, near_duplicate_of=? WHERE id=?",
+            (duplicate_of, near_duplicate_of, file_id),
+        )
+
+    def file_path(self, file_id: int) -> str:
+        row = self.db.execute("SELECT path FROM files WHERE id=?", (file_id,)).fetchone()
+        return os.fsdecode(row["path"])
+
+    def display_of(self, file_id: int | None) -> str | None:
+        if file_id is None:
+            return None
+        row = self.db.execute("SELECT display FROM files WHERE id=?", (file_id,)).fetchone()
+        return row["display"] if row else None
+
+    # -- jobs ----------------------------------------------------------------------------------
+
+    def job_for(self, sha256: str, key: WorkKey, file_id: int) -> JobState:
+        """The job for this content under this key, created pending if new."""
+        self.db.execute(
+            "INSERT INTO jobs(sha256, preset_version, provider, model, status, file_id, updated_at)"
+            " VALUES (?,?,?,?, 'pending', ?, ?) ON CONFLICT DO NOTHING",
+            (sha256, key.preset_version, key.provider, key.model, file_id, now_iso()),
+        )
+        row = self.db.execute(
+            "SELECT id, status, attempts FROM jobs WHERE sha256=? AND preset_version=? AND provider=? AND model=?",
+            (sha256, key.preset_version, key.provider, key.model),
+        ).fetchone()
+        return JobState(int(row["id"]), row["status"], int(row["attempts"]))
+
+    def job_status(self, sha256: str, key: WorkKey) -> str | None:
+        row = self.db.execute(
+            "SELECT status FROM jobs WHERE sha256=? AND preset_version=? AND provider=? AND model=?",
+            (sha256, key.preset_version, key.provider, key.model),
+        ).fetchone()
+        return row["status"] if row else None
+
+    def record_attempt(self, job_id: int, run_id: int | None, *, started_at: str, outcome: str, mode: str,
+                       http_status: int | None = None, error_type: str | None = None,
+                       error_message: str | None = None, request_id: str | None = None,
+                       usage: Usage | None = None, cost: float | None = None, batch_id: str | None = None,
+                       commit_job: dict[str, Any] | None = None) -> None:
+        """Log one attempt; with commit_job, also settle the job in the same transaction."""
+        u = usage or Usage()
+        with self.db:
+            self.db.execute("BEGIN IMMEDIATE")
+            self.db.execute(
+                "INSERT INTO attempts(job_id, run_id, started_at, finished_at, outcome, http_status, error_type,"
+                " error_message, request_id, input_tokens, output_tokens, cache_creation_input_tokens,"
+                " cache_read_input_tokens, cost_usd, mode, batch_id) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                (job_id, run_id, started_at, now_iso(), outcome, http_status, error_type, error_message, request_id,
+                 u.input_tokens, u.output_tokens, u.cache_creation_input_tokens, u.cache_read_input_tokens,
+                 cost or 0.0, mode, batch_id),
+            )
+            # Every paid token is added to the job, retries included, so cost accounting is complete.
+            self.db.execute(
+                "UPDATE jobs SET attempts=attempts+1, input_tokens=input_tokens+?, output_tokens=output_tokens+?,"
+                " cache_creation_input_tokens=cache_creation_input_tokens+?,"
+                " cache_read_input_tokens=cache_read_input_tokens+?, cost_usd=cost_usd+?, updated_at=? WHERE id=?",
+                (u.input_tokens, u.output_tokens, u.cache_creation_input_tokens, u.cache_read_input_tokens,
+                 cost or 0.0, now_iso(), job_id),
+            )
+            if commit_job is not None:
+                self._settle(job_id, **commit_job)
+
+    def _settle(self, job_id: int, *, status: str, mode: str, fields: dict[str, Any] | None = None,
+                error_type: str | None = None, error_message: str | None = None,
+                request_id: str | None = None) -> None:
+        self.db.execute(
+            "UPDATE jobs SET status=?, mode=?, fields=?, error_type=?, error_message=?, request_id=?, updated_at=?"
+            " WHERE id=?",
+            (status, mode, json.dumps(fields, ensure_ascii=False) if fields is not None else None, error_type,
+             error_message, request_id, now_iso(), job_id),
+        )
+
+    def set_job_status(self, job_id: int, status: str) -> None:
+        self.db.execute("UPDATE jobs SET status=?, updated_at=? WHERE id=?", (status, now_iso(), job_id))
+
+    def failed_job_files(self, key: WorkKey) -> list[int]:
+        rows = self.db.execute(
+            "SELECT file_id FROM jobs WHERE status='failed' AND preset_version=? AND provider=? AND model=?",
+            (key.preset_version, key.provider, key.model),
+        ).fetchall()
+        return [int(r[0]) for r in rows]
+
+    def reopen_failed(self, key: WorkKey) -> int:
+        cur = self.db.execute(
+            "UPDATE jobs SET status='pending', error_type=NULL, error_message=NULL, updated_at=?"
+            " WHERE status='failed' AND preset_version=? AND provider=? AND model=?",
+            (now_iso(), key.preset_version, key.provider, key.model),
+        )
+        return cur.rowcount
+
+    def spent(self, key: WorkKey | None = None) -> float:
+        if key is None:
+            row = self.db.execute("SELECT COALESCE(SUM(cost_usd), 0) FROM attempts").fetchone()
+        else:
+            row = self.db.execute(
+                "SELECT COALESCE(SUM(cost_usd), 0) FROM jobs WHERE preset_version=? AND provider=? AND model=?",
+                (key.preset_version, key.provider, key.model),
+            ).fetchone()
+        return float(row[0])
+
+    # -- results -------------------------------------------------------------------------------
+
+    def result_rows(self, key: WorkKey, preset_name: str) -> Iterator[ResultRow]:
+        """One row per file, in discovery order; identical content shares its job's result. Streams."""
+        cursor = self.db.execute(
+            "SELECT f.display, f.sha256, f.status AS fstatus, f.reason_code, f.reason, d.display AS dup,"
+            " j.status AS jstatus, j.fields, j.error_type, j.error_message, j.input_tokens, j.output_tokens,"
+            " j.cache_creation_input_tokens, j.cache_read_input_tokens, j.cost_usd, j.mode, j.file_id"
+            " FROM files f LEFT JOIN files d ON d.id = f.duplicate_of"
+            " LEFT JOIN jobs j ON j.sha256 = f.sha256 AND f.status='ok' AND j.preset_version=? AND j.provider=?"
+            " AND j.model=? ORDER BY f.id",
+            (key.preset_version, key.provider, key.model),
+        )
+        for r in cursor:
+            yield _row_from(r, key, preset_name)
+
+
+def _row_from(r: sqlite3.Row, key: WorkKey, preset_name: str) -> ResultRow:
+    common = {"path": r["display"], "sha256": r["sha256"], "preset": preset_name,
+              "preset_version": key.preset_version, "provider": key.provider, "model": key.model,
+              "duplicate_of": r["dup"]}
+    if r["fstatus"] != "ok":
+        return ResultRow(status=r["fstatus"], fields=None,
+                         error={"type": r["reason_code"] or r["fstatus"], "message": r["reason"] or ""},
+                         usage=None, cost_usd=None, **common)
+    jstatus = r["jstatus"] or "pending"
+    usage = None
+    cost = None
+    if r["jstatus"] is not None and r["dup"] is None:
+        # Paid tokens belong to the first file with this content; copies cost nothing.
+        usage = {"input_tokens": r["input_tokens"], "output_tokens": r["output_tokens"],
+                 "cache_creation_input_tokens": r["cache_creation_input_tokens"],
+                 "cache_read_input_tokens": r["cache_read_input_tokens"]}
+        cost = r["cost_usd"]
+    elif r["jstatus"] is not None:
+        usage = {"input_tokens": 0, "output_tokens": 0, "cache_creation_input_tokens": 0,
+                 "cache_read_input_tokens": 0}
+        cost = 0.0
+    if jstatus == "ok":
+        return ResultRow(status="ok", fields=json.loads(r["fields"]), error=None, usage=usage, cost_usd=cost,
+                         mode=r["mode"], **common)
+    if jstatus == "failed":
+        return ResultRow(status="failed", fields=None,
+                         error={"type": r["error_type"] or "error", "message": r["error_message"] or ""},
+                         usage=usage, cost_usd=cost, mode=r["mode"], **common)
+    return ResultRow(status="pending", fields=None, error=None, usage=usage, cost_usd=cost, **common)

@@ -1,0 +1,143 @@
+"""Schema migrations. Each entry upgrades the database by one version (PRAGMA user_version).
+
+Append only: never edit a migration that has shipped; add a new one instead.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable
+
+Migration = Callable[[sqlite3.Connection], None]
+
+
+def _v1_initial(db: sqlite3.Connection) -> None:
+    db.executescript(
+        """
+        CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+
+        -- One row per imgtag invocation that touched this store.
+        CREATE TABLE runs (
+            id INTEGER PRIMARY KEY,
+            command TEXT NOT NULL,
+            started_at TEXT NOT NULL,
+            finished_at TEXT,
+            provider TEXT, model TEXT, preset TEXT, preset_version TEXT, mode TEXT,
+            exit_code INTEGER,
+            pid INTEGER NOT NULL
+        );
+
+        -- Every file discovered, keyed by its filesystem path (bytes, so non-UTF-8 names round-trip).
+        CREATE TABLE files (
+            id INTEGER PRIMARY KEY,
+            path BLOB NOT NULL UNIQUE,
+            display TEXT NOT NULL,
+            root TEXT,
+            size INTEGER, mtime_ns INTEGER,
+            sha256 TEXT,
+            status TEXT NOT NULL CHECK (status IN ('ok', 'skipped', 'failed')),
+            reason_code TEXT, reason TEXT,
+            format TEXT, width INTEGER, height INTEGER,
+            phash TEXT, blur REAL,
+            out_width INTEGER, out_height INTEGER, visual_tokens INTEGER,
+            duplicate_of INTEGER REFERENCES files(id),
+            near_duplicate_of INTEGER REFERENCES files(id),
+            last_run INTEGER REFERENCES runs(id)
+        );
+        CREATE INDEX files_sha ON files(sha256);
+
+        -- Units of paid work: one per (content, preset version, provider, model). Identical images share one.
+        CREATE TABLE jobs (
+            id INTEGER PRIMARY KEY,
+            sha256 TEXT NOT NULL,
+            preset_version TEXT NOT NULL,
+            provider TEXT NOT NULL,
+            model TEXT NOT NULL,
+            status TEXT NOT NULL CHECK (status IN ('pending', 'ok', 'failed', 'batched')),
+            file_id INTEGER REFERENCES files(id),
+            attempts INTEGER NOT NULL DEFAULT 0,
+            fields TEXT,
+            error_type TEXT, error_message TEXT,
+            input_tokens INTEGER NOT NULL DEFAULT 0,
+            output_tokens INTEGER NOT NULL DEFAULT 0,
+            cache_creation_input_tokens INTEGER NOT NULL DEFAULT 0,
+            cache_read_input_tokens INTEGER NOT NULL DEFAULT 0,
+            cost_usd REAL NOT NULL DEFAULT 0,
+            mode TEXT,
+            request_id TEXT,
+            updated_at TEXT NOT NULL,
+            UNIQUE (sha256, preset_version, provider, model)
+        );
+        CREATE INDEX jobs_status ON jobs(status);
+
+        -- Every request we made (or a batch item's outcome), with its cause when it failed.
+        CREATE TABLE attempts (
+            id INTEGER PRIMARY KEY,
+            job_id INTEGER NOT NULL REFERENCES jobs(id),
+            run_id INTEGER REFERENCES runs(id),
+            started_at TEXT NOT NULL,
+            finished_at TEXT NOT NULL,
+            outcome TEXT NOT NULL,
+            http_status INTEGER,
+            error_type TEXT, error_message TEXT,
+            request_id TEXT,
+            input_tokens INTEGER NOT NULL DEFAULT 0,
+            output_tokens INTEGER NOT NULL DEFAULT 0,
+            cache_creation_input_tokens INTEGER NOT NULL DEFAULT 0,
+            cache_read_input_tokens INTEGER NOT NULL DEFAULT 0,
+            cost_usd REAL NOT NULL DEFAULT 0,
+            mode TEXT NOT NULL,
+            batch_id TEXT
+        );
+        CREATE INDEX attempts_job ON attempts(job_id);
+
+        -- Message Batches: the id is committed before anything else happens to a batch.
+        CREATE TABLE batches (
+            id TEXT PRIMARY KEY,
+            provider TEXT NOT NULL, model TEXT NOT NULL,
+            run_id INTEGER REFERENCES runs(id),
+            created_at TEXT NOT NULL,
+            processing_status TEXT NOT NULL,
+            request_counts TEXT,
+            item_count INTEGER NOT NULL,
+            bytes INTEGER NOT NULL,
+            ended_at TEXT,
+            collected_at TEXT
+        );
+        CREATE TABLE batch_items (
+            custom_id TEXT PRIMARY KEY,
+            batch_id TEXT REFERENCES batches(id),
+            job_id INTEGER NOT NULL REFERENCES jobs(id),
+            state TEXT NOT NULL,
+            created_at TEXT NOT NULL
+        );
+        CREATE INDEX batch_items_batch ON batch_items(batch_id);
+        CREATE INDEX batch_items_job ON batch_items(job_id);
+        -- A submission written before the create call, so a crash between "created" and "id stored"
+        -- can be reconciled by listing the account's batches instead of paying twice.
+        CREATE TABLE batch_submissions (
+            id INTEGER PRIMARY KEY,
+            created_at TEXT NOT NULL,
+            item_count INTEGER NOT NULL,
+            batch_id TEXT
+        );
+        """
+    )
+
+
+MIGRATIONS: list[Migration] = [_v1_initial]
+
+
+def migrate(db: sqlite3.Connection) -> int:
+    """Bring the database to the newest schema; returns the version. Each step is its own transaction."""
+    (version,) = db.execute("PRAGMA user_version").fetchone()
+    if version > len(MIGRATIONS):
+        raise RuntimeError(
+            f"this store was written by a newer imgtag (schema {version}, this version knows {len(MIGRATIONS)})"
+        )
+    for number in range(version, len(MIGRATIONS)):
+        with db:
+            db.execute("BEGIN IMMEDIATE")
+            MIGRATIONS[number](db)
+            db.execute(f"PRAGMA user_version = {number + 1}")
+    return len(MIGRATIONS)

@@ -1,0 +1,61 @@
+"""Read-only summaries of the store for `status`, the end-of-run report and exit codes."""
+
+from __future__ import annotations
+
+import sqlite3
+from dataclasses import dataclass, field
+
+from imgtag.store import WorkKey
+
+
+@dataclass
+class Summary:
+    files: int = 0
+    by_status: dict[str, int] = field(default_factory=dict)          # ok / failed / skipped / pending
+    by_error: dict[str, int] = field(default_factory=dict)           # error type -> count (failed + skipped)
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cache_creation_input_tokens: int = 0
+    cache_read_input_tokens: int = 0
+    cost_usd: float = 0.0
+    requests: int = 0
+
+
+def summarize(db: sqlite3.Connection, key: WorkKey | None, *, run_id: int | None = None) -> Summary:
+    where = "WHERE f.last_run = ?" if run_id is not None else ""
+    params: tuple[object, ...] = (run_id,) if run_id is not None else ()
+    s = Summary()
+    kp = (key.preset_version, key.provider, key.model) if key else ("", "", "")
+    rows = db.execute(
+        "SELECT CASE WHEN f.status <> 'ok' THEN f.status"
+        "            WHEN j.status IS NULL OR j.status IN ('pending', 'batched') THEN 'pending'"
+        "            ELSE j.status END AS st,"
+        " CASE WHEN f.status <> 'ok' THEN f.reason_code WHEN j.status = 'failed' THEN j.error_type END AS et,"
+        " COUNT(*) FROM files f LEFT JOIN jobs j ON j.sha256 = f.sha256 AND f.status = 'ok'"
+        " AND j.preset_version = ? AND j.provider = ? AND j.model = ? " + where + " GROUP BY st, et",
+        (*kp, *params),
+    ).fetchall()
+    for status, error_type, count in rows:
+        s.files += count
+        s.by_status[status] = s.by_status.get(status, 0) + count
+        if error_type:
+            s.by_error[error_type] = s.by_error.get(error_type, 0) + count
+    if key is not None:
+        row = db.execute(
+            "SELECT COALESCE(SUM(input_tokens),0), COALESCE(SUM(output_tokens),0),"
+            " COALESCE(SUM(cache_creation_input_tokens),0), COALESCE(SUM(cache_read_input_tokens),0),"
+            " COALESCE(SUM(cost_usd),0), COUNT(*) FROM attempts a JOIN jobs j ON j.id = a.job_id"
+            " WHERE j.preset_version = ? AND j.provider = ? AND j.model = ?"
+            + (" AND a.run_id = ?" if run_id is not None else ""),
+            (*kp, *params),
+        ).fetchone()
+        (s.input_tokens, s.output_tokens, s.cache_creation_input_tokens, s.cache_read_input_tokens,
+         s.cost_usd, s.requests) = row
+    return s
+
+
+def live_batches(db: sqlite3.Connection) -> list[sqlite3.Row]:
+    return db.execute(
+        "SELECT id, processing_status, item_count, request_counts, created_at FROM batches"
+        " WHERE collected_at IS NULL ORDER BY created_at"
+    ).fetchall()
