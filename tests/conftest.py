@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+pytest_plugins = ["tests.fakes.fixtures"]
+
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 # The corpus sits beside the project checkout (../shared/corpus); IMGTAG_CORPUS overrides it.
 CORPUS = Path(os.environ.get("IMGTAG_CORPUS", PROJECT_ROOT.parent / "shared" / "corpus"))

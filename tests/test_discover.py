@@ -189,13 +189,22 @@ def test_broken_symlink_has_a_problem(tmp_path: Path) -> None:
     assert by_display["a.jpg"].problem is None
     # Given explicitly too (and not mistaken for a missing argument).
     found, stats = _run([str(tmp_path / "gone.jpg")])
-    assert [d.problem for d in found] == ["broken symlink"]
+    assert [(d.display, d.root, d.problem) for d in found] == [
+        (str(tmp_path / "gone.jpg"), None, "broken symlink")
+    ]
     assert stats.missing_args == []
+    # Reached both ways: still one report.
+    found, stats = _run([str(tmp_path), str(tmp_path / "gone.jpg")])
+    assert [d.display for d in found if d.problem] == ["gone.jpg"]
+    assert stats.duplicates_suppressed == 1
 
 
 def test_self_referencing_file_symlink_is_a_loop_problem(tmp_path: Path) -> None:
     (tmp_path / "self.jpg").symlink_to(tmp_path / "self.jpg")
     found, stats = _run([str(tmp_path)])
+    assert [d.problem for d in found] == ["symlink loop"]
+    assert stats.symlink_loops == 1
+    found, stats = _run([str(tmp_path / "self.jpg")])
     assert [d.problem for d in found] == ["symlink loop"]
     assert stats.symlink_loops == 1
 

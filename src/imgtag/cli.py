@@ -7,7 +7,7 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -107,15 +107,16 @@ def scan(
     paths: Annotated[list[str], typer.Argument(help="Files, folders, globs, @list.txt, or - for stdin.")],
     out: OutOpt = DEFAULT_OUT,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object per file, then a summary.")] = False,
-    model: Annotated[Optional[str], typer.Option(help="Model whose image sizing is reported.")] = None,
-    preset: Annotated[Optional[str], typer.Option(help="Preset name or file.")] = None,
-    lang: Annotated[Optional[str], typer.Option(help="Output language code.")] = None,
+    model: Annotated[str | None, typer.Option(help="Model whose image sizing is reported.")] = None,
+    preset: Annotated[str | None, typer.Option(help="Preset name or file.")] = None,
+    lang: Annotated[str | None, typer.Option(help="Output language code.")] = None,
     min_side: Annotated[int, typer.Option(help="Skip images whose short side is smaller (px).")] = 200,
     max_megapixels: Annotated[float, typer.Option(help="Refuse images declaring more pixels.")] = 100.0,
-    workers: Annotated[Optional[int], typer.Option(help="Decoding processes (default: all cores).")] = None,
+    workers: Annotated[int | None, typer.Option(help="Decoding processes (default: all cores).")] = None,
 ) -> None:
     """Offline: discover, prefilter, check preprocessing, estimate tokens and cost. Spends nothing."""
-    from imgtag.scan import json_line, scan as do_scan, summary_object
+    from imgtag.scan import json_line, summary_object
+    from imgtag.scan import scan as do_scan
 
     cfg = _build_config(paths, out, preset=preset, model=model, provider=None, lang=lang, categories=None,
                         min_side=min_side, max_megapixels=max_megapixels, workers=workers)
@@ -171,17 +172,17 @@ def _print_scan_summary(console: Console, s: dict[str, Any]) -> None:
 def run(
     paths: Annotated[list[str], typer.Argument(help="Files, folders, globs, @list.txt, or - for stdin.")],
     out: OutOpt = DEFAULT_OUT,
-    preset: Annotated[Optional[str], typer.Option(help="ecommerce | keywords | alt-text | caption | ocr | FILE")] = None,
-    provider: Annotated[Optional[str], typer.Option(help="anthropic (default)")] = None,
-    model: Annotated[Optional[str], typer.Option(help="Provider model id.")] = None,
+    preset: Annotated[str | None, typer.Option(help="ecommerce | keywords | alt-text | caption | ocr | FILE")] = None,
+    provider: Annotated[str | None, typer.Option(help="anthropic (default)")] = None,
+    model: Annotated[str | None, typer.Option(help="Provider model id.")] = None,
     mode: Annotated[str, typer.Option(help="sync, or batch (Message Batches: half price, asynchronous).")] = "sync",
-    lang: Annotated[Optional[str], typer.Option(help="Output language (zh, en, ja, ...).")] = None,
-    categories: Annotated[Optional[str], typer.Option(help="Allowed categories: a,b,c or @file.")] = None,
+    lang: Annotated[str | None, typer.Option(help="Output language (zh, en, ja, ...).")] = None,
+    categories: Annotated[str | None, typer.Option(help="Allowed categories: a,b,c or @file.")] = None,
     format: Annotated[str, typer.Option("--format", help="Exports: csv,jsonl")] = "csv,jsonl",
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Everything except paid requests.")] = False,
-    budget: Annotated[Optional[float], typer.Option(help="Never start a request past this spend (USD).")] = None,
+    budget: Annotated[float | None, typer.Option(help="Never start a request past this spend (USD).")] = None,
     concurrency: Annotated[int, typer.Option(help="Upper bound on requests in flight.")] = 64,
-    workers: Annotated[Optional[int], typer.Option(help="Decoding processes (default: all cores).")] = None,
+    workers: Annotated[int | None, typer.Option(help="Decoding processes (default: all cores).")] = None,
     min_side: Annotated[int, typer.Option(help="Skip images whose short side is smaller (px).")] = 200,
     max_megapixels: Annotated[float, typer.Option(help="Refuse images declaring more pixels.")] = 100.0,
     skip_near_duplicates: Annotated[bool, typer.Option(help="Do not tag near-duplicates.")] = False,
@@ -333,7 +334,7 @@ def status(out: OutOpt = DEFAULT_OUT,
 
 @app.command()
 def export(out: OutOpt = DEFAULT_OUT,
-           format: Annotated[Optional[str], typer.Option("--format", help="csv,jsonl")] = None) -> None:
+           format: Annotated[str | None, typer.Option("--format", help="csv,jsonl")] = None) -> None:
     """Rebuild output files from the store (atomically)."""
     from imgtag.runner import write_exports
     from imgtag.store import Store

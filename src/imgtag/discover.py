@@ -307,7 +307,7 @@ class _Discoverer:
     def run(self, inputs: Sequence[str]) -> Iterator[Discovered]:
         for arg in inputs:
             if arg == "-":
-                yield from self._list_entries(_read_list(self.stdin or sys.stdin))
+                yield from self._list_entries(_read_list(sys.stdin if self.stdin is None else self.stdin))
             elif arg.startswith("@") and len(arg) > 1 and not self._is_literal(arg):
                 yield from self._list_file(arg)
             else:
@@ -322,10 +322,14 @@ class _Discoverer:
         try:
             # utf-8-sig: Windows editors write a BOM. surrogateescape: a list produced by
             # `find > list.txt` carries non-UTF-8 names as raw bytes, which must round-trip.
-            with open(arg[1:], encoding="utf-8-sig", errors="surrogateescape") as lines:
-                yield from self._list_entries(_read_list(lines))
+            # Read lazily, line by line: a list may hold a million entries (or be a pipe,
+            # as in `imgtag run @<(find ...)`).
+            lines = open(arg[1:], encoding="utf-8-sig", errors="surrogateescape")  # noqa: SIM115
         except OSError:
             self.stats.missing_args.append(printable(arg))
+            return
+        with lines:
+            yield from self._list_entries(_read_list(lines))
 
     def _list_entries(self, entries: Iterable[str]) -> Iterator[Discovered]:
         for entry in entries:
@@ -337,18 +341,19 @@ class _Discoverer:
         path = os.path.abspath(arg)
         try:
             st = os.stat(path)  # an explicit symlink is always followed: the user named it
-        except (FileNotFoundError, NotADirectoryError):
-            if os.path.lexists(path):
-                yield self._problem(path, shown, None, "broken symlink")
-            elif _MAGIC.search(arg):
+        except OSError as exc:
+            try:
+                lst: os.stat_result | None = os.lstat(path)
+            except OSError:
+                lst = None
+            if lst is not None and stat.S_ISLNK(lst.st_mode):
+                yield from self._bad_link(path, lst, arg, None, exc)
+            elif lst is not None or not isinstance(exc, (FileNotFoundError, NotADirectoryError)):
+                yield self._problem(path, shown, None, _describe(exc))  # e.g. permission denied
+            elif _MAGIC.search(arg):  # only now: a name that exists literally is never a glob
                 yield from self._glob(arg, shown)
             else:
                 self.stats.missing_args.append(shown)
-            return
-        except OSError as exc:
-            if exc.errno == errno.ELOOP:
-                self.stats.symlink_loops += 1
-            yield self._problem(path, shown, None, _describe(exc))
             return
         if stat.S_ISDIR(st.st_mode):
             yield from self._walk(path, st, shown, root=path, display="", states=None)

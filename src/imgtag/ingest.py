@@ -150,6 +150,7 @@ class Ingestor:
                     self.counters.from_cache += 1
                     yield self._save(d, _record_from_row(d, row), None)
                     continue
+                self.store.reserve_file(d.path, d.display, d.root)
                 pending.add(asyncio.ensure_future(self._decode(d)))
                 while len(pending) >= limit:
                     done, _ = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
@@ -174,7 +175,8 @@ class Ingestor:
         file_id = self.store.upsert_file(record, self.run_id)
         duplicate_of = near_of = None
         if record.status == "ok" and record.sha256:
-            duplicate_of = self.store.first_file_with_sha(record.sha256, file_id)
+            original = self.store.link_duplicates(record.sha256)
+            duplicate_of = original if original != file_id else None
             if duplicate_of is None and record.phash:
                 found = self.near.add(str(file_id), record.phash)
                 near_of = int(found) if found is not None else None
@@ -182,6 +184,6 @@ class Ingestor:
                 record = replace(record, status="skipped", reason_code="near_duplicate",
                                  reason=f"near-duplicate of {self.store.display_of(near_of)} (--skip-near-duplicates)")
                 self.store.upsert_file(record, self.run_id)
-            self.store.set_duplicates(file_id, duplicate_of, near_of)
+            self.store.set_near_duplicate(file_id, near_of)
         return Ingested(file_id=file_id, display=d.display, record=record, report=report,
                         duplicate_of=duplicate_of, near_duplicate_of=near_of)

@@ -10,14 +10,14 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from imgtag.catalogue import ModelInfo, catalogue
-from imgtag.engine import Engine, EngineSettings, WorkItem
 from imgtag.discover import Discovered
+from imgtag.engine import Engine, EngineSettings, WorkItem
 from imgtag.estimate import Estimator, estimate_request, max_long_edge_for, tier_for
 from imgtag.export import EXPORTERS, parse_formats
 from imgtag.export.rows import ExportContext
 from imgtag.ingest import Ingested, IngestOptions, Ingestor
-from imgtag.presets import Preset, load_preset
 from imgtag.preprocess import PrepareRequest
+from imgtag.presets import Preset, load_preset
 from imgtag.progress import Progress, Snapshot
 from imgtag.providers import create_provider
 from imgtag.providers.base import ImageInput, Provider
@@ -236,7 +236,7 @@ class Run:
             exports = write_exports(self.store, self.store.get_meta("target"), cfg.formats)
         if fatal is not None:
             code, message = EXIT_CONFIG, fatal.message
-        elif summary.by_status.get("failed", 0) or summary.by_status.get("pending", 0) and not cfg.dry_run:
+        elif summary.by_status.get("failed", 0) or (summary.by_status.get("pending", 0) and not cfg.dry_run):
             code = EXIT_FAILED
         else:
             code = EXIT_OK

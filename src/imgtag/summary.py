@@ -42,9 +42,9 @@ def summarize(db: sqlite3.Connection, key: WorkKey | None, *, run_id: int | None
             s.by_error[error_type] = s.by_error.get(error_type, 0) + count
     if key is not None:
         row = db.execute(
-            "SELECT COALESCE(SUM(input_tokens),0), COALESCE(SUM(output_tokens),0),"
-            " COALESCE(SUM(cache_creation_input_tokens),0), COALESCE(SUM(cache_read_input_tokens),0),"
-            " COALESCE(SUM(cost_usd),0), COUNT(*) FROM attempts a JOIN jobs j ON j.id = a.job_id"
+            "SELECT COALESCE(SUM(a.input_tokens),0), COALESCE(SUM(a.output_tokens),0),"
+            " COALESCE(SUM(a.cache_creation_input_tokens),0), COALESCE(SUM(a.cache_read_input_tokens),0),"
+            " COALESCE(SUM(a.cost_usd),0), COUNT(*) FROM attempts a JOIN jobs j ON j.id = a.job_id"
             " WHERE j.preset_version = ? AND j.provider = ? AND j.model = ?"
             + (" AND a.run_id = ?" if run_id is not None else ""),
             (*kp, *params),

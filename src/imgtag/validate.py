@@ -66,8 +66,9 @@ def parse_output(text: str, schema: dict[str, Any]) -> Parsed:
                             "(output cut off, e.g. by max_tokens)", None)
     if isinstance(found, _Invalid):
         return Parsed(None, f"not valid JSON: {found.message}", None)
-    return Parsed(None, f"not valid JSON: {_describe_decode_error(first_error)}"
-                        f" (no JSON object found in: {_preview(text.strip(), 40)})", None)
+    if "{" not in text:
+        return Parsed(None, f"not valid JSON: no JSON object in the output: {_preview(text.strip(), 40)}", None)
+    return Parsed(None, f"not valid JSON: {_describe_decode_error(first_error)}", None)
 
 
 def parse_object(obj: Any, schema: dict[str, Any]) -> Parsed:

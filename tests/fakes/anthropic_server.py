@@ -818,6 +818,8 @@ class _Handler(BaseHTTPRequestHandler):
     server: _HTTPServer
     # Idle keep-alive connections release their thread eventually.
     timeout = 120
+    # Stats callback for the request being handled; fired once, just before the reply goes out.
+    on_reply: Callable[[int], None] | None = None
 
     def log_message(self, format: str, *args: Any) -> None:
         pass  # the stats endpoint is the log; stderr noise would drown pytest output
@@ -856,7 +858,13 @@ class FakeAnthropicServer:
         if self._httpd is not None:
             return self
         self._httpd = _HTTPServer((self._host, self._port), self)
-        self._thread = threading.Thread(target=self._httpd.serve_forever, name="fake-anthropic", daemon=True)
+        # A short poll interval keeps stop() (and so every test's teardown) fast.
+        self._thread = threading.Thread(
+            target=self._httpd.serve_forever,
+            kwargs={"poll_interval": 0.05},
+            name="fake-anthropic",
+            daemon=True,
+        )
         self._thread.start()
         return self
 
@@ -887,6 +895,10 @@ class FakeAnthropicServer:
     @property
     def base_url(self) -> str:
         return f"http://{self._host}:{self.port}"
+
+    def env(self) -> dict[str, str]:
+        """Environment for a CLI subprocess that should talk to this fake."""
+        return {"ANTHROPIC_API_KEY": self.config.api_key, "ANTHROPIC_BASE_URL": self.base_url}
 
     def reset(self) -> None:
         """Clear stats, rate-limit buckets, the fail_first_n counter, RNG, prompt cache and batches."""
@@ -935,6 +947,7 @@ class FakeAnthropicServer:
     def _send(
         self, h: _Handler, status: int, payload: bytes, headers: dict[str, str], content_type: str
     ) -> None:
+        self._fire_reply(h, status)
         try:
             h.send_response(status, _REASONS.get(status))
             h.send_header("Content-Type", content_type)
@@ -972,7 +985,6 @@ class FakeAnthropicServer:
                 self.stats.messages_requests += 1
                 self.stats.in_flight += 1
                 self.stats.peak_concurrency = max(self.stats.peak_concurrency, self.stats.in_flight)
-        status = 500
         log: dict[str, Any] = {
             "t": now,
             "path": path,
@@ -981,34 +993,48 @@ class FakeAnthropicServer:
             "anthropic_version": h.headers.get("anthropic-version"),
             "helper": h.headers.get("x-stainless-helper"),
         }
-        try:
-            try:
-                status = self._route(h, method, path, query, raw, headers, log)
-            except _ApiError as err:
-                status = err.status
-                headers.update(err.headers)
-                if is_messages and not any(k.startswith("anthropic-ratelimit-") for k in headers):
-                    self._limit_headers_now(headers)  # e.g. 401/status_override: still report limits
-                if status == 429 and is_messages:
-                    with self.stats.lock:
-                        self.stats.rate_limited += 1
-                body = (
-                    err.body if err.body is not None else _error_body(err.error_type, err.message, request_id)
-                )
-                self._send_json(h, status, body, headers)
-            except _Drop:
-                status = 0
-                h.close_connection = True
-                with self.stats.lock:
-                    self.stats.dropped += 1
-        finally:
+
+        def record(status: int) -> None:
+            # Runs just before the reply is written: a client that reads /_fake/stats right after its
+            # response must already see that response counted.
             with self.stats.lock:
                 self.stats.status_counts[status] += 1
                 if is_messages:
                     self.stats.in_flight -= 1
                     self.stats.events.append((time.time(), status))
+                    if status == 429:
+                        self.stats.rate_limited += 1
                     log["status"] = status
                     self.stats.request_log.append(log)
+
+        h.on_reply = record
+        try:
+            self._route(h, method, path, query, raw, headers, log)
+        except _ApiError as err:
+            headers.update(err.headers)
+            if is_messages and not any(k.startswith("anthropic-ratelimit-") for k in headers):
+                self._limit_headers_now(headers)  # e.g. 401/status_override: still report limits
+            body = err.body if err.body is not None else _error_body(err.error_type, err.message, request_id)
+            self._send_json(h, err.status, body, headers)
+        except _Drop:
+            with self.stats.lock:
+                self.stats.dropped += 1
+            self._fire_reply(h, 0)
+            h.close_connection = True
+        except Exception as exc:
+            # A bug in the fake must surface as a loud 500 (with the reason), never as a hung client.
+            self._send_json(
+                h, 500, _error_body("api_error", f"fake server bug: {exc!r}", request_id), headers
+            )
+            raise
+        finally:
+            self._fire_reply(h, 500)  # only fires if nothing was sent
+
+    @staticmethod
+    def _fire_reply(h: _Handler, status: int) -> None:
+        callback, h.on_reply = h.on_reply, None
+        if callback is not None:
+            callback(status)
 
     def _handle_control(self, h: _Handler, method: str, path: str, raw: bytes) -> None:
         if method == "GET" and path == "/_fake/stats":
@@ -1494,6 +1520,9 @@ class FakeAnthropicServer:
         cfg = self.config
         if canceled:
             return {"type": "canceled"}
+        if item.error is not None or item.analysis is None:
+            # Invalid params always error (before any random outcome), like a permanent failure should.
+            return self._errored(item.error or _ApiError(400))
         draw = self._rng.random()
         if draw < cfg.p_batch_errored:
             return self._errored(
@@ -1504,8 +1533,6 @@ class FakeAnthropicServer:
             )
         if draw < cfg.p_batch_errored + cfg.p_batch_expired:
             return {"type": "expired"}
-        if item.error is not None or item.analysis is None:
-            return self._errored(item.error or _ApiError(400))
         key = item.analysis.image_keys[0] if item.analysis.image_keys else None
         ctx = {
             "request": item.params,

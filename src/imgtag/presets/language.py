@@ -79,7 +79,7 @@ def language_instruction(lang: str, keep_original: Sequence[str] = ()) -> str:
     name = language_name(lang)
     text = (
         f"Output language: write every text value in {name}, whatever language any text in the image is in. "
-        "Keep the JSON field names exactly as defined; character limits count characters of the text as written."
+        "Keep the JSON field names exactly as defined; length limits count the characters of the final text."
     )
     if keep_original:
         fields = ", ".join(keep_original)

@@ -128,7 +128,7 @@ class Store:
     def cached_file(self, path: str, size: int | None, mtime_ns: int | None) -> sqlite3.Row | None:
         """The stored record for an unchanged file (same size and mtime), so reruns skip re-reading it."""
         row = self.db.execute("SELECT * FROM files WHERE path=?", (os.fsencode(path),)).fetchone()
-        if row is None or size is None or row["size"] != size or row["mtime_ns"] != mtime_ns:
+        if row is None or row["reason_code"] == "pending" or size is None or row["size"] != size or row["mtime_ns"] != mtime_ns:
             return None
         return row
 
@@ -156,18 +156,31 @@ class Store:
         ).fetchone()
         return int(row[0])
 
-    def first_file_with_sha(self, sha256: str, other_than: int) -> int | None:
-        row = self.db.execute(
-            "SELECT id FROM files WHERE sha256=? AND status='ok' AND id<>? ORDER BY id LIMIT 1",
-            (sha256, other_than),
-        ).fetchone()
-        return int(row[0]) if row and row[0] < other_than else None
+    def reserve_file(self, path: str, display: str, root: str | None) -> None:
+        """Give a file its row (and so its place in result order) at discovery, before decoding finishes.
 
-    def set_duplicates(self, file_id: int, duplicate_of: int | None, near_duplicate_of: int | None) -> None:
+        The placeholder is never trusted as a cached answer (reason_code 'pending'), so a crash mid-decode
+        just means the file is examined again."""
         self.db.execute(
-            "UPDATE files SET duplicate_of=?, near_duplicate_of=? WHERE id=?",
-            (duplicate_of, near_duplicate_of, file_id),
+            "INSERT INTO files(path, display, root, status, reason_code, reason) VALUES (?,?,?,'skipped','pending',"
+            " 'not examined yet') ON CONFLICT(path) DO NOTHING",
+            (os.fsencode(path), display, root),
         )
+
+    def link_duplicates(self, sha256: str) -> int:
+        """Among readable files with this content, the earliest discovered is the original; the rest point
+        to it. Decoding finishes out of order, so this is recomputed for the whole group each time."""
+        (original,) = self.db.execute(
+            "SELECT MIN(id) FROM files WHERE sha256=? AND status='ok'", (sha256,)
+        ).fetchone()
+        self.db.execute(
+            "UPDATE files SET duplicate_of = CASE WHEN id=? THEN NULL ELSE ? END WHERE sha256=? AND status='ok'",
+            (original, original, sha256),
+        )
+        return int(original)
+
+    def set_near_duplicate(self, file_id: int, near_duplicate_of: int | None) -> None:
+        self.db.execute("UPDATE files SET near_duplicate_of=? WHERE id=?", (near_duplicate_of, file_id))
 
     def file_path(self, file_id: int) -> str:
         row = self.db.execute("SELECT path FROM files WHERE id=?", (file_id,)).fetchone()

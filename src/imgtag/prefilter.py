@@ -1,0 +1,154 @@
+"""Local, free checks before any paid request: blur score, perceptual hash, duplicate indexes.
+
+Everything here works on a small greyscale "analysis thumbnail" so that scores do not depend on
+the resolution a file happens to have, and so the hot loop pays for it only once per image.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from itertools import combinations
+
+import imagehash
+import numpy as np
+from PIL import Image
+
+# Long edge of the analysis thumbnail. Blur is measured at (at most) this scale, roughly the
+# detail a model sees after the provider resize, so a 24 MP photo and its 1 MP copy score alike.
+ANALYSIS_EDGE = 512
+
+# Calibrated on the corpus photos (see tests/test_prefilter.py): sharp photos score several
+# hundred to thousands, soft/out-of-focus ones stay under ~100. A hint for reports, not a rule.
+BLURRY_BELOW = 100.0
+
+_ALPHA_MODES = frozenset({"RGBA", "LA", "PA", "RGBa", "La"})
+
+
+def analysis_thumbnail(img: Image.Image) -> Image.Image:
+    """Greyscale copy with the long edge at most ANALYSIS_EDGE; transparency composited on white.
+
+    Cheap when given an already-reduced image (as preprocess does); never upscales, because
+    interpolated pixels would read as blur.
+    """
+    if img.mode == "P" and "transparency" in img.info:
+        img = img.convert("RGBA")
+    if img.mode in _ALPHA_MODES:
+        rgba = img.convert("RGBA")
+        white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        img = Image.alpha_composite(white, rgba)
+    if img.mode in ("I", "F") or img.mode.startswith("I;16"):
+        arr = np.asarray(img, dtype=np.float64)
+        top = float(arr.max()) if arr.size else 0.0
+        scale = 255.0 / 65535.0 if img.mode.startswith("I;16") or top > 255 else 1.0
+        if img.mode == "F" and top <= 1.0:
+            scale = 255.0
+        img = Image.fromarray(np.clip(arr * scale, 0, 255).astype(np.uint8))
+    grey = img if img.mode == "L" else img.convert("L")
+    w, h = grey.size
+    if max(w, h) > ANALYSIS_EDGE:
+        s = ANALYSIS_EDGE / max(w, h)
+        size = (max(1, round(w * s)), max(1, round(h * s)))
+        grey = grey.resize(size, Image.Resampling.LANCZOS, reducing_gap=3.0)
+    return grey
+
+
+def blur_score(img: Image.Image) -> float:
+    """Sharpness: variance of the Laplacian of the analysis thumbnail. Higher = sharper.
+
+    Flat or tiny images score 0. Compare against BLURRY_BELOW.
+    """
+    thumb = analysis_thumbnail(img)
+    a = np.asarray(thumb, dtype=np.float32)
+    if a.ndim != 2 or a.shape[0] < 3 or a.shape[1] < 3:
+        return 0.0
+    lap = a[1:-1, :-2] + a[1:-1, 2:] + a[:-2, 1:-1] + a[2:, 1:-1] - 4.0 * a[1:-1, 1:-1]
+    return float(lap.var())
+
+
+def phash_hex(img: Image.Image) -> str:
+    """64-bit DCT perceptual hash (imagehash.phash) as 16 hex characters."""
+    return str(imagehash.phash(analysis_thumbnail(img)))
+
+
+def hamming(a_hex: str, b_hex: str) -> int:
+    """Number of differing bits between two hex-encoded hashes."""
+    return bin(int(a_hex, 16) ^ int(b_hex, 16)).count("1")
+
+
+_BANDS = 4
+_BAND_BITS = 64 // _BANDS
+_BAND_MASK = (1 << _BAND_BITS) - 1
+
+
+class NearDuplicateIndex:
+    """Streaming near-duplicate finder over 64-bit perceptual hashes, sub-quadratic.
+
+    Multi-index hashing: the hash is split into 4 bands of 16 bits. If two hashes differ in at
+    most d bits, then by pigeonhole some band differs in at most d // 4 bits, so probing every
+    band value within that radius (17 probes per band for d = 6) finds every candidate: no false
+    negatives, and each probe touches only the few hashes sharing a 16-bit band value.
+    """
+
+    def __init__(self, max_distance: int = 6) -> None:
+        if not 0 <= max_distance <= 64:
+            raise ValueError("max_distance must be between 0 and 64")
+        self.max_distance = max_distance
+        radius = max_distance // _BANDS
+        # XOR masks of every 16-bit pattern with at most `radius` bits set.
+        self._flips = [0]
+        for r in range(1, radius + 1):
+            for bits in combinations(range(_BAND_BITS), r):
+                mask = 0
+                for b in bits:
+                    mask |= 1 << b
+                self._flips.append(mask)
+        self._buckets: list[defaultdict[int, list[int]]] = [defaultdict(list) for _ in range(_BANDS)]
+        self._hashes: list[int] = []
+        self._keys: list[str] = []
+
+    def __len__(self) -> int:
+        return len(self._keys)
+
+    def add(self, key: str, phash_hex: str) -> str | None:
+        """Key of the closest earlier hash within max_distance (earliest on ties), or None.
+
+        The new hash is remembered either way, so chains of similar images all point back.
+        """
+        value = int(phash_hex, 16)
+        best: tuple[int, int] | None = None  # (distance, index)
+        seen: set[int] = set()
+        for band in range(_BANDS):
+            part = (value >> (band * _BAND_BITS)) & _BAND_MASK
+            bucket = self._buckets[band]
+            for flip in self._flips:
+                for idx in bucket.get(part ^ flip, ()):
+                    if idx in seen:
+                        continue
+                    seen.add(idx)
+                    dist = bin(value ^ self._hashes[idx]).count("1")
+                    if dist <= self.max_distance and (best is None or (dist, idx) < best):
+                        best = (dist, idx)
+        idx = len(self._hashes)
+        self._hashes.append(value)
+        self._keys.append(key)
+        for band in range(_BANDS):
+            self._buckets[band][(value >> (band * _BAND_BITS)) & _BAND_MASK].append(idx)
+        return self._keys[best[1]] if best else None
+
+
+class ExactDuplicateIndex:
+    """First key seen for each content hash: byte-identical files are tagged once."""
+
+    def __init__(self) -> None:
+        self._first: dict[bytes, str] = {}
+
+    def __len__(self) -> int:
+        return len(self._first)
+
+    def add(self, key: str, sha256_hex: str) -> str | None:
+        """Key of the earlier file with the same sha256, or None (and remember this one)."""
+        digest = bytes.fromhex(sha256_hex)  # half the memory of the hex string
+        first = self._first.get(digest)
+        if first is None:
+            self._first[digest] = key
+        return first

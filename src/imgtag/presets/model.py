@@ -1,0 +1,253 @@
+"""The Preset type: what to ask the model, what shape the answer must have, and a version for both.
+
+Presets come from TOML files: the built-ins in presets/builtin/, or a user's own TOML/YAML file, which
+may `extends` a built-in and change or add fields. The version is a hash of everything that changes
+the model's answer; the store keys paid work by it, so editing a prompt re-runs images while renaming
+a preset or rewording its one-line description does not.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import cache
+from importlib import resources
+from pathlib import Path
+from typing import Any, Literal, cast
+
+from imgtag.presets.checks import check_complete, check_keys
+from imgtag.presets.errors import PresetError
+from imgtag.presets.files import SUFFIXES, read_preset_file
+from imgtag.presets.language import language_instruction, normalise_lang
+from imgtag.schema import is_array_schema, is_object_schema
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - exercised on 3.10 only
+    import tomli as tomllib
+
+DetailLevel = Literal["low", "standard", "high"]
+
+BUILTIN_NAMES = ("ecommerce", "keywords", "alt-text", "caption", "ocr")
+DEFAULT_PRESET = "ecommerce"
+# For user files that do not say: enough for a handful of short fields, and a typical answer size.
+DEFAULT_MAX_OUTPUT_TOKENS = 1024
+DEFAULT_EXPECTED_OUTPUT_TOKENS = 300
+
+
+@dataclass(frozen=True)
+class Preset:
+    name: str
+    description: str  # one line, for `imgtag presets`
+    system: str  # system prompt, language instruction included
+    instruction: str  # user text sent after the image
+    schema: dict[str, Any]  # FULL JSON Schema (draft 2020-12) of the answer object, every constraint kept
+    detail: DetailLevel
+    max_output_tokens: int
+    expected_output_tokens: int  # typical answer size, for cost estimates
+    lang: str | None
+    version: str  # 12 hex chars, see compute_version
+    fields: list[str]  # top-level property names in schema order (CSV columns)
+    list_fields: list[str]  # the array-valued ones (CSV joins them with "|")
+
+
+def builtin_names() -> list[str]:
+    return list(BUILTIN_NAMES)
+
+
+def load_preset(
+    name_or_path: str, *, lang: str | None = None, categories: Sequence[str] | None = None
+) -> Preset:
+    """A built-in by name, or a user preset file (.toml/.yaml/.yml).
+
+    lang overrides the preset's own `lang`; categories turn the `category` field into an enum of
+    exactly those values. Raises PresetError with one line naming the file and the problem."""
+    if name_or_path in BUILTIN_NAMES:
+        label = f"presets/builtin/{name_or_path}.toml"
+        data = _builtin_data(name_or_path)
+        name = name_or_path
+    else:
+        path = Path(name_or_path)
+        if path.suffix.lower() not in SUFFIXES and not path.exists():
+            raise PresetError(
+                f"unknown preset {name_or_path!r}: use a built-in ({', '.join(BUILTIN_NAMES)}) "
+                "or a preset file ending in .toml, .yaml or .yml"
+            )
+        label = name_or_path
+        raw = read_preset_file(path, label)
+        check_keys(raw, label, user=True)
+        data = _apply_extends(raw, label)
+        name = str(raw.get("name") or "").strip() or path.stem
+    check_complete(data, label)
+    return _build(name, data, label, lang=lang, categories=categories)
+
+
+def compute_version(
+    *, system: str, instruction: str, schema: dict[str, Any], detail: str, max_output_tokens: int,
+    lang: str | None,
+) -> str:
+    """sha256 of the canonical JSON of everything that changes the answer, first 12 hex digits.
+
+    Canonical = sorted keys, so TOML vs YAML spelling of one preset agree; the field order is hashed
+    separately because it does matter (it is the order the model writes and the CSV's columns)."""
+    payload = {
+        "system": system,
+        "instruction": instruction,
+        "schema": schema,
+        "fields": list(schema.get("properties", {})),
+        "detail": detail,
+        "max_output_tokens": max_output_tokens,
+        "lang": lang,
+    }
+    text = json.dumps(payload, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:12]
+
+
+# -- loading -----------------------------------------------------------------------------------------
+
+
+@cache
+def _builtin_text(name: str) -> str:
+    return (resources.files("imgtag.presets") / "builtin" / f"{name}.toml").read_text(encoding="utf-8")
+
+
+def _builtin_data(name: str) -> dict[str, Any]:
+    label = f"presets/builtin/{name}.toml"
+    data = tomllib.loads(_builtin_text(name))
+    check_keys(data, label, user=False)
+    return data
+
+
+def _apply_extends(raw: dict[str, Any], label: str) -> dict[str, Any]:
+    base_name = raw.get("extends")
+    if base_name is None:
+        data = dict(raw)
+        data.setdefault("description", f"user preset from {Path(label).name}")
+        return data
+    if base_name not in BUILTIN_NAMES:
+        raise PresetError(
+            f"{label}: 'extends' must name a built-in preset ({', '.join(BUILTIN_NAMES)}), got {base_name!r}"
+        )
+    data = _builtin_data(base_name)
+    data["description"] = f"{data['description']} (customised in {Path(label).name})"
+    for key, value in raw.items():
+        if key in ("extends", "remove_fields"):
+            continue
+        data[key] = _merge_schema(data["schema"], value) if key == "schema" else value
+    for field in raw.get("remove_fields", []):
+        props = data["schema"].get("properties", {})
+        if field not in props:
+            raise PresetError(
+                f"{label}: 'remove_fields' names {field!r}, which {base_name} does not have ({', '.join(props)})"
+            )
+        del props[field]
+        data["schema"]["required"] = [f for f in data["schema"].get("required", []) if f != field]
+        data["untranslated_fields"] = [f for f in data.get("untranslated_fields", []) if f != field]
+    return data
+
+
+def _merge_schema(base: Any, override: Any) -> Any:
+    """Deep merge: tables merge key by key, `required` lists are united, anything else is replaced.
+
+    A property redefined with a different `type` replaces the base property wholesale, so that no
+    stale array keywords (minItems...) linger on what is now a string."""
+    if not (isinstance(base, dict) and isinstance(override, dict)):
+        return copy.deepcopy(override)
+    if "type" in override and override["type"] != base.get("type"):
+        return copy.deepcopy(override)
+    merged = copy.deepcopy(base)
+    for key, value in override.items():
+        if key == "required" and isinstance(value, list) and isinstance(merged.get("required"), list):
+            merged["required"] = list(dict.fromkeys([*merged["required"], *value]))
+        elif key in merged:
+            merged[key] = _merge_schema(merged[key], value)
+        else:
+            merged[key] = copy.deepcopy(value)
+    return merged
+
+
+# -- building ----------------------------------------------------------------------------------------
+
+
+def _build(
+    name: str, data: dict[str, Any], label: str, *, lang: str | None, categories: Sequence[str] | None
+) -> Preset:
+    schema = copy.deepcopy(data["schema"])
+    _close_objects(schema)
+    instruction = data["instruction"].strip()
+    if categories:
+        instruction = _apply_categories(schema, instruction, categories, label)
+
+    code = normalise_lang(lang if lang is not None else data.get("lang"))
+    system = data["system"].strip()
+    if code:
+        system += "\n\n" + language_instruction(code, data.get("untranslated_fields", []))
+
+    detail = cast(DetailLevel, data.get("detail", "standard"))
+    max_tokens = int(data.get("max_output_tokens", DEFAULT_MAX_OUTPUT_TOKENS))
+    expected = int(data.get("expected_output_tokens", min(DEFAULT_EXPECTED_OUTPUT_TOKENS, max_tokens)))
+    props: dict[str, Any] = schema["properties"]
+    return Preset(
+        name=name,
+        description=" ".join(str(data.get("description", "")).split()),
+        system=system,
+        instruction=instruction,
+        schema=schema,
+        detail=detail,
+        max_output_tokens=max_tokens,
+        expected_output_tokens=min(expected, max_tokens),
+        lang=code,
+        version=compute_version(
+            system=system, instruction=instruction, schema=schema, detail=detail,
+            max_output_tokens=max_tokens, lang=code,
+        ),
+        fields=list(props),
+        list_fields=[f for f, sub in props.items() if isinstance(sub, dict) and is_array_schema(sub)],
+    )
+
+
+def _close_objects(schema: dict[str, Any]) -> None:
+    """Objects that do not say otherwise reject unknown fields: the providers are told exactly that,
+    and an extra field would have no CSV column to go to.
+
+    Only plain data positions are closed (properties, items, $defs, anyOf/oneOf alternatives): closing
+    an allOf part or an if/not condition would change what the schema means."""
+    if not isinstance(schema, dict):
+        return
+    if is_object_schema(schema) and "allOf" not in schema:
+        schema.setdefault("additionalProperties", False)
+    children: list[Any] = [schema.get("items")]
+    for key in ("properties", "$defs", "definitions"):
+        children.extend((schema.get(key) or {}).values())
+    for key in ("anyOf", "oneOf"):
+        children.extend(schema.get(key) or [])
+    for child in children:
+        _close_objects(child)
+
+
+def _apply_categories(schema: dict[str, Any], instruction: str, categories: Sequence[str], label: str) -> str:
+    """Make `category` an enum of the shop's own list, and show the list in the instruction too, for
+    servers that cannot enforce a schema."""
+    if isinstance(categories, str):
+        raise TypeError("categories must be a sequence of names, not one string")
+    values: list[str] = []
+    for value in categories:
+        if not isinstance(value, str) or not value.strip():
+            raise PresetError(f"{label}: categories must be non-empty text, got {value!r}")
+        values.append(" ".join(value.split()))
+    values = list(dict.fromkeys(values))
+    prop = schema["properties"].get("category")
+    if not isinstance(prop, dict) or prop.get("type", "string") != "string":
+        raise PresetError(f"{label}: a category list needs a text field named 'category', and this preset has none")
+    prop["type"] = "string"
+    prop.pop("const", None)
+    prop["enum"] = values
+    listing = "\n".join(f"- {v}" for v in values)
+    return (
+        f"{instruction}\n\nThe shop's categories: set `category` to exactly one of these, copied character "
+        f"for character; if none fits perfectly, choose the closest.\n{listing}"
+    )

@@ -1,0 +1,41 @@
+"""pytest fixtures for the fake Anthropic server.
+
+Register once in tests/conftest.py with ``pytest_plugins = ["tests.fakes.fixtures"]`` (needs the repo
+root importable, e.g. ``pythonpath = ["."]`` in the pytest config), or import the fixtures into a
+test module.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+from .anthropic_server import FakeAnthropicServer, FakeConfig
+
+FakeFactory = Callable[..., FakeAnthropicServer]
+
+
+@pytest.fixture
+def fake_anthropic_factory() -> Iterator[FakeFactory]:
+    """``make(config=None, **fields)`` -> a started server; every server is stopped after the test."""
+    servers: list[FakeAnthropicServer] = []
+
+    def make(config: FakeConfig | None = None, **fields: Any) -> FakeAnthropicServer:
+        # dataclasses.replace (not FakeConfig.update) so a `respond=` hook can be passed too.
+        cfg = dataclasses.replace(config or FakeConfig(), **fields)
+        server = FakeAnthropicServer(cfg).start()
+        servers.append(server)
+        return server
+
+    yield make
+    for server in servers:
+        server.stop()
+
+
+@pytest.fixture
+def fake_anthropic(fake_anthropic_factory: FakeFactory) -> FakeAnthropicServer:
+    """A started fake with the default config (answers every request with schema-valid JSON)."""
+    return fake_anthropic_factory()

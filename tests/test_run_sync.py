@@ -1,0 +1,188 @@
+"""The real CLI, SDK and engine against the fake Anthropic server (in-process, on loopback)."""
+
+from __future__ import annotations
+
+import csv
+import json
+import sqlite3
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from imagegen import close_to, make_images
+from imgtag.cli import app
+
+
+def run_cli(args: list[str], env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> tuple[int, str]:
+    for name in ("ANTHROPIC_API_KEY", "ANTHROPIC_BASE_URL"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    result = CliRunner().invoke(app, args, catch_exceptions=False)
+    return result.exit_code, result.output
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+
+
+def test_every_image_gets_its_own_answer(tmp_path, fake_anthropic_factory, monkeypatch):
+    made = make_images(tmp_path / "in", 12)
+    # an exact duplicate under another name: asked once, result copied
+    (tmp_path / "in" / "copy.jpg").write_bytes((tmp_path / "in" / "img_0003.jpg").read_bytes())
+    fake = fake_anthropic_factory(latency_s=0.05)
+    out = tmp_path / "out"
+    code, output = run_cli(["run", str(tmp_path / "in"), "--out", str(out), "-q"], fake.env(), monkeypatch)
+    assert code == 0, output
+    rows = read_jsonl(out / "results.jsonl")
+    assert len(rows) == 13
+    by_path = {r["path"]: r for r in rows}
+    for name, colour in made.items():
+        row = by_path[name]
+        assert row["status"] == "ok"
+        assert close_to(row["fields"]["color"], colour), (name, row["fields"])
+    assert by_path["copy.jpg"]["fields"] == by_path["img_0003.jpg"]["fields"]
+    # copy.jpg sorts first, so it is the original and img_0003.jpg the copy that costs nothing
+    assert by_path["img_0003.jpg"]["duplicate_of"] == "copy.jpg"
+    assert by_path["img_0003.jpg"]["cost_usd"] == 0
+    paid = [r for r in rows if r["duplicate_of"] is None]
+    assert all(r["usage"]["input_tokens"] > 0 and r["cost_usd"] > 0 for r in paid)
+    assert fake.stats.messages_requests == 12  # the duplicate was not asked
+    assert all(count == 1 for count in fake.stats.answered_by_key.values())
+
+
+def test_faults_every_image_ok_and_answered_once(tmp_path, fake_anthropic_factory, monkeypatch):
+    made = make_images(tmp_path / "in", 60)
+    fake = fake_anthropic_factory(latency_s=0.05, jitter_s=0.05, p_529=0.05, p_500=0.03, p_drop=0.02, seed=7,
+                                  send_retry_after_ms=True)
+    out = tmp_path / "out"
+    code, output = run_cli(["run", str(tmp_path / "in"), "--out", str(out), "-q"], fake.env(), monkeypatch)
+    assert code == 0, output
+    rows = read_jsonl(out / "results.jsonl")
+    assert [r["status"] for r in rows].count("ok") == 60
+    for row in rows:
+        assert close_to(row["fields"]["color"], made[row["path"]])
+    assert len(fake.stats.answered_by_key) == 60
+    assert max(fake.stats.answered_by_key.values()) == 1
+    faults = sum(v for k, v in fake.stats.status_counts.items() if k >= 500) + fake.stats.dropped
+    assert faults > 0, "the fault injection did not fire; the test proves nothing"
+    db = sqlite3.connect(out / "imgtag.db")
+    retried = db.execute("SELECT COUNT(*) FROM attempts WHERE outcome='retry'").fetchone()[0]
+    assert retried >= faults
+
+
+@pytest.mark.parametrize("mode", ["prose", "fenced", "thinking"])
+def test_repairable_outputs_are_ok(tmp_path, fake_anthropic_factory, monkeypatch, mode):
+    make_images(tmp_path / "in", 3)
+    fake = fake_anthropic_factory(output_mode=mode)
+    code, output = run_cli(["run", str(tmp_path / "in"), "--out", str(tmp_path / "o"), "-q"], fake.env(),
+                           monkeypatch)
+    assert code == 0, output
+    assert {r["status"] for r in read_jsonl(tmp_path / "o" / "results.jsonl")} == {"ok"}
+
+
+@pytest.mark.parametrize(("mode", "error_type", "requests_per_image"), [
+    ("refusal", "refused", 1),
+    ("truncated", "truncated", 2),
+    ("invalid", "invalid_output", 2),
+])
+def test_unusable_outputs_are_recorded_failures(tmp_path, fake_anthropic_factory, monkeypatch, mode, error_type,
+                                                requests_per_image):
+    make_images(tmp_path / "in", 2)
+    fake = fake_anthropic_factory(output_mode=mode)
+    out = tmp_path / "o"
+    code, output = run_cli(["run", str(tmp_path / "in"), "--out", str(out), "-q"], fake.env(), monkeypatch)
+    assert code == 1, output
+    rows = read_jsonl(out / "results.jsonl")
+    assert {r["status"] for r in rows} == {"failed"}
+    assert {r["error"]["type"] for r in rows} == {error_type}
+    assert all(r["error"]["message"] for r in rows)
+    assert fake.stats.messages_requests == 2 * requests_per_image
+    if mode == "refusal":
+        assert "refused by the model" in rows[0]["error"]["message"]
+    # a failure is billed and recorded: cost accounting includes it
+    assert all(r["cost_usd"] > 0 for r in rows)
+
+
+def test_bad_key_stops_at_once_with_exit_2(tmp_path, fake_anthropic_factory, monkeypatch):
+    make_images(tmp_path / "in", 30)
+    fake = fake_anthropic_factory()
+    env = fake.env() | {"ANTHROPIC_API_KEY": "sk-ant-wrong-key-123456"}
+    code, output = run_cli(["run", str(tmp_path / "in"), "--out", str(tmp_path / "o"), "-q"], env, monkeypatch)
+    assert code == 2
+    assert "ANTHROPIC_API_KEY" in output
+    assert "sk-ant-wrong-key-123456" not in output
+    assert fake.stats.messages_requests <= 8, "a bad key must stop the run, not fail image by image"
+    db_bytes = (tmp_path / "o" / "imgtag.db").read_bytes()
+    assert b"sk-ant-wrong-key-123456" not in db_bytes
+
+
+def test_missing_key_is_one_sentence(tmp_path, monkeypatch):
+    make_images(tmp_path / "in", 1)
+    code, output = run_cli(["run", str(tmp_path / "in"), "--out", str(tmp_path / "o")], {}, monkeypatch)
+    assert code == 2
+    assert "ANTHROPIC_API_KEY" in output
+    assert "Traceback" not in output
+    assert len(output.strip().splitlines()) == 1
+
+
+def test_hostile_model_output_is_neutralised_in_csv(tmp_path, fake_anthropic_factory, monkeypatch):
+    make_images(tmp_path / "in", 1)
+    hostile = {"tags": ["=HYPERLINK(\"http://evil\")", "+1+1"], "category": "@SUM(A1)",
+               "description": "-2+3 中文描述", "color": "=cmd|' /C calc'!A0", "style": "\tx"}
+    fake = fake_anthropic_factory(respond=lambda ctx: {"text": json.dumps(hostile, ensure_ascii=False)})
+    out = tmp_path / "o"
+    code, output = run_cli(["run", str(tmp_path / "in"), "--out", str(out), "-q"], fake.env(), monkeypatch)
+    assert code == 0, output
+    raw = (out / "results.csv").read_bytes()
+    assert raw.startswith(b"\xef\xbb\xbf")
+    rows = list(csv.DictReader(raw.decode("utf-8-sig").splitlines()))
+    assert rows[0]["description"] == "'-2+3 中文描述"
+    for cell in rows[0].values():
+        assert not cell or cell[0] not in "=+-@\t\r"
+
+
+def test_budget_stops_starting_requests(tmp_path, fake_anthropic_factory, monkeypatch):
+    make_images(tmp_path / "in", 20)
+    fake = fake_anthropic_factory()
+    out = tmp_path / "o"
+    # haiku-4-5 costs ~ $0.0003 per small image here: a budget of $0.002 covers only a few
+    code, output = run_cli(["run", str(tmp_path / "in"), "--out", str(out), "-q", "--model", "claude-haiku-4-5",
+                            "--budget", "0.002"], fake.env(), monkeypatch)
+    assert code == 1
+    assert "budget" in output
+    rows = read_jsonl(out / "results.jsonl")
+    spent = sum(r["cost_usd"] or 0 for r in rows)
+    assert spent <= 0.002
+    assert 0 < fake.stats.messages_requests < 20
+    assert {r["status"] for r in rows} == {"ok", "pending"}
+
+
+def test_rerun_asks_nothing_twice_and_retry_only_failures(tmp_path, fake_anthropic_factory, monkeypatch):
+    make_images(tmp_path / "in", 6)
+    fake = fake_anthropic_factory(mode_overrides={})
+    out = tmp_path / "o"
+    # first run: one image is refused
+    first_key = None
+
+    def refuse_first(ctx):
+        nonlocal first_key
+        if first_key is None:
+            first_key = ctx["image_key"]
+        return {"output_mode": "refusal"} if ctx["image_key"] == first_key else None
+
+    fake.config.respond = refuse_first
+    code, _ = run_cli(["run", str(tmp_path / "in"), "--out", str(out), "-q"], fake.env(), monkeypatch)
+    assert code == 1
+    assert fake.stats.messages_requests == 6
+    # the same command again: nothing is asked (failures stay recorded until `retry`)
+    code, _ = run_cli(["run", str(tmp_path / "in"), "--out", str(out), "-q"], fake.env(), monkeypatch)
+    assert code == 1
+    assert fake.stats.messages_requests == 6
+    # retry asks only the failure
+    fake.config.respond = None
+    code, output = run_cli(["retry", "--out", str(out), "-q"], fake.env(), monkeypatch)
+    assert code == 0, output
+    assert fake.stats.messages_requests == 7
+    assert {r["status"] for r in read_jsonl(out / "results.jsonl")} == {"ok"}
