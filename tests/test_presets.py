@@ -231,7 +231,7 @@ def test_valid_yaml_file(tmp_path: Path) -> None:
 
 
 def test_same_preset_in_toml_and_yaml_has_same_version(tmp_path: Path) -> None:
-    toml_text = 'system = "S"\ninstruction = "I"\n[schema]\ntype = "object"\n[schema.properties.a]\ntype = "string"\n'
+    toml_text = PROMPTS + SCHEMA_OK
     yaml_text = "system: S\ninstruction: I\nschema:\n  type: object\n  properties:\n    a: {type: string}\n"
     assert load_preset(write(tmp_path, "a.toml", toml_text)).version == load_preset(
         write(tmp_path, "b.yaml", yaml_text)
@@ -289,42 +289,53 @@ schema:
 SCHEMA_OK = '\n[schema]\ntype = "object"\n[schema.properties.a]\ntype = "string"\n'
 PROMPTS = 'system = "S"\ninstruction = "I"\n'
 
+def schema_with(prop: str) -> str:
+    return PROMPTS + f'[schema]\ntype = "object"\n[schema.properties.a]\n{prop}\n'
+
+
+YAML_PROMPTS = "system: S\ninstruction: I\n"
+
 INVALID_FILES = [
-    ("unknown.toml", PROMPTS + 'temperature = 0.2\n' + SCHEMA_OK, "unknown key 'temperature'"),
-    ("typo.toml", PROMPTS + 'max_tokens = 100\n' + SCHEMA_OK, "did you mean 'max_output_tokens'"),
-    ("wrongtype.toml", PROMPTS + 'max_output_tokens = "1024"\n' + SCHEMA_OK, "'max_output_tokens' must be an integer"),
-    ("five.toml", PROMPTS + SCHEMA_OK + '[schema.properties.tags]\ntype = "array"\nmaxItems = "five"\n'
-     'items = {type = "string"}\n',
-     "'schema.properties.tags.maxItems' must be an integer, got 'five'"),
-    ("badtype.toml", PROMPTS + '[schema]\ntype = "object"\n[schema.properties.a]\ntype = "strng"\n',
-     "'schema.properties.a.type' must be a JSON type"),
-    ("keyword.toml", PROMPTS + SCHEMA_OK + '[schema.properties.tags]\ntype = "array"\nmax_items = 5\n'
-     'items = {type = "string"}\n', "unknown schema keyword 'max_items' at 'schema.properties.tags' (did you mean 'maxItems'?)"),
-    ("array.toml", PROMPTS + '[schema]\ntype = "array"\nitems = {type = "string"}\n', "must be an object schema"),
-    ("noprops.toml", PROMPTS + '[schema]\ntype = "object"\nproperties = {}\n', "'schema.properties' is empty"),
+    ("unknown.toml", PROMPTS + "temperature = 0.2\n" + SCHEMA_OK, "unknown key 'temperature'"),
+    ("typo.toml", PROMPTS + "max_tokens = 100\n" + SCHEMA_OK, "did you mean 'max_output_tokens'"),
+    ("wrongtype.toml", PROMPTS + 'max_output_tokens = "1024"\n' + SCHEMA_OK,
+     "'max_output_tokens' must be an integer"),
+    ("five.toml", schema_with('type = "array"\nmaxItems = "five"\nitems = {type = "string"}'),
+     "'schema.properties.a.maxItems' must be an integer, got 'five'"),
+    ("badtype.toml", schema_with('type = "strng"'), "'schema.properties.a.type' must be a JSON type"),
+    ("keyword.toml", schema_with('type = "array"\nmax_items = 5\nitems = {type = "string"}'),
+     "unknown schema keyword 'max_items' at 'schema.properties.a' (did you mean 'maxItems'?)"),
+    ("array.toml", PROMPTS + '[schema]\ntype = "array"\nitems = {type = "string"}\n',
+     "must be an object schema"),
+    ("noprops.toml", PROMPTS + '[schema]\ntype = "object"\nproperties = {}\n',
+     "'schema.properties' is empty"),
     ("nosystem.toml", 'instruction = "I"\n' + SCHEMA_OK, "missing 'system'"),
-    ("noinstruction.yaml", "system: S\nschema: {type: object, properties: {a: {type: string}}}\n", "missing 'instruction'"),
+    ("noinstruction.yaml", "system: S\nschema: {type: object, properties: {a: {type: string}}}\n",
+     "missing 'instruction'"),
     ("noschema.toml", PROMPTS, "missing 'schema'"),
-    ("tokens.toml", PROMPTS + 'max_output_tokens = 100000\n' + SCHEMA_OK, "'max_output_tokens' must be between"),
-    ("tokens0.toml", PROMPTS + 'max_output_tokens = 0\n' + SCHEMA_OK, "'max_output_tokens' must be between"),
-    ("detail.toml", PROMPTS + 'detail = "ultra"\n' + SCHEMA_OK, "'detail' must be one of low, standard, high, got 'ultra'"),
+    ("tokens.toml", PROMPTS + "max_output_tokens = 100000\n" + SCHEMA_OK,
+     "'max_output_tokens' must be between"),
+    ("tokens0.toml", PROMPTS + "max_output_tokens = 0\n" + SCHEMA_OK, "'max_output_tokens' must be between"),
+    ("detail.toml", PROMPTS + 'detail = "ultra"\n' + SCHEMA_OK,
+     "'detail' must be one of low, standard, high, got 'ultra'"),
     ("syntax.toml", PROMPTS + 'detail = "low\n' + SCHEMA_OK, "TOML syntax error"),
-    ("syntax.yaml", "system: S\ninstruction: I\nschema:\n  type: object\n   properties: [\n", "YAML syntax error at line"),
+    ("syntax.yaml", YAML_PROMPTS + "schema:\n  type: object\n   properties: [\n",
+     "YAML syntax error at line"),
     ("list.yaml", "- system\n- instruction\n", "top level must be a mapping"),
     ("empty.yaml", "   \n", "file is empty"),
     ("extends.toml", 'extends = "products"\n', "'extends' must name a built-in preset"),
     ("remove.yaml", "extends: ecommerce\nremove_fields: [size]\n", "'remove_fields' names 'size'"),
-    ("required.toml", PROMPTS + '[schema]\ntype = "object"\nrequired = ["b"]\n[schema.properties.a]\ntype = "string"\n',
-     "'schema.required' lists 'b'"),
-    ("items.toml", PROMPTS + '[schema]\ntype = "object"\n[schema.properties.tags]\ntype = "array"\n',
-     "'schema.properties.tags' is an array without an 'items' schema"),
-    ("untyped.toml", PROMPTS + '[schema]\ntype = "object"\n[schema.properties.a]\ndescription = "x"\n',
-     "'schema.properties.a' needs a 'type'"),
-    ("impossible.toml", PROMPTS + '[schema]\ntype = "object"\n[schema.properties.a]\ntype = "string"\n'
-     'minLength = 10\nmaxLength = 5\n', "can never be satisfied"),
-    ("pattern.yaml", "system: S\ninstruction: I\nschema: {type: object, properties: {a: {type: string, pattern: '('}}}\n",
+    ("required.toml", PROMPTS + '[schema]\ntype = "object"\nrequired = ["b"]\n'
+     '[schema.properties.a]\ntype = "string"\n', "'schema.required' lists 'b'"),
+    ("items.toml", schema_with('type = "array"'),
+     "'schema.properties.a' is an array without an 'items' schema"),
+    ("untyped.toml", schema_with('description = "x"'), "'schema.properties.a' needs a 'type'"),
+    ("impossible.toml", schema_with('type = "string"\nminLength = 10\nmaxLength = 5'),
+     "can never be satisfied"),
+    ("pattern.yaml", YAML_PROMPTS + "schema: {type: object, properties: {a: {type: string, pattern: '('}}}\n",
      "'schema.properties.a.pattern' is not valid JSON Schema"),
-    ("untranslated.toml", PROMPTS + 'untranslated_fields = ["b"]\n' + SCHEMA_OK, "'untranslated_fields' names 'b'"),
+    ("untranslated.toml", PROMPTS + 'untranslated_fields = ["b"]\n' + SCHEMA_OK,
+     "'untranslated_fields' names 'b'"),
     ("preset.json", '{"system": "S"}', "unsupported preset file type '.json'"),
 ]
 

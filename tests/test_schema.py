@@ -138,12 +138,14 @@ def test_nested_objects_and_unusual_keywords() -> None:
     assert out["properties"]["when"] == {"type": "string", "format": "date"}  # annotations dropped
     assert out["properties"]["code"] == {"type": "string", "description": "Format: color-hex"}
     openai = to_openai_schema(schema)
-    assert openai["properties"]["box"]["properties"]["w"] == {"type": "integer", "minimum": 1, "maximum": 10000}
+    width = openai["properties"]["box"]["properties"]["w"]
+    assert width == {"type": "integer", "minimum": 1, "maximum": 10000}
 
 
 def test_transformed_schema_accepts_what_the_full_schema_accepts() -> None:
     preset = load_preset("ecommerce", categories=["女装"])
-    answer = {"tags": ["连衣裙"], "category": "女装", "description": "碎花连衣裙", "color": "蓝色", "style": "田园"}
+    answer = {"tags": ["连衣裙"], "category": "女装", "description": "碎花连衣裙", "color": "蓝色",
+              "style": "田园"}
     for schema in (preset.schema, to_anthropic_schema(preset.schema), to_openai_schema(preset.schema)):
         assert Draft202012Validator(schema).is_valid(answer)
 

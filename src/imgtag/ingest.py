@@ -7,6 +7,7 @@ and results are yielded as they complete, so memory stays flat at any folder siz
 from __future__ import annotations
 
 import asyncio
+import multiprocessing
 import os
 from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
@@ -85,7 +86,11 @@ class Ingestor:
         self._pool: ProcessPoolExecutor | None = None
 
     def _new_pool(self) -> ProcessPoolExecutor:
-        return ProcessPoolExecutor(max_workers=self.options.workers or os.cpu_count() or 1)
+        # Never fork: a forked worker would inherit the store's lock and SQLite descriptors, keep the output
+        # folder locked after a kill -9 of the parent, and share a connection across processes.
+        method = "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
+        return ProcessPoolExecutor(max_workers=self.options.workers or os.cpu_count() or 1,
+                                   mp_context=multiprocessing.get_context(method))
 
     async def _prepare(self, req: PrepareRequest) -> ImageReport:
         loop = asyncio.get_running_loop()

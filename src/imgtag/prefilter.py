@@ -9,9 +9,16 @@ from __future__ import annotations
 from collections import defaultdict
 from itertools import combinations
 
+import contextlib
+
 import imagehash
 import numpy as np
 from PIL import Image
+
+# imagehash imports scipy.fftpack lazily on the first phash (~0.2 s). Import it now, so pool
+# workers forked from a preloaded server start warm instead of each paying it on image one.
+with contextlib.suppress(ImportError):
+    import scipy.fftpack  # noqa: F401
 
 # Long edge of the analysis thumbnail. Blur is measured at (at most) this scale, roughly the
 # detail a model sees after the provider resize, so a 24 MP photo and its 1 MP copy score alike.
@@ -48,7 +55,9 @@ def analysis_thumbnail(img: Image.Image) -> Image.Image:
     if max(w, h) > ANALYSIS_EDGE:
         s = ANALYSIS_EDGE / max(w, h)
         size = (max(1, round(w * s)), max(1, round(h * s)))
-        grey = grey.resize(size, Image.Resampling.LANCZOS, reducing_gap=3.0)
+        # Box-reduce then bilinear: a fraction of LANCZOS's cost, and smooth enough that the
+        # Laplacian measures the picture rather than resampling artefacts.
+        grey = grey.resize(size, Image.Resampling.BILINEAR, reducing_gap=2.0)
     return grey
 
 

@@ -23,6 +23,7 @@ from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from functools import lru_cache
 
+import pillow_heif
 from PIL import Image, ImageCms, UnidentifiedImageError
 
 from imgtag import sniff
@@ -96,8 +97,6 @@ def _ensure_plugins() -> None:
     global _PLUGINS_READY
     if _PLUGINS_READY:
         return
-    import pillow_heif
-
     # Thumbnails, depth maps and auxiliary images are never used: don't decode or keep them.
     pillow_heif.register_heif_opener(thumbnails=False, depth_images=False, aux_images=False)
     _PLUGINS_READY = True
@@ -108,8 +107,6 @@ def _init_worker() -> None:
     codec thread pools on top would only oversubscribe the cores)."""
     _ensure_plugins()
     with contextlib.suppress(Exception):
-        import pillow_heif
-
         pillow_heif.options.DECODE_THREADS = 1
     with contextlib.suppress(Exception):
         from PIL import AvifImagePlugin

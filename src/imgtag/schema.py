@@ -58,7 +58,8 @@ _OPENAI_FORMATS = frozenset({
 # OpenAI strict mode documents these constraints; vLLM (xgrammar/guidance) and Ollama (llama.cpp
 # grammars) enforce them too, which matters for small local models that overshoot "10 to 30 keywords".
 _OPENAI_KEPT = frozenset({
-    "pattern", "minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", "multipleOf", "minItems", "maxItems",
+    "pattern", "minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", "multipleOf",
+    "minItems", "maxItems",
 })
 
 

@@ -24,8 +24,9 @@ from jsonschema.exceptions import ValidationError
 
 MAX_REPORTED_ERRORS = 3
 _PREVIEW_CHARS = 20
-# How a JSON object (as opposed to a brace in prose) begins: "{" then a key or an immediate "}".
-_JSON_OBJECT_START = re.compile(r'\{\s*["}]')
+# How a JSON object (as opposed to a brace in prose) begins: "{" then a key, an immediate "}", or the
+# end of the text (cut off right after the brace).
+_JSON_OBJECT_START = re.compile(r'\{\s*(["}]|$)')
 
 
 @dataclass
@@ -67,7 +68,8 @@ def parse_output(text: str, schema: dict[str, Any]) -> Parsed:
     if isinstance(found, _Invalid):
         return Parsed(None, f"not valid JSON: {found.message}", None)
     if "{" not in text:
-        return Parsed(None, f"not valid JSON: no JSON object in the output: {_preview(text.strip(), 40)}", None)
+        shown = _preview(text.strip(), 40)
+        return Parsed(None, f"not valid JSON: no JSON object in the output: {shown}", None)
     return Parsed(None, f"not valid JSON: {_describe_decode_error(first_error)}", None)
 
 
@@ -255,9 +257,9 @@ def _describe(error: ValidationError) -> str:
             return f"{where}must not be empty"
         return f"{where}{_preview(inst)} is shorter than {val} characters ({len(inst)})"
     if kind == "maxItems":
-        return f"{where}expected at most {val} items, got {len(inst)}"
+        return f"{where}expected at most {_items(val)}, got {len(inst)}"
     if kind == "minItems":
-        return f"{where}expected at least {val} items, got {len(inst)}"
+        return f"{where}expected at least {_items(val)}, got {len(inst)}"
     if kind == "required":
         missing = [name for name in val if isinstance(inst, dict) and name not in inst]
         return f"{where}missing required field{'s' if len(missing) > 1 else ''} " + ", ".join(
@@ -274,6 +276,10 @@ def _describe(error: ValidationError) -> str:
         options = ", ".join(_preview(v) for v in val[:8]) + (", …" if len(val) > 8 else "")
         return f"{where}{_preview(inst)} is not one of {options}"
     return f"{where}{_one_line(error.message)}"
+
+
+def _items(n: int) -> str:
+    return f"{n} item" if n == 1 else f"{n} items"
 
 
 def _json_path(parts: Iterator[Any] | Any) -> str:

@@ -38,6 +38,7 @@ KEY_TYPES: dict[str, str] = {
     "remove_fields": "strings",
 }
 _USER_ONLY = ("extends", "remove_fields")
+_TYPING_KEYWORDS = frozenset({"type", "enum", "const", "anyOf", "oneOf", "allOf", "$ref"})
 _TYPE_WORDS = {
     "string": "a string", "integer": "an integer", "number": "a number", "boolean": "a boolean",
     "array": "an array", "object": "an object (table)", "null": "null", "table": "a table (mapping)",
@@ -70,7 +71,8 @@ def check_complete(data: dict[str, Any], label: str) -> None:
     max_tokens = data.get("max_output_tokens")
     if max_tokens is not None and not MIN_OUTPUT_TOKENS <= max_tokens <= MAX_OUTPUT_TOKENS:
         raise PresetError(
-            f"{label}: 'max_output_tokens' must be between {MIN_OUTPUT_TOKENS} and {MAX_OUTPUT_TOKENS}, got {max_tokens}"
+            f"{label}: 'max_output_tokens' must be between {MIN_OUTPUT_TOKENS} and {MAX_OUTPUT_TOKENS}, "
+            f"got {max_tokens}"
         )
     expected = data.get("expected_output_tokens")
     if expected is not None and not 1 <= expected <= (max_tokens or MAX_OUTPUT_TOKENS):
@@ -82,7 +84,8 @@ def check_complete(data: dict[str, Any], label: str) -> None:
     for name in data.get("untranslated_fields", []):
         if name not in fields:
             raise PresetError(
-                f"{label}: 'untranslated_fields' names {name!r}, which is not a schema field ({', '.join(fields)})"
+                f"{label}: 'untranslated_fields' names {name!r}, which is not a schema field "
+                f"({', '.join(fields)})"
             )
 
 
@@ -119,18 +122,23 @@ def _check_node(path: str, node: dict[str, Any], label: str) -> None:
         props = node.get("properties", {})
         for name in node.get("required", []):
             if name not in props:
-                raise PresetError(f"{label}: '{path}.required' lists {name!r}, which is not in its properties")
+                raise PresetError(
+                    f"{label}: '{path}.required' lists {name!r}, which is not in its properties"
+                )
         for name, sub in props.items():
             # Providers' decoders need to know what each field is; "anything" cannot be constrained.
-            if isinstance(sub, dict) and not sub.keys() & {"type", "enum", "const", "anyOf", "oneOf", "allOf", "$ref"}:
-                raise PresetError(f"{label}: '{path}.properties.{name}' needs a 'type' (or enum, const, anyOf, $ref)")
+            if isinstance(sub, dict) and not sub.keys() & _TYPING_KEYWORDS:
+                raise PresetError(
+                    f"{label}: '{path}.properties.{name}' needs a 'type' (or enum, const, anyOf, $ref)"
+                )
     if is_array_schema(node) and "items" not in node and "prefixItems" not in node:
         raise PresetError(f"{label}: '{path}' is an array without an 'items' schema")
     for low, high, what in (("minItems", "maxItems", "items"), ("minLength", "maxLength", "characters"),
                             ("minimum", "maximum", "value")):
-        if isinstance(node.get(low), int | float) and isinstance(node.get(high), int | float) and node[low] > node[high]:
+        lo, hi = node.get(low), node.get(high)
+        if isinstance(lo, int | float) and isinstance(hi, int | float) and lo > hi:
             raise PresetError(
-                f"{label}: '{path}' can never be satisfied: {low} {node[low]} is above {high} {node[high]} ({what})"
+                f"{label}: '{path}' can never be satisfied: {low} {lo} is above {high} {hi} ({what})"
             )
 
 

@@ -26,7 +26,8 @@ def read_preset_file(path: Path, label: str) -> dict[str, Any]:
     """The file's top-level mapping. label is how the file is named in messages (the path as given)."""
     suffix = path.suffix.lower()
     if suffix not in SUFFIXES:
-        raise PresetError(f"{label}: unsupported preset file type {suffix or '(none)'!r}; use .toml, .yaml or .yml")
+        kind = suffix or "(none)"
+        raise PresetError(f"{label}: unsupported preset file type {kind!r}; use .toml, .yaml or .yml")
     try:
         # utf-8-sig: editors on Windows like to prepend a BOM, which is not content.
         text = path.read_text(encoding="utf-8-sig")

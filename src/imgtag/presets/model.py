@@ -142,7 +142,8 @@ def _apply_extends(raw: dict[str, Any], label: str) -> dict[str, Any]:
         props = data["schema"].get("properties", {})
         if field not in props:
             raise PresetError(
-                f"{label}: 'remove_fields' names {field!r}, which {base_name} does not have ({', '.join(props)})"
+                f"{label}: 'remove_fields' names {field!r}, which {base_name} does not have "
+                f"({', '.join(props)})"
             )
         del props[field]
         data["schema"]["required"] = [f for f in data["schema"].get("required", []) if f != field]
@@ -242,7 +243,9 @@ def _apply_categories(schema: dict[str, Any], instruction: str, categories: Sequ
     values = list(dict.fromkeys(values))
     prop = schema["properties"].get("category")
     if not isinstance(prop, dict) or prop.get("type", "string") != "string":
-        raise PresetError(f"{label}: a category list needs a text field named 'category', and this preset has none")
+        raise PresetError(
+            f"{label}: a category list needs a text field named 'category', and this preset has none"
+        )
     prop["type"] = "string"
     prop.pop("const", None)
     prop["enum"] = values

@@ -1,0 +1,93 @@
+"""kill -9 at arbitrary moments, then the same command again: nothing lost, nothing paid twice
+beyond the requests in flight at each kill. Drives the real CLI in a subprocess."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from imagegen import close_to, make_images
+
+from conftest import EDGE
+
+
+def start_cli(args: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith("ANTHROPIC_")} | env
+    return subprocess.Popen([sys.executable, "-m", "imgtag", *args], env=full_env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+
+def wait_until(predicate, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.02)
+
+
+def test_kill_nine_twice_then_rerun(tmp_path: Path, fake_anthropic_factory) -> None:
+    images = 40
+    made = make_images(tmp_path / "in", images)
+    fake = fake_anthropic_factory(latency_s=0.25, jitter_s=0.1)
+    args = ["run", str(tmp_path / "in"), "--out", str(tmp_path / "out"), "-q"]
+    in_flight_at_kills = 0
+    for threshold in (8, 22):
+        proc = start_cli(args, fake.env())
+        wait_until(lambda: sum(fake.stats.answered_by_key.values()) >= threshold or proc.poll() is not None)
+        assert proc.poll() is None, proc.stderr.read().decode() if proc.stderr else ""
+        in_flight_at_kills += fake.stats.in_flight
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+        time.sleep(0.6)  # let the server finish (and count) the requests that were in flight
+    proc = start_cli(args, fake.env())
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err.decode()
+    assert b"Traceback" not in err
+    rows = [json.loads(line) for line in (tmp_path / "out" / "results.jsonl").read_text().splitlines()]
+    assert len(rows) == images and len({r["path"] for r in rows}) == images  # no duplicate rows
+    for row in rows:
+        assert row["status"] == "ok"
+        assert close_to(row["fields"]["color"], made[row["path"]])
+    answered = sum(fake.stats.answered_by_key.values())
+    assert answered <= images + in_flight_at_kills, (answered, in_flight_at_kills)
+    answered_twice = sum(count - 1 for count in fake.stats.answered_by_key.values())
+    assert answered_twice <= in_flight_at_kills
+
+
+def test_second_run_on_same_store_is_refused(tmp_path: Path, fake_anthropic_factory) -> None:
+    make_images(tmp_path / "in", 10)
+    fake = fake_anthropic_factory(latency_s=1.0)
+    args = ["run", str(tmp_path / "in"), "--out", str(tmp_path / "out"), "-q"]
+    first = start_cli(args, fake.env())
+    wait_until(lambda: fake.stats.messages_requests > 0)
+    second = start_cli(args, fake.env())
+    _, err = second.communicate(timeout=60)
+    assert second.returncode == 2
+    assert b"another imgtag process" in err and b"Traceback" not in err
+    first.communicate(timeout=60)
+    assert first.returncode == 0
+
+
+def test_edge_corpus_every_file_ends_with_a_reason(tmp_path: Path, fake_anthropic_factory) -> None:
+    fake = fake_anthropic_factory()
+    proc = start_cli(["run", str(EDGE), "--out", str(tmp_path / "out"), "-q", "--min-side", "0"], fake.env())
+    _, err = proc.communicate(timeout=240)
+    assert b"Traceback" not in err, err.decode()
+    assert proc.returncode == 1  # the corpus has unreadable files: finished, with failures
+    rows = [json.loads(line) for line in (tmp_path / "out" / "results.jsonl").read_text().splitlines()]
+    files = [p for p in EDGE.rglob("*") if p.is_file()]
+    assert len(rows) == len(files) == len({r["path"] for r in rows})
+    for row in rows:
+        assert row["status"] in ("ok", "failed", "skipped"), row
+        if row["status"] != "ok":
+            assert row["error"]["type"] and row["error"]["message"], row
+            assert "\n" not in row["error"]["message"]
+    statuses = {r["path"]: r["status"] for r in rows}
+    assert statuses["zero_bytes.jpg"] != "ok"
+    assert statuses["pillow_heif_200MP.heic"] == "failed"
+    assert statuses["libvips_rotation_6_progressive.jpg"] == "ok"
+    assert statuses["中文目录/火车票 照片.jpeg"] == "ok"
