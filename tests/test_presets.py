@@ -124,7 +124,9 @@ def test_ocr_transcription_is_never_translated() -> None:
 def test_categories_become_enum() -> None:
     preset = load_preset("ecommerce", categories=["女装", " 男装 ", "女装", "鞋靴"])
     assert preset.schema["properties"]["category"]["enum"] == ["女装", "男装", "鞋靴"]
-    assert "- 男装" in preset.instruction
+    # Listed in the prompt too, for servers that do not enforce the schema.
+    assert '- category: one of: "女装", "男装", "鞋靴"' in preset.system
+    assert preset.instruction == load_preset("ecommerce").instruction
     # The built-in itself is untouched (no shared mutable state between loads).
     assert "enum" not in load_preset("ecommerce").schema["properties"]["category"]
 
@@ -259,7 +261,10 @@ description = "Main visible material."
     assert preset.schema["required"] == [*base.schema["required"], "material"]
     tags = preset.schema["properties"]["tags"]
     assert tags["maxItems"] == 8 and tags["minItems"] == 1 and tags["items"]["type"] == "string"
-    assert preset.system == base.system and preset.instruction == base.instruction
+    # The prompt's Limits block follows the override, so prompt and schema never disagree.
+    assert "- tags: 1 to 8 items" in preset.system and "1 to 5 items" not in preset.system
+    assert preset.system.replace("1 to 8", "1 to 5") == base.system
+    assert preset.instruction == base.instruction
     assert preset.version != base.version
     assert "customised in shop.toml" in preset.description
 

@@ -186,3 +186,27 @@ def test_rerun_asks_nothing_twice_and_retry_only_failures(tmp_path, fake_anthrop
     assert code == 0, output
     assert fake.stats.messages_requests == 7
     assert {r["status"] for r in read_jsonl(out / "results.jsonl")} == {"ok"}
+
+
+def test_limits_are_learned_from_headers_with_few_429s(tmp_path, fake_anthropic_factory, monkeypatch):
+    """No rate flag is given: the engine reads anthropic-ratelimit-* headers and paces to them."""
+    made = make_images(tmp_path / "in", 40)
+    fake = fake_anthropic_factory(rpm=1200, burst_s=1.0, latency_s=0.3)
+    out = tmp_path / "o"
+    code, output = run_cli(["run", str(tmp_path / "in"), "--out", str(out), "-q"], fake.env(), monkeypatch)
+    assert code == 0, output
+    assert len(fake.stats.answered_by_key) == len(made)
+    # a handful of 429s reveal the limit at the start; after that, pacing keeps the server happy
+    assert fake.stats.rate_limited <= 0.1 * fake.stats.messages_requests
+    # and concurrency grew past the probe window, because 20 req/s x 0.3 s latency needs ~6 in flight
+    assert fake.stats.peak_concurrency >= 5
+
+
+def test_unlimited_server_concurrency_grows(tmp_path, fake_anthropic_factory, monkeypatch):
+    make_images(tmp_path / "in", 60)
+    fake = fake_anthropic_factory(latency_s=0.4)
+    code, output = run_cli(["run", str(tmp_path / "in"), "--out", str(tmp_path / "o"), "-q"], fake.env(),
+                           monkeypatch)
+    assert code == 0, output
+    assert fake.stats.rate_limited == 0
+    assert fake.stats.peak_concurrency > 8, "with no advertised limit the window must grow past its start"

@@ -153,7 +153,7 @@ def test_transformed_schema_accepts_what_the_full_schema_accepts() -> None:
 def test_describe_constraints() -> None:
     assert describe_constraints(load_preset("ecommerce", categories=["女装", "男装"]).schema) == [
         "tags: 1 to 5 items",
-        "tags[]: must not be empty",
+        "tags (each): must not be empty",
         'category: one of: "女装", "男装"',
         "description: at most 50 characters",
     ]

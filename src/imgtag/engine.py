@@ -153,6 +153,8 @@ class Engine:
                     if rate_limits > s.max_rate_limit_retries:
                         self._fail(item, started, exc.error_type, f"gave up after {rate_limits} rate-limit answers")
                         return
+                    # This request honours retry-after itself; the pacer decides whether everyone pauses.
+                    await asyncio.sleep(exc.retry_after if exc.retry_after is not None else s.backoff_base_s)
                     continue
                 except Transient as exc:
                     self.pacer.observe(exc.limits)

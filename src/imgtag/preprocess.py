@@ -22,6 +22,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wai
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from functools import lru_cache
+from itertools import islice
 
 import pillow_heif
 from PIL import Image, ImageCms, UnidentifiedImageError
@@ -35,6 +36,10 @@ from imgtag.sizing import STANDARD, VisionTier, fit_size, visual_tokens
 MAX_FILE_BYTES = 512 * 1024 * 1024
 REASON_MAX_CHARS = 200
 MEDIA_TYPE = "image/jpeg"
+# The one high-quality resample after draft + reduce. After those the ratio left is under 2x,
+# where BICUBIC is within ~0.5 dB PSNR of LANCZOS (measured on the benchmark photos) and ~30%
+# cheaper; this resize is the single most expensive step of the pipeline.
+_RESAMPLE = Image.Resampling.BICUBIC
 # Quality steps tried when an encode is over budget, before scaling down.
 _MIN_QUALITY = 40
 _QUALITY_STEP = 10
@@ -246,16 +251,17 @@ def _decode_failure(exc: BaseException, fmt: str, max_pixels: int) -> _Reject:
             "bomb",
             f"decompression bomb: a compressed {fmt} metadata chunk inflates past the safety limit",
         )
+    if "security limit" in low:  # libheif refusing an oversized or overly complex image
+        return _Reject("failed", "bomb", f"decompression bomb: {fmt} exceeds the decoder's security limits")
     if isinstance(exc, MemoryError):
         return _Reject("failed", "bomb", f"decompression bomb: ran out of memory decoding this {fmt}")
     if isinstance(exc, EOFError) or "truncated" in low:
         return _Reject("failed", "truncated", f"truncated: image data ends early ({fmt})")
     if isinstance(exc, UnidentifiedImageError):
-        return _Reject(
-            "failed", "corrupt", f"corrupt: {fmt} signature found but the header cannot be read"
-        )
+        return _Reject("failed", "corrupt", f"corrupt: {fmt} signature found but the header cannot be read")
     if (("not supported" in low or "unsupported" in low) and "depth" not in low) or "not available" in low:
-        return _Reject("failed", "unsupported", f"unsupported: {fmt} variant the decoder cannot read ({msg})")
+        reason = _one_line(f"unsupported: {fmt} variant the decoder cannot read ({msg})")
+        return _Reject("failed", "unsupported", reason)
     detail = f"{type(exc).__name__}: {msg}" if msg else type(exc).__name__
     return _Reject("failed", "corrupt", _one_line(f"corrupt: {fmt} data could not be decoded ({detail})"))
 
@@ -373,7 +379,7 @@ def _encode_within(img: Image.Image, quality: int, max_bytes: int) -> tuple[byte
             raise _Reject(
                 "failed", "unsupported", f"unsupported: cannot encode under the {max_bytes:,}-byte budget"
             )
-        img = img.resize((max(1, w * 3 // 4), max(1, h * 3 // 4)), Image.Resampling.LANCZOS)
+        img = img.resize((max(1, w * 3 // 4), max(1, h * 3 // 4)), _RESAMPLE)
 
 
 # --- the worker function --------------------------------------------------------------------
@@ -382,7 +388,8 @@ def _encode_within(img: Image.Image, quality: int, max_bytes: int) -> tuple[byte
 def prepare(req: PrepareRequest) -> ImageReport:
     """Read, check, decode, orient, convert, resize and (optionally) encode one image.
 
-    Never raises. Top-level and picklable, so it can run in a process pool.
+    Never raises. Top-level and picklable, so it can run in a process pool. Not thread-safe
+    (it sets Pillow's global bomb limit for the duration of the call): use processes.
     """
     report = ImageReport(path=req.path, status="failed")
     try:
@@ -415,14 +422,13 @@ def _prepare_into(req: PrepareRequest, report: ImageReport) -> None:
     report.format = fmt
     _precheck(data, fmt, req.max_pixels)
 
+    # Decoder exceptions propagate to prepare(), which turns them into a reason.
     with _pillow_guard(req.max_pixels):
-        try:
-            img, icc = _decode(data, fmt, req, report)
-        except _Reject:
-            raise
-        except Exception as exc:
-            raise _decode_failure(exc, report.format or fmt, req.max_pixels) from None
+        _decode_and_finish(data, fmt, req, report)
 
+
+def _decode_and_finish(data: bytes, fmt: str, req: PrepareRequest, report: ImageReport) -> None:
+    img, icc = _decode(data, fmt, req, report)
     assert report.width is not None and report.height is not None
     too_small = min(report.width, report.height) < req.min_short_side
     out_w, out_h = fit_size(report.width, report.height, req.tier, req.max_long_edge)
@@ -430,7 +436,7 @@ def _prepare_into(req: PrepareRequest, report: ImageReport) -> None:
 
     img = _to_srgb(img, icc)
     if will_encode and img.size != (out_w, out_h):
-        img = img.resize((out_w, out_h), Image.Resampling.LANCZOS)
+        img = img.resize((out_w, out_h), _RESAMPLE)
 
     if req.want_hashes:
         # From the already reduced image: no second decode, and only a few hundred px to hash.
@@ -494,12 +500,12 @@ def _decode(
     report.width, report.height = (h0, w0) if swap else (w0, h0)
 
     img = _to_reducible(im)
-    kx = max(1, int(img.width / need[0] / 2))
-    ky = max(1, int(img.height / need[1] / 2))
-    if kx > 1 or ky > 1:
-        # Integer box reduction to within 2x of the target: cheap, and leaves the final
-        # high-quality resample only a small ratio to cover.
-        img = img.reduce((kx, ky))
+    # Integer box reduction to within 2x of the target: cheap, and leaves the final high-quality
+    # resample only a small ratio to cover. One factor for both axes keeps the aspect ratio for
+    # the hashes even when no final resize follows (scan mode).
+    k = max(1, min(int(img.width / need[0] / 2), int(img.height / need[1] / 2)))
+    if k > 1:
+        img = img.reduce(k)
     if orientation in _TRANSPOSE:
         img = img.transpose(_TRANSPOSE[orientation])
     return img, icc
@@ -576,12 +582,19 @@ def prepare_many(
     pending: dict[Future[ImageReport], PrepareRequest] = {}
     try:
         while True:
-            while not exhausted and len(pending) < limit:
-                req = next(source, None)
-                if req is None:
-                    exhausted = True
-                    break
-                pending[pool.submit(prepare, req)] = req
+            if not exhausted:
+                room = limit - len(pending)
+                for req in islice(source, room):
+                    try:
+                        fut = pool.submit(prepare, req)
+                    except BrokenProcessPool:
+                        # A worker died while idle. Its pool's pending futures fail and are
+                        # retried below; new work goes to a fresh pool.
+                        pool = _new_pool(n_workers)
+                        fut = pool.submit(prepare, req)
+                    pending[fut] = req
+                    room -= 1
+                exhausted = room > 0  # the source ran dry before filling the window
             if not pending:
                 return
             done, _ = wait(pending, return_when=FIRST_COMPLETED)

@@ -3,9 +3,13 @@
 Model: one local token bucket per advertised dimension (requests, input tokens, output tokens per minute),
 refilled continuously at limit/60 per second and one second deep, mirroring how providers enforce
 per-minute limits over short intervals. Buckets appear when headers first advertise a limit; until then a
-small concurrency window probes (a 429 carries the headers, so the limits are learned at once). A 429
-pauses every start until its retry-after and, when it happened despite pacing, slows the pace
-multiplicatively; successes restore it slowly (AIMD).
+small concurrency window probes (a 429 carries the headers, so the limits are learned at once).
+
+A 429 always makes its own request wait out retry-after (the engine does that). A 429 that happened despite
+pacing means our pace was wrong: every start pauses until retry-after and the pace slows multiplicatively;
+successes restore it slowly (AIMD). A 429 to a request sent before any limit was known is discovery, not a
+wrong pace: the bucket it reveals is drained to empty and pacing takes over at once, without a global
+pause (retry-after comes in whole seconds, so pausing everyone would idle the link for most of a second).
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ from dataclasses import dataclass
 
 from imgtag.providers.base import RateLimitSnapshot
 
-SAFETY = 0.97          # aim just under the advertised rate: clock skew must not turn into 429s
+SAFETY = 0.995         # aim just under the advertised rate: clock skew must not turn into 429s
 MIN_FACTOR = 0.25
 BACKOFF_WITHOUT_RETRY_AFTER = 2.0
 
@@ -146,11 +150,13 @@ class Pacer:
         self.rate_limited += 1
         self.observe(snap)
         now = self.clock()
-        self.pause_until = max(self.pause_until, now + (retry_after if retry_after is not None
-                                                        else BACKOFF_WITHOUT_RETRY_AFTER))
         for bucket in self._buckets.values():
             bucket.level = min(bucket.level, 0.0)
             bucket.stamp = now
+        discovery = not permit.paced and not snap.empty
+        if not discovery:
+            self.pause_until = max(self.pause_until, now + (retry_after if retry_after is not None
+                                                            else BACKOFF_WITHOUT_RETRY_AFTER))
         if not self._buckets:
             self.window = max(1, self.window // 2)
         elif permit.paced and now - self._last_slowdown > 1.0:

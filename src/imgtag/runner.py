@@ -177,16 +177,18 @@ class Run:
     def snapshot(self) -> Snapshot:
         eng = self.engine
         pacer = eng.pacer if eng else None
+        bat = self.batcher.stats if self.batcher is not None else None  # batch mode: BatchRunner counters
         return Snapshot(
             discovered=self._ingestor.counters.discovered if hasattr(self, "_ingestor") else 0,
             finished=self.finished - (pacer.in_flight if pacer else 0),
-            ok=eng.stats.ok if eng else 0,
-            failed=self.failed + (eng.stats.failed if eng else 0),
+            ok=(eng.stats.ok if eng else 0) + (bat.ok if bat else 0),
+            failed=self.failed + (eng.stats.failed if eng else 0) + (bat.failed if bat else 0),
             skipped=self.skipped,
-            in_flight=pacer.in_flight if pacer else 0,
-            spent_usd=eng.stats.spent_usd if eng else 0.0,
+            in_flight=(pacer.in_flight if pacer else 0) + (bat.in_batches if bat else 0),
+            spent_usd=(eng.stats.spent_usd if eng else 0.0) + (bat.spent_usd if bat else 0.0),
             pace=pacer.describe() if pacer else "",
             discovery_done=getattr(self, "_discovery_done", False),
+            extra=self.batcher.describe() if self.batcher is not None else "",
         )
 
     async def execute(self, stream: TextIO | None = None) -> RunOutcome:

@@ -201,14 +201,14 @@ _NOT_CONSTRAINTS = frozenset({
 
 
 def _walk_named(node: Any, path: str) -> Iterator[tuple[str, dict[str, Any]]]:
-    """Like iter_subschemas, but paths read like data: "tags[]", "dimensions.width"."""
+    """Like iter_subschemas, but paths read like data: "tags (each)", "dimensions.width"."""
     if not isinstance(node, dict):
         return
     yield path, node
     for name, sub in (node.get("properties") or {}).items():
         yield from _walk_named(sub, f"{path}.{name}" if path else str(name))
     if isinstance(node.get("items"), dict):
-        yield from _walk_named(node["items"], f"{path}[]")
+        yield from _walk_named(node["items"], f"{path} (each)")
     for key in ("anyOf", "oneOf", "allOf"):
         for sub in node.get(key) or []:
             yield from _walk_named(sub, path)  # alternatives describe the same value

@@ -44,9 +44,7 @@ def _short_for(long_px: int, long0: int, short0: int) -> int:
     return min(short0, max(1, round(long_px * short0 / long0)))
 
 
-def fit_size(
-    width: int, height: int, tier: VisionTier, max_long_edge: int | None = None
-) -> tuple[int, int]:
+def fit_size(width: int, height: int, tier: VisionTier, max_long_edge: int | None = None) -> tuple[int, int]:
     """Largest aspect-preserving size within the tier's edge and patch limits; never upscales.
 
     The long edge is capped at ``min(tier.max_long_edge, max_long_edge)`` and the result costs at

@@ -24,6 +24,7 @@ from jsonschema.exceptions import ValidationError
 
 MAX_REPORTED_ERRORS = 3
 _PREVIEW_CHARS = 20
+_MAX_CANDIDATES = 64
 # How a JSON object (as opposed to a brace in prose) begins: "{" then a key, an immediate "}", or the
 # end of the text (cut off right after the brace).
 _JSON_OBJECT_START = re.compile(r'\{\s*(["}]|$)')
@@ -149,14 +150,15 @@ def _extract_object(text: str) -> _Found | _Truncated | _Invalid | None:
     return some smaller object nested inside it."""
     invalid: _Invalid | None = None
     pos = 0
-    while True:
+    # Each attempt may scan to the end of the text; a cap keeps brace-heavy prose from going quadratic.
+    for _ in range(_MAX_CANDIDATES):
         start = text.find("{", pos)
         if start < 0:
             return invalid
         end = _balanced_end(text, start)
         if end is None:
             if _JSON_OBJECT_START.match(text, start):
-                return invalid or _Truncated(start)
+                return _Truncated(start)  # more telling than any earlier non-JSON braces
             # A prose brace ("use {braces} like {this") that never closes: look further on.
             pos = start + 1
             continue
@@ -171,6 +173,7 @@ def _extract_object(text: str) -> _Found | _Truncated | _Invalid | None:
             if isinstance(value, dict):
                 return _Found(value)
         pos = end
+    return invalid
 
 
 def _balanced_end(text: str, start: int) -> int | None:

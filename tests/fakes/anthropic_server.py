@@ -133,7 +133,10 @@ class FakeConfig:
     mode_overrides: dict[str, str] = field(default_factory=dict)
     # Custom behaviour hook. Called with a context dict:
     #   {"request": body, "image_key": str | None, "image_keys": [...], "headers": {lower-case: value},
-    #    "seq": n (1-based /v1/messages count), "custom_id": str | None, "batch_id": str | None}
+    #    "seq": n (1-based /v1/messages count; None for batch items),
+    #    "custom_id": str | None, "batch_id": str | None}   (custom_id/batch_id only for batch items)
+    # It runs on server threads (concurrently for /v1/messages) and, for batch items, under the
+    # server lock: keep it quick and don't call back into the server over HTTP.
     # and returns None (default behaviour) or one of:
     #   {"status": 529, "message"?: str, "error_type"?: str, "headers"?: {...}, "body"?: {...}}  -> error
     #   {"drop": True}                                   -> close the socket without answering
@@ -201,7 +204,8 @@ class FakeStats:
             self.answered_by_key: Counter[str] = Counter()  # /v1/messages 200s per image key
             self.rate_limited = 0  # 429s on /v1/messages (random and bucket)
             self.dropped = 0
-            self.in_flight = 0
+            # In-flight requests survive a reset (they will still finish and decrement).
+            self.in_flight = getattr(self, "in_flight", 0)
             self.peak_concurrency = 0
             self.first_request_t: float | None = None
             self.last_request_t: float | None = None
@@ -217,9 +221,10 @@ class FakeStats:
             self.batch_items_by_key: Counter[str] = Counter()
             self.batch_answered_by_key: Counter[str] = Counter()
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self, lists: bool = True) -> dict[str, Any]:
+        """JSON-ready snapshot; ``lists=False`` leaves out the per-request events and log (big runs)."""
         with self.lock:
-            return {
+            out = {
                 "total_requests": self.total_requests,
                 "messages_requests": self.messages_requests,
                 "status_counts": {str(k): v for k, v in sorted(self.status_counts.items())},
@@ -231,17 +236,18 @@ class FakeStats:
                 "peak_concurrency": self.peak_concurrency,
                 "first_request_t": self.first_request_t,
                 "last_request_t": self.last_request_t,
-                "events": [list(e) for e in self.events],
+                "events": [list(e) for e in self.events] if lists else None,
                 "input_tokens": self.input_tokens,
                 "output_tokens": self.output_tokens,
                 "cache_creation_input_tokens": self.cache_creation_input_tokens,
                 "cache_read_input_tokens": self.cache_read_input_tokens,
-                "request_log": list(self.request_log),
+                "request_log": list(self.request_log) if lists else None,
                 "batches_created": self.batches_created,
                 "batch_items_by_custom_id": dict(self.batch_items_by_custom_id),
                 "batch_items_by_key": dict(self.batch_items_by_key),
                 "batch_answered_by_key": dict(self.batch_answered_by_key),
             }
+        return out
 
 
 # ----------------------------------------------------------------------------------------------
@@ -970,7 +976,7 @@ class FakeAnthropicServer:
         raw = self._read_body(h)  # always drain, so an error reply never races an unread upload
 
         if path.startswith("/_fake/"):
-            self._handle_control(h, method, path, raw)
+            self._handle_control(h, method, path, raw, query)
             return
 
         request_id = _rid("req_")
@@ -1036,9 +1042,9 @@ class FakeAnthropicServer:
         if callback is not None:
             callback(status)
 
-    def _handle_control(self, h: _Handler, method: str, path: str, raw: bytes) -> None:
+    def _handle_control(self, h: _Handler, method: str, path: str, raw: bytes, query: dict[str, str]) -> None:
         if method == "GET" and path == "/_fake/stats":
-            self._send_json(h, 200, self.stats.to_dict(), {})
+            self._send_json(h, 200, self.stats.to_dict(lists=query.get("lists", "1") != "0"), {})
         elif method == "POST" and path == "/_fake/reset":
             self.reset()
             self._send_json(h, 200, {"ok": True}, {})

@@ -23,7 +23,7 @@ from imgtag.presets.checks import check_complete, check_keys
 from imgtag.presets.errors import PresetError
 from imgtag.presets.files import SUFFIXES, read_preset_file
 from imgtag.presets.language import language_instruction, normalise_lang
-from imgtag.schema import is_array_schema, is_object_schema
+from imgtag.schema import describe_constraints, is_array_schema, is_object_schema
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -181,10 +181,17 @@ def _build(
     _close_objects(schema)
     instruction = data["instruction"].strip()
     if categories:
-        instruction = _apply_categories(schema, instruction, categories, label)
+        _apply_categories(schema, categories, label)
 
     code = normalise_lang(lang if lang is not None else data.get("lang"))
     system = data["system"].strip()
+    limits = describe_constraints(schema)
+    if limits:
+        # Stated in the prompt as well as the schema: a schema-less server never sees the schema, and
+        # Anthropic drops length limits from it. Generated, so it always matches the schema, overrides
+        # of a built-in included.
+        system += "\n\nLimits (answers are checked against them; one that breaks any is rejected):\n"
+        system += "\n".join(f"- {line}" for line in limits)
     if code:
         system += "\n\n" + language_instruction(code, data.get("untranslated_fields", []))
 
@@ -230,9 +237,8 @@ def _close_objects(schema: dict[str, Any]) -> None:
         _close_objects(child)
 
 
-def _apply_categories(schema: dict[str, Any], instruction: str, categories: Sequence[str], label: str) -> str:
-    """Make `category` an enum of the shop's own list, and show the list in the instruction too, for
-    servers that cannot enforce a schema."""
+def _apply_categories(schema: dict[str, Any], categories: Sequence[str], label: str) -> None:
+    """Make `category` an enum of exactly the shop's own list (the Limits block then shows it too)."""
     if isinstance(categories, str):
         raise TypeError("categories must be a sequence of names, not one string")
     values: list[str] = []
@@ -249,8 +255,3 @@ def _apply_categories(schema: dict[str, Any], instruction: str, categories: Sequ
     prop["type"] = "string"
     prop.pop("const", None)
     prop["enum"] = values
-    listing = "\n".join(f"- {v}" for v in values)
-    return (
-        f"{instruction}\n\nThe shop's categories: set `category` to exactly one of these, copied character "
-        f"for character; if none fits perfectly, choose the closest.\n{listing}"
-    )

@@ -1,0 +1,133 @@
+"""Throughput under an advertised rate limit: imgtag's engine vs the seed's 5-thread pool, same fake server.
+
+    python bench/throughput.py                 # 150 images, 300 requests/min, 3 s latency
+    python bench/throughput.py --images 60 --rpm 300 --latency 3
+
+Prints, for each design: wall time of the request phase, efficiency = ideal time / actual time (ideal =
+the fastest schedule the server's token bucket allows: a full bucket at once, then one request per
+1/(rpm/60) s, plus one latency), share of requests answered 429, and peak concurrency seen by the server.
+The limit is never given to imgtag: it learns it from the rate-limit headers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tests"))
+
+from imagegen import make_images  # noqa: E402
+
+from tests.fakes.anthropic_server import FakeAnthropicServer, FakeConfig  # noqa: E402
+
+
+def ideal_seconds(n: int, rpm: int, burst_s: float, latency: float) -> float:
+    rate = rpm / 60.0
+    burst = max(1.0, rate * burst_s)
+    return max(0.0, n - burst) / rate + latency
+
+
+def phase(fake: FakeAnthropicServer) -> tuple[float, int, int, int]:
+    s = fake.stats
+    assert s.first_request_t is not None and s.events
+    last_answer = max(t for t, _status in s.events)  # events are logged when a response is sent
+    return last_answer - s.first_request_t, s.messages_requests, s.rate_limited, s.peak_concurrency
+
+
+def run_imgtag(folder: Path, fake: FakeAnthropicServer, out: Path) -> tuple[int, int]:
+    import os
+
+    os.environ.update(fake.env())
+    from imgtag.providers import create_provider
+    from imgtag.runner import Run, RunConfig, resolve_target
+    from imgtag.store import Store
+
+    cfg = RunConfig(inputs=[str(folder)], out=out, progress=False)
+    target = resolve_target(cfg)
+    provider = create_provider("anthropic", timeout=60.0)
+
+    async def go() -> object:
+        try:
+            with Store(out) as store:
+                from imgtag.runner import target_meta
+
+                store.set_meta("target", target_meta(cfg, target))
+                return await Run(cfg, store, target, provider).execute()
+        finally:
+            await provider.aclose()
+
+    outcome = asyncio.run(go())
+    return outcome.summary.by_status.get("ok", 0), outcome.summary.by_status.get("failed", 0)  # type: ignore[attr-defined]
+
+
+def run_thread_pool(folder: Path, fake: FakeAnthropicServer, workers: int = 5) -> tuple[int, int]:
+    """The seed design: N threads, the SDK's default retries, one request per image, no pacing."""
+    import anthropic
+
+    client = anthropic.Anthropic(api_key=fake.config.api_key, base_url=fake.base_url)  # default max_retries=2
+    files = sorted(folder.glob("*.jpg"))
+
+    def one(path: Path) -> bool:
+        data = base64.b64encode(path.read_bytes()).decode()
+        try:
+            client.messages.create(
+                model="claude-haiku-5-5", max_tokens=400,
+                messages=[{"role": "user", "content": [
+                    {"type": "image", "source": {"type": "base64", "media_type": "image/jpeg", "data": data}},
+                    {"type": "text", "text": "Return JSON with tags, category, description, color, style."}]}],
+            )
+            return True
+        except anthropic.APIError:
+            return False
+
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        results = list(pool.map(one, files))
+    return sum(results), len(results) - sum(results)
+
+
+def report(name: str, fake: FakeAnthropicServer, ok: int, failed: int, ideal: float) -> float:
+    seconds, requests, limited, peak = phase(fake)
+    efficiency = ideal / seconds if seconds else 0.0
+    print(f"{name:<22} ok {ok:>4}  failed {failed:>3}  time {seconds:7.2f} s  efficiency {efficiency:5.3f}  "
+          f"429s {limited:>4}/{requests:<4} ({100 * limited / max(1, requests):4.1f}%)  peak concurrency {peak}")
+    return seconds
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--images", type=int, default=150)
+    ap.add_argument("--rpm", type=int, default=300)
+    ap.add_argument("--latency", type=float, default=3.0)
+    ap.add_argument("--burst", type=float, default=1.0, help="server bucket depth, seconds of refill")
+    ap.add_argument("--skip-baseline", action="store_true")
+    args = ap.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp) / "images"
+        make_images(folder, args.images)
+        ideal = ideal_seconds(args.images, args.rpm, args.burst, args.latency)
+        print(f"{args.images} distinct images, server: {args.rpm} requests/min (bucket {args.burst:g} s), "
+              f"latency {args.latency:g} s; ideal {ideal:.2f} s")
+        config = FakeConfig(rpm=args.rpm, burst_s=args.burst, latency_s=args.latency)
+        with FakeAnthropicServer(config) as fake:
+            ok, failed = run_imgtag(folder, fake, Path(tmp) / "out")
+            ours = report("imgtag engine", fake, ok, failed, ideal)
+        if args.skip_baseline:
+            return
+        with FakeAnthropicServer(FakeConfig(rpm=args.rpm, burst_s=args.burst, latency_s=args.latency)) as fake:
+            started = time.monotonic()
+            ok, failed = run_thread_pool(folder, fake)
+            del started
+            base = report("5-thread pool (seed)", fake, ok, failed, ideal)
+        print(f"speed-up vs seed: {base / ours:.2f}x")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,226 @@
+"""Batch mode: Anthropic Message Batches at half price, re-attached after any crash.
+
+One `imgtag run --mode batch`:
+1. reconcile submissions a crash left without a batch id (batch_submit.Submitter.reconcile);
+2. poll every live batch of this target once and collect those that ended while we were away;
+3. stream the pending work into chunks and create one batch per chunk (items already in a live batch are
+   never offered: the runner skips jobs whose status is 'batched');
+4. with --detach, return; else poll with backoff, collect each batch as it ends, and resubmit what came back
+   errored/expired (re-reading the image from disk) in new batches until nothing is pending or the caps hit.
+`cancel_batches` is `imgtag cancel`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections import deque
+from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from imgtag.batch_collect import Collector
+from imgtag.batch_common import MAX_POLL_INTERVAL_S, POLL_BACKOFF, BatchContext, BatchStop
+from imgtag.batch_submit import ENVELOPE_BYTES, Entry, Submitter, byte_budget, chunked, request_bytes
+from imgtag.costs import cost_usd
+from imgtag.engine import WorkItem
+from imgtag.estimate import RequestEstimate, estimate_request
+from imgtag.preprocess import ImageReport, PrepareRequest, prepare
+from imgtag.providers.base import Fatal, ImageInput, RequestOptions
+from imgtag.store import Store
+from imgtag.store import batches as sb
+
+API_MAX_REQUESTS = 100_000
+API_MAX_BYTES = 256 * 1024 * 1024
+# Consecutive failed polls/collections before a run gives up (batches stay live; a rerun re-attaches).
+MAX_POLL_ERRORS = 20
+# Images re-read at once for a resubmission round (bounded: each holds an encoded image).
+REPREPARE_WINDOW = 8
+
+
+class BatchRunner:
+    def __init__(self, store: Store, provider: Any, target: Any, cfg: Any, run_id: int | None,
+                 progress: Any = None) -> None:
+        self.ctx = BatchContext(store, provider, target, cfg, run_id)
+        self.stats = self.ctx.stats
+        self.submitter = Submitter(self.ctx)
+        self.collector = Collector(self.ctx)
+        self.progress = progress
+        self.fatal: Fatal | None = None
+        self.message: str | None = None
+        self.detached = False
+        self.budget_hit = False
+        self._pool: ThreadPoolExecutor | None = None
+        cfg_bytes = min(int(cfg.batch_max_bytes), API_MAX_BYTES)
+        self.max_requests = max(1, min(int(cfg.batch_max_requests), API_MAX_REQUESTS))
+        self.max_bytes = byte_budget(cfg_bytes)
+
+    def describe(self) -> str:
+        """For the progress line: batches by state and their request counts."""
+        return self.stats.describe()
+
+    async def run(self, items: AsyncIterator[WorkItem]) -> None:
+        try:
+            self._check_provider()
+            await self.submitter.reconcile()
+            await self.collector.sweep(self._live_ids())
+            await self._submit(self._from_stream(items))
+            if self.ctx.cfg.detach:
+                await self._submit(self._resubmissions())
+                self._detach()
+            else:
+                await self._settle()
+        except BatchStop as stop:
+            self.fatal = stop.fatal
+            self.message = stop.message
+        finally:
+            aclose = getattr(items, "aclose", None)
+            if aclose is not None:
+                await aclose()
+            if self._pool is not None:
+                self._pool.shutdown(wait=False, cancel_futures=True)
+        if self.budget_hit and self.message is None:
+            self.message = (f"budget of ${self.ctx.cfg.budget:.2f} reached: {self.stats.budget_skipped} images were "
+                            "not submitted (run again with a larger --budget to continue)")
+
+    # -- phases --------------------------------------------------------------------------------
+
+    def _check_provider(self) -> None:
+        p = self.ctx.provider
+        if not getattr(p, "supports_batch", False) or not hasattr(p, "client"):
+            text = f"--mode batch needs a provider with a batch API (anthropic); {p.name!r} has none"
+            raise BatchStop(text, Fatal(text, error_type="config_error"))
+
+    def _live_ids(self) -> list[str]:
+        rows = sb.live_batches(self.ctx.store, self.ctx.target.key)
+        for row in rows:
+            self.stats.live.setdefault(row.id, (row.processing_status, row.request_counts or {}))
+        return [row.id for row in rows]
+
+    async def _submit(self, entries: AsyncIterator[Entry]) -> int:
+        submitted = 0
+        async for chunk in chunked(entries, self.max_requests, self.max_bytes):
+            await self.submitter.submit(chunk)
+            submitted += len(chunk.entries)
+        return submitted
+
+    async def _settle(self) -> None:
+        """Poll with backoff until every batch is collected and nothing is left to resubmit."""
+        interval = self.ctx.cfg.poll_interval
+        while True:
+            if await self._submit(self._resubmissions()):
+                interval = self.ctx.cfg.poll_interval  # a young batch: look again soon
+            live = self._live_ids()
+            if not live:
+                return
+            await asyncio.sleep(interval)
+            interval = min(MAX_POLL_INTERVAL_S, interval * POLL_BACKOFF)
+            await self.collector.sweep(live)
+            if self.collector.poll_errors >= MAX_POLL_ERRORS:
+                raise BatchStop(f"lost contact with the batch API ({self.collector.poll_errors} failed polls); the "
+                                "batches keep running: run the same command again to collect them")
+
+    def _detach(self) -> None:
+        live = self._live_ids()
+        if not live:
+            return  # nothing in flight: the run's exit code says how it went
+        self.detached = True
+        shown = ", ".join(live[:5]) + (f" and {len(live) - 5} more" if len(live) > 5 else "")
+        self.message = (f"{len(live)} batches in flight ({shown}); `imgtag status` shows them, and running the same "
+                        "command again collects their results")
+
+    # -- entries -------------------------------------------------------------------------------
+
+    async def _from_stream(self, items: AsyncIterator[WorkItem]) -> AsyncIterator[Entry]:
+        async for item in items:
+            entry = self._entry(item.job_id, item.image, item.estimate)
+            if entry is not None:
+                yield entry
+
+    def _entry(self, job_id: int, image: ImageInput, estimate: RequestEstimate) -> Entry | None:
+        ctx = self.ctx
+        t = ctx.target
+        if self.budget_hit:
+            self.stats.budget_skipped += 1
+            return None
+        est = cost_usd(t.model.prices, estimate.usage(), batch=True) or 0.0
+        if ctx.cfg.budget is not None and self.stats.reserved_usd + est > ctx.cfg.budget:
+            self.budget_hit = True
+            self.stats.budget_skipped += 1
+            return None
+        params = ctx.provider.build_params(image, RequestOptions(t.preset, t.model, t.preset.max_output_tokens))
+        size = request_bytes(params)
+        if size + ENVELOPE_BYTES > self.max_bytes:
+            sb.fail_job(ctx.store, job_id, ctx.run_id, "request_too_large",
+                        f"the request is {size / 1e6:.1f} MB, over the {self.max_bytes / 1e6:.1f} MB batch limit")
+            self.stats.failed += 1
+            return None
+        self.stats.reserved_usd += est
+        return Entry(job_id, params, size, est)
+
+    async def _resubmissions(self) -> AsyncIterator[Entry]:
+        """Pending jobs that were in a batch before, with their image read again from disk (the image bytes
+        are not kept anywhere between runs). Paged from the store; a few images prepared at a time."""
+        if self.budget_hit:
+            return
+        ctx = self.ctx
+        from imgtag.runner import prepare_template
+
+        template = replace(prepare_template(ctx.cfg, ctx.target, encode=True), want_hashes=False)
+        loop = asyncio.get_running_loop()
+        window: deque[tuple[sb.PendingJob, asyncio.Future[ImageReport | None]]] = deque()
+        after = 0
+        while True:
+            page = sb.resubmittable_jobs(ctx.store, ctx.target.key, after)
+            if not page:
+                break
+            for job in page:
+                after = job.id
+                paths = list(sb.files_with_sha(ctx.store, job.sha256, job.file_id))
+                window.append((job, loop.run_in_executor(self._executor(), _reprepare, template, paths, job.sha256)))
+                if len(window) >= REPREPARE_WINDOW:
+                    entry = await self._prepared_entry(*window.popleft())
+                    if entry is not None:
+                        yield entry
+        while window:
+            entry = await self._prepared_entry(*window.popleft())
+            if entry is not None:
+                yield entry
+
+    async def _prepared_entry(self, job: sb.PendingJob, fut: asyncio.Future[ImageReport | None]) -> Entry | None:
+        report = await fut
+        ctx = self.ctx
+        if report is None or report.encoded is None or report.media_type is None:
+            sb.fail_job(ctx.store, job.id, ctx.run_id, "source_changed",
+                        "the image file is gone or changed since it was first sent, so it cannot be resubmitted")
+            self.stats.failed += 1
+            return None
+        t = ctx.target
+        return self._entry(job.id, ImageInput(report.encoded, report.media_type),
+                           estimate_request(report.visual_tokens or 0, t.preset, t.model))
+
+    def _executor(self) -> ThreadPoolExecutor:
+        # Threads, not processes: these files decoded fine before, and Pillow releases the GIL while decoding.
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1),
+                                            thread_name_prefix="imgtag-reprepare")
+        return self._pool
+
+
+def _reprepare(template: PrepareRequest, paths: list[str], sha256: str) -> ImageReport | None:
+    """The first file that still holds exactly this content, prepared for sending."""
+    for path in paths:
+        report = prepare(replace(template, path=path))
+        if report.ok and report.sha256 == sha256 and report.encoded is not None:
+            return report
+    return None
+
+
+def cancel_batches(out: Path, *, wait_s: float = 120.0) -> int:
+    """`imgtag cancel`: cancel every live batch, wait (bounded) for each to end, store what was answered
+    (it is paid for), and return the rest to pending. One line per batch; exit code."""
+    from imgtag.batch_cancel import cancel_all
+
+    return cancel_all(out, wait_s=wait_s)

@@ -1,0 +1,148 @@
+"""`imgtag cancel`: cancel every live batch, store what was already answered (it is paid for), and return
+every unanswered item to pending, so the next `imgtag run` submits it again."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import anthropic
+
+from imgtag.batch_collect import Collector
+from imgtag.batch_common import BatchContext, BatchStop, stop_if_fatal
+from imgtag.batch_submit import Submitter
+from imgtag.store import batches as sb
+
+EXIT_OK, EXIT_FAILED, EXIT_CONFIG = 0, 1, 2
+_GONE = object()  # a polled batch the API no longer knows
+
+
+def _say(text: str, *, err: bool = False) -> None:
+    print(text if not err else f"imgtag: {text}", file=sys.stderr if err else sys.stdout, flush=True)
+
+
+def cancel_all(out: Path, *, wait_s: float = 120.0) -> int:
+    from imgtag.presets import PresetError
+    from imgtag.providers.base import ConfigError
+    from imgtag.runner import RunConfig, open_provider, resolve_target, write_exports
+    from imgtag.store import Store, StoreBusyError
+
+    try:
+        store = Store(out, create=False)
+    except (FileNotFoundError, StoreBusyError) as exc:
+        _say(str(exc), err=True)
+        return EXIT_CONFIG
+    with store:
+        meta = store.get_meta("target")
+        if not meta or not (sb.live_batches(store) or sb.orphan_submissions(store)):
+            _say(f"no live batches in {out}")
+            return EXIT_OK
+        # The last run's target judges the answers (its preset's schema) and prices them.
+        cfg = RunConfig(inputs=[], out=out, preset=meta["preset"], lang=meta.get("lang"),
+                        categories=meta.get("categories"), provider=meta["provider"], model=meta["model"],
+                        mode="batch", formats=meta.get("formats") or "csv,jsonl", progress=False)
+        try:
+            target = resolve_target(cfg)
+            provider = open_provider(cfg)
+        except (ConfigError, PresetError, OSError) as exc:
+            _say(str(exc), err=True)
+            return EXIT_CONFIG
+        run_id = store.start_run("cancel", key=target.key, preset=target.preset.name, mode="batch")
+        ctx = BatchContext(store, provider, target, cfg, run_id)
+        code = EXIT_CONFIG
+        try:
+            code = asyncio.run(_cancel_and_close(ctx, wait_s))
+        finally:
+            store.finish_run(run_id, code)
+        if ctx.stats.ok or ctx.stats.failed:
+            write_exports(store, meta)
+    return code
+
+
+async def _cancel_and_close(ctx: BatchContext, wait_s: float) -> int:
+    try:
+        return await _cancel(ctx, wait_s)
+    except BatchStop as stop:
+        _say(stop.message, err=True)
+        return EXIT_CONFIG if stop.fatal is not None else EXIT_FAILED
+    finally:
+        await ctx.provider.aclose()
+
+
+async def _cancel(ctx: BatchContext, wait_s: float) -> int:
+    store = ctx.store
+    # Adopt batches a crash left unrecorded first, so they are canceled too rather than forgotten.
+    await Submitter(ctx).reconcile()
+    waiting: dict[str, bool] = {}  # batch id -> whether we asked to cancel it
+    for row in sb.live_batches(store):
+        if row.processing_status == "ended":
+            waiting[row.id] = False
+            continue
+        if await _request_cancel(ctx, row.id):
+            waiting[row.id] = True
+    collector = Collector(ctx)
+    deadline = time.monotonic() + wait_s
+    interval = 0.25
+    while waiting:
+        for batch_id in list(waiting):
+            batch = await _poll(ctx, collector, batch_id)
+            if batch is _GONE:
+                waiting.pop(batch_id)
+                continue
+            if batch is None or batch.processing_status != "ended":
+                continue
+            if sb.batch_key(store, batch_id) not in (ctx.target.key, None):
+                _say(f"batch {batch_id}: canceled; it holds another preset's or model's work, so run the command "
+                     "that submitted it to collect its results")
+                waiting.pop(batch_id)
+                continue
+            tally = await collector.collect(batch_id)
+            if tally is None:
+                continue  # the results stream broke off: try again on the next pass
+            _say(_line(batch_id, waiting.pop(batch_id), tally))
+        if not waiting or time.monotonic() >= deadline:
+            break
+        await asyncio.sleep(interval)
+        interval = min(5.0, interval * 1.5)
+    for batch_id in waiting:
+        _say(f"batch {batch_id}: still canceling after {wait_s:.0f} s; run `imgtag cancel` again (or `imgtag run`) "
+             "to collect it")
+    return EXIT_OK
+
+
+async def _request_cancel(ctx: BatchContext, batch_id: str) -> bool:
+    try:
+        await ctx.client.messages.batches.cancel(batch_id)
+        return True
+    except anthropic.AnthropicError as exc:
+        err = ctx.classify(exc)
+        if err.http_status == 404:
+            n = sb.mark_batch_missing(ctx.store, batch_id)
+            _say(f"batch {batch_id}: unknown to the API (404); its {n} unanswered items are pending again")
+            return False
+        stop_if_fatal(err)
+        return True  # transient: still poll it; a later cancel attempt is not needed if it ends anyway
+
+
+async def _poll(ctx: BatchContext, collector: Collector, batch_id: str) -> Any | None:
+    try:
+        return await collector.poll(batch_id)
+    except BatchStop as stop:
+        if stop.fatal is not None and stop.fatal.http_status == 404:
+            n = sb.mark_batch_missing(ctx.store, batch_id)
+            _say(f"batch {batch_id}: unknown to the API (404); its {n} unanswered items are pending again")
+            return _GONE
+        raise
+
+
+def _line(batch_id: str, canceled: bool, tally: Counter[str]) -> str:
+    verb = "canceled" if canceled else "had already ended"
+    answered = tally.get("ok", 0)
+    failed = tally.get("failed", 0)
+    pending = sum(v for k, v in tally.items() if k not in ("ok", "failed", "superseded"))
+    return (f"batch {batch_id}: {verb}; {answered} answered and recorded, {failed} failed, "
+            f"{pending} back to pending")
