@@ -24,9 +24,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 
-from imagegen import make_images  # noqa: E402
-
 from tests.fakes.anthropic_server import FakeAnthropicServer, FakeConfig  # noqa: E402
+
+from imagegen import make_images  # noqa: E402
 
 
 def ideal_seconds(n: int, rpm: int, burst_s: float, latency: float) -> float:

@@ -35,4 +35,4 @@ def close_to(hex_text: str, colour: tuple[int, int, int], tolerance: int = 6) ->
     """JPEG round trips shift a solid colour by a few levels; distinct test colours are 40 apart."""
     value = hex_text.strip().lstrip("#")[:6]
     rgb = tuple(int(value[i:i + 2], 16) for i in (0, 2, 4))
-    return all(abs(a - b) <= tolerance for a, b in zip(rgb, colour))
+    return all(abs(a - b) <= tolerance for a, b in zip(rgb, colour, strict=True))

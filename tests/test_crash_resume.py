@@ -12,9 +12,8 @@ import sys
 import time
 from pathlib import Path
 
-from imagegen import close_to, make_images
-
 from conftest import EDGE
+from imagegen import close_to, make_images
 
 
 def start_cli(args: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
@@ -46,7 +45,7 @@ def test_kill_nine_twice_then_rerun(tmp_path: Path, fake_anthropic_factory) -> N
     in_flight_at_kills = 0
     for threshold in (8, 22):
         proc = start_cli(args, fake.env())
-        wait_until(lambda: sum(fake.stats.answered_by_key.values()) >= threshold or proc.poll() is not None)
+        wait_until(lambda t=threshold, p=proc: sum(fake.stats.answered_by_key.values()) >= t or p.poll() is not None)
         assert proc.poll() is None, proc.stderr.read().decode() if proc.stderr else ""
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait()

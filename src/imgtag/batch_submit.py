@@ -92,7 +92,7 @@ def _definitely_not_created(exc: BaseException) -> bool:
     """The server answered with a rejection, so no batch exists. Timeouts, dropped connections and 5xx
     (except 529 overloaded, a rejection at the door) are ambiguous: the batch may exist."""
     if isinstance(exc, anthropic.APIStatusError):
-        return exc.status_code < 500 and exc.status_code not in (408, 409) or exc.status_code == 529
+        return (exc.status_code < 500 and exc.status_code not in (408, 409)) or exc.status_code == 529
     return False
 
 

@@ -107,7 +107,8 @@ class Pacer:
             if bucket is None or cost <= 0:
                 continue
             bucket.refill(now, self.factor)
-            need = min(cost, bucket.capacity(self.factor))  # a request bigger than one second's worth waits for a full bucket
+            # A request bigger than one second's worth waits for a full bucket rather than forever.
+            need = min(cost, bucket.capacity(self.factor))
             if bucket.level < need:
                 wait = max(wait, (need - bucket.level) / bucket.rate(self.factor))
         return wait

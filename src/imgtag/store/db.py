@@ -128,9 +128,9 @@ class Store:
     def cached_file(self, path: str, size: int | None, mtime_ns: int | None) -> sqlite3.Row | None:
         """The stored record for an unchanged file (same size and mtime), so reruns skip re-reading it."""
         row = self.db.execute("SELECT * FROM files WHERE path=?", (os.fsencode(path),)).fetchone()
-        if row is None or row["reason_code"] == "pending" or size is None or row["size"] != size or row["mtime_ns"] != mtime_ns:
+        if row is None or row["reason_code"] == "pending" or size is None:
             return None
-        return row
+        return row if (row["size"], row["mtime_ns"]) == (size, mtime_ns) else None
 
     def touch_file(self, file_id: int, run_id: int) -> None:
         self.db.execute("UPDATE files SET last_run=? WHERE id=?", (run_id, file_id))
