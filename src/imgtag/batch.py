@@ -34,8 +34,9 @@ from imgtag.store import batches as sb
 
 API_MAX_REQUESTS = 100_000
 API_MAX_BYTES = 256 * 1024 * 1024
-# Consecutive failed polls/collections before a run gives up (batches stay live; a rerun re-attaches).
-MAX_POLL_ERRORS = 20
+# Polls in a row that reach nothing before a run gives up (with backoff, ~15 min; batches stay live and
+# a rerun re-attaches).
+MAX_FAILED_SWEEPS = 20
 # Images re-read at once for a resubmission round (bounded: each holds an encoded image).
 REPREPARE_WINDOW = 8
 
@@ -82,8 +83,8 @@ class BatchRunner:
             if self._pool is not None:
                 self._pool.shutdown(wait=False, cancel_futures=True)
         if self.budget_hit and self.message is None:
-            self.message = (f"budget of ${self.ctx.cfg.budget:.2f} reached: {self.stats.budget_skipped} images were "
-                            "not submitted (run again with a larger --budget to continue)")
+            self.message = (f"budget of ${self.ctx.cfg.budget:.2f} reached: {self.stats.budget_skipped} images "
+                            "were not submitted (run again with a larger --budget to continue)")
 
     # -- phases --------------------------------------------------------------------------------
 
@@ -118,9 +119,9 @@ class BatchRunner:
             await asyncio.sleep(interval)
             interval = min(MAX_POLL_INTERVAL_S, interval * POLL_BACKOFF)
             await self.collector.sweep(live)
-            if self.collector.poll_errors >= MAX_POLL_ERRORS:
-                raise BatchStop(f"lost contact with the batch API ({self.collector.poll_errors} failed polls); the "
-                                "batches keep running: run the same command again to collect them")
+            if self.collector.failed_sweeps >= MAX_FAILED_SWEEPS:
+                raise BatchStop(f"lost contact with the batch API ({self.collector.failed_sweeps} failed polls in "
+                                "a row); the batches keep running: run the same command again to collect them")
 
     def _detach(self) -> None:
         live = self._live_ids()
@@ -128,8 +129,8 @@ class BatchRunner:
             return  # nothing in flight: the run's exit code says how it went
         self.detached = True
         shown = ", ".join(live[:5]) + (f" and {len(live) - 5} more" if len(live) > 5 else "")
-        self.message = (f"{len(live)} batches in flight ({shown}); `imgtag status` shows them, and running the same "
-                        "command again collects their results")
+        self.message = (f"{len(live)} batches in flight ({shown}); `imgtag status` shows them, and running the "
+                        "same command again collects their results")
 
     # -- entries -------------------------------------------------------------------------------
 
@@ -150,11 +151,13 @@ class BatchRunner:
             self.budget_hit = True
             self.stats.budget_skipped += 1
             return None
-        params = ctx.provider.build_params(image, RequestOptions(t.preset, t.model, t.preset.max_output_tokens))
+        options = RequestOptions(t.preset, t.model, t.preset.max_output_tokens)
+        params = ctx.provider.build_params(image, options)
         size = request_bytes(params)
         if size + ENVELOPE_BYTES > self.max_bytes:
             sb.fail_job(ctx.store, job_id, ctx.run_id, "request_too_large",
-                        f"the request is {size / 1e6:.1f} MB, over the {self.max_bytes / 1e6:.1f} MB batch limit")
+                        f"the request is {size / 1e6:.1f} MB, over the {self.max_bytes / 1e6:.1f} MB batch "
+                        "limit")
             self.stats.failed += 1
             return None
         self.stats.reserved_usd += est
@@ -179,7 +182,8 @@ class BatchRunner:
             for job in page:
                 after = job.id
                 paths = list(sb.files_with_sha(ctx.store, job.sha256, job.file_id))
-                window.append((job, loop.run_in_executor(self._executor(), _reprepare, template, paths, job.sha256)))
+                fut = loop.run_in_executor(self._executor(), _reprepare, template, paths, job.sha256)
+                window.append((job, fut))
                 if len(window) >= REPREPARE_WINDOW:
                     entry = await self._prepared_entry(*window.popleft())
                     if entry is not None:
@@ -189,12 +193,14 @@ class BatchRunner:
             if entry is not None:
                 yield entry
 
-    async def _prepared_entry(self, job: sb.PendingJob, fut: asyncio.Future[ImageReport | None]) -> Entry | None:
+    async def _prepared_entry(self, job: sb.PendingJob,
+                              fut: asyncio.Future[ImageReport | None]) -> Entry | None:
         report = await fut
         ctx = self.ctx
         if report is None or report.encoded is None or report.media_type is None:
             sb.fail_job(ctx.store, job.id, ctx.run_id, "source_changed",
-                        "the image file is gone or changed since it was first sent, so it cannot be resubmitted")
+                        "the image file is gone or changed since it was first sent, so it cannot be "
+                        "resubmitted")
             self.stats.failed += 1
             return None
         t = ctx.target

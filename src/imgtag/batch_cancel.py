@@ -96,8 +96,8 @@ async def _cancel(ctx: BatchContext, wait_s: float) -> int:
             if batch is None or batch.processing_status != "ended":
                 continue
             if sb.batch_key(store, batch_id) not in (ctx.target.key, None):
-                _say(f"batch {batch_id}: canceled; it holds another preset's or model's work, so run the command "
-                     "that submitted it to collect its results")
+                _say(f"batch {batch_id}: canceled; it holds another preset's or model's work, so run the "
+                     "command that submitted it to collect its results")
                 waiting.pop(batch_id)
                 continue
             tally = await collector.collect(batch_id)
@@ -109,8 +109,8 @@ async def _cancel(ctx: BatchContext, wait_s: float) -> int:
         await asyncio.sleep(interval)
         interval = min(5.0, interval * 1.5)
     for batch_id in waiting:
-        _say(f"batch {batch_id}: still canceling after {wait_s:.0f} s; run `imgtag cancel` again (or `imgtag run`) "
-             "to collect it")
+        _say(f"batch {batch_id}: still canceling after {wait_s:.0f} s; run `imgtag cancel` again "
+             "(or `imgtag run`) to collect it")
     return EXIT_OK
 
 

@@ -31,7 +31,7 @@ class Collector:
     def __init__(self, ctx: BatchContext, *, max_batch_attempts: int = MAX_BATCH_ATTEMPTS) -> None:
         self.ctx = ctx
         self.max_batch_attempts = max_batch_attempts
-        self.poll_errors = 0
+        self.failed_sweeps = 0
 
     async def poll(self, batch_id: str) -> Any | None:
         """Retrieve one batch and keep its row current. None on a transient error (polled again later)."""
@@ -45,20 +45,28 @@ class Collector:
                         "workspace, or give it up with `imgtag cancel`")
                 raise BatchStop(text, Fatal(text, http_status=404, error_type="not_found_error")) from None
             stop_if_fatal(err)
-            self.poll_errors += 1
             return None
-        self.poll_errors = 0
         sb.update_batch(ctx.store, batch)
         ctx.stats.live[batch.id] = (batch.processing_status, sb.counts_of(batch))
         return batch
 
     async def sweep(self, batch_ids: list[str]) -> int:
-        """Poll each batch once; collect those that ended. Returns how many were collected."""
+        """Poll each batch once; collect those that ended. Returns how many were collected.
+
+        A sweep in which every call failed counts toward `failed_sweeps` (the caller's give-up signal);
+        one that reached the API resets it."""
         collected = 0
+        reached = not batch_ids
         for batch_id in batch_ids:
             batch = await self.poll(batch_id)
-            if batch is not None and batch.processing_status == "ended" and await self.collect(batch_id) is not None:
+            if batch is None:
+                continue
+            if batch.processing_status != "ended":
+                reached = True
+            elif await self.collect(batch_id) is not None:
+                reached = True
                 collected += 1
+        self.failed_sweeps = 0 if reached else self.failed_sweeps + 1
         return collected
 
     async def collect(self, batch_id: str) -> Counter[str] | None:
@@ -75,9 +83,7 @@ class Collector:
                 if state is not None:
                     tally[state] += 1
         except anthropic.AnthropicError as exc:
-            err = ctx.classify(exc)
-            stop_if_fatal(err)
-            self.poll_errors += 1
+            stop_if_fatal(ctx.classify(exc))
             return None
         missing = sb.finish_collection(ctx.store, batch_id)
         if missing:

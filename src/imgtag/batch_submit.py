@@ -107,7 +107,7 @@ class Submitter:
         ctx = self.ctx
         store = ctx.store
         sub, cids = sb.begin_submission(store, [e.job_id for e in chunk.entries])
-        requests = [{"custom_id": cid, "params": e.params} for cid, e in zip(cids, chunk.entries)]
+        requests = [{"custom_id": cid, "params": e.params} for cid, e in zip(cids, chunk.entries, strict=True)]
         failures = 0
         while True:
             try:
@@ -127,8 +127,8 @@ class Submitter:
                 if failures >= MAX_CREATE_ATTEMPTS and not ambiguous:
                     sb.abandon_submission(store, sub.id)
                     raise BatchStop(_gave_up(failures, err)) from None
-                wait = getattr(err, "retry_after", None) or min(30.0, 2.0 ** failures) * random.uniform(0.5, 1.0)
-                await asyncio.sleep(wait)
+                backoff = min(30.0, 2.0 ** failures) * random.uniform(0.5, 1.0)
+                await asyncio.sleep(getattr(err, "retry_after", None) or backoff)
                 if ambiguous:
                     # The batch may exist: look before creating it again (a failed listing stops the run and
                     # leaves the submission for the next run's reconcile).
@@ -205,8 +205,9 @@ class Submitter:
                 await asyncio.sleep(min(10.0, 0.5 * 2 ** attempt))
         # Without the list we cannot tell whether those items are already in a batch: stop rather than
         # risk paying twice.
-        raise BatchStop(f"could not list batches to check an interrupted submission ({last.message if last else ''});"
-                        " run the same command again")
+        detail = last.message if last else "no answer"
+        raise BatchStop(f"could not list batches to check an interrupted submission ({detail}); "
+                        "run the same command again")
 
     def _adopt(self, sub: sb.Submission, batch: Any) -> None:
         ctx = self.ctx
@@ -214,7 +215,8 @@ class Submitter:
         if owner is None:
             sb.abandon_submission(ctx.store, sub.id)
             return
-        sb.attach_batch(ctx.store, sub.id, batch, provider=owner[0], model=owner[1], run_id=ctx.run_id, nbytes=0)
+        sb.attach_batch(ctx.store, sub.id, batch, provider=owner[0], model=owner[1], run_id=ctx.run_id,
+                        nbytes=0)
         ctx.stats.adopted += 1
         ctx.stats.live[batch.id] = (batch.processing_status, sb.counts_of(batch))
 

@@ -9,11 +9,12 @@ from __future__ import annotations
 import asyncio
 import multiprocessing
 import os
-from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
+from collections import deque
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field, replace
-from typing import TextIO
+from typing import Any, TextIO
 
 from imgtag.discover import Discovered, DiscoveryStats, discover
 from imgtag.prefilter import NearDuplicateIndex
@@ -136,40 +137,35 @@ class Ingestor:
             for item in items:
                 yield item
 
-    async def run(self, *, needs_decode: callable | None = None,  # type: ignore[valid-type]
+    async def run(self, *, needs_decode: Callable[[Any], bool] | None = None,
                   max_in_flight: int | None = None) -> AsyncIterator[Ingested]:
-        """Yield every discovered file exactly once, in completion order.
+        """Yield every discovered file exactly once, in discovery order (so output is reproducible).
 
-        `needs_decode(row)` decides whether an unchanged file already in the store must be decoded again
-        (e.g. its image still has to be sent); by default stored files are answered from the store."""
+        Decoding runs ahead in the pool by at most `max_in_flight` files; the in-order window is that
+        same bound, so memory stays flat. `needs_decode(row)` decides whether an unchanged file already in
+        the store must be decoded again (e.g. its image still has to be sent)."""
         limit = max_in_flight or 2 * (self.options.workers or os.cpu_count() or 1)
-        pending: set[asyncio.Task[Ingested]] = set()
+        window: deque[asyncio.Future[Ingested]] = deque()
         try:
             async for d in self._discovered():
                 self.counters.discovered += 1
                 if d.problem is not None:
-                    yield self._save(d, _discovered_record(d), None)
-                    continue
-                row = self.store.cached_file(d.path, d.size, d.mtime_ns)
-                if row is not None and not (needs_decode and needs_decode(row)):
-                    self.counters.from_cache += 1
-                    yield self._save(d, _record_from_row(d, row), None)
-                    continue
-                self.store.reserve_file(d.path, d.display, d.root)
-                pending.add(asyncio.ensure_future(self._decode(d)))
-                while len(pending) >= limit:
-                    done, _ = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
-                    for task in done:
-                        pending.discard(task)
-                        yield task.result()
-            while pending:
-                done, _ = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
-                for task in done:
-                    pending.discard(task)
-                    yield task.result()
+                    window.append(_ready(self._save(d, _discovered_record(d), None)))
+                else:
+                    row = self.store.cached_file(d.path, d.size, d.mtime_ns)
+                    if row is not None and not (needs_decode and needs_decode(row)):
+                        self.counters.from_cache += 1
+                        window.append(_ready(self._save(d, _record_from_row(d, row), None)))
+                    else:
+                        self.store.reserve_file(d.path, d.display, d.root)
+                        window.append(asyncio.ensure_future(self._decode(d)))
+                while window and (window[0].done() or len(window) >= limit):
+                    yield await window.popleft()
+            while window:
+                yield await window.popleft()
         finally:
-            for task in pending:
-                task.cancel()
+            for future in window:
+                future.cancel()
 
     async def _decode(self, d: Discovered) -> Ingested:
         report = await self._prepare(replace(self.options.request, path=d.path))
@@ -192,3 +188,9 @@ class Ingestor:
             self.store.set_near_duplicate(file_id, near_of)
         return Ingested(file_id=file_id, display=d.display, record=record, report=report,
                         duplicate_of=duplicate_of, near_duplicate_of=near_of)
+
+
+def _ready(value: Ingested) -> asyncio.Future[Ingested]:
+    future: asyncio.Future[Ingested] = asyncio.get_running_loop().create_future()
+    future.set_result(value)
+    return future

@@ -90,7 +90,8 @@ def begin_submission(store: Store, job_ids: Sequence[int]) -> tuple[Submission, 
                              (now, len(job_ids))).lastrowid or 0)
         cids = [custom_id(job_id, sid) for job_id in job_ids]
         db.executemany("INSERT INTO batch_items(custom_id, batch_id, job_id, state, created_at)"
-                       " VALUES (?, NULL, ?, 'submitting', ?)", [(c, j, now) for c, j in zip(cids, job_ids)])
+                       " VALUES (?, NULL, ?, 'submitting', ?)",
+                       [(c, j, now) for c, j in zip(cids, job_ids, strict=True)])
     return Submission(sid, now, len(job_ids)), cids
 
 
@@ -121,8 +122,8 @@ def attach_batch(store: Store, submission_id: int, batch: Any, *, provider: str,
                        [(batch.id, cid) for cid, _ in items])
         # Pending (or failed, for `imgtag retry`) jobs only: a job answered meanwhile (e.g. by a sync run
         # after a crash) keeps its result.
-        db.executemany("UPDATE jobs SET status='batched', updated_at=? WHERE id=? AND status IN ('pending', 'failed')",
-                       [(now_iso(), job_id) for _, job_id in items])
+        db.executemany("UPDATE jobs SET status='batched', updated_at=? WHERE id=?"
+                       " AND status IN ('pending', 'failed')", [(now_iso(), job_id) for _, job_id in items])
     return len(items)
 
 
@@ -159,8 +160,8 @@ def submission_model(store: Store, submission_id: int) -> tuple[str, str] | None
 def live_batches(store: Store, key: WorkKey | None = None) -> list[BatchRow]:
     """Batches whose results are not fully stored yet; with a key, only those holding that key's jobs
     (judging a result needs the preset that asked for it)."""
-    rows = store.db.execute("SELECT id, provider, model, processing_status, item_count, request_counts, ended_at"
-                            " FROM batches WHERE collected_at IS NULL ORDER BY created_at, id").fetchall()
+    rows = store.db.execute("SELECT id, provider, model, processing_status, item_count, request_counts,"
+                            " ended_at FROM batches WHERE collected_at IS NULL ORDER BY created_at, id").fetchall()
     out = [_batch_row(r) for r in rows]
     if key is None:
         return out
@@ -193,8 +194,8 @@ def finish_collection(store: Store, batch_id: str, *, leftover_state: str = "mis
     db = store.db
     with db:
         db.execute("BEGIN IMMEDIATE")
-        leftovers = db.execute("SELECT custom_id, job_id FROM batch_items WHERE batch_id=? AND state='submitted'",
-                               (batch_id,)).fetchall()
+        leftovers = db.execute("SELECT custom_id, job_id FROM batch_items WHERE batch_id=?"
+                               " AND state='submitted'", (batch_id,)).fetchall()
         db.executemany("UPDATE batch_items SET state=? WHERE custom_id=?",
                        [(leftover_state, r[0]) for r in leftovers])
         db.executemany("UPDATE jobs SET status='pending', updated_at=? WHERE id=? AND status='batched'",
@@ -230,7 +231,8 @@ def settle_item(store: Store, cid: str, batch_id: str, run_id: int | None, outco
     u = outcome.usage or Usage()
     with db:
         db.execute("BEGIN IMMEDIATE")
-        row = db.execute("SELECT job_id, state, batch_id FROM batch_items WHERE custom_id=?", (cid,)).fetchone()
+        row = db.execute("SELECT job_id, state, batch_id FROM batch_items WHERE custom_id=?",
+                         (cid,)).fetchone()
         if row is None or row["batch_id"] != batch_id or row["state"] != SUBMITTED:
             return False
         job_id = int(row["job_id"])
@@ -244,15 +246,16 @@ def settle_item(store: Store, cid: str, batch_id: str, run_id: int | None, outco
         db.execute(
             "UPDATE jobs SET attempts=attempts+1, input_tokens=input_tokens+?, output_tokens=output_tokens+?,"
             " cache_creation_input_tokens=cache_creation_input_tokens+?,"
-            " cache_read_input_tokens=cache_read_input_tokens+?, cost_usd=cost_usd+?, updated_at=? WHERE id=?",
+            " cache_read_input_tokens=cache_read_input_tokens+?, cost_usd=cost_usd+?, updated_at=?"
+            " WHERE id=?",
             (u.input_tokens, u.output_tokens, u.cache_creation_input_tokens, u.cache_read_input_tokens,
              outcome.cost, now_iso(), job_id))
         state = outcome.item_state
         if outcome.job_status is not None:
             # Guarded on 'batched': a job settled some other way keeps its result; this answer is only billed.
             cur = db.execute(
-                "UPDATE jobs SET status=?, mode='batch', fields=?, error_type=?, error_message=?, request_id=?,"
-                " updated_at=? WHERE id=? AND status='batched'",
+                "UPDATE jobs SET status=?, mode='batch', fields=?, error_type=?, error_message=?,"
+                " request_id=?, updated_at=? WHERE id=? AND status='batched'",
                 (outcome.job_status,
                  json.dumps(outcome.fields, ensure_ascii=False) if outcome.fields is not None else None,
                  outcome.error_type, outcome.error_message, outcome.request_id, now_iso(), job_id))
@@ -282,7 +285,8 @@ def resubmittable_jobs(store: Store, key: WorkKey, after_id: int = 0, limit: int
     one page at a time, by job id, so a huge backlog is never loaded at once."""
     rows = store.db.execute(
         "SELECT j.id, j.sha256, j.file_id FROM jobs j WHERE j.status='pending' AND j.preset_version=?"
-        " AND j.provider=? AND j.model=? AND j.id>? AND EXISTS (SELECT 1 FROM batch_items b WHERE b.job_id=j.id)"
+        " AND j.provider=? AND j.model=? AND j.id>?"
+        " AND EXISTS (SELECT 1 FROM batch_items b WHERE b.job_id=j.id)"
         " ORDER BY j.id LIMIT ?", (key.preset_version, key.provider, key.model, after_id, limit)).fetchall()
     return [PendingJob(int(r[0]), r[1], r[2]) for r in rows]
 

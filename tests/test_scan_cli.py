@@ -1,0 +1,73 @@
+"""`imgtag scan` and `imgtag run --dry-run` over the real corpus, through the CLI."""
+
+from __future__ import annotations
+
+import json
+import os
+
+from typer.testing import CliRunner
+
+from conftest import CORPUS
+from imgtag.cli import app
+
+
+def scan_json(tmp_path, *paths: str) -> tuple[list[dict], dict]:
+    result = CliRunner().invoke(app, ["scan", *paths, "--json", "--out", str(tmp_path / "out")],
+                                catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    lines = [json.loads(line) for line in result.stdout.splitlines() if line.strip()]
+    return lines[:-1], lines[-1]
+
+
+def test_scan_reports_every_file_exactly_once_with_reasons(tmp_path):
+    entries, summary = scan_json(tmp_path, str(CORPUS))
+    on_disk = sorted(os.path.relpath(os.path.join(d, f), CORPUS) for d, _, fs in os.walk(CORPUS) for f in fs)
+    assert sorted(e["path"] for e in entries) == on_disk
+    for e in entries:
+        assert e["status"] in ("ok", "skipped", "failed")
+        if e["status"] != "ok":
+            assert e["reason"] and "\n" not in e["reason"], e
+        else:
+            assert e["width"] > 0 and e["height"] > 0 and len(e["sha256"]) == 64
+            assert e["est_input_tokens"] > 0
+    by_path = {e["path"]: e for e in entries}
+    # EXIF orientation 6: stored 308x231, reported as seen
+    assert (by_path["edge/libvips_rotation_6_progressive.jpg"]["width"],
+            by_path["edge/libvips_rotation_6_progressive.jpg"]["height"]) == (231, 308)
+    # byte-identical copies point at the first one discovered
+    assert by_path["photos/coral_pets.jpg"]["duplicate_of"] == "edge/PETS.JPEG"
+    assert by_path["photos/easyocr_chinese.jpg"]["duplicate_of"] == "edge/中文路牌_愚园路.jpg"
+    assert by_path["edge/pillow_heif_200MP.heic"]["status"] == "failed"
+    assert "bomb" in by_path["edge/pillow_bmp_reallybig.bmp"]["reason"]
+    assert by_path["edge/zero_bytes.jpg"]["status"] == "skipped"
+    assert summary["files"] == len(on_disk)
+    assert sum(summary["by_status"].values()) == len(on_disk)
+    assert summary["distinct_images"] < summary["by_status"]["ok"]  # duplicates are counted once
+    for est in summary["estimates"]:
+        assert est["batch_usd"] == round(est["standard_usd"] / 2, 6) or abs(est["batch_usd"] * 2 - est["standard_usd"]) < 1e-5
+
+
+def test_scan_human_table_and_rescan_uses_the_store(tmp_path):
+    runner = CliRunner()
+    first = runner.invoke(app, ["scan", str(CORPUS / "edge"), "--out", str(tmp_path / "o")], catch_exceptions=False)
+    assert first.exit_code == 0
+    assert "Traceback" not in first.output and "Estimated cost" in first.output
+    second = runner.invoke(app, ["scan", str(CORPUS / "edge"), "--out", str(tmp_path / "o")], catch_exceptions=False)
+    assert second.stdout == first.stdout  # unchanged files are answered from the store, identically
+
+
+def test_dry_run_estimates_without_a_key_or_requests(tmp_path, monkeypatch):
+    monkeypatch.delenv("ANTHROPIC_API_KEY", raising=False)
+    monkeypatch.setenv("ANTHROPIC_BASE_URL", "http://127.0.0.1:9")  # nothing listens: any request would fail
+    result = CliRunner().invoke(app, ["run", str(CORPUS / "photos"), "--dry-run", "--out", str(tmp_path / "o")],
+                                catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    assert "dry run" in result.output and "Nothing was sent" in result.output
+    assert "standard" in result.output and "batch" in result.output
+    assert not (tmp_path / "o" / "results.csv").exists()
+
+
+def test_help_lists_the_commands():
+    result = CliRunner().invoke(app, ["--help"])
+    for command in ("scan", "run", "status", "export", "retry", "presets"):
+        assert command in result.output
