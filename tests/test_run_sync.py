@@ -210,3 +210,29 @@ def test_unlimited_server_concurrency_grows(tmp_path, fake_anthropic_factory, mo
     assert code == 0, output
     assert fake.stats.rate_limited == 0
     assert fake.stats.peak_concurrency > 8, "with no advertised limit the window must grow past its start"
+
+
+def test_status_export_progress_and_no_secret_anywhere(tmp_path, fake_anthropic_factory, monkeypatch):
+    make_images(tmp_path / "in", 5)
+    (tmp_path / "in" / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
+    fake = fake_anthropic_factory()
+    out = tmp_path / "o"
+    monkeypatch.setenv("NO_COLOR", "1")
+    code, output = run_cli(["run", str(tmp_path / "in"), "--out", str(out)], fake.env(), monkeypatch)
+    assert code == 1  # broken.jpg failed
+    # not a terminal: plain progress lines, nothing decorative
+    assert "imgtag: " in output and "ok 5" in output and "\x1b[" not in output
+    code, status_text = run_cli(["status", "--out", str(out)], fake.env(), monkeypatch)
+    assert code == 0
+    assert "ok 5" in status_text and "failed 1" in status_text and "cost $" in status_text
+    assert "broken.jpg" in status_text
+    code, status_json = run_cli(["status", "--out", str(out), "--json"], fake.env(), monkeypatch)
+    data = json.loads(status_json)
+    assert data["by_status"] == {"ok": 5, "failed": 1} and data["cost_usd"] > 0
+    (out / "results.csv").unlink()
+    code, _ = run_cli(["export", "--out", str(out), "--format", "csv"], fake.env(), monkeypatch)
+    assert code == 0 and (out / "results.csv").exists()
+    secret = fake.config.api_key.encode()
+    for path in out.iterdir():
+        assert secret not in path.read_bytes(), path
+    assert fake.config.api_key not in output + status_text + status_json
