@@ -32,9 +32,8 @@ def test_newer_schema_is_refused(tmp_path):
 
 
 def test_second_writer_is_refused_with_a_clear_message(tmp_path):
-    with Store(tmp_path):
-        with pytest.raises(StoreBusyError, match="another imgtag process"):
-            Store(tmp_path)
+    with Store(tmp_path), pytest.raises(StoreBusyError, match="another imgtag process"):
+        Store(tmp_path)
     with Store(tmp_path):  # released on close
         pass
 
