@@ -4,8 +4,8 @@
     python bench/preprocess.py --quick    # 8 files, for a smoke run
     python bench/preprocess.py --files 48 --workers 4
 
-The test files are made from real photos in the shared corpus (upscaled to 4000 px on the long
-edge, ~12 MP, JPEG quality 92, each one cropped/flipped a little differently so no two are
+The test files are made from real photos in the shared corpus (upscaled to 12 MP, e.g.
+4000x3000, JPEG quality 92, each one cropped/flipped a little differently so no two are
 identical), cached in --workdir. Without the corpus, synthetic photos-like images are used.
 
 (a) naive: in ONE process, Image.open -> convert("RGB") -> resize to 1024 px long edge with
@@ -46,7 +46,7 @@ SOURCES = [
     "photos/exifpy_Reconyx_HC500.jpg",
     "photos/exifpy_33-type_error.jpg",
 ]
-LONG_EDGE = 4000
+TARGET_PIXELS = 12_000_000  # a 12 MP camera: 4000x3000 at 4:3
 NAIVE_EDGE = 1024
 
 
@@ -72,7 +72,7 @@ def make_inputs(workdir: Path, count: int) -> list[Path]:
     sources = [CORPUS / s for s in SOURCES if (CORPUS / s).is_file()]
     paths: list[Path] = []
     for i in range(count):
-        path = workdir / f"camera_{i:03d}.jpg"
+        path = workdir / f"camera12mp_{i:03d}.jpg"
         paths.append(path)
         if path.exists():
             continue
@@ -87,7 +87,7 @@ def make_inputs(workdir: Path, count: int) -> list[Path]:
         img = img.crop((dx, dy, img.width - (40 - dx), img.height - (40 - dy)))
         if (i // len(SOURCES)) % 2:
             img = ImageOps.mirror(img)
-        scale = LONG_EDGE / max(img.size)
+        scale = (TARGET_PIXELS / (img.width * img.height)) ** 0.5
         img = img.resize((round(img.width * scale), round(img.height * scale)), Image.Resampling.BICUBIC)
         img.save(path, "JPEG", quality=92)
     return paths
@@ -129,14 +129,10 @@ def _loadavg() -> str:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument(
-        "--files", type=int, default=None, help="number of test images (default 24; 8 with --quick)"
-    )
+    ap.add_argument("--files", type=int, default=None, help="number of test images (default 24; 8 with --quick)")
     ap.add_argument("--quick", action="store_true", help="small smoke run")
     ap.add_argument("--workers", type=int, default=None, help="pool size (default: all cores)")
-    ap.add_argument(
-        "--repeat", type=int, default=None, help="runs per approach, best kept (default 3; 1 with --quick)"
-    )
+    ap.add_argument("--repeat", type=int, default=None, help="runs per approach, best kept (default 3; 1 with --quick)")
     ap.add_argument("--workdir", type=Path, default=Path(tempfile.gettempdir()) / "imgtag-bench-preprocess")
     args = ap.parse_args()
     count = args.files or (8 if args.quick else 24)
@@ -144,12 +140,16 @@ def main() -> None:
 
     t0 = time.perf_counter()
     paths = make_inputs(args.workdir, count)
-    with Image.open(paths[0]) as im:
-        first = im.size
+    sizes = []
+    for p in paths:
+        with Image.open(p) as im:
+            sizes.append(im.size)
+    mpix = statistics.mean(w * h for w, h in sizes) / 1e6
     mb = sum(p.stat().st_size for p in paths) / 1e6
     print(f"cores: {cores}")
     print(
-        f"files: {count} JPEGs, e.g. {first[0]}x{first[1]} px, {mb:.1f} MB total in {args.workdir}"
+        f"files: {count} JPEGs, {mpix:.1f} MP each on average (e.g. {sizes[0][0]}x{sizes[0][1]}), "
+        f"quality 92, {mb:.1f} MB total in {args.workdir}"
         f" (ready in {time.perf_counter() - t0:.1f} s)"
     )
     print(f"corpus: {'yes' if CORPUS.is_dir() else 'no (synthetic images)'}")
@@ -164,10 +164,7 @@ def main() -> None:
     print(naive.line("(a) naive, 1 process", count))
     print(ours.line(f"(b) imgtag, {args.workers or cores} workers", count))
     print(ours1.line("(b1) imgtag, 1 process", count))
-    print(
-        f"speed ratio (a)/(b): {naive.seconds / ours.seconds:.2f}x   "
-        f"(a)/(b1): {naive.seconds / ours1.seconds:.2f}x"
-    )
+    print(f"speed ratio (a)/(b): {naive.seconds / ours.seconds:.2f}x   (a)/(b1): {naive.seconds / ours1.seconds:.2f}x")
 
 
 if __name__ == "__main__":
