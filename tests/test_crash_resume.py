@@ -70,8 +70,9 @@ def test_kill_nine_twice_then_rerun(tmp_path: Path, fake_anthropic_factory) -> N
 
 
 def test_second_run_on_same_store_is_refused(tmp_path: Path, fake_anthropic_factory) -> None:
-    make_images(tmp_path / "in", 10)
-    fake = fake_anthropic_factory(latency_s=1.0)
+    make_images(tmp_path / "in", 24)
+    # 24 images at 2 s each through a probing window of 8: the first run lasts several seconds
+    fake = fake_anthropic_factory(latency_s=2.0)
     args = ["run", str(tmp_path / "in"), "--out", str(tmp_path / "out"), "-q"]
     first = start_cli(args, fake.env())
     wait_until(lambda: fake.stats.messages_requests > 0)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import random
 import re
 import shutil
 import time
@@ -402,15 +403,22 @@ def test_empty_and_not_image(reports: dict[str, ImageReport]) -> None:
     assert text.format is None and text.sha256
 
 
-def test_unreadable(tmp_path: Path) -> None:
-    missing = run(tmp_path / "gone.jpg")
+def test_unreadable(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    missing = run(tmp_path / "gone.jpg")  # vanished between discovery and preprocessing
     assert (missing.status, missing.reason_code) == ("failed", "unreadable")
     assert run(tmp_path).reason_code == "unreadable"  # a directory
-    if hasattr(os, "geteuid") and os.geteuid() != 0:  # root ignores permissions
-        locked = tmp_path / "locked.jpg"
-        shutil.copy(PHOTOS / "coral_owl.jpg", locked)
+    locked = tmp_path / "locked.jpg"
+    shutil.copy(PHOTOS / "coral_owl.jpg", locked)
+    if hasattr(os, "geteuid") and os.geteuid() != 0:
         locked.chmod(0)
-        assert run(locked).reason_code == "unreadable"
+    else:  # root ignores file modes: simulate the refusal instead
+
+        def denied(*_args: object, **_kw: object) -> None:
+            raise PermissionError(13, "Permission denied")
+
+        monkeypatch.setattr("imgtag.preprocess.open", denied, raising=False)
+    rep = run(locked)
+    assert (rep.status, rep.reason_code, rep.reason) == ("failed", "unreadable", "unreadable: Permission denied")
 
 
 def test_content_decides_not_extension(tmp_path: Path) -> None:
@@ -502,10 +510,7 @@ def test_prepare_many_bounded_and_complete(corpus: Path) -> None:
     assert sorted(seen) == sorted(str(p) for p in files)
     assert max_ahead <= 3
     # in-process path (workers=1) gives the same reports
-    single = {
-        r.path: r.status
-        for r in prepare_many((PrepareRequest(str(p), encode=False) for p in files), workers=1)
-    }
+    single = {r.path: r.status for r in prepare_many((PrepareRequest(str(p), encode=False) for p in files), workers=1)}
     assert len(single) == len(files)
 
 
@@ -528,3 +533,30 @@ def test_prepare_many_survives_a_worker_crash(corpus: Path) -> None:
     assert crashed.reason == "corrupt: decoder crashed (worker process died)"
     for req in (*good, *more):
         assert out[req.path].status == "ok", out[req.path].reason
+
+
+def test_mutilated_files_never_raise(tmp_path: Path, corpus: Path) -> None:
+    """Truncate and flip bytes of real files: always one clean report, whatever the decoder does.
+
+    Run through the pool, so a decoder crash on a mutated file is contained like in production.
+    """
+    rng = random.Random(20261121)
+    sources = [p for p in sorted(EDGE.iterdir()) if p.is_file() and 0 < p.stat().st_size < 200_000]
+    paths = []
+    for i in range(120):
+        src = rng.choice(sources)
+        data = bytearray(src.read_bytes())
+        if rng.random() < 0.6:
+            data = data[: rng.randrange(8, len(data))]
+        for _ in range(rng.randint(0, 12)):
+            data[rng.randrange(len(data))] = rng.randrange(256)
+        path = tmp_path / f"m{i:03d}{src.suffix}"
+        path.write_bytes(bytes(data))
+        paths.append(path)
+    reps = list(prepare_many((PrepareRequest(str(p), min_short_side=0) for p in paths), workers=2))
+    assert len(reps) == len(paths)
+    for rep in reps:
+        if rep.status == "ok":
+            assert decoded(rep).size == (rep.out_width, rep.out_height)
+        else:
+            assert rep.reason_code in REASON_CODES and rep.reason and "\n" not in rep.reason

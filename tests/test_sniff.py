@@ -92,10 +92,7 @@ def test_heif_family_brands() -> None:
 
 def test_classify_unknown(corpus: Path) -> None:
     assert classify_unknown(head(EDGE / "text_file_not_image.jpg", 512)) == ("not_image", "looks like text")
-    assert (
-        classify_unknown(b"<?xml version='1.0'?>\n<svg xmlns='http://www.w3.org/2000/svg'/>")[0]
-        == "unsupported"
-    )
+    assert classify_unknown(b"<?xml version='1.0'?>\n<svg xmlns='http://www.w3.org/2000/svg'/>")[0] == "unsupported"
     assert classify_unknown(b"<!DOCTYPE html><html>")[1] == "looks like HTML"
     assert classify_unknown(b"%PDF-1.7\n")[1] == "looks like a PDF document"
     assert classify_unknown("中文文本，不是图片。".encode()) == ("not_image", "looks like text")

@@ -177,9 +177,11 @@ class BatchRunner:
         after = 0
         while True:
             page = sb.resubmittable_jobs(ctx.store, ctx.target.key, after)
-            if not page:
+            if not page or self.budget_hit:
                 break
             for job in page:
+                if self.budget_hit:
+                    break  # re-reading images nobody will pay to send is wasted work
                 after = job.id
                 paths = list(sb.files_with_sha(ctx.store, job.sha256, job.file_id))
                 fut = loop.run_in_executor(self._executor(), _reprepare, template, paths, job.sha256)

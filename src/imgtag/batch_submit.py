@@ -33,6 +33,7 @@ REQUEST_FRAME_BYTES = len('{"custom_id":"","params":}') + 64
 # Clocks differ; a batch created "before" its submission by less than this can still be ours.
 CLOCK_SLACK = timedelta(minutes=10)
 MAX_CREATE_ATTEMPTS = 5
+CREATE_BACKOFF_S = 2.0  # first wait after a failed create; doubles, capped at 30 s
 CREATE_TIMEOUT_S = 600.0  # uploading up to 256 MB takes a while on a slow uplink
 
 
@@ -127,7 +128,7 @@ class Submitter:
                 if failures >= MAX_CREATE_ATTEMPTS and not ambiguous:
                     sb.abandon_submission(store, sub.id)
                     raise BatchStop(_gave_up(failures, err)) from None
-                backoff = min(30.0, 2.0 ** failures) * random.uniform(0.5, 1.0)
+                backoff = min(30.0, CREATE_BACKOFF_S * 2 ** (failures - 1)) * random.uniform(0.5, 1.0)
                 await asyncio.sleep(getattr(err, "retry_after", None) or backoff)
                 if ambiguous:
                     # The batch may exist: look before creating it again (a failed listing stops the run and

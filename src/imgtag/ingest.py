@@ -7,7 +7,6 @@ and results are yielded as they complete, so memory stays flat at any folder siz
 from __future__ import annotations
 
 import asyncio
-import multiprocessing
 import os
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
@@ -18,7 +17,7 @@ from typing import Any, TextIO
 
 from imgtag.discover import Discovered, DiscoveryStats, discover
 from imgtag.prefilter import NearDuplicateIndex
-from imgtag.preprocess import ImageReport, PrepareRequest, prepare
+from imgtag.preprocess import ImageReport, PrepareRequest, new_pool, prepare
 from imgtag.store import FileRecord, Store
 
 
@@ -87,11 +86,9 @@ class Ingestor:
         self._pool: ProcessPoolExecutor | None = None
 
     def _new_pool(self) -> ProcessPoolExecutor:
-        # Never fork: a forked worker would inherit the store's lock and SQLite descriptors, keep the output
-        # folder locked after a kill -9 of the parent, and share a connection across processes.
-        method = "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
-        return ProcessPoolExecutor(max_workers=self.options.workers or os.cpu_count() or 1,
-                                   mp_context=multiprocessing.get_context(method))
+        # Never a plain fork: a forked worker would inherit the store's lock and SQLite descriptors, keep the
+        # output folder locked after a kill -9 of the parent, and share a connection across processes.
+        return new_pool(self.options.workers or os.cpu_count() or 1)
 
     async def _prepare(self, req: PrepareRequest) -> ImageReport:
         loop = asyncio.get_running_loop()

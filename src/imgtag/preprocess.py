@@ -104,12 +104,14 @@ def _ensure_plugins() -> None:
         return
     # Thumbnails, depth maps and auxiliary images are never used: don't decode or keep them.
     pillow_heif.register_heif_opener(thumbnails=False, depth_images=False, aux_images=False)
+    Image.init()  # load every Pillow plugin now, so _open_formats sees the rarer ones (PSD, QOI)
     _PLUGINS_READY = True
 
 
-def _init_worker() -> None:
+def init_worker() -> None:
     """Pool worker setup: plugins, and one decode thread per process (the pool is the parallelism;
-    codec thread pools on top would only oversubscribe the cores)."""
+    codec thread pools on top would only oversubscribe the cores). prepare_many uses it; pass it
+    as `initializer=` when running `prepare` in a pool of your own."""
     _ensure_plugins()
     with contextlib.suppress(Exception):
         pillow_heif.options.DECODE_THREADS = 1
@@ -122,7 +124,7 @@ def _init_worker() -> None:
 # Pillow plugin ids allowed to open each sniffed format: the sniffed type decides, so a file
 # is never parsed by a plugin for some other format that happens to accept its bytes.
 _PIL_FORMATS: dict[str, tuple[str, ...]] = {
-    "JPEG": ("JPEG", "MPO"),
+    "JPEG": ("JPEG",),  # the JPEG opener itself returns MPO images for multi-picture files
     "PNG": ("PNG",),
     "GIF": ("GIF",),
     "WEBP": ("WEBP",),
@@ -135,6 +137,12 @@ _PIL_FORMATS: dict[str, tuple[str, ...]] = {
     "PSD": ("PSD",),
     "QOI": ("QOI",),
 }
+
+
+def _open_formats(fmt: str) -> list[str]:
+    # Only ids Pillow has an opener for: asking for an unregistered one is a KeyError in Pillow.
+    return [f for f in _PIL_FORMATS.get(fmt, (fmt,)) if f in Image.OPEN]
+
 
 # EXIF orientation -> the transpose that makes the image upright.
 _TRANSPOSE = {
@@ -166,9 +174,7 @@ def _mp(pixels: int | float) -> str:
 
 
 def _bomb(w: int, h: int, max_pixels: int) -> _Reject:
-    return _Reject(
-        "failed", "bomb", f"decompression bomb: declares {w}x{h} ({_mp(w * h)}), limit {_mp(max_pixels)}"
-    )
+    return _Reject("failed", "bomb", f"decompression bomb: declares {w}x{h} ({_mp(w * h)}), limit {_mp(max_pixels)}")
 
 
 @contextlib.contextmanager
@@ -255,7 +261,7 @@ def _decode_failure(exc: BaseException, fmt: str, max_pixels: int) -> _Reject:
         return _Reject("failed", "bomb", f"decompression bomb: {fmt} exceeds the decoder's security limits")
     if isinstance(exc, MemoryError):
         return _Reject("failed", "bomb", f"decompression bomb: ran out of memory decoding this {fmt}")
-    if isinstance(exc, EOFError) or "truncated" in low:
+    if isinstance(exc, EOFError) or "truncated" in low or "end of file" in low:
         return _Reject("failed", "truncated", f"truncated: image data ends early ({fmt})")
     if isinstance(exc, UnidentifiedImageError):
         return _Reject("failed", "corrupt", f"corrupt: {fmt} signature found but the header cannot be read")
@@ -376,9 +382,7 @@ def _encode_within(img: Image.Image, quality: int, max_bytes: int) -> tuple[byte
             continue
         w, h = img.size
         if max(w, h) <= 16:
-            raise _Reject(
-                "failed", "unsupported", f"unsupported: cannot encode under the {max_bytes:,}-byte budget"
-            )
+            raise _Reject("failed", "unsupported", f"unsupported: cannot encode under the {max_bytes:,}-byte budget")
         img = img.resize((max(1, w * 3 // 4), max(1, h * 3 // 4)), _RESAMPLE)
 
 
@@ -414,7 +418,8 @@ def _prepare_into(req: PrepareRequest, report: ImageReport) -> None:
     report.sha256 = hashlib.sha256(data).hexdigest()
     if not data:
         raise _Reject("skipped", "empty", "empty file (0 bytes)")
-    fmt = sniff.sniff_format(data[: sniff.SNIFF_BYTES])
+    # More than SNIFF_BYTES: a long HEIF 'ftyp' brand list can push "avif" past byte 64.
+    fmt = sniff.sniff_format(data[:1024])
     if fmt is None:
         code, what = sniff.classify_unknown(data[:512])
         prefix = "not an image" if code == "not_image" else "unsupported"
@@ -461,15 +466,13 @@ def _decode_and_finish(data: bytes, fmt: str, req: PrepareRequest, report: Image
     report.visual_tokens = visual_tokens(out_w, out_h, req.tier.patch)
 
 
-def _decode(
-    data: bytes, fmt: str, req: PrepareRequest, report: ImageReport
-) -> tuple[Image.Image, bytes | None]:
+def _decode(data: bytes, fmt: str, req: PrepareRequest, report: ImageReport) -> tuple[Image.Image, bytes | None]:
     """Decode the first frame, as small as the job allows, and turn it upright.
 
     Returns the oriented image (any reducible mode, at least the needed size unless the source
     is smaller) and its embedded ICC profile. Sets report.format/width/height.
     """
-    im = Image.open(io.BytesIO(data), formats=_PIL_FORMATS.get(fmt, (fmt,)))
+    im = Image.open(io.BytesIO(data), formats=_open_formats(fmt))
     if im.format == "MPO":
         report.format = "MPO"
     w0, h0 = im.size
@@ -514,6 +517,14 @@ def _decode(
 # --- the pool -------------------------------------------------------------------------------
 
 
+def _usable_cpus() -> int:
+    """CPUs this process may run on (respects taskset/affinity, unlike os.cpu_count)."""
+    if hasattr(os, "sched_getaffinity"):
+        with contextlib.suppress(OSError):
+            return max(1, len(os.sched_getaffinity(0)))
+    return os.cpu_count() or 1
+
+
 def _mp_context() -> multiprocessing.context.BaseContext:
     """forkserver where available (fork-safe even if the caller runs threads, and the server
     preloads Pillow once so new workers start fast); spawn elsewhere."""
@@ -525,8 +536,9 @@ def _mp_context() -> multiprocessing.context.BaseContext:
     return multiprocessing.get_context("spawn")
 
 
-def _new_pool(workers: int) -> ProcessPoolExecutor:
-    return ProcessPoolExecutor(max_workers=workers, mp_context=_mp_context(), initializer=_init_worker)
+def new_pool(workers: int) -> ProcessPoolExecutor:
+    """A decode pool: never forked from a process holding locks or SQLite handles; one codec thread each."""
+    return ProcessPoolExecutor(max_workers=workers, mp_context=_mp_context(), initializer=init_worker)
 
 
 def _crashed(req: PrepareRequest) -> ImageReport:
@@ -545,7 +557,7 @@ def _run_isolated(reqs: list[PrepareRequest]) -> Iterator[ImageReport]:
     try:
         for req in reqs:
             if pool is None:
-                pool = _new_pool(1)
+                pool = new_pool(1)
             try:
                 report = pool.submit(prepare, req).result()
             except BrokenProcessPool:
@@ -568,7 +580,7 @@ def prepare_many(
     flat for any number of files. A worker crash (segfault, OOM kill) costs only the file that
     caused it: the pool is rebuilt and the other in-flight files are retried.
     """
-    n_workers = workers or os.cpu_count() or 1
+    n_workers = workers or _usable_cpus()
     limit = max(1, max_pending or 2 * n_workers)
     if n_workers == 1:
         # In-process: no pickling or start-up cost; nothing to bound since we go one by one.
@@ -578,7 +590,7 @@ def prepare_many(
 
     source = iter(reqs)
     exhausted = False
-    pool = _new_pool(n_workers)
+    pool = new_pool(n_workers)
     pending: dict[Future[ImageReport], PrepareRequest] = {}
     try:
         while True:
@@ -590,7 +602,7 @@ def prepare_many(
                     except BrokenProcessPool:
                         # A worker died while idle. Its pool's pending futures fail and are
                         # retried below; new work goes to a fresh pool.
-                        pool = _new_pool(n_workers)
+                        pool = new_pool(n_workers)
                         fut = pool.submit(prepare, req)
                     pending[fut] = req
                     room -= 1
@@ -620,6 +632,6 @@ def prepare_many(
                 pending.clear()
                 pool.shutdown(wait=True, cancel_futures=True)
                 yield from _run_isolated(orphans)
-                pool = _new_pool(n_workers)
+                pool = new_pool(n_workers)
     finally:
         pool.shutdown(wait=True, cancel_futures=True)

@@ -122,7 +122,7 @@ class Run:
         self.key = target.key
         self.run_id = store.start_run(command, key=self.key, preset=target.preset.name, mode=cfg.mode)
         self.ok = self.failed = self.skipped = self.finished = 0
-        self.queued: set[str] = set()
+        self.queued: set[int] = set()  # job ids sent this run (ints: a million of them is a few tens of MB)
         self.engine: Engine | None = None
         self.batcher: Any = None
 
@@ -156,15 +156,19 @@ class Run:
                 self._count(ing, settled=True)
                 continue
             sha = ing.record.sha256
-            if not self._needs_work(sha) or sha in self.queued:
+            if not self._needs_work(sha):
                 self._count(ing, settled=True)
                 continue
-            self.queued.add(sha)
             if estimator is not None:
-                estimator.add(ing.record.width or 0, ing.record.height or 0)
+                if ing.duplicate_of is None:
+                    estimator.add(ing.record.width or 0, ing.record.height or 0)
                 self._count(ing, settled=True)
                 continue
             job = self.store.job_for(sha, self.key, ing.file_id)
+            if job.id in self.queued:
+                self._count(ing, settled=True)
+                continue
+            self.queued.add(job.id)
             report = ing.report
             if report is None or report.encoded is None or report.media_type is None:
                 self._count(ing, settled=True)  # cannot happen with needs_decode, but never send nothing

@@ -167,6 +167,10 @@ class FakeConfig:
     p_batch_errored: float = 0.0
     p_batch_expired: float = 0.0
     batch_errored_type: str = "api_error"
+    # Faults for the Nth batch create call (0-based list, one entry per call; "" = none):
+    #   "reject:<status>" -> answer with that error, no batch is created;
+    #   "lost:<status>"   -> the batch IS created, then the answer is that error (a response lost in transit).
+    batch_create_faults: list[str] = field(default_factory=list)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> FakeConfig:
@@ -857,6 +861,7 @@ class FakeAnthropicServer:
         self._seq = 0
         self._cache: set[str] = set()
         self._batches: dict[str, _Batch] = {}
+        self._batch_create_calls = 0
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -916,6 +921,7 @@ class FakeAnthropicServer:
             self._rng = random.Random(self.config.seed)
             self._cache = set()
             self._batches = {}
+            self._batch_create_calls = 0
 
     def client(self, **kwargs: Any) -> Any:
         """A sync ``anthropic.Anthropic`` pointed here (max_retries=0 unless given)."""
@@ -1438,6 +1444,12 @@ class FakeAnthropicServer:
 
     def _batch_create(self, h: _Handler, raw: bytes, headers: dict[str, str]) -> int:
         cfg = self.config
+        with self._lock:
+            call = self._batch_create_calls
+            self._batch_create_calls += 1
+        fault = cfg.batch_create_faults[call] if call < len(cfg.batch_create_faults) else ""
+        if fault.startswith("reject:"):
+            raise _ApiError(int(fault.split(":", 1)[1]))
         if len(raw) > cfg.batch_max_bytes:
             raise _ApiError(413)
         body = self._parse_json(raw)
@@ -1488,6 +1500,8 @@ class FakeAnthropicServer:
                 self.stats.batch_items_by_custom_id[item.custom_id] += 1
                 if item.analysis is not None and item.analysis.image_keys:
                     self.stats.batch_items_by_key[item.analysis.image_keys[0]] += 1
+        if fault.startswith("lost:"):
+            raise _ApiError(int(fault.split(":", 1)[1]))
         self._send_json(h, 200, self._batch_object(batch), headers)
         return 200
 
