@@ -190,7 +190,8 @@ def run(
     max_attempts: Annotated[int, typer.Option(help="Attempts per image on transient errors.")] = 6,
     detach: Annotated[bool, typer.Option(help="Batch mode: submit and exit; a later run collects.")] = False,
     batch_max_requests: Annotated[int, typer.Option(help="Requests per batch (API max 100000).")] = 100_000,
-    batch_max_mb: Annotated[float, typer.Option(help="Megabytes per batch (API max 256).")] = 200.0,
+    batch_max_mb: Annotated[float, typer.Option(
+        help="Megabytes per batch (API max 256; submitting holds about 3x this in memory).")] = 100.0,
     poll_interval: Annotated[float, typer.Option(help="Batch mode: first poll interval, seconds.")] = 5.0,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress output.")] = False,
 ) -> None:

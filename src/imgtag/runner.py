@@ -52,7 +52,7 @@ class RunConfig:
     stdin: TextIO | None = None
     detach: bool = False
     batch_max_requests: int = 100_000
-    batch_max_bytes: int = 200 * 1024 * 1024
+    batch_max_bytes: int = 100 * 1024 * 1024
     poll_interval: float = 5.0
     retry_failed: bool = False
     source: Iterable[Discovered] | None = None
