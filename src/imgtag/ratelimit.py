@@ -15,6 +15,7 @@ pause (retry-after comes in whole seconds, so pausing everyone would idle the li
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -24,6 +25,9 @@ from imgtag.providers.base import RateLimitSnapshot
 SAFETY = 0.995         # aim just under the advertised rate: clock skew must not turn into 429s
 MIN_FACTOR = 0.25
 BACKOFF_WITHOUT_RETRY_AFTER = 2.0
+SLOWDOWN = 0.9        # pace multiplier after a 429 despite pacing (one 429 may be mere arrival jitter)
+RECOVERY = 0.02       # added back per success, up to 1
+PROBE_STEP_S = 0.1     # before limits are known, the allowed concurrency doubles every step (1, 2, 4, 8...)
 
 
 @dataclass
@@ -65,6 +69,7 @@ class Pacer:
         self._lock = asyncio.Lock()
         self._changed = asyncio.Event()
         self._last_slowdown = -1e9
+        self._probe_start: float | None = None
 
     @property
     def limits_known(self) -> bool:
@@ -83,10 +88,13 @@ class Pacer:
                 if now < self.pause_until:
                     await asyncio.sleep(self.pause_until - now)
                     continue
-                cap = self.max_concurrency if self._buckets else self.window
+                cap = self.max_concurrency if self._buckets else self._probe_cap(now)
                 if self.in_flight >= cap:
                     self._changed.clear()
-                    await self._changed.wait()
+                    # While probing, the cap also grows with time, so wake up to re-check it.
+                    with contextlib.suppress(asyncio.TimeoutError):
+                        await asyncio.wait_for(self._changed.wait(),
+                                               timeout=None if self._buckets else PROBE_STEP_S)
                     continue
                 wait = self._wait_for_tokens(now, input_tokens, output_tokens)
                 if wait > 0:
@@ -96,6 +104,14 @@ class Pacer:
                 self.in_flight += 1
                 self.peak_in_flight = max(self.peak_in_flight, self.in_flight)
                 return Permit(paced=bool(self._buckets), input_tokens=input_tokens, output_tokens=output_tokens)
+
+    def _probe_cap(self, now: float) -> int:
+        """Concurrency while no limit is known: a ramp in time (a shallow bucket answers the second or third
+        request with a 429 that carries the limits) bounded by a window that successes widen."""
+        if self._probe_start is None:
+            self._probe_start = now
+        ramp = 2 ** min(10, int((now - self._probe_start) / PROBE_STEP_S))
+        return max(1, min(self.window, ramp))
 
     def _costs(self, input_tokens: int, output_tokens: int) -> dict[str, float]:
         return {"requests": 1.0, "input": float(input_tokens), "output": float(output_tokens)}
@@ -124,16 +140,19 @@ class Pacer:
         if success:
             if not self._buckets:
                 self.window = min(self.max_concurrency, self.window + 1)
-            self.factor = min(1.0, self.factor + 0.01)
+            self.factor = min(1.0, self.factor + RECOVERY)
         self._changed.set()
 
     def observe(self, snap: RateLimitSnapshot) -> None:
         """Adopt limits from response headers; never let the local view be more generous than the server's."""
         now = self.clock()
-        for name, limit, remaining in (
-            ("requests", snap.requests_limit, snap.requests_remaining),
-            ("input", snap.input_limit, snap.input_remaining),
-            ("output", snap.output_limit, snap.output_remaining),
+        # `remaining` is rounded down (requests) or to the nearest thousand (tokens, on the real API), so the
+        # server may hold up to one unit of rounding more than it says. Clamping to the bare figure would
+        # throw away most of an interval on every response when the bucket is one request deep.
+        for name, limit, remaining, rounding in (
+            ("requests", snap.requests_limit, snap.requests_remaining, 1.0),
+            ("input", snap.input_limit, snap.input_remaining, 1000.0),
+            ("output", snap.output_limit, snap.output_remaining, 1000.0),
         ):
             if not limit:
                 continue
@@ -144,7 +163,7 @@ class Pacer:
             bucket.refill(now, self.factor)
             bucket.per_minute = limit
             if remaining is not None:
-                bucket.level = min(bucket.level, float(remaining))
+                bucket.level = min(bucket.level, float(remaining) + rounding)
         self._changed.set()
 
     def on_rate_limited(self, permit: Permit, retry_after: float | None, snap: RateLimitSnapshot) -> None:
@@ -162,5 +181,5 @@ class Pacer:
             self.window = max(1, self.window // 2)
         elif permit.paced and now - self._last_slowdown > 1.0:
             # Our pace was too fast for what the server enforces: slow down, once per burst of 429s.
-            self.factor = max(MIN_FACTOR, self.factor * 0.85)
+            self.factor = max(MIN_FACTOR, self.factor * SLOWDOWN)
             self._last_slowdown = now
