@@ -1,11 +1,17 @@
-"""Small synthetic images for engine tests: each a distinct solid colour, so the fake server's answer
+"""Small synthetic images and CLI helpers for engine tests: each a distinct solid colour, so the fake server's answer
 (which names the mean colour of the image it received) proves which image a result describes."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
+from typing import Any
 
+import pytest
 from PIL import Image
+from typer.testing import CliRunner
+
+from imgtag.cli import app
 
 LEVELS = (10, 50, 90, 130, 170, 210, 250)
 
@@ -36,3 +42,17 @@ def close_to(hex_text: str, colour: tuple[int, int, int], tolerance: int = 6) ->
     value = hex_text.strip().lstrip("#")[:6]
     rgb = tuple(int(value[i:i + 2], 16) for i in (0, 2, 4))
     return all(abs(a - b) <= tolerance for a, b in zip(rgb, colour, strict=True))
+
+
+def run_cli(args: list[str], env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> tuple[int, str]:
+    """Invoke the real CLI in-process with exactly these ANTHROPIC_* variables set."""
+    for name in ("ANTHROPIC_API_KEY", "ANTHROPIC_BASE_URL"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    result = CliRunner().invoke(app, args, catch_exceptions=False)
+    return result.exit_code, result.output
+
+
+def read_jsonl(path: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]

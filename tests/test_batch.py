@@ -18,14 +18,12 @@ from typing import Any
 
 import pytest
 from PIL import Image
-from typer.testing import CliRunner
 
-from imagegen import close_to, make_images
+from imagegen import close_to, make_images, read_jsonl, run_cli
 from imgtag import batch_collect, batch_submit
 from imgtag.batch_common import BatchStats
 from imgtag.batch_submit import ENVELOPE_BYTES, REQUEST_FRAME_BYTES, Chunk, Entry, chunked, request_bytes
 from imgtag.catalogue import catalogue
-from imgtag.cli import app
 from imgtag.costs import Usage, cost_usd
 from imgtag.store import batches as sb
 
@@ -33,17 +31,7 @@ CUSTOM_ID = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
 FAST = ["--mode", "batch", "--poll-interval", "0.05", "-q"]
 
 
-def run_cli(args: list[str], env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> tuple[int, str]:
-    for name in ("ANTHROPIC_API_KEY", "ANTHROPIC_BASE_URL"):
-        monkeypatch.delenv(name, raising=False)
-    for name, value in env.items():
-        monkeypatch.setenv(name, value)
-    result = CliRunner().invoke(app, args, catch_exceptions=False)
-    return result.exit_code, result.output
 
-
-def read_jsonl(path: Path) -> list[dict[str, Any]]:
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
 
 
 def query(out: Path, sql: str, *params: Any) -> list[tuple[Any, ...]]:

@@ -5,26 +5,10 @@ from __future__ import annotations
 import csv
 import json
 import sqlite3
-from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
 
-from imagegen import close_to, make_images
-from imgtag.cli import app
-
-
-def run_cli(args: list[str], env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> tuple[int, str]:
-    for name in ("ANTHROPIC_API_KEY", "ANTHROPIC_BASE_URL"):
-        monkeypatch.delenv(name, raising=False)
-    for name, value in env.items():
-        monkeypatch.setenv(name, value)
-    result = CliRunner().invoke(app, args, catch_exceptions=False)
-    return result.exit_code, result.output
-
-
-def read_jsonl(path: Path) -> list[dict]:
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+from imagegen import close_to, make_images, read_jsonl, run_cli
 
 
 def test_every_image_gets_its_own_answer(tmp_path, fake_anthropic_factory, monkeypatch):

@@ -89,11 +89,12 @@ def _resolve(cfg: RunConfig) -> Any:
         raise _fail(f"cannot read preset: {exc}") from None
 
 
-def _open_store(out: Path, *, create: bool = True) -> Any:
+def _open_store(out: Path, *, create: bool = True, lock: bool = True) -> Any:
+    """The store, or a one-line exit: busy (another writer) or missing (for read-only commands)."""
     from imgtag.store import Store, StoreBusyError
 
     try:
-        return Store(out, create=create)
+        return Store(out, create=create, lock=lock)
     except StoreBusyError as exc:
         raise _fail(str(exc)) from None
     except FileNotFoundError as exc:
@@ -290,14 +291,10 @@ def retry(out: OutOpt = DEFAULT_OUT,
 def status(out: OutOpt = DEFAULT_OUT,
            as_json: Annotated[bool, typer.Option("--json", help="Machine-readable.")] = False) -> None:
     """Progress, failures by cause, tokens and cost; live batches."""
-    from imgtag.store import Store, WorkKey
+    from imgtag.store import WorkKey
     from imgtag.summary import live_batches, summarize
 
-    try:
-        store = Store(out, lock=False, create=False)
-    except FileNotFoundError as exc:
-        raise _fail(str(exc)) from None
-    with store:
+    with _open_store(out, create=False, lock=False) as store:
         meta = store.get_meta("target")
         key = WorkKey(meta["preset_version"], meta["provider"], meta["model"]) if meta else None
         s = summarize(store.db, key)
@@ -338,13 +335,8 @@ def export(out: OutOpt = DEFAULT_OUT,
            format: Annotated[str | None, typer.Option("--format", help="csv,jsonl")] = None) -> None:
     """Rebuild output files from the store (atomically)."""
     from imgtag.runner import write_exports
-    from imgtag.store import Store
 
-    try:
-        store = Store(out, lock=False, create=False)
-    except FileNotFoundError as exc:
-        raise _fail(str(exc)) from None
-    with store:
+    with _open_store(out, create=False, lock=False) as store:
         meta = store.get_meta("target")
         if not meta:
             raise _fail(f"no results yet in {out} (run `imgtag run` first)", EXIT_FAILED)
