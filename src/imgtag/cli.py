@@ -6,6 +6,7 @@ import asyncio
 import json
 import os
 import sys
+from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -45,6 +46,7 @@ def _categories(value: str | None) -> list[str] | None:
     return [item for item in items if item and not item.startswith("#")] or None
 
 
+@lru_cache(maxsize=1)
 def _config_file_defaults() -> dict[str, Any]:
     """Optional ./imgtag.toml: lowest precedence after flags and environment."""
     path = Path("imgtag.toml")

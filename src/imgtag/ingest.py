@@ -50,6 +50,7 @@ class IngestCounters:
     discovered: int = 0
     from_cache: int = 0
     decoded: int = 0
+    discovery_done: bool = False     # every input has been walked: totals (and so an ETA) are final
     stats: DiscoveryStats = field(default_factory=DiscoveryStats)
 
 
@@ -130,6 +131,7 @@ class Ingestor:
         while True:
             items = await asyncio.to_thread(chunk)
             if not items:
+                self.counters.discovery_done = True
                 return
             for item in items:
                 yield item

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
 from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,7 +16,7 @@ from imgtag.export import EXPORTERS, parse_formats
 from imgtag.export.rows import ExportContext
 from imgtag.ingest import Ingested, IngestOptions, Ingestor
 from imgtag.preprocess import PrepareRequest
-from imgtag.presets import Preset, load_preset
+from imgtag.presets import Preset, builtin_names, load_preset
 from imgtag.progress import Progress, Snapshot
 from imgtag.providers import create_provider
 from imgtag.providers.base import ImageInput, Provider
@@ -74,8 +73,7 @@ def resolve_target(cfg: RunConfig) -> Target:
 
 def target_meta(cfg: RunConfig, target: Target) -> dict[str, Any]:
     """Enough to rebuild the target later (status/export/retry) — never a secret."""
-    preset = cfg.preset if cfg.preset in ("ecommerce", "keywords", "alt-text", "caption", "ocr") else str(
-        Path(cfg.preset).resolve())
+    preset = cfg.preset if cfg.preset in builtin_names() else str(Path(cfg.preset).resolve())
     return {"preset": preset, "preset_name": target.preset.name, "preset_version": target.preset.version,
             "lang": cfg.lang, "categories": list(cfg.categories) if cfg.categories else None,
             "provider": cfg.provider, "model": target.model.id, "mode": cfg.mode, "formats": cfg.formats,
@@ -125,6 +123,7 @@ class Run:
         self.queued: set[int] = set()  # job ids sent this run (ints: a million of them is a few tens of MB)
         self.engine: Engine | None = None
         self.batcher: Any = None
+        self.ingestor: Ingestor | None = None
 
     # -- which files still need a paid answer --------------------------------------------------
 
@@ -183,7 +182,7 @@ class Run:
         pacer = eng.pacer if eng else None
         bat = self.batcher.stats if self.batcher is not None else None  # batch mode: BatchRunner counters
         return Snapshot(
-            discovered=self._ingestor.counters.discovered if hasattr(self, "_ingestor") else 0,
+            discovered=self.ingestor.counters.discovered if self.ingestor else 0,
             finished=self.finished - (pacer.in_flight if pacer else 0),
             ok=(eng.stats.ok if eng else 0) + (bat.ok if bat else 0),
             failed=self.failed + (eng.stats.failed if eng else 0) + (bat.failed if bat else 0),
@@ -191,7 +190,7 @@ class Run:
             in_flight=(pacer.in_flight if pacer else 0) + (bat.in_batches if bat else 0),
             spent_usd=(eng.stats.spent_usd if eng else 0.0) + (bat.spent_usd if bat else 0.0),
             pace=pacer.describe() if pacer else "",
-            discovery_done=getattr(self, "_discovery_done", False),
+            discovery_done=self.ingestor.counters.discovery_done if self.ingestor else False,
             extra=self.batcher.describe() if self.batcher is not None else "",
         )
 
@@ -202,7 +201,7 @@ class Run:
                                                       skip_near_duplicates=cfg.skip_near_duplicates,
                                                       exclude=[str(self.store.out_dir.resolve())],
                                                       stdin=cfg.stdin, source=cfg.source), self.run_id)
-        self._ingestor = ingestor
+        self.ingestor = ingestor
         progress = Progress(self.snapshot, stream=stream, enabled=cfg.progress)
         ticker = asyncio.create_task(_tick_forever(progress))
         estimator = Estimator(self.target.preset, models=[self.target.model.id]) if cfg.dry_run else None
@@ -231,7 +230,6 @@ class Run:
                 if self.engine.budget_hit:
                     message = (f"budget of ${cfg.budget:.2f} reached: {self.engine.stats.budget_stopped} images "
                                "were not sent (run again with a larger --budget to continue)")
-            self._discovery_done = True
         finally:
             ticker.cancel()
             ingestor.close()
@@ -257,7 +255,7 @@ class Run:
 
     @property
     def missing_args(self) -> list[str]:
-        return list(self._ingestor.counters.stats.missing_args) if hasattr(self, "_ingestor") else []
+        return list(self.ingestor.counters.stats.missing_args) if self.ingestor else []
 
 
 async def _tick_forever(progress: Progress) -> None:
@@ -271,6 +269,3 @@ def open_provider(cfg: RunConfig) -> Provider:
     settings.setdefault("timeout", cfg.timeout)
     return create_provider(cfg.provider, **settings)
 
-
-def env_default(name: str, fallback: str | None = None) -> str | None:
-    return os.environ.get(f"IMGTAG_{name.upper()}", fallback)
