@@ -65,10 +65,9 @@ class Progress:
             f"ETA {_fmt_eta(eta)}",
             f"${snap.spent_usd:.4f}",
             snap.pace,
+            snap.extra,
         ]
-        if snap.extra:
-            parts.append(snap.extra)
-        return " | ".join(parts)
+        return " | ".join(part for part in parts if part)
 
     def tick(self, force: bool = False) -> None:
         if not self.enabled:

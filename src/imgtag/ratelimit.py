@@ -77,7 +77,7 @@ class Pacer:
 
     def describe(self) -> str:
         if not self._buckets:
-            return f"probing (window {self.window})"
+            return f"no advertised limit (window {self.window})"
         rpm = self._buckets.get("requests")
         return f"{rpm.per_minute} rpm" if rpm else "token-limited"
 
