@@ -220,3 +220,39 @@ def test_status_export_progress_and_no_secret_anywhere(tmp_path, fake_anthropic_
     for path in out.iterdir():
         assert secret not in path.read_bytes(), path
     assert fake.config.api_key not in output + status_text + status_json
+
+
+@pytest.mark.parametrize("status", [400, 413])
+def test_permanent_errors_are_recorded_at_once(tmp_path, fake_anthropic_factory, monkeypatch, status):
+    made = make_images(tmp_path / "in", 3)
+    bad = None
+
+    def reject_one(ctx):
+        nonlocal bad
+        bad = bad or ctx["image_key"]
+        return {"status": status} if ctx["image_key"] == bad else None
+
+    fake = fake_anthropic_factory(respond=reject_one)
+    out = tmp_path / "o"
+    code, output = run_cli(["run", str(tmp_path / "in"), "--out", str(out), "-q"], fake.env(), monkeypatch)
+    assert code == 1, output
+    rows = read_jsonl(out / "results.jsonl")
+    failed = [r for r in rows if r["status"] == "failed"]
+    assert len(failed) == 1 and len(rows) == len(made)
+    assert f"({status})" in failed[0]["error"]["message"]
+    assert fake.stats.messages_requests == 3  # not retried
+
+
+def test_transient_errors_give_up_at_the_cap_with_the_cause(tmp_path, fake_anthropic_factory, monkeypatch):
+    make_images(tmp_path / "in", 2)
+    fake = fake_anthropic_factory(p_529=1.0)
+    out = tmp_path / "o"
+    code, output = run_cli(["run", str(tmp_path / "in"), "--out", str(out), "-q", "--max-attempts", "2"],
+                           fake.env(), monkeypatch)
+    assert code == 1, output
+    rows = read_jsonl(out / "results.jsonl")
+    assert {r["error"]["type"] for r in rows} == {"overloaded_error"}
+    assert all("gave up after 2 attempts" in r["error"]["message"] for r in rows)
+    assert fake.stats.messages_requests == 4
+    db = sqlite3.connect(out / "imgtag.db")
+    assert db.execute("SELECT COUNT(*) FROM attempts WHERE http_status=529").fetchone()[0] == 4
