@@ -256,3 +256,34 @@ def test_transient_errors_give_up_at_the_cap_with_the_cause(tmp_path, fake_anthr
     assert fake.stats.messages_requests == 4
     db = sqlite3.connect(out / "imgtag.db")
     assert db.execute("SELECT COUNT(*) FROM attempts WHERE http_status=529").fetchone()[0] == 4
+
+
+def test_bad_preset_file_is_one_line_exit_2(tmp_path, monkeypatch):
+    make_images(tmp_path / "in", 1)
+    bad = tmp_path / "shop.toml"
+    bad.write_text('extends = "ecommerce"\n[schema.properties.tags]\nmaxItems = "five"\n', encoding="utf-8")
+    code, output = run_cli(["run", str(tmp_path / "in"), "--out", str(tmp_path / "o"), "--preset", str(bad)],
+                           {"ANTHROPIC_API_KEY": "sk-ant-x"}, monkeypatch)
+    assert code == 2
+    assert "shop.toml" in output and "maxItems" in output
+    assert len(output.strip().splitlines()) == 1 and "Traceback" not in output
+
+
+def test_categories_and_language_reach_the_request(tmp_path, fake_anthropic_factory, monkeypatch):
+    make_images(tmp_path / "in", 2)
+    seen: list[dict] = []
+
+    def capture(ctx):
+        seen.append(ctx["request"])
+        return None
+
+    fake = fake_anthropic_factory(respond=capture)
+    out = tmp_path / "o"
+    code, output = run_cli(["run", str(tmp_path / "in"), "--out", str(out), "-q", "--lang", "zh",
+                            "--categories", "上衣,裤子,鞋"], fake.env(), monkeypatch)
+    assert code == 0, output
+    schema = seen[0]["output_config"]["format"]["schema"]
+    assert schema["properties"]["category"]["enum"] == ["上衣", "裤子", "鞋"]
+    assert "Chinese" in seen[0]["system"][0]["text"]
+    assert "temperature" not in seen[0] and "tool_choice" not in seen[0]
+    assert {r["fields"]["category"] for r in read_jsonl(out / "results.jsonl")} <= {"上衣", "裤子", "鞋"}
