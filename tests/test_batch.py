@@ -597,3 +597,23 @@ def test_memory_stays_flat_while_collecting_1000_results(tmp_path: Path, monkeyp
     assert big_peak < 2_500_000, f"collecting {n} results peaked at {big_peak:,} bytes"
     assert (big_peak - small_peak) / (n - 20) < 1_000, (small_peak, big_peak)  # < 1 KB per extra result
     assert query(out, "SELECT COUNT(*) FROM jobs WHERE status='ok'") == [(n + 20,)]
+
+
+def test_truncated_batch_answer_is_asked_again_with_more_room(tmp_path, fake_anthropic_factory, monkeypatch):
+    make_images(tmp_path / "in", 3)
+    asked: list[int] = []
+
+    def truncate_everything(ctx):
+        asked.append(ctx["request"]["max_tokens"])
+        return {"output_mode": "truncated"}
+
+    fake = fake_anthropic_factory(respond=truncate_everything, batch_processing_s=0.05)
+    out = tmp_path / "o"
+    code, output = run_cli(["run", str(tmp_path / "in"), "--out", str(out), *FAST], fake.env(), monkeypatch)
+    assert code == 1, output
+    rows = read_jsonl(out / "results.jsonl")
+    assert {r["status"] for r in rows} == {"failed"}
+    assert {r["error"]["type"] for r in rows} == {"truncated"}
+    base = min(asked)
+    assert sorted(asked) == [base] * 3 + [2 * base] * 3  # one more ask each, with twice the room
+    assert all(r["cost_usd"] > 0 for r in rows)  # both truncated answers were billed and recorded

@@ -25,12 +25,13 @@ from imgtag.batch_collect import Collector
 from imgtag.batch_common import MAX_POLL_INTERVAL_S, POLL_BACKOFF, BatchContext, BatchStop
 from imgtag.batch_submit import ENVELOPE_BYTES, Entry, Submitter, byte_budget, chunked, request_bytes
 from imgtag.costs import cost_usd
-from imgtag.engine import WorkItem
+from imgtag.engine import MAX_TOKENS_CEILING, WorkItem
 from imgtag.estimate import RequestEstimate, estimate_request
 from imgtag.preprocess import ImageReport, PrepareRequest, prepare
 from imgtag.providers.base import Fatal, ImageInput, RequestOptions
 from imgtag.store import Store
 from imgtag.store import batches as sb
+from imgtag.verdict import TRUNCATED
 
 API_MAX_REQUESTS = 100_000
 API_MAX_BYTES = 256 * 1024 * 1024
@@ -151,7 +152,10 @@ class BatchRunner:
             self.budget_hit = True
             self.stats.budget_skipped += 1
             return None
-        options = RequestOptions(t.preset, t.model, t.preset.max_output_tokens)
+        max_tokens = t.preset.max_output_tokens
+        if sb.answers_rejected(ctx.store, job_id, TRUNCATED):
+            max_tokens = min(MAX_TOKENS_CEILING, max_tokens * 2)  # it was cut off once: room to finish
+        options = RequestOptions(t.preset, t.model, max_tokens)
         params = ctx.provider.build_params(image, options)
         size = request_bytes(params)
         if size + ENVELOPE_BYTES > self.max_bytes:

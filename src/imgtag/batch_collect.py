@@ -18,7 +18,7 @@ from imgtag.providers.anthropic_provider import answer_from_message
 from imgtag.providers.base import Fatal
 from imgtag.store import batches as sb
 from imgtag.store.db import now_iso
-from imgtag.verdict import OK, judge
+from imgtag.verdict import INVALID, OK, TRUNCATED, judge
 
 # errored results that a new batch cannot fix: the request itself is bad (e.g. an image the API rejects).
 PERMANENT_ERRORS = frozenset({"invalid_request_error", "request_too_large", "not_found_error",
@@ -117,7 +117,7 @@ class Collector:
     def _outcome(self, job_id: int, result: Any) -> sb.ItemOutcome:
         kind = result.type
         if kind == "succeeded":
-            return self._answered(result.message)
+            return self._answered(result.message, job_id)
         if kind == "canceled":
             return sb.ItemOutcome("canceled", "canceled", "pending", error_type="canceled",
                                   error_message="the batch was canceled before this request was processed")
@@ -140,7 +140,7 @@ class Collector:
                                   error_message=f"{message} (in {failures} batches; gave up)")
         return sb.ItemOutcome(state, "retry", "pending", error_type=error_type, error_message=message)
 
-    def _answered(self, message: Any) -> sb.ItemOutcome:
+    def _answered(self, message: Any, job_id: int | None = None) -> sb.ItemOutcome:
         t = self.ctx.target
         answer = answer_from_message(message)
         # Batch prices: every token class at half the standard rate.
@@ -149,6 +149,12 @@ class Collector:
         rid = getattr(message, "id", None)
         if verdict.kind == OK:
             return sb.ItemOutcome("ok", "ok", "ok", fields=verdict.fields, usage=answer.usage, cost=cost,
+                                  request_id=rid)
+        if verdict.kind in (TRUNCATED, INVALID) and job_id is not None and \
+                sb.answers_rejected(self.ctx.store, job_id, verdict.kind) == 0:
+            # As in sync mode: one more ask (a truncated one with twice max_tokens, see BatchRunner._entry).
+            return sb.ItemOutcome("failed", "retry", "pending", error_type=verdict.kind,
+                                  error_message=verdict.message or verdict.kind, usage=answer.usage, cost=cost,
                                   request_id=rid)
         return sb.ItemOutcome("failed", "failed", "failed", error_type=verdict.kind,
                               error_message=verdict.message or verdict.kind, usage=answer.usage, cost=cost,

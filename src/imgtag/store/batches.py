@@ -220,6 +220,13 @@ def batch_failures(store: Store, job_id: int) -> int:
     return int(row[0])
 
 
+def answers_rejected(store: Store, job_id: int, error_type: str) -> int:
+    """How many paid answers for this job were rejected for this reason (e.g. truncated, invalid_output)."""
+    row = store.db.execute("SELECT COUNT(*) FROM attempts WHERE job_id=? AND error_type=?"
+                           " AND (input_tokens > 0 OR output_tokens > 0)", (job_id, error_type)).fetchone()
+    return int(row[0])
+
+
 def settle_item(store: Store, cid: str, batch_id: str, run_id: int | None, outcome: ItemOutcome,
                 started_at: str) -> bool:
     """Store one result line. False (and nothing written) when the item is unknown, belongs to another
