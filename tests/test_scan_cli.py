@@ -71,3 +71,11 @@ def test_help_lists_the_commands():
     result = CliRunner().invoke(app, ["--help"])
     for command in ("scan", "run", "status", "export", "retry", "presets"):
         assert command in result.output
+
+
+def test_inputs_that_match_nothing_are_a_usage_error(tmp_path, monkeypatch):
+    monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-x")
+    for args in (["scan", str(tmp_path / "missing")], ["run", str(tmp_path / "missing"), "-q"]):
+        result = CliRunner().invoke(app, [*args, "--out", str(tmp_path / "o")], catch_exceptions=False)
+        assert result.exit_code == 2
+        assert "nothing matched" in result.output

@@ -150,6 +150,8 @@ def scan(
         _print_scan_summary(console, summary)
     for arg in result.missing_args:
         _console().print(f"imgtag: nothing matched {arg!r}", markup=False)
+    if result.missing_args and not summary["files"]:
+        raise typer.Exit(EXIT_CONFIG)
 
 
 def _print_scan_summary(console: Console, s: dict[str, Any]) -> None:
@@ -238,6 +240,8 @@ def _execute(cfg: RunConfig, command: str) -> None:
             raise _fail("interrupted; everything answered so far is saved — run the same command to continue",
                         130) from None
     _report(outcome, cfg, target, runner.missing_args)
+    if runner.missing_args and outcome.summary.files == 0:
+        raise typer.Exit(EXIT_CONFIG)  # nothing to do because nothing matched: a usage error
     raise typer.Exit(outcome.exit_code)
 
 
