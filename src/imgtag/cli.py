@@ -298,13 +298,18 @@ def status(out: OutOpt = DEFAULT_OUT,
            as_json: Annotated[bool, typer.Option("--json", help="Machine-readable.")] = False) -> None:
     """Progress, failures by cause, tokens and cost; live batches."""
     from imgtag.store import WorkKey
-    from imgtag.summary import live_batches, summarize
+    from imgtag.store import batches as sb
+    from imgtag.summary import summarize
 
     with _open_store(out, create=False, lock=False) as store:
         meta = store.get_meta("target")
         key = WorkKey(meta["preset_version"], meta["provider"], meta["model"]) if meta else None
         s = summarize(store.db, key)
-        batches = [dict(r) for r in live_batches(store.db)]
+        batches = [{"id": b.id, "processing_status": b.processing_status, "item_count": b.item_count,
+                    # as stored (JSON text), exactly what `status --json` has always shown
+                    "request_counts": json.dumps(b.request_counts) if b.request_counts is not None else None,
+                    "created_at": b.created_at}
+                   for b in sb.live_batches(store)]
         failures = store.db.execute(
             "SELECT f.display, j.error_type, j.error_message FROM jobs j JOIN files f ON f.id = j.file_id"
             " WHERE j.status='failed' UNION ALL SELECT display, reason_code, reason FROM files"

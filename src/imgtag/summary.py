@@ -53,9 +53,3 @@ def summarize(db: sqlite3.Connection, key: WorkKey | None, *, run_id: int | None
          s.cost_usd, s.requests) = row
     return s
 
-
-def live_batches(db: sqlite3.Connection) -> list[sqlite3.Row]:
-    return db.execute(
-        "SELECT id, processing_status, item_count, request_counts, created_at FROM batches"
-        " WHERE collected_at IS NULL ORDER BY created_at"
-    ).fetchall()

@@ -61,6 +61,7 @@ class BatchRow:
     item_count: int
     request_counts: dict[str, int] | None
     ended_at: str | None
+    created_at: str
 
 
 @dataclass(frozen=True)
@@ -161,7 +162,8 @@ def live_batches(store: Store, key: WorkKey | None = None) -> list[BatchRow]:
     """Batches whose results are not fully stored yet; with a key, only those holding that key's jobs
     (judging a result needs the preset that asked for it)."""
     rows = store.db.execute("SELECT id, provider, model, processing_status, item_count, request_counts,"
-                            " ended_at FROM batches WHERE collected_at IS NULL ORDER BY created_at, id").fetchall()
+                            " ended_at, created_at FROM batches WHERE collected_at IS NULL"
+                            " ORDER BY created_at, id").fetchall()
     out = [_batch_row(r) for r in rows]
     if key is None:
         return out
@@ -230,12 +232,8 @@ def answers_rejected(store: Store, job_id: int, error_type: str) -> int:
 def settle_item(store: Store, cid: str, batch_id: str, run_id: int | None, outcome: ItemOutcome,
                 started_at: str) -> bool:
     """Store one result line. False (and nothing written) when the item is unknown, belongs to another
-    batch, or was already settled by an earlier, interrupted collection.
-
-    The attempt insert mirrors Store.record_attempt (same columns and job counters); it is repeated here
-    because the item's state must change in the same transaction, and record_attempt owns its own."""
+    batch, or was already settled by an earlier, interrupted collection."""
     db = store.db
-    u = outcome.usage or Usage()
     with db:
         db.execute("BEGIN IMMEDIATE")
         row = db.execute("SELECT job_id, state, batch_id FROM batch_items WHERE custom_id=?",
@@ -243,20 +241,10 @@ def settle_item(store: Store, cid: str, batch_id: str, run_id: int | None, outco
         if row is None or row["batch_id"] != batch_id or row["state"] != SUBMITTED:
             return False
         job_id = int(row["job_id"])
-        db.execute(
-            "INSERT INTO attempts(job_id, run_id, started_at, finished_at, outcome, http_status, error_type,"
-            " error_message, request_id, input_tokens, output_tokens, cache_creation_input_tokens,"
-            " cache_read_input_tokens, cost_usd, mode, batch_id) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-            (job_id, run_id, started_at, now_iso(), outcome.attempt_outcome, None, outcome.error_type,
-             outcome.error_message, outcome.request_id, u.input_tokens, u.output_tokens,
-             u.cache_creation_input_tokens, u.cache_read_input_tokens, outcome.cost, "batch", batch_id))
-        db.execute(
-            "UPDATE jobs SET attempts=attempts+1, input_tokens=input_tokens+?, output_tokens=output_tokens+?,"
-            " cache_creation_input_tokens=cache_creation_input_tokens+?,"
-            " cache_read_input_tokens=cache_read_input_tokens+?, cost_usd=cost_usd+?, updated_at=?"
-            " WHERE id=?",
-            (u.input_tokens, u.output_tokens, u.cache_creation_input_tokens, u.cache_read_input_tokens,
-             outcome.cost, now_iso(), job_id))
+        store.log_attempt(job_id, run_id, started_at=started_at, outcome=outcome.attempt_outcome, mode="batch",
+                          error_type=outcome.error_type, error_message=outcome.error_message,
+                          request_id=outcome.request_id, usage=outcome.usage, cost=outcome.cost,
+                          batch_id=batch_id)
         state = outcome.item_state
         if outcome.job_status is not None:
             # Guarded on 'batched': a job settled some other way keeps its result; this answer is only billed.
@@ -325,4 +313,4 @@ def _iso(value: Any) -> str:
 def _batch_row(r: sqlite3.Row) -> BatchRow:
     counts = json.loads(r["request_counts"]) if r["request_counts"] else None
     return BatchRow(r["id"], r["provider"], r["model"], r["processing_status"], int(r["item_count"]), counts,
-                    r["ended_at"])
+                    r["ended_at"], r["created_at"])
