@@ -32,8 +32,8 @@ from PIL import Image, ImageFilter, ImageOps
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))  # run from a checkout even without `pip install -e .`
 
-from imgtag.preprocess import PrepareRequest, prepare_many  # noqa: E402
-from imgtag.sizing import STANDARD, visual_tokens  # noqa: E402
+from imgtag.ingest.preprocess import PrepareRequest, prepare_many  # noqa: E402
+from imgtag.ingest.sizing import STANDARD, visual_tokens  # noqa: E402
 
 CORPUS = Path(os.environ.get("IMGTAG_CORPUS", ROOT.parent / "shared" / "corpus"))
 SOURCES = [

@@ -45,8 +45,9 @@ def run_imgtag(folder: Path, fake: FakeAnthropicServer, out: Path) -> tuple[int,
     import os
 
     os.environ.update(fake.env())
+    from imgtag.config import RunConfig, resolve_target
     from imgtag.providers import create_provider
-    from imgtag.runner import Run, RunConfig, resolve_target
+    from imgtag.runner import Run
     from imgtag.store import Store
 
     cfg = RunConfig(inputs=[str(folder)], out=out, progress=False)
@@ -56,7 +57,7 @@ def run_imgtag(folder: Path, fake: FakeAnthropicServer, out: Path) -> tuple[int,
     async def go() -> object:
         try:
             with Store(out) as store:
-                from imgtag.runner import target_meta
+                from imgtag.config import target_meta
 
                 store.set_meta("target", target_meta(cfg, target))
                 return await Run(cfg, store, target, provider).execute()

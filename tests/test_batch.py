@@ -20,11 +20,12 @@ import pytest
 from PIL import Image
 
 from imagegen import close_to, make_images, read_jsonl, run_cli
-from imgtag import batch_collect, batch_submit
-from imgtag.batch_common import BatchStats
-from imgtag.batch_submit import ENVELOPE_BYTES, REQUEST_FRAME_BYTES, Chunk, Entry, chunked, request_bytes
-from imgtag.catalogue import catalogue
-from imgtag.costs import Usage, cost_usd
+from imgtag.pricing.catalogue import catalogue
+from imgtag.pricing.costs import Usage, cost_usd
+from imgtag.request.batch import collect as batch_collect
+from imgtag.request.batch import submit as batch_submit
+from imgtag.request.batch.common import BatchStats
+from imgtag.request.batch.submit import ENVELOPE_BYTES, REQUEST_FRAME_BYTES, Chunk, Entry, chunked, request_bytes
 from imgtag.store import batches as sb
 
 CUSTOM_ID = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")

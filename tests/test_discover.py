@@ -17,8 +17,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from conftest import CORPUS, EDGE
-from imgtag import discover as discover_module
-from imgtag.discover import Discovered, DiscoveryStats, discover, printable
+from imgtag.ingest import discover as discover_module
+from imgtag.ingest.discover import Discovered, DiscoveryStats, discover, printable
 
 
 def _run(inputs: list[str], **kwargs: object) -> tuple[list[Discovered], DiscoveryStats]:

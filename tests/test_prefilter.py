@@ -10,7 +10,7 @@ import pytest
 from PIL import Image, ImageFilter, ImageOps
 
 from conftest import EDGE, PHOTOS
-from imgtag.prefilter import (
+from imgtag.ingest.prefilter import (
     ANALYSIS_EDGE,
     BLURRY_BELOW,
     ExactDuplicateIndex,

@@ -17,9 +17,9 @@ import pytest
 from PIL import Image, ImageCms
 
 from conftest import CORPUS, EDGE, PHOTOS
-from imgtag.prefilter import hamming
-from imgtag.preprocess import ImageReport, PrepareRequest, prepare, prepare_many
-from imgtag.sizing import HIGH_RES, STANDARD, fit_size, visual_tokens
+from imgtag.ingest.prefilter import hamming
+from imgtag.ingest.preprocess import ImageReport, PrepareRequest, prepare, prepare_many
+from imgtag.ingest.sizing import HIGH_RES, STANDARD, fit_size, visual_tokens
 
 REASON_CODES = {
     "empty",
@@ -416,7 +416,7 @@ def test_unreadable(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
         def denied(*_args: object, **_kw: object) -> None:
             raise PermissionError(13, "Permission denied")
 
-        monkeypatch.setattr("imgtag.preprocess.open", denied, raising=False)
+        monkeypatch.setattr("imgtag.ingest.preprocess.open", denied, raising=False)
     rep = run(locked)
     assert (rep.status, rep.reason_code, rep.reason) == ("failed", "unreadable", "unreadable: Permission denied")
 

@@ -10,7 +10,7 @@ import pytest
 from jsonschema import Draft202012Validator
 
 from imgtag.presets import builtin_names, load_preset
-from imgtag.schema import describe_constraints, to_anthropic_schema, to_openai_schema
+from imgtag.validate.schema import describe_constraints, to_anthropic_schema, to_openai_schema
 
 ANTHROPIC_REJECTS = {"minLength", "maxLength", "maxItems", "minimum", "maximum", "exclusiveMinimum",
                      "exclusiveMaximum", "multipleOf", "pattern", "uniqueItems", "oneOf"}

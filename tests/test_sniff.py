@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from conftest import CORPUS, EDGE, PHOTOS
-from imgtag.sniff import (
+from imgtag.ingest.sniff import (
     IMAGE_FORMATS,
     SNIFF_BYTES,
     bmp_compression,

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from imgtag.costs import Usage
+from imgtag.pricing.costs import Usage
 from imgtag.store import FileRecord, Store, StoreBusyError, WorkKey
 from imgtag.store.migrations import MIGRATIONS
 

@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from imgtag.presets import load_preset
-from imgtag.validate import Parsed, parse_object, parse_output
+from imgtag.validate.parse import Parsed, parse_object, parse_output
 
 SCHEMA = load_preset("ecommerce").schema
 CATEGORIES = ["女装", "男装", "鞋靴", "Home & Garden"]

@@ -15,7 +15,8 @@ from rich.console import Console
 from rich.table import Table
 
 from imgtag import __version__
-from imgtag.runner import EXIT_CONFIG, EXIT_FAILED, EXIT_OK, Run, RunConfig, open_provider, resolve_target
+from imgtag.config import EXIT_CONFIG, EXIT_FAILED, EXIT_OK, RunConfig, open_provider, resolve_target
+from imgtag.runner import Run
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode=None,
                   help="Tag and describe folders of images with vision-language models.")
@@ -220,8 +221,8 @@ def run(
 
 
 def _execute(cfg: RunConfig, command: str) -> None:
+    from imgtag.config import target_meta
     from imgtag.providers.base import ConfigError
-    from imgtag.runner import target_meta
 
     target = _resolve(cfg)
     provider_obj = None
@@ -345,7 +346,7 @@ def status(out: OutOpt = DEFAULT_OUT,
 def export(out: OutOpt = DEFAULT_OUT,
            format: Annotated[str | None, typer.Option("--format", help="csv,jsonl")] = None) -> None:
     """Rebuild output files from the store (atomically)."""
-    from imgtag.runner import write_exports
+    from imgtag.export.writer import write_exports
 
     with _open_store(out, create=False, lock=False) as store:
         meta = store.get_meta("target")
@@ -374,7 +375,7 @@ def presets() -> None:
 @app.command()
 def cancel(out: OutOpt = DEFAULT_OUT) -> None:
     """Cancel live batches; their unanswered items become pending again."""
-    from imgtag.batch import cancel_batches
+    from imgtag.request.batch.runner import cancel_batches
 
     raise typer.Exit(cancel_batches(out))
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from imgtag.discover import Discovered
-from imgtag.runner import RunConfig
+from imgtag.config import RunConfig
+from imgtag.ingest.discover import Discovered
 from imgtag.store import Store
 
 

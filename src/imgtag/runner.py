@@ -3,97 +3,21 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
-from imgtag.catalogue import ModelInfo, catalogue
-from imgtag.discover import Discovered
-from imgtag.engine import Engine, EngineSettings, WorkItem
-from imgtag.estimate import Estimator, estimate_request, max_long_edge_for, tier_for
-from imgtag.export import EXPORTERS, parse_formats
-from imgtag.export.rows import ExportContext
-from imgtag.ingest import Ingested, IngestOptions, Ingestor
-from imgtag.preprocess import PrepareRequest
-from imgtag.presets import Preset, builtin_names, load_preset
+from imgtag.config import EXIT_CONFIG, EXIT_FAILED, EXIT_OK, RunConfig, Target, prepare_template
+from imgtag.export.writer import write_exports
+from imgtag.ingest.pipeline import Ingested, IngestOptions, Ingestor
+from imgtag.pricing.estimate import Estimator, estimate_request
 from imgtag.progress import Progress, Snapshot
-from imgtag.providers import create_provider
 from imgtag.providers.base import ImageInput, Provider
-from imgtag.ratelimit import Pacer
-from imgtag.store import Store, WorkKey
+from imgtag.request.engine import Engine, EngineSettings, WorkItem
+from imgtag.request.pacer import Pacer
+from imgtag.store import Store
 from imgtag.summary import Summary, summarize
-
-EXIT_OK, EXIT_FAILED, EXIT_CONFIG = 0, 1, 2
-
-
-@dataclass
-class RunConfig:
-    inputs: Sequence[str]
-    out: Path
-    preset: str = "ecommerce"
-    lang: str | None = None
-    categories: Sequence[str] | None = None
-    provider: str = "anthropic"
-    model: str | None = None
-    mode: str = "sync"
-    formats: str = "csv,jsonl"
-    dry_run: bool = False
-    budget: float | None = None
-    concurrency: int = 64
-    workers: int | None = None
-    min_side: int = 200
-    max_megapixels: float = 100.0
-    skip_near_duplicates: bool = False
-    timeout: float = 120.0
-    max_attempts: int = 6
-    progress: bool = True
-    stdin: TextIO | None = None
-    detach: bool = False
-    batch_max_requests: int = 100_000
-    batch_max_bytes: int = 100 * 1024 * 1024
-    poll_interval: float = 5.0
-    retry_failed: bool = False
-    source: Iterable[Discovered] | None = None
-    provider_settings: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass
-class Target:
-    preset: Preset
-    model: ModelInfo
-    key: WorkKey
-
-
-def resolve_target(cfg: RunConfig) -> Target:
-    preset = load_preset(cfg.preset, lang=cfg.lang, categories=cfg.categories)
-    model = catalogue().get(cfg.model or catalogue().default_model)
-    return Target(preset, model, WorkKey(preset.version, cfg.provider, model.id))
-
-
-def target_meta(cfg: RunConfig, target: Target) -> dict[str, Any]:
-    """Enough to rebuild the target later (status/export/retry) — never a secret."""
-    preset = cfg.preset if cfg.preset in builtin_names() else str(Path(cfg.preset).resolve())
-    return {"preset": preset, "preset_name": target.preset.name, "preset_version": target.preset.version,
-            "lang": cfg.lang, "categories": list(cfg.categories) if cfg.categories else None,
-            "provider": cfg.provider, "model": target.model.id, "mode": cfg.mode, "formats": cfg.formats,
-            "fields": target.preset.fields, "list_fields": target.preset.list_fields}
-
-
-def prepare_template(cfg: RunConfig, target: Target, *, encode: bool) -> PrepareRequest:
-    return PrepareRequest(path="", encode=encode, tier=tier_for(target.preset, target.model),
-                          max_long_edge=max_long_edge_for(target.preset), min_short_side=cfg.min_side,
-                          max_pixels=int(cfg.max_megapixels * 1_000_000))
-
-
-def write_exports(store: Store, meta: dict[str, Any], formats: str | None = None) -> list[Path]:
-    key = WorkKey(meta["preset_version"], meta["provider"], meta["model"])
-    ctx = ExportContext(out_dir=store.out_dir, field_names=list(meta["fields"]),
-                        list_fields=set(meta.get("list_fields") or []))
-    written: list[Path] = []
-    for name in parse_formats(formats or meta.get("formats") or "csv,jsonl"):
-        written.extend(EXPORTERS[name](store.result_rows(key, meta["preset_name"]), ctx))
-    return written
 
 
 @dataclass
@@ -212,7 +136,7 @@ class Run:
                 async for _ in self.work_items(ingestor, estimator):
                     pass
             elif cfg.mode == "batch":
-                from imgtag.batch import BatchRunner
+                from imgtag.request.batch.runner import BatchRunner
 
                 assert self.provider is not None
                 self.batcher = BatchRunner(self.store, self.provider, self.target, cfg, self.run_id, progress)
@@ -262,10 +186,3 @@ async def _tick_forever(progress: Progress) -> None:
     while True:
         progress.tick()
         await asyncio.sleep(0.2)
-
-
-def open_provider(cfg: RunConfig) -> Provider:
-    settings = dict(cfg.provider_settings)
-    settings.setdefault("timeout", cfg.timeout)
-    return create_provider(cfg.provider, **settings)
-

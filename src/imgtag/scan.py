@@ -8,9 +8,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from imgtag.estimate import Estimator, image_tokens, prompt_tokens
-from imgtag.ingest import Ingested, IngestOptions, Ingestor
-from imgtag.runner import RunConfig, Target, prepare_template
+from imgtag.config import RunConfig, Target, prepare_template
+from imgtag.ingest.pipeline import Ingested, IngestOptions, Ingestor
+from imgtag.pricing.estimate import Estimator, image_tokens, prompt_tokens
 from imgtag.store import Store
 
 

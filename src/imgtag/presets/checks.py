@@ -14,7 +14,7 @@ from jsonschema import Draft202012Validator
 from jsonschema.exceptions import SchemaError
 
 from imgtag.presets.errors import PresetError
-from imgtag.schema import KNOWN_KEYWORDS, SUBSCHEMA_MAP, is_array_schema, is_object_schema, iter_subschemas
+from imgtag.validate.schema import KNOWN_KEYWORDS, SUBSCHEMA_MAP, is_array_schema, is_object_schema, iter_subschemas
 
 DETAIL_LEVELS = ("low", "standard", "high")
 # Below 64 tokens no preset's JSON fits; above 16384 the SDK insists on streaming (api-facts D), and no

@@ -23,7 +23,7 @@ from imgtag.presets.checks import check_complete, check_keys
 from imgtag.presets.errors import PresetError
 from imgtag.presets.files import SUFFIXES, read_preset_file
 from imgtag.presets.language import language_instruction, normalise_lang
-from imgtag.schema import describe_constraints, is_array_schema, is_object_schema
+from imgtag.validate.schema import describe_constraints, is_array_schema, is_object_schema
 
 if sys.version_info >= (3, 11):
     import tomllib

@@ -10,7 +10,8 @@ from typing import Any
 
 import anthropic
 
-from imgtag.costs import Usage
+from imgtag.pricing.costs import Usage
+from imgtag.pricing.textcount import estimate_text_tokens
 from imgtag.providers.base import (
     ConfigError,
     Fatal,
@@ -25,8 +26,7 @@ from imgtag.providers.base import (
     Transient,
     redact,
 )
-from imgtag.schema import to_anthropic_schema
-from imgtag.textcount import estimate_text_tokens
+from imgtag.validate.schema import to_anthropic_schema
 
 KEY_VARIABLE = "ANTHROPIC_API_KEY"
 

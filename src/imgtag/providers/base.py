@@ -10,9 +10,9 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Any
 
-from imgtag.catalogue import ModelInfo
-from imgtag.costs import Usage
 from imgtag.presets import Preset
+from imgtag.pricing.catalogue import ModelInfo
+from imgtag.pricing.costs import Usage
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from imgtag.costs import Usage
+from imgtag.pricing.costs import Usage
 from imgtag.store.db import Store, WorkKey, now_iso
 
 SUBMITTING, SUBMITTED, UNSENT = "submitting", "submitted", "unsent"

@@ -12,10 +12,10 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from imgtag.costs import Usage
-from imgtag.export.rows import ResultRow
+from imgtag.pricing.costs import Usage
 from imgtag.store.lock import FolderLock
 from imgtag.store.migrations import migrate
+from imgtag.store.rows import ResultRow
 
 DB_NAME = "imgtag.db"
 

@@ -19,8 +19,8 @@ from typing import Any
 
 import anthropic
 
-from imgtag.batch_common import BatchContext, BatchStop, stop_if_fatal
 from imgtag.providers.base import Fatal, Permanent, ProviderError
+from imgtag.request.batch.common import BatchContext, BatchStop, stop_if_fatal
 from imgtag.store import batches as sb
 
 # The byte limit is checked against the measured JSON body; 5% headroom covers what we cannot see

@@ -15,9 +15,9 @@ from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field, replace
 from typing import Any, TextIO
 
-from imgtag.discover import Discovered, DiscoveryStats, discover
-from imgtag.prefilter import NearDuplicateIndex
-from imgtag.preprocess import ImageReport, PrepareRequest, new_pool, prepare
+from imgtag.ingest.discover import Discovered, DiscoveryStats, discover
+from imgtag.ingest.prefilter import NearDuplicateIndex
+from imgtag.ingest.preprocess import ImageReport, PrepareRequest, new_pool, prepare
 from imgtag.store import FileRecord, Store
 
 

@@ -27,9 +27,9 @@ from itertools import islice
 import pillow_heif
 from PIL import Image, ImageCms, UnidentifiedImageError
 
-from imgtag import sniff
-from imgtag.prefilter import ANALYSIS_EDGE, analysis_thumbnail, blur_score, phash_hex
-from imgtag.sizing import STANDARD, VisionTier, fit_size, visual_tokens
+from imgtag.ingest import sniff
+from imgtag.ingest.prefilter import ANALYSIS_EDGE, analysis_thumbnail, blur_score, phash_hex
+from imgtag.ingest.sizing import STANDARD, VisionTier, fit_size, visual_tokens
 
 # Files bigger than this are refused before reading: the biggest legitimate inputs (camera
 # raws, scanner TIFFs) are well under it, and it keeps one worker from eating all memory.
@@ -531,7 +531,7 @@ def _mp_context() -> multiprocessing.context.BaseContext:
     if "forkserver" in multiprocessing.get_all_start_methods():
         ctx = multiprocessing.get_context("forkserver")
         with contextlib.suppress(Exception):
-            ctx.set_forkserver_preload(["imgtag.preprocess"])
+            ctx.set_forkserver_preload(["imgtag.ingest.preprocess"])
         return ctx
     return multiprocessing.get_context("spawn")
 

@@ -5,7 +5,7 @@ each accept only a subset: Anthropic structured outputs reject minLength/maxLeng
 numeric bounds and any additionalProperties other than false; OpenAI strict mode wants every property
 required and every object closed. The transforms here drop what a provider would reject and copy it
 into the field's description as plain words, so the model still sees the limit. Nothing is lost: the
-validator (imgtag.validate) always checks answers against the FULL schema, which is where the dropped
+validator (imgtag.validate.parse) always checks answers against the FULL schema, which is where the dropped
 constraints are enforced.
 
 The transforms work on whitelists rather than blacklists: a keyword we do not know a provider accepts

@@ -12,9 +12,14 @@ from typing import Any
 
 import anthropic
 
-from imgtag.batch_collect import Collector
-from imgtag.batch_common import BatchContext, BatchStop, stop_if_fatal
-from imgtag.batch_submit import Submitter
+from imgtag.config import RunConfig, open_provider, resolve_target
+from imgtag.export.writer import write_exports
+from imgtag.presets import PresetError
+from imgtag.providers.base import ConfigError
+from imgtag.request.batch.collect import Collector
+from imgtag.request.batch.common import BatchContext, BatchStop, stop_if_fatal
+from imgtag.request.batch.submit import Submitter
+from imgtag.store import Store, StoreBusyError
 from imgtag.store import batches as sb
 
 EXIT_OK, EXIT_FAILED, EXIT_CONFIG = 0, 1, 2
@@ -26,10 +31,6 @@ def _say(text: str, *, err: bool = False) -> None:
 
 
 def cancel_all(out: Path, *, wait_s: float = 120.0) -> int:
-    from imgtag.presets import PresetError
-    from imgtag.providers.base import ConfigError
-    from imgtag.runner import RunConfig, open_provider, resolve_target, write_exports
-    from imgtag.store import Store, StoreBusyError
 
     try:
         store = Store(out, create=False)

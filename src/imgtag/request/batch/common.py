@@ -12,7 +12,7 @@ from imgtag.providers.base import Fatal, ProviderError, Transient, redact
 from imgtag.store import Store
 
 if TYPE_CHECKING:
-    from imgtag.runner import RunConfig, Target
+    from imgtag.config import RunConfig, Target
 
 MAX_POLL_INTERVAL_S = 60.0
 POLL_BACKOFF = 1.5

@@ -5,12 +5,12 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 
-from imgtag.catalogue import ModelInfo, catalogue
-from imgtag.costs import Usage, cost_usd
+from imgtag.ingest.sizing import HIGH_RES, STANDARD, VisionTier, fit_size, visual_tokens
 from imgtag.presets import Preset
-from imgtag.schema import to_anthropic_schema
-from imgtag.sizing import HIGH_RES, STANDARD, VisionTier, fit_size, visual_tokens
-from imgtag.textcount import estimate_text_tokens
+from imgtag.pricing.catalogue import ModelInfo, catalogue
+from imgtag.pricing.costs import Usage, cost_usd
+from imgtag.pricing.textcount import estimate_text_tokens
+from imgtag.validate.schema import to_anthropic_schema
 
 # Message framing, role markers and the structured-output preamble the API adds around a schema.
 REQUEST_OVERHEAD_TOKENS = 30

@@ -12,13 +12,13 @@ from typing import Any
 
 import anthropic
 
-from imgtag.batch_common import BatchContext, BatchStop, stop_if_fatal
-from imgtag.costs import cost_usd
+from imgtag.pricing.costs import cost_usd
 from imgtag.providers.anthropic_provider import answer_from_message
 from imgtag.providers.base import Fatal
+from imgtag.request.batch.common import BatchContext, BatchStop, stop_if_fatal
 from imgtag.store import batches as sb
 from imgtag.store.db import now_iso
-from imgtag.verdict import INVALID, OK, TRUNCATED, judge
+from imgtag.validate.verdict import INVALID, OK, TRUNCATED, judge
 
 # errored results that a new batch cannot fix: the request itself is bad (e.g. an image the API rejects).
 PERMANENT_ERRORS = frozenset({"invalid_request_error", "request_too_large", "not_found_error",

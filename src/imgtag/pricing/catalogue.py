@@ -8,7 +8,7 @@ from functools import lru_cache
 from importlib import resources
 from typing import Any
 
-from imgtag.sizing import HIGH_RES, STANDARD, VisionTier
+from imgtag.ingest.sizing import HIGH_RES, STANDARD, VisionTier
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -102,7 +102,7 @@ def _model_from(model_id: str, raw: dict[str, Any]) -> ModelInfo:
 
 @lru_cache(maxsize=1)
 def catalogue() -> Catalogue:
-    text = resources.files("imgtag").joinpath("data/models.toml").read_text(encoding="utf-8")
+    text = resources.files("imgtag").joinpath("pricing/models.toml").read_text(encoding="utf-8")
     raw = tomllib.loads(text)
     models: dict[str, ModelInfo] = {}
     aliases: dict[str, str] = {}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-from imgtag.catalogue import Prices
+from imgtag.pricing.catalogue import Prices
 
 MILLION = 1_000_000
 

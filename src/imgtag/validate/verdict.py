@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from imgtag.providers.base import ModelAnswer
-from imgtag.validate import parse_object, parse_output
+from imgtag.validate.parse import parse_object, parse_output
 
 OK = "ok"
 TRUNCATED = "truncated"      # hit max_tokens: retry once with a larger limit

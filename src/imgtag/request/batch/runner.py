@@ -21,17 +21,19 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from imgtag.batch_collect import Collector
-from imgtag.batch_common import MAX_POLL_INTERVAL_S, POLL_BACKOFF, BatchContext, BatchStop
-from imgtag.batch_submit import ENVELOPE_BYTES, Entry, Submitter, byte_budget, chunked, request_bytes
-from imgtag.costs import cost_usd
-from imgtag.engine import MAX_TOKENS_CEILING, WorkItem
-from imgtag.estimate import RequestEstimate, estimate_request
-from imgtag.preprocess import ImageReport, PrepareRequest, prepare
+from imgtag.config import prepare_template
+from imgtag.ingest.preprocess import ImageReport, PrepareRequest, prepare
+from imgtag.pricing.costs import cost_usd
+from imgtag.pricing.estimate import RequestEstimate, estimate_request
 from imgtag.providers.base import Fatal, ImageInput, RequestOptions
+from imgtag.request.batch.cancel import cancel_all
+from imgtag.request.batch.collect import Collector
+from imgtag.request.batch.common import MAX_POLL_INTERVAL_S, POLL_BACKOFF, BatchContext, BatchStop
+from imgtag.request.batch.submit import ENVELOPE_BYTES, Entry, Submitter, byte_budget, chunked, request_bytes
+from imgtag.request.engine import MAX_TOKENS_CEILING, WorkItem
 from imgtag.store import Store
 from imgtag.store import batches as sb
-from imgtag.verdict import TRUNCATED
+from imgtag.validate.verdict import TRUNCATED
 
 API_MAX_REQUESTS = 100_000
 API_MAX_BYTES = 256 * 1024 * 1024
@@ -173,8 +175,6 @@ class BatchRunner:
         if self.budget_hit:
             return
         ctx = self.ctx
-        from imgtag.runner import prepare_template
-
         template = replace(prepare_template(ctx.cfg, ctx.target, encode=True), want_hashes=False)
         loop = asyncio.get_running_loop()
         window: deque[tuple[sb.PendingJob, asyncio.Future[ImageReport | None]]] = deque()
@@ -233,6 +233,4 @@ def _reprepare(template: PrepareRequest, paths: list[str], sha256: str) -> Image
 def cancel_batches(out: Path, *, wait_s: float = 120.0) -> int:
     """`imgtag cancel`: cancel every live batch, wait (bounded) for each to end, store what was answered
     (it is paid for), and return the rest to pending. One line per batch; exit code."""
-    from imgtag.batch_cancel import cancel_all
-
     return cancel_all(out, wait_s=wait_s)

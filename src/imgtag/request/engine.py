@@ -17,10 +17,10 @@ import random
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
-from imgtag.catalogue import ModelInfo
-from imgtag.costs import cost_usd
-from imgtag.estimate import RequestEstimate
 from imgtag.presets import Preset
+from imgtag.pricing.catalogue import ModelInfo
+from imgtag.pricing.costs import cost_usd
+from imgtag.pricing.estimate import RequestEstimate
 from imgtag.providers.base import (
     Fatal,
     ImageInput,
@@ -32,10 +32,10 @@ from imgtag.providers.base import (
     RequestOptions,
     Transient,
 )
-from imgtag.ratelimit import Pacer, Permit
+from imgtag.request.pacer import Pacer, Permit
 from imgtag.store import Store, WorkKey
 from imgtag.store.db import now_iso
-from imgtag.verdict import INVALID, OK, TRUNCATED, judge
+from imgtag.validate.verdict import INVALID, OK, TRUNCATED, judge
 
 MAX_TOKENS_CEILING = 16_000
 

@@ -1,0 +1,95 @@
+"""The run's configuration and target: what every stage below the CLI is told about this invocation.
+
+`RunConfig` is the resolved settings (flags > environment > imgtag.toml); `Target` is what a
+result is keyed by (preset version, provider, model). Nothing here imports a stage that does work.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TextIO
+
+from imgtag.presets import Preset, builtin_names, load_preset
+from imgtag.pricing.catalogue import ModelInfo, catalogue
+from imgtag.store import WorkKey
+
+if TYPE_CHECKING:
+    from imgtag.ingest.discover import Discovered
+    from imgtag.ingest.preprocess import PrepareRequest
+    from imgtag.providers.base import Provider
+
+EXIT_OK, EXIT_FAILED, EXIT_CONFIG = 0, 1, 2
+
+
+
+@dataclass
+class RunConfig:
+    inputs: Sequence[str]
+    out: Path
+    preset: str = "ecommerce"
+    lang: str | None = None
+    categories: Sequence[str] | None = None
+    provider: str = "anthropic"
+    model: str | None = None
+    mode: str = "sync"
+    formats: str = "csv,jsonl"
+    dry_run: bool = False
+    budget: float | None = None
+    concurrency: int = 64
+    workers: int | None = None
+    min_side: int = 200
+    max_megapixels: float = 100.0
+    skip_near_duplicates: bool = False
+    timeout: float = 120.0
+    max_attempts: int = 6
+    progress: bool = True
+    stdin: TextIO | None = None
+    detach: bool = False
+    batch_max_requests: int = 100_000
+    batch_max_bytes: int = 100 * 1024 * 1024
+    poll_interval: float = 5.0
+    retry_failed: bool = False
+    source: Iterable[Discovered] | None = None
+    provider_settings: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Target:
+    preset: Preset
+    model: ModelInfo
+    key: WorkKey
+
+
+def resolve_target(cfg: RunConfig) -> Target:
+    preset = load_preset(cfg.preset, lang=cfg.lang, categories=cfg.categories)
+    model = catalogue().get(cfg.model or catalogue().default_model)
+    return Target(preset, model, WorkKey(preset.version, cfg.provider, model.id))
+
+
+def target_meta(cfg: RunConfig, target: Target) -> dict[str, Any]:
+    """Enough to rebuild the target later (status/export/retry) — never a secret."""
+    preset = cfg.preset if cfg.preset in builtin_names() else str(Path(cfg.preset).resolve())
+    return {"preset": preset, "preset_name": target.preset.name, "preset_version": target.preset.version,
+            "lang": cfg.lang, "categories": list(cfg.categories) if cfg.categories else None,
+            "provider": cfg.provider, "model": target.model.id, "mode": cfg.mode, "formats": cfg.formats,
+            "fields": target.preset.fields, "list_fields": target.preset.list_fields}
+
+
+def prepare_template(cfg: RunConfig, target: Target, *, encode: bool) -> PrepareRequest:
+    from imgtag.ingest.preprocess import PrepareRequest
+    from imgtag.pricing.estimate import max_long_edge_for, tier_for
+
+    return PrepareRequest(path="", encode=encode, tier=tier_for(target.preset, target.model),
+                          max_long_edge=max_long_edge_for(target.preset), min_short_side=cfg.min_side,
+                          max_pixels=int(cfg.max_megapixels * 1_000_000))
+
+
+def open_provider(cfg: RunConfig) -> Provider:
+    from imgtag.providers import create_provider
+
+    settings = dict(cfg.provider_settings)
+    settings.setdefault("timeout", cfg.timeout)
+    return create_provider(cfg.provider, **settings)
+

@@ -1,0 +1,1 @@
+"""What a request costs: the model catalogue, prices, token estimates."""

@@ -1,0 +1,1 @@
+"""Batch APIs: chunk, submit with the submission committed first, poll, collect, resubmit, cancel."""

@@ -1,0 +1,41 @@
+"""The row the store hands to every exporter: one image's outcome under one target.
+
+The store builds these from its tables; exporters only ever see this shape (and never the store),
+so each exporter can be tested with plain Python values and rows stream with flat memory.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+# Keys of ResultRow.usage, in the order CSV columns and docs list them.
+USAGE_KEYS: tuple[str, ...] = (
+    "input_tokens",
+    "output_tokens",
+    "cache_creation_input_tokens",
+    "cache_read_input_tokens",
+)
+
+STATUSES: frozenset[str] = frozenset({"ok", "failed", "skipped", "pending"})
+
+
+@dataclass(frozen=True)
+class ResultRow:
+    """One image's outcome, as exporters see it (see SPEC "results.jsonl (contract)")."""
+
+    path: str  # display path (relative to the scanned root where possible)
+    sha256: str | None
+    # "ok" | "failed" | "skipped" | "pending" (pending = not answered yet, e.g. run stopped by budget)
+    status: str
+    fields: dict[str, Any] | None  # the preset's validated object (None unless ok)
+    # None or {"type": str, "message": str}; for skipped rows type is the reason code ("too_small")
+    error: dict[str, Any] | None
+    model: str | None
+    preset: str | None  # preset name
+    preset_version: str | None
+    provider: str | None
+    usage: dict[str, Any] | None  # keys: USAGE_KEYS
+    cost_usd: float | None
+    duplicate_of: str | None = None  # display path of the first file with identical content
+    mode: str | None = None  # "sync" | "batch"
