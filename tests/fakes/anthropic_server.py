@@ -176,6 +176,9 @@ class FakeConfig:
     # Batch items are answered one after another over this many simulated seconds (None: all at once), so
     # a 5-minute cache entry can expire inside a long batch while a 1-hour one survives.
     batch_span_s: float | None = None
+    # The answer's shape when a request sends no schema and no tool, only a prompt that spells out the JSON
+    # (as tutorial pipelines do); None = a small default object.
+    prompt_schema: dict[str, Any] | None = None
     # Batches.
     batch_max_requests: int = 100_000
     batch_max_bytes: int = 256 * 1024 * 1024
@@ -235,6 +238,7 @@ class FakeStats:
             self.output_tokens = 0
             self.cache_creation_input_tokens = 0
             self.cache_read_input_tokens = 0
+            self.cache_creation_1h_input_tokens = 0  # the part of the writes made with ttl "1h" (billed 2x)
             # A compact log of /v1/messages requests: what the SDK actually sent (headers that matter).
             self.request_log: list[dict[str, Any]] = []
             self.batches_created = 0
@@ -262,6 +266,7 @@ class FakeStats:
                 "output_tokens": self.output_tokens,
                 "cache_creation_input_tokens": self.cache_creation_input_tokens,
                 "cache_read_input_tokens": self.cache_read_input_tokens,
+                "cache_creation_1h_input_tokens": self.cache_creation_1h_input_tokens,
                 "request_log": list(self.request_log) if lists else None,
                 "batches_created": self.batches_created,
                 "batch_items_by_custom_id": dict(self.batch_items_by_custom_id),
@@ -1433,6 +1438,9 @@ class FakeAnthropicServer:
             self.stats.output_tokens += usage["output_tokens"]
             self.stats.cache_creation_input_tokens += usage.get("cache_creation_input_tokens") or 0
             self.stats.cache_read_input_tokens += usage.get("cache_read_input_tokens") or 0
+            self.stats.cache_creation_1h_input_tokens += (usage.get("cache_creation") or {}).get(
+                "ephemeral_1h_input_tokens"
+            ) or 0
 
     def _answer(
         self,
@@ -1489,6 +1497,8 @@ class FakeAnthropicServer:
         schema = analysis.schema
         if schema is None and tool is not None and isinstance(tool.get("input_schema"), dict):
             schema = tool["input_schema"]
+        if schema is None and tool is None:
+            schema = self.config.prompt_schema
         if schema is not None:
             instance = _InstanceMaker(schema, key).make(schema, "value")
         else:
