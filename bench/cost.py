@@ -38,9 +38,9 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "src"))
 
 from PIL import Image, ImageStat  # noqa: E402
+from tests.fakes.anthropic_server import FakeAnthropicServer, FakeConfig  # noqa: E402
 
 from imgtag.pricing.catalogue import catalogue  # noqa: E402
-from tests.fakes.anthropic_server import FakeAnthropicServer, FakeConfig  # noqa: E402
 
 CORPUS = Path(os.environ.get("IMGTAG_CORPUS", ROOT.parent / "shared" / "corpus"))
 MODELS = ("claude-haiku-4-5", "claude-sonnet-4-6", "claude-haiku-5-5")
