@@ -64,8 +64,22 @@ class Target:
 
 def resolve_target(cfg: RunConfig) -> Target:
     preset = load_preset(cfg.preset, lang=cfg.lang, categories=cfg.categories)
-    model = catalogue().get(cfg.model or catalogue().default_model)
+    model = catalogue().get(cfg.model or _provider_default_model(cfg.provider) or catalogue().default_model)
     return Target(preset, model, WorkKey(preset.version, cfg.provider, model.id))
+
+
+def _provider_default_model(name: str | None) -> str | None:
+    """A provider's own default model (the tag API has exactly one); None for unknown names, which
+    open_provider reports in one sentence."""
+    from imgtag.providers import PROVIDERS
+
+    target = PROVIDERS.get(name or "")
+    if target is None:
+        return None
+    from importlib import import_module
+
+    module_name, class_name = target.split(":")
+    return getattr(getattr(import_module(module_name), class_name), "default_model", None)
 
 
 def target_meta(cfg: RunConfig, target: Target) -> dict[str, Any]:

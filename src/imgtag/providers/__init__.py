@@ -10,6 +10,7 @@ from imgtag.providers.base import ConfigError, Provider
 # name -> "module:Class", imported lazily so `imgtag scan` never pays for SDK imports.
 PROVIDERS: dict[str, str] = {
     "anthropic": "imgtag.providers.anthropic_provider:AnthropicProvider",
+    "imagedescriber": "imgtag.providers.imagedescriber.provider:ImageDescriberProvider",
 }
 
 
