@@ -83,10 +83,11 @@ def _build_config(paths: list[str], out: Path, **kw: Any) -> RunConfig:
 
 def _resolve(cfg: RunConfig) -> Any:
     from imgtag.presets import PresetError
+    from imgtag.providers.base import ConfigError
 
     try:
         return resolve_target(cfg)
-    except PresetError as exc:
+    except (PresetError, ConfigError) as exc:
         raise _fail(str(exc)) from None
     except OSError as exc:
         raise _fail(f"cannot read preset: {exc}") from None
@@ -179,7 +180,8 @@ def run(
     paths: Annotated[list[str], typer.Argument(help="Files, folders, globs, @list.txt, or - for stdin.")],
     out: OutOpt = DEFAULT_OUT,
     preset: Annotated[str | None, typer.Option(help="ecommerce | keywords | alt-text | caption | ocr | FILE")] = None,
-    provider: Annotated[str | None, typer.Option(help="anthropic (default)")] = None,
+    provider: Annotated[str | None, typer.Option(help="anthropic (default), openai, ... (`imgtag providers`)")] = None,
+    base_url: Annotated[str | None, typer.Option(help="API base URL, e.g. a local vLLM/Ollama server.")] = None,
     model: Annotated[str | None, typer.Option(help="Provider model id.")] = None,
     mode: Annotated[str, typer.Option(help="sync, or batch (Message Batches: half price, asynchronous).")] = "sync",
     lang: Annotated[str | None, typer.Option(help="Output language (zh, en, ja, ...).")] = None,
@@ -216,7 +218,8 @@ def run(
                         max_megapixels=max_megapixels, skip_near_duplicates=skip_near_duplicates,
                         timeout=timeout, max_attempts=max_attempts, progress=not quiet, detach=detach,
                         batch_max_requests=batch_max_requests,
-                        batch_max_bytes=int(batch_max_mb * 1024 * 1024), poll_interval=poll_interval)
+                        batch_max_bytes=int(batch_max_mb * 1024 * 1024), poll_interval=poll_interval,
+                        provider_settings={"base_url": base_url} if base_url else {})
     _execute(cfg, "run")
 
 
@@ -384,6 +387,14 @@ def presets() -> None:
         console.print(f"{name:<10} {p.description}", markup=False)
         console.print(f"{'':<10} fields: {', '.join(p.fields)}; detail {p.detail}; version {p.version}",
                       markup=False)
+
+
+@app.command("providers")
+def providers_command(as_json: Annotated[bool, typer.Option("--json", help="Machine-readable.")] = False) -> None:
+    """List installed providers (built-in and from packages), with what each supports."""
+    from imgtag.providers.listing import print_providers
+
+    print_providers(_console(err=False), as_json=as_json)
 
 
 @app.command()

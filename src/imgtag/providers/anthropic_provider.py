@@ -13,6 +13,7 @@ import anthropic
 from imgtag.pricing.costs import Usage
 from imgtag.pricing.textcount import estimate_text_tokens
 from imgtag.providers.base import (
+    Capabilities,
     ConfigError,
     Fatal,
     ImageInput,
@@ -33,7 +34,9 @@ KEY_VARIABLE = "ANTHROPIC_API_KEY"
 
 class AnthropicProvider(Provider):
     name = "anthropic"
-    supports_batch = True
+    capabilities = Capabilities(native_schema=True, batch=True,
+                                image_formats=("image/jpeg", "image/png", "image/gif", "image/webp"),
+                                max_images_per_request=100)
 
     def __init__(self, *, api_key: str | None = None, base_url: str | None = None, timeout: float = 120.0) -> None:
         self.api_key = api_key or os.environ.get(KEY_VARIABLE)

@@ -2,13 +2,14 @@
 
 A provider turns (image, preset, model) into a ModelAnswer or raises one of the ProviderError kinds
 below. The engine owns retries, pacing, validation and the store; providers own the wire.
+docs/providers.md walks through writing one; `Capabilities` is what the rest of imgtag may ask of it.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from imgtag.presets import Preset
 from imgtag.pricing.catalogue import ModelInfo
@@ -124,10 +125,46 @@ class RequestOptions:
     max_tokens: int
 
 
+@dataclass(frozen=True)
+class Capabilities:
+    """What a provider supports; imgtag adapts to it instead of asking each provider everything.
+
+    native_schema: the API constrains output to the preset's JSON schema (otherwise imgtag relies on the
+        prompt plus local validation, which it always does anyway).
+    batch: an asynchronous batch API (the provider then also exposes `build_params` and its client).
+    image_formats: media types the API accepts; preprocessing sends JPEG, so list at least image/jpeg.
+    max_image_edge: longest image edge in px the model sees (None = the catalogue's tier decides).
+    max_images_per_request: images one request may carry (imgtag sends one per request today).
+    """
+
+    native_schema: bool = True
+    batch: bool = False
+    image_formats: tuple[str, ...] = ("image/jpeg", "image/png")
+    max_image_edge: int | None = None
+    max_images_per_request: int = 1
+
+
 class Provider(ABC):
+    """One module per provider; see docs/providers.md. Construct with keyword settings (api_key, base_url,
+    timeout...); raise ConfigError from __init__ for a missing key or a bad setting (exit 2, one sentence)."""
+
     name: str = "provider"
-    supports_batch: bool = False
-    default_model: str | None = None  # used when no --model is given (None: the catalogue's default)
+    capabilities: ClassVar[Capabilities] = Capabilities()
+    # The model used when --model is not given (None: the catalogue's default).
+    default_model: ClassVar[str | None] = None
+
+    @property
+    def supports_batch(self) -> bool:
+        return self.capabilities.batch
+
+    @classmethod
+    def resolve_model(cls, info: ModelInfo, settings: dict[str, Any]) -> ModelInfo:
+        """Adjust the catalogue's entry for this provider before anything is estimated or sent (e.g. a
+        local server's unpriced model costs 0). Runs without credentials, also for --dry-run."""
+        return info
+
+    def attach_store(self, store: Any) -> None:  # noqa: B027 - optional hook
+        """Called once per run with the open store, for providers that remember server facts between runs."""
 
     def check_run(self, cfg: RunConfig, target: Target) -> None:  # noqa: B027 - optional hook
         """Raise ConfigError (exit 2, one sentence) for a run this provider cannot serve, before anything
@@ -144,6 +181,11 @@ class Provider(ABC):
 
     async def aclose(self) -> None:  # noqa: B027 - optional hook
         """Release connections."""
+
+
+def with_capabilities(base: Capabilities, **changes: Any) -> Capabilities:
+    """A copy with some fields changed, for providers whose limits depend on the model."""
+    return replace(base, **changes)
 
 
 class ConfigError(Exception):

@@ -18,6 +18,7 @@ import httpx2
 
 from imgtag.pricing.costs import Usage
 from imgtag.providers.base import (
+    Capabilities,
     ConfigError,
     Credits,
     Fatal,
@@ -47,7 +48,10 @@ MODEL_ID = "imagedescriber-v1"      # the API has no model parameter; this names
 
 class ImageDescriberProvider(Provider):
     name = "imagedescriber"
-    supports_batch = False
+    # No schema, no prompt, no batch API; sizes are limited in bytes (4 MB), not pixels, so the catalogue's
+    # standard tier (long edge 1568 px) decides the size as for any unknown model.
+    capabilities = Capabilities(native_schema=False, batch=False,
+                                image_formats=("image/jpeg", "image/png", "image/webp"))
     default_model = MODEL_ID
 
     def __init__(self, *, api_key: str | None = None, base_url: str | None = None, timeout: float = 120.0,
