@@ -198,3 +198,37 @@ def redact(text: str, *secrets: str | None) -> str:
         if secret and len(secret) >= 4:
             text = text.replace(secret, "***")
     return text
+
+
+def check_key(key: str, variable: str) -> None:
+    """Refuse a key with whitespace at once (a pasted newline): it can never authenticate, and sending it
+    fails locally on every request. The key itself never appears in the message."""
+    if any(ch.isspace() for ch in key):
+        raise ConfigError(f"{variable} contains whitespace (a space or line break, often pasted by accident); "
+                          "set it again without.")
+
+
+# Exceptions that mean the request failed inside this process (before any byte reached the server).
+_LOCAL_ERROR_NAMES = frozenset({"LocalProtocolError", "InvalidURL", "UnsupportedProtocol", "UnicodeEncodeError"})
+
+
+def _chain(exc: BaseException) -> list[BaseException]:
+    seen: list[BaseException] = []
+    node: BaseException | None = exc
+    while node is not None and node not in seen:
+        seen.append(node)
+        node = node.__cause__ or node.__context__
+    return seen
+
+
+def is_local_error(exc: BaseException) -> bool:
+    """A connection-level error that was really a local request-construction error (httpx/httpcore/h11
+    LocalProtocolError, an invalid URL or header): fatal for the run, not a transient network fault."""
+    return any(type(e).__name__ in _LOCAL_ERROR_NAMES for e in _chain(exc)[1:])
+
+
+def local_reason(exc: BaseException) -> str:
+    for e in _chain(exc)[1:]:
+        if type(e).__name__ in _LOCAL_ERROR_NAMES:
+            return " ".join(f"{type(e).__name__}: {e}".split())[:200]
+    return type(exc).__name__
