@@ -22,10 +22,11 @@ from PIL import Image
 from imagegen import close_to, make_images, read_jsonl, run_cli
 from imgtag.pricing.catalogue import catalogue
 from imgtag.pricing.costs import Usage, cost_usd
+from imgtag.providers.anthropic_batches import REQUEST_FRAME_BYTES, request_bytes
 from imgtag.request.batch import collect as batch_collect
 from imgtag.request.batch import submit as batch_submit
 from imgtag.request.batch.common import BatchStats
-from imgtag.request.batch.submit import ENVELOPE_BYTES, REQUEST_FRAME_BYTES, Chunk, Entry, chunked, request_bytes
+from imgtag.request.batch.submit import ENVELOPE_BYTES, Chunk, Entry, chunked
 from imgtag.store import batches as sb
 
 CUSTOM_ID = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")

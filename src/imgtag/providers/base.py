@@ -8,11 +8,14 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from imgtag.presets import Preset
 from imgtag.pricing.catalogue import ModelInfo
 from imgtag.pricing.costs import Usage
+
+if TYPE_CHECKING:
+    from imgtag.providers.batch_api import BatchAPI
 
 
 @dataclass(frozen=True)
@@ -113,6 +116,10 @@ class Provider(ABC):
 
     async def aclose(self) -> None:  # noqa: B027 - optional hook
         """Release connections."""
+
+    def batch_api(self) -> BatchAPI | None:
+        """The provider's batch API for `--mode batch` (providers/batch_api.py), or None when it has none."""
+        return None
 
 
 class ConfigError(Exception):
