@@ -43,6 +43,8 @@ class Run:
         self.provider = provider
         self.key = target.key
         self.run_id = store.start_run(command, key=self.key, preset=target.preset.name, mode=cfg.mode)
+        if provider is not None:
+            provider.attach_store(store)  # e.g. what structured-output mode a server accepted last time
         self.ok = self.failed = self.skipped = self.finished = 0
         self.queued: set[int] = set()  # job ids sent this run (ints: a million of them is a few tens of MB)
         self.engine: Engine | None = None
@@ -120,7 +122,7 @@ class Run:
 
     async def execute(self, stream: TextIO | None = None) -> RunOutcome:
         cfg = self.cfg
-        request = prepare_template(cfg, self.target, encode=not cfg.dry_run)
+        request = prepare_template(cfg, self.target, encode=not cfg.dry_run, provider=self.provider)
         ingestor = Ingestor(self.store, IngestOptions(inputs=cfg.inputs, request=request, workers=cfg.workers,
                                                       skip_near_duplicates=cfg.skip_near_duplicates,
                                                       exclude=[str(self.store.out_dir.resolve())],
