@@ -279,6 +279,7 @@ def _execute(cfg: RunConfig, command: str) -> None:
     if not cfg.dry_run:
         try:
             provider_obj = open_provider(cfg)
+            provider_obj.check_run(cfg, target)  # a preset/language/option it cannot serve: exit 2, nothing spent
         except ConfigError as exc:
             raise _fail(str(exc)) from None
     with _open_store(cfg.out) as store:
@@ -320,6 +321,8 @@ def _report(outcome: Any, cfg: RunConfig, target: Any, missing: list[str]) -> No
     counts = ", ".join(f"{k} {v}" for k, v in sorted(s.by_status.items())) or "no files"
     console.print(f"{s.files} files: {counts}; {s.requests} requests, "
                   f"{s.input_tokens:,} in / {s.output_tokens:,} out tokens, ${s.cost_usd:.4f}", markup=False)
+    if s.credits_spent is not None or s.credits_remaining is not None:
+        console.print(_credits_line(s), markup=False)
     if s.by_error:
         console.print("not ok: " + ", ".join(f"{k} {v}" for k, v in sorted(s.by_error.items())), markup=False)
     if outcome.message:
@@ -328,6 +331,14 @@ def _report(outcome: Any, cfg: RunConfig, target: Any, missing: list[str]) -> No
         console.print("wrote " + ", ".join(str(p) for p in outcome.exports), markup=False)
     if s.by_status.get("failed"):
         console.print("see `imgtag status` for causes; `imgtag retry` retries the failures", markup=False)
+
+
+def _credits_line(s: Any) -> str:
+    """Credit-billed providers: credits are the real cost; the dollar figure does not include them."""
+    def num(x: float | None) -> str:
+        return "unknown" if x is None else f"{x:,.6g}"
+    return (f"credits: {num(s.credits_spent)} spent, {num(s.credits_remaining)} remaining "
+            "(billed in credits: not included in the $ cost)")
 
 
 @app.command()
@@ -372,7 +383,8 @@ def status(out: OutOpt = None,
                           "input_tokens": s.input_tokens, "output_tokens": s.output_tokens,
                           "cache_creation_input_tokens": s.cache_creation_input_tokens,
                           "cache_read_input_tokens": s.cache_read_input_tokens, "cost_usd": round(s.cost_usd, 8),
-                          "requests": s.requests, "batches": batches}, ensure_ascii=False))
+                          "requests": s.requests, "batches": batches, "credits_spent": s.credits_spent,
+                          "credits_remaining": s.credits_remaining}, ensure_ascii=False))
         return
     console = _console(err=False)
     if not meta:
@@ -385,6 +397,8 @@ def status(out: OutOpt = None,
     console.print(f"requests {s.requests}; tokens in {s.input_tokens:,}, out {s.output_tokens:,}, cache write "
                   f"{s.cache_creation_input_tokens:,}, cache read {s.cache_read_input_tokens:,}; "
                   f"cost ${s.cost_usd:.4f}", markup=False)
+    if s.credits_spent is not None or s.credits_remaining is not None:
+        console.print(_credits_line(s), markup=False)
     if s.by_error:
         console.print("by cause: " + ", ".join(f"{k} {v}" for k, v in sorted(s.by_error.items())), markup=False)
     for b in batches:

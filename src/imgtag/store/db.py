@@ -218,30 +218,35 @@ class Store:
                        http_status: int | None = None, error_type: str | None = None,
                        error_message: str | None = None, request_id: str | None = None,
                        usage: Usage | None = None, cost: float | None = None, batch_id: str | None = None,
-                       commit_job: dict[str, Any] | None = None) -> None:
+                       commit_job: dict[str, Any] | None = None,
+                       credits: tuple[float | None, float | None] | None = None) -> None:
         """Log one attempt; with commit_job, also settle the job in the same transaction."""
         with self.db:
             self.db.execute("BEGIN IMMEDIATE")
             self.log_attempt(job_id, run_id, started_at=started_at, outcome=outcome, mode=mode,
                              http_status=http_status, error_type=error_type, error_message=error_message,
-                             request_id=request_id, usage=usage, cost=cost, batch_id=batch_id)
+                             request_id=request_id, usage=usage, cost=cost, batch_id=batch_id, credits=credits)
             if commit_job is not None:
                 self._settle(job_id, **commit_job)
 
     def log_attempt(self, job_id: int, run_id: int | None, *, started_at: str, outcome: str, mode: str,
                     http_status: int | None = None, error_type: str | None = None,
                     error_message: str | None = None, request_id: str | None = None,
-                    usage: Usage | None = None, cost: float | None = None, batch_id: str | None = None) -> None:
+                    usage: Usage | None = None, cost: float | None = None, batch_id: str | None = None,
+                    credits: tuple[float | None, float | None] | None = None) -> None:
         """Insert the attempt and add its usage to the job, inside the CALLER's transaction (batch collection
-        changes the item's state in the same one). Every paid token reaches the job, retries included."""
+        changes the item's state in the same one). Every paid token reaches the job, retries included.
+        `credits` is (amount charged, balance after) for credit-billed providers."""
         u = usage or Usage()
+        credits_amount, credits_remaining = credits or (None, None)
         self.db.execute(
             "INSERT INTO attempts(job_id, run_id, started_at, finished_at, outcome, http_status, error_type,"
             " error_message, request_id, input_tokens, output_tokens, cache_creation_input_tokens,"
-            " cache_read_input_tokens, cost_usd, mode, batch_id) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            " cache_read_input_tokens, cost_usd, mode, batch_id, credits_amount, credits_remaining)"
+            " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
             (job_id, run_id, started_at, now_iso(), outcome, http_status, error_type, error_message, request_id,
              u.input_tokens, u.output_tokens, u.cache_creation_input_tokens, u.cache_read_input_tokens,
-             cost or 0.0, mode, batch_id),
+             cost or 0.0, mode, batch_id, credits_amount, credits_remaining),
         )
         self.db.execute(
             "UPDATE jobs SET attempts=attempts+1, input_tokens=input_tokens+?, output_tokens=output_tokens+?,"

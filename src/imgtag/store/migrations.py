@@ -125,7 +125,14 @@ def _v1_initial(db: sqlite3.Connection) -> None:
     )
 
 
-MIGRATIONS: list[Migration] = [_v1_initial]
+def _v2_credits(db: sqlite3.Connection) -> None:
+    """Credit-billed providers (the imagedescriber tag API): what each call charged and the balance after it.
+    NULL for providers that bill in tokens and dollars."""
+    db.execute("ALTER TABLE attempts ADD COLUMN credits_amount REAL")
+    db.execute("ALTER TABLE attempts ADD COLUMN credits_remaining REAL")
+
+
+MIGRATIONS: list[Migration] = [_v1_initial, _v2_credits]
 
 
 def migrate(db: sqlite3.Connection) -> int:
