@@ -34,7 +34,7 @@ def write_exports(store: Store, meta: dict[str, Any], formats: str | None = None
                         ledger=StoreLedger(store.db), **opts)
     written: list[Path] = []
     for name in parse_formats(formats or meta.get("formats") or "csv,jsonl"):
-        written.extend(EXPORTERS[name](store.result_rows(key, meta["preset_name"]), ctx))
+        written.extend(EXPORTERS[name](store.result_rows(key, meta["preset_name"], ctx.field_names), ctx))
     if notes is not None:
         notes.extend(ctx.notes)
     if ctx.refusals:
