@@ -262,6 +262,9 @@ def _report(outcome: Any, cfg: RunConfig, target: Any, missing: list[str]) -> No
     for arg in missing:
         console.print(f"imgtag: nothing matched {arg!r}", markup=False)
     s = outcome.summary
+    prices = target.model.prices
+    if prices is not None and prices.input == prices.output == 0:  # a local model: say why the cost is 0
+        console.print(f"{target.model.id}: {target.model.source}", markup=False)
     if cfg.dry_run and outcome.estimator is not None:
         est = next(iter(outcome.estimator.totals.values()))
         std = "unknown" if est.standard_usd is None else f"${est.standard_usd:,.4f}"
