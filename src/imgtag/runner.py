@@ -148,6 +148,7 @@ class Run:
             else:
                 assert self.provider is not None
                 pacer = Pacer(max_concurrency=cfg.concurrency)
+                pacer.observe(self.provider.declared_limits())  # a documented rate, for APIs without headers
                 self.engine = Engine(self.store, self.provider, EngineSettings(
                     key=self.key, preset=self.target.preset, model=self.target.model, budget_usd=cfg.budget,
                     max_attempts=cfg.max_attempts), pacer, self.run_id)
@@ -165,7 +166,11 @@ class Run:
         if not cfg.dry_run:
             exports = write_exports(self.store, self.store.get_meta("target"), cfg.formats)
         if fatal is not None:
-            code, message = EXIT_CONFIG, fatal.message
+            code, message = getattr(fatal, "exit_code", EXIT_CONFIG), fatal.message
+            if code == EXIT_FAILED:  # Exhausted: out of credits, the rest waits for a later run
+                pending = summary.by_status.get("pending", 0)
+                message = (f"{message}: {pending} images left pending; add credits and run the same command "
+                           "to continue")
         elif summary.by_status.get("failed", 0) or (summary.by_status.get("pending", 0) and not cfg.dry_run):
             code = EXIT_FAILED
         else:

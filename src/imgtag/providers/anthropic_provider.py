@@ -25,6 +25,9 @@ from imgtag.providers.base import (
     RateLimitSnapshot,
     RequestOptions,
     Transient,
+    check_key,
+    is_local_error,
+    local_reason,
     redact,
 )
 from imgtag.validate.schema import to_anthropic_schema
@@ -42,6 +45,7 @@ class AnthropicProvider(Provider):
         self.api_key = api_key or os.environ.get(KEY_VARIABLE)
         if not self.api_key:
             raise ConfigError(f"No Anthropic API key: set the {KEY_VARIABLE} environment variable.")
+        check_key(self.api_key, KEY_VARIABLE)
         self.base_url = base_url or os.environ.get("ANTHROPIC_BASE_URL") or None
         # max_retries=0: the engine owns every retry. It must see each 429 to pace the whole run, apply one
         # global pause instead of N independent SDK backoffs, count attempts per image, and log them all.
@@ -101,6 +105,11 @@ class AnthropicProvider(Provider):
         except anthropic.APITimeoutError:
             raise Transient("timeout: no response in time", error_type="timeout") from None
         except anthropic.APIConnectionError as exc:
+            if is_local_error(exc):
+                # The request could not even be built or written (an illegal header, say): every
+                # request would fail the same way, so retrying 114 times as "connection error" is wrong.
+                raise Fatal(f"could not build the request: {redact(local_reason(exc), self.api_key)}",
+                            error_type="request_error") from None
             raise Transient(
                 f"connection error: {redact(str(exc), self.api_key)}", error_type="connection_error"
             ) from None

@@ -9,11 +9,14 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field, replace
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from imgtag.presets import Preset
 from imgtag.pricing.catalogue import ModelInfo
 from imgtag.pricing.costs import Usage
+
+if TYPE_CHECKING:
+    from imgtag.config import RunConfig, Target
 
 
 @dataclass(frozen=True)
@@ -43,6 +46,14 @@ class RateLimitSnapshot:
         return self.requests_limit is None and self.input_limit is None and self.output_limit is None
 
 
+@dataclass(frozen=True)
+class Credits:
+    """What a credit-billed provider (not priced in dollars) charged for one call, and the balance after it."""
+
+    amount: float | None = None
+    remaining: float | None = None
+
+
 @dataclass
 class ModelAnswer:
     stop_reason: str
@@ -52,6 +63,7 @@ class ModelAnswer:
     request_id: str | None = None
     refusal: str | None = None             # the provider's explanation/category, when it refused
     limits: RateLimitSnapshot = field(default_factory=RateLimitSnapshot)
+    credits: Credits | None = None         # credit-billed providers only: recorded on the attempt
 
 
 class ProviderError(Exception):
@@ -95,6 +107,15 @@ class Fatal(ProviderError):
     """Nothing will succeed (bad key, no permission, spend limit, unknown model): stop the run."""
 
     kind = "fatal"
+    exit_code = 2
+
+
+class Exhausted(Fatal):
+    """The account can pay for nothing more (out of credits): start no new request, let those in flight
+    finish, leave the rest pending for a later run. Exit 1, not 2: nothing is misconfigured."""
+
+    kind = "exhausted"
+    exit_code = 1
 
 
 @dataclass(frozen=True)
@@ -145,6 +166,15 @@ class Provider(ABC):
     def attach_store(self, store: Any) -> None:  # noqa: B027 - optional hook
         """Called once per run with the open store, for providers that remember server facts between runs."""
 
+    def check_run(self, cfg: RunConfig, target: Target) -> None:  # noqa: B027 - optional hook
+        """Raise ConfigError (exit 2, one sentence) for a run this provider cannot serve, before anything
+        is spent: a preset, language, model or option it does not support."""
+
+    def declared_limits(self) -> RateLimitSnapshot:
+        """Limits known before the first response (a documented rate for an API that sends no rate-limit
+        headers); the pacer starts from them instead of probing."""
+        return RateLimitSnapshot()
+
     @abstractmethod
     async def describe(self, image: ImageInput, options: RequestOptions) -> ModelAnswer:
         """One paid request. Raises ProviderError subclasses only."""
@@ -168,3 +198,37 @@ def redact(text: str, *secrets: str | None) -> str:
         if secret and len(secret) >= 4:
             text = text.replace(secret, "***")
     return text
+
+
+def check_key(key: str, variable: str) -> None:
+    """Refuse a key with whitespace at once (a pasted newline): it can never authenticate, and sending it
+    fails locally on every request. The key itself never appears in the message."""
+    if any(ch.isspace() for ch in key):
+        raise ConfigError(f"{variable} contains whitespace (a space or line break, often pasted by accident); "
+                          "set it again without.")
+
+
+# Exceptions that mean the request failed inside this process (before any byte reached the server).
+_LOCAL_ERROR_NAMES = frozenset({"LocalProtocolError", "InvalidURL", "UnsupportedProtocol", "UnicodeEncodeError"})
+
+
+def _chain(exc: BaseException) -> list[BaseException]:
+    seen: list[BaseException] = []
+    node: BaseException | None = exc
+    while node is not None and node not in seen:
+        seen.append(node)
+        node = node.__cause__ or node.__context__
+    return seen
+
+
+def is_local_error(exc: BaseException) -> bool:
+    """A connection-level error that was really a local request-construction error (httpx/httpcore/h11
+    LocalProtocolError, an invalid URL or header): fatal for the run, not a transient network fault."""
+    return any(type(e).__name__ in _LOCAL_ERROR_NAMES for e in _chain(exc)[1:])
+
+
+def local_reason(exc: BaseException) -> str:
+    for e in _chain(exc)[1:]:
+        if type(e).__name__ in _LOCAL_ERROR_NAMES:
+            return " ".join(f"{type(e).__name__}: {e}".split())[:200]
+    return type(exc).__name__

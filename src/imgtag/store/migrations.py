@@ -125,10 +125,18 @@ def _v1_initial(db: sqlite3.Connection) -> None:
     )
 
 
-def _v2_server_caps(db: sqlite3.Connection) -> None:
+def _v2_credits(db: sqlite3.Connection) -> None:
+    """Credit-billed providers (the imagedescriber tag API): what each call charged and the balance after it.
+    NULL for providers that bill in tokens and dollars."""
+    db.execute("ALTER TABLE attempts ADD COLUMN credits_amount REAL")
+    db.execute("ALTER TABLE attempts ADD COLUMN credits_remaining REAL")
+
+
+def _v3_server_caps(db: sqlite3.Connection) -> None:
     # What an OpenAI-compatible server accepted (structured-output mode, temperature), so a rerun does not
     # probe again. Keyed by base URL and model: one store may talk to several servers over its life.
-    db.executescript(
+    # One statement, not executescript (which would commit the migration's transaction half way).
+    db.execute(
         """
         CREATE TABLE server_caps (
             base_url TEXT NOT NULL,
@@ -136,12 +144,12 @@ def _v2_server_caps(db: sqlite3.Connection) -> None:
             caps TEXT NOT NULL,
             updated_at TEXT NOT NULL,
             PRIMARY KEY (base_url, model)
-        );
+        )
         """
     )
 
 
-MIGRATIONS: list[Migration] = [_v1_initial, _v2_server_caps]
+MIGRATIONS: list[Migration] = [_v1_initial, _v2_credits, _v3_server_caps]
 
 
 def migrate(db: sqlite3.Connection) -> int:
