@@ -17,6 +17,7 @@ from imgtag.pricing.costs import Usage
 
 if TYPE_CHECKING:
     from imgtag.config import RunConfig, Target
+    from imgtag.providers.batch_api import BatchAPI
 
 
 @dataclass(frozen=True)
@@ -131,7 +132,7 @@ class Capabilities:
 
     native_schema: the API constrains output to the preset's JSON schema (otherwise imgtag relies on the
         prompt plus local validation, which it always does anyway).
-    batch: an asynchronous batch API (the provider then also exposes `build_params` and its client).
+    batch: an asynchronous batch API (the provider then also returns a BatchAPI from `batch_api()`).
     image_formats: media types the API accepts; preprocessing sends JPEG, so list at least image/jpeg.
     max_image_edge: longest image edge in px the model sees (None = the catalogue's tier decides).
     max_images_per_request: images one request may carry (imgtag sends one per request today).
@@ -181,6 +182,10 @@ class Provider(ABC):
 
     async def aclose(self) -> None:  # noqa: B027 - optional hook
         """Release connections."""
+
+    def batch_api(self) -> BatchAPI | None:
+        """The provider's batch API for `--mode batch` (providers/batch_api.py), or None when it has none."""
+        return None
 
 
 def with_capabilities(base: Capabilities, **changes: Any) -> Capabilities:
