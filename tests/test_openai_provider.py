@@ -311,3 +311,13 @@ def test_kill_nine_then_rerun_asks_nothing_twice(tmp_path: Path, fake_openai_fac
     asked_twice = sum(n - 1 for n in fake.stats.answered_by_key.values())
     assert asked_twice <= in_flight_at_kill
     assert fake.stats.answered <= len(keys) + in_flight_at_kill
+
+
+def test_a_broken_model_entry_in_imgtag_toml_is_one_sentence(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "imgtag.toml").write_text('[models."my-vlm"]\ninput = "cheap"\n')
+    folder = photos(tmp_path / "in", PHOTO_NAMES[:1])
+    code, output = cli(["run", str(folder), "--out", str(tmp_path / "out"), "--provider", "openai",
+                        "--base-url", "http://127.0.0.1:9/v1", "--model", "my-vlm"], {}, monkeypatch)
+    assert code == 2 and "Traceback" not in output
+    assert 'imgtag.toml: [models."my-vlm"]: input must be a number' in output

@@ -94,11 +94,12 @@ def _build_config(paths: list[str], out: Path, **kw: Any) -> RunConfig:
 
 def _resolve(cfg: RunConfig) -> Any:
     from imgtag.presets import PresetError
+    from imgtag.pricing.extra_models import ModelConfigError
     from imgtag.providers.base import ConfigError
 
     try:
         return resolve_target(cfg)
-    except (PresetError, ConfigError) as exc:
+    except (PresetError, ConfigError, ModelConfigError) as exc:
         raise _fail(str(exc)) from None
     except OSError as exc:
         raise _fail(f"cannot read preset: {exc}") from None

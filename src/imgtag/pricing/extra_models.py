@@ -53,8 +53,8 @@ def _builtin() -> dict[str, ModelInfo]:
 @lru_cache(maxsize=8)
 def _user_models(path: str, stamp: int) -> dict[str, ModelInfo]:
     try:
-        raw = tomllib.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raw = tomllib.loads(Path(path).read_text(encoding="utf-8-sig"))
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
         raise ModelConfigError(f"{USER_FILE}: {exc}") from None
     models = raw.get("models", {})
     if not isinstance(models, dict):
