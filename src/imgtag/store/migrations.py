@@ -132,7 +132,24 @@ def _v2_credits(db: sqlite3.Connection) -> None:
     db.execute("ALTER TABLE attempts ADD COLUMN credits_remaining REAL")
 
 
-def _v3_server_caps(db: sqlite3.Connection) -> None:
+def _v3_export_ledger(db: sqlite3.Connection) -> None:
+    # Files imgtag wrote beside the originals (captions, JSON sidecars, metadata.jsonl): the hash of what
+    # we wrote tells our own file (rewrite it) from a user's (never clobber it), and `kept` holds the
+    # user's own text an append/prepend was merged with, so re-exporting gives the same bytes.
+    db.executescript(
+        """
+        CREATE TABLE export_files (
+            path BLOB PRIMARY KEY,
+            format TEXT NOT NULL,
+            sha256 TEXT NOT NULL,
+            kept TEXT,
+            how TEXT
+        );
+        """
+    )
+
+
+def _v4_server_caps(db: sqlite3.Connection) -> None:
     # What an OpenAI-compatible server accepted (structured-output mode, temperature), so a rerun does not
     # probe again. Keyed by base URL and model: one store may talk to several servers over its life.
     # One statement, not executescript (which would commit the migration's transaction half way).
@@ -149,7 +166,7 @@ def _v3_server_caps(db: sqlite3.Connection) -> None:
     )
 
 
-MIGRATIONS: list[Migration] = [_v1_initial, _v2_credits, _v3_server_caps]
+MIGRATIONS: list[Migration] = [_v1_initial, _v2_credits, _v3_export_ledger, _v4_server_caps]
 
 
 def migrate(db: sqlite3.Connection) -> int:
