@@ -14,7 +14,9 @@ import pytest
 from PIL import Image
 
 from imagegen import close_to, make_images, read_jsonl, run_cli
+from imgtag.providers.base import Permanent
 from imgtag.request.batch import submit as batch_submit
+from imgtag.request.batch.limits import BYTES, REQUESTS, oversize
 from imgtag.store import batches as sb
 
 FAST = ["--mode", "batch", "--poll-interval", "0.05", "-q"]
@@ -89,8 +91,9 @@ def test_other_create_400_stops_with_images_pending_then_rerun_resumes(tmp_path:
     code, output = run_cli(args, fake.env(), monkeypatch)
     assert code == 2, output
     assert "Traceback" not in output
-    lines = [line for line in output.splitlines() if line.strip()]
-    assert len(lines) == 1 and "400" in lines[0] and "pending" in lines[0], output
+    said = [line for line in output.splitlines() if line.startswith("imgtag:")]  # the summary and files aside
+    assert len(said) == 1 and "400" in said[0] and "pending" in said[0], output
+    assert said[0].count(". ") == 0 and said[0].count("; ") <= 2, "one sentence"
     assert fake.stats.batches_created == 1
     statuses = dict(query(out, "SELECT status, COUNT(*) FROM jobs GROUP BY status"))
     assert statuses == {"batched": 3, "pending": 3}, statuses  # never failed
@@ -116,3 +119,20 @@ def test_a_single_request_over_the_byte_cap_fails_alone(tmp_path: Path, fake_ant
     failed = [r for r in rows.values() if r["status"] == "failed"]
     assert len(failed) == 1 and failed[0]["error"]["type"] == "request_too_large", failed
     assert sum(1 for r in rows.values() if r["status"] == "ok") == len(made)
+
+
+@pytest.mark.parametrize(("status", "detail", "kind"), [
+    (413, "Request exceeds the maximum allowed number of bytes.", BYTES),
+    (413, "Error code: 413 - <html><head><title>413 Request Entity Too Large</title></head></html>", BYTES),
+    (413, "too many requests in one batch (max 10000)", REQUESTS),
+    (400, "requests: List should have at most 100000 items after validation, not 100001", REQUESTS),
+    (400, "Batch contains 10001 requests, but the maximum number of requests per batch is 10000.", REQUESTS),
+    (400, "batch body exceeds 32 MB", BYTES),
+    (400, "Invalid request.", None),
+    (400, "requests: List should have at least 1 item", None),
+    (400, "requests.3.custom_id: Duplicate custom_id 'j1-2'; custom_id must be unique within a batch", None),
+    (400, "requests.0.params.max_tokens: Field required", None),
+])
+def test_which_refusals_are_about_size(status: int, detail: str, kind: str | None) -> None:
+    prefix = "request too large" if status == 413 else "invalid request"
+    assert oversize(Permanent(f"{prefix} ({status}): {detail}", http_status=status)) == kind
