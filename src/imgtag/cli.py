@@ -313,12 +313,14 @@ def _execute(cfg: RunConfig, command: str) -> None:
     _check_export_options(cfg.formats, cfg.export_options, target.preset.fields, target.preset.txt_template)
     _preflight(cfg)
     provider_obj = None
-    if not cfg.dry_run:
-        try:
+    try:
+        from imgtag.providers import provider_class
+
+        provider_class(cfg.provider).check_run(cfg, target)  # what it cannot serve: exit 2, dry runs too
+        if not cfg.dry_run:
             provider_obj = open_provider(cfg)
-            provider_obj.check_run(cfg, target)  # a preset/language/option it cannot serve: exit 2, nothing spent
-        except ConfigError as exc:
-            raise _fail(str(exc)) from None
+    except ConfigError as exc:
+        raise _fail(str(exc)) from None
     with _open_store(cfg.out) as store:
         if not cfg.dry_run:
             store.set_meta("target", target_meta(cfg, target))
