@@ -102,11 +102,12 @@ def _build_config(paths: list[str], out: Path, **kw: Any) -> RunConfig:
 
 def _resolve(cfg: RunConfig) -> Any:
     from imgtag.presets import PresetError
+    from imgtag.pricing.extra_models import ModelConfigError
     from imgtag.providers.base import ConfigError
 
     try:
         return resolve_target(cfg)
-    except (PresetError, ConfigError) as exc:
+    except (PresetError, ConfigError, ModelConfigError) as exc:
         raise _fail(str(exc)) from None
     except OSError as exc:
         raise _fail(f"cannot read preset: {exc}") from None
@@ -313,12 +314,14 @@ def _execute(cfg: RunConfig, command: str) -> None:
     _check_export_options(cfg.formats, cfg.export_options, target.preset.fields, target.preset.txt_template)
     _preflight(cfg)
     provider_obj = None
-    if not cfg.dry_run:
-        try:
+    try:
+        from imgtag.providers import provider_class
+
+        provider_class(cfg.provider).check_run(cfg, target)  # what it cannot serve: exit 2, dry runs too
+        if not cfg.dry_run:
             provider_obj = open_provider(cfg)
-            provider_obj.check_run(cfg, target)  # a preset/language/option it cannot serve: exit 2, nothing spent
-        except ConfigError as exc:
-            raise _fail(str(exc)) from None
+    except ConfigError as exc:
+        raise _fail(str(exc)) from None
     with _open_store(cfg.out) as store:
         if not cfg.dry_run:
             _switch_target(store, target_meta(cfg, target), cfg.formats)
@@ -367,6 +370,9 @@ def _report(outcome: Any, cfg: RunConfig, target: Any, missing: list[str]) -> No
     for arg in missing:
         console.print(f"imgtag: nothing matched {arg!r}", markup=False)
     s = outcome.summary
+    prices = target.model.prices
+    if prices is not None and prices.input == prices.output == 0:  # a local model: say why the cost is 0
+        console.print(f"{target.model.id}: {target.model.source}", markup=False)
     if cfg.dry_run and outcome.estimator is not None:
         est = next(iter(outcome.estimator.totals.values()))
         std, bat = usd(est.standard_usd), usd(est.batch_usd)
