@@ -147,21 +147,22 @@ def test_rerun_asks_nothing_twice_and_retry_only_failures(tmp_path, fake_anthrop
     make_images(tmp_path / "in", 6)
     fake = fake_anthropic_factory(mode_overrides={})
     out = tmp_path / "o"
-    # first run: one image is refused
+    # first run: one image meets a server error and runs out of attempts (a failure a retry can fix)
     first_key = None
 
-    def refuse_first(ctx):
+    def fail_first(ctx):
         nonlocal first_key
         if first_key is None:
             first_key = ctx["image_key"]
-        return {"output_mode": "refusal"} if ctx["image_key"] == first_key else None
+        return {"status": 500} if ctx["image_key"] == first_key else None
 
-    fake.config.respond = refuse_first
-    code, _ = run_cli(["run", str(tmp_path / "in"), "--out", str(out), "-q"], fake.env(), monkeypatch)
+    fake.config.respond = fail_first
+    args = ["run", str(tmp_path / "in"), "--out", str(out), "-q", "--max-attempts", "1"]
+    code, _ = run_cli(args, fake.env(), monkeypatch)
     assert code == 1
     assert fake.stats.messages_requests == 6
     # the same command again: nothing is asked (failures stay recorded until `retry`)
-    code, _ = run_cli(["run", str(tmp_path / "in"), "--out", str(out), "-q"], fake.env(), monkeypatch)
+    code, _ = run_cli(args, fake.env(), monkeypatch)
     assert code == 1
     assert fake.stats.messages_requests == 6
     # retry asks only the failure

@@ -35,6 +35,13 @@ MetadataOverwriteOpt = Annotated[bool, typer.Option(
     "--metadata-overwrite", help="Replace a metadata.jsonl that imgtag did not write.")]
 
 
+def _n(count: int, noun: str) -> str:
+    """1 image, 2 images; 1 batch, 2 batches."""
+    from imgtag.words import plural
+
+    return plural(count, noun)
+
+
 def _console(err: bool = True) -> Console:
     return Console(stderr=err, no_color=os.environ.get("NO_COLOR") is not None, highlight=False,
                    soft_wrap=True)
@@ -246,7 +253,13 @@ def run(
     txt_existing: TxtExistingOpt = None,
     metadata_overwrite: MetadataOverwriteOpt = False,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Everything except paid requests.")] = False,
-    budget: Annotated[float | None, typer.Option(help="Never start a request past this spend (USD).")] = None,
+    budget: Annotated[float | None, typer.Option(
+        metavar="USD", help="Spend limit for this invocation (earlier runs do not count): no request starts "
+        "past it. Needs known prices (the catalogue, or --price-in/--price-out).")] = None,
+    price_in: Annotated[float | None, typer.Option(
+        metavar="USD", help="Input price per million tokens, for a model imgtag has no prices for.")] = None,
+    price_out: Annotated[float | None, typer.Option(
+        metavar="USD", help="Output price per million tokens, for a model imgtag has no prices for.")] = None,
     concurrency: Annotated[int, typer.Option(help="Upper bound on requests in flight.")] = 64,
     workers: Annotated[int | None, typer.Option(help="Decoding processes (default: all cores).")] = None,
     min_side: Annotated[int, typer.Option(help="Skip images whose short side is smaller (px).")] = 200,
@@ -272,6 +285,7 @@ def run(
         raise _fail(str(exc)) from None
     cfg = _build_config(paths, _out(out), preset=preset, model=model, provider=provider, lang=lang,
                         categories=categories, mode=mode, formats=format, dry_run=dry_run, budget=budget,
+                        price_in=price_in, price_out=price_out,
                         concurrency=concurrency, workers=workers, min_side=min_side,
                         max_megapixels=max_megapixels, skip_near_duplicates=skip_near_duplicates,
                         timeout=timeout, max_attempts=max_attempts, progress=not quiet, detach=detach,
@@ -312,6 +326,11 @@ def _execute(cfg: RunConfig, command: str) -> None:
 
     target = _resolve(cfg)
     _check_export_options(cfg.formats, cfg.export_options, target.preset.fields, target.preset.txt_template)
+    if (cfg.price_in is None) != (cfg.price_out is None):
+        raise _fail("give both --price-in and --price-out (USD per million tokens), or neither")
+    if cfg.budget is not None and target.model.prices is None:
+        raise _fail(f"--budget cannot be enforced: the prices of {target.model.id} are unknown; give --price-in "
+                    "and --price-out (USD per million tokens) to set them")
     _preflight(cfg)
     provider_obj = None
     try:
@@ -359,6 +378,12 @@ def _switch_target(store: Any, meta: dict[str, Any], formats: str) -> None:
 
 async def _run_and_close(runner: Run, provider_obj: Any) -> Any:
     try:
+        if not runner.cfg.dry_run:
+            from imgtag.modelcheck import check
+
+            note = await check(provider_obj, runner.cfg.provider, runner.target.model)
+            if note:
+                _console().print(f"imgtag: warning: {note}", markup=False)
         return await runner.execute()
     finally:
         if provider_obj is not None:
@@ -382,7 +407,9 @@ def _report(outcome: Any, cfg: RunConfig, target: Any, missing: list[str]) -> No
         return
     counts = ", ".join(f"{k} {v}" for k, v in sorted(s.by_status.items())) or "no files"
     console.print(f"{s.files} files: {counts}; {s.requests} requests, "
-                  f"{s.input_tokens:,} in / {s.output_tokens:,} out tokens, {usd(s.cost_usd)}", markup=False)
+                  f"{s.input_tokens:,} in / {s.output_tokens:,} out tokens, "
+                  f"{usd(s.cost_usd) if prices is not None else 'cost unknown (no prices for this model)'}",
+                  markup=False)
     if s.credits_spent is not None or s.credits_remaining is not None:
         console.print(_credits_line(s), markup=False)
     if s.by_error:
@@ -407,15 +434,33 @@ def _credits_line(s: Any) -> str:
 
 @app.command()
 def retry(out: OutOpt = None,
-          quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False) -> None:
-    """Retry recorded failures only (of the last run's preset and model)."""
-    from imgtag.retry import retry_config
+          force: Annotated[bool, typer.Option("--all", help="Also retry failures that would fail the same way "
+                                                             "again (bombs, refusals, ...).")] = False,
+          quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress output.")] = False) -> None:
+    """Retry the latest target's failures that asking again can fix; says what and at what cost first."""
+    from imgtag.retry import estimated_cost, retry_plan
 
     out = _out(out)
-    cfg = retry_config(out, progress=not quiet)
-    if cfg is None:
-        raise _fail(f"no failures to retry in {out}", EXIT_OK)
-    _execute(cfg, "retry")
+    if not (out / "imgtag.db").is_file():
+        raise _fail(f"no imgtag store in {out} (run `imgtag run` first)")
+    plan = retry_plan(out, progress=not quiet, force=force)
+    console = _console()
+    left = ", ".join(f"{k} {v}" for k, v in sorted(plan.left_out.items()))
+    if plan.cfg is None:
+        if plan.left_out:
+            console.print(f"imgtag: nothing to retry in {out}: {_n(sum(plan.left_out.values()), 'failure')} would "
+                          f"fail the same way again ({left}); `imgtag retry --all` forces them", markup=False)
+        else:
+            console.print(f"imgtag: no failures to retry in {out}", markup=False)
+        raise typer.Exit(EXIT_OK)
+    target = _resolve(plan.cfg)
+    cost = estimated_cost(plan, target, batch=plan.cfg.mode == "batch")
+    causes = ", ".join(f"{k} {v}" for k, v in sorted(plan.retrying.items()))
+    console.print(f"retrying {_n(plan.count, 'image')} ({causes}), estimated {usd(cost)}", markup=False)
+    if plan.left_out:
+        console.print(f"not retrying {_n(sum(plan.left_out.values()), 'image')} that would fail the same way again "
+                      f"({left}); `imgtag retry --all` retries them too", markup=False)
+    _execute(plan.cfg, "retry")
 
 
 # -- status / export / presets -------------------------------------------------------------------

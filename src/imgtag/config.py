@@ -53,6 +53,8 @@ class RunConfig:
     retry_failed: bool = False
     source: Iterable[Discovered] | None = None
     provider_settings: dict[str, Any] = field(default_factory=dict)
+    price_in: float | None = None    # USD per million input tokens, for models the catalogue has no prices for
+    price_out: float | None = None   # USD per million output tokens
     # ExportContext options from the command line (txt_template, txt_existing, metadata_overwrite).
     export_options: dict[str, Any] = field(default_factory=dict)
 
@@ -75,6 +77,10 @@ def resolve_target(cfg: RunConfig) -> Target:
         cls = provider_class(cfg.provider)
         model = cls.resolve_model(catalogue().get(cfg.model or cls.default_model or catalogue().default_model),
                                   dict(cfg.provider_settings))
+    if cfg.price_in is not None and cfg.price_out is not None:
+        from imgtag.pricing.user_prices import with_prices
+
+        model = with_prices(model, cfg.price_in, cfg.price_out)
     return Target(preset, model, WorkKey(preset.version, cfg.provider, model.id))
 
 

@@ -1,32 +1,120 @@
-"""`imgtag retry`: the last run's target, applied to recorded failures only."""
+"""`imgtag retry`: the last run's target, applied to recorded failures that asking again can fix.
+
+Failure classes (README "Retry"):
+- retried: transient faults that ran out of attempts (timeouts, dropped connections, 5xx/529, rate limits), an
+  answer that failed validation fewer than PERSISTENT_INVALID_ASKS times (answers vary between asks), a folder
+  or file that could not be read (permissions change), any cause not listed below, and any file changed since.
+- not retried without --all: permanent input failures of an unchanged file (empty, not an image, unsupported,
+  truncated, corrupt, decompression bomb) and answers that would fail the same way again (refused, truncated
+  even at twice max_tokens, the API rejected the request as invalid or too large, an answer that failed
+  validation on PERSISTENT_INVALID_ASKS asks).
+"""
 
 from __future__ import annotations
 
 import os
+from collections import Counter
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from imgtag.config import RunConfig
 from imgtag.ingest.discover import Discovered
 from imgtag.store import Store
 
+PERMANENT_INPUT = frozenset({"empty", "not_image", "unsupported", "truncated", "corrupt", "bomb", "not_regular"})
+WILL_FAIL_AGAIN = frozenset({"refused", "truncated", "invalid_request_error", "request_too_large",
+                             "not_found_error"})
+PERSISTENT_INVALID_ASKS = 4
 
-def retry_config(out: Path, *, progress: bool = True) -> RunConfig | None:
-    """A RunConfig whose file source is exactly the failed files (unreadable images and failed requests)."""
+
+@dataclass
+class RetryPlan:
+    cfg: RunConfig | None
+    retrying: Counter[str] = field(default_factory=Counter)     # cause -> images retried
+    left_out: Counter[str] = field(default_factory=Counter)     # cause -> images not retried (need --all)
+    visual_tokens: list[int] = field(default_factory=list)      # per image to ask (0: not decoded yet)
+
+    @property
+    def count(self) -> int:
+        return sum(self.retrying.values())
+
+
+def _unchanged(path: str, size: int | None, mtime_ns: int | None) -> bool:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return True  # gone or unreadable: asking again cannot help either
+    return (st.st_size, st.st_mtime_ns) == (size, mtime_ns)
+
+
+def _classify(row: Any, invalid_asks: int, force: bool) -> bool:
+    """Whether this failure is retried."""
+    if force:
+        return True
+    cause = row["cause"] or "error"
+    if row["fstatus"] == "failed":
+        return cause not in PERMANENT_INPUT or not _unchanged(os.fsdecode(row["path"]), row["size"],
+                                                              row["mtime_ns"])
+    if cause in WILL_FAIL_AGAIN:
+        return False
+    return not (cause == "invalid_output" and invalid_asks >= PERSISTENT_INVALID_ASKS)
+
+
+def retry_plan(out: Path, *, progress: bool = True, force: bool = False) -> RetryPlan:
+    """The failures of the latest target, split into what is retried and what is not (all with `force`)."""
     with Store(out, create=False) as store:
         meta = store.get_meta("target")
         if not meta:
-            return None
+            return RetryPlan(None)
+        key = (meta["preset_version"], meta["provider"], meta["model"])
         rows = store.db.execute(
-            "SELECT DISTINCT f.path, f.display, f.root, f.size, f.mtime_ns FROM files f"
-            " LEFT JOIN jobs j ON j.sha256 = f.sha256 AND j.preset_version = ? AND j.provider = ? AND j.model = ?"
-            " WHERE f.status = 'failed' OR (f.status = 'ok' AND j.status = 'failed') ORDER BY f.id",
-            (meta["preset_version"], meta["provider"], meta["model"]),
-        ).fetchall()
-    if not rows:
+            "SELECT f.path, f.display, f.root, f.size, f.mtime_ns, f.status AS fstatus, f.visual_tokens,"
+            " j.id AS job_id, CASE WHEN f.status = 'failed' THEN f.reason_code ELSE j.error_type END AS cause"
+            " FROM files f LEFT JOIN jobs j ON j.sha256 = f.sha256 AND j.preset_version = ? AND j.provider = ?"
+            " AND j.model = ? WHERE f.status = 'failed' OR (f.status = 'ok' AND j.status = 'failed') ORDER BY f.id",
+            key).fetchall()
+        invalid_asks = dict(store.db.execute(
+            "SELECT a.job_id, COUNT(*) FROM attempts a JOIN jobs j ON j.id = a.job_id WHERE j.status = 'failed'"
+            " AND a.error_type = 'invalid_output' AND j.preset_version = ? AND j.provider = ? AND j.model = ?"
+            " GROUP BY a.job_id", key).fetchall())
+    plan = RetryPlan(None)
+    source: list[Discovered] = []
+    for r in rows:
+        cause = r["cause"] or "error"
+        asks = invalid_asks.get(r["job_id"], 0)
+        if not _classify(r, asks, force):
+            label = f"{cause} (asked {asks} times)" if cause == "invalid_output" else cause
+            plan.left_out[label] += 1
+            continue
+        plan.retrying[cause] += 1
+        plan.visual_tokens.append(int(r["visual_tokens"] or 0) if r["fstatus"] == "ok" else 0)
+        source.append(Discovered(path=os.fsdecode(r["path"]), display=r["display"], root=r["root"], size=r["size"],
+                                 mtime_ns=r["mtime_ns"]))
+    if source:
+        plan.cfg = RunConfig(inputs=[], out=out, preset=meta["preset"], lang=meta.get("lang"),
+                             categories=meta.get("categories"), provider=meta["provider"], model=meta["model"],
+                             mode=meta.get("mode") or "sync", formats=meta.get("formats") or "csv,jsonl",
+                             retry_failed=True, progress=progress, source=source)
+    return plan
+
+
+def estimated_cost(plan: RetryPlan, target: Any, *, batch: bool) -> float | None:
+    """What asking these images again should cost (images not decoded yet count at the average size)."""
+    from imgtag.pricing.costs import cost_usd
+    from imgtag.pricing.estimate import estimate_request
+
+    if target.model.prices is None:
         return None
-    source = [Discovered(path=os.fsdecode(r["path"]), display=r["display"], root=r["root"], size=r["size"],
-                         mtime_ns=r["mtime_ns"]) for r in rows]
-    return RunConfig(inputs=[], out=out, preset=meta["preset"], lang=meta.get("lang"),
-                     categories=meta.get("categories"), provider=meta["provider"], model=meta["model"],
-                     mode=meta.get("mode") or "sync", formats=meta.get("formats") or "csv,jsonl",
-                     retry_failed=True, progress=progress, source=source)
+    known = [t for t in plan.visual_tokens if t > 0]
+    average = sum(known) // len(known) if known else 1600
+    total = 0.0
+    for tokens in plan.visual_tokens:
+        est = estimate_request(tokens or average, target.preset, target.model)
+        total += cost_usd(target.model.prices, est.usage(), batch=batch) or 0.0
+    return total
+
+
+def retry_config(out: Path, *, progress: bool = True) -> RunConfig | None:
+    """Kept for callers of the earlier API: the retryable failures' RunConfig, or None."""
+    return retry_plan(out, progress=progress).cfg

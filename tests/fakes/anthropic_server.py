@@ -156,6 +156,9 @@ class FakeConfig:
     #   {"text": "..."}                                  -> one text block, stop_reason end_turn
     #   any other dict                                   -> merged over the default Message body
     respond: RespondHook | None = None
+    # GET /v1/models: the ids the account may use (newest first, as the API lists them).
+    models: tuple[str, ...] = ("claude-opus-5-5", "claude-sonnet-5-5", "claude-haiku-5-5", "claude-opus-5",
+                               "claude-sonnet-5", "claude-opus-4-8", "claude-sonnet-4-6", "claude-haiku-4-5-20251001")
     fail_first_n: int = 0
     status_override: int | None = None
     # Request validation (what the real API rejects and what matters to imgtag).
@@ -229,6 +232,7 @@ class FakeStats:
         with self.lock:
             self.total_requests = 0  # every API request (not /_fake/*), any endpoint
             self.messages_requests = 0  # POST /v1/messages only
+            self.models_requests = 0  # GET /v1/models and /v1/models/{id}
             self.status_counts: Counter[int] = Counter()  # all API endpoints
             self.answered_by_key: Counter[str] = Counter()  # /v1/messages 200s per image key
             self.rate_limited = 0  # 429s on /v1/messages (random and bucket)
@@ -258,6 +262,7 @@ class FakeStats:
             out = {
                 "total_requests": self.total_requests,
                 "messages_requests": self.messages_requests,
+                "models_requests": self.models_requests,
                 "status_counts": {str(k): v for k, v in sorted(self.status_counts.items())},
                 "answered_by_key": dict(self.answered_by_key),
                 "answered": sum(self.answered_by_key.values()),
@@ -1207,6 +1212,30 @@ class FakeAnthropicServer:
         if key != self.config.api_key:
             raise _ApiError(401, "invalid x-api-key")
 
+    def _models(self, h: _Handler, path: str, query: dict[str, str], headers: dict[str, str]) -> int:
+        """The Models API: a page of model objects (before_id/after_id/limit paging), or one model by id."""
+        with self.stats.lock:
+            self.stats.models_requests += 1
+
+        def obj(model_id: str) -> dict[str, Any]:
+            return {"type": "model", "id": model_id, "display_name": model_id.replace("-", " ").title(),
+                    "created_at": "2026-01-01T00:00:00Z"}
+
+        ids = list(self.config.models)
+        one = path[len("/v1/models/"):] if path.startswith("/v1/models/") else None
+        if one:
+            if one not in ids:
+                raise _ApiError(404, f"model: {one}", error_type="not_found_error")
+            self._send_json(h, 200, obj(one), headers)
+            return 200
+        start = ids.index(query["after_id"]) + 1 if query.get("after_id") in ids else 0
+        limit = int(query.get("limit") or 20)
+        page = ids[start:start + limit]
+        self._send_json(h, 200, {"data": [obj(i) for i in page], "has_more": start + limit < len(ids),
+                                 "first_id": page[0] if page else None, "last_id": page[-1] if page else None},
+                        headers)
+        return 200
+
     def _route(
         self,
         h: _Handler,
@@ -1222,6 +1251,8 @@ class FakeAnthropicServer:
             raise _ApiError(self.config.status_override)
         if path == "/v1/messages" and method == "POST":
             return self._messages(h, raw, headers, log)
+        if path.startswith("/v1/models") and method == "GET":
+            return self._models(h, path, query, headers)
         if path == "/v1/messages/count_tokens" and method == "POST":
             analysis = _analyze_request(self._parse_json(raw), self.config)
             self._send_json(h, 200, {"input_tokens": analysis.input_tokens_total}, headers)
