@@ -328,15 +328,18 @@ def _execute(cfg: RunConfig, command: str) -> None:
     _check_export_options(cfg.formats, cfg.export_options, target.preset.fields, target.preset.txt_template)
     if (cfg.price_in is None) != (cfg.price_out is None):
         raise _fail("give both --price-in and --price-out (USD per million tokens), or neither")
-    if cfg.budget is not None and target.model.prices is None:
-        raise _fail(f"--budget cannot be enforced: the prices of {target.model.id} are unknown; give --price-in "
-                    "and --price-out (USD per million tokens) to set them")
     _preflight(cfg)
     provider_obj = None
     try:
         from imgtag.providers import provider_class
 
         provider_class(cfg.provider).check_run(cfg, target)  # what it cannot serve: exit 2, dry runs too
+    except ConfigError as exc:
+        raise _fail(str(exc)) from None
+    if cfg.budget is not None and target.model.prices is None:
+        raise _fail(f"--budget cannot be enforced: the prices of {target.model.id} are unknown; give --price-in "
+                    "and --price-out (USD per million tokens) to set them")
+    try:
         if not cfg.dry_run:
             provider_obj = open_provider(cfg)
     except ConfigError as exc:
