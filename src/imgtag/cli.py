@@ -231,15 +231,16 @@ def _execute(cfg: RunConfig, command: str) -> None:
             provider_obj = open_provider(cfg)
         except ConfigError as exc:
             raise _fail(str(exc)) from None
-    with _open_store(cfg.out) as store:
+    from imgtag.interrupt import sigterm_as_interrupt
+
+    with _open_store(cfg.out) as store, sigterm_as_interrupt() as interruption:
         if not cfg.dry_run:
             store.set_meta("target", target_meta(cfg, target))
         runner = Run(cfg, store, target, provider_obj, command=command)
         try:
             outcome = asyncio.run(_run_and_close(runner, provider_obj))
         except KeyboardInterrupt:
-            raise _fail("interrupted; everything answered so far is saved — run the same command to continue",
-                        130) from None
+            raise _fail(runner.interrupted(interruption.exit_code), interruption.exit_code) from None
     _report(outcome, cfg, target, runner.missing_args)
     if runner.missing_args and outcome.summary.files == 0:
         raise typer.Exit(EXIT_CONFIG)  # nothing to do because nothing matched: a usage error

@@ -87,8 +87,13 @@ class Progress:
             self.stream.write(f"imgtag: {text}\n")
         self.stream.flush()
 
-    def close(self) -> None:
+    def close(self, *, erase: bool = False) -> None:
         if not self.enabled:
+            return
+        if erase:  # interrupted: leave the terminal to the one sentence that follows
+            if self.live and self._width:
+                self.stream.write("\r" + " " * self._width + "\r")
+                self.stream.flush()
             return
         self.tick(force=True)
         if self.live:

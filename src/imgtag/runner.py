@@ -131,6 +131,7 @@ class Run:
         estimator = Estimator(self.target.preset, models=[self.target.model.id]) if cfg.dry_run else None
         message = None
         fatal = None
+        interrupted = False
         try:
             if cfg.dry_run:
                 async for _ in self.work_items(ingestor, estimator):
@@ -154,10 +155,13 @@ class Run:
                 if self.engine.budget_hit:
                     message = (f"budget of ${cfg.budget:.2f} reached: {self.engine.stats.budget_stopped} images "
                                "were not sent (run again with a larger --budget to continue)")
+        except (asyncio.CancelledError, KeyboardInterrupt):
+            interrupted = True  # the line is erased: the CLI prints one sentence instead
+            raise
         finally:
             ticker.cancel()
             ingestor.close()
-            progress.close()
+            progress.close(erase=interrupted)
         summary = summarize(self.store.db, self.key, run_id=self.run_id)
         exports: list[Path] = []
         if not cfg.dry_run:
@@ -176,6 +180,16 @@ class Run:
                           peak_in_flight=eng.pacer.peak_in_flight if eng else 0,
                           rate_limited=eng.stats.rate_limited if eng else 0,
                           requests=eng.stats.requests if eng else 0)
+
+    def interrupted(self, exit_code: int) -> str:
+        """Mark this run interrupted in the store; returns the one line to print."""
+        from imgtag.interrupt import interrupted_message
+        from imgtag.store import batches as sb
+        from imgtag.store.runstate import mark_interrupted
+
+        mark_interrupted(self.store.db, self.run_id, exit_code)
+        live = len(sb.live_batches(self.store, self.key)) if self.cfg.mode == "batch" else 0
+        return interrupted_message(live, str(self.cfg.out))
 
     @property
     def missing_args(self) -> list[str]:

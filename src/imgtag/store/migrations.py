@@ -125,7 +125,26 @@ def _v1_initial(db: sqlite3.Connection) -> None:
     )
 
 
-MIGRATIONS: list[Migration] = [_v1_initial]
+def _v2_learned_limits(db: sqlite3.Connection) -> None:
+    # Rate limits a provider advertised, per account (a salted hash of the API key, never the key), so the
+    # next run starts at the known pace and uses the known burst instead of probing from cold.
+    db.execute(
+        """CREATE TABLE learned_limits (
+            provider TEXT NOT NULL,
+            key_fingerprint TEXT NOT NULL,
+            limits TEXT NOT NULL,          -- JSON: per dimension {per_minute, capacity}
+            updated_at TEXT NOT NULL,
+            PRIMARY KEY (provider, key_fingerprint)
+        )"""
+    )
+
+
+def _v3_run_end_state(db: sqlite3.Connection) -> None:
+    # How a run ended: finished, interrupted (SIGINT/SIGTERM) or killed (found unfinished, its process gone).
+    db.execute("ALTER TABLE runs ADD COLUMN end_state TEXT")
+
+
+MIGRATIONS: list[Migration] = [_v1_initial, _v2_learned_limits, _v3_run_end_state]
 
 
 def migrate(db: sqlite3.Connection) -> int:
