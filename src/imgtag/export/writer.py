@@ -16,5 +16,5 @@ def write_exports(store: Store, meta: dict[str, Any], formats: str | None = None
                         list_fields=set(meta.get("list_fields") or []))
     written: list[Path] = []
     for name in parse_formats(formats or meta.get("formats") or "csv,jsonl"):
-        written.extend(EXPORTERS[name](store.result_rows(key, meta["preset_name"]), ctx))
+        written.extend(EXPORTERS[name](store.result_rows(key, meta["preset_name"], ctx.field_names), ctx))
     return written

@@ -125,7 +125,14 @@ def _v1_initial(db: sqlite3.Connection) -> None:
     )
 
 
-def _v2_learned_limits(db: sqlite3.Connection) -> None:
+def _v2_credits(db: sqlite3.Connection) -> None:
+    """Credit-billed providers (the imagedescriber tag API): what each call charged and the balance after it.
+    NULL for providers that bill in tokens and dollars."""
+    db.execute("ALTER TABLE attempts ADD COLUMN credits_amount REAL")
+    db.execute("ALTER TABLE attempts ADD COLUMN credits_remaining REAL")
+
+
+def _v3_learned_limits(db: sqlite3.Connection) -> None:
     # Rate limits a provider advertised, per account (a salted hash of the API key, never the key), so the
     # next run starts at the known pace and uses the known burst instead of probing from cold.
     db.execute(
@@ -139,12 +146,12 @@ def _v2_learned_limits(db: sqlite3.Connection) -> None:
     )
 
 
-def _v3_run_end_state(db: sqlite3.Connection) -> None:
+def _v4_run_end_state(db: sqlite3.Connection) -> None:
     # How a run ended: finished, interrupted (SIGINT/SIGTERM) or killed (found unfinished, its process gone).
     db.execute("ALTER TABLE runs ADD COLUMN end_state TEXT")
 
 
-MIGRATIONS: list[Migration] = [_v1_initial, _v2_learned_limits, _v3_run_end_state]
+MIGRATIONS: list[Migration] = [_v1_initial, _v2_credits, _v3_learned_limits, _v4_run_end_state]
 
 
 def migrate(db: sqlite3.Connection) -> int:
