@@ -352,3 +352,61 @@ def test_kill_nine_then_rerun_asks_nothing_twice(tmp_path, tag_api):
     asked_twice = sum(n - 1 for n in fake.stats.answered_by_key.values())
     assert asked_twice <= in_flight, (asked_twice, in_flight)
     assert len(fake.stats.answered_by_key) == 24
+
+
+# -- the provider on its own -------------------------------------------------------------------------------
+
+
+def noise_png(side: int) -> bytes:
+    import io
+
+    import numpy as np
+
+    pixels = np.random.default_rng(7).integers(0, 256, (side, side, 3), dtype=np.uint8)
+    buf = io.BytesIO()
+    Image.fromarray(pixels).save(buf, "PNG", compress_level=1)
+    return buf.getvalue()
+
+
+def test_an_image_over_4_mb_is_re_encoded_to_fit(tag_api):
+    import asyncio
+
+    from imgtag.presets import load_preset
+    from imgtag.pricing.catalogue import catalogue
+    from imgtag.providers.base import ImageInput, RequestOptions
+    from imgtag.providers.imagedescriber.encode import MAX_DATA_URL_CHARS, data_url, fits, reencode
+    from imgtag.providers.imagedescriber.provider import ImageDescriberProvider
+
+    big = ImageInput(noise_png(1600), "image/png")
+    assert len(big.data) > 4 * 1024 * 1024 and not fits(big)
+    fake = tag_api()
+    provider = ImageDescriberProvider(api_key=fake.config.api_key, base_url=fake.base_url)
+    options = RequestOptions(load_preset("keywords"), catalogue().get("imagedescriber-v1"), 1024)
+
+    async def ask() -> Any:
+        try:
+            return await provider.describe(big, options)
+        finally:
+            await provider.aclose()
+
+    answer = asyncio.run(ask())
+    assert answer.obj is not None and answer.obj["keywords"][0].startswith("fp-")
+    assert fake.stats.codes == {0: 1} and answer.credits is not None and answer.credits.amount == 1
+    # a tighter limit makes it shrink as well as lower the quality
+    small = reencode(big, limit=200_000)
+    assert small.media_type == "image/jpeg" and len(data_url(small)) <= 200_000 <= MAX_DATA_URL_CHARS
+
+
+def test_rate_limit_wait_grows_with_time_without_answers(monkeypatch):
+    from imgtag.providers.imagedescriber.provider import ImageDescriberProvider
+
+    monkeypatch.delenv("IMAGEDESCRIBER_REQUESTS_PER_MINUTE", raising=False)
+    provider = ImageDescriberProvider(api_key="idk-test-key", base_url="http://127.0.0.1:9")
+    now = time.monotonic()
+    provider._last_success = now
+    assert provider._rate_limit_wait() == pytest.approx(2.0, abs=0.05)  # one interval at 30 a minute
+    provider._last_success = now - 25
+    assert provider._rate_limit_wait() == pytest.approx(25, abs=0.5)
+    provider._last_success = now - 600
+    assert provider._rate_limit_wait() == 60.0
+    assert provider.declared_limits().requests_limit == 30

@@ -25,6 +25,13 @@ OutOpt = Annotated[Path | None, typer.Option(
     "--out", metavar="DIR", envvar="IMGTAG_OUT", show_default="imgtag-out",
     help="Output folder: holds imgtag.db and the exports.")]
 DEFAULT_OUT = Path("imgtag-out")
+FORMATS_HELP = "csv,jsonl (default), xlsx, parquet, metadata-jsonl, txt, json-sidecar"
+TxtTemplateOpt = Annotated[str | None, typer.Option(
+    "--txt-template", help="txt captions: e.g. '{short_caption}' or '{tags}' (lists joined with ', ').")]
+TxtExistingOpt = Annotated[str | None, typer.Option(
+    "--txt-existing", help="A .txt imgtag did not write: skip (default), overwrite, append or prepend.")]
+MetadataOverwriteOpt = Annotated[bool, typer.Option(
+    "--metadata-overwrite", help="Replace a metadata.jsonl that imgtag did not write.")]
 
 
 def _console(err: bool = True) -> Console:
@@ -232,7 +239,10 @@ def run(
     mode: Annotated[str, typer.Option(help="sync, or batch (Message Batches: half price, asynchronous).")] = "sync",
     lang: Annotated[str | None, typer.Option(help="Output language (zh, en, ja, ...).")] = None,
     categories: Annotated[str | None, typer.Option(help="Allowed categories: a,b,c or @file.")] = None,
-    format: Annotated[str, typer.Option("--format", help="Exports: csv,jsonl")] = "csv,jsonl",
+    format: Annotated[str, typer.Option("--format", help=f"Exports: {FORMATS_HELP}")] = "csv,jsonl",
+    txt_template: TxtTemplateOpt = None,
+    txt_existing: TxtExistingOpt = None,
+    metadata_overwrite: MetadataOverwriteOpt = False,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Everything except paid requests.")] = False,
     budget: Annotated[float | None, typer.Option(help="Never start a request past this spend (USD).")] = None,
     concurrency: Annotated[int, typer.Option(help="Upper bound on requests in flight.")] = 64,
@@ -265,8 +275,33 @@ def run(
                         timeout=timeout, max_attempts=max_attempts, progress=not quiet, detach=detach,
                         batch_max_requests=batch_max_requests,
                         batch_max_bytes=int(batch_max_mb * 1024 * 1024), poll_interval=poll_interval,
-                        provider_settings={"base_url": base_url} if base_url else {})
+                        provider_settings={"base_url": base_url} if base_url else {},
+                        export_options=_export_options(txt_template, txt_existing, metadata_overwrite))
     _execute(cfg, "run")
+
+
+def _export_options(txt_template: str | None, txt_existing: str | None, metadata_overwrite: bool) -> dict[str, Any]:
+    from imgtag.export.beside import EXISTING_POLICIES
+
+    if txt_existing is not None and txt_existing not in EXISTING_POLICIES:
+        raise _fail(f"--txt-existing must be one of {', '.join(EXISTING_POLICIES)}, not {txt_existing!r}")
+    return {"txt_template": txt_template, "txt_existing": txt_existing,
+            "metadata_overwrite": metadata_overwrite or None}
+
+
+def _check_export_options(formats: str, options: dict[str, Any], fields: list[str],
+                          preset_template: str | None) -> None:
+    """Refuse a caption template naming no field of this preset before anything is spent or written."""
+    from imgtag.export import parse_formats
+    from imgtag.export.captions import check_template
+
+    try:
+        if "txt" in parse_formats(formats):
+            template = options.get("txt_template") or preset_template
+            if template:
+                check_template(template, fields)
+    except ValueError as exc:
+        raise _fail(str(exc)) from None
 
 
 def _execute(cfg: RunConfig, command: str) -> None:
@@ -274,6 +309,7 @@ def _execute(cfg: RunConfig, command: str) -> None:
     from imgtag.providers.base import ConfigError
 
     target = _resolve(cfg)
+    _check_export_options(cfg.formats, cfg.export_options, target.preset.fields, target.preset.txt_template)
     _preflight(cfg)
     provider_obj = None
     if not cfg.dry_run:
@@ -330,6 +366,8 @@ def _report(outcome: Any, cfg: RunConfig, target: Any, missing: list[str]) -> No
         console.print(f"imgtag: {outcome.message}", markup=False)
     if outcome.exports:
         console.print("wrote " + ", ".join(str(p) for p in outcome.exports), markup=False)
+    for note in outcome.export_notes:
+        console.print(note, markup=False)
     if s.by_status.get("failed"):
         console.print("see `imgtag status` for causes; `imgtag retry` retries the failures", markup=False)
 
@@ -411,20 +449,37 @@ def status(out: OutOpt = None,
 
 @app.command()
 def export(out: OutOpt = None,
-           format: Annotated[str | None, typer.Option("--format", help="csv,jsonl")] = None) -> None:
-    """Rebuild output files from the store (atomically)."""
-    from imgtag.export.writer import write_exports
+           format: Annotated[str | None, typer.Option("--format", help=FORMATS_HELP)] = None,
+           txt_template: TxtTemplateOpt = None,
+           txt_existing: TxtExistingOpt = None,
+           metadata_overwrite: MetadataOverwriteOpt = False) -> None:
+    """Rebuild output files from the store (atomically), without asking any model again."""
+    from imgtag.export.writer import ExportRefused, write_exports
 
+    options = _export_options(txt_template, txt_existing, metadata_overwrite)
+    notes: list[str] = []
     out = _out(out)
     with _open_store(out, create=False, lock=False) as store:
         meta = store.get_meta("target")
         if not meta:
             raise _fail(f"no results yet in {out} (run `imgtag run` first)", EXIT_FAILED)
+        formats = format or meta.get("formats") or "csv,jsonl"
+        _check_export_options(formats, options, list(meta["fields"]), meta.get("txt_template"))
         try:
-            written = write_exports(store, meta, format)
+            written = write_exports(store, meta, formats, options, notes)
+        except ExportRefused as exc:
+            _print_written(exc.written, exc.notes)
+            raise _fail(str(exc)) from None
         except ValueError as exc:
             raise _fail(str(exc)) from None
-    _console().print("wrote " + ", ".join(str(p) for p in written), markup=False)
+    _print_written(written, notes)
+
+
+def _print_written(written: list[Path], notes: list[str]) -> None:
+    if written:
+        _console().print("wrote " + ", ".join(str(p) for p in written), markup=False)
+    for note in notes:
+        _console().print(note, markup=False)
 
 
 @app.command()

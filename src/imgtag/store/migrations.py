@@ -132,7 +132,24 @@ def _v2_credits(db: sqlite3.Connection) -> None:
     db.execute("ALTER TABLE attempts ADD COLUMN credits_remaining REAL")
 
 
-def _v3_learned_limits(db: sqlite3.Connection) -> None:
+def _v3_export_ledger(db: sqlite3.Connection) -> None:
+    # Files imgtag wrote beside the originals (captions, JSON sidecars, metadata.jsonl): the hash of what
+    # we wrote tells our own file (rewrite it) from a user's (never clobber it), and `kept` holds the
+    # user's own text an append/prepend was merged with, so re-exporting gives the same bytes.
+    db.executescript(
+        """
+        CREATE TABLE export_files (
+            path BLOB PRIMARY KEY,
+            format TEXT NOT NULL,
+            sha256 TEXT NOT NULL,
+            kept TEXT,
+            how TEXT
+        );
+        """
+    )
+
+
+def _v4_learned_limits(db: sqlite3.Connection) -> None:
     # Rate limits a provider advertised, per account (a salted hash of the API key, never the key), so the
     # next run starts at the known pace and uses the known burst instead of probing from cold.
     db.execute(
@@ -146,12 +163,12 @@ def _v3_learned_limits(db: sqlite3.Connection) -> None:
     )
 
 
-def _v4_run_end_state(db: sqlite3.Connection) -> None:
+def _v5_run_end_state(db: sqlite3.Connection) -> None:
     # How a run ended: finished, interrupted (SIGINT/SIGTERM) or killed (found unfinished, its process gone).
     db.execute("ALTER TABLE runs ADD COLUMN end_state TEXT")
 
 
-MIGRATIONS: list[Migration] = [_v1_initial, _v2_credits, _v3_learned_limits, _v4_run_end_state]
+MIGRATIONS: list[Migration] = [_v1_initial, _v2_credits, _v3_export_ledger, _v4_learned_limits, _v5_run_end_state]
 
 
 def migrate(db: sqlite3.Connection) -> int:

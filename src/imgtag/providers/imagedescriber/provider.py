@@ -12,6 +12,7 @@ import asyncio
 import hashlib
 import json
 import os
+import time
 from typing import TYPE_CHECKING, Any
 
 import httpx2
@@ -68,6 +69,7 @@ class ImageDescriberProvider(Provider):
         # Images answered "invalid image format" once: the next ask sends a re-encoded copy, the one after
         # that is not made (a second 2004 is a recorded failure). Keyed by content, dropped when settled.
         self._reencode_next: set[str] = set()
+        self._last_success = time.monotonic()
 
     async def aclose(self) -> None:
         await self.client.aclose()
@@ -113,7 +115,7 @@ class ImageDescriberProvider(Provider):
         except httpx2.HTTPError as exc:
             raise Transient(f"connection error: {self._clean(str(exc) or type(exc).__name__)}",
                             error_type="connection_error") from None
-        retry_after = 60.0 / self.requests_per_minute  # no retry-after is sent: one request interval
+        retry_after = self._rate_limit_wait()
         envelope = _envelope(response)
         if envelope is None:
             raise classify_http(response.status_code, self._clean(response.text), retry_after=retry_after,
@@ -135,11 +137,21 @@ class ImageDescriberProvider(Provider):
                                 http_status=response.status_code, request_id=request_id)
             raise error
         self._reencode_next.discard(content_key)
+        self._last_success = time.monotonic()
         data = _dict(envelope.get("data"))
         tags, credits = _dict(data.get("tags")), _dict(data.get("credits"))
         fields = map_answer(options.preset, tags.get("tags"), tags.get("title"), tags.get("description"))
         return ModelAnswer(stop_reason="end_turn", usage=Usage(), obj=fields, request_id=request_id, limits=limits,
                            credits=Credits(_number(credits.get("amount")), _number(credits.get("remaining"))))
+
+    def _rate_limit_wait(self) -> float:
+        """How long to wait after a 1004 (the API sends no retry-after): one request interval while answers
+        keep coming, growing with the time since the last success up to one whole minute (the documented
+        window), so a key shared with another busy client backs off instead of burning its retries. With
+        the engine's cap of 50 rate-limit answers per image, an image fails only after most of an hour
+        with no answer at all."""
+        interval = 60.0 / self.requests_per_minute
+        return min(max(60.0, interval), max(interval, time.monotonic() - self._last_success))
 
     def _clean(self, text: str) -> str:
         """One line, short, and never the key."""
