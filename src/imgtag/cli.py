@@ -343,6 +343,8 @@ async def _run_and_close(runner: Run, provider_obj: Any) -> Any:
 
 
 def _report(outcome: Any, cfg: RunConfig, target: Any, missing: list[str]) -> None:
+    from imgtag.progress import resume_note
+
     console = _console()
     for arg in missing:
         console.print(f"imgtag: nothing matched {arg!r}", markup=False)
@@ -362,6 +364,9 @@ def _report(outcome: Any, cfg: RunConfig, target: Any, missing: list[str]) -> No
         console.print(_credits_line(s), markup=False)
     if s.by_error:
         console.print("not ok: " + ", ".join(f"{k} {v}" for k, v in sorted(s.by_error.items())), markup=False)
+    note = resume_note(s.files, outcome.done_before, s.cost_usd, outcome.spent_to_date_usd)
+    if note:
+        console.print(note, markup=False)
     if outcome.message:
         console.print(f"imgtag: {outcome.message}", markup=False)
     if outcome.exports:

@@ -12,9 +12,10 @@ from imgtag.config import EXIT_CONFIG, EXIT_FAILED, EXIT_OK, RunConfig, Target, 
 from imgtag.export.writer import ExportRefused, write_exports
 from imgtag.ingest.pipeline import Ingested, IngestOptions, Ingestor
 from imgtag.pricing.estimate import Estimator, estimate_request
-from imgtag.progress import Progress, Snapshot
+from imgtag.progress import BatchView, Progress, Snapshot
 from imgtag.providers.base import ImageInput, Provider
 from imgtag.request.engine import Engine, EngineSettings, WorkItem
+from imgtag.request.learned_limits import Memory
 from imgtag.request.pacer import Pacer
 from imgtag.store import Store
 from imgtag.summary import Summary, summarize
@@ -31,6 +32,8 @@ class RunOutcome:
     peak_in_flight: int = 0
     rate_limited: int = 0
     requests: int = 0
+    done_before: int = 0                 # files an earlier run had already answered
+    spent_to_date_usd: float | None = None  # this target, earlier runs included
 
 
 class Run:
@@ -47,6 +50,8 @@ class Run:
         if provider is not None:
             provider.attach_store(store)  # e.g. what structured-output mode a server accepted last time
         self.ok = self.failed = self.skipped = self.finished = 0
+        self.done_before = 0  # files whose answer an earlier run stored (a resume)
+        self.spent_before = store.spent(self.key)  # this target's spend before this run
         self.queued: set[int] = set()  # job ids sent this run (ints: a million of them is a few tens of MB)
         self.engine: Engine | None = None
         self.batcher: Any = None
@@ -83,6 +88,7 @@ class Run:
                 continue
             sha = ing.record.sha256
             if not self._needs_work(sha):
+                self.done_before += 1
                 self._count(ing, settled=True)
                 continue
             if estimator is not None:
@@ -108,6 +114,9 @@ class Run:
         eng = self.engine
         pacer = eng.pacer if eng else None
         bat = self.batcher.stats if self.batcher is not None else None  # batch mode: BatchRunner counters
+        spent = (eng.stats.spent_usd if eng else 0.0) + (bat.spent_usd if bat else 0.0)
+        batch_view = None if bat is None else BatchView(submitted=bat.submitted, processing=bat.in_batches,
+                                                        collected=bat.ok + bat.failed, batches=len(bat.live))
         return Snapshot(
             discovered=self.ingestor.counters.discovered if self.ingestor else 0,
             finished=self.finished - (pacer.in_flight if pacer else 0),
@@ -115,10 +124,14 @@ class Run:
             failed=self.failed + (eng.stats.failed if eng else 0) + (bat.failed if bat else 0),
             skipped=self.skipped,
             in_flight=(pacer.in_flight if pacer else 0) + (bat.in_batches if bat else 0),
-            spent_usd=(eng.stats.spent_usd if eng else 0.0) + (bat.spent_usd if bat else 0.0),
+            spent_usd=spent,
             pace=pacer.describe() if pacer else "",
             discovery_done=self.ingestor.counters.discovery_done if self.ingestor else False,
-            extra=self.batcher.describe() if self.batcher is not None else "",
+            extra="",
+            counted=self.ingestor.counted if self.ingestor else None,
+            done_before=self.done_before,
+            spent_to_date_usd=self.spent_before + spent,
+            batch=batch_view,
         )
 
     async def execute(self, stream: TextIO | None = None) -> RunOutcome:
@@ -151,10 +164,15 @@ class Run:
                 assert self.provider is not None
                 pacer = Pacer(max_concurrency=cfg.concurrency)
                 pacer.observe(self.provider.declared_limits())  # a documented rate, for APIs without headers
+                memory = Memory(self.store, self.provider, self.key.provider)
+                memory.seed(pacer)  # start at the pace (and burst) a previous run learned for this account
                 self.engine = Engine(self.store, self.provider, EngineSettings(
                     key=self.key, preset=self.target.preset, model=self.target.model, budget_usd=cfg.budget,
                     max_attempts=cfg.max_attempts), pacer, self.run_id)
-                await self.engine.run(self.work_items(ingestor, None))
+                try:
+                    await self.engine.run(self.work_items(ingestor, None))
+                finally:
+                    memory.save(pacer)
                 fatal = self.engine.fatal
                 if self.engine.budget_hit:
                     message = (f"budget of ${cfg.budget:.2f} reached: {self.engine.stats.budget_stopped} images "
@@ -196,7 +214,8 @@ class Run:
                           export_notes=notes,
                           peak_in_flight=eng.pacer.peak_in_flight if eng else 0,
                           rate_limited=eng.stats.rate_limited if eng else 0,
-                          requests=eng.stats.requests if eng else 0)
+                          requests=eng.stats.requests if eng else 0, done_before=self.done_before,
+                          spent_to_date_usd=self.store.spent(self.key))
 
     def interrupted(self, exit_code: int) -> str:
         """Mark this run interrupted in the store; returns the one line to print."""
