@@ -149,7 +149,24 @@ def _v3_export_ledger(db: sqlite3.Connection) -> None:
     )
 
 
-def _v4_learned_limits(db: sqlite3.Connection) -> None:
+def _v4_server_caps(db: sqlite3.Connection) -> None:
+    # What an OpenAI-compatible server accepted (structured-output mode, temperature), so a rerun does not
+    # probe again. Keyed by base URL and model: one store may talk to several servers over its life.
+    # One statement, not executescript (which would commit the migration's transaction half way).
+    db.execute(
+        """
+        CREATE TABLE server_caps (
+            base_url TEXT NOT NULL,
+            model TEXT NOT NULL,
+            caps TEXT NOT NULL,
+            updated_at TEXT NOT NULL,
+            PRIMARY KEY (base_url, model)
+        )
+        """
+    )
+
+
+def _v5_learned_limits(db: sqlite3.Connection) -> None:
     # Rate limits a provider advertised, per account (a salted hash of the API key, never the key), so the
     # next run starts at the known pace and uses the known burst instead of probing from cold.
     db.execute(
@@ -163,12 +180,13 @@ def _v4_learned_limits(db: sqlite3.Connection) -> None:
     )
 
 
-def _v5_run_end_state(db: sqlite3.Connection) -> None:
+def _v6_run_end_state(db: sqlite3.Connection) -> None:
     # How a run ended: finished, interrupted (SIGINT/SIGTERM) or killed (found unfinished, its process gone).
     db.execute("ALTER TABLE runs ADD COLUMN end_state TEXT")
 
 
-MIGRATIONS: list[Migration] = [_v1_initial, _v2_credits, _v3_export_ledger, _v4_learned_limits, _v5_run_end_state]
+MIGRATIONS: list[Migration] = [_v1_initial, _v2_credits, _v3_export_ledger, _v4_server_caps, _v5_learned_limits,
+                              _v6_run_end_state]
 
 
 def migrate(db: sqlite3.Connection) -> int:
