@@ -140,8 +140,12 @@ def test_generated_bomb_and_truncation(tmp_path: Path) -> None:
     assert run(cut).reason_code == "truncated"
 
 
-def test_duplicates_exact_and_near() -> None:
-    files = [PHOTOS / "coral_pets.jpg", EDGE / "PETS.JPEG", PHOTOS / "intel_bicycle.jpg", PHOTOS / "intel_bicycle.png"]
+def test_duplicates_exact_and_near(tmp_path: Path) -> None:
+    # A near-duplicate: the same photo, smaller and saved as PNG (different bytes, same picture).
+    with Image.open(PHOTOS / "intel_bicycle.jpg") as im:
+        im.resize((im.width * 9 // 10, im.height * 9 // 10)).save(tmp_path / "intel_bicycle.png")
+    files = [PHOTOS / "coral_pets.jpg", EDGE / "PETS.JPEG", PHOTOS / "intel_bicycle.jpg",
+             tmp_path / "intel_bicycle.png"]
     reports = {Path(r.path).name: r for r in prepare_many([PrepareRequest(str(p)) for p in files], workers=2)}
     assert reports["coral_pets.jpg"].sha256 == reports["PETS.JPEG"].sha256 == hashlib.sha256(
         files[0].read_bytes()).hexdigest()
