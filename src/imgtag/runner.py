@@ -169,7 +169,8 @@ class Run:
                 memory.seed(pacer)  # start at the pace (and burst) a previous run learned for this account
                 self.engine = Engine(self.store, self.provider, EngineSettings(
                     key=self.key, preset=self.target.preset, model=self.target.model, budget_usd=cfg.budget,
-                    max_attempts=cfg.max_attempts), pacer, self.run_id)
+                    max_attempts=cfg.max_attempts,
+                    validation_retries=1 if self.provider.reask_invalid else 0), pacer, self.run_id)
                 try:
                     await self.engine.run(self.work_items(ingestor, None))
                 finally:
