@@ -109,13 +109,13 @@ def _rows(out: Path, sql: str) -> list[tuple[Any, ...]]:
 def test_run_uses_the_granted_burst_then_next_run_starts_warm(tmp_path: Path, fake_anthropic_factory: Any,
                                                               monkeypatch: Any) -> None:
     # 600/min with a 6-second bucket: 60 requests may start at once. A pacer capped at one second of rate
-    # never has more than ~10 + a latency's worth in flight.
+    # never has more than ~10 + a latency's worth (5) in flight; the burst takes it well past that.
     out = tmp_path / "out"
     make_images(tmp_path / "a", 70)
     cold = fake_anthropic_factory(rpm=600, burst_s=6.0, latency_s=0.5)
     code, output = run_cli(["run", str(tmp_path / "a"), "--out", str(out), "-q"], cold.env(), monkeypatch)
     assert code == 0, output
-    assert cold.stats.peak_concurrency >= 40, cold.stats.peak_concurrency
+    assert cold.stats.peak_concurrency >= 30, cold.stats.peak_concurrency
     assert cold.stats.rate_limited <= 0.02 * cold.stats.messages_requests
 
     stored = _rows(out, "SELECT provider, key_fingerprint, limits FROM learned_limits")
