@@ -370,7 +370,8 @@ def test_bombs(reports: dict[str, ImageReport], name: str) -> None:
 @needs_full_corpus
 def test_bomb_reasons_name_the_declared_size(reports: dict[str, ImageReport]) -> None:
     assert reports["edge/pillow_bmp_reallybig.bmp"].reason == (
-        "decompression bomb: declares 3000000x2000000 (6,000,000 MP), limit 100 MP"
+        "decompression bomb: declares 3000000x2000000 (6,000,000 MP), limit 100 MP "
+        "(raise --max-megapixels to allow it)"
     )
     assert "(200 MP)" in (reports["edge/pillow_heif_200MP.heic"].reason or "")
 

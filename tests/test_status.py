@@ -62,3 +62,26 @@ def test_money_has_the_precision_it_needs():
     assert usd(12.345) == "$12.35"
     assert usd(0) == "$0.00"
     assert usd(None) == "unknown"
+
+
+def test_status_refreshes_live_batches_when_a_key_is_set(tmp_path, fake_anthropic_factory, monkeypatch):
+    import time
+
+    from imagegen import make_images
+
+    make_images(tmp_path / "in", 3)
+    fake = fake_anthropic_factory(batch_processing_s=0.3)
+    out = tmp_path / "o"
+    code, output = run_cli(["run", str(tmp_path / "in"), "--out", str(out), "--mode", "batch", "--detach", "-q"],
+                           fake.env(), monkeypatch)
+    assert code == 0, output
+    time.sleep(0.8)
+    code, output = run_cli(["status", "--out", str(out), "--json"], {}, monkeypatch)  # no key: as stored
+    (batch,) = json.loads(output)["batches"]
+    assert batch["processing_status"] == "in_progress" and batch["live"] is False
+    code, output = run_cli(["status", "--out", str(out), "--json"], fake.env(), monkeypatch)
+    (batch,) = json.loads(output)["batches"]
+    assert batch["processing_status"] == "ended" and batch["live"] is True
+    assert batch["request_counts"]["succeeded"] == 3
+    code, text = run_cli(["status", "--out", str(out)], fake.env(), monkeypatch)
+    assert "ended, 3 requests (succeeded 3; live)" in text and "imgtag run" in text

@@ -5,26 +5,39 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import sys
 from functools import lru_cache
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
+import click
 import typer
-from rich.console import Console
-from rich.table import Table
+from typer.core import TyperCommand
 
 from imgtag import __version__
-from imgtag.config import EXIT_CONFIG, EXIT_FAILED, EXIT_OK, RunConfig, open_provider, resolve_target
+from imgtag.exits import EXIT_CONFIG, EXIT_FAILED, EXIT_OK
 from imgtag.money import usd
-from imgtag.runner import Run
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode=None,
+if TYPE_CHECKING:  # imported where used: `--help` and configuration errors must not pay for them (bench/startup.py)
+    from rich.console import Console
+
+    from imgtag.config import RunConfig
+    from imgtag.runner import Run
+
+ENV_HELP = ("Environment: ANTHROPIC_API_KEY (needed for paid commands), ANTHROPIC_BASE_URL (a compatible "
+            "gateway), IMGTAG_PRESET, IMGTAG_MODEL, IMGTAG_PROVIDER, IMGTAG_LANG, IMGTAG_CATEGORIES, IMGTAG_OUT. "
+            "Lowest precedence: ./imgtag.toml (docs/config.md). Exit codes: 0 all done, 1 finished with failures "
+            "or images left pending, 2 usage or configuration error.")
+app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode=None, epilog=ENV_HELP,
+                  context_settings={"max_content_width": 100},
                   help="Tag and describe folders of images with vision-language models.")
 
 OutOpt = Annotated[Path | None, typer.Option(
-    "--out", metavar="DIR", envvar="IMGTAG_OUT", show_default="imgtag-out",
-    help="Output folder: holds imgtag.db and the exports.")]
+    "--out", metavar="DIR", envvar="IMGTAG_OUT", show_default=False,
+    help="Output folder: holds imgtag.db and the exports.  [default: imgtag-out]")]
+PathsArg = Annotated[list[str], typer.Argument(metavar="PATH", show_default=False,
+                                                help="Files, folders, globs, @list.txt, or - for stdin.")]
 DEFAULT_OUT = Path("imgtag-out")
 FORMATS_HELP = "csv,jsonl (default), xlsx, parquet, metadata-jsonl, txt, json-sidecar, html"
 TxtTemplateOpt = Annotated[str | None, typer.Option(
@@ -37,6 +50,21 @@ MetadataOverwriteOpt = Annotated[bool, typer.Option(
     "--metadata-overwrite", help="Replace a metadata.jsonl that imgtag did not write.")]
 
 
+class _PlainHelp(TyperCommand):
+    """Typer's help with plain metavars: `PATH...`, not `{PATH}...` and `PATH <list[str]>`."""
+
+    @staticmethod
+    def _plain(text: str) -> str:
+        text = re.sub(r"\{(\w+)\}\.\.\.", r"\1...", text)
+        return re.sub(r"(\w+) <list\[str\]>", lambda m: (m.group(1) + "...").ljust(len(m.group(0))), text)
+
+    def get_help(self, ctx: click.Context) -> str:
+        return self._plain(super().get_help(ctx))
+
+    def get_usage(self, ctx: click.Context) -> str:
+        return self._plain(super().get_usage(ctx))
+
+
 def _n(count: int, noun: str) -> str:
     """1 image, 2 images; 1 batch, 2 batches."""
     from imgtag.words import plural
@@ -45,6 +73,8 @@ def _n(count: int, noun: str) -> str:
 
 
 def _console(err: bool = True) -> Console:
+    from rich.console import Console
+
     return Console(stderr=err, no_color=os.environ.get("NO_COLOR") is not None, highlight=False,
                    soft_wrap=True)
 
@@ -100,6 +130,8 @@ def _out(out: Path | None) -> Path:
 
 
 def _build_config(paths: list[str], out: Path, **kw: Any) -> RunConfig:
+    from imgtag.config import RunConfig
+
     preset = _setting(kw.pop("preset"), "IMGTAG_PRESET", "preset", "ecommerce")
     model = _setting(kw.pop("model"), "IMGTAG_MODEL", "model", None)
     provider = _setting(kw.pop("provider"), "IMGTAG_PROVIDER", "provider", "anthropic")
@@ -110,6 +142,7 @@ def _build_config(paths: list[str], out: Path, **kw: Any) -> RunConfig:
 
 
 def _resolve(cfg: RunConfig) -> Any:
+    from imgtag.config import resolve_target
     from imgtag.presets import PresetError
     from imgtag.pricing.extra_models import ModelConfigError
     from imgtag.providers.base import ConfigError
@@ -151,19 +184,24 @@ def _preflight(cfg: RunConfig) -> None:
 
 # -- scan ----------------------------------------------------------------------------------------
 
-@app.command()
+@app.command(cls=_PlainHelp, epilog=ENV_HELP)
 def scan(
-    paths: Annotated[list[str], typer.Argument(help="Files, folders, globs, @list.txt, or - for stdin.")],
+    paths: PathsArg,
     out: OutOpt = None,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object per file, then a summary.")] = False,
-    model: Annotated[str | None, typer.Option(help="Model whose image sizing is reported.")] = None,
-    preset: Annotated[str | None, typer.Option(help="Preset name or file.")] = None,
-    lang: Annotated[str | None, typer.Option(help="Output language code.")] = None,
-    min_side: Annotated[int, typer.Option(help="Skip images whose short side is smaller (px).")] = 200,
-    max_megapixels: Annotated[float, typer.Option(help="Refuse images declaring more pixels.")] = 100.0,
-    workers: Annotated[int | None, typer.Option(help="Decoding processes (default: all cores).")] = None,
+    model: Annotated[str | None, typer.Option(metavar="ID", envvar="IMGTAG_MODEL",
+                                              help="Model whose image sizing and cost are reported.")] = None,
+    preset: Annotated[str | None, typer.Option(metavar="NAME", envvar="IMGTAG_PRESET",
+                                               help="Preset name or file.  [default: ecommerce]")] = None,
+    lang: Annotated[str | None, typer.Option(metavar="CODE", envvar="IMGTAG_LANG",
+                                             help="Output language code.")] = None,
+    min_side: Annotated[int, typer.Option(metavar="PX", help="Skip images whose short side is smaller.")] = 200,
+    max_megapixels: Annotated[float, typer.Option(metavar="MP", help="Refuse images declaring more pixels.")] = 100.0,
+    workers: Annotated[int | None, typer.Option(metavar="N", help="Decoding processes.  [default: all cores]")] = None,
 ) -> None:
-    """Offline: discover, prefilter, check preprocessing, estimate tokens and cost. Spends nothing."""
+    """Check images and estimate the cost, offline (spends nothing).
+
+    Discovers, prefilters and preprocesses exactly as `run` would, without any request."""
     asked = _setting(out, "IMGTAG_OUT", "out", None)
     # scan creates a store only where asked (--out, IMGTAG_OUT, imgtag.toml) or reuses ./imgtag-out if it
     # already holds one; otherwise it works in a temporary folder removed at the end.
@@ -221,9 +259,12 @@ def _scan(cfg: RunConfig, target: Any, as_json: bool) -> None:
 
 
 def _print_scan_summary(console: Console, s: dict[str, Any]) -> None:
+    from rich.table import Table
+
     console.print()
     counts = ", ".join(f"{k} {v}" for k, v in sorted(s["by_status"].items()))
-    console.print(f"{s['files']} files: {counts}; {s['distinct_images']} distinct images to tag", markup=False)
+    console.print(f"{_n(s['files'], 'file')}: {counts}; {_n(s['distinct_images'], 'distinct image')} to tag",
+                  markup=False)
     if s["by_reason"]:
         console.print("reasons: " + ", ".join(f"{k} {v}" for k, v in sorted(s["by_reason"].items())), markup=False)
     table = Table(title=f"Estimated cost, preset {s['preset']}", show_edge=False)
@@ -239,18 +280,27 @@ def _print_scan_summary(console: Console, s: dict[str, Any]) -> None:
 
 # -- run / retry -----------------------------------------------------------------------------------
 
-@app.command()
+@app.command(cls=_PlainHelp, epilog=ENV_HELP)
 def run(
-    paths: Annotated[list[str], typer.Argument(help="Files, folders, globs, @list.txt, or - for stdin.")],
+    paths: PathsArg,
     out: OutOpt = None,
-    preset: Annotated[str | None, typer.Option(help="ecommerce | keywords | alt-text | caption | ocr | FILE")] = None,
-    provider: Annotated[str | None, typer.Option(help="anthropic (default), openai, ... (`imgtag providers`)")] = None,
-    base_url: Annotated[str | None, typer.Option(help="API base URL, e.g. a local vLLM/Ollama server.")] = None,
-    model: Annotated[str | None, typer.Option(help="Provider model id.")] = None,
-    mode: Annotated[str, typer.Option(help="sync, or batch (Message Batches: half price, asynchronous).")] = "sync",
-    lang: Annotated[str | None, typer.Option(help="Output language (zh, en, ja, ...).")] = None,
-    categories: Annotated[str | None, typer.Option(help="Allowed categories: a,b,c or @file.")] = None,
-    format: Annotated[str, typer.Option("--format", help=f"Exports: {FORMATS_HELP}")] = "csv,jsonl",
+    preset: Annotated[str | None, typer.Option(
+        metavar="NAME", envvar="IMGTAG_PRESET",
+        help="ecommerce, keywords, alt-text, caption, ocr, or a preset FILE.  [default: ecommerce]")] = None,
+    provider: Annotated[str | None, typer.Option(
+        metavar="NAME", envvar="IMGTAG_PROVIDER",
+        help="anthropic, openai, ... (`imgtag providers`).  [default: anthropic]")] = None,
+    base_url: Annotated[str | None, typer.Option(metavar="URL",
+                                                 help="API base URL, e.g. a local vLLM/Ollama server.")] = None,
+    model: Annotated[str | None, typer.Option(metavar="ID", envvar="IMGTAG_MODEL",
+                                              help="Provider model id.  [default: claude-haiku-5-5]")] = None,
+    mode: Annotated[str, typer.Option(metavar="MODE",
+                                      help="sync, or batch (half price, asynchronous).")] = "sync",
+    lang: Annotated[str | None, typer.Option(metavar="CODE", envvar="IMGTAG_LANG",
+                                             help="Output language (zh, en, ja, ...).")] = None,
+    categories: Annotated[str | None, typer.Option(metavar="LIST", envvar="IMGTAG_CATEGORIES",
+                                                   help="Allowed categories: a,b,c or @file.txt.")] = None,
+    format: Annotated[str, typer.Option("--format", metavar="LIST", help=f"Exports: {FORMATS_HELP}")] = "csv,jsonl",
     txt_template: TxtTemplateOpt = None,
     txt_existing: TxtExistingOpt = None,
     metadata_overwrite: MetadataOverwriteOpt = False,
@@ -262,21 +312,27 @@ def run(
         metavar="USD", help="Input price per million tokens, for a model imgtag has no prices for.")] = None,
     price_out: Annotated[float | None, typer.Option(
         metavar="USD", help="Output price per million tokens, for a model imgtag has no prices for.")] = None,
-    concurrency: Annotated[int, typer.Option(help="Upper bound on requests in flight.")] = 64,
-    workers: Annotated[int | None, typer.Option(help="Decoding processes (default: all cores).")] = None,
-    min_side: Annotated[int, typer.Option(help="Skip images whose short side is smaller (px).")] = 200,
-    max_megapixels: Annotated[float, typer.Option(help="Refuse images declaring more pixels.")] = 100.0,
-    skip_near_duplicates: Annotated[bool, typer.Option(help="Do not tag near-duplicates.")] = False,
-    timeout: Annotated[float, typer.Option(help="Seconds to wait for one response.")] = 120.0,
-    max_attempts: Annotated[int, typer.Option(help="Attempts per image on transient errors.")] = 6,
-    detach: Annotated[bool, typer.Option(help="Batch mode: submit and exit; a later run collects.")] = False,
-    batch_max_requests: Annotated[int, typer.Option(help="Requests per batch (API max 100000).")] = 100_000,
+    concurrency: Annotated[int, typer.Option(metavar="N", help="Upper bound on requests in flight.")] = 64,
+    workers: Annotated[int | None, typer.Option(metavar="N", help="Decoding processes.  [default: all cores]")] = None,
+    min_side: Annotated[int, typer.Option(metavar="PX", help="Skip images whose short side is smaller.")] = 200,
+    max_megapixels: Annotated[float, typer.Option(metavar="MP", help="Refuse images declaring more pixels.")] = 100.0,
+    skip_near_duplicates: Annotated[bool, typer.Option("--skip-near-duplicates",
+                                                       help="Do not tag near-duplicates.")] = False,
+    timeout: Annotated[float, typer.Option(metavar="SECONDS", help="Wait this long for one response.")] = 120.0,
+    max_attempts: Annotated[int, typer.Option(metavar="N", help="Attempts per image on transient errors.")] = 6,
+    detach: Annotated[bool, typer.Option("--detach",
+                                         help="Batch mode: submit and exit; a later run collects.")] = False,
+    batch_max_requests: Annotated[int, typer.Option(metavar="N",
+                                                    help="Requests per batch (API max 100000).")] = 100_000,
     batch_max_mb: Annotated[float, typer.Option(
-        help="Megabytes per batch (API max 256; submitting holds about 3x this in memory).")] = 100.0,
-    poll_interval: Annotated[float, typer.Option(help="Batch mode: first poll interval, seconds.")] = 5.0,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress output.")] = False,
+        metavar="MB", help="Megabytes per batch (API max 256; submitting holds about 3x this in memory).")] = 100.0,
+    poll_interval: Annotated[float, typer.Option(metavar="SECONDS",
+                                                 help="Batch mode: first poll interval.")] = 5.0,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress line.")] = False,
 ) -> None:
-    """Tag/describe images. Resumable: run the same command again to continue after any interruption."""
+    """Tag and describe images with a model (paid).
+
+    Resumable: run the same command again to continue after any interruption; nothing answered is asked twice."""
     if mode not in ("sync", "batch"):
         raise _fail(f"--mode must be sync or batch, not {mode!r}")
     try:
@@ -323,7 +379,7 @@ def _check_export_options(formats: str, options: dict[str, Any], fields: list[st
 
 
 def _execute(cfg: RunConfig, command: str) -> None:
-    from imgtag.config import target_meta
+    from imgtag.config import open_provider, target_meta
     from imgtag.providers.base import ConfigError
 
     target = _resolve(cfg)
@@ -347,6 +403,7 @@ def _execute(cfg: RunConfig, command: str) -> None:
     except ConfigError as exc:
         raise _fail(str(exc)) from None
     from imgtag.interrupt import sigterm_as_interrupt
+    from imgtag.runner import Run  # only now: decoders and numpy load after every configuration check
 
     with _open_store(cfg.out) as store, sigterm_as_interrupt() as interruption:
         if not cfg.dry_run:
@@ -414,7 +471,7 @@ def _report(outcome: Any, cfg: RunConfig, target: Any, missing: list[str]) -> No
                       f"standard, {bat} batch. Nothing was sent.", markup=False)
         return
     counts = ", ".join(f"{k} {v}" for k, v in sorted(s.by_status.items())) or "no files"
-    console.print(f"{s.files} files: {counts}; {s.requests} requests, "
+    console.print(f"{_n(s.files, 'file')}: {counts}; {_n(s.requests, 'request')}, "
                   f"{s.input_tokens:,} in / {s.output_tokens:,} out tokens, "
                   f"{usd(s.cost_usd) if prices is not None else 'cost unknown (no prices for this model)'}",
                   markup=False)
@@ -448,7 +505,9 @@ def retry(out: OutOpt = None,
           force: Annotated[bool, typer.Option("--all", help="Also retry failures that would fail the same way "
                                                              "again (bombs, refusals, ...).")] = False,
           quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress output.")] = False) -> None:
-    """Retry the latest target's failures that asking again can fix; says what and at what cost first."""
+    """Retry failures that a new ask can fix.
+
+    Works on the latest target; says what it will retry, and the estimated cost, first."""
     from imgtag.retry import estimated_cost, retry_plan
 
     out = _out(out)
@@ -496,13 +555,17 @@ def _select_target(store: Any, preset: str | None, model: str | None) -> Any:
 def status(out: OutOpt = None,
            as_json: Annotated[bool, typer.Option("--json", help="Machine-readable.")] = False,
            preset: PresetSel = None, model: ModelSel = None) -> None:
-    """Progress, failures by cause, tokens and spend to date for one target; live batches."""
+    """Show counts, failures, tokens and spend to date.
+
+    For one target (the latest, or --preset/--model), with live batch states when a key is set."""
     from imgtag import status as st
 
     out = _out(out)
     with _open_store(out, create=False, lock=False) as store:
         meta = _select_target(store, preset, model)
         report = st.gather(store, meta)
+    if report["batches"]:
+        asyncio.run(st.refresh_batches(report["batches"]))
     if as_json:
         print(json.dumps(report, ensure_ascii=False))
         return
@@ -523,9 +586,10 @@ def export(out: OutOpt = None,
            txt_existing: TxtExistingOpt = None,
            metadata_overwrite: MetadataOverwriteOpt = False,
            preset: PresetSel = None, model: ModelSel = None) -> None:
-    """Rebuild output files from the store (atomically), without asking any model again.
+    """Rebuild the output files from the store.
 
-    The latest target goes to the folder itself; another (--preset/--model) to targets/<preset>--<model>/."""
+    Written atomically, without asking any model again. The latest target goes to the folder itself;
+    another (--preset/--model) to targets/<preset>--<model>/."""
     from imgtag.export.writer import ExportRefused, effective_options, remembered_options, write_exports
 
     options = _export_options(txt_template, txt_existing, metadata_overwrite)
@@ -586,7 +650,7 @@ def presets() -> None:
 
 @app.command("providers")
 def providers_command(as_json: Annotated[bool, typer.Option("--json", help="Machine-readable.")] = False) -> None:
-    """List installed providers (built-in and from packages), with what each supports."""
+    """List installed providers and what each supports."""
     from imgtag.providers.listing import print_providers
 
     print_providers(_console(err=False), as_json=as_json)
@@ -594,7 +658,7 @@ def providers_command(as_json: Annotated[bool, typer.Option("--json", help="Mach
 
 @app.command()
 def cancel(out: OutOpt = None) -> None:
-    """Cancel live batches; their unanswered items become pending again."""
+    """Cancel live batches (their unanswered images become pending)."""
     from imgtag.request.batch.runner import cancel_batches
 
     raise typer.Exit(cancel_batches(_out(out)))
@@ -607,7 +671,8 @@ def _version(value: bool) -> None:
 
 
 @app.callback()
-def _root(version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True)] = False) -> None:
+def _root(version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
+                                               help="Show the version and exit.")] = False) -> None:
     """imgtag: tag and describe folders of images with vision-language models."""
 
 

@@ -20,8 +20,7 @@ if TYPE_CHECKING:
     from imgtag.ingest.preprocess import PrepareRequest
     from imgtag.providers.base import Provider
 
-EXIT_OK, EXIT_FAILED, EXIT_CONFIG = 0, 1, 2
-
+from imgtag.exits import EXIT_CONFIG, EXIT_FAILED, EXIT_OK  # noqa: F401 - re-exported
 
 
 @dataclass

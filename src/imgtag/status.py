@@ -12,6 +12,7 @@ from imgtag.store import Store
 from imgtag.store import batches as sb
 from imgtag.summary import summarize
 from imgtag.targets import all_targets, key_of, label
+from imgtag.words import plural
 
 FAILURES_SHOWN = 50
 
@@ -19,8 +20,9 @@ FAILURES_SHOWN = 50
 def gather(store: Store, meta: dict[str, Any] | None) -> dict[str, Any]:
     key = key_of(meta) if meta else None
     s = summarize(store.db, key)
-    batches = [{"id": b.id, "processing_status": b.processing_status, "item_count": b.item_count,
-                "request_counts": b.request_counts, "created_at": b.created_at}
+    batches = [{"id": b.id, "provider": b.provider, "processing_status": b.processing_status,
+                "item_count": b.item_count, "request_counts": b.request_counts, "created_at": b.created_at,
+                "live": False}
                for b in sb.live_batches(store)]
     failures: list[dict[str, str]] = []
     failed_total = 0
@@ -52,6 +54,31 @@ def gather(store: Store, meta: dict[str, Any] | None) -> dict[str, Any]:
             "targets": this + others}
 
 
+async def refresh_batches(batches: list[dict[str, Any]], timeout: float = 15.0) -> None:
+    """Ask the provider for the current state of each live batch (when its key is set); the store is not
+    changed: the next `imgtag run` collects and records. Without a key, or on any error, states stay as stored."""
+    from imgtag.providers import create_provider
+    from imgtag.providers.base import ConfigError, ProviderError
+
+    for name in sorted({b["provider"] for b in batches}):
+        try:
+            provider = create_provider(name, timeout=timeout)
+        except ConfigError:
+            continue
+        try:
+            api = provider.batch_api()
+            if api is None:
+                continue
+            for b in (b for b in batches if b["provider"] == name):
+                try:
+                    handle = await api.retrieve(b["id"])
+                except ProviderError:
+                    continue
+                b.update(processing_status=handle.processing_status, request_counts=dict(handle.counts), live=True)
+        finally:
+            await provider.aclose()
+
+
 def render(report: dict[str, Any], credits_line: str | None) -> list[str]:
     meta = report["target"]
     if not meta:
@@ -68,7 +95,11 @@ def render(report: dict[str, Any], credits_line: str | None) -> list[str]:
         lines.append("by cause: " + ", ".join(f"{k} {v}" for k, v in sorted(report["by_error"].items())))
     for b in report["batches"]:
         counts_text = ", ".join(f"{k} {v}" for k, v in (b["request_counts"] or {}).items() if v) or "none yet"
-        lines.append(f"batch {b['id']}: {b['processing_status']}, {b['item_count']} requests ({counts_text})")
+        source = "live" if b.get("live") else "as of the last run"
+        lines.append(f"batch {b['id']}: {b['processing_status']}, {plural(b['item_count'], 'request')} "
+                     f"({counts_text}; {source})")
+    if any(b.get("live") and b["processing_status"] == "ended" for b in report["batches"]):
+        lines.append("ended batches are collected by running the same `imgtag run` command again")
     for f in report["failures"]:
         lines.append(f"  failed {f['path']}: {f['type']}: {f['message']}")
     more = report["failures_total"] - len(report["failures"])

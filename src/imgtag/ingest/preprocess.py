@@ -177,7 +177,8 @@ def _mp(pixels: int | float) -> str:
 
 
 def _bomb(w: int, h: int, max_pixels: int) -> _Reject:
-    return _Reject("failed", "bomb", f"decompression bomb: declares {w}x{h} ({_mp(w * h)}), limit {_mp(max_pixels)}")
+    return _Reject("failed", "bomb", f"decompression bomb: declares {w}x{h} ({_mp(w * h)}), limit {_mp(max_pixels)} "
+                   "(raise --max-megapixels to allow it)")
 
 
 @contextlib.contextmanager
@@ -253,7 +254,8 @@ def _decode_failure(exc: BaseException, fmt: str, max_pixels: int) -> _Reject:
     if isinstance(exc, (Image.DecompressionBombError, Image.DecompressionBombWarning)):
         m = re.search(r"\((\d+) pixels\)", msg)
         declared = f"{int(m.group(1)):,} px ({_mp(int(m.group(1)))})" if m else "a huge size"
-        return _Reject("failed", "bomb", f"decompression bomb: declares {declared}, limit {_mp(max_pixels)}")
+        return _Reject("failed", "bomb", f"decompression bomb: declares {declared}, limit {_mp(max_pixels)} "
+                       "(raise --max-megapixels to allow it)")
     if isinstance(exc, ValueError) and "decompressed data too large" in low:
         return _Reject(
             "failed",

@@ -8,8 +8,7 @@ from collections.abc import Mapping
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
-import anthropic
-
+from imgtag.lazy import LazyModule
 from imgtag.pricing.costs import Usage
 from imgtag.pricing.textcount import estimate_text_tokens
 from imgtag.providers.base import (
@@ -34,6 +33,9 @@ from imgtag.validate.schema import to_anthropic_schema
 
 if TYPE_CHECKING:
     from imgtag.providers.anthropic_batches import AnthropicBatches
+
+# Imported on first use (the client is made after the key check), so a missing key is reported in a blink.
+anthropic: Any = LazyModule("anthropic")
 
 KEY_VARIABLE = "ANTHROPIC_API_KEY"
 

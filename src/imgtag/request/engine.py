@@ -37,6 +37,7 @@ from imgtag.request.pacer import Pacer, Permit
 from imgtag.store import Store, WorkKey
 from imgtag.store.db import now_iso
 from imgtag.validate.verdict import INVALID, OK, TRUNCATED, judge
+from imgtag.words import plural
 
 MAX_TOKENS_CEILING = 16_000
 
@@ -177,7 +178,7 @@ class Engine:
                     transient_failures += 1
                     if transient_failures >= s.max_attempts:
                         self._fail(item, started, exc.error_type,
-                                   f"{exc.message} (gave up after {transient_failures} attempts)", exc)
+                                   f"{exc.message} (gave up after {plural(transient_failures, 'attempt')})", exc)
                         return
                     self._log_error(item, started, exc, outcome="retry")
                     self.stats.retries += 1

@@ -94,7 +94,8 @@ class Pacer:
 
     def describe(self) -> str:
         if not self._buckets:
-            return f"no advertised limit (window {self.window})"
+            # The server has not said its limits yet: say what we do meanwhile, in words a user knows.
+            return f"learning the rate limit, {self.window} requests at a time"
         rpm = self._buckets.get("requests")
         return f"{rpm.per_minute} rpm" if rpm else "token-limited"
 

@@ -16,6 +16,7 @@ from imgtag.request.batch.common import BatchContext, BatchStop, stop_if_fatal
 from imgtag.store import batches as sb
 from imgtag.store.db import now_iso
 from imgtag.validate.verdict import INVALID, OK, TRUNCATED, judge
+from imgtag.words import plural
 
 # How many batches may return a job errored/expired before it is recorded as failed. Those results are not
 # billed, so another try costs only time; 5 keeps a 10% fault rate from ever failing an image (1e-5 each).
@@ -127,7 +128,7 @@ class Collector:
         failures = sb.batch_failures(self.ctx.store, job_id) + 1
         if failures >= self.max_batch_attempts:
             return sb.ItemOutcome(state, "failed", "failed", error_type=error_type,
-                                  error_message=f"{message} (in {failures} batches; gave up)")
+                                  error_message=f"{message} (in {plural(failures, 'batch')}; gave up)")
         return sb.ItemOutcome(state, "retry", "pending", error_type=error_type, error_message=message)
 
     def _answered(self, answer: ModelAnswer, job_id: int | None = None) -> sb.ItemOutcome:

@@ -36,6 +36,7 @@ from imgtag.request.engine import MAX_TOKENS_CEILING, WorkItem
 from imgtag.store import Store
 from imgtag.store import batches as sb
 from imgtag.validate.verdict import TRUNCATED
+from imgtag.words import plural
 
 # Polls in a row that reach nothing before a run gives up (with backoff, ~15 min; batches stay live and
 # a rerun re-attaches).
@@ -136,8 +137,8 @@ class BatchRunner:
             return  # nothing in flight: the run's exit code says how it went
         self.detached = True
         shown = ", ".join(live[:5]) + (f" and {len(live) - 5} more" if len(live) > 5 else "")
-        self.message = (f"{len(live)} batches in flight ({shown}); `imgtag status` shows them, and running the "
-                        "same command again collects their results")
+        self.message = (f"{plural(len(live), 'batch')} in flight ({shown}); `imgtag status` shows them, and running "
+                        "the same command again collects their results")
 
     # -- entries -------------------------------------------------------------------------------
 
