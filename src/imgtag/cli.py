@@ -28,9 +28,11 @@ OutOpt = Annotated[Path | None, typer.Option(
 DEFAULT_OUT = Path("imgtag-out")
 FORMATS_HELP = "csv,jsonl (default), xlsx, parquet, metadata-jsonl, txt, json-sidecar, html"
 TxtTemplateOpt = Annotated[str | None, typer.Option(
-    "--txt-template", help="txt captions: e.g. '{short_caption}' or '{tags}' (lists joined with ', ').")]
+    "--txt-template", metavar="TEMPLATE",
+    help="txt captions: e.g. '{short_caption}' or '{tags}' (lists joined with ', ').")]
 TxtExistingOpt = Annotated[str | None, typer.Option(
-    "--txt-existing", help="A .txt imgtag did not write: skip (default), overwrite, append or prepend.")]
+    "--txt-existing", metavar="skip|overwrite|append|prepend",
+    help="A .txt imgtag did not write: skip (default), overwrite, append or prepend.")]
 MetadataOverwriteOpt = Annotated[bool, typer.Option(
     "--metadata-overwrite", help="Replace a metadata.jsonl that imgtag did not write.")]
 
@@ -336,15 +338,16 @@ def _execute(cfg: RunConfig, command: str) -> None:
             provider_obj = open_provider(cfg)
     except ConfigError as exc:
         raise _fail(str(exc)) from None
-    with _open_store(cfg.out) as store:
+    from imgtag.interrupt import sigterm_as_interrupt
+
+    with _open_store(cfg.out) as store, sigterm_as_interrupt() as interruption:
         if not cfg.dry_run:
             _switch_target(store, target_meta(cfg, target), cfg.formats)
         runner = _runner_class(cfg)(cfg, store, target, provider_obj, command=command)
         try:
             outcome = asyncio.run(_run_and_close(runner, provider_obj))
         except KeyboardInterrupt:
-            raise _fail("interrupted; everything answered so far is saved — run the same command to continue",
-                        130) from None
+            raise _fail(runner.interrupted(interruption.exit_code), interruption.exit_code) from None
     _report(outcome, cfg, target, runner.missing_args)
     if runner.missing_args and outcome.summary.files == 0:
         raise typer.Exit(EXIT_CONFIG)  # nothing to do because nothing matched: a usage error
@@ -388,6 +391,8 @@ async def _run_and_close(runner: Run, provider_obj: Any) -> Any:
 
 
 def _report(outcome: Any, cfg: RunConfig, target: Any, missing: list[str]) -> None:
+    from imgtag.progress import resume_note
+
     console = _console()
     for arg in missing:
         console.print(f"imgtag: nothing matched {arg!r}", markup=False)
@@ -409,6 +414,9 @@ def _report(outcome: Any, cfg: RunConfig, target: Any, missing: list[str]) -> No
         console.print(_credits_line(s), markup=False)
     if s.by_error:
         console.print("not ok: " + ", ".join(f"{k} {v}" for k, v in sorted(s.by_error.items())), markup=False)
+    note = resume_note(s.files, outcome.done_before, s.cost_usd, outcome.spent_to_date_usd)
+    if note:
+        console.print(note, markup=False)
     if outcome.message:
         console.print(f"imgtag: {outcome.message}", markup=False)
     if outcome.exports:
@@ -492,7 +500,7 @@ def export(out: OutOpt = None,
     """Rebuild output files from the store (atomically), without asking any model again.
 
     The latest target goes to the folder itself; another (--preset/--model) to targets/<preset>--<model>/."""
-    from imgtag.export.writer import ExportRefused, write_exports
+    from imgtag.export.writer import ExportRefused, effective_options, remembered_options, write_exports
 
     options = _export_options(txt_template, txt_existing, metadata_overwrite)
     notes: list[str] = []
@@ -502,7 +510,9 @@ def export(out: OutOpt = None,
         if not meta:
             raise _fail(f"no results yet in {out} (run `imgtag run` first)", EXIT_FAILED)
         formats = format or meta.get("formats") or "csv,jsonl"
-        _check_export_options(formats, options, list(meta["fields"]), meta.get("txt_template"))
+        _check_export_options(formats, effective_options(meta, options), list(meta["fields"]), None)
+        if remembered_options(options):  # the next plain `imgtag export` builds the same captions
+            meta = _remember_export_options(store, meta, remembered_options(options))
         try:
             written = write_exports(store, meta, formats, options, notes)
         except ExportRefused as exc:
@@ -511,6 +521,21 @@ def export(out: OutOpt = None,
         except ValueError as exc:
             raise _fail(str(exc)) from None
     _print_written(written, notes)
+
+
+def _remember_export_options(store: Any, meta: dict[str, Any], remembered: dict[str, Any]) -> dict[str, Any]:
+    """Record caption options with this target (its latest record and its entry among all targets)."""
+    from imgtag import targets
+
+    meta = {**meta, "export_options": {**(meta.get("export_options") or {}), **remembered}}
+    records = dict(store.get_meta("targets") or {})
+    if targets.slug(meta) in records:
+        records[targets.slug(meta)] = meta
+        store.set_meta("targets", records)
+    latest = store.get_meta("target")
+    if latest is not None and targets.key_of(latest) == targets.key_of(meta):
+        store.set_meta("target", {**latest, "export_options": meta["export_options"]})
+    return meta
 
 
 def _print_written(written: list[Path], notes: list[str]) -> None:

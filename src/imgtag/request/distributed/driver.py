@@ -7,6 +7,7 @@ what a killed driver left in the work folder, then plans only what is still pend
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import queue
 import threading
@@ -22,6 +23,7 @@ from imgtag.progress import Progress, Snapshot
 from imgtag.request.distributed.results import IngestTally, ingest_all, ingest_shard
 from imgtag.request.distributed.workfolder import WorkFolder
 from imgtag.request.engine import EngineSettings
+from imgtag.request.learned_limits import Memory
 from imgtag.runner import Run, RunOutcome, _tick_forever
 from imgtag.summary import summarize
 
@@ -39,6 +41,8 @@ class DistributedRun(Run):
         self.planned = self.returned = 0
         self.tally = IngestTally()
         self.pace = "starting Ray"
+        self.memory: Memory | None = None
+        self.pacer: Any = None
 
     def _needs_decode(self, row: Any) -> bool:
         # Unchanged files are planned from the store; the workers decode what is sent.
@@ -49,7 +53,9 @@ class DistributedRun(Run):
         return Snapshot(discovered=ing.counters.discovered if ing else 0, finished=self.finished,
                         ok=self.tally.ok, failed=self.failed + self.tally.failed, skipped=self.skipped,
                         in_flight=self.planned - self.returned, spent_usd=self.tally.spent_usd, pace=self.pace,
-                        discovery_done=ing.counters.discovery_done if ing else False)
+                        discovery_done=ing.counters.discovery_done if ing else False,
+                        counted=ing.counted if ing else None, done_before=self.done_before,
+                        spent_to_date_usd=self.spent_before + self.tally.spent_usd)
 
     # -- plan -------------------------------------------------------------------------------------
 
@@ -65,6 +71,8 @@ class DistributedRun(Run):
             async for ing in self.ingestor.run(needs_decode=self._needs_decode):
                 sha = ing.record.sha256
                 if ing.record.status != "ok" or not sha or not self._needs_work(sha):
+                    if ing.record.status == "ok" and sha:
+                        self.done_before += 1
                     self._count(ing, settled=True)
                     continue
                 job = self.store.job_for(sha, self.key, ing.file_id)
@@ -96,6 +104,8 @@ class DistributedRun(Run):
         endpoint = getattr(self.provider, "base_url", None)
         name = pacer_actor.pacer_name(cfg.provider, endpoint, target.model.id)
         self.pacer = pacer_actor.get_or_create(name, cfg.concurrency, self.provider.declared_limits())
+        self.memory = Memory(self.store, self.provider, self.key.provider)
+        self.memory.seed(pacer_actor.PacerView(self.pacer))  # the pace an earlier run learned for this account
         prefixes = (*ENV_PREFIXES, f"{cfg.provider.upper()}_")
         spec = AskSpec(provider=cfg.provider, provider_settings=settings,
                        env={k: v for k, v in os.environ.items() if k.startswith(prefixes)},
@@ -173,7 +183,7 @@ class DistributedRun(Run):
 
     async def execute(self, stream: TextIO | None = None) -> RunOutcome:
         from imgtag.request.distributed.cluster import connect
-        from imgtag.request.distributed.pacer_actor import take_lease
+        from imgtag.request.distributed.pacer_actor import PacerView, take_lease
 
         cfg = self.cfg
         store_id = self.store.get_meta("ray_store_id")
@@ -205,6 +215,9 @@ class DistributedRun(Run):
                 self.pace = "cluster pacer"
                 problem = self._drain(self._pipeline(paths, folder, store_id), folder, store_id, progress)
         finally:
+            if self.memory is not None:
+                with contextlib.suppress(Exception):  # remembering the pace must never cost the results
+                    self.memory.save(PacerView(self.pacer))
             ray_kill(lease)
             conn.close()
             ingest_all(self.store, folder, self.run_id, store_id, self.tally)  # shards whose summary never came
@@ -236,7 +249,8 @@ class DistributedRun(Run):
             message = f"{problem}; everything answered is saved: run the same command to continue"
         self.store.finish_run(self.run_id, code)
         return RunOutcome(exit_code=code, summary=summary, message=message, exports=exports, export_notes=notes,
-                          requests=summary.requests)
+                          requests=summary.requests, done_before=self.done_before,
+                          spent_to_date_usd=self.store.spent(self.key))
 
 
 def ray_kill(actor: Any) -> None:

@@ -37,16 +37,22 @@ class PacerActor:
     async def release(self, permit: Permit, success: bool) -> None:
         self.pacer.release(permit, success=success)
 
-    async def observe(self, snap: RateLimitSnapshot) -> None:
-        self.pacer.observe(snap)
+    async def observe(self, snap: RateLimitSnapshot, permit: Permit | None = None) -> None:
+        self.pacer.observe(snap, permit)
 
     async def on_rate_limited(self, permit: Permit, retry_after: float | None, snap: RateLimitSnapshot) -> None:
         self.pacer.on_rate_limited(permit, retry_after, snap)
 
+    async def learned(self) -> dict[str, dict[str, float]]:
+        return self.pacer.learned()
+
+    async def seed(self, learned: dict[str, dict[str, float]], age_s: float) -> None:
+        self.pacer.seed(learned, age_s)
+
     async def view(self) -> dict[str, Any]:
         p = self.pacer
-        return {"pace": p.describe(), "in_flight": p.in_flight, "peak_in_flight": p.peak_in_flight,
-                "rate_limited": p.rate_limited}
+        return {"pace": p.describe(), "limits_known": p.limits_known, "in_flight": p.in_flight,
+                "peak_in_flight": p.peak_in_flight, "rate_limited": p.rate_limited}
 
 
 def get_or_create(name: str, max_concurrency: int, declared: RateLimitSnapshot) -> Any:
@@ -77,9 +83,9 @@ class RemotePacer:
         self.in_flight -= 1
         self.handle.release.remote(permit, success)
 
-    def observe(self, snap: RateLimitSnapshot) -> None:
-        if not snap.empty:  # most responses repeat what the pacer knows; only headers are worth a message
-            self.handle.observe.remote(snap)
+    def observe(self, snap: RateLimitSnapshot, permit: Permit | None = None) -> None:
+        if not snap.empty:  # an answer without rate-limit headers tells the pacer nothing: no message
+            self.handle.observe.remote(snap, permit)
 
     def on_rate_limited(self, permit: Permit, retry_after: float | None, snap: RateLimitSnapshot) -> None:
         self.rate_limited += 1
@@ -87,6 +93,30 @@ class RemotePacer:
 
     def describe(self) -> str:
         return "cluster pacer"
+
+
+class PacerView:
+    """The driver's handle on the actor's learned limits, shaped like the Pacer that `learned_limits.Memory`
+    seeds at the start of a run and saves at the end (so a cluster run starts at the pace the last run found)."""
+
+    def __init__(self, handle: Any) -> None:
+        self.handle = handle
+
+    def learned(self) -> dict[str, dict[str, float]]:
+        import ray
+
+        return ray.get(self.handle.learned.remote(), timeout=30)
+
+    def seed(self, learned: dict[str, dict[str, float]], age_s: float) -> None:
+        import ray
+
+        ray.get(self.handle.seed.remote(learned, age_s), timeout=30)
+
+    @property
+    def limits_known(self) -> bool:
+        import ray
+
+        return bool(ray.get(self.handle.view.remote(), timeout=30)["limits_known"])
 
 
 class Lease:
