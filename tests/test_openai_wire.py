@@ -109,3 +109,29 @@ def test_adaptive_limit_halves_on_congestion() -> None:
         return limiter.limit
 
     assert asyncio.run(go()) == 4
+
+
+def test_openai_image_token_rules_match_the_documented_examples() -> None:
+    from imgtag.pricing.image_rules import patch_tokens, tile_tokens
+
+    assert tile_tokens(1024, 1024, 85, 170) == 765
+    assert tile_tokens(2048, 4096, 85, 170) == 1105
+    assert patch_tokens(1024, 1024, 1.0) == 1024
+    assert patch_tokens(1800, 2400, 1.0) == 1452
+
+
+def test_estimates_say_unknown_instead_of_inventing(tmp_path, monkeypatch) -> None:
+    from imgtag.presets import load_preset
+    from imgtag.pricing.catalogue import catalogue
+    from imgtag.pricing.estimate import Estimator, image_tokens
+
+    monkeypatch.chdir(tmp_path)
+    preset = load_preset("caption")
+    assert image_tokens(1024, 1024, preset, catalogue().get("some-gateway-model")) is None
+    assert image_tokens(1024, 1024, preset, catalogue().get("gpt-4.1-mini")) > 0
+    est = Estimator(preset, models=["some-gateway-model", "gpt-4.1-mini", "glm-4v-9b"])
+    est.add(1600, 1200)
+    unknown, openai_model, local = (est.totals[m] for m in ("some-gateway-model", "gpt-4.1-mini", "glm-4v-9b"))
+    assert not unknown.tokens_known and unknown.standard_usd is None
+    assert openai_model.tokens_known and openai_model.standard_usd > 0
+    assert not local.tokens_known and local.standard_usd == 0  # free whatever the count
