@@ -26,7 +26,17 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 from tests.fakes.openai_server import FakeOpenAIServer  # noqa: E402
 
-from imagegen import make_images  # noqa: E402
+from imagegen import colours  # noqa: E402
+
+
+def make_distinct_images(folder: Path, n: int) -> None:
+    """n JPEGs with distinct bytes (colours repeat past 343; the width then differs), so none is deduplicated."""
+    from PIL import Image
+
+    folder.mkdir(parents=True, exist_ok=True)
+    palette = colours(343)
+    for i in range(n):
+        Image.new("RGB", (240 + i // 343, 220), palette[i % 343]).save(folder / f"img_{i:05d}.jpg", quality=95)
 
 
 def run_once(folder: Path, out: Path, slots: int, latency: float, jitter: float,
@@ -66,7 +76,7 @@ def main(argv: list[str] | None = None) -> None:
     import argparse
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--images", type=int, default=320, help="at most 343 (distinct colours)")
+    ap.add_argument("--images", type=int, default=320)
     ap.add_argument("--slots", type=int, default=8, help="requests the server serves at once")
     ap.add_argument("--latency", type=float, default=0.5, help="seconds per request in a slot")
     ap.add_argument("--jitter", type=float, default=0.1, help="extra seconds, uniform 0..jitter")
@@ -78,7 +88,7 @@ def main(argv: list[str] | None = None) -> None:
     results = {}
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp) / "images"
-        make_images(folder, args.images)
+        make_distinct_images(folder, args.images)
         designs = [("adaptive (imgtag)", None)] + ([] if args.skip_baseline else [("fixed concurrency 4", 4)])
         for name, fixed in designs:
             started = time.monotonic()

@@ -7,10 +7,11 @@ once its queue is full). So the useful concurrency is the largest one at which l
 
 Algorithm (one adjustment per "round" = as many completions as the current limit):
 - the baseline is the lowest round-median latency seen recently (the server's service time);
-- median within GROW_BELOW x baseline: grow (doubling until the first sign of queueing, then +1);
+- median within GROW_BELOW x baseline: grow (doubling until the first sign of queueing, then by a quarter
+  while latency is within FLAT, else by one);
 - median above SHRINK_ABOVE x baseline: shrink to limit x baseline / median, the concurrency at which the
   queue would be empty;
-- a 503, timeout or dropped connection halves the limit at once.
+- a 503, timeout or dropped connection halves the limit at once (once per limit, not once per failed request).
 Requests past the limit wait here, not in the server's queue, where a timeout would waste them.
 """
 
@@ -23,6 +24,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 
+FLAT = 1.1           # latency within 10% of the baseline: no queue at all
 GROW_BELOW = 1.3     # latency within 30% of the baseline counts as flat (jitter, image sizes differ)
 SHRINK_ABOVE = 1.6   # clearly queueing
 BASELINE_ROUNDS = 30  # rounds a baseline is remembered; it must be able to rise if the work gets heavier
@@ -61,7 +63,8 @@ class AdaptiveLimiter:
                 # Only requests started under the current limit say anything about it: a request that
                 # queued behind an older, larger limit would make the shrink repeat itself.
                 self._sample(self.clock() - started)
-            elif outcome == "congested":
+            elif outcome == "congested" and started >= self._epoch:
+                # Once per limit: a burst of 503s from requests sent under the old limit is one signal.
                 self._set(max(self.minimum, self.limit // 2))
                 self.slow_start = False
             self._changed.notify_all()
@@ -76,7 +79,9 @@ class AdaptiveLimiter:
         baseline = min(self._round_medians)
         ratio = median / baseline if baseline > 0 else 1.0
         if ratio <= GROW_BELOW:
-            self._set(min(self.maximum, self.limit * 2 if self.slow_start else self.limit + 1))
+            # Clearly flat: grow by a quarter (a round costs a latency or two, +1 alone would take minutes).
+            step = self.limit if self.slow_start else (max(1, self.limit // 4) if ratio <= FLAT else 1)
+            self._set(min(self.maximum, self.limit + step))
         elif ratio > SHRINK_ABOVE:
             self.slow_start = False
             # Rounded up: one request too many only waits in the queue; one too few idles a slot.
