@@ -13,7 +13,7 @@ import pyarrow.parquet as pq
 from exportrows import HOSTILE
 from imagegen import make_images, run_cli
 
-NEW_FORMATS = "csv,jsonl,xlsx,parquet,metadata-jsonl,txt,json-sidecar"
+NEW_FORMATS = "csv,jsonl,xlsx,parquet,metadata-jsonl,txt,json-sidecar,html"
 HOSTILE_ANSWER = {**HOSTILE, "description": "<img src=x onerror=alert(1)>]]>"}  # within the 50-char limit
 
 
@@ -50,15 +50,15 @@ def test_new_formats_from_a_run_and_byte_identical_re_export(tmp_path, fake_anth
     assert (images / "train" / "img_0000.txt").read_text(encoding="utf-8") == ", ".join(HOSTILE["tags"])
     outputs = digests(out)
 
-    # `export` rebuilds everything from the store without a model (no API key, no server), twice.
+    # `export` rebuilds everything from the store without a model (no API key, no server), twice, with the
+    # caption template the run was given (remembered: a plain export must not rewrite the captions).
     for _ in range(2):
-        code, output = run_cli(["export", "--out", str(out), "--format", NEW_FORMATS, "--txt-template", "{tags}"],
-                               {}, monkeypatch)
+        code, output = run_cli(["export", "--out", str(out), "--format", NEW_FORMATS], {}, monkeypatch)
         assert code == 0, output
         assert "txt: 5 unchanged" in output
         assert digests(images) == after_run
         now = digests(out)
-        for name in ("results.xlsx", "results.parquet", "results.csv", "results.jsonl"):
+        for name in ("results.xlsx", "results.parquet", "results.csv", "results.jsonl", "contact-sheet.html"):
             assert now[name] == outputs[name], f"{name} differs on re-export"
 
     wb = openpyxl.load_workbook(out / "results.xlsx")
@@ -67,6 +67,7 @@ def test_new_formats_from_a_run_and_byte_identical_re_export(tmp_path, fake_anth
     assert "=1+2|<script>alert(1)</script>|]]>|0012|中文标签" in {c.value for c in cells}
     not_ok = [r for r in wb["results"].iter_rows(values_only=True) if r[1] not in ("ok", "status")]
     assert len(not_ok) == 1 and not_ok[0][0] == "train/broken.jpg" and not_ok[0][8]  # with its reason
+    assert len(list((out / "thumbs").rglob("*.jpg"))) == 3  # five ok images, three distinct contents
     table = pq.read_table(out / "results.parquet")
     assert table.num_rows == 6 and table.column("tags").to_pylist()[0] == HOSTILE["tags"]
 
@@ -106,3 +107,14 @@ def test_a_bad_caption_template_stops_the_run_before_anything_is_paid(tmp_path, 
                             "--txt-template", "{caption}"], fake.env(), monkeypatch)
     assert code == 2 and "{caption}, which is not a field of this preset" in output, output
     assert fake.stats.to_dict()["answered"] == 0
+
+
+def test_export_remembers_an_explicit_caption_template(tmp_path, fake_anthropic_factory, monkeypatch):
+    code, output, images, out, _ = hostile_run(tmp_path, fake_anthropic_factory, monkeypatch, formats="txt")
+    assert code == 0 and (images / "test" / "img_0000.txt").read_text(encoding="utf-8") == ", ".join(HOSTILE["tags"])
+    code, output = run_cli(["export", "--out", str(out), "--format", "txt", "--txt-template", "{color} {style}"], {},
+                           monkeypatch)
+    assert code == 0 and "txt: 5 written" in output, output
+    code, output = run_cli(["export", "--out", str(out), "--format", "txt"], {}, monkeypatch)
+    assert code == 0 and "txt: 5 unchanged" in output, output
+    assert (images / "test" / "img_0000.txt").read_text(encoding="utf-8") == f"{HOSTILE['color']} {HOSTILE['style']}"
