@@ -273,7 +273,8 @@ def _print_scan_summary(console: Console, s: dict[str, Any]) -> None:
     for e in s["estimates"]:
         def money(x: float | None) -> str:
             return usd(x)
-        table.add_row(e["model"], f"{e['input_tokens']:,}", f"{e['output_tokens']:,}", money(e["standard_usd"]),
+        tokens_in = "unknown" if e["input_tokens"] is None else f"{e['input_tokens']:,}"
+        table.add_row(e["model"], tokens_in, f"{e['output_tokens']:,}", money(e["standard_usd"]),
                       money(e["batch_usd"]))
     console.print(table)
 
@@ -329,12 +330,26 @@ def run(
     poll_interval: Annotated[float, typer.Option(metavar="SECONDS",
                                                  help="Batch mode: first poll interval.")] = 5.0,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress line.")] = False,
+    engine: Annotated[str, typer.Option(metavar="NAME",
+                                        help="local, or ray: a Ray cluster (docs/scale.md).")] = "local",
+    ray_address: Annotated[str | None, typer.Option(
+        metavar="ADDRESS", help="Ray cluster address.  [default: RAY_ADDRESS, else a local cluster]")] = None,
+    work_dir: Annotated[str | None, typer.Option(
+        metavar="URI", help="--engine ray: shared work folder, a path or URI such as s3://b/p.  "
+        "[default: OUT/ray-work]")] = None,
+    ray_actors: Annotated[int, typer.Option(metavar="N", help="--engine ray: request actors.")] = 2,
+    ray_batch_size: Annotated[int, typer.Option(metavar="N", help="--engine ray: images per result shard.")] = 16,
 ) -> None:
     """Tag and describe images with a model (paid).
 
     Resumable: run the same command again to continue after any interruption; nothing answered is asked twice."""
     if mode not in ("sync", "batch"):
         raise _fail(f"--mode must be sync or batch, not {mode!r}")
+    from imgtag.request.distributed.cluster import usage_problem
+
+    problem = usage_problem(engine, mode, budget, ray_actors, ray_batch_size)
+    if problem:
+        raise _fail(problem)
     try:
         from imgtag.export import parse_formats
 
@@ -350,7 +365,9 @@ def run(
                         batch_max_requests=batch_max_requests,
                         batch_max_bytes=int(batch_max_mb * 1024 * 1024), poll_interval=poll_interval,
                         provider_settings={"base_url": base_url} if base_url else {},
-                        export_options=_export_options(txt_template, txt_existing, metadata_overwrite))
+                        export_options=_export_options(txt_template, txt_existing, metadata_overwrite),
+                        engine=engine, ray_address=ray_address, work_dir=work_dir, ray_actors=ray_actors,
+                        ray_batch_size=ray_batch_size)
     _execute(cfg, "run")
 
 
@@ -408,7 +425,7 @@ def _execute(cfg: RunConfig, command: str) -> None:
     with _open_store(cfg.out) as store, sigterm_as_interrupt() as interruption:
         if not cfg.dry_run:
             _switch_target(store, target_meta(cfg, target), cfg.formats)
-        runner = Run(cfg, store, target, provider_obj, command=command)
+        runner = _runner_class(cfg)(cfg, store, target, provider_obj, command=command)
         try:
             outcome = asyncio.run(_run_and_close(runner, provider_obj))
         except KeyboardInterrupt:
@@ -417,6 +434,14 @@ def _execute(cfg: RunConfig, command: str) -> None:
     if runner.missing_args and outcome.summary.files == 0:
         raise typer.Exit(EXIT_CONFIG)  # nothing to do because nothing matched: a usage error
     raise typer.Exit(outcome.exit_code)
+
+
+def _runner_class(cfg: RunConfig) -> type[Run]:
+    if cfg.engine == "ray" and not cfg.dry_run:  # Ray is imported only here, never by the default engine
+        from imgtag.request.distributed.driver import DistributedRun
+
+        return DistributedRun
+    return Run
 
 
 def _switch_target(store: Any, meta: dict[str, Any], formats: str) -> None:
@@ -466,8 +491,9 @@ def _report(outcome: Any, cfg: RunConfig, target: Any, missing: list[str]) -> No
     if cfg.dry_run and outcome.estimator is not None:
         est = next(iter(outcome.estimator.totals.values()))
         std, bat = usd(est.standard_usd), usd(est.batch_usd)
+        tokens_in = f"{est.input_tokens:,}" if est.tokens_known else "an unknown number of"
         console.print(f"dry run: {est.images} images to tag with {target.model.id}, about "
-                      f"{est.input_tokens:,} input + {est.output_tokens:,} output tokens; estimated {std} "
+                      f"{tokens_in} input + {est.output_tokens:,} output tokens; estimated {std} "
                       f"standard, {bat} batch. Nothing was sent.", markup=False)
         return
     counts = ", ".join(f"{k} {v}" for k, v in sorted(s.by_status.items())) or "no files"

@@ -56,6 +56,12 @@ class RunConfig:
     price_out: float | None = None   # USD per million output tokens
     # ExportContext options from the command line (txt_template, txt_existing, metadata_overwrite).
     export_options: dict[str, Any] = field(default_factory=dict)
+    # --engine ray (docs/scale.md): where the cluster is, the shared work folder, ask actors and rows per shard.
+    engine: str = "local"
+    ray_address: str | None = None
+    work_dir: str | None = None
+    ray_actors: int = 2
+    ray_batch_size: int = 16
 
 
 @dataclass
@@ -91,9 +97,20 @@ def target_meta(cfg: RunConfig, target: Target) -> dict[str, Any]:
             "provider": cfg.provider, "model": target.model.id, "mode": cfg.mode, "formats": cfg.formats,
             "fields": target.preset.fields, "list_fields": target.preset.list_fields,
             "schema": target.preset.schema, "txt_template": target.preset.txt_template,
+            "base_url": _public_url(cfg.provider_settings.get("base_url")),
             # caption options a later `imgtag export` reuses (see export/writer.py REMEMBERED)
             "export_options": {k: v for k, v in cfg.export_options.items()
                                if k in ("txt_template", "txt_existing") and v is not None}}
+
+
+def _public_url(url: str | None) -> str | None:
+    """--base-url, kept so `imgtag retry` reaches the same server; any user:password part is dropped."""
+    if not url:
+        return None
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(url)
+    return urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
 
 
 def prepare_template(cfg: RunConfig, target: Target, *, encode: bool,
