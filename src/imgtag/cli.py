@@ -420,7 +420,6 @@ def _execute(cfg: RunConfig, command: str) -> None:
     except ConfigError as exc:
         raise _fail(str(exc)) from None
     from imgtag.interrupt import sigterm_as_interrupt
-    from imgtag.runner import Run  # only now: decoders and numpy load after every configuration check
 
     with _open_store(cfg.out) as store, sigterm_as_interrupt() as interruption:
         if not cfg.dry_run:
@@ -437,6 +436,8 @@ def _execute(cfg: RunConfig, command: str) -> None:
 
 
 def _runner_class(cfg: RunConfig) -> type[Run]:
+    from imgtag.runner import Run  # only now: decoders and numpy load after every configuration check
+
     if cfg.engine == "ray" and not cfg.dry_run:  # Ray is imported only here, never by the default engine
         from imgtag.request.distributed.driver import DistributedRun
 
