@@ -39,3 +39,6 @@ class ResultRow:
     cost_usd: float | None
     duplicate_of: str | None = None  # display path of the first file with identical content
     mode: str | None = None  # "sync" | "batch"
+    # Absolute path of the original file (may hold surrogate escapes), for formats written beside
+    # or into each image (XMP sidecars, embedded metadata, per-image files). None if not known.
+    source_path: str | None = None
