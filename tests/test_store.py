@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import subprocess
 import sys
@@ -72,3 +73,18 @@ def test_non_utf8_paths_round_trip(tmp_path):
         fid = store.upsert_file(FileRecord(path=str(weird), display="caf\\xe9.jpg", root=None, size=1, mtime_ns=1,
                                            status="skipped", reason_code="empty", reason="empty"), None)
         assert store.file_path(fid) == str(weird)
+
+
+def test_result_rows_carry_the_originals_absolute_path_and_root(tmp_path):
+    # Per-image exports (sidecars, captions) write beside the original, so they need its real path:
+    # the display path is relative, and non-UTF-8 names must give back their exact bytes.
+    weird = tmp_path / "imgs" / b"caf\xe9.jpg".decode("utf-8", "surrogateescape")
+    with Store(tmp_path / "out") as store:
+        store.upsert_file(FileRecord(path=str(weird), display="caf\\xe9.jpg", root=str(tmp_path / "imgs"), size=1,
+                                     mtime_ns=1, status="skipped", reason_code="empty", reason="empty"), None)
+        store.upsert_file(FileRecord(path=str(tmp_path / "b.jpg"), display="b.jpg", root=None, size=1,
+                                     mtime_ns=1, status="ok", sha256="s1"), None)
+        rows = list(store.result_rows(KEY, "ecommerce"))
+    assert os.fsencode(rows[0].source_path) == os.fsencode(str(weird))
+    assert rows[0].root == str(tmp_path / "imgs")
+    assert rows[1].source_path == str(tmp_path / "b.jpg") and rows[1].root is None

@@ -294,7 +294,8 @@ class Store:
     def result_rows(self, key: WorkKey, preset_name: str) -> Iterator[ResultRow]:
         """One row per file, in discovery order; identical content shares its job's result. Streams."""
         cursor = self.db.execute(
-            "SELECT f.display, f.path, f.sha256, f.status AS fstatus, f.reason_code, f.reason, d.display AS dup,"
+            "SELECT f.path, f.root, f.display, f.sha256, f.status AS fstatus, f.reason_code, f.reason,"
+            " d.display AS dup,"
             " j.status AS jstatus, j.fields, j.error_type, j.error_message, j.input_tokens, j.output_tokens,"
             " j.cache_creation_input_tokens, j.cache_read_input_tokens, j.cost_usd, j.mode, j.file_id"
             " FROM files f LEFT JOIN files d ON d.id = f.duplicate_of"
@@ -309,7 +310,7 @@ class Store:
 def _row_from(r: sqlite3.Row, key: WorkKey, preset_name: str) -> ResultRow:
     common = {"path": r["display"], "sha256": r["sha256"], "preset": preset_name,
               "preset_version": key.preset_version, "provider": key.provider, "model": key.model,
-              "duplicate_of": r["dup"], "source_path": os.fsdecode(r["path"])}
+              "duplicate_of": r["dup"], "source_path": os.fsdecode(r["path"]), "root": r["root"]}
     if r["fstatus"] != "ok":
         return ResultRow(status=r["fstatus"], fields=None,
                          error={"type": r["reason_code"] or r["fstatus"], "message": r["reason"] or ""},

@@ -39,6 +39,10 @@ class ResultRow:
     cost_usd: float | None
     duplicate_of: str | None = None  # display path of the first file with identical content
     mode: str | None = None  # "sync" | "batch"
-    # Absolute path of the original file (may hold surrogate escapes), for formats written beside
-    # or into each image (XMP sidecars, embedded metadata, per-image files). None if not known.
+    # Absolute filesystem path of the original (symlinks not resolved; may hold surrogate escapes for
+    # non-UTF-8 names, so os.fsencode gives the exact bytes). Per-image formats (sidecars, captions)
+    # write beside it; the display path above is for people and is relative.
     source_path: str | None = None
+    # Absolute path of the folder argument the file was found under (None when given as a file):
+    # where a per-folder file such as metadata.jsonl belongs.
+    root: str | None = None
