@@ -104,6 +104,44 @@ def _open_store(out: Path, *, create: bool = True, lock: bool = True) -> Any:
         raise _fail(str(exc)) from None
 
 
+XmpNameOpt = Annotated[str | None, typer.Option(
+    "--xmp-name", help="XMP sidecar names: full (photo.jpg.xmp, default) or stem (photo.xmp).")]
+XmpTouchOpt = Annotated[bool, typer.Option(
+    "--xmp-touch", help="xmp-embed: leave the files' modification time at now (default: keep it).")]
+_SHOWN_PATHS = 10  # per-image formats write thousands of files; list a few, count the rest
+
+
+def _export_options(formats: str, xmp_name: str | None, xmp_touch: bool) -> dict[str, Any]:
+    """Check --format and the export flags (exit 2 in one line); returns ExportContext options."""
+    from imgtag.export import parse_formats
+    from imgtag.export.xmp_embed import exiftool_available, missing_exiftool_message
+
+    try:
+        names = parse_formats(formats)
+    except ValueError as exc:
+        raise _fail(str(exc)) from None
+    if "xmp-embed" in names and not exiftool_available():
+        raise _fail(missing_exiftool_message())
+    options: dict[str, Any] = {}
+    if xmp_name is not None:
+        if xmp_name not in ("full", "stem"):
+            raise _fail(f"--xmp-name must be full or stem, not {xmp_name!r}")
+        options["xmp_name"] = xmp_name
+    if xmp_touch:
+        options["xmp_touch"] = True
+    return options
+
+
+def _print_written(paths: list[Path], notes: list[str]) -> None:
+    console = _console()
+    if paths:
+        shown = ", ".join(str(p) for p in paths[:_SHOWN_PATHS])
+        more = f" and {len(paths) - _SHOWN_PATHS} more" if len(paths) > _SHOWN_PATHS else ""
+        console.print(f"wrote {shown}{more}", markup=False)
+    for note in notes:
+        console.print(f"imgtag: {note}", markup=False)
+
+
 # -- scan ----------------------------------------------------------------------------------------
 
 @app.command()
@@ -184,7 +222,9 @@ def run(
     mode: Annotated[str, typer.Option(help="sync, or batch (Message Batches: half price, asynchronous).")] = "sync",
     lang: Annotated[str | None, typer.Option(help="Output language (zh, en, ja, ...).")] = None,
     categories: Annotated[str | None, typer.Option(help="Allowed categories: a,b,c or @file.")] = None,
-    format: Annotated[str, typer.Option("--format", help="Exports: csv,jsonl")] = "csv,jsonl",
+    format: Annotated[str, typer.Option("--format", help="Exports: csv,jsonl,xmp,xmp-embed")] = "csv,jsonl",
+    xmp_name: XmpNameOpt = None,
+    xmp_touch: XmpTouchOpt = False,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Everything except paid requests.")] = False,
     budget: Annotated[float | None, typer.Option(help="Never start a request past this spend (USD).")] = None,
     concurrency: Annotated[int, typer.Option(help="Upper bound on requests in flight.")] = 64,
@@ -204,19 +244,15 @@ def run(
     """Tag/describe images. Resumable: run the same command again to continue after any interruption."""
     if mode not in ("sync", "batch"):
         raise _fail(f"--mode must be sync or batch, not {mode!r}")
-    try:
-        from imgtag.export import parse_formats
-
-        parse_formats(format)
-    except ValueError as exc:
-        raise _fail(str(exc)) from None
+    export_options = _export_options(format, xmp_name, xmp_touch)
     cfg = _build_config(paths, out, preset=preset, model=model, provider=provider, lang=lang,
                         categories=categories, mode=mode, formats=format, dry_run=dry_run, budget=budget,
                         concurrency=concurrency, workers=workers, min_side=min_side,
                         max_megapixels=max_megapixels, skip_near_duplicates=skip_near_duplicates,
                         timeout=timeout, max_attempts=max_attempts, progress=not quiet, detach=detach,
                         batch_max_requests=batch_max_requests,
-                        batch_max_bytes=int(batch_max_mb * 1024 * 1024), poll_interval=poll_interval)
+                        batch_max_bytes=int(batch_max_mb * 1024 * 1024), poll_interval=poll_interval,
+                        export_options=export_options)
     _execute(cfg, "run")
 
 
@@ -274,8 +310,8 @@ def _report(outcome: Any, cfg: RunConfig, target: Any, missing: list[str]) -> No
         console.print("not ok: " + ", ".join(f"{k} {v}" for k, v in sorted(s.by_error.items())), markup=False)
     if outcome.message:
         console.print(f"imgtag: {outcome.message}", markup=False)
-    if outcome.exports:
-        console.print("wrote " + ", ".join(str(p) for p in outcome.exports), markup=False)
+    if outcome.exports or outcome.export_notes:
+        _print_written(outcome.exports, outcome.export_notes)
     if s.by_status.get("failed"):
         console.print("see `imgtag status` for causes; `imgtag retry` retries the failures", markup=False)
 
@@ -344,19 +380,24 @@ def status(out: OutOpt = DEFAULT_OUT,
 
 @app.command()
 def export(out: OutOpt = DEFAULT_OUT,
-           format: Annotated[str | None, typer.Option("--format", help="csv,jsonl")] = None) -> None:
+           format: Annotated[str | None, typer.Option("--format", help="csv,jsonl,xmp,xmp-embed")] = None,
+           xmp_name: XmpNameOpt = None,
+           xmp_touch: XmpTouchOpt = False) -> None:
     """Rebuild output files from the store (atomically)."""
     from imgtag.export.writer import write_exports
 
+    notes: list[str] = []
     with _open_store(out, create=False, lock=False) as store:
         meta = store.get_meta("target")
         if not meta:
             raise _fail(f"no results yet in {out} (run `imgtag run` first)", EXIT_FAILED)
         try:
-            written = write_exports(store, meta, format)
+            # Without --format, the run's formats, checked as if given now (exiftool may have gone since).
+            options = _export_options(format or meta.get("formats") or "csv,jsonl", xmp_name, xmp_touch)
+            written = write_exports(store, meta, format, options, notes)
         except ValueError as exc:
             raise _fail(str(exc)) from None
-    _console().print("wrote " + ", ".join(str(p) for p in written), markup=False)
+    _print_written(written, notes)
 
 
 @app.command()

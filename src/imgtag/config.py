@@ -53,6 +53,8 @@ class RunConfig:
     retry_failed: bool = False
     source: Iterable[Discovered] | None = None
     provider_settings: dict[str, Any] = field(default_factory=dict)
+    # ExportContext fields set by flags (e.g. xmp_name), passed to every exporter.
+    export_options: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -74,7 +76,8 @@ def target_meta(cfg: RunConfig, target: Target) -> dict[str, Any]:
     return {"preset": preset, "preset_name": target.preset.name, "preset_version": target.preset.version,
             "lang": cfg.lang, "categories": list(cfg.categories) if cfg.categories else None,
             "provider": cfg.provider, "model": target.model.id, "mode": cfg.mode, "formats": cfg.formats,
-            "fields": target.preset.fields, "list_fields": target.preset.list_fields}
+            "fields": target.preset.fields, "list_fields": target.preset.list_fields,
+            "export_options": dict(cfg.export_options)}
 
 
 def prepare_template(cfg: RunConfig, target: Target, *, encode: bool) -> PrepareRequest:

@@ -30,6 +30,7 @@ class RunOutcome:
     peak_in_flight: int = 0
     rate_limited: int = 0
     requests: int = 0
+    export_notes: list[str] = field(default_factory=list)  # exporters' one-line messages for the user
 
 
 class Run:
@@ -160,8 +161,10 @@ class Run:
             progress.close()
         summary = summarize(self.store.db, self.key, run_id=self.run_id)
         exports: list[Path] = []
+        export_notes: list[str] = []
         if not cfg.dry_run:
-            exports = write_exports(self.store, self.store.get_meta("target"), cfg.formats)
+            exports = write_exports(self.store, self.store.get_meta("target"), cfg.formats, cfg.export_options,
+                                    export_notes)
         if fatal is not None:
             code, message = EXIT_CONFIG, fatal.message
         elif summary.by_status.get("failed", 0) or (summary.by_status.get("pending", 0) and not cfg.dry_run):
@@ -175,7 +178,7 @@ class Run:
         return RunOutcome(exit_code=code, summary=summary, message=message, estimator=estimator, exports=exports,
                           peak_in_flight=eng.pacer.peak_in_flight if eng else 0,
                           rate_limited=eng.stats.rate_limited if eng else 0,
-                          requests=eng.stats.requests if eng else 0)
+                          requests=eng.stats.requests if eng else 0, export_notes=export_notes)
 
     @property
     def missing_args(self) -> list[str]:

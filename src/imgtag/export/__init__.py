@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from imgtag.export.results import write_csv, write_jsonl
 from imgtag.export.rows import ExportContext, Exporter, ResultRow
+from imgtag.export.xmp_embed import write_xmp_embed
+from imgtag.export.xmp_sidecar import write_xmp
 
 __all__ = ["DEFAULT_FORMATS", "EXPORTERS", "ExportContext", "Exporter", "ResultRow", "parse_formats"]
 
@@ -15,6 +17,8 @@ __all__ = ["DEFAULT_FORMATS", "EXPORTERS", "ExportContext", "Exporter", "ResultR
 EXPORTERS: dict[str, Exporter] = {
     "csv": write_csv,
     "jsonl": write_jsonl,
+    "xmp": write_xmp,
+    "xmp-embed": write_xmp_embed,
 }
 
 DEFAULT_FORMATS = "csv,jsonl"

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from imgtag.store.rows import STATUSES, USAGE_KEYS, ResultRow
 
@@ -23,6 +24,14 @@ class ExportContext:
     field_names: list[str]  # the preset's top-level fields in order (CSV columns)
     # Fields that are arrays (joined with "|" in CSV, dc:subject bags in XMP, ...).
     list_fields: set[str] = field(default_factory=set)
+    preset: str | None = None  # preset name (which field mapping applies, e.g. for XMP)
+    lang: str | None = None  # the run's --lang: language tag of translated text (XMP xml:lang)
+    xmp_name: str = "full"  # XMP sidecar naming: "full" (photo.jpg.xmp) or "stem" (photo.xmp)
+    xmp_touch: bool = False  # xmp-embed: leave the new modification time instead of restoring the old one
+    # store.xmp.XmpLedger: what per-image XMP writes remember between exports (None: remember nothing).
+    xmp_ledger: Any = None
+    # One-line messages for the user (sidecar name collisions, per-image failures); the CLI prints them.
+    notes: list[str] = field(default_factory=list)
 
 
 # An exporter writes its files from a stream of rows and returns the paths it wrote.

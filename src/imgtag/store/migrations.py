@@ -125,7 +125,26 @@ def _v1_initial(db: sqlite3.Connection) -> None:
     )
 
 
-MIGRATIONS: list[Migration] = [_v1_initial]
+def _v2_xmp(db: sqlite3.Connection) -> None:
+    # XMP written beside (sidecar) or into (embedded) an image: the bag items imgtag added, so a
+    # re-export replaces them instead of piling up, and the outcome of the last attempt per file.
+    db.executescript(
+        """
+        CREATE TABLE xmp_written (
+            target BLOB NOT NULL,
+            kind TEXT NOT NULL CHECK (kind IN ('sidecar', 'embedded')),
+            source BLOB,
+            owned TEXT NOT NULL DEFAULT '{}',
+            status TEXT NOT NULL CHECK (status IN ('ok', 'failed')),
+            error TEXT,
+            updated_at TEXT NOT NULL,
+            PRIMARY KEY (target, kind)
+        );
+        """
+    )
+
+
+MIGRATIONS: list[Migration] = [_v1_initial, _v2_xmp]
 
 
 def migrate(db: sqlite3.Connection) -> int:
