@@ -11,6 +11,7 @@ import base64
 import dataclasses
 import io
 import json
+import math
 import os
 import subprocess
 import sys
@@ -131,8 +132,10 @@ def test_json_answer_describes_its_own_image(make_fake: Callable[..., FakeAnthro
     assert len(data["tags"]) == 3 and all(key in t for t in data["tags"])
     assert data["kind"] == "photo" and data["people"] == 1 and data["nsfw"] is True
     assert list(data)[:2] == ["description", "tags"]  # required first, in schema order
-    # 64x48 px -> 3x2 patches; "Describe this image." is 20 chars -> 5 tokens.
-    assert msg.usage.input_tokens == 6 + 5
+    # 64x48 px -> 3x2 patches; the schema (billed: the API turns it into a prompt) and "Describe this image."
+    # (20 chars -> 5 tokens) at 4 characters a token, times Haiku 5.5's tokenizer factor 1.3.
+    schema_tokens = math.ceil(math.ceil(len(json.dumps(SCHEMA, sort_keys=True)) / 4) * 1.3)
+    assert msg.usage.input_tokens == 6 + schema_tokens + math.ceil(5 * 1.3)
     assert msg.usage.output_tokens == len(msg.content[0].text) // 3 + 1
     assert msg.usage.cache_read_input_tokens == 0 and msg.usage.cache_creation_input_tokens == 0
     assert msg._request_id and msg._request_id.startswith("req_")
@@ -452,27 +455,112 @@ def test_request_bucket_limits_a_burst(make_fake: Callable[..., FakeAnthropicSer
 
 
 def test_input_token_bucket(make_fake: Callable[..., FakeAnthropicServer]) -> None:
-    fake = make_fake(itpm=1200)  # capacity 20 tokens; each request costs 11
+    fake = make_fake(itpm=200, burst_s=60)  # capacity 200 tokens, slow refill; each request costs 151
     client = fake.client()
     client.messages.create(**params())
     with pytest.raises(anthropic.RateLimitError) as info:
         client.messages.create(**params())
-    assert info.value.response.headers["anthropic-ratelimit-input-tokens-remaining"] == "9"
+    assert info.value.response.headers["anthropic-ratelimit-input-tokens-remaining"] == "49"
 
 
 def test_prompt_cache_usage(make_fake: Callable[..., FakeAnthropicServer]) -> None:
     fake = make_fake()
     system = [{"type": "text", "text": "x" * 4000, "cache_control": {"type": "ephemeral"}}]
     client = fake.client()
+    plain = client.messages.create(**params())
     first = client.messages.create(**params(system=system))
     second = client.messages.create(**params((1, 2, 3), system=system))
-    assert first.usage.cache_creation_input_tokens == 1000 and first.usage.cache_read_input_tokens == 0
+    # The prefix is schema + system (4000 chars = 1000 tokens, x1.3 on Haiku 5.5); the image and text after it.
+    prefix = plain.usage.input_tokens - 6 - math.ceil(5 * 1.3) + 1300
+    assert first.usage.cache_creation_input_tokens == prefix and first.usage.cache_read_input_tokens == 0
     assert (
         first.usage.cache_creation is not None
-        and first.usage.cache_creation.ephemeral_5m_input_tokens == 1000
+        and first.usage.cache_creation.ephemeral_5m_input_tokens == prefix
+        and first.usage.cache_creation.ephemeral_1h_input_tokens == 0
     )
-    assert second.usage.cache_read_input_tokens == 1000 and second.usage.cache_creation_input_tokens == 0
-    assert second.usage.input_tokens == 11  # cached tokens are reported separately, not twice
+    assert second.usage.cache_read_input_tokens == prefix and second.usage.cache_creation_input_tokens == 0
+    assert second.usage.input_tokens == 6 + 7  # cached tokens are reported separately, not twice
+
+
+def _cached_params(model: str, chars: int, ttl: str | None = None, color: tuple[int, int, int] = (9, 9, 9)) -> Any:
+    mark: dict[str, Any] = {"type": "ephemeral"} | ({"ttl": ttl} if ttl else {})
+    return params(color, model=model, system=[{"type": "text", "text": "y" * chars, "cache_control": mark}])
+
+
+def test_prompt_cache_minimum_is_per_model(make_fake: Callable[..., FakeAnthropicServer]) -> None:
+    fake = make_fake()
+    client = fake.client()
+    # ~2,150 prefix tokens: above Sonnet 4.6's 1,024 minimum, below Haiku 4.5's 4,096 -> silently not cached.
+    for model, cached in (("claude-sonnet-4-6", True), ("claude-haiku-4-5", False)):
+        first = client.messages.create(**_cached_params(model, 8000))
+        second = client.messages.create(**_cached_params(model, 8000, color=(200, 9, 9)))
+        assert (first.usage.cache_creation_input_tokens > 2000) is cached
+        assert (second.usage.cache_read_input_tokens > 2000) is cached
+        if not cached:
+            assert second.usage.input_tokens == first.usage.input_tokens > 2000
+
+
+def test_prompt_cache_ttl_expiry_and_refresh(make_fake: Callable[..., FakeAnthropicServer]) -> None:
+    fake = make_fake()
+    client = fake.client()
+    model = "claude-sonnet-4-6"
+    assert client.messages.create(**_cached_params(model, 8000)).usage.cache_creation_input_tokens > 0
+    fake.advance_clock(240)
+    assert client.messages.create(**_cached_params(model, 8000)).usage.cache_read_input_tokens > 0  # refreshed
+    fake.advance_clock(240)
+    assert client.messages.create(**_cached_params(model, 8000)).usage.cache_read_input_tokens > 0
+    fake.advance_clock(301)
+    assert client.messages.create(**_cached_params(model, 8000)).usage.cache_read_input_tokens == 0  # expired
+    one_hour = client.messages.create(**_cached_params(model, 9000, "1h"))
+    assert one_hour.usage.cache_creation is not None
+    assert one_hour.usage.cache_creation.ephemeral_1h_input_tokens == one_hour.usage.cache_creation_input_tokens > 0
+    fake.advance_clock(3000)
+    assert client.messages.create(**_cached_params(model, 9000, "1h")).usage.cache_read_input_tokens > 0
+
+
+def test_prompt_cache_breakpoint_rules(make_fake: Callable[..., FakeAnthropicServer]) -> None:
+    fake = make_fake(min_cache_tokens=10)
+    client = fake.client()
+    mark = {"type": "ephemeral"}
+    five = [{"type": "text", "text": f"block {i} " * 20, "cache_control": mark} for i in range(5)]
+    with pytest.raises(anthropic.BadRequestError, match="maximum of 4 blocks"):
+        client.messages.create(**params(system=five))
+    # Concurrent first requests all pay the write: the entry exists only once a response is produced.
+    fake.config.latency_s = 0.3
+    system = [{"type": "text", "text": "z" * 400, "cache_control": mark}]
+
+    async def burst() -> list[Any]:
+        aclient = fake.async_client()
+        return await asyncio.gather(*(aclient.messages.create(**params(system=system)) for _ in range(3)))
+
+    answers = asyncio.run(burst())
+    assert all(a.usage.cache_creation_input_tokens > 0 for a in answers)
+    # A breakpoint on the user text caches the image too (prefix = schema + system + image + text).
+    msgs = image_messages(encode((5, 6, 7)))
+    msgs[0]["content"][1]["cache_control"] = mark
+    fake.config.latency_s = 0.0
+    a = client.messages.create(**params(messages=msgs))
+    b = client.messages.create(**params(messages=msgs))
+    assert b.usage.cache_read_input_tokens == a.usage.cache_creation_input_tokens == a.usage.input_tokens + (
+        a.usage.cache_creation_input_tokens) - b.usage.input_tokens
+    assert b.usage.input_tokens == 0
+
+
+def test_batch_cache_ttl_over_a_long_batch(make_fake: Callable[..., FakeAnthropicServer]) -> None:
+    # 4 items spread over 1,800 simulated seconds: 450 s apart, longer than the 5-minute TTL.
+    fake = make_fake(batch_processing_s=0.05, batch_span_s=1800)
+    client = fake.client()
+    model = "claude-sonnet-4-6"
+    for ttl, reads in ((None, 0), ("1h", 3)):
+        fake.reset()
+        requests = [{"custom_id": f"r{i}", "params": _cached_params(model, 8000, ttl, (i, 40, 40))} for i in range(4)]
+        batch = client.messages.batches.create(requests=requests)
+        wait_ended(client, batch.id)
+        results = list(client.messages.batches.results(batch.id))
+        got = [r.result.message.usage for r in results if r.result.type == "succeeded"]
+        assert len(got) == 4
+        assert sum(1 for u in got if u.cache_read_input_tokens) == reads
+        assert fake.stats.cache_read_input_tokens == sum(u.cache_read_input_tokens for u in got)
 
 
 # ---------------------------------------------------------------------------------------------

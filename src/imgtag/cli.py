@@ -21,8 +21,9 @@ from imgtag.runner import Run
 app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode=None,
                   help="Tag and describe folders of images with vision-language models.")
 
-OutOpt = Annotated[Path, typer.Option("--out", help="Output folder: holds imgtag.db and the exports.",
-                                      envvar="IMGTAG_OUT")]
+OutOpt = Annotated[Path | None, typer.Option(
+    "--out", metavar="DIR", envvar="IMGTAG_OUT", show_default="imgtag-out",
+    help="Output folder: holds imgtag.db and the exports.")]
 DEFAULT_OUT = Path("imgtag-out")
 
 
@@ -36,31 +37,36 @@ def _fail(message: str, code: int = EXIT_CONFIG) -> typer.Exit:
     return typer.Exit(code)
 
 
-def _categories(value: str | None) -> list[str] | None:
+def _categories(value: str | list[str] | None) -> list[str] | None:
     if not value:
         return None
-    if value.startswith("@"):
-        text = Path(value[1:]).read_text(encoding="utf-8")
+    if isinstance(value, list):  # a TOML list in imgtag.toml
+        items = [str(item).strip() for item in value]
+    elif value.startswith("@"):
+        try:
+            text = Path(value[1:]).read_text(encoding="utf-8-sig")
+        except (OSError, UnicodeDecodeError) as exc:
+            reason = getattr(exc, "strerror", None) or "not UTF-8 text"
+            raise _fail(f"--categories {value}: cannot read the file ({reason})") from None
         items = [line.strip() for line in text.splitlines()]
     else:
         items = [part.strip() for part in value.replace("，", ",").split(",")]
     return [item for item in items if item and not item.startswith("#")] or None
 
 
-@lru_cache(maxsize=1)
 def _config_file_defaults() -> dict[str, Any]:
-    """Optional ./imgtag.toml: lowest precedence after flags and environment."""
-    path = Path("imgtag.toml")
-    if not path.is_file():
-        return {}
-    if sys.version_info >= (3, 11):
-        import tomllib
-    else:  # pragma: no cover
-        import tomli as tomllib
+    """Optional ./imgtag.toml: lowest precedence after flags and environment (docs/config.md)."""
+    return _config_file_in(os.getcwd())
+
+
+@lru_cache(maxsize=4)
+def _config_file_in(cwd: str) -> dict[str, Any]:
+    from imgtag import configfile
+
     try:
-        return dict(tomllib.loads(path.read_text(encoding="utf-8")))
-    except Exception as exc:  # a broken config file is a usage error, reported in one line
-        raise _fail(f"imgtag.toml: {exc}") from None
+        return configfile.load(Path(cwd) / configfile.FILE_NAME)
+    except configfile.UsageError as exc:  # a broken config file is a usage error, reported in one line
+        raise _fail(str(exc)) from None
 
 
 def _setting(flag: Any, env: str, file_key: str, default: Any) -> Any:
@@ -69,6 +75,11 @@ def _setting(flag: Any, env: str, file_key: str, default: Any) -> Any:
     if os.environ.get(env):
         return os.environ[env]
     return _config_file_defaults().get(file_key, default)
+
+
+def _out(out: Path | None) -> Path:
+    """--out (or IMGTAG_OUT, which typer reads), else imgtag.toml's `out`, else ./imgtag-out."""
+    return Path(_setting(out, "IMGTAG_OUT", "out", DEFAULT_OUT))
 
 
 def _build_config(paths: list[str], out: Path, **kw: Any) -> RunConfig:
@@ -83,10 +94,11 @@ def _build_config(paths: list[str], out: Path, **kw: Any) -> RunConfig:
 
 def _resolve(cfg: RunConfig) -> Any:
     from imgtag.presets import PresetError
+    from imgtag.providers.base import ConfigError
 
     try:
         return resolve_target(cfg)
-    except PresetError as exc:
+    except (PresetError, ConfigError) as exc:
         raise _fail(str(exc)) from None
     except OSError as exc:
         raise _fail(f"cannot read preset: {exc}") from None
@@ -101,6 +113,21 @@ def _open_store(out: Path, *, create: bool = True, lock: bool = True) -> Any:
     except StoreBusyError as exc:
         raise _fail(str(exc)) from None
     except FileNotFoundError as exc:
+        raise _fail(str(exc)) from None
+    except OSError as exc:  # read-only, no space, not a folder: one sentence, no traceback
+        raise _fail(f"cannot use --out {out}: {exc.strerror or exc}") from None
+
+
+def _preflight(cfg: RunConfig) -> None:
+    """Before anything is created or paid for: a usable --out and inputs that name at least one file."""
+    from imgtag.configfile import UsageError
+    from imgtag.preflight import check_inputs, check_out
+
+    try:
+        check_out(cfg.out)
+        if cfg.source is None:
+            check_inputs(cfg.inputs, exclude=[str(cfg.out.absolute())])
+    except UsageError as exc:
         raise _fail(str(exc)) from None
 
 
@@ -147,7 +174,7 @@ def _print_written(paths: list[Path], notes: list[str]) -> None:
 @app.command()
 def scan(
     paths: Annotated[list[str], typer.Argument(help="Files, folders, globs, @list.txt, or - for stdin.")],
-    out: OutOpt = DEFAULT_OUT,
+    out: OutOpt = None,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object per file, then a summary.")] = False,
     model: Annotated[str | None, typer.Option(help="Model whose image sizing is reported.")] = None,
     preset: Annotated[str | None, typer.Option(help="Preset name or file.")] = None,
@@ -157,12 +184,32 @@ def scan(
     workers: Annotated[int | None, typer.Option(help="Decoding processes (default: all cores).")] = None,
 ) -> None:
     """Offline: discover, prefilter, check preprocessing, estimate tokens and cost. Spends nothing."""
+    asked = _setting(out, "IMGTAG_OUT", "out", None)
+    # scan creates a store only where asked (--out, IMGTAG_OUT, imgtag.toml) or reuses ./imgtag-out if it
+    # already holds one; otherwise it works in a temporary folder removed at the end.
+    temp = None
+    if asked is None and not (DEFAULT_OUT / "imgtag.db").is_file():
+        import tempfile
+
+        temp = tempfile.TemporaryDirectory(prefix="imgtag-scan-")
+        store_dir = Path(temp.name)
+    else:
+        store_dir = Path(asked) if asked is not None else DEFAULT_OUT
+    cfg = _build_config(paths, store_dir, preset=preset, model=model, provider=None, lang=lang, categories=None,
+                        min_side=min_side, max_megapixels=max_megapixels, workers=workers)
+    target = _resolve(cfg)
+    _preflight(cfg)
+    try:
+        _scan(cfg, target, as_json)
+    finally:
+        if temp is not None:
+            temp.cleanup()
+
+
+def _scan(cfg: RunConfig, target: Any, as_json: bool) -> None:
     from imgtag.scan import json_line, summary_object
     from imgtag.scan import scan as do_scan
 
-    cfg = _build_config(paths, out, preset=preset, model=model, provider=None, lang=lang, categories=None,
-                        min_side=min_side, max_megapixels=max_megapixels, workers=workers)
-    target = _resolve(cfg)
     console = _console(err=False)
     rows_out = sys.stdout
 
@@ -180,7 +227,7 @@ def scan(
 
     if not as_json:
         rows_out.write(f"{'status':<8} {'format':<9} {'size':>11} {'tokens':>6}  path\n")
-    with _open_store(out) as store:
+    with _open_store(cfg.out) as store:
         result = asyncio.run(do_scan(cfg, store, target, emit))
     summary = summary_object(result, target)
     if as_json:
@@ -215,9 +262,10 @@ def _print_scan_summary(console: Console, s: dict[str, Any]) -> None:
 @app.command()
 def run(
     paths: Annotated[list[str], typer.Argument(help="Files, folders, globs, @list.txt, or - for stdin.")],
-    out: OutOpt = DEFAULT_OUT,
+    out: OutOpt = None,
     preset: Annotated[str | None, typer.Option(help="ecommerce | keywords | alt-text | caption | ocr | FILE")] = None,
-    provider: Annotated[str | None, typer.Option(help="anthropic (default)")] = None,
+    provider: Annotated[str | None, typer.Option(help="anthropic (default), openai, ... (`imgtag providers`)")] = None,
+    base_url: Annotated[str | None, typer.Option(help="API base URL, e.g. a local vLLM/Ollama server.")] = None,
     model: Annotated[str | None, typer.Option(help="Provider model id.")] = None,
     mode: Annotated[str, typer.Option(help="sync, or batch (Message Batches: half price, asynchronous).")] = "sync",
     lang: Annotated[str | None, typer.Option(help="Output language (zh, en, ja, ...).")] = None,
@@ -245,13 +293,14 @@ def run(
     if mode not in ("sync", "batch"):
         raise _fail(f"--mode must be sync or batch, not {mode!r}")
     export_options = _export_options(format, xmp_name, xmp_touch)
-    cfg = _build_config(paths, out, preset=preset, model=model, provider=provider, lang=lang,
+    cfg = _build_config(paths, _out(out), preset=preset, model=model, provider=provider, lang=lang,
                         categories=categories, mode=mode, formats=format, dry_run=dry_run, budget=budget,
                         concurrency=concurrency, workers=workers, min_side=min_side,
                         max_megapixels=max_megapixels, skip_near_duplicates=skip_near_duplicates,
                         timeout=timeout, max_attempts=max_attempts, progress=not quiet, detach=detach,
                         batch_max_requests=batch_max_requests,
                         batch_max_bytes=int(batch_max_mb * 1024 * 1024), poll_interval=poll_interval,
+                        provider_settings={"base_url": base_url} if base_url else {},
                         export_options=export_options)
     _execute(cfg, "run")
 
@@ -261,10 +310,12 @@ def _execute(cfg: RunConfig, command: str) -> None:
     from imgtag.providers.base import ConfigError
 
     target = _resolve(cfg)
+    _preflight(cfg)
     provider_obj = None
     if not cfg.dry_run:
         try:
             provider_obj = open_provider(cfg)
+            provider_obj.check_run(cfg, target)  # a preset/language/option it cannot serve: exit 2, nothing spent
         except ConfigError as exc:
             raise _fail(str(exc)) from None
     with _open_store(cfg.out) as store:
@@ -306,6 +357,8 @@ def _report(outcome: Any, cfg: RunConfig, target: Any, missing: list[str]) -> No
     counts = ", ".join(f"{k} {v}" for k, v in sorted(s.by_status.items())) or "no files"
     console.print(f"{s.files} files: {counts}; {s.requests} requests, "
                   f"{s.input_tokens:,} in / {s.output_tokens:,} out tokens, ${s.cost_usd:.4f}", markup=False)
+    if s.credits_spent is not None or s.credits_remaining is not None:
+        console.print(_credits_line(s), markup=False)
     if s.by_error:
         console.print("not ok: " + ", ".join(f"{k} {v}" for k, v in sorted(s.by_error.items())), markup=False)
     if outcome.message:
@@ -316,12 +369,21 @@ def _report(outcome: Any, cfg: RunConfig, target: Any, missing: list[str]) -> No
         console.print("see `imgtag status` for causes; `imgtag retry` retries the failures", markup=False)
 
 
+def _credits_line(s: Any) -> str:
+    """Credit-billed providers: credits are the real cost; the dollar figure does not include them."""
+    def num(x: float | None) -> str:
+        return "unknown" if x is None else f"{x:,.6g}"
+    return (f"credits: {num(s.credits_spent)} spent, {num(s.credits_remaining)} remaining "
+            "(billed in credits: not included in the $ cost)")
+
+
 @app.command()
-def retry(out: OutOpt = DEFAULT_OUT,
+def retry(out: OutOpt = None,
           quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False) -> None:
     """Retry recorded failures only (of the last run's preset and model)."""
     from imgtag.retry import retry_config
 
+    out = _out(out)
     cfg = retry_config(out, progress=not quiet)
     if cfg is None:
         raise _fail(f"no failures to retry in {out}", EXIT_OK)
@@ -331,13 +393,14 @@ def retry(out: OutOpt = DEFAULT_OUT,
 # -- status / export / presets -------------------------------------------------------------------
 
 @app.command()
-def status(out: OutOpt = DEFAULT_OUT,
+def status(out: OutOpt = None,
            as_json: Annotated[bool, typer.Option("--json", help="Machine-readable.")] = False) -> None:
     """Progress, failures by cause, tokens and cost; live batches."""
     from imgtag.store import WorkKey
     from imgtag.store import batches as sb
     from imgtag.summary import summarize
 
+    out = _out(out)
     with _open_store(out, create=False, lock=False) as store:
         meta = store.get_meta("target")
         key = WorkKey(meta["preset_version"], meta["provider"], meta["model"]) if meta else None
@@ -356,7 +419,8 @@ def status(out: OutOpt = DEFAULT_OUT,
                           "input_tokens": s.input_tokens, "output_tokens": s.output_tokens,
                           "cache_creation_input_tokens": s.cache_creation_input_tokens,
                           "cache_read_input_tokens": s.cache_read_input_tokens, "cost_usd": round(s.cost_usd, 8),
-                          "requests": s.requests, "batches": batches}, ensure_ascii=False))
+                          "requests": s.requests, "batches": batches, "credits_spent": s.credits_spent,
+                          "credits_remaining": s.credits_remaining}, ensure_ascii=False))
         return
     console = _console(err=False)
     if not meta:
@@ -369,6 +433,8 @@ def status(out: OutOpt = DEFAULT_OUT,
     console.print(f"requests {s.requests}; tokens in {s.input_tokens:,}, out {s.output_tokens:,}, cache write "
                   f"{s.cache_creation_input_tokens:,}, cache read {s.cache_read_input_tokens:,}; "
                   f"cost ${s.cost_usd:.4f}", markup=False)
+    if s.credits_spent is not None or s.credits_remaining is not None:
+        console.print(_credits_line(s), markup=False)
     if s.by_error:
         console.print("by cause: " + ", ".join(f"{k} {v}" for k, v in sorted(s.by_error.items())), markup=False)
     for b in batches:
@@ -379,13 +445,14 @@ def status(out: OutOpt = DEFAULT_OUT,
 
 
 @app.command()
-def export(out: OutOpt = DEFAULT_OUT,
+def export(out: OutOpt = None,
            format: Annotated[str | None, typer.Option("--format", help="csv,jsonl,xmp,xmp-embed")] = None,
            xmp_name: XmpNameOpt = None,
            xmp_touch: XmpTouchOpt = False) -> None:
     """Rebuild output files from the store (atomically)."""
     from imgtag.export.writer import write_exports
 
+    out = _out(out)
     notes: list[str] = []
     with _open_store(out, create=False, lock=False) as store:
         meta = store.get_meta("target")
@@ -413,12 +480,20 @@ def presets() -> None:
                       markup=False)
 
 
+@app.command("providers")
+def providers_command(as_json: Annotated[bool, typer.Option("--json", help="Machine-readable.")] = False) -> None:
+    """List installed providers (built-in and from packages), with what each supports."""
+    from imgtag.providers.listing import print_providers
+
+    print_providers(_console(err=False), as_json=as_json)
+
+
 @app.command()
-def cancel(out: OutOpt = DEFAULT_OUT) -> None:
+def cancel(out: OutOpt = None) -> None:
     """Cancel live batches; their unanswered items become pending again."""
     from imgtag.request.batch.runner import cancel_batches
 
-    raise typer.Exit(cancel_batches(out))
+    raise typer.Exit(cancel_batches(_out(out)))
 
 
 def _version(value: bool) -> None:

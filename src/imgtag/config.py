@@ -66,7 +66,15 @@ class Target:
 
 def resolve_target(cfg: RunConfig) -> Target:
     preset = load_preset(cfg.preset, lang=cfg.lang, categories=cfg.categories)
-    model = catalogue().get(cfg.model or catalogue().default_model)
+    if cfg.provider == "anthropic":
+        # The catalogue is Anthropic's table; skipping the hook spares `scan` a second of SDK import.
+        model = catalogue().get(cfg.model or catalogue().default_model)
+    else:
+        from imgtag.providers import provider_class
+
+        cls = provider_class(cfg.provider)
+        model = cls.resolve_model(catalogue().get(cfg.model or cls.default_model or catalogue().default_model),
+                                  dict(cfg.provider_settings))
     return Target(preset, model, WorkKey(preset.version, cfg.provider, model.id))
 
 
@@ -80,12 +88,18 @@ def target_meta(cfg: RunConfig, target: Target) -> dict[str, Any]:
             "export_options": dict(cfg.export_options)}
 
 
-def prepare_template(cfg: RunConfig, target: Target, *, encode: bool) -> PrepareRequest:
+def prepare_template(cfg: RunConfig, target: Target, *, encode: bool,
+                     provider: Provider | None = None) -> PrepareRequest:
     from imgtag.ingest.preprocess import PrepareRequest
     from imgtag.pricing.estimate import max_long_edge_for, tier_for
 
+    # The smallest of: the preset's detail level, the model's own limit (e.g. GLM-4v-9b sees 1120 px),
+    # and the provider's; a larger image would only be resized again on the server.
+    edges = [max_long_edge_for(target.preset), target.model.max_edge,
+             provider.capabilities.max_image_edge if provider is not None else None]
+    edge = min((e for e in edges if e), default=None)
     return PrepareRequest(path="", encode=encode, tier=tier_for(target.preset, target.model),
-                          max_long_edge=max_long_edge_for(target.preset), min_short_side=cfg.min_side,
+                          max_long_edge=edge, min_short_side=cfg.min_side,
                           max_pixels=int(cfg.max_megapixels * 1_000_000))
 
 

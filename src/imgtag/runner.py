@@ -44,6 +44,8 @@ class Run:
         self.provider = provider
         self.key = target.key
         self.run_id = store.start_run(command, key=self.key, preset=target.preset.name, mode=cfg.mode)
+        if provider is not None:
+            provider.attach_store(store)  # e.g. what structured-output mode a server accepted last time
         self.ok = self.failed = self.skipped = self.finished = 0
         self.queued: set[int] = set()  # job ids sent this run (ints: a million of them is a few tens of MB)
         self.engine: Engine | None = None
@@ -121,7 +123,7 @@ class Run:
 
     async def execute(self, stream: TextIO | None = None) -> RunOutcome:
         cfg = self.cfg
-        request = prepare_template(cfg, self.target, encode=not cfg.dry_run)
+        request = prepare_template(cfg, self.target, encode=not cfg.dry_run, provider=self.provider)
         ingestor = Ingestor(self.store, IngestOptions(inputs=cfg.inputs, request=request, workers=cfg.workers,
                                                       skip_near_duplicates=cfg.skip_near_duplicates,
                                                       exclude=[str(self.store.out_dir.resolve())],
@@ -147,6 +149,7 @@ class Run:
             else:
                 assert self.provider is not None
                 pacer = Pacer(max_concurrency=cfg.concurrency)
+                pacer.observe(self.provider.declared_limits())  # a documented rate, for APIs without headers
                 self.engine = Engine(self.store, self.provider, EngineSettings(
                     key=self.key, preset=self.target.preset, model=self.target.model, budget_usd=cfg.budget,
                     max_attempts=cfg.max_attempts), pacer, self.run_id)
@@ -166,7 +169,11 @@ class Run:
             exports = write_exports(self.store, self.store.get_meta("target"), cfg.formats, cfg.export_options,
                                     export_notes)
         if fatal is not None:
-            code, message = EXIT_CONFIG, fatal.message
+            code, message = getattr(fatal, "exit_code", EXIT_CONFIG), fatal.message
+            if code == EXIT_FAILED:  # Exhausted: out of credits, the rest waits for a later run
+                pending = summary.by_status.get("pending", 0)
+                message = (f"{message}: {pending} images left pending; add credits and run the same command "
+                           "to continue")
         elif summary.by_status.get("failed", 0) or (summary.by_status.get("pending", 0) and not cfg.dry_run):
             code = EXIT_FAILED
         else:

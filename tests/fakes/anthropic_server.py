@@ -66,6 +66,18 @@ DEFAULT_FORCED_TOOL_REJECTING_MODELS = (
     "claude-mythos-5-1",
 )
 
+# Minimum cacheable prefix per model family (api-facts E; Haiku 5.5 from a third-party source).
+MIN_CACHE_TOKENS: tuple[tuple[str, int], ...] = (
+    ("claude-opus-5-5", 512), ("claude-sonnet-5-5", 512), ("claude-haiku-5-5", 512), ("claude-opus-5", 512),
+    ("claude-fable-5", 512), ("claude-mythos-5", 512),
+    ("claude-opus-4-8", 1024), ("claude-sonnet-5", 1024), ("claude-sonnet-4-6", 1024), ("claude-sonnet-4-5", 1024),
+    ("claude-opus-4-7", 2048), ("claude-mythos-preview", 2048), ("claude-3-5-haiku", 2048),
+    ("claude-haiku-3-5", 2048),
+    ("claude-opus-4-6", 4096), ("claude-opus-4-5", 4096), ("claude-haiku-4-5", 4096),
+)
+# Text-token multipliers relative to the Haiku 4.5 tokenizer (api-facts F: Haiku 5.5 counts ~30% more).
+DEFAULT_TEXT_TOKEN_FACTORS = {"claude-haiku-5-5": 1.3}
+
 _MEDIA_TYPES = {"JPEG": "image/jpeg", "PNG": "image/png", "GIF": "image/gif", "WEBP": "image/webp"}
 _CUSTOM_ID_RE = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
 _MAX_STRING = 40
@@ -157,8 +169,16 @@ class FakeConfig:
     max_images_per_request: int = 100
     max_image_base64_bytes: int = 10 * 1024 * 1024
     max_request_bytes: int = 32 * 1024 * 1024
-    # Prefixes (tools + system) shorter than this are silently not cached, as on the real API.
-    min_cache_tokens: int = 0
+    # Prompt caching as documented: prefixes shorter than the model's minimum are silently not cached
+    # (None = the documented minimum per model, MIN_CACHE_TOKENS; an int overrides it for every model).
+    min_cache_tokens: int | None = None
+    text_token_factors: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_TEXT_TOKEN_FACTORS))
+    # Batch items are answered one after another over this many simulated seconds (None: all at once), so
+    # a 5-minute cache entry can expire inside a long batch while a 1-hour one survives.
+    batch_span_s: float | None = None
+    # The answer's shape when a request sends no schema and no tool, only a prompt that spells out the JSON
+    # (as tutorial pipelines do); None = a small default object.
+    prompt_schema: dict[str, Any] | None = None
     # Batches.
     batch_max_requests: int = 100_000
     batch_max_bytes: int = 256 * 1024 * 1024
@@ -218,6 +238,7 @@ class FakeStats:
             self.output_tokens = 0
             self.cache_creation_input_tokens = 0
             self.cache_read_input_tokens = 0
+            self.cache_creation_1h_input_tokens = 0  # the part of the writes made with ttl "1h" (billed 2x)
             # A compact log of /v1/messages requests: what the SDK actually sent (headers that matter).
             self.request_log: list[dict[str, Any]] = []
             self.batches_created = 0
@@ -245,6 +266,7 @@ class FakeStats:
                 "output_tokens": self.output_tokens,
                 "cache_creation_input_tokens": self.cache_creation_input_tokens,
                 "cache_read_input_tokens": self.cache_read_input_tokens,
+                "cache_creation_1h_input_tokens": self.cache_creation_1h_input_tokens,
                 "request_log": list(self.request_log) if lists else None,
                 "batches_created": self.batches_created,
                 "batch_items_by_custom_id": dict(self.batch_items_by_custom_id),
@@ -366,11 +388,108 @@ class _Bucket:
 class _Analysis:
     image_keys: list[str]
     input_tokens_total: int  # estimate, before splitting off cached prefix tokens
-    cache_prefix: str | None  # hash of the cacheable prefix, None if nothing is marked
-    cache_tokens: int
-    cache_ttl: str
+    breakpoints: list[_Breakpoint]  # cacheable prefixes (at least the model's minimum), shortest first
     schema: dict[str, Any] | None
     tool: dict[str, Any] | None  # the tool to call (forced or sole tool), if answering with tool_use
+
+
+@dataclass(frozen=True)
+class _Breakpoint:
+    """One cache_control mark: the prefix up to and including its block."""
+
+    tokens: int  # tokens in that prefix
+    key: str  # hash of (model, prefix content)
+    ttl_s: float  # 300 or 3600
+
+
+@dataclass(frozen=True)
+class _CacheOutcome:
+    read: int = 0
+    write_5m: int = 0
+    write_1h: int = 0
+
+    @property
+    def write(self) -> int:
+        return self.write_5m + self.write_1h
+
+
+def _is_wide(ch: str) -> bool:
+    code = ord(ch)
+    return (
+        0x3000 <= code <= 0x9FFF
+        or 0xAC00 <= code <= 0xD7AF
+        or 0xF900 <= code <= 0xFAFF
+        or 0xFF00 <= code <= 0xFFEF
+        or 0x20000 <= code <= 0x2FFFF
+    )
+
+
+def _text_tokens(text: str, factor: float = 1.0) -> int:
+    """The fake's tokenizer: 4 characters per token for Latin text, one per CJK character, times the
+    model's tokenizer factor (Haiku 5.5 counts ~30% more, api-facts F). Rounded up per block."""
+    if not text:
+        return 0
+    wide = sum(1 for ch in text if _is_wide(ch))
+    return math.ceil((wide + math.ceil((len(text) - wide) / 4)) * factor)
+
+
+def _mark(block: Any) -> dict[str, Any] | None:
+    mark = block.get("cache_control") if isinstance(block, dict) else None
+    return mark if isinstance(mark, dict) else None
+
+
+def _breakpoints(
+    blocks: list[tuple[int, Any, dict[str, Any] | None]], body: dict[str, Any], model: str, cfg: FakeConfig
+) -> list[_Breakpoint]:
+    """Cacheable prefixes of this request, as the prompt-caching docs describe them (api-facts E):
+    explicit cache_control on tools, system or message blocks, or the top-level form that marks the last
+    block; at most 4; a prefix shorter than the model's minimum is silently not cached."""
+    marks = [(i, m) for i, (_, _, m) in enumerate(blocks) if m is not None]
+    top = body.get("cache_control")
+    if isinstance(top, dict) and blocks and all(i != len(blocks) - 1 for i, _ in marks):
+        marks.append((len(blocks) - 1, top))
+    if len(marks) > 4:
+        raise _ApiError(400, f"A maximum of 4 blocks with cache_control may be provided. Found {len(marks)}.")
+    minimum = cfg.min_cache_tokens if cfg.min_cache_tokens is not None else min_cache_tokens_for(model)
+    out: list[_Breakpoint] = []
+    for index, mark in marks:
+        ttl = mark.get("ttl") or "5m"
+        if ttl not in ("5m", "1h"):
+            raise _ApiError(400, f"cache_control.ttl: Input should be '5m' or '1h', got {ttl!r}")
+        tokens = sum(b[0] for b in blocks[: index + 1])
+        if tokens < max(1, minimum):
+            continue
+        content = [model, [_strip_marks(b[1]) for b in blocks[: index + 1]]]
+        key = hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()
+        out.append(_Breakpoint(tokens, key, 3600.0 if ttl == "1h" else 300.0))
+    return out
+
+
+def _strip_marks(block: Any) -> Any:
+    # The cache_control marker itself is not content: moving a breakpoint does not change the prefix.
+    if isinstance(block, dict) and "cache_control" in block:
+        return {k: v for k, v in block.items() if k != "cache_control"}
+    return block
+
+
+def min_cache_tokens_for(model: str) -> int:
+    """The documented minimum cacheable prompt length per model (api-facts E)."""
+    for prefix, tokens in MIN_CACHE_TOKENS:
+        if model.startswith(prefix):
+            return tokens
+    return 1024
+
+
+def _text_chars_str(content: Any) -> str:
+    parts: list[str] = []
+    for block in content:
+        if isinstance(block, dict):
+            if block.get("type") == "text" and isinstance(block.get("text"), str):
+                parts.append(block["text"])
+            elif block.get("type") == "tool_result":
+                inner = block.get("content")
+                parts.append(inner if isinstance(inner, str) else _text_chars_str(inner or []))
+    return "".join(parts)
 
 
 def _text_chars(content: Any) -> int:
@@ -580,40 +699,45 @@ def _analyze_request(body: Any, cfg: FakeConfig) -> _Analysis:
                 "for many-image requests: 2000 pixels",
             )
 
-    # Token estimate: text chars/4 (+ tool definitions, which the real API bills) + visual patches.
+    # Token counting, block by block in prefix order (tools -> the output schema -> system -> messages), so a
+    # cache breakpoint on any block knows how many tokens precede and include it.
+    factor = cfg.text_token_factors.get(model, 1.0)
     system = body.get("system")
-    system_chars = _text_chars(system) if system is not None else 0
-    tools_chars = len(json.dumps(tools, sort_keys=True)) if tools else 0
-    message_chars = sum(_text_chars(m.get("content")) for m in messages)
-    input_total = math.ceil((system_chars + tools_chars + message_chars) / 4) + image_tokens
-
-    # Prompt caching: only tools/system breakpoints are modelled (images make message prefixes unique).
-    marks = [t.get("cache_control") for t in tools if isinstance(t.get("cache_control"), dict)]
-    if isinstance(system, list):
-        marks += [
-            b.get("cache_control")
-            for b in system
-            if isinstance(b, dict) and isinstance(b.get("cache_control"), dict)
-        ]
-    cache_prefix = None
-    cache_tokens = 0
-    cache_ttl = "5m"
-    if marks:
-        cache_tokens = math.ceil((system_chars + tools_chars) / 4)
-        cache_ttl = str(marks[-1].get("ttl") or "5m")
-        if cache_tokens >= max(1, cfg.min_cache_tokens):
-            # Caches are per model; changing tools or system is a different prefix.
-            raw_prefix = json.dumps([model, tools, system], sort_keys=True).encode()
-            cache_prefix = hashlib.sha256(raw_prefix).hexdigest()
-        else:
-            cache_tokens = 0
+    blocks: list[tuple[int, Any, dict[str, Any] | None]] = []  # (tokens, hashable content, cache_control)
+    for t in tools:
+        blocks.append((_text_tokens(json.dumps(t, sort_keys=True), factor), t, _mark(t)))
+    if schema is not None:
+        # The API turns the schema into a system prompt and bills it (it also invalidates the cache when it
+        # changes, api-facts B); it sits before the system blocks.
+        blocks.append((_text_tokens(json.dumps(schema, sort_keys=True), factor), schema, None))
+    if isinstance(system, str):
+        blocks.append((_text_tokens(system, factor), system, None))
+    elif isinstance(system, list):
+        for b in system:
+            text = b.get("text") if isinstance(b, dict) and isinstance(b.get("text"), str) else ""
+            blocks.append((_text_tokens(text, factor), b, _mark(b)))
+    dim_tokens = iter(_visual_tokens(w, h) for _, w, h in dims)
+    for msg in messages:
+        content = msg.get("content")
+        if isinstance(content, str):
+            blocks.append((_text_tokens(content, factor), content, None))
+            continue
+        for block in content:
+            if not isinstance(block, dict):
+                continue
+            if block.get("type") == "image":
+                src = block.get("source")
+                tokens = next(dim_tokens, 0) if isinstance(src, dict) and src.get("type") == "base64" else 0
+            else:
+                tokens = _text_tokens(_text_chars_str([block]), factor)
+            blocks.append((tokens, block, _mark(block)))
+    input_total = sum(b[0] for b in blocks)
+    breakpoints = _breakpoints(blocks, body, model, cfg)
 
     return _Analysis(
         image_keys=image_keys,
         input_tokens_total=input_total,
-        cache_prefix=cache_prefix,
-        cache_tokens=cache_tokens,
-        cache_ttl=cache_ttl,
+        breakpoints=breakpoints,
         schema=schema,
         tool=tool,
     )
@@ -859,7 +983,8 @@ class FakeAnthropicServer:
         self._buckets: dict[str, _Bucket] = {}
         self._bucket_shape: tuple[Any, ...] = ()
         self._seq = 0
-        self._cache: set[str] = set()
+        self._cache: dict[str, float] = {}  # prefix hash -> expiry on the cache clock
+        self._clock_offset = 0.0
         self._batches: dict[str, _Batch] = {}
         self._batch_create_calls = 0
 
@@ -919,7 +1044,7 @@ class FakeAnthropicServer:
             self._bucket_shape = ()
             self._seq = 0
             self._rng = random.Random(self.config.seed)
-            self._cache = set()
+            self._cache = {}
             self._batches = {}
             self._batch_create_calls = 0
 
@@ -1237,8 +1362,8 @@ class FakeAnthropicServer:
             key = analysis.image_keys[0] if analysis.image_keys else None
             log["image_key"] = key
             log["model"] = body.get("model")
-            cached = self._cache_lookup(analysis)
-            uncached_input = analysis.input_tokens_total - (analysis.cache_tokens if cached else 0)
+            cached = self._cache_lookup(analysis, self._now())
+            uncached_input = analysis.input_tokens_total - cached.read
             # Cache reads do not count toward ITPM on current models; cache writes do.
             self._admit(uncached_input, headers)
             ctx = {
@@ -1259,7 +1384,7 @@ class FakeAnthropicServer:
         delay = cfg.latency_s + jitter
         if delay > 0:
             time.sleep(delay)
-        self._cache_register(analysis)
+        self._cache_register(analysis, self._now())
         self._charge_output(message["usage"]["output_tokens"], headers)
         self._count_usage(message["usage"])
         with self.stats.lock:
@@ -1267,19 +1392,45 @@ class FakeAnthropicServer:
         self._send_json(h, 200, message, headers)
         return 200
 
-    def _cache_lookup(self, analysis: _Analysis) -> bool | None:
-        """None = nothing cacheable; False = this request writes the cache; True = it reads it."""
-        if analysis.cache_prefix is None:
-            return None
-        with self._lock:
-            return analysis.cache_prefix in self._cache
+    def _now(self) -> float:
+        """The cache clock: monotonic time plus whatever a test skipped with advance_clock()."""
+        return time.monotonic() + self._clock_offset
 
-    def _cache_register(self, analysis: _Analysis) -> None:
-        # Registered when the response is produced, not when the request arrives: requests that
-        # started before the first response all pay the write, as on the real API (api-facts §E).
-        if analysis.cache_prefix is not None:
-            with self._lock:
-                self._cache.add(analysis.cache_prefix)
+    def advance_clock(self, seconds: float) -> None:
+        """Let `seconds` pass for the prompt cache (TTL expiry) without sleeping."""
+        with self._lock:
+            self._clock_offset += seconds
+
+    def _cache_lookup(self, analysis: _Analysis, now: float) -> _CacheOutcome:
+        """What this request reads from and writes to the cache: the longest live prefix is read, and the
+        rest up to the last breakpoint is written, at the TTL of the breakpoint that covers it."""
+        if not analysis.breakpoints:
+            return _CacheOutcome()
+        with self._lock:
+            hit = 0
+            for bp in analysis.breakpoints:
+                expiry = self._cache.get(bp.key)
+                if expiry is not None and expiry > now:
+                    hit = max(hit, bp.tokens)
+        write_5m = write_1h = 0
+        done = hit
+        for bp in analysis.breakpoints:
+            if bp.tokens <= done:
+                continue
+            if bp.ttl_s > 300:
+                write_1h += bp.tokens - done
+            else:
+                write_5m += bp.tokens - done
+            done = bp.tokens
+        return _CacheOutcome(read=hit, write_5m=write_5m, write_1h=write_1h)
+
+    def _cache_register(self, analysis: _Analysis, now: float) -> None:
+        # Registered when the response is produced, not when the request arrives: requests that started
+        # before the first response all pay the write, as on the real API (api-facts E). A hit refreshes
+        # the entry's TTL for free.
+        with self._lock:
+            for bp in analysis.breakpoints:
+                self._cache[bp.key] = max(self._cache.get(bp.key, 0.0), now + bp.ttl_s)
 
     def _count_usage(self, usage: dict[str, Any]) -> None:
         with self.stats.lock:
@@ -1287,12 +1438,15 @@ class FakeAnthropicServer:
             self.stats.output_tokens += usage["output_tokens"]
             self.stats.cache_creation_input_tokens += usage.get("cache_creation_input_tokens") or 0
             self.stats.cache_read_input_tokens += usage.get("cache_read_input_tokens") or 0
+            self.stats.cache_creation_1h_input_tokens += (usage.get("cache_creation") or {}).get(
+                "ephemeral_1h_input_tokens"
+            ) or 0
 
     def _answer(
         self,
         ctx: dict[str, Any],
         analysis: _Analysis,
-        cached: bool | None,
+        cached: _CacheOutcome,
         service_tier: str,
         override_keys: list[str | None],
     ) -> dict[str, Any]:
@@ -1335,7 +1489,7 @@ class FakeAnthropicServer:
         return message
 
     def _generate(
-        self, body: dict[str, Any], analysis: _Analysis, mode: str, cached: bool | None, service_tier: str
+        self, body: dict[str, Any], analysis: _Analysis, mode: str, cached: _CacheOutcome, service_tier: str
     ) -> dict[str, Any]:
         key = analysis.image_keys[0] if analysis.image_keys else "#noimage"
         max_chars = 3 * int(body["max_tokens"]) - 1  # largest output whose token estimate fits max_tokens
@@ -1343,6 +1497,8 @@ class FakeAnthropicServer:
         schema = analysis.schema
         if schema is None and tool is not None and isinstance(tool.get("input_schema"), dict):
             schema = tool["input_schema"]
+        if schema is None and tool is None:
+            schema = self.config.prompt_schema
         if schema is not None:
             instance = _InstanceMaker(schema, key).make(schema, "value")
         else:
@@ -1412,19 +1568,14 @@ class FakeAnthropicServer:
                     content.append({"type": "text", "text": text})
                 used += len(text)
 
-        cache_tokens = analysis.cache_tokens if cached is not None else 0
         usage: dict[str, Any] = {
-            "input_tokens": analysis.input_tokens_total - cache_tokens,
+            "input_tokens": analysis.input_tokens_total - cached.read - cached.write,
             "output_tokens": _out_tokens(used),
-            "cache_creation_input_tokens": cache_tokens if cached is False else 0,
-            "cache_read_input_tokens": cache_tokens if cached else 0,
+            "cache_creation_input_tokens": cached.write,
+            "cache_read_input_tokens": cached.read,
             "cache_creation": {
-                "ephemeral_5m_input_tokens": cache_tokens
-                if cached is False and analysis.cache_ttl != "1h"
-                else 0,
-                "ephemeral_1h_input_tokens": cache_tokens
-                if cached is False and analysis.cache_ttl == "1h"
-                else 0,
+                "ephemeral_5m_input_tokens": cached.write_5m,
+                "ephemeral_1h_input_tokens": cached.write_1h,
             },
             "service_tier": service_tier,
         }
@@ -1533,10 +1684,16 @@ class FakeAnthropicServer:
                 and batch.cancel_initiated_at + self.config.batch_cancel_s
                 <= batch.created_at + batch.processing_s
             )
-            batch.results = [self._item_result(batch, item, canceled) for item in batch.items]
+            # Items are answered in order over batch_span_s simulated seconds, so the cache behaves as in a
+            # long batch: a 5-minute entry can lapse between items, a 1-hour one does not.
+            start = self._now()
+            step = (self.config.batch_span_s or 0.0) / max(1, len(batch.items))
+            batch.results = [
+                self._item_result(batch, item, canceled, start + i * step) for i, item in enumerate(batch.items)
+            ]
             batch.ended_at = end
 
-    def _item_result(self, batch: _Batch, item: _BatchItem, canceled: bool) -> dict[str, Any]:
+    def _item_result(self, batch: _Batch, item: _BatchItem, canceled: bool, now: float) -> dict[str, Any]:
         cfg = self.config
         if canceled:
             return {"type": "canceled"}
@@ -1564,9 +1721,9 @@ class FakeAnthropicServer:
             "batch_id": batch.id,
         }
         try:
-            cached = self._cache_lookup(item.analysis)
+            cached = self._cache_lookup(item.analysis, now)
             message = self._answer(ctx, item.analysis, cached, "batch", override_keys=[item.custom_id, key])
-            self._cache_register(item.analysis)
+            self._cache_register(item.analysis, now)
         except _ApiError as err:
             return self._errored(err)
         except _Drop:

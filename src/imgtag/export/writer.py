@@ -25,7 +25,7 @@ def write_exports(store: Store, meta: dict[str, Any], formats: str | None = None
                         **_known_options({**(meta.get("export_options") or {}), **(options or {})}))
     written: list[Path] = []
     for name in parse_formats(formats or meta.get("formats") or "csv,jsonl"):
-        written.extend(EXPORTERS[name](store.result_rows(key, meta["preset_name"]), ctx))
+        written.extend(EXPORTERS[name](store.result_rows(key, meta["preset_name"], ctx.field_names), ctx))
     return written
 
 

@@ -43,6 +43,7 @@ class ModelInfo:
     thinking_default: bool
     tokenizer_factor: float
     source: str
+    max_edge: int | None = None          # longest image edge the model sees, px (None: the tier decides)
 
 
 @dataclass(frozen=True)
@@ -97,6 +98,7 @@ def _model_from(model_id: str, raw: dict[str, Any]) -> ModelInfo:
         thinking_default=bool(raw["thinking_default"]),
         tokenizer_factor=float(raw.get("tokenizer_factor", 1.0)),
         source=str(raw.get("source", "")),
+        max_edge=int(raw["max_edge"]) if raw.get("max_edge") else None,
     )
 
 

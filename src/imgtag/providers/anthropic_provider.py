@@ -6,13 +6,14 @@ import base64
 import os
 from collections.abc import Mapping
 from datetime import datetime, timezone
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anthropic
 
 from imgtag.pricing.costs import Usage
 from imgtag.pricing.textcount import estimate_text_tokens
 from imgtag.providers.base import (
+    Capabilities,
     ConfigError,
     Fatal,
     ImageInput,
@@ -24,21 +25,30 @@ from imgtag.providers.base import (
     RateLimitSnapshot,
     RequestOptions,
     Transient,
+    check_key,
+    is_local_error,
+    local_reason,
     redact,
 )
 from imgtag.validate.schema import to_anthropic_schema
+
+if TYPE_CHECKING:
+    from imgtag.providers.anthropic_batches import AnthropicBatches
 
 KEY_VARIABLE = "ANTHROPIC_API_KEY"
 
 
 class AnthropicProvider(Provider):
     name = "anthropic"
-    supports_batch = True
+    capabilities = Capabilities(native_schema=True, batch=True,
+                                image_formats=("image/jpeg", "image/png", "image/gif", "image/webp"),
+                                max_images_per_request=100)
 
     def __init__(self, *, api_key: str | None = None, base_url: str | None = None, timeout: float = 120.0) -> None:
         self.api_key = api_key or os.environ.get(KEY_VARIABLE)
         if not self.api_key:
             raise ConfigError(f"No Anthropic API key: set the {KEY_VARIABLE} environment variable.")
+        check_key(self.api_key, KEY_VARIABLE)
         self.base_url = base_url or os.environ.get("ANTHROPIC_BASE_URL") or None
         # max_retries=0: the engine owns every retry. It must see each 429 to pace the whole run, apply one
         # global pause instead of N independent SDK backoffs, count attempts per image, and log them all.
@@ -48,6 +58,11 @@ class AnthropicProvider(Provider):
 
     async def aclose(self) -> None:
         await self.client.close()
+
+    def batch_api(self) -> AnthropicBatches:
+        from imgtag.providers.anthropic_batches import AnthropicBatches
+
+        return AnthropicBatches(self)
 
     # -- request building (shared with batch mode) ---------------------------------------------
 
@@ -98,6 +113,11 @@ class AnthropicProvider(Provider):
         except anthropic.APITimeoutError:
             raise Transient("timeout: no response in time", error_type="timeout") from None
         except anthropic.APIConnectionError as exc:
+            if is_local_error(exc):
+                # The request could not even be built or written (an illegal header, say): every
+                # request would fail the same way, so retrying 114 times as "connection error" is wrong.
+                raise Fatal(f"could not build the request: {redact(local_reason(exc), self.api_key)}",
+                            error_type="request_error") from None
             raise Transient(
                 f"connection error: {redact(str(exc), self.api_key)}", error_type="connection_error"
             ) from None

@@ -2,17 +2,22 @@
 
 A provider turns (image, preset, model) into a ModelAnswer or raises one of the ProviderError kinds
 below. The engine owns retries, pacing, validation and the store; providers own the wire.
+docs/providers.md walks through writing one; `Capabilities` is what the rest of imgtag may ask of it.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from imgtag.presets import Preset
 from imgtag.pricing.catalogue import ModelInfo
 from imgtag.pricing.costs import Usage
+
+if TYPE_CHECKING:
+    from imgtag.config import RunConfig, Target
+    from imgtag.providers.batch_api import BatchAPI
 
 
 @dataclass(frozen=True)
@@ -42,6 +47,14 @@ class RateLimitSnapshot:
         return self.requests_limit is None and self.input_limit is None and self.output_limit is None
 
 
+@dataclass(frozen=True)
+class Credits:
+    """What a credit-billed provider (not priced in dollars) charged for one call, and the balance after it."""
+
+    amount: float | None = None
+    remaining: float | None = None
+
+
 @dataclass
 class ModelAnswer:
     stop_reason: str
@@ -51,6 +64,7 @@ class ModelAnswer:
     request_id: str | None = None
     refusal: str | None = None             # the provider's explanation/category, when it refused
     limits: RateLimitSnapshot = field(default_factory=RateLimitSnapshot)
+    credits: Credits | None = None         # credit-billed providers only: recorded on the attempt
 
 
 class ProviderError(Exception):
@@ -94,6 +108,15 @@ class Fatal(ProviderError):
     """Nothing will succeed (bad key, no permission, spend limit, unknown model): stop the run."""
 
     kind = "fatal"
+    exit_code = 2
+
+
+class Exhausted(Fatal):
+    """The account can pay for nothing more (out of credits): start no new request, let those in flight
+    finish, leave the rest pending for a later run. Exit 1, not 2: nothing is misconfigured."""
+
+    kind = "exhausted"
+    exit_code = 1
 
 
 @dataclass(frozen=True)
@@ -103,9 +126,55 @@ class RequestOptions:
     max_tokens: int
 
 
+@dataclass(frozen=True)
+class Capabilities:
+    """What a provider supports; imgtag adapts to it instead of asking each provider everything.
+
+    native_schema: the API constrains output to the preset's JSON schema (otherwise imgtag relies on the
+        prompt plus local validation, which it always does anyway).
+    batch: an asynchronous batch API (the provider then also returns a BatchAPI from `batch_api()`).
+    image_formats: media types the API accepts; preprocessing sends JPEG, so list at least image/jpeg.
+    max_image_edge: longest image edge in px the model sees (None = the catalogue's tier decides).
+    max_images_per_request: images one request may carry (imgtag sends one per request today).
+    """
+
+    native_schema: bool = True
+    batch: bool = False
+    image_formats: tuple[str, ...] = ("image/jpeg", "image/png")
+    max_image_edge: int | None = None
+    max_images_per_request: int = 1
+
+
 class Provider(ABC):
+    """One module per provider; see docs/providers.md. Construct with keyword settings (api_key, base_url,
+    timeout...); raise ConfigError from __init__ for a missing key or a bad setting (exit 2, one sentence)."""
+
     name: str = "provider"
-    supports_batch: bool = False
+    capabilities: ClassVar[Capabilities] = Capabilities()
+    # The model used when --model is not given (None: the catalogue's default).
+    default_model: ClassVar[str | None] = None
+
+    @property
+    def supports_batch(self) -> bool:
+        return self.capabilities.batch
+
+    @classmethod
+    def resolve_model(cls, info: ModelInfo, settings: dict[str, Any]) -> ModelInfo:
+        """Adjust the catalogue's entry for this provider before anything is estimated or sent (e.g. a
+        local server's unpriced model costs 0). Runs without credentials, also for --dry-run."""
+        return info
+
+    def attach_store(self, store: Any) -> None:  # noqa: B027 - optional hook
+        """Called once per run with the open store, for providers that remember server facts between runs."""
+
+    def check_run(self, cfg: RunConfig, target: Target) -> None:  # noqa: B027 - optional hook
+        """Raise ConfigError (exit 2, one sentence) for a run this provider cannot serve, before anything
+        is spent: a preset, language, model or option it does not support."""
+
+    def declared_limits(self) -> RateLimitSnapshot:
+        """Limits known before the first response (a documented rate for an API that sends no rate-limit
+        headers); the pacer starts from them instead of probing."""
+        return RateLimitSnapshot()
 
     @abstractmethod
     async def describe(self, image: ImageInput, options: RequestOptions) -> ModelAnswer:
@@ -113,6 +182,15 @@ class Provider(ABC):
 
     async def aclose(self) -> None:  # noqa: B027 - optional hook
         """Release connections."""
+
+    def batch_api(self) -> BatchAPI | None:
+        """The provider's batch API for `--mode batch` (providers/batch_api.py), or None when it has none."""
+        return None
+
+
+def with_capabilities(base: Capabilities, **changes: Any) -> Capabilities:
+    """A copy with some fields changed, for providers whose limits depend on the model."""
+    return replace(base, **changes)
 
 
 class ConfigError(Exception):
@@ -125,3 +203,37 @@ def redact(text: str, *secrets: str | None) -> str:
         if secret and len(secret) >= 4:
             text = text.replace(secret, "***")
     return text
+
+
+def check_key(key: str, variable: str) -> None:
+    """Refuse a key with whitespace at once (a pasted newline): it can never authenticate, and sending it
+    fails locally on every request. The key itself never appears in the message."""
+    if any(ch.isspace() for ch in key):
+        raise ConfigError(f"{variable} contains whitespace (a space or line break, often pasted by accident); "
+                          "set it again without.")
+
+
+# Exceptions that mean the request failed inside this process (before any byte reached the server).
+_LOCAL_ERROR_NAMES = frozenset({"LocalProtocolError", "InvalidURL", "UnsupportedProtocol", "UnicodeEncodeError"})
+
+
+def _chain(exc: BaseException) -> list[BaseException]:
+    seen: list[BaseException] = []
+    node: BaseException | None = exc
+    while node is not None and node not in seen:
+        seen.append(node)
+        node = node.__cause__ or node.__context__
+    return seen
+
+
+def is_local_error(exc: BaseException) -> bool:
+    """A connection-level error that was really a local request-construction error (httpx/httpcore/h11
+    LocalProtocolError, an invalid URL or header): fatal for the run, not a transient network fault."""
+    return any(type(e).__name__ in _LOCAL_ERROR_NAMES for e in _chain(exc)[1:])
+
+
+def local_reason(exc: BaseException) -> str:
+    for e in _chain(exc)[1:]:
+        if type(e).__name__ in _LOCAL_ERROR_NAMES:
+            return " ".join(f"{type(e).__name__}: {e}".split())[:200]
+    return type(exc).__name__

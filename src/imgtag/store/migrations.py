@@ -125,10 +125,18 @@ def _v1_initial(db: sqlite3.Connection) -> None:
     )
 
 
-def _v2_xmp(db: sqlite3.Connection) -> None:
+def _v2_credits(db: sqlite3.Connection) -> None:
+    """Credit-billed providers (the imagedescriber tag API): what each call charged and the balance after it.
+    NULL for providers that bill in tokens and dollars."""
+    db.execute("ALTER TABLE attempts ADD COLUMN credits_amount REAL")
+    db.execute("ALTER TABLE attempts ADD COLUMN credits_remaining REAL")
+
+
+def _v3_xmp(db: sqlite3.Connection) -> None:
     # XMP written beside (sidecar) or into (embedded) an image: the bag items imgtag added, so a
     # re-export replaces them instead of piling up, and the outcome of the last attempt per file.
-    db.executescript(
+    # execute, not executescript: executescript would commit migrate()'s transaction first.
+    db.execute(
         """
         CREATE TABLE xmp_written (
             target BLOB NOT NULL,
@@ -139,12 +147,12 @@ def _v2_xmp(db: sqlite3.Connection) -> None:
             error TEXT,
             updated_at TEXT NOT NULL,
             PRIMARY KEY (target, kind)
-        );
+        )
         """
     )
 
 
-MIGRATIONS: list[Migration] = [_v1_initial, _v2_xmp]
+MIGRATIONS: list[Migration] = [_v1_initial, _v2_credits, _v3_xmp]
 
 
 def migrate(db: sqlite3.Connection) -> int:

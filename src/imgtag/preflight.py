@@ -1,0 +1,59 @@
+"""Checks made before anything is created or paid for: a usable --out folder and inputs that name files.
+
+Both answer with one sentence (a UsageError, exit 2) so a typo never leaves an empty store or empty
+results files behind (issue 9 items 7-8).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+from imgtag.configfile import UsageError
+
+
+def check_out(out: Path) -> None:
+    """--out must be a folder, or creatable as one: not a file, not under a file, not read-only."""
+    if out.exists():
+        if not out.is_dir():
+            raise UsageError(f"--out {out} is a file, not a folder; choose a folder for imgtag.db and the exports")
+        if not os.access(out, os.W_OK | os.X_OK):
+            raise UsageError(f"--out {out} is not writable (read-only folder or file system)")
+        return
+    parent = out.absolute().parent
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir():
+        raise UsageError(f"--out {out} cannot be created: {parent} is a file, not a folder")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise UsageError(f"--out {out} cannot be created: {parent} is not writable")
+
+
+def _reusable(arg: str) -> bool:
+    """Arguments discovery can read twice: not stdin, and not an @list that is a pipe (`@<(find ...)`)."""
+    if arg == "-":
+        return False
+    if arg.startswith("@") and len(arg) > 1 and os.path.exists(arg[1:]):
+        return os.path.isfile(arg[1:])
+    return True
+
+
+def check_inputs(inputs: Sequence[str], exclude: Sequence[str] = ()) -> None:
+    """At least one input must name a file. Walks only until the first file is found (so a big tree costs
+    one folder listing); inputs that cannot be read twice (stdin, pipes) are trusted."""
+    from imgtag.ingest.discover import DiscoveryStats, discover, printable
+
+    if not inputs or not all(_reusable(arg) for arg in inputs):
+        return
+    stats = DiscoveryStats()
+    for _ in discover(inputs, stats=stats, exclude=exclude):
+        return
+    missing = list(stats.missing_args)
+    empty = [printable(a) for a in inputs if a not in missing and printable(a) not in missing]
+    if missing and not empty:
+        names = ", ".join(repr(m) for m in missing)
+        raise UsageError(f"nothing matched {names}: no such file or folder")
+    shown = ", ".join(repr(e) for e in empty)
+    extra = f" (and nothing matched {', '.join(repr(m) for m in missing)})" if missing else ""
+    raise UsageError(f"no files to tag in {shown}{extra}")
