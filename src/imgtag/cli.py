@@ -25,6 +25,13 @@ OutOpt = Annotated[Path | None, typer.Option(
     "--out", metavar="DIR", envvar="IMGTAG_OUT", show_default="imgtag-out",
     help="Output folder: holds imgtag.db and the exports.")]
 DEFAULT_OUT = Path("imgtag-out")
+FORMATS_HELP = "csv,jsonl (default), xlsx, parquet, metadata-jsonl, txt, json-sidecar, xmp, xmp-embed"
+TxtTemplateOpt = Annotated[str | None, typer.Option(
+    "--txt-template", help="txt captions: e.g. '{short_caption}' or '{tags}' (lists joined with ', ').")]
+TxtExistingOpt = Annotated[str | None, typer.Option(
+    "--txt-existing", help="A .txt imgtag did not write: skip (default), overwrite, append or prepend.")]
+MetadataOverwriteOpt = Annotated[bool, typer.Option(
+    "--metadata-overwrite", help="Replace a metadata.jsonl that imgtag did not write.")]
 
 
 def _console(err: bool = True) -> Console:
@@ -138,17 +145,14 @@ XmpTouchOpt = Annotated[bool, typer.Option(
 _SHOWN_PATHS = 10  # per-image formats write thousands of files; list a few, count the rest
 
 
-def _export_options(formats: str, xmp_name: str | None, xmp_touch: bool) -> dict[str, Any]:
-    """Check --format and the export flags (exit 2 in one line); returns ExportContext options."""
+def _xmp_options(formats: str, xmp_name: str | None, xmp_touch: bool) -> dict[str, Any]:
+    """Check --format (unknown names, xmp-embed without exiftool) and the XMP flags: exit 2 in one line."""
     from imgtag.export import parse_formats
-    from imgtag.export.xmp_embed import exiftool_available, missing_exiftool_message
 
     try:
-        names = parse_formats(formats)
+        parse_formats(formats)
     except ValueError as exc:
         raise _fail(str(exc)) from None
-    if "xmp-embed" in names and not exiftool_available():
-        raise _fail(missing_exiftool_message())
     options: dict[str, Any] = {}
     if xmp_name is not None:
         if xmp_name not in ("full", "stem"):
@@ -166,7 +170,7 @@ def _print_written(paths: list[Path], notes: list[str]) -> None:
         more = f" and {len(paths) - _SHOWN_PATHS} more" if len(paths) > _SHOWN_PATHS else ""
         console.print(f"wrote {shown}{more}", markup=False)
     for note in notes:
-        console.print(f"imgtag: {note}", markup=False)
+        console.print(note, markup=False)
 
 
 # -- scan ----------------------------------------------------------------------------------------
@@ -270,7 +274,10 @@ def run(
     mode: Annotated[str, typer.Option(help="sync, or batch (Message Batches: half price, asynchronous).")] = "sync",
     lang: Annotated[str | None, typer.Option(help="Output language (zh, en, ja, ...).")] = None,
     categories: Annotated[str | None, typer.Option(help="Allowed categories: a,b,c or @file.")] = None,
-    format: Annotated[str, typer.Option("--format", help="Exports: csv,jsonl,xmp,xmp-embed")] = "csv,jsonl",
+    format: Annotated[str, typer.Option("--format", help=f"Exports: {FORMATS_HELP}")] = "csv,jsonl",
+    txt_template: TxtTemplateOpt = None,
+    txt_existing: TxtExistingOpt = None,
+    metadata_overwrite: MetadataOverwriteOpt = False,
     xmp_name: XmpNameOpt = None,
     xmp_touch: XmpTouchOpt = False,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Everything except paid requests.")] = False,
@@ -292,7 +299,7 @@ def run(
     """Tag/describe images. Resumable: run the same command again to continue after any interruption."""
     if mode not in ("sync", "batch"):
         raise _fail(f"--mode must be sync or batch, not {mode!r}")
-    export_options = _export_options(format, xmp_name, xmp_touch)
+    xmp_options = _xmp_options(format, xmp_name, xmp_touch)
     cfg = _build_config(paths, _out(out), preset=preset, model=model, provider=provider, lang=lang,
                         categories=categories, mode=mode, formats=format, dry_run=dry_run, budget=budget,
                         concurrency=concurrency, workers=workers, min_side=min_side,
@@ -301,8 +308,33 @@ def run(
                         batch_max_requests=batch_max_requests,
                         batch_max_bytes=int(batch_max_mb * 1024 * 1024), poll_interval=poll_interval,
                         provider_settings={"base_url": base_url} if base_url else {},
-                        export_options=export_options)
+                        export_options={**_export_options(txt_template, txt_existing, metadata_overwrite),
+                                        **xmp_options})
     _execute(cfg, "run")
+
+
+def _export_options(txt_template: str | None, txt_existing: str | None, metadata_overwrite: bool) -> dict[str, Any]:
+    from imgtag.export.beside import EXISTING_POLICIES
+
+    if txt_existing is not None and txt_existing not in EXISTING_POLICIES:
+        raise _fail(f"--txt-existing must be one of {', '.join(EXISTING_POLICIES)}, not {txt_existing!r}")
+    return {"txt_template": txt_template, "txt_existing": txt_existing,
+            "metadata_overwrite": metadata_overwrite or None}
+
+
+def _check_export_options(formats: str, options: dict[str, Any], fields: list[str],
+                          preset_template: str | None) -> None:
+    """Refuse a caption template naming no field of this preset before anything is spent or written."""
+    from imgtag.export import parse_formats
+    from imgtag.export.captions import check_template
+
+    try:
+        if "txt" in parse_formats(formats):
+            template = options.get("txt_template") or preset_template
+            if template:
+                check_template(template, fields)
+    except ValueError as exc:
+        raise _fail(str(exc)) from None
 
 
 def _execute(cfg: RunConfig, command: str) -> None:
@@ -310,14 +342,17 @@ def _execute(cfg: RunConfig, command: str) -> None:
     from imgtag.providers.base import ConfigError
 
     target = _resolve(cfg)
+    _check_export_options(cfg.formats, cfg.export_options, target.preset.fields, target.preset.txt_template)
     _preflight(cfg)
     provider_obj = None
-    if not cfg.dry_run:
-        try:
+    try:
+        from imgtag.providers import provider_class
+
+        provider_class(cfg.provider).check_run(cfg, target)  # what it cannot serve: exit 2, dry runs too
+        if not cfg.dry_run:
             provider_obj = open_provider(cfg)
-            provider_obj.check_run(cfg, target)  # a preset/language/option it cannot serve: exit 2, nothing spent
-        except ConfigError as exc:
-            raise _fail(str(exc)) from None
+    except ConfigError as exc:
+        raise _fail(str(exc)) from None
     with _open_store(cfg.out) as store:
         if not cfg.dry_run:
             store.set_meta("target", target_meta(cfg, target))
@@ -446,22 +481,30 @@ def status(out: OutOpt = None,
 
 @app.command()
 def export(out: OutOpt = None,
-           format: Annotated[str | None, typer.Option("--format", help="csv,jsonl,xmp,xmp-embed")] = None,
+           format: Annotated[str | None, typer.Option("--format", help=FORMATS_HELP)] = None,
+           txt_template: TxtTemplateOpt = None,
+           txt_existing: TxtExistingOpt = None,
+           metadata_overwrite: MetadataOverwriteOpt = False,
            xmp_name: XmpNameOpt = None,
            xmp_touch: XmpTouchOpt = False) -> None:
-    """Rebuild output files from the store (atomically)."""
-    from imgtag.export.writer import write_exports
+    """Rebuild output files from the store (atomically), without asking any model again."""
+    from imgtag.export.writer import ExportRefused, write_exports
 
-    out = _out(out)
+    options = _export_options(txt_template, txt_existing, metadata_overwrite)
     notes: list[str] = []
+    out = _out(out)
     with _open_store(out, create=False, lock=False) as store:
         meta = store.get_meta("target")
         if not meta:
             raise _fail(f"no results yet in {out} (run `imgtag run` first)", EXIT_FAILED)
+        formats = format or meta.get("formats") or "csv,jsonl"
+        _check_export_options(formats, options, list(meta["fields"]), meta.get("txt_template"))
         try:
-            # Without --format, the run's formats, checked as if given now (exiftool may have gone since).
-            options = _export_options(format or meta.get("formats") or "csv,jsonl", xmp_name, xmp_touch)
-            written = write_exports(store, meta, format, options, notes)
+            options.update(_xmp_options(formats, xmp_name, xmp_touch))
+            written = write_exports(store, meta, formats, options, notes)
+        except ExportRefused as exc:
+            _print_written(exc.written, exc.notes)
+            raise _fail(str(exc)) from None
         except ValueError as exc:
             raise _fail(str(exc)) from None
     _print_written(written, notes)

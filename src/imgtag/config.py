@@ -53,7 +53,7 @@ class RunConfig:
     retry_failed: bool = False
     source: Iterable[Discovered] | None = None
     provider_settings: dict[str, Any] = field(default_factory=dict)
-    # ExportContext fields set by flags (e.g. xmp_name), passed to every exporter.
+    # ExportContext options from the command line (txt_template, txt_existing, metadata_overwrite, xmp_name).
     export_options: dict[str, Any] = field(default_factory=dict)
 
 
@@ -85,7 +85,9 @@ def target_meta(cfg: RunConfig, target: Target) -> dict[str, Any]:
             "lang": cfg.lang, "categories": list(cfg.categories) if cfg.categories else None,
             "provider": cfg.provider, "model": target.model.id, "mode": cfg.mode, "formats": cfg.formats,
             "fields": target.preset.fields, "list_fields": target.preset.list_fields,
-            "export_options": dict(cfg.export_options)}
+            "schema": target.preset.schema, "txt_template": target.preset.txt_template,
+            # XMP naming is remembered so `export` and `retry` name sidecars as the run did.
+            "export_options": {k: v for k, v in cfg.export_options.items() if k.startswith("xmp_")}}
 
 
 def prepare_template(cfg: RunConfig, target: Target, *, encode: bool,

@@ -53,6 +53,9 @@ class Preset:
     version: str  # 12 hex chars, see compute_version
     fields: list[str]  # top-level property names in schema order (CSV columns)
     list_fields: list[str]  # the array-valued ones (CSV joins them with "|")
+    # What a .txt caption holds (export format txt), e.g. "{short_caption}"; None = the first field.
+    # Not part of the version: it changes an export, not the model's answer.
+    txt_template: str | None = None
 
 
 def builtin_names() -> list[str]:
@@ -215,6 +218,7 @@ def _build(
         ),
         fields=list(props),
         list_fields=[f for f, sub in props.items() if isinstance(sub, dict) and is_array_schema(sub)],
+        txt_template=data.get("txt_template"),
     )
 
 

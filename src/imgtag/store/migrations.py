@@ -132,7 +132,24 @@ def _v2_credits(db: sqlite3.Connection) -> None:
     db.execute("ALTER TABLE attempts ADD COLUMN credits_remaining REAL")
 
 
-def _v3_xmp(db: sqlite3.Connection) -> None:
+def _v3_export_ledger(db: sqlite3.Connection) -> None:
+    # Files imgtag wrote beside the originals (captions, JSON sidecars, metadata.jsonl): the hash of what
+    # we wrote tells our own file (rewrite it) from a user's (never clobber it), and `kept` holds the
+    # user's own text an append/prepend was merged with, so re-exporting gives the same bytes.
+    db.executescript(
+        """
+        CREATE TABLE export_files (
+            path BLOB PRIMARY KEY,
+            format TEXT NOT NULL,
+            sha256 TEXT NOT NULL,
+            kept TEXT,
+            how TEXT
+        );
+        """
+    )
+
+
+def _v4_xmp(db: sqlite3.Connection) -> None:
     # XMP written beside (sidecar) or into (embedded) an image: the bag items imgtag added, so a
     # re-export replaces them instead of piling up, and the outcome of the last attempt per file.
     # execute, not executescript: executescript would commit migrate()'s transaction first.
@@ -152,7 +169,7 @@ def _v3_xmp(db: sqlite3.Connection) -> None:
     )
 
 
-MIGRATIONS: list[Migration] = [_v1_initial, _v2_credits, _v3_xmp]
+MIGRATIONS: list[Migration] = [_v1_initial, _v2_credits, _v3_export_ledger, _v4_xmp]
 
 
 def migrate(db: sqlite3.Connection) -> int:
