@@ -406,7 +406,7 @@ def test_detach_status_then_rerun_collects(tmp_path: Path, fake_anthropic_factor
     code, status_json = run_cli(["status", "--out", str(out), "--json"], {}, monkeypatch)
     live = json.loads(status_json)["batches"]
     assert [b["id"] for b in live] == ids and {b["processing_status"] for b in live} == {"in_progress"}
-    assert json.loads(live[0]["request_counts"])["processing"] == 5
+    assert live[0]["request_counts"]["processing"] == 5  # an object, not JSON text
 
     # the same command again while they are still in flight: nothing is submitted twice
     code, output = run_cli(args, fake.env(), monkeypatch)
