@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
 
 import pytest
 from lxml import etree
@@ -268,3 +269,26 @@ def test_exiftool_reads_every_keyword_of_many_sidecars(tmp_path, store):
     for entry in exiftool("-XMP-dc:Subject", "-ext", "xmp", tmp_path):
         i = int(os.path.basename(entry["SourceFile"])[1])
         assert entry["XMP-dc:Subject"] == [f"k{i}", "共同"]
+
+
+def test_exiv2_reads_merged_sidecars(tmp_path, store):
+    """darktable and digiKam read sidecars through libexiv2, not exiftool: check with its own CLI."""
+    exe = shutil.which("exiv2")
+    assert exe, "exiv2 is needed to check sidecars the way darktable and digiKam read them (.ci/system-deps)"
+    for fixture, image in (("darktable.jpg.xmp", "d.jpg"), ("digikam.jpg.xmp", "k.jpg")):
+        shutil.copyfile(DATA / fixture, tmp_path / f"{image}.xmp")
+        write_xmp([row(_image(tmp_path, image), KEYWORDS)], context(store, lang="zh"))
+
+    def exiv2(path):
+        done = subprocess.run([exe, "-px", str(path)], capture_output=True, check=False)
+        return done.stdout.decode("utf-8"), done.stderr.decode("utf-8")
+    out, err = exiv2(tmp_path / "d.jpg.xmp")
+    assert "Error" not in err, err
+    assert any(line.startswith("Xmp.darktable.history[3]/darktable:operation") and line.endswith("filmicrgb")
+               for line in out.splitlines()), out
+    assert "sunset, 家人, 西湖, boat, 杭州, water" in out
+    assert 'lang="x-default" 西湖日落, lang="zh" 西湖日落' in out
+    out, err = exiv2(tmp_path / "k.jpg.xmp")
+    assert "Error" not in err, err
+    assert "Xmp.digiKam.TagsList" in out and "People/Grandma, Events/Birthday 2023" in out
+    assert "Grandma, Birthday 2023, 西湖, sunset, boat, 杭州, water" in out

@@ -86,8 +86,9 @@ def target_meta(cfg: RunConfig, target: Target) -> dict[str, Any]:
             "provider": cfg.provider, "model": target.model.id, "mode": cfg.mode, "formats": cfg.formats,
             "fields": target.preset.fields, "list_fields": target.preset.list_fields,
             "schema": target.preset.schema, "txt_template": target.preset.txt_template,
-            # XMP naming is remembered so `export` and `retry` name sidecars as the run did.
-            "export_options": {k: v for k, v in cfg.export_options.items() if k.startswith("xmp_")}}
+            # caption and XMP naming options a later `imgtag export` reuses (see export/writer.py REMEMBERED)
+            "export_options": {k: v for k, v in cfg.export_options.items()
+                               if k in ("txt_template", "txt_existing", "xmp_name") and v is not None}}
 
 
 def prepare_template(cfg: RunConfig, target: Target, *, encode: bool,

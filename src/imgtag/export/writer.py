@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
@@ -54,10 +53,7 @@ def write_exports(store: Store, meta: dict[str, Any], formats: str | None = None
 def _write(store: Store, meta: dict[str, Any], formats: str | None, options: dict[str, Any] | None,
            notes: list[str] | None, out_dir: Path) -> list[Path]:
     key = WorkKey(meta["preset_version"], meta["provider"], meta["model"])
-    # Options the run was started with (XMP naming), then flags given now, which win.
-    opts = _known_options(meta.get("export_options") or {})
-    opts.update({k: v for k, v in (options or {}).items() if v is not None})
-    opts.setdefault("txt_template", meta.get("txt_template"))
+    opts = effective_options(meta, options)
     ctx = ExportContext(out_dir=out_dir, field_names=list(meta["fields"]),
                         list_fields=set(meta.get("list_fields") or []), schema=_schema(meta),
                         ledger=StoreLedger(store.db), preset=meta.get("preset_name"), lang=meta.get("lang"),
@@ -72,10 +68,22 @@ def _write(store: Store, meta: dict[str, Any], formats: str | None, options: dic
     return written
 
 
-def _known_options(options: dict[str, Any]) -> dict[str, Any]:
-    # A store written by a newer imgtag may remember options this version does not have.
-    names = {f.name for f in fields(ExportContext)}
-    return {k: v for k, v in options.items() if k in names}
+# Options a later `imgtag export` keeps using unless told otherwise, so a plain re-export rebuilds the same
+# captions and names sidecars the same way. A permission such as metadata_overwrite (or --xmp-touch) is never
+# remembered.
+REMEMBERED = ("txt_template", "txt_existing", "xmp_name")
+
+
+def effective_options(meta: dict[str, Any], options: dict[str, Any] | None) -> dict[str, Any]:
+    """Command-line options over the ones remembered with the target, over the preset's txt_template."""
+    opts = {k: v for k, v in (meta.get("export_options") or {}).items() if k in REMEMBERED and v is not None}
+    opts.update({k: v for k, v in (options or {}).items() if v is not None})
+    opts.setdefault("txt_template", meta.get("txt_template"))
+    return opts
+
+
+def remembered_options(options: dict[str, Any]) -> dict[str, Any]:
+    return {k: options[k] for k in REMEMBERED if options.get(k) is not None}
 
 
 def _schema(meta: dict[str, Any]) -> dict[str, Any] | None:
