@@ -260,7 +260,8 @@ def _print_scan_summary(console: Console, s: dict[str, Any]) -> None:
     for e in s["estimates"]:
         def money(x: float | None) -> str:
             return usd(x)
-        table.add_row(e["model"], f"{e['input_tokens']:,}", f"{e['output_tokens']:,}", money(e["standard_usd"]),
+        tokens_in = "unknown" if e["input_tokens"] is None else f"{e['input_tokens']:,}"
+        table.add_row(e["model"], tokens_in, f"{e['output_tokens']:,}", money(e["standard_usd"]),
                       money(e["batch_usd"]))
     console.print(table)
 
@@ -414,8 +415,9 @@ def _report(outcome: Any, cfg: RunConfig, target: Any, missing: list[str]) -> No
     if cfg.dry_run and outcome.estimator is not None:
         est = next(iter(outcome.estimator.totals.values()))
         std, bat = usd(est.standard_usd), usd(est.batch_usd)
+        tokens_in = f"{est.input_tokens:,}" if est.tokens_known else "an unknown number of"
         console.print(f"dry run: {est.images} images to tag with {target.model.id}, about "
-                      f"{est.input_tokens:,} input + {est.output_tokens:,} output tokens; estimated {std} "
+                      f"{tokens_in} input + {est.output_tokens:,} output tokens; estimated {std} "
                       f"standard, {bat} batch. Nothing was sent.", markup=False)
         return
     counts = ", ".join(f"{k} {v}" for k, v in sorted(s.by_status.items())) or "no files"

@@ -29,7 +29,8 @@ def file_entry(ing: Ingested, store: Store, target: Target, prompt: int) -> dict
     r = ing.record
     est = None
     if r.status == "ok" and r.width and r.height:
-        est = image_tokens(r.width, r.height, target.preset, target.model) + prompt
+        img = image_tokens(r.width, r.height, target.preset, target.model)
+        est = None if img is None else img + prompt  # None: this model's image tokens are unknown
     return {
         "path": r.display,
         "status": r.status,
@@ -81,7 +82,8 @@ async def scan(cfg: RunConfig, store: Store, target: Target, emit: Callable[[dic
 def summary_object(result: ScanResult, target: Target) -> dict[str, Any]:
     assert result.estimator is not None
     estimates = [
-        {"model": t.model, "images": t.images, "input_tokens": t.input_tokens, "output_tokens": t.output_tokens,
+        {"model": t.model, "images": t.images, "input_tokens": t.input_tokens if t.tokens_known else None,
+         "output_tokens": t.output_tokens,
          "standard_usd": None if t.standard_usd is None else round(t.standard_usd, 6),
          "batch_usd": None if t.batch_usd is None else round(t.batch_usd, 6)}
         for t in result.estimator.totals.values()

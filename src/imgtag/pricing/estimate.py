@@ -32,8 +32,14 @@ def prompt_tokens(preset: Preset, model: ModelInfo) -> int:
     return int(estimate_text_tokens(text) * model.tokenizer_factor) + REQUEST_OVERHEAD_TOKENS
 
 
-def image_tokens(width: int, height: int, preset: Preset, model: ModelInfo) -> int:
-    out_w, out_h = fit_size(width, height, tier_for(preset, model), max_long_edge_for(preset))
+def image_tokens(width: int, height: int, preset: Preset, model: ModelInfo) -> int | None:
+    """None when the model's image-token rule is unknown (a local server's model): say so, never invent."""
+    edge = min((e for e in (max_long_edge_for(preset), model.max_edge) if e), default=None)
+    out_w, out_h = fit_size(width, height, tier_for(preset, model), edge)
+    if model.image_tokens != "claude":
+        from imgtag.pricing.image_rules import other_image_tokens
+
+        return other_image_tokens(out_w, out_h, model)
     return visual_tokens(out_w, out_h)
 
 
@@ -61,6 +67,7 @@ class ModelEstimate:
     output_tokens: int = 0
     standard_usd: float | None = 0.0
     batch_usd: float | None = 0.0
+    tokens_known: bool = True  # False: the model's image tokens are unknown; input_tokens counts text only
 
 
 @dataclass
@@ -78,15 +85,20 @@ class Estimator:
     def add(self, width: int, height: int) -> None:
         for model_id, total in self.totals.items():
             info = catalogue().get(model_id)
+            img = image_tokens(width, height, self.preset, info)
+            if img is None:
+                total.tokens_known = False
             est = RequestEstimate(
-                input_tokens=image_tokens(width, height, self.preset, info) + self._prompt[model_id],
+                input_tokens=(img or 0) + self._prompt[model_id],
                 output_tokens=int(self.preset.expected_output_tokens * info.tokenizer_factor),
             )
             total.images += 1
             total.input_tokens += est.input_tokens
             total.output_tokens += est.output_tokens
-            std = cost_usd(info.prices, est.usage())
-            bat = cost_usd(info.prices, est.usage(), batch=True)
+            # Unknown image tokens leave the cost unknown too, unless the model is free (a local server).
+            free = info.prices is not None and info.prices.input == 0
+            std = cost_usd(info.prices, est.usage()) if img is not None or free else None
+            bat = cost_usd(info.prices, est.usage(), batch=True) if img is not None or free else None
             total.standard_usd = None if std is None or total.standard_usd is None else total.standard_usd + std
             total.batch_usd = None if bat is None or total.batch_usd is None else total.batch_usd + bat
 
