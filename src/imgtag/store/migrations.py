@@ -185,7 +185,12 @@ def _v6_run_end_state(db: sqlite3.Connection) -> None:
     db.execute("ALTER TABLE runs ADD COLUMN end_state TEXT")
 
 
-def _v7_xmp(db: sqlite3.Connection) -> None:
+def _v7_ray_shards(db: sqlite3.Connection) -> None:
+    # --engine ray: result shards already applied to this store, so applying one twice changes nothing.
+    db.execute("CREATE TABLE ray_shards (name TEXT PRIMARY KEY, rows INTEGER NOT NULL, ingested_at TEXT NOT NULL)")
+
+
+def _v8_xmp(db: sqlite3.Connection) -> None:
     # XMP written beside (sidecar) or into (embedded) an image: the bag items imgtag added, so a
     # re-export replaces them instead of piling up, and the outcome of the last attempt per file.
     # execute, not executescript: executescript would commit migrate()'s transaction first.
@@ -206,7 +211,7 @@ def _v7_xmp(db: sqlite3.Connection) -> None:
 
 
 MIGRATIONS: list[Migration] = [_v1_initial, _v2_credits, _v3_export_ledger, _v4_server_caps, _v5_learned_limits,
-                              _v6_run_end_state, _v7_xmp]
+                              _v6_run_end_state, _v7_ray_shards, _v8_xmp]
 
 
 def migrate(db: sqlite3.Connection) -> int:
