@@ -183,7 +183,7 @@ def _preflight(cfg: RunConfig) -> None:
 
 
 XmpNameOpt = Annotated[str | None, typer.Option(
-    "--xmp-name", help="XMP sidecar names: full (photo.jpg.xmp, default) or stem (photo.xmp).")]
+    "--xmp-name", metavar="full|stem", help="XMP sidecar names: full (photo.jpg.xmp, default) or stem (photo.xmp).")]
 XmpTouchOpt = Annotated[bool, typer.Option(
     "--xmp-touch", help="xmp-embed: leave the files' modification time at now (default: keep it).")]
 _SHOWN_PATHS = 10  # per-image formats write thousands of files; list a few, count the rest

@@ -23,8 +23,6 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from PIL import Image
-
 from imgtag.export.atomic import _fsync_dir
 from imgtag.export.exiftool import Exiftool, ExiftoolError, find_exiftool
 from imgtag.export.rows import ExportContext, ResultRow
@@ -255,6 +253,8 @@ def _verify(et: Exiftool, tmp: str, source: str, wanted: bytes, keywords: list[s
     if caption is not None and got.get("IPTC:Caption-Abstract") != caption:
         raise EmbedError("read-back check failed: IPTC caption differs")
     # Metadata tools never touch pixels, but a cheap header check catches a damaged container.
+    from PIL import Image  # here, not at import: `imgtag --help` and configuration errors never load Pillow
+
     try:
         with Image.open(source) as a, Image.open(tmp) as b:
             if a.size != b.size:
