@@ -60,7 +60,7 @@ def test_each_builtin_preset_maps_its_fields(tmp_path, store):
         "ecommerce": ({"tags": ["连衣裙", "碎花"], "category": "Dresses", "description": "夏季碎花连衣裙",
                        "color": "red", "style": "boho"},
                       {"XMP-lr:HierarchicalSubject": ["Category|Dresses", "Color|red", "Style|boho"],
-                       "XMP-dc:Description": "夏季碎花连衣裙"}),
+                       "XMP-dc:Description": "夏季碎花连衣裙", "XMP-dc:Title": "夏季碎花连衣裙"}),
         "alt-text": ({"alt": "A red tram on a steep street", "title": "Tram 28",
                       "long_description": "A red tram climbs a cobbled street."},
                      {"XMP-iptcCore:AltTextAccessibility": "A red tram on a steep street",
@@ -249,7 +249,7 @@ def test_cli_run_writes_sidecars_exiftool_reads(tmp_path, fake_anthropic_factory
     for name in made:
         sidecar = tmp_path / "in" / (name.rsplit(".", 1)[0] + ".xmp")
         got = tags(sidecar)
-        assert len(got["XMP-dc:Subject"]) >= 3 and got["XMP-dc:Description"], got
+        assert len(got["XMP-dc:Subject"]) >= 3 and got["XMP-dc:Description"] and got["XMP-dc:Title"], got
         assert any(h.startswith("Category|") for h in got["XMP-lr:HierarchicalSubject"])
         assert sha(tmp_path / "in" / name) == originals[name]
     first = {p.name: p.read_bytes() for p in (tmp_path / "in").glob("*.xmp")}

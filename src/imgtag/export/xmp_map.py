@@ -93,6 +93,7 @@ def _parse_targets(spec: dict[str, Any]) -> dict[str, list[Target]]:
     return out
 
 
+@lru_cache(maxsize=32)  # called once per image; the table never changes while we run
 def mapping_for(preset: str | None) -> dict[str, list[Target]]:
     """Field name -> XMP targets for a preset (its own section, else the by-name default)."""
     table = _table()
