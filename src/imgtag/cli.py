@@ -12,7 +12,6 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
-from rich.table import Table
 
 from imgtag import __version__
 from imgtag.config import EXIT_CONFIG, EXIT_FAILED, EXIT_OK, RunConfig, open_provider, resolve_target
@@ -141,6 +140,8 @@ def scan(
     model: Annotated[str | None, typer.Option(help="Model whose image sizing is reported.")] = None,
     preset: Annotated[str | None, typer.Option(help="Preset name or file.")] = None,
     lang: Annotated[str | None, typer.Option(help="Output language code.")] = None,
+    detail: Annotated[str | None, typer.Option(help="Image detail: low | standard | high.")] = None,
+    max_edge: Annotated[int | None, typer.Option(help="Long-edge cap in px, overriding the detail level.")] = None,
     min_side: Annotated[int, typer.Option(help="Skip images whose short side is smaller (px).")] = 200,
     max_megapixels: Annotated[float, typer.Option(help="Refuse images declaring more pixels.")] = 100.0,
     workers: Annotated[int | None, typer.Option(help="Decoding processes (default: all cores).")] = None,
@@ -158,7 +159,8 @@ def scan(
     else:
         store_dir = Path(asked) if asked is not None else DEFAULT_OUT
     cfg = _build_config(paths, store_dir, preset=preset, model=model, provider=None, lang=lang, categories=None,
-                        min_side=min_side, max_megapixels=max_megapixels, workers=workers)
+                        min_side=min_side, max_megapixels=max_megapixels, workers=workers, detail=detail,
+                        max_edge=max_edge)
     target = _resolve(cfg)
     _preflight(cfg)
     try:
@@ -183,12 +185,12 @@ def _scan(cfg: RunConfig, target: Any, as_json: bool) -> None:
         note = entry["reason"] or (f"duplicate of {entry['duplicate_of']}" if entry["duplicate_of"] else "")
         if not note and entry["near_duplicate_of"]:
             note = f"near-duplicate of {entry['near_duplicate_of']}"
-        tokens = entry["est_input_tokens"] if entry["est_input_tokens"] is not None else "-"
+        tokens = entry["image_tokens"] if entry["image_tokens"] is not None else "-"  # shows --detail's effect
         rows_out.write(f"{entry['status']:<8} {entry['format'] or '-':<9} {size:>11} {tokens!s:>6}  "
                        f"{entry['path']}{'  — ' + note if note else ''}\n")
 
     if not as_json:
-        rows_out.write(f"{'status':<8} {'format':<9} {'size':>11} {'tokens':>6}  path\n")
+        rows_out.write(f"{'status':<8} {'format':<9} {'size':>11} {'img tk':>6}  path\n")
     with _open_store(cfg.out) as store:
         result = asyncio.run(do_scan(cfg, store, target, emit))
     summary = summary_object(result, target)
@@ -208,15 +210,9 @@ def _print_scan_summary(console: Console, s: dict[str, Any]) -> None:
     console.print(f"{s['files']} files: {counts}; {s['distinct_images']} distinct images to tag", markup=False)
     if s["by_reason"]:
         console.print("reasons: " + ", ".join(f"{k} {v}" for k, v in sorted(s["by_reason"].items())), markup=False)
-    table = Table(title=f"Estimated cost, preset {s['preset']}", show_edge=False)
-    for col in ("model", "input tokens", "output tokens", "standard $", "batch $"):
-        table.add_column(col, justify="right" if col != "model" else "left")
-    for e in s["estimates"]:
-        def money(x: float | None) -> str:
-            return "unknown" if x is None else f"{x:,.4f}"
-        table.add_row(e["model"], f"{e['input_tokens']:,}", f"{e['output_tokens']:,}", money(e["standard_usd"]),
-                      money(e["batch_usd"]))
-    console.print(table)
+    from imgtag.costview import print_estimates
+
+    print_estimates(console, s["preset"], s["estimates"], s.get("selected_model"))
 
 
 # -- run / retry -----------------------------------------------------------------------------------
@@ -237,6 +233,8 @@ def run(
     budget: Annotated[float | None, typer.Option(help="Never start a request past this spend (USD).")] = None,
     concurrency: Annotated[int, typer.Option(help="Upper bound on requests in flight.")] = 64,
     workers: Annotated[int | None, typer.Option(help="Decoding processes (default: all cores).")] = None,
+    detail: Annotated[str | None, typer.Option(help="Image detail: low | standard | high.")] = None,
+    max_edge: Annotated[int | None, typer.Option(help="Long-edge cap in px, overriding the detail level.")] = None,
     min_side: Annotated[int, typer.Option(help="Skip images whose short side is smaller (px).")] = 200,
     max_megapixels: Annotated[float, typer.Option(help="Refuse images declaring more pixels.")] = 100.0,
     skip_near_duplicates: Annotated[bool, typer.Option(help="Do not tag near-duplicates.")] = False,
@@ -260,7 +258,7 @@ def run(
         raise _fail(str(exc)) from None
     cfg = _build_config(paths, _out(out), preset=preset, model=model, provider=provider, lang=lang,
                         categories=categories, mode=mode, formats=format, dry_run=dry_run, budget=budget,
-                        concurrency=concurrency, workers=workers, min_side=min_side,
+                        concurrency=concurrency, workers=workers, min_side=min_side, detail=detail, max_edge=max_edge,
                         max_megapixels=max_megapixels, skip_near_duplicates=skip_near_duplicates,
                         timeout=timeout, max_attempts=max_attempts, progress=not quiet, detach=detach,
                         batch_max_requests=batch_max_requests,
@@ -310,12 +308,9 @@ def _report(outcome: Any, cfg: RunConfig, target: Any, missing: list[str]) -> No
         console.print(f"imgtag: nothing matched {arg!r}", markup=False)
     s = outcome.summary
     if cfg.dry_run and outcome.estimator is not None:
-        est = next(iter(outcome.estimator.totals.values()))
-        std = "unknown" if est.standard_usd is None else f"${est.standard_usd:,.4f}"
-        bat = "unknown" if est.batch_usd is None else f"${est.batch_usd:,.4f}"
-        console.print(f"dry run: {est.images} images to tag with {target.model.id}, about "
-                      f"{est.input_tokens:,} input + {est.output_tokens:,} output tokens; estimated {std} "
-                      f"standard, {bat} batch. Nothing was sent.", markup=False)
+        from imgtag.costview import dry_run_line
+
+        console.print(dry_run_line(next(iter(outcome.estimator.totals.values()))), markup=False)
         return
     counts = ", ".join(f"{k} {v}" for k, v in sorted(s.by_status.items())) or "no files"
     console.print(f"{s.files} files: {counts}; {s.requests} requests, "
@@ -367,12 +362,15 @@ def status(out: OutOpt = None,
             "SELECT f.display, j.error_type, j.error_message FROM jobs j JOIN files f ON f.id = j.file_id"
             " WHERE j.status='failed' UNION ALL SELECT display, reason_code, reason FROM files"
             " WHERE status='failed' LIMIT 50").fetchall()
+        from imgtag.costview import status_estimate, status_estimate_line
+
+        estimate = status_estimate(store.db, meta) if meta else None
     if as_json:
         print(json.dumps({"target": meta, "files": s.files, "by_status": s.by_status, "by_error": s.by_error,
                           "input_tokens": s.input_tokens, "output_tokens": s.output_tokens,
                           "cache_creation_input_tokens": s.cache_creation_input_tokens,
                           "cache_read_input_tokens": s.cache_read_input_tokens, "cost_usd": round(s.cost_usd, 8),
-                          "requests": s.requests, "batches": batches}, ensure_ascii=False))
+                          "requests": s.requests, "batches": batches, "estimate": estimate}, ensure_ascii=False))
         return
     console = _console(err=False)
     if not meta:
@@ -385,6 +383,8 @@ def status(out: OutOpt = None,
     console.print(f"requests {s.requests}; tokens in {s.input_tokens:,}, out {s.output_tokens:,}, cache write "
                   f"{s.cache_creation_input_tokens:,}, cache read {s.cache_read_input_tokens:,}; "
                   f"cost ${s.cost_usd:.4f}", markup=False)
+    if estimate is not None:
+        console.print(status_estimate_line(estimate, s.cost_usd), markup=False)
     if s.by_error:
         console.print("by cause: " + ", ".join(f"{k} {v}" for k, v in sorted(s.by_error.items())), markup=False)
     for b in batches:

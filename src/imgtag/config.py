@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
-from imgtag.presets import Preset, builtin_names, load_preset
+from imgtag.presets import Preset, builtin_names, load_preset, with_detail
 from imgtag.pricing.catalogue import ModelInfo, catalogue
 from imgtag.store import WorkKey
 
@@ -40,6 +40,8 @@ class RunConfig:
     concurrency: int = 64
     workers: int | None = None
     min_side: int = 200
+    detail: str | None = None  # --detail: overrides the preset's detail level
+    max_edge: int | None = None  # --max-edge: long-edge cap in px
     max_megapixels: float = 100.0
     skip_near_duplicates: bool = False
     timeout: float = 120.0
@@ -63,7 +65,7 @@ class Target:
 
 
 def resolve_target(cfg: RunConfig) -> Target:
-    preset = load_preset(cfg.preset, lang=cfg.lang, categories=cfg.categories)
+    preset = with_detail(load_preset(cfg.preset, lang=cfg.lang, categories=cfg.categories), cfg.detail, cfg.max_edge)
     if cfg.provider == "anthropic":
         # The catalogue is Anthropic's table; skipping the hook spares `scan` a second of SDK import.
         model = catalogue().get(cfg.model or catalogue().default_model)
@@ -82,7 +84,8 @@ def target_meta(cfg: RunConfig, target: Target) -> dict[str, Any]:
     return {"preset": preset, "preset_name": target.preset.name, "preset_version": target.preset.version,
             "lang": cfg.lang, "categories": list(cfg.categories) if cfg.categories else None,
             "provider": cfg.provider, "model": target.model.id, "mode": cfg.mode, "formats": cfg.formats,
-            "fields": target.preset.fields, "list_fields": target.preset.list_fields}
+            "fields": target.preset.fields, "list_fields": target.preset.list_fields,
+            "detail": cfg.detail, "max_edge": cfg.max_edge}
 
 
 def prepare_template(cfg: RunConfig, target: Target, *, encode: bool,

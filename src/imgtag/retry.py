@@ -29,4 +29,5 @@ def retry_config(out: Path, *, progress: bool = True) -> RunConfig | None:
     return RunConfig(inputs=[], out=out, preset=meta["preset"], lang=meta.get("lang"),
                      categories=meta.get("categories"), provider=meta["provider"], model=meta["model"],
                      mode=meta.get("mode") or "sync", formats=meta.get("formats") or "csv,jsonl",
-                     retry_failed=True, progress=progress, source=source)
+                     retry_failed=True, progress=progress, source=source, detail=meta.get("detail"),
+                     max_edge=meta.get("max_edge"))

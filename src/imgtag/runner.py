@@ -16,6 +16,7 @@ from imgtag.progress import Progress, Snapshot
 from imgtag.providers.base import ImageInput, Provider
 from imgtag.request.engine import Engine, EngineSettings, WorkItem
 from imgtag.request.pacer import Pacer
+from imgtag.request.warmup import warm_cache_first
 from imgtag.store import Store
 from imgtag.summary import Summary, summarize
 
@@ -130,7 +131,8 @@ class Run:
         self.ingestor = ingestor
         progress = Progress(self.snapshot, stream=stream, enabled=cfg.progress)
         ticker = asyncio.create_task(_tick_forever(progress))
-        estimator = Estimator(self.target.preset, models=[self.target.model.id]) if cfg.dry_run else None
+        estimator = (Estimator(self.target.preset, models=[self.target.model.id], min_short=cfg.min_side)
+                     if cfg.dry_run else None)
         message = None
         fatal = None
         try:
@@ -148,7 +150,7 @@ class Run:
             else:
                 assert self.provider is not None
                 pacer = Pacer(max_concurrency=cfg.concurrency)
-                self.engine = Engine(self.store, self.provider, EngineSettings(
+                self.engine = Engine(self.store, warm_cache_first(self.provider), EngineSettings(
                     key=self.key, preset=self.target.preset, model=self.target.model, budget_usd=cfg.budget,
                     max_attempts=cfg.max_attempts), pacer, self.run_id)
                 await self.engine.run(self.work_items(ingestor, None))

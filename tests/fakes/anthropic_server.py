@@ -1570,7 +1570,11 @@ class FakeAnthropicServer:
 
         usage: dict[str, Any] = {
             "input_tokens": analysis.input_tokens_total - cached.read - cached.write,
-            "output_tokens": _out_tokens(used),
+            # The model's tokenizer counts its output too (Haiku 5.5: ~30% more tokens for the same text).
+            "output_tokens": min(
+                int(body["max_tokens"]),
+                math.ceil(_out_tokens(used) * self.config.text_token_factors.get(body["model"], 1.0)),
+            ),
             "cache_creation_input_tokens": cached.write,
             "cache_read_input_tokens": cached.read,
             "cache_creation": {

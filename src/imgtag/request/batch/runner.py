@@ -157,7 +157,7 @@ class BatchRunner:
         max_tokens = t.preset.max_output_tokens
         if sb.answers_rejected(ctx.store, job_id, TRUNCATED):
             max_tokens = min(MAX_TOKENS_CEILING, max_tokens * 2)  # it was cut off once: room to finish
-        options = RequestOptions(t.preset, t.model, max_tokens)
+        options = RequestOptions(t.preset, t.model, max_tokens, batch=True)
         params = ctx.provider.build_params(image, options)
         size = request_bytes(params)
         if size + ENVELOPE_BYTES > self.max_bytes:
