@@ -74,6 +74,11 @@ def test_dry_run_estimate_within_5_percent_of_billed_usage(tmp_path: Path, fake_
     assert predicted["cache_read_tokens"] == pytest.approx(s.cache_read_input_tokens, rel=0.05, abs=1)
     assert predicted["cache_write_tokens"] == pytest.approx(s.cache_creation_input_tokens, rel=0.05, abs=1)
     assert predicted["input_tokens"] == pytest.approx(s.input_tokens, rel=0.05)
+    # At the preset's detail level every product photo still gets the full field set, on its own image.
+    rows = [json.loads(line) for line in (tmp_path / "out" / "results.jsonl").read_text().splitlines()]
+    assert len(rows) == len(PRODUCT) and all(r["status"] == "ok" for r in rows)
+    assert all(set(r["fields"]) == {"tags", "category", "description", "color", "style"} for r in rows)
+    assert len({r["fields"]["color"] for r in rows}) == len(PRODUCT)  # each answer names its own image
     # status shows the estimate beside the actual
     status = CliRunner().invoke(app, ["status", "--out", str(tmp_path / "out"), "--json"], catch_exceptions=False)
     shown = json.loads(status.stdout)
@@ -170,10 +175,10 @@ def test_detail_override_changes_size_and_version_never_upscales(tmp_path: Path)
         return {json.loads(x)["path"]: json.loads(x)["image_tokens"] for x in result.stdout.splitlines()[:-1]}
 
     low, standard, capped = tokens(), tokens("--detail", "standard"), tokens("--max-edge", "300")
-    assert low["coral_cat_1080p.jpg"] == 19 * 11  # 512x288
+    assert low["coral_cat_1080p.jpg"] == 18 * 11  # 504x284
     assert standard["coral_cat_1080p.jpg"] == 1560  # 1456x819, the standard tier
     assert capped["clothing_hat_e58c2375.jpg"] == 11 * 9  # 300x225
-    assert low["clothing_hat_e58c2375.jpg"] == 19 * 14  # 512x384 from 533x400
+    assert low["clothing_hat_e58c2375.jpg"] == 18 * 14  # 504x378 from 533x400
     assert standard["clothing_hat_e58c2375.jpg"] == 20 * 15  # 533x400 as it is: never upscaled
     # 4608x1976 at a 300-px cap would be 300x129: the cap gives way to keep a 200-px short side (467x200).
     assert capped["exifpy_HMD_Nokia_8.3_5G.jpg"] == 17 * 8

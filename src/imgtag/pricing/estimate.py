@@ -21,9 +21,10 @@ from imgtag.pricing.textcount import estimate_text_tokens
 
 # Message framing and role markers around the user turn; a guess (the fake bills none, the API a few).
 REQUEST_OVERHEAD_TOKENS = 4
-# Long-edge cap per detail level: "low" is enough to tell a product's type, colour and style (docs/presets.md);
+# Long-edge cap per detail level: "low" is enough to tell a product's type, colour and style (docs/presets.md),
+# and 504 = 18 whole 28-px patches, so no padded partial patch is paid for on the long edge;
 # "standard" is the standard tier (up to 1568 px), "high" the model's own tier (up to 2576 px on 4.7+ models).
-DETAIL_LONG_EDGE = {"low": 512}
+DETAIL_LONG_EDGE = {"low": 504}
 MIN_SHORT_SIDE = 200
 
 
