@@ -147,7 +147,8 @@ def test_symlink_to_file_already_seen_is_not_yielded_twice(tmp_path: Path) -> No
     _touch(tmp_path / "a.jpg", b"abc")
     (tmp_path / "b_link.jpg").symlink_to(tmp_path / "a.jpg")
     found, stats = _run([str(tmp_path), str(tmp_path / "b_link.jpg")])
-    assert _displays(found) == ["a.jpg"]
+    # several inputs: each folder's files are shown with the folder as typed, so names never collide
+    assert _displays(found) == [f"{tmp_path}/a.jpg"]
     assert stats.duplicates_suppressed == 2
 
 
@@ -195,7 +196,7 @@ def test_broken_symlink_has_a_problem(tmp_path: Path) -> None:
     assert stats.missing_args == []
     # Reached both ways: still one report.
     found, stats = _run([str(tmp_path), str(tmp_path / "gone.jpg")])
-    assert [d.display for d in found if d.problem] == ["gone.jpg"]
+    assert [d.display for d in found if d.problem] == [f"{tmp_path}/gone.jpg"]
     assert stats.duplicates_suppressed == 1
 
 
@@ -219,8 +220,8 @@ def test_fifo_is_reported_and_never_opened(tmp_path: Path) -> None:
     os.mkfifo(tmp_path / "pipe.jpg")  # opening this would block until the timeout fails the test
     found, _ = _run([str(tmp_path), str(tmp_path / "pipe.jpg")])
     by_display = {d.display: d for d in found}
-    assert by_display["pipe.jpg"].problem == "not a regular file (FIFO)"
-    assert by_display["pipe.jpg"].size is None
+    assert by_display[f"{tmp_path}/pipe.jpg"].problem == "not a regular file (FIFO)"
+    assert by_display[f"{tmp_path}/pipe.jpg"].size is None
     assert len(found) == 2  # the explicit argument is the same FIFO: not reported twice
     found, _ = _run([str(tmp_path / "pipe.jpg")])
     assert [d.problem for d in found] == ["not a regular file (FIFO)"]
@@ -320,8 +321,8 @@ def test_glob_star_matches_like_the_shell(glob_tree: Path) -> None:
 def test_glob_question_mark_and_class(glob_tree: Path) -> None:
     assert _displays(_run(["?.png"])[0]) == ["c.png"]
     assert _displays(_run(["[ab].jpg"])[0]) == ["a.jpg", "b.jpg"]
-    # "deep" is a matched folder: walked, shown relative to itself as if given as an argument.
-    assert _displays(_run(["sub/[!f]*"])[0]) == ["sub/d.jpg", "e.jpg"]
+    # "deep" is a matched folder: walked, its files shown under the matched path (a glob may match many).
+    assert _displays(_run(["sub/[!f]*"])[0]) == ["sub/d.jpg", "sub/deep/e.jpg"]
 
 
 def test_glob_double_star_recurses(glob_tree: Path) -> None:
@@ -334,9 +335,9 @@ def test_glob_double_star_recurses(glob_tree: Path) -> None:
 def test_glob_matching_a_folder_walks_it(glob_tree: Path) -> None:
     found, _ = _run(["s*"])
     assert [(d.display, d.root) for d in found] == [
-        ("d.jpg", str(glob_tree / "sub")),
-        ("deep/e.jpg", str(glob_tree / "sub")),
-        ("f.png", str(glob_tree / "sub")),
+        ("sub/d.jpg", str(glob_tree / "sub")),
+        ("sub/deep/e.jpg", str(glob_tree / "sub")),
+        ("sub/f.png", str(glob_tree / "sub")),
     ]
     found, _ = _run(["sub/**"])
     assert _displays(found) == ["d.jpg", "deep/e.jpg", "f.png"]
@@ -371,7 +372,7 @@ def test_list_file_with_comments_blank_lines_and_relative_paths(glob_tree: Path)
     )
     # Relative entries resolve against the current directory, not the list's folder.
     found, stats = _run(["@lists/l.txt"])
-    assert _displays(found) == ["a.jpg", "d.jpg", "deep/e.jpg", "f.png", "other/g.jpg"]
+    assert _displays(found) == ["a.jpg", "sub/d.jpg", "sub/deep/e.jpg", "sub/f.png", "other/g.jpg"]
     assert found[0].path == str(glob_tree / "a.jpg")
     assert stats.missing_args == ["missing.jpg"]
 
@@ -438,7 +439,7 @@ def test_exclude_folder_created_after_discovery_started(tmp_path: Path) -> None:
     gen = discover([str(tmp_path / "a"), str(tmp_path)], stats=stats, exclude=[str(out)])
     first = next(gen)
     _touch(out / "results.jpg")  # the run creates its output while discovery streams
-    assert [first.display, *_displays(list(gen))] == ["1.jpg"]
+    assert [first.display, *_displays(list(gen))] == [f"{tmp_path}/a/1.jpg"]
     assert stats.ignored_hidden == 1
     assert stats.duplicates_suppressed == 1  # folder "a" reached again from the second argument
 
@@ -547,5 +548,6 @@ def test_property_exactly_once_against_os_walk(paths: list[list[str]], also_give
         found, stats = _run(args)
         assert all(d.problem is None for d in found)
         assert len({d.path for d in found}) == len(found)
-        assert sorted(_displays(found)) == expected
+        shown = [f"{tmp}/{rel}" for rel in expected] if len(args) > 1 else expected
+        assert sorted(_displays(found)) == sorted(shown)
         assert stats.duplicates_suppressed == (len(expected[::2]) if also_give_files else 0)

@@ -24,6 +24,13 @@ OutOpt = Annotated[Path | None, typer.Option(
     "--out", metavar="DIR", envvar="IMGTAG_OUT", show_default="imgtag-out",
     help="Output folder: holds imgtag.db and the exports.")]
 DEFAULT_OUT = Path("imgtag-out")
+FORMATS_HELP = "csv,jsonl (default), xlsx, parquet, metadata-jsonl, txt, json-sidecar"
+TxtTemplateOpt = Annotated[str | None, typer.Option(
+    "--txt-template", help="txt captions: e.g. '{short_caption}' or '{tags}' (lists joined with ', ').")]
+TxtExistingOpt = Annotated[str | None, typer.Option(
+    "--txt-existing", help="A .txt imgtag did not write: skip (default), overwrite, append or prepend.")]
+MetadataOverwriteOpt = Annotated[bool, typer.Option(
+    "--metadata-overwrite", help="Replace a metadata.jsonl that imgtag did not write.")]
 
 
 def _console(err: bool = True) -> Console:
@@ -228,7 +235,10 @@ def run(
     mode: Annotated[str, typer.Option(help="sync, or batch (Message Batches: half price, asynchronous).")] = "sync",
     lang: Annotated[str | None, typer.Option(help="Output language (zh, en, ja, ...).")] = None,
     categories: Annotated[str | None, typer.Option(help="Allowed categories: a,b,c or @file.")] = None,
-    format: Annotated[str, typer.Option("--format", help="Exports: csv,jsonl")] = "csv,jsonl",
+    format: Annotated[str, typer.Option("--format", help=f"Exports: {FORMATS_HELP}")] = "csv,jsonl",
+    txt_template: TxtTemplateOpt = None,
+    txt_existing: TxtExistingOpt = None,
+    metadata_overwrite: MetadataOverwriteOpt = False,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Everything except paid requests.")] = False,
     budget: Annotated[float | None, typer.Option(help="Never start a request past this spend (USD).")] = None,
     concurrency: Annotated[int, typer.Option(help="Upper bound on requests in flight.")] = 64,
@@ -263,8 +273,33 @@ def run(
                         timeout=timeout, max_attempts=max_attempts, progress=not quiet, detach=detach,
                         batch_max_requests=batch_max_requests,
                         batch_max_bytes=int(batch_max_mb * 1024 * 1024), poll_interval=poll_interval,
-                        provider_settings={"base_url": base_url} if base_url else {})
+                        provider_settings={"base_url": base_url} if base_url else {},
+                        export_options=_export_options(txt_template, txt_existing, metadata_overwrite))
     _execute(cfg, "run")
+
+
+def _export_options(txt_template: str | None, txt_existing: str | None, metadata_overwrite: bool) -> dict[str, Any]:
+    from imgtag.export.beside import EXISTING_POLICIES
+
+    if txt_existing is not None and txt_existing not in EXISTING_POLICIES:
+        raise _fail(f"--txt-existing must be one of {', '.join(EXISTING_POLICIES)}, not {txt_existing!r}")
+    return {"txt_template": txt_template, "txt_existing": txt_existing,
+            "metadata_overwrite": metadata_overwrite or None}
+
+
+def _check_export_options(formats: str, options: dict[str, Any], fields: list[str],
+                          preset_template: str | None) -> None:
+    """Refuse a caption template naming no field of this preset before anything is spent or written."""
+    from imgtag.export import parse_formats
+    from imgtag.export.captions import check_template
+
+    try:
+        if "txt" in parse_formats(formats):
+            template = options.get("txt_template") or preset_template
+            if template:
+                check_template(template, fields)
+    except ValueError as exc:
+        raise _fail(str(exc)) from None
 
 
 def _execute(cfg: RunConfig, command: str) -> None:
@@ -272,11 +307,13 @@ def _execute(cfg: RunConfig, command: str) -> None:
     from imgtag.providers.base import ConfigError
 
     target = _resolve(cfg)
+    _check_export_options(cfg.formats, cfg.export_options, target.preset.fields, target.preset.txt_template)
     _preflight(cfg)
     provider_obj = None
     if not cfg.dry_run:
         try:
             provider_obj = open_provider(cfg)
+            provider_obj.check_run(cfg, target)  # a preset/language/option it cannot serve: exit 2, nothing spent
         except ConfigError as exc:
             raise _fail(str(exc)) from None
     with _open_store(cfg.out) as store:
@@ -315,14 +352,26 @@ def _report(outcome: Any, cfg: RunConfig, target: Any, missing: list[str]) -> No
     counts = ", ".join(f"{k} {v}" for k, v in sorted(s.by_status.items())) or "no files"
     console.print(f"{s.files} files: {counts}; {s.requests} requests, "
                   f"{s.input_tokens:,} in / {s.output_tokens:,} out tokens, ${s.cost_usd:.4f}", markup=False)
+    if s.credits_spent is not None or s.credits_remaining is not None:
+        console.print(_credits_line(s), markup=False)
     if s.by_error:
         console.print("not ok: " + ", ".join(f"{k} {v}" for k, v in sorted(s.by_error.items())), markup=False)
     if outcome.message:
         console.print(f"imgtag: {outcome.message}", markup=False)
     if outcome.exports:
         console.print("wrote " + ", ".join(str(p) for p in outcome.exports), markup=False)
+    for note in outcome.export_notes:
+        console.print(note, markup=False)
     if s.by_status.get("failed"):
         console.print("see `imgtag status` for causes; `imgtag retry` retries the failures", markup=False)
+
+
+def _credits_line(s: Any) -> str:
+    """Credit-billed providers: credits are the real cost; the dollar figure does not include them."""
+    def num(x: float | None) -> str:
+        return "unknown" if x is None else f"{x:,.6g}"
+    return (f"credits: {num(s.credits_spent)} spent, {num(s.credits_remaining)} remaining "
+            "(billed in credits: not included in the $ cost)")
 
 
 @app.command()
@@ -370,7 +419,8 @@ def status(out: OutOpt = None,
                           "input_tokens": s.input_tokens, "output_tokens": s.output_tokens,
                           "cache_creation_input_tokens": s.cache_creation_input_tokens,
                           "cache_read_input_tokens": s.cache_read_input_tokens, "cost_usd": round(s.cost_usd, 8),
-                          "requests": s.requests, "batches": batches, "estimate": estimate}, ensure_ascii=False))
+                          "requests": s.requests, "batches": batches, "credits_spent": s.credits_spent,
+                          "credits_remaining": s.credits_remaining, "estimate": estimate}, ensure_ascii=False))
         return
     console = _console(err=False)
     if not meta:
@@ -385,6 +435,8 @@ def status(out: OutOpt = None,
                   f"cost ${s.cost_usd:.4f}", markup=False)
     if estimate is not None:
         console.print(status_estimate_line(estimate, s.cost_usd), markup=False)
+    if s.credits_spent is not None or s.credits_remaining is not None:
+        console.print(_credits_line(s), markup=False)
     if s.by_error:
         console.print("by cause: " + ", ".join(f"{k} {v}" for k, v in sorted(s.by_error.items())), markup=False)
     for b in batches:
@@ -396,20 +448,37 @@ def status(out: OutOpt = None,
 
 @app.command()
 def export(out: OutOpt = None,
-           format: Annotated[str | None, typer.Option("--format", help="csv,jsonl")] = None) -> None:
-    """Rebuild output files from the store (atomically)."""
-    from imgtag.export.writer import write_exports
+           format: Annotated[str | None, typer.Option("--format", help=FORMATS_HELP)] = None,
+           txt_template: TxtTemplateOpt = None,
+           txt_existing: TxtExistingOpt = None,
+           metadata_overwrite: MetadataOverwriteOpt = False) -> None:
+    """Rebuild output files from the store (atomically), without asking any model again."""
+    from imgtag.export.writer import ExportRefused, write_exports
 
+    options = _export_options(txt_template, txt_existing, metadata_overwrite)
+    notes: list[str] = []
     out = _out(out)
     with _open_store(out, create=False, lock=False) as store:
         meta = store.get_meta("target")
         if not meta:
             raise _fail(f"no results yet in {out} (run `imgtag run` first)", EXIT_FAILED)
+        formats = format or meta.get("formats") or "csv,jsonl"
+        _check_export_options(formats, options, list(meta["fields"]), meta.get("txt_template"))
         try:
-            written = write_exports(store, meta, format)
+            written = write_exports(store, meta, formats, options, notes)
+        except ExportRefused as exc:
+            _print_written(exc.written, exc.notes)
+            raise _fail(str(exc)) from None
         except ValueError as exc:
             raise _fail(str(exc)) from None
-    _console().print("wrote " + ", ".join(str(p) for p in written), markup=False)
+    _print_written(written, notes)
+
+
+def _print_written(written: list[Path], notes: list[str]) -> None:
+    if written:
+        _console().print("wrote " + ", ".join(str(p) for p in written), markup=False)
+    for note in notes:
+        _console().print(note, markup=False)
 
 
 @app.command()

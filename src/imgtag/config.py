@@ -55,6 +55,8 @@ class RunConfig:
     retry_failed: bool = False
     source: Iterable[Discovered] | None = None
     provider_settings: dict[str, Any] = field(default_factory=dict)
+    # ExportContext options from the command line (txt_template, txt_existing, metadata_overwrite).
+    export_options: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -85,7 +87,8 @@ def target_meta(cfg: RunConfig, target: Target) -> dict[str, Any]:
             "lang": cfg.lang, "categories": list(cfg.categories) if cfg.categories else None,
             "provider": cfg.provider, "model": target.model.id, "mode": cfg.mode, "formats": cfg.formats,
             "fields": target.preset.fields, "list_fields": target.preset.list_fields,
-            "detail": cfg.detail, "max_edge": cfg.max_edge}
+            "detail": cfg.detail, "max_edge": cfg.max_edge,
+            "schema": target.preset.schema, "txt_template": target.preset.txt_template}
 
 
 def prepare_template(cfg: RunConfig, target: Target, *, encode: bool,

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from imgtag.config import EXIT_CONFIG, EXIT_FAILED, EXIT_OK, RunConfig, Target, prepare_template
-from imgtag.export.writer import write_exports
+from imgtag.export.writer import ExportRefused, write_exports
 from imgtag.ingest.pipeline import Ingested, IngestOptions, Ingestor
 from imgtag.pricing.estimate import Estimator, estimate_request
 from imgtag.progress import Progress, Snapshot
@@ -28,6 +28,7 @@ class RunOutcome:
     message: str | None = None
     estimator: Estimator | None = None
     exports: list[Path] = field(default_factory=list)
+    export_notes: list[str] = field(default_factory=list)  # per-image formats' one-line summaries
     peak_in_flight: int = 0
     rate_limited: int = 0
     requests: int = 0
@@ -150,6 +151,7 @@ class Run:
             else:
                 assert self.provider is not None
                 pacer = Pacer(max_concurrency=cfg.concurrency)
+                pacer.observe(self.provider.declared_limits())  # a documented rate, for APIs without headers
                 self.engine = Engine(self.store, warm_cache_first(self.provider), EngineSettings(
                     key=self.key, preset=self.target.preset, model=self.target.model, budget_usd=cfg.budget,
                     max_attempts=cfg.max_attempts), pacer, self.run_id)
@@ -164,10 +166,22 @@ class Run:
             progress.close()
         summary = summarize(self.store.db, self.key, run_id=self.run_id)
         exports: list[Path] = []
+        notes: list[str] = []
+        refused: str | None = None
         if not cfg.dry_run:
-            exports = write_exports(self.store, self.store.get_meta("target"), cfg.formats)
+            try:
+                exports = write_exports(self.store, self.store.get_meta("target"), cfg.formats,
+                                        cfg.export_options, notes)
+            except ExportRefused as exc:  # everything is in the store; the user fixes this and re-exports
+                exports, refused = exc.written, f"{exc} (results are saved; re-export with `imgtag export`)"
         if fatal is not None:
-            code, message = EXIT_CONFIG, fatal.message
+            code, message = getattr(fatal, "exit_code", EXIT_CONFIG), fatal.message
+            if code == EXIT_FAILED:  # Exhausted: out of credits, the rest waits for a later run
+                pending = summary.by_status.get("pending", 0)
+                message = (f"{message}: {pending} images left pending; add credits and run the same command "
+                           "to continue")
+        elif refused is not None:
+            code, message = EXIT_CONFIG, refused
         elif summary.by_status.get("failed", 0) or (summary.by_status.get("pending", 0) and not cfg.dry_run):
             code = EXIT_FAILED
         else:
@@ -177,6 +191,7 @@ class Run:
         self.store.finish_run(self.run_id, code)
         eng = self.engine
         return RunOutcome(exit_code=code, summary=summary, message=message, estimator=estimator, exports=exports,
+                          export_notes=notes,
                           peak_in_flight=eng.pacer.peak_in_flight if eng else 0,
                           rate_limited=eng.stats.rate_limited if eng else 0,
                           requests=eng.stats.requests if eng else 0)

@@ -19,6 +19,8 @@ class Summary:
     cache_read_input_tokens: int = 0
     cost_usd: float = 0.0
     requests: int = 0
+    credits_spent: float | None = None       # credit-billed providers: sum over attempts (None: none recorded)
+    credits_remaining: float | None = None   # the balance the latest answer reported
 
 
 def summarize(db: sqlite3.Connection, key: WorkKey | None, *, run_id: int | None = None) -> Summary:
@@ -51,5 +53,20 @@ def summarize(db: sqlite3.Connection, key: WorkKey | None, *, run_id: int | None
         ).fetchone()
         (s.input_tokens, s.output_tokens, s.cache_creation_input_tokens, s.cache_read_input_tokens,
          s.cost_usd, s.requests) = row
+        s.credits_spent, s.credits_remaining = _credits(db, kp, run_id)
     return s
 
+
+
+def _credits(db: sqlite3.Connection, kp: tuple[str, str, str], run_id: int | None) -> tuple[float | None, float | None]:
+    run = " AND a.run_id = ?" if run_id is not None else ""
+    params = (*kp, run_id) if run_id is not None else kp
+    base = (" FROM attempts a JOIN jobs j ON j.id = a.job_id WHERE j.preset_version = ? AND j.provider = ?"
+            " AND j.model = ?" + run)
+    (spent,) = db.execute("SELECT SUM(a.credits_amount)" + base, params).fetchone()
+    # Answers arrive concurrently, so the last one stored need not be the last one charged: the balance is
+    # the lowest reported in the latest run that reported one (a top-up between runs raises it again).
+    (latest,) = db.execute(
+        "SELECT MIN(a.credits_remaining)" + base + " AND a.credits_remaining IS NOT NULL AND a.run_id ="
+        " (SELECT MAX(b.run_id) FROM attempts b WHERE b.credits_remaining IS NOT NULL)", params).fetchone()
+    return spent, latest

@@ -5,8 +5,15 @@ Adding a format is one module exposing an ``Exporter`` plus one line in ``EXPORT
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
+from imgtag.export import parquet
+from imgtag.export.captions import write_txt
+from imgtag.export.hf_metadata import write_metadata_jsonl
+from imgtag.export.json_sidecar import write_json_sidecars
 from imgtag.export.results import write_csv, write_jsonl
 from imgtag.export.rows import ExportContext, Exporter, ResultRow
+from imgtag.export.xlsx import write_xlsx
 
 __all__ = ["DEFAULT_FORMATS", "EXPORTERS", "ExportContext", "Exporter", "ResultRow", "parse_formats"]
 
@@ -15,6 +22,16 @@ __all__ = ["DEFAULT_FORMATS", "EXPORTERS", "ExportContext", "Exporter", "ResultR
 EXPORTERS: dict[str, Exporter] = {
     "csv": write_csv,
     "jsonl": write_jsonl,
+    "xlsx": write_xlsx,
+    "parquet": parquet.write_parquet,
+    "metadata-jsonl": write_metadata_jsonl,
+    "txt": write_txt,
+    "json-sidecar": write_json_sidecars,
+}
+
+# Formats that need an optional extra: name -> (is it installed?, the sentence saying how to get it).
+REQUIRES: dict[str, tuple[Callable[[], bool], str]] = {
+    "parquet": (parquet.available, parquet.INSTALL_HINT),
 }
 
 DEFAULT_FORMATS = "csv,jsonl"
@@ -24,7 +41,8 @@ def parse_formats(spec: str) -> list[str]:
     """Parse a ``--format`` value such as ``"csv,jsonl"`` into known format names.
 
     Names are case-insensitive, surrounding spaces are ignored and repeats are dropped (each
-    format is written once). Unknown or missing names raise ValueError with a one-line message
+    format is written once). Unknown or missing names, and formats whose optional extra is not
+    installed, raise ValueError with a one-line message
     listing the valid ones, fit to show the user as-is.
     """
     valid = ", ".join(EXPORTERS)
@@ -39,4 +57,7 @@ def parse_formats(spec: str) -> list[str]:
             names.append(name)
     if not names:
         raise ValueError(f"no export format given; valid formats: {valid}")
+    for name in names:
+        if name in REQUIRES and not REQUIRES[name][0]():
+            raise ValueError(REQUIRES[name][1])
     return names

@@ -10,10 +10,13 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
+from imgtag.export.ledger import DictLedger, Ledger
 from imgtag.store.rows import STATUSES, USAGE_KEYS, ResultRow
 
 __all__ = ["STATUSES", "USAGE_KEYS", "ExportContext", "Exporter", "ResultRow"]
+
 
 @dataclass(frozen=True)
 class ExportContext:
@@ -23,6 +26,20 @@ class ExportContext:
     field_names: list[str]  # the preset's top-level fields in order (CSV columns)
     # Fields that are arrays (joined with "|" in CSV, dc:subject bags in XMP, ...).
     list_fields: set[str] = field(default_factory=set)
+    # The preset's full JSON Schema: typed columns (parquet, metadata.jsonl). None = infer from the above.
+    schema: dict[str, Any] | None = None
+    # txt captions: template such as "{short_caption}" (None = the preset's txt_template, else its first
+    # field), and what to do with a .txt that imgtag did not write: skip | overwrite | append | prepend.
+    txt_template: str | None = None
+    txt_existing: str = "skip"
+    # metadata.jsonl: replace one that imgtag did not write (otherwise refused with a sentence).
+    metadata_overwrite: bool = False
+    # Files imgtag wrote outside out_dir (see export/ledger.py); the writer passes the store's.
+    ledger: Ledger = field(default_factory=DictLedger)
+    # One line per per-image format for the run summary ("txt: 120 written, 3 skipped ...").
+    notes: list[str] = field(default_factory=list)
+    # Sentences for what was refused (exit 2), e.g. a user's own metadata.jsonl in the way.
+    refusals: list[str] = field(default_factory=list)
 
 
 # An exporter writes its files from a stream of rows and returns the paths it wrote.

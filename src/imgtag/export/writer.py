@@ -6,15 +6,51 @@ from pathlib import Path
 from typing import Any
 
 from imgtag.export import EXPORTERS, parse_formats
+from imgtag.export.ledger import StoreLedger
 from imgtag.export.rows import ExportContext
 from imgtag.store import Store, WorkKey
 
 
-def write_exports(store: Store, meta: dict[str, Any], formats: str | None = None) -> list[Path]:
+class ExportRefused(ValueError):
+    """Some output was refused (e.g. a user's own metadata.jsonl in the way); everything else was written.
+
+    The message is one or more sentences for the user; ``written`` lists what was written anyway."""
+
+    def __init__(self, message: str, written: list[Path], notes: list[str]) -> None:
+        super().__init__(message)
+        self.written = written
+        self.notes = notes
+
+
+def write_exports(store: Store, meta: dict[str, Any], formats: str | None = None,
+                  options: dict[str, Any] | None = None, notes: list[str] | None = None) -> list[Path]:
+    """Write each format; ``options`` are ExportContext fields from the command line (txt_template,
+    txt_existing, metadata_overwrite). One-line summaries of per-image formats are appended to ``notes``."""
     key = WorkKey(meta["preset_version"], meta["provider"], meta["model"])
+    opts = {k: v for k, v in (options or {}).items() if v is not None}
+    opts.setdefault("txt_template", meta.get("txt_template"))
     ctx = ExportContext(out_dir=store.out_dir, field_names=list(meta["fields"]),
-                        list_fields=set(meta.get("list_fields") or []))
+                        list_fields=set(meta.get("list_fields") or []), schema=_schema(meta),
+                        ledger=StoreLedger(store.db), **opts)
     written: list[Path] = []
     for name in parse_formats(formats or meta.get("formats") or "csv,jsonl"):
-        written.extend(EXPORTERS[name](store.result_rows(key, meta["preset_name"]), ctx))
+        written.extend(EXPORTERS[name](store.result_rows(key, meta["preset_name"], ctx.field_names), ctx))
+    if notes is not None:
+        notes.extend(ctx.notes)
+    if ctx.refusals:
+        raise ExportRefused(" ".join(ctx.refusals), written, ctx.notes)
     return written
+
+
+def _schema(meta: dict[str, Any]) -> dict[str, Any] | None:
+    """The preset's JSON Schema: stored with the target since it was added there; for older stores, the
+    preset loaded again, used only if it is still the same version (else columns are inferred)."""
+    if meta.get("schema"):
+        return dict(meta["schema"])
+    try:
+        from imgtag.presets import load_preset
+
+        preset = load_preset(meta["preset"], lang=meta.get("lang"), categories=meta.get("categories"))
+    except Exception:  # a moved or edited preset file: fall back to inferred columns, never fail an export
+        return None
+    return preset.schema if preset.version == meta["preset_version"] else None

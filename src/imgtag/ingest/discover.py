@@ -247,6 +247,14 @@ def _split_glob(pattern: str) -> tuple[str, _Pattern] | None:
     return base, _Pattern.compile(parts, dirs_only=rest.endswith(tuple(_SEPARATORS)))
 
 
+def _prefix(arg: str) -> str:
+    """A folder argument as a display prefix: normalised ("./shopB/" -> "shopB"), "/" separators."""
+    norm = os.path.normpath(arg)
+    if norm == os.curdir:
+        return ""
+    return printable(norm.replace(os.sep, "/") if os.sep != "/" else norm)
+
+
 def _join_display(prefix: str, name: str) -> str:
     if not prefix:
         return name
@@ -301,6 +309,9 @@ class _Discoverer:
             with contextlib.suppress(OSError):
                 self.exclude_keys.add(_key(os.stat(p), os.path.abspath(p)))
         self.matches = 0  # glob matches so far, to tell which globs matched nothing
+        # Paths must be unambiguous in every output: a folder's files are shown relative to it only when it
+        # is the one and only input; otherwise each starts with the folder as typed (shopA/item1.jpg).
+        self.solo = False
 
     # -- arguments ---------------------------------------------------------------------------
 
@@ -332,6 +343,7 @@ class _Discoverer:
             yield from self._list_entries(_read_list(lines))
 
     def _list_entries(self, entries: Iterable[str]) -> Iterator[Discovered]:
+        self.solo = False  # a list may name many folders
         for entry in entries:
             yield from self._argument(entry)
 
@@ -356,7 +368,7 @@ class _Discoverer:
                 self.stats.missing_args.append(shown)
             return
         if stat.S_ISDIR(st.st_mode):
-            yield from self._walk(path, st, shown, root=path, display="", states=None)
+            yield from self._walk(path, st, shown, root=path, display="" if self.solo else _prefix(arg), states=None)
         else:
             yield from self._file(path, st, shown, None)
 
@@ -376,7 +388,8 @@ class _Discoverer:
             start = compiled.closure([0])
             if compiled.accept in start:  # "photos/**": the base folder itself matches
                 self.matches += 1
-                yield from self._walk(base_path, st, printable(base), root=base_path, display="", states=None)
+                yield from self._walk(base_path, st, printable(base), root=base_path,
+                                      display="" if self.solo else _prefix(base), states=None)
             else:
                 yield from self._walk(
                     base_path, st, shown, root=None, display=base, states=start, pattern=compiled
@@ -461,9 +474,9 @@ class _Discoverer:
             if stat.S_ISDIR(st.st_mode):
                 if frame.states is None:
                     sub_display, sub_root, sub_states = shown_rel, frame.root, None
-                elif as_dir:  # a matched folder counts as if given as a folder argument
+                elif as_dir:  # a matched folder counts as if given as a folder argument (a glob may match many)
                     self.matches += 1
-                    sub_display, sub_root, sub_states = "", child, None
+                    sub_display, sub_root, sub_states = shown_rel, child, None
                 elif inner:
                     sub_display, sub_root, sub_states = shown_rel, None, inner
                 else:
@@ -574,4 +587,5 @@ def discover(
     skipped. A symlink given as an argument is always followed.
     """
     walker = _Discoverer(stats if stats is not None else DiscoveryStats(), exclude, follow_symlinks, stdin)
+    walker.solo = len(inputs) == 1
     yield from walker.run(inputs)

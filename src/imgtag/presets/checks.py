@@ -37,6 +37,7 @@ KEY_TYPES: dict[str, str] = {
     "lang": "string",
     "untranslated_fields": "strings",
     "remove_fields": "strings",
+    "txt_template": "string",
 }
 _USER_ONLY = ("extends", "remove_fields")
 _TYPING_KEYWORDS = frozenset({"type", "enum", "const", "anyOf", "oneOf", "allOf", "$ref"})

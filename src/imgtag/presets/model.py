@@ -61,6 +61,9 @@ class Preset:
     # long enough to be cached (see request/prefix.py); empty = none.
     guide: str = ""
     max_edge: int | None = None  # --max-edge: long-edge cap in px, overriding the detail level's
+    # What a .txt caption holds (export format txt), e.g. "{short_caption}"; None = the first field.
+    # Not part of the version: it changes an export, not the model's answer.
+    txt_template: str | None = None
 
 
 def builtin_names() -> list[str]:
@@ -230,6 +233,7 @@ def _build(
         fields=list(props),
         list_fields=[f for f, sub in props.items() if isinstance(sub, dict) and is_array_schema(sub)],
         guide=guide,
+        txt_template=data.get("txt_template"),
     )
 
 

@@ -6,7 +6,7 @@ import base64
 import os
 from collections.abc import Mapping
 from datetime import datetime, timezone
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anthropic
 
@@ -32,6 +32,9 @@ from imgtag.providers.base import (
 )
 from imgtag.validate.schema import to_anthropic_schema
 
+if TYPE_CHECKING:
+    from imgtag.providers.anthropic_batches import AnthropicBatches
+
 KEY_VARIABLE = "ANTHROPIC_API_KEY"
 
 
@@ -55,6 +58,11 @@ class AnthropicProvider(Provider):
 
     async def aclose(self) -> None:
         await self.client.close()
+
+    def batch_api(self) -> AnthropicBatches:
+        from imgtag.providers.anthropic_batches import AnthropicBatches
+
+        return AnthropicBatches(self)
 
     # -- request building (shared with batch mode) ---------------------------------------------
 

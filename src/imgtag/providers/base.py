@@ -9,11 +9,15 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field, replace
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from imgtag.presets import Preset
 from imgtag.pricing.catalogue import ModelInfo
 from imgtag.pricing.costs import Usage
+
+if TYPE_CHECKING:
+    from imgtag.config import RunConfig, Target
+    from imgtag.providers.batch_api import BatchAPI
 
 
 @dataclass(frozen=True)
@@ -43,6 +47,14 @@ class RateLimitSnapshot:
         return self.requests_limit is None and self.input_limit is None and self.output_limit is None
 
 
+@dataclass(frozen=True)
+class Credits:
+    """What a credit-billed provider (not priced in dollars) charged for one call, and the balance after it."""
+
+    amount: float | None = None
+    remaining: float | None = None
+
+
 @dataclass
 class ModelAnswer:
     stop_reason: str
@@ -52,6 +64,7 @@ class ModelAnswer:
     request_id: str | None = None
     refusal: str | None = None             # the provider's explanation/category, when it refused
     limits: RateLimitSnapshot = field(default_factory=RateLimitSnapshot)
+    credits: Credits | None = None         # credit-billed providers only: recorded on the attempt
 
 
 class ProviderError(Exception):
@@ -95,6 +108,15 @@ class Fatal(ProviderError):
     """Nothing will succeed (bad key, no permission, spend limit, unknown model): stop the run."""
 
     kind = "fatal"
+    exit_code = 2
+
+
+class Exhausted(Fatal):
+    """The account can pay for nothing more (out of credits): start no new request, let those in flight
+    finish, leave the rest pending for a later run. Exit 1, not 2: nothing is misconfigured."""
+
+    kind = "exhausted"
+    exit_code = 1
 
 
 @dataclass(frozen=True)
@@ -111,7 +133,7 @@ class Capabilities:
 
     native_schema: the API constrains output to the preset's JSON schema (otherwise imgtag relies on the
         prompt plus local validation, which it always does anyway).
-    batch: an asynchronous batch API (the provider then also exposes `build_params` and its client).
+    batch: an asynchronous batch API (the provider then also returns a BatchAPI from `batch_api()`).
     image_formats: media types the API accepts; preprocessing sends JPEG, so list at least image/jpeg.
     max_image_edge: longest image edge in px the model sees (None = the catalogue's tier decides).
     max_images_per_request: images one request may carry (imgtag sends one per request today).
@@ -146,12 +168,25 @@ class Provider(ABC):
     def attach_store(self, store: Any) -> None:  # noqa: B027 - optional hook
         """Called once per run with the open store, for providers that remember server facts between runs."""
 
+    def check_run(self, cfg: RunConfig, target: Target) -> None:  # noqa: B027 - optional hook
+        """Raise ConfigError (exit 2, one sentence) for a run this provider cannot serve, before anything
+        is spent: a preset, language, model or option it does not support."""
+
+    def declared_limits(self) -> RateLimitSnapshot:
+        """Limits known before the first response (a documented rate for an API that sends no rate-limit
+        headers); the pacer starts from them instead of probing."""
+        return RateLimitSnapshot()
+
     @abstractmethod
     async def describe(self, image: ImageInput, options: RequestOptions) -> ModelAnswer:
         """One paid request. Raises ProviderError subclasses only."""
 
     async def aclose(self) -> None:  # noqa: B027 - optional hook
         """Release connections."""
+
+    def batch_api(self) -> BatchAPI | None:
+        """The provider's batch API for `--mode batch` (providers/batch_api.py), or None when it has none."""
+        return None
 
 
 def with_capabilities(base: Capabilities, **changes: Any) -> Capabilities:

@@ -22,6 +22,7 @@ from imgtag.pricing.catalogue import ModelInfo
 from imgtag.pricing.costs import cost_usd
 from imgtag.pricing.estimate import RequestEstimate
 from imgtag.providers.base import (
+    Exhausted,
     Fatal,
     ImageInput,
     ModelAnswer,
@@ -72,6 +73,7 @@ class EngineStats:
     spent_usd: float = 0.0
     reserved_usd: float = 0.0
     budget_stopped: int = 0
+    exhausted_pending: int = 0
     failures_by_type: dict[str, int] = field(default_factory=dict)
 
 
@@ -94,6 +96,8 @@ class Engine:
         try:
             async for item in items:
                 if self.fatal is not None:
+                    if self._draining():
+                        continue  # out of credits: every remaining file is still recorded, pending
                     break
                 if self._over_budget(item):
                     self.budget_hit = True
@@ -105,6 +109,8 @@ class Engine:
                 if self.fatal is not None:
                     self.pacer.release(permit, success=False)
                     self.stats.reserved_usd -= reserve
+                    if self._draining():
+                        continue
                     break
                 task = asyncio.create_task(self._process(item, permit, reserve))
                 self._tasks.add(task)
@@ -116,6 +122,14 @@ class Engine:
                 task.cancel()
             if self._tasks:
                 await asyncio.gather(*list(self._tasks), return_exceptions=True)
+
+    def _draining(self) -> bool:
+        """After Exhausted (out of credits) the rest of the input is still walked, so every file gets its
+        row and the count left pending is exact; nothing more is sent."""
+        if isinstance(self.fatal, Exhausted):
+            self.stats.exhausted_pending += 1
+            return True
+        return False
 
     def _estimated_cost(self, item: WorkItem) -> float:
         return cost_usd(self.settings.model.prices, item.estimate.usage()) or 0.0
@@ -211,7 +225,8 @@ class Engine:
         self.stats.spent_usd += cost
         verdict = judge(answer, s.preset.schema)
         common = {"started_at": started, "mode": "sync", "http_status": 200, "request_id": answer.request_id,
-                  "usage": answer.usage, "cost": cost}
+                  "usage": answer.usage, "cost": cost,
+                  "credits": (answer.credits.amount, answer.credits.remaining) if answer.credits else None}
         if verdict.kind == OK:
             self.store.record_attempt(item.job_id, self.run_id, outcome="ok", **common,
                                       commit_job={"status": "ok", "mode": "sync", "fields": verdict.fields,

@@ -1,4 +1,4 @@
-"""Store functions for Message Batches: submissions, items and batches (tables from migration v1).
+"""Store functions for batches (any BatchAPI): submissions, items and batches (tables from migration v1).
 
 The crash-safety protocol lives in these transactions:
 1. `begin_submission`: a `batch_submissions` row and its `batch_items` (state 'submitting', no batch id)
@@ -20,10 +20,13 @@ import re
 import sqlite3
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from imgtag.pricing.costs import Usage
 from imgtag.store.db import Store, WorkKey, now_iso
+
+if TYPE_CHECKING:
+    from imgtag.providers.batch_api import BatchHandle
 
 SUBMITTING, SUBMITTED, UNSENT = "submitting", "submitted", "unsent"
 # Results that send the job back to pending and count toward the per-job batch attempt cap.
@@ -104,7 +107,7 @@ def submission_items(store: Store, submission_id: int) -> list[tuple[str, int]]:
     return [(r[0], int(r[1])) for r in rows if (parse_custom_id(r[0]) or (0, -1))[1] == submission_id]
 
 
-def attach_batch(store: Store, submission_id: int, batch: Any, *, provider: str, model: str,
+def attach_batch(store: Store, submission_id: int, batch: BatchHandle, *, provider: str, model: str,
                  run_id: int | None, nbytes: int) -> int:
     """The create call returned (or a reconcile found the batch): record it, all in one transaction.
 
@@ -176,7 +179,7 @@ def batch_key(store: Store, batch_id: str) -> WorkKey | None:
     return WorkKey(row[0], row[1], row[2]) if row else None
 
 
-def update_batch(store: Store, batch: Any) -> None:
+def update_batch(store: Store, batch: BatchHandle) -> None:
     """Keep `imgtag status` current: processing status and request counts on every poll."""
     store.db.execute("UPDATE batches SET processing_status=?, request_counts=?, ended_at=? WHERE id=?",
                      (batch.processing_status, json.dumps(counts_of(batch)),
@@ -298,12 +301,8 @@ def files_with_sha(store: Store, sha256: str, first: int | None) -> Iterator[str
 
 # -- helpers -----------------------------------------------------------------------------------------
 
-COUNT_NAMES = ("processing", "succeeded", "errored", "canceled", "expired")
-
-
-def counts_of(batch: Any) -> dict[str, int]:
-    rc = batch.request_counts
-    return {name: int(getattr(rc, name, 0) or 0) for name in COUNT_NAMES}
+def counts_of(batch: BatchHandle) -> dict[str, int]:
+    return dict(batch.counts)
 
 
 def _iso(value: Any) -> str:

@@ -7,7 +7,7 @@ import json
 import os
 import sqlite3
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -218,30 +218,35 @@ class Store:
                        http_status: int | None = None, error_type: str | None = None,
                        error_message: str | None = None, request_id: str | None = None,
                        usage: Usage | None = None, cost: float | None = None, batch_id: str | None = None,
-                       commit_job: dict[str, Any] | None = None) -> None:
+                       commit_job: dict[str, Any] | None = None,
+                       credits: tuple[float | None, float | None] | None = None) -> None:
         """Log one attempt; with commit_job, also settle the job in the same transaction."""
         with self.db:
             self.db.execute("BEGIN IMMEDIATE")
             self.log_attempt(job_id, run_id, started_at=started_at, outcome=outcome, mode=mode,
                              http_status=http_status, error_type=error_type, error_message=error_message,
-                             request_id=request_id, usage=usage, cost=cost, batch_id=batch_id)
+                             request_id=request_id, usage=usage, cost=cost, batch_id=batch_id, credits=credits)
             if commit_job is not None:
                 self._settle(job_id, **commit_job)
 
     def log_attempt(self, job_id: int, run_id: int | None, *, started_at: str, outcome: str, mode: str,
                     http_status: int | None = None, error_type: str | None = None,
                     error_message: str | None = None, request_id: str | None = None,
-                    usage: Usage | None = None, cost: float | None = None, batch_id: str | None = None) -> None:
+                    usage: Usage | None = None, cost: float | None = None, batch_id: str | None = None,
+                    credits: tuple[float | None, float | None] | None = None) -> None:
         """Insert the attempt and add its usage to the job, inside the CALLER's transaction (batch collection
-        changes the item's state in the same one). Every paid token reaches the job, retries included."""
+        changes the item's state in the same one). Every paid token reaches the job, retries included.
+        `credits` is (amount charged, balance after) for credit-billed providers."""
         u = usage or Usage()
+        credits_amount, credits_remaining = credits or (None, None)
         self.db.execute(
             "INSERT INTO attempts(job_id, run_id, started_at, finished_at, outcome, http_status, error_type,"
             " error_message, request_id, input_tokens, output_tokens, cache_creation_input_tokens,"
-            " cache_read_input_tokens, cost_usd, mode, batch_id) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            " cache_read_input_tokens, cost_usd, mode, batch_id, credits_amount, credits_remaining)"
+            " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
             (job_id, run_id, started_at, now_iso(), outcome, http_status, error_type, error_message, request_id,
              u.input_tokens, u.output_tokens, u.cache_creation_input_tokens, u.cache_read_input_tokens,
-             cost or 0.0, mode, batch_id),
+             cost or 0.0, mode, batch_id, credits_amount, credits_remaining),
         )
         self.db.execute(
             "UPDATE jobs SET attempts=attempts+1, input_tokens=input_tokens+?, output_tokens=output_tokens+?,"
@@ -291,8 +296,11 @@ class Store:
 
     # -- results -------------------------------------------------------------------------------
 
-    def result_rows(self, key: WorkKey, preset_name: str) -> Iterator[ResultRow]:
-        """One row per file, in discovery order; identical content shares its job's result. Streams."""
+    def result_rows(self, key: WorkKey, preset_name: str,
+                    field_names: list[str] | None = None) -> Iterator[ResultRow]:
+        """One row per file, in discovery order; identical content shares its job's result. Streams.
+        With field_names, every ok row's fields hold exactly those keys (an optional field left out is null), so
+        the object has one shape in every row."""
         cursor = self.db.execute(
             "SELECT f.path, f.root, f.display, f.sha256, f.status AS fstatus, f.reason_code, f.reason,"
             " d.display AS dup,"
@@ -304,30 +312,39 @@ class Store:
             (key.preset_version, key.provider, key.model),
         )
         for r in cursor:
-            yield _row_from(r, key, preset_name)
+            row = _row_from(r, key, preset_name)
+            if field_names and row.fields is not None:
+                fields = {name: row.fields.get(name) for name in field_names}
+                fields.update((k, v) for k, v in row.fields.items() if k not in fields)
+                row = replace(row, fields=fields)
+            yield row
+
+
+_NO_USAGE = {"input_tokens": 0, "output_tokens": 0, "cache_creation_input_tokens": 0, "cache_read_input_tokens": 0}
 
 
 def _row_from(r: sqlite3.Row, key: WorkKey, preset_name: str) -> ResultRow:
+    """One shape per status (README "Results contract"): usage is always the four counts and cost_usd always a
+    number (zero when nothing was paid), so readers that infer types from a sample never meet null or {}."""
     common = {"path": r["display"], "sha256": r["sha256"], "preset": preset_name,
               "preset_version": key.preset_version, "provider": key.provider, "model": key.model,
               "duplicate_of": r["dup"], "source_path": os.fsdecode(r["path"]), "root": r["root"]}
+    if r["fstatus"] != "ok" and r["reason_code"] == "pending":
+        # Found but not examined yet (the run stopped mid-decode): pending, not skipped, and not hashed yet.
+        return ResultRow(status="pending", fields=None, error=None, usage=dict(_NO_USAGE), cost_usd=0.0, **common)
     if r["fstatus"] != "ok":
         return ResultRow(status=r["fstatus"], fields=None,
                          error={"type": r["reason_code"] or r["fstatus"], "message": r["reason"] or ""},
-                         usage=None, cost_usd=None, **common)
+                         usage=dict(_NO_USAGE), cost_usd=0.0, **common)
     jstatus = r["jstatus"] or "pending"
-    usage = None
-    cost = None
+    usage = dict(_NO_USAGE)
+    cost = 0.0
     if r["jstatus"] is not None and r["dup"] is None:
         # Paid tokens belong to the first file with this content; copies cost nothing.
         usage = {"input_tokens": r["input_tokens"], "output_tokens": r["output_tokens"],
                  "cache_creation_input_tokens": r["cache_creation_input_tokens"],
                  "cache_read_input_tokens": r["cache_read_input_tokens"]}
-        cost = r["cost_usd"]
-    elif r["jstatus"] is not None:
-        usage = {"input_tokens": 0, "output_tokens": 0, "cache_creation_input_tokens": 0,
-                 "cache_read_input_tokens": 0}
-        cost = 0.0
+        cost = float(r["cost_usd"])
     if jstatus == "ok":
         return ResultRow(status="ok", fields=json.loads(r["fields"]), error=None, usage=usage, cost_usd=cost,
                          mode=r["mode"], **common)

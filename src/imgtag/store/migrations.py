@@ -125,7 +125,31 @@ def _v1_initial(db: sqlite3.Connection) -> None:
     )
 
 
-MIGRATIONS: list[Migration] = [_v1_initial]
+def _v2_credits(db: sqlite3.Connection) -> None:
+    """Credit-billed providers (the imagedescriber tag API): what each call charged and the balance after it.
+    NULL for providers that bill in tokens and dollars."""
+    db.execute("ALTER TABLE attempts ADD COLUMN credits_amount REAL")
+    db.execute("ALTER TABLE attempts ADD COLUMN credits_remaining REAL")
+
+
+def _v3_export_ledger(db: sqlite3.Connection) -> None:
+    # Files imgtag wrote beside the originals (captions, JSON sidecars, metadata.jsonl): the hash of what
+    # we wrote tells our own file (rewrite it) from a user's (never clobber it), and `kept` holds the
+    # user's own text an append/prepend was merged with, so re-exporting gives the same bytes.
+    db.executescript(
+        """
+        CREATE TABLE export_files (
+            path BLOB PRIMARY KEY,
+            format TEXT NOT NULL,
+            sha256 TEXT NOT NULL,
+            kept TEXT,
+            how TEXT
+        );
+        """
+    )
+
+
+MIGRATIONS: list[Migration] = [_v1_initial, _v2_credits, _v3_export_ledger]
 
 
 def migrate(db: sqlite3.Connection) -> int:

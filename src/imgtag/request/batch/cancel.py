@@ -8,14 +8,12 @@ import sys
 import time
 from collections import Counter
 from pathlib import Path
-from typing import Any
-
-import anthropic
 
 from imgtag.config import RunConfig, open_provider, resolve_target
 from imgtag.export.writer import write_exports
 from imgtag.presets import PresetError
-from imgtag.providers.base import ConfigError
+from imgtag.providers.base import ConfigError, ProviderError
+from imgtag.providers.batch_api import BatchHandle
 from imgtag.request.batch.collect import Collector
 from imgtag.request.batch.common import BatchContext, BatchStop, stop_if_fatal
 from imgtag.request.batch.submit import Submitter
@@ -94,7 +92,7 @@ async def _cancel(ctx: BatchContext, wait_s: float) -> int:
             if batch is _GONE:
                 waiting.pop(batch_id)
                 continue
-            if batch is None or batch.processing_status != "ended":
+            if batch is None or not batch.ended:
                 continue
             if sb.batch_key(store, batch_id) not in (ctx.target.key, None):
                 _say(f"batch {batch_id}: canceled; it holds another preset's or model's work, so run the "
@@ -117,10 +115,9 @@ async def _cancel(ctx: BatchContext, wait_s: float) -> int:
 
 async def _request_cancel(ctx: BatchContext, batch_id: str) -> bool:
     try:
-        await ctx.client.messages.batches.cancel(batch_id)
+        await ctx.api.cancel(batch_id)
         return True
-    except anthropic.AnthropicError as exc:
-        err = ctx.classify(exc)
+    except ProviderError as err:
         if err.http_status == 404:
             n = sb.mark_batch_missing(ctx.store, batch_id)
             _say(f"batch {batch_id}: unknown to the API (404); its {n} unanswered items are pending again")
@@ -129,7 +126,7 @@ async def _request_cancel(ctx: BatchContext, batch_id: str) -> bool:
         return True  # transient: still poll it; a later cancel attempt is not needed if it ends anyway
 
 
-async def _poll(ctx: BatchContext, collector: Collector, batch_id: str) -> Any | None:
+async def _poll(ctx: BatchContext, collector: Collector, batch_id: str) -> BatchHandle | object | None:
     try:
         return await collector.poll(batch_id)
     except BatchStop as stop:

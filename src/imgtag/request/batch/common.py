@@ -1,18 +1,17 @@
-"""What the batch submitter, collector and runner share: context, counters, error classification."""
+"""What the batch submitter, collector and runner share: context (with the provider's BatchAPI), counters."""
 
 from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-import anthropic
-
-from imgtag.providers.base import Fatal, ProviderError, Transient, redact
+from imgtag.providers.base import Fatal, Provider, ProviderError
 from imgtag.store import Store
 
 if TYPE_CHECKING:
     from imgtag.config import RunConfig, Target
+    from imgtag.providers.batch_api import BatchAPI
 
 MAX_POLL_INTERVAL_S = 60.0
 POLL_BACKOFF = 1.5
@@ -60,26 +59,24 @@ class BatchStats:
 @dataclass
 class BatchContext:
     store: Store
-    provider: Any                  # AnthropicProvider: build_params, client, _classify
+    provider: Provider
     target: Target
     cfg: RunConfig
     run_id: int | None
     stats: BatchStats = field(default_factory=BatchStats)
+    _api: BatchAPI | None = field(default=None, init=False, repr=False)
 
     @property
-    def client(self) -> anthropic.AsyncAnthropic:
-        return self.provider.client
-
-    def classify(self, exc: BaseException) -> ProviderError:
-        """SDK exception -> our error kinds (Fatal stops the run; Transient is retried later)."""
-        if isinstance(exc, anthropic.APIStatusError):
-            return self.provider._classify(exc)
-        if isinstance(exc, anthropic.APITimeoutError):
-            return Transient("timeout: no response in time", error_type="timeout")
-        key = getattr(self.provider, "api_key", None)
-        if isinstance(exc, anthropic.APIConnectionError):
-            return Transient(f"connection error: {redact(str(exc), key)}", error_type="connection_error")
-        return Transient(redact(" ".join(str(exc).split())[:300], key), error_type="api_error")
+    def api(self) -> BatchAPI:
+        """The provider's batch API; a provider without one stops the run with a sentence (exit 2)."""
+        if self._api is None:
+            hook = getattr(self.provider, "batch_api", None)
+            api = hook() if hook is not None else None
+            if api is None:
+                text = f"--mode batch needs a provider with a batch API; {self.provider.name!r} has none"
+                raise BatchStop(text, Fatal(text, error_type="config_error"))
+            self._api = api
+        return self._api
 
 
 def stop_if_fatal(err: ProviderError) -> None:

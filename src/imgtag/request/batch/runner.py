@@ -1,4 +1,4 @@
-"""Batch mode: Anthropic Message Batches at half price, re-attached after any crash.
+"""Batch mode: a provider's batch API (providers/batch_api.py) at its batch price, re-attached after any crash.
 
 One `imgtag run --mode batch`:
 1. reconcile submissions a crash left without a batch id (batch_submit.Submitter.reconcile);
@@ -26,17 +26,16 @@ from imgtag.ingest.preprocess import ImageReport, PrepareRequest, prepare
 from imgtag.pricing.costs import cost_usd
 from imgtag.pricing.estimate import RequestEstimate, estimate_request
 from imgtag.providers.base import Fatal, ImageInput, RequestOptions
+from imgtag.providers.batch_api import BatchAPI
 from imgtag.request.batch.cancel import cancel_all
 from imgtag.request.batch.collect import Collector
 from imgtag.request.batch.common import MAX_POLL_INTERVAL_S, POLL_BACKOFF, BatchContext, BatchStop
-from imgtag.request.batch.submit import ENVELOPE_BYTES, Entry, Submitter, byte_budget, chunked, request_bytes
+from imgtag.request.batch.submit import Entry, Submitter, byte_budget, chunked
 from imgtag.request.engine import MAX_TOKENS_CEILING, WorkItem
 from imgtag.store import Store
 from imgtag.store import batches as sb
 from imgtag.validate.verdict import TRUNCATED
 
-API_MAX_REQUESTS = 100_000
-API_MAX_BYTES = 256 * 1024 * 1024
 # Polls in a row that reach nothing before a run gives up (with backoff, ~15 min; batches stay live and
 # a rerun re-attaches).
 MAX_FAILED_SWEEPS = 20
@@ -57,9 +56,10 @@ class BatchRunner:
         self.detached = False
         self.budget_hit = False
         self._pool: ThreadPoolExecutor | None = None
-        cfg_bytes = min(int(cfg.batch_max_bytes), API_MAX_BYTES)
-        self.max_requests = max(1, min(int(cfg.batch_max_requests), API_MAX_REQUESTS))
-        self.max_bytes = byte_budget(cfg_bytes)
+        # Set once the provider's batch API is known (run, after the provider check).
+        self.max_requests = max(1, int(cfg.batch_max_requests))
+        self.max_bytes = byte_budget(int(cfg.batch_max_bytes))
+        self.envelope_bytes = 0
 
     def describe(self) -> str:
         """For the progress line: batches by state and their request counts."""
@@ -92,10 +92,11 @@ class BatchRunner:
     # -- phases --------------------------------------------------------------------------------
 
     def _check_provider(self) -> None:
-        p = self.ctx.provider
-        if not getattr(p, "supports_batch", False) or not hasattr(p, "client"):
-            text = f"--mode batch needs a provider with a batch API (anthropic); {p.name!r} has none"
-            raise BatchStop(text, Fatal(text, error_type="config_error"))
+        """The provider's batch API (BatchStop, exit 2, without one) and its limits under the user's."""
+        api: BatchAPI = self.ctx.api
+        self.max_requests = max(1, min(int(self.ctx.cfg.batch_max_requests), api.max_requests))
+        self.max_bytes = byte_budget(min(int(self.ctx.cfg.batch_max_bytes), api.max_bytes))
+        self.envelope_bytes = api.envelope_bytes
 
     def _live_ids(self) -> list[str]:
         rows = sb.live_batches(self.ctx.store, self.ctx.target.key)
@@ -105,7 +106,7 @@ class BatchRunner:
 
     async def _submit(self, entries: AsyncIterator[Entry]) -> int:
         submitted = 0
-        async for chunk in chunked(entries, self.max_requests, self.max_bytes):
+        async for chunk in chunked(entries, self.max_requests, self.max_bytes, envelope_bytes=self.envelope_bytes):
             await self.submitter.submit(chunk)
             submitted += len(chunk.entries)
         return submitted
@@ -158,9 +159,9 @@ class BatchRunner:
         if sb.answers_rejected(ctx.store, job_id, TRUNCATED):
             max_tokens = min(MAX_TOKENS_CEILING, max_tokens * 2)  # it was cut off once: room to finish
         options = RequestOptions(t.preset, t.model, max_tokens, batch=True)
-        params = ctx.provider.build_params(image, options)
-        size = request_bytes(params)
-        if size + ENVELOPE_BYTES > self.max_bytes:
+        params = ctx.api.build_params(image, options)
+        size = ctx.api.request_bytes(params)
+        if size + self.envelope_bytes > self.max_bytes:
             sb.fail_job(ctx.store, job_id, ctx.run_id, "request_too_large",
                         f"the request is {size / 1e6:.1f} MB, over the {self.max_bytes / 1e6:.1f} MB batch "
                         "limit")

@@ -1,7 +1,7 @@
-"""Chunking requests into Message Batches and creating them without ever paying for an item twice.
+"""Chunking requests into batches and creating them without ever paying for an item twice (any BatchAPI).
 
 Order of events for one batch (see store/batches.py):
-  commit submission + items  ->  batches.create  ->  commit batch id + jobs 'batched'
+  commit submission + items  ->  BatchAPI.create  ->  commit batch id + jobs 'batched'
 A crash in the middle leaves a submission without a batch id; `reconcile` lists the account's batches
 created since then and adopts the one with the same number of requests, or, if there is none, knows the
 create never happened and returns the items to pending.
@@ -10,36 +10,28 @@ create never happened and returns the items to pending.
 from __future__ import annotations
 
 import asyncio
-import json
 import random
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-import anthropic
-
 from imgtag.providers.base import Fatal, Permanent, ProviderError
+from imgtag.providers.batch_api import BatchHandle, BatchRequest
 from imgtag.request.batch.common import BatchContext, BatchStop, stop_if_fatal
 from imgtag.store import batches as sb
 
 # The byte limit is checked against the measured JSON body; 5% headroom covers what we cannot see
 # (a gateway's re-encoding, multipart framing, future envelope fields).
 HEADROOM = 0.95
+# Body bytes outside the requests when a caller does not give its API's own (BatchAPI.envelope_bytes):
+# a JSON object holding one array, the shape of the create bodies we know.
 ENVELOPE_BYTES = len('{"requests":[]}')
-# Each request is measured as `{"custom_id":"<id>","params":<params>}` with the id at its 64-char maximum:
-# the id is only assigned when the chunk is committed, and 64 bytes are noise next to an image.
-REQUEST_FRAME_BYTES = len('{"custom_id":"","params":}') + 64
 # Clocks differ; a batch created "before" its submission by less than this can still be ours.
 CLOCK_SLACK = timedelta(minutes=10)
 MAX_CREATE_ATTEMPTS = 5
 CREATE_BACKOFF_S = 2.0  # first wait after a failed create; doubles, capped at 30 s
 CREATE_TIMEOUT_S = 600.0  # uploading up to 256 MB takes a while on a slow uplink
-
-
-def request_bytes(params: dict[str, Any]) -> int:
-    """Encoded size exactly as the SDK serialises it (compact separators, UTF-8, no ASCII escaping)."""
-    return len(json.dumps(params, ensure_ascii=False, separators=(",", ":")).encode()) + REQUEST_FRAME_BYTES
 
 
 def byte_budget(max_bytes: int) -> int:
@@ -60,8 +52,13 @@ class Chunk:
 
     max_requests: int
     max_bytes: int
+    envelope_bytes: int = ENVELOPE_BYTES
     entries: list[Entry] = field(default_factory=list)
-    nbytes: int = ENVELOPE_BYTES
+    nbytes: int = -1
+
+    def __post_init__(self) -> None:
+        if self.nbytes < 0:
+            self.nbytes = self.envelope_bytes
 
     def fits(self, entry: Entry) -> bool:
         comma = 1 if self.entries else 0
@@ -72,29 +69,27 @@ class Chunk:
         self.entries.append(entry)
 
 
-async def chunked(entries: AsyncIterator[Entry], max_requests: int, max_bytes: int) -> AsyncIterator[Chunk]:
+async def chunked(entries: AsyncIterator[Entry], max_requests: int, max_bytes: int, *,
+                  envelope_bytes: int = ENVELOPE_BYTES) -> AsyncIterator[Chunk]:
     """Group entries into chunks, yielding each as soon as the next entry would not fit (only one chunk is
     ever held). Entries that fit in no chunk at all must be filtered out by the caller."""
-    chunk = Chunk(max_requests, max_bytes)
+    chunk = Chunk(max_requests, max_bytes, envelope_bytes)
     async for entry in entries:
         if chunk.entries and not chunk.fits(entry):
             yield chunk
-            chunk = Chunk(max_requests, max_bytes)
+            chunk = Chunk(max_requests, max_bytes, envelope_bytes)
         chunk.add(entry)
     if chunk.entries:
         yield chunk
 
 
-def _total(batch: Any) -> int:
-    return sum(sb.counts_of(batch).values())
-
-
-def _definitely_not_created(exc: BaseException) -> bool:
+def _definitely_not_created(err: ProviderError) -> bool:
     """The server answered with a rejection, so no batch exists. Timeouts, dropped connections and 5xx
     (except 529 overloaded, a rejection at the door) are ambiguous: the batch may exist."""
-    if isinstance(exc, anthropic.APIStatusError):
-        return (exc.status_code < 500 and exc.status_code not in (408, 409)) or exc.status_code == 529
-    return False
+    status = err.http_status
+    if status is None:
+        return False
+    return (status < 500 and status not in (408, 409)) or status == 529
 
 
 class Submitter:
@@ -108,14 +103,12 @@ class Submitter:
         ctx = self.ctx
         store = ctx.store
         sub, cids = sb.begin_submission(store, [e.job_id for e in chunk.entries])
-        requests = [{"custom_id": cid, "params": e.params} for cid, e in zip(cids, chunk.entries, strict=True)]
+        requests = [BatchRequest(cid, e.params) for cid, e in zip(cids, chunk.entries, strict=True)]
         failures = 0
         while True:
             try:
-                batch = await ctx.client.messages.batches.create(
-                    requests=requests, timeout=max(ctx.cfg.timeout, CREATE_TIMEOUT_S))  # type: ignore[arg-type]
-            except anthropic.AnthropicError as exc:
-                err = ctx.classify(exc)
+                batch = await ctx.api.create(requests, timeout=max(ctx.cfg.timeout, CREATE_TIMEOUT_S))
+            except ProviderError as err:
                 if isinstance(err, Fatal):
                     sb.abandon_submission(store, sub.id)
                     stop_if_fatal(err)
@@ -124,7 +117,7 @@ class Submitter:
                     await self._rejected(chunk, err)
                     return
                 failures += 1
-                ambiguous = not _definitely_not_created(exc)
+                ambiguous = not _definitely_not_created(err)
                 if failures >= MAX_CREATE_ATTEMPTS and not ambiguous:
                     sb.abandon_submission(store, sub.id)
                     raise BatchStop(_gave_up(failures, err)) from None
@@ -143,7 +136,7 @@ class Submitter:
             self._attach(sub, batch, chunk)
             return
 
-    def _attach(self, sub: sb.Submission, batch: Any, chunk: Chunk) -> None:
+    def _attach(self, sub: sb.Submission, batch: BatchHandle, chunk: Chunk) -> None:
         ctx = self.ctx
         key = ctx.target.key
         sb.attach_batch(ctx.store, sub.id, batch, provider=key.provider, model=key.model, run_id=ctx.run_id,
@@ -151,7 +144,7 @@ class Submitter:
         ctx.stats.created += 1
         ctx.stats.submitted += len(chunk.entries)
         ctx.stats.reserved_usd += sum(e.estimate_usd for e in chunk.entries)
-        ctx.stats.live[batch.id] = (batch.processing_status, sb.counts_of(batch))
+        ctx.stats.live[batch.id] = (batch.processing_status, dict(batch.counts))
 
     async def _rejected(self, chunk: Chunk, err: ProviderError) -> None:
         """The API refused the whole batch. Too large: split it (our measure was off, e.g. a gateway with a
@@ -159,7 +152,7 @@ class Submitter:
         if err.http_status == 413 and len(chunk.entries) > 1:
             half = len(chunk.entries) // 2
             for part in (chunk.entries[:half], chunk.entries[half:]):
-                sub_chunk = Chunk(chunk.max_requests, chunk.max_bytes)
+                sub_chunk = Chunk(chunk.max_requests, chunk.max_bytes, chunk.envelope_bytes)
                 for entry in part:
                     sub_chunk.add(entry)
                 await self.submit(sub_chunk)
@@ -185,23 +178,23 @@ class Submitter:
             candidates.remove(match)
             self._adopt(sub, match)
 
-    async def _candidates(self, since: datetime) -> list[Any]:
+    async def _candidates(self, since: datetime) -> list[BatchHandle]:
         """Remote batches created since `since` that the store does not know, oldest first."""
         known = sb.known_batch_ids(self.ctx.store)
-        found: list[Any] = []
+        found: list[BatchHandle] = []
         last: ProviderError | None = None
         for attempt in range(4):
             try:
                 found = []
-                async for batch in self.ctx.client.messages.batches.list(limit=100):
+                async for batch in self.ctx.api.list_recent():
                     if batch.created_at < since:
                         break  # newest first: everything further is older
                     if batch.id not in known:
                         found.append(batch)
                 found.reverse()
                 return found
-            except anthropic.AnthropicError as exc:
-                last = self.ctx.classify(exc)
+            except ProviderError as err:
+                last = err
                 stop_if_fatal(last)
                 await asyncio.sleep(min(10.0, 0.5 * 2 ** attempt))
         # Without the list we cannot tell whether those items are already in a batch: stop rather than
@@ -210,7 +203,7 @@ class Submitter:
         raise BatchStop(f"could not list batches to check an interrupted submission ({detail}); "
                         "run the same command again")
 
-    def _adopt(self, sub: sb.Submission, batch: Any) -> None:
+    def _adopt(self, sub: sb.Submission, batch: BatchHandle) -> None:
         ctx = self.ctx
         owner = sb.submission_model(ctx.store, sub.id)
         if owner is None:
@@ -219,7 +212,7 @@ class Submitter:
         sb.attach_batch(ctx.store, sub.id, batch, provider=owner[0], model=owner[1], run_id=ctx.run_id,
                         nbytes=0)
         ctx.stats.adopted += 1
-        ctx.stats.live[batch.id] = (batch.processing_status, sb.counts_of(batch))
+        ctx.stats.live[batch.id] = (batch.processing_status, dict(batch.counts))
 
 
 def _gave_up(failures: int, err: ProviderError) -> str:
@@ -231,10 +224,10 @@ def _when(iso: str) -> datetime:
     return datetime.fromisoformat(iso)
 
 
-def _pick(candidates: list[Any], sub: sb.Submission) -> Any | None:
+def _pick(candidates: list[BatchHandle], sub: sb.Submission) -> BatchHandle | None:
     """The oldest unknown remote batch created at/after the submission with exactly its request count."""
     since = _when(sub.created_at) - CLOCK_SLACK
     for batch in candidates:
-        if batch.created_at >= since and _total(batch) == sub.item_count:
+        if batch.created_at >= since and batch.total == sub.item_count:
             return batch
     return None
