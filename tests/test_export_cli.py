@@ -13,7 +13,7 @@ import pyarrow.parquet as pq
 from exportrows import HOSTILE
 from imagegen import make_images, run_cli
 
-NEW_FORMATS = "csv,jsonl,xlsx,parquet,metadata-jsonl,txt,json-sidecar"
+NEW_FORMATS = "csv,jsonl,xlsx,parquet,metadata-jsonl,txt,json-sidecar,html"
 HOSTILE_ANSWER = {**HOSTILE, "description": "<img src=x onerror=alert(1)>]]>"}  # within the 50-char limit
 
 
@@ -58,7 +58,7 @@ def test_new_formats_from_a_run_and_byte_identical_re_export(tmp_path, fake_anth
         assert "txt: 5 unchanged" in output
         assert digests(images) == after_run
         now = digests(out)
-        for name in ("results.xlsx", "results.parquet", "results.csv", "results.jsonl"):
+        for name in ("results.xlsx", "results.parquet", "results.csv", "results.jsonl", "contact-sheet.html"):
             assert now[name] == outputs[name], f"{name} differs on re-export"
 
     wb = openpyxl.load_workbook(out / "results.xlsx")
@@ -67,6 +67,7 @@ def test_new_formats_from_a_run_and_byte_identical_re_export(tmp_path, fake_anth
     assert "=1+2|<script>alert(1)</script>|]]>|0012|中文标签" in {c.value for c in cells}
     not_ok = [r for r in wb["results"].iter_rows(values_only=True) if r[1] not in ("ok", "status")]
     assert len(not_ok) == 1 and not_ok[0][0] == "train/broken.jpg" and not_ok[0][8]  # with its reason
+    assert len(list((out / "thumbs").rglob("*.jpg"))) == 3  # five ok images, three distinct contents
     table = pq.read_table(out / "results.parquet")
     assert table.num_rows == 6 and table.column("tags").to_pylist()[0] == HOSTILE["tags"]
 

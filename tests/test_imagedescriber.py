@@ -167,6 +167,10 @@ def test_what_it_cannot_serve_is_exit_2_before_any_request(tmp_path, tag_api, mo
     assert words in output and "Traceback" not in output
     assert len(output.strip().splitlines()) == 1
     assert fake.stats.requests == 0
+    # a dry run says the same, without a key
+    code, output = cli(["run", str(src), "--out", str(tmp_path / "dry"), "--provider", "imagedescriber", "--dry-run",
+                        *args], {}, monkeypatch)
+    assert code == 2 and words in output, output
 
 
 def test_missing_key_is_one_sentence(tmp_path, monkeypatch):

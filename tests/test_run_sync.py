@@ -208,7 +208,7 @@ def test_status_export_progress_and_no_secret_anywhere(tmp_path, fake_anthropic_
     assert "imgtag: " in output and "ok 5" in output and "\x1b[" not in output
     code, status_text = run_cli(["status", "--out", str(out)], fake.env(), monkeypatch)
     assert code == 0
-    assert "ok 5" in status_text and "failed 1" in status_text and "cost $" in status_text
+    assert "ok 5" in status_text and "failed 1" in status_text and "spent to date $" in status_text
     assert "broken.jpg" in status_text
     code, status_json = run_cli(["status", "--out", str(out), "--json"], fake.env(), monkeypatch)
     data = json.loads(status_json)

@@ -15,6 +15,7 @@ from rich.console import Console
 
 from imgtag import __version__
 from imgtag.config import EXIT_CONFIG, EXIT_FAILED, EXIT_OK, RunConfig, open_provider, resolve_target
+from imgtag.money import usd
 from imgtag.runner import Run
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode=None,
@@ -24,7 +25,7 @@ OutOpt = Annotated[Path | None, typer.Option(
     "--out", metavar="DIR", envvar="IMGTAG_OUT", show_default="imgtag-out",
     help="Output folder: holds imgtag.db and the exports.")]
 DEFAULT_OUT = Path("imgtag-out")
-FORMATS_HELP = "csv,jsonl (default), xlsx, parquet, metadata-jsonl, txt, json-sidecar"
+FORMATS_HELP = "csv,jsonl (default), xlsx, parquet, metadata-jsonl, txt, json-sidecar, html"
 TxtTemplateOpt = Annotated[str | None, typer.Option(
     "--txt-template", help="txt captions: e.g. '{short_caption}' or '{tags}' (lists joined with ', ').")]
 TxtExistingOpt = Annotated[str | None, typer.Option(
@@ -100,11 +101,12 @@ def _build_config(paths: list[str], out: Path, **kw: Any) -> RunConfig:
 
 def _resolve(cfg: RunConfig) -> Any:
     from imgtag.presets import PresetError
+    from imgtag.pricing.extra_models import ModelConfigError
     from imgtag.providers.base import ConfigError
 
     try:
         return resolve_target(cfg)
-    except (PresetError, ConfigError) as exc:
+    except (PresetError, ConfigError, ModelConfigError) as exc:
         raise _fail(str(exc)) from None
     except OSError as exc:
         raise _fail(f"cannot read preset: {exc}") from None
@@ -310,15 +312,17 @@ def _execute(cfg: RunConfig, command: str) -> None:
     _check_export_options(cfg.formats, cfg.export_options, target.preset.fields, target.preset.txt_template)
     _preflight(cfg)
     provider_obj = None
-    if not cfg.dry_run:
-        try:
+    try:
+        from imgtag.providers import provider_class
+
+        provider_class(cfg.provider).check_run(cfg, target)  # what it cannot serve: exit 2, dry runs too
+        if not cfg.dry_run:
             provider_obj = open_provider(cfg)
-            provider_obj.check_run(cfg, target)  # a preset/language/option it cannot serve: exit 2, nothing spent
-        except ConfigError as exc:
-            raise _fail(str(exc)) from None
+    except ConfigError as exc:
+        raise _fail(str(exc)) from None
     with _open_store(cfg.out) as store:
         if not cfg.dry_run:
-            store.set_meta("target", target_meta(cfg, target))
+            _switch_target(store, target_meta(cfg, target), cfg.formats)
         runner = Run(cfg, store, target, provider_obj, command=command)
         try:
             outcome = asyncio.run(_run_and_close(runner, provider_obj))
@@ -329,6 +333,26 @@ def _execute(cfg: RunConfig, command: str) -> None:
     if runner.missing_args and outcome.summary.files == 0:
         raise typer.Exit(EXIT_CONFIG)  # nothing to do because nothing matched: a usage error
     raise typer.Exit(outcome.exit_code)
+
+
+def _switch_target(store: Any, meta: dict[str, Any], formats: str) -> None:
+    """Record this run's target; when the folder's default files held another target, keep that one's files in
+    targets/<preset>--<model>/ first and say so, so nothing is replaced silently."""
+    from imgtag.export.writer import write_exports
+    from imgtag.targets import label, record, slug, target_dir
+
+    previous = record(store, meta)
+    if previous is None:
+        return
+    try:
+        write_exports(store, previous, previous.get("formats") or formats)
+    except ValueError:
+        write_exports(store, previous, "csv,jsonl")
+    kept = target_dir(store, previous)
+    _console().print(f"imgtag: results.csv and results.jsonl in {store.out_dir} now hold {label(meta)}; the "
+                     f"{label(previous)} results are kept in {kept.parent.name}/{slug(previous)}/ "
+                     f"(`imgtag export --preset {previous['preset_name']} --model {previous['model']}` "
+                     "rebuilds them)", markup=False)
 
 
 async def _run_and_close(runner: Run, provider_obj: Any) -> Any:
@@ -344,6 +368,9 @@ def _report(outcome: Any, cfg: RunConfig, target: Any, missing: list[str]) -> No
     for arg in missing:
         console.print(f"imgtag: nothing matched {arg!r}", markup=False)
     s = outcome.summary
+    prices = target.model.prices
+    if prices is not None and prices.input == prices.output == 0:  # a local model: say why the cost is 0
+        console.print(f"{target.model.id}: {target.model.source}", markup=False)
     if cfg.dry_run and outcome.estimator is not None:
         from imgtag.costview import dry_run_line
 
@@ -351,7 +378,7 @@ def _report(outcome: Any, cfg: RunConfig, target: Any, missing: list[str]) -> No
         return
     counts = ", ".join(f"{k} {v}" for k, v in sorted(s.by_status.items())) or "no files"
     console.print(f"{s.files} files: {counts}; {s.requests} requests, "
-                  f"{s.input_tokens:,} in / {s.output_tokens:,} out tokens, ${s.cost_usd:.4f}", markup=False)
+                  f"{s.input_tokens:,} in / {s.output_tokens:,} out tokens, {usd(s.cost_usd)}", markup=False)
     if s.credits_spent is not None or s.credits_remaining is not None:
         console.print(_credits_line(s), markup=False)
     if s.by_error:
@@ -389,77 +416,63 @@ def retry(out: OutOpt = None,
 
 # -- status / export / presets -------------------------------------------------------------------
 
+PresetSel = Annotated[str | None, typer.Option("--preset", metavar="NAME",
+                                               help="Which target: preset name (default: the latest run's).")]
+ModelSel = Annotated[str | None, typer.Option("--model", metavar="ID",
+                                              help="Which target: model id (default: the latest run's).")]
+
+
+def _select_target(store: Any, preset: str | None, model: str | None) -> Any:
+    from imgtag.configfile import UsageError
+    from imgtag.targets import select
+
+    try:
+        return select(store, preset, model)
+    except UsageError as exc:
+        raise _fail(str(exc)) from None
+
+
 @app.command()
 def status(out: OutOpt = None,
-           as_json: Annotated[bool, typer.Option("--json", help="Machine-readable.")] = False) -> None:
-    """Progress, failures by cause, tokens and cost; live batches."""
-    from imgtag.store import WorkKey
-    from imgtag.store import batches as sb
-    from imgtag.summary import summarize
+           as_json: Annotated[bool, typer.Option("--json", help="Machine-readable.")] = False,
+           preset: PresetSel = None, model: ModelSel = None) -> None:
+    """Progress, failures by cause, tokens and spend to date for one target; live batches."""
+    from imgtag import status as st
 
     out = _out(out)
     with _open_store(out, create=False, lock=False) as store:
-        meta = store.get_meta("target")
-        key = WorkKey(meta["preset_version"], meta["provider"], meta["model"]) if meta else None
-        s = summarize(store.db, key)
-        batches = [{"id": b.id, "processing_status": b.processing_status, "item_count": b.item_count,
-                    # as stored (JSON text), exactly what `status --json` has always shown
-                    "request_counts": json.dumps(b.request_counts) if b.request_counts is not None else None,
-                    "created_at": b.created_at}
-                   for b in sb.live_batches(store)]
-        failures = store.db.execute(
-            "SELECT f.display, j.error_type, j.error_message FROM jobs j JOIN files f ON f.id = j.file_id"
-            " WHERE j.status='failed' UNION ALL SELECT display, reason_code, reason FROM files"
-            " WHERE status='failed' LIMIT 50").fetchall()
-        from imgtag.costview import status_estimate, status_estimate_line
-
-        estimate = status_estimate(store.db, meta) if meta else None
+        meta = _select_target(store, preset, model)
+        report = st.gather(store, meta)
     if as_json:
-        print(json.dumps({"target": meta, "files": s.files, "by_status": s.by_status, "by_error": s.by_error,
-                          "input_tokens": s.input_tokens, "output_tokens": s.output_tokens,
-                          "cache_creation_input_tokens": s.cache_creation_input_tokens,
-                          "cache_read_input_tokens": s.cache_read_input_tokens, "cost_usd": round(s.cost_usd, 8),
-                          "requests": s.requests, "batches": batches, "credits_spent": s.credits_spent,
-                          "credits_remaining": s.credits_remaining, "estimate": estimate}, ensure_ascii=False))
+        print(json.dumps(report, ensure_ascii=False))
         return
+    credits = None
+    if report["credits_spent"] is not None or report["credits_remaining"] is not None:
+        from types import SimpleNamespace
+
+        credits = _credits_line(SimpleNamespace(**report))
     console = _console(err=False)
-    if not meta:
-        console.print(f"{s.files} files scanned; no results yet (run `imgtag run`)", markup=False)
-        return
-    console.print(f"preset {meta['preset_name']} ({meta['preset_version']}), {meta['provider']} {meta['model']}",
-                  markup=False)
-    counts = ", ".join(f"{k} {v}" for k, v in sorted(s.by_status.items())) or "none"
-    console.print(f"files {s.files}: {counts}", markup=False)
-    console.print(f"requests {s.requests}; tokens in {s.input_tokens:,}, out {s.output_tokens:,}, cache write "
-                  f"{s.cache_creation_input_tokens:,}, cache read {s.cache_read_input_tokens:,}; "
-                  f"cost ${s.cost_usd:.4f}", markup=False)
-    if estimate is not None:
-        console.print(status_estimate_line(estimate, s.cost_usd), markup=False)
-    if s.credits_spent is not None or s.credits_remaining is not None:
-        console.print(_credits_line(s), markup=False)
-    if s.by_error:
-        console.print("by cause: " + ", ".join(f"{k} {v}" for k, v in sorted(s.by_error.items())), markup=False)
-    for b in batches:
-        console.print(f"batch {b['id']}: {b['processing_status']}, {b['item_count']} requests, "
-                      f"counts {b['request_counts'] or '{}'}", markup=False)
-    for f in failures:
-        console.print(f"  failed {f[0]}: {f[1]}: {f[2]}", markup=False)
+    for line in st.render(report, credits):
+        console.print(line, markup=False)
 
 
 @app.command()
 def export(out: OutOpt = None,
-           format: Annotated[str | None, typer.Option("--format", help=FORMATS_HELP)] = None,
+           format: Annotated[str | None, typer.Option("--format", metavar="LIST", help=FORMATS_HELP)] = None,
            txt_template: TxtTemplateOpt = None,
            txt_existing: TxtExistingOpt = None,
-           metadata_overwrite: MetadataOverwriteOpt = False) -> None:
-    """Rebuild output files from the store (atomically), without asking any model again."""
+           metadata_overwrite: MetadataOverwriteOpt = False,
+           preset: PresetSel = None, model: ModelSel = None) -> None:
+    """Rebuild output files from the store (atomically), without asking any model again.
+
+    The latest target goes to the folder itself; another (--preset/--model) to targets/<preset>--<model>/."""
     from imgtag.export.writer import ExportRefused, write_exports
 
     options = _export_options(txt_template, txt_existing, metadata_overwrite)
     notes: list[str] = []
     out = _out(out)
     with _open_store(out, create=False, lock=False) as store:
-        meta = store.get_meta("target")
+        meta = _select_target(store, preset, model)
         if not meta:
             raise _fail(f"no results yet in {out} (run `imgtag run` first)", EXIT_FAILED)
         formats = format or meta.get("formats") or "csv,jsonl"

@@ -21,6 +21,7 @@ KEYS: dict[str, str] = {
     "lang": "a language code",
     "categories": 'a list of strings (or one "a,b,c" string)',
     "out": "a folder path",
+    "models": 'tables [models."name"] with input, output, max_edge (checked by pricing/extra_models.py)',
 }
 
 
@@ -50,6 +51,8 @@ def load(path: Path = Path(FILE_NAME)) -> dict[str, Any]:
         if key not in KEYS:
             raise UsageError(f"{path.name}: unknown key {key!r}{did_you_mean(key, KEYS)}; "
                              f"known keys: {', '.join(KEYS)}")
+        if key == "models":
+            continue  # model entries are read and checked where models are looked up
         if key == "categories" and isinstance(value, list) and all(isinstance(v, str) for v in value):
             settings[key] = [v for v in value if v.strip()]
         elif isinstance(value, str):

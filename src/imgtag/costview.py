@@ -7,6 +7,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from imgtag.money import usd
 from imgtag.pricing.estimate import Estimator, ModeCost, ModelEstimate
 
 
@@ -37,7 +38,7 @@ def _money(x: float | None) -> str:
 
 
 def _usd(x: float | None) -> str:
-    return "unknown" if x is None else f"${x:,.4f}"
+    return usd(x)
 
 
 def print_estimates(console: Console, preset: str, estimates: list[dict[str, Any]], selected: str | None) -> None:
@@ -101,9 +102,9 @@ def status_estimate(db: Any, meta: dict[str, Any]) -> dict[str, Any] | None:
 
 
 def status_estimate_line(estimate: dict[str, Any], actual_usd: float) -> str:
-    usd = estimate["usd"]
-    if usd is None:
-        return f"estimate: unknown (no prices for this model); actual ${actual_usd:.4f}"
-    ratio = f" ({actual_usd / usd:.2f}x the estimate)" if usd > 0 and actual_usd > 0 else ""
-    return (f"estimate ${usd:.4f} for {estimate['images']} images ({estimate['mode']}, caching included); "
-            f"actual ${actual_usd:.4f}{ratio}")
+    est = estimate["usd"]
+    if est is None:
+        return f"estimate: unknown (no prices for this model); actual {usd(actual_usd)}"
+    ratio = f" ({actual_usd / est:.2f}x the estimate)" if est > 0 and actual_usd > 0 else ""
+    return (f"estimate {usd(est)} for {estimate['images']} images ({estimate['mode']}, caching included); "
+            f"actual {usd(actual_usd)}{ratio}")

@@ -11,6 +11,7 @@ from typing import Any, TextIO
 from imgtag.config import EXIT_CONFIG, EXIT_FAILED, EXIT_OK, RunConfig, Target, prepare_template
 from imgtag.export.writer import ExportRefused, write_exports
 from imgtag.ingest.pipeline import Ingested, IngestOptions, Ingestor
+from imgtag.money import usd
 from imgtag.pricing.estimate import Estimator, estimate_request
 from imgtag.progress import Progress, Snapshot
 from imgtag.providers.base import ImageInput, Provider
@@ -158,7 +159,7 @@ class Run:
                 await self.engine.run(self.work_items(ingestor, None))
                 fatal = self.engine.fatal
                 if self.engine.budget_hit:
-                    message = (f"budget of ${cfg.budget:.2f} reached: {self.engine.stats.budget_stopped} images "
+                    message = (f"budget of {usd(cfg.budget)} reached: {self.engine.stats.budget_stopped} images "
                                "were not sent (run again with a larger --budget to continue)")
         finally:
             ticker.cancel()

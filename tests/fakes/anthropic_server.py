@@ -180,8 +180,13 @@ class FakeConfig:
     # (as tutorial pipelines do); None = a small default object.
     prompt_schema: dict[str, Any] | None = None
     # Batches.
+    # Per-batch caps on the create call (requests, body bytes). Over a cap, the answer is worded as
+    # batch_cap_style says: "api" = the API's own (413 request_too_large JSON; 400 "requests: List should have
+    # at most N items"); "gateway" = a proxy or compatible gateway with lower caps (e.g. 10,000 requests or
+    # 32 MB, as older docs said): 413 with its HTML page, 400 JSON naming its maximum number of requests.
     batch_max_requests: int = 100_000
     batch_max_bytes: int = 256 * 1024 * 1024
+    batch_cap_style: str = "api"
     batch_processing_s: float = 0.5
     batch_cancel_s: float = 0.05
     p_batch_errored: float = 0.0
@@ -242,6 +247,7 @@ class FakeStats:
             # A compact log of /v1/messages requests: what the SDK actually sent (headers that matter).
             self.request_log: list[dict[str, Any]] = []
             self.batches_created = 0
+            self.batch_creates_refused = 0  # create calls over batch_max_requests / batch_max_bytes
             self.batch_items_by_custom_id: Counter[str] = Counter()
             self.batch_items_by_key: Counter[str] = Counter()
             self.batch_answered_by_key: Counter[str] = Counter()
@@ -269,6 +275,7 @@ class FakeStats:
                 "cache_creation_1h_input_tokens": self.cache_creation_1h_input_tokens,
                 "request_log": list(self.request_log) if lists else None,
                 "batches_created": self.batches_created,
+                "batch_creates_refused": self.batch_creates_refused,
                 "batch_items_by_custom_id": dict(self.batch_items_by_custom_id),
                 "batch_items_by_key": dict(self.batch_items_by_key),
                 "batch_answered_by_key": dict(self.batch_answered_by_key),
@@ -1605,13 +1612,29 @@ class FakeAnthropicServer:
         fault = cfg.batch_create_faults[call] if call < len(cfg.batch_create_faults) else ""
         if fault.startswith("reject:"):
             raise _ApiError(int(fault.split(":", 1)[1]))
+        gateway = cfg.batch_cap_style == "gateway"
         if len(raw) > cfg.batch_max_bytes:
+            with self.stats.lock:
+                self.stats.batch_creates_refused += 1
+            if gateway:
+                page = b"<html><head><title>413 Request Entity Too Large</title></head><body><center><h1>" \
+                       b"413 Request Entity Too Large</h1></center><hr><center>nginx</center></body></html>"
+                self._send(h, 413, page, headers, "text/html")
+                return 413
             raise _ApiError(413)
         body = self._parse_json(raw)
         requests = body.get("requests") if isinstance(body, dict) else None
         if not isinstance(requests, list) or not requests:
             raise _ApiError(400, "requests: List should have at least 1 item")
         if len(requests) > cfg.batch_max_requests:
+            with self.stats.lock:
+                self.stats.batch_creates_refused += 1
+            if gateway:
+                raise _ApiError(
+                    400,
+                    f"Batch contains {len(requests)} requests, but the maximum number of requests per batch "
+                    f"is {cfg.batch_max_requests}.",
+                )
             raise _ApiError(
                 400,
                 f"requests: List should have at most {cfg.batch_max_requests} items after validation, "

@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from .anthropic_server import FakeAnthropicServer, FakeConfig
+from .openai_server import FakeOpenAIServer
 
 FakeFactory = Callable[..., FakeAnthropicServer]
 
@@ -39,3 +40,18 @@ def fake_anthropic_factory() -> Iterator[FakeFactory]:
 def fake_anthropic(fake_anthropic_factory: FakeFactory) -> FakeAnthropicServer:
     """A started fake with the default config (answers every request with schema-valid JSON)."""
     return fake_anthropic_factory()
+
+
+@pytest.fixture
+def fake_openai_factory() -> Iterator[Callable[..., FakeOpenAIServer]]:
+    """``make(**OpenAIFakeConfig fields)`` -> a started OpenAI-compatible fake; all are stopped after the test."""
+    servers: list[FakeOpenAIServer] = []
+
+    def make(**fields: Any) -> FakeOpenAIServer:
+        server = FakeOpenAIServer(**fields).start()
+        servers.append(server)
+        return server
+
+    yield make
+    for server in servers:
+        server.stop()

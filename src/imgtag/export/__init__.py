@@ -9,6 +9,7 @@ from collections.abc import Callable
 
 from imgtag.export import parquet
 from imgtag.export.captions import write_txt
+from imgtag.export.contact_sheet import write_contact_sheet
 from imgtag.export.hf_metadata import write_metadata_jsonl
 from imgtag.export.json_sidecar import write_json_sidecars
 from imgtag.export.results import write_csv, write_jsonl
@@ -27,6 +28,7 @@ EXPORTERS: dict[str, Exporter] = {
     "metadata-jsonl": write_metadata_jsonl,
     "txt": write_txt,
     "json-sidecar": write_json_sidecars,
+    "html": write_contact_sheet,
 }
 
 # Formats that need an optional extra: name -> (is it installed?, the sentence saying how to get it).

@@ -22,14 +22,39 @@ class ExportRefused(ValueError):
         self.notes = notes
 
 
+# Folder-level files a later run of another target would replace: copied per target (per-image formats are
+# written once, where they belong).
+_PER_TARGET_COPY = ("csv", "jsonl")
+
+
 def write_exports(store: Store, meta: dict[str, Any], formats: str | None = None,
                   options: dict[str, Any] | None = None, notes: list[str] | None = None) -> list[Path]:
     """Write each format; ``options`` are ExportContext fields from the command line (txt_template,
-    txt_existing, metadata_overwrite). One-line summaries of per-image formats are appended to ``notes``."""
+    txt_existing, metadata_overwrite). One-line summaries of per-image formats are appended to ``notes``.
+
+    The latest target's files go to the folder itself (results.csv, ...); another target's go to
+    targets/<preset>--<model>/. Once the folder holds several targets, the latest target's results.csv/.jsonl
+    are also written there, so a later run of another target never leaves them unretrievable."""
+    from imgtag import targets
+
+    latest = store.get_meta("target")
+    is_latest = latest is None or targets.key_of(latest) == targets.key_of(meta)
+    out_dir = store.out_dir if is_latest else targets.target_dir(store, meta)
+    written = _write(store, meta, formats, options, notes, out_dir)
+    if is_latest and len(targets.all_targets(store)) > 1:
+        names = parse_formats(formats or meta.get("formats") or "csv,jsonl")
+        copy = [name for name in names if name in _PER_TARGET_COPY]
+        if copy:
+            written += _write(store, meta, ",".join(copy), options, None, targets.target_dir(store, meta))
+    return written
+
+
+def _write(store: Store, meta: dict[str, Any], formats: str | None, options: dict[str, Any] | None,
+           notes: list[str] | None, out_dir: Path) -> list[Path]:
     key = WorkKey(meta["preset_version"], meta["provider"], meta["model"])
     opts = {k: v for k, v in (options or {}).items() if v is not None}
     opts.setdefault("txt_template", meta.get("txt_template"))
-    ctx = ExportContext(out_dir=store.out_dir, field_names=list(meta["fields"]),
+    ctx = ExportContext(out_dir=out_dir, field_names=list(meta["fields"]),
                         list_fields=set(meta.get("list_fields") or []), schema=_schema(meta),
                         ledger=StoreLedger(store.db), **opts)
     written: list[Path] = []

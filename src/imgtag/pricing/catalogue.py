@@ -44,6 +44,13 @@ class ModelInfo:
     tokenizer_factor: float
     source: str
     max_edge: int | None = None          # longest image edge the model sees, px (None: the tier decides)
+    # Sampling temperature to send; None = the provider's default policy. accepts_temperature=False: never send.
+    temperature: float | None = None
+    accepts_temperature: bool | None = None
+    # How estimates count image tokens: "claude" (28 px patches), "openai-tiles" (base, per tile),
+    # "openai-patches" (multiplier), "unknown" (estimates say so instead of inventing a number).
+    image_tokens: str = "claude"
+    image_token_params: tuple[float, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -54,7 +61,14 @@ class Catalogue:
     aliases: dict[str, str]
 
     def lookup(self, model_id: str) -> ModelInfo | None:
-        return self.models.get(self.aliases.get(model_id, model_id))
+        found = self.models.get(self.aliases.get(model_id, model_id))
+        if found is not None:
+            return found
+        # Other providers' models and the user's own (imgtag.toml): looked up by name, never listed in
+        # scan's per-model table, which compares this catalogue's models.
+        from imgtag.pricing.extra_models import extra_model
+
+        return extra_model(model_id)
 
     def get(self, model_id: str) -> ModelInfo:
         """Known models come from the table; unknown ones (gateways, local servers) get safe defaults
@@ -63,6 +77,7 @@ class Catalogue:
         if info is not None:
             return info
         return ModelInfo(
+            image_tokens="unknown",
             id=model_id,
             family="unknown",
             tier=STANDARD,
@@ -73,6 +88,10 @@ class Catalogue:
             tokenizer_factor=1.0,
             source="unknown model",
         )
+
+
+def model_from(model_id: str, raw: dict[str, Any]) -> ModelInfo:
+    return _model_from(model_id, raw)
 
 
 def _model_from(model_id: str, raw: dict[str, Any]) -> ModelInfo:
@@ -99,6 +118,10 @@ def _model_from(model_id: str, raw: dict[str, Any]) -> ModelInfo:
         tokenizer_factor=float(raw.get("tokenizer_factor", 1.0)),
         source=str(raw.get("source", "")),
         max_edge=int(raw["max_edge"]) if raw.get("max_edge") else None,
+        temperature=float(raw["temperature"]) if raw.get("temperature") is not None else None,
+        accepts_temperature=raw.get("accepts_temperature"),
+        image_tokens=str(raw.get("image_tokens", "claude")),
+        image_token_params=tuple(float(x) for x in raw.get("image_token_params", ())),
     )
 
 

@@ -19,6 +19,7 @@ ENTRY_POINT_GROUP = "imgtag.providers"
 # name -> "module:Class"
 BUILTIN: dict[str, str] = {
     "anthropic": "imgtag.providers.anthropic_provider:AnthropicProvider",
+    "openai": "imgtag.providers.openai_provider:OpenAIProvider",
     "imagedescriber": "imgtag.providers.imagedescriber.provider:ImageDescriberProvider",
 }
 PROVIDERS = BUILTIN  # the old name, kept for callers that read it

@@ -168,9 +168,12 @@ class Provider(ABC):
     def attach_store(self, store: Any) -> None:  # noqa: B027 - optional hook
         """Called once per run with the open store, for providers that remember server facts between runs."""
 
-    def check_run(self, cfg: RunConfig, target: Target) -> None:  # noqa: B027 - optional hook
-        """Raise ConfigError (exit 2, one sentence) for a run this provider cannot serve, before anything
-        is spent: a preset, language, model or option it does not support."""
+    @classmethod
+    def check_run(cls, cfg: RunConfig, target: Target) -> None:
+        """Raise ConfigError (exit 2, one sentence) for a run this provider cannot serve: a preset, language,
+        model or option it does not support. Runs before anything is spent and without credentials, so
+        --dry-run says it too."""
+        return  # optional hook: every run is fine by default
 
     def declared_limits(self) -> RateLimitSnapshot:
         """Limits known before the first response (a documented rate for an API that sends no rate-limit

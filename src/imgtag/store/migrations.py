@@ -149,7 +149,24 @@ def _v3_export_ledger(db: sqlite3.Connection) -> None:
     )
 
 
-MIGRATIONS: list[Migration] = [_v1_initial, _v2_credits, _v3_export_ledger]
+def _v4_server_caps(db: sqlite3.Connection) -> None:
+    # What an OpenAI-compatible server accepted (structured-output mode, temperature), so a rerun does not
+    # probe again. Keyed by base URL and model: one store may talk to several servers over its life.
+    # One statement, not executescript (which would commit the migration's transaction half way).
+    db.execute(
+        """
+        CREATE TABLE server_caps (
+            base_url TEXT NOT NULL,
+            model TEXT NOT NULL,
+            caps TEXT NOT NULL,
+            updated_at TEXT NOT NULL,
+            PRIMARY KEY (base_url, model)
+        )
+        """
+    )
+
+
+MIGRATIONS: list[Migration] = [_v1_initial, _v2_credits, _v3_export_ledger, _v4_server_caps]
 
 
 def migrate(db: sqlite3.Connection) -> int:

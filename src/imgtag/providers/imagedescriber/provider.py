@@ -76,7 +76,8 @@ class ImageDescriberProvider(Provider):
 
     # -- before anything is spent --------------------------------------------------------------
 
-    def check_run(self, cfg: RunConfig, target: Target) -> None:
+    @classmethod
+    def check_run(cls, cfg: RunConfig, target: Target) -> None:
         if target.model.id != MODEL_ID:
             raise ConfigError(f"the imagedescriber API has no model choice; drop --model {target.model.id} "
                               f"(its answers are stored as {MODEL_ID})")

@@ -30,7 +30,8 @@ from imgtag.providers.batch_api import BatchAPI
 from imgtag.request.batch.cancel import cancel_all
 from imgtag.request.batch.collect import Collector
 from imgtag.request.batch.common import MAX_POLL_INTERVAL_S, POLL_BACKOFF, BatchContext, BatchStop
-from imgtag.request.batch.submit import Entry, Submitter, byte_budget, chunked
+from imgtag.request.batch.limits import BatchLimits
+from imgtag.request.batch.submit import Entry, Submitter, byte_budget, chunked_within
 from imgtag.request.engine import MAX_TOKENS_CEILING, WorkItem
 from imgtag.store import Store
 from imgtag.store import batches as sb
@@ -48,18 +49,18 @@ class BatchRunner:
                  progress: Any = None) -> None:
         self.ctx = BatchContext(store, provider, target, cfg, run_id)
         self.stats = self.ctx.stats
-        self.submitter = Submitter(self.ctx)
+        # The run's chunk limits: set from the API and the flags once the provider is checked, lowered when a
+        # create is refused for its size (shared by the chunker and the submitter).
+        self.limits = BatchLimits(max(1, int(cfg.batch_max_requests)), byte_budget(int(cfg.batch_max_bytes)), 0)
+        self.submitter = Submitter(self.ctx, self.limits)
         self.collector = Collector(self.ctx)
         self.progress = progress
+        self.max_bytes = self.limits.max_bytes
         self.fatal: Fatal | None = None
         self.message: str | None = None
         self.detached = False
         self.budget_hit = False
         self._pool: ThreadPoolExecutor | None = None
-        # Set once the provider's batch API is known (run, after the provider check).
-        self.max_requests = max(1, int(cfg.batch_max_requests))
-        self.max_bytes = byte_budget(int(cfg.batch_max_bytes))
-        self.envelope_bytes = 0
 
     def describe(self) -> str:
         """For the progress line: batches by state and their request counts."""
@@ -94,9 +95,9 @@ class BatchRunner:
     def _check_provider(self) -> None:
         """The provider's batch API (BatchStop, exit 2, without one) and its limits under the user's."""
         api: BatchAPI = self.ctx.api
-        self.max_requests = max(1, min(int(self.ctx.cfg.batch_max_requests), api.max_requests))
-        self.max_bytes = byte_budget(min(int(self.ctx.cfg.batch_max_bytes), api.max_bytes))
-        self.envelope_bytes = api.envelope_bytes
+        self.limits.max_requests = max(1, min(int(self.ctx.cfg.batch_max_requests), api.max_requests))
+        self.limits.max_bytes = self.max_bytes = byte_budget(min(int(self.ctx.cfg.batch_max_bytes), api.max_bytes))
+        self.limits.envelope_bytes = api.envelope_bytes
 
     def _live_ids(self) -> list[str]:
         rows = sb.live_batches(self.ctx.store, self.ctx.target.key)
@@ -106,7 +107,7 @@ class BatchRunner:
 
     async def _submit(self, entries: AsyncIterator[Entry]) -> int:
         submitted = 0
-        async for chunk in chunked(entries, self.max_requests, self.max_bytes, envelope_bytes=self.envelope_bytes):
+        async for chunk in chunked_within(entries, self.limits):
             await self.submitter.submit(chunk)
             submitted += len(chunk.entries)
         return submitted
@@ -161,7 +162,8 @@ class BatchRunner:
         options = RequestOptions(t.preset, t.model, max_tokens, batch=True)
         params = ctx.api.build_params(image, options)
         size = ctx.api.request_bytes(params)
-        if size + self.envelope_bytes > self.max_bytes:
+        # Against the flags' and API's byte limit, not a lowered one: a gateway judges a lone request itself.
+        if size + self.limits.envelope_bytes > self.max_bytes:
             sb.fail_job(ctx.store, job_id, ctx.run_id, "request_too_large",
                         f"the request is {size / 1e6:.1f} MB, over the {self.max_bytes / 1e6:.1f} MB batch "
                         "limit")

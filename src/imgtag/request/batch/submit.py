@@ -19,6 +19,7 @@ from typing import Any
 from imgtag.providers.base import Fatal, Permanent, ProviderError
 from imgtag.providers.batch_api import BatchHandle, BatchRequest
 from imgtag.request.batch.common import BatchContext, BatchStop, stop_if_fatal
+from imgtag.request.batch.limits import BYTES, BatchLimits, oversize
 from imgtag.store import batches as sb
 
 # The byte limit is checked against the measured JSON body; 5% headroom covers what we cannot see
@@ -73,14 +74,35 @@ async def chunked(entries: AsyncIterator[Entry], max_requests: int, max_bytes: i
                   envelope_bytes: int = ENVELOPE_BYTES) -> AsyncIterator[Chunk]:
     """Group entries into chunks, yielding each as soon as the next entry would not fit (only one chunk is
     ever held). Entries that fit in no chunk at all must be filtered out by the caller."""
-    chunk = Chunk(max_requests, max_bytes, envelope_bytes)
+    async for chunk in chunked_within(entries, BatchLimits(max_requests, max_bytes, envelope_bytes)):
+        yield chunk
+
+
+async def chunked_within(entries: AsyncIterator[Entry], limits: BatchLimits) -> AsyncIterator[Chunk]:
+    """As `chunked`, each new chunk sized by the limits as they are then (a refused create lowers them while
+    this generator waits at its yield)."""
+    chunk = _chunk(limits)
     async for entry in entries:
         if chunk.entries and not chunk.fits(entry):
             yield chunk
-            chunk = Chunk(max_requests, max_bytes, envelope_bytes)
+            chunk = _chunk(limits)
         chunk.add(entry)
     if chunk.entries:
         yield chunk
+
+
+def split(entries: list[Entry], limits: BatchLimits) -> list[Chunk]:
+    """Entries packed in order into chunks that fit the limits."""
+    chunks = [_chunk(limits)]
+    for entry in entries:
+        if chunks[-1].entries and not chunks[-1].fits(entry):
+            chunks.append(_chunk(limits))
+        chunks[-1].add(entry)
+    return chunks
+
+
+def _chunk(limits: BatchLimits) -> Chunk:
+    return Chunk(limits.max_requests, limits.max_bytes, limits.envelope_bytes)
 
 
 def _definitely_not_created(err: ProviderError) -> bool:
@@ -93,13 +115,31 @@ def _definitely_not_created(err: ProviderError) -> bool:
 
 
 class Submitter:
-    def __init__(self, ctx: BatchContext) -> None:
+    def __init__(self, ctx: BatchContext, limits: BatchLimits | None = None) -> None:
         self.ctx = ctx
+        self._limits = limits
+
+    @property
+    def limits(self) -> BatchLimits:
+        """The run's limits (shared with its chunker); the API's own when the caller gave none."""
+        if self._limits is None:
+            api = self.ctx.api
+            self._limits = BatchLimits(api.max_requests, byte_budget(api.max_bytes), api.envelope_bytes)
+        return self._limits
 
     # -- create --------------------------------------------------------------------------------
 
     async def submit(self, chunk: Chunk) -> None:
-        """Create one batch for the chunk. Raises BatchStop when nothing more should be submitted."""
+        """Create one batch for the chunk (several, if it was built before a smaller limit was learned).
+        Raises BatchStop when nothing more should be submitted."""
+        limits = self.limits
+        if len(chunk.entries) > limits.max_requests or chunk.nbytes > limits.max_bytes:
+            for part in split(chunk.entries, limits):
+                await self._create(part)
+            return
+        await self._create(chunk)
+
+    async def _create(self, chunk: Chunk) -> None:
         ctx = self.ctx
         store = ctx.store
         sub, cids = sb.begin_submission(store, [e.job_id for e in chunk.entries])
@@ -147,20 +187,34 @@ class Submitter:
         ctx.stats.live[batch.id] = (batch.processing_status, dict(batch.counts))
 
     async def _rejected(self, chunk: Chunk, err: ProviderError) -> None:
-        """The API refused the whole batch. Too large: split it (our measure was off, e.g. a gateway with a
-        lower limit). Anything else: every item failed with the cause, recorded, never silent."""
-        if err.http_status == 413 and len(chunk.entries) > 1:
-            half = len(chunk.entries) // 2
-            for part in (chunk.entries[:half], chunk.entries[half:]):
-                sub_chunk = Chunk(chunk.max_requests, chunk.max_bytes, chunk.envelope_bytes)
-                for entry in part:
-                    sub_chunk.add(entry)
-                await self.submit(sub_chunk)
+        """The API refused the whole batch; nothing in it was sent. About its size or request count (a gateway
+        with lower caps than ours): halve it, lower the run's limit to the larger half, and try each half.
+        One request alone over the byte cap: that image fails with the cause. Anything else: stop the run
+        (exit 2), every image still pending, so fixing the cause and running again resumes it."""
+        ctx = self.ctx
+        kind = oversize(err)
+        n = len(chunk.entries)
+        if kind is not None and n > 1:
+            halves = [chunk.entries[: n // 2], chunk.entries[n // 2:]]
+            parts = [Chunk(chunk.max_requests, chunk.max_bytes, chunk.envelope_bytes) for _ in halves]
+            for part, entries in zip(parts, halves, strict=True):
+                for entry in entries:
+                    part.add(entry)
+            self.limits.lower(kind, max(len(p.entries) for p in parts), max(p.nbytes for p in parts))
+            for part in parts:
+                await self.submit(part)
             return
-        for entry in chunk.entries:
-            sb.fail_job(self.ctx.store, entry.job_id, self.ctx.run_id, err.error_type,
-                        f"batch rejected: {err.message}")
-            self.ctx.stats.failed += 1
+        if kind == BYTES:
+            (entry,) = chunk.entries
+            sb.fail_job(ctx.store, entry.job_id, ctx.run_id, err.error_type,
+                        f"batch rejected: this one request ({entry.size / 1e6:.1f} MB) is over the batch size "
+                        f"the API accepts: {err.message}")
+            ctx.stats.failed += 1
+            return
+        text = (f"the batch API refused a whole batch ({err.message}); nothing in it was sent or charged and its "
+                "images stay pending: fix the cause and run the same command again")
+        raise BatchStop(text, Fatal(text, http_status=err.http_status, request_id=err.request_id,
+                                    error_type=err.error_type))
 
     # -- reconcile -----------------------------------------------------------------------------
 

@@ -1,0 +1,212 @@
+"""OpenAI Chat Completions through the official SDK's async client: OpenAI itself and any OpenAI-compatible
+server (vLLM, Ollama, LM Studio, llama.cpp's llama-server).
+
+Servers differ in what they accept, so the provider learns per (base URL, model) and remembers it in the
+store (table server_caps): the structured-output mode (json_schema, then json_object, then instructions
+only), whether `temperature` is accepted, and the output-limit parameter. Answers are always validated
+locally against the preset's full schema, so a server that ignores the schema costs a retry, not bad data.
+A server that advertises no rate limits (every local one) gets adaptive concurrency (request/adaptive.py);
+OpenAI's x-ratelimit-* headers feed the pacer instead.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import time
+from dataclasses import replace
+from typing import Any
+from urllib.parse import urlsplit
+
+from imgtag.pricing.catalogue import ModelInfo, Prices
+from imgtag.providers.base import (
+    Capabilities,
+    ConfigError,
+    ImageInput,
+    ModelAnswer,
+    Provider,
+    RequestOptions,
+    Transient,
+    redact,
+)
+from imgtag.providers.openai_wire import (
+    JSON_SCHEMA,
+    MODES,
+    answer_from_completion,
+    build_params,
+    classify,
+    error_text,
+    next_mode,
+    parse_rate_limits,
+)
+from imgtag.request.adaptive import AdaptiveLimiter
+
+KEY_VARIABLE = "OPENAI_API_KEY"
+BASE_VARIABLE = "OPENAI_BASE_URL"
+OPENAI_URL = "https://api.openai.com/v1"
+LOCAL_TEMPERATURE = 0.1  # Ollama's compatibility layer uses 1.0 when temperature is omitted
+LOCAL_INITIAL_CONCURRENCY = 4
+FREE = Prices(input=0, output=0, batch_input=0, batch_output=0, cache_read=0, cache_write_5m=0, cache_write_1h=0)
+
+
+def is_openai(base_url: str | None) -> bool:
+    host = urlsplit(base_url).hostname if base_url else "api.openai.com"
+    return bool(host) and (host == "openai.com" or host.endswith(".openai.com"))
+
+
+def is_local(base_url: str | None) -> bool:
+    """Loopback or a private network: the user's own hardware, where an unpriced model costs nothing."""
+    host = urlsplit(base_url).hostname if base_url else None
+    if not host:
+        return False
+    if host == "localhost" or host.endswith(".local"):
+        return True
+    try:
+        ip = ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return ip.is_loopback or ip.is_private or ip.is_link_local
+
+
+class OpenAIProvider(Provider):
+    name = "openai"
+    capabilities = Capabilities(native_schema=True, batch=False, image_formats=("image/jpeg", "image/png"),
+                                max_image_edge=None, max_images_per_request=1)
+    default_model = "gpt-4.1-mini"
+
+    @classmethod
+    def resolve_model(cls, info: ModelInfo, settings: dict[str, Any]) -> ModelInfo:
+        base_url = settings.get("base_url") or os.environ.get(BASE_VARIABLE) or None
+        if info.prices is None and is_local(base_url):
+            return replace(info, prices=FREE, source="local server, no price configured: counted as $0")
+        return info
+
+    def __init__(self, *, api_key: str | None = None, base_url: str | None = None, timeout: float = 120.0) -> None:
+        import openai
+
+        self.base_url = (base_url or os.environ.get(BASE_VARIABLE) or "").rstrip("/") or None
+        self.api_key = api_key or os.environ.get(KEY_VARIABLE) or None
+        if not self.api_key and not self.base_url:
+            raise ConfigError(f"No OpenAI API key: set {KEY_VARIABLE}, or point --base-url (or {BASE_VARIABLE}) "
+                              "at a local server that needs none.")
+        self.official = is_openai(self.base_url)
+        # max_retries=0: the engine owns every retry (one global pause on 429s, attempts counted per image).
+        # A keyless local server still gets a placeholder: the SDK refuses to start without one.
+        self.client = openai.AsyncOpenAI(api_key=self.api_key or "no-key-needed", base_url=self.base_url,
+                                         max_retries=0, timeout=timeout)
+        self.limiter = None if self.official else AdaptiveLimiter(initial=LOCAL_INITIAL_CONCURRENCY)
+        self._store: Any = None
+        self._caps: dict[str, dict[str, Any]] = {}
+        self._saved: dict[str, dict[str, Any]] = {}
+
+    @property
+    def server(self) -> str:
+        return self.base_url or OPENAI_URL
+
+    def attach_store(self, store: Any) -> None:
+        self._store = store
+
+    async def aclose(self) -> None:
+        await self.client.close()
+
+    # -- what this server accepts --------------------------------------------------------------------
+
+    def _caps_for(self, model: ModelInfo) -> dict[str, Any]:
+        caps = self._caps.get(model.id)
+        if caps is None:
+            caps = {"response_format": JSON_SCHEMA, "temperature": True,
+                    "token_param": "max_completion_tokens" if self.official else "max_tokens"}
+            if self._store is not None:
+                from imgtag.store import server_caps
+
+                caps.update(server_caps.load(self._store, self.server, model.id))
+                self._saved[model.id] = dict(caps)
+            self._caps[model.id] = caps
+        return caps
+
+    def _remember(self, model_id: str, caps: dict[str, Any]) -> None:
+        if self._store is None or self._saved.get(model_id) == caps:
+            return
+        from imgtag.store import server_caps
+
+        server_caps.save(self._store, self.server, model_id, caps)
+        self._saved[model_id] = dict(caps)
+
+    def _temperature(self, model: ModelInfo, caps: dict[str, Any]) -> float | None:
+        if not caps.get("temperature", True) or model.accepts_temperature is False:
+            return None
+        if model.temperature is not None:
+            return model.temperature
+        # Unknown OpenAI models may be reasoning models, which reject any temperature but the default.
+        return None if self.official else LOCAL_TEMPERATURE
+
+    def build_params(self, image: ImageInput, options: RequestOptions) -> dict[str, Any]:
+        caps = self._caps_for(options.model)
+        return build_params(image, options, mode=caps["response_format"],
+                            temperature=self._temperature(options.model, caps), token_param=caps["token_param"])
+
+    # -- the call --------------------------------------------------------------------------------------
+
+    async def describe(self, image: ImageInput, options: RequestOptions) -> ModelAnswer:
+        import openai
+
+        model_id = options.model.id
+        caps = self._caps_for(options.model)
+        for _ in range(len(MODES) + 3):  # each pass either answers, raises, or learns one thing the server rejects
+            params = self.build_params(image, options)
+            started = await self.limiter.acquire() if self.limiter else time.monotonic()
+            outcome = "other"
+            try:
+                raw = await self.client.chat.completions.with_raw_response.create(**params)
+                completion = raw.parse()
+                outcome = "ok"
+            except openai.APIStatusError as exc:
+                outcome = "congested" if exc.status_code in (502, 503, 504) else "other"
+                message = redact(error_text(exc.body, str(exc.message)), self.api_key)
+                if self._learn(caps, params, exc.status_code, message):
+                    self._remember(model_id, caps)
+                    continue
+                request_id = exc.response.headers.get("x-request-id") or getattr(exc, "request_id", None)
+                raise classify(exc.status_code, message, exc.response.headers, exc.body, request_id,
+                               KEY_VARIABLE) from None
+            except openai.APITimeoutError:
+                outcome = "congested"
+                raise Transient("timeout: no response in time", error_type="timeout") from None
+            except openai.APIConnectionError as exc:
+                outcome = "congested"
+                raise Transient(f"connection error: {redact(str(exc), self.api_key)}",
+                                error_type="connection_error") from None
+            finally:
+                if self.limiter:
+                    await self.limiter.release(started, outcome)
+            answer = answer_from_completion(completion)
+            answer.request_id = raw.headers.get("x-request-id") or getattr(completion, "id", None)
+            answer.limits = parse_rate_limits(raw.headers)
+            if self.limiter and not answer.limits.empty:
+                self.limiter.disable()  # the server advertises its limits: the pacer takes over
+            self._remember(model_id, caps)  # the mode that just worked: a rerun starts from it
+            return answer
+        raise Transient("the server kept rejecting every request variant", error_type="api_error")
+
+    def _learn(self, caps: dict[str, Any], params: dict[str, Any], status: int, message: str) -> bool:
+        """Adjust `caps` after a rejection of something optional; True if the request is worth sending again."""
+        if status not in (400, 422, 500):
+            return False
+        sent = params.get("response_format", {}).get("type", "prompt")
+        nxt = next_mode(sent, status, message)
+        if nxt is not None:
+            # Concurrent requests may all be rejected at once: never step past what this request learned.
+            if MODES.index(caps["response_format"]) < MODES.index(nxt):
+                caps["response_format"] = nxt
+            return True
+        m = message.lower()
+        if "temperature" in m and "temperature" in params:
+            caps["temperature"] = False
+            return True
+        if "max_tokens" in m and "max_completion_tokens" in m and "max_tokens" in params:
+            caps["token_param"] = "max_completion_tokens"
+            return True
+        if "max_completion_tokens" in m and "max_completion_tokens" in params:
+            caps["token_param"] = "max_tokens"
+            return True
+        return False

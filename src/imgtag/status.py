@@ -1,0 +1,84 @@
+"""`imgtag status`: what a folder holds for one target (the latest, or --preset/--model), as text or JSON.
+
+Failures are listed up to a limit with "... and N more"; nested values in JSON are objects, never JSON text.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from imgtag.costview import status_estimate, status_estimate_line
+from imgtag.money import usd
+from imgtag.store import Store
+from imgtag.store import batches as sb
+from imgtag.summary import summarize
+from imgtag.targets import all_targets, key_of, label
+
+FAILURES_SHOWN = 50
+
+
+def gather(store: Store, meta: dict[str, Any] | None) -> dict[str, Any]:
+    key = key_of(meta) if meta else None
+    s = summarize(store.db, key)
+    batches = [{"id": b.id, "processing_status": b.processing_status, "item_count": b.item_count,
+                "request_counts": b.request_counts, "created_at": b.created_at}
+               for b in sb.live_batches(store)]
+    failures: list[dict[str, str]] = []
+    failed_total = 0
+    if key is not None:
+        kp = (key.preset_version, key.provider, key.model)
+        select = ("SELECT f.display, j.error_type, j.error_message FROM jobs j JOIN files f ON f.id = j.file_id"
+                  " WHERE j.status='failed' AND j.preset_version=? AND j.provider=? AND j.model=?"
+                  " UNION ALL SELECT display, reason_code, reason FROM files WHERE status='failed'")
+        (failed_total,) = store.db.execute(f"SELECT COUNT(*) FROM ({select})", kp).fetchone()
+        failures = [{"path": r[0], "type": r[1] or "error", "message": r[2] or ""}
+                    for r in store.db.execute(f"{select} LIMIT {FAILURES_SHOWN}", kp)]
+    others = []
+    for other in all_targets(store):
+        if meta is not None and key_of(other) == key:
+            continue
+        o = summarize(store.db, key_of(other))
+        others.append({"preset_name": other["preset_name"], "provider": other["provider"], "model": other["model"],
+                       "preset_version": other["preset_version"], "by_status": o.by_status,
+                       "cost_usd": round(o.cost_usd, 8)})
+    this = [{"preset_name": meta["preset_name"], "provider": meta["provider"], "model": meta["model"],
+             "preset_version": meta["preset_version"], "by_status": s.by_status,
+             "cost_usd": round(s.cost_usd, 8)}] if meta else []
+    return {"target": meta, "files": s.files, "by_status": s.by_status, "by_error": s.by_error,
+            "input_tokens": s.input_tokens, "output_tokens": s.output_tokens,
+            "cache_creation_input_tokens": s.cache_creation_input_tokens,
+            "cache_read_input_tokens": s.cache_read_input_tokens, "cost_usd": round(s.cost_usd, 8),
+            "requests": s.requests, "batches": batches, "credits_spent": s.credits_spent,
+            "credits_remaining": s.credits_remaining, "failures": failures, "failures_total": failed_total,
+            "targets": this + others, "estimate": status_estimate(store.db, meta) if meta else None}
+
+
+def render(report: dict[str, Any], credits_line: str | None) -> list[str]:
+    meta = report["target"]
+    if not meta:
+        return [f"{report['files']} files scanned; no results yet (run `imgtag run`)"]
+    lines = [f"preset {meta['preset_name']} ({meta['preset_version']}), {meta['provider']} {meta['model']}"]
+    counts = ", ".join(f"{k} {v}" for k, v in sorted(report["by_status"].items())) or "none"
+    lines.append(f"files {report['files']}: {counts}")
+    lines.append(f"requests {report['requests']}; tokens in {report['input_tokens']:,}, "
+                 f"out {report['output_tokens']:,}, cache write {report['cache_creation_input_tokens']:,}, "
+                 f"cache read {report['cache_read_input_tokens']:,}; spent to date {usd(report['cost_usd'])}")
+    if report.get("estimate"):
+        lines.append(status_estimate_line(report["estimate"], report["cost_usd"]))
+    if credits_line:
+        lines.append(credits_line)
+    if report["by_error"]:
+        lines.append("by cause: " + ", ".join(f"{k} {v}" for k, v in sorted(report["by_error"].items())))
+    for b in report["batches"]:
+        counts_text = ", ".join(f"{k} {v}" for k, v in (b["request_counts"] or {}).items() if v) or "none yet"
+        lines.append(f"batch {b['id']}: {b['processing_status']}, {b['item_count']} requests ({counts_text})")
+    for f in report["failures"]:
+        lines.append(f"  failed {f['path']}: {f['type']}: {f['message']}")
+    more = report["failures_total"] - len(report["failures"])
+    if more > 0:
+        lines.append(f"  ... and {more} more (`imgtag status --json` or results.jsonl has them all)")
+    for other in report["targets"][1:]:
+        counts = ", ".join(f"{k} {v}" for k, v in sorted(other["by_status"].items())) or "none"
+        lines.append(f"also here: {label(other)} ({counts}; spent {usd(other['cost_usd'])}); "
+                     f"`imgtag status --preset {other['preset_name']} --model {other['model']}`")
+    return lines

@@ -1,0 +1,323 @@
+"""`--provider openai` end to end: the real CLI, the official SDK and a fake OpenAI-compatible server on loopback
+behaving like vLLM, LM Studio, llama-server, Ollama and OpenAI, on real photos from the corpus. Every result
+must describe its own image: the fake answers with the mean colour of the exact bytes it received."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import shutil
+import sqlite3
+from pathlib import Path
+
+import pytest
+from tests.fakes.anthropic_server import image_key
+from typer.testing import CliRunner
+
+from conftest import PHOTOS
+from imgtag.cli import app
+from imgtag.config import RunConfig, prepare_template, resolve_target
+from imgtag.ingest.preprocess import prepare
+from imgtag.providers.openai_provider import OpenAIProvider
+
+PHOTO_NAMES = ["clothing_dress_4e788cda.jpg", "clothing_hat_75eacbac.jpg", "clothing_shoes_4dc09b5c.jpg",
+               "coral_parrot.jpg", "darknet_dog.jpg", "darknet_giraffe.jpg"]
+
+
+def photos(folder: Path, names: list[str] = PHOTO_NAMES) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in names:
+        shutil.copy(PHOTOS / name, folder / name)
+    return folder
+
+
+def expected_keys(folder: Path, model: str, provider: str = "openai") -> dict[str, str]:
+    """The fake's key for each file: the mean colour of exactly the bytes imgtag prepares for this model."""
+    cfg = RunConfig(inputs=[str(folder)], out=folder, provider=provider, model=model,
+                    provider_settings={"base_url": "http://127.0.0.1:1/v1"})
+    template = prepare_template(cfg, resolve_target(cfg), encode=True)
+    keys = {}
+    for path in sorted(folder.iterdir()):
+        report = prepare(dataclasses.replace(template, path=str(path)))
+        assert report.encoded is not None, report.reason
+        keys[path.name] = image_key(report.encoded)
+    return keys
+
+
+def cli(args: list[str], env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> tuple[int, str]:
+    for name in ("OPENAI_API_KEY", "OPENAI_BASE_URL", "ANTHROPIC_API_KEY", "ANTHROPIC_BASE_URL"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    result = CliRunner().invoke(app, args, catch_exceptions=False)
+    return result.exit_code, result.output
+
+
+def results(out: Path) -> dict[str, dict]:
+    rows = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
+    return {Path(r["path"]).name: r for r in rows}
+
+
+def assert_every_result_on_its_own_image(out: Path, keys: dict[str, str]) -> None:
+    rows = results(out)
+    assert set(rows) == set(keys)
+    assert len(set(keys.values())) == len(keys), "test photos must differ in mean colour"
+    for name, row in rows.items():
+        assert row["status"] == "ok", row
+        assert row["fields"]["color"] == keys[name], (name, row["fields"])
+        assert keys[name] in row["fields"]["description"]
+
+
+VARIANTS = {
+    "vllm": {"variant": "vllm"},
+    "lmstudio": {"variant": "lmstudio"},
+    "llamacpp": {"variant": "llamacpp"},
+    "ollama": {"variant": "ollama", "slots": 1, "max_queue": 2},
+    "reasoning-tags": {"variant": "vllm", "reasoning": "tags", "think_tokens": 1500},
+    "reasoning-field": {"variant": "vllm", "reasoning": "field", "think_tokens": 1500},
+}
+
+
+@pytest.mark.parametrize("name", list(VARIANTS))
+def test_each_local_server_variant_on_real_photos(name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                  fake_openai_factory) -> None:
+    monkeypatch.chdir(tmp_path)
+    fake = fake_openai_factory(latency_s=0.05, **VARIANTS[name])
+    folder = photos(tmp_path / "in")
+    keys = expected_keys(folder, "glm-4v-9b")
+    out = tmp_path / "out"
+    code, output = cli(["run", str(folder), "--out", str(out), "--provider", "openai", "--model", "glm-4v-9b",
+                        "--format", "jsonl", "-q"], fake.env(), monkeypatch)
+    assert code == 0, output
+    assert "Traceback" not in output
+    assert_every_result_on_its_own_image(out, keys)
+    log = fake.stats.request_log
+    assert {entry["image_format"] for entry in log} == {"JPEG"}  # never WebP
+    assert not any(entry["authorization"] is False for entry in log)
+    assert all(entry["temperature"] == 0.1 for entry in log)  # a low temperature for local servers
+    formats = fake.stats.response_formats
+    if name == "lmstudio":
+        assert set(formats) == {"json_schema"}
+    if name == "llamacpp":
+        # Probing is cheap (a 400 is not billed) and stops at the first acceptance.
+        assert formats["json_object"] == len(keys) and 1 <= formats["json_schema"] <= 4
+    if name.startswith("reasoning"):
+        # First answer truncated by thinking, then asked once with a larger limit.
+        assert [e["max_tokens"] for e in log].count(2048) == len(keys)
+    summary = json.loads(cli(["status", "--out", str(out), "--json"], {}, monkeypatch)[1])
+    assert summary["cost_usd"] == 0
+
+
+def test_openai_rate_limit_headers_strict_schema_and_usage(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                           fake_openai_factory) -> None:
+    monkeypatch.chdir(tmp_path)
+    fake = fake_openai_factory(variant="openai", api_key="sk-test-right", models=("gpt-4.1-mini",), rpm=120,
+                               retry_after_s=1, cached_tokens=40, latency_s=0.05)
+    folder = photos(tmp_path / "in")
+    keys = expected_keys(folder, "gpt-4.1-mini")
+    out = tmp_path / "out"
+    code, output = cli(["run", str(folder), "--out", str(out), "--provider", "openai", "--model", "gpt-4.1-mini",
+                        "--format", "jsonl", "-q"], fake.env(), monkeypatch)
+    assert code == 0, output
+    assert_every_result_on_its_own_image(out, keys)
+    assert set(fake.stats.response_formats) == {"json_schema"}  # the strict schema passed OpenAI's checks
+    db = sqlite3.connect(out / "imgtag.db")
+    cache_read, cost = db.execute("SELECT SUM(cache_read_input_tokens), SUM(cost_usd) FROM attempts"
+                                  " WHERE outcome='ok'").fetchone()
+    db.close()
+    assert cache_read == 40 * len(keys)
+    assert cost > 0  # priced from the catalogue
+
+
+def test_rate_limited_openai_absorbs_429s(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                          fake_openai_factory) -> None:
+    monkeypatch.chdir(tmp_path)
+    fake = fake_openai_factory(variant="openai", api_key="sk-x", models=("gpt-4.1-mini",), rpm=60, retry_after_s=1)
+    folder = photos(tmp_path / "in", PHOTO_NAMES[:4])
+    code, output = cli(["run", str(folder), "--out", str(tmp_path / "out"), "--provider", "openai",
+                        "--model", "gpt-4.1-mini", "-q"], fake.env(), monkeypatch)
+    assert code == 0, output
+    assert fake.stats.answered == 4
+
+
+def test_rerun_starts_from_the_remembered_mode(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                               fake_openai_factory) -> None:
+    monkeypatch.chdir(tmp_path)
+    fake = fake_openai_factory(variant="llamacpp")
+    folder = photos(tmp_path / "in", PHOTO_NAMES[:2])
+    args = ["run", str(folder), "--out", str(tmp_path / "out"), "--provider", "openai", "--model", "glm-4v-9b", "-q"]
+    assert cli(args, fake.env(), monkeypatch)[0] == 0
+    db = sqlite3.connect(tmp_path / "out" / "imgtag.db")
+    (caps,) = db.execute("SELECT caps FROM server_caps WHERE base_url = ? AND model = 'glm-4v-9b'",
+                         (fake.base_url,)).fetchone()
+    db.close()
+    assert json.loads(caps)["response_format"] == "json_object"
+    photos(folder, PHOTO_NAMES[2:4])
+    before = len(fake.stats.request_log)
+    assert cli(args, fake.env(), monkeypatch)[0] == 0
+    assert [e["response_format"] for e in fake.stats.request_log[before:]] == ["json_object"] * 2
+
+
+def test_schema_rejected_then_json_object_rejected_falls_back_to_instructions(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fake_openai_factory) -> None:
+    # An LM Studio whose schema support fails on this schema: json_schema and json_object both refused.
+    monkeypatch.chdir(tmp_path)
+    fake = fake_openai_factory(variant="lmstudio", reject_schema=True, output_mode="prose")
+    folder = photos(tmp_path / "in", PHOTO_NAMES[:3])
+    keys = expected_keys(folder, "glm-4v-9b")
+    code, output = cli(["run", str(folder), "--out", str(tmp_path / "out"), "--provider", "openai",
+                        "--model", "glm-4v-9b", "--format", "jsonl", "-q"], fake.env(), monkeypatch)
+    assert code == 0, output
+    assert_every_result_on_its_own_image(tmp_path / "out", keys)  # prose-wrapped JSON, extracted and validated
+    assert fake.stats.response_formats["text"] == 3
+
+
+def test_busy_server_and_dropped_connections_are_retried(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                         fake_openai_factory) -> None:
+    monkeypatch.chdir(tmp_path)
+    fake = fake_openai_factory(variant="ollama", p_503=0.3, p_drop=0.15, seed=3)
+    folder = photos(tmp_path / "in", PHOTO_NAMES[:4])
+    keys = expected_keys(folder, "glm-4v-9b")
+    code, output = cli(["run", str(folder), "--out", str(tmp_path / "out"), "--provider", "openai",
+                        "--model", "glm-4v-9b", "--format", "jsonl", "-q"], fake.env(), monkeypatch)
+    assert code == 0, output
+    assert_every_result_on_its_own_image(tmp_path / "out", keys)
+    assert fake.stats.status_counts[503] + fake.stats.status_counts[0] > 0
+
+
+def test_a_400_about_one_image_is_a_recorded_failure(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                     fake_openai_factory) -> None:
+    monkeypatch.chdir(tmp_path)
+    folder = photos(tmp_path / "in", PHOTO_NAMES[:3])
+    keys = expected_keys(folder, "glm-4v-9b")
+    bad = PHOTO_NAMES[1]
+    fake = fake_openai_factory(variant="vllm", mode_overrides={keys[bad]: "error:400"})
+    code, output = cli(["run", str(folder), "--out", str(tmp_path / "out"), "--provider", "openai",
+                        "--model", "glm-4v-9b", "--format", "jsonl", "-q"], fake.env(), monkeypatch)
+    assert code == 1, output
+    rows = results(tmp_path / "out")
+    assert rows[bad]["status"] == "failed" and "Invalid image" in rows[bad]["error"]["message"]
+    assert all(rows[n]["status"] == "ok" for n in rows if n != bad)
+
+
+@pytest.mark.parametrize(("fields", "model", "env_key", "expect"), [
+    ({"variant": "openai", "api_key": "sk-right", "models": ("gpt-4.1-mini",)}, "gpt-4.1-mini", "sk-wrong-key",
+     "OPENAI_API_KEY"),
+    ({"variant": "vllm"}, "no-such-model", None, "unknown model"),
+    ({"variant": "lmstudio", "vision": False}, "glm-4v-9b", None, "does not accept images"),
+    ({"variant": "llamacpp", "vision": False}, "glm-4v-9b", None, "does not accept images"),
+])
+def test_fatal_configuration_errors_exit_2_in_one_sentence(fields: dict, model: str, env_key: str | None,
+                                                           expect: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                           fake_openai_factory) -> None:
+    monkeypatch.chdir(tmp_path)
+    fake = fake_openai_factory(**fields)
+    env = {"OPENAI_BASE_URL": fake.base_url} | ({"OPENAI_API_KEY": env_key} if env_key else {})
+    folder = photos(tmp_path / "in")
+    code, output = cli(["run", str(folder), "--out", str(tmp_path / "out"), "--provider", "openai",
+                        "--model", model, "-q"], env, monkeypatch)
+    assert code == 2, output
+    assert expect in output and "Traceback" not in output
+    assert "sk-wrong-key" not in output
+    assert fake.stats.requests <= 8  # the run stops; it does not try every image
+
+
+def test_no_key_and_no_base_url_is_exit_2_before_any_request(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    folder = photos(tmp_path / "in", PHOTO_NAMES[:1])
+    code, output = cli(["run", str(folder), "--out", str(tmp_path / "out"), "--provider", "openai"], {}, monkeypatch)
+    assert code == 2
+    assert output.strip().count("\n") == 0 and "OPENAI_API_KEY" in output and "--base-url" in output
+
+
+def test_base_url_flag_and_no_key_for_a_local_server(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                     fake_openai_factory) -> None:
+    monkeypatch.chdir(tmp_path)
+    fake = fake_openai_factory(variant="vllm", models=("qwen2.5-vl",))
+    folder = photos(tmp_path / "in", PHOTO_NAMES[:2])
+    code, output = cli(["run", str(folder), "--out", str(tmp_path / "out"), "--provider", "openai",
+                        "--base-url", fake.base_url, "--model", "qwen2.5-vl"], {}, monkeypatch)
+    assert code == 0, output
+    # An unpriced model on the user's own machine costs 0, and the summary says why.
+    assert "counted as $0" in output
+
+
+def test_user_model_in_imgtag_toml_sets_price_and_image_limit(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                              fake_openai_factory) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "imgtag.toml").write_text('[models."my-vlm"]\ninput = 1.0\noutput = 2.0\nmax_edge = 300\n')
+    fake = fake_openai_factory(variant="vllm", models=("my-vlm",))
+    folder = photos(tmp_path / "in", PHOTO_NAMES[:2])
+    code, output = cli(["run", str(folder), "--out", str(tmp_path / "out"), "--provider", "openai",
+                        "--model", "my-vlm", "-q"], fake.env(), monkeypatch)
+    assert code == 0, output
+    db = sqlite3.connect(tmp_path / "out" / "imgtag.db")
+    sizes = db.execute("SELECT out_width, out_height FROM files").fetchall()
+    cost = db.execute("SELECT SUM(cost_usd) FROM attempts").fetchone()[0]
+    db.close()
+    assert all(max(w, h) <= 300 for w, h in sizes)
+    assert cost > 0
+
+
+def test_resolve_model_prices_only_local_unknown_models_at_zero() -> None:
+    from imgtag.pricing.catalogue import catalogue
+
+    unknown = catalogue().get("some-model")
+    assert OpenAIProvider.resolve_model(unknown, {"base_url": "http://127.0.0.1:8000/v1"}).prices is not None
+    assert OpenAIProvider.resolve_model(unknown, {"base_url": "https://openrouter.ai/api/v1"}).prices is None
+
+
+def test_kill_nine_then_rerun_asks_nothing_twice(tmp_path: Path, fake_openai_factory) -> None:
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    names = sorted(p.name for p in PHOTOS.iterdir() if p.suffix.lower() in (".jpg", ".jpeg"))[:16]
+    folder = photos(tmp_path / "in", names)
+    keys = expected_keys(folder, "glm-4v-9b")
+    fake = fake_openai_factory(variant="vllm", latency_s=0.3, slots=2)
+    out = tmp_path / "out"
+    args = [sys.executable, "-m", "imgtag", "run", str(folder), "--out", str(out), "--provider", "openai",
+            "--model", "glm-4v-9b", "--format", "jsonl", "-q"]
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OPENAI_", "ANTHROPIC_"))} | fake.env()
+
+    def committed() -> int:
+        if not (out / "imgtag.db").exists():
+            return 0
+        db = sqlite3.connect(out / "imgtag.db")
+        try:
+            return db.execute("SELECT COUNT(*) FROM jobs WHERE status='ok'").fetchone()[0]
+        except sqlite3.OperationalError:
+            return 0
+        finally:
+            db.close()
+
+    proc = subprocess.Popen(args, env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 60
+    while fake.stats.answered < 5 and proc.poll() is None:
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    assert proc.poll() is None, proc.stderr.read().decode() if proc.stderr else ""
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    time.sleep(1.0)  # the server finishes what was in flight; those answers never reached the store
+    in_flight_at_kill = fake.stats.answered - committed()
+    assert 0 <= in_flight_at_kill <= 8
+    done = subprocess.run(args, env=env, cwd=tmp_path, capture_output=True, timeout=120)
+    assert done.returncode == 0, done.stderr.decode()
+    assert_every_result_on_its_own_image(out, keys)
+    asked_twice = sum(n - 1 for n in fake.stats.answered_by_key.values())
+    assert asked_twice <= in_flight_at_kill
+    assert fake.stats.answered <= len(keys) + in_flight_at_kill
+
+
+def test_a_broken_model_entry_in_imgtag_toml_is_one_sentence(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "imgtag.toml").write_text('[models."my-vlm"]\ninput = "cheap"\n')
+    folder = photos(tmp_path / "in", PHOTO_NAMES[:1])
+    code, output = cli(["run", str(folder), "--out", str(tmp_path / "out"), "--provider", "openai",
+                        "--base-url", "http://127.0.0.1:9/v1", "--model", "my-vlm"], {}, monkeypatch)
+    assert code == 2 and "Traceback" not in output
+    assert 'imgtag.toml: [models."my-vlm"]: input must be a number' in output

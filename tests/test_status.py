@@ -1,0 +1,64 @@
+"""`imgtag status`: failures left out are counted, JSON nests objects, money has the digits it needs (items 10, 13)."""
+
+from __future__ import annotations
+
+import json
+
+from imagegen import run_cli
+from imgtag.money import usd
+from imgtag.pricing.costs import Usage
+from imgtag.store import FileRecord, Store, WorkKey
+from imgtag.targets import record
+
+KEY = WorkKey("v1", "anthropic", "claude-haiku-4-5")
+META = {"preset": "ecommerce", "preset_name": "ecommerce", "preset_version": "v1", "provider": "anthropic",
+        "model": "claude-haiku-4-5", "mode": "sync", "formats": "csv,jsonl", "fields": ["tags"], "lang": None,
+        "categories": None, "list_fields": ["tags"]}
+
+
+def _store_with_failures(tmp_path, n: int) -> None:
+    with Store(tmp_path) as store:
+        record(store, META)
+        run = store.start_run("run", key=KEY)
+        for i in range(n):
+            store.upsert_file(FileRecord(path=str(tmp_path / f"bad{i}.jpg"), display=f"bad{i}.jpg", root=None,
+                                         size=1, mtime_ns=1, status="failed", reason_code="corrupt",
+                                         reason="corrupt: bad header"), run)
+        fid = store.upsert_file(FileRecord(path=str(tmp_path / "ok.jpg"), display="ok.jpg", root=None, size=1,
+                                           mtime_ns=1, status="ok", sha256="s"), run)
+        job = store.job_for("s", KEY, fid)
+        store.record_attempt(job.id, run, started_at="t", outcome="ok", mode="sync", usage=Usage(300, 80),
+                             cost=0.0007, commit_job={"status": "ok", "mode": "sync", "fields": {"tags": ["a"]}})
+        store.db.execute("INSERT INTO batches(id, provider, model, created_at, processing_status, request_counts,"
+                         " item_count, bytes) VALUES ('msgbatch_1', 'anthropic', 'claude-haiku-4-5', 't',"
+                         " 'in_progress', '{\"processing\": 4, \"succeeded\": 1}', 5, 100)")
+
+
+def test_status_counts_the_failures_it_leaves_out(tmp_path, monkeypatch):
+    _store_with_failures(tmp_path, 53)
+    code, output = run_cli(["status", "--out", str(tmp_path)], {}, monkeypatch)
+    assert code == 0, output
+    assert output.count("failed bad") == 50
+    assert "... and 3 more" in output
+    assert "spent to date $0.0007" in output  # not $0.00
+    code, output = run_cli(["status", "--out", str(tmp_path), "--json"], {}, monkeypatch)
+    data = json.loads(output)
+    assert data["failures_total"] == 53 and len(data["failures"]) == 50
+    assert data["batches"][0]["request_counts"] == {"processing": 4, "succeeded": 1}
+    assert isinstance(data["target"], dict)
+
+
+def test_status_lists_everything_when_nothing_is_left_out(tmp_path, monkeypatch):
+    _store_with_failures(tmp_path, 2)
+    code, output = run_cli(["status", "--out", str(tmp_path)], {}, monkeypatch)
+    assert code == 0, output
+    assert output.count("failed bad") == 2 and "more" not in output
+
+
+def test_money_has_the_precision_it_needs():
+    assert usd(0.0007) == "$0.0007"
+    assert usd(0.000712) == "$0.00071"
+    assert usd(0.5) == "$0.50"
+    assert usd(12.345) == "$12.35"
+    assert usd(0) == "$0.00"
+    assert usd(None) == "unknown"
