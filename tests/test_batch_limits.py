@@ -6,6 +6,7 @@ other create-level 400 stops the run (exit 2) with the images still pending, and
 from __future__ import annotations
 
 import random
+import re
 import sqlite3
 from pathlib import Path
 from typing import Any
@@ -59,6 +60,7 @@ def test_gateway_request_count_cap_halves_and_remembers(tmp_path: Path, fake_ant
     # 30 -> 15 (refused) -> 7 (refused) -> 3 + 4; from then on the learned 4 holds: 8 -> 4 + 4, 15 -> 4+4+4+3.
     # Without remembering, each 15 and each 7 or 8 would be refused again (7 refusals).
     assert fake.stats.batch_creates_refused == 3
+    assert "--batch-max-requests 4 to start there next time" in output  # what worked, for the next run
     assert not query(out, "SELECT id FROM jobs WHERE status='failed'")
 
 
@@ -78,6 +80,8 @@ def test_gateway_byte_cap_halves_and_remembers(tmp_path: Path, fake_anthropic_fa
     assert all(b <= cap for _, b in batches), batches
     # The first chunk of 6 is refused and halved; the chunks after it are built to the learned size.
     assert fake.stats.batch_creates_refused == 1
+    mb = float(re.search(r"--batch-max-mb ([0-9.]+) to start there", output).group(1))  # type: ignore[union-attr]
+    assert 3 * 5000 < mb * 1024 * 1024 * 0.95 < cap, mb
     assert not query(out, "SELECT id FROM jobs WHERE status='failed'")
 
 

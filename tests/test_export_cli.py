@@ -50,10 +50,10 @@ def test_new_formats_from_a_run_and_byte_identical_re_export(tmp_path, fake_anth
     assert (images / "train" / "img_0000.txt").read_text(encoding="utf-8") == ", ".join(HOSTILE["tags"])
     outputs = digests(out)
 
-    # `export` rebuilds everything from the store without a model (no API key, no server), twice.
+    # `export` rebuilds everything from the store without a model (no API key, no server), twice, with the
+    # caption template the run was given (remembered: a plain export must not rewrite the captions).
     for _ in range(2):
-        code, output = run_cli(["export", "--out", str(out), "--format", NEW_FORMATS, "--txt-template", "{tags}"],
-                               {}, monkeypatch)
+        code, output = run_cli(["export", "--out", str(out), "--format", NEW_FORMATS], {}, monkeypatch)
         assert code == 0, output
         assert "txt: 5 unchanged" in output
         assert digests(images) == after_run
@@ -107,3 +107,14 @@ def test_a_bad_caption_template_stops_the_run_before_anything_is_paid(tmp_path, 
                             "--txt-template", "{caption}"], fake.env(), monkeypatch)
     assert code == 2 and "{caption}, which is not a field of this preset" in output, output
     assert fake.stats.to_dict()["answered"] == 0
+
+
+def test_export_remembers_an_explicit_caption_template(tmp_path, fake_anthropic_factory, monkeypatch):
+    code, output, images, out, _ = hostile_run(tmp_path, fake_anthropic_factory, monkeypatch, formats="txt")
+    assert code == 0 and (images / "test" / "img_0000.txt").read_text(encoding="utf-8") == ", ".join(HOSTILE["tags"])
+    code, output = run_cli(["export", "--out", str(out), "--format", "txt", "--txt-template", "{color} {style}"], {},
+                           monkeypatch)
+    assert code == 0 and "txt: 5 written" in output, output
+    code, output = run_cli(["export", "--out", str(out), "--format", "txt"], {}, monkeypatch)
+    assert code == 0 and "txt: 5 unchanged" in output, output
+    assert (images / "test" / "img_0000.txt").read_text(encoding="utf-8") == f"{HOSTILE['color']} {HOSTILE['style']}"

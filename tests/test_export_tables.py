@@ -115,3 +115,14 @@ def test_parquet_without_pyarrow_is_one_sentence(monkeypatch: pytest.MonkeyPatch
     with pytest.raises(ValueError, match=r"pip install 'imgtag\[parquet\]'"):
         parse_formats("csv,parquet")
     assert parse_formats("csv,xlsx") == ["csv", "xlsx"]
+
+
+def test_duckdb_reads_parquet_types_and_counts_errors(tmp_path: Path) -> None:
+    import duckdb
+
+    [path] = write_parquet(iter(rows(tmp_path)), context(tmp_path / "out"))
+    con = duckdb.connect()
+    types = dict(con.execute(f"SELECT column_name, column_type FROM (DESCRIBE SELECT * FROM '{path}')").fetchall())
+    assert types["tags"] == "VARCHAR[]" and types["input_tokens"] == "BIGINT" and types["cost_usd"] == "DOUBLE"
+    # The JSONL pitfall this format exists for: errors are counted, not silently zero.
+    assert con.execute(f"SELECT count(*) FROM '{path}' WHERE error_type IS NOT NULL").fetchone()[0] == 2

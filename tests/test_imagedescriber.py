@@ -327,6 +327,21 @@ def test_error_codes(tmp_path, tag_api, monkeypatch, http_200, code, times, stat
         assert len([k for k, n in fake.stats.asked_by_key.items() if n]) == 4
 
 
+def test_an_answer_the_preset_rejects_is_recorded_not_bought_twice(tmp_path, tag_api, monkeypatch):
+    fake = tag_api(tag_count=6)  # keywords wants at least 10
+    src = photos(DISTINCT, dest=tmp_path / "in")
+    out = tmp_path / "out"
+    code, output = cli(run_args(src, out), fake.env(IMAGEDESCRIBER_REQUESTS_PER_MINUTE=FAST), monkeypatch)
+    assert code == 1, output
+    for row in rows(out):
+        assert row["status"] == "failed" and row["error"]["type"] == "invalid_output", row
+        assert "keywords" in row["error"]["message"], row["error"]
+    assert fake.stats.requests == 3 and sum(fake.stats.answered_by_key.values()) == 3
+    code, output = cli(["retry", "--out", str(out), "-q"], fake.env(IMAGEDESCRIBER_REQUESTS_PER_MINUTE=FAST),
+                       monkeypatch)
+    assert code == 1 and fake.stats.requests == 6  # asked again only on purpose
+
+
 # -- kill -9 ---------------------------------------------------------------------------------------------
 
 

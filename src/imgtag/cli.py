@@ -466,7 +466,7 @@ def export(out: OutOpt = None,
     """Rebuild output files from the store (atomically), without asking any model again.
 
     The latest target goes to the folder itself; another (--preset/--model) to targets/<preset>--<model>/."""
-    from imgtag.export.writer import ExportRefused, write_exports
+    from imgtag.export.writer import ExportRefused, effective_options, remembered_options, write_exports
 
     options = _export_options(txt_template, txt_existing, metadata_overwrite)
     notes: list[str] = []
@@ -476,7 +476,9 @@ def export(out: OutOpt = None,
         if not meta:
             raise _fail(f"no results yet in {out} (run `imgtag run` first)", EXIT_FAILED)
         formats = format or meta.get("formats") or "csv,jsonl"
-        _check_export_options(formats, options, list(meta["fields"]), meta.get("txt_template"))
+        _check_export_options(formats, effective_options(meta, options), list(meta["fields"]), None)
+        if remembered_options(options):  # the next plain `imgtag export` builds the same captions
+            meta = _remember_export_options(store, meta, remembered_options(options))
         try:
             written = write_exports(store, meta, formats, options, notes)
         except ExportRefused as exc:
@@ -485,6 +487,21 @@ def export(out: OutOpt = None,
         except ValueError as exc:
             raise _fail(str(exc)) from None
     _print_written(written, notes)
+
+
+def _remember_export_options(store: Any, meta: dict[str, Any], remembered: dict[str, Any]) -> dict[str, Any]:
+    """Record caption options with this target (its latest record and its entry among all targets)."""
+    from imgtag import targets
+
+    meta = {**meta, "export_options": {**(meta.get("export_options") or {}), **remembered}}
+    records = dict(store.get_meta("targets") or {})
+    if targets.slug(meta) in records:
+        records[targets.slug(meta)] = meta
+        store.set_meta("targets", records)
+    latest = store.get_meta("target")
+    if latest is not None and targets.key_of(latest) == targets.key_of(meta):
+        store.set_meta("target", {**latest, "export_options": meta["export_options"]})
+    return meta
 
 
 def _print_written(written: list[Path], notes: list[str]) -> None:

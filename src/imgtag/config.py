@@ -88,7 +88,10 @@ def target_meta(cfg: RunConfig, target: Target) -> dict[str, Any]:
             "provider": cfg.provider, "model": target.model.id, "mode": cfg.mode, "formats": cfg.formats,
             "fields": target.preset.fields, "list_fields": target.preset.list_fields,
             "detail": cfg.detail, "max_edge": cfg.max_edge,
-            "schema": target.preset.schema, "txt_template": target.preset.txt_template}
+            "schema": target.preset.schema, "txt_template": target.preset.txt_template,
+            # caption options a later `imgtag export` reuses (see export/writer.py REMEMBERED)
+            "export_options": {k: v for k, v in cfg.export_options.items()
+                               if k in ("txt_template", "txt_existing") and v is not None}}
 
 
 def prepare_template(cfg: RunConfig, target: Target, *, encode: bool,

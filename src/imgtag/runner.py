@@ -155,7 +155,8 @@ class Run:
                 pacer.observe(self.provider.declared_limits())  # a documented rate, for APIs without headers
                 self.engine = Engine(self.store, warm_cache_first(self.provider), EngineSettings(
                     key=self.key, preset=self.target.preset, model=self.target.model, budget_usd=cfg.budget,
-                    max_attempts=cfg.max_attempts), pacer, self.run_id)
+                    max_attempts=cfg.max_attempts,
+                    validation_retries=1 if self.provider.reask_invalid else 0), pacer, self.run_id)
                 await self.engine.run(self.work_items(ingestor, None))
                 fatal = self.engine.fatal
                 if self.engine.budget_hit:

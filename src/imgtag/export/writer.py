@@ -52,8 +52,7 @@ def write_exports(store: Store, meta: dict[str, Any], formats: str | None = None
 def _write(store: Store, meta: dict[str, Any], formats: str | None, options: dict[str, Any] | None,
            notes: list[str] | None, out_dir: Path) -> list[Path]:
     key = WorkKey(meta["preset_version"], meta["provider"], meta["model"])
-    opts = {k: v for k, v in (options or {}).items() if v is not None}
-    opts.setdefault("txt_template", meta.get("txt_template"))
+    opts = effective_options(meta, options)
     ctx = ExportContext(out_dir=out_dir, field_names=list(meta["fields"]),
                         list_fields=set(meta.get("list_fields") or []), schema=_schema(meta),
                         ledger=StoreLedger(store.db), **opts)
@@ -65,6 +64,23 @@ def _write(store: Store, meta: dict[str, Any], formats: str | None, options: dic
     if ctx.refusals:
         raise ExportRefused(" ".join(ctx.refusals), written, ctx.notes)
     return written
+
+
+# Options a later `imgtag export` keeps using unless told otherwise, so a plain re-export rebuilds the same
+# captions. A permission such as metadata_overwrite is never remembered.
+REMEMBERED = ("txt_template", "txt_existing")
+
+
+def effective_options(meta: dict[str, Any], options: dict[str, Any] | None) -> dict[str, Any]:
+    """Command-line options over the ones remembered with the target, over the preset's txt_template."""
+    opts = {k: v for k, v in (meta.get("export_options") or {}).items() if k in REMEMBERED and v is not None}
+    opts.update({k: v for k, v in (options or {}).items() if v is not None})
+    opts.setdefault("txt_template", meta.get("txt_template"))
+    return opts
+
+
+def remembered_options(options: dict[str, Any]) -> dict[str, Any]:
+    return {k: options[k] for k in REMEMBERED if options.get(k) is not None}
 
 
 def _schema(meta: dict[str, Any]) -> dict[str, Any] | None:

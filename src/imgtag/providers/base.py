@@ -154,6 +154,9 @@ class Provider(ABC):
     capabilities: ClassVar[Capabilities] = Capabilities()
     # The model used when --model is not given (None: the catalogue's default).
     default_model: ClassVar[str | None] = None
+    # False for an API whose answer a second ask would not change (no prompt, no schema, no sampling
+    # settings): an answer that fails the preset's schema is then recorded at once instead of paid twice.
+    reask_invalid: ClassVar[bool] = True
 
     @property
     def supports_batch(self) -> bool:

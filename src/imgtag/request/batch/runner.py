@@ -31,7 +31,7 @@ from imgtag.request.batch.cancel import cancel_all
 from imgtag.request.batch.collect import Collector
 from imgtag.request.batch.common import MAX_POLL_INTERVAL_S, POLL_BACKOFF, BatchContext, BatchStop
 from imgtag.request.batch.limits import BatchLimits
-from imgtag.request.batch.submit import Entry, Submitter, byte_budget, chunked_within
+from imgtag.request.batch.submit import Entry, Submitter, byte_budget, chunked_within, lowered_note
 from imgtag.request.engine import MAX_TOKENS_CEILING, WorkItem
 from imgtag.store import Store
 from imgtag.store import batches as sb
@@ -89,6 +89,8 @@ class BatchRunner:
         if self.budget_hit and self.message is None:
             self.message = (f"budget of ${self.ctx.cfg.budget:.2f} reached: {self.stats.budget_skipped} images "
                             "were not submitted (run again with a larger --budget to continue)")
+        if self.message is None:
+            self.message = lowered_note(self.submitter.lowered, self.limits)
 
     # -- phases --------------------------------------------------------------------------------
 

@@ -10,6 +10,7 @@ create never happened and returns the items to pending.
 from __future__ import annotations
 
 import asyncio
+import math
 import random
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -19,7 +20,7 @@ from typing import Any
 from imgtag.providers.base import Fatal, Permanent, ProviderError
 from imgtag.providers.batch_api import BatchHandle, BatchRequest
 from imgtag.request.batch.common import BatchContext, BatchStop, stop_if_fatal
-from imgtag.request.batch.limits import BYTES, BatchLimits, oversize
+from imgtag.request.batch.limits import BYTES, REQUESTS, BatchLimits, oversize
 from imgtag.store import batches as sb
 
 # The byte limit is checked against the measured JSON body; 5% headroom covers what we cannot see
@@ -37,6 +38,25 @@ CREATE_TIMEOUT_S = 600.0  # uploading up to 256 MB takes a while on a slow uplin
 
 def byte_budget(max_bytes: int) -> int:
     return int(max_bytes * HEADROOM)
+
+
+def _floor3(x: float) -> float:
+    """Down to 3 significant digits: a flag value that never exceeds what worked."""
+    step = 10.0 ** (math.floor(math.log10(x)) - 2)
+    return round(math.floor(x / step) * step, 12)
+
+
+def lowered_note(lowered: set[str], limits: BatchLimits) -> str | None:
+    """Tell the user the sizes that worked, so the next run can start there instead of being refused again."""
+    flags = []
+    if REQUESTS in lowered:
+        flags.append(f"--batch-max-requests {limits.max_requests}")
+    if BYTES in lowered:
+        flags.append(f"--batch-max-mb {_floor3(limits.max_bytes / HEADROOM / 1024 / 1024):g}")
+    if not flags:
+        return None
+    return (f"the batch API refused batches as too large, so this run sent smaller ones; pass {' '.join(flags)} "
+            "to start there next time")
 
 
 @dataclass
@@ -118,6 +138,7 @@ class Submitter:
     def __init__(self, ctx: BatchContext, limits: BatchLimits | None = None) -> None:
         self.ctx = ctx
         self._limits = limits
+        self.lowered: set[str] = set()  # which limits a refused create lowered in this run (REQUESTS, BYTES)
 
     @property
     def limits(self) -> BatchLimits:
@@ -200,7 +221,8 @@ class Submitter:
             for part, entries in zip(parts, halves, strict=True):
                 for entry in entries:
                     part.add(entry)
-            self.limits.lower(kind, max(len(p.entries) for p in parts), max(p.nbytes for p in parts))
+            if self.limits.lower(kind, max(len(p.entries) for p in parts), max(p.nbytes for p in parts)):
+                self.lowered.add(kind)
             for part in parts:
                 await self.submit(part)
             return
