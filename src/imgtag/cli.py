@@ -257,11 +257,17 @@ def run(
     batch_max_mb: Annotated[float, typer.Option(
         help="Megabytes per batch (API max 256; submitting holds about 3x this in memory).")] = 100.0,
     poll_interval: Annotated[float, typer.Option(help="Batch mode: first poll interval, seconds.")] = 5.0,
+    images_per_request: Annotated[int, typer.Option(
+        help="Sync mode: pack up to K labelled images into one request (see README).")] = 1,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress output.")] = False,
 ) -> None:
     """Tag/describe images. Resumable: run the same command again to continue after any interruption."""
     if mode not in ("sync", "batch"):
         raise _fail(f"--mode must be sync or batch, not {mode!r}")
+    from imgtag.request.packing import check_images_per_request
+
+    if (problem := check_images_per_request(images_per_request, mode)) is not None:
+        raise _fail(problem)
     try:
         from imgtag.export import parse_formats
 
@@ -275,6 +281,7 @@ def run(
                         timeout=timeout, max_attempts=max_attempts, progress=not quiet, detach=detach,
                         batch_max_requests=batch_max_requests,
                         batch_max_bytes=int(batch_max_mb * 1024 * 1024), poll_interval=poll_interval,
+                        images_per_request=images_per_request,
                         provider_settings={"base_url": base_url} if base_url else {},
                         export_options=_export_options(txt_template, txt_existing, metadata_overwrite))
     _execute(cfg, "run")

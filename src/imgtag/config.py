@@ -42,6 +42,7 @@ class RunConfig:
     min_side: int = 200
     detail: str | None = None  # --detail: overrides the preset's detail level
     max_edge: int | None = None  # --max-edge: long-edge cap in px
+    images_per_request: int = 1  # --images-per-request: packing (request/packing.py), sync mode
     max_megapixels: float = 100.0
     skip_near_duplicates: bool = False
     timeout: float = 120.0

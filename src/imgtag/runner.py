@@ -17,6 +17,7 @@ from imgtag.progress import Progress, Snapshot
 from imgtag.providers.base import ImageInput, Provider
 from imgtag.request.engine import Engine, EngineSettings, WorkItem
 from imgtag.request.pacer import Pacer
+from imgtag.request.packing import pack_images
 from imgtag.request.warmup import warm_cache_first
 from imgtag.store import Store
 from imgtag.summary import Summary, summarize
@@ -153,7 +154,8 @@ class Run:
                 assert self.provider is not None
                 pacer = Pacer(max_concurrency=cfg.concurrency)
                 pacer.observe(self.provider.declared_limits())  # a documented rate, for APIs without headers
-                self.engine = Engine(self.store, warm_cache_first(self.provider), EngineSettings(
+                provider = warm_cache_first(pack_images(self.provider, cfg.images_per_request))
+                self.engine = Engine(self.store, provider, EngineSettings(
                     key=self.key, preset=self.target.preset, model=self.target.model, budget_usd=cfg.budget,
                     max_attempts=cfg.max_attempts,
                     validation_retries=1 if self.provider.reask_invalid else 0), pacer, self.run_id)

@@ -110,7 +110,10 @@ class AnthropicProvider(Provider):
     # -- the call ------------------------------------------------------------------------------
 
     async def describe(self, image: ImageInput, options: RequestOptions) -> ModelAnswer:
-        params = self.build_params(image, options)
+        return await self.send_params(self.build_params(image, options))
+
+    async def send_params(self, params: dict[str, Any]) -> ModelAnswer:
+        """One paid request from prepared params (request/packing.py edits them for several images)."""
         try:
             raw = await self.client.messages.with_raw_response.create(**params)
             message = await raw.parse()
