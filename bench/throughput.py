@@ -2,6 +2,10 @@
 
     python bench/throughput.py                 # 150 images, 300 requests/min, 3 s latency
     python bench/throughput.py --images 60 --rpm 300 --latency 3
+    python bench/throughput.py --burst 6 --skip-baseline    # the server grants a 6-second bucket
+
+imgtag runs twice: cold (a new store: limits unknown, learned from the headers) and warm (the same store,
+new images, a fresh server: the run starts from the limits the cold run remembered).
 
 Prints, for each design: wall time of the request phase, efficiency = ideal time / actual time (ideal =
 the fastest schedule the server's token bucket allows: a full bucket at once, then one request per
@@ -97,7 +101,7 @@ def report(name: str, fake: FakeAnthropicServer, ok: int, failed: int, ideal: fl
     """Prints one line; returns the time, or None when images were lost (a time for less work is no figure)."""
     seconds, requests, limited, peak = phase(fake)
     efficiency = f"{ideal / seconds:5.3f}" if seconds and not failed else "  n/a"
-    print(f"{name:<22} ok {ok:>4}  failed {failed:>3}  time {seconds:7.2f} s  efficiency {efficiency}  "
+    print(f"{name:<21} ok {ok:>4}  failed {failed:>3}  time {seconds:7.2f} s  efficiency {efficiency}  "
           f"429s {limited:>4}/{requests:<4} ({100 * limited / max(1, requests):4.1f}%)  peak concurrency {peak}")
     return None if failed else seconds
 
@@ -109,6 +113,7 @@ def main() -> None:
     ap.add_argument("--latency", type=float, default=3.0)
     ap.add_argument("--burst", type=float, default=1.0, help="server bucket depth, seconds of refill")
     ap.add_argument("--skip-baseline", action="store_true")
+    ap.add_argument("--skip-warm", action="store_true", help="no second run from the remembered limits")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp) / "images"
@@ -119,7 +124,13 @@ def main() -> None:
         config = FakeConfig(rpm=args.rpm, burst_s=args.burst, latency_s=args.latency)
         with FakeAnthropicServer(config) as fake:
             ok, failed = run_imgtag(folder, fake, Path(tmp) / "out")
-            ours = report("imgtag engine", fake, ok, failed, ideal)
+            ours = report("imgtag engine, cold", fake, ok, failed, ideal)
+        if not args.skip_warm:
+            warm_folder = Path(tmp) / "images-warm"
+            make_images(warm_folder, args.images, size=(232, 224))  # new content: every image is new work
+            with FakeAnthropicServer(FakeConfig(rpm=args.rpm, burst_s=args.burst, latency_s=args.latency)) as fake:
+                ok, failed = run_imgtag(warm_folder, fake, Path(tmp) / "out")
+                report("imgtag engine, warm", fake, ok, failed, ideal)
         if args.skip_baseline:
             return
         with FakeAnthropicServer(FakeConfig(rpm=args.rpm, burst_s=args.burst, latency_s=args.latency)) as fake:

@@ -602,8 +602,11 @@ def test_memory_stays_flat_while_collecting_1000_results(tmp_path: Path, monkeyp
     finally:
         fake.terminate()
         fake.wait(timeout=10)
-    assert [count for _, count in peaks] == [20, n]
-    (small_peak, _), (big_peak, _) = peaks
+    # Which batch a sweep reaches first, and whether a poll under load has to be repeated, is timing: compare
+    # the two complete collections by size, not by order (a collection that broke off and was redone counts 0).
+    done = sorted((p for p in peaks if p[1]), key=lambda p: p[1])
+    assert [count for _, count in done] == [20, n], peaks
+    (small_peak, _), (big_peak, _) = done
     assert big_peak < 2_500_000, f"collecting {n} results peaked at {big_peak:,} bytes"
     assert (big_peak - small_peak) / (n - 20) < 1_000, (small_peak, big_peak)  # < 1 KB per extra result
     assert query(out, "SELECT COUNT(*) FROM jobs WHERE status='ok'") == [(n + 20,)]

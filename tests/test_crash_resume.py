@@ -12,7 +12,7 @@ import sys
 import time
 from pathlib import Path
 
-from conftest import EDGE
+from conftest import EDGE, needs_full_corpus
 from imagegen import close_to, make_images
 
 
@@ -84,6 +84,7 @@ def test_second_run_on_same_store_is_refused(tmp_path: Path, fake_anthropic_fact
     assert first.returncode == 0
 
 
+@needs_full_corpus
 def test_edge_corpus_every_file_ends_with_a_reason(tmp_path: Path, fake_anthropic_factory) -> None:
     fake = fake_anthropic_factory()
     proc = start_cli(["run", str(EDGE), "--out", str(tmp_path / "out"), "-q", "--min-side", "0"], fake.env())

@@ -22,7 +22,7 @@ from PIL import Image, ImageOps
 from tests.fakes.imagedescriber_server import FakeTagConfig, FakeTagServer
 from typer.testing import CliRunner
 
-from conftest import PHOTOS
+from conftest import PHOTOS, needs_full_corpus
 from imgtag.cli import app
 
 FAST = "6000"  # requests per minute for tests that are not about pacing
@@ -94,6 +94,7 @@ def assert_own_image(row: dict[str, Any], source: Path, size: tuple[int, int]) -
 # -- every result on its own image ------------------------------------------------------------------
 
 
+@needs_full_corpus
 def test_real_photos_every_result_on_its_own_image(tmp_path, tag_api, monkeypatch):
     fake = tag_api(latency_s=0.02, jitter_s=0.03, credits_as_strings=True)
     out = tmp_path / "out"
@@ -221,15 +222,16 @@ def test_pacing_absorbs_rate_limit_answers(tmp_path, tag_api, monkeypatch, clien
     is a single request); paced 2.5x faster (a second client on the same key, say) many come back. Every
     one is absorbed: all photos end ok, none failed, none asked twice."""
     fake = tag_api(rate_limit=10, rate_window_s=1.0, latency_s=0.05, jitter_s=0.05)
-    src = photos(dest=tmp_path / "in", count=30)
+    n = 28  # every distinct photo the vendored corpus has with these prefixes (a fresh clone must pass too)
+    src = photos(dest=tmp_path / "in", count=n)
     started = time.monotonic()
     code, output = cli(run_args(src, tmp_path / "out"), fake.env(IMAGEDESCRIBER_REQUESTS_PER_MINUTE=client_rpm),
                        monkeypatch)
     elapsed = time.monotonic() - started
     assert code == 0, output
     results = rows(tmp_path / "out")
-    assert len(results) == 30 and all(r["status"] == "ok" for r in results)
-    assert all(n == 1 for n in fake.stats.answered_by_key.values()) and len(fake.stats.answered_by_key) == 30
+    assert len(results) == n and all(r["status"] == "ok" for r in results)
+    assert all(k == 1 for k in fake.stats.answered_by_key.values()) and len(fake.stats.answered_by_key) == n
     if expect_1004:
         assert fake.stats.rate_limited >= 5
         db = sqlite3.connect(tmp_path / "out" / "imgtag.db")
@@ -238,8 +240,8 @@ def test_pacing_absorbs_rate_limit_answers(tmp_path, tag_api, monkeypatch, clien
         assert retried == fake.stats.rate_limited
     else:
         assert fake.stats.rate_limited <= 12, fake.stats.rate_limited
-    # never faster than the server allows, on average: 30 accepted at 10/s take about 2 s or more
-    assert elapsed >= 1.8
+    # never faster than the server allows, on average: n accepted at 10/s, after a first burst of 10
+    assert elapsed >= (n - 12) / 10
 
 
 def test_out_of_credits_stops_cleanly_and_a_later_run_resumes(tmp_path, tag_api, monkeypatch):

@@ -21,7 +21,7 @@ from imgtag.ingest.preprocess import prepare
 from imgtag.providers.openai_provider import OpenAIProvider
 
 PHOTO_NAMES = ["clothing_dress_4e788cda.jpg", "clothing_hat_75eacbac.jpg", "clothing_shoes_4dc09b5c.jpg",
-               "coral_parrot.jpg", "darknet_dog.jpg", "darknet_giraffe.jpg"]
+               "coral_face.jpg", "darknet_dog.jpg", "darknet_eagle.jpg"]  # all in the vendored tests/corpus
 
 
 def photos(folder: Path, names: list[str] = PHOTO_NAMES) -> Path:

@@ -9,7 +9,7 @@ import imagehash
 import pytest
 from PIL import Image, ImageFilter, ImageOps
 
-from conftest import EDGE, PHOTOS
+from conftest import EDGE, PHOTOS, needs_full_corpus
 from imgtag.ingest.prefilter import (
     ANALYSIS_EDGE,
     BLURRY_BELOW,
@@ -42,6 +42,7 @@ def test_phash_is_imagehash_phash(corpus: Path) -> None:
     assert hamming(h, str(imagehash.phash(img))) <= 4
 
 
+@needs_full_corpus
 def test_analysis_thumbnail_size_and_modes(corpus: Path) -> None:
     big = upright(PHOTOS / "exifpy_HMD_Nokia_8.3_5G.jpg")
     thumb = analysis_thumbnail(big)
@@ -56,6 +57,7 @@ def test_analysis_thumbnail_size_and_modes(corpus: Path) -> None:
         assert analysis_thumbnail(im).mode == "L"
 
 
+@needs_full_corpus
 def test_blur_separates_sharp_from_blurred(corpus: Path) -> None:
     names = [
         "coral_owl.jpg",
@@ -79,6 +81,7 @@ def test_blur_separates_sharp_from_blurred(corpus: Path) -> None:
     assert blur_score(Image.new("RGB", (300, 200), "gray")) == 0.0
 
 
+@needs_full_corpus
 def test_near_duplicates_in_corpus(corpus: Path) -> None:
     index = NearDuplicateIndex(max_distance=6)
     # Same scene, EXIF-rotated variants (after orientation), and a byte-identical copy.

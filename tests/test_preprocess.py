@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageCms
 
-from conftest import CORPUS, EDGE, PHOTOS
+from conftest import CORPUS, EDGE, PHOTOS, needs_full_corpus
 from imgtag.ingest.prefilter import hamming
 from imgtag.ingest.preprocess import ImageReport, PrepareRequest, prepare, prepare_many
 from imgtag.ingest.sizing import HIGH_RES, STANDARD, fit_size, visual_tokens
@@ -98,6 +98,7 @@ def test_sha256_from_the_same_read(reports: dict[str, ImageReport]) -> None:
 # --- orientation --------------------------------------------------------------------------------
 
 
+@needs_full_corpus
 def test_every_exif_orientation_is_turned_upright(reports: dict[str, ImageReport], tmp_path: Path) -> None:
     ref = reports["photos/recurser_Landscape_1.jpg"]
     assert (ref.width, ref.height) == (1800, 1200)
@@ -126,6 +127,7 @@ def test_every_exif_orientation_is_turned_upright(reports: dict[str, ImageReport
         assert rep.phash and portraits[0].phash and hamming(rep.phash, portraits[0].phash) <= 2
 
 
+@needs_full_corpus
 def test_orientation_edge_cases(reports: dict[str, ImageReport]) -> None:
     rep = reports["edge/libvips_rotation_6_progressive.jpg"]
     assert rep.status == "ok" and (rep.width, rep.height) == (231, 308)
@@ -157,6 +159,7 @@ def _phash_raw(img: Image.Image) -> str:
     return str(imagehash.phash(img))
 
 
+@needs_full_corpus
 def test_draft_keeps_original_oriented_size() -> None:
     # Big rotated JPEG: decoded at a DCT-reduced size, but reported at the original size.
     rep = run(PHOTOS / "recurser_Portrait_6.jpg", max_long_edge=300)
@@ -301,6 +304,7 @@ def test_first_frame_only(name: str) -> None:
     assert first < 6 and first < middle, (first, middle)
 
 
+@needs_full_corpus
 def test_heif_family(reports: dict[str, ImageReport]) -> None:
     expected = {
         "edge/exifsamples_IMG_5195.HEIC": ("HEIF", 2566, 3313),
@@ -351,7 +355,7 @@ def test_truncated(reports: dict[str, ImageReport], name: str) -> None:
         "pillow_bmp_reallybig.bmp",
         "pillow_decompression_bomb_extents.gif",
         "libvips_17000x17000.avif",
-        "pillow_heif_200MP.heic",
+        pytest.param("pillow_heif_200MP.heic", marks=needs_full_corpus),
         "pillow_png_decompression_dos.png",
     ],
 )
@@ -363,6 +367,7 @@ def test_bombs(reports: dict[str, ImageReport], name: str) -> None:
         assert "limit 100 MP" in rep.reason
 
 
+@needs_full_corpus
 def test_bomb_reasons_name_the_declared_size(reports: dict[str, ImageReport]) -> None:
     assert reports["edge/pillow_bmp_reallybig.bmp"].reason == (
         "decompression bomb: declares 3000000x2000000 (6,000,000 MP), limit 100 MP"
@@ -370,6 +375,7 @@ def test_bomb_reasons_name_the_declared_size(reports: dict[str, ImageReport]) ->
     assert "(200 MP)" in (reports["edge/pillow_heif_200MP.heic"].reason or "")
 
 
+@needs_full_corpus
 def test_200mp_heic_is_refused_without_decoding() -> None:
     start = time.perf_counter()
     rep = run(EDGE / "pillow_heif_200MP.heic")
@@ -464,6 +470,7 @@ def test_tiers_and_presets(reports: dict[str, ImageReport]) -> None:
     assert (low.out_width, low.out_height) == (768, 432) and decoded(low).size == (768, 432)
 
 
+@needs_full_corpus
 def test_scan_mode_skips_encode_but_estimates() -> None:
     rep = run(PHOTOS / "exifpy_HMD_Nokia_8.3_5G.jpg", encode=False)
     assert rep.status == "ok" and rep.encoded is None and rep.media_type is None
@@ -473,6 +480,7 @@ def test_scan_mode_skips_encode_but_estimates() -> None:
     assert rep.phash and full.phash and hamming(rep.phash, full.phash) <= 4  # same picture
 
 
+@needs_full_corpus
 def test_byte_budget(tmp_path: Path) -> None:
     rep = run(PHOTOS / "pillow_xmp_test.jpg", max_bytes=40_000)
     assert rep.status == "ok" and rep.encoded and len(rep.encoded) <= 40_000

@@ -7,7 +7,7 @@ import os
 
 from typer.testing import CliRunner
 
-from conftest import CORPUS
+from conftest import CORPUS, needs_full_corpus
 from imgtag.cli import app
 
 
@@ -19,6 +19,7 @@ def scan_json(tmp_path, *paths: str) -> tuple[list[dict], dict]:
     return lines[:-1], lines[-1]
 
 
+@needs_full_corpus
 def test_scan_reports_every_file_exactly_once_with_reasons(tmp_path):
     entries, summary = scan_json(tmp_path, str(CORPUS))
     on_disk = sorted(os.path.relpath(os.path.join(d, f), CORPUS) for d, _, fs in os.walk(CORPUS) for f in fs)

@@ -327,15 +327,16 @@ def _execute(cfg: RunConfig, command: str) -> None:
             provider_obj = open_provider(cfg)
     except ConfigError as exc:
         raise _fail(str(exc)) from None
-    with _open_store(cfg.out) as store:
+    from imgtag.interrupt import sigterm_as_interrupt
+
+    with _open_store(cfg.out) as store, sigterm_as_interrupt() as interruption:
         if not cfg.dry_run:
             _switch_target(store, target_meta(cfg, target), cfg.formats)
         runner = Run(cfg, store, target, provider_obj, command=command)
         try:
             outcome = asyncio.run(_run_and_close(runner, provider_obj))
         except KeyboardInterrupt:
-            raise _fail("interrupted; everything answered so far is saved — run the same command to continue",
-                        130) from None
+            raise _fail(runner.interrupted(interruption.exit_code), interruption.exit_code) from None
     _report(outcome, cfg, target, runner.missing_args)
     if runner.missing_args and outcome.summary.files == 0:
         raise typer.Exit(EXIT_CONFIG)  # nothing to do because nothing matched: a usage error
@@ -371,6 +372,8 @@ async def _run_and_close(runner: Run, provider_obj: Any) -> Any:
 
 
 def _report(outcome: Any, cfg: RunConfig, target: Any, missing: list[str]) -> None:
+    from imgtag.progress import resume_note
+
     console = _console()
     for arg in missing:
         console.print(f"imgtag: nothing matched {arg!r}", markup=False)
@@ -390,6 +393,9 @@ def _report(outcome: Any, cfg: RunConfig, target: Any, missing: list[str]) -> No
         console.print(_credits_line(s), markup=False)
     if s.by_error:
         console.print("not ok: " + ", ".join(f"{k} {v}" for k, v in sorted(s.by_error.items())), markup=False)
+    note = resume_note(s.files, outcome.done_before, s.cost_usd, outcome.spent_to_date_usd)
+    if note:
+        console.print(note, markup=False)
     if outcome.message:
         console.print(f"imgtag: {outcome.message}", markup=False)
     if outcome.exports:

@@ -1,28 +1,59 @@
 """Progress for long runs: a live line on a terminal, plain periodic lines otherwise, nothing decorative
-under NO_COLOR. Reads counters; never drives the work."""
+under NO_COLOR. Reads counters; never drives the work.
+
+The live line always fits the terminal (it never wraps, so `\\r` can rewrite it): segments are dropped from
+the least useful up until it fits. The total is known from the start (files are counted by a fast walk in
+a thread while work begins), so the ETA is real from the first seconds. After a resume the line separates
+what this run did from what earlier runs had already done, and the rate and ETA count only this run's
+work. In batch mode the wait is on the server: the line says how many images were submitted, how many the
+server is still processing and how many were collected, and shows no ETA it cannot know.
+"""
 
 from __future__ import annotations
 
 import os
+import shutil
 import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TextIO
 
+SEPARATOR = " | "
+
+
+@dataclass
+class BatchView:
+    submitted: int        # images in batches this run created
+    processing: int       # images the server has not answered yet (live batches, any run)
+    collected: int        # answers stored by this run
+    batches: int          # live batches
+
 
 @dataclass
 class Snapshot:
     discovered: int
     finished: int          # files settled this run (ok, failed, skipped, already done)
-    ok: int
+    ok: int                # answered ok by this run
     failed: int
     skipped: int
     in_flight: int
-    spent_usd: float
+    spent_usd: float       # this run
     pace: str
     discovery_done: bool
     extra: str = ""
+    counted: int | None = None            # files found by the up-front walk (None: not known yet)
+    done_before: int = 0                  # files whose answer an earlier run had already stored
+    spent_to_date_usd: float | None = None  # this target, earlier runs included
+    batch: BatchView | None = None        # batch mode
+
+    @property
+    def total(self) -> int | None:
+        if self.discovery_done:
+            return self.discovered
+        if self.counted is not None:
+            return max(self.counted, self.discovered)
+        return None
 
 
 def _fmt_eta(seconds: float | None) -> str:
@@ -32,6 +63,25 @@ def _fmt_eta(seconds: float | None) -> str:
     h, rem = divmod(seconds, 3600)
     m, s = divmod(rem, 60)
     return f"{h:d}:{m:02d}:{s:02d}" if h else f"{m:02d}:{s:02d}"
+
+
+def money(usd: float) -> str:
+    """Enough digits to see a small spend: $0.0007, $1.23, $1,234.50."""
+    if usd == 0:
+        return "$0.00"
+    if abs(usd) < 1:
+        return f"${usd:.4f}"
+    return f"${usd:,.2f}"
+
+
+def fit(segments: list[tuple[int, str]], width: int) -> str:
+    """Join segments (priority, text) in their order, dropping the lowest priorities until the line fits."""
+    kept = [(p, text) for p, text in segments if text]
+    while len(kept) > 1 and len(SEPARATOR.join(t for _, t in kept)) > width:
+        lowest = min(range(len(kept)), key=lambda i: (kept[i][0], -i))
+        kept.pop(lowest)
+    line = SEPARATOR.join(t for _, t in kept)
+    return line if len(line) <= width else line[: max(0, width - 1)] + "…"
 
 
 class Progress:
@@ -49,25 +99,44 @@ class Progress:
         self._last = 0.0
         self._width = 0
 
-    def line(self, snap: Snapshot) -> str:
+    def segments(self, snap: Snapshot) -> list[tuple[int, str]]:
+        """(priority, text): the higher the priority, the later it is dropped on a narrow terminal."""
         elapsed = max(1e-6, time.monotonic() - self._start)
-        rate = snap.finished / elapsed
-        remaining = snap.discovered - snap.finished if snap.discovery_done else None
-        eta = remaining / rate if remaining is not None and rate > 0 else None
-        total = str(snap.discovered) if snap.discovery_done else f"{snap.discovered}+"
-        parts = [
-            f"{snap.finished}/{total} files",
-            f"ok {snap.ok}",
-            f"failed {snap.failed}",
-            f"skipped {snap.skipped}",
-            f"in flight {snap.in_flight}",
-            f"{rate:.1f}/s",
-            f"ETA {_fmt_eta(eta)}",
-            f"${snap.spent_usd:.4f}",
-            snap.pace,
-            snap.extra,
-        ]
-        return " | ".join(part for part in parts if part)
+        total = snap.total
+        new_finished = max(0, snap.finished - snap.done_before)
+        rate = new_finished / elapsed
+        remaining = total - snap.finished if total is not None else None
+        count = (f"{snap.finished:,}/{total:,} files" if total is not None
+                 else f"{snap.finished:,}/{snap.discovered:,}+ files")
+        cost = money(snap.spent_usd)
+        if snap.spent_to_date_usd is not None and snap.spent_to_date_usd - snap.spent_usd > 1e-12:
+            cost_to_date = f"{money(snap.spent_to_date_usd)} to date"
+            cost = f"{cost} this run"
+        else:
+            cost_to_date = ""
+        segs: list[tuple[int, str]] = [(100, count), (70, f"ok {snap.ok:,}"), (60, f"failed {snap.failed:,}"),
+                                       (30, f"skipped {snap.skipped:,}" if snap.skipped else ""),
+                                       (40, f"done before {snap.done_before:,}" if snap.done_before else "")]
+        if snap.batch is not None:
+            b = snap.batch
+            segs += [(90, f"submitted {b.submitted:,}"),
+                     (85, f"on the server {b.processing:,}" + (f" ({b.batches} batches)" if b.batches > 1 else "")),
+                     (80, f"collected {b.collected:,}")]
+        else:
+            eta = remaining / rate if remaining is not None and rate > 0 else None
+            segs += [(50, f"in flight {snap.in_flight}"), (20, f"{rate:.1f}/s"), (90, f"ETA {_fmt_eta(eta)}")]
+        segs += [(75, cost), (35, cost_to_date), (10, snap.pace), (15, snap.extra)]
+        return segs
+
+    def line(self, snap: Snapshot, width: int | None = None) -> str:
+        segs = self.segments(snap)
+        if width is None:
+            return SEPARATOR.join(text for _, text in segs if text)
+        return fit(segs, width)
+
+    def _columns(self) -> int:
+        # One column short of the edge: writing into the last column wraps on some terminals.
+        return max(20, shutil.get_terminal_size(fallback=(80, 24)).columns - 1)
 
     def tick(self, force: bool = False) -> None:
         if not self.enabled:
@@ -76,21 +145,39 @@ class Progress:
         if not force and now - self._last < self.interval:
             return
         self._last = now
-        text = self.line(self.read())
         if self.live:
+            text = self.line(self.read(), self._columns())
             # One rewritten line; \r + pad is enough and works under NO_COLOR too.
             padded = text.ljust(self._width)
             self._width = len(text)
             prefix = "" if self.plain else "\x1b[2K"
             self.stream.write(f"\r{prefix}{padded}")
         else:
-            self.stream.write(f"imgtag: {text}\n")
+            self.stream.write(f"imgtag: {self.line(self.read())}\n")
         self.stream.flush()
 
-    def close(self) -> None:
+    def close(self, *, erase: bool = False) -> None:
         if not self.enabled:
+            return
+        if erase:  # interrupted: leave the terminal to the one sentence that follows
+            if self.live and self._width:
+                self.stream.write("\r" + " " * self._width + "\r")
+                self.stream.flush()
             return
         self.tick(force=True)
         if self.live:
             self.stream.write("\n")
             self.stream.flush()
+
+
+def resume_note(files: int, done_before: int, spent_run: float, spent_to_date: float | None) -> str | None:
+    """The end-of-run line that matches the live line: what was new, what earlier runs did, and the cost."""
+    earlier = spent_to_date is not None and spent_to_date - spent_run > 1e-12
+    if not done_before and not earlier:
+        return None
+    parts = []
+    if done_before:
+        parts.append(f"{files - done_before:,} files new this run, {done_before:,} already done by earlier runs")
+    if spent_to_date is not None:
+        parts.append(f"{money(spent_run)} this run, {money(spent_to_date)} to date for this preset and model")
+    return "; ".join(parts)

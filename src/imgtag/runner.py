@@ -13,9 +13,10 @@ from imgtag.export.writer import ExportRefused, write_exports
 from imgtag.ingest.pipeline import Ingested, IngestOptions, Ingestor
 from imgtag.money import usd
 from imgtag.pricing.estimate import Estimator, estimate_request
-from imgtag.progress import Progress, Snapshot
+from imgtag.progress import BatchView, Progress, Snapshot
 from imgtag.providers.base import ImageInput, Provider
 from imgtag.request.engine import Engine, EngineSettings, WorkItem
+from imgtag.request.learned_limits import Memory
 from imgtag.request.pacer import Pacer
 from imgtag.request.packing import pack_images
 from imgtag.request.warmup import warm_cache_first
@@ -34,6 +35,8 @@ class RunOutcome:
     peak_in_flight: int = 0
     rate_limited: int = 0
     requests: int = 0
+    done_before: int = 0                 # files an earlier run had already answered
+    spent_to_date_usd: float | None = None  # this target, earlier runs included
 
 
 class Run:
@@ -50,6 +53,8 @@ class Run:
         if provider is not None:
             provider.attach_store(store)  # e.g. what structured-output mode a server accepted last time
         self.ok = self.failed = self.skipped = self.finished = 0
+        self.done_before = 0  # files whose answer an earlier run stored (a resume)
+        self.spent_before = store.spent(self.key)  # this target's spend before this run
         self.queued: set[int] = set()  # job ids sent this run (ints: a million of them is a few tens of MB)
         self.engine: Engine | None = None
         self.batcher: Any = None
@@ -86,6 +91,7 @@ class Run:
                 continue
             sha = ing.record.sha256
             if not self._needs_work(sha):
+                self.done_before += 1
                 self._count(ing, settled=True)
                 continue
             if estimator is not None:
@@ -111,6 +117,9 @@ class Run:
         eng = self.engine
         pacer = eng.pacer if eng else None
         bat = self.batcher.stats if self.batcher is not None else None  # batch mode: BatchRunner counters
+        spent = (eng.stats.spent_usd if eng else 0.0) + (bat.spent_usd if bat else 0.0)
+        batch_view = None if bat is None else BatchView(submitted=bat.submitted, processing=bat.in_batches,
+                                                        collected=bat.ok + bat.failed, batches=len(bat.live))
         return Snapshot(
             discovered=self.ingestor.counters.discovered if self.ingestor else 0,
             finished=self.finished - (pacer.in_flight if pacer else 0),
@@ -118,10 +127,14 @@ class Run:
             failed=self.failed + (eng.stats.failed if eng else 0) + (bat.failed if bat else 0),
             skipped=self.skipped,
             in_flight=(pacer.in_flight if pacer else 0) + (bat.in_batches if bat else 0),
-            spent_usd=(eng.stats.spent_usd if eng else 0.0) + (bat.spent_usd if bat else 0.0),
+            spent_usd=spent,
             pace=pacer.describe() if pacer else "",
             discovery_done=self.ingestor.counters.discovery_done if self.ingestor else False,
-            extra=self.batcher.describe() if self.batcher is not None else "",
+            extra="",
+            counted=self.ingestor.counted if self.ingestor else None,
+            done_before=self.done_before,
+            spent_to_date_usd=self.spent_before + spent,
+            batch=batch_view,
         )
 
     async def execute(self, stream: TextIO | None = None) -> RunOutcome:
@@ -138,6 +151,7 @@ class Run:
                      if cfg.dry_run else None)
         message = None
         fatal = None
+        interrupted = False
         try:
             if cfg.dry_run:
                 async for _ in self.work_items(ingestor, estimator):
@@ -154,20 +168,28 @@ class Run:
                 assert self.provider is not None
                 pacer = Pacer(max_concurrency=cfg.concurrency)
                 pacer.observe(self.provider.declared_limits())  # a documented rate, for APIs without headers
+                memory = Memory(self.store, self.provider, self.key.provider)
+                memory.seed(pacer)  # start at the pace (and burst) a previous run learned for this account
                 provider = warm_cache_first(pack_images(self.provider, cfg.images_per_request))
                 self.engine = Engine(self.store, provider, EngineSettings(
                     key=self.key, preset=self.target.preset, model=self.target.model, budget_usd=cfg.budget,
                     max_attempts=cfg.max_attempts,
                     validation_retries=1 if self.provider.reask_invalid else 0), pacer, self.run_id)
-                await self.engine.run(self.work_items(ingestor, None))
+                try:
+                    await self.engine.run(self.work_items(ingestor, None))
+                finally:
+                    memory.save(pacer)
                 fatal = self.engine.fatal
                 if self.engine.budget_hit:
                     message = (f"budget of {usd(cfg.budget)} reached: {self.engine.stats.budget_stopped} images "
                                "were not sent (run again with a larger --budget to continue)")
+        except (asyncio.CancelledError, KeyboardInterrupt):
+            interrupted = True  # the line is erased: the CLI prints one sentence instead
+            raise
         finally:
             ticker.cancel()
             ingestor.close()
-            progress.close()
+            progress.close(erase=interrupted)
         summary = summarize(self.store.db, self.key, run_id=self.run_id)
         exports: list[Path] = []
         notes: list[str] = []
@@ -198,7 +220,18 @@ class Run:
                           export_notes=notes,
                           peak_in_flight=eng.pacer.peak_in_flight if eng else 0,
                           rate_limited=eng.stats.rate_limited if eng else 0,
-                          requests=eng.stats.requests if eng else 0)
+                          requests=eng.stats.requests if eng else 0, done_before=self.done_before,
+                          spent_to_date_usd=self.store.spent(self.key))
+
+    def interrupted(self, exit_code: int) -> str:
+        """Mark this run interrupted in the store; returns the one line to print."""
+        from imgtag.interrupt import interrupted_message
+        from imgtag.store import batches as sb
+        from imgtag.store.runstate import mark_interrupted
+
+        mark_interrupted(self.store.db, self.run_id, exit_code)
+        live = len(sb.live_batches(self.store, self.key)) if self.cfg.mode == "batch" else 0
+        return interrupted_message(live, str(self.cfg.out))
 
     @property
     def missing_args(self) -> list[str]:

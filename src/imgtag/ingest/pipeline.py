@@ -15,6 +15,7 @@ from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field, replace
 from typing import Any, TextIO
 
+from imgtag.ingest.count import FileCounter
 from imgtag.ingest.discover import Discovered, DiscoveryStats, discover
 from imgtag.ingest.prefilter import NearDuplicateIndex
 from imgtag.ingest.preprocess import ImageReport, PrepareRequest, new_pool, prepare
@@ -85,6 +86,7 @@ class Ingestor:
         self.counters = IngestCounters()
         self.near = NearDuplicateIndex(options.near_duplicate_distance)
         self._pool: ProcessPoolExecutor | None = None
+        self._counter: FileCounter | None = None
 
     def _new_pool(self) -> ProcessPoolExecutor:
         # Never a plain fork: a forked worker would inherit the store's lock and SQLite descriptors, keep the
@@ -109,9 +111,15 @@ class Ingestor:
                            visual_tokens=None, media_type=None, encoded=None)
 
     def close(self) -> None:
+        if self._counter is not None:
+            self._counter.stop()
         if self._pool is not None:
             self._pool.shutdown(wait=True, cancel_futures=True)
             self._pool = None
+
+    @property
+    def counted(self) -> int | None:
+        return self._counter.total if self._counter is not None else None
 
     async def _discovered(self) -> AsyncIterator[Discovered]:
         """Run the (blocking, filesystem-bound) discovery generator in a thread, a chunk at a time."""
@@ -145,6 +153,8 @@ class Ingestor:
         the store must be decoded again (e.g. its image still has to be sent)."""
         limit = max_in_flight or 2 * (self.options.workers or os.cpu_count() or 1)
         window: deque[asyncio.Future[Ingested]] = deque()
+        self._counter = FileCounter(self.options.inputs, exclude=self.options.exclude,
+                                    source=self.options.source).start()
         try:
             async for d in self._discovered():
                 self.counters.discovered += 1

@@ -27,7 +27,7 @@ from itertools import islice
 import pillow_heif
 from PIL import Image, ImageCms, UnidentifiedImageError
 
-from imgtag.ingest import sniff
+from imgtag.ingest import lifeline, sniff
 from imgtag.ingest.prefilter import ANALYSIS_EDGE, analysis_thumbnail, blur_score, phash_hex
 from imgtag.ingest.sizing import STANDARD, VisionTier, fit_size, visual_tokens
 
@@ -111,7 +111,10 @@ def _ensure_plugins() -> None:
 def init_worker() -> None:
     """Pool worker setup: plugins, and one decode thread per process (the pool is the parallelism;
     codec thread pools on top would only oversubscribe the cores). prepare_many uses it; pass it
-    as `initializer=` when running `prepare` in a pool of your own."""
+    as `initializer=` when running `prepare` in a pool of your own. The worker also dies with its parent
+    and leaves Ctrl-C to the main process (see lifeline)."""
+    lifeline.ignore_interrupts()
+    lifeline.die_with_parent()
     _ensure_plugins()
     with contextlib.suppress(Exception):
         pillow_heif.options.DECODE_THREADS = 1
@@ -528,10 +531,13 @@ def _usable_cpus() -> int:
 def _mp_context() -> multiprocessing.context.BaseContext:
     """forkserver where available (fork-safe even if the caller runs threads, and the server
     preloads Pillow once so new workers start fast); spawn elsewhere."""
+    lifeline.mark_main_process()
+    lifeline.quiet_resource_tracker()
     if "forkserver" in multiprocessing.get_all_start_methods():
         ctx = multiprocessing.get_context("forkserver")
         with contextlib.suppress(Exception):
-            ctx.set_forkserver_preload(["imgtag.ingest.preprocess"])
+            # forkserver_init first: the forkserver dies with us and ignores Ctrl-C before the slow imports
+            ctx.set_forkserver_preload(["imgtag.ingest.forkserver_init", "imgtag.ingest.preprocess"])
         return ctx
     return multiprocessing.get_context("spawn")
 

@@ -171,7 +171,7 @@ class Engine:
                     await asyncio.sleep(exc.retry_after if exc.retry_after is not None else s.backoff_base_s)
                     continue
                 except Transient as exc:
-                    self.pacer.observe(exc.limits)
+                    self.pacer.observe(exc.limits, permit)
                     self.pacer.release(permit, success=False)
                     permit = None
                     transient_failures += 1
@@ -195,7 +195,7 @@ class Engine:
                     if self.fatal is None:
                         self.fatal = exc
                     return
-                self.pacer.observe(answer.limits)
+                self.pacer.observe(answer.limits, permit)
                 self.pacer.release(permit, success=True)
                 permit = None
                 outcome = self._settle_answer(item, started, answer, max_tokens, invalid_answers)

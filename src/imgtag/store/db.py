@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from imgtag.pricing.costs import Usage
+from imgtag.store import runstate
 from imgtag.store.lock import FolderLock
 from imgtag.store.migrations import migrate
 from imgtag.store.rows import ResultRow
@@ -80,6 +81,8 @@ class Store:
             self.db.execute("PRAGMA synchronous=NORMAL")
             self.db.execute("PRAGMA foreign_keys=ON")
             migrate(self.db)
+            if self._lock is not None:
+                runstate.mark_abandoned_runs(self.db)
         except BaseException:
             self.close()
             raise
@@ -121,7 +124,8 @@ class Store:
         return int(cur.lastrowid or 0)
 
     def finish_run(self, run_id: int, exit_code: int) -> None:
-        self.db.execute("UPDATE runs SET finished_at=?, exit_code=? WHERE id=?", (now_iso(), exit_code, run_id))
+        self.db.execute("UPDATE runs SET finished_at=?, exit_code=?, end_state=? WHERE id=?",
+                        (now_iso(), exit_code, runstate.FINISHED, run_id))
 
     # -- files ---------------------------------------------------------------------------------
 

@@ -166,7 +166,27 @@ def _v4_server_caps(db: sqlite3.Connection) -> None:
     )
 
 
-MIGRATIONS: list[Migration] = [_v1_initial, _v2_credits, _v3_export_ledger, _v4_server_caps]
+def _v5_learned_limits(db: sqlite3.Connection) -> None:
+    # Rate limits a provider advertised, per account (a salted hash of the API key, never the key), so the
+    # next run starts at the known pace and uses the known burst instead of probing from cold.
+    db.execute(
+        """CREATE TABLE learned_limits (
+            provider TEXT NOT NULL,
+            key_fingerprint TEXT NOT NULL,
+            limits TEXT NOT NULL,          -- JSON: per dimension {per_minute, capacity}
+            updated_at TEXT NOT NULL,
+            PRIMARY KEY (provider, key_fingerprint)
+        )"""
+    )
+
+
+def _v6_run_end_state(db: sqlite3.Connection) -> None:
+    # How a run ended: finished, interrupted (SIGINT/SIGTERM) or killed (found unfinished, its process gone).
+    db.execute("ALTER TABLE runs ADD COLUMN end_state TEXT")
+
+
+MIGRATIONS: list[Migration] = [_v1_initial, _v2_credits, _v3_export_ledger, _v4_server_caps, _v5_learned_limits,
+                              _v6_run_end_state]
 
 
 def migrate(db: sqlite3.Connection) -> int:

@@ -1,0 +1,59 @@
+"""Ctrl-C and SIGTERM: the run stops cleanly, says so in one sentence, and is marked interrupted in the store.
+
+SIGTERM is handed to whatever handles SIGINT at that moment (asyncio.run's handler cancels the main task, so
+every `finally` runs: the decode pool is shut down, the progress line erased). Decode workers ignore SIGINT
+(see ingest/lifeline.py), so a Ctrl-C at the terminal, which reaches the whole process group, prints nothing
+from them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+from collections.abc import Iterator
+from dataclasses import dataclass
+from types import FrameType
+
+EXIT_SIGINT = 130
+EXIT_SIGTERM = 143
+
+
+@dataclass
+class Interruption:
+    signal_name: str = "SIGINT"
+
+    @property
+    def exit_code(self) -> int:
+        return EXIT_SIGTERM if self.signal_name == "SIGTERM" else EXIT_SIGINT
+
+
+@contextlib.contextmanager
+def sigterm_as_interrupt() -> Iterator[Interruption]:
+    state = Interruption()
+
+    def on_sigterm(signum: int, frame: FrameType | None) -> None:
+        state.signal_name = "SIGTERM"
+        handler = signal.getsignal(signal.SIGINT)
+        if callable(handler):
+            handler(signal.SIGINT, frame)
+        else:
+            raise KeyboardInterrupt
+
+    try:
+        previous = signal.signal(signal.SIGTERM, on_sigterm)
+    except ValueError:  # not the main thread (e.g. an embedding application): leave signals alone
+        yield state
+        return
+    try:
+        yield state
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def interrupted_message(live_batches: int, out: str) -> str:
+    """The one line printed after an interruption."""
+    if live_batches:
+        noun = "batch keeps" if live_batches == 1 else "batches keep"
+        return (f"interrupted; {live_batches} submitted {noun} running on the server: run the same command "
+                f"again to collect the results, or `imgtag cancel --out {out}` to stop them")
+    return "interrupted; everything answered so far is saved — run the same command to continue"

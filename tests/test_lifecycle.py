@@ -1,0 +1,211 @@
+"""Nothing left behind, no noise: kill -9, Ctrl-C and SIGTERM of a real `imgtag run` in a subprocess.
+
+A kill -9 must take the forkserver and its decode workers with it (within 2 s); a Ctrl-C at a terminal
+(SIGINT to the whole process group, stderr a pty) leaves exactly one line on the screen; the store's
+`runs` table says how each run ended.
+"""
+
+from __future__ import annotations
+
+import os
+import pty
+import signal
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from imagegen import make_images
+from imgtag.store import Store
+from proctree import descendants, needs_proc, reap, wait_gone
+
+pytestmark = needs_proc
+
+
+class Cli:
+    """`python -m imgtag ...` in its own session (so a signal to its group reaches only it), stderr on a
+    pty when asked (so progress is the live terminal line a person sees)."""
+
+    def __init__(self, args: list[str], env: dict[str, str], *, tty: bool = False) -> None:
+        full_env = {k: v for k, v in os.environ.items() if not k.startswith(("ANTHROPIC_", "IMGTAG_"))}
+        full_env |= env | {"COLUMNS": "80", "LINES": "24", "TERM": "xterm"}
+        self._chunks: list[bytes] = []
+        master = slave = None
+        if tty:
+            master, slave = pty.openpty()
+        self.proc = subprocess.Popen([sys.executable, "-m", "imgtag", *args], env=full_env,
+                                     stdout=subprocess.DEVNULL, stdin=subprocess.DEVNULL,
+                                     stderr=slave if tty else subprocess.PIPE, start_new_session=True)
+        if tty:
+            assert slave is not None and master is not None
+            os.close(slave)
+            self._reader = threading.Thread(target=self._drain, args=(master,), daemon=True)
+        else:
+            assert self.proc.stderr is not None
+            self._reader = threading.Thread(target=self._drain, args=(self.proc.stderr.fileno(),), daemon=True)
+        self._reader.start()
+
+    def _drain(self, fd: int) -> None:
+        while True:
+            try:
+                data = os.read(fd, 65536)
+            except OSError:  # EIO: every writer of the pty is gone
+                break
+            if not data:
+                break
+            self._chunks.append(data)
+        if self.proc.stderr is None:
+            os.close(fd)
+
+    def output(self, timeout: float = 10.0) -> str:
+        self._reader.join(timeout)
+        return b"".join(self._chunks).decode("utf-8", "replace")
+
+
+def screen(text: str) -> list[str]:
+    """What a terminal shows for this output: \\r returns to column 0, ESC[2K clears the line."""
+    lines: list[list[str]] = [[]]
+    col = 0
+    i = 0
+    while i < len(text):
+        ch = text[i]
+        if text.startswith("\x1b[", i):
+            end = i + 2
+            while end < len(text) and not text[end].isalpha():
+                end += 1
+            if text[end:end + 1] == "K":
+                lines[-1] = []
+            i = end + 1
+            continue
+        if ch == "\r":
+            col = 0
+        elif ch == "\n":
+            lines.append([])
+            col = 0
+        else:
+            row = lines[-1]
+            if col < len(row):
+                row[col] = ch
+            else:
+                row.append(ch)
+            col += 1
+        i += 1
+    return ["".join(r).rstrip() for r in lines if "".join(r).strip()]
+
+
+def wait_for(predicate: Any, cli: Cli, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert cli.proc.poll() is None, f"imgtag ended early: {cli.output()}"
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.02)
+
+
+def helpers_running(cli: Cli) -> set[int]:
+    """Wait until the forkserver and both decode workers exist; returns every process below imgtag."""
+    found: set[int] = set()
+
+    def enough() -> bool:
+        found.clear()
+        found.update(descendants(cli.proc.pid))
+        return len(found) >= 3  # forkserver + 2 workers (+ multiprocessing's resource tracker)
+
+    wait_for(enough, cli)
+    return found
+
+
+def run_states(out: Path) -> list[tuple[str | None, int | None]]:
+    db = sqlite3.connect(out / "imgtag.db")
+    try:
+        return db.execute("SELECT end_state, exit_code FROM runs ORDER BY id").fetchall()
+    finally:
+        db.close()
+
+
+def test_kill_nine_mid_decode_leaves_no_process_and_is_marked_killed(tmp_path: Path,
+                                                                   fake_anthropic_factory: Any) -> None:
+    make_images(tmp_path / "in", 30)
+    fake = fake_anthropic_factory(latency_s=1.0)
+    out = tmp_path / "out"
+    cli = Cli(["run", str(tmp_path / "in"), "--out", str(out), "-q", "--workers", "2"], fake.env())
+    pids: set[int] = set()
+    try:
+        pids = helpers_running(cli)
+        wait_for(lambda: fake.stats.messages_requests > 0, cli)
+        os.kill(cli.proc.pid, signal.SIGKILL)
+        cli.proc.wait(10)
+        left = wait_gone(pids, 2.0)
+        assert not left, f"still running 2 s after kill -9 of imgtag: {sorted(left)}"
+    finally:
+        reap(pids | {cli.proc.pid})
+    assert cli.output(5) == ""  # not even multiprocessing's leaked-semaphore warning
+    assert run_states(out) == [(None, None)]
+    with Store(out):  # the next writer finds the run unfinished, its process gone
+        pass
+    assert run_states(out) == [("killed", None)]
+
+
+def test_ctrl_c_at_a_terminal_prints_one_line_and_leaves_nothing(tmp_path: Path, fake_anthropic_factory: Any) -> None:
+    make_images(tmp_path / "in", 30)
+    fake = fake_anthropic_factory(latency_s=1.0)
+    out = tmp_path / "out"
+    cli = Cli(["run", str(tmp_path / "in"), "--out", str(out), "--workers", "2"], fake.env(), tty=True)
+    pids: set[int] = set()
+    try:
+        pids = helpers_running(cli)
+        wait_for(lambda: sum(fake.stats.answered_by_key.values()) >= 2, cli)
+        time.sleep(0.5)  # let the live progress line be drawn
+        os.killpg(cli.proc.pid, signal.SIGINT)  # what the terminal does on Ctrl-C
+        assert cli.proc.wait(30) == 130
+        left = wait_gone(pids, 2.0)
+        assert not left, f"still running after Ctrl-C: {sorted(left)}"
+    finally:
+        reap(pids | {cli.proc.pid})
+    text = cli.output()
+    assert "Traceback" not in text and "KeyboardInterrupt" not in text, text
+    shown = screen(text)
+    assert len(shown) == 1, shown
+    assert shown[0].startswith("imgtag: interrupted;") and "run the same command" in shown[0], shown
+    assert run_states(out) == [("interrupted", 130)]
+
+
+def test_ctrl_c_in_batch_mode_says_batches_keep_running(tmp_path: Path, fake_anthropic_factory: Any) -> None:
+    make_images(tmp_path / "in", 20)
+    fake = fake_anthropic_factory(batch_processing_s=60.0)
+    out = tmp_path / "out"
+    cli = Cli(["run", str(tmp_path / "in"), "--out", str(out), "--mode", "batch", "--batch-max-requests", "10",
+               "--poll-interval", "0.2", "-q"], fake.env())
+    try:
+        wait_for(lambda: fake.stats.batches_created >= 2, cli)
+        time.sleep(0.3)  # the second batch's id is committed right after its create answer
+        os.killpg(cli.proc.pid, signal.SIGINT)
+        assert cli.proc.wait(30) == 130
+    finally:
+        reap(descendants(cli.proc.pid) | {cli.proc.pid})
+    lines = cli.output().splitlines()
+    assert len(lines) == 1, lines
+    assert "2 submitted batches keep running on the server" in lines[0]
+    assert "run the same command again" in lines[0] and f"imgtag cancel --out {out}" in lines[0]
+    assert run_states(out) == [("interrupted", 130)]
+
+
+def test_sigterm_stops_cleanly_and_is_marked_interrupted(tmp_path: Path, fake_anthropic_factory: Any) -> None:
+    make_images(tmp_path / "in", 30)
+    fake = fake_anthropic_factory(latency_s=1.0)
+    out = tmp_path / "out"
+    cli = Cli(["run", str(tmp_path / "in"), "--out", str(out), "-q", "--workers", "2"], fake.env())
+    pids: set[int] = set()
+    try:
+        pids = helpers_running(cli)
+        wait_for(lambda: fake.stats.messages_requests > 0, cli)
+        os.kill(cli.proc.pid, signal.SIGTERM)  # the main process only, as a service manager would
+        assert cli.proc.wait(30) == 143
+        assert not wait_gone(pids, 2.0)
+    finally:
+        reap(pids | {cli.proc.pid})
+    lines = cli.output().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("imgtag: interrupted;"), lines
+    assert run_states(out) == [("interrupted", 143)]

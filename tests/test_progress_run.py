@@ -1,0 +1,67 @@
+"""The progress a run reports, end to end: a real total from the start, and a resume told apart."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+from typing import Any
+
+from imagegen import make_images, run_cli
+from imgtag.config import RunConfig, resolve_target, target_meta
+from imgtag.providers import create_provider
+from imgtag.runner import Run
+from imgtag.store import Store
+
+
+def test_total_is_known_long_before_discovery_reaches_the_end(tmp_path: Path, fake_anthropic_factory: Any,
+                                                              monkeypatch: Any) -> None:
+    # Discovery is lazy (it advances as decoding does, 256 paths at a time), so without an up-front count
+    # a 300-file run shows "256+" and no ETA until its very end.
+    make_images(tmp_path / "in", 300, size=(64, 64))
+    fake = fake_anthropic_factory(latency_s=0.3)
+    for name, value in fake.env().items():
+        monkeypatch.setenv(name, value)
+    cfg = RunConfig(inputs=[str(tmp_path / "in")], out=tmp_path / "out", progress=False, min_side=0)
+    target = resolve_target(cfg)
+    seen: list[Any] = []
+
+    async def go() -> None:
+        provider = create_provider("anthropic", timeout=30.0)
+        try:
+            with Store(cfg.out) as store:
+                store.set_meta("target", target_meta(cfg, target))
+                run = Run(cfg, store, target, provider)
+                task = asyncio.create_task(run.execute())
+                deadline = time.monotonic() + 60
+                while fake.stats.messages_requests < 10 and time.monotonic() < deadline:
+                    await asyncio.sleep(0.02)
+                await asyncio.sleep(0.5)
+                seen.append(run.snapshot())
+                await task
+        finally:
+            await provider.aclose()
+
+    asyncio.run(go())
+    snap = seen[0]
+    assert snap.finished < 300 and not snap.discovery_done  # early in the run ...
+    assert snap.total == 300  # ... and yet the total is exact
+
+
+def test_rerun_with_new_files_reports_new_and_earlier_work_and_cost_to_date(tmp_path: Path,
+                                                                            fake_anthropic_factory: Any,
+                                                                            monkeypatch: Any) -> None:
+    fake = fake_anthropic_factory()
+    make_images(tmp_path / "in", 6)
+    args = ["run", str(tmp_path / "in"), "--out", str(tmp_path / "out"), "-q"]
+    code, first = run_cli(args, fake.env(), monkeypatch)
+    assert code == 0, first
+    assert "already done" not in first
+    from PIL import Image
+
+    for i in range(2):
+        Image.new("RGB", (240, 220), (i * 90 + 30, 200, 10)).save(tmp_path / "in" / f"new_{i}.jpg")
+    code, second = run_cli(args, fake.env(), monkeypatch)
+    assert code == 0, second
+    assert "2 files new this run, 6 already done by earlier runs" in second, second
+    assert "this run," in second and "to date for this preset and model" in second
