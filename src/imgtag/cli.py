@@ -27,9 +27,11 @@ OutOpt = Annotated[Path | None, typer.Option(
 DEFAULT_OUT = Path("imgtag-out")
 FORMATS_HELP = "csv,jsonl (default), xlsx, parquet, metadata-jsonl, txt, json-sidecar, html"
 TxtTemplateOpt = Annotated[str | None, typer.Option(
-    "--txt-template", help="txt captions: e.g. '{short_caption}' or '{tags}' (lists joined with ', ').")]
+    "--txt-template", metavar="TEMPLATE",
+    help="txt captions: e.g. '{short_caption}' or '{tags}' (lists joined with ', ').")]
 TxtExistingOpt = Annotated[str | None, typer.Option(
-    "--txt-existing", help="A .txt imgtag did not write: skip (default), overwrite, append or prepend.")]
+    "--txt-existing", metavar="skip|overwrite|append|prepend",
+    help="A .txt imgtag did not write: skip (default), overwrite, append or prepend.")]
 MetadataOverwriteOpt = Annotated[bool, typer.Option(
     "--metadata-overwrite", help="Replace a metadata.jsonl that imgtag did not write.")]
 

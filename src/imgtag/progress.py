@@ -11,6 +11,7 @@ server is still processing and how many were collected, and shows no ETA it cann
 
 from __future__ import annotations
 
+import io
 import os
 import shutil
 import sys
@@ -135,8 +136,17 @@ class Progress:
         return fit(segs, width)
 
     def _columns(self) -> int:
-        # One column short of the edge: writing into the last column wraps on some terminals.
-        return max(20, shutil.get_terminal_size(fallback=(80, 24)).columns - 1)
+        """The width of the terminal the line is written to (stderr), read at every tick so a resize applies.
+        One column short of the edge: writing into the last column wraps on some terminals."""
+        columns = 0
+        if not os.environ.get("COLUMNS"):
+            try:
+                columns = os.get_terminal_size(self.stream.fileno()).columns
+            except (AttributeError, ValueError, OSError, io.UnsupportedOperation):
+                columns = 0
+        if columns <= 0:
+            columns = shutil.get_terminal_size(fallback=(80, 24)).columns
+        return max(20, columns - 1)
 
     def tick(self, force: bool = False) -> None:
         if not self.enabled:

@@ -117,7 +117,10 @@
       }
       body.appendChild(dl);
     }
-    if (r.error) body.appendChild(el("div", "error", valueText(r.error.type) + ": " + valueText(r.error.message)));
+    if (r.error) {
+      const type = valueText(r.error.type), message = valueText(r.error.message);
+      body.appendChild(el("div", "error", message.startsWith(type) ? message : type + ": " + message));
+    }
     if (r.duplicate_of) body.appendChild(el("div", "note", "same content as " + r.duplicate_of));
     c.appendChild(body);
     return c;

@@ -34,6 +34,9 @@ THUMBS = "thumbs"
 THUMB_EDGE = 360
 THUMB_QUALITY = 80
 _HEX = re.compile(r"^[0-9a-f]{64}$")
+# The decoder's reason codes for a file it could not use (see ingest/preprocess.py ImageReport.reason_code).
+_UNDECODABLE = frozenset({"empty", "not_image", "unsupported", "truncated", "corrupt", "bomb", "too_small",
+                          "unreadable"})
 # Below this many new thumbnails, decoding in-process beats starting a process pool.
 _POOL_FROM = 16
 
@@ -63,7 +66,7 @@ def write_contact_sheet(rows: Iterable[ResultRow], ctx: ExportContext) -> list[P
         first = True
         for row in rows:
             thumb = None
-            if row.sha256 and _HEX.match(row.sha256) and row.source_path and row.status != "skipped":
+            if row.sha256 and _HEX.match(row.sha256) and row.source_path and _decodable(row):
                 thumb = thumb_name(row.sha256)
                 if thumb not in queued and not (out / thumb).exists():
                     queued.add(thumb)
@@ -76,6 +79,11 @@ def write_contact_sheet(rows: Iterable[ResultRow], ctx: ExportContext) -> list[P
         ctx.notes.append(f"html: {made} new thumbnails in {out / THUMBS}"
                          + (f", {failed} could not be made (shown as a placeholder)" if failed else ""))
     return [path]
+
+
+def _decodable(row: ResultRow) -> bool:
+    # Files the decoder already refused (corrupt, truncated, bombs...) get a placeholder, not a second try.
+    return row.status in ("ok", "failed", "pending") and (row.error or {}).get("type") not in _UNDECODABLE
 
 
 def _record(row: ResultRow, thumb: str | None) -> dict[str, Any]:

@@ -121,7 +121,7 @@ class Collector:
             return self._transient(job_id, "errored", error_type, message)
         # expired (or a result kind this version does not know): not billed, try again in a new batch.
         return self._transient(job_id, "expired", "expired" if kind == EXPIRED else str(kind),
-                               "the batch expired (24 h) before this request was processed")
+                               "the batch expired before this request was processed")
 
     def _transient(self, job_id: int, state: str, error_type: str, message: str) -> sb.ItemOutcome:
         failures = sb.batch_failures(self.ctx.store, job_id) + 1

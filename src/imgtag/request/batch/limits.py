@@ -2,18 +2,22 @@
 
 The API documents its caps, but a gateway or compatible server in front of it may allow less (10,000 requests
 or 32 MB per batch, as older docs said) and refuse a create as a whole: 413, or a 400 about the number of
-requests. Such a refusal halves the chunk and lowers the run's limit to what was tried next, so the rest of
+requests. Such a refusal halves the chunk and lowers the run's limit to the larger half, so the rest of
 the run is chunked to fit; any other refusal of the whole batch is not about its size.
 """
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
 
 from imgtag.providers.base import ProviderError
 
 REQUESTS, BYTES = "requests", "bytes"
+# The byte limit is checked against the measured JSON body; 5% headroom covers what we cannot see
+# (a gateway's re-encoding, multipart framing, future envelope fields).
+HEADROOM = 0.95
 
 # A limit being stated ("at most", "maximum", "exceeds", "too many", "limit"...), about a count or a size.
 _LIMIT = re.compile(r"\b(at most|maximum|max|exceed(s|ed|ing)?|too (many|large|big|long)|limit(s|ed)?|"
@@ -57,3 +61,26 @@ def oversize(err: ProviderError) -> str | None:
         if about_count:
             return REQUESTS
     return None
+
+
+def byte_budget(max_bytes: int) -> int:
+    return int(max_bytes * HEADROOM)
+
+
+def _floor3(x: float) -> float:
+    """Down to 3 significant digits: a flag value that never exceeds what worked."""
+    step = 10.0 ** (math.floor(math.log10(x)) - 2)
+    return round(math.floor(x / step) * step, 12)
+
+
+def lowered_note(lowered: set[str], limits: BatchLimits) -> str | None:
+    """Tell the user the sizes that worked, so the next run can start there instead of being refused again."""
+    flags = []
+    if REQUESTS in lowered:
+        flags.append(f"--batch-max-requests {limits.max_requests}")
+    if BYTES in lowered:
+        flags.append(f"--batch-max-mb {_floor3(limits.max_bytes / HEADROOM / 1024 / 1024):g}")
+    if not flags:
+        return None
+    return (f"the batch API refused batches as too large, so this run sent smaller ones; pass {' '.join(flags)} "
+            "to start there next time")

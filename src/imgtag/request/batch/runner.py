@@ -30,8 +30,8 @@ from imgtag.providers.batch_api import BatchAPI
 from imgtag.request.batch.cancel import cancel_all
 from imgtag.request.batch.collect import Collector
 from imgtag.request.batch.common import MAX_POLL_INTERVAL_S, POLL_BACKOFF, BatchContext, BatchStop
-from imgtag.request.batch.limits import BatchLimits
-from imgtag.request.batch.submit import Entry, Submitter, byte_budget, chunked_within, lowered_note
+from imgtag.request.batch.limits import BatchLimits, byte_budget, lowered_note
+from imgtag.request.batch.submit import Entry, Submitter, chunked_within
 from imgtag.request.engine import MAX_TOKENS_CEILING, WorkItem
 from imgtag.store import Store
 from imgtag.store import batches as sb

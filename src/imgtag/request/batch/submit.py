@@ -10,7 +10,6 @@ create never happened and returns the items to pending.
 from __future__ import annotations
 
 import asyncio
-import math
 import random
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -20,12 +19,9 @@ from typing import Any
 from imgtag.providers.base import Fatal, Permanent, ProviderError
 from imgtag.providers.batch_api import BatchHandle, BatchRequest
 from imgtag.request.batch.common import BatchContext, BatchStop, stop_if_fatal
-from imgtag.request.batch.limits import BYTES, REQUESTS, BatchLimits, oversize
+from imgtag.request.batch.limits import BYTES, BatchLimits, byte_budget, oversize
 from imgtag.store import batches as sb
 
-# The byte limit is checked against the measured JSON body; 5% headroom covers what we cannot see
-# (a gateway's re-encoding, multipart framing, future envelope fields).
-HEADROOM = 0.95
 # Body bytes outside the requests when a caller does not give its API's own (BatchAPI.envelope_bytes):
 # a JSON object holding one array, the shape of the create bodies we know.
 ENVELOPE_BYTES = len('{"requests":[]}')
@@ -34,29 +30,6 @@ CLOCK_SLACK = timedelta(minutes=10)
 MAX_CREATE_ATTEMPTS = 5
 CREATE_BACKOFF_S = 2.0  # first wait after a failed create; doubles, capped at 30 s
 CREATE_TIMEOUT_S = 600.0  # uploading up to 256 MB takes a while on a slow uplink
-
-
-def byte_budget(max_bytes: int) -> int:
-    return int(max_bytes * HEADROOM)
-
-
-def _floor3(x: float) -> float:
-    """Down to 3 significant digits: a flag value that never exceeds what worked."""
-    step = 10.0 ** (math.floor(math.log10(x)) - 2)
-    return round(math.floor(x / step) * step, 12)
-
-
-def lowered_note(lowered: set[str], limits: BatchLimits) -> str | None:
-    """Tell the user the sizes that worked, so the next run can start there instead of being refused again."""
-    flags = []
-    if REQUESTS in lowered:
-        flags.append(f"--batch-max-requests {limits.max_requests}")
-    if BYTES in lowered:
-        flags.append(f"--batch-max-mb {_floor3(limits.max_bytes / HEADROOM / 1024 / 1024):g}")
-    if not flags:
-        return None
-    return (f"the batch API refused batches as too large, so this run sent smaller ones; pass {' '.join(flags)} "
-            "to start there next time")
 
 
 @dataclass
