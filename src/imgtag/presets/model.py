@@ -58,7 +58,7 @@ class Preset:
     fields: list[str]  # top-level property names in schema order (CSV columns)
     list_fields: list[str]  # the array-valued ones (CSV joins them with "|")
     # Field guidance and a worked example, sent after the system prompt only where it makes the shared prefix
-    # long enough to be cached (see request/prefix.py); empty = none.
+    # long enough to be cached (see pricing/prefix.py); empty = none.
     guide: str = ""
     max_edge: int | None = None  # --max-edge: long-edge cap in px, overriding the detail level's
     # What a .txt caption holds (export format txt), e.g. "{short_caption}"; None = the first field.
