@@ -107,6 +107,13 @@ def report(name: str, fake: FakeAnthropicServer, ok: int, failed: int, ideal: fl
 
 
 def main() -> None:
+    if "--provider" in sys.argv and sys.argv[sys.argv.index("--provider") + 1:][:1] == ["openai"]:
+        # A local OpenAI-compatible server with a fixed capacity: adaptive concurrency (bench/throughput_openai.py).
+        from throughput_openai import main as openai_main
+
+        i = sys.argv.index("--provider")
+        openai_main(sys.argv[1:i] + sys.argv[i + 2:])
+        return
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--images", type=int, default=150)
     ap.add_argument("--rpm", type=int, default=300)

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import csv
 import hashlib
 import os
+import shutil
+import subprocess
 import sys
 from pathlib import Path
 
@@ -126,3 +129,21 @@ def test_duckdb_reads_parquet_types_and_counts_errors(tmp_path: Path) -> None:
     assert types["tags"] == "VARCHAR[]" and types["input_tokens"] == "BIGINT" and types["cost_usd"] == "DOUBLE"
     # The JSONL pitfall this format exists for: errors are counted, not silently zero.
     assert con.execute(f"SELECT count(*) FROM '{path}' WHERE error_type IS NOT NULL").fetchone()[0] == 2
+
+
+SOFFICE = shutil.which("soffice") or shutil.which("libreoffice")
+
+
+@pytest.mark.skipif(SOFFICE is None, reason="LibreOffice is not installed (.ci/system-deps installs it)")
+def test_libreoffice_opens_the_workbook_with_chinese_intact_and_no_formulas(tmp_path: Path) -> None:
+    [path] = write_xlsx(iter(rows(tmp_path)), context(tmp_path / "out"))
+    # LibreOffice saves the sheet as UTF-8 CSV (filter options 44,34,76: comma, quote, UTF-8) as a user sees it.
+    subprocess.run([SOFFICE, f"-env:UserInstallation={(tmp_path / 'lo-profile').as_uri()}", "--headless",
+                    "--convert-to", "csv:Text - txt - csv (StarCalc):44,34,76", "--outdir", str(tmp_path / "csv"),
+                    str(path)], capture_output=True, timeout=180, check=True)
+    with open(tmp_path / "csv" / "results.csv", encoding="utf-8", newline="") as f:
+        table = list(csv.DictReader(f))
+    assert table[0]["tags"] == "=1+2|<script>alert(1)</script>|]]>|0012|中文标签"  # text, not a formula's value
+    assert table[0]["color"] == "@cmd|' /C calc'!A0" and table[0]["style"] == "+1-1"
+    assert table[3]["category"] == "0012"
+    assert table[1]["error_message"] == "<b>refused</b> =1+2"

@@ -321,3 +321,36 @@ def test_a_broken_model_entry_in_imgtag_toml_is_one_sentence(tmp_path: Path, mon
                         "--base-url", "http://127.0.0.1:9/v1", "--model", "my-vlm"], {}, monkeypatch)
     assert code == 2 and "Traceback" not in output
     assert 'imgtag.toml: [models."my-vlm"]: input must be a number' in output
+
+
+def test_dry_run_with_an_unknown_model_says_the_token_count_is_unknown(tmp_path: Path,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    folder = photos(tmp_path / "in", PHOTO_NAMES[:2])
+    code, output = cli(["run", str(folder), "--out", str(tmp_path / "out"), "--provider", "openai",
+                        "--base-url", "https://gateway.example.com/v1", "--model", "mystery-vlm", "--dry-run"],
+                       {}, monkeypatch)
+    assert code == 0, output
+    assert "an unknown number of input" in output and "estimated unknown standard" in output
+    code, output = cli(["run", str(folder), "--out", str(tmp_path / "out2"), "--provider", "openai",
+                        "--model", "gpt-4.1-mini", "--dry-run"], {"OPENAI_API_KEY": "sk-unused"}, monkeypatch)
+    assert code == 0, output
+    assert "unknown" not in output and "$0.0" in output
+
+
+def test_retry_reaches_the_same_base_url_without_credentials_in_the_store(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fake_openai_factory) -> None:
+    monkeypatch.chdir(tmp_path)
+    folder = photos(tmp_path / "in", PHOTO_NAMES[:2])
+    keys = expected_keys(folder, "glm-4v-9b")
+    fake = fake_openai_factory(variant="vllm", mode_overrides={keys[PHOTO_NAMES[0]]: "error:400"})
+    url = fake.base_url.replace("http://", "http://user:secret-pw@")
+    out = tmp_path / "out"
+    code, _ = cli(["run", str(folder), "--out", str(out), "--provider", "openai", "--base-url", url,
+                   "--model", "glm-4v-9b", "-q"], {}, monkeypatch)
+    assert code == 1
+    assert all(b"secret-pw" not in f.read_bytes() for f in out.glob("imgtag.db*"))
+    fake.config.mode_overrides = {}
+    code, output = cli(["retry", "--out", str(out), "-q"], {}, monkeypatch)
+    assert code == 0, output
+    assert all(r["status"] == "ok" for r in results(out).values())

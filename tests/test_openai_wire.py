@@ -76,29 +76,35 @@ def test_server_kinds() -> None:
     assert not is_local("https://openrouter.ai/api/v1") and not is_local(None)
 
 
-async def _simulate(limiter: AdaptiveLimiter, slots: int, service_s: float, requests: int) -> float:
-    """A server with `slots` slots and a queue: returns throughput / capacity."""
-    server = asyncio.Semaphore(slots)
+def _drive(limiter: AdaptiveLimiter, slots: int, service_s: float, rounds: int) -> list[int]:
+    """A deterministic server model on a virtual clock: with `limit` requests in flight and `slots` slots, each
+    request takes service x max(1, limit / slots) (the excess waits in the queue). Returns the limit per round."""
+    now = [0.0]
+    limiter.clock = lambda: now[0]
     rng = random.Random(1)
-    loop = asyncio.get_running_loop()
+    history = []
 
-    async def one() -> None:
-        started = await limiter.acquire()
-        async with server:
-            await asyncio.sleep(service_s * rng.uniform(0.9, 1.1))
-        await limiter.release(started, "ok")
+    async def go() -> None:
+        for _ in range(rounds):
+            limit = limiter.limit
+            history.append(limit)
+            starts = [await limiter.acquire() for _ in range(limit)]
+            latency = service_s * max(1.0, limit / slots)
+            for started in starts:
+                now[0] = started + latency * rng.uniform(0.95, 1.05)
+                await limiter.release(started, "ok")
+            now[0] += 0.001
 
-    t0 = loop.time()
-    await asyncio.gather(*(one() for _ in range(requests)))
-    return requests / (loop.time() - t0) / (slots / service_s)
+    asyncio.run(go())
+    return history
 
 
-@pytest.mark.parametrize("slots", [2, 8, 16])
+@pytest.mark.parametrize("slots", [2, 8, 16, 48])
 def test_adaptive_limit_finds_the_server_capacity(slots: int) -> None:
-    limiter = AdaptiveLimiter(initial=4, maximum=64)
-    share = asyncio.run(_simulate(limiter, slots, 0.03, 40 * slots))
-    assert share >= 0.85, share
-    assert slots <= limiter.limit <= 2 * slots + 2, limiter.limit  # it does not pile up the server's queue
+    history = _drive(AdaptiveLimiter(initial=4, maximum=256), slots, 1.0, 60)
+    used = [min(limit, slots) / slots for limit in history[-40:]]
+    assert sum(used) / len(used) >= 0.9, history  # slots busy in steady state
+    assert max(history[-40:]) <= 2 * slots + 2, history  # and the server's queue is not piled up
 
 
 def test_adaptive_limit_halves_on_congestion() -> None:
@@ -109,3 +115,29 @@ def test_adaptive_limit_halves_on_congestion() -> None:
         return limiter.limit
 
     assert asyncio.run(go()) == 4
+
+
+def test_openai_image_token_rules_match_the_documented_examples() -> None:
+    from imgtag.pricing.image_rules import patch_tokens, tile_tokens
+
+    assert tile_tokens(1024, 1024, 85, 170) == 765
+    assert tile_tokens(2048, 4096, 85, 170) == 1105
+    assert patch_tokens(1024, 1024, 1.0) == 1024
+    assert patch_tokens(1800, 2400, 1.0) == 1452
+
+
+def test_estimates_say_unknown_instead_of_inventing(tmp_path, monkeypatch) -> None:
+    from imgtag.presets import load_preset
+    from imgtag.pricing.catalogue import catalogue
+    from imgtag.pricing.estimate import Estimator, image_tokens
+
+    monkeypatch.chdir(tmp_path)
+    preset = load_preset("caption")
+    assert image_tokens(1024, 1024, preset, catalogue().get("some-gateway-model")) is None
+    assert image_tokens(1024, 1024, preset, catalogue().get("gpt-4.1-mini")) > 0
+    est = Estimator(preset, models=["some-gateway-model", "gpt-4.1-mini", "glm-4v-9b"])
+    est.add(1600, 1200)
+    unknown, openai_model, local = (est.totals[m] for m in ("some-gateway-model", "gpt-4.1-mini", "glm-4v-9b"))
+    assert not unknown.tokens_known and unknown.standard_usd is None
+    assert openai_model.tokens_known and openai_model.standard_usd > 0
+    assert not local.tokens_known and local.standard_usd == 0  # free whatever the count

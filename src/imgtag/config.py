@@ -90,9 +90,20 @@ def target_meta(cfg: RunConfig, target: Target) -> dict[str, Any]:
             "fields": target.preset.fields, "list_fields": target.preset.list_fields,
             "detail": cfg.detail, "max_edge": cfg.max_edge,
             "schema": target.preset.schema, "txt_template": target.preset.txt_template,
+            "base_url": _public_url(cfg.provider_settings.get("base_url")),
             # caption options a later `imgtag export` reuses (see export/writer.py REMEMBERED)
             "export_options": {k: v for k, v in cfg.export_options.items()
                                if k in ("txt_template", "txt_existing") and v is not None}}
+
+
+def _public_url(url: str | None) -> str | None:
+    """--base-url, kept so `imgtag retry` reaches the same server; any user:password part is dropped."""
+    if not url:
+        return None
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(url)
+    return urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
 
 
 def prepare_template(cfg: RunConfig, target: Target, *, encode: bool,

@@ -20,7 +20,8 @@ def _mode(m: ModeCost | None) -> dict[str, Any] | None:
 
 
 def estimate_object(t: ModelEstimate) -> dict[str, Any]:
-    return {"model": t.model, "images": t.images, "input_tokens": t.input_tokens, "output_tokens": t.output_tokens,
+    return {"model": t.model, "images": t.images, "input_tokens": t.input_tokens if t.tokens_known else None,
+            "output_tokens": t.output_tokens,
             "standard_usd": None if t.standard_usd is None else round(t.standard_usd, 6),
             "batch_usd": None if t.batch_usd is None else round(t.batch_usd, 6),
             "sync": _mode(t.sync), "batch": _mode(t.batch),
@@ -47,7 +48,8 @@ def print_estimates(console: Console, preset: str, estimates: list[dict[str, Any
         table.add_column(col, justify="right" if col != "model" else "left", no_wrap=col == "model")
     for e in estimates:
         s = e["sync"] or {}
-        table.add_row(e["model"], f"{s.get('input_tokens', 0):,}", f"{s.get('cache_write_tokens', 0):,}",
+        tokens_in = f"{s.get('input_tokens', 0):,}" if e["input_tokens"] is not None else "unknown"
+        table.add_row(e["model"], tokens_in, f"{s.get('cache_write_tokens', 0):,}",
                       f"{s.get('cache_read_tokens', 0):,}", f"{e['output_tokens']:,}", _money(e["standard_usd"]),
                       _money(e["batch_usd"]))
     console.print(table)
@@ -69,7 +71,8 @@ def dry_run_line(est: ModelEstimate) -> str:
     if est.sync is not None and est.sync.ttl:
         cached = (f" (prefix cached: {est.sync.cache_write_tokens:,} written once, "
                   f"{est.sync.cache_read_tokens:,} read at 0.1x)")
-    return (f"dry run: {est.images} images to tag with {est.model}, about {est.input_tokens:,} input tokens before "
+    tokens_in = f"{est.input_tokens:,}" if est.tokens_known else "an unknown number of"
+    return (f"dry run: {est.images} images to tag with {est.model}, about {tokens_in} input tokens before "
             f"caching{cached} + {est.output_tokens:,} output; estimated {_usd(est.standard_usd)} standard, "
             f"{_usd(est.batch_usd)} batch. Nothing was sent.")
 

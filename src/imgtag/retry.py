@@ -30,4 +30,5 @@ def retry_config(out: Path, *, progress: bool = True) -> RunConfig | None:
                      categories=meta.get("categories"), provider=meta["provider"], model=meta["model"],
                      mode=meta.get("mode") or "sync", formats=meta.get("formats") or "csv,jsonl",
                      retry_failed=True, progress=progress, source=source, detail=meta.get("detail"),
-                     max_edge=meta.get("max_edge"))
+                     max_edge=meta.get("max_edge"),
+                     provider_settings={"base_url": meta["base_url"]} if meta.get("base_url") else {})

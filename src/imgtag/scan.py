@@ -31,7 +31,7 @@ def file_entry(ing: Ingested, store: Store, target: Target, prompt: int, min_sho
     est = img = None
     if r.status == "ok" and r.width and r.height:
         img = image_tokens(r.width, r.height, target.preset, target.model, min_short)
-        est = img + prompt
+        est = None if img is None else img + prompt  # None: this model's image tokens are unknown
     return {
         "path": r.display,
         "status": r.status,

@@ -10,6 +10,7 @@ a batch is assumed to hit the cache after its first request (the fake does; the 
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 
 from imgtag.ingest.sizing import HIGH_RES, STANDARD, VisionTier, fit_size, visual_tokens
@@ -47,8 +48,15 @@ def prompt_tokens(preset: Preset, model: ModelInfo) -> int:
     return plan_prefix(preset, model).tokens + instruction_tokens(preset, model)
 
 
-def image_tokens(width: int, height: int, preset: Preset, model: ModelInfo, min_short: int = MIN_SHORT_SIDE) -> int:
-    out_w, out_h = fit_size(width, height, tier_for(preset, model), max_long_edge_for(preset), min_short)
+def image_tokens(width: int, height: int, preset: Preset, model: ModelInfo,
+                 min_short: int = MIN_SHORT_SIDE) -> int | None:
+    """None when the model's image-token rule is unknown (a local server's model): say so, never invent."""
+    edge = min((e for e in (max_long_edge_for(preset), model.max_edge) if e), default=None)
+    out_w, out_h = fit_size(width, height, tier_for(preset, model), edge, min_short)
+    if model.image_tokens != "claude":
+        from imgtag.pricing.image_rules import other_image_tokens
+
+        return other_image_tokens(out_w, out_h, model)
     return visual_tokens(out_w, out_h)
 
 
@@ -116,6 +124,7 @@ class ModelEstimate:
     batch: ModeCost | None = None
     per_image: dict[str, float] = field(default_factory=dict)  # where an image's tokens go
     prefix: PrefixPlan | None = None
+    tokens_known: bool = True  # False: the model's image tokens are unknown; input_tokens counts text only
 
 
 @dataclass
@@ -131,11 +140,15 @@ class Estimator:
     def __post_init__(self) -> None:
         self._infos = {m: catalogue().get(m) for m in self.models}
         self._image_tokens = {m: 0 for m in self.models}
+        self._known = {m: True for m in self.models}
 
     def add(self, width: int, height: int) -> None:
         self._images += 1
         for model_id, info in self._infos.items():
-            self._image_tokens[model_id] += image_tokens(width, height, self.preset, info, self.min_short)
+            img = image_tokens(width, height, self.preset, info, self.min_short)
+            if img is None:
+                self._known[model_id] = False
+            self._image_tokens[model_id] += img or 0
 
     def estimate(self, model_id: str) -> ModelEstimate:
         info = self._infos[model_id]
@@ -144,6 +157,11 @@ class Estimator:
         batch = mode_cost(n, img, self.preset, info, batch=True)
         plan = plan_prefix(self.preset, info)
         per_request_text = plan.tokens + instruction_tokens(self.preset, info)
+        known = self._known[model_id]
+        # Unknown image tokens leave the cost unknown too, unless the model is free (a local server).
+        priced = known or (info.prices is not None and info.prices.input == 0)
+        if not priced:
+            sync, batch = dataclasses.replace(sync, usd=None), dataclasses.replace(batch, usd=None)
         return ModelEstimate(
             model=model_id, images=n, image_tokens=img, input_tokens=img + n * per_request_text,
             output_tokens=sync.output_tokens, standard_usd=sync.usd, batch_usd=batch.usd, sync=sync, batch=batch,
@@ -153,7 +171,7 @@ class Estimator:
                 "schema": float(plan.schema_tokens),
                 "output": float(output_tokens(self.preset, info)),
             },
-            prefix=plan,
+            prefix=plan, tokens_known=known,
         )
 
     @property

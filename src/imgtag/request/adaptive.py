@@ -6,11 +6,11 @@ server's queue: latency grows with the excess and throughput stays the same (or 
 once its queue is full). So the useful concurrency is the largest one at which latency is still flat.
 
 Algorithm (one adjustment per "round" = as many completions as the current limit):
-- the baseline is the lowest round-median latency seen recently (the server's service time);
-- median within GROW_BELOW x baseline: grow (doubling until the first sign of queueing, then +1);
-- median above SHRINK_ABOVE x baseline: shrink to limit x baseline / median, the concurrency at which the
-  queue would be empty;
-- a 503, timeout or dropped connection halves the limit at once.
+- the baseline is the round-median latency with no queue (the server's service time; see _sample);
+- median within GROW_BELOW x baseline: grow (doubling until the first sign of queueing, then by a quarter);
+- median above SHRINK_ABOVE x baseline: shrink to about limit x baseline / median, the concurrency at which
+  the queue would be empty; in between: hold;
+- a 503, timeout or dropped connection halves the limit at once (once per limit, not once per failed request).
 Requests past the limit wait here, not in the server's queue, where a timeout would waste them.
 """
 
@@ -20,12 +20,10 @@ import asyncio
 import math
 import statistics
 import time
-from collections import deque
 from collections.abc import Callable
 
-GROW_BELOW = 1.3     # latency within 30% of the baseline counts as flat (jitter, image sizes differ)
-SHRINK_ABOVE = 1.6   # clearly queueing
-BASELINE_ROUNDS = 30  # rounds a baseline is remembered; it must be able to rise if the work gets heavier
+GROW_BELOW = 1.1     # latency within 10% of the baseline: no queue (jitter stays well inside that)
+SHRINK_ABOVE = 1.3   # queueing: back off to where the queue would be empty
 
 
 class AdaptiveLimiter:
@@ -40,7 +38,8 @@ class AdaptiveLimiter:
         self.peak_limit = self.limit
         self._samples: list[float] = []
         self._epoch = float("-inf")  # when the limit last changed
-        self._round_medians: deque[float] = deque(maxlen=BASELINE_ROUNDS)
+        self._baseline: float | None = None
+        self._baseline_limit = 0
         self._changed = asyncio.Condition()
 
     def disable(self) -> None:
@@ -61,7 +60,8 @@ class AdaptiveLimiter:
                 # Only requests started under the current limit say anything about it: a request that
                 # queued behind an older, larger limit would make the shrink repeat itself.
                 self._sample(self.clock() - started)
-            elif outcome == "congested":
+            elif outcome == "congested" and started >= self._epoch:
+                # Once per limit: a burst of 503s from requests sent under the old limit is one signal.
                 self._set(max(self.minimum, self.limit // 2))
                 self.slow_start = False
             self._changed.notify_all()
@@ -72,17 +72,21 @@ class AdaptiveLimiter:
             return
         median = statistics.median(self._samples)
         self._samples.clear()
-        self._round_medians.append(median)
-        baseline = min(self._round_medians)
-        ratio = median / baseline if baseline > 0 else 1.0
+        # The baseline is the service time. A round at a limit no higher than where the baseline was measured
+        # may raise it (the work got heavier: larger images, longer answers); a round at a higher limit may
+        # only lower it, or a limit camping above the server's capacity would slowly count its queue as normal.
+        if self._baseline is None or median < self._baseline or self.limit <= self._baseline_limit:
+            self._baseline, self._baseline_limit = median, self.limit
+        ratio = median / self._baseline if self._baseline > 0 else 1.0
         if ratio <= GROW_BELOW:
-            self._set(min(self.maximum, self.limit * 2 if self.slow_start else self.limit + 1))
+            # Flat: double until the first sign of a queue, then grow by a quarter (+1 alone would take minutes).
+            self._set(min(self.maximum, self.limit + (self.limit if self.slow_start else max(1, self.limit // 4))))
         elif ratio > SHRINK_ABOVE:
             self.slow_start = False
             # Rounded up: one request too many only waits in the queue; one too few idles a slot.
             self._set(max(self.minimum, min(self.limit - 1, math.ceil(self.limit / ratio * 1.1))))
         else:
-            self.slow_start = False  # latency started to rise: probe gently from here
+            self.slow_start = False  # a short queue: hold here
 
     def _set(self, limit: int) -> None:
         if limit != self.limit:
