@@ -262,6 +262,13 @@ def run(
     images_per_request: Annotated[int, typer.Option(
         help="Sync mode: pack up to K labelled images into one request (see README).")] = 1,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress output.")] = False,
+    engine: Annotated[str, typer.Option(help="local (default), or ray: a Ray cluster (docs/scale.md).")] = "local",
+    ray_address: Annotated[str | None, typer.Option(
+        help="Ray cluster address (default: RAY_ADDRESS, else a local cluster).")] = None,
+    work_dir: Annotated[str | None, typer.Option(
+        help="--engine ray: shared work folder, a path or URI such as s3://b/p (default: OUT/ray-work).")] = None,
+    ray_actors: Annotated[int, typer.Option(help="--engine ray: request actors.")] = 2,
+    ray_batch_size: Annotated[int, typer.Option(help="--engine ray: images per result shard.")] = 16,
 ) -> None:
     """Tag/describe images. Resumable: run the same command again to continue after any interruption."""
     if mode not in ("sync", "batch"):
@@ -269,6 +276,11 @@ def run(
     from imgtag.request.packing import check_images_per_request
 
     if (problem := check_images_per_request(images_per_request, mode)) is not None:
+        raise _fail(problem)
+    from imgtag.request.distributed.cluster import usage_problem
+
+    problem = usage_problem(engine, mode, budget, ray_actors, ray_batch_size)
+    if problem:
         raise _fail(problem)
     try:
         from imgtag.export import parse_formats
@@ -285,7 +297,9 @@ def run(
                         batch_max_bytes=int(batch_max_mb * 1024 * 1024), poll_interval=poll_interval,
                         images_per_request=images_per_request,
                         provider_settings={"base_url": base_url} if base_url else {},
-                        export_options=_export_options(txt_template, txt_existing, metadata_overwrite))
+                        export_options=_export_options(txt_template, txt_existing, metadata_overwrite),
+                        engine=engine, ray_address=ray_address, work_dir=work_dir, ray_actors=ray_actors,
+                        ray_batch_size=ray_batch_size)
     _execute(cfg, "run")
 
 
@@ -334,7 +348,7 @@ def _execute(cfg: RunConfig, command: str) -> None:
     with _open_store(cfg.out) as store, sigterm_as_interrupt() as interruption:
         if not cfg.dry_run:
             _switch_target(store, target_meta(cfg, target), cfg.formats)
-        runner = Run(cfg, store, target, provider_obj, command=command)
+        runner = _runner_class(cfg)(cfg, store, target, provider_obj, command=command)
         try:
             outcome = asyncio.run(_run_and_close(runner, provider_obj))
         except KeyboardInterrupt:
@@ -343,6 +357,14 @@ def _execute(cfg: RunConfig, command: str) -> None:
     if runner.missing_args and outcome.summary.files == 0:
         raise typer.Exit(EXIT_CONFIG)  # nothing to do because nothing matched: a usage error
     raise typer.Exit(outcome.exit_code)
+
+
+def _runner_class(cfg: RunConfig) -> type[Run]:
+    if cfg.engine == "ray" and not cfg.dry_run:  # Ray is imported only here, never by the default engine
+        from imgtag.request.distributed.driver import DistributedRun
+
+        return DistributedRun
+    return Run
 
 
 def _switch_target(store: Any, meta: dict[str, Any], formats: str) -> None:

@@ -58,6 +58,12 @@ class RunConfig:
     provider_settings: dict[str, Any] = field(default_factory=dict)
     # ExportContext options from the command line (txt_template, txt_existing, metadata_overwrite).
     export_options: dict[str, Any] = field(default_factory=dict)
+    # --engine ray (docs/scale.md): where the cluster is, the shared work folder, ask actors and rows per shard.
+    engine: str = "local"
+    ray_address: str | None = None
+    work_dir: str | None = None
+    ray_actors: int = 2
+    ray_batch_size: int = 16
 
 
 @dataclass

@@ -185,8 +185,13 @@ def _v6_run_end_state(db: sqlite3.Connection) -> None:
     db.execute("ALTER TABLE runs ADD COLUMN end_state TEXT")
 
 
+def _v7_ray_shards(db: sqlite3.Connection) -> None:
+    # --engine ray: result shards already applied to this store, so applying one twice changes nothing.
+    db.execute("CREATE TABLE ray_shards (name TEXT PRIMARY KEY, rows INTEGER NOT NULL, ingested_at TEXT NOT NULL)")
+
+
 MIGRATIONS: list[Migration] = [_v1_initial, _v2_credits, _v3_export_ledger, _v4_server_caps, _v5_learned_limits,
-                              _v6_run_end_state]
+                              _v6_run_end_state, _v7_ray_shards]
 
 
 def migrate(db: sqlite3.Connection) -> int:

@@ -1,0 +1,267 @@
+"""`imgtag run --engine ray`: the driver. Discover and hash as the local engine does (same ingest stage, same
+store), write the pending work as manifest shards, run the Ray Data pipeline (decode -> ask), and ingest the
+result shards into the store while it runs. The store stays the single source of truth: a rerun ingests
+what a killed driver left in the work folder, then plans only what is still pending.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import queue
+import threading
+import time
+import uuid
+from pathlib import Path
+from typing import Any, TextIO
+
+from imgtag.config import EXIT_CONFIG, EXIT_FAILED, EXIT_OK, prepare_template
+from imgtag.export.writer import ExportRefused, write_exports
+from imgtag.ingest.pipeline import IngestOptions, Ingestor
+from imgtag.progress import Progress, Snapshot
+from imgtag.request.distributed.results import IngestTally, ingest_all, ingest_shard
+from imgtag.request.distributed.workfolder import WorkFolder
+from imgtag.request.engine import EngineSettings
+from imgtag.request.learned_limits import Memory
+from imgtag.runner import Run, RunOutcome, _tick_forever
+from imgtag.summary import summarize
+
+ENV_PREFIXES = ("ANTHROPIC_", "OPENAI_", "IMAGEDESCRIBER_")
+_DONE = object()
+MAX_BLOCKS = 4096
+DECODE_BATCH = 8
+
+
+class DistributedRun(Run):
+    """One `run`/`retry` with `--engine ray`."""
+
+    def __init__(self, *args: Any, **kw: Any) -> None:
+        super().__init__(*args, **kw)
+        self.planned = self.returned = 0
+        self.tally = IngestTally()
+        self.pace = "starting Ray"
+        self.memory: Memory | None = None
+        self.pacer: Any = None
+
+    def _needs_decode(self, row: Any) -> bool:
+        # Unchanged files are planned from the store; the workers decode what is sent.
+        return row["status"] != "ok" and self.cfg.retry_failed
+
+    def snapshot(self) -> Snapshot:
+        ing = self.ingestor
+        return Snapshot(discovered=ing.counters.discovered if ing else 0, finished=self.finished,
+                        ok=self.tally.ok, failed=self.failed + self.tally.failed, skipped=self.skipped,
+                        in_flight=self.planned - self.returned, spent_usd=self.tally.spent_usd, pace=self.pace,
+                        discovery_done=ing.counters.discovery_done if ing else False,
+                        counted=ing.counted if ing else None, done_before=self.done_before,
+                        spent_to_date_usd=self.spent_before + self.tally.spent_usd)
+
+    # -- plan -------------------------------------------------------------------------------------
+
+    async def _plan(self, folder: WorkFolder, store_id: str) -> list[str]:
+        cfg = self.cfg
+        request = prepare_template(cfg, self.target, encode=False, provider=self.provider)
+        self.ingestor = Ingestor(self.store, IngestOptions(
+            inputs=cfg.inputs, request=request, workers=cfg.workers, skip_near_duplicates=cfg.skip_near_duplicates,
+            exclude=[str(self.store.out_dir.resolve())], stdin=cfg.stdin, source=cfg.source), self.run_id)
+        folder.remove_manifests()
+        writer = folder.manifest_writer(uuid.uuid4().hex[:12])
+        try:
+            async for ing in self.ingestor.run(needs_decode=self._needs_decode):
+                sha = ing.record.sha256
+                if ing.record.status != "ok" or not sha or not self._needs_work(sha):
+                    if ing.record.status == "ok" and sha:
+                        self.done_before += 1
+                    self._count(ing, settled=True)
+                    continue
+                job = self.store.job_for(sha, self.key, ing.file_id)
+                if job.id in self.queued:
+                    self._count(ing, settled=True)
+                    continue
+                self.queued.add(job.id)
+                writer.add({"job_id": job.id, "sha256": sha, "display": ing.display,
+                            "source": os.fsencode(self.store.file_path(ing.file_id)), "store_id": store_id})
+            writer.flush()
+        finally:
+            self.ingestor.close()
+        self.planned = writer.total
+        return writer.paths
+
+    # -- distribute and ingest ----------------------------------------------------------------------
+
+    def _pipeline(self, paths: list[str], folder: WorkFolder, store_id: str) -> Any:
+        import ray
+        from ray.data import ActorPoolStrategy
+
+        from imgtag.request.distributed import pacer_actor
+        from imgtag.request.distributed.worker import Asker, AskSpec, decode_batch
+
+        cfg, target = self.cfg, self.target
+        assert self.provider is not None
+        settings = dict(cfg.provider_settings)
+        settings.setdefault("timeout", cfg.timeout)
+        endpoint = getattr(self.provider, "base_url", None)
+        name = pacer_actor.pacer_name(cfg.provider, endpoint, target.model.id)
+        self.pacer = pacer_actor.get_or_create(name, cfg.concurrency, self.provider.declared_limits())
+        self.memory = Memory(self.store, self.provider, self.key.provider)
+        self.memory.seed(pacer_actor.PacerView(self.pacer))  # the pace an earlier run learned for this account
+        prefixes = (*ENV_PREFIXES, f"{cfg.provider.upper()}_")
+        spec = AskSpec(provider=cfg.provider, provider_settings=settings,
+                       env={k: v for k, v in os.environ.items() if k.startswith(prefixes)},
+                       settings=EngineSettings(key=self.key, preset=target.preset, model=target.model,
+                                               max_attempts=cfg.max_attempts,
+                                               validation_retries=1 if self.provider.reask_invalid else 0),
+                       pacer_name=name, work_uri=folder.uri, lease_name=pacer_actor.lease_name(store_id))
+        request = prepare_template(cfg, target, encode=True, provider=self.provider)
+        # Small blocks (capped in number), so decoding and asking spread over every worker and actor.
+        blocks = min(MAX_BLOCKS, max(len(paths), -(-self.planned // DECODE_BATCH)))
+        ds = ray.data.read_parquet([folder.dataset_path(p) for p in paths]).repartition(blocks)
+        ds = ds.map_batches(decode_batch, fn_kwargs={"request": request}, batch_format="pyarrow",
+                            batch_size=DECODE_BATCH, num_cpus=1)
+        return ds.map_batches(Asker, fn_constructor_args=(spec,), batch_format="pyarrow",
+                              batch_size=cfg.ray_batch_size, compute=ActorPoolStrategy(size=cfg.ray_actors),
+                              num_cpus=0)
+
+    def _drain(self, ds: Any, folder: WorkFolder, store_id: str, progress: Progress) -> str | None:
+        """Iterate the pipeline in a thread; ingest each finished batch's shard here (the store's thread)."""
+        out: queue.Queue[Any] = queue.Queue()
+        stop = threading.Event()
+
+        def pump() -> None:
+            try:
+                for batch in ds.iter_batches(batch_format="pyarrow", batch_size=None):
+                    out.put(batch)
+                    if stop.is_set():
+                        break
+            except BaseException as exc:
+                out.put(exc)
+            finally:
+                out.put(_DONE)
+
+        thread = threading.Thread(target=pump, name="imgtag-ray-pump", daemon=True)
+        thread.start()
+        problem = None
+        next_pace = 0.0
+        try:
+            while True:
+                try:
+                    item = out.get(timeout=0.2)
+                except queue.Empty:
+                    item = None
+                if item is _DONE:
+                    break
+                if isinstance(item, BaseException):
+                    problem = f"the Ray pipeline stopped: {_one_line(item)}"
+                    continue
+                if item is not None:
+                    for shard in sorted(set(item.column("shard").to_pylist())):
+                        ingest_shard(self.store, folder, shard, self.run_id, store_id, self.tally)
+                    self.returned += item.num_rows
+                    self.finished += item.num_rows
+                    if self.tally.fatal is not None:
+                        stop.set()
+                if time.monotonic() >= next_pace:
+                    next_pace = time.monotonic() + 2.0
+                    self._refresh_pace()
+                progress.tick()
+        finally:
+            stop.set()
+            thread.join()
+        return problem
+
+    def _refresh_pace(self) -> None:
+        import ray
+
+        try:
+            view = ray.get(self.pacer.view.remote(), timeout=1.0)
+        except Exception:  # a slow actor must not stall the progress line
+            return
+        self.pace = f"{view['pace']}, cluster in flight {view['in_flight']}"
+
+    # -- the run ------------------------------------------------------------------------------------
+
+    async def execute(self, stream: TextIO | None = None) -> RunOutcome:
+        from imgtag.request.distributed.cluster import connect
+        from imgtag.request.distributed.pacer_actor import PacerView, take_lease
+
+        cfg = self.cfg
+        store_id = self.store.get_meta("ray_store_id")
+        if store_id is None:
+            store_id = uuid.uuid4().hex
+            self.store.set_meta("ray_store_id", store_id)
+        folder = WorkFolder(str(cfg.work_dir or self.store.out_dir / "ray-work"))
+        folder.prepare()
+        # Connect and take the store's lease before planning: a killed driver's workers (on a cluster that
+        # outlives it) stop asking once its lease is gone, so they never race this run for the same jobs.
+        conn = connect(cfg.ray_address, cfg.workers)
+        try:
+            lease = take_lease(store_id)
+        except RuntimeError as exc:
+            conn.close()
+            return self._finish(str(exc))
+        progress = Progress(self.snapshot, stream=stream, enabled=cfg.progress)
+        problem = None
+        try:
+            # First what a killed driver left behind: those answers are paid for and must not be asked again.
+            ingest_all(self.store, folder, self.run_id, store_id, self.tally)
+            ticker = asyncio.create_task(_tick_forever(progress))
+            try:
+                paths = await self._plan(folder, store_id)
+            finally:
+                ticker.cancel()
+            if paths:
+                # Blocking on purpose: the store's SQLite connection belongs to this thread.
+                self.pace = "cluster pacer"
+                problem = self._drain(self._pipeline(paths, folder, store_id), folder, store_id, progress)
+        finally:
+            if self.memory is not None:
+                with contextlib.suppress(Exception):  # remembering the pace must never cost the results
+                    self.memory.save(PacerView(self.pacer))
+            ray_kill(lease)
+            conn.close()
+            ingest_all(self.store, folder, self.run_id, store_id, self.tally)  # shards whose summary never came
+            progress.close()
+        return self._finish(problem)
+
+    def _finish(self, problem: str | None) -> RunOutcome:
+        # The same ending as the local engine's Run.execute: summary, exports, exit code.
+        cfg = self.cfg
+        summary = summarize(self.store.db, self.key, run_id=self.run_id)
+        exports: list[Path] = []
+        notes: list[str] = list(self.tally.problems)
+        message = problem
+        try:
+            exports = write_exports(self.store, self.store.get_meta("target"), cfg.formats, cfg.export_options, notes)
+        except ExportRefused as exc:
+            exports = exc.written
+            message = f"{exc} (results are saved; re-export with `imgtag export`)"
+        pending = summary.by_status.get("pending", 0)
+        if self.tally.fatal is not None:
+            code, message = EXIT_CONFIG, f"{self.tally.fatal}: {pending} images left pending"
+        elif message is not None and problem is None:
+            code = EXIT_CONFIG
+        elif summary.by_status.get("failed", 0) or pending or problem:
+            code = EXIT_FAILED
+        else:
+            code = EXIT_OK
+        if problem is not None:
+            message = f"{problem}; everything answered is saved: run the same command to continue"
+        self.store.finish_run(self.run_id, code)
+        return RunOutcome(exit_code=code, summary=summary, message=message, exports=exports, export_notes=notes,
+                          requests=summary.requests, done_before=self.done_before,
+                          spent_to_date_usd=self.store.spent(self.key))
+
+
+def ray_kill(actor: Any) -> None:
+    import ray
+
+    try:
+        ray.kill(actor)
+    except Exception:  # already gone with its job
+        return
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0] if text else ''}"[:300]

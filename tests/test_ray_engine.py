@@ -1,0 +1,137 @@
+"""--engine ray end to end: a local Ray cluster (num_cpus=2, no dashboard) started once for this module, the real
+CLI, SDKs and fake servers. Same results as the local engine; a killed driver's rerun asks nothing answered and
+written; one advertised limit shared by every worker."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from imagegen import close_to, make_images, read_jsonl, run_cli
+from imgtag.request.distributed.workfolder import WorkFolder
+
+ray = pytest.importorskip("ray")  # in dev: CI runs these; a plain install without the extra cannot
+pytestmark = pytest.mark.ray
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[str]:
+    import logging
+
+    ray.init(num_cpus=2, include_dashboard=False, logging_level=logging.ERROR, log_to_driver=False)
+    try:
+        yield ray.get_runtime_context().gcs_address
+    finally:
+        ray.shutdown()
+
+
+def _comparable(rows: list[dict]) -> list[tuple]:
+    return sorted((r["path"], r["status"], r["duplicate_of"], str(r["fields"]), str(r["error"])) for r in rows)
+
+
+def test_same_results_as_the_local_engine_anthropic(tmp_path, cluster, fake_anthropic_factory, monkeypatch):
+    made = make_images(tmp_path / "in", 12)
+    (tmp_path / "in" / "copy.jpg").write_bytes((tmp_path / "in" / "img_0003.jpg").read_bytes())
+    (tmp_path / "in" / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
+    local_fake = fake_anthropic_factory(latency_s=0.02)
+    code, output = run_cli(["run", str(tmp_path / "in"), "--out", str(tmp_path / "local"), "-q"], local_fake.env(),
+                           monkeypatch)
+    assert code == 1, output  # broken.jpg
+    fake = fake_anthropic_factory(latency_s=0.02)
+    code, output = run_cli(["run", str(tmp_path / "in"), "--out", str(tmp_path / "ray"), "--engine", "ray", "-q"],
+                           fake.env(), monkeypatch)
+    assert code == 1, output
+    assert "Traceback" not in output
+    local_rows = read_jsonl(tmp_path / "local" / "results.jsonl")
+    ray_rows = read_jsonl(tmp_path / "ray" / "results.jsonl")
+    assert _comparable(ray_rows) == _comparable(local_rows)
+    assert [r["usage"] for r in ray_rows] == [r["usage"] for r in local_rows]
+    by_path = {r["path"]: r for r in ray_rows}
+    for name, colour in made.items():
+        assert close_to(by_path[name]["fields"]["color"], colour)
+    assert fake.stats.messages_requests == local_fake.stats.messages_requests == 12  # the copy is not asked
+    code, status = run_cli(["status", "--out", str(tmp_path / "ray")], fake.env(), monkeypatch)
+    assert code == 0 and "ok 13" in status and "broken.jpg" in status
+
+
+def test_same_results_as_the_local_engine_openai(tmp_path, cluster, fake_openai_factory, monkeypatch):
+    make_images(tmp_path / "in", 8)
+    outs = {}
+    for engine in ("local", "ray"):
+        fake = fake_openai_factory(latency_s=0.02)
+        for name in ("OPENAI_API_KEY", "OPENAI_BASE_URL"):
+            monkeypatch.delenv(name, raising=False)
+        code, output = run_cli(["run", str(tmp_path / "in"), "--out", str(tmp_path / engine), "--provider", "openai",
+                                "--model", "glm-4v-9b", "--engine", engine, "-q"], fake.env(), monkeypatch)
+        assert code == 0, output
+        assert fake.stats.answered == 8
+        outs[engine] = read_jsonl(tmp_path / engine / "results.jsonl")
+    assert _comparable(outs["ray"]) == _comparable(outs["local"])
+    assert {r["status"] for r in outs["ray"]} == {"ok"}
+
+
+def _driver(args: list[str], env: dict[str, str]) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "imgtag", *args], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, start_new_session=True)
+
+
+def test_driver_killed_twice_then_rerun_asks_nothing_answered_and_written(tmp_path, cluster, fake_anthropic_factory):
+    n = 60
+    make_images(tmp_path / "in", n)
+    fake = fake_anthropic_factory(latency_s=0.15)
+    out = tmp_path / "out"
+    env = {**os.environ, **fake.env()}
+    args = ["run", str(tmp_path / "in"), "--out", str(out), "--engine", "ray", "--ray-address", cluster,
+            "--concurrency", "4", "--ray-batch-size", "2", "-q"]
+    folder = WorkFolder(str(out / "ray-work"))
+    counts_when_written: dict[str, int] = {}  # image (the fake's key) -> times asked when its shard was seen
+    for kill in (1, 2):
+        seen = len(folder.result_names()) if (out / "ray-work").exists() else 0
+        proc = _driver(args, env)
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline and proc.poll() is None:
+            if (out / "ray-work" / "results").exists() and len(folder.result_names()) >= seen + 3:
+                break
+            time.sleep(0.05)
+        assert proc.poll() is None, f"the driver ended before kill {kill}: {proc.communicate()[0]}"
+        names = folder.result_names()  # complete shards at the kill (later ones were in flight then)
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+        asked = dict(fake.stats.answered_by_key)
+        for name in names:
+            for row in folder.read_results(name):
+                if row["status"] == "ok":  # the fake keys answers by mean colour: the answer's color field
+                    counts_when_written.setdefault(json.loads(row["fields"])["color"], asked.get(
+                        json.loads(row["fields"])["color"], 0))
+    assert counts_when_written, "nothing was written before the kills; the test proves nothing"
+    assert sum(fake.stats.answered_by_key.values()) < n, "the kills came too late to interrupt anything"
+    proc = _driver(args, env)
+    output, _ = proc.communicate(timeout=180)
+    assert proc.returncode == 0, output
+    rows = read_jsonl(out / "results.jsonl")
+    assert len(rows) == n and {r["status"] for r in rows} == {"ok"}
+    assert len(fake.stats.answered_by_key) == n
+    # An answer written to a shard before a kill is ingested by the next driver and never asked again.
+    asked_later = {key: fake.stats.answered_by_key[key] - count for key, count in counts_when_written.items()}
+    assert not any(asked_later.values()), asked_later
+    # The rest asked twice were in flight at a kill: at most --concurrency (4) requests plus the answered halves
+    # of unwritten batches (2 actors x 4 concurrent batches x 2 rows), per kill.
+    assert sum(fake.stats.answered_by_key.values()) <= n + 2 * (4 + 2 * 4 * 2)
+
+
+def test_two_workers_share_one_advertised_limit(tmp_path, cluster, fake_anthropic_factory, monkeypatch):
+    make_images(tmp_path / "in", 80)
+    fake = fake_anthropic_factory(rpm=1200, burst_s=1.0, latency_s=0.2)  # 20 req/s, a 1-second bucket
+    code, output = run_cli(["run", str(tmp_path / "in"), "--out", str(tmp_path / "o"), "--engine", "ray",
+                            "--ray-actors", "2", "--ray-batch-size", "8", "-q"], fake.env(), monkeypatch)
+    assert code == 0, output
+    assert len(fake.stats.answered_by_key) == 80
+    assert fake.stats.rate_limited <= 0.02 * fake.stats.messages_requests, (fake.stats.rate_limited,
+                                                                           fake.stats.messages_requests)

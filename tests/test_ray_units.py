@@ -1,0 +1,125 @@
+"""--engine ray without a cluster: result-shard ingest is idempotent, worker problems carry their image, and the
+default engine never imports Ray."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pyarrow as pa
+
+from imagegen import make_images
+from imgtag.ingest.preprocess import PrepareRequest
+from imgtag.pricing.costs import Usage
+from imgtag.request.distributed.results import IngestTally, ingest_all, ingest_shard
+from imgtag.request.distributed.worker import Recorder, _result_row, decode_batch
+from imgtag.request.distributed.workfolder import MANIFEST_SCHEMA, WorkFolder
+from imgtag.store import FileRecord, Store, WorkKey
+
+KEY = WorkKey("v1", "anthropic", "claude-test")
+
+
+def _store_with_jobs(tmp_path: Path, n: int) -> tuple[Store, list[int]]:
+    store = Store(tmp_path / "out")
+    ids = []
+    for i in range(n):
+        rec = FileRecord(path=str(tmp_path / f"{i}.jpg"), display=f"{i}.jpg", root=None, size=1, mtime_ns=1,
+                         status="ok", sha256=f"{i:064x}")
+        fid = store.upsert_file(rec, None)
+        ids.append(store.job_for(rec.sha256 or "", KEY, fid).id)
+    return store, ids
+
+
+def _row(job_id: int, status: str, fields: dict | None, cost: float = 0.01, error: str | None = None) -> dict:
+    rec = Recorder()
+    commit = {"status": status, "mode": "sync", "fields": fields, "error_type": error, "error_message": error,
+              "request_id": "req_1"}
+    rec.record_attempt(job_id, None, started_at="2026-01-01T00:00:00", outcome=status, mode="sync",
+                       http_status=200, usage=Usage(100, 20), cost=cost, commit_job=commit)
+    src = {"job_id": job_id, "store_id": "S", "sha256": "x", "display": f"{job_id}.jpg"}
+    return _result_row(src, rec, None, None)
+
+
+def _counts(store: Store) -> tuple[int, float, list[tuple]]:
+    (attempts,) = store.db.execute("SELECT COUNT(*) FROM attempts").fetchone()
+    (cost,) = store.db.execute("SELECT SUM(cost_usd) FROM jobs").fetchone()
+    jobs = store.db.execute("SELECT id, status, fields, attempts FROM jobs ORDER BY id").fetchall()
+    return attempts, cost, [tuple(j) for j in jobs]
+
+
+def test_a_shard_ingested_twice_changes_nothing(tmp_path: Path) -> None:
+    store, ids = _store_with_jobs(tmp_path, 3)
+    folder = WorkFolder(str(tmp_path / "work"))
+    folder.prepare()
+    name = folder.write_results([_row(ids[0], "ok", {"color": "#ff0000"}), _row(ids[1], "failed", None,
+                                                                                 error="refused")])
+    tally = IngestTally()
+    assert ingest_shard(store, folder, name, None, "S", tally)
+    before = _counts(store)
+    assert before[0] == 2 and [j[1] for j in before[2]] == ["ok", "failed", "pending"]
+    assert not ingest_shard(store, folder, name, None, "S", tally)
+    assert ingest_all(store, folder, None, "S", tally) == 0
+    store.close()
+    reopened = Store(tmp_path / "out")  # a new driver after a crash: the store remembers what it applied
+    assert ingest_all(reopened, folder, None, "S", IngestTally()) == 0
+    assert _counts(reopened) == before
+    reopened.close()
+
+
+def test_an_ok_job_is_never_overwritten_but_a_second_answer_is_still_paid(tmp_path: Path) -> None:
+    store, ids = _store_with_jobs(tmp_path, 1)
+    folder = WorkFolder(str(tmp_path / "work"))
+    folder.prepare()
+    first = folder.write_results([_row(ids[0], "ok", {"color": "#00ff00"}, cost=0.01)])
+    second = folder.write_results([_row(ids[0], "failed", None, cost=0.02, error="invalid_output")])
+    tally = IngestTally()
+    ingest_shard(store, folder, first, None, "S", tally)
+    ingest_shard(store, folder, second, None, "S", tally)
+    attempts, cost, jobs = _counts(store)
+    assert jobs[0][1] == "ok" and json.loads(jobs[0][2]) == {"color": "#00ff00"}
+    assert attempts == 2 and abs(cost - 0.03) < 1e-9  # both requests were paid for: the spend stays true
+    store.close()
+
+
+def test_rows_of_another_store_and_unreadable_shards_are_left_alone(tmp_path: Path) -> None:
+    store, ids = _store_with_jobs(tmp_path, 1)
+    folder = WorkFolder(str(tmp_path / "work"))
+    folder.prepare()
+    folder.write_results([_row(ids[0], "ok", {"color": "#00ff00"})])
+    (tmp_path / "work" / "results" / "junk.parquet").write_bytes(b"not parquet")
+    tally = IngestTally()
+    ingest_all(store, folder, None, "another-store", tally)
+    assert _counts(store)[2][0][1] == "pending"
+    assert any("junk.parquet" in p for p in tally.problems)
+    store.close()
+
+
+def test_a_file_changed_after_planning_is_named_and_left_pending(tmp_path: Path) -> None:
+    make_images(tmp_path / "in", 2)
+    paths = sorted((tmp_path / "in").iterdir())
+    batch = pa.Table.from_pylist(
+        [{"job_id": 1, "sha256": "0" * 64, "display": "img_0000.jpg", "source": os.fsencode(paths[0]),
+          "store_id": "S"},
+         {"job_id": 2, "sha256": "1" * 64, "display": "gone.jpg", "source": os.fsencode(tmp_path / "gone.jpg"),
+          "store_id": "S"}], schema=MANIFEST_SCHEMA)
+    out = decode_batch(batch, PrepareRequest(path="")).to_pylist()
+    assert all(r["encoded"] is None for r in out)
+    assert all("changed (or vanished) since it was planned" in r["problem"] for r in out)
+    row = _result_row(out[1], Recorder(), out[1]["problem"], None)
+    assert row["status"] == "pending" and row["display"] == "gone.jpg" and "planned" in row["error_message"]
+
+
+def test_the_default_engine_never_imports_ray(tmp_path: Path, fake_anthropic) -> None:
+    make_images(tmp_path / "in", 2)
+    code = ("import sys\nfrom imgtag.cli import app\n"
+            "try:\n    app([*sys.argv[1:]], standalone_mode=False)\n"
+            "finally:\n    print('RAY_IMPORTED' if any(m == 'ray' or m.startswith('ray.') for m in sys.modules)"
+            " else 'NO_RAY')\n")
+    env = {**os.environ, **fake_anthropic.env()}
+    done = subprocess.run([sys.executable, "-c", code, "run", str(tmp_path / "in"), "--out", str(tmp_path / "o"),
+                           "-q"], env=env, capture_output=True, text=True, timeout=120)
+    assert "NO_RAY" in done.stdout, done.stdout + done.stderr
+    assert (tmp_path / "o" / "results.jsonl").read_text().count('"ok"') == 2
