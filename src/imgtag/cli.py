@@ -25,7 +25,7 @@ OutOpt = Annotated[Path | None, typer.Option(
     "--out", metavar="DIR", envvar="IMGTAG_OUT", show_default="imgtag-out",
     help="Output folder: holds imgtag.db and the exports.")]
 DEFAULT_OUT = Path("imgtag-out")
-FORMATS_HELP = "csv,jsonl (default), xlsx, parquet, metadata-jsonl, txt, json-sidecar, html"
+FORMATS_HELP = "csv,jsonl (default), xlsx, parquet, metadata-jsonl, txt, json-sidecar, html, xmp, xmp-embed"
 TxtTemplateOpt = Annotated[str | None, typer.Option(
     "--txt-template", metavar="TEMPLATE",
     help="txt captions: e.g. '{short_caption}' or '{tags}' (lists joined with ', ').")]
@@ -141,6 +141,41 @@ def _preflight(cfg: RunConfig) -> None:
         raise _fail(str(exc)) from None
 
 
+XmpNameOpt = Annotated[str | None, typer.Option(
+    "--xmp-name", help="XMP sidecar names: full (photo.jpg.xmp, default) or stem (photo.xmp).")]
+XmpTouchOpt = Annotated[bool, typer.Option(
+    "--xmp-touch", help="xmp-embed: leave the files' modification time at now (default: keep it).")]
+_SHOWN_PATHS = 10  # per-image formats write thousands of files; list a few, count the rest
+
+
+def _xmp_options(formats: str, xmp_name: str | None, xmp_touch: bool) -> dict[str, Any]:
+    """Check --format (unknown names, xmp-embed without exiftool) and the XMP flags: exit 2 in one line."""
+    from imgtag.export import parse_formats
+
+    try:
+        parse_formats(formats)
+    except ValueError as exc:
+        raise _fail(str(exc)) from None
+    options: dict[str, Any] = {}
+    if xmp_name is not None:
+        if xmp_name not in ("full", "stem"):
+            raise _fail(f"--xmp-name must be full or stem, not {xmp_name!r}")
+        options["xmp_name"] = xmp_name
+    if xmp_touch:
+        options["xmp_touch"] = True
+    return options
+
+
+def _print_written(paths: list[Path], notes: list[str]) -> None:
+    console = _console()
+    if paths:
+        shown = ", ".join(str(p) for p in paths[:_SHOWN_PATHS])
+        more = f" and {len(paths) - _SHOWN_PATHS} more" if len(paths) > _SHOWN_PATHS else ""
+        console.print(f"wrote {shown}{more}", markup=False)
+    for note in notes:
+        console.print(note, markup=False)
+
+
 # -- scan ----------------------------------------------------------------------------------------
 
 @app.command()
@@ -243,6 +278,8 @@ def run(
     txt_template: TxtTemplateOpt = None,
     txt_existing: TxtExistingOpt = None,
     metadata_overwrite: MetadataOverwriteOpt = False,
+    xmp_name: XmpNameOpt = None,
+    xmp_touch: XmpTouchOpt = False,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Everything except paid requests.")] = False,
     budget: Annotated[float | None, typer.Option(help="Never start a request past this spend (USD).")] = None,
     concurrency: Annotated[int, typer.Option(help="Upper bound on requests in flight.")] = 64,
@@ -282,12 +319,7 @@ def run(
     problem = usage_problem(engine, mode, budget, ray_actors, ray_batch_size)
     if problem:
         raise _fail(problem)
-    try:
-        from imgtag.export import parse_formats
-
-        parse_formats(format)
-    except ValueError as exc:
-        raise _fail(str(exc)) from None
+    xmp_options = _xmp_options(format, xmp_name, xmp_touch)
     cfg = _build_config(paths, _out(out), preset=preset, model=model, provider=provider, lang=lang,
                         categories=categories, mode=mode, formats=format, dry_run=dry_run, budget=budget,
                         concurrency=concurrency, workers=workers, min_side=min_side, detail=detail, max_edge=max_edge,
@@ -297,7 +329,8 @@ def run(
                         batch_max_bytes=int(batch_max_mb * 1024 * 1024), poll_interval=poll_interval,
                         images_per_request=images_per_request,
                         provider_settings={"base_url": base_url} if base_url else {},
-                        export_options=_export_options(txt_template, txt_existing, metadata_overwrite),
+                        export_options={**_export_options(txt_template, txt_existing, metadata_overwrite),
+                                        **xmp_options},
                         engine=engine, ray_address=ray_address, work_dir=work_dir, ray_actors=ray_actors,
                         ray_batch_size=ray_batch_size)
     _execute(cfg, "run")
@@ -422,10 +455,8 @@ def _report(outcome: Any, cfg: RunConfig, target: Any, missing: list[str]) -> No
         console.print(note, markup=False)
     if outcome.message:
         console.print(f"imgtag: {outcome.message}", markup=False)
-    if outcome.exports:
-        console.print("wrote " + ", ".join(str(p) for p in outcome.exports), markup=False)
-    for note in outcome.export_notes:
-        console.print(note, markup=False)
+    if outcome.exports or outcome.export_notes:
+        _print_written(outcome.exports, outcome.export_notes)
     if s.by_status.get("failed"):
         console.print("see `imgtag status` for causes; `imgtag retry` retries the failures", markup=False)
 
@@ -499,6 +530,7 @@ def export(out: OutOpt = None,
            txt_template: TxtTemplateOpt = None,
            txt_existing: TxtExistingOpt = None,
            metadata_overwrite: MetadataOverwriteOpt = False,
+           xmp_name: XmpNameOpt = None, xmp_touch: XmpTouchOpt = False,
            preset: PresetSel = None, model: ModelSel = None) -> None:
     """Rebuild output files from the store (atomically), without asking any model again.
 
@@ -513,6 +545,7 @@ def export(out: OutOpt = None,
         if not meta:
             raise _fail(f"no results yet in {out} (run `imgtag run` first)", EXIT_FAILED)
         formats = format or meta.get("formats") or "csv,jsonl"
+        options.update(_xmp_options(formats, xmp_name, xmp_touch))
         _check_export_options(formats, effective_options(meta, options), list(meta["fields"]), None)
         if remembered_options(options):  # the next plain `imgtag export` builds the same captions
             meta = _remember_export_options(store, meta, remembered_options(options))
@@ -527,7 +560,7 @@ def export(out: OutOpt = None,
 
 
 def _remember_export_options(store: Any, meta: dict[str, Any], remembered: dict[str, Any]) -> dict[str, Any]:
-    """Record caption options with this target (its latest record and its entry among all targets)."""
+    """Record caption and XMP naming options with this target (its latest record and its entry among all targets)."""
     from imgtag import targets
 
     meta = {**meta, "export_options": {**(meta.get("export_options") or {}), **remembered}}
@@ -539,13 +572,6 @@ def _remember_export_options(store: Any, meta: dict[str, Any], remembered: dict[
     if latest is not None and targets.key_of(latest) == targets.key_of(meta):
         store.set_meta("target", {**latest, "export_options": meta["export_options"]})
     return meta
-
-
-def _print_written(written: list[Path], notes: list[str]) -> None:
-    if written:
-        _console().print("wrote " + ", ".join(str(p) for p in written), markup=False)
-    for note in notes:
-        _console().print(note, markup=False)
 
 
 @app.command()

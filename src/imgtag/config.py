@@ -56,7 +56,7 @@ class RunConfig:
     retry_failed: bool = False
     source: Iterable[Discovered] | None = None
     provider_settings: dict[str, Any] = field(default_factory=dict)
-    # ExportContext options from the command line (txt_template, txt_existing, metadata_overwrite).
+    # ExportContext options from the command line (txt_template, txt_existing, metadata_overwrite, xmp_name).
     export_options: dict[str, Any] = field(default_factory=dict)
     # --engine ray (docs/scale.md): where the cluster is, the shared work folder, ask actors and rows per shard.
     engine: str = "local"
@@ -97,9 +97,9 @@ def target_meta(cfg: RunConfig, target: Target) -> dict[str, Any]:
             "detail": cfg.detail, "max_edge": cfg.max_edge,
             "schema": target.preset.schema, "txt_template": target.preset.txt_template,
             "base_url": _public_url(cfg.provider_settings.get("base_url")),
-            # caption options a later `imgtag export` reuses (see export/writer.py REMEMBERED)
+            # caption and XMP naming options a later `imgtag export` reuses (see export/writer.py REMEMBERED)
             "export_options": {k: v for k, v in cfg.export_options.items()
-                               if k in ("txt_template", "txt_existing") and v is not None}}
+                               if k in ("txt_template", "txt_existing", "xmp_name") and v is not None}}
 
 
 def _public_url(url: str | None) -> str | None:

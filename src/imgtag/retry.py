@@ -31,4 +31,5 @@ def retry_config(out: Path, *, progress: bool = True) -> RunConfig | None:
                      mode=meta.get("mode") or "sync", formats=meta.get("formats") or "csv,jsonl",
                      retry_failed=True, progress=progress, source=source, detail=meta.get("detail"),
                      max_edge=meta.get("max_edge"),
-                     provider_settings={"base_url": meta["base_url"]} if meta.get("base_url") else {})
+                     provider_settings={"base_url": meta["base_url"]} if meta.get("base_url") else {},
+                     export_options=dict(meta.get("export_options") or {}))

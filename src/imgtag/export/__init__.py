@@ -15,6 +15,8 @@ from imgtag.export.json_sidecar import write_json_sidecars
 from imgtag.export.results import write_csv, write_jsonl
 from imgtag.export.rows import ExportContext, Exporter, ResultRow
 from imgtag.export.xlsx import write_xlsx
+from imgtag.export.xmp_embed import exiftool_available, missing_exiftool_message, write_xmp_embed
+from imgtag.export.xmp_sidecar import write_xmp
 
 __all__ = ["DEFAULT_FORMATS", "EXPORTERS", "ExportContext", "Exporter", "ResultRow", "parse_formats"]
 
@@ -23,6 +25,8 @@ __all__ = ["DEFAULT_FORMATS", "EXPORTERS", "ExportContext", "Exporter", "ResultR
 EXPORTERS: dict[str, Exporter] = {
     "csv": write_csv,
     "jsonl": write_jsonl,
+    "xmp": write_xmp,
+    "xmp-embed": write_xmp_embed,
     "xlsx": write_xlsx,
     "parquet": parquet.write_parquet,
     "metadata-jsonl": write_metadata_jsonl,
@@ -34,6 +38,7 @@ EXPORTERS: dict[str, Exporter] = {
 # Formats that need an optional extra: name -> (is it installed?, the sentence saying how to get it).
 REQUIRES: dict[str, tuple[Callable[[], bool], str]] = {
     "parquet": (parquet.available, parquet.INSTALL_HINT),
+    "xmp-embed": (exiftool_available, missing_exiftool_message()),
 }
 
 DEFAULT_FORMATS = "csv,jsonl"

@@ -9,6 +9,7 @@ from imgtag.export import EXPORTERS, parse_formats
 from imgtag.export.ledger import StoreLedger
 from imgtag.export.rows import ExportContext
 from imgtag.store import Store, WorkKey
+from imgtag.store.xmp import XmpLedger
 
 
 class ExportRefused(ValueError):
@@ -55,7 +56,8 @@ def _write(store: Store, meta: dict[str, Any], formats: str | None, options: dic
     opts = effective_options(meta, options)
     ctx = ExportContext(out_dir=out_dir, field_names=list(meta["fields"]),
                         list_fields=set(meta.get("list_fields") or []), schema=_schema(meta),
-                        ledger=StoreLedger(store.db), **opts)
+                        ledger=StoreLedger(store.db), preset=meta.get("preset_name"), lang=meta.get("lang"),
+                        xmp_ledger=XmpLedger(store.db), **opts)
     written: list[Path] = []
     for name in parse_formats(formats or meta.get("formats") or "csv,jsonl"):
         written.extend(EXPORTERS[name](store.result_rows(key, meta["preset_name"], ctx.field_names), ctx))
@@ -67,8 +69,9 @@ def _write(store: Store, meta: dict[str, Any], formats: str | None, options: dic
 
 
 # Options a later `imgtag export` keeps using unless told otherwise, so a plain re-export rebuilds the same
-# captions. A permission such as metadata_overwrite is never remembered.
-REMEMBERED = ("txt_template", "txt_existing")
+# captions and names sidecars the same way. A permission such as metadata_overwrite (or --xmp-touch) is never
+# remembered.
+REMEMBERED = ("txt_template", "txt_existing", "xmp_name")
 
 
 def effective_options(meta: dict[str, Any], options: dict[str, Any] | None) -> dict[str, Any]:

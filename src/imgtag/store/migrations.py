@@ -190,8 +190,28 @@ def _v7_ray_shards(db: sqlite3.Connection) -> None:
     db.execute("CREATE TABLE ray_shards (name TEXT PRIMARY KEY, rows INTEGER NOT NULL, ingested_at TEXT NOT NULL)")
 
 
+def _v8_xmp(db: sqlite3.Connection) -> None:
+    # XMP written beside (sidecar) or into (embedded) an image: the bag items imgtag added, so a
+    # re-export replaces them instead of piling up, and the outcome of the last attempt per file.
+    # execute, not executescript: executescript would commit migrate()'s transaction first.
+    db.execute(
+        """
+        CREATE TABLE xmp_written (
+            target BLOB NOT NULL,
+            kind TEXT NOT NULL CHECK (kind IN ('sidecar', 'embedded')),
+            source BLOB,
+            owned TEXT NOT NULL DEFAULT '{}',
+            status TEXT NOT NULL CHECK (status IN ('ok', 'failed')),
+            error TEXT,
+            updated_at TEXT NOT NULL,
+            PRIMARY KEY (target, kind)
+        )
+        """
+    )
+
+
 MIGRATIONS: list[Migration] = [_v1_initial, _v2_credits, _v3_export_ledger, _v4_server_caps, _v5_learned_limits,
-                              _v6_run_end_state, _v7_ray_shards]
+                              _v6_run_end_state, _v7_ray_shards, _v8_xmp]
 
 
 def migrate(db: sqlite3.Connection) -> int:

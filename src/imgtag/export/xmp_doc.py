@@ -1,0 +1,267 @@
+"""Build an XMP document, or merge imgtag's values into an existing one without losing anything else.
+
+The merge is what makes sidecars safe to write next to a photographer's files: darktable's history,
+Lightroom's develop settings (crs:), ratings, labels, the creator and the user's own keywords all stay
+as they were. imgtag owns only:
+  * the bag items (dc:subject, lr:hierarchicalSubject, dc:language) it added itself; the caller passes
+    the ones added last time (remembered in the store) so they are replaced, not piled up;
+  * the x-default and --lang items of the language alternatives it maps (dc:title, dc:description,
+    the IPTC accessibility texts). Other languages stay.
+Everything is built with lxml, so any model text is escaped by the serialiser; existing documents are
+parsed with entities, DTDs and network access off (a sidecar is untrusted input).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from lxml import etree
+
+from imgtag import __version__
+from imgtag.export.xmp_map import NS, PROPERTIES, XmpValues
+
+X_NS = "adobe:ns:meta/"
+RDF = "http://www.w3.org/1999/02/22-rdf-syntax-ns#"
+XML_LANG = "{http://www.w3.org/XML/1998/namespace}lang"
+_INDENT = " "  # Adobe's and exiftool's style: one space per level
+MAX_XMP_BYTES = 32 * 1024 * 1024  # darktable histories are large, but not this large
+
+# The order our properties appear in, so the same values always give the same bytes.
+_ORDER = list(PROPERTIES)
+_LANG_TAG = re.compile(r"^[A-Za-z]{2,8}(-[A-Za-z0-9]{1,8})*$")
+
+
+class XmpError(ValueError):
+    """An existing document imgtag will not touch (not XML, not XMP, has a DTD): one line for the user."""
+
+
+@dataclass
+class Merged:
+    data: bytes
+    owned: dict[str, list[str]]  # bag items imgtag added this time, to replace on the next export
+
+
+def _clark(qname: str) -> str:
+    prefix, local = qname.split(":")
+    return f"{{{NS[prefix]}}}{local}"
+
+
+_CLARK = {q: _clark(q) for q in PROPERTIES}
+
+
+def lang_tag(lang: str | None) -> str | None:
+    """The xml:lang for --lang, or None when it is absent or not a language tag."""
+    if not lang or not _LANG_TAG.match(lang) or lang.lower() == "x-default":
+        return None
+    return lang
+
+
+def _parser() -> etree.XMLParser:
+    return etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False, dtd_validation=False,
+                           huge_tree=False, remove_blank_text=False, strip_cdata=False)
+
+
+def parse(data: bytes) -> etree._ElementTree:
+    if len(data) > MAX_XMP_BYTES:
+        raise XmpError(f"existing XMP is larger than {MAX_XMP_BYTES // 2**20} MB")
+    try:
+        root = etree.fromstring(data, _parser())
+    except etree.XMLSyntaxError as exc:
+        raise XmpError(f"existing XMP is not valid XML ({exc.msg})") from None
+    tree = root.getroottree()
+    if tree.docinfo.doctype or tree.docinfo.internalDTD is not None:
+        # XMP never has a DTD; one here can only be an entity trick.
+        raise XmpError("existing XMP has a DTD (refused: XMP never needs one)")
+    if _rdf_of(root) is None:
+        raise XmpError("existing file is XML but has no rdf:RDF (not XMP)")
+    return tree
+
+
+def _rdf_of(root: etree._Element) -> etree._Element | None:
+    if root.tag == f"{{{RDF}}}RDF":
+        return root
+    return root.find(f"{{{RDF}}}RDF")
+
+
+def new_tree() -> etree._ElementTree:
+    meta = etree.Element(f"{{{X_NS}}}xmpmeta", nsmap={"x": X_NS})
+    meta.set(f"{{{X_NS}}}xmptk", f"imgtag {__version__}")
+    rdf = etree.SubElement(meta, f"{{{RDF}}}RDF", nsmap={"rdf": RDF})
+    meta.text = "\n" + _INDENT
+    rdf.tail = "\n"
+    return meta.getroottree()
+
+
+def merge(existing: bytes | None, values: XmpValues, *, lang: str | None,
+          previous: dict[str, list[str]] | None, declaration: bool = True) -> Merged:
+    """``existing`` (or a new document) with ``values`` merged in; raises XmpError for unusable input."""
+    tree = parse(existing) if existing is not None else new_tree()
+    rdf = _rdf_of(tree.getroot())
+    assert rdf is not None
+    previous = previous or {}
+    touched = set(values.bags) | set(values.alts) | {p for p, items in previous.items() if items}
+    about = ""
+    bag_items: dict[str, list[str]] = {}
+    alt_items: dict[str, list[tuple[str, str]]] = {}
+    for desc in rdf.findall(f"{{{RDF}}}Description"):
+        about = about or desc.get(f"{{{RDF}}}about", "")
+        changed = False
+        for prop in _ORDER:
+            if prop not in touched:
+                continue
+            clark = _CLARK[prop]
+            if desc.get(clark) is not None:  # attribute shorthand (simple value)
+                text = desc.attrib.pop(clark)
+                changed = True
+                _collect(prop, [("x-default", text)], bag_items, alt_items)
+            for el in desc.findall(clark):
+                _collect(prop, _items_of(el), bag_items, alt_items)
+                _remove_keeping_layout(el)
+                changed = True
+        if changed and len(desc) == 0 and _only_about(desc):
+            _remove_keeping_layout(desc)
+
+    owned: dict[str, list[str]] = {}
+    final_bags: dict[str, list[str]] = {}
+    for prop in _ORDER:
+        if PROPERTIES[prop] != "bag" or prop not in touched:
+            continue
+        mine = set(previous.get(prop, []))
+        kept: list[str] = []
+        seen: set[str] = set()
+        for item in bag_items.get(prop, []):
+            key = item.casefold()
+            if item in mine or key in seen:
+                continue
+            seen.add(key)
+            kept.append(item)
+        added = [item for item in values.bags.get(prop, []) if item.casefold() not in seen]
+        seen.update(item.casefold() for item in added)
+        if added:
+            owned[prop] = added
+        if kept or added:
+            final_bags[prop] = kept + added
+
+    tag = lang_tag(lang)
+    final_alts: dict[str, list[tuple[str, str]]] = {}
+    for prop in _ORDER:
+        if PROPERTIES[prop] != "alt" or prop not in touched:
+            continue
+        items = alt_items.get(prop, [])
+        text = values.alts.get(prop)
+        if text is not None:
+            ours = {"x-default": text}
+            if tag and prop not in values.untranslated:
+                ours[tag] = text
+            items = _set_alt(items, ours)
+        if items:
+            final_alts[prop] = items
+
+    if final_bags or final_alts:
+        _append_description(rdf, about, final_bags, final_alts)
+    body = etree.tostring(tree, encoding="UTF-8", xml_declaration=declaration)
+    return Merged(body if body.endswith(b"\n") else body + b"\n", owned)
+
+
+def _collect(prop: str, items: list[tuple[str, str]], bags: dict[str, list[str]],
+             alts: dict[str, list[tuple[str, str]]]) -> None:
+    if PROPERTIES[prop] == "bag":
+        bags.setdefault(prop, []).extend(text for _, text in items if text)
+    else:
+        have = alts.setdefault(prop, [])
+        known = {lang.lower() for lang, _ in have}
+        have.extend((lang, text) for lang, text in items if lang.lower() not in known)
+
+
+def _items_of(el: etree._Element) -> list[tuple[str, str]]:
+    """(xml:lang, text) of a property element: an rdf array's items, or its own text."""
+    container = next((c for c in el if isinstance(c.tag, str)
+                      and c.tag in (f"{{{RDF}}}Bag", f"{{{RDF}}}Seq", f"{{{RDF}}}Alt")), None)
+    if container is None:
+        return [(el.get(XML_LANG, "x-default"), (el.text or "").strip())] if (el.text or "").strip() else []
+    return [(li.get(XML_LANG, "x-default"), li.text or "")
+            for li in container.findall(f"{{{RDF}}}li") if (li.text or "").strip()]
+
+
+def _set_alt(items: list[tuple[str, str]], ours: dict[str, str]) -> list[tuple[str, str]]:
+    """x-default first (the XMP rule), other languages in their order, ours replaced in place or appended."""
+    out = [("x-default", ours["x-default"])]
+    wanted = {k.lower(): (k, v) for k, v in ours.items() if k != "x-default"}
+    for lang, text in items:
+        low = lang.lower()
+        if low == "x-default":
+            continue
+        if low in wanted:
+            out.append(wanted.pop(low))
+        else:
+            out.append((lang, text))
+    out.extend(wanted.values())
+    return out
+
+
+def _only_about(desc: etree._Element) -> bool:
+    return all(name == f"{{{RDF}}}about" for name in desc.attrib)
+
+
+def _remove_keeping_layout(el: etree._Element) -> None:
+    # lxml drops an element's tail with it; the whitespace that closed the parent must survive, or
+    # a second export of the same values would not give the same bytes.
+    parent = el.getparent()
+    prev = el.getprevious()
+    if el.getnext() is None:
+        if prev is not None:
+            prev.tail = el.tail
+        elif parent is not None:
+            parent.text = el.tail
+    parent.remove(el)
+
+
+def _depth(el: etree._Element) -> int:
+    return sum(1 for _ in el.iterancestors())
+
+
+def _append_description(rdf: etree._Element, about: str, bags: dict[str, list[str]],
+                        alts: dict[str, list[tuple[str, str]]]) -> None:
+    used = {q.split(":")[0] for q in (*bags, *alts)}
+    desc = etree.SubElement(rdf, f"{{{RDF}}}Description", nsmap={p: NS[p] for p in sorted(used)})
+    desc.set(f"{{{RDF}}}about", about)
+    for prop in _ORDER:
+        if prop in bags:
+            container = etree.SubElement(etree.SubElement(desc, _CLARK[prop]), f"{{{RDF}}}Bag")
+            for item in bags[prop]:
+                etree.SubElement(container, f"{{{RDF}}}li").text = item
+        elif prop in alts:
+            container = etree.SubElement(etree.SubElement(desc, _CLARK[prop]), f"{{{RDF}}}Alt")
+            for lang, text in alts[prop]:
+                li = etree.SubElement(container, f"{{{RDF}}}li")
+                li.set(XML_LANG, lang)
+                li.text = text
+    level = _depth(desc)
+    child_ws = "\n" + _INDENT * level
+    close_ws = "\n" + _INDENT * (level - 1)
+    prev = desc.getprevious()
+    if prev is not None:
+        prev.tail = child_ws
+    else:
+        rdf.text = child_ws
+    desc.tail = close_ws
+    etree.indent(desc, space=_INDENT, level=level)
+    desc.tail = close_ws
+
+
+def summary_of(data: bytes) -> dict[str, list[str] | list[tuple[str, str]]]:
+    """imgtag's properties in a document as plain values (bag items; (lang, text) pairs), to compare two
+    documents by meaning: exiftool wraps an embedded packet differently from how we wrote it."""
+    rdf = _rdf_of(parse(data).getroot())
+    assert rdf is not None
+    bags: dict[str, list[str]] = {}
+    alts: dict[str, list[tuple[str, str]]] = {}
+    for desc in rdf.findall(f"{{{RDF}}}Description"):
+        for prop in _ORDER:
+            clark = _CLARK[prop]
+            if desc.get(clark) is not None:
+                _collect(prop, [("x-default", desc.get(clark, ""))], bags, alts)
+            for el in desc.findall(clark):
+                _collect(prop, _items_of(el), bags, alts)
+    return {**bags, **alts}
