@@ -135,3 +135,53 @@ def test_two_workers_share_one_advertised_limit(tmp_path, cluster, fake_anthropi
     assert len(fake.stats.answered_by_key) == 80
     assert fake.stats.rate_limited <= 0.02 * fake.stats.messages_requests, (fake.stats.rate_limited,
                                                                            fake.stats.messages_requests)
+
+
+def _descendants_named(root: int, needle: str) -> list[int]:
+    """Processes under `root` (this test's own Ray cluster) whose command line contains `needle`."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as fh:
+                    ppid = int(fh.read().rsplit(")", 1)[1].split()[1])
+            except (OSError, ValueError, IndexError):
+                continue
+            children.setdefault(ppid, []).append(int(entry))
+    found, stack = [], list(children.get(root, []))
+    while stack:
+        pid = stack.pop()
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as fh:
+                if needle.encode() in fh.read():
+                    found.append(pid)
+        except OSError:
+            pass
+        stack.extend(children.get(pid, []))
+    return found
+
+
+def test_a_worker_killed_mid_task_is_retried_without_a_duplicate_row(tmp_path, cluster, fake_anthropic_factory):
+    n = 28
+    make_images(tmp_path / "in", n)
+    fake = fake_anthropic_factory(latency_s=0.1)
+    out = tmp_path / "out"
+    proc = _driver(["run", str(tmp_path / "in"), "--out", str(out), "--engine", "ray", "--ray-address", cluster,
+                    "--ray-batch-size", "4", "-q"], {**os.environ, **fake.env()})
+    folder = WorkFolder(str(out / "ray-work"))
+    killed: list[int] = []
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline and proc.poll() is None and not killed:
+        if (out / "ray-work" / "results").exists() and folder.result_names():
+            for pid in _descendants_named(os.getpid(), "MapBatches(Asker)")[:1]:
+                os.kill(pid, signal.SIGKILL)
+                killed.append(pid)
+        time.sleep(0.05)
+    assert killed, "no ask actor was found to kill; the test proves nothing"
+    output, _ = proc.communicate(timeout=180)
+    assert proc.returncode == 0, output
+    assert "Traceback" not in output
+    rows = read_jsonl(out / "results.jsonl")
+    assert sorted(r["path"] for r in rows) == sorted(p.name for p in (tmp_path / "in").iterdir())  # one row each
+    assert {r["status"] for r in rows} == {"ok"}
+    assert len(fake.stats.answered_by_key) == n

@@ -114,6 +114,10 @@ class DistributedRun(Run):
                                                validation_retries=1 if self.provider.reask_invalid else 0),
                        pacer_name=name, work_uri=folder.uri, lease_name=pacer_actor.lease_name(store_id))
         request = prepare_template(cfg, target, encode=True, provider=self.provider)
+        # Ray Data lists the manifest with a pool of threads that each import this module on first use; two
+        # imports racing have raised "cannot import name 'HTTPFileSystem'" here. Import it once, first.
+        with contextlib.suppress(ImportError):
+            import fsspec.implementations.http  # noqa: F401
         # Small blocks (capped in number), so decoding and asking spread over every worker and actor.
         blocks = min(MAX_BLOCKS, max(len(paths), -(-self.planned // DECODE_BATCH)))
         ds = ray.data.read_parquet([folder.dataset_path(p) for p in paths]).repartition(blocks)
@@ -213,7 +217,12 @@ class DistributedRun(Run):
             if paths:
                 # Blocking on purpose: the store's SQLite connection belongs to this thread.
                 self.pace = "cluster pacer"
-                problem = self._drain(self._pipeline(paths, folder, store_id), folder, store_id, progress)
+                try:
+                    ds = self._pipeline(paths, folder, store_id)
+                except Exception as exc:  # one sentence, never a Ray traceback; the plan stays for the rerun
+                    problem = f"the Ray pipeline could not start: {_one_line(exc)}"
+                else:
+                    problem = self._drain(ds, folder, store_id, progress)
         finally:
             if self.memory is not None:
                 with contextlib.suppress(Exception):  # remembering the pace must never cost the results
