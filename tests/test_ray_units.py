@@ -123,3 +123,21 @@ def test_the_default_engine_never_imports_ray(tmp_path: Path, fake_anthropic) ->
                            "-q"], env=env, capture_output=True, text=True, timeout=120)
     assert "NO_RAY" in done.stdout, done.stdout + done.stderr
     assert (tmp_path / "o" / "results.jsonl").read_text().count('"ok"') == 2
+
+
+def test_a_cluster_that_cannot_be_reached_is_one_sentence_and_exit_2(tmp_path: Path, fake_anthropic,
+                                                                     monkeypatch) -> None:
+    from imagegen import run_cli
+    from imgtag.request.distributed import cluster
+
+    def refuse(address: str | None, num_cpus: int | None) -> None:
+        raise ConnectionError(f"Failed to connect to Ray cluster at {address}.\nmore detail")
+
+    monkeypatch.setattr(cluster, "connect", refuse)
+    make_images(tmp_path / "in", 2)
+    code, output = run_cli(["run", str(tmp_path / "in"), "--out", str(tmp_path / "o"), "--engine", "ray",
+                            "--ray-address", "10.0.0.9:6379", "-q"], fake_anthropic.env(), monkeypatch)
+    assert code == 2, output
+    assert "cannot use the Ray cluster: ConnectionError: Failed to connect to Ray cluster at 10.0.0.9:6379" in output
+    assert "Traceback" not in output and "more detail" not in output
+    assert fake_anthropic.stats.messages_requests == 0

@@ -198,7 +198,10 @@ class DistributedRun(Run):
         folder.prepare()
         # Connect and take the store's lease before planning: a killed driver's workers (on a cluster that
         # outlives it) stop asking once its lease is gone, so they never race this run for the same jobs.
-        conn = connect(cfg.ray_address, cfg.workers)
+        try:
+            conn = connect(cfg.ray_address, cfg.workers)
+        except Exception as exc:  # wrong address, missing token, cluster down: one sentence, exit 2
+            return self._finish(f"cannot use the Ray cluster: {_one_line(exc)}", config_error=True)
         try:
             lease = take_lease(store_id)
         except RuntimeError as exc:
@@ -233,7 +236,7 @@ class DistributedRun(Run):
             progress.close()
         return self._finish(problem)
 
-    def _finish(self, problem: str | None) -> RunOutcome:
+    def _finish(self, problem: str | None, *, config_error: bool = False) -> RunOutcome:
         # The same ending as the local engine's Run.execute: summary, exports, exit code.
         cfg = self.cfg
         summary = summarize(self.store.db, self.key, run_id=self.run_id)
@@ -256,6 +259,8 @@ class DistributedRun(Run):
             code = EXIT_OK
         if problem is not None:
             message = f"{problem}; everything answered is saved: run the same command to continue"
+        if config_error:
+            code, message = EXIT_CONFIG, problem
         self.store.finish_run(self.run_id, code)
         return RunOutcome(exit_code=code, summary=summary, message=message, exports=exports, export_notes=notes,
                           requests=summary.requests, done_before=self.done_before,
