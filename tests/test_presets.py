@@ -84,7 +84,7 @@ def test_version_changes_with_lang_and_categories() -> None:
 def test_version_covers_each_answer_affecting_input() -> None:
     p = load_preset("ecommerce")
     args = dict(system=p.system, instruction=p.instruction, schema=p.schema, detail=p.detail,
-                max_output_tokens=p.max_output_tokens, lang=p.lang)
+                max_output_tokens=p.max_output_tokens, lang=p.lang, guide=p.guide)
     assert compute_version(**args) == p.version
     changed_schema = {**p.schema, "properties": {**p.schema["properties"], "extra": {"type": "string"}}}
     reordered = {**p.schema, "properties": dict(reversed(list(p.schema["properties"].items())))}

@@ -45,7 +45,8 @@ def test_scan_reports_every_file_exactly_once_with_reasons(tmp_path):
     assert sum(summary["by_status"].values()) == len(on_disk)
     assert summary["distinct_images"] < summary["by_status"]["ok"]  # duplicates are counted once
     for est in summary["estimates"]:
-        assert abs(est["batch_usd"] * 2 - est["standard_usd"]) < 1e-5  # batch is half price
+        # Batch is half price; a cached prefix's one write is a 1-hour one there (2x instead of 1.25x).
+        assert est["standard_usd"] / 2 - 1e-9 <= est["batch_usd"] <= est["standard_usd"] * 0.55
 
 
 def test_scan_human_table_and_rescan_uses_the_store(tmp_path):

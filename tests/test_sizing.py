@@ -88,3 +88,14 @@ def test_fit_size_properties(w: int, h: int, tier: VisionTier, cap: int | None) 
         bh = fh + 1
         bw = min(w, max(1, round(bh * w / h)))
         assert bh > h or not _within(bw, bh, tier, cap)
+
+
+def test_detail_cap_never_takes_the_short_side_below_the_minimum() -> None:
+    # 3:1 panorama at a 512 px cap would be 171 px tall; the cap gives way to keep 200 px.
+    assert fit_size(3000, 1000, STANDARD, max_long_edge=512, min_short_edge=200) == (600, 200)
+    assert fit_size(4000, 3000, STANDARD, max_long_edge=512, min_short_edge=200) == (512, 384)
+    # Never upscales: an image already under the minimum stays as it is.
+    assert fit_size(450, 150, STANDARD, max_long_edge=512, min_short_edge=200) == (450, 150)
+    # And the tier still wins: an extreme strip stays within the tier's patch budget.
+    w, h = fit_size(20000, 1000, STANDARD, max_long_edge=512, min_short_edge=200)
+    assert w <= 1568 and visual_tokens(w, h) <= 1568

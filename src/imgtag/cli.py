@@ -33,6 +33,9 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode=N
                   context_settings={"max_content_width": 100},
                   help="Tag and describe folders of images with vision-language models.")
 
+DetailOpt = Annotated[str | None, typer.Option(
+    metavar="LEVEL", help="Image detail: low | standard | high.  [default: the preset's own]")]
+MaxEdgeOpt = Annotated[int | None, typer.Option(metavar="PX", help="Long-edge cap, overriding the detail level.")]
 OutOpt = Annotated[Path | None, typer.Option(
     "--out", metavar="DIR", envvar="IMGTAG_OUT", show_default=False,
     help="Output folder: holds imgtag.db and the exports.  [default: imgtag-out]")]
@@ -230,6 +233,8 @@ def scan(
                                                help="Preset name or file.  [default: ecommerce]")] = None,
     lang: Annotated[str | None, typer.Option(metavar="CODE", envvar="IMGTAG_LANG",
                                              help="Output language code.")] = None,
+    detail: DetailOpt = None,
+    max_edge: MaxEdgeOpt = None,
     min_side: Annotated[int, typer.Option(metavar="PX", help="Skip images whose short side is smaller.")] = 200,
     max_megapixels: Annotated[float, typer.Option(metavar="MP", help="Refuse images declaring more pixels.")] = 100.0,
     workers: Annotated[int | None, typer.Option(metavar="N", help="Decoding processes.  [default: all cores]")] = None,
@@ -249,7 +254,8 @@ def scan(
     else:
         store_dir = Path(asked) if asked is not None else DEFAULT_OUT
     cfg = _build_config(paths, store_dir, preset=preset, model=model, provider=None, lang=lang, categories=None,
-                        min_side=min_side, max_megapixels=max_megapixels, workers=workers)
+                        min_side=min_side, max_megapixels=max_megapixels, workers=workers, detail=detail,
+                        max_edge=max_edge)
     target = _resolve(cfg)
     _preflight(cfg)
     try:
@@ -274,12 +280,12 @@ def _scan(cfg: RunConfig, target: Any, as_json: bool) -> None:
         note = entry["reason"] or (f"duplicate of {entry['duplicate_of']}" if entry["duplicate_of"] else "")
         if not note and entry["near_duplicate_of"]:
             note = f"near-duplicate of {entry['near_duplicate_of']}"
-        tokens = entry["est_input_tokens"] if entry["est_input_tokens"] is not None else "-"
+        tokens = entry["image_tokens"] if entry["image_tokens"] is not None else "-"  # shows --detail's effect
         rows_out.write(f"{entry['status']:<8} {entry['format'] or '-':<9} {size:>11} {tokens!s:>6}  "
                        f"{entry['path']}{'  — ' + note if note else ''}\n")
 
     if not as_json:
-        rows_out.write(f"{'status':<8} {'format':<9} {'size':>11} {'tokens':>6}  path\n")
+        rows_out.write(f"{'status':<8} {'format':<9} {'size':>11} {'img tk':>6}  path\n")
     with _open_store(cfg.out) as store:
         result = asyncio.run(do_scan(cfg, store, target, emit))
     summary = summary_object(result, target)
@@ -294,7 +300,6 @@ def _scan(cfg: RunConfig, target: Any, as_json: bool) -> None:
 
 
 def _print_scan_summary(console: Console, s: dict[str, Any]) -> None:
-    from rich.table import Table
 
     console.print()
     counts = ", ".join(f"{k} {v}" for k, v in sorted(s["by_status"].items()))
@@ -302,16 +307,9 @@ def _print_scan_summary(console: Console, s: dict[str, Any]) -> None:
                   markup=False)
     if s["by_reason"]:
         console.print("reasons: " + ", ".join(f"{k} {v}" for k, v in sorted(s["by_reason"].items())), markup=False)
-    table = Table(title=f"Estimated cost, preset {s['preset']}", show_edge=False)
-    for col in ("model", "input tokens", "output tokens", "standard", "batch"):
-        table.add_column(col, justify="right" if col != "model" else "left")
-    for e in s["estimates"]:
-        def money(x: float | None) -> str:
-            return usd(x)
-        tokens_in = "unknown" if e["input_tokens"] is None else f"{e['input_tokens']:,}"
-        table.add_row(e["model"], tokens_in, f"{e['output_tokens']:,}", money(e["standard_usd"]),
-                      money(e["batch_usd"]))
-    console.print(table)
+    from imgtag.costview import print_estimates
+
+    print_estimates(console, s["preset"], s["estimates"], s.get("selected_model"))
 
 
 # -- run / retry -----------------------------------------------------------------------------------
@@ -352,6 +350,8 @@ def run(
         metavar="USD", help="Output price per million tokens, for a model imgtag has no prices for.")] = None,
     concurrency: Annotated[int, typer.Option(metavar="N", help="Upper bound on requests in flight.")] = 64,
     workers: Annotated[int | None, typer.Option(metavar="N", help="Decoding processes.  [default: all cores]")] = None,
+    detail: DetailOpt = None,
+    max_edge: MaxEdgeOpt = None,
     min_side: Annotated[int, typer.Option(metavar="PX", help="Skip images whose short side is smaller.")] = 200,
     max_megapixels: Annotated[float, typer.Option(metavar="MP", help="Refuse images declaring more pixels.")] = 100.0,
     skip_near_duplicates: Annotated[bool, typer.Option("--skip-near-duplicates",
@@ -366,6 +366,8 @@ def run(
         metavar="MB", help="Megabytes per batch (API max 256; submitting holds about 3x this in memory).")] = 100.0,
     poll_interval: Annotated[float, typer.Option(metavar="SECONDS",
                                                  help="Batch mode: first poll interval.")] = 5.0,
+    images_per_request: Annotated[int, typer.Option(
+        metavar="K", help="Sync mode: pack up to K labelled images into one request (see README).")] = 1,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress line.")] = False,
     engine: Annotated[str, typer.Option(metavar="NAME",
                                         help="local, or ray: a Ray cluster (docs/scale.md).")] = "local",
@@ -382,6 +384,10 @@ def run(
     Resumable: run the same command again to continue after any interruption; nothing answered is asked twice."""
     if mode not in ("sync", "batch"):
         raise _fail(f"--mode must be sync or batch, not {mode!r}")
+    from imgtag.request.packing import check_images_per_request
+
+    if (problem := check_images_per_request(images_per_request, mode)) is not None:
+        raise _fail(problem)
     from imgtag.request.distributed.cluster import usage_problem
 
     problem = usage_problem(engine, mode, budget, ray_actors, ray_batch_size)
@@ -391,11 +397,12 @@ def run(
     cfg = _build_config(paths, _out(out), preset=preset, model=model, provider=provider, lang=lang,
                         categories=categories, mode=mode, formats=format, dry_run=dry_run, budget=budget,
                         price_in=price_in, price_out=price_out,
-                        concurrency=concurrency, workers=workers, min_side=min_side,
+                        concurrency=concurrency, workers=workers, min_side=min_side, detail=detail, max_edge=max_edge,
                         max_megapixels=max_megapixels, skip_near_duplicates=skip_near_duplicates,
                         timeout=timeout, max_attempts=max_attempts, progress=not quiet, detach=detach,
                         batch_max_requests=batch_max_requests,
                         batch_max_bytes=int(batch_max_mb * 1024 * 1024), poll_interval=poll_interval,
+                        images_per_request=images_per_request,
                         provider_settings={"base_url": base_url} if base_url else {},
                         export_options={**_export_options(txt_template, txt_existing, metadata_overwrite),
                                         **xmp_options},
@@ -523,12 +530,9 @@ def _report(outcome: Any, cfg: RunConfig, target: Any, missing: list[str]) -> No
     if prices is not None and prices.input == prices.output == 0:  # a local model: say why the cost is 0
         console.print(f"{target.model.id}: {target.model.source}", markup=False)
     if cfg.dry_run and outcome.estimator is not None:
-        est = next(iter(outcome.estimator.totals.values()))
-        std, bat = usd(est.standard_usd), usd(est.batch_usd)
-        tokens_in = f"{est.input_tokens:,}" if est.tokens_known else "an unknown number of"
-        console.print(f"dry run: {est.images} images to tag with {target.model.id}, about "
-                      f"{tokens_in} input + {est.output_tokens:,} output tokens; estimated {std} "
-                      f"standard, {bat} batch. Nothing was sent.", markup=False)
+        from imgtag.costview import dry_run_line
+
+        console.print(dry_run_line(next(iter(outcome.estimator.totals.values()))), markup=False)
         return
     counts = ", ".join(f"{k} {v}" for k, v in sorted(s.by_status.items())) or "no files"
     console.print(f"{_n(s.files, 'file')}: {counts}; {_n(s.requests, 'request')}, "

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
-from imgtag.presets import Preset, builtin_names, load_preset
+from imgtag.presets import Preset, builtin_names, load_preset, with_detail
 from imgtag.pricing.catalogue import ModelInfo, catalogue
 from imgtag.store import WorkKey
 
@@ -39,6 +39,9 @@ class RunConfig:
     concurrency: int = 64
     workers: int | None = None
     min_side: int = 200
+    detail: str | None = None  # --detail: overrides the preset's detail level
+    max_edge: int | None = None  # --max-edge: long-edge cap in px
+    images_per_request: int = 1  # --images-per-request: packing (request/packing.py), sync mode
     max_megapixels: float = 100.0
     skip_near_duplicates: bool = False
     timeout: float = 120.0
@@ -72,7 +75,7 @@ class Target:
 
 
 def resolve_target(cfg: RunConfig) -> Target:
-    preset = load_preset(cfg.preset, lang=cfg.lang, categories=cfg.categories)
+    preset = with_detail(load_preset(cfg.preset, lang=cfg.lang, categories=cfg.categories), cfg.detail, cfg.max_edge)
     if cfg.provider == "anthropic":
         # The catalogue is Anthropic's table; skipping the hook spares `scan` a second of SDK import.
         model = catalogue().get(cfg.model or catalogue().default_model)
@@ -96,6 +99,7 @@ def target_meta(cfg: RunConfig, target: Target) -> dict[str, Any]:
             "lang": cfg.lang, "categories": list(cfg.categories) if cfg.categories else None,
             "provider": cfg.provider, "model": target.model.id, "mode": cfg.mode, "formats": cfg.formats,
             "fields": target.preset.fields, "list_fields": target.preset.list_fields,
+            "detail": cfg.detail, "max_edge": cfg.max_edge,
             "schema": target.preset.schema, "txt_template": target.preset.txt_template,
             "base_url": _public_url(cfg.provider_settings.get("base_url")),
             # caption and XMP naming options a later `imgtag export` reuses (see export/writer.py REMEMBERED)

@@ -95,7 +95,8 @@ def retry_plan(out: Path, *, progress: bool = True, force: bool = False) -> Retr
         plan.cfg = RunConfig(inputs=[], out=out, preset=meta["preset"], lang=meta.get("lang"),
                              categories=meta.get("categories"), provider=meta["provider"], model=meta["model"],
                              mode=meta.get("mode") or "sync", formats=meta.get("formats") or "csv,jsonl",
-                             retry_failed=True, progress=progress, source=source,
+                             retry_failed=True, progress=progress, source=source, detail=meta.get("detail"),
+                             max_edge=meta.get("max_edge"),
                              provider_settings={"base_url": meta["base_url"]} if meta.get("base_url") else {},
                              export_options=dict(meta.get("export_options") or {}))
     return plan

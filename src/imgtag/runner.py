@@ -18,6 +18,8 @@ from imgtag.providers.base import ImageInput, Provider
 from imgtag.request.engine import Engine, EngineSettings, WorkItem
 from imgtag.request.learned_limits import Memory
 from imgtag.request.pacer import Pacer
+from imgtag.request.packing import pack_images
+from imgtag.request.warmup import warm_cache_first
 from imgtag.store import Store
 from imgtag.summary import Summary, summarize
 
@@ -145,7 +147,8 @@ class Run:
         self.ingestor = ingestor
         progress = Progress(self.snapshot, stream=stream, enabled=cfg.progress)
         ticker = asyncio.create_task(_tick_forever(progress))
-        estimator = Estimator(self.target.preset, models=[self.target.model.id]) if cfg.dry_run else None
+        estimator = (Estimator(self.target.preset, models=[self.target.model.id], min_short=cfg.min_side)
+                     if cfg.dry_run else None)
         message = None
         fatal = None
         interrupted = False
@@ -167,7 +170,8 @@ class Run:
                 pacer.observe(self.provider.declared_limits())  # a documented rate, for APIs without headers
                 memory = Memory(self.store, self.provider, self.key.provider)
                 memory.seed(pacer)  # start at the pace (and burst) a previous run learned for this account
-                self.engine = Engine(self.store, self.provider, EngineSettings(
+                provider = warm_cache_first(pack_images(self.provider, cfg.images_per_request))
+                self.engine = Engine(self.store, provider, EngineSettings(
                     key=self.key, preset=self.target.preset, model=self.target.model, budget_usd=cfg.budget,
                     max_attempts=cfg.max_attempts,
                     validation_retries=1 if self.provider.reask_invalid else 0), pacer, self.run_id)

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from imgtag.config import RunConfig, Target, prepare_template
+from imgtag.costview import estimate_objects
 from imgtag.ingest.pipeline import Ingested, IngestOptions, Ingestor
 from imgtag.pricing.estimate import Estimator, image_tokens, prompt_tokens
 from imgtag.store import Store
@@ -25,11 +26,11 @@ class ScanResult:
     symlink_loops: int = 0
 
 
-def file_entry(ing: Ingested, store: Store, target: Target, prompt: int) -> dict[str, Any]:
+def file_entry(ing: Ingested, store: Store, target: Target, prompt: int, min_short: int = 200) -> dict[str, Any]:
     r = ing.record
-    est = None
+    est = img = None
     if r.status == "ok" and r.width and r.height:
-        img = image_tokens(r.width, r.height, target.preset, target.model)
+        img = image_tokens(r.width, r.height, target.preset, target.model, min_short)
         est = None if img is None else img + prompt  # None: this model's image tokens are unknown
     return {
         "path": r.display,
@@ -44,12 +45,13 @@ def file_entry(ing: Ingested, store: Store, target: Target, prompt: int) -> dict
         "duplicate_of": store.display_of(ing.duplicate_of),
         "near_duplicate_of": store.display_of(ing.near_duplicate_of),
         "blur": round(r.blur, 2) if r.blur is not None else None,
-        "est_input_tokens": est,
+        "est_input_tokens": est,  # image + prompt + schema, before caching
+        "image_tokens": img,
     }
 
 
 async def scan(cfg: RunConfig, store: Store, target: Target, emit: Callable[[dict[str, Any]], None]) -> ScanResult:
-    result = ScanResult(estimator=Estimator(target.preset))
+    result = ScanResult(estimator=Estimator(target.preset, min_short=cfg.min_side))
     run_id = store.start_run("scan", key=target.key, preset=target.preset.name)
     ingestor = Ingestor(store, IngestOptions(inputs=cfg.inputs, request=prepare_template(cfg, target, encode=False),
                                              workers=cfg.workers, exclude=[str(store.out_dir.resolve())],
@@ -58,7 +60,7 @@ async def scan(cfg: RunConfig, store: Store, target: Target, emit: Callable[[dic
     seen: set[str] = set()
     try:
         async for ing in ingestor.run():
-            entry = file_entry(ing, store, target, prompt)
+            entry = file_entry(ing, store, target, prompt, cfg.min_side)
             emit(entry)
             result.by_status[entry["status"]] += 1
             if entry["reason_code"]:
@@ -81,13 +83,7 @@ async def scan(cfg: RunConfig, store: Store, target: Target, emit: Callable[[dic
 
 def summary_object(result: ScanResult, target: Target) -> dict[str, Any]:
     assert result.estimator is not None
-    estimates = [
-        {"model": t.model, "images": t.images, "input_tokens": t.input_tokens if t.tokens_known else None,
-         "output_tokens": t.output_tokens,
-         "standard_usd": None if t.standard_usd is None else round(t.standard_usd, 6),
-         "batch_usd": None if t.batch_usd is None else round(t.batch_usd, 6)}
-        for t in result.estimator.totals.values()
-    ]
+    estimates = estimate_objects(result.estimator)
     return {
         "summary": True,
         "files": sum(result.by_status.values()),

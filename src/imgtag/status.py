@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from imgtag.costview import status_estimate, status_estimate_line
 from imgtag.money import usd
 from imgtag.store import Store
 from imgtag.store import batches as sb
@@ -51,7 +52,7 @@ def gather(store: Store, meta: dict[str, Any] | None) -> dict[str, Any]:
             "cache_read_input_tokens": s.cache_read_input_tokens, "cost_usd": round(s.cost_usd, 8),
             "requests": s.requests, "batches": batches, "credits_spent": s.credits_spent,
             "credits_remaining": s.credits_remaining, "failures": failures, "failures_total": failed_total,
-            "targets": this + others}
+            "targets": this + others, "estimate": status_estimate(store.db, meta) if meta else None}
 
 
 async def refresh_batches(batches: list[dict[str, Any]], timeout: float = 15.0) -> None:
@@ -89,6 +90,8 @@ def render(report: dict[str, Any], credits_line: str | None) -> list[str]:
     lines.append(f"requests {report['requests']}; tokens in {report['input_tokens']:,}, "
                  f"out {report['output_tokens']:,}, cache write {report['cache_creation_input_tokens']:,}, "
                  f"cache read {report['cache_read_input_tokens']:,}; spent to date {usd(report['cost_usd'])}")
+    if report.get("estimate"):
+        lines.append(status_estimate_line(report["estimate"], report["cost_usd"]))
     if credits_line:
         lines.append(credits_line)
     if report["by_error"]:

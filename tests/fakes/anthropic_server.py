@@ -401,6 +401,7 @@ class _Analysis:
     image_keys: list[str]
     input_tokens_total: int  # estimate, before splitting off cached prefix tokens
     breakpoints: list[_Breakpoint]  # cacheable prefixes (at least the model's minimum), shortest first
+    image_labels: list[str]  # per image: the short text right before it ("Image 2:" -> "Image 2"), or ""
     schema: dict[str, Any] | None
     tool: dict[str, Any] | None  # the tool to call (forced or sole tool), if answering with tool_use
 
@@ -729,20 +730,26 @@ def _analyze_request(body: Any, cfg: FakeConfig) -> _Analysis:
             text = b.get("text") if isinstance(b, dict) and isinstance(b.get("text"), str) else ""
             blocks.append((_text_tokens(text, factor), b, _mark(b)))
     dim_tokens = iter(_visual_tokens(w, h) for _, w, h in dims)
+    image_labels: list[str] = []
     for msg in messages:
         content = msg.get("content")
         if isinstance(content, str):
             blocks.append((_text_tokens(content, factor), content, None))
             continue
+        previous = ""
         for block in content:
             if not isinstance(block, dict):
                 continue
             if block.get("type") == "image":
                 src = block.get("source")
                 tokens = next(dim_tokens, 0) if isinstance(src, dict) and src.get("type") == "base64" else 0
+                if isinstance(src, dict) and src.get("type") == "base64":
+                    # A model reads a short line right before an image as its label ("Image 2:").
+                    image_labels.append(previous.strip().rstrip(":").strip() if len(previous) <= 40 else "")
             else:
                 tokens = _text_tokens(_text_chars_str([block]), factor)
             blocks.append((tokens, block, _mark(block)))
+            previous = block.get("text") if block.get("type") == "text" and isinstance(block.get("text"), str) else ""
     input_total = sum(b[0] for b in blocks)
     breakpoints = _breakpoints(blocks, body, model, cfg)
 
@@ -750,6 +757,7 @@ def _analyze_request(body: Any, cfg: FakeConfig) -> _Analysis:
         image_keys=image_keys,
         input_tokens_total=input_total,
         breakpoints=breakpoints,
+        image_labels=image_labels,
         schema=schema,
         tool=tool,
     )
@@ -762,9 +770,12 @@ def _fit(text: str) -> str:
 class _InstanceMaker:
     """Builds a valid instance of a JSON schema whose strings carry the image key."""
 
-    def __init__(self, root: dict[str, Any], key: str) -> None:
+    def __init__(self, root: dict[str, Any], key: str, labelled: list[tuple[str, str]] | None = None) -> None:
         self.root = root
         self.key = key
+        # (label, image key) per image of a request with several labelled images: an array of objects with a
+        # "label" property gets one item per image, each describing that image (a model answering per label).
+        self.labelled = labelled or []
 
     def _resolve(self, node: dict[str, Any]) -> dict[str, Any]:
         ref = node.get("$ref")
@@ -821,6 +832,14 @@ class _InstanceMaker:
             if hi is not None:
                 n = min(n, hi)
             resolved = self._resolve(items)
+            if self.labelled and "label" in (resolved.get("properties") or {}):
+                out = []
+                for label, key in self.labelled:
+                    item = _InstanceMaker(self.root, key).make(items, name, depth + 1)
+                    if isinstance(item, dict):
+                        item["label"] = label
+                    out.append(item)
+                return out
             enum = resolved.get("enum")
             if isinstance(enum, list) and enum:
                 # Distinct values where possible, so uniqueItems schemas stay valid.
@@ -1538,7 +1557,12 @@ class FakeAnthropicServer:
         if schema is None and tool is None:
             schema = self.config.prompt_schema
         if schema is not None:
-            instance = _InstanceMaker(schema, key).make(schema, "value")
+            labelled = (
+                list(zip(analysis.image_labels, analysis.image_keys, strict=False))
+                if analysis.image_keys and all(analysis.image_labels)
+                else None
+            )
+            instance = _InstanceMaker(schema, key, labelled).make(schema, "value")
         else:
             instance = {
                 "description": _fit(f"An image of mean colour {key}"),
@@ -1608,7 +1632,11 @@ class FakeAnthropicServer:
 
         usage: dict[str, Any] = {
             "input_tokens": analysis.input_tokens_total - cached.read - cached.write,
-            "output_tokens": _out_tokens(used),
+            # The model's tokenizer counts its output too (Haiku 5.5: ~30% more tokens for the same text).
+            "output_tokens": min(
+                int(body["max_tokens"]),
+                math.ceil(_out_tokens(used) * self.config.text_token_factors.get(body["model"], 1.0)),
+            ),
             "cache_creation_input_tokens": cached.write,
             "cache_read_input_tokens": cached.read,
             "cache_creation": {

@@ -441,7 +441,7 @@ def _decode_and_finish(data: bytes, fmt: str, req: PrepareRequest, report: Image
     img, icc = _decode(data, fmt, req, report)
     assert report.width is not None and report.height is not None
     too_small = min(report.width, report.height) < req.min_short_side
-    out_w, out_h = fit_size(report.width, report.height, req.tier, req.max_long_edge)
+    out_w, out_h = fit_size(report.width, report.height, req.tier, req.max_long_edge, req.min_short_side)
     will_encode = req.encode and not too_small
 
     img = _to_srgb(img, icc)
@@ -490,7 +490,7 @@ def _decode(data: bytes, fmt: str, req: PrepareRequest, report: ImageReport) -> 
     # Smallest size the rest of the pipeline needs. fit_size is symmetric in (w, h), so this is
     # right in the stored frame whatever the orientation turns out to be.
     if req.encode and min(w0, h0) >= req.min_short_side:
-        need = fit_size(w0, h0, req.tier, req.max_long_edge)
+        need = fit_size(w0, h0, req.tier, req.max_long_edge, req.min_short_side)
     elif req.want_hashes:
         need = _scaled_size(w0, h0, ANALYSIS_EDGE)
     else:

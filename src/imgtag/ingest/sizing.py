@@ -44,20 +44,26 @@ def _short_for(long_px: int, long0: int, short0: int) -> int:
     return min(short0, max(1, round(long_px * short0 / long0)))
 
 
-def fit_size(width: int, height: int, tier: VisionTier, max_long_edge: int | None = None) -> tuple[int, int]:
+def fit_size(width: int, height: int, tier: VisionTier, max_long_edge: int | None = None,
+             min_short_edge: int | None = None) -> tuple[int, int]:
     """Largest aspect-preserving size within the tier's edge and patch limits; never upscales.
 
     The long edge is capped at ``min(tier.max_long_edge, max_long_edge)`` and the result costs at
     most ``tier.max_patches`` visual tokens. "Largest" is by the long edge: one more pixel there
     would break a limit (or upscale). Agrees with the server rule, e.g. 1920x1080 on STANDARD ->
     (1456, 819) at 1560 tokens.
+
+    ``min_short_edge`` keeps a detail level's cap from shrinking a long, thin image below that short side
+    (a 3:1 panorama at 512 px would be 171 px tall): the cap is raised as far as the tier allows.
     """
     if width <= 0 or height <= 0:
         raise ValueError(f"image size must be positive, got {width}x{height}")
     edge_cap = tier.max_long_edge if max_long_edge is None else min(tier.max_long_edge, max_long_edge)
-    edge_cap = max(1, edge_cap)
     landscape = width >= height
     long0, short0 = (width, height) if landscape else (height, width)
+    if min_short_edge and max_long_edge is not None:
+        edge_cap = max(edge_cap, min(tier.max_long_edge, math.ceil(min_short_edge * long0 / short0)))
+    edge_cap = max(1, edge_cap)
 
     def fits(long_px: int) -> bool:
         short_px = _short_for(long_px, long0, short0)

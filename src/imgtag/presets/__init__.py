@@ -11,6 +11,7 @@ from imgtag.presets.model import (
     builtin_names,
     compute_version,
     load_preset,
+    with_detail,
 )
 
 __all__ = [
@@ -24,4 +25,5 @@ __all__ = [
     "compute_version",
     "language_name",
     "load_preset",
+    "with_detail",
 ]

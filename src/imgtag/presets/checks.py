@@ -31,6 +31,7 @@ KEY_TYPES: dict[str, str] = {
     "instruction": "string",
     "schema": "table",
     "detail": "string",
+    "guide": "string",
     "max_output_tokens": "integer",
     "expected_output_tokens": "integer",
     "lang": "string",

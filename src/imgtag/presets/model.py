@@ -9,6 +9,7 @@ a preset or rewording its one-line description does not.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import hashlib
 import json
 import sys
@@ -19,7 +20,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Literal, cast
 
-from imgtag.presets.checks import check_complete, check_keys
+from imgtag.presets.checks import DETAIL_LEVELS, check_complete, check_keys
 from imgtag.presets.errors import PresetError
 from imgtag.presets.files import SUFFIXES, read_preset_file
 from imgtag.presets.language import language_instruction, normalise_lang
@@ -37,6 +38,9 @@ DEFAULT_PRESET = "ecommerce"
 # For user files that do not say: enough for a handful of short fields, and a typical answer size.
 DEFAULT_MAX_OUTPUT_TOKENS = 1024
 DEFAULT_EXPECTED_OUTPUT_TOKENS = 300
+# --max-edge bounds: below 200 px no image keeps the 200-px short side imgtag guarantees; above 2576 px no
+# model's tier takes more.
+MIN_EDGE, MAX_EDGE = 200, 2576
 
 
 @dataclass(frozen=True)
@@ -53,6 +57,10 @@ class Preset:
     version: str  # 12 hex chars, see compute_version
     fields: list[str]  # top-level property names in schema order (CSV columns)
     list_fields: list[str]  # the array-valued ones (CSV joins them with "|")
+    # Field guidance and a worked example, sent after the system prompt only where it makes the shared prefix
+    # long enough to be cached (see pricing/prefix.py); empty = none.
+    guide: str = ""
+    max_edge: int | None = None  # --max-edge: long-edge cap in px, overriding the detail level's
     # What a .txt caption holds (export format txt), e.g. "{short_caption}"; None = the first field.
     # Not part of the version: it changes an export, not the model's answer.
     txt_template: str | None = None
@@ -91,7 +99,7 @@ def load_preset(
 
 def compute_version(
     *, system: str, instruction: str, schema: dict[str, Any], detail: str, max_output_tokens: int,
-    lang: str | None,
+    lang: str | None, guide: str = "", max_edge: int | None = None,
 ) -> str:
     """sha256 of the canonical JSON of everything that changes the answer, first 12 hex digits.
 
@@ -106,6 +114,11 @@ def compute_version(
         "max_output_tokens": max_output_tokens,
         "lang": lang,
     }
+    # Only when set, so presets without them keep their versions.
+    if guide:
+        payload["guide"] = guide
+    if max_edge is not None:
+        payload["max_edge"] = max_edge
     text = json.dumps(payload, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:12]
 
@@ -199,6 +212,7 @@ def _build(
         system += "\n\n" + language_instruction(code, data.get("untranslated_fields", []))
 
     detail = cast(DetailLevel, data.get("detail", "standard"))
+    guide = str(data.get("guide", "")).strip()
     max_tokens = int(data.get("max_output_tokens", DEFAULT_MAX_OUTPUT_TOKENS))
     expected = int(data.get("expected_output_tokens", min(DEFAULT_EXPECTED_OUTPUT_TOKENS, max_tokens)))
     props: dict[str, Any] = schema["properties"]
@@ -214,12 +228,30 @@ def _build(
         lang=code,
         version=compute_version(
             system=system, instruction=instruction, schema=schema, detail=detail,
-            max_output_tokens=max_tokens, lang=code,
+            max_output_tokens=max_tokens, lang=code, guide=guide,
         ),
         fields=list(props),
         list_fields=[f for f, sub in props.items() if isinstance(sub, dict) and is_array_schema(sub)],
+        guide=guide,
         txt_template=data.get("txt_template"),
     )
+
+
+def with_detail(preset: Preset, detail: str | None = None, max_edge: int | None = None) -> Preset:
+    """The preset with --detail / --max-edge applied. A different image size is a different answer, so the
+    version (the result key) changes with it."""
+    if detail is None and max_edge is None:
+        return preset
+    if detail is not None and detail not in DETAIL_LEVELS:
+        raise PresetError(f"--detail must be one of {', '.join(DETAIL_LEVELS)}, not {detail!r}")
+    if max_edge is not None and not MIN_EDGE <= max_edge <= MAX_EDGE:
+        raise PresetError(f"--max-edge must be between {MIN_EDGE} and {MAX_EDGE} px, not {max_edge}")
+    new_detail = cast(DetailLevel, detail or preset.detail)
+    new_edge = max_edge if max_edge is not None else preset.max_edge
+    version = compute_version(system=preset.system, instruction=preset.instruction, schema=preset.schema,
+                              detail=new_detail, max_output_tokens=preset.max_output_tokens, lang=preset.lang,
+                              guide=preset.guide, max_edge=new_edge)
+    return dataclasses.replace(preset, detail=new_detail, max_edge=new_edge, version=version)
 
 
 def _close_objects(schema: dict[str, Any]) -> None:

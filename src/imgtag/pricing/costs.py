@@ -15,6 +15,8 @@ class Usage:
     output_tokens: int = 0
     cache_creation_input_tokens: int = 0
     cache_read_input_tokens: int = 0
+    # The part of cache_creation_input_tokens written with the 1-hour TTL (billed 2x instead of 1.25x).
+    cache_creation_1h_input_tokens: int = 0
 
     def as_dict(self) -> dict[str, int]:
         return asdict(self)
@@ -25,6 +27,7 @@ class Usage:
             self.output_tokens + other.output_tokens,
             self.cache_creation_input_tokens + other.cache_creation_input_tokens,
             self.cache_read_input_tokens + other.cache_read_input_tokens,
+            self.cache_creation_1h_input_tokens + other.cache_creation_1h_input_tokens,
         )
 
 
@@ -45,12 +48,15 @@ def cost_usd(prices: Prices | None, usage: Usage, *, batch: bool = False, cache_
         input_rate, output_rate = prices.long_input, prices.long_output
     else:
         scale = 1.0
-    write_rate = prices.cache_write_1h if cache_ttl == "1h" else prices.cache_write_5m
+    # Writes the response says were 1-hour ones are billed as such; the rest at the TTL the caller names.
+    one_hour = min(usage.cache_creation_1h_input_tokens, usage.cache_creation_input_tokens)
+    rest = usage.cache_creation_input_tokens - one_hour
+    rest_rate = prices.cache_write_1h if cache_ttl == "1h" else prices.cache_write_5m
     dollars = (
         usage.input_tokens * input_rate
         + usage.output_tokens * output_rate
         + usage.cache_read_input_tokens * prices.cache_read * scale
-        + usage.cache_creation_input_tokens * write_rate * scale
+        + (rest * rest_rate + one_hour * prices.cache_write_1h) * scale
     ) / MILLION
     if batch:
         # The table's batch prices are exactly half; apply the discount uniformly so cache tokens get it too.

@@ -1,24 +1,37 @@
-"""Tokens and dollars before any money is spent."""
+"""Tokens and dollars before any money is spent, caching included.
+
+Per model and mode: every image costs its visual tokens, the instruction and the output; the shared prefix
+(output schema + system prompt [+ guide]) is either sent uncached on every request or, where pricing/prefix.py
+caches it, written once (1.25x for 5 minutes in sync mode, 2x for 1 hour in batch mode) and read at 0.1x by
+every later request. The sync engine sends one request first so only one write is paid (request/warmup.py);
+a batch is assumed to hit the cache after its first request (the fake does; the real API promises "30% to
+98%" hits, so a real batch can cost a little more than the batch figure).
+"""
 
 from __future__ import annotations
 
-import json
+import dataclasses
 from dataclasses import dataclass, field
 
 from imgtag.ingest.sizing import HIGH_RES, STANDARD, VisionTier, fit_size, visual_tokens
 from imgtag.presets import Preset
 from imgtag.pricing.catalogue import ModelInfo, catalogue
 from imgtag.pricing.costs import Usage, cost_usd
+from imgtag.pricing.prefix import PrefixPlan, plan_prefix
 from imgtag.pricing.textcount import estimate_text_tokens
-from imgtag.validate.schema import to_anthropic_schema
 
-# Message framing, role markers and the structured-output preamble the API adds around a schema.
-REQUEST_OVERHEAD_TOKENS = 30
-DETAIL_LONG_EDGE = {"low": 768}
+# Message framing and role markers around the user turn; a guess (the fake bills none, the API a few).
+REQUEST_OVERHEAD_TOKENS = 4
+# Long-edge cap per detail level: "low" is enough to tell a product's type, colour and style (docs/presets.md),
+# and 504 = 18 whole 28-px patches, so no padded partial patch is paid for on the long edge;
+# "standard" is the standard tier (up to 1568 px), "high" the model's own tier (up to 2576 px on 4.7+ models).
+DETAIL_LONG_EDGE = {"low": 504}
+MIN_SHORT_SIDE = 200
 
 
 def max_long_edge_for(preset: Preset) -> int | None:
-    return DETAIL_LONG_EDGE.get(preset.detail)
+    """--max-edge wins over the detail level; a long, thin image keeps a 200-px short side (ingest/sizing.py)."""
+    return preset.max_edge if preset.max_edge is not None else DETAIL_LONG_EDGE.get(preset.detail)
 
 
 def tier_for(preset: Preset, model: ModelInfo) -> VisionTier:
@@ -26,16 +39,20 @@ def tier_for(preset: Preset, model: ModelInfo) -> VisionTier:
     return model.tier if preset.detail == "high" else STANDARD
 
 
+def instruction_tokens(preset: Preset, model: ModelInfo) -> int:
+    return int(estimate_text_tokens(preset.instruction) * model.tokenizer_factor) + REQUEST_OVERHEAD_TOKENS
+
+
 def prompt_tokens(preset: Preset, model: ModelInfo) -> int:
-    schema_text = json.dumps(to_anthropic_schema(preset.schema), ensure_ascii=False)
-    text = preset.system + preset.instruction + schema_text
-    return int(estimate_text_tokens(text) * model.tokenizer_factor) + REQUEST_OVERHEAD_TOKENS
+    """Text tokens of one request, uncached: schema + system [+ guide] + instruction."""
+    return plan_prefix(preset, model).tokens + instruction_tokens(preset, model)
 
 
-def image_tokens(width: int, height: int, preset: Preset, model: ModelInfo) -> int | None:
+def image_tokens(width: int, height: int, preset: Preset, model: ModelInfo,
+                 min_short: int = MIN_SHORT_SIDE) -> int | None:
     """None when the model's image-token rule is unknown (a local server's model): say so, never invent."""
     edge = min((e for e in (max_long_edge_for(preset), model.max_edge) if e), default=None)
-    out_w, out_h = fit_size(width, height, tier_for(preset, model), edge)
+    out_w, out_h = fit_size(width, height, tier_for(preset, model), edge, min_short)
     if model.image_tokens != "claude":
         from imgtag.pricing.image_rules import other_image_tokens
 
@@ -43,8 +60,14 @@ def image_tokens(width: int, height: int, preset: Preset, model: ModelInfo) -> i
     return visual_tokens(out_w, out_h)
 
 
+def output_tokens(preset: Preset, model: ModelInfo) -> int:
+    return int(preset.expected_output_tokens * model.tokenizer_factor)
+
+
 @dataclass(frozen=True)
 class RequestEstimate:
+    """One request, uncached (what the pacer and the budget reserve: never less than it can cost)."""
+
     input_tokens: int
     output_tokens: int
 
@@ -53,54 +76,108 @@ class RequestEstimate:
 
 
 def estimate_request(image_visual_tokens: int, preset: Preset, model: ModelInfo) -> RequestEstimate:
-    return RequestEstimate(
-        input_tokens=image_visual_tokens + prompt_tokens(preset, model),
-        output_tokens=int(preset.expected_output_tokens * model.tokenizer_factor),
-    )
+    return RequestEstimate(input_tokens=image_visual_tokens + prompt_tokens(preset, model),
+                           output_tokens=output_tokens(preset, model))
+
+
+@dataclass(frozen=True)
+class ModeCost:
+    """A whole run in one mode: billed token classes and dollars."""
+
+    input_tokens: int  # uncached input
+    cache_write_tokens: int
+    cache_read_tokens: int
+    output_tokens: int
+    usd: float | None
+    ttl: str | None  # TTL of the cached prefix, None when nothing is cached
+
+    def usage(self) -> Usage:
+        return Usage(self.input_tokens, self.output_tokens, self.cache_write_tokens, self.cache_read_tokens,
+                     self.cache_write_tokens if self.ttl == "1h" else 0)
+
+
+def mode_cost(images: int, image_total: int, preset: Preset, model: ModelInfo, *, batch: bool) -> ModeCost:
+    plan = plan_prefix(preset, model, batch=batch)
+    per_request = instruction_tokens(preset, model)
+    out = images * output_tokens(preset, model)
+    if plan.cache and images:
+        write, read = plan.tokens, plan.tokens * (images - 1)
+        uncached = image_total + images * per_request
+    else:
+        write = read = 0
+        uncached = image_total + images * (plan.tokens + per_request)
+    usage = Usage(uncached, out, write, read, write if plan.cache and plan.ttl == "1h" else 0)
+    usd = cost_usd(model.prices, usage, batch=batch)
+    return ModeCost(uncached, write, read, out, usd, plan.ttl if plan.cache and images else None)
 
 
 @dataclass
 class ModelEstimate:
     model: str
     images: int = 0
-    input_tokens: int = 0
+    image_tokens: int = 0
+    input_tokens: int = 0  # every input token of the run as if nothing were cached (the old figure)
     output_tokens: int = 0
-    standard_usd: float | None = 0.0
-    batch_usd: float | None = 0.0
+    standard_usd: float | None = 0.0  # sync, caching included
+    batch_usd: float | None = 0.0  # batch, caching included
+    sync: ModeCost | None = None
+    batch: ModeCost | None = None
+    per_image: dict[str, float] = field(default_factory=dict)  # where an image's tokens go
+    prefix: PrefixPlan | None = None
     tokens_known: bool = True  # False: the model's image tokens are unknown; input_tokens counts text only
 
 
 @dataclass
 class Estimator:
-    """Accumulates per-model totals over distinct images (width/height after orientation)."""
+    """Accumulates distinct images (width/height after orientation); `totals` prices them per model."""
 
     preset: Preset
     models: list[str] = field(default_factory=lambda: list(catalogue().models))
-    totals: dict[str, ModelEstimate] = field(init=False)
+    min_short: int = MIN_SHORT_SIDE
+    _images: int = field(init=False, default=0)
+    _image_tokens: dict[str, int] = field(init=False)
 
     def __post_init__(self) -> None:
-        self.totals = {m: ModelEstimate(m) for m in self.models}
-        self._prompt = {m: prompt_tokens(self.preset, catalogue().get(m)) for m in self.models}
+        self._infos = {m: catalogue().get(m) for m in self.models}
+        self._image_tokens = {m: 0 for m in self.models}
+        self._known = {m: True for m in self.models}
 
     def add(self, width: int, height: int) -> None:
-        for model_id, total in self.totals.items():
-            info = catalogue().get(model_id)
-            img = image_tokens(width, height, self.preset, info)
+        self._images += 1
+        for model_id, info in self._infos.items():
+            img = image_tokens(width, height, self.preset, info, self.min_short)
             if img is None:
-                total.tokens_known = False
-            est = RequestEstimate(
-                input_tokens=(img or 0) + self._prompt[model_id],
-                output_tokens=int(self.preset.expected_output_tokens * info.tokenizer_factor),
-            )
-            total.images += 1
-            total.input_tokens += est.input_tokens
-            total.output_tokens += est.output_tokens
-            # Unknown image tokens leave the cost unknown too, unless the model is free (a local server).
-            free = info.prices is not None and info.prices.input == 0
-            std = cost_usd(info.prices, est.usage()) if img is not None or free else None
-            bat = cost_usd(info.prices, est.usage(), batch=True) if img is not None or free else None
-            total.standard_usd = None if std is None or total.standard_usd is None else total.standard_usd + std
-            total.batch_usd = None if bat is None or total.batch_usd is None else total.batch_usd + bat
+                self._known[model_id] = False
+            self._image_tokens[model_id] += img or 0
+
+    def estimate(self, model_id: str) -> ModelEstimate:
+        info = self._infos[model_id]
+        n, img = self._images, self._image_tokens[model_id]
+        sync = mode_cost(n, img, self.preset, info, batch=False)
+        batch = mode_cost(n, img, self.preset, info, batch=True)
+        plan = plan_prefix(self.preset, info)
+        per_request_text = plan.tokens + instruction_tokens(self.preset, info)
+        known = self._known[model_id]
+        # Unknown image tokens leave the cost unknown too, unless the model is free (a local server).
+        priced = known or (info.prices is not None and info.prices.input == 0)
+        if not priced:
+            sync, batch = dataclasses.replace(sync, usd=None), dataclasses.replace(batch, usd=None)
+        return ModelEstimate(
+            model=model_id, images=n, image_tokens=img, input_tokens=img + n * per_request_text,
+            output_tokens=sync.output_tokens, standard_usd=sync.usd, batch_usd=batch.usd, sync=sync, batch=batch,
+            per_image={
+                "image": img / n if n else 0.0,
+                "prompt": float(plan.system_tokens + plan.guide_tokens + instruction_tokens(self.preset, info)),
+                "schema": float(plan.schema_tokens),
+                "output": float(output_tokens(self.preset, info)),
+            },
+            prefix=plan, tokens_known=known,
+        )
+
+    @property
+    def totals(self) -> dict[str, ModelEstimate]:
+        return {m: self.estimate(m) for m in self.models}
 
 
-__all__ = ["HIGH_RES", "STANDARD", "Estimator", "ModelEstimate", "RequestEstimate", "estimate_request"]
+__all__ = ["HIGH_RES", "STANDARD", "Estimator", "ModeCost", "ModelEstimate", "RequestEstimate", "estimate_request",
+           "mode_cost"]

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from imgtag.lazy import LazyModule
 from imgtag.pricing.costs import Usage
-from imgtag.pricing.textcount import estimate_text_tokens
+from imgtag.pricing.prefix import plan_prefix
 from imgtag.providers.base import (
     Capabilities,
     ConfigError,
@@ -70,14 +70,20 @@ class AnthropicProvider(Provider):
 
     def build_params(self, image: ImageInput, options: RequestOptions) -> dict[str, Any]:
         preset, model = options.preset, options.model
-        system_block: dict[str, Any] = {"type": "text", "text": preset.system}
-        if cacheable_prefix_tokens(options) >= model.min_cache_tokens:
-            # Identical in every request of a run; only worth marking once it reaches the model's minimum.
-            system_block["cache_control"] = {"type": "ephemeral"}
+        plan = plan_prefix(preset, model, batch=options.batch)
+        system: list[dict[str, Any]] = [{"type": "text", "text": text} for text in plan.system_blocks]
+        if plan.cache:
+            # Identical in every request of a run (batch requests too: identical blocks are what the batch docs
+            # ask for), and long enough for the model's minimum, or the plan would not cache it.
+            mark: dict[str, Any] = {"type": "ephemeral"}
+            if plan.ttl == "1h":
+                mark["ttl"] = "1h"
+            system[-1]["cache_control"] = mark
         params: dict[str, Any] = {
             "model": model.id,
-            "max_tokens": options.max_tokens,
-            "system": [system_block],
+            # The preset's limit is in Haiku 4.5 tokens; a model whose tokenizer counts more gets as much room.
+            "max_tokens": max(1, round(options.max_tokens * model.tokenizer_factor)),
+            "system": system,
             "messages": [
                 {
                     "role": "user",
@@ -106,7 +112,10 @@ class AnthropicProvider(Provider):
     # -- the call ------------------------------------------------------------------------------
 
     async def describe(self, image: ImageInput, options: RequestOptions) -> ModelAnswer:
-        params = self.build_params(image, options)
+        return await self.send_params(self.build_params(image, options))
+
+    async def send_params(self, params: dict[str, Any]) -> ModelAnswer:
+        """One paid request from prepared params (request/packing.py edits them for several images)."""
         try:
             raw = await self.client.messages.with_raw_response.create(**params)
             message = await raw.parse()
@@ -159,11 +168,8 @@ class AnthropicProvider(Provider):
 
 
 def cacheable_prefix_tokens(options: RequestOptions) -> int:
-    """Tokens in the prefix shared by every request (system prompt + the schema the API turns into a prompt)."""
-    import json
-
-    schema_text = json.dumps(to_anthropic_schema(options.preset.schema), ensure_ascii=False)
-    return int(estimate_text_tokens(options.preset.system + schema_text) * options.model.tokenizer_factor)
+    """Tokens in the prefix shared by every request (schema + system prompt, + the guide where it is sent)."""
+    return plan_prefix(options.preset, options.model, batch=options.batch).tokens
 
 
 def answer_from_message(message: Any) -> ModelAnswer:
@@ -177,11 +183,13 @@ def answer_from_message(message: Any) -> ModelAnswer:
         elif kind == "tool_use" and obj is None and isinstance(block.input, dict):
             obj = dict(block.input)
     u = message.usage
+    creation = getattr(u, "cache_creation", None)
     usage = Usage(
         input_tokens=u.input_tokens or 0,
         output_tokens=u.output_tokens or 0,
         cache_creation_input_tokens=getattr(u, "cache_creation_input_tokens", None) or 0,
         cache_read_input_tokens=getattr(u, "cache_read_input_tokens", None) or 0,
+        cache_creation_1h_input_tokens=getattr(creation, "ephemeral_1h_input_tokens", None) or 0,
     )
     refusal = None
     if message.stop_reason == "refusal":

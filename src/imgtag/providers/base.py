@@ -124,6 +124,7 @@ class RequestOptions:
     preset: Preset
     model: ModelInfo
     max_tokens: int
+    batch: bool = False  # a Message Batches request: the cached prefix gets the 1-hour TTL
 
 
 @dataclass(frozen=True)

@@ -162,7 +162,7 @@ class BatchRunner:
         max_tokens = t.preset.max_output_tokens
         if sb.answers_rejected(ctx.store, job_id, TRUNCATED):
             max_tokens = min(MAX_TOKENS_CEILING, max_tokens * 2)  # it was cut off once: room to finish
-        options = RequestOptions(t.preset, t.model, max_tokens)
+        options = RequestOptions(t.preset, t.model, max_tokens, batch=True)
         params = ctx.api.build_params(image, options)
         size = ctx.api.request_bytes(params)
         # Against the flags' and API's byte limit, not a lowered one: a gateway judges a lone request itself.
