@@ -83,6 +83,15 @@ class Run:
         if settled:
             self.finished += 1
 
+    def _claim(self, ing: Ingested, sha: str) -> int | None:
+        """This image's job id, unless this run already sent the job (a byte-identical copy): then it is settled."""
+        job = self.store.job_for(sha, self.key, ing.file_id)
+        if job.id in self.queued:
+            self._count(ing, settled=True)
+            return None
+        self.queued.add(job.id)
+        return job.id
+
     async def work_items(self, ingestor: Ingestor, estimator: Estimator | None) -> AsyncIterator[WorkItem]:
         for_model = self.target.model
         async for ing in ingestor.run(needs_decode=self._needs_decode):
@@ -99,18 +108,16 @@ class Run:
                     estimator.add(ing.record.width or 0, ing.record.height or 0)
                 self._count(ing, settled=True)
                 continue
-            job = self.store.job_for(sha, self.key, ing.file_id)
-            if job.id in self.queued:
-                self._count(ing, settled=True)
+            job_id = self._claim(ing, sha)
+            if job_id is None:
                 continue
-            self.queued.add(job.id)
             report = ing.report
             if report is None or report.encoded is None or report.media_type is None:
                 self._count(ing, settled=True)  # cannot happen with needs_decode, but never send nothing
                 continue
             est = estimate_request(report.visual_tokens or 0, self.target.preset, for_model)
             self.finished += 1
-            yield WorkItem(job_id=job.id, sha256=sha, display=ing.display,
+            yield WorkItem(job_id=job_id, sha256=sha, display=ing.display,
                            image=ImageInput(report.encoded, report.media_type), estimate=est)
 
     def snapshot(self) -> Snapshot:

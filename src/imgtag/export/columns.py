@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from imgtag.export.rows import ExportContext
+from imgtag.validate.parse import json_type
 
 SCALARS = ("string", "integer", "number", "boolean")
 
@@ -67,16 +68,12 @@ def _scalar_kind(schema: dict[str, Any]) -> str | None:
     return "number" if types == "number" else types
 
 
+_SCALAR_KINDS = frozenset({"boolean", "integer", "number", "string"})
+
+
 def _value_kind(value: Any) -> str:
-    if isinstance(value, bool):
-        return "boolean"
-    if isinstance(value, int):
-        return "integer"
-    if isinstance(value, float):
-        return "number"
-    if isinstance(value, str):
-        return "string"
-    return "json"
+    kind = json_type(value)
+    return kind if kind in _SCALAR_KINDS else "json"
 
 
 def coerce(value: Any, kind: str) -> Any:

@@ -27,7 +27,7 @@ from imgtag.export.atomic import _fsync_dir
 from imgtag.export.exiftool import Exiftool, ExiftoolError, find_exiftool
 from imgtag.export.rows import ExportContext, ResultRow
 from imgtag.export.xmp_doc import XmpError, merge, parse, summary_of
-from imgtag.export.xmp_map import XmpValues, values_for
+from imgtag.export.xmp_map import XmpValues, rows_with_values
 
 KIND = "embedded"
 IPTC_KEYWORDS = "IPTC:Keywords"
@@ -68,12 +68,7 @@ def write_xmp_embed(rows: Iterable[ResultRow], ctx: ExportContext) -> list[Path]
     changed = 0
     et: Exiftool | None = None
     try:
-        for row in rows:
-            if row.status != "ok" or not row.fields or not row.source_path:
-                continue
-            values = values_for(row.preset or ctx.preset, row.fields)
-            if values.is_empty():
-                continue
+        for row, values in rows_with_values(rows, ctx.preset):
             if et is None:
                 try:
                     et = Exiftool()

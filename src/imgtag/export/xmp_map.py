@@ -9,10 +9,13 @@ from __future__ import annotations
 
 import re
 import sys
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from functools import lru_cache
 from importlib import resources
 from typing import Any
+
+from imgtag.store.rows import ResultRow
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -140,3 +143,13 @@ def values_for(preset: str | None, fields: dict[str, Any]) -> XmpValues:
                         out.untranslated.add(target.to)
     out.bags = {k: v for k, v in out.bags.items() if v}
     return out
+
+
+def rows_with_values(rows: Iterable[ResultRow], default_preset: str | None) -> Iterator[tuple[ResultRow, XmpValues]]:
+    """The ok rows that have an original to describe and something to write into it, with their values."""
+    for row in rows:
+        if row.status != "ok" or not row.fields or not row.source_path:
+            continue
+        values = values_for(row.preset or default_preset, row.fields)
+        if not values.is_empty():
+            yield row, values

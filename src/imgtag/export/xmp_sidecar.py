@@ -17,7 +17,7 @@ from pathlib import Path
 from imgtag.export.atomic import atomic_write_bytes
 from imgtag.export.rows import ExportContext, ResultRow
 from imgtag.export.xmp_doc import XmpError, merge
-from imgtag.export.xmp_map import values_for
+from imgtag.export.xmp_map import rows_with_values
 
 KIND = "sidecar"
 SIDECAR_SUFFIX = ".xmp"
@@ -87,12 +87,7 @@ def write_xmp(rows: Iterable[ResultRow], ctx: ExportContext) -> list[Path]:
     merged_into = 0
     renamed: list[str] = []
     failed: list[str] = []
-    for row in rows:
-        if row.status != "ok" or not row.fields or not row.source_path:
-            continue
-        values = values_for(row.preset or ctx.preset, row.fields)
-        if values.is_empty():
-            continue
+    for row, values in rows_with_values(rows, ctx.preset):
         source = Path(row.source_path)
         path, gave_up_stem = sidecar_path(source, ctx.xmp_name, stems)
         if gave_up_stem:

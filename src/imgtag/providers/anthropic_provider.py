@@ -28,6 +28,7 @@ from imgtag.providers.base import (
     is_local_error,
     local_reason,
     redact,
+    retry_after_seconds,
 )
 from imgtag.validate.schema import to_anthropic_schema
 
@@ -208,17 +209,6 @@ def _error_message(exc: anthropic.APIStatusError) -> str:
         if isinstance(err, dict) and err.get("message"):
             return " ".join(str(err["message"]).split())[:300]
     return " ".join(str(exc.message).split())[:300]
-
-
-def retry_after_seconds(headers: Mapping[str, str]) -> float | None:
-    for name, scale in (("retry-after-ms", 0.001), ("retry-after", 1.0)):
-        value = headers.get(name)
-        if value:
-            try:
-                return max(0.0, float(value) * scale)
-            except ValueError:
-                continue
-    return None
 
 
 def _reset_seconds(value: str | None) -> float | None:

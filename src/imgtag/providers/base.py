@@ -8,6 +8,7 @@ docs/providers.md walks through writing one; `Capabilities` is what the rest of 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -244,3 +245,15 @@ def local_reason(exc: BaseException) -> str:
         if type(e).__name__ in _LOCAL_ERROR_NAMES:
             return " ".join(f"{type(e).__name__}: {e}".split())[:200]
     return type(exc).__name__
+
+
+def retry_after_seconds(headers: Mapping[str, str]) -> float | None:
+    """How long a server asked us to wait: `retry-after-ms` (OpenAI, Anthropic) before `retry-after` seconds."""
+    for name, scale in (("retry-after-ms", 0.001), ("retry-after", 1.0)):
+        value = headers.get(name)
+        if value:
+            try:
+                return max(0.0, float(value) * scale)
+            except ValueError:
+                continue
+    return None

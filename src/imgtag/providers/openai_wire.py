@@ -22,6 +22,7 @@ from imgtag.providers.base import (
     RateLimitSnapshot,
     RequestOptions,
     Transient,
+    retry_after_seconds,
 )
 from imgtag.validate.schema import describe_constraints, to_openai_schema
 
@@ -160,17 +161,6 @@ def parse_rate_limits(headers: Mapping[str, str]) -> RateLimitSnapshot:
         input_remaining=_int(headers.get("x-ratelimit-remaining-tokens")),
         input_reset_s=duration_seconds(headers.get("x-ratelimit-reset-tokens")),
     )
-
-
-def retry_after_seconds(headers: Mapping[str, str]) -> float | None:
-    for name, scale in (("retry-after-ms", 0.001), ("retry-after", 1.0)):
-        value = headers.get(name)
-        if value:
-            try:
-                return max(0.0, float(value) * scale)
-            except ValueError:
-                continue
-    return None
 
 
 # -- errors --------------------------------------------------------------------------------------

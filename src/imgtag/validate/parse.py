@@ -206,7 +206,7 @@ def _balanced_end(text: str, start: int) -> int | None:
 
 def _checked(value: Any, schema: dict[str, Any], repaired: str | None) -> Parsed:
     if not isinstance(value, dict):
-        return Parsed(None, f"expected a JSON object, got {_json_type(value)}", repaired)
+        return Parsed(None, f"expected a JSON object, got {json_type(value)}", repaired)
     fields = _normalise(value, schema)
     validator = Draft202012Validator(schema, format_checker=Draft202012Validator.FORMAT_CHECKER)
     # dict.fromkeys: jsonschema reports each missing property separately; one line says it once.
@@ -274,7 +274,7 @@ def _describe(error: ValidationError) -> str:
         return f"{where}unexpected field{'s' if len(extra) > 1 else ''} " + ", ".join(repr(k) for k in extra)
     if kind == "type":
         wanted = " or ".join(val) if isinstance(val, list) else val
-        return f"{where}expected {wanted}, got {_json_type(inst)}"
+        return f"{where}expected {wanted}, got {json_type(inst)}"
     if kind == "enum":
         options = ", ".join(_preview(v) for v in val[:8]) + (", …" if len(val) > 8 else "")
         return f"{where}{_preview(inst)} is not one of {options}"
@@ -292,7 +292,8 @@ def _json_path(parts: Iterator[Any] | Any) -> str:
     return out
 
 
-def _json_type(value: Any) -> str:
+def json_type(value: Any) -> str:
+    """The JSON Schema type name of a decoded JSON value (bool before int: True is an int in Python)."""
     if value is None:
         return "null"
     if isinstance(value, bool):

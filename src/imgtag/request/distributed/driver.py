@@ -75,12 +75,10 @@ class DistributedRun(Run):
                         self.done_before += 1
                     self._count(ing, settled=True)
                     continue
-                job = self.store.job_for(sha, self.key, ing.file_id)
-                if job.id in self.queued:
-                    self._count(ing, settled=True)
+                job_id = self._claim(ing, sha)
+                if job_id is None:
                     continue
-                self.queued.add(job.id)
-                writer.add({"job_id": job.id, "sha256": sha, "display": ing.display,
+                writer.add({"job_id": job_id, "sha256": sha, "display": ing.display,
                             "source": os.fsencode(self.store.file_path(ing.file_id)), "store_id": store_id})
             writer.flush()
         finally:
