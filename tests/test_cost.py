@@ -108,8 +108,10 @@ def test_prefix_plan_per_model_from_the_catalogue() -> None:
                                 ("claude-sonnet-4-6", "claude-haiku-4-5", "claude-haiku-5-5"))
     # Sonnet 4.6 (1,024 minimum): the prompt alone falls short; the guide lifts it over, and is sent.
     assert sonnet.cache and sonnet.guide_tokens > 0 and sonnet.tokens >= 1024 * 1.1
-    # Haiku 4.5 (4,096 minimum): out of reach, so the prefix stays small and unmarked.
+    # Haiku 4.5 (4,096 minimum): out of reach, so the prefix is kept small (the compact prompt) and unmarked.
     assert not haiku45.cache and haiku45.guide_tokens == 0
+    assert haiku45.system_blocks == (preset.compact_system,) and haiku45.tokens < 0.6 * sonnet.schema_tokens + \
+        0.6 * sonnet.system_tokens
     # Haiku 5.5 (512 minimum): cached as it is, no guide needed.
     assert haiku55.cache and haiku55.guide_tokens == 0
     assert plan_prefix(preset, cat.get("claude-sonnet-4-6"), batch=True).ttl == "1h"
@@ -129,7 +131,8 @@ def test_request_marks_only_a_cacheable_prefix(monkeypatch: pytest.MonkeyPatch) 
     batch = provider.build_params(image, RequestOptions(preset, cat.get("claude-sonnet-4-6"), 300, batch=True))
     assert batch["system"][-1]["cache_control"] == {"type": "ephemeral", "ttl": "1h"}
     small = provider.build_params(image, RequestOptions(preset, cat.get("claude-haiku-4-5"), 300))
-    assert small["system"] == [{"type": "text", "text": preset.system}]
+    # Uncacheable (Haiku 4.5): the compact prompt, unmarked, so every request pays for fewer tokens.
+    assert small["system"] == [{"type": "text", "text": preset.compact_system}]
     new = provider.build_params(image, RequestOptions(preset, cat.get("claude-haiku-5-5"), 300))
     assert new["thinking"] == {"type": "disabled"} and "cache_control" in new["system"][-1]
 

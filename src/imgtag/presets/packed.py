@@ -41,5 +41,6 @@ def packed_preset(preset: Preset) -> Preset:
     """What the provider is asked with (never what results are stored under: that stays `preset`)."""
     return dataclasses.replace(
         preset, system=preset.system + PACK_NOTE, schema=packed_schema(preset.schema),
+        compact_system=preset.compact_system + PACK_NOTE if preset.compact_system else "",
         instruction=f"{preset.instruction} Answer for every labelled image above.",
         version=f"{preset.version}-packed")

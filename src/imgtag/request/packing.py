@@ -6,6 +6,9 @@ image, ..., the instruction) with a schema that is the same for every pack (an a
 the image's label), and hands each waiting request its own answer back. The engine then validates, stores and
 retries each image exactly as it does for single requests.
 
+Batch mode (request/batch/runner.py) builds the same packed request with `packed_params` and splits the result
+with `split_answer`; the store keeps one batch item per image.
+
 What a failure touches: only the K images of that request. A truncated or unusable answer, or a missing or
 duplicated label, makes only those images' answers invalid (the engine asks again, possibly packed with others);
 a request the API refuses as invalid (one bad image makes a 400) is re-sent one image per request, so the bad

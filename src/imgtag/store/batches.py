@@ -234,12 +234,6 @@ def finish_collection(store: Store, batch_id: str, *, leftover_state: str = "mis
 
 # -- items -------------------------------------------------------------------------------------------
 
-def item(store: Store, cid: str) -> sqlite3.Row | None:
-    return store.db.execute("SELECT b.custom_id, b.batch_id, b.job_id, b.state, j.status AS job_status"
-                            " FROM batch_items b JOIN jobs j ON j.id = b.job_id WHERE b.custom_id=?",
-                            (cid,)).fetchone()
-
-
 def request_items(store: Store, request_cid: str) -> list[sqlite3.Row]:
     """The items (one per image) of the request the API knows by this custom id, in label order."""
     return store.db.execute("SELECT b.custom_id, b.batch_id, b.job_id, b.state, b.position FROM batch_items b"
