@@ -31,7 +31,7 @@ from imgtag.presets.packed import LABEL_FIELD, label_for, packed_preset
 from imgtag.pricing.costs import Usage
 from imgtag.providers.base import ImageInput, ModelAnswer, Permanent, Provider, ProviderError, RequestOptions
 
-MAX_IMAGES_PER_REQUEST = 20  # above 20 images per request the API's stricter per-image size limit applies
+
 def labelled_content(images: list[ImageInput], params: dict[str, Any], instruction: str) -> list[dict[str, Any]]:
     """The user turn: each image after its label, then the instruction; image blocks as the provider built one."""
     template = next(b for b in params["messages"][0]["content"] if b.get("type") == "image")
@@ -164,13 +164,6 @@ def _settle_error(pack: list[tuple[ImageInput, RequestOptions, asyncio.Future[Mo
     for _, _, future in pack:
         if not future.done():
             future.set_exception(exc)
-
-
-def check_images_per_request(value: int, mode: str = "sync") -> str | None:
-    """One sentence for a bad --images-per-request, or None."""
-    if not 1 <= value <= MAX_IMAGES_PER_REQUEST:
-        return f"--images-per-request must be between 1 and {MAX_IMAGES_PER_REQUEST}, not {value}"
-    return None
 
 
 def pack_images(provider: Provider, per_request: int) -> Provider:
