@@ -43,6 +43,25 @@ def test_builtin_loads(name: str) -> None:
     assert preset.schema["additionalProperties"] is False
 
 
+@pytest.mark.parametrize("name", builtin_names())
+def test_builtin_files_pass_the_full_check_a_user_file_gets(name: str) -> None:
+    """load_preset skips the meta-schema check for built-ins (jsonschema would cost every start ~25 ms):
+    this is where each built-in schema is checked against it, as a user's preset is at load."""
+    from imgtag.presets.checks import check_complete
+    from imgtag.presets.model import _builtin_data
+
+    data = _builtin_data(name)
+    check_complete(data, f"presets/builtin/{name}.toml", meta_schema=True)
+    Draft202012Validator.check_schema(data["schema"])
+
+
+def test_user_presets_still_get_the_meta_schema_check(tmp_path: Path) -> None:
+    path = tmp_path / "p.toml"
+    path.write_text('extends = "caption"\n[schema.properties.short_caption]\nmaxLength = "ten"\n', encoding="utf-8")
+    with pytest.raises(PresetError, match="maxLength"):
+        load_preset(str(path))
+
+
 def test_builtin_constraints_match_spec() -> None:
     props = load_preset("ecommerce").schema["properties"]
     assert (props["tags"]["minItems"], props["tags"]["maxItems"]) == (1, 5)

@@ -26,8 +26,8 @@ from typing import Any
 from imgtag.presets import Preset
 from imgtag.pricing.costs import Usage
 from imgtag.providers.base import ImageInput, ModelAnswer, Permanent, Provider, ProviderError, RequestOptions
+from imgtag.request.pack_limits import MAX_IMAGES_PER_REQUEST, check_images_per_request  # noqa: F401  (re-export)
 
-MAX_IMAGES_PER_REQUEST = 20  # above 20 images per request the API's stricter per-image size limit applies
 LABEL_FIELD = "label"
 PACK_NOTE = (
     "\n\nSeveral images can come in one message, each right after its label on a line of its own (\"Image 1:\", "
@@ -184,15 +184,6 @@ def _settle_error(pack: list[tuple[ImageInput, RequestOptions, asyncio.Future[Mo
     for _, _, future in pack:
         if not future.done():
             future.set_exception(exc)
-
-
-def check_images_per_request(value: int, mode: str) -> str | None:
-    """One sentence for a bad --images-per-request, or None."""
-    if not 1 <= value <= MAX_IMAGES_PER_REQUEST:
-        return f"--images-per-request must be between 1 and {MAX_IMAGES_PER_REQUEST}, not {value}"
-    if value > 1 and mode != "sync":
-        return "--images-per-request works in sync mode only; batch mode sends one image per request"
-    return None
 
 
 def pack_images(provider: Provider, per_request: int) -> Provider:
