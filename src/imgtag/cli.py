@@ -644,7 +644,9 @@ def status(out: OutOpt = None,
 
         asyncio.run(st.refresh_batches(report["batches"]))
     if as_json:
-        print(json.dumps(report, ensure_ascii=False))
+        from imgtag.export.jsonline import one_line
+
+        print(one_line(json.dumps(report, ensure_ascii=False)))
         return
     credits = None
     if report["credits_spent"] is not None or report["credits_remaining"] is not None:

@@ -10,6 +10,7 @@ from typing import Any
 
 from imgtag.config import RunConfig, Target, prepare_template
 from imgtag.costview import estimate_objects
+from imgtag.export.jsonline import one_line
 from imgtag.ingest.pipeline import Ingested, IngestOptions, Ingestor
 from imgtag.pricing.estimate import Estimator, image_tokens, prompt_tokens
 from imgtag.store import Store
@@ -101,4 +102,4 @@ def summary_object(result: ScanResult, target: Target) -> dict[str, Any]:
 
 
 def json_line(obj: dict[str, Any]) -> str:
-    return json.dumps(obj, ensure_ascii=False)
+    return one_line(json.dumps(obj, ensure_ascii=False))
