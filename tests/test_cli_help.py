@@ -7,17 +7,20 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 from imagegen import make_images, run_cli
 from imgtag.words import plural
 
 HEAVY = ("anthropic", "openai", "numpy", "scipy", "imagehash", "PIL", "jsonschema", "imgtag.runner")
 
 
-def _loaded_after(code: str, cwd, env_extra: dict[str, str] | None = None) -> list[str]:
+def _loaded_after(code: str, cwd, env_extra: dict[str, str] | None = None,
+                  heavy: tuple[str, ...] = HEAVY) -> list[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("ANTHROPIC_", "IMGTAG_"))}
     env.update(env_extra or {})
     probe = (f"import sys\n{code}\n"
-             f"print('LOADED:' + ','.join(m for m in {HEAVY!r} if m in sys.modules))")
+             f"print('LOADED:' + ','.join(m for m in {heavy!r} if m in sys.modules))")
     proc = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=env, cwd=cwd,
                           timeout=60)
     line = next((x for x in proc.stdout.splitlines() if x.startswith("LOADED:")), None)
@@ -28,15 +31,24 @@ def _loaded_after(code: str, cwd, env_extra: dict[str, str] | None = None) -> li
 def test_help_and_version_import_nothing_heavy(tmp_path):
     for argv in (["imgtag", "--help"], ["imgtag", "--version"], ["imgtag", "run", "--help"]):
         code = (f"sys.argv = {argv!r}\nfrom imgtag.cli import main\ntry:\n    main()\nexcept SystemExit:\n    pass")
-        assert _loaded_after(code, tmp_path) == [], argv
+        assert _loaded_after(code, tmp_path, heavy=NOT_FOR_CONFIG_ERRORS) == [], argv
 
 
-def test_missing_key_is_reported_before_the_sdk_or_decoders_load(tmp_path):
+# What a configuration error must be reported without (bench/startup.py): the SDKs and decoders, and the
+# ~20-50 ms each of pydantic (typer's coercion), jsonschema, PyYAML, asyncio and the exporters behind --format.
+NOT_FOR_CONFIG_ERRORS = (*HEAVY, "pydantic", "yaml", "asyncio", "imgtag.export.parquet", "imgtag.export.xmp_embed",
+                         "imgtag.request.packing", "rich.console")
+
+
+@pytest.mark.parametrize("flags", [[], ["--images-per-request", "0"], ["--format", "csv,pdf"],
+                                   ["--preset", "no-such-preset"], ["--price-in", "1"]],
+                         ids=["missing-key", "pack-flag", "format", "preset", "price"])
+def test_configuration_errors_are_reported_before_anything_heavy_loads(tmp_path, flags):
     make_images(tmp_path / "in", 1)
-    argv = ["imgtag", "run", str(tmp_path / "in"), "--out", str(tmp_path / "o")]
+    argv = ["imgtag", "run", str(tmp_path / "in"), "--out", str(tmp_path / "o"), *flags]
     code = (f"sys.argv = {argv!r}\nfrom imgtag.cli import main\ntry:\n    main()\nexcept SystemExit as e:\n"
             f"    assert e.code == 2, e.code")
-    assert _loaded_after(code, tmp_path) == ["jsonschema"]  # the preset is checked; nothing else heavy
+    assert _loaded_after(code, tmp_path, heavy=NOT_FOR_CONFIG_ERRORS) == []
     assert not (tmp_path / "o").exists()
 
 

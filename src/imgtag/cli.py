@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import re
@@ -11,16 +10,17 @@ from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
-import click
 import typer
 from typer.core import TyperCommand
 
 from imgtag import __version__
+from imgtag.cliparams import FastGroup
 from imgtag.exits import EXIT_CONFIG, EXIT_FAILED, EXIT_OK
 from imgtag.money import usd
 
 if TYPE_CHECKING:  # imported where used: `--help` and configuration errors must not pay for them (bench/startup.py)
     from rich.console import Console
+    from typer._click import Context
 
     from imgtag.config import RunConfig
     from imgtag.runner import Run
@@ -29,7 +29,7 @@ ENV_HELP = ("Environment: ANTHROPIC_API_KEY (needed for paid commands), ANTHROPI
             "gateway), IMGTAG_PRESET, IMGTAG_MODEL, IMGTAG_PROVIDER, IMGTAG_LANG, IMGTAG_CATEGORIES, IMGTAG_OUT. "
             "Lowest precedence: ./imgtag.toml (docs/config.md). Exit codes: 0 all done, 1 finished with failures "
             "or images left pending, 2 usage or configuration error.")
-app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode=None, epilog=ENV_HELP,
+app = typer.Typer(cls=FastGroup, add_completion=False, no_args_is_help=True, rich_markup_mode=None, epilog=ENV_HELP,
                   context_settings={"max_content_width": 100},
                   help="Tag and describe folders of images with vision-language models.")
 
@@ -61,10 +61,10 @@ class _PlainHelp(TyperCommand):
         text = re.sub(r"\{(\w+)\}\.\.\.", r"\1...", text)
         return re.sub(r"(\w+) <list\[str\]>", lambda m: (m.group(1) + "...").ljust(len(m.group(0))), text)
 
-    def get_help(self, ctx: click.Context) -> str:
+    def get_help(self, ctx: Context) -> str:
         return self._plain(super().get_help(ctx))
 
-    def get_usage(self, ctx: click.Context) -> str:
+    def get_usage(self, ctx: Context) -> str:
         return self._plain(super().get_usage(ctx))
 
 
@@ -83,7 +83,9 @@ def _console(err: bool = True) -> Console:
 
 
 def _fail(message: str, code: int = EXIT_CONFIG) -> typer.Exit:
-    _console().print(f"imgtag: {message}", markup=False)
+    # Plain text, not rich: nothing to style, and a configuration error should not wait for rich to load.
+    sys.stderr.write(f"imgtag: {message}\n")
+    sys.stderr.flush()
     return typer.Exit(code)
 
 
@@ -238,10 +240,16 @@ def scan(
     min_side: Annotated[int, typer.Option(metavar="PX", help="Skip images whose short side is smaller.")] = 200,
     max_megapixels: Annotated[float, typer.Option(metavar="MP", help="Refuse images declaring more pixels.")] = 100.0,
     workers: Annotated[int | None, typer.Option(metavar="N", help="Decoding processes.  [default: all cores]")] = None,
+    images_per_request: Annotated[int, typer.Option(
+        metavar="K", help="Estimate with up to K labelled images per request (see run).")] = 1,
 ) -> None:
     """Check images and estimate the cost, offline (spends nothing).
 
     Discovers, prefilters and preprocesses exactly as `run` would, without any request."""
+    from imgtag.request.pack_limits import check_images_per_request
+
+    if (problem := check_images_per_request(images_per_request)) is not None:
+        raise _fail(problem)
     asked = _setting(out, "IMGTAG_OUT", "out", None)
     # scan creates a store only where asked (--out, IMGTAG_OUT, imgtag.toml) or reuses ./imgtag-out if it
     # already holds one; otherwise it works in a temporary folder removed at the end.
@@ -255,7 +263,7 @@ def scan(
         store_dir = Path(asked) if asked is not None else DEFAULT_OUT
     cfg = _build_config(paths, store_dir, preset=preset, model=model, provider=None, lang=lang, categories=None,
                         min_side=min_side, max_megapixels=max_megapixels, workers=workers, detail=detail,
-                        max_edge=max_edge)
+                        max_edge=max_edge, images_per_request=images_per_request)
     target = _resolve(cfg)
     _preflight(cfg)
     try:
@@ -287,6 +295,8 @@ def _scan(cfg: RunConfig, target: Any, as_json: bool) -> None:
     if not as_json:
         rows_out.write(f"{'status':<8} {'format':<9} {'size':>11} {'img tk':>6}  path\n")
     with _open_store(cfg.out) as store:
+        import asyncio
+
         result = asyncio.run(do_scan(cfg, store, target, emit))
     summary = summary_object(result, target)
     if as_json:
@@ -367,7 +377,7 @@ def run(
     poll_interval: Annotated[float, typer.Option(metavar="SECONDS",
                                                  help="Batch mode: first poll interval.")] = 5.0,
     images_per_request: Annotated[int, typer.Option(
-        metavar="K", help="Sync mode: pack up to K labelled images into one request (see README).")] = 1,
+        metavar="K", help="Pack up to K labelled images into one request (see README).")] = 1,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress line.")] = False,
     engine: Annotated[str, typer.Option(metavar="NAME",
                                         help="local, or ray: a Ray cluster (docs/scale.md).")] = "local",
@@ -384,9 +394,9 @@ def run(
     Resumable: run the same command again to continue after any interruption; nothing answered is asked twice."""
     if mode not in ("sync", "batch"):
         raise _fail(f"--mode must be sync or batch, not {mode!r}")
-    from imgtag.request.packing import check_images_per_request
+    from imgtag.request.pack_limits import check_images_per_request
 
-    if (problem := check_images_per_request(images_per_request, mode)) is not None:
+    if (problem := check_images_per_request(images_per_request)) is not None:
         raise _fail(problem)
     from imgtag.request.distributed.cluster import usage_problem
 
@@ -424,12 +434,13 @@ def _check_export_options(formats: str, options: dict[str, Any], fields: list[st
                           preset_template: str | None) -> None:
     """Refuse a caption template naming no field of this preset before anything is spent or written."""
     from imgtag.export import parse_formats
-    from imgtag.export.captions import check_template
 
     try:
         if "txt" in parse_formats(formats):
             template = options.get("txt_template") or preset_template
             if template:
+                from imgtag.export.captions import check_template  # the txt writer's module: only for txt
+
                 check_template(template, fields)
     except ValueError as exc:
         raise _fail(str(exc)) from None
@@ -465,6 +476,8 @@ def _execute(cfg: RunConfig, command: str) -> None:
         if not cfg.dry_run:
             _switch_target(store, target_meta(cfg, target), cfg.formats)
         runner = _runner_class(cfg)(cfg, store, target, provider_obj, command=command)
+        import asyncio  # ~25 ms: not on the path of --help and configuration errors
+
         try:
             outcome = asyncio.run(_run_and_close(runner, provider_obj))
         except KeyboardInterrupt:
@@ -627,9 +640,13 @@ def status(out: OutOpt = None,
         meta = _select_target(store, preset, model)
         report = st.gather(store, meta)
     if report["batches"]:
+        import asyncio
+
         asyncio.run(st.refresh_batches(report["batches"]))
     if as_json:
-        print(json.dumps(report, ensure_ascii=False))
+        from imgtag.export.jsonline import one_line
+
+        print(one_line(json.dumps(report, ensure_ascii=False)))
         return
     credits = None
     if report["credits_spent"] is not None or report["credits_remaining"] is not None:

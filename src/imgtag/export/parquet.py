@@ -21,20 +21,10 @@ from imgtag.export.results import _clean, _round_cost
 from imgtag.export.rows import USAGE_KEYS, ExportContext, ResultRow
 
 PARQUET_NAME = "results.parquet"
-INSTALL_HINT = "the parquet format needs pyarrow: pip install 'imgtag[parquet]'"
 BATCH_ROWS = 10_000
 
 _FIXED = ("path", "status", "sha256", "error_type", "error_message", "model", "preset", "preset_version",
           "provider", "mode", *USAGE_KEYS, "cost_usd", "duplicate_of")
-
-
-def available() -> bool:
-    try:
-        import pyarrow
-        import pyarrow.parquet  # noqa: F401
-    except ImportError:
-        return False
-    return True
 
 
 def arrow_schema(ctx: ExportContext) -> Any:

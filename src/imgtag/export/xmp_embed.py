@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from imgtag.export.atomic import _fsync_dir
-from imgtag.export.exiftool import Exiftool, ExiftoolError, find_exiftool
+from imgtag.export.exiftool import MISSING_EXIFTOOL, Exiftool, ExiftoolError, find_exiftool
 from imgtag.export.rows import ExportContext, ResultRow
 from imgtag.export.xmp_doc import XmpError, merge, parse, summary_of
 from imgtag.export.xmp_map import XmpValues, rows_with_values
@@ -56,8 +56,7 @@ def exiftool_available() -> bool:
 
 
 def missing_exiftool_message() -> str:
-    return ("--format xmp-embed needs exiftool, which is not installed "
-            "(Debian/Ubuntu: apt install libimage-exiftool-perl; macOS: brew install exiftool)")
+    return MISSING_EXIFTOOL
 
 
 def write_xmp_embed(rows: Iterable[ResultRow], ctx: ExportContext) -> list[Path]:

@@ -11,11 +11,13 @@ import threading
 from collections.abc import Iterable, Sequence, Sized
 
 from imgtag.ingest.discover import DiscoveryStats, discover
+from imgtag.ingest.sidecars import SidecarRule
 
 
 class FileCounter:
     def __init__(self, inputs: Sequence[str], *, exclude: Sequence[str] = (),
-                 source: Iterable[object] | None = None) -> None:
+                 source: Iterable[object] | None = None, sidecars: SidecarRule | None = None) -> None:
+        self._sidecars = sidecars
         self.total: int | None = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -36,7 +38,7 @@ class FileCounter:
     def _walk(self, inputs: list[str], exclude: list[str]) -> None:
         n = 0
         try:
-            for _ in discover(inputs, stats=DiscoveryStats(), exclude=exclude):
+            for _ in discover(inputs, stats=DiscoveryStats(), exclude=exclude, sidecars=self._sidecars):
                 if self._stop.is_set():
                     return
                 n += 1

@@ -18,6 +18,8 @@ Design choices, and why:
   and counted. Folders already walked completely are skipped globally.
 * The extension never filters anything: files with no or a wrong extension must still be seen,
   and format identification by content happens later.
+* Sidecars (``photo.jpg.xmp``, captions, ``metadata.jsonl``: see ``sidecars.py``) are dropped by name when
+  the caller passes a rule, so a rerun does not report imgtag's own exports as files that are not images.
 * Nothing at discovery time stops the run: an unreadable folder, a broken symlink or a FIFO
   becomes a ``Discovered`` with a one-line ``problem`` that the store records.
 * Globs are matched here rather than with :mod:`glob`, which does not sort, does not guard
@@ -35,9 +37,11 @@ import os
 import re
 import stat
 import sys
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TextIO
+
+from imgtag.ingest.sidecars import SidecarRule, image_stems
 
 __all__ = ["Discovered", "DiscoveryStats", "discover", "printable"]
 
@@ -62,6 +66,7 @@ class DiscoveryStats:
     symlink_loops: int = 0
     missing_args: list[str] = field(default_factory=list)  # arguments that matched nothing
     duplicates_suppressed: int = 0  # same (st_dev, st_ino) reached more than once
+    sidecars: int = 0  # XMP/JSON/caption sidecars and metadata.jsonl beside the images (ingest/sidecars.py)
 
 
 # Names that are never content: OS metadata droppings. Compared case-folded because the
@@ -289,13 +294,23 @@ class _Frame:
     states: frozenset[int] | None  # glob states, or None when everything inside is wanted
     key: _Key
     names: Iterator[str]
+    listing: list[str]  # the same names, for the sidecar rule's image stems (computed only when asked)
+    stems: frozenset[str] | None = None
+
+    def image_stems(self) -> frozenset[str]:
+        if self.stems is None:
+            self.stems = image_stems(self.listing)
+        return self.stems
 
 
 class _Discoverer:
     def __init__(
-        self, stats: DiscoveryStats, exclude: Sequence[str], follow_symlinks: bool, stdin: TextIO | None
+        self, stats: DiscoveryStats, exclude: Sequence[str], follow_symlinks: bool, stdin: TextIO | None,
+        sidecars: SidecarRule | None = None,
     ) -> None:
         self.stats = stats
+        self.sidecars = sidecars
+        self._parent_stems: tuple[str, frozenset[str]] | None = None  # for files given directly: last folder
         self.follow_symlinks = follow_symlinks
         self.stdin = stdin
         self.seen = _Identities()  # every file (or bad entry) already reported
@@ -369,7 +384,7 @@ class _Discoverer:
             return
         if stat.S_ISDIR(st.st_mode):
             yield from self._walk(path, st, shown, root=path, display="" if self.solo else _prefix(arg), states=None)
-        else:
+        elif not self._is_sidecar(path, os.path.basename(path), lambda: self._stems_of_parent(path)):
             yield from self._file(path, st, shown, None)
 
     def _glob(self, pattern: str, shown: str) -> Iterator[Discovered]:
@@ -489,7 +504,8 @@ class _Discoverer:
             elif as_file:
                 if frame.states is not None:
                     self.matches += 1
-                yield from self._file(child, st, printable(shown_rel), frame.root)
+                if not self._is_sidecar(child, name, frame.image_stems):
+                    yield from self._file(child, st, printable(shown_rel), frame.root)
 
     def _enter(
         self,
@@ -529,8 +545,27 @@ class _Discoverer:
         if states is None:
             self.walked.add(key)
         on_path.add(key)
-        stack.append(_Frame(path, display, root, states, key, iter(names)))
+        stack.append(_Frame(path, display, root, states, key, iter(names), names))
         return None
+
+    # -- sidecars ----------------------------------------------------------------------------
+
+    def _is_sidecar(self, path: str, name: str, stems: Callable[[], frozenset[str]]) -> bool:
+        if self.sidecars is None or not self.sidecars.ignores(path, name, stems):
+            return False
+        self.stats.sidecars += 1
+        return True
+
+    def _stems_of_parent(self, path: str) -> frozenset[str]:
+        # Files given one by one (a shell glob) come folder by folder: keep the last folder's stems only.
+        parent = os.path.dirname(path)
+        if self._parent_stems is None or self._parent_stems[0] != parent:
+            try:
+                names = os.listdir(parent)
+            except OSError:
+                names = []
+            self._parent_stems = (parent, image_stems(names))
+        return self._parent_stems[1]
 
     # -- reporting ---------------------------------------------------------------------------
 
@@ -574,6 +609,7 @@ def discover(
     stats: DiscoveryStats | None = None,
     exclude: Sequence[str] = (),
     follow_symlinks: bool = True,
+    sidecars: SidecarRule | None = None,
 ) -> Iterator[Discovered]:
     """Yield every file named by ``inputs`` exactly once, lazily and in a reproducible order.
 
@@ -585,7 +621,9 @@ def discover(
     ``exclude``: folders never to descend into, such as the tool's own output folder.
     ``follow_symlinks``: whether symlinks met while walking are followed; when False they are
     skipped. A symlink given as an argument is always followed.
+    ``sidecars``: when given, files it calls sidecars (``photo.jpg.xmp``, captions, ...) are dropped silently
+    and counted in ``stats.sidecars``.
     """
-    walker = _Discoverer(stats if stats is not None else DiscoveryStats(), exclude, follow_symlinks, stdin)
+    walker = _Discoverer(stats if stats is not None else DiscoveryStats(), exclude, follow_symlinks, stdin, sidecars)
     walker.solo = len(inputs) == 1
     yield from walker.run(inputs)

@@ -19,7 +19,9 @@ from imgtag.ingest.count import FileCounter
 from imgtag.ingest.discover import Discovered, DiscoveryStats, discover
 from imgtag.ingest.prefilter import NearDuplicateIndex
 from imgtag.ingest.preprocess import ImageReport, PrepareRequest, new_pool, prepare
+from imgtag.ingest.sidecars import LedgerPaths, SidecarRule
 from imgtag.store import FileRecord, Store
+from imgtag.store.db import DB_NAME
 
 
 @dataclass(frozen=True)
@@ -87,6 +89,9 @@ class Ingestor:
         self.near = NearDuplicateIndex(options.near_duplicate_distance)
         self._pool: ProcessPoolExecutor | None = None
         self._counter: FileCounter | None = None
+        # Sidecars beside the images (ours from earlier exports, or other tools') are not images: never rows.
+        self._ledger = LedgerPaths((store.out_dir / DB_NAME).resolve())
+        self.sidecars = SidecarRule(ours=self._ledger)
 
     def _new_pool(self) -> ProcessPoolExecutor:
         # Never a plain fork: a forked worker would inherit the store's lock and SQLite descriptors, keep the
@@ -113,6 +118,7 @@ class Ingestor:
     def close(self) -> None:
         if self._counter is not None:
             self._counter.stop()
+        self._ledger.close()
         if self._pool is not None:
             self._pool.shutdown(wait=True, cancel_futures=True)
             self._pool = None
@@ -126,7 +132,7 @@ class Ingestor:
         it: Iterator[Discovered] = (
             iter(self.options.source) if self.options.source is not None
             else discover(self.options.inputs, stdin=self.options.stdin, stats=self.counters.stats,
-                          exclude=self.options.exclude))
+                          exclude=self.options.exclude, sidecars=self.sidecars))
 
         def chunk() -> list[Discovered]:
             out: list[Discovered] = []
@@ -154,7 +160,7 @@ class Ingestor:
         limit = max_in_flight or 2 * (self.options.workers or os.cpu_count() or 1)
         window: deque[asyncio.Future[Ingested]] = deque()
         self._counter = FileCounter(self.options.inputs, exclude=self.options.exclude,
-                                    source=self.options.source).start()
+                                    source=self.options.source, sidecars=self.sidecars).start()
         try:
             async for d in self._discovered():
                 self.counters.discovered += 1

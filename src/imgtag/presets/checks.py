@@ -8,13 +8,13 @@ limits in range, the schema a valid and usable JSON Schema).
 from __future__ import annotations
 
 import difflib
-from typing import Any
-
-from jsonschema import Draft202012Validator
-from jsonschema.exceptions import SchemaError
+from typing import TYPE_CHECKING, Any
 
 from imgtag.presets.errors import PresetError
 from imgtag.validate.schema import KNOWN_KEYWORDS, SUBSCHEMA_MAP, is_array_schema, is_object_schema, iter_subschemas
+
+if TYPE_CHECKING:  # jsonschema (~25 ms to import) loads only when a user's schema is checked
+    from jsonschema.exceptions import SchemaError
 
 DETAIL_LEVELS = ("low", "standard", "high")
 # Below 64 tokens no preset's JSON fits; above 16384 the SDK insists on streaming (api-facts D), and no
@@ -32,6 +32,7 @@ KEY_TYPES: dict[str, str] = {
     "schema": "table",
     "detail": "string",
     "guide": "string",
+    "system_compact": "string",
     "max_output_tokens": "integer",
     "expected_output_tokens": "integer",
     "lang": "string",
@@ -60,8 +61,11 @@ def check_keys(raw: dict[str, Any], label: str, *, user: bool) -> None:
         raise PresetError(f"{label}: 'remove_fields' only applies together with 'extends'")
 
 
-def check_complete(data: dict[str, Any], label: str) -> None:
-    """The merged preset: everything needed is there and usable."""
+def check_complete(data: dict[str, Any], label: str, *, meta_schema: bool = True) -> None:
+    """The merged preset: everything needed is there and usable.
+
+    meta_schema=False skips checking the schema against the JSON Schema meta-schema (jsonschema): for the
+    built-ins, which tests/test_presets.py checks in full, so `imgtag run` starts without importing it."""
     for key, what in (("system", "the system prompt"), ("instruction", "the user instruction")):
         if not str(data.get(key, "")).strip():
             raise PresetError(f"{label}: missing {key!r} ({what})")
@@ -81,7 +85,7 @@ def check_complete(data: dict[str, Any], label: str) -> None:
         raise PresetError(
             f"{label}: 'expected_output_tokens' must be between 1 and max_output_tokens, got {expected}"
         )
-    check_schema(data["schema"], label)
+    check_schema(data["schema"], label, meta_schema=meta_schema)
     fields = list(data["schema"]["properties"])
     for name in data.get("untranslated_fields", []):
         if name not in fields:
@@ -91,12 +95,16 @@ def check_complete(data: dict[str, Any], label: str) -> None:
             )
 
 
-def check_schema(schema: dict[str, Any], label: str) -> None:
+def check_schema(schema: dict[str, Any], label: str, *, meta_schema: bool = True) -> None:
     """A valid draft 2020-12 schema, no unknown keywords, and shaped like a preset answer."""
-    try:
-        Draft202012Validator.check_schema(schema)
-    except SchemaError as exc:
-        raise PresetError(f"{label}: {_schema_error(exc)}") from None
+    if meta_schema:
+        from jsonschema import Draft202012Validator
+        from jsonschema.exceptions import SchemaError
+
+        try:
+            Draft202012Validator.check_schema(schema)
+        except SchemaError as exc:
+            raise PresetError(f"{label}: {_schema_error(exc)}") from None
 
     for path, node in iter_subschemas(schema, "schema"):
         for key in node:

@@ -9,7 +9,7 @@ import costs one line of explanation, never a traceback.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from importlib import import_module, metadata
+from importlib import import_module
 from typing import Any
 
 from imgtag.providers.base import ConfigError, Provider
@@ -34,6 +34,8 @@ class ProviderSpec:
 
 def available() -> dict[str, ProviderSpec]:
     """Every installed provider by name; a built-in wins over an entry point of the same name."""
+    from importlib import metadata  # scanning installed packages costs ~10-20 ms: only when asked
+
     specs: dict[str, ProviderSpec] = {}
     for ep in metadata.entry_points(group=ENTRY_POINT_GROUP):
         dist = getattr(ep, "dist", None)
@@ -46,7 +48,8 @@ def available() -> dict[str, ProviderSpec]:
 
 def provider_class(name: str) -> type[Provider]:
     """The class registered under `name`; ConfigError (one sentence) when unknown or when it fails to load."""
-    spec = available().get(name)
+    # A built-in wins over an entry point of the same name anyway: no need to scan installed packages for it.
+    spec = ProviderSpec(name, BUILTIN[name], "imgtag") if name in BUILTIN else available().get(name)
     if spec is None:
         raise ConfigError(f"Unknown provider {name!r}: choose one of {', '.join(available())}.")
     try:
