@@ -10,6 +10,7 @@ from typing import Any
 
 from imgtag.config import RunConfig, Target, prepare_template
 from imgtag.costview import estimate_objects
+from imgtag.export.jsonline import one_line
 from imgtag.ingest.pipeline import Ingested, IngestOptions, Ingestor
 from imgtag.pricing.estimate import Estimator, image_tokens, prompt_tokens
 from imgtag.store import Store
@@ -51,7 +52,7 @@ def file_entry(ing: Ingested, store: Store, target: Target, prompt: int, min_sho
 
 
 async def scan(cfg: RunConfig, store: Store, target: Target, emit: Callable[[dict[str, Any]], None]) -> ScanResult:
-    result = ScanResult(estimator=Estimator(target.preset, min_short=cfg.min_side))
+    result = ScanResult(estimator=Estimator(target.preset, min_short=cfg.min_side, per_request=cfg.images_per_request))
     run_id = store.start_run("scan", key=target.key, preset=target.preset.name)
     ingestor = Ingestor(store, IngestOptions(inputs=cfg.inputs, request=prepare_template(cfg, target, encode=False),
                                              workers=cfg.workers, exclude=[str(store.out_dir.resolve())],
@@ -101,4 +102,4 @@ def summary_object(result: ScanResult, target: Target) -> dict[str, Any]:
 
 
 def json_line(obj: dict[str, Any]) -> str:
-    return json.dumps(obj, ensure_ascii=False)
+    return one_line(json.dumps(obj, ensure_ascii=False))

@@ -26,6 +26,7 @@ from typing import IO, Any
 
 from imgtag.export.atomic import atomic_write
 from imgtag.export.columns import Column, coerce, field_columns
+from imgtag.export.jsonline import one_line
 from imgtag.export.ledger import LedgerEntry, sha256_bytes
 from imgtag.export.rows import ExportContext, ResultRow
 
@@ -126,9 +127,8 @@ def _foreign(target: str, ctx: ExportContext) -> bool:
 
 
 def _json_line(obj: dict[str, Any]) -> str:
-    text = json.dumps(obj, ensure_ascii=False, allow_nan=False)
     # U+2028/2029 are line breaks to str.splitlines and some JSONL readers: escaped, every line stays one line.
-    return text.replace("\u2028", "\\u2028").replace("\u2029", "\\u2029") + "\n"
+    return one_line(json.dumps(obj, ensure_ascii=False, allow_nan=False)) + "\n"
 
 
 def _line(file_name: str, row: ResultRow, columns: list[Column]) -> dict[str, Any]:

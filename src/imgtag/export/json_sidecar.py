@@ -15,7 +15,8 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from imgtag.export.beside import Tally, place
-from imgtag.export.results import _SURROGATE, _finite, jsonl_record
+from imgtag.export.jsonline import one_line
+from imgtag.export.results import _finite, jsonl_record
 from imgtag.export.rows import ExportContext, ResultRow
 
 FORMAT = "json-sidecar"
@@ -30,8 +31,9 @@ def sidecar_bytes(row: ResultRow) -> bytes:
     record = {"generator": "imgtag", "file": os.path.basename(row.source_path or row.path),
               **jsonl_record(row)}
     text = json.dumps(_finite(record), ensure_ascii=False, indent=2, allow_nan=False) + "\n"
-    # Lone surrogates (non-UTF-8 names, or "\ud800" in model text) cannot be UTF-8: keep them as escapes.
-    text = _SURROGATE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
+    # Lone surrogates (non-UTF-8 names, or "\ud800" in model text) cannot be UTF-8, and U+2028/9 break lines for
+    # JavaScript and line-based tools: both stay escapes.
+    text = one_line(text)
     return text.encode("utf-8")
 
 

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from imgtag.export.atomic import atomic_write
+from imgtag.export.jsonline import one_line
 from imgtag.export.rows import USAGE_KEYS, ExportContext, ResultRow
 
 JSONL_NAME = "results.jsonl"
@@ -82,12 +83,9 @@ def jsonl_line(row: ResultRow) -> str:
     except ValueError:
         # NaN/Infinity would make the line invalid JSON for every strict reader; null is honest.
         line = json.dumps(_finite(record), ensure_ascii=False, allow_nan=False)
-    if _SURROGATE.search(line):
-        # ensure_ascii=False passes lone surrogates (non-UTF-8 file names) through raw, and they
-        # cannot be encoded. Escaped as \udcXX they are valid JSON, and Python readers get the
-        # exact original name back (os.fsencode turns it into the original bytes).
-        line = _SURROGATE.sub(lambda m: f"\\u{ord(m.group()):04x}", line)
-    return line
+    # Lone surrogates (non-UTF-8 file names: Python readers get the original bytes back with os.fsencode) and
+    # U+2028/U+2029 (a line end to some readers) are escaped, so the line encodes and stays one line.
+    return one_line(line)
 
 
 def write_jsonl(rows: Iterable[ResultRow], ctx: ExportContext) -> list[Path]:
