@@ -17,6 +17,7 @@ from imgtag.progress import BatchView, Progress, Snapshot
 from imgtag.providers.base import ImageInput, Provider
 from imgtag.request.engine import Engine, EngineSettings, WorkItem
 from imgtag.request.learned_limits import Memory
+from imgtag.request.pace_words import credits_used, pace_words
 from imgtag.request.pacer import Pacer
 from imgtag.request.packing import pack_images
 from imgtag.request.warmup import warm_cache_first
@@ -135,7 +136,8 @@ class Run:
             skipped=self.skipped,
             in_flight=(pacer.in_flight if pacer else 0) + (bat.in_batches if bat else 0),
             spent_usd=spent,
-            pace=pacer.describe() if pacer else "",
+            pace=pace_words(pacer, self.provider) if pacer else "",
+            credits_used=credits_used(self.provider, eng.stats.credits_spent if eng else 0.0),
             discovery_done=self.ingestor.counters.discovery_done if self.ingestor else False,
             extra="",
             counted=self.ingestor.counted if self.ingestor else None,
