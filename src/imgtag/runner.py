@@ -12,7 +12,7 @@ from imgtag.config import EXIT_CONFIG, EXIT_FAILED, EXIT_OK, RunConfig, Target, 
 from imgtag.export.writer import ExportRefused, write_exports
 from imgtag.ingest.pipeline import Ingested, IngestOptions, Ingestor
 from imgtag.money import usd
-from imgtag.pricing.estimate import Estimator, estimate_request
+from imgtag.pricing.estimate import Estimator, estimate_request, reserve_tokens
 from imgtag.progress import BatchView, Progress, Snapshot
 from imgtag.providers.base import ImageInput, Provider
 from imgtag.request.engine import Engine, EngineSettings, WorkItem
@@ -116,7 +116,8 @@ class Run:
             if report is None or report.encoded is None or report.media_type is None:
                 self._count(ing, settled=True)  # cannot happen with needs_decode, but never send nothing
                 continue
-            est = estimate_request(report.visual_tokens or 0, self.target.preset, for_model)
+            tokens = reserve_tokens(report.visual_tokens or 0, report.out_width, report.out_height, for_model)
+            est = estimate_request(tokens, self.target.preset, for_model)
             self.finished += 1
             yield WorkItem(job_id=job_id, sha256=sha, display=ing.display,
                            image=ImageInput(report.encoded, report.media_type), estimate=est)
