@@ -2,7 +2,7 @@
 
     python bench/cost.py                                  # product photos, three models
     python bench/cost.py --set photos --models claude-sonnet-4-6
-    python bench/cost.py --pack 4                         # also imgtag sync with --images-per-request 4
+    python bench/cost.py --pack 4                         # also imgtag sync and batch, --images-per-request 4
 
 Both pipelines run against the test fake (tests/fakes/anthropic_server.py), which counts usage as the API
 documents it: 28-px image patches, prompt and schema text, and prompt caching (per-model minimum, 5-minute
@@ -219,8 +219,9 @@ def run_model(model: str, files: list[Path], folder: Path, pack: int | None) -> 
         images, valid = tutorial(files, fake, model)
         bills.append(bill("tutorial pipeline", fake, model, batch=False, images=images, valid=valid))
     runs: list[tuple[str, str, list[str]]] = [("imgtag sync", "sync", []), ("imgtag batch", "batch", [])]
-    if pack:  # packing is a sync-mode option
-        runs += [(f"imgtag sync, {pack}/request", "sync", ["--images-per-request", str(pack)])]
+    if pack:
+        runs += [(f"imgtag sync, {pack}/request", "sync", ["--images-per-request", str(pack)]),
+                 (f"imgtag batch, {pack}/request", "batch", ["--images-per-request", str(pack)])]
     for label, mode, extra in runs:
         with FakeAnthropicServer(FakeConfig(**base, batch_processing_s=0.05)) as fake:
             images, valid = imgtag(folder, files, fake, model, mode, extra)

@@ -60,7 +60,7 @@ def assert_all_ok_and_own_colour(out: Path, made: dict[str, tuple[int, int, int]
 
 async def _entries(sizes: list[int]) -> Any:
     for i, size in enumerate(sizes):
-        yield Entry(i, {}, size)
+        yield Entry([i], {}, size)
 
 
 def _chunks(sizes: list[int], max_requests: int, max_bytes: int) -> list[Chunk]:
@@ -73,7 +73,7 @@ def _chunks(sizes: list[int], max_requests: int, max_bytes: int) -> list[Chunk]:
 def test_chunks_by_request_count() -> None:
     chunks = _chunks([100] * 25, 10, 10**9)
     assert [len(c.entries) for c in chunks] == [10, 10, 5]
-    assert [e.job_id for c in chunks for e in c.entries] == list(range(25))
+    assert [e.job_ids[0] for c in chunks for e in c.entries] == list(range(25))
 
 
 def test_chunks_by_bytes_with_exact_accounting() -> None:

@@ -119,7 +119,7 @@ def test_split_answer_keys_by_label_never_by_position() -> None:
 
 @pytest.mark.parametrize("flags, message", [
     (["--images-per-request", "0"], "--images-per-request must be between 1 and 20, not 0"),
-    (["--images-per-request", "4", "--mode", "batch"], "--images-per-request works in sync mode only"),
+    (["--images-per-request", "21", "--mode", "batch"], "--images-per-request must be between 1 and 20, not 21"),
 ])
 def test_bad_packing_flags(tmp_path: Path, flags: list[str], message: str) -> None:
     result = CliRunner().invoke(app, ["run", str(tmp_path), "--out", str(tmp_path / "o"), "--dry-run", *flags])

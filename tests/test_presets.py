@@ -103,7 +103,7 @@ def test_version_changes_with_lang_and_categories() -> None:
 def test_version_covers_each_answer_affecting_input() -> None:
     p = load_preset("ecommerce")
     args = dict(system=p.system, instruction=p.instruction, schema=p.schema, detail=p.detail,
-                max_output_tokens=p.max_output_tokens, lang=p.lang, guide=p.guide)
+                max_output_tokens=p.max_output_tokens, lang=p.lang, guide=p.guide, compact_system=p.compact_system)
     assert compute_version(**args) == p.version
     changed_schema = {**p.schema, "properties": {**p.schema["properties"], "extra": {"type": "string"}}}
     reordered = {**p.schema, "properties": dict(reversed(list(p.schema["properties"].items())))}
@@ -115,6 +115,7 @@ def test_version_covers_each_answer_affecting_input() -> None:
         {"detail": "high"},
         {"max_output_tokens": p.max_output_tokens + 1},
         {"lang": "en"},
+        {"compact_system": p.compact_system + " Be brief."},
     ]
     versions = {compute_version(**{**args, **v}) for v in variants}
     assert p.version not in versions and len(versions) == len(variants)
@@ -286,6 +287,22 @@ description = "Main visible material."
     assert preset.instruction == base.instruction
     assert preset.version != base.version
     assert "customised in shop.toml" in preset.description
+
+
+def test_compact_system_follows_the_limits_and_yields_to_a_users_own_system(tmp_path: Path) -> None:
+    base = load_preset("ecommerce", lang="zh", categories=["上衣", "裤子"])
+    # The short prompt sent where the prefix cannot be cached carries the same limits and language sentence.
+    assert base.compact_system and len(base.compact_system) < 0.6 * len(base.system)
+    assert '- category: one of: "上衣", "裤子"' in base.compact_system and "Chinese" in base.compact_system
+    # A user preset with its own system prompt never gets the built-in's short version of other rules...
+    own = load_preset(write(tmp_path, "own.toml", 'extends = "ecommerce"\nsystem = "Only tag shoes."\n'))
+    assert own.compact_system == ""
+    # ...unless it gives its own, which is checked like any key.
+    both = load_preset(write(tmp_path, "both.toml",
+                             'extends = "ecommerce"\nsystem = "Only tag shoes."\nsystem_compact = "Shoes."\n'))
+    assert both.compact_system.startswith("Shoes.")
+    with pytest.raises(PresetError, match="system_compact"):
+        load_preset(write(tmp_path, "typo.toml", 'extends = "ecommerce"\nsystem_compat = "x"\n'))
 
 
 def test_extends_with_only_description_keeps_version(tmp_path: Path) -> None:

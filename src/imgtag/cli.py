@@ -240,10 +240,16 @@ def scan(
     min_side: Annotated[int, typer.Option(metavar="PX", help="Skip images whose short side is smaller.")] = 200,
     max_megapixels: Annotated[float, typer.Option(metavar="MP", help="Refuse images declaring more pixels.")] = 100.0,
     workers: Annotated[int | None, typer.Option(metavar="N", help="Decoding processes.  [default: all cores]")] = None,
+    images_per_request: Annotated[int, typer.Option(
+        metavar="K", help="Estimate with up to K labelled images per request (see run).")] = 1,
 ) -> None:
     """Check images and estimate the cost, offline (spends nothing).
 
     Discovers, prefilters and preprocesses exactly as `run` would, without any request."""
+    from imgtag.request.pack_limits import check_images_per_request
+
+    if (problem := check_images_per_request(images_per_request)) is not None:
+        raise _fail(problem)
     asked = _setting(out, "IMGTAG_OUT", "out", None)
     # scan creates a store only where asked (--out, IMGTAG_OUT, imgtag.toml) or reuses ./imgtag-out if it
     # already holds one; otherwise it works in a temporary folder removed at the end.
@@ -257,7 +263,7 @@ def scan(
         store_dir = Path(asked) if asked is not None else DEFAULT_OUT
     cfg = _build_config(paths, store_dir, preset=preset, model=model, provider=None, lang=lang, categories=None,
                         min_side=min_side, max_megapixels=max_megapixels, workers=workers, detail=detail,
-                        max_edge=max_edge)
+                        max_edge=max_edge, images_per_request=images_per_request)
     target = _resolve(cfg)
     _preflight(cfg)
     try:
@@ -371,7 +377,7 @@ def run(
     poll_interval: Annotated[float, typer.Option(metavar="SECONDS",
                                                  help="Batch mode: first poll interval.")] = 5.0,
     images_per_request: Annotated[int, typer.Option(
-        metavar="K", help="Sync mode: pack up to K labelled images into one request (see README).")] = 1,
+        metavar="K", help="Pack up to K labelled images into one request (see README).")] = 1,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress line.")] = False,
     engine: Annotated[str, typer.Option(metavar="NAME",
                                         help="local, or ray: a Ray cluster (docs/scale.md).")] = "local",
@@ -390,7 +396,7 @@ def run(
         raise _fail(f"--mode must be sync or batch, not {mode!r}")
     from imgtag.request.pack_limits import check_images_per_request
 
-    if (problem := check_images_per_request(images_per_request, mode)) is not None:
+    if (problem := check_images_per_request(images_per_request)) is not None:
         raise _fail(problem)
     from imgtag.request.distributed.cluster import usage_problem
 

@@ -41,7 +41,7 @@ class RunConfig:
     min_side: int = 200
     detail: str | None = None  # --detail: overrides the preset's detail level
     max_edge: int | None = None  # --max-edge: long-edge cap in px
-    images_per_request: int = 1  # --images-per-request: packing (request/packing.py), sync mode
+    images_per_request: int = 1  # --images-per-request: packing (request/packing.py), sync and batch
     max_megapixels: float = 100.0
     skip_near_duplicates: bool = False
     timeout: float = 120.0
@@ -99,7 +99,7 @@ def target_meta(cfg: RunConfig, target: Target) -> dict[str, Any]:
             "lang": cfg.lang, "categories": list(cfg.categories) if cfg.categories else None,
             "provider": cfg.provider, "model": target.model.id, "mode": cfg.mode, "formats": cfg.formats,
             "fields": target.preset.fields, "list_fields": target.preset.list_fields,
-            "detail": cfg.detail, "max_edge": cfg.max_edge,
+            "detail": cfg.detail, "max_edge": cfg.max_edge, "images_per_request": cfg.images_per_request,
             "schema": target.preset.schema, "txt_template": target.preset.txt_template,
             "base_url": _public_url(cfg.provider_settings.get("base_url")),
             # caption and XMP naming options a later `imgtag export` reuses (see export/writer.py REMEMBERED)

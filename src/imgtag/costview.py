@@ -94,7 +94,7 @@ def status_estimate(db: Any, meta: dict[str, Any]) -> dict[str, Any] | None:
         "SELECT MAX(f.width), MAX(f.height) FROM jobs j JOIN files f ON f.sha256 = j.sha256"
         " WHERE j.preset_version = ? AND j.provider = ? AND j.model = ? AND f.width IS NOT NULL GROUP BY j.sha256",
         (meta["preset_version"], meta["provider"], meta["model"])).fetchall()
-    est = Estimator(target.preset, models=[target.model.id])
+    est = Estimator(target.preset, models=[target.model.id], per_request=int(meta.get("images_per_request") or 1))
     for w, h in rows:
         est.add(int(w), int(h))
     t = est.estimate(target.model.id)

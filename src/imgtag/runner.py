@@ -157,8 +157,8 @@ class Run:
         self.ingestor = ingestor
         progress = Progress(self.snapshot, stream=stream, enabled=cfg.progress)
         ticker = asyncio.create_task(_tick_forever(progress))
-        estimator = (Estimator(self.target.preset, models=[self.target.model.id], min_short=cfg.min_side)
-                     if cfg.dry_run else None)
+        estimator = (Estimator(self.target.preset, models=[self.target.model.id], min_short=cfg.min_side,
+                               per_request=cfg.images_per_request) if cfg.dry_run else None)
         message = None
         fatal = None
         interrupted = False

@@ -52,7 +52,7 @@ def file_entry(ing: Ingested, store: Store, target: Target, prompt: int, min_sho
 
 
 async def scan(cfg: RunConfig, store: Store, target: Target, emit: Callable[[dict[str, Any]], None]) -> ScanResult:
-    result = ScanResult(estimator=Estimator(target.preset, min_short=cfg.min_side))
+    result = ScanResult(estimator=Estimator(target.preset, min_short=cfg.min_side, per_request=cfg.images_per_request))
     run_id = store.start_run("scan", key=target.key, preset=target.preset.name)
     ingestor = Ingestor(store, IngestOptions(inputs=cfg.inputs, request=prepare_template(cfg, target, encode=False),
                                              workers=cfg.workers, exclude=[str(store.out_dir.resolve())],

@@ -52,6 +52,7 @@ class ToyBatches:
     max_requests = 50_000
     max_bytes = 200 * 1024 * 1024
     envelope_bytes = 0           # JSONL: lines joined by newlines, nothing around them
+    packs_images = False         # its requests are plain dicts, not Messages content
 
     def build_params(self, image: ImageInput, options: RequestOptions) -> dict[str, Any]:
         return {"model": options.model.id, "image": base64.b64encode(image.data).decode("ascii"),

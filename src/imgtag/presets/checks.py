@@ -32,6 +32,7 @@ KEY_TYPES: dict[str, str] = {
     "schema": "table",
     "detail": "string",
     "guide": "string",
+    "system_compact": "string",
     "max_output_tokens": "integer",
     "expected_output_tokens": "integer",
     "lang": "string",

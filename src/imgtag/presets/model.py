@@ -60,6 +60,9 @@ class Preset:
     # Field guidance and a worked example, sent after the system prompt only where it makes the shared prefix
     # long enough to be cached (see pricing/prefix.py); empty = none.
     guide: str = ""
+    # A short system prompt (limits and language included, like `system`) for models that cannot cache the
+    # prefix: there every token of it is paid on every request (see pricing/prefix.py); empty = use `system`.
+    compact_system: str = ""
     max_edge: int | None = None  # --max-edge: long-edge cap in px, overriding the detail level's
     # What a .txt caption holds (export format txt), e.g. "{short_caption}"; None = the first field.
     # Not part of the version: it changes an export, not the model's answer.
@@ -100,7 +103,7 @@ def load_preset(
 
 def compute_version(
     *, system: str, instruction: str, schema: dict[str, Any], detail: str, max_output_tokens: int,
-    lang: str | None, guide: str = "", max_edge: int | None = None,
+    lang: str | None, guide: str = "", max_edge: int | None = None, compact_system: str = "",
 ) -> str:
     """sha256 of the canonical JSON of everything that changes the answer, first 12 hex digits.
 
@@ -118,6 +121,8 @@ def compute_version(
     # Only when set, so presets without them keep their versions.
     if guide:
         payload["guide"] = guide
+    if compact_system:
+        payload["compact_system"] = compact_system
     if max_edge is not None:
         payload["max_edge"] = max_edge
     text = json.dumps(payload, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
@@ -155,6 +160,8 @@ def _apply_extends(raw: dict[str, Any], label: str) -> dict[str, Any]:
         if key in ("extends", "remove_fields"):
             continue
         data[key] = _merge_schema(data["schema"], value) if key == "schema" else value
+    if "system" in raw and "system_compact" not in raw:
+        data.pop("system_compact", None)  # the user's own rules, never the built-in's short version of others
     for field in raw.get("remove_fields", []):
         props = data["schema"].get("properties", {})
         if field not in props:
@@ -201,16 +208,11 @@ def _build(
         _apply_categories(schema, categories, label)
 
     code = normalise_lang(lang if lang is not None else data.get("lang"))
-    system = data["system"].strip()
     limits = describe_constraints(schema)
-    if limits:
-        # Stated in the prompt as well as the schema: a schema-less server never sees the schema, and
-        # Anthropic drops length limits from it. Generated, so it always matches the schema, overrides
-        # of a built-in included.
-        system += "\n\nLimits (answers are checked against them; one that breaks any is rejected):\n"
-        system += "\n".join(f"- {line}" for line in limits)
-    if code:
-        system += "\n\n" + language_instruction(code, data.get("untranslated_fields", []))
+    untranslated = data.get("untranslated_fields", [])
+    system = _system_text(data["system"], limits, code, untranslated)
+    compact = str(data.get("system_compact", "")).strip()
+    compact_system = _system_text(compact, limits, code, untranslated) if compact else ""
 
     detail = cast(DetailLevel, data.get("detail", "standard"))
     guide = str(data.get("guide", "")).strip()
@@ -229,13 +231,27 @@ def _build(
         lang=code,
         version=compute_version(
             system=system, instruction=instruction, schema=schema, detail=detail,
-            max_output_tokens=max_tokens, lang=code, guide=guide,
+            max_output_tokens=max_tokens, lang=code, guide=guide, compact_system=compact_system,
         ),
         fields=list(props),
         list_fields=[f for f, sub in props.items() if isinstance(sub, dict) and is_array_schema(sub)],
         guide=guide,
+        compact_system=compact_system,
         txt_template=data.get("txt_template"),
     )
+
+
+def _system_text(text: str, limits: list[str], code: str | None, untranslated: list[str]) -> str:
+    system = text.strip()
+    if limits:
+        # Stated in the prompt as well as the schema: a schema-less server never sees the schema, and
+        # Anthropic drops length limits from it. Generated, so it always matches the schema, overrides
+        # of a built-in included.
+        system += "\n\nLimits (answers are checked against them; one that breaks any is rejected):\n"
+        system += "\n".join(f"- {line}" for line in limits)
+    if code:
+        system += "\n\n" + language_instruction(code, untranslated)
+    return system
 
 
 def with_detail(preset: Preset, detail: str | None = None, max_edge: int | None = None) -> Preset:
@@ -251,7 +267,7 @@ def with_detail(preset: Preset, detail: str | None = None, max_edge: int | None 
     new_edge = max_edge if max_edge is not None else preset.max_edge
     version = compute_version(system=preset.system, instruction=preset.instruction, schema=preset.schema,
                               detail=new_detail, max_output_tokens=preset.max_output_tokens, lang=preset.lang,
-                              guide=preset.guide, max_edge=new_edge)
+                              guide=preset.guide, max_edge=new_edge, compact_system=preset.compact_system)
     return dataclasses.replace(preset, detail=new_detail, max_edge=new_edge, version=version)
 
 

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 
 from imgtag.ingest.sizing import HIGH_RES, STANDARD, VisionTier, fit_size, visual_tokens
 from imgtag.presets import Preset
+from imgtag.presets.packed import LABEL_FIELD, label_for, packed_preset
 from imgtag.pricing.catalogue import ModelInfo, catalogue
 from imgtag.pricing.costs import Usage, cost_usd
 from imgtag.pricing.prefix import PrefixPlan, plan_prefix
@@ -106,19 +107,39 @@ class ModeCost:
                      self.cache_write_tokens if self.ttl == "1h" else 0)
 
 
-def mode_cost(images: int, image_total: int, preset: Preset, model: ModelInfo, *, batch: bool) -> ModeCost:
-    plan = plan_prefix(preset, model, batch=batch)
-    per_request = instruction_tokens(preset, model)
+def pack_overhead(preset: Preset, model: ModelInfo) -> tuple[int, int]:
+    """Tokens a labelled image adds in a pack: its label before the image, and the label in its answer."""
+    label_in = int(estimate_text_tokens(f"{label_for(0)}:") * model.tokenizer_factor) + REQUEST_OVERHEAD_TOKENS
+    label_out = int(estimate_text_tokens(f'"{LABEL_FIELD}": "{label_for(9)}", ') * model.tokenizer_factor)
+    return label_in, label_out
+
+
+def mode_cost(images: int, image_total: int, preset: Preset, model: ModelInfo, *, batch: bool,
+              per_request: int = 1) -> ModeCost:
+    """A run of `images` in one mode, `per_request` labelled images per request (--images-per-request)."""
+    asked = packed_preset(preset) if per_request > 1 else preset
+    plan = plan_prefix(asked, model, batch=batch)
+    requests = -(-images // max(1, per_request))
+    if per_request > 1 and plan.cache and not batch and images > 1:
+        # Sync mode sends one image first to warm the cache (request/warmup.py), then full packs. A small sync run
+        # also sends some short packs while the engine's window opens, so this is its lower bound (docs/cost).
+        requests = 1 + -(-(images - 1) // per_request)
+    per_request_text = instruction_tokens(asked, model)
     out = images * output_tokens(preset, model)
-    if plan.cache and images:
-        write, read = plan.tokens, plan.tokens * (images - 1)
-        uncached = image_total + images * per_request
+    labels = 0
+    if per_request > 1:
+        label_in, label_out = pack_overhead(preset, model)
+        labels = images * label_in
+        out += images * label_out + requests * int(estimate_text_tokens('{"answers": []}') * model.tokenizer_factor)
+    if plan.cache and requests:
+        write, read = plan.tokens, plan.tokens * (requests - 1)
+        uncached = image_total + labels + requests * per_request_text
     else:
         write = read = 0
-        uncached = image_total + images * (plan.tokens + per_request)
+        uncached = image_total + labels + requests * (plan.tokens + per_request_text)
     usage = Usage(uncached, out, write, read, write if plan.cache and plan.ttl == "1h" else 0)
     usd = cost_usd(model.prices, usage, batch=batch)
-    return ModeCost(uncached, write, read, out, usd, plan.ttl if plan.cache and images else None)
+    return ModeCost(uncached, write, read, out, usd, plan.ttl if plan.cache and requests else None)
 
 
 @dataclass
@@ -144,6 +165,7 @@ class Estimator:
     preset: Preset
     models: list[str] = field(default_factory=lambda: list(catalogue().models))
     min_short: int = MIN_SHORT_SIDE
+    per_request: int = 1  # --images-per-request
     _images: int = field(init=False, default=0)
     _image_tokens: dict[str, int] = field(init=False)
 
@@ -163,23 +185,28 @@ class Estimator:
     def estimate(self, model_id: str) -> ModelEstimate:
         info = self._infos[model_id]
         n, img = self._images, self._image_tokens[model_id]
-        sync = mode_cost(n, img, self.preset, info, batch=False)
-        batch = mode_cost(n, img, self.preset, info, batch=True)
-        plan = plan_prefix(self.preset, info)
-        per_request_text = plan.tokens + instruction_tokens(self.preset, info)
+        sync = mode_cost(n, img, self.preset, info, batch=False, per_request=self.per_request)
+        batch = mode_cost(n, img, self.preset, info, batch=True, per_request=self.per_request)
+        k = max(1, self.per_request)
+        asked = packed_preset(self.preset) if k > 1 else self.preset
+        plan = plan_prefix(asked, info)
+        requests = -(-n // k)
+        per_request_text = plan.tokens + instruction_tokens(asked, info)
         known = self._known[model_id]
         # Unknown image tokens leave the cost unknown too, unless the model is free (a local server).
         priced = known or (info.prices is not None and info.prices.input == 0)
         if not priced:
             sync, batch = dataclasses.replace(sync, usd=None), dataclasses.replace(batch, usd=None)
+        labels = n * pack_overhead(self.preset, info)[0] if k > 1 else 0
         return ModelEstimate(
-            model=model_id, images=n, image_tokens=img, input_tokens=img + n * per_request_text,
+            model=model_id, images=n, image_tokens=img, input_tokens=img + labels + requests * per_request_text,
             output_tokens=sync.output_tokens, standard_usd=sync.usd, batch_usd=batch.usd, sync=sync, batch=batch,
-            per_image={
+            per_image={  # a request's text is shared by its k images
                 "image": img / n if n else 0.0,
-                "prompt": float(plan.system_tokens + plan.guide_tokens + instruction_tokens(self.preset, info)),
-                "schema": float(plan.schema_tokens),
-                "output": float(output_tokens(self.preset, info)),
+                "prompt": (plan.system_tokens + plan.guide_tokens + instruction_tokens(asked, info)) / k
+                + (labels / n if n else 0.0),
+                "schema": plan.schema_tokens / k,
+                "output": sync.output_tokens / n if n else float(output_tokens(self.preset, info)),
             },
             prefix=plan, tokens_known=known,
         )

@@ -8,7 +8,8 @@ nothing shorter than the model's minimum (pricing/models.toml `min_cache_tokens`
 - the preset's `guide` (field guidance and a worked example: content that helps the answer, not padding) lifts
   it over the minimum, and reading the longer prefix from the cache costs less than sending the short one
   uncached: send the guide and cache both;
-- otherwise keep the prefix as small as it is and do not mark it (a mark would buy a write premium for nothing).
+- otherwise keep the prefix small and do not mark it (a mark would buy a write premium for nothing): the
+  preset's `system_compact` (the same rules, stated briefly) where it has one, else its system prompt.
 
 Batch mode uses the 1-hour TTL: a batch may take far longer than 5 minutes, and the batch docs advise it.
 """
@@ -61,7 +62,7 @@ _PLANS: dict[tuple[object, ...], PrefixPlan] = {}
 
 def plan_prefix(preset: Preset, model: ModelInfo, *, batch: bool = False) -> PrefixPlan:
     """Computed once per (preset version, model, mode): it is asked for on every request."""
-    key = (preset.version, preset.system, preset.guide, model, batch)
+    key = (preset.version, preset.system, preset.compact_system, preset.guide, model, batch)
     plan = _PLANS.get(key)
     if plan is None:
         plan = _PLANS[key] = _plan(preset, model, batch)
@@ -75,8 +76,11 @@ def _plan(preset: Preset, model: ModelInfo, batch: bool) -> PrefixPlan:
     need = model.min_cache_tokens * CACHE_MARGIN
     ttl = "1h" if batch else "5m"
     base = schema + system
-    if base >= need:
+    # Sent uncached, the prefix is paid in full on every request: the preset's compact prompt, if it has one.
+    short_text = preset.compact_system or preset.system
+    short = _tokens(short_text, model)
+    if base >= need and read_ratio(model) * base < schema + short:
         return PrefixPlan((preset.system,), True, ttl, schema, system, 0)
-    if guide and base + guide >= need and read_ratio(model) * (base + guide) < base:
+    if guide and base + guide >= need and read_ratio(model) * (base + guide) < schema + short:
         return PrefixPlan((preset.system, preset.guide), True, ttl, schema, system, guide)
-    return PrefixPlan((preset.system,), False, ttl, schema, system, 0)
+    return PrefixPlan((short_text,), False, ttl, schema, short, 0)

@@ -48,6 +48,7 @@ class AnthropicBatches:
     max_requests = API_MAX_REQUESTS
     max_bytes = API_MAX_BYTES
     envelope_bytes = ENVELOPE_BYTES
+    packs_images = True  # --images-per-request: a batch request is a Messages request, so it carries packs too
 
     def __init__(self, provider: AnthropicProvider) -> None:
         self.provider = provider

@@ -70,6 +70,7 @@ class BatchAPI(Protocol):
     max_requests: int                       # requests per batch
     max_bytes: int                          # bytes per create body
     envelope_bytes: int                     # body bytes outside the requests (each request adds its size + 1)
+    packs_images: bool                      # a request may carry several labelled images (--images-per-request)
 
     def build_params(self, image: ImageInput, options: RequestOptions) -> dict[str, Any]:
         """One request's parameters, as the synchronous call would send them."""

@@ -9,10 +9,8 @@ from __future__ import annotations
 MAX_IMAGES_PER_REQUEST = 20  # above 20 images per request the API's stricter per-image size limit applies
 
 
-def check_images_per_request(value: int, mode: str) -> str | None:
-    """One sentence for a bad --images-per-request, or None."""
+def check_images_per_request(value: int) -> str | None:
+    """One sentence for a bad --images-per-request (sync and batch mode alike), or None."""
     if not 1 <= value <= MAX_IMAGES_PER_REQUEST:
         return f"--images-per-request must be between 1 and {MAX_IMAGES_PER_REQUEST}, not {value}"
-    if value > 1 and mode != "sync":
-        return "--images-per-request works in sync mode only; batch mode sends one image per request"
     return None

@@ -6,6 +6,9 @@ image, ..., the instruction) with a schema that is the same for every pack (an a
 the image's label), and hands each waiting request its own answer back. The engine then validates, stores and
 retries each image exactly as it does for single requests.
 
+Batch mode (request/batch/runner.py) builds the same packed request with `packed_params` and splits the result
+with `split_answer`; the store keeps one batch item per image.
+
 What a failure touches: only the K images of that request. A truncated or unusable answer, or a missing or
 duplicated label, makes only those images' answers invalid (the engine asks again, possibly packed with others);
 a request the API refuses as invalid (one bad image makes a 400) is re-sent one image per request, so the bad
@@ -21,43 +24,12 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
+from collections.abc import Callable
 from typing import Any
 
-from imgtag.presets import Preset
+from imgtag.presets.packed import LABEL_FIELD, label_for, packed_preset
 from imgtag.pricing.costs import Usage
 from imgtag.providers.base import ImageInput, ModelAnswer, Permanent, Provider, ProviderError, RequestOptions
-from imgtag.request.pack_limits import MAX_IMAGES_PER_REQUEST, check_images_per_request  # noqa: F401  (re-export)
-
-LABEL_FIELD = "label"
-PACK_NOTE = (
-    "\n\nSeveral images can come in one message, each right after its label on a line of its own (\"Image 1:\", "
-    "\"Image 2:\", ...). Answer with one JSON object {\"answers\": [...]} holding one item per image: its label "
-    "copied exactly (for example \"Image 2\") and the fields for that image alone, never mixing images."
-)
-
-
-def label_for(index: int) -> str:
-    return f"Image {index + 1}"
-
-
-def packed_schema(schema: dict[str, Any]) -> dict[str, Any]:
-    """An array of the preset's answers, each with the image's label first. The same for any pack size, so the
-    cached prefix is the same for a full pack, the last short one and the first one."""
-    item = json.loads(json.dumps(schema))
-    item["properties"] = {LABEL_FIELD: {"type": "string", "description": "The image's label, e.g. \"Image 1\"."},
-                          **item.get("properties", {})}
-    item["required"] = [LABEL_FIELD, *[r for r in item.get("required", []) if r != LABEL_FIELD]]
-    return {"type": "object", "additionalProperties": False, "required": ["answers"],
-            "properties": {"answers": {"type": "array", "items": item,
-                                       "description": "One answer per image, keyed by its label."}}}
-
-
-def packed_preset(preset: Preset) -> Preset:
-    """What the provider is asked with (never what results are stored under: that stays `preset`)."""
-    return dataclasses.replace(
-        preset, system=preset.system + PACK_NOTE, schema=packed_schema(preset.schema),
-        instruction=f"{preset.instruction} Answer for every labelled image above.",
-        version=f"{preset.version}-packed")
 
 
 def labelled_content(images: list[ImageInput], params: dict[str, Any], instruction: str) -> list[dict[str, Any]]:
@@ -73,6 +45,19 @@ def labelled_content(images: list[ImageInput], params: dict[str, Any], instructi
         content += [{"type": "text", "text": f"{label_for(i)}:"}, block]
     content.append({"type": "text", "text": instruction})
     return content
+
+
+def packed_params(build_params: Callable[[ImageInput, RequestOptions], dict[str, Any]], images: list[ImageInput],
+                  options: list[RequestOptions]) -> dict[str, Any]:
+    """One request carrying several labelled images (sync packs and batch packs alike): the first image's request
+    as the provider builds it, asked with the packed preset, with room for every answer, and the labelled images
+    as its user turn."""
+    first = options[0]
+    packed = dataclasses.replace(first, preset=packed_preset(first.preset),
+                                 max_tokens=sum(o.max_tokens for o in options))
+    params = build_params(images[0], packed)
+    params["messages"][0]["content"] = labelled_content(images, params, packed.preset.instruction)
+    return params
 
 
 def split_answer(answer: ModelAnswer, count: int) -> list[ModelAnswer]:
@@ -143,14 +128,9 @@ class Packer(Provider):
             self._spawn(self._send(pack))
 
     async def _send(self, pack: list[tuple[ImageInput, RequestOptions, asyncio.Future[ModelAnswer]]]) -> None:
-        images = [p[0] for p in pack]
-        first = pack[0][1]
-        options = dataclasses.replace(first, preset=packed_preset(first.preset),
-                                      max_tokens=sum(p[1].max_tokens for p in pack))
         try:
             self.requests += 1
-            params = self.inner.build_params(images[0], options)
-            params["messages"][0]["content"] = labelled_content(images, params, options.preset.instruction)
+            params = packed_params(self.inner.build_params, [p[0] for p in pack], [p[1] for p in pack])
             answer = await self.inner.send_params(params)
         except Permanent as exc:
             if len(pack) > 1:

@@ -9,8 +9,11 @@ The crash-safety protocol lives in these transactions:
 3. `settle_item`: one result line -> attempt + job + item state in one transaction, guarded by the
    item's state, so collecting a batch again after an interruption never records an item twice.
 
-Item states: submitting -> submitted -> ok | failed | errored | expired | canceled | missing | superseded;
+Item states: submitting -> submitted -> ok | failed | errored | expired | canceled | missing | superseded | split;
 submitting -> unsent (the create never happened: the job is pending again).
+
+One item per image. With `--images-per-request K` one batch request carries up to K images: their items share
+`request_cid` (the custom_id sent to the API) and `position` says which labelled answer is each one's own.
 """
 
 from __future__ import annotations
@@ -29,6 +32,8 @@ if TYPE_CHECKING:
     from imgtag.providers.batch_api import BatchHandle
 
 SUBMITTING, SUBMITTED, UNSENT = "submitting", "submitted", "unsent"
+# A pack refused as a whole (errored as an invalid request, not billed): its jobs are pending again, alone.
+SPLIT = "split"
 # Results that send the job back to pending and count toward the per-job batch attempt cap.
 RETRYABLE_STATES = ("errored", "expired", "missing")
 # Stored as the submission's batch id when we know no batch was created, so it is not reconciled again.
@@ -84,19 +89,22 @@ class ItemOutcome:
 
 # -- submission --------------------------------------------------------------------------------------
 
-def begin_submission(store: Store, job_ids: Sequence[int]) -> tuple[Submission, list[str]]:
-    """Commit the intent to create a batch of these jobs; returns the submission and the custom ids."""
+def begin_submission(store: Store, requests: Sequence[Sequence[int]]) -> tuple[Submission, list[str]]:
+    """Commit the intent to create a batch of these requests, each carrying one or more jobs (a pack of
+    labelled images); returns the submission and each request's custom id (its first job's item id)."""
     db = store.db
     now = now_iso()
     with db:
         db.execute("BEGIN IMMEDIATE")
         sid = int(db.execute("INSERT INTO batch_submissions(created_at, item_count) VALUES (?, ?)",
-                             (now, len(job_ids))).lastrowid or 0)
-        cids = [custom_id(job_id, sid) for job_id in job_ids]
-        db.executemany("INSERT INTO batch_items(custom_id, batch_id, job_id, state, created_at)"
-                       " VALUES (?, NULL, ?, 'submitting', ?)",
-                       [(c, j, now) for c, j in zip(cids, job_ids, strict=True)])
-    return Submission(sid, now, len(job_ids)), cids
+                             (now, len(requests))).lastrowid or 0)
+        request_cids = [custom_id(jobs[0], sid) for jobs in requests]
+        db.executemany("INSERT INTO batch_items(custom_id, batch_id, job_id, state, created_at, request_cid, position)"
+                       " VALUES (?, NULL, ?, 'submitting', ?, ?, ?)",
+                       [(custom_id(job_id, sid), job_id, now, rcid, position)
+                        for rcid, jobs in zip(request_cids, requests, strict=True)
+                        for position, job_id in enumerate(jobs)])
+    return Submission(sid, now, len(requests)), request_cids
 
 
 def submission_items(store: Store, submission_id: int) -> list[tuple[str, int]]:
@@ -120,7 +128,7 @@ def attach_batch(store: Store, submission_id: int, batch: BatchHandle, *, provid
             "INSERT INTO batches(id, provider, model, run_id, created_at, processing_status, request_counts,"
             " item_count, bytes) VALUES (?,?,?,?,?,?,?,?,?) ON CONFLICT(id) DO NOTHING",
             (batch.id, provider, model, run_id, _iso(batch.created_at), batch.processing_status,
-             json.dumps(counts_of(batch)), len(items), nbytes))
+             json.dumps(counts_of(batch)), _request_count(store, submission_id), nbytes))
         db.execute("UPDATE batch_submissions SET batch_id=? WHERE id=?", (batch.id, submission_id))
         db.executemany("UPDATE batch_items SET batch_id=?, state='submitted' WHERE custom_id=?",
                        [(batch.id, cid) for cid, _ in items])
@@ -131,6 +139,11 @@ def attach_batch(store: Store, submission_id: int, batch: BatchHandle, *, provid
     return len(items)
 
 
+def _request_count(store: Store, submission_id: int) -> int:
+    row = store.db.execute("SELECT item_count FROM batch_submissions WHERE id=?", (submission_id,)).fetchone()
+    return int(row[0]) if row else 0
+
+
 def abandon_submission(store: Store, submission_id: int) -> None:
     """No batch was created for this submission: its items are 'unsent' and their jobs stay pending."""
     db = store.db
@@ -139,6 +152,16 @@ def abandon_submission(store: Store, submission_id: int) -> None:
         db.executemany("UPDATE batch_items SET state='unsent' WHERE custom_id=?",
                        [(cid,) for cid, _ in submission_items(store, submission_id)])
         db.execute("UPDATE batch_submissions SET batch_id=? WHERE id=?", (NOT_CREATED, submission_id))
+
+
+def send_alone(store: Store, job_ids: Sequence[int]) -> None:
+    """These jobs' pack could not be sent (too large for the batch API, or refused as a whole): mark their latest
+    items SPLIT, so they are resubmitted one image per request (`must_go_alone`). Their jobs stay pending."""
+    db = store.db
+    with db:
+        db.execute("BEGIN IMMEDIATE")
+        db.executemany("UPDATE batch_items SET state=? WHERE custom_id=(SELECT custom_id FROM batch_items"
+                       " WHERE job_id=? ORDER BY rowid DESC LIMIT 1)", [(SPLIT, job_id) for job_id in job_ids])
 
 
 def orphan_submissions(store: Store) -> list[Submission]:
@@ -211,10 +234,18 @@ def finish_collection(store: Store, batch_id: str, *, leftover_state: str = "mis
 
 # -- items -------------------------------------------------------------------------------------------
 
-def item(store: Store, cid: str) -> sqlite3.Row | None:
-    return store.db.execute("SELECT b.custom_id, b.batch_id, b.job_id, b.state, j.status AS job_status"
-                            " FROM batch_items b JOIN jobs j ON j.id = b.job_id WHERE b.custom_id=?",
-                            (cid,)).fetchone()
+def request_items(store: Store, request_cid: str) -> list[sqlite3.Row]:
+    """The items (one per image) of the request the API knows by this custom id, in label order."""
+    return store.db.execute("SELECT b.custom_id, b.batch_id, b.job_id, b.state, b.position FROM batch_items b"
+                            " WHERE b.request_cid=? ORDER BY b.position", (request_cid,)).fetchall()
+
+
+def must_go_alone(store: Store, job_id: int) -> bool:
+    """A pack holding this job was refused as a whole (one bad image makes the request invalid): from then on
+    the job is sent one image per request, so a bad image fails alone and the others are answered."""
+    row = store.db.execute("SELECT 1 FROM batch_items WHERE job_id=? AND state=? LIMIT 1",
+                           (job_id, SPLIT)).fetchone()
+    return row is not None
 
 
 def batch_failures(store: Store, job_id: int) -> int:

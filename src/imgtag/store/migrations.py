@@ -210,8 +210,18 @@ def _v8_xmp(db: sqlite3.Connection) -> None:
     )
 
 
+def _v9_batch_packs(db: sqlite3.Connection) -> None:
+    # --images-per-request K in batch mode: one batch request carries up to K images. batch_items stays one
+    # row per image; request_cid is the custom_id the API knows its request by (the first member's own), and
+    # position is the image's place in it ("Image 1" is 0), which says which answer of the pack is its own.
+    db.execute("ALTER TABLE batch_items ADD COLUMN request_cid TEXT")
+    db.execute("ALTER TABLE batch_items ADD COLUMN position INTEGER NOT NULL DEFAULT 0")
+    db.execute("UPDATE batch_items SET request_cid = custom_id")
+    db.execute("CREATE INDEX batch_items_request ON batch_items(request_cid)")
+
+
 MIGRATIONS: list[Migration] = [_v1_initial, _v2_credits, _v3_export_ledger, _v4_server_caps, _v5_learned_limits,
-                              _v6_run_end_state, _v7_ray_shards, _v8_xmp]
+                              _v6_run_end_state, _v7_ray_shards, _v8_xmp, _v9_batch_packs]
 
 
 def migrate(db: sqlite3.Connection) -> int:

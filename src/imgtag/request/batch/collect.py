@@ -13,6 +13,7 @@ from imgtag.pricing.costs import cost_usd
 from imgtag.providers.base import Fatal, ModelAnswer, ProviderError
 from imgtag.providers.batch_api import CANCELED, ERRORED, EXPIRED, SUCCEEDED, BatchHandle, ItemResult
 from imgtag.request.batch.common import BatchContext, BatchStop, stop_if_fatal
+from imgtag.request.packing import split_answer
 from imgtag.store import batches as sb
 from imgtag.store.db import now_iso
 from imgtag.validate.verdict import INVALID, OK, TRUNCATED, judge
@@ -73,9 +74,7 @@ class Collector:
         try:
             async for result in ctx.api.results(batch_id):
                 # One result at a time: never the whole batch in memory.
-                state = self._store_result(batch_id, result)
-                if state is not None:
-                    tally[state] += 1
+                tally.update(self._store_result(batch_id, result))
         except ProviderError as err:
             stop_if_fatal(err)
             return None
@@ -88,24 +87,48 @@ class Collector:
 
     # -- one result ----------------------------------------------------------------------------
 
-    def _store_result(self, batch_id: str, result: ItemResult) -> str | None:
+    def _store_result(self, batch_id: str, result: ItemResult) -> list[str]:
+        """Store one result line: one image's, or a pack's (each image gets its own labelled answer). Returns
+        what became of each job stored now."""
         ctx = self.ctx
-        row = sb.item(ctx.store, result.custom_id)
-        if row is None or row["batch_id"] != batch_id or row["state"] != sb.SUBMITTED:
-            return None  # not ours, or settled by an earlier, interrupted collection
+        rows = sb.request_items(ctx.store, result.custom_id)
+        if not rows or rows[0]["batch_id"] != batch_id:
+            return []  # not ours
         started = now_iso()
-        outcome = self._outcome(int(row["job_id"]), result)
-        if not sb.settle_item(ctx.store, result.custom_id, batch_id, ctx.run_id, outcome, started):
-            return None
-        st = ctx.stats
-        st.spent_usd += outcome.cost
-        if outcome.job_status == "ok":
-            st.ok += 1
-        elif outcome.job_status == "failed":
-            st.failed += 1
-        elif outcome.job_status == "pending":
-            st.requeued += 1
-        return outcome.job_status or "superseded"
+        jobs = [int(r["job_id"]) for r in rows]
+        outcomes = self._outcomes(jobs, result)
+        states = []
+        for row, outcome in zip(rows, outcomes, strict=True):
+            if row["state"] != sb.SUBMITTED:
+                continue  # settled by an earlier, interrupted collection
+            if not sb.settle_item(ctx.store, row["custom_id"], batch_id, ctx.run_id, outcome, started):
+                continue
+            st = ctx.stats
+            st.spent_usd += outcome.cost
+            if outcome.job_status == "ok":
+                st.ok += 1
+            elif outcome.job_status == "failed":
+                st.failed += 1
+            elif outcome.job_status == "pending":
+                st.requeued += 1
+            states.append(outcome.job_status or "superseded")
+        return states
+
+    def _outcomes(self, job_ids: list[int], result: ItemResult) -> list[sb.ItemOutcome]:
+        """One outcome per image of the request."""
+        if len(job_ids) == 1:
+            return [self._outcome(job_ids[0], result)]
+        if result.kind == SUCCEEDED and result.answer is not None:
+            answers = split_answer(result.answer, len(job_ids))
+            return [self._answered(answer, job_id) for answer, job_id in zip(answers, job_ids, strict=True)]
+        if result.kind == ERRORED and result.permanent:
+            # One bad image makes the whole request invalid (not billed): each image goes alone next time, so
+            # the bad one fails on its own and the others are answered.
+            message = (f"{result.error_type or 'invalid_request_error'}: {result.error_message or 'refused'} "
+                       "(a pack of images; each is sent alone next)")
+            return [sb.ItemOutcome(sb.SPLIT, "retry", "pending", error_type=result.error_type or "api_error",
+                                   error_message=message) for _ in job_ids]
+        return [self._outcome(job_id, result) for job_id in job_ids]
 
     def _outcome(self, job_id: int, result: ItemResult) -> sb.ItemOutcome:
         kind = result.kind

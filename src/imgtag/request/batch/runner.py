@@ -17,7 +17,7 @@ import os
 from collections import deque
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +33,7 @@ from imgtag.request.batch.common import MAX_POLL_INTERVAL_S, POLL_BACKOFF, Batch
 from imgtag.request.batch.limits import BatchLimits, byte_budget, lowered_note
 from imgtag.request.batch.submit import Entry, Submitter, chunked_within
 from imgtag.request.engine import MAX_TOKENS_CEILING, WorkItem
+from imgtag.request.packing import packed_params
 from imgtag.store import Store
 from imgtag.store import batches as sb
 from imgtag.validate.verdict import TRUNCATED
@@ -143,41 +144,82 @@ class BatchRunner:
     # -- entries -------------------------------------------------------------------------------
 
     async def _from_stream(self, items: AsyncIterator[WorkItem]) -> AsyncIterator[Entry]:
-        async for item in items:
-            entry = self._entry(item.job_id, item.image, item.estimate)
-            if entry is not None:
+        async def members() -> AsyncIterator[_Member]:
+            async for item in items:
+                yield _Member(item.job_id, item.image, item.estimate)
+
+        async for entry in self._entries(members()):
+            yield entry
+
+    @property
+    def per_request(self) -> int:
+        """--images-per-request, where the batch API can carry labelled packs (else one image per request)."""
+        k = max(1, int(getattr(self.ctx.cfg, "images_per_request", 1) or 1))
+        return k if k > 1 and self.ctx.api.packs_images else 1
+
+    async def _entries(self, members: AsyncIterator[_Member]) -> AsyncIterator[Entry]:
+        """Requests of up to K images in arrival order; an image whose pack was refused before goes alone."""
+        k = self.per_request
+        pack: list[_Member] = []
+        async for member in members:
+            if k > 1 and not member.alone:
+                pack.append(member)
+                if len(pack) < k:
+                    continue
+                group, pack = pack, []
+            else:
+                group = [member]
+            for entry in self._entry(group):
+                yield entry
+        if pack:
+            for entry in self._entry(pack):
                 yield entry
 
-    def _entry(self, job_id: int, image: ImageInput, estimate: RequestEstimate) -> Entry | None:
+    def _entry(self, members: list[_Member]) -> list[Entry]:
+        """The batch request for these images (one, or a labelled pack), within the budget and the byte cap."""
         ctx = self.ctx
         t = ctx.target
         if self.budget_hit:
-            self.stats.budget_skipped += 1
-            return None
-        est = cost_usd(t.model.prices, estimate.usage(), batch=True) or 0.0
+            self.stats.budget_skipped += len(members)
+            return []
+        # Reserved as if each image were its own uncached request: never less than the pack can cost.
+        est = sum(cost_usd(t.model.prices, m.estimate.usage(), batch=True) or 0.0 for m in members)
         if ctx.cfg.budget is not None and self.stats.reserved_usd + est > ctx.cfg.budget:
             self.budget_hit = True
-            self.stats.budget_skipped += 1
-            return None
-        max_tokens = t.preset.max_output_tokens
-        if sb.answers_rejected(ctx.store, job_id, TRUNCATED):
-            max_tokens = min(MAX_TOKENS_CEILING, max_tokens * 2)  # it was cut off once: room to finish
-        options = RequestOptions(t.preset, t.model, max_tokens, batch=True)
-        params = ctx.api.build_params(image, options)
+            self.stats.budget_skipped += len(members)
+            return []
+        options = [RequestOptions(t.preset, t.model, self._max_tokens(m.job_id), batch=True) for m in members]
+        if len(members) == 1:
+            params = ctx.api.build_params(members[0].image, options[0])
+        else:
+            params = packed_params(ctx.api.build_params, [m.image for m in members], options)
         size = ctx.api.request_bytes(params)
         # Against the flags' and API's byte limit, not a lowered one: a gateway judges a lone request itself.
         if size + self.limits.envelope_bytes > self.max_bytes:
-            sb.fail_job(ctx.store, job_id, ctx.run_id, "request_too_large",
+            if len(members) > 1:
+                return [e for m in members for e in self._entry([m])]  # too big together: each alone
+            sb.fail_job(ctx.store, members[0].job_id, ctx.run_id, "request_too_large",
                         f"the request is {size / 1e6:.1f} MB, over the {self.max_bytes / 1e6:.1f} MB batch "
                         "limit")
             self.stats.failed += 1
-            return None
+            return []
         self.stats.reserved_usd += est
-        return Entry(job_id, params, size, est)
+        return [Entry([m.job_id for m in members], params, size, est)]
+
+    def _max_tokens(self, job_id: int) -> int:
+        max_tokens = self.ctx.target.preset.max_output_tokens
+        if sb.answers_rejected(self.ctx.store, job_id, TRUNCATED):
+            max_tokens = min(MAX_TOKENS_CEILING, max_tokens * 2)  # it was cut off once: room to finish
+        return max_tokens
 
     async def _resubmissions(self) -> AsyncIterator[Entry]:
         """Pending jobs that were in a batch before, with their image read again from disk (the image bytes
-        are not kept anywhere between runs). Paged from the store; a few images prepared at a time."""
+        are not kept anywhere between runs), packed again as new work is."""
+        async for entry in self._entries(self._reread()):
+            yield entry
+
+    async def _reread(self) -> AsyncIterator[_Member]:
+        """The resubmittable jobs, paged from the store; a few images prepared at a time."""
         if self.budget_hit:
             return
         ctx = self.ctx
@@ -197,16 +239,15 @@ class BatchRunner:
                 fut = loop.run_in_executor(self._executor(), _reprepare, template, paths, job.sha256)
                 window.append((job, fut))
                 if len(window) >= REPREPARE_WINDOW:
-                    entry = await self._prepared_entry(*window.popleft())
-                    if entry is not None:
-                        yield entry
+                    member = await self._prepared(*window.popleft())
+                    if member is not None:
+                        yield member
         while window:
-            entry = await self._prepared_entry(*window.popleft())
-            if entry is not None:
-                yield entry
+            member = await self._prepared(*window.popleft())
+            if member is not None:
+                yield member
 
-    async def _prepared_entry(self, job: sb.PendingJob,
-                              fut: asyncio.Future[ImageReport | None]) -> Entry | None:
+    async def _prepared(self, job: sb.PendingJob, fut: asyncio.Future[ImageReport | None]) -> _Member | None:
         report = await fut
         ctx = self.ctx
         if report is None or report.encoded is None or report.media_type is None:
@@ -216,9 +257,10 @@ class BatchRunner:
             self.stats.failed += 1
             return None
         t = ctx.target
-        return self._entry(job.id, ImageInput(report.encoded, report.media_type),
-                           estimate_request(reserve_tokens(report.visual_tokens or 0, report.out_width,
-                                                           report.out_height, t.model), t.preset, t.model))
+        tokens = reserve_tokens(report.visual_tokens or 0, report.out_width, report.out_height, t.model)
+        return _Member(job.id, ImageInput(report.encoded, report.media_type),
+                       estimate_request(tokens, t.preset, t.model),
+                       alone=sb.must_go_alone(ctx.store, job.id))
 
     def _executor(self) -> ThreadPoolExecutor:
         # Threads, not processes: these files decoded fine before, and Pillow releases the GIL while decoding.
@@ -226,6 +268,16 @@ class BatchRunner:
             self._pool = ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1),
                                             thread_name_prefix="imgtag-reprepare")
         return self._pool
+
+
+@dataclass
+class _Member:
+    """One image on its way into a batch request."""
+
+    job_id: int
+    image: ImageInput
+    estimate: RequestEstimate
+    alone: bool = False  # its pack was refused as a whole before: sent one image per request
 
 
 def _reprepare(template: PrepareRequest, paths: list[str], sha256: str) -> ImageReport | None:

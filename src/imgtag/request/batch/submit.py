@@ -34,7 +34,9 @@ CREATE_TIMEOUT_S = 600.0  # uploading up to 256 MB takes a while on a slow uplin
 
 @dataclass
 class Entry:
-    job_id: int
+    """One batch request: the jobs (images) it carries, in label order (one, or a pack of labelled images)."""
+
+    job_ids: list[int]
     params: dict[str, Any]
     size: int
     estimate_usd: float = 0.0
@@ -136,7 +138,7 @@ class Submitter:
     async def _create(self, chunk: Chunk) -> None:
         ctx = self.ctx
         store = ctx.store
-        sub, cids = sb.begin_submission(store, [e.job_id for e in chunk.entries])
+        sub, cids = sb.begin_submission(store, [e.job_ids for e in chunk.entries])
         requests = [BatchRequest(cid, e.params) for cid, e in zip(cids, chunk.entries, strict=True)]
         failures = 0
         while True:
@@ -176,7 +178,7 @@ class Submitter:
         sb.attach_batch(ctx.store, sub.id, batch, provider=key.provider, model=key.model, run_id=ctx.run_id,
                         nbytes=chunk.nbytes)
         ctx.stats.created += 1
-        ctx.stats.submitted += len(chunk.entries)
+        ctx.stats.submitted += sum(len(e.job_ids) for e in chunk.entries)
         ctx.stats.reserved_usd += sum(e.estimate_usd for e in chunk.entries)
         ctx.stats.live[batch.id] = (batch.processing_status, dict(batch.counts))
 
@@ -201,7 +203,11 @@ class Submitter:
             return
         if kind == BYTES:
             (entry,) = chunk.entries
-            sb.fail_job(ctx.store, entry.job_id, ctx.run_id, err.error_type,
+            if len(entry.job_ids) > 1:
+                # A pack of images over the cap: each image goes alone from now on (pending again, never failed).
+                sb.send_alone(ctx.store, entry.job_ids)
+                return
+            sb.fail_job(ctx.store, entry.job_ids[0], ctx.run_id, err.error_type,
                         f"batch rejected: this one request ({entry.size / 1e6:.1f} MB) is over the batch size "
                         f"the API accepts: {err.message}")
             ctx.stats.failed += 1
