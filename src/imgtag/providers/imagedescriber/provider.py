@@ -13,6 +13,7 @@ import hashlib
 import json
 import os
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import httpx2
@@ -59,7 +60,8 @@ class ImageDescriberProvider(Provider):
     reask_invalid = False
 
     def __init__(self, *, api_key: str | None = None, base_url: str | None = None, timeout: float = 120.0,
-                 requests_per_minute: float | None = None) -> None:
+                 requests_per_minute: float | None = None, clock: Callable[[], float] = time.monotonic) -> None:
+        self.clock = clock  # for the wait after a 1004 (tests pass a virtual one)
         self.api_key = api_key or os.environ.get(KEY_VARIABLE)
         if not self.api_key:
             raise ConfigError(f"No imagedescriber API key: set the {KEY_VARIABLE} environment variable.")
@@ -72,7 +74,7 @@ class ImageDescriberProvider(Provider):
         # Images answered "invalid image format" once: the next ask sends a re-encoded copy, the one after
         # that is not made (a second 2004 is a recorded failure). Keyed by content, dropped when settled.
         self._reencode_next: set[str] = set()
-        self._last_success = time.monotonic()
+        self._last_success = self.clock()
 
     async def aclose(self) -> None:
         await self.client.aclose()
@@ -141,7 +143,7 @@ class ImageDescriberProvider(Provider):
                                 http_status=response.status_code, request_id=request_id)
             raise error
         self._reencode_next.discard(content_key)
-        self._last_success = time.monotonic()
+        self._last_success = self.clock()
         data = _dict(envelope.get("data"))
         tags, credits = _dict(data.get("tags")), _dict(data.get("credits"))
         fields = map_answer(options.preset, tags.get("tags"), tags.get("title"), tags.get("description"))
@@ -155,7 +157,7 @@ class ImageDescriberProvider(Provider):
         the engine's cap of 50 rate-limit answers per image, an image fails only after most of an hour
         with no answer at all."""
         interval = 60.0 / self.requests_per_minute
-        return min(max(60.0, interval), max(interval, time.monotonic() - self._last_success))
+        return min(max(60.0, interval), max(interval, self.clock() - self._last_success))
 
     def _clean(self, text: str) -> str:
         """One line, short, and never the key."""
