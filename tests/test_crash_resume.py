@@ -49,7 +49,7 @@ def test_kill_nine_twice_then_rerun(tmp_path: Path, fake_anthropic_factory) -> N
         assert proc.poll() is None, proc.stderr.read().decode() if proc.stderr else ""
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait()
-        time.sleep(0.8)  # let the server finish the requests that were in flight (and count them answered)
+        fake.wait_idle()  # the server finishes the requests that were in flight (and counts them answered)
         # In flight at the kill = answers the server produced that never reached the store.
         lost = sum(fake.stats.answered_by_key.values()) - committed_ok(tmp_path / "out") - in_flight_at_kills
         assert 0 <= lost <= 64, lost  # bounded by the concurrency cap

@@ -15,6 +15,7 @@ import math
 import os
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from collections.abc import Callable, Iterator
@@ -267,19 +268,25 @@ def test_mode_overrides_and_hook(make_fake: Callable[..., FakeAnthropicServer]) 
 
 
 def test_async_concurrent_answers_never_mix(make_fake: Callable[..., FakeAnthropicServer]) -> None:
-    fake = make_fake(latency_s=0.2)
     colors = [(i * 20, 255 - i * 20, 7) for i in range(10)]
+    # No answer goes out until all ten requests are being served at once: a server that took them one after
+    # another would break the barrier (after its timeout), however fast or slow the machine.
+    barrier = threading.Barrier(len(colors), timeout=30)
+
+    def together(ctx: dict[str, Any]) -> None:
+        barrier.wait()
+        return None
+
+    fake = make_fake(respond=together)
 
     async def run() -> list[Any]:
-        async with fake.async_client() as client:
+        async with fake.async_client(max_retries=0) as client:
             return await asyncio.gather(*(client.messages.create(**params(c)) for c in colors))
 
-    started = time.monotonic()
     messages = asyncio.run(run())
-    assert time.monotonic() - started < 1.5  # served concurrently, not one after another
     for color, msg in zip(colors, messages, strict=True):
         assert json.loads(msg.content[0].text)["dominant_color"] == hexkey(color)
-    assert fake.stats.peak_concurrency >= 5
+    assert fake.stats.peak_concurrency == 10
     assert fake.stats.answered_by_key == {hexkey(c): 1 for c in colors}
     assert fake.stats.in_flight == 0
 
@@ -388,13 +395,14 @@ def test_sdk_retries_overloaded_then_succeeds(make_fake: Callable[..., FakeAnthr
 def test_sdk_honours_hook_retry_after_ms(make_fake: Callable[..., FakeAnthropicServer]) -> None:
     def hook(ctx: dict[str, Any]) -> dict[str, Any] | None:
         if ctx["seq"] <= 2:
-            return {"status": 429, "headers": {"retry-after": "1", "retry-after-ms": "20"}}
+            return {"status": 429, "headers": {"retry-after": "30", "retry-after-ms": "20"}}
         return None
 
     fake = make_fake(respond=hook)
     started = time.monotonic()
     fake.client(max_retries=2).messages.create(**params())
-    assert time.monotonic() - started < 0.8
+    # 2 x 20 ms, not 2 x 30 s: a bound no loaded machine comes near, that the wrong header would break
+    assert time.monotonic() - started < 10
     assert fake.stats.status_counts == {429: 2, 200: 1}
 
 
@@ -435,6 +443,8 @@ def test_rate_limit_headers_on_raw_response(make_fake: Callable[..., FakeAnthrop
 
 def test_request_bucket_limits_a_burst(make_fake: Callable[..., FakeAnthropicServer]) -> None:
     fake = make_fake(rpm=120, burst_s=1.0)  # capacity 2, refill 2/s
+    frozen = time.monotonic()
+    fake.bucket_clock = lambda: frozen  # nothing refills during the burst, however slow the machine is
     client = fake.client()
     outcomes = []
     for _ in range(10):
@@ -448,10 +458,14 @@ def test_request_bucket_limits_a_burst(make_fake: Callable[..., FakeAnthropicSer
             assert err.body["error"]["type"] == "rate_limit_error"  # type: ignore[index]
     assert outcomes.count(200) == 2 and outcomes[:2] == [200, 200]
     assert fake.stats.rate_limited == 8
-    # The SDK honours the bucket's retry-after and gets through on its own.
+    # The SDK honours the bucket's retry-after and gets through on its own. (The bucket's time runs again
+    # from where it stopped: the next request still finds it empty.)
+    resumed = time.monotonic()
+    fake.bucket_clock = lambda: frozen + time.monotonic() - resumed
     started = time.monotonic()
     fake.client(max_retries=2).messages.create(**params())
     assert time.monotonic() - started >= 0.9
+    assert fake.stats.rate_limited == 9
 
 
 def test_input_token_bucket(make_fake: Callable[..., FakeAnthropicServer]) -> None:

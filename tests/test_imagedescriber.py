@@ -410,7 +410,7 @@ def test_kill_nine_then_rerun_asks_nothing_twice(tmp_path, tag_api):
         time.sleep(0.02)
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
-    time.sleep(0.8)  # the requests in flight at the kill finish on the server (answered, never stored)
+    fake.wait_idle()  # the requests in flight at the kill finish on the server (answered, never stored)
     db = sqlite3.connect(out / "imgtag.db")
     (stored,) = db.execute("SELECT COUNT(*) FROM jobs WHERE status='ok'").fetchone()
     db.close()

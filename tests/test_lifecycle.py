@@ -117,6 +117,18 @@ def helpers_running(cli: Cli) -> set[int]:
     return found
 
 
+def live_batch_count(out: Path) -> int:
+    if not (out / "imgtag.db").exists():
+        return 0
+    db = sqlite3.connect(out / "imgtag.db")
+    try:
+        return db.execute("SELECT COUNT(*) FROM batches WHERE collected_at IS NULL").fetchone()[0]
+    except sqlite3.OperationalError:  # not migrated yet
+        return 0
+    finally:
+        db.close()
+
+
 def run_states(out: Path) -> list[tuple[str | None, int | None]]:
     db = sqlite3.connect(out / "imgtag.db")
     try:
@@ -179,8 +191,8 @@ def test_ctrl_c_in_batch_mode_says_batches_keep_running(tmp_path: Path, fake_ant
     cli = Cli(["run", str(tmp_path / "in"), "--out", str(out), "--mode", "batch", "--batch-max-requests", "10",
                "--poll-interval", "0.2", "-q"], fake.env())
     try:
-        wait_for(lambda: fake.stats.batches_created >= 2, cli)
-        time.sleep(0.3)  # the second batch's id is committed right after its create answer
+        # the second batch is created on the server, then committed to the store: wait for the store
+        wait_for(lambda: fake.stats.batches_created >= 2 and live_batch_count(out) >= 2, cli)
         os.killpg(cli.proc.pid, signal.SIGINT)
         assert cli.proc.wait(30) == 130
     finally:

@@ -302,7 +302,7 @@ def test_kill_nine_then_rerun_asks_nothing_twice(tmp_path: Path, fake_openai_fac
     assert proc.poll() is None, proc.stderr.read().decode() if proc.stderr else ""
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
-    time.sleep(1.0)  # the server finishes what was in flight; those answers never reached the store
+    fake.wait_idle()  # the server finishes what was in flight; those answers never reached the store
     in_flight_at_kill = fake.stats.answered - committed()
     assert 0 <= in_flight_at_kill <= 8
     done = subprocess.run(args, env=env, cwd=tmp_path, capture_output=True, timeout=120)

@@ -371,12 +371,12 @@ class _Bucket:
     """Token bucket. ``level`` may go negative (debt) so one request bigger than the bucket can pass
     when the bucket is full instead of being rejected forever."""
 
-    def __init__(self, per_minute: int, burst_s: float) -> None:
+    def __init__(self, per_minute: int, burst_s: float, now: float) -> None:
         self.limit = per_minute
         self.rate = per_minute / 60.0
         self.capacity = max(1.0, per_minute * burst_s / 60.0)
         self.level = self.capacity
-        self.t = time.monotonic()
+        self.t = now
 
     def refill(self, now: float) -> None:
         self.level = min(self.capacity, self.level + (now - self.t) * self.rate)
@@ -1016,6 +1016,9 @@ class FakeAnthropicServer:
         self._seq = 0
         self._cache: dict[str, float] = {}  # prefix hash -> expiry on the cache clock
         self._clock_offset = 0.0
+        # The rate-limit buckets' clock: a test may stop it (nothing refills, however slow the machine) or
+        # shift it. Read under self._lock.
+        self.bucket_clock: Callable[[], float] = time.monotonic
         self._batches: dict[str, _Batch] = {}
         self._batch_create_calls = 0
 
@@ -1034,6 +1037,12 @@ class FakeAnthropicServer:
         )
         self._thread.start()
         return self
+
+    def wait_idle(self, timeout: float = 60.0) -> None:
+        """Until every /v1/messages request received so far has been answered (tests/fakes/idle.py)."""
+        from tests.fakes.idle import wait_idle
+
+        wait_idle(lambda: self.stats.in_flight, timeout)
 
     def stop(self) -> None:
         httpd = self._httpd
@@ -1315,7 +1324,7 @@ class FakeAnthropicServer:
                 ("output-tokens", cfg.otpm),
             ):
                 if limit is not None:
-                    self._buckets[name] = _Bucket(limit, cfg.burst_s)
+                    self._buckets[name] = _Bucket(limit, cfg.burst_s, self.bucket_clock())
         return self._buckets
 
     def _ratelimit_headers(self, buckets: dict[str, _Bucket]) -> dict[str, str]:
@@ -1347,7 +1356,7 @@ class FakeAnthropicServer:
             buckets = self._get_buckets()
             if not buckets:
                 return
-            now = time.monotonic()
+            now = self.bucket_clock()
             for b in buckets.values():
                 b.refill(now)
             needs = {"requests": 1.0, "input-tokens": float(input_tokens), "output-tokens": 1.0}
@@ -1366,7 +1375,7 @@ class FakeAnthropicServer:
             buckets = self._get_buckets()
             b = buckets.get("output-tokens")
             if b is not None:
-                b.refill(time.monotonic())
+                b.refill(self.bucket_clock())
                 b.level -= output_tokens
             if buckets:
                 headers.update(self._ratelimit_headers(buckets))
@@ -1375,7 +1384,7 @@ class FakeAnthropicServer:
         with self._lock:
             buckets = self._get_buckets()
             if buckets:
-                now = time.monotonic()
+                now = self.bucket_clock()
                 for b in buckets.values():
                     b.refill(now)
                 headers.update(self._ratelimit_headers(buckets))

@@ -118,6 +118,12 @@ class FakeTagServer:
         self._thread.start()
         return self
 
+    def wait_idle(self, timeout: float = 60.0) -> None:
+        """Until every request received so far has been answered (tests/fakes/idle.py)."""
+        from tests.fakes.idle import wait_idle
+
+        wait_idle(lambda: self._in_flight, timeout)
+
     def stop(self) -> None:
         if self._server is not None:
             self._server.shutdown()

@@ -81,6 +81,7 @@ class OpenAIFakeStats:
         self.answered_by_key: Counter[str] = Counter()
         self.response_formats: Counter[str] = Counter()
         self.request_log: list[dict[str, Any]] = []
+        self.open_requests = 0      # received and not yet answered (queued, served or being refused)
         self.in_flight = 0          # being served (in a slot)
         self.waiting = 0            # queued for a slot
         self.peak_in_flight = 0
@@ -133,6 +134,12 @@ class FakeOpenAIServer:
         self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
         self._thread.start()
         return self
+
+    def wait_idle(self, timeout: float = 60.0) -> None:
+        """Until every request received so far has been answered (tests/fakes/idle.py)."""
+        from tests.fakes.idle import wait_idle
+
+        wait_idle(lambda: self.stats.open_requests, timeout)
 
     def stop(self) -> None:
         if self._httpd is not None:
@@ -403,6 +410,15 @@ class _Handler(BaseHTTPRequestHandler):
             return
         headers = {k.lower(): v for k, v in self.headers.items()}
         stats = self.fake.stats
+        with stats.lock:
+            stats.open_requests += 1
+        try:
+            self._chat(raw, headers, stats)
+        finally:
+            with stats.lock:
+                stats.open_requests -= 1
+
+    def _chat(self, raw: bytes, headers: dict[str, str], stats: OpenAIFakeStats) -> None:
         try:
             body = json.loads(raw)
             answer, extra = self.fake.handle(headers, body)
