@@ -106,7 +106,9 @@ class BatchRunner:
     def _live_ids(self) -> list[str]:
         rows = sb.live_batches(self.ctx.store, self.ctx.target.key)
         for row in rows:
-            self.stats.live.setdefault(row.id, (row.processing_status, row.request_counts or {}))
+            if row.id not in self.stats.live:
+                self.stats.live[row.id] = (row.processing_status, row.request_counts or {})
+                self.stats.images_per_request[row.id] = sb.images_per_request(self.ctx.store, row.id)
         return [row.id for row in rows]
 
     async def _submit(self, entries: AsyncIterator[Entry]) -> int:
