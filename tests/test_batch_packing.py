@@ -14,6 +14,7 @@ from imagegen import close_to, make_images, read_jsonl, run_cli
 from imgtag.pricing.catalogue import catalogue
 from imgtag.pricing.costs import Usage, cost_usd
 from imgtag.request.batch import submit as batch_submit
+from imgtag.request.batch.common import BatchStats
 from imgtag.store import Store
 from imgtag.store import batches as sb
 
@@ -73,6 +74,7 @@ def test_batch_packs_land_each_answer_on_its_own_image(tmp_path: Path, recording
     assert len(items) == 11 and {s for *_, s in items} == {"ok"}
     assert sorted({rc for _, rc, _, _ in items}) == sorted(e["custom_id"] for e in fake.seen)
     assert query(out, "SELECT SUM(item_count) FROM batches") == [(3,)]  # requests, as the API counts them
+    assert "11 files: ok 11; 3 requests," in output  # the summary counts requests, not images
     # The pack's usage is split across its images: the recorded usage adds up to what the fake billed, at
     # batch prices.
     assert sum(r["usage"]["input_tokens"] for r in rows.values()) == fake.stats.input_tokens
@@ -174,3 +176,10 @@ def test_migration_gives_old_batch_items_their_own_request_id(tmp_path: Path) ->
         db.execute(f"PRAGMA user_version = {version - 1}")
     with Store(tmp_path, create=False) as store:
         assert [tuple(r) for r in sb.request_items(store, "j7-1")] == [("j7-1", None, 7, "submitting", 0)]
+
+
+def test_progress_counts_images_on_the_server_not_requests() -> None:
+    stats = BatchStats()
+    stats.live = {"b1": ("in_progress", {"processing": 3}), "b2": ("in_progress", {"processing": 2})}
+    stats.images_per_request = {"b1": 4.0}  # b1 carries packs of 4; b2 one image per request
+    assert stats.in_batches == 14

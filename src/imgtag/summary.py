@@ -46,7 +46,9 @@ def summarize(db: sqlite3.Connection, key: WorkKey | None, *, run_id: int | None
         row = db.execute(
             "SELECT COALESCE(SUM(a.input_tokens),0), COALESCE(SUM(a.output_tokens),0),"
             " COALESCE(SUM(a.cache_creation_input_tokens),0), COALESCE(SUM(a.cache_read_input_tokens),0),"
-            " COALESCE(SUM(a.cost_usd),0), COUNT(*) FROM attempts a JOIN jobs j ON j.id = a.job_id"
+            # Requests, not images: the images of a pack (--images-per-request) share their answer's request id.
+            " COALESCE(SUM(a.cost_usd),0), COUNT(DISTINCT COALESCE(a.request_id, 'attempt ' || a.id))"
+            " FROM attempts a JOIN jobs j ON j.id = a.job_id"
             " WHERE j.preset_version = ? AND j.provider = ? AND j.model = ?"
             + (" AND a.run_id = ?" if run_id is not None else ""),
             (*kp, *params),

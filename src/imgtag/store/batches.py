@@ -202,6 +202,13 @@ def batch_key(store: Store, batch_id: str) -> WorkKey | None:
     return WorkKey(row[0], row[1], row[2]) if row else None
 
 
+def images_per_request(store: Store, batch_id: str) -> float:
+    """How many images a request of this batch carries on average (packs: --images-per-request)."""
+    row = store.db.execute("SELECT COUNT(*), COUNT(DISTINCT request_cid) FROM batch_items WHERE batch_id=?",
+                           (batch_id,)).fetchone()
+    return row[0] / row[1] if row and row[1] else 1.0
+
+
 def update_batch(store: Store, batch: BatchHandle) -> None:
     """Keep `imgtag status` current: processing status and request counts on every poll."""
     store.db.execute("UPDATE batches SET processing_status=?, request_counts=?, ended_at=? WHERE id=?",

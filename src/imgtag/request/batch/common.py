@@ -39,10 +39,14 @@ class BatchStats:
     budget_skipped: int = 0
     # batch id -> (processing_status, request_counts): what the progress line shows.
     live: dict[str, tuple[str, dict[str, int]]] = field(default_factory=dict)
+    # batch id -> images per request, where a batch carries packs (--images-per-request); 1 when absent.
+    images_per_request: dict[str, float] = field(default_factory=dict)
 
     @property
     def in_batches(self) -> int:
-        return sum(counts.get("processing", 0) for _, counts in self.live.values())
+        """Images (not requests) still processing on the server."""
+        return round(sum(counts.get("processing", 0) * self.images_per_request.get(batch_id, 1.0)
+                         for batch_id, (_, counts) in self.live.items()))
 
     def describe(self) -> str:
         if not self.live:

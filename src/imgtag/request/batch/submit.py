@@ -178,7 +178,9 @@ class Submitter:
         sb.attach_batch(ctx.store, sub.id, batch, provider=key.provider, model=key.model, run_id=ctx.run_id,
                         nbytes=chunk.nbytes)
         ctx.stats.created += 1
-        ctx.stats.submitted += sum(len(e.job_ids) for e in chunk.entries)
+        images = sum(len(e.job_ids) for e in chunk.entries)
+        ctx.stats.submitted += images
+        ctx.stats.images_per_request[batch.id] = images / len(chunk.entries)
         ctx.stats.reserved_usd += sum(e.estimate_usd for e in chunk.entries)
         ctx.stats.live[batch.id] = (batch.processing_status, dict(batch.counts))
 
@@ -268,6 +270,7 @@ class Submitter:
                         nbytes=0)
         ctx.stats.adopted += 1
         ctx.stats.live[batch.id] = (batch.processing_status, dict(batch.counts))
+        ctx.stats.images_per_request[batch.id] = sb.images_per_request(ctx.store, batch.id)
 
 
 def _gave_up(failures: int, err: ProviderError) -> str:
