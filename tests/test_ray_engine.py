@@ -57,6 +57,21 @@ def test_keys_never_travel_through_ray(monkeypatch: pytest.MonkeyPatch) -> None:
     assert "Ray workers" in fatal and "ANTHROPIC_API_KEY" in fatal and "nodes" in fatal
 
 
+def test_workers_use_their_nodes_key_never_the_drivers(tmp_path, cluster, fake_anthropic_factory, monkeypatch):
+    """The server accepts only the driver's key; the nodes hold another. Were the driver's key shipped through
+    Ray, the workers would use it and succeed; they use their own, are refused, and the run stops cleanly."""
+    make_images(tmp_path / "in", 4)
+    fake = fake_anthropic_factory(api_key="test-key-not-real-SECRET-driver0")
+    out = tmp_path / "ray"
+    code, output = run_cli(["run", str(tmp_path / "in"), "--out", str(out), "--engine", "ray", "-q"], fake.env(),
+                           monkeypatch)
+    assert code == 2, output
+    assert "API key" in output and "Traceback" not in output
+    assert "test-key-not-real-SECRET" not in output and FakeConfig().api_key not in output
+    assert fake.stats.answered_by_key == {}
+    assert {r["status"] for r in read_jsonl(out / "results.jsonl")} == {"pending"}  # nothing lost, all to do
+
+
 def _comparable(rows: list[dict]) -> list[tuple]:
     return sorted((r["path"], r["status"], r["duplicate_of"], str(r["fields"]), str(r["error"])) for r in rows)
 
