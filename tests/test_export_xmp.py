@@ -110,11 +110,14 @@ def test_existing_sidecars_keep_everything_not_ours(tmp_path, store, fixture, im
     ctx = context(store, lang="zh")
     write_xmp([row(img, KEYWORDS)], ctx)
     after = tags(sidecar)
-    ours = {"XMP-dc:Subject", "XMP-dc:Title", "XMP-dc:Description"} | {
+    # digiKam reads its own TagsList first, so our tags go there too when it exists (tests/test_xmp_digikam.py)
+    ours = {"XMP-dc:Subject", "XMP-dc:Title", "XMP-dc:Description", "XMP-digiKam:TagsList"} | {
         k for k in after if k.startswith(("XMP-dc:Title-", "XMP-dc:Description-"))}
     for key, value in before.items():
         if key not in ours:
-            assert after.get(key) == value, key  # ratings, labels, history, crs:, creator, TagsList...
+            assert after.get(key) == value, key  # ratings, labels, history, crs:, creator...
+    if "XMP-digiKam:TagsList" in before:
+        assert after["XMP-digiKam:TagsList"] == before["XMP-digiKam:TagsList"] + KEYWORDS["keywords"]
     # the user's keywords stay, ours are added once (darktable's user already has "sunset")
     user = as_list(before.get("XMP-dc:Subject"))
     assert after["XMP-dc:Subject"] == user + [k for k in KEYWORDS["keywords"] if k not in user]
@@ -150,7 +153,7 @@ def test_fixture_specifics_survive(tmp_path, store):
     assert lr["XMP-dc:Creator"] == ["Ana Lima"]
     assert lr["XMP-dc:Title-pt"] == "Título antigo"  # other languages of an alternative stay
     dk = tags(tmp_path / "c.jpg.xmp")
-    assert dk["XMP-digiKam:TagsList"] == ["People/Grandma", "Events/Birthday 2023"]
+    assert dk["XMP-digiKam:TagsList"] == ["People/Grandma", "Events/Birthday 2023", *KEYWORDS["keywords"]]
     assert dk["XMP-xmp:Rating"] == 3 and dk["XMP-digiKam:ColorLabel"] == 2
 
 

@@ -59,3 +59,24 @@ def test_sidecar_rule_by_name_sibling_and_ledger(tmp_path: Path) -> None:
     # Given one by one (a shell glob), the same rule applies.
     named = sorted(str(p) for p in folder.iterdir())
     assert sorted(Path(d.path).name for d in discover(named, sidecars=rule)) == found
+
+
+def test_sidecar_rows_an_older_version_recorded_are_dropped_on_the_next_run(
+        tmp_path: Path, fake_anthropic_factory, monkeypatch) -> None:
+    from imgtag.ingest import pipeline
+
+    images = tmp_path / "in"
+    make_images(images, 2)
+    (images / "notes.txt").write_text("mine", encoding="utf-8")
+    fake = fake_anthropic_factory()
+    out = tmp_path / "out"
+    args = ["run", str(images), "--out", str(out), "-q", "--format", "jsonl,txt,xmp,json-sidecar"]
+    assert run_cli(args, fake.env(), monkeypatch)[0] == 0
+    with monkeypatch.context() as m:  # a version without the sidecar rule records them as "not an image"
+        m.setattr(pipeline.SidecarRule, "ignores", lambda *a: False)
+        assert run_cli(args, fake.env(), monkeypatch)[0] == 0
+    assert any(r["path"].endswith(".xmp") for r in read_jsonl(out / "results.jsonl"))
+    code, output = run_cli(args, fake.env(), monkeypatch)
+    assert code == 0, output
+    rows = {r["path"]: r["status"] for r in read_jsonl(out / "results.jsonl")}
+    assert rows == {"img_0000.jpg": "ok", "img_0001.jpg": "ok", "notes.txt": "skipped"}, rows

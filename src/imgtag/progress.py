@@ -47,6 +47,7 @@ class Snapshot:
     done_before: int = 0                  # files whose answer an earlier run had already stored
     spent_to_date_usd: float | None = None  # this target, earlier runs included
     batch: BatchView | None = None        # batch mode
+    credits_used: float | None = None     # a provider billed in credits: shown instead of dollars (None: USD)
 
     @property
     def total(self) -> int | None:
@@ -73,6 +74,10 @@ def money(usd: float) -> str:
     if abs(usd) < 1:
         return f"${usd:.4f}"
     return f"${usd:,.2f}"
+
+
+def _credits(amount: float) -> str:
+    return f"{amount:,.6g} credit" + ("" if amount == 1 else "s")
 
 
 def fit(segments: list[tuple[int, str]], width: int) -> str:
@@ -110,7 +115,10 @@ class Progress:
         count = (f"{snap.finished:,}/{total:,} files" if total is not None
                  else f"{snap.finished:,}/{snap.discovered:,}+ files")
         cost = money(snap.spent_usd)
-        if snap.spent_to_date_usd is not None and snap.spent_to_date_usd - snap.spent_usd > 1e-12:
+        if snap.credits_used is not None:
+            # Billed in credits: $0 would not be the bill (the summary and `imgtag status` show the balance).
+            cost, cost_to_date = _credits(snap.credits_used), ""
+        elif snap.spent_to_date_usd is not None and snap.spent_to_date_usd - snap.spent_usd > 1e-12:
             cost_to_date = f"{money(snap.spent_to_date_usd)} to date"
             cost = f"{cost} this run"
         else:

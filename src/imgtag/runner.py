@@ -12,11 +12,12 @@ from imgtag.config import EXIT_CONFIG, EXIT_FAILED, EXIT_OK, RunConfig, Target, 
 from imgtag.export.writer import ExportRefused, write_exports
 from imgtag.ingest.pipeline import Ingested, IngestOptions, Ingestor
 from imgtag.money import usd
-from imgtag.pricing.estimate import Estimator, estimate_request
+from imgtag.pricing.estimate import Estimator, estimate_request, reserve_tokens
 from imgtag.progress import BatchView, Progress, Snapshot
 from imgtag.providers.base import ImageInput, Provider
 from imgtag.request.engine import Engine, EngineSettings, WorkItem
 from imgtag.request.learned_limits import Memory
+from imgtag.request.pace_words import credits_used, pace_words
 from imgtag.request.pacer import Pacer
 from imgtag.request.packing import pack_images
 from imgtag.request.warmup import warm_cache_first
@@ -115,7 +116,8 @@ class Run:
             if report is None or report.encoded is None or report.media_type is None:
                 self._count(ing, settled=True)  # cannot happen with needs_decode, but never send nothing
                 continue
-            est = estimate_request(report.visual_tokens or 0, self.target.preset, for_model)
+            tokens = reserve_tokens(report.visual_tokens or 0, report.out_width, report.out_height, for_model)
+            est = estimate_request(tokens, self.target.preset, for_model)
             self.finished += 1
             yield WorkItem(job_id=job_id, sha256=sha, display=ing.display,
                            image=ImageInput(report.encoded, report.media_type), estimate=est)
@@ -135,7 +137,8 @@ class Run:
             skipped=self.skipped,
             in_flight=(pacer.in_flight if pacer else 0) + (bat.in_batches if bat else 0),
             spent_usd=spent,
-            pace=pacer.describe() if pacer else "",
+            pace=pace_words(pacer, self.provider) if pacer else "",
+            credits_used=credits_used(self.provider, eng.stats.credits_spent if eng else 0.0),
             discovery_done=self.ingestor.counters.discovery_done if self.ingestor else False,
             extra="",
             counted=self.ingestor.counted if self.ingestor else None,

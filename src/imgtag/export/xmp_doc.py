@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from lxml import etree
 
 from imgtag import __version__
+from imgtag.export.xmp_digikam import TAGSLIST, with_tagslist
 from imgtag.export.xmp_map import NS, PROPERTIES, XmpValues
 
 X_NS = "adobe:ns:meta/"
@@ -100,6 +101,8 @@ def merge(existing: bytes | None, values: XmpValues, *, lang: str | None,
     rdf = _rdf_of(tree.getroot())
     assert rdf is not None
     previous = previous or {}
+    if TAGSLIST not in values.bags and _has(rdf, TAGSLIST):
+        values = with_tagslist(values)
     touched = set(values.bags) | set(values.alts) | {p for p, items in previous.items() if items}
     about = ""
     bag_items: dict[str, list[str]] = {}
@@ -125,7 +128,7 @@ def merge(existing: bytes | None, values: XmpValues, *, lang: str | None,
     owned: dict[str, list[str]] = {}
     final_bags: dict[str, list[str]] = {}
     for prop in _ORDER:
-        if PROPERTIES[prop] != "bag" or prop not in touched:
+        if PROPERTIES[prop] == "alt" or prop not in touched:
             continue
         mine = set(previous.get(prop, []))
         kept: list[str] = []
@@ -164,9 +167,15 @@ def merge(existing: bytes | None, values: XmpValues, *, lang: str | None,
     return Merged(body if body.endswith(b"\n") else body + b"\n", owned)
 
 
+def _has(rdf: etree._Element, prop: str) -> bool:
+    clark = _CLARK[prop]
+    return any(desc.get(clark) is not None or desc.find(clark) is not None
+               for desc in rdf.findall(f"{{{RDF}}}Description"))
+
+
 def _collect(prop: str, items: list[tuple[str, str]], bags: dict[str, list[str]],
              alts: dict[str, list[tuple[str, str]]]) -> None:
-    if PROPERTIES[prop] == "bag":
+    if PROPERTIES[prop] != "alt":
         bags.setdefault(prop, []).extend(text for _, text in items if text)
     else:
         have = alts.setdefault(prop, [])
@@ -228,7 +237,8 @@ def _append_description(rdf: etree._Element, about: str, bags: dict[str, list[st
     desc.set(f"{{{RDF}}}about", about)
     for prop in _ORDER:
         if prop in bags:
-            container = etree.SubElement(etree.SubElement(desc, _CLARK[prop]), f"{{{RDF}}}Bag")
+            kind = "Seq" if PROPERTIES[prop] == "seq" else "Bag"
+            container = etree.SubElement(etree.SubElement(desc, _CLARK[prop]), f"{{{RDF}}}{kind}")
             for item in bags[prop]:
                 etree.SubElement(container, f"{{{RDF}}}li").text = item
         elif prop in alts:

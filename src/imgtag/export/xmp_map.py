@@ -28,10 +28,13 @@ NS = {
     "dc": "http://purl.org/dc/elements/1.1/",
     "lr": "http://ns.adobe.com/lightroom/1.0/",
     "Iptc4xmpCore": "http://iptc.org/std/Iptc4xmpCore/1.0/xmlns/",
+    # Only into a sidecar that already has digiKam's own tag list (export/xmp_digikam.py).
+    "digiKam": "http://www.digikam.org/ns/1.0/",
 }
 
 # Property -> XMP array kind. "bag": unordered list, imgtag owns only the items it added;
-# "alt": language alternatives, imgtag owns the x-default item and the --lang item.
+# "seq": the same, ordered (digiKam's TagsList); "alt": language alternatives, imgtag owns the x-default item and
+# the --lang item.
 PROPERTIES: dict[str, str] = {
     "dc:title": "alt",
     "dc:description": "alt",
@@ -40,6 +43,7 @@ PROPERTIES: dict[str, str] = {
     "lr:hierarchicalSubject": "bag",
     "Iptc4xmpCore:AltTextAccessibility": "alt",
     "Iptc4xmpCore:ExtDescrAccessibility": "alt",
+    "digiKam:TagsList": "seq",
 }
 
 # XML 1.0 forbids C0 controls except tab/LF/CR, lone surrogates and U+FFFE/U+FFFF; C1 controls and DEL
@@ -126,7 +130,7 @@ def values_for(preset: str | None, fields: dict[str, Any]) -> XmpValues:
         texts = _texts(fields.get(name))
         for target in targets:
             kind = PROPERTIES[target.to]
-            if kind == "bag":
+            if kind != "alt":
                 items = out.bags.setdefault(target.to, [])
                 for text in texts:
                     item = clean_keyword(text)

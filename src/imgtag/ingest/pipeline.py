@@ -19,7 +19,7 @@ from imgtag.ingest.count import FileCounter
 from imgtag.ingest.discover import Discovered, DiscoveryStats, discover
 from imgtag.ingest.prefilter import NearDuplicateIndex
 from imgtag.ingest.preprocess import ImageReport, PrepareRequest, new_pool, prepare
-from imgtag.ingest.sidecars import LedgerPaths, SidecarRule
+from imgtag.ingest.sidecars import LedgerPaths, SidecarRule, forget_sidecar_rows
 from imgtag.store import FileRecord, Store
 from imgtag.store.db import DB_NAME
 
@@ -158,6 +158,8 @@ class Ingestor:
         same bound, so memory stays flat. `needs_decode(row)` decides whether an unchanged file already in
         the store must be decoded again (e.g. its image still has to be sent)."""
         limit = max_in_flight or 2 * (self.options.workers or os.cpu_count() or 1)
+        if self.options.source is None:
+            forget_sidecar_rows(self.store.db, self.sidecars)
         window: deque[asyncio.Future[Ingested]] = deque()
         self._counter = FileCounter(self.options.inputs, exclude=self.options.exclude,
                                     source=self.options.source, sidecars=self.sidecars).start()

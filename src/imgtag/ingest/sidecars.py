@@ -87,3 +87,35 @@ class LedgerPaths:
             if self._db is not None:
                 self._db.close()
                 self._db = None
+
+
+def forget_sidecar_rows(db: sqlite3.Connection, rule: SidecarRule) -> int:
+    """Delete the "not an image" rows an older imgtag recorded for sidecars, so results list images (and the
+    user's own other files) only. Returns how many went. Such rows have no job: nothing paid for is lost."""
+    rows = db.execute("SELECT id, path FROM files WHERE status != 'ok' AND reason_code = 'not_image'").fetchall()
+    cache: dict[str, frozenset[str]] = {}
+
+    def stems_of(parent: str) -> frozenset[str]:
+        if parent not in cache:
+            try:
+                cache[parent] = image_stems(os.listdir(parent))
+            except OSError:
+                cache[parent] = frozenset()
+        return cache[parent]
+
+    doomed = []
+    for file_id, raw in rows:
+        path = os.fsdecode(raw)
+        parent, name = os.path.split(path)
+        if rule.ignores(path, name, lambda parent=parent: stems_of(parent)):
+            doomed.append((file_id,))
+    if doomed:
+        try:
+            db.execute("BEGIN IMMEDIATE")
+            db.executemany("DELETE FROM files WHERE id = ?", doomed)
+            db.execute("COMMIT")
+        except sqlite3.Error:  # referenced after all: leave them, they are only noise in the results
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            return 0
+    return len(doomed)

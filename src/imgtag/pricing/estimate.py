@@ -61,6 +61,16 @@ def image_tokens(width: int, height: int, preset: Preset, model: ModelInfo,
     return visual_tokens(out_w, out_h)
 
 
+def reserve_tokens(claude_tokens: int, width: int | None, height: int | None, model: ModelInfo) -> int:
+    """Image tokens a request reserves for an image sent at width x height: the model's own rule, or an upper bound
+    where its rule is unknown (pricing/image_rules.py). ``claude_tokens``: preprocessing's 28-px count."""
+    if model.image_tokens == "claude" or not width or not height:
+        return claude_tokens
+    from imgtag.pricing.image_rules import reservation_image_tokens
+
+    return reservation_image_tokens(width, height, claude_tokens, model)
+
+
 def output_tokens(preset: Preset, model: ModelInfo) -> int:
     return int(preset.expected_output_tokens * model.tokenizer_factor)
 

@@ -5,6 +5,15 @@ scale it so the short side is at most 768 px, and charge base + per_tile x (512 
 models (GPT-4.1 mini/nano, o4-mini) count 32 px patches, capped at 1536 by shrinking the image, times a
 per-model multiplier. Servers such as vLLM or Ollama count with the model's own vision encoder, which imgtag
 does not know: estimates then say "unknown" instead of inventing a number.
+
+What a request *reserves* (the --budget check and the pacer's token buckets) must never be less than it can
+cost, so it cannot say "unknown": ``reservation_image_tokens`` gives Claude models Claude's own rule (in
+../shared/api-facts.md), and every other model the larger of its rule above (when the catalogue has one) and
+an upper bound. OpenAI's tile and patch rules are recorded from OpenAI's vision guide, not from api-facts, so they
+are not trusted alone. The bound counts 16-px patches with no merging, the densest layout among common vision
+encoders (Pixtral's; Qwen-VL, InternVL, LLaVA and GLM-4V merge 14-px patches or use fixed-size tiles, which
+cost fewer tokens at the sizes imgtag sends): about 3x Claude's 28-px count. An encoder that pads a small image
+to a large fixed size could still cost more; a priced local model should say its rule in imgtag.toml.
 """
 
 from __future__ import annotations
@@ -15,6 +24,7 @@ from imgtag.pricing.catalogue import ModelInfo
 
 PATCH = 32
 MAX_PATCHES = 1536
+BOUND_PATCH = 16  # px: the upper bound's patch size (see above)
 
 
 def tile_tokens(width: int, height: int, base: float, per_tile: float) -> int:
@@ -45,3 +55,11 @@ def other_image_tokens(width: int, height: int, model: ModelInfo) -> int | None:
     if model.image_tokens == "openai-patches" and params:
         return patch_tokens(width, height, params[0])
     return None
+
+
+def reservation_image_tokens(width: int, height: int, claude_tokens: int, model: ModelInfo) -> int:
+    """Tokens to reserve for one image of this size as sent; ``claude_tokens`` is preprocessing's 28-px count."""
+    if model.image_tokens == "claude":
+        return claude_tokens
+    bound = math.ceil(width / BOUND_PATCH) * math.ceil(height / BOUND_PATCH)
+    return max(bound, other_image_tokens(width, height, model) or 0)

@@ -158,6 +158,14 @@ class Provider(ABC):
     # False for an API whose answer a second ask would not change (no prompt, no schema, no sampling
     # settings): an answer that fails the preset's schema is then recorded at once instead of paid twice.
     reask_invalid: ClassVar[bool] = True
+    # True for an API that bills in its own credits (recorded per answer as `Credits`), not in dollars: progress
+    # and summaries then show credits, never a $0 that is not the bill.
+    billed_in_credits: ClassVar[bool] = False
+
+    def concurrency_limit(self) -> int | None:
+        """Requests in flight this provider allows itself right now (adaptive concurrency for a server that
+        advertises no limits), or None when only the engine's pacer bounds them. Shown on the progress line."""
+        return None
 
     @property
     def supports_batch(self) -> bool:

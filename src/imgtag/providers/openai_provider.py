@@ -99,6 +99,9 @@ class OpenAIProvider(Provider):
         self._caps: dict[str, dict[str, Any]] = {}
         self._saved: dict[str, dict[str, Any]] = {}
 
+    def concurrency_limit(self) -> int | None:
+        return self.limiter.limit if self.limiter is not None and self.limiter.enabled else None
+
     @property
     def server(self) -> str:
         return self.base_url or OPENAI_URL

@@ -72,6 +72,7 @@ class EngineStats:
     rate_limited: int = 0
     retries: int = 0
     spent_usd: float = 0.0
+    credits_spent: float = 0.0   # credit-billed providers: what this run's answers said they cost
     reserved_usd: float = 0.0
     budget_stopped: int = 0
     exhausted_pending: int = 0
@@ -224,6 +225,8 @@ class Engine:
         s = self.settings
         cost = cost_usd(s.model.prices, answer.usage) or 0.0
         self.stats.spent_usd += cost
+        if answer.credits is not None and answer.credits.amount is not None:
+            self.stats.credits_spent += answer.credits.amount
         verdict = judge(answer, s.preset.schema)
         common = {"started_at": started, "mode": "sync", "http_status": 200, "request_id": answer.request_id,
                   "usage": answer.usage, "cost": cost,

@@ -58,6 +58,7 @@ class ImageDescriberProvider(Provider):
     # The API is asked nothing but the image: an answer that fails the preset's schema (say 8 tags where
     # keywords wants 10) is recorded, not bought a second time; `imgtag retry` asks again on purpose.
     reask_invalid = False
+    billed_in_credits = True
 
     def __init__(self, *, api_key: str | None = None, base_url: str | None = None, timeout: float = 120.0,
                  requests_per_minute: float | None = None, clock: Callable[[], float] = time.monotonic) -> None:

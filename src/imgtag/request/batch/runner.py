@@ -24,7 +24,7 @@ from typing import Any
 from imgtag.config import prepare_template
 from imgtag.ingest.preprocess import ImageReport, PrepareRequest, prepare
 from imgtag.pricing.costs import cost_usd
-from imgtag.pricing.estimate import RequestEstimate, estimate_request
+from imgtag.pricing.estimate import RequestEstimate, estimate_request, reserve_tokens
 from imgtag.providers.base import Fatal, ImageInput, RequestOptions
 from imgtag.providers.batch_api import BatchAPI
 from imgtag.request.batch.cancel import cancel_all
@@ -259,8 +259,9 @@ class BatchRunner:
             self.stats.failed += 1
             return None
         t = ctx.target
+        tokens = reserve_tokens(report.visual_tokens or 0, report.out_width, report.out_height, t.model)
         return _Member(job.id, ImageInput(report.encoded, report.media_type),
-                       estimate_request(report.visual_tokens or 0, t.preset, t.model),
+                       estimate_request(tokens, t.preset, t.model),
                        alone=sb.must_go_alone(ctx.store, job.id))
 
     def _executor(self) -> ThreadPoolExecutor:
