@@ -13,6 +13,7 @@ import time
 from collections.abc import Iterator
 
 import pytest
+from tests.fakes.anthropic_server import FakeConfig
 
 from imagegen import close_to, make_images, read_jsonl, run_cli
 from imgtag.request.distributed.workfolder import WorkFolder
@@ -25,11 +26,50 @@ pytestmark = pytest.mark.ray
 def cluster() -> Iterator[str]:
     import logging
 
+    # The keys the fakes accept are in the nodes' environment, as an operator sets them on a cluster: imgtag
+    # never sends a key through Ray, and the workers of a local cluster inherit this process's environment.
+    keys = {"ANTHROPIC_API_KEY": FakeConfig().api_key, "OPENAI_API_KEY": "sk-test-openai"}
+    saved = {k: os.environ.get(k) for k in keys}
+    os.environ.update(keys)
     ray.init(num_cpus=2, include_dashboard=False, logging_level=logging.ERROR, log_to_driver=False)
     try:
         yield ray.get_runtime_context().gcs_address
     finally:
         ray.shutdown()
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def test_keys_never_travel_through_ray(monkeypatch: pytest.MonkeyPatch) -> None:
+    from imgtag.request.distributed.driver import ENV_PREFIXES, shareable_env
+    from imgtag.request.distributed.worker import open_worker_provider
+
+    environ = {"ANTHROPIC_API_KEY": "test-key-not-real-SECRET-000000", "ANTHROPIC_BASE_URL": "http://gw:1",
+               "OPENAI_API_KEY": "x", "IMAGEDESCRIBER_TOKEN": "y", "HOME": "/root"}
+    assert shareable_env(environ, ENV_PREFIXES) == {"ANTHROPIC_BASE_URL": "http://gw:1"}
+    # A worker whose node has no key stops the run with one sentence saying where to set it.
+    monkeypatch.delenv("ANTHROPIC_API_KEY", raising=False)
+    provider, fatal = open_worker_provider("anthropic", {}, {"ANTHROPIC_BASE_URL": "http://gw:1"})
+    assert provider is None and fatal is not None
+    assert "Ray workers" in fatal and "ANTHROPIC_API_KEY" in fatal and "nodes" in fatal
+
+
+def test_workers_use_their_nodes_key_never_the_drivers(tmp_path, cluster, fake_anthropic_factory, monkeypatch):
+    """The server accepts only the driver's key; the nodes hold another. Were the driver's key shipped through
+    Ray, the workers would use it and succeed; they use their own, are refused, and the run stops cleanly."""
+    make_images(tmp_path / "in", 4)
+    fake = fake_anthropic_factory(api_key="test-key-not-real-SECRET-driver0")
+    out = tmp_path / "ray"
+    code, output = run_cli(["run", str(tmp_path / "in"), "--out", str(out), "--engine", "ray", "-q"], fake.env(),
+                           monkeypatch)
+    assert code == 2, output
+    assert "API key" in output and "Traceback" not in output
+    assert "test-key-not-real-SECRET" not in output and FakeConfig().api_key not in output
+    assert fake.stats.answered_by_key == {}
+    assert {r["status"] for r in read_jsonl(out / "results.jsonl")} == {"pending"}  # nothing lost, all to do
 
 
 def _comparable(rows: list[dict]) -> list[tuple]:

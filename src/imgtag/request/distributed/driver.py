@@ -13,6 +13,7 @@ import queue
 import threading
 import time
 import uuid
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -28,7 +29,16 @@ from imgtag.runner import Run, RunOutcome, _tick_forever
 from imgtag.summary import summarize
 
 ENV_PREFIXES = ("ANTHROPIC_", "OPENAI_", "IMAGEDESCRIBER_")
+# Never sent through Ray (actor arguments live in the cluster's control store): workers read them from their
+# own environment, which on the local cluster this driver starts is the driver's (docs/scale.md).
+SECRET_WORDS = ("KEY", "TOKEN", "SECRET", "PASSWORD")
 _DONE = object()
+
+
+def shareable_env(environ: Mapping[str, str], prefixes: tuple[str, ...]) -> dict[str, str]:
+    """The provider's settings from the driver's environment (base URLs...), without any secret."""
+    return {k: v for k, v in environ.items()
+            if k.startswith(prefixes) and not any(word in k.upper() for word in SECRET_WORDS)}
 MAX_BLOCKS = 4096
 DECODE_BATCH = 8
 
@@ -106,7 +116,7 @@ class DistributedRun(Run):
         self.memory.seed(pacer_actor.PacerView(self.pacer))  # the pace an earlier run learned for this account
         prefixes = (*ENV_PREFIXES, f"{cfg.provider.upper()}_")
         spec = AskSpec(provider=cfg.provider, provider_settings=settings,
-                       env={k: v for k, v in os.environ.items() if k.startswith(prefixes)},
+                       env=shareable_env(os.environ, prefixes),
                        settings=EngineSettings(key=self.key, preset=target.preset, model=target.model,
                                                max_attempts=cfg.max_attempts,
                                                validation_retries=1 if self.provider.reask_invalid else 0),

@@ -71,8 +71,8 @@ def decode_batch(batch: pa.Table, request: PrepareRequest) -> pa.Table:
 
 @dataclass
 class AskSpec:
-    """Everything an ask actor needs, picklable. `env` carries the provider's variables (key, base URL) to
-    workers that were not started from the driver's environment."""
+    """Everything an ask actor needs, picklable. `env` carries the provider's non-secret variables (base URL) to
+    workers that were not started from the driver's environment; keys never travel (driver.shareable_env)."""
 
     provider: str
     provider_settings: dict[str, Any]
@@ -106,22 +106,18 @@ class Asker:
     def __init__(self, spec: AskSpec) -> None:
         import ray
 
-        from imgtag.providers import create_provider
 
-        os.environ.update(spec.env)
         self.spec = spec
-        settings = dict(spec.provider_settings)
-        self.provider = create_provider(spec.provider, **settings)
+        self.provider, self.fatal = open_worker_provider(spec.provider, spec.provider_settings, spec.env)
         self.pacer = RemotePacer(ray.get_actor(spec.pacer_name, namespace=NAMESPACE))
         self.lease = ray.get_actor(spec.lease_name, namespace=NAMESPACE)
         self.folder = WorkFolder(spec.work_uri)
-        self.fatal: str | None = None
 
     async def __call__(self, batch: pa.Table) -> pa.Table:
         rows = batch.to_pylist()
         recorder = Recorder()
         problems: dict[int, str] = {int(r["job_id"]): r["problem"] for r in rows if r["problem"]}
-        if self.fatal is None and await self._driver_alive():
+        if self.fatal is None and self.provider is not None and await self._driver_alive():
             engine = Engine(recorder, self.provider, self.spec.settings, self.pacer, None)  # type: ignore[arg-type]
             try:
                 await engine.run(_items(rows, self.spec.settings))
@@ -146,6 +142,20 @@ class Asker:
             return bool(await self.lease.alive.remote())
         except Exception:
             return False
+
+
+def open_worker_provider(name: str, settings: dict[str, Any], env: dict[str, str]) -> tuple[Any, str | None]:
+    """The provider on this worker, or why not (the run stops with that sentence, exit 2). Its key comes from
+    the worker's own environment: the driver never sends secrets through Ray (driver.shareable_env)."""
+    from imgtag.providers import create_provider
+    from imgtag.providers.base import ConfigError
+
+    os.environ.update(env)
+    try:
+        return create_provider(name, **dict(settings)), None
+    except ConfigError as exc:
+        return None, (f"on the Ray workers: {exc} (imgtag does not send API keys through Ray; set it in the "
+                      "environment of the cluster's nodes, see docs/scale.md)")
 
 
 async def _items(rows: list[dict[str, Any]], s: EngineSettings) -> Any:
