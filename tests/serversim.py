@@ -168,8 +168,10 @@ class Result:
     ended: float  # loop time when the engine finished
 
 def run_engine(provider: SimProvider, images: int, *, model: str | None = None, concurrency: int = 64,
-               learned: dict[str, dict[str, float]] | None = None, learned_age_s: float = 0.0) -> Result:
-    """Run the real engine over `images` images on a virtual-time loop, wired as runner.py wires it."""
+               learned: dict[str, dict[str, float]] | None = None, learned_age_s: float = 0.0,
+               warm_up_gate: bool = True) -> Result:
+    """Run the real engine over `images` images on a virtual-time loop, wired as runner.py wires it
+    (`warm_up_gate=False`: without warmup.FirstPermitAlone, for bench/pacer_sim.py's baseline)."""
     async def main() -> Result:
         loop = asyncio.get_running_loop()
         pacer = Pacer(max_concurrency=concurrency, clock=loop.time)
@@ -181,8 +183,8 @@ def run_engine(provider: SimProvider, images: int, *, model: str | None = None, 
         settings = EngineSettings(key=WorkKey(preset.version, provider.name, info.id), preset=preset, model=info)
         recorder = Recorder()
         wrapped = warm_cache_first(provider)
-        engine = Engine(recorder, wrapped, settings, pace_warm_up(pacer, wrapped, preset, info),  # type: ignore[arg-type]
-                        None)
+        engine = Engine(recorder, wrapped, settings,  # type: ignore[arg-type]
+                        pace_warm_up(pacer, wrapped, preset, info) if warm_up_gate else pacer, None)
         await engine.run(_items(images))
         return Result(provider.traffic, recorder, pacer, loop.time())
 
