@@ -45,6 +45,7 @@ def full_corpus() -> Path:
 # Every process a test starts inherits this marker; after the suite, any marked process that is no longer
 # below pytest (a decode worker or forkserver orphaned by a killed imgtag) fails the session.
 _SESSION = os.environ.setdefault("IMGTAG_TEST_SESSION", uuid.uuid4().hex)
+ORPHAN_GRACE_S = 20.0
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
@@ -52,7 +53,9 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         return
     from proctree import marked_orphans, reap, wait_gone
 
-    left = wait_gone(marked_orphans(_SESSION, os.getpid()), 2.0)
+    # A process still shutting down (Ray's, after ray.shutdown(), take seconds on a loaded machine) is given
+    # time to go; an orphan never goes, so a longer grace costs nothing when all is well and misses nothing.
+    left = wait_gone(marked_orphans(_SESSION, os.getpid()), ORPHAN_GRACE_S)
     if left:
         reap(left)
         session.config.get_terminal_writer().line(
