@@ -22,11 +22,19 @@ from imgtag.presets import load_preset
 from imgtag.pricing.catalogue import catalogue
 from imgtag.pricing.costs import Usage
 from imgtag.pricing.estimate import RequestEstimate
-from imgtag.providers.base import ImageInput, ModelAnswer, Provider, RateLimited, RateLimitSnapshot, RequestOptions
+from imgtag.providers.base import (
+    ImageInput,
+    ModelAnswer,
+    Provider,
+    RateLimited,
+    RateLimitSnapshot,
+    RequestOptions,
+    Transient,
+)
 from imgtag.providers.imagedescriber.fields import map_answer
 from imgtag.request.engine import Engine, EngineSettings, WorkItem
 from imgtag.request.pacer import Pacer
-from imgtag.request.warmup import warm_cache_first
+from imgtag.request.warmup import pace_warm_up, warm_cache_first
 from imgtag.store import WorkKey
 
 PRESET = "keywords"
@@ -93,8 +101,10 @@ class SimProvider(Provider):
     answered 429 at once, and an admitted one is answered after `latency_s` (+ seeded jitter)."""
 
     def __init__(self, server: TokenBucket | SlidingWindow, *, name: str, latency_s: float, jitter_s: float = 0.0,
-                 uplink_s: float = 0.01, declared: RateLimitSnapshot | None = None, seed: int = 1) -> None:
+                 uplink_s: float = 0.01, declared: RateLimitSnapshot | None = None, seed: int = 1,
+                 fail_first: int = 0) -> None:
         self.server = server
+        self.fail_first = fail_first  # the first requests are answered 500 (after the latency)
         self.name = name
         self.latency_s, self.jitter_s, self.uplink_s = latency_s, jitter_s, uplink_s
         self.declared = declared or RateLimitSnapshot()
@@ -122,6 +132,8 @@ class SimProvider(Provider):
                                   limits=limits if not limits.empty else self.declared)
             t.admitted.append(loop.time())
             await asyncio.sleep(self.latency_s + self.rng.uniform(0.0, self.jitter_s))
+            if len(t.admitted) <= self.fail_first:
+                raise Transient("server error (500)", http_status=500, limits=self.server.headers())
             limits = self.server.headers()
             self._saw(limits, loop.time())
             t.answered[image.data] += 1
@@ -168,14 +180,39 @@ def run_engine(provider: SimProvider, images: int, *, model: str | None = None, 
         preset = load_preset(PRESET)
         settings = EngineSettings(key=WorkKey(preset.version, provider.name, info.id), preset=preset, model=info)
         recorder = Recorder()
-        engine = Engine(recorder, warm_cache_first(provider), settings, pacer, None)  # type: ignore[arg-type]
+        wrapped = warm_cache_first(provider)
+        engine = Engine(recorder, wrapped, settings, pace_warm_up(pacer, wrapped, preset, info),  # type: ignore[arg-type]
+                        None)
         await engine.run(_items(images))
         return Result(provider.traffic, recorder, pacer, loop.time())
 
     return virtualtime.run(main)
 
-async def _items(n: int) -> AsyncIterator[WorkItem]:
-    for i in range(n):
+def run_workers(providers: list[SimProvider], images: int, *, shared_pacer: bool,
+                concurrency: int = 64) -> list[Result]:
+    """Several engines at once (Ray actors, each with its own client), each given every len(providers)-th
+    image; with `shared_pacer` they acquire from one Pacer, as they do from the cluster's pacer actor."""
+    async def main() -> list[Result]:
+        loop = asyncio.get_running_loop()
+        one = Pacer(max_concurrency=concurrency, clock=loop.time)
+        info = catalogue().get(catalogue().default_model)
+        preset = load_preset(PRESET)
+        runs = []
+        for provider in providers:
+            pacer = one if shared_pacer else Pacer(max_concurrency=concurrency, clock=loop.time)
+            settings = EngineSettings(key=WorkKey(preset.version, provider.name, info.id), preset=preset, model=info)
+            recorder = Recorder()
+            engine = Engine(recorder, provider, settings, pacer, None)  # type: ignore[arg-type]
+            runs.append((engine, recorder, pacer, provider))
+        await asyncio.gather(*(engine.run(_items(images, start=k, step=len(providers)))
+                               for k, (engine, *_rest) in enumerate(runs)))
+        return [Result(provider.traffic, recorder, pacer, loop.time()) for _, recorder, pacer, provider in runs]
+
+    return virtualtime.run(main)
+
+
+async def _items(n: int, start: int = 0, step: int = 1) -> AsyncIterator[WorkItem]:
+    for i in range(start, n, step):
         yield WorkItem(job_id=i, sha256=f"{i:064x}", display=f"img_{i:03d}.jpg",
                        image=ImageInput(b"image %d" % i, "image/jpeg"),
                        estimate=RequestEstimate(input_tokens=1000, output_tokens=200))

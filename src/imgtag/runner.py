@@ -20,7 +20,7 @@ from imgtag.request.learned_limits import Memory
 from imgtag.request.pace_words import credits_used, pace_words
 from imgtag.request.pacer import Pacer
 from imgtag.request.packing import pack_images
-from imgtag.request.warmup import warm_cache_first
+from imgtag.request.warmup import pace_warm_up, warm_cache_first
 from imgtag.store import Store
 from imgtag.summary import Summary, summarize
 
@@ -184,7 +184,8 @@ class Run:
                 self.engine = Engine(self.store, provider, EngineSettings(
                     key=self.key, preset=self.target.preset, model=self.target.model, budget_usd=cfg.budget,
                     max_attempts=cfg.max_attempts,
-                    validation_retries=1 if self.provider.reask_invalid else 0), pacer, self.run_id)
+                    validation_retries=1 if self.provider.reask_invalid else 0),
+                    pace_warm_up(pacer, provider, self.target.preset, self.target.model), self.run_id)
                 try:
                     await self.engine.run(self.work_items(ingestor, None))
                 finally:

@@ -201,17 +201,12 @@ class Pacer:
             # reported what was left when it answered, `remaining` is already current. Take the smaller.
             started_since = self._totals.get(name, 0.0) - spent_then
             refilled = (now - permit.started) * bucket.rate(self.factor)
-            # The server's bucket refills only up to its depth, and all we know of that depth is what it has
-            # shown (it held `depth` after counting one request): a bucket that was nearly full when it counted
-            # this request gains less than the time's worth, and what we started since takes from that.
-            full = bucket.depth + rounding - started_since
-            server_now = min(float(remaining) + refilled - started_since, full, float(remaining))
+            server_now = min(float(remaining) - started_since + refilled, float(remaining))
             # Within the rounding band the local level stands: raising it to the top of the band on every
             # answer would overdraw by up to one unit each time, lowering it to the bottom would idle. Raise
             # only past what we started so recently that the server may not have counted it yet.
-            top = min(server_now + rounding, full)
-            if bucket.level > top:
-                bucket.level = top
+            if bucket.level > server_now + rounding:
+                bucket.level = server_now + rounding
             else:
                 raise_to = min(server_now, float(remaining) - self._in_transit(name, now, permit.started))
                 if bucket.level < raise_to:

@@ -3,15 +3,20 @@
 A cache entry exists only once a first response begins (api-facts E), so N requests sent together all pay
 the 1.25x write for the shared prefix. When the prefix is cached (pricing/prefix.py), one request goes first
 and the rest wait for its answer, then read the prefix at 0.1x. The wait costs one request's latency, once
-per run. If the first request fails, the next one waiting takes its place.
+per run. If the first request fails, the next one waiting takes its place. The requests that wait take no
+pacer permit until the first one is back (FirstPermitAlone).
 """
 
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
+from imgtag.presets import Preset
+from imgtag.pricing.catalogue import ModelInfo
 from imgtag.pricing.prefix import plan_prefix
 from imgtag.providers.base import ImageInput, ModelAnswer, Provider, RequestOptions
+from imgtag.request.pacer import Pacer, Permit
 
 
 class CacheWarmup(Provider):
@@ -46,3 +51,39 @@ class CacheWarmup(Provider):
 def warm_cache_first(provider: Provider) -> Provider:
     """The Anthropic provider gets the warm-up; others (no documented prompt cache to warm) are left alone."""
     return CacheWarmup(provider) if provider.name == "anthropic" else provider
+
+
+class FirstPermitAlone:
+    """The engine's pacer while the warm-up runs: one permit, then none until a permit comes back.
+
+    Requests that wait for the warm-up must not hold pacer permits meanwhile. The pacer counts a permit as a
+    request the server has seen (or soon will), with the refill since; a permit held back by the warm-up
+    reaches the server only with the first answer, when the server's bucket has long been full and refilled
+    nothing, so the pacer would believe in more than the server holds and overrun it at the start of each run.
+    Every permit the engine takes comes back (answered, failed or abandoned), so the gate always opens."""
+
+    def __init__(self, pacer: Pacer) -> None:
+        self.pacer = pacer
+        self._first_out = False
+        self._open = asyncio.Event()
+
+    async def acquire(self, input_tokens: int = 0, output_tokens: int = 0) -> Permit:
+        if not self._open.is_set():
+            if self._first_out:
+                await self._open.wait()
+            self._first_out = True
+        return await self.pacer.acquire(input_tokens, output_tokens)
+
+    def release(self, permit: Permit, *, success: bool) -> None:
+        self.pacer.release(permit, success=success)
+        self._open.set()
+
+    def __getattr__(self, name: str) -> Any:  # observe, on_rate_limited, counters: the pacer's own
+        return getattr(self.pacer, name)
+
+
+def pace_warm_up(pacer: Pacer, provider: Provider, preset: Preset, model: ModelInfo) -> Pacer:
+    """The pacer the engine should use with `provider` (as wrapped by warm_cache_first)."""
+    if isinstance(provider, CacheWarmup) and plan_prefix(preset, model).cache:
+        return FirstPermitAlone(pacer)  # type: ignore[return-value]  # duck-types the Pacer, as RemotePacer does
+    return pacer
