@@ -28,22 +28,9 @@ def query(out: Path, sql: str) -> list[tuple[Any, ...]]:
 
 
 @pytest.fixture
-def recording(fake_anthropic_factory: Any) -> Any:
-    """A fake that remembers the image keys of every batch item it answered."""
-
-    def make(**fields: Any) -> Any:
-        seen: list[dict[str, Any]] = []
-        hook = fields.pop("respond", None)
-
-        def respond(ctx: dict[str, Any]) -> dict[str, Any] | None:
-            seen.append({"image_keys": ctx["image_keys"], "custom_id": ctx["custom_id"], "request": ctx["request"]})
-            return hook(ctx) if hook else None
-
-        fake = fake_anthropic_factory(respond=respond, batch_processing_s=0.05, **fields)
-        fake.seen = seen
-        return fake
-
-    return make
+def recording(recording_anthropic: Any) -> Any:
+    """A fake whose `seen` lists every batch item it answered (image keys, custom_id, params)."""
+    return lambda **fields: recording_anthropic(batch_processing_s=0.05, **fields)
 
 
 def own_colours(out: Path, made: dict[str, tuple[int, int, int]]) -> dict[str, dict[str, Any]]:

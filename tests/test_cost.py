@@ -152,6 +152,42 @@ def test_sync_pays_one_cache_write_for_concurrent_requests(tmp_path: Path, fake_
     assert fake.stats.cache_read_input_tokens == pytest.approx(11 * prefix, rel=0.05)
 
 
+def test_a_run_within_the_caches_lifetime_skips_the_warm_up(tmp_path: Path, fake_anthropic_factory: Any,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    import imgtag.runner as runner_module
+
+    warm_flags: list[bool] = []
+    real = runner_module.warm_cache_first
+
+    def spy(provider: Any, *, cache_warm: bool = False) -> Any:
+        warm_flags.append(cache_warm)
+        return real(provider, cache_warm=cache_warm)
+
+    monkeypatch.setattr(runner_module, "warm_cache_first", spy)
+    fake = fake_anthropic_factory(latency_s=0.2)
+    out = tmp_path / "out"
+    for batch in ("a", "b"):
+        make_images(tmp_path / batch, 6, size=(230 + len(batch), 224) if batch == "b" else (224, 224))
+        code, output = run_cli(["run", str(tmp_path / batch), "--out", str(out), "--model", "claude-sonnet-4-6",
+                                "-q"], fake.env(), monkeypatch)
+        assert code == 0, output
+    # The second run, right after the first, finds the cache warm: nothing waits for a first answer, and every
+    # request of it reads the prefix (only the first run's one write was paid).
+    assert warm_flags == [False, True]
+    prefix = plan_prefix(load_preset("ecommerce"), catalogue().get("claude-sonnet-4-6")).tokens
+    assert fake.stats.cache_creation_input_tokens == pytest.approx(prefix, rel=0.05)
+    # Five minutes later the entry has lapsed: the next run warms it again.
+    db = sqlite3.connect(out / "imgtag.db")
+    with db:
+        db.execute("UPDATE attempts SET finished_at = '2026-01-01T00:00:00.000+00:00'")
+    db.close()
+    make_images(tmp_path / "c", 3, size=(240, 224))
+    code, output = run_cli(["run", str(tmp_path / "c"), "--out", str(out), "--model", "claude-sonnet-4-6", "-q"],
+                           fake.env(), monkeypatch)
+    assert code == 0, output
+    assert warm_flags == [False, True, False]
+
+
 def test_batch_uses_one_hour_ttl_and_records_cache_tokens(tmp_path: Path, fake_anthropic_factory: Any,
                                                           monkeypatch: pytest.MonkeyPatch) -> None:
     make_images(tmp_path / "in", 6)

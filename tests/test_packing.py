@@ -25,20 +25,8 @@ def packed_requests(fake: Any) -> list[int]:
 
 
 @pytest.fixture
-def recording(fake_anthropic_factory: Any) -> Any:
-    def make(**fields: Any) -> Any:
-        seen: list[dict[str, Any]] = []
-        hook = fields.pop("respond", None)
-
-        def respond(ctx: dict[str, Any]) -> dict[str, Any] | None:
-            seen.append({"image_keys": ctx["image_keys"], "request": ctx["request"]})
-            return hook(ctx) if hook else None
-
-        fake = fake_anthropic_factory(respond=respond, **fields)
-        fake.seen = seen
-        return fake
-
-    return make
+def recording(recording_anthropic: Any) -> Any:
+    return recording_anthropic
 
 
 def test_each_answer_lands_on_its_own_image(tmp_path: Path, recording: Any, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -20,7 +20,7 @@ from imgtag.request.learned_limits import Memory
 from imgtag.request.pace_words import credits_used, pace_words
 from imgtag.request.pacer import Pacer
 from imgtag.request.packing import pack_images
-from imgtag.request.warmup import pace_warm_up, warm_cache_first
+from imgtag.request.warmup import CACHE_STILL_WARM_S, pace_warm_up, warm_cache_first
 from imgtag.store import Store
 from imgtag.summary import Summary, summarize
 
@@ -180,7 +180,8 @@ class Run:
                 pacer.observe(self.provider.declared_limits())  # a documented rate, for APIs without headers
                 memory = Memory(self.store, self.provider, self.key.provider)
                 memory.seed(pacer)  # start at the pace (and burst) a previous run learned for this account
-                provider = warm_cache_first(pack_images(self.provider, cfg.images_per_request))
+                provider = warm_cache_first(pack_images(self.provider, cfg.images_per_request),
+                                            cache_warm=self.store.prefix_cached_within(self.key, CACHE_STILL_WARM_S))
                 self.engine = Engine(self.store, provider, EngineSettings(
                     key=self.key, preset=self.target.preset, model=self.target.model, budget_usd=cfg.budget,
                     max_attempts=cfg.max_attempts,

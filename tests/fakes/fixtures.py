@@ -37,6 +37,26 @@ def fake_anthropic_factory() -> Iterator[FakeFactory]:
 
 
 @pytest.fixture
+def recording_anthropic(fake_anthropic_factory: FakeFactory) -> FakeFactory:
+    """As fake_anthropic_factory, and the server's `seen` lists every answered request (/v1/messages and batch
+    items): {"image_keys", "custom_id", "request"}. A `respond=` hook still decides the answer."""
+
+    def make(**fields: Any) -> FakeAnthropicServer:
+        seen: list[dict[str, Any]] = []
+        hook = fields.pop("respond", None)
+
+        def respond(ctx: dict[str, Any]) -> dict[str, Any] | None:
+            seen.append({"image_keys": ctx["image_keys"], "custom_id": ctx["custom_id"], "request": ctx["request"]})
+            return hook(ctx) if hook else None
+
+        fake = fake_anthropic_factory(respond=respond, **fields)
+        fake.seen = seen  # type: ignore[attr-defined]
+        return fake
+
+    return make
+
+
+@pytest.fixture
 def fake_anthropic(fake_anthropic_factory: FakeFactory) -> FakeAnthropicServer:
     """A started fake with the default config (answers every request with schema-valid JSON)."""
     return fake_anthropic_factory()

@@ -3,7 +3,8 @@
 A cache entry exists only once a first response begins (api-facts E), so N requests sent together all pay
 the 1.25x write for the shared prefix. When the prefix is cached (pricing/prefix.py), one request goes first
 and the rest wait for its answer, then read the prefix at 0.1x. The wait costs one request's latency, once
-per run. If the first request fails, the next one waiting takes its place. The requests that wait take no
+per run, and is skipped when the same target used the cache within the last 4 minutes (the entry is still
+there). If the first request fails, the next one waiting takes its place. The requests that wait take no
 pacer permit until the first one is back (FirstPermitAlone).
 """
 
@@ -48,9 +49,15 @@ class CacheWarmup(Provider):
         await self.inner.aclose()
 
 
-def warm_cache_first(provider: Provider) -> Provider:
-    """The Anthropic provider gets the warm-up; others (no documented prompt cache to warm) are left alone."""
-    return CacheWarmup(provider) if provider.name == "anthropic" else provider
+# The prefix cache lives 5 minutes from its last use; a run starting within this of the last cache read or
+# write of the same target finds it still there, so holding everything back for a first answer buys nothing.
+CACHE_STILL_WARM_S = 240.0
+
+
+def warm_cache_first(provider: Provider, *, cache_warm: bool = False) -> Provider:
+    """The Anthropic provider gets the warm-up, unless its cache is known to be warm already (`cache_warm`);
+    others (no documented prompt cache to warm) are left alone."""
+    return CacheWarmup(provider) if provider.name == "anthropic" and not cache_warm else provider
 
 
 class FirstPermitAlone:

@@ -288,6 +288,18 @@ class Store:
         )
         return cur.rowcount
 
+    def prefix_cached_within(self, key: WorkKey, seconds: float) -> bool:
+        """True when an answer for this target read or wrote the prompt cache in the last `seconds`: the cached
+        prefix (5-minute TTL, refreshed by every read) is then still there for the next request."""
+        row = self.db.execute(
+            "SELECT MAX(a.finished_at) FROM attempts a JOIN jobs j ON j.id = a.job_id WHERE j.preset_version=?"
+            " AND j.provider=? AND j.model=? AND (a.cache_read_input_tokens > 0 OR a.cache_creation_input_tokens > 0)",
+            (key.preset_version, key.provider, key.model)).fetchone()
+        if not row or not row[0]:
+            return False
+        age = datetime.now(timezone.utc) - datetime.fromisoformat(row[0])
+        return age.total_seconds() < seconds
+
     def spent(self, key: WorkKey | None = None) -> float:
         if key is None:
             row = self.db.execute("SELECT COALESCE(SUM(cost_usd), 0) FROM attempts").fetchone()
