@@ -9,14 +9,13 @@ import subprocess
 
 import pytest
 from lxml import etree
-from PIL import Image
 
 from imagegen import make_images, run_cli
 from imgtag.export.xmp_map import PROPERTIES, mapping_for, skipped_fields
 from imgtag.export.xmp_sidecar import write_xmp
 from imgtag.presets import builtin_names, load_preset
 from imgtag.store import Store
-from xmphelp import DATA, as_list, context, exiftool, row, sha, tags
+from xmphelp import DATA, as_list, context, exiftool, photo, row, sha, tags
 
 KEYWORDS = {"title": "西湖日落", "description": "游船在西湖上，夕阳西下。",
             "keywords": ["西湖", "sunset", "boat", "杭州", "water"]}
@@ -28,15 +27,8 @@ def store(tmp_path):
         yield s
 
 
-def _image(folder, name="photo.jpg"):
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / name
-    Image.new("RGB", (64, 48), (120, 30, 200)).save(path)
-    return path
-
-
 def test_sidecar_read_by_exiftool_with_chinese_and_lang(tmp_path, store):
-    img = _image(tmp_path / "in")
+    img = photo(tmp_path / "in")
     written = write_xmp([row(img, KEYWORDS)], context(store, lang="zh-Hans"))
     sidecar = tmp_path / "in" / "photo.jpg.xmp"
     assert written == [sidecar]
@@ -74,7 +66,7 @@ def test_each_builtin_preset_maps_its_fields(tmp_path, store):
                 {"XMP-dc:Description": "出口\nEXIT", "XMP-dc:Language": ["zh"]}),
     }
     for preset, (fields, expected) in samples.items():
-        img = _image(tmp_path / preset)
+        img = photo(tmp_path / preset)
         write_xmp([row(img, fields, preset=preset)], context(store))
         got = tags(tmp_path / preset / "photo.jpg.xmp")
         for key, value in expected.items():
@@ -84,7 +76,7 @@ def test_each_builtin_preset_maps_its_fields(tmp_path, store):
 
 
 def test_original_untouched_and_reexport_byte_identical(tmp_path, store):
-    img = _image(tmp_path / "in")
+    img = photo(tmp_path / "in")
     before, mtime = sha(img), os.stat(img).st_mtime_ns
     ctx = context(store)
     write_xmp([row(img, KEYWORDS)], ctx)
@@ -103,7 +95,7 @@ def test_original_untouched_and_reexport_byte_identical(tmp_path, store):
     ("digikam.jpg.xmp", "IMG_2023.jpg", "IMG_2023.jpg.xmp"),
 ])
 def test_existing_sidecars_keep_everything_not_ours(tmp_path, store, fixture, image, sidecar_name):
-    img = _image(tmp_path / "in", image)
+    img = photo(tmp_path / "in", image)
     sidecar = tmp_path / "in" / sidecar_name
     shutil.copyfile(DATA / fixture, sidecar)
     before = tags(sidecar)
@@ -142,7 +134,7 @@ def test_fixture_specifics_survive(tmp_path, store):
              ("digikam.jpg.xmp", "c.jpg", "c.jpg.xmp")]
     for fixture, image, name in cases:
         shutil.copyfile(DATA / fixture, tmp_path / name)
-        write_xmp([row(_image(tmp_path, image), KEYWORDS)], context(store))
+        write_xmp([row(photo(tmp_path, image), KEYWORDS)], context(store))
     dt = tags(tmp_path / "a.jpg.xmp")
     assert dt["XMP-xmp:Rating"] == 4
     assert [h["Operation"] for h in dt["XMP-darktable:History"]] == ["colorin", "exposure", "filmicrgb"]
@@ -158,7 +150,7 @@ def test_fixture_specifics_survive(tmp_path, store):
 
 
 def test_user_keyword_equal_to_ours_is_not_duplicated_nor_taken(tmp_path, store):
-    img = _image(tmp_path)
+    img = photo(tmp_path)
     shutil.copyfile(DATA / "darktable.jpg.xmp", tmp_path / "photo.jpg.xmp")
     ctx = context(store)
     write_xmp([row(img, dict(KEYWORDS, keywords=["Sunset", "boat"]))], ctx)
@@ -169,7 +161,7 @@ def test_user_keyword_equal_to_ours_is_not_duplicated_nor_taken(tmp_path, store)
 
 
 def test_naming_stem_and_collisions(tmp_path, store):
-    a_jpg, a_png, solo = _image(tmp_path, "a.jpg"), _image(tmp_path, "a.png"), _image(tmp_path, "solo.jpg")
+    a_jpg, a_png, solo = photo(tmp_path, "a.jpg"), photo(tmp_path, "a.png"), photo(tmp_path, "solo.jpg")
     # captions and JSON sidecars share a stem by design: not a collision
     (tmp_path / "solo.txt").write_text("caption", encoding="utf-8")
     ctx = context(store, xmp_name="stem")
@@ -180,19 +172,19 @@ def test_naming_stem_and_collisions(tmp_path, store):
 
 
 def test_existing_stem_sidecar_is_merged_in_default_mode_unless_shared(tmp_path, store):
-    img = _image(tmp_path, "DSCF1234.jpg")
+    img = photo(tmp_path, "DSCF1234.jpg")
     shutil.copyfile(DATA / "lightroom.xmp", tmp_path / "DSCF1234.xmp")
     assert write_xmp([row(img, KEYWORDS)], context(store)) == [tmp_path / "DSCF1234.xmp"]
     assert not (tmp_path / "DSCF1234.jpg.xmp").exists()
     # with a second image of that stem, b.xmp belongs to neither: left alone, full names used
-    b_jpg, b_png = _image(tmp_path, "b.jpg"), _image(tmp_path, "b.png")
+    b_jpg, b_png = photo(tmp_path, "b.jpg"), photo(tmp_path, "b.png")
     shutil.copyfile(DATA / "lightroom.xmp", tmp_path / "b.xmp")
     before = sha(tmp_path / "b.xmp")
     written = write_xmp([row(b_jpg, KEYWORDS), row(b_png, KEYWORDS)], context(store))
     assert [p.name for p in written] == ["b.jpg.xmp", "b.png.xmp"]
     assert sha(tmp_path / "b.xmp") == before
     # --xmp-name stem with an existing full-name sidecar: merge into it rather than start a second one
-    c = _image(tmp_path, "c.jpg")
+    c = photo(tmp_path, "c.jpg")
     shutil.copyfile(DATA / "digikam.jpg.xmp", tmp_path / "c.jpg.xmp")
     assert write_xmp([row(c, KEYWORDS)], context(store, xmp_name="stem")) == [tmp_path / "c.jpg.xmp"]
 
@@ -205,7 +197,7 @@ HOSTILE = {
 
 
 def test_hostile_model_output_is_inert(tmp_path, store):
-    img = _image(tmp_path)
+    img = photo(tmp_path)
     shutil.copyfile(DATA / "lightroom.xmp", tmp_path / "photo.xmp")
     write_xmp([row(img, HOSTILE)], context(store, lang="en"))
     data = (tmp_path / "photo.xmp").read_bytes()
@@ -222,14 +214,14 @@ def test_hostile_model_output_is_inert(tmp_path, store):
 
 
 def test_unusable_existing_sidecar_is_left_alone_and_recorded(tmp_path, store):
-    img = _image(tmp_path, "x.jpg")
+    img = photo(tmp_path, "x.jpg")
     bomb = (b'<?xml version="1.0"?><!DOCTYPE x [<!ENTITY a "aaaaaaaaaa"><!ENTITY b "&a;&a;&a;&a;&a;&a;">]>'
             b'<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">'
             b"<rdf:Description rdf:about=\"\">&b;</rdf:Description></rdf:RDF></x:xmpmeta>")
     (tmp_path / "x.jpg.xmp").write_bytes(bomb)
-    broken = _image(tmp_path, "y.jpg")
+    broken = photo(tmp_path, "y.jpg")
     (tmp_path / "y.jpg.xmp").write_bytes(b"<x:xmpmeta><rdf:RDF>")
-    ok = _image(tmp_path, "z.jpg")
+    ok = photo(tmp_path, "z.jpg")
     ctx = context(store)
     written = write_xmp([row(img, KEYWORDS), row(broken, KEYWORDS), row(ok, KEYWORDS)], ctx)
     assert written == [tmp_path / "z.jpg.xmp"]
@@ -267,7 +259,7 @@ def test_cli_run_writes_sidecars_exiftool_reads(tmp_path, fake_anthropic_factory
 
 def test_exiftool_reads_every_keyword_of_many_sidecars(tmp_path, store):
     """One exiftool call over a folder, as a user would run it."""
-    images = [_image(tmp_path, f"p{i}.jpg") for i in range(5)]
+    images = [photo(tmp_path, f"p{i}.jpg") for i in range(5)]
     write_xmp([row(p, dict(KEYWORDS, keywords=[f"k{i}", "共同"])) for i, p in enumerate(images)], context(store))
     for entry in exiftool("-XMP-dc:Subject", "-ext", "xmp", tmp_path):
         i = int(os.path.basename(entry["SourceFile"])[1])
@@ -280,7 +272,7 @@ def test_exiv2_reads_merged_sidecars(tmp_path, store):
     assert exe, "exiv2 is needed to check sidecars the way darktable and digiKam read them (.ci/system-deps)"
     for fixture, image in (("darktable.jpg.xmp", "d.jpg"), ("digikam.jpg.xmp", "k.jpg")):
         shutil.copyfile(DATA / fixture, tmp_path / f"{image}.xmp")
-        write_xmp([row(_image(tmp_path, image), KEYWORDS)], context(store, lang="zh"))
+        write_xmp([row(photo(tmp_path, image), KEYWORDS)], context(store, lang="zh"))
 
     def exiv2(path):
         done = subprocess.run([exe, "-px", str(path)], capture_output=True, check=False)

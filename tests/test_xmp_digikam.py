@@ -6,11 +6,10 @@ from __future__ import annotations
 import shutil
 
 import pytest
-from PIL import Image
 
 from imgtag.export.xmp_sidecar import write_xmp
 from imgtag.store import Store
-from xmphelp import DATA, as_list, context, row, tags
+from xmphelp import DATA, as_list, context, photo, row, tags
 
 USER = ["People/Grandma", "Events/Birthday 2023"]
 KEYWORDS = {"title": "西湖日落", "description": "游船在西湖上。", "keywords": ["西湖", "sunset", "AC/DC"]}
@@ -22,15 +21,8 @@ def store(tmp_path):
         yield s
 
 
-def _image(folder, name="photo.jpg"):
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / name
-    Image.new("RGB", (64, 48), (120, 30, 200)).save(path)
-    return path
-
-
 def test_tags_go_into_an_existing_tagslist_and_are_replaced_on_re_export(tmp_path, store):
-    img = _image(tmp_path)
+    img = photo(tmp_path)
     sidecar = tmp_path / "photo.jpg.xmp"
     shutil.copyfile(DATA / "digikam.jpg.xmp", sidecar)
     ctx = context(store)
@@ -47,7 +39,7 @@ def test_tags_go_into_an_existing_tagslist_and_are_replaced_on_re_export(tmp_pat
 
 
 def test_hierarchical_fields_become_digikam_paths(tmp_path, store):
-    img = _image(tmp_path)
+    img = photo(tmp_path)
     sidecar = tmp_path / "photo.jpg.xmp"
     shutil.copyfile(DATA / "digikam.jpg.xmp", sidecar)
     fields = {"tags": ["red", "shoe"], "category": "鞋", "description": "A red shoe.", "color": "red",
@@ -59,10 +51,10 @@ def test_hierarchical_fields_become_digikam_paths(tmp_path, store):
 
 
 def test_no_tagslist_is_added_to_a_sidecar_without_one(tmp_path, store):
-    img = _image(tmp_path)
+    img = photo(tmp_path)
     shutil.copyfile(DATA / "darktable.jpg.xmp", tmp_path / "photo.jpg.xmp")
     write_xmp([row(img, KEYWORDS)], context(store))
     assert "XMP-digiKam:TagsList" not in tags(tmp_path / "photo.jpg.xmp")
-    other = _image(tmp_path, "new.jpg")
+    other = photo(tmp_path, "new.jpg")
     write_xmp([row(other, KEYWORDS)], context(store))
     assert "XMP-digiKam:TagsList" not in tags(tmp_path / "new.jpg.xmp")

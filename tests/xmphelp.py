@@ -9,6 +9,8 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
+from PIL import Image
+
 from imgtag.export.rows import ExportContext, ResultRow
 from imgtag.store import Store
 from imgtag.store.xmp import XmpLedger
@@ -48,3 +50,11 @@ def row(source: Path, fields: dict[str, Any], preset: str = "keywords", display:
 
 def context(store: Store, **options: Any) -> ExportContext:
     return ExportContext(out_dir=store.out_dir, field_names=[], xmp_ledger=XmpLedger(store.db), **options)
+
+
+def photo(folder: Path, name: str = "photo.jpg") -> Path:
+    """A small JPEG to write XMP for."""
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / name
+    Image.new("RGB", (64, 48), (120, 30, 200)).save(path)
+    return path
