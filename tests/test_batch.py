@@ -173,12 +173,14 @@ class Crash(BaseException):
     """Stands in for kill -9: nothing after it runs, nothing catches it."""
 
 
+@pytest.mark.parametrize("pack, images, requests", [(1, 6, 6), (3, 7, 3)])
 def test_crash_after_create_before_commit_is_adopted(tmp_path: Path, fake_anthropic_factory: Any,
-                                                     monkeypatch: pytest.MonkeyPatch) -> None:
-    made = make_images(tmp_path / "in", 6)
+                                                     monkeypatch: pytest.MonkeyPatch, pack: int, images: int,
+                                                     requests: int) -> None:
+    made = make_images(tmp_path / "in", images)
     fake = fake_anthropic_factory(batch_processing_s=0.1)
     out = tmp_path / "out"
-    args = ["run", str(tmp_path / "in"), "--out", str(out), *FAST]
+    args = ["run", str(tmp_path / "in"), "--out", str(out), "--images-per-request", str(pack), *FAST]
 
     def crash(*_a: Any, **_k: Any) -> None:
         raise Crash
@@ -188,13 +190,14 @@ def test_crash_after_create_before_commit_is_adopted(tmp_path: Path, fake_anthro
         run_cli(args, fake.env(), monkeypatch)
     monkeypatch.undo()
     assert fake.stats.batches_created == 1
-    assert query(out, "SELECT COUNT(*) FROM batch_submissions WHERE batch_id IS NULL") == [(1,)]
+    # The submission counts requests (a pack is one), as the API's batch does, so the reconcile recognises it.
+    assert query(out, "SELECT item_count FROM batch_submissions WHERE batch_id IS NULL") == [(requests,)]
     assert query(out, "SELECT DISTINCT state FROM batch_items") == [("submitting",)]
 
     code, output = run_cli(args, fake.env(), monkeypatch)
     assert code == 0, output
     assert fake.stats.batches_created == 1, "the orphan batch was adopted, not created again"
-    assert items_sent(fake) == 6
+    assert items_sent(fake) == requests
     assert_all_ok_and_own_colour(out, made)
 
 
