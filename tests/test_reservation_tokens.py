@@ -62,3 +62,19 @@ def test_reservation_is_never_below_either_rule() -> None:
             n = reservation_image_tokens(w, h, claude, model)
             assert n >= math.ceil(w / 16) * math.ceil(h / 16) and n >= claude, (name, w, h)
             assert n >= (other_image_tokens(w, h, model) or 0), (name, w, h)
+
+
+def test_retry_estimate_counts_images_by_the_models_own_rule() -> None:
+    from types import SimpleNamespace
+
+    from imgtag.presets import load_preset
+    from imgtag.pricing.estimate import reserve_tokens
+    from imgtag.retry import RetryPlan, estimated_cost
+
+    claude_count = 70  # preprocessing's 28-px count for a 240x220 image
+    model = catalogue().get("gpt-4o-mini")
+    target = SimpleNamespace(model=model, preset=load_preset("ecommerce"))
+    plan = RetryPlan(None, visual_tokens=[claude_count], sent_sizes=[SIZE])
+    claude_rule = RetryPlan(None, visual_tokens=[claude_count], sent_sizes=[(None, None)])
+    assert reserve_tokens(claude_count, *SIZE, model) > 10 * claude_count  # one 512-px tile is thousands
+    assert estimated_cost(plan, target, batch=False) > 2 * estimated_cost(claude_rule, target, batch=False)

@@ -34,6 +34,7 @@ class RetryPlan:
     retrying: Counter[str] = field(default_factory=Counter)     # cause -> images retried
     left_out: Counter[str] = field(default_factory=Counter)     # cause -> images not retried (need --all)
     visual_tokens: list[int] = field(default_factory=list)      # per image to ask (0: not decoded yet)
+    sent_sizes: list[tuple[int | None, int | None]] = field(default_factory=list)  # as sent (None: not yet)
 
     @property
     def count(self) -> int:
@@ -70,6 +71,7 @@ def retry_plan(out: Path, *, progress: bool = True, force: bool = False) -> Retr
         key = (meta["preset_version"], meta["provider"], meta["model"])
         rows = store.db.execute(
             "SELECT f.path, f.display, f.root, f.size, f.mtime_ns, f.status AS fstatus, f.visual_tokens,"
+            " f.out_width, f.out_height,"
             " j.id AS job_id, CASE WHEN f.status = 'failed' THEN f.reason_code ELSE j.error_type END AS cause"
             " FROM files f LEFT JOIN jobs j ON j.sha256 = f.sha256 AND j.preset_version = ? AND j.provider = ?"
             " AND j.model = ? WHERE f.status = 'failed' OR (f.status = 'ok' AND j.status = 'failed') ORDER BY f.id",
@@ -89,6 +91,7 @@ def retry_plan(out: Path, *, progress: bool = True, force: bool = False) -> Retr
             continue
         plan.retrying[cause] += 1
         plan.visual_tokens.append(int(r["visual_tokens"] or 0) if r["fstatus"] == "ok" else 0)
+        plan.sent_sizes.append((r["out_width"], r["out_height"]) if r["fstatus"] == "ok" else (None, None))
         source.append(Discovered(path=os.fsdecode(r["path"]), display=r["display"], root=r["root"], size=r["size"],
                                  mtime_ns=r["mtime_ns"]))
     if source:
@@ -105,15 +108,18 @@ def retry_plan(out: Path, *, progress: bool = True, force: bool = False) -> Retr
 def estimated_cost(plan: RetryPlan, target: Any, *, batch: bool) -> float | None:
     """What asking these images again should cost (images not decoded yet count at the average size)."""
     from imgtag.pricing.costs import cost_usd
-    from imgtag.pricing.estimate import estimate_request
+    from imgtag.pricing.estimate import estimate_request, reserve_tokens
 
     if target.model.prices is None:
         return None
     known = [t for t in plan.visual_tokens if t > 0]
     average = sum(known) // len(known) if known else 1600
     total = 0.0
-    for tokens in plan.visual_tokens:
-        est = estimate_request(tokens or average, target.preset, target.model)
+    sizes = plan.sent_sizes or [(None, None)] * len(plan.visual_tokens)
+    for tokens, (width, height) in zip(plan.visual_tokens, sizes, strict=True):
+        # The model's own image rule (an upper bound where it is unknown), as the budget reserves it.
+        est = estimate_request(reserve_tokens(tokens or average, width, height, target.model), target.preset,
+                               target.model)
         total += cost_usd(target.model.prices, est.usage(), batch=batch) or 0.0
     return total
 
