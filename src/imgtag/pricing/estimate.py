@@ -114,29 +114,48 @@ def pack_overhead(preset: Preset, model: ModelInfo) -> tuple[int, int]:
     return label_in, label_out
 
 
+@dataclass(frozen=True)
+class RunText:
+    """The text side of a run's requests: the prefix plan, how many requests, and what each carries."""
+
+    plan: PrefixPlan
+    requests: int
+    instruction: int  # tokens per request
+    labels_in: int  # label tokens over the run (packs: "Image 1:" before each image)
+    labels_out: int  # the labels and the answers' wrapper in the output (packs)
+
+
+def run_text(images: int, preset: Preset, model: ModelInfo, *, batch: bool, per_request: int = 1) -> RunText:
+    """`images` asked `per_request` to a request (--images-per-request): packs are asked with the packed preset."""
+    k = max(1, per_request)
+    asked = packed_preset(preset) if k > 1 else preset
+    plan = plan_prefix(asked, model, batch=batch)
+    requests = -(-images // k)
+    if k > 1 and plan.cache and not batch and images > 1:
+        # Sync mode sends one image first to warm the cache (request/warmup.py), then full packs. A small sync run
+        # also sends some short packs while the engine's window opens, so this is its lower bound (docs/cost).
+        requests = 1 + -(-(images - 1) // k)
+    labels_in = labels_out = 0
+    if k > 1:
+        label_in, label_out = pack_overhead(preset, model)
+        labels_in = images * label_in
+        labels_out = images * label_out + requests * int(estimate_text_tokens('{"answers": []}')
+                                                         * model.tokenizer_factor)
+    return RunText(plan, requests, instruction_tokens(asked, model), labels_in, labels_out)
+
+
 def mode_cost(images: int, image_total: int, preset: Preset, model: ModelInfo, *, batch: bool,
               per_request: int = 1) -> ModeCost:
     """A run of `images` in one mode, `per_request` labelled images per request (--images-per-request)."""
-    asked = packed_preset(preset) if per_request > 1 else preset
-    plan = plan_prefix(asked, model, batch=batch)
-    requests = -(-images // max(1, per_request))
-    if per_request > 1 and plan.cache and not batch and images > 1:
-        # Sync mode sends one image first to warm the cache (request/warmup.py), then full packs. A small sync run
-        # also sends some short packs while the engine's window opens, so this is its lower bound (docs/cost).
-        requests = 1 + -(-(images - 1) // per_request)
-    per_request_text = instruction_tokens(asked, model)
-    out = images * output_tokens(preset, model)
-    labels = 0
-    if per_request > 1:
-        label_in, label_out = pack_overhead(preset, model)
-        labels = images * label_in
-        out += images * label_out + requests * int(estimate_text_tokens('{"answers": []}') * model.tokenizer_factor)
+    text = run_text(images, preset, model, batch=batch, per_request=per_request)
+    plan, requests = text.plan, text.requests
+    out = images * output_tokens(preset, model) + text.labels_out
     if plan.cache and requests:
         write, read = plan.tokens, plan.tokens * (requests - 1)
-        uncached = image_total + labels + requests * per_request_text
+        uncached = image_total + text.labels_in + requests * text.instruction
     else:
         write = read = 0
-        uncached = image_total + labels + requests * (plan.tokens + per_request_text)
+        uncached = image_total + text.labels_in + requests * (plan.tokens + text.instruction)
     usage = Usage(uncached, out, write, read, write if plan.cache and plan.ttl == "1h" else 0)
     usd = cost_usd(model.prices, usage, batch=batch)
     return ModeCost(uncached, write, read, out, usd, plan.ttl if plan.cache and requests else None)
@@ -188,23 +207,22 @@ class Estimator:
         sync = mode_cost(n, img, self.preset, info, batch=False, per_request=self.per_request)
         batch = mode_cost(n, img, self.preset, info, batch=True, per_request=self.per_request)
         k = max(1, self.per_request)
-        asked = packed_preset(self.preset) if k > 1 else self.preset
-        plan = plan_prefix(asked, info)
-        requests = -(-n // k)
-        per_request_text = plan.tokens + instruction_tokens(asked, info)
+        # Full packs (as batch mode sends them) for the uncached count; the plan's parts do not depend on the mode.
+        text = run_text(n, self.preset, info, batch=True, per_request=k)
+        plan = plan_prefix(packed_preset(self.preset) if k > 1 else self.preset, info)
         known = self._known[model_id]
         # Unknown image tokens leave the cost unknown too, unless the model is free (a local server).
         priced = known or (info.prices is not None and info.prices.input == 0)
         if not priced:
             sync, batch = dataclasses.replace(sync, usd=None), dataclasses.replace(batch, usd=None)
-        labels = n * pack_overhead(self.preset, info)[0] if k > 1 else 0
         return ModelEstimate(
-            model=model_id, images=n, image_tokens=img, input_tokens=img + labels + requests * per_request_text,
+            model=model_id, images=n, image_tokens=img,
+            input_tokens=img + text.labels_in + text.requests * (plan.tokens + text.instruction),
             output_tokens=sync.output_tokens, standard_usd=sync.usd, batch_usd=batch.usd, sync=sync, batch=batch,
             per_image={  # a request's text is shared by its k images
                 "image": img / n if n else 0.0,
-                "prompt": (plan.system_tokens + plan.guide_tokens + instruction_tokens(asked, info)) / k
-                + (labels / n if n else 0.0),
+                "prompt": (plan.system_tokens + plan.guide_tokens + text.instruction) / k
+                + (text.labels_in / n if n else 0.0),
                 "schema": plan.schema_tokens / k,
                 "output": sync.output_tokens / n if n else float(output_tokens(self.preset, info)),
             },
