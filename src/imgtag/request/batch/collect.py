@@ -124,10 +124,10 @@ class Collector:
         if result.kind == ERRORED and result.permanent:
             # One bad image makes the whole request invalid (not billed): each image goes alone next time, so
             # the bad one fails on its own and the others are answered.
-            message = (f"{result.error_type or 'invalid_request_error'}: {result.error_message or 'refused'} "
-                       "(a pack of images; each is sent alone next)")
-            return [sb.ItemOutcome(sb.SPLIT, "retry", "pending", error_type=result.error_type or "api_error",
-                                   error_message=message) for _ in job_ids]
+            error_type = result.error_type or "api_error"
+            message = f"{error_type}: {result.error_message or error_type} (a pack of images; each is sent alone next)"
+            return [sb.ItemOutcome(sb.SPLIT, "retry", "pending", error_type=error_type, error_message=message)
+                    for _ in job_ids]
         return [self._outcome(job_id, result) for job_id in job_ids]
 
     def _outcome(self, job_id: int, result: ItemResult) -> sb.ItemOutcome:

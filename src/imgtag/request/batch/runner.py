@@ -106,8 +106,8 @@ class BatchRunner:
     def _live_ids(self) -> list[str]:
         rows = sb.live_batches(self.ctx.store, self.ctx.target.key)
         for row in rows:
-            if row.id not in self.stats.live:
-                self.stats.live[row.id] = (row.processing_status, row.request_counts or {})
+            self.stats.live.setdefault(row.id, (row.processing_status, row.request_counts or {}))
+            if row.id not in self.stats.images_per_request:  # re-attached or adopted: the store knows its packs
                 self.stats.images_per_request[row.id] = sb.images_per_request(self.ctx.store, row.id)
         return [row.id for row in rows]
 
@@ -156,7 +156,7 @@ class BatchRunner:
     @property
     def per_request(self) -> int:
         """--images-per-request, where the batch API can carry labelled packs (else one image per request)."""
-        k = max(1, int(getattr(self.ctx.cfg, "images_per_request", 1) or 1))
+        k = self.ctx.cfg.images_per_request
         return k if k > 1 and self.ctx.api.packs_images else 1
 
     async def _entries(self, members: AsyncIterator[_Member]) -> AsyncIterator[Entry]:

@@ -270,7 +270,6 @@ class Submitter:
                         nbytes=0)
         ctx.stats.adopted += 1
         ctx.stats.live[batch.id] = (batch.processing_status, dict(batch.counts))
-        ctx.stats.images_per_request[batch.id] = sb.images_per_request(ctx.store, batch.id)
 
 
 def _gave_up(failures: int, err: ProviderError) -> str:
