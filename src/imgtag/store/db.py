@@ -291,9 +291,12 @@ class Store:
     def prefix_cached_within(self, key: WorkKey, seconds: float) -> bool:
         """True when an answer for this target read or wrote the prompt cache in the last `seconds`: the cached
         prefix (5-minute TTL, refreshed by every read) is then still there for the next request."""
+        # Newest attempt first (by id): at run start this stops at the last cached answer instead of reading
+        # every attempt of a large store.
         row = self.db.execute(
-            "SELECT MAX(a.finished_at) FROM attempts a JOIN jobs j ON j.id = a.job_id WHERE j.preset_version=?"
-            " AND j.provider=? AND j.model=? AND (a.cache_read_input_tokens > 0 OR a.cache_creation_input_tokens > 0)",
+            "SELECT a.finished_at FROM attempts a JOIN jobs j ON j.id = a.job_id WHERE j.preset_version=?"
+            " AND j.provider=? AND j.model=? AND (a.cache_read_input_tokens > 0 OR a.cache_creation_input_tokens > 0)"
+            " ORDER BY a.id DESC LIMIT 1",
             (key.preset_version, key.provider, key.model)).fetchone()
         if not row or not row[0]:
             return False
