@@ -115,8 +115,7 @@ def estimated_cost(plan: RetryPlan, target: Any, *, batch: bool) -> float | None
     known = [t for t in plan.visual_tokens if t > 0]
     average = sum(known) // len(known) if known else 1600
     total = 0.0
-    sizes = plan.sent_sizes or [(None, None)] * len(plan.visual_tokens)
-    for tokens, (width, height) in zip(plan.visual_tokens, sizes, strict=True):
+    for tokens, (width, height) in zip(plan.visual_tokens, plan.sent_sizes, strict=True):
         # The model's own image rule (an upper bound where it is unknown), as the budget reserves it.
         est = estimate_request(reserve_tokens(tokens or average, width, height, target.model), target.preset,
                                target.model)
