@@ -16,7 +16,6 @@ The limit is never given to imgtag: it learns it from the rate-limit headers.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import base64
 import sys
 import tempfile
@@ -51,25 +50,11 @@ def run_imgtag(folder: Path, fake: FakeAnthropicServer, out: Path) -> tuple[int,
     os.environ.update(fake.env())
     from imgtag.config import RunConfig, resolve_target
     from imgtag.providers import create_provider
-    from imgtag.runner import Run
-    from imgtag.store import Store
+    from inprocess import run_in_process
 
     cfg = RunConfig(inputs=[str(folder)], out=out, progress=False)
-    target = resolve_target(cfg)
-    provider = create_provider("anthropic", timeout=60.0)
-
-    async def go() -> object:
-        try:
-            with Store(out) as store:
-                from imgtag.config import target_meta
-
-                store.set_meta("target", target_meta(cfg, target))
-                return await Run(cfg, store, target, provider).execute()
-        finally:
-            await provider.aclose()
-
-    outcome = asyncio.run(go())
-    return outcome.summary.by_status.get("ok", 0), outcome.summary.by_status.get("failed", 0)  # type: ignore[attr-defined]
+    outcome = run_in_process(cfg, resolve_target(cfg), create_provider("anthropic", timeout=60.0))
+    return outcome.summary.by_status.get("ok", 0), outcome.summary.by_status.get("failed", 0)
 
 
 def run_thread_pool(folder: Path, fake: FakeAnthropicServer, workers: int = 5) -> tuple[int, int]:

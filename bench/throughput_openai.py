@@ -13,7 +13,6 @@ concurrency of 4 (the starting point without adaptation).
 
 from __future__ import annotations
 
-import asyncio
 import os
 import sys
 import tempfile
@@ -41,11 +40,10 @@ def make_distinct_images(folder: Path, n: int) -> None:
 
 def run_once(folder: Path, out: Path, slots: int, latency: float, jitter: float,
              fixed: int | None) -> tuple[float, int, float, int]:
-    from imgtag.config import RunConfig, resolve_target, target_meta
+    from imgtag.config import RunConfig, resolve_target
     from imgtag.providers import create_provider
     from imgtag.request.adaptive import AdaptiveLimiter
-    from imgtag.runner import Run
-    from imgtag.store import Store
+    from inprocess import run_in_process
 
     with FakeOpenAIServer(variant="vllm", slots=slots, latency_s=latency, jitter_s=jitter) as fake:
         os.environ["OPENAI_BASE_URL"] = fake.base_url
@@ -54,16 +52,7 @@ def run_once(folder: Path, out: Path, slots: int, latency: float, jitter: float,
         provider = create_provider("openai", timeout=120.0)
         if fixed is not None:
             provider.limiter = AdaptiveLimiter(initial=fixed, maximum=fixed)  # type: ignore[attr-defined]
-
-        async def go() -> object:
-            try:
-                with Store(out) as store:
-                    store.set_meta("target", target_meta(cfg, target))
-                    return await Run(cfg, store, target, provider).execute()
-            finally:
-                await provider.aclose()
-
-        asyncio.run(go())
+        run_in_process(cfg, target, provider)
         s = fake.stats
         assert s.first_t is not None and s.last_t is not None
         seconds = s.last_t - s.first_t
