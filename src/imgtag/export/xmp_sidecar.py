@@ -18,17 +18,13 @@ from imgtag.export.atomic import atomic_write_bytes
 from imgtag.export.rows import ExportContext, ResultRow
 from imgtag.export.xmp_doc import XmpError, merge
 from imgtag.export.xmp_map import rows_with_values
+from imgtag.ingest.sidecars import IMAGE_EXTENSIONS
 
 KIND = "sidecar"
 SIDECAR_SUFFIX = ".xmp"
 
-# Extensions of files that are images in their own right (so a shared stem means a shared sidecar).
-# Captions (.txt), JSON sidecars and editor files (.pp3, .dop) share stems by design and do not count.
-_IMAGE_EXTENSIONS = """
-    jpg jpeg jpe jfif png apng gif bmp dib tif tiff webp heic heif avif hif jp2 j2k jpx jxl psd psb qoi
-    dng cr2 cr3 crw nef nrw arw srf sr2 orf rw2 raf pef srw raw rwl 3fr erf kdc mrw x3f iiq mos
-"""
-IMAGE_EXTENSIONS = frozenset(_IMAGE_EXTENSIONS.split())
+# Only files that are images in their own right share a sidecar when they share a stem (ingest/sidecars.py's
+# IMAGE_EXTENSIONS); captions (.txt), JSON sidecars and editor files (.pp3, .dop) share stems by design.
 _DIR_CACHE = 64  # folders whose listing is kept (rows arrive grouped by folder, in discovery order)
 _EXAMPLES = 3  # file names quoted in one note
 
@@ -50,14 +46,14 @@ class StemIndex:
                 names = []
             for name in names:
                 stem, dot, ext = name.rpartition(".")
-                if dot and stem and ext.lower() in IMAGE_EXTENSIONS:
+                if dot and stem and f".{ext.casefold()}" in IMAGE_EXTENSIONS:
                     counts[stem.casefold()] = counts.get(stem.casefold(), 0) + 1
             self._dirs[folder] = counts
             if len(self._dirs) > _DIR_CACHE:
                 self._dirs.popitem(last=False)
         else:
             self._dirs.move_to_end(folder)
-        own = 1 if path.suffix.lower().lstrip(".") in IMAGE_EXTENSIONS else 0
+        own = 1 if path.suffix.casefold() in IMAGE_EXTENSIONS else 0
         return counts.get(path.stem.casefold(), 0) > own
 
 

@@ -21,13 +21,14 @@ import threading
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
-# Extensions of the images a caption .txt can belong to: what imgtag decodes, plus camera raws, whose
-# captions follow the same convention. Case-folded.
-IMAGE_EXTENSIONS = frozenset({
-    ".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".apng", ".gif", ".webp", ".bmp", ".dib", ".tif", ".tiff", ".heic",
-    ".heif", ".hif", ".avif", ".jp2", ".j2k", ".jpf", ".jpx", ".ico", ".psd", ".qoi", ".jxl", ".svg", ".dng",
-    ".cr2", ".cr3", ".nef", ".arw", ".orf", ".rw2", ".raf",
-})
+# Extensions of files that are images in their own right, by name alone: what imgtag decodes, plus editor files
+# and camera raws, whose captions and sidecars follow the same naming conventions. Case-folded, with the dot.
+# Also the XMP sidecar writer's notion of an image sharing a stem (export/xmp_sidecar.py).
+_IMAGE_EXTENSIONS = """
+    jpg jpeg jpe jfif png apng gif webp bmp dib tif tiff heic heif hif avif jp2 j2k jpf jpx jxl ico psd psb qoi
+    svg dng cr2 cr3 crw nef nrw arw srf sr2 orf rw2 raf pef srw raw rwl 3fr erf kdc mrw x3f iiq mos
+"""
+IMAGE_EXTENSIONS = frozenset(f".{ext}" for ext in _IMAGE_EXTENSIONS.split())
 # What the export ledger can know that the name rule does not: only formats imgtag writes beside images.
 _LEDGER_EXTENSIONS = (".txt", ".json", ".jsonl")
 
