@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import sys
@@ -274,8 +273,9 @@ def scan(
 
 
 def _scan(cfg: RunConfig, target: Any, as_json: bool) -> None:
-    from imgtag.scan import json_line, summary_object
+    from imgtag.export.jsonline import json_line
     from imgtag.scan import scan as do_scan
+    from imgtag.scan import summary_object
 
     console = _console(err=False)
     rows_out = sys.stdout
@@ -644,9 +644,9 @@ def status(out: OutOpt = None,
 
         asyncio.run(st.refresh_batches(report["batches"]))
     if as_json:
-        from imgtag.export.jsonline import one_line
+        from imgtag.export.jsonline import json_line
 
-        print(one_line(json.dumps(report, ensure_ascii=False)))
+        print(json_line(report))
         return
     credits = None
     if report["credits_spent"] is not None or report["credits_remaining"] is not None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -10,7 +9,6 @@ from typing import Any
 
 from imgtag.config import RunConfig, Target, prepare_template
 from imgtag.costview import estimate_objects
-from imgtag.export.jsonline import one_line
 from imgtag.ingest.pipeline import Ingested, IngestOptions, Ingestor
 from imgtag.pricing.estimate import Estimator, image_tokens, prompt_tokens
 from imgtag.store import Store
@@ -100,6 +98,3 @@ def summary_object(result: ScanResult, target: Target) -> dict[str, Any]:
         "estimates": estimates,
     }
 
-
-def json_line(obj: dict[str, Any]) -> str:
-    return one_line(json.dumps(obj, ensure_ascii=False))

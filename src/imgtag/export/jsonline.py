@@ -10,7 +10,9 @@ Both are escaped as ``\\uXXXX``, which is valid JSON: every reader gets the same
 
 from __future__ import annotations
 
+import json
 import re
+from typing import Any
 
 _UNSAFE = re.compile("[\u2028\u2029\ud800-\udfff]")
 
@@ -18,3 +20,8 @@ _UNSAFE = re.compile("[\u2028\u2029\ud800-\udfff]")
 def one_line(text: str) -> str:
     """Escape U+2028, U+2029 and lone surrogates in JSON text (only ever inside strings, so still valid JSON)."""
     return _UNSAFE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
+
+
+def json_line(obj: Any) -> str:
+    """One JSON value on one line (no newline added), for JSON-lines output such as `scan --json`, `status --json`."""
+    return one_line(json.dumps(obj, ensure_ascii=False))
