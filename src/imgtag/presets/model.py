@@ -219,7 +219,7 @@ def _build(
     max_tokens = int(data.get("max_output_tokens", DEFAULT_MAX_OUTPUT_TOKENS))
     expected = int(data.get("expected_output_tokens", min(DEFAULT_EXPECTED_OUTPUT_TOKENS, max_tokens)))
     props: dict[str, Any] = schema["properties"]
-    return Preset(
+    preset = Preset(
         name=name,
         description=" ".join(str(data.get("description", "")).split()),
         system=system,
@@ -229,16 +229,21 @@ def _build(
         max_output_tokens=max_tokens,
         expected_output_tokens=min(expected, max_tokens),
         lang=code,
-        version=compute_version(
-            system=system, instruction=instruction, schema=schema, detail=detail,
-            max_output_tokens=max_tokens, lang=code, guide=guide, compact_system=compact_system,
-        ),
+        version="",  # set below, from the finished preset
         fields=list(props),
         list_fields=[f for f, sub in props.items() if isinstance(sub, dict) and is_array_schema(sub)],
         guide=guide,
         compact_system=compact_system,
         txt_template=data.get("txt_template"),
     )
+    return dataclasses.replace(preset, version=version_of(preset))
+
+
+def version_of(preset: Preset) -> str:
+    """compute_version over the preset's own answer-affecting parts (one list, for building and for overrides)."""
+    return compute_version(system=preset.system, instruction=preset.instruction, schema=preset.schema,
+                           detail=preset.detail, max_output_tokens=preset.max_output_tokens, lang=preset.lang,
+                           guide=preset.guide, max_edge=preset.max_edge, compact_system=preset.compact_system)
 
 
 def _system_text(text: str, limits: list[str], code: str | None, untranslated: list[str]) -> str:
@@ -263,12 +268,9 @@ def with_detail(preset: Preset, detail: str | None = None, max_edge: int | None 
         raise PresetError(f"--detail must be one of {', '.join(DETAIL_LEVELS)}, not {detail!r}")
     if max_edge is not None and not MIN_EDGE <= max_edge <= MAX_EDGE:
         raise PresetError(f"--max-edge must be between {MIN_EDGE} and {MAX_EDGE} px, not {max_edge}")
-    new_detail = cast(DetailLevel, detail or preset.detail)
-    new_edge = max_edge if max_edge is not None else preset.max_edge
-    version = compute_version(system=preset.system, instruction=preset.instruction, schema=preset.schema,
-                              detail=new_detail, max_output_tokens=preset.max_output_tokens, lang=preset.lang,
-                              guide=preset.guide, max_edge=new_edge, compact_system=preset.compact_system)
-    return dataclasses.replace(preset, detail=new_detail, max_edge=new_edge, version=version)
+    changed = dataclasses.replace(preset, detail=cast(DetailLevel, detail or preset.detail),
+                                  max_edge=max_edge if max_edge is not None else preset.max_edge)
+    return dataclasses.replace(changed, version=version_of(changed))
 
 
 def _close_objects(schema: dict[str, Any]) -> None:
