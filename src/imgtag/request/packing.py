@@ -29,7 +29,15 @@ from typing import Any
 
 from imgtag.presets.packed import LABEL_FIELD, label_for, packed_preset
 from imgtag.pricing.costs import Usage
-from imgtag.providers.base import ImageInput, ModelAnswer, Permanent, Provider, ProviderError, RequestOptions
+from imgtag.providers.base import (
+    ImageInput,
+    ModelAnswer,
+    Permanent,
+    Provider,
+    ProviderError,
+    RateLimitSnapshot,
+    RequestOptions,
+)
 
 
 def labelled_content(images: list[ImageInput], params: dict[str, Any], instruction: str) -> list[dict[str, Any]]:
@@ -131,7 +139,8 @@ class Packer(Provider):
         try:
             self.requests += 1
             params = packed_params(self.inner.build_params, [p[0] for p in pack], [p[1] for p in pack])
-            answer = await self.inner.send_params(params)
+            began = [opts.began for _, opts, _ in pack if opts.began is not None]
+            answer = await self.inner.send_params(params, began=_all(began) if began else None)
         except Permanent as exc:
             if len(pack) > 1:
                 # One bad image makes the whole request invalid: ask one image per request, so it fails alone.
@@ -157,6 +166,13 @@ class Packer(Provider):
 
     async def aclose(self) -> None:
         await self.inner.aclose()
+
+
+def _all(callbacks: list[Callable[[RateLimitSnapshot], None]]) -> Callable[[RateLimitSnapshot], None]:
+    def call(limits: RateLimitSnapshot) -> None:
+        for callback in callbacks:
+            callback(limits)
+    return call
 
 
 def _settle_error(pack: list[tuple[ImageInput, RequestOptions, asyncio.Future[ModelAnswer]]],
