@@ -19,6 +19,7 @@ from typing import Any
 
 import virtualtime
 from imgtag.presets import load_preset
+from imgtag.presets.packed import LABEL_FIELD, label_for
 from imgtag.pricing.catalogue import catalogue
 from imgtag.pricing.costs import Usage
 from imgtag.pricing.estimate import RequestEstimate
@@ -34,6 +35,7 @@ from imgtag.providers.base import (
 from imgtag.providers.imagedescriber.fields import map_answer
 from imgtag.request.engine import Engine, EngineSettings, WorkItem
 from imgtag.request.pacer import Pacer
+from imgtag.request.packing import ImagePack
 from imgtag.request.warmup import pace_warm_up, warm_cache_first
 from imgtag.store import WorkKey
 
@@ -92,6 +94,7 @@ class Traffic:
     admitted: list[float] = field(default_factory=list)      # the server counted it
     rejected: list[float] = field(default_factory=list)      # send times of requests answered 429
     answered: Counter[bytes] = field(default_factory=Counter)  # per image: answers with a result
+    sizes: list[int] = field(default_factory=list)           # images per answered request
     limits_known_at: float | None = None                     # the first answer that carried limits came back
     began: list[float] = field(default_factory=list)          # streamed answers began (ttft_s)
     peak_in_flight: int = 0
@@ -150,10 +153,17 @@ class SimProvider(Provider):
                 raise Transient("server error (500)", http_status=500, limits=self.server.headers())
             limits = streamed or self.server.headers()
             self._saw(limits, loop.time())
-            t.answered[image.data] += 1
-            return ModelAnswer(stop_reason="end_turn", usage=Usage(input_tokens=1000, output_tokens=100),
-                               obj=map_answer(options.preset, TAGS, "A title", "A description."),
-                               limits=limits if not limits.empty else self.declared)
+            images = image.images if isinstance(image, ImagePack) else (image,)
+            t.sizes.append(len(images))
+            for one in images:
+                t.answered[one.data] += 1
+            fields = map_answer(options.preset, TAGS, "A title", "A description.")
+            # A pack is answered as the packed schema asks: one item per label (request/packing.py splits it).
+            obj = fields if not isinstance(image, ImagePack) else {
+                "answers": [{LABEL_FIELD: label_for(i), **fields} for i in range(len(images))]}
+            return ModelAnswer(stop_reason="end_turn",
+                               usage=Usage(input_tokens=1000 * len(images), output_tokens=100 * len(images)),
+                               obj=obj, limits=limits if not limits.empty else self.declared)
         finally:
             t.in_flight -= 1
 
@@ -180,12 +190,14 @@ class Result:
     recorder: Recorder
     pacer: Pacer
     ended: float  # loop time when the engine finished
+    engine: Engine | None = None
 
 def run_engine(provider: SimProvider, images: int, *, model: str | None = None, concurrency: int = 64,
                learned: dict[str, dict[str, float]] | None = None, learned_age_s: float = 0.0,
-               warm_up_gate: bool = True) -> Result:
+               warm_up_gate: bool = True, per_request: int = 1, budget_usd: float | None = None) -> Result:
     """Run the real engine over `images` images on a virtual-time loop, wired as runner.py wires it
-    (`warm_up_gate=False`: without warmup.FirstPermitAlone, for bench/pacer_sim.py's baseline)."""
+    (`warm_up_gate=False`: without warmup.FirstPermitAlone, for bench/pacer_sim.py's baseline; `per_request`:
+    --images-per-request, the provider answering packs as the packed schema asks)."""
     async def main() -> Result:
         loop = asyncio.get_running_loop()
         pacer = Pacer(max_concurrency=concurrency, clock=loop.time)
@@ -194,13 +206,14 @@ def run_engine(provider: SimProvider, images: int, *, model: str | None = None, 
             pacer.seed(learned, learned_age_s)
         info = catalogue().get(model or catalogue().default_model)
         preset = load_preset(PRESET)
-        settings = EngineSettings(key=WorkKey(preset.version, provider.name, info.id), preset=preset, model=info)
+        settings = EngineSettings(key=WorkKey(preset.version, provider.name, info.id), preset=preset, model=info,
+                                  images_per_request=per_request, budget_usd=budget_usd)
         recorder = Recorder()
         wrapped = warm_cache_first(provider)
         engine = Engine(recorder, wrapped, settings,  # type: ignore[arg-type]
                         pace_warm_up(pacer, wrapped, preset, info) if warm_up_gate else pacer, None)
         await engine.run(_items(images))
-        return Result(provider.traffic, recorder, pacer, loop.time())
+        return Result(provider.traffic, recorder, pacer, loop.time(), engine)
 
     return virtualtime.run(main)
 

@@ -9,8 +9,13 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
+from collections import Counter
 from pathlib import Path
+from typing import Any
+
+import pytest
 
 from conftest import EDGE, needs_full_corpus
 from imagegen import close_to, make_images
@@ -37,21 +42,33 @@ def wait_until(predicate, timeout: float = 60.0) -> None:
         time.sleep(0.02)
 
 
-def test_kill_nine_twice_then_rerun(tmp_path: Path, fake_anthropic_factory) -> None:
+@pytest.mark.parametrize("pack", [1, 4])  # 4: --images-per-request, a pack of 4 images per request
+def test_kill_nine_twice_then_rerun(tmp_path: Path, fake_anthropic_factory, pack: int) -> None:
     images = 40
     made = make_images(tmp_path / "in", images)
-    fake = fake_anthropic_factory(latency_s=0.25, jitter_s=0.1)
-    args = ["run", str(tmp_path / "in"), "--out", str(tmp_path / "out"), "-q"]
+    answered: Counter[str] = Counter()  # per image (a pack answers several): what the server answered
+    lock = threading.Lock()
+
+    def count(ctx: dict[str, Any]) -> None:
+        with lock:
+            answered.update(ctx["image_keys"])
+
+    def total() -> int:
+        with lock:
+            return sum(answered.values())
+
+    fake = fake_anthropic_factory(latency_s=0.25, jitter_s=0.1, respond=count)
+    args = ["run", str(tmp_path / "in"), "--out", str(tmp_path / "out"), "-q", "--images-per-request", str(pack)]
     in_flight_at_kills = 0
     for threshold in (8, 22):
         proc = start_cli(args, fake.env())
-        wait_until(lambda t=threshold, p=proc: sum(fake.stats.answered_by_key.values()) >= t or p.poll() is not None)
+        wait_until(lambda t=threshold, p=proc: total() >= t or p.poll() is not None)
         assert proc.poll() is None, proc.stderr.read().decode() if proc.stderr else ""
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait()
         fake.wait_idle()  # the server finishes the requests that were in flight (and counts them answered)
         # In flight at the kill = answers the server produced that never reached the store.
-        lost = sum(fake.stats.answered_by_key.values()) - committed_ok(tmp_path / "out") - in_flight_at_kills
+        lost = total() - committed_ok(tmp_path / "out") - in_flight_at_kills
         assert 0 <= lost <= 64, lost  # bounded by the concurrency cap
         in_flight_at_kills += lost  # let the server finish (and count) the requests that were in flight
     proc = start_cli(args, fake.env())
@@ -63,9 +80,8 @@ def test_kill_nine_twice_then_rerun(tmp_path: Path, fake_anthropic_factory) -> N
     for row in rows:
         assert row["status"] == "ok"
         assert close_to(row["fields"]["color"], made[row["path"]])
-    answered = sum(fake.stats.answered_by_key.values())
-    assert answered <= images + in_flight_at_kills, (answered, in_flight_at_kills)
-    answered_twice = sum(count - 1 for count in fake.stats.answered_by_key.values())
+    assert total() <= images + in_flight_at_kills, (total(), in_flight_at_kills)
+    answered_twice = sum(n - 1 for n in answered.values())
     assert answered_twice <= in_flight_at_kills
 
 

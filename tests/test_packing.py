@@ -79,11 +79,15 @@ def test_a_failing_request_invalidates_only_its_own_images(tmp_path: Path, recor
 def test_truncated_pack_is_asked_again_and_lands_right(tmp_path: Path, recording: Any,
                                                        monkeypatch: pytest.MonkeyPatch) -> None:
     made = make_images(tmp_path / "in", 6)
-    calls = {"n": 0}
+    truncated: set[str] = set()
 
     def truncate_first(ctx: dict[str, Any]) -> dict[str, Any] | None:
-        calls["n"] += 1
-        return {"output_mode": "truncated"} if len(ctx["image_keys"]) > 1 and calls["n"] <= 2 else None
+        # Each pack's first answer is cut off (whichever pack is sent first), the next one is whole.
+        keys = set(ctx["image_keys"])
+        if len(keys) > 1 and not keys & truncated:
+            truncated.update(keys)
+            return {"output_mode": "truncated"}
+        return None
 
     fake = recording(respond=truncate_first)
     out = tmp_path / "out"
@@ -92,6 +96,7 @@ def test_truncated_pack_is_asked_again_and_lands_right(tmp_path: Path, recording
     assert code == 0, output
     rows = read_jsonl(out / "results.jsonl")
     assert all(r["status"] == "ok" and close_to(r["fields"]["color"], made[Path(r["path"]).name]) for r in rows)
+    assert len(truncated) == 6  # every image's first answer was cut off, and asked again
 
 
 def test_split_answer_keys_by_label_never_by_position() -> None:

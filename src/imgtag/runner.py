@@ -19,7 +19,7 @@ from imgtag.request.engine import Engine, EngineSettings, WorkItem
 from imgtag.request.learned_limits import Memory
 from imgtag.request.pace_words import credits_used, pace_words
 from imgtag.request.pacer import Pacer
-from imgtag.request.packing import pack_images
+from imgtag.request.packing import pack_images, pack_size
 from imgtag.request.warmup import CACHE_STILL_WARM_S, pace_warm_up, warm_cache_first
 from imgtag.store import Store
 from imgtag.summary import Summary, summarize
@@ -125,17 +125,18 @@ class Run:
     def snapshot(self) -> Snapshot:
         eng = self.engine
         pacer = eng.pacer if eng else None
+        in_flight = eng.images_in_flight if eng else 0  # images, not requests: a pack carries K
         bat = self.batcher.stats if self.batcher is not None else None  # batch mode: BatchRunner counters
         spent = (eng.stats.spent_usd if eng else 0.0) + (bat.spent_usd if bat else 0.0)
         batch_view = None if bat is None else BatchView(submitted=bat.submitted, processing=bat.in_batches,
                                                         collected=bat.ok + bat.failed, batches=len(bat.live))
         return Snapshot(
             discovered=self.ingestor.counters.discovered if self.ingestor else 0,
-            finished=self.finished - (pacer.in_flight if pacer else 0),
+            finished=self.finished - in_flight,
             ok=(eng.stats.ok if eng else 0) + (bat.ok if bat else 0),
             failed=self.failed + (eng.stats.failed if eng else 0) + (bat.failed if bat else 0),
             skipped=self.skipped,
-            in_flight=(pacer.in_flight if pacer else 0) + (bat.in_batches if bat else 0),
+            in_flight=in_flight + (bat.in_batches if bat else 0),
             spent_usd=spent,
             pace=pace_words(pacer, self.provider) if pacer else "",
             credits_used=credits_used(self.provider, eng.stats.credits_spent if eng else 0.0),
@@ -184,7 +185,7 @@ class Run:
                                             cache_warm=self.store.prefix_cached_within(self.key, CACHE_STILL_WARM_S))
                 self.engine = Engine(self.store, provider, EngineSettings(
                     key=self.key, preset=self.target.preset, model=self.target.model, budget_usd=cfg.budget,
-                    max_attempts=cfg.max_attempts,
+                    max_attempts=cfg.max_attempts, images_per_request=pack_size(self.provider, cfg.images_per_request),
                     validation_retries=1 if self.provider.reask_invalid else 0),
                     pace_warm_up(pacer, provider, self.target.preset, self.target.model), self.run_id)
                 try:

@@ -130,11 +130,9 @@ def run_text(images: int, preset: Preset, model: ModelInfo, *, batch: bool, per_
     k = max(1, per_request)
     asked = packed_preset(preset) if k > 1 else preset
     plan = plan_prefix(asked, model, batch=batch)
+    # Packs are full but for the last one, in sync mode too: there the first pack is the cache warm-up
+    # (request/warmup.py), and a pack leaves short only when the input stalls (request/gather.py).
     requests = -(-images // k)
-    if k > 1 and plan.cache and not batch and images > 1:
-        # Sync mode sends one image first to warm the cache (request/warmup.py), then full packs. A small sync run
-        # also sends some short packs while the engine's window opens, so this is its lower bound (docs/cost).
-        requests = 1 + -(-(images - 1) // k)
     labels_in = labels_out = 0
     if k > 1:
         label_in, label_out = pack_overhead(preset, model)

@@ -1,4 +1,8 @@
-"""The request stage for synchronous mode: pace, call, retry, validate, store — one image at a time, many at once.
+"""The request stage for synchronous mode: pace, call, retry, validate, store — one request at a time, many at once.
+
+A request asks one image, or with --images-per-request K a pack of K (request/gather.py, request/packing.py):
+one pacer permit, one concurrency slot and one budget reservation for the pack, and every image in it judged,
+retried, billed and stored on its own. A pack the API refuses as invalid is asked again one image per request.
 
 Retry policy (ours, not the SDK's, which runs with max_retries=0):
 - 429: pause every start until retry-after, re-queue the image; does not use up the image's attempts
@@ -13,6 +17,7 @@ Every attempt is logged in the store with its cause and cost; a result is commit
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -33,7 +38,9 @@ from imgtag.providers.base import (
     RequestOptions,
     Transient,
 )
+from imgtag.request.gather import gather_packs
 from imgtag.request.pacer import Pacer, Permit
+from imgtag.request.packing import ImagePack, split_answer
 from imgtag.store import Store, WorkKey
 from imgtag.store.db import now_iso
 from imgtag.validate.verdict import INVALID, OK, TRUNCATED, judge
@@ -52,6 +59,15 @@ class WorkItem:
 
 
 @dataclass
+class _Ask:
+    """One image of a request, with what its earlier answers changed: room to answer, invalid answers so far."""
+
+    item: WorkItem
+    max_tokens: int
+    invalid_answers: int = 0
+
+
+@dataclass
 class EngineSettings:
     key: WorkKey
     preset: Preset
@@ -62,6 +78,7 @@ class EngineSettings:
     budget_usd: float | None = None
     backoff_base_s: float = 1.0
     backoff_cap_s: float = 30.0
+    images_per_request: int = 1  # K > 1: packs of K (the provider must send ImagePacks: request/packing.py)
 
 
 @dataclass
@@ -91,32 +108,35 @@ class Engine:
         self.fatal: Fatal | None = None
         self.budget_hit = False
         self._tasks: set[asyncio.Task[None]] = set()
+        self.images_in_flight = 0  # images in requests that hold a permit (a pack holds one permit for K)
 
     # -- dispatch ------------------------------------------------------------------------------
 
     async def run(self, items: AsyncIterator[WorkItem]) -> None:
         try:
-            async for item in items:
-                if self.fatal is not None:
-                    if self._draining():
-                        continue  # out of credits: every remaining file is still recorded, pending
-                    break
-                if self._over_budget(item):
-                    self.budget_hit = True
-                    self.stats.budget_stopped += 1
-                    continue  # keep draining so every file is still recorded; nothing more is paid for
-                reserve = self._estimated_cost(item)
-                self.stats.reserved_usd += reserve
-                permit = await self.pacer.acquire(item.estimate.input_tokens, item.estimate.output_tokens)
-                if self.fatal is not None:
-                    self.pacer.release(permit, success=False)
-                    self.stats.reserved_usd -= reserve
-                    if self._draining():
-                        continue
-                    break
-                task = asyncio.create_task(self._process(item, permit, reserve))
-                self._tasks.add(task)
-                task.add_done_callback(self._tasks.discard)
+            async with contextlib.aclosing(self._units(items)) as units:
+                async for pack in units:
+                    if self.fatal is not None:
+                        if self._draining(pack):
+                            continue  # out of credits: every remaining file is still recorded, pending
+                        break
+                    if self._over_budget(pack):
+                        self.budget_hit = True
+                        self.stats.budget_stopped += len(pack)
+                        continue  # keep draining so every file is still recorded; nothing more is paid for
+                    reserve = sum(self._estimated_cost(item) for item in pack)
+                    self.stats.reserved_usd += reserve
+                    asks = [_Ask(item, self.settings.preset.max_output_tokens) for item in pack]
+                    permit = await self._acquire(asks)
+                    if self.fatal is not None:
+                        self._release(permit, asks, success=False)
+                        self.stats.reserved_usd -= reserve
+                        if self._draining(pack):
+                            continue
+                        break
+                    task = asyncio.create_task(self._process(asks, permit, reserve))
+                    self._tasks.add(task)
+                    task.add_done_callback(self._tasks.discard)
             if self._tasks:
                 await asyncio.gather(*list(self._tasks), return_exceptions=False)
         finally:
@@ -125,94 +145,136 @@ class Engine:
             if self._tasks:
                 await asyncio.gather(*list(self._tasks), return_exceptions=True)
 
-    def _draining(self) -> bool:
+    async def _units(self, items: AsyncIterator[WorkItem]) -> AsyncIterator[list[WorkItem]]:
+        """What one request asks: one image, or with --images-per-request a pack of K (request/gather.py)."""
+        if self.settings.images_per_request > 1:
+            async with contextlib.aclosing(gather_packs(items, self.settings.images_per_request)) as packs:
+                async for pack in packs:
+                    yield pack
+            return
+        async for item in items:
+            yield [item]
+
+    def _draining(self, pack: list[WorkItem]) -> bool:
         """After Exhausted (out of credits) the rest of the input is still walked, so every file gets its
         row and the count left pending is exact; nothing more is sent."""
         if isinstance(self.fatal, Exhausted):
-            self.stats.exhausted_pending += 1
+            self.stats.exhausted_pending += len(pack)
             return True
         return False
 
     def _estimated_cost(self, item: WorkItem) -> float:
         return cost_usd(self.settings.model.prices, item.estimate.usage()) or 0.0
 
-    def _over_budget(self, item: WorkItem) -> bool:
+    def _over_budget(self, pack: list[WorkItem]) -> bool:
         budget = self.settings.budget_usd
         if budget is None:
             return False
-        return self.stats.spent_usd + self.stats.reserved_usd + self._estimated_cost(item) > budget
+        asked = sum(self._estimated_cost(item) for item in pack)
+        return self.stats.spent_usd + self.stats.reserved_usd + asked > budget
 
-    # -- one image -----------------------------------------------------------------------------
+    # -- pacing: one permit per request, whatever it carries ------------------------------------------
 
-    async def _process(self, item: WorkItem, permit: Permit | None, reserve: float) -> None:
+    async def _acquire(self, asks: list[_Ask]) -> Permit:
+        permit = await self.pacer.acquire(sum(a.item.estimate.input_tokens for a in asks),
+                                          sum(a.item.estimate.output_tokens for a in asks))
+        self.images_in_flight += len(asks)
+        return permit
+
+    def _release(self, permit: Permit, asks: list[_Ask], *, success: bool) -> None:
+        self.pacer.release(permit, success=success)
+        self.images_in_flight -= len(asks)
+
+    async def _ask(self, asks: list[_Ask]) -> list[ModelAnswer]:
+        """One request: an image, or a pack (request/packing.py) whose answer is split, one per image."""
         s = self.settings
-        transient_failures = rate_limits = invalid_answers = 0
-        max_tokens = s.preset.max_output_tokens
+        if s.images_per_request <= 1:
+            ask = asks[0]
+            return [await self.provider.describe(ask.item.image, RequestOptions(s.preset, s.model, ask.max_tokens))]
+        pack = ImagePack.of([a.item.image for a in asks])
+        answer = await self.provider.describe(pack, RequestOptions(s.preset, s.model,
+                                                                   sum(a.max_tokens for a in asks)))
+        return split_answer(answer, len(asks))
+
+    # -- one request: an image or a pack, each image settled on its own -------------------------------
+
+    async def _process(self, asks: list[_Ask], permit: Permit | None, reserve: float) -> None:
+        s = self.settings
+        transient_failures = rate_limits = 0  # the request's: a pack meets them together
         try:
-            while True:
+            while asks:
                 if permit is None:
-                    permit = await self.pacer.acquire(item.estimate.input_tokens, item.estimate.output_tokens)
+                    permit = await self._acquire(asks)
                 if self.fatal is not None:
-                    self.pacer.release(permit, success=False)
+                    self._release(permit, asks, success=False)
+                    permit = None
                     return
                 started = now_iso()
                 self.stats.requests += 1
                 try:
-                    answer = await self.provider.describe(item.image, RequestOptions(s.preset, s.model, max_tokens))
+                    answers = await self._ask(asks)
                 except RateLimited as exc:
                     self.pacer.on_rate_limited(permit, exc.retry_after, exc.limits)
-                    self.pacer.release(permit, success=False)
+                    self._release(permit, asks, success=False)
                     permit = None
                     self.stats.rate_limited += 1
                     rate_limits += 1
-                    self._log_error(item, started, exc, outcome="retry")
+                    self._log_error(asks, started, exc, outcome="retry")
                     if rate_limits > s.max_rate_limit_retries:
-                        self._fail(item, started, exc.error_type, f"gave up after {rate_limits} rate-limit answers")
+                        self._fail(asks, started, exc.error_type, f"gave up after {rate_limits} rate-limit answers")
                         return
                     # This request honours retry-after itself; the pacer decides whether everyone pauses.
                     await asyncio.sleep(exc.retry_after if exc.retry_after is not None else s.backoff_base_s)
                     continue
                 except Transient as exc:
                     self.pacer.observe(exc.limits, permit)
-                    self.pacer.release(permit, success=False)
+                    self._release(permit, asks, success=False)
                     permit = None
                     transient_failures += 1
                     if transient_failures >= s.max_attempts:
-                        self._fail(item, started, exc.error_type,
+                        self._fail(asks, started, exc.error_type,
                                    f"{exc.message} (gave up after {plural(transient_failures, 'attempt')})", exc)
                         return
-                    self._log_error(item, started, exc, outcome="retry")
+                    self._log_error(asks, started, exc, outcome="retry")
                     self.stats.retries += 1
                     await asyncio.sleep(self._backoff(transient_failures))
                     continue
                 except Permanent as exc:
-                    self.pacer.release(permit, success=False)
+                    self._release(permit, asks, success=False)
                     permit = None
-                    self._fail(item, started, exc.error_type, exc.message, exc)
+                    if len(asks) > 1:
+                        # One bad image makes the whole pack invalid: ask one image per request (each with its
+                        # own permit), so it fails alone. The pack's reservation stands until they are done.
+                        self._log_error(asks, started, exc, outcome="retry")
+                        await asyncio.gather(*(self._process([ask], None, 0.0) for ask in asks))
+                        return
+                    self._fail(asks, started, exc.error_type, exc.message, exc)
                     return
                 except Fatal as exc:
-                    self.pacer.release(permit, success=False)
+                    self._release(permit, asks, success=False)
                     permit = None
-                    self._log_error(item, started, exc, outcome="fatal")
+                    self._log_error(asks, started, exc, outcome="fatal")
                     if self.fatal is None:
                         self.fatal = exc
                     return
-                self.pacer.observe(answer.limits, permit)
-                self.pacer.release(permit, success=True)
+                self.pacer.observe(answers[0].limits, permit)
+                self._release(permit, asks, success=True)
                 permit = None
-                outcome = self._settle_answer(item, started, answer, max_tokens, invalid_answers)
-                if outcome == "retry_truncated":
-                    max_tokens = min(MAX_TOKENS_CEILING, max_tokens * 2)
+                again = []  # images whose answer is asked again (together, if several)
+                for ask, answer in zip(asks, answers, strict=True):
+                    outcome = self._settle_answer(ask.item, started, answer, ask.max_tokens, ask.invalid_answers)
+                    if outcome == "retry_truncated":
+                        ask.max_tokens = min(MAX_TOKENS_CEILING, ask.max_tokens * 2)
+                    elif outcome == "retry_invalid":
+                        ask.invalid_answers += 1
+                    else:
+                        continue
                     self.stats.retries += 1
-                    continue
-                if outcome == "retry_invalid":
-                    invalid_answers += 1
-                    self.stats.retries += 1
-                    continue
-                return
+                    again.append(ask)
+                asks = again
         finally:
             if permit is not None:
-                self.pacer.release(permit, success=False)
+                self._release(permit, asks, success=False)
             self.stats.reserved_usd -= reserve
 
     def _backoff(self, failures: int) -> float:
@@ -254,19 +316,22 @@ class Engine:
         self._count_failure(verdict.kind)
         return "done"
 
-    def _log_error(self, item: WorkItem, started: str, exc: ProviderError, *, outcome: str) -> None:
-        self.store.record_attempt(item.job_id, self.run_id, started_at=started, outcome=outcome, mode="sync",
-                                  http_status=exc.http_status, error_type=exc.error_type,
-                                  error_message=exc.message, request_id=exc.request_id)
+    def _log_error(self, asks: list[_Ask], started: str, exc: ProviderError, *, outcome: str) -> None:
+        for ask in asks:  # a pack's failure is each of its images' attempt
+            self.store.record_attempt(ask.item.job_id, self.run_id, started_at=started, outcome=outcome, mode="sync",
+                                      http_status=exc.http_status, error_type=exc.error_type,
+                                      error_message=exc.message, request_id=exc.request_id)
 
-    def _fail(self, item: WorkItem, started: str, error_type: str, message: str,
+    def _fail(self, asks: list[_Ask], started: str, error_type: str, message: str,
               exc: ProviderError | None = None) -> None:
-        self.store.record_attempt(item.job_id, self.run_id, started_at=started, outcome="failed", mode="sync",
-                                  http_status=exc.http_status if exc else None, error_type=error_type,
-                                  error_message=message, request_id=exc.request_id if exc else None,
-                                  commit_job={"status": "failed", "mode": "sync", "error_type": error_type,
-                                              "error_message": message})
-        self._count_failure(error_type)
+        for ask in asks:
+            self.store.record_attempt(ask.item.job_id, self.run_id, started_at=started, outcome="failed",
+                                      mode="sync", http_status=exc.http_status if exc else None,
+                                      error_type=error_type, error_message=message,
+                                      request_id=exc.request_id if exc else None,
+                                      commit_job={"status": "failed", "mode": "sync", "error_type": error_type,
+                                                  "error_message": message})
+            self._count_failure(error_type)
 
     def _count_failure(self, error_type: str) -> None:
         self.stats.failed += 1

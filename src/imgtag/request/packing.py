@@ -1,43 +1,35 @@
 """`--images-per-request K`: several labelled images in one request, so the shared prefix is paid once per K.
 
-The sync engine still works image by image: each of its requests reaches `Packer.describe`, which holds it for
-a moment until K are waiting (or `linger_s` passes), sends them as one request ("Image 1:", image, "Image 2:",
-image, ..., the instruction) with a schema that is the same for every pack (an array of answers, each keyed by
-the image's label), and hands each waiting request its own answer back. The engine then validates, stores and
-retries each image exactly as it does for single requests.
+A pack is built as one request ("Image 1:", image, "Image 2:", image, ..., the instruction) with a schema that
+is the same for every pack (an array of answers, each keyed by the image's label), and its answer is split so
+each image gets its own item back (`split_answer`), with an even share of the usage, so costs still add up.
 
-Batch mode (request/batch/runner.py) builds the same packed request with `packed_params` and splits the result
-with `split_answer`; the store keeps one batch item per image.
+Sync mode: the engine (request/engine.py) gathers K work items (request/gather.py), takes one pacer permit for
+them and hands them to the provider as an `ImagePack`, which passes through wrappers such as the cache
+warm-up like any one request and is sent by `PackSender`; it then validates, stores and retries each image
+on its own. Batch mode (request/batch/runner.py) builds the same packed request with `packed_params` and splits
+the result with `split_answer`; the store keeps one batch item per image.
 
-What a failure touches: only the K images of that request. A truncated or unusable answer, or a missing or
-duplicated label, makes only those images' answers invalid (the engine asks again, possibly packed with others);
-a request the API refuses as invalid (one bad image makes a 400) is re-sent one image per request, so the bad
-image fails alone. The usage of a pack is split evenly across its images, so costs still add up.
+What a failure touches: only the images of that request. A truncated or unusable answer, or a missing or
+duplicated label, makes only those images' answers invalid (the engine asks again for them); a request the API
+refuses as invalid (one bad image makes a 400) is re-sent one image per request, so the bad image fails alone.
 
 Trade-off (README): fewer prefix tokens per image, but one answer for several images is longer, a failure is
-retried for K images, the pacer counts K requests for one, and a model may confuse images in a pack; the fake
-server cannot judge the last point, so packing is off by default.
+retried for K images, and a model may confuse images in a pack; the fake server cannot judge the last point,
+so packing is off by default.
 """
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import json
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from imgtag.presets.packed import LABEL_FIELD, label_for, packed_preset
 from imgtag.pricing.costs import Usage
-from imgtag.providers.base import (
-    ImageInput,
-    ModelAnswer,
-    Permanent,
-    Provider,
-    ProviderError,
-    RateLimitSnapshot,
-    RequestOptions,
-)
+from imgtag.providers.base import ImageInput, ModelAnswer, Provider, RequestOptions
 
 
 def labelled_content(images: list[ImageInput], params: dict[str, Any], instruction: str) -> list[dict[str, Any]]:
@@ -105,85 +97,42 @@ def _split_usage(usage: Usage, count: int) -> list[Usage]:
     return shares
 
 
-class Packer(Provider):
-    """Wraps a provider that can send prepared params (`build_params` + `send_params`) for the sync engine."""
+@dataclass(frozen=True)
+class ImagePack(ImageInput):
+    """Several images asked in one request. An ImageInput, so provider wrappers that pass an image through
+    untouched (the cache warm-up) carry a pack as the one request it is; `PackSender` sends it."""
 
-    def __init__(self, inner: Any, per_request: int, linger_s: float = 0.05) -> None:
+    images: tuple[ImageInput, ...] = ()
+
+    @classmethod
+    def of(cls, images: list[ImageInput]) -> ImagePack:
+        return cls(b"", "", tuple(images))
+
+
+class PackSender(Provider):
+    """Wraps a provider that can send prepared params (`build_params` + `send_params`): an ImagePack goes as one
+    labelled request asked with the packed preset (its answer is the whole pack's: `split_answer` it), any
+    other image as the provider sends it. `options.max_tokens` is the pack's total."""
+
+    def __init__(self, inner: Any) -> None:
         self.inner = inner
         self.name = inner.name
-        self.per_request = per_request
-        self.linger_s = linger_s
-        self._waiting: list[tuple[ImageInput, RequestOptions, asyncio.Future[ModelAnswer]]] = []
-        self._timer: asyncio.TimerHandle | None = None
-        self._tasks: set[asyncio.Future[None]] = set()
-        self.requests = 0
 
     async def describe(self, image: ImageInput, options: RequestOptions) -> ModelAnswer:
-        future: asyncio.Future[ModelAnswer] = asyncio.get_running_loop().create_future()
-        self._waiting.append((image, options, future))
-        if len(self._waiting) >= self.per_request:
-            self._flush()
-        elif self._timer is None:
-            self._timer = asyncio.get_running_loop().call_later(self.linger_s, self._flush)
-        return await future
-
-    def _flush(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-        while self._waiting:
-            pack, self._waiting = self._waiting[: self.per_request], self._waiting[self.per_request:]
-            self._spawn(self._send(pack))
-
-    async def _send(self, pack: list[tuple[ImageInput, RequestOptions, asyncio.Future[ModelAnswer]]]) -> None:
-        try:
-            self.requests += 1
-            params = packed_params(self.inner.build_params, [p[0] for p in pack], [p[1] for p in pack])
-            began = [opts.began for _, opts, _ in pack if opts.began is not None]
-            answer = await self.inner.send_params(params, began=_all(began) if began else None)
-        except Permanent as exc:
-            if len(pack) > 1:
-                # One bad image makes the whole request invalid: ask one image per request, so it fails alone.
-                for image, opts, future in pack:
-                    self._spawn(self._send([(image, opts, future)]))
-                return
-            _settle_error(pack, exc)
-            return
-        except ProviderError as exc:
-            _settle_error(pack, exc)
-            return
-        except Exception as exc:  # never leave an engine task waiting forever
-            _settle_error(pack, exc)
-            return
-        for (_, _, future), own in zip(pack, split_answer(answer, len(pack)), strict=True):
-            if not future.done():
-                future.set_result(own)
-
-    def _spawn(self, coro: Any) -> None:
-        task = asyncio.ensure_future(coro)
-        self._tasks.add(task)  # a reference until it is done, or the loop may drop it
-        task.add_done_callback(self._tasks.discard)
+        if isinstance(image, ImagePack):
+            return await self.inner.send_params(packed_params(self.inner.build_params, list(image.images), [options]),
+                                                began=options.began)
+        return await self.inner.describe(image, options)
 
     async def aclose(self) -> None:
         await self.inner.aclose()
 
 
-def _all(callbacks: list[Callable[[RateLimitSnapshot], None]]) -> Callable[[RateLimitSnapshot], None]:
-    def call(limits: RateLimitSnapshot) -> None:
-        for callback in callbacks:
-            callback(limits)
-    return call
-
-
-def _settle_error(pack: list[tuple[ImageInput, RequestOptions, asyncio.Future[ModelAnswer]]],
-                  exc: BaseException) -> None:
-    for _, _, future in pack:
-        if not future.done():
-            future.set_exception(exc)
+def pack_size(provider: Provider, per_request: int) -> int:
+    """Images per sync request: K where the provider can send packs (prepared params), else 1."""
+    return per_request if per_request > 1 and hasattr(provider, "send_params") else 1
 
 
 def pack_images(provider: Provider, per_request: int) -> Provider:
-    """The provider itself for K = 1; a Packer for providers that can send prepared params."""
-    if per_request <= 1 or not hasattr(provider, "send_params"):
-        return provider
-    return Packer(provider, per_request)
+    """The provider itself for K = 1; a PackSender for providers that can send prepared params."""
+    return PackSender(provider) if pack_size(provider, per_request) > 1 else provider
