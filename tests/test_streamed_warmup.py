@@ -117,3 +117,18 @@ def test_a_warm_up_cut_off_after_it_began(tmp_path: Path, fake_anthropic_factory
     assert retried == [("connection_error", "retry")]
     prefix = plan_prefix(load_preset("ecommerce"), catalogue().get(MODEL)).tokens
     assert fake.stats.cache_creation_input_tokens == pytest.approx(prefix, rel=0.05)
+
+
+def test_a_packed_warm_up_streams_too(tmp_path: Path, fake_anthropic_factory: Any,
+                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    # With --images-per-request the first pack is the warm-up request: it streams, and the packs after it go
+    # when its answer begins.
+    make_images(tmp_path / "in", 12)
+    fake = fake_anthropic_factory(latency_s=2.0, ttft_s=0.1)
+    code, output = run_cli(["run", str(tmp_path / "in"), "--out", str(tmp_path / "out"), "--model", MODEL,
+                            "--images-per-request", "4", "-q"], fake.env(), monkeypatch)
+    assert code == 0, output
+    log = _requests(fake)
+    assert [e["stream"] for e in log] == [True, False, False]
+    assert all(e["t"] < log[0]["done_t"] for e in log[1:])
+    assert len(fake.stats.answered_by_key) == 3  # by the first image of each request
