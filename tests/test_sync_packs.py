@@ -5,6 +5,14 @@ judged, retried, billed and stored on its own. Timing is checked on a virtual cl
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -134,3 +142,44 @@ def test_packs_are_full_unless_the_input_stalls_or_ends() -> None:
     assert [p for _, p in packs] == [[0, 1, 2, 3], [4, 5, 6, 7], [8, 9, 10], [11, 12, 13]]
     # The short pack left when the input had been quiet for stall_s; the last one when the input ended.
     assert [round(t, 3) for t, _ in packs] == [0.0, 0.0, 2.0, 11.5]
+
+
+def test_ctrl_c_mid_run_then_rerun_asks_nothing_twice(tmp_path: Path, fake_anthropic_factory: Any) -> None:
+    made = make_images(tmp_path / "in", 24)
+    answered: Counter[str] = Counter()  # per image: what the server was asked (and answers; a pack asks 4)
+    lock = threading.Lock()
+
+    def count(ctx: dict[str, Any]) -> None:
+        with lock:
+            answered.update(ctx["image_keys"])
+
+    def total() -> int:
+        with lock:
+            return sum(answered.values())
+
+    fake = fake_anthropic_factory(latency_s=0.5, respond=count)
+    out = tmp_path / "out"
+    args = [sys.executable, "-m", "imgtag", "run", str(tmp_path / "in"), "--out", str(out), "-q",
+            "--model", "claude-sonnet-4-6", "--images-per-request", "4"]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ANTHROPIC_")} | fake.env()
+    proc = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
+    deadline = time.monotonic() + 60
+    while total() < 12 and proc.poll() is None:  # the warm-up pack answered (the next go after it), two more out
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.02)
+    os.killpg(proc.pid, signal.SIGINT)  # Ctrl-C, as a terminal sends it
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 130, err.decode()
+    assert len(err.decode().strip().splitlines()) == 1 and b"Traceback" not in err, err.decode()
+    fake.wait_idle()
+    db = sqlite3.connect(out / "imgtag.db")
+    stored = db.execute("SELECT COUNT(*) FROM jobs WHERE status = 'ok'").fetchone()[0]
+    db.close()
+    assert 4 <= stored < 24
+    in_flight = total() - stored  # answered, never stored: asked again by the rerun, and only those
+    rerun = subprocess.run(args, env=env, capture_output=True, timeout=120)
+    assert rerun.returncode == 0, rerun.stderr.decode()
+    rows = read_jsonl(out / "results.jsonl")
+    assert len(rows) == 24 and all(r["status"] == "ok" for r in rows)
+    assert all(close_to(r["fields"]["color"], made[Path(r["path"]).name]) for r in rows)
+    assert sum(n - 1 for n in answered.values()) <= in_flight and total() <= 24 + in_flight
