@@ -96,18 +96,22 @@ class Traffic:
     answered: Counter[bytes] = field(default_factory=Counter)  # per image: answers with a result
     sizes: list[int] = field(default_factory=list)           # images per answered request
     limits_known_at: float | None = None                     # the first answer that carried limits came back
+    began: list[float] = field(default_factory=list)          # streamed answers began (ttft_s)
     peak_in_flight: int = 0
     in_flight: int = 0
 
 class SimProvider(Provider):
     """A provider whose server is a model in this process: each request travels `uplink_s`, is admitted or
-    answered 429 at once, and an admitted one is answered after `latency_s` (+ seeded jitter)."""
+    answered 429 at once, and an admitted one is answered after `latency_s` (+ seeded jitter). With `ttft_s`,
+    a request that asks to hear when its answer begins (the streamed cache warm-up) hears it that long after
+    admission, with the limits as its headers carried them."""
 
     def __init__(self, server: TokenBucket | SlidingWindow, *, name: str, latency_s: float, jitter_s: float = 0.0,
                  uplink_s: float = 0.01, declared: RateLimitSnapshot | None = None, seed: int = 1,
-                 fail_first: int = 0) -> None:
+                 fail_first: int = 0, ttft_s: float | None = None) -> None:
         self.server = server
-        self.fail_first = fail_first  # the first requests are answered 500 (after the latency)
+        self.ttft_s = ttft_s
+        self.fail_first = fail_first  # the first requests admitted are answered 500 (after the latency)
         self.name = name
         self.latency_s, self.jitter_s, self.uplink_s = latency_s, jitter_s, uplink_s
         self.declared = declared or RateLimitSnapshot()
@@ -134,10 +138,20 @@ class SimProvider(Provider):
                 raise RateLimited("rate limited (429)", retry_after=retry_after, http_status=429,
                                   limits=limits if not limits.empty else self.declared)
             t.admitted.append(loop.time())
-            await asyncio.sleep(self.latency_s + self.rng.uniform(0.0, self.jitter_s))
-            if len(t.admitted) <= self.fail_first:
+            failing = len(t.admitted) <= self.fail_first
+            latency = self.latency_s + self.rng.uniform(0.0, self.jitter_s)
+            streamed: RateLimitSnapshot | None = None
+            if options.began is not None and self.ttft_s is not None:
+                await asyncio.sleep(self.ttft_s)
+                # A stream's headers come once, with its first byte: the answer carries these same figures.
+                streamed = self.server.headers()
+                options.began(streamed if not streamed.empty else self.declared)
+                latency -= self.ttft_s
+                t.began.append(loop.time())
+            await asyncio.sleep(latency)
+            if failing:
                 raise Transient("server error (500)", http_status=500, limits=self.server.headers())
-            limits = self.server.headers()
+            limits = streamed or self.server.headers()
             self._saw(limits, loop.time())
             images = image.images if isinstance(image, ImagePack) else (image,)
             t.sizes.append(len(images))

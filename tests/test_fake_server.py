@@ -740,3 +740,113 @@ def test_batch_async_round_trip(make_fake: Callable[..., FakeAnthropicServer]) -
     results = asyncio.run(run())
     for i, color in enumerate(colors):
         assert json.loads(results[f"img-{i}"].message.content[0].text)["dominant_color"] == hexkey(color)
+
+
+# ---------------------------------------------------------------------------------------------
+# /v1/messages with stream: true (server-sent events)
+# ---------------------------------------------------------------------------------------------
+
+
+def _same_message(streamed: Any, plain: Any) -> dict[str, Any]:
+    a, b = streamed.model_dump(exclude={"id"}), plain.model_dump(exclude={"id"})
+    for block_a, block_b in zip(a["content"], b["content"], strict=True):
+        block_a.pop("signature", None), block_b.pop("signature", None)  # random per answer
+        block_a.pop("id", None), block_b.pop("id", None)
+    return {"streamed": a, "plain": b}
+
+
+@pytest.mark.parametrize("mode", ["json", "truncated", "refusal", "thinking", "thinking_only"])
+def test_a_streamed_answer_is_the_plain_answer(make_fake: Callable[..., FakeAnthropicServer], mode: str) -> None:
+    fake = make_fake(output_mode=mode)
+    client = fake.client()
+    plain = client.messages.create(**params())
+    with client.messages.stream(**params()) as stream:
+        kinds = [event.type for event in stream]
+        streamed = stream.get_final_message()
+    pair = _same_message(streamed, plain)
+    assert pair["streamed"] == pair["plain"]  # content, stop reason and details, every usage figure
+    assert kinds[0] == "message_start" and kinds[-1] == "message_stop" and "message_delta" in kinds
+    assert fake.stats.request_log[-1]["stream"] is True and fake.stats.request_log[0]["stream"] is False
+
+
+def test_a_streamed_tool_answer_is_the_plain_answer(make_fake: Callable[..., FakeAnthropicServer]) -> None:
+    fake = make_fake()
+    tool = {"name": "describe", "description": "Describe.", "input_schema": SCHEMA}
+    extra = {"tools": [tool], "tool_choice": {"type": "auto"}}
+    client = fake.client()
+    plain = client.messages.create(**params(**extra, output_config=anthropic.omit))
+    with client.messages.stream(**params(**extra, output_config=anthropic.omit)) as stream:
+        streamed = stream.get_final_message()
+    pair = _same_message(streamed, plain)
+    assert pair["streamed"] == pair["plain"] and streamed.content[0].type == "tool_use"
+
+
+def test_the_cache_entry_is_usable_once_the_answer_begins(make_fake: Callable[..., FakeAnthropicServer]) -> None:
+    # api-facts E: "A cache entry becomes usable only after the first response begins."
+    fake = make_fake(latency_s=1.5, ttft_s=0.1)
+    system = [{"type": "text", "text": "x" * 4000, "cache_control": {"type": "ephemeral"}}]
+    client = fake.client()
+    with client.messages.stream(**params(system=system)) as stream:
+        events = iter(stream)
+        assert next(events).type == "message_start"
+        begun = time.monotonic()
+        # The first answer is still on its way: a second request now reads the prefix the first one wrote.
+        second = client.messages.create(**params((1, 2, 3), system=system))
+        for _ in events:
+            pass
+        first = stream.get_final_message()
+    assert first.usage.cache_creation_input_tokens > 0
+    assert second.usage.cache_read_input_tokens == first.usage.cache_creation_input_tokens
+    assert second.usage.cache_creation_input_tokens == 0
+    # ... and the first answer took the whole latency: it ended after the second one began.
+    assert time.monotonic() - begun > 1.0
+    # A plain request sent together with the first one (before its answer began) pays the write again.
+    fake.reset()
+    results: list[Any] = []
+    threads = [threading.Thread(target=lambda c=c: results.append(client.messages.create(**params(c, system=system))))
+               for c in ((5, 5, 5), (6, 6, 6))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert [r.usage.cache_read_input_tokens for r in results] == [0, 0]
+
+
+@pytest.mark.parametrize(("fault", "status"), [("midstream_error:overloaded_error", 529),
+                                                ("midstream_error:api_error", 500)])
+def test_an_error_after_the_answer_began(make_fake: Callable[..., FakeAnthropicServer], fault: str,
+                                         status: int) -> None:
+    fake = make_fake(output_mode=fault)
+    client = fake.client()
+    kinds: list[str] = []
+    with pytest.raises(anthropic.APIStatusError) as caught, client.messages.stream(**params()) as stream:
+        kinds.extend(event.type for event in stream)
+    assert kinds == ["message_start"]
+    # The HTTP status was 200 when the stream began; the error event's body names what happened.
+    assert caught.value.status_code == 200
+    assert caught.value.body["error"]["type"] == fault.split(":")[1]
+    # Without streaming, the same fault is the plain error status.
+    with pytest.raises(anthropic.APIStatusError) as plain:
+        client.messages.create(**params())
+    assert plain.value.status_code == status
+
+
+def test_a_stream_cut_off_after_it_began(make_fake: Callable[..., FakeAnthropicServer]) -> None:
+    fake = make_fake(output_mode="midstream_drop")
+    kinds: list[str] = []
+    with pytest.raises(Exception) as caught, fake.client().messages.stream(**params()) as stream:
+        kinds.extend(event.type for event in stream)
+    assert kinds == ["message_start"]
+    assert not isinstance(caught.value, anthropic.APIStatusError)  # a transport error, no HTTP status
+    assert fake.stats.dropped == 1
+
+
+def test_a_batch_rejects_streaming_items(make_fake: Callable[..., FakeAnthropicServer]) -> None:
+    fake = make_fake(batch_processing_s=0.0)
+    client = fake.client()
+    requests = [*batch_requests([(1, 1, 1)], stream=True), {"custom_id": "ok", "params": params((2, 2, 2))}]
+    batch = client.messages.batches.create(requests=requests)
+    wait_ended(client, batch.id)
+    results = {r.custom_id: r.result for r in client.messages.batches.results(batch.id)}
+    assert results["ok"].type == "succeeded"
+    assert results["img-0"].type == "errored" and "stream" in results["img-0"].error.error.message

@@ -9,6 +9,8 @@ import sqlite3
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from imagegen import make_images, run_cli
 from imgtag.providers.base import RateLimitSnapshot
 from imgtag.request.pacer import Pacer, Permit
@@ -155,6 +157,35 @@ def test_a_failed_warm_up_request_does_not_hold_up_the_rest() -> None:
     result = run_engine(sim, 20)
     assert len(result.traffic.answered) == 20 and set(result.recorder.settled.values()) == {"ok"}
     assert result.recorder.outcomes[("retry", "transient")] == 1
+
+
+def test_the_warm_up_waits_for_the_first_token_not_the_whole_answer() -> None:
+    # 150 requests at 300/min from a 6-second bucket with 3 s latency: the server allows 30 at once, then one
+    # every 0.2 s: 27 s in all. The warm-up request streams; its answer begins 1 s in. Then the rest go, at
+    # the pace its headers showed (30 deep, 29 left): the run is one time-to-first-token longer than the
+    # schedule, where a warm-up that waits for the whole answer makes it one latency longer.
+    for ttft, least, most in ((None, 30.0, 30.5), (1.0, 28.0, 28.5)):
+        sim = SimProvider(TokenBucket(300, 6.0, START), name="anthropic", latency_s=3.0, ttft_s=ttft)
+        result = run_engine(sim, 150)
+        t = sim.traffic
+        assert least <= result.ended - START <= most, (ttft, result.ended - START)
+        # Never a 429. The first answer's headers are read twice, when it begins and when it ends; the second
+        # time they are 2 s old and the server's full bucket dropped a second of refill meanwhile, so taking
+        # them at face value again (plus the refill since) would credit 4 requests the server does not hold.
+        assert t.rejected == [] and len(t.answered) == 150
+    assert t.began == [pytest.approx(START + 1.01)]  # the first request only
+    # When it began, the pacer learned the server's bucket from its headers and spent it at once: the first
+    # request and the 29 that remained, not a cold probe of 1, 2, 4...
+    assert starts_within(t.sent, START, 1.02) == 30
+
+
+def test_a_warm_up_that_fails_after_its_answer_began() -> None:
+    # The cache entry exists once the answer began: the rest go, and the failed image is retried on its own.
+    sim = SimProvider(TokenBucket(600, 6.0, START), name="anthropic", latency_s=1.0, ttft_s=0.2, fail_first=1)
+    result = run_engine(sim, 20)
+    assert len(result.traffic.answered) == 20 and set(result.recorder.settled.values()) == {"ok"}
+    assert result.recorder.outcomes[("retry", "transient")] == 1
+    assert starts_within(result.traffic.sent, START, 0.25) == 20  # nobody waited for the failed answer's end
 
 
 def test_workers_sharing_one_pacer_share_the_limit() -> None:

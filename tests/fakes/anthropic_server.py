@@ -57,6 +57,11 @@ __all__ = [
 RespondHook = Callable[[dict[str, Any]], "dict[str, Any] | None"]
 
 OUTPUT_MODES = ("json", "prose", "fenced", "truncated", "refusal", "thinking", "thinking_only", "invalid")
+# Faults after the answer began (mode_overrides / output_mode values): "midstream_error:<error type>" sends
+# an SSE `error` event after message_start, "midstream_drop" closes the connection there. A non-streaming
+# request gets what the API would answer instead: the error's status (overloaded_error: 529), or a drop.
+MIDSTREAM_ERROR_STATUS = {"overloaded_error": 529, "api_error": 500, "rate_limit_error": 429,
+                          "invalid_request_error": 400, "timeout_error": 504}
 
 # Models on which the docs say forced tool_choice ("tool"/"any") returns 400 (api-facts §B).
 DEFAULT_FORCED_TOOL_REJECTING_MODELS = (
@@ -124,6 +129,10 @@ class FakeConfig:
     # Sleep before a 200 answer on /v1/messages (errors answer at once, like the real gateway).
     latency_s: float = 0.0
     jitter_s: float = 0.0
+    # Time to first token: when the answer begins (a stream's message_start goes out) and the prompt cache
+    # entry becomes usable (api-facts E: "only after the first response begins"). None = at latency_s, i.e.
+    # the cache entry appears with the whole answer. Capped at latency_s + jitter.
+    ttft_s: float | None = None
     # Rate limits: token buckets with capacity = max(1, limit * burst_s / 60), refilling limit/60 per
     # second. Anthropic enforces per-minute limits over short windows, so a burst never gets 60 s worth.
     rpm: int | None = None
@@ -592,8 +601,8 @@ def _analyze_request(body: Any, cfg: FakeConfig) -> _Analysis:
             raise _ApiError(400, f"messages.{i}.role: Input should be 'user' or 'assistant'")
         if not isinstance(msg.get("content"), (str, list)):
             raise _ApiError(400, f"messages.{i}.content: Field required")
-    if body.get("stream"):
-        raise _ApiError(400, "stream: streaming is not supported by the fake server")
+    if "stream" in body and not isinstance(body["stream"], bool):
+        raise _ApiError(400, "stream: Input should be a valid boolean")
     if not cfg.allow_sampling_params:
         for name in ("temperature", "top_p", "top_k"):
             if name in body:
@@ -951,6 +960,48 @@ class _Batch:
     cancel_initiated_at: float | None = None
     ended_at: float | None = None
     results: list[dict[str, Any]] | None = None
+
+
+def _pieces(text: str, size: int = 24) -> list[str]:
+    return [text[i:i + size] for i in range(0, len(text), size)] or [""]
+
+
+def _stream_events(message: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    """A finished Message as the event sequence the streaming API sends for it (what the SDK accumulates)."""
+    usage = dict(message["usage"])
+    start_usage = {**usage, "output_tokens": 1}  # the API reports a placeholder output count at the start
+    events: list[tuple[str, dict[str, Any]]] = [("message_start", {"type": "message_start", "message": {
+        **{k: v for k, v in message.items() if k not in ("content", "stop_details")},
+        "content": [], "stop_reason": None, "stop_sequence": None, "usage": start_usage}})]
+    events.append(("ping", {"type": "ping"}))
+    for index, block in enumerate(message["content"]):
+        kind = block["type"]
+        if kind == "text":
+            start, deltas = {"type": "text", "text": ""}, [
+                {"type": "text_delta", "text": piece} for piece in _pieces(block["text"])]
+        elif kind == "tool_use":
+            start = {"type": "tool_use", "id": block["id"], "name": block["name"], "input": {}}
+            deltas = [{"type": "input_json_delta", "partial_json": piece}
+                      for piece in _pieces(json.dumps(block["input"]))]
+        elif kind == "thinking":
+            start = {"type": "thinking", "thinking": "", "signature": ""}
+            deltas = [{"type": "thinking_delta", "thinking": piece} for piece in _pieces(block["thinking"])]
+            deltas.append({"type": "signature_delta", "signature": block["signature"]})
+        else:
+            raise ValueError(f"cannot stream a {kind!r} block")
+        events.append(("content_block_start", {"type": "content_block_start", "index": index,
+                                                "content_block": start}))
+        events += [("content_block_delta", {"type": "content_block_delta", "index": index, "delta": d})
+                   for d in deltas]
+        events.append(("content_block_stop", {"type": "content_block_stop", "index": index}))
+    delta: dict[str, Any] = {"stop_reason": message["stop_reason"], "stop_sequence": message.get("stop_sequence")}
+    if message.get("stop_details") is not None:
+        delta["stop_details"] = message["stop_details"]
+    events.append(("message_delta", {"type": "message_delta", "delta": delta, "usage": {
+        k: usage[k] for k in ("output_tokens", "input_tokens", "cache_creation_input_tokens",
+                              "cache_read_input_tokens")}}))
+    events.append(("message_stop", {"type": "message_stop"}))
+    return events
 
 
 class _HTTPServer(ThreadingHTTPServer):
@@ -1428,6 +1479,7 @@ class FakeAnthropicServer:
             key = analysis.image_keys[0] if analysis.image_keys else None
             log["image_key"] = key
             log["model"] = body.get("model")
+            log["stream"] = bool(body.get("stream"))
             cached = self._cache_lookup(analysis, self._now())
             uncached_input = analysis.input_tokens_total - cached.read
             # Cache reads do not count toward ITPM on current models; cache writes do.
@@ -1448,15 +1500,67 @@ class FakeAnthropicServer:
             raise
 
         delay = cfg.latency_s + jitter
-        if delay > 0:
-            time.sleep(delay)
-        self._cache_register(analysis, self._now())
+        first = min(delay, cfg.ttft_s) if cfg.ttft_s is not None else delay
+        if first > 0:
+            time.sleep(first)
+        self._cache_register(analysis, self._now())  # the answer begins: the cache entry is usable from now
         self._charge_output(message["usage"]["output_tokens"], headers)
         self._count_usage(message["usage"])
         with self.stats.lock:
             self.stats.answered_by_key[key or "none"] += 1
+        if body.get("stream"):
+            self._stream_message(h, message, headers, rest_s=delay - first)
+            log["done_t"] = time.time()
+            return 200
+        message.pop("_midstream_fault", None)
+        if delay - first > 0:
+            time.sleep(delay - first)
+        log["done_t"] = time.time()
         self._send_json(h, 200, message, headers)
         return 200
+
+    def _stream_message(self, h: _Handler, message: dict[str, Any], headers: dict[str, str], rest_s: float) -> None:
+        """Send `message` as the API's server-sent events: message_start at once (the answer has begun), the
+        content blocks' deltas spread over `rest_s`, then message_delta (stop reason, output usage) and
+        message_stop. Chunked transfer encoding, as the API streams."""
+        fault = message.pop("_midstream_fault", None)
+        events = _stream_events(message)
+        self._fire_reply(h, 200)
+        try:
+            h.send_response(200, _REASONS.get(200))
+            h.send_header("Content-Type", "text/event-stream; charset=utf-8")
+            h.send_header("Cache-Control", "no-cache")
+            h.send_header("Transfer-Encoding", "chunked")
+            for name, value in headers.items():
+                h.send_header(name, value)
+            h.end_headers()
+
+            def emit(kind: str, data: dict[str, Any]) -> None:
+                chunk = f"event: {kind}\ndata: {json.dumps(data)}\n\n".encode()
+                h.wfile.write(b"%x\r\n%s\r\n" % (len(chunk), chunk))
+                h.wfile.flush()
+
+            emit(*events[0])  # message_start
+            if fault == "midstream_drop":
+                with self.stats.lock:
+                    self.stats.dropped += 1
+                h.close_connection = True
+                return
+            if fault is not None:
+                kind = fault.split(":", 1)[1]
+                emit("error", {"type": "error", "error": {"type": kind, "message": f"fake mid-stream {kind}"},
+                               "request_id": headers.get("request-id")})
+            else:
+                body = events[1:]
+                pause = rest_s / max(1, len(body))
+                for event in body:
+                    if pause > 0:
+                        time.sleep(pause)
+                    emit(*event)
+            h.wfile.write(b"0\r\n\r\n")
+            h.wfile.flush()
+        except (BrokenPipeError, ConnectionResetError):
+            h.close_connection = True  # the client went away mid-stream
 
     def _now(self) -> float:
         """The cache clock: monotonic time plus whatever a test skipped with advance_clock()."""
@@ -1547,9 +1651,19 @@ class FakeAnthropicServer:
             raise _Drop()
         if mode.startswith("error:"):
             raise _ApiError(int(mode.split(":", 1)[1]))
+        fault = None
+        if mode.startswith("midstream_"):
+            fault, mode = mode, "json"
+            if not ctx["request"].get("stream"):
+                if fault == "midstream_drop":
+                    raise _Drop()
+                kind = fault.split(":", 1)[1]
+                raise _ApiError(MIDSTREAM_ERROR_STATUS.get(kind, 500), error_type=kind)
         if mode not in OUTPUT_MODES:
             raise ValueError(f"unknown output_mode {mode!r}")
         message = self._generate(ctx["request"], analysis, mode, cached, service_tier)
+        if fault is not None:
+            message["_midstream_fault"] = fault  # popped by _stream_message before anything is sent
         if extra:
             message.update(copy.deepcopy(extra))
         return message
@@ -1726,6 +1840,8 @@ class FakeAnthropicServer:
         for req in requests:
             # Params are validated asynchronously on the real API: failures become errored results.
             try:
+                if req["params"].get("stream"):
+                    raise _ApiError(400, "stream: streaming is not supported in a message batch")
                 analysis: _Analysis | None = _analyze_request(req["params"], cfg)
                 error = None
             except _ApiError as err:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import base64
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
@@ -37,6 +37,15 @@ if TYPE_CHECKING:
 
 # Imported on first use (the client is made after the key check), so a missing key is reported in a blink.
 anthropic: Any = LazyModule("anthropic")
+httpx2: Any = LazyModule("httpx2")  # the SDK's transport: a stream cut off mid-answer raises its errors unwrapped
+
+# The error types the API may send as an SSE `error` event once a stream has begun (the HTTP status is
+# 200 by then), mapped to the status the same error has as a plain response, so both are judged alike.
+STREAM_ERROR_STATUS = {
+    "invalid_request_error": 400, "authentication_error": 401, "billing_error": 402, "permission_error": 403,
+    "not_found_error": 404, "request_too_large": 413, "rate_limit_error": 429, "api_error": 500,
+    "timeout_error": 504, "overloaded_error": 529,
+}
 
 KEY_VARIABLE = "ANTHROPIC_API_KEY"
 
@@ -113,17 +122,29 @@ class AnthropicProvider(Provider):
     # -- the call ------------------------------------------------------------------------------
 
     async def describe(self, image: ImageInput, options: RequestOptions) -> ModelAnswer:
-        return await self.send_params(self.build_params(image, options))
+        return await self.send_params(self.build_params(image, options), began=options.began)
 
-    async def send_params(self, params: dict[str, Any]) -> ModelAnswer:
-        """One paid request from prepared params (request/packing.py edits them for several images)."""
+    async def send_params(self, params: dict[str, Any], *,
+                          began: Callable[[RateLimitSnapshot], None] | None = None) -> ModelAnswer:
+        """One paid request from prepared params (request/packing.py edits them for several images).
+
+        With `began`, the request streams and `began(limits)` is called when the answer starts (`message_start`,
+        with the rate limits of the response headers): from then on the prompt cache entry it wrote is usable by
+        other requests (request/warmup.py)."""
         try:
-            raw = await self.client.messages.with_raw_response.create(**params)
-            message = await raw.parse()
+            if began is None:
+                raw = await self.client.messages.with_raw_response.create(**params)
+                message = await raw.parse()
+                headers = raw.headers
+            else:
+                message, headers = await self._stream(params, began)
         except anthropic.APIStatusError as exc:
             raise self._classify(exc) from None
-        except anthropic.APITimeoutError:
+        except (anthropic.APITimeoutError, httpx2.TimeoutException):
             raise Transient("timeout: no response in time", error_type="timeout") from None
+        except httpx2.TransportError as exc:  # only a stream raises these unwrapped: cut off mid-answer
+            raise Transient(f"connection error: the answer was cut off ({type(exc).__name__})",
+                            error_type="connection_error") from None
         except anthropic.APIConnectionError as exc:
             if is_local_error(exc):
                 # The request could not even be built or written (an illegal header, say): every
@@ -134,12 +155,22 @@ class AnthropicProvider(Provider):
                 f"connection error: {redact(str(exc), self.api_key)}", error_type="connection_error"
             ) from None
         answer = answer_from_message(message)
-        answer.request_id = getattr(message, "_request_id", None) or raw.headers.get("request-id")
-        answer.limits = parse_rate_limits(raw.headers)
+        answer.request_id = getattr(message, "_request_id", None) or headers.get("request-id")
+        answer.limits = parse_rate_limits(headers)
         return answer
+
+    async def _stream(self, params: dict[str, Any],
+                      began: Callable[[RateLimitSnapshot], None]) -> tuple[Any, Mapping[str, str]]:
+        async with self.client.messages.stream(**params) as stream:
+            async for event in stream:
+                if event.type == "message_start":
+                    began(parse_rate_limits(stream.response.headers))
+            return await stream.get_final_message(), stream.response.headers
 
     def _classify(self, exc: anthropic.APIStatusError) -> ProviderError:
         status = exc.status_code
+        if status == 200:  # an `error` event inside a stream: judge it by its type, as the plain response
+            status = STREAM_ERROR_STATUS.get(_error_type(exc) or "", 500)
         request_id = getattr(exc, "request_id", None) or exc.response.headers.get("request-id")
         detail = redact(_error_message(exc), self.api_key)
         limits = parse_rate_limits(exc.response.headers)
@@ -200,6 +231,12 @@ def answer_from_message(message: Any) -> ModelAnswer:
         refusal = "; ".join(str(x) for x in (category, explanation) if x) or None
     return ModelAnswer(stop_reason=message.stop_reason or "unknown", usage=usage,
                        text="".join(texts) if texts else None, obj=obj, refusal=refusal)
+
+
+def _error_type(exc: anthropic.APIStatusError) -> str | None:
+    body = exc.body
+    err = body.get("error") if isinstance(body, dict) else None
+    return str(err["type"]) if isinstance(err, dict) and err.get("type") else None
 
 
 def _error_message(exc: anthropic.APIStatusError) -> str:

@@ -8,7 +8,7 @@ docs/providers.md walks through writing one; `Capabilities` is what the rest of 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -126,6 +126,10 @@ class RequestOptions:
     model: ModelInfo
     max_tokens: int
     batch: bool = False  # a Message Batches request: the cached prefix gets the 1-hour TTL
+    # Called when the answer begins, if the provider can tell (a streamed response's first event); the
+    # cache warm-up lets the waiting requests go then, since a cache entry is usable from that moment.
+    # It gets the rate limits that came with the answer's headers.
+    began: Callable[[RateLimitSnapshot], None] | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True)

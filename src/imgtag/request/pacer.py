@@ -58,7 +58,7 @@ class _Bucket:
         self.stamp = now
 
 
-@dataclass(frozen=True)
+@dataclass(eq=False)  # one per request; `observed` changes once
 class Permit:
     paced: bool           # started while limits were known (a 429 then means our pace was wrong)
     input_tokens: int
@@ -67,6 +67,11 @@ class Permit:
     # per dimension, everything started up to and including this start: what started later is known to the
     # server by the time this request's answer says what remains
     spent_after_start: tuple[tuple[str, float], ...] = ()
+    # Its answer's headers were adopted already. They are the server's count from when the request arrived: a
+    # streamed answer brings them with its first byte (request/warmup.py adopts them then) and the engine sees
+    # them again at the end. The second look may only lower the level: the server's bucket may have been full
+    # meanwhile and dropped refill that the arithmetic below would count.
+    observed: bool = False
 
 
 class Pacer:
@@ -192,7 +197,7 @@ class Pacer:
                 continue
             # The server held at least `remaining` after counting some request: that much burst is granted.
             bucket.depth = max(bucket.depth, float(remaining))
-            if permit is None:  # e.g. a 429 or declared limits: never more generous than the server
+            if permit is None or permit.observed:  # e.g. a 429 or declared limits: never more generous
                 bucket.level = min(bucket.level, float(remaining) + rounding)
                 continue
             spent_then = dict(permit.spent_after_start).get(name, 0.0)
@@ -211,6 +216,8 @@ class Pacer:
                 raise_to = min(server_now, float(remaining) - self._in_transit(name, now, permit.started))
                 if bucket.level < raise_to:
                     bucket.level = min(bucket.capacity(self.factor), raise_to)
+        if permit is not None and not snap.empty:
+            permit.observed = True
         self._changed.set()
 
     def _in_transit(self, name: str, now: float, after: float) -> float:

@@ -120,7 +120,8 @@ class PackSender(Provider):
 
     async def describe(self, image: ImageInput, options: RequestOptions) -> ModelAnswer:
         if isinstance(image, ImagePack):
-            return await self.inner.send_params(packed_params(self.inner.build_params, list(image.images), [options]))
+            return await self.inner.send_params(packed_params(self.inner.build_params, list(image.images), [options]),
+                                                began=options.began)
         return await self.inner.describe(image, options)
 
     async def aclose(self) -> None:

@@ -2,21 +2,24 @@
 
 A cache entry exists only once a first response begins (api-facts E), so N requests sent together all pay
 the 1.25x write for the shared prefix. When the prefix is cached (pricing/prefix.py), one request goes first
-and the rest wait for its answer, then read the prefix at 0.1x. The wait costs one request's latency, once
-per run, and is skipped when the same target used the cache within the last 4 minutes (the entry is still
-there). If the first request fails, the next one waiting takes its place. The requests that wait take no
-pacer permit until the first one is back (FirstPermitAlone).
+and the rest wait until its answer begins, then read the prefix at 0.1x. The first request streams, so
+"begins" is its `message_start` event: the wait is the time to first token, not the whole answer. It is
+skipped when the same target used the cache within the last 4 minutes (the entry is still there). If the
+first request fails before its answer begins, the next one waiting takes its place. The requests that wait
+take no pacer permit meanwhile (FirstPermitAlone).
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 from imgtag.presets import Preset
 from imgtag.pricing.catalogue import ModelInfo
 from imgtag.pricing.prefix import plan_prefix
-from imgtag.providers.base import ImageInput, ModelAnswer, Provider, RequestOptions
+from imgtag.providers.base import ImageInput, ModelAnswer, Provider, RateLimitSnapshot, RequestOptions
 from imgtag.request.pacer import Pacer, Permit
 
 
@@ -26,24 +29,43 @@ class CacheWarmup(Provider):
     def __init__(self, inner: Provider) -> None:
         self.inner = inner
         self.name = inner.name
-        self.warm = False
-        self._leader: asyncio.Event | None = None  # set when the request in front finishes, either way
+        self.warm = False  # an answer has begun: the cache entry exists
+        self._leader: asyncio.Event | None = None  # set when the request in front begins answering, or ends
+        self._when_warm: list[Callable[[RateLimitSnapshot], None]] = []
+
+    def when_warm(self, callback: Callable[[RateLimitSnapshot], None]) -> None:
+        """Call `callback` once, when the first answer begins, with the rate limits its headers carried."""
+        self._when_warm.append(callback)
+
+    def _warmed(self, limits: RateLimitSnapshot) -> None:
+        if not self.warm:
+            self.warm = True
+            for callback in self._when_warm:
+                callback(limits)
 
     async def describe(self, image: ImageInput, options: RequestOptions) -> ModelAnswer:
         if self.warm or not plan_prefix(options.preset, options.model).cache:
             return await self.inner.describe(image, options)
         while not self.warm:
             if self._leader is None:
-                done = self._leader = asyncio.Event()
-                try:
-                    answer = await self.inner.describe(image, options)
-                    self.warm = True
-                    return answer
-                finally:
-                    self._leader = None
-                    done.set()
+                return await self._lead(image, options)
             await self._leader.wait()
         return await self.inner.describe(image, options)
+
+    async def _lead(self, image: ImageInput, options: RequestOptions) -> ModelAnswer:
+        leader = self._leader = asyncio.Event()
+
+        def began(limits: RateLimitSnapshot) -> None:
+            self._warmed(limits)
+            leader.set()
+
+        try:
+            answer = await self.inner.describe(image, replace(options, began=began))
+            self._warmed(answer.limits)  # a provider that cannot tell when its answer begins: its end says it
+            return answer
+        finally:
+            self._leader = None
+            leader.set()
 
     async def aclose(self) -> None:
         await self.inner.aclose()
@@ -61,7 +83,8 @@ def warm_cache_first(provider: Provider, *, cache_warm: bool = False) -> Provide
 
 
 class FirstPermitAlone:
-    """The engine's pacer while the warm-up runs: one permit, then none until a permit comes back.
+    """The engine's pacer while the warm-up runs: one permit, then none until that request's answer begins
+    (`open`) or a permit comes back.
 
     Requests that wait for the warm-up must not hold pacer permits meanwhile. The pacer counts a permit as a
     request the server has seen (or soon will), with the refill since; a permit held back by the warm-up
@@ -71,6 +94,7 @@ class FirstPermitAlone:
 
     def __init__(self, pacer: Pacer) -> None:
         self.pacer = pacer
+        self._first: Permit | None = None
         self._first_out = False
         self._open = asyncio.Event()
 
@@ -78,8 +102,19 @@ class FirstPermitAlone:
         if not self._open.is_set():
             if self._first_out:
                 await self._open.wait()
+                return await self.pacer.acquire(input_tokens, output_tokens)
             self._first_out = True
+            self._first = await self.pacer.acquire(input_tokens, output_tokens)
+            return self._first
         return await self.pacer.acquire(input_tokens, output_tokens)
+
+    def open(self, limits: RateLimitSnapshot) -> None:
+        """The first answer has begun. Its headers came with its first byte: the pacer learns the server's
+        limits now, not at the end of the answer, so the waiting requests start at the server's pace (a cold
+        pacer would otherwise probe 1, 2, 4... until some answer is complete)."""
+        if not self._open.is_set() and self._first is not None and not limits.empty:
+            self.pacer.observe(limits, self._first)
+        self._open.set()
 
     def release(self, permit: Permit, *, success: bool) -> None:
         self.pacer.release(permit, success=success)
@@ -92,5 +127,7 @@ class FirstPermitAlone:
 def pace_warm_up(pacer: Pacer, provider: Provider, preset: Preset, model: ModelInfo) -> Pacer:
     """The pacer the engine should use with `provider` (as wrapped by warm_cache_first)."""
     if isinstance(provider, CacheWarmup) and plan_prefix(preset, model).cache:
-        return FirstPermitAlone(pacer)  # type: ignore[return-value]  # duck-types the Pacer, as RemotePacer does
+        gate = FirstPermitAlone(pacer)
+        provider.when_warm(gate.open)
+        return gate  # type: ignore[return-value]  # duck-types the Pacer, as RemotePacer does
     return pacer
