@@ -148,27 +148,33 @@ def test_ctrl_c_mid_run_then_rerun_asks_nothing_twice(tmp_path: Path, fake_anthr
     made = make_images(tmp_path / "in", 24)
     answered: Counter[str] = Counter()  # per image: what the server was asked (and answers; a pack asks 4)
     lock = threading.Lock()
+    hold = threading.Event()  # the third request on is held until the interrupt: the run is mid-way, surely
 
     def count(ctx: dict[str, Any]) -> None:
         with lock:
             answered.update(ctx["image_keys"])
+        if ctx["seq"] >= 3:
+            hold.wait(60)
 
     def total() -> int:
         with lock:
             return sum(answered.values())
 
-    fake = fake_anthropic_factory(latency_s=0.5, respond=count)
+    fake = fake_anthropic_factory(latency_s=0.1, respond=count)
     out = tmp_path / "out"
     args = [sys.executable, "-m", "imgtag", "run", str(tmp_path / "in"), "--out", str(out), "-q",
             "--model", "claude-sonnet-4-6", "--images-per-request", "4"]
     env = {k: v for k, v in os.environ.items() if not k.startswith("ANTHROPIC_")} | fake.env()
     proc = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
-    deadline = time.monotonic() + 60
-    while total() < 12 and proc.poll() is None:  # the warm-up pack answered (the next go after it), two more out
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.02)
-    os.killpg(proc.pid, signal.SIGINT)  # Ctrl-C, as a terminal sends it
-    _, err = proc.communicate(timeout=30)
+    try:
+        deadline = time.monotonic() + 60
+        while total() < 12:  # the warm-up pack, the next, and one held
+            assert proc.poll() is None and time.monotonic() < deadline, "the run ended or stalled"
+            time.sleep(0.02)
+        os.killpg(proc.pid, signal.SIGINT)  # Ctrl-C, as a terminal sends it
+        _, err = proc.communicate(timeout=30)
+    finally:
+        hold.set()
     assert proc.returncode == 130, err.decode()
     assert len(err.decode().strip().splitlines()) == 1 and b"Traceback" not in err, err.decode()
     fake.wait_idle()
@@ -176,7 +182,7 @@ def test_ctrl_c_mid_run_then_rerun_asks_nothing_twice(tmp_path: Path, fake_anthr
     stored = db.execute("SELECT COUNT(*) FROM jobs WHERE status = 'ok'").fetchone()[0]
     db.close()
     assert 4 <= stored < 24
-    in_flight = total() - stored  # answered, never stored: asked again by the rerun, and only those
+    in_flight = total() - stored  # asked, never stored: asked again by the rerun, and only those
     rerun = subprocess.run(args, env=env, capture_output=True, timeout=120)
     assert rerun.returncode == 0, rerun.stderr.decode()
     rows = read_jsonl(out / "results.jsonl")
