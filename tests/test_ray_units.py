@@ -112,6 +112,40 @@ def test_a_file_changed_after_planning_is_named_and_left_pending(tmp_path: Path)
     assert row["status"] == "pending" and row["display"] == "gone.jpg" and "planned" in row["error_message"]
 
 
+def test_a_worker_reserves_by_the_models_own_image_rule(tmp_path: Path) -> None:
+    """The budget reservation on a Ray worker counts an image as the model will: Claude's 28-px patches for
+    Claude, and for an OpenAI-compatible model the larger of its catalogue rule and a 16-px bound, as the local
+    engine does (not Claude's count, which undercounts it)."""
+    import asyncio
+    import hashlib
+
+    from imgtag.presets import load_preset
+    from imgtag.pricing.catalogue import catalogue
+    from imgtag.pricing.estimate import prompt_tokens
+    from imgtag.request.distributed.worker import _items
+    from imgtag.request.engine import EngineSettings
+
+    make_images(tmp_path / "in", 1, size=(640, 480))
+    path = next((tmp_path / "in").iterdir())
+    batch = pa.Table.from_pylist([{"job_id": 1, "sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
+                                   "display": path.name, "source": os.fsencode(path), "store_id": "S"}],
+                                 schema=MANIFEST_SCHEMA)
+    rows = decode_batch(batch, PrepareRequest(path="")).to_pylist()
+    assert rows[0]["problem"] is None
+    width, height = rows[0]["out_width"], rows[0]["out_height"]
+    assert rows[0]["visual_tokens"] == -(-width // 28) * -(-height // 28)
+    preset = load_preset("ecommerce")
+
+    async def image_tokens(model_id: str) -> int:
+        model = catalogue().get(model_id)
+        settings = EngineSettings(key=WorkKey(preset.version, "x", model.id), preset=preset, model=model)
+        items = [item async for item in _items(rows, settings)]
+        return items[0].estimate.input_tokens - prompt_tokens(preset, model)
+
+    assert asyncio.run(image_tokens("claude-sonnet-4-6")) == rows[0]["visual_tokens"]
+    assert asyncio.run(image_tokens("gpt-4o")) >= -(-width // 16) * -(-height // 16) > rows[0]["visual_tokens"]
+
+
 def test_the_default_engine_never_imports_ray(tmp_path: Path, fake_anthropic) -> None:
     make_images(tmp_path / "in", 2)
     code = ("import sys\nfrom imgtag.cli import app\n"

@@ -20,7 +20,7 @@ from typing import Any
 import pyarrow as pa
 
 from imgtag.ingest.preprocess import PrepareRequest, init_worker, prepare
-from imgtag.pricing.estimate import estimate_request
+from imgtag.pricing.estimate import estimate_request, reserve_tokens
 from imgtag.providers.base import ImageInput
 from imgtag.request.distributed.pacer_actor import NAMESPACE, RemotePacer
 from imgtag.request.distributed.workfolder import WorkFolder
@@ -33,7 +33,9 @@ DECODED_SCHEMA = pa.schema([
     ("display", pa.string()),
     ("encoded", pa.binary()),
     ("media_type", pa.string()),
-    ("visual_tokens", pa.int64()),
+    ("visual_tokens", pa.int64()),  # Claude's 28-px count, from preprocessing
+    ("out_width", pa.int64()),      # the size sent: the model's own image rule reserves from it
+    ("out_height", pa.int64()),
     ("problem", pa.string()),      # why this image cannot be sent now (it is left pending)
 ])
 
@@ -65,7 +67,7 @@ def decode_batch(batch: pa.Table, request: PrepareRequest) -> pa.Table:
         out.append({"job_id": row["job_id"], "store_id": row["store_id"], "sha256": row["sha256"],
                     "display": row["display"], "encoded": None if problem else report.encoded,
                     "media_type": report.media_type, "visual_tokens": report.visual_tokens or 0,
-                    "problem": problem})
+                    "out_width": report.out_width, "out_height": report.out_height, "problem": problem})
     return pa.Table.from_pylist(out, schema=DECODED_SCHEMA)
 
 
@@ -164,7 +166,8 @@ async def _items(rows: list[dict[str, Any]], s: EngineSettings) -> Any:
             continue
         yield WorkItem(job_id=int(r["job_id"]), sha256=r["sha256"], display=r["display"],
                        image=ImageInput(r["encoded"], r["media_type"]),
-                       estimate=estimate_request(int(r["visual_tokens"]), s.preset, s.model))
+                       estimate=estimate_request(reserve_tokens(int(r["visual_tokens"]), r["out_width"],
+                                                                r["out_height"], s.model), s.preset, s.model))
 
 
 def _result_row(r: dict[str, Any], rec: Recorder, problem: str | None, fatal: str | None) -> dict[str, Any]:
