@@ -13,7 +13,7 @@ import sys
 import threading
 import time
 from collections import Counter
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -144,7 +144,18 @@ def test_packs_are_full_unless_the_input_stalls_or_ends() -> None:
     assert [round(t, 3) for t, _ in packs] == [0.0, 0.0, 2.0, 11.5]
 
 
-def test_ctrl_c_mid_run_then_rerun_asks_nothing_twice(tmp_path: Path, fake_anthropic_factory: Any) -> None:
+@pytest.fixture
+def sigint_default() -> Iterator[None]:
+    """Children inherit an ignored SIGINT, and an earlier in-process test may have left this process ignoring it
+    (a decode worker's setup run in-process does: ingest/lifeline.ignore_interrupts); a terminal's child gets it
+    at its default, so the child here does too."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
+def test_ctrl_c_mid_run_then_rerun_asks_nothing_twice(tmp_path: Path, fake_anthropic_factory: Any,
+                                                      sigint_default: None) -> None:
     made = make_images(tmp_path / "in", 24)
     answered: Counter[str] = Counter()  # per image: what the server was asked (and answers; a pack asks 4)
     lock = threading.Lock()
