@@ -5,7 +5,15 @@ judged, retried, billed and stored on its own. Timing is checked on a virtual cl
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -134,3 +142,61 @@ def test_packs_are_full_unless_the_input_stalls_or_ends() -> None:
     assert [p for _, p in packs] == [[0, 1, 2, 3], [4, 5, 6, 7], [8, 9, 10], [11, 12, 13]]
     # The short pack left when the input had been quiet for stall_s; the last one when the input ended.
     assert [round(t, 3) for t, _ in packs] == [0.0, 0.0, 2.0, 11.5]
+
+
+@pytest.fixture
+def sigint_default() -> Iterator[None]:
+    """Children inherit an ignored SIGINT, and an earlier in-process test may have left this process ignoring it
+    (a decode worker's setup run in-process does: ingest/lifeline.ignore_interrupts); a terminal's child gets it
+    at its default, so the child here does too."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
+def test_ctrl_c_mid_run_then_rerun_asks_nothing_twice(tmp_path: Path, fake_anthropic_factory: Any,
+                                                      sigint_default: None) -> None:
+    made = make_images(tmp_path / "in", 24)
+    answered: Counter[str] = Counter()  # per image: what the server was asked (and answers; a pack asks 4)
+    lock = threading.Lock()
+    hold = threading.Event()  # the third request on is held until the interrupt: the run is mid-way, surely
+
+    def count(ctx: dict[str, Any]) -> None:
+        with lock:
+            answered.update(ctx["image_keys"])
+        if ctx["seq"] >= 3:
+            hold.wait(60)
+
+    def total() -> int:
+        with lock:
+            return sum(answered.values())
+
+    fake = fake_anthropic_factory(latency_s=0.1, respond=count)
+    out = tmp_path / "out"
+    args = [sys.executable, "-m", "imgtag", "run", str(tmp_path / "in"), "--out", str(out), "-q",
+            "--model", "claude-sonnet-4-6", "--images-per-request", "4"]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ANTHROPIC_")} | fake.env()
+    proc = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 60
+        while total() < 12:  # the warm-up pack, the next, and one held
+            assert proc.poll() is None and time.monotonic() < deadline, "the run ended or stalled"
+            time.sleep(0.02)
+        os.killpg(proc.pid, signal.SIGINT)  # Ctrl-C, as a terminal sends it
+        _, err = proc.communicate(timeout=30)
+    finally:
+        hold.set()
+    assert proc.returncode == 130, err.decode()
+    assert len(err.decode().strip().splitlines()) == 1 and b"Traceback" not in err, err.decode()
+    fake.wait_idle()
+    db = sqlite3.connect(out / "imgtag.db")
+    stored = db.execute("SELECT COUNT(*) FROM jobs WHERE status = 'ok'").fetchone()[0]
+    db.close()
+    assert 4 <= stored < 24
+    in_flight = total() - stored  # asked, never stored: asked again by the rerun, and only those
+    rerun = subprocess.run(args, env=env, capture_output=True, timeout=120)
+    assert rerun.returncode == 0, rerun.stderr.decode()
+    rows = read_jsonl(out / "results.jsonl")
+    assert len(rows) == 24 and all(r["status"] == "ok" for r in rows)
+    assert all(close_to(r["fields"]["color"], made[Path(r["path"]).name]) for r in rows)
+    assert sum(n - 1 for n in answered.values()) <= in_flight and total() <= 24 + in_flight
