@@ -5,11 +5,14 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pyarrow as pa
+import pytest
 
 from imagegen import make_images
 from imgtag.ingest.preprocess import PrepareRequest
@@ -20,6 +23,16 @@ from imgtag.request.distributed.workfolder import MANIFEST_SCHEMA, WorkFolder
 from imgtag.store import FileRecord, Store, WorkKey
 
 KEY = WorkKey("v1", "anthropic", "claude-test")
+
+
+@pytest.fixture(autouse=True)
+def _interrupts_left_to_pytest() -> Iterator[None]:
+    """decode_batch sets up the process it runs in as a decode worker (once): Ctrl-C ignored, left to the
+    driver. Here that process is pytest's; without this, pytest and every child it starts later would ignore
+    SIGINT."""
+    handler = signal.getsignal(signal.SIGINT)
+    yield
+    signal.signal(signal.SIGINT, handler)
 
 
 def _store_with_jobs(tmp_path: Path, n: int) -> tuple[Store, list[int]]:
