@@ -21,9 +21,14 @@ import pytest
 
 import virtualtime
 from imagegen import close_to, make_images, read_jsonl, run_cli
+from imgtag.config import RunConfig, resolve_target, target_meta
 from imgtag.pricing.catalogue import catalogue
 from imgtag.pricing.costs import Usage, cost_usd
+from imgtag.progress import Snapshot
+from imgtag.providers import create_provider
 from imgtag.request.gather import gather_packs
+from imgtag.runner import Run
+from imgtag.store import Store
 from serversim import SimProvider, TokenBucket, run_engine
 from virtualtime import START
 
@@ -200,3 +205,47 @@ def test_ctrl_c_mid_run_then_rerun_asks_nothing_twice(tmp_path: Path, fake_anthr
     assert len(rows) == 24 and all(r["status"] == "ok" for r in rows)
     assert all(close_to(r["fields"]["color"], made[Path(r["path"]).name]) for r in rows)
     assert sum(n - 1 for n in answered.values()) <= in_flight and total() <= 24 + in_flight
+
+
+def test_progress_counts_an_image_finished_only_once_it_is_settled(tmp_path: Path, fake_anthropic_factory: Any,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    # One request at a time, the second held on the server: pack 1 (the warm-up) is settled, pack 2 is in
+    # flight, pack 3 is gathered and waits for the slot. Only pack 1's images are finished.
+    make_images(tmp_path / "in", 20)
+    hold = threading.Event()
+
+    def held(ctx: dict[str, Any]) -> None:
+        if ctx["seq"] >= 2:
+            hold.wait(60)
+
+    fake = fake_anthropic_factory(respond=held)
+    for name, value in fake.env().items():
+        monkeypatch.setenv(name, value)
+    cfg = RunConfig(inputs=[str(tmp_path / "in")], out=tmp_path / "out", progress=False, model="claude-sonnet-4-6",
+                    images_per_request=8, concurrency=1)
+    target = resolve_target(cfg)
+    seen: list[Snapshot] = []
+
+    async def go() -> None:
+        provider = create_provider("anthropic", timeout=30.0)
+        try:
+            with Store(cfg.out) as store:
+                store.set_meta("target", target_meta(cfg, target))
+                run = Run(cfg, store, target, provider)
+                task = asyncio.create_task(run.execute())
+                deadline = time.monotonic() + 60
+                while fake.stats.messages_requests < 2 or run.finished < 20:
+                    assert time.monotonic() < deadline and not task.done(), "the run ended or stalled"
+                    await asyncio.sleep(0.02)
+                seen.append(run.snapshot())
+                hold.set()
+                await task
+                seen.append(run.snapshot())
+        finally:
+            hold.set()
+            await provider.aclose()
+
+    asyncio.run(go())
+    during, after = seen
+    assert (during.ok, during.in_flight, during.finished) == (8, 8, 8)
+    assert (after.ok, after.in_flight, after.finished) == (20, 0, 20)

@@ -132,7 +132,7 @@ class Run:
                                                         collected=bat.ok + bat.failed, batches=len(bat.live))
         return Snapshot(
             discovered=self.ingestor.counters.discovered if self.ingestor else 0,
-            finished=self.finished - in_flight,
+            finished=self.finished - (eng.unsettled if eng else 0),
             ok=(eng.stats.ok if eng else 0) + (bat.ok if bat else 0),
             failed=self.failed + (eng.stats.failed if eng else 0) + (bat.failed if bat else 0),
             skipped=self.skipped,

@@ -109,6 +109,13 @@ class Engine:
         self.budget_hit = False
         self._tasks: set[asyncio.Task[None]] = set()
         self.images_in_flight = 0  # images in requests that hold a permit (a pack holds one permit for K)
+        self._received = self._settled = 0  # images taken from the input / given their outcome (or left)
+
+    @property
+    def unsettled(self) -> int:
+        """Images taken from the input and not yet answered, failed or left unsent: gathered into a pack,
+        waiting for a permit, in flight or waiting to be asked again (what progress must not count finished)."""
+        return self._received - self._settled
 
     # -- dispatch ------------------------------------------------------------------------------
 
@@ -123,6 +130,7 @@ class Engine:
                     if self._over_budget(pack):
                         self.budget_hit = True
                         self.stats.budget_stopped += len(pack)
+                        self._settled += len(pack)
                         continue  # keep draining so every file is still recorded; nothing more is paid for
                     reserve = sum(self._estimated_cost(item) for item in pack)
                     self.stats.reserved_usd += reserve
@@ -148,18 +156,25 @@ class Engine:
     async def _units(self, items: AsyncIterator[WorkItem]) -> AsyncIterator[list[WorkItem]]:
         """What one request asks: one image, or with --images-per-request a pack of K (request/gather.py)."""
         if self.settings.images_per_request > 1:
-            async with contextlib.aclosing(gather_packs(items, self.settings.images_per_request)) as packs:
+            async with contextlib.aclosing(gather_packs(self._receive(items),
+                                                        self.settings.images_per_request)) as packs:
                 async for pack in packs:
                     yield pack
             return
-        async for item in items:
+        async for item in self._receive(items):
             yield [item]
+
+    async def _receive(self, items: AsyncIterator[WorkItem]) -> AsyncIterator[WorkItem]:
+        async for item in items:
+            self._received += 1
+            yield item
 
     def _draining(self, pack: list[WorkItem]) -> bool:
         """After Exhausted (out of credits) the rest of the input is still walked, so every file gets its
         row and the count left pending is exact; nothing more is sent."""
         if isinstance(self.fatal, Exhausted):
             self.stats.exhausted_pending += len(pack)
+            self._settled += len(pack)
             return True
         return False
 
@@ -298,6 +313,7 @@ class Engine:
                                       commit_job={"status": "ok", "mode": "sync", "fields": verdict.fields,
                                                   "request_id": answer.request_id})
             self.stats.ok += 1
+            self._settled += 1
             return "done"
         can_retry = (verdict.kind == TRUNCATED and max_tokens < min(MAX_TOKENS_CEILING,
                                                                      s.preset.max_output_tokens * 2)) or (
@@ -335,4 +351,5 @@ class Engine:
 
     def _count_failure(self, error_type: str) -> None:
         self.stats.failed += 1
+        self._settled += 1
         self.stats.failures_by_type[error_type] = self.stats.failures_by_type.get(error_type, 0) + 1
