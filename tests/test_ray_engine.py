@@ -101,6 +101,24 @@ def test_same_results_as_the_local_engine_anthropic(tmp_path, cluster, fake_anth
     assert code == 0 and "ok 13" in status and "broken.jpg" in status
 
 
+def test_packs_on_ray_as_on_the_local_engine(tmp_path, cluster, fake_anthropic_factory, monkeypatch):
+    """--images-per-request on Ray: the workers' engine asks packs (one request for several images, each answer
+    split back onto its own image), as the local engine does."""
+    made = make_images(tmp_path / "in", 12)
+    results = {}
+    for engine in ("local", "ray"):
+        fake = fake_anthropic_factory(latency_s=0.02)
+        code, output = run_cli(["run", str(tmp_path / "in"), "--out", str(tmp_path / engine), "--engine", engine,
+                                "--images-per-request", "4", "--ray-batch-size", "12", "-q"], fake.env(), monkeypatch)
+        assert code == 0, output
+        assert fake.stats.messages_requests == 3, engine  # 12 images, 4 per request
+        results[engine] = read_jsonl(tmp_path / engine / "results.jsonl")
+    assert _comparable(results["ray"]) == _comparable(results["local"])
+    by_path = {r["path"]: r for r in results["ray"]}
+    for name, colour in made.items():
+        assert close_to(by_path[name]["fields"]["color"], colour)  # each answer on its own image
+
+
 def test_same_results_as_the_local_engine_openai(tmp_path, cluster, fake_openai_factory, monkeypatch):
     make_images(tmp_path / "in", 8)
     outs = {}

@@ -25,6 +25,7 @@ from imgtag.request.distributed.results import IngestTally, ingest_all, ingest_s
 from imgtag.request.distributed.workfolder import WorkFolder
 from imgtag.request.engine import EngineSettings
 from imgtag.request.learned_limits import Memory
+from imgtag.request.packing import pack_size
 from imgtag.runner import Run, RunOutcome, _tick_forever
 from imgtag.summary import summarize
 
@@ -119,6 +120,7 @@ class DistributedRun(Run):
                        env=shareable_env(os.environ, prefixes),
                        settings=EngineSettings(key=self.key, preset=target.preset, model=target.model,
                                                max_attempts=cfg.max_attempts,
+                                               images_per_request=pack_size(self.provider, cfg.images_per_request),
                                                validation_retries=1 if self.provider.reask_invalid else 0),
                        pacer_name=name, work_uri=folder.uri, lease_name=pacer_actor.lease_name(store_id))
         request = prepare_template(cfg, target, encode=True, provider=self.provider)

@@ -25,6 +25,7 @@ from imgtag.providers.base import ImageInput
 from imgtag.request.distributed.pacer_actor import NAMESPACE, RemotePacer
 from imgtag.request.distributed.workfolder import WorkFolder
 from imgtag.request.engine import Engine, EngineSettings, WorkItem
+from imgtag.request.packing import pack_images
 
 DECODED_SCHEMA = pa.schema([
     ("job_id", pa.int64()),
@@ -111,6 +112,8 @@ class Asker:
 
         self.spec = spec
         self.provider, self.fatal = open_worker_provider(spec.provider, spec.provider_settings, spec.env)
+        if self.provider is not None:  # --images-per-request: the engine asks packs, PackSender sends them
+            self.provider = pack_images(self.provider, spec.settings.images_per_request)
         self.pacer = RemotePacer(ray.get_actor(spec.pacer_name, namespace=NAMESPACE))
         self.lease = ray.get_actor(spec.lease_name, namespace=NAMESPACE)
         self.folder = WorkFolder(spec.work_uri)
