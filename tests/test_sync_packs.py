@@ -22,8 +22,10 @@ import pytest
 import virtualtime
 from imagegen import close_to, make_images, read_jsonl, run_cli
 from imgtag.config import RunConfig, resolve_target, target_meta
+from imgtag.presets import load_preset
 from imgtag.pricing.catalogue import catalogue
-from imgtag.pricing.costs import Usage, cost_usd
+from imgtag.pricing.costs import cost_usd
+from imgtag.pricing.estimate import RequestEstimate, pack_estimate
 from imgtag.progress import Snapshot
 from imgtag.providers import create_provider
 from imgtag.request.gather import gather_packs
@@ -116,18 +118,26 @@ def test_a_bad_image_in_a_pack_fails_alone(tmp_path: Path, recording_anthropic: 
 
 def test_the_budget_reserves_for_the_whole_pack_before_sending() -> None:
     info = catalogue().get(catalogue().default_model)
-    per_image = cost_usd(info.prices, Usage(input_tokens=1000, output_tokens=200))  # serversim's estimate
+    alone = RequestEstimate(input_tokens=1000, output_tokens=200)  # serversim's estimate of one image
+    per_image = cost_usd(info.prices, alone.usage())
+    per_pack = cost_usd(info.prices, pack_estimate([alone] * 4, load_preset("keywords"), info).usage())
+    # A pack carries the prompt once: it reserves less than four images asked alone.
+    assert per_pack < 4 * per_image
     sim = SimProvider(TokenBucket(6000, 6.0, START), name="anthropic", latency_s=0.5)
     # 1.5 packs' worth: the first pack of 4 fits, the second would exceed the budget while the first is out.
-    result = run_engine(sim, 20, per_request=4, budget_usd=6 * per_image)
+    result = run_engine(sim, 20, per_request=4, budget_usd=1.5 * per_pack)
     assert result.traffic.sizes == [4]
     assert result.engine is not None and result.engine.budget_hit
     assert result.engine.stats.budget_stopped == 16 and result.engine.stats.ok == 4
-    assert result.engine.stats.spent_usd <= 6 * per_image
-    # Less than one pack's worth: nothing is sent (one image per request would have sent three).
+    assert result.engine.stats.spent_usd <= 1.5 * per_pack
+    # Less than one pack's worth: nothing is sent (one image per request would have sent some).
     sim = SimProvider(TokenBucket(6000, 6.0, START), name="anthropic", latency_s=0.5)
-    result = run_engine(sim, 20, per_request=4, budget_usd=3.5 * per_image)
+    result = run_engine(sim, 20, per_request=4, budget_usd=0.9 * per_pack)
     assert result.traffic.sent == [] and result.engine is not None and result.engine.stats.budget_stopped == 20
+    # One pack's worth, though less than four single images': the pack goes (the prompt is not reserved 4x).
+    sim = SimProvider(TokenBucket(6000, 6.0, START), name="anthropic", latency_s=0.5)
+    result = run_engine(sim, 4, per_request=4, budget_usd=1.01 * per_pack)
+    assert 1.01 * per_pack < 4 * per_image and result.traffic.sizes == [4]
 
 
 def test_packs_are_full_unless_the_input_stalls_or_ends() -> None:

@@ -114,6 +114,24 @@ def pack_overhead(preset: Preset, model: ModelInfo) -> tuple[int, int]:
     return label_in, label_out
 
 
+def answers_wrapper_tokens(model: ModelInfo) -> int:
+    """The packed answer's envelope around its per-image answers."""
+    return int(estimate_text_tokens('{"answers": []}') * model.tokenizer_factor)
+
+
+def pack_estimate(estimates: list[RequestEstimate], preset: Preset, model: ModelInfo) -> RequestEstimate:
+    """One packed request for images each estimated alone (`estimate_request`): the prompt once, the packed
+    preset's; each image after its label and each answer with its label; the answers' envelope. Summing the
+    single estimates instead would reserve the prompt once per image."""
+    alone = prompt_tokens(preset, model)
+    label_in, label_out = pack_overhead(preset, model)
+    k = len(estimates)
+    images = sum(e.input_tokens - alone for e in estimates)
+    return RequestEstimate(input_tokens=images + prompt_tokens(packed_preset(preset), model) + k * label_in,
+                           output_tokens=sum(e.output_tokens for e in estimates) + k * label_out
+                           + answers_wrapper_tokens(model))
+
+
 @dataclass(frozen=True)
 class RunText:
     """The text side of a run's requests: the prefix plan, how many requests, and what each carries."""
@@ -137,8 +155,7 @@ def run_text(images: int, preset: Preset, model: ModelInfo, *, batch: bool, per_
     if k > 1:
         label_in, label_out = pack_overhead(preset, model)
         labels_in = images * label_in
-        labels_out = images * label_out + requests * int(estimate_text_tokens('{"answers": []}')
-                                                         * model.tokenizer_factor)
+        labels_out = images * label_out + requests * answers_wrapper_tokens(model)
     return RunText(plan, requests, instruction_tokens(asked, model), labels_in, labels_out)
 
 

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from imgtag.presets import Preset
 from imgtag.pricing.catalogue import ModelInfo
 from imgtag.pricing.costs import cost_usd
-from imgtag.pricing.estimate import RequestEstimate
+from imgtag.pricing.estimate import RequestEstimate, pack_estimate
 from imgtag.providers.base import (
     Exhausted,
     Fatal,
@@ -132,7 +132,7 @@ class Engine:
                         self.stats.budget_stopped += len(pack)
                         self._settled += len(pack)
                         continue  # keep draining so every file is still recorded; nothing more is paid for
-                    reserve = sum(self._estimated_cost(item) for item in pack)
+                    reserve = self._estimated_cost(pack)
                     self.stats.reserved_usd += reserve
                     asks = [_Ask(item, self.settings.preset.max_output_tokens) for item in pack]
                     permit = await self._acquire(asks)
@@ -178,21 +178,27 @@ class Engine:
             return True
         return False
 
-    def _estimated_cost(self, item: WorkItem) -> float:
-        return cost_usd(self.settings.model.prices, item.estimate.usage()) or 0.0
+    def _request_estimate(self, items: list[WorkItem]) -> RequestEstimate:
+        """What one request for these images may cost in tokens (a pack carries the prompt once)."""
+        s = self.settings
+        if s.images_per_request <= 1:
+            return items[0].estimate
+        return pack_estimate([item.estimate for item in items], s.preset, s.model)
+
+    def _estimated_cost(self, items: list[WorkItem]) -> float:
+        return cost_usd(self.settings.model.prices, self._request_estimate(items).usage()) or 0.0
 
     def _over_budget(self, pack: list[WorkItem]) -> bool:
         budget = self.settings.budget_usd
         if budget is None:
             return False
-        asked = sum(self._estimated_cost(item) for item in pack)
-        return self.stats.spent_usd + self.stats.reserved_usd + asked > budget
+        return self.stats.spent_usd + self.stats.reserved_usd + self._estimated_cost(pack) > budget
 
     # -- pacing: one permit per request, whatever it carries ------------------------------------------
 
     async def _acquire(self, asks: list[_Ask]) -> Permit:
-        permit = await self.pacer.acquire(sum(a.item.estimate.input_tokens for a in asks),
-                                          sum(a.item.estimate.output_tokens for a in asks))
+        estimate = self._request_estimate([a.item for a in asks])
+        permit = await self.pacer.acquire(estimate.input_tokens, estimate.output_tokens)
         self.images_in_flight += len(asks)
         return permit
 
