@@ -20,13 +20,14 @@ SIZE = (240, 220)  # sent as is: smaller than every preset's and model's limit
 
 def reserved_image_tokens(tmp_path: Path, fake: Any, model: str, monkeypatch: pytest.MonkeyPatch) -> list[int]:
     seen: list[int] = []
-    original = Engine._estimated_cost
+    original = Engine._request_estimate
 
-    def spy(self: Engine, item: Any) -> float:
-        seen.append(item.estimate.input_tokens - prompt_tokens(self.settings.preset, self.settings.model))
-        return original(self, item)
+    def spy(self: Engine, items: list[Any]) -> Any:
+        estimate = original(self, items)
+        seen.append(estimate.input_tokens - prompt_tokens(self.settings.preset, self.settings.model))
+        return estimate
 
-    monkeypatch.setattr(Engine, "_estimated_cost", spy)
+    monkeypatch.setattr(Engine, "_request_estimate", spy)
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
     make_images(tmp_path / "in", 2, size=SIZE)
     code, output = run_cli(["run", str(tmp_path / "in"), "--out", str(tmp_path / "out"), "-q", "--provider",
