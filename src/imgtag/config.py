@@ -110,12 +110,9 @@ def target_meta(cfg: RunConfig, target: Target) -> dict[str, Any]:
 
 def _public_url(url: str | None) -> str | None:
     """--base-url, kept so `imgtag retry` reaches the same server; any user:password part is dropped."""
-    if not url:
-        return None
-    from urllib.parse import urlsplit, urlunsplit
+    from imgtag.providers.base import public_url
 
-    parts = urlsplit(url)
-    return urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
+    return public_url(url)
 
 
 def prepare_template(cfg: RunConfig, target: Target, *, encode: bool,
