@@ -52,3 +52,36 @@ def test_second_preset_keeps_the_first_retrievable(tmp_path, fake_anthropic, mon
     code, output = run_cli(["export", "--out", str(out), "--preset", "ocr"], env, monkeypatch)
     assert code == 2
     assert "caption" in output and "ecommerce" in output and len(output.strip().splitlines()) == 1
+
+
+def test_languages_are_targets_of_their_own(tmp_path, fake_anthropic, monkeypatch):
+    """Two runs that differ only in --lang are two targets: the first's paid answers stay retrievable, status
+    lists both, and status/export select either with --lang."""
+    make_images(tmp_path / "in", 3)
+    out = tmp_path / "o"
+    env = fake_anthropic.env()
+    code, output = run_cli(["run", str(tmp_path / "in"), "--out", str(out), "--lang", "ZH", "-q"], env,
+                           monkeypatch)
+    assert code == 0, output
+    code, output = run_cli(["run", str(tmp_path / "in"), "--out", str(out), "-q"], env, monkeypatch)
+    assert code == 0, output
+    # The run names the other target's folder and how to rebuild it, language included.
+    assert "targets/ecommerce-zh--" in output and "--lang zh" in output
+    kept = next((out / "targets").glob("ecommerce-zh--*"))
+    rows = read_jsonl(kept / "results.jsonl")
+    assert len(rows) == 3 and {r["status"] for r in rows} == {"ok"}  # paid answers, not pending rows
+    code, output = run_cli(["status", "--out", str(out), "--json"], env, monkeypatch)
+    assert code == 0, output
+    status = json.loads(output)
+    assert sorted(str(t.get("lang")) for t in status["targets"]) == ["None", "zh"]
+    assert status["target"].get("lang") is None  # the latest
+    code, output = run_cli(["status", "--out", str(out), "--json", "--lang", "zh"], env, monkeypatch)
+    assert code == 0, output
+    assert json.loads(output)["target"]["lang"] == "zh" and json.loads(output)["by_status"] == {"ok": 3}
+    for path in kept.iterdir():
+        path.unlink()
+    code, output = run_cli(["export", "--out", str(out), "--lang", "zh"], env, monkeypatch)
+    assert code == 0, output
+    assert len(read_jsonl(kept / "results.jsonl")) == 3
+    code, output = run_cli(["export", "--out", str(out), "--lang", "ja"], env, monkeypatch)
+    assert code == 2 and "--lang ja" in output and "ecommerce (zh)/" in output

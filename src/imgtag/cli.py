@@ -520,9 +520,9 @@ def _runner_class(cfg: RunConfig) -> type[Run]:
 
 def _switch_target(store: Any, meta: dict[str, Any], formats: str) -> None:
     """Record this run's target; when the folder's default files held another target, keep that one's files in
-    targets/<preset>--<model>/ first and say so, so nothing is replaced silently."""
+    targets/<preset>[-<lang>]--<model>/ first and say so, so nothing is replaced silently."""
     from imgtag.export.writer import write_exports
-    from imgtag.targets import label, record, slug, target_dir
+    from imgtag.targets import label, record, selection_flags, slug, target_dir
 
     previous = record(store, meta)
     if previous is None:
@@ -534,8 +534,7 @@ def _switch_target(store: Any, meta: dict[str, Any], formats: str) -> None:
     kept = target_dir(store, previous)
     _console().print(f"imgtag: results.csv and results.jsonl in {store.out_dir} now hold {label(meta)}; the "
                      f"{label(previous)} results are kept in {kept.parent.name}/{slug(previous)}/ "
-                     f"(`imgtag export --preset {previous['preset_name']} --model {previous['model']}` "
-                     "rebuilds them)", markup=False)
+                     f"(`imgtag export {selection_flags(previous)}` rebuilds them)", markup=False)
 
 
 async def _run_and_close(runner: Run, provider_obj: Any) -> Any:
@@ -634,14 +633,16 @@ PresetSel = Annotated[str | None, typer.Option("--preset", metavar="NAME",
                                                help="Which target: preset name (default: the latest run's).")]
 ModelSel = Annotated[str | None, typer.Option("--model", metavar="ID",
                                               help="Which target: model id (default: the latest run's).")]
+LangSel = Annotated[str | None, typer.Option("--lang", metavar="CODE",
+                                             help="Which target: output language (default: the latest run's).")]
 
 
-def _select_target(store: Any, preset: str | None, model: str | None) -> Any:
+def _select_target(store: Any, preset: str | None, model: str | None, lang: str | None) -> Any:
     from imgtag.configfile import UsageError
     from imgtag.targets import select
 
     try:
-        return select(store, preset, model)
+        return select(store, preset, model, lang)
     except UsageError as exc:
         raise _fail(str(exc)) from None
 
@@ -649,15 +650,15 @@ def _select_target(store: Any, preset: str | None, model: str | None) -> Any:
 @app.command()
 def status(out: OutOpt = None,
            as_json: Annotated[bool, typer.Option("--json", help="Machine-readable.")] = False,
-           preset: PresetSel = None, model: ModelSel = None) -> None:
+           preset: PresetSel = None, model: ModelSel = None, lang: LangSel = None) -> None:
     """Show counts, failures, tokens and spend to date.
 
-    For one target (the latest, or --preset/--model), with live batch states when a key is set."""
+    For one target (the latest, or --preset/--model/--lang), with live batch states when a key is set."""
     from imgtag import status as st
 
     out = _out(out)
     with _open_store(out, create=False, lock=False) as store:
-        meta = _select_target(store, preset, model)
+        meta = _select_target(store, preset, model, lang)
         report = st.gather(store, meta)
     if report["batches"]:
         import asyncio
@@ -685,18 +686,18 @@ def export(out: OutOpt = None,
            txt_existing: TxtExistingOpt = None,
            metadata_overwrite: MetadataOverwriteOpt = False,
            xmp_name: XmpNameOpt = None, xmp_touch: XmpTouchOpt = False,
-           preset: PresetSel = None, model: ModelSel = None) -> None:
+           preset: PresetSel = None, model: ModelSel = None, lang: LangSel = None) -> None:
     """Rebuild the output files from the store.
 
     Written atomically, without asking any model again. The latest target goes to the folder itself;
-    another (--preset/--model) to targets/<preset>--<model>/."""
+    another (--preset/--model/--lang) to targets/<preset>[-<lang>]--<model>/."""
     from imgtag.export.writer import ExportRefused, effective_options, remembered_options, write_exports
 
     options = _export_options(txt_template, txt_existing, metadata_overwrite)
     notes: list[str] = []
     out = _out(out)
     with _open_store(out, create=False, lock=False) as store:
-        meta = _select_target(store, preset, model)
+        meta = _select_target(store, preset, model, lang)
         if not meta:
             raise _fail(f"no results yet in {out} (run `imgtag run` first)", EXIT_FAILED)
         formats = format or meta.get("formats") or "csv,jsonl"

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
 from imgtag.presets import Preset, builtin_names, load_preset, with_detail
+from imgtag.presets.language import normalise_lang
 from imgtag.pricing.catalogue import ModelInfo, catalogue
 from imgtag.store import WorkKey
 
@@ -96,7 +97,7 @@ def target_meta(cfg: RunConfig, target: Target) -> dict[str, Any]:
     """Enough to rebuild the target later (status/export/retry) — never a secret."""
     preset = cfg.preset if cfg.preset in builtin_names() else str(Path(cfg.preset).resolve())
     return {"preset": preset, "preset_name": target.preset.name, "preset_version": target.preset.version,
-            "lang": cfg.lang, "categories": list(cfg.categories) if cfg.categories else None,
+            "lang": normalise_lang(cfg.lang), "categories": list(cfg.categories) if cfg.categories else None,
             "provider": cfg.provider, "model": target.model.id, "mode": cfg.mode, "formats": cfg.formats,
             "fields": target.preset.fields, "list_fields": target.preset.list_fields,
             "detail": cfg.detail, "max_edge": cfg.max_edge, "images_per_request": cfg.images_per_request,
@@ -109,12 +110,9 @@ def target_meta(cfg: RunConfig, target: Target) -> dict[str, Any]:
 
 def _public_url(url: str | None) -> str | None:
     """--base-url, kept so `imgtag retry` reaches the same server; any user:password part is dropped."""
-    if not url:
-        return None
-    from urllib.parse import urlsplit, urlunsplit
+    from imgtag.providers.base import public_url
 
-    parts = urlsplit(url)
-    return urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
+    return public_url(url)
 
 
 def prepare_template(cfg: RunConfig, target: Target, *, encode: bool,

@@ -12,7 +12,7 @@ from imgtag.money import usd
 from imgtag.store import Store
 from imgtag.store import batches as sb
 from imgtag.summary import summarize
-from imgtag.targets import all_targets, key_of, label
+from imgtag.targets import all_targets, key_of, label, selection_flags
 from imgtag.words import plural
 
 FAILURES_SHOWN = 50
@@ -40,12 +40,8 @@ def gather(store: Store, meta: dict[str, Any] | None) -> dict[str, Any]:
         if meta is not None and key_of(other) == key:
             continue
         o = summarize(store.db, key_of(other))
-        others.append({"preset_name": other["preset_name"], "provider": other["provider"], "model": other["model"],
-                       "preset_version": other["preset_version"], "by_status": o.by_status,
-                       "cost_usd": round(o.cost_usd, 8)})
-    this = [{"preset_name": meta["preset_name"], "provider": meta["provider"], "model": meta["model"],
-             "preset_version": meta["preset_version"], "by_status": s.by_status,
-             "cost_usd": round(s.cost_usd, 8)}] if meta else []
+        others.append({**_identity(other), "by_status": o.by_status, "cost_usd": round(o.cost_usd, 8)})
+    this = [{**_identity(meta), "by_status": s.by_status, "cost_usd": round(s.cost_usd, 8)}] if meta else []
     return {"target": meta, "files": s.files, "by_status": s.by_status, "by_error": s.by_error,
             "input_tokens": s.input_tokens, "output_tokens": s.output_tokens,
             "cache_creation_input_tokens": s.cache_creation_input_tokens,
@@ -53,6 +49,10 @@ def gather(store: Store, meta: dict[str, Any] | None) -> dict[str, Any]:
             "requests": s.requests, "batches": batches, "credits_spent": s.credits_spent,
             "credits_remaining": s.credits_remaining, "failures": failures, "failures_total": failed_total,
             "targets": this + others, "estimate": status_estimate(store.db, meta) if meta else None}
+
+
+def _identity(meta: dict[str, Any]) -> dict[str, Any]:
+    return {k: meta.get(k) for k in ("preset_name", "lang", "provider", "model", "preset_version")}
 
 
 async def refresh_batches(batches: list[dict[str, Any]], timeout: float = 15.0) -> None:
@@ -111,5 +111,5 @@ def render(report: dict[str, Any], credits_line: str | None) -> list[str]:
     for other in report["targets"][1:]:
         counts = ", ".join(f"{k} {v}" for k, v in sorted(other["by_status"].items())) or "none"
         lines.append(f"also here: {label(other)} ({counts}; spent {usd(other['cost_usd'])}); "
-                     f"`imgtag status --preset {other['preset_name']} --model {other['model']}`")
+                     f"`imgtag status {selection_flags(other)}`")
     return lines

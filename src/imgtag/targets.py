@@ -1,13 +1,16 @@
-"""The targets one output folder holds: a record per (preset, provider, model), so results of every preset and
-model run into the same --out stay retrievable (issue 9 item 2).
+"""The targets one output folder holds: a record per (preset, language, categories, provider, model), so results
+of every preset, language and model run into the same --out stay retrievable (issue 9 item 2).
 
 `meta["target"]` is the latest target (what results.csv/results.jsonl hold); `meta["targets"]` maps a target's
 slug to its record. Once a folder holds more than one target, each target's exports are also written to
-`targets/<preset>--<model>/`, which a later run of another target never replaces.
+`targets/<preset>[-<lang>]--<model>/`, which a later run of another target never replaces. A run with another
+category list is another target too (its slug ends in a short hash of the list); an edited preset file is the
+same target, newer.
 """
 
 from __future__ import annotations
 
+import hashlib
 import re
 from pathlib import Path
 from typing import Any
@@ -23,14 +26,30 @@ def key_of(meta: dict[str, Any]) -> WorkKey:
     return WorkKey(meta["preset_version"], meta["provider"], meta["model"])
 
 
+def _variant(meta: dict[str, Any]) -> str:
+    """What sets apart runs of one preset and model: the output language, a category list."""
+    parts = [meta["lang"]] if meta.get("lang") else []
+    if meta.get("categories"):
+        parts.append("c" + hashlib.sha256("\n".join(meta["categories"]).encode()).hexdigest()[:6])
+    return "".join(f"-{p}" for p in parts)
+
+
 def slug(meta: dict[str, Any]) -> str:
-    """A folder name for the target: preset name and model (a provider other than anthropic is prefixed)."""
+    """A folder name for the target: preset name, its variant (language, categories) and model (a provider other
+    than anthropic is prefixed)."""
     provider = "" if meta.get("provider", "anthropic") == "anthropic" else f"{meta['provider']}-"
-    return re.sub(r"[^\w.@+-]+", "_", f"{meta['preset_name']}--{provider}{meta['model']}")
+    return re.sub(r"[^\w.@+-]+", "_", f"{meta['preset_name']}{_variant(meta)}--{provider}{meta['model']}")
 
 
 def label(meta: dict[str, Any]) -> str:
-    return f"{meta['preset_name']}/{meta['model']}"
+    lang = f" ({meta['lang']})" if meta.get("lang") else ""
+    return f"{meta['preset_name']}{lang}/{meta['model']}"
+
+
+def selection_flags(meta: dict[str, Any]) -> str:
+    """The status/export flags that select this target."""
+    lang = f" --lang {meta['lang']}" if meta.get("lang") else ""
+    return f"--preset {meta['preset_name']}{lang} --model {meta['model']}"
 
 
 def target_dir(store: Store, meta: dict[str, Any]) -> Path:
@@ -39,11 +58,14 @@ def target_dir(store: Store, meta: dict[str, Any]) -> Path:
 
 def all_targets(store: Store) -> list[dict[str, Any]]:
     """Every target recorded, latest first (stores from before this record know only the latest)."""
-    records = dict(store.get_meta("targets") or {})
     latest = store.get_meta("target")
-    if latest is not None:
-        records.setdefault(slug(latest), latest)
-    return sorted(records.values(), key=lambda m: m.get("updated_at", ""), reverse=True)
+    records = [*(store.get_meta("targets") or {}).values(), *([latest] if latest is not None else [])]
+    newest: dict[str, dict[str, Any]] = {}
+    # Keyed by the slug as computed now: folders written before languages had their own targets kept records
+    # under the language-less slug, and the latest record is also among them.
+    for meta in sorted(records, key=lambda m: m.get("updated_at", ""), reverse=True):
+        newest.setdefault(slug(meta), meta)
+    return list(newest.values())
 
 
 def record(store: Store, meta: dict[str, Any]) -> dict[str, Any] | None:
@@ -61,17 +83,23 @@ def record(store: Store, meta: dict[str, Any]) -> dict[str, Any] | None:
     return None
 
 
-def select(store: Store, preset: str | None, model: str | None) -> dict[str, Any] | None:
-    """The latest target matching --preset/--model (None: the latest of all); UsageError if none matches."""
+def select(store: Store, preset: str | None, model: str | None, lang: str | None = None) -> dict[str, Any] | None:
+    """The latest target matching --preset/--model/--lang (None: the latest of all); UsageError if none matches."""
+    from imgtag.presets.language import normalise_lang
+
     targets = all_targets(store)
-    if preset is None and model is None:
+    if preset is None and model is None and lang is None:
         return targets[0] if targets else None
+    lang = normalise_lang(lang)
     for meta in targets:
         if preset not in (None, meta["preset_name"], meta["preset"]):
             continue
         if model not in (None, meta["model"]):
             continue
+        if lang is not None and lang != normalise_lang(meta.get("lang")):
+            continue
         return meta
-    wanted = " ".join(x for x in (f"--preset {preset}" if preset else "", f"--model {model}" if model else "") if x)
+    wanted = " ".join(f"--{flag} {value}" for flag, value in (("preset", preset), ("model", model), ("lang", lang))
+                      if value)
     held = ", ".join(label(m) for m in targets) or "none"
     raise UsageError(f"no results for {wanted} in {store.out_dir}; it holds: {held}")

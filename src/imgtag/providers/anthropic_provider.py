@@ -22,11 +22,13 @@ from imgtag.providers.base import (
     ProviderError,
     RateLimited,
     RateLimitSnapshot,
+    Reachability,
     RequestOptions,
     Transient,
     check_key,
     is_local_error,
     local_reason,
+    public_url,
     redact,
     retry_after_seconds,
 )
@@ -62,6 +64,7 @@ class AnthropicProvider(Provider):
             raise ConfigError(f"No Anthropic API key: set the {KEY_VARIABLE} environment variable.")
         check_key(self.api_key, KEY_VARIABLE)
         self.base_url = base_url or os.environ.get("ANTHROPIC_BASE_URL") or None
+        self.reach = Reachability(public_url(self.base_url) or "the Anthropic API")
         # max_retries=0: the engine owns every retry. It must see each 429 to pace the whole run, apply one
         # global pause instead of N independent SDK backoffs, count attempts per image, and log them all.
         self.client = anthropic.AsyncAnthropic(
@@ -139,6 +142,7 @@ class AnthropicProvider(Provider):
             else:
                 message, headers = await self._stream(params, began)
         except anthropic.APIStatusError as exc:
+            self.reach.ok()  # it answered, if only to refuse
             raise self._classify(exc) from None
         except (anthropic.APITimeoutError, httpx2.TimeoutException):
             raise Transient("timeout: no response in time", error_type="timeout") from None
@@ -151,9 +155,12 @@ class AnthropicProvider(Provider):
                 # request would fail the same way, so retrying 114 times as "connection error" is wrong.
                 raise Fatal(f"could not build the request: {redact(local_reason(exc), self.api_key)}",
                             error_type="request_error") from None
+            if (absent := self.reach.check(exc)) is not None:
+                raise absent from None
             raise Transient(
                 f"connection error: {redact(str(exc), self.api_key)}", error_type="connection_error"
             ) from None
+        self.reach.ok()
         answer = answer_from_message(message)
         answer.request_id = getattr(message, "_request_id", None) or headers.get("request-id")
         answer.limits = parse_rate_limits(headers)

@@ -259,6 +259,44 @@ def local_reason(exc: BaseException) -> str:
     return type(exc).__name__
 
 
+class Reachability:
+    """A server that has not answered once in this run and refuses every connection is not there (a wrong
+    --base-url, a local server not started). After a few refusals in a row the run stops with one sentence and
+    its images stay pending, instead of each image spending all its attempts and being marked failed. Once the
+    server has answered, a refused connection is a restart or a blip: retried like any connection error."""
+
+    REFUSALS = 3
+
+    def __init__(self, where: str) -> None:
+        self.where = where  # the endpoint, as the user can recognise it (never with credentials)
+        self.answered = False
+        self.refused = 0
+
+    def ok(self) -> None:
+        self.answered = True
+        self.refused = 0
+
+    def check(self, exc: BaseException) -> Fatal | None:
+        """The Fatal to raise instead of a transient connection error, once the server is clearly not there."""
+        if self.answered or not any(type(e).__name__ == "ConnectError" for e in _chain(exc)):
+            return None
+        self.refused += 1
+        if self.refused < self.REFUSALS:
+            return None
+        return Fatal(f"could not connect to {self.where} ({self.refused} tries, no answer yet): check the base URL "
+                     "and that the server is running; the images are still to do", error_type="connection_error")
+
+
+def public_url(url: str | None) -> str | None:
+    """A URL without any user:password part, fit to show."""
+    if not url:
+        return None
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(url)
+    return urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
+
+
 def retry_after_seconds(headers: Mapping[str, str]) -> float | None:
     """How long a server asked us to wait: `retry-after-ms` (OpenAI, Anthropic) before `retry-after` seconds."""
     for name, scale in (("retry-after-ms", 0.001), ("retry-after", 1.0)):

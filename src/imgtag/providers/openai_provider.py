@@ -25,8 +25,10 @@ from imgtag.providers.base import (
     ImageInput,
     ModelAnswer,
     Provider,
+    Reachability,
     RequestOptions,
     Transient,
+    public_url,
     redact,
 )
 from imgtag.providers.openai_wire import (
@@ -95,6 +97,7 @@ class OpenAIProvider(Provider):
         self.client = openai.AsyncOpenAI(api_key=self.api_key or "no-key-needed", base_url=self.base_url,
                                          max_retries=0, timeout=timeout)
         self.limiter = None if self.official else AdaptiveLimiter(initial=LOCAL_INITIAL_CONCURRENCY)
+        self.reach = Reachability(public_url(self.base_url) or "the OpenAI API")
         self._store: Any = None
         self._caps: dict[str, dict[str, Any]] = {}
         self._saved: dict[str, dict[str, Any]] = {}
@@ -161,9 +164,11 @@ class OpenAIProvider(Provider):
             outcome = "other"
             try:
                 raw = await self.client.chat.completions.with_raw_response.create(**params)
+                self.reach.ok()
                 completion = raw.parse()
                 outcome = "ok"
             except openai.APIStatusError as exc:
+                self.reach.ok()  # it answered, if only to refuse
                 outcome = "congested" if exc.status_code in (502, 503, 504) else "other"
                 message = redact(error_text(exc.body, str(exc.message)), self.api_key)
                 if self._learn(caps, params, exc.status_code, message):
@@ -177,6 +182,8 @@ class OpenAIProvider(Provider):
                 raise Transient("timeout: no response in time", error_type="timeout") from None
             except openai.APIConnectionError as exc:
                 outcome = "congested"
+                if (absent := self.reach.check(exc)) is not None:
+                    raise absent from None
                 raise Transient(f"connection error: {redact(str(exc), self.api_key)}",
                                 error_type="connection_error") from None
             finally:

@@ -29,8 +29,10 @@ from imgtag.providers.base import (
     Permanent,
     Provider,
     RateLimitSnapshot,
+    Reachability,
     RequestOptions,
     Transient,
+    public_url,
     redact,
 )
 from imgtag.providers.imagedescriber.encode import EncodeError, data_url, fits, reencode
@@ -76,6 +78,7 @@ class ImageDescriberProvider(Provider):
         # that is not made (a second 2004 is a recorded failure). Keyed by content, dropped when settled.
         self._reencode_next: set[str] = set()
         self._last_success = self.clock()
+        self.reach = Reachability(public_url(self.base_url) or DEFAULT_BASE_URL)
 
     async def aclose(self) -> None:
         await self.client.aclose()
@@ -120,8 +123,11 @@ class ImageDescriberProvider(Provider):
         except httpx2.TimeoutException:
             raise Transient("timeout: no response in time", error_type="timeout") from None
         except httpx2.HTTPError as exc:
+            if (absent := self.reach.check(exc)) is not None:
+                raise absent from None
             raise Transient(f"connection error: {self._clean(str(exc) or type(exc).__name__)}",
                             error_type="connection_error") from None
+        self.reach.ok()
         retry_after = self._rate_limit_wait()
         envelope = _envelope(response)
         if envelope is None:
