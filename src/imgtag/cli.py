@@ -139,7 +139,15 @@ def _build_config(paths: list[str], out: Path, **kw: Any) -> RunConfig:
     preset = _setting(kw.pop("preset"), "IMGTAG_PRESET", "preset", "ecommerce")
     model = _setting(kw.pop("model"), "IMGTAG_MODEL", "model", None)
     provider = _setting(kw.pop("provider"), "IMGTAG_PROVIDER", "provider", "anthropic")
-    lang = _setting(kw.pop("lang"), "IMGTAG_LANG", "lang", None)
+    flag_lang = kw.pop("lang")
+    lang = _setting(flag_lang, "IMGTAG_LANG", "lang", None)
+    from imgtag.presets.language import lang_problem
+
+    # typer reads IMGTAG_LANG into the flag's value: name the place the user has to fix
+    source = ("IMGTAG_LANG" if lang and os.environ.get("IMGTAG_LANG") == lang
+              else "--lang" if flag_lang is not None else "imgtag.toml lang")
+    if problem := lang_problem(lang, source):
+        raise _fail(problem)
     categories = _categories(_setting(kw.pop("categories"), "IMGTAG_CATEGORIES", "categories", None))
     return RunConfig(inputs=paths, out=out, preset=preset, model=model, provider=provider, lang=lang,
                      categories=categories, stdin=sys.stdin if "-" in paths else None, **kw)
@@ -245,8 +253,11 @@ def scan(
     """Check images and estimate the cost, offline (spends nothing).
 
     Discovers, prefilters and preprocesses exactly as `run` would, without any request."""
+    from imgtag.flagcheck import number_problem
     from imgtag.request.pack_limits import check_images_per_request
 
+    if problem := number_problem({"--min-side": min_side, "--max-megapixels": max_megapixels, "--workers": workers}):
+        raise _fail(problem)
     if (problem := check_images_per_request(images_per_request)) is not None:
         raise _fail(problem)
     asked = _setting(out, "IMGTAG_OUT", "out", None)
@@ -394,6 +405,15 @@ def run(
     Resumable: run the same command again to continue after any interruption; nothing answered is asked twice."""
     if mode not in ("sync", "batch"):
         raise _fail(f"--mode must be sync or batch, not {mode!r}")
+    from imgtag.flagcheck import detach_problem, number_problem
+
+    if problem := number_problem({
+            "--concurrency": concurrency, "--workers": workers, "--timeout": timeout, "--max-attempts": max_attempts,
+            "--budget": budget, "--price-in": price_in, "--price-out": price_out, "--min-side": min_side,
+            "--max-megapixels": max_megapixels, "--batch-max-requests": batch_max_requests,
+            "--batch-max-mb": batch_max_mb, "--poll-interval": poll_interval, "--ray-actors": ray_actors,
+            "--ray-batch-size": ray_batch_size}) or detach_problem(detach, mode):
+        raise _fail(problem)
     from imgtag.request.pack_limits import check_images_per_request
 
     if (problem := check_images_per_request(images_per_request)) is not None:

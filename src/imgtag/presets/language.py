@@ -85,3 +85,35 @@ def language_instruction(lang: str, keep_original: Sequence[str] = ()) -> str:
         fields = ", ".join(keep_original)
         text += f" Exception: {fields} follow their own field rules above and are not translated."
     return text
+
+
+# Country codes typed for a language (jp for Japanese): the right suggestion, which spelling distance misses.
+_COUNTRY_NOT_LANGUAGE = {"jp": "ja", "cn": "zh", "tw": "zh", "kr": "ko", "gr": "el", "dk": "da", "se": "sv",
+                         "cz": "cs", "ua": "uk", "iw": "he", "br": "pt", "us": "en", "gb": "en", "il": "he"}
+
+
+def known_codes() -> list[str]:
+    """The primary codes (no region or script) --lang knows, sorted."""
+    return sorted(code for code in LANGUAGE_NAMES if "-" not in code)
+
+
+def lang_problem(lang: str | None, source: str = "--lang") -> str | None:
+    """One sentence when `lang` looks like a language code but names no language this module knows, else None.
+
+    Accepted: a known code, or a well-formed BCP-47 tag whose primary language is known ("zh-Hant", "pt-BR",
+    "es-MX": the prompt names the language and keeps the tag). A value that is not code-shaped ("Cantonese")
+    is a language name, sent to the model as typed. A code-shaped typo ("zz") would pay for a whole run in
+    a language the model has to guess, so it is refused with a did-you-mean."""
+    code = normalise_lang(lang)
+    if code is None or not _CODE.fullmatch(code):
+        return None
+    if code in LANGUAGE_NAMES or code.split("-", 1)[0] in LANGUAGE_NAMES:
+        return None
+    import difflib
+
+    primary = code.split("-", 1)[0]
+    close = [_COUNTRY_NOT_LANGUAGE[primary]] if primary in _COUNTRY_NOT_LANGUAGE else \
+        difflib.get_close_matches(primary, known_codes(), n=1, cutoff=0.5)
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    return (f"{source} {lang!r} is not a language code imgtag knows{hint}; known codes: {', '.join(known_codes())}"
+            " (a region or script may follow, e.g. pt-BR, zh-Hant), or give the language's name, e.g. Cantonese")

@@ -1,0 +1,87 @@
+"""Tryout defects: numbers, --lang, --detach refused in one sentence (exit 2) before anything is created."""
+
+from __future__ import annotations
+
+import pytest
+
+from imagegen import make_images, run_cli
+
+SECRET = "test-key-not-real-SECRET-000000"
+
+
+def one_sentence(output: str) -> str:
+    lines = [line for line in output.splitlines() if line.strip()]
+    assert len(lines) == 1, output
+    assert "Traceback" not in output
+    return lines[0]
+
+
+def refused(tmp_path, monkeypatch, args: list[str], command: str = "run") -> str:
+    make_images(tmp_path / "in", 1)
+    out = tmp_path / "o"
+    code, output = run_cli([command, str(tmp_path / "in"), "--out", str(out), *args], {"ANTHROPIC_API_KEY": SECRET},
+                           monkeypatch)
+    assert code == 2, output
+    assert not out.exists()  # nothing created: no store, no out folder
+    return one_sentence(output)
+
+
+@pytest.mark.parametrize("flag,value", [
+    ("--concurrency", "0"), ("--timeout", "0"), ("--budget", "-1"), ("--budget", "0"), ("--max-attempts", "0"),
+    ("--workers", "0"), ("--max-megapixels", "0"), ("--price-in", "-1"), ("--min-side", "-5"),
+    ("--batch-max-requests", "0"), ("--batch-max-requests", "100001"), ("--batch-max-mb", "0"),
+    ("--batch-max-mb", "300"), ("--poll-interval", "0"), ("--ray-actors", "0"), ("--ray-batch-size", "-1"),
+    ("--images-per-request", "0"), ("--timeout", "nan"),
+])
+def test_meaningless_numbers_are_refused(tmp_path, monkeypatch, flag, value):
+    extra = ["--price-out", "1"] if flag == "--price-in" else []
+    line = refused(tmp_path, monkeypatch, [flag, value, *extra])
+    assert flag in line and " must be " in line
+
+
+@pytest.mark.parametrize("flag,value", [("--workers", "0"), ("--max-megapixels", "-1"), ("--min-side", "-1")])
+def test_scan_refuses_meaningless_numbers(tmp_path, monkeypatch, flag, value):
+    line = refused(tmp_path, monkeypatch, [flag, value], command="scan")
+    assert flag in line and " must be " in line
+
+
+def test_zero_prices_are_allowed(tmp_path, monkeypatch):
+    make_images(tmp_path / "in", 1)
+    code, output = run_cli(["run", str(tmp_path / "in"), "--out", str(tmp_path / "o"), "--dry-run", "-q",
+                            "--price-in", "0", "--price-out", "0", "--min-side", "0"], {}, monkeypatch)
+    assert code == 0, output
+
+
+def test_detach_without_batch_mode(tmp_path, monkeypatch):
+    line = refused(tmp_path, monkeypatch, ["--detach"])
+    assert "--detach" in line and "--mode batch" in line
+
+
+@pytest.mark.parametrize("command", ["run", "scan"])
+def test_unknown_lang_code_is_refused(tmp_path, monkeypatch, command):
+    line = refused(tmp_path, monkeypatch, ["--lang", "zz"], command=command)
+    assert line.startswith("imgtag: --lang 'zz' is not a language code")
+    assert "did you mean 'zh'?" in line and "known codes: " in line
+
+
+def test_unknown_lang_from_environment_and_config_file(tmp_path, monkeypatch):
+    monkeypatch.setenv("IMGTAG_LANG", "jp")
+    line = refused(tmp_path, monkeypatch, ["--dry-run"])
+    assert "IMGTAG_LANG 'jp'" in line and "did you mean 'ja'?" in line
+    monkeypatch.delenv("IMGTAG_LANG")
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "imgtag.toml").write_text('lang = "xx"\n')
+    line = refused(tmp_path, monkeypatch, ["--dry-run"])
+    assert "imgtag.toml lang 'xx'" in line
+
+
+@pytest.mark.parametrize("lang,name", [("zh-Hant", "Chinese (Traditional)"), ("pt-BR", "Portuguese (Brazil)"),
+                                       ("es-MX", "Spanish (es-mx)"), ("Cantonese", "Cantonese")])
+def test_bcp47_tags_of_known_languages_and_names_are_accepted(tmp_path, monkeypatch, lang, name):
+    from imgtag.presets import load_preset
+
+    make_images(tmp_path / "in", 1)
+    code, output = run_cli(["run", str(tmp_path / "in"), "--out", str(tmp_path / "o"), "--dry-run", "-q",
+                            "--lang", lang], {}, monkeypatch)
+    assert code == 0, output
+    assert f"in {name}," in load_preset("keywords", lang=lang).system
