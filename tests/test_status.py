@@ -85,3 +85,27 @@ def test_status_refreshes_live_batches_when_a_key_is_set(tmp_path, fake_anthropi
     assert batch["request_counts"]["succeeded"] == 3
     code, text = run_cli(["status", "--out", str(out)], fake.env(), monkeypatch)
     assert "ended, 3 requests (succeeded 3; live)" in text and "imgtag run" in text
+
+
+def test_requests_count_what_was_sent_not_batch_items_never_processed(tmp_path):
+    """A packed batch canceled (or expired) and sent again: status counts the requests that were processed, as
+    the run's summary does, not every image's unprocessed batch item (the tryout saw 103 against 21)."""
+    from imgtag.summary import summarize
+
+    with Store(tmp_path) as store:
+        run = store.start_run("run", key=KEY)
+        jobs = []
+        for i in range(8):
+            fid = store.upsert_file(FileRecord(path=str(tmp_path / f"{i}.jpg"), display=f"{i}.jpg", root=None,
+                                               size=1, mtime_ns=1, status="ok", sha256=f"s{i}"), run)
+            jobs.append(store.job_for(f"s{i}", KEY, fid).id)
+        for job in jobs:  # canceled in the first batch: not processed, no answer, not billed
+            store.record_attempt(job, run, started_at="t", outcome="retry", mode="batch", error_type="canceled",
+                                 batch_id="msgbatch_1")
+        for i, job in enumerate(jobs):  # packs of 4 in the next batch: two answers, each shared by 4 images
+            store.record_attempt(job, run, started_at="t", outcome="ok", mode="batch", request_id=f"msg_{i // 4}",
+                                 usage=Usage(100, 20), cost=0.001, batch_id="msgbatch_2")
+        # A sync request that failed without an answer (a dropped connection) was still sent.
+        store.record_attempt(jobs[0], run, started_at="t", outcome="retry", mode="sync",
+                             error_type="connection_error")
+        assert summarize(store.db, KEY).requests == 3

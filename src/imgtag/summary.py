@@ -47,7 +47,9 @@ def summarize(db: sqlite3.Connection, key: WorkKey | None, *, run_id: int | None
             "SELECT COALESCE(SUM(a.input_tokens),0), COALESCE(SUM(a.output_tokens),0),"
             " COALESCE(SUM(a.cache_creation_input_tokens),0), COALESCE(SUM(a.cache_read_input_tokens),0),"
             # Requests, not images: the images of a pack (--images-per-request) share their answer's request id.
-            " COALESCE(SUM(a.cost_usd),0), COUNT(DISTINCT COALESCE(a.request_id, 'attempt ' || a.id))"
+            # A batch item with no answer (canceled, expired, errored: not processed, not billed) is no request.
+            " COALESCE(SUM(a.cost_usd),0), COUNT(DISTINCT CASE WHEN a.request_id IS NOT NULL THEN a.request_id"
+            "   WHEN a.mode = 'batch' THEN NULL ELSE 'attempt ' || a.id END)"
             " FROM attempts a JOIN jobs j ON j.id = a.job_id"
             " WHERE j.preset_version = ? AND j.provider = ? AND j.model = ?"
             + (" AND a.run_id = ?" if run_id is not None else ""),
