@@ -85,3 +85,51 @@ def test_bcp47_tags_of_known_languages_and_names_are_accepted(tmp_path, monkeypa
                             "--lang", lang], {}, monkeypatch)
     assert code == 0, output
     assert f"in {name}," in load_preset("keywords", lang=lang).system
+
+
+def test_out_in_a_folder_refusing_new_entries(tmp_path, monkeypatch):
+    import pathlib
+
+    make_images(tmp_path / "in", 1)
+    real_mkdir = pathlib.Path.mkdir
+
+    def no_entries(self, *a, **k):  # what /proc answers to root: ENOENT, whatever the permissions say
+        if self.name == "forbidden":
+            raise FileNotFoundError(2, "No such file or directory", str(self))
+        return real_mkdir(self, *a, **k)
+
+    monkeypatch.setattr(pathlib.Path, "mkdir", no_entries)
+    code, output = run_cli(["run", str(tmp_path / "in"), "--out", str(tmp_path / "forbidden"), "--dry-run", "-q"],
+                           {}, monkeypatch)
+    assert code == 2
+    line = one_sentence(output)
+    assert "cannot be created" in line and "Errno" not in line and "No such file or directory" in line
+    assert not (tmp_path / "forbidden").exists()
+
+
+def test_status_names_each_cause_once(tmp_path, monkeypatch):
+    from test_status import _store_with_failures
+
+    _store_with_failures(tmp_path, 2)
+    code, output = run_cli(["status", "--out", str(tmp_path)], {}, monkeypatch)
+    assert code == 0, output
+    assert "bad0.jpg: corrupt: bad header" in output and "corrupt: corrupt" not in output
+
+
+def test_one_request_window_is_singular():
+    from imgtag.request.pace_words import pace_words
+    from imgtag.request.pacer import Pacer
+
+    class OneAtATime:
+        def concurrency_limit(self) -> int:
+            return 1
+
+    pacer = Pacer(max_concurrency=8)
+    assert "up to 1 request at a time" in pace_words(pacer, OneAtATime())  # type: ignore[arg-type]
+
+
+def test_server_sentence_is_not_doubly_punctuated():
+    from imgtag.providers.openai_wire import classify
+
+    err = classify(404, "The model `llava` does not exist.", {}, {}, None, "OPENAI_API_KEY")
+    assert "does not exist; check --model" in str(err)

@@ -28,6 +28,23 @@ def check_out(out: Path) -> None:
         raise UsageError(f"--out {out} cannot be created: {parent} is a file, not a folder")
     if not os.access(parent, os.W_OK | os.X_OK):
         raise UsageError(f"--out {out} cannot be created: {parent} is not writable")
+    _probe(out, parent)
+
+
+def _probe(out: Path, parent: Path) -> None:
+    """Some folders refuse new entries whatever their permissions say (/proc, /sys, root on a read-only mount):
+    make and remove the first missing folder, so the store's own mkdir never fails with a raw "[Errno 2]"."""
+    first = out.absolute()
+    while first.parent != parent:
+        first = first.parent
+    try:
+        first.mkdir()
+    except FileExistsError:  # made meanwhile by someone else: usable
+        return
+    except OSError as exc:
+        raise UsageError(f"--out {out} cannot be created: {parent} does not accept new folders "
+                         f"({exc.strerror or exc})") from None
+    first.rmdir()
 
 
 def _reusable(arg: str) -> bool:

@@ -104,7 +104,7 @@ def render(report: dict[str, Any], credits_line: str | None) -> list[str]:
     if any(b.get("live") and b["processing_status"] == "ended" for b in report["batches"]):
         lines.append("ended batches are collected by running the same `imgtag run` command again")
     for f in report["failures"]:
-        lines.append(f"  failed {f['path']}: {f['type']}: {f['message']}")
+        lines.append(f"  failed {f['path']}: {failure_text(f['type'], f['message'])}")
     more = report["failures_total"] - len(report["failures"])
     if more > 0:
         lines.append(f"  ... and {more} more (`imgtag status --json` or results.jsonl has them all)")
@@ -113,3 +113,11 @@ def render(report: dict[str, Any], credits_line: str | None) -> list[str]:
         lines.append(f"also here: {label(other)} ({counts}; spent {usd(other['cost_usd'])}); "
                      f"`imgtag status {selection_flags(other)}`")
     return lines
+
+
+def failure_text(kind: str, message: str) -> str:
+    """'corrupt: bad header', not 'corrupt: corrupt: bad header': most stored causes already start with their type."""
+    message = message or ""
+    if message == kind or message.startswith(f"{kind}:"):
+        return message
+    return f"{kind}: {message}" if message else kind

@@ -205,10 +205,11 @@ def classify(status: int, message: str, headers: Mapping[str, str], body: Any, r
     limits = parse_rate_limits(headers)
     kw: dict[str, Any] = {"http_status": status, "request_id": request_id, "limits": limits}
     m = message.lower()
+    said = message.rstrip().rstrip(".;:")  # the server's sentence, continued with "; check ..." (no ".;")
     code = body.get("error", {}).get("code") if isinstance(body, dict) and isinstance(body.get("error"), dict) else None
     if status in (401, 403):
         what = "rejected the API key" if status == 401 else "denied permission"
-        return Fatal(f"the server {what} ({status}): {message}; check {key_variable}",
+        return Fatal(f"the server {what} ({status}): {said}; check {key_variable}",
                      error_type="authentication_error" if status == 401 else "permission_error", **kw)
     if status == 429:
         if code == "insufficient_quota" or "quota" in m:
@@ -216,10 +217,10 @@ def classify(status: int, message: str, headers: Mapping[str, str], body: Any, r
         return RateLimited(f"rate limited (429): {message}", retry_after=retry_after_seconds(headers),
                            error_type="rate_limit_error", **kw)
     if any(p in m for p in _NO_VISION):
-        return Fatal(f"the model does not accept images ({status}): {message}; choose a vision model",
+        return Fatal(f"the model does not accept images ({status}): {said}; choose a vision model",
                      error_type="no_vision", **kw)
     if status == 404 or (status in (400, 422) and "model" in m and any(p in m for p in _UNKNOWN_MODEL)):
-        return Fatal(f"unknown model ({status}): {message}; check --model against the server's models",
+        return Fatal(f"unknown model ({status}): {said}; check --model against the server's models",
                      error_type="unknown_model", **kw)
     if status == 413:
         return Permanent(f"request too large (413): {message}", error_type="request_too_large", **kw)

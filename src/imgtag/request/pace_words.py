@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from imgtag.providers.base import Provider
 from imgtag.request.pacer import Pacer
+from imgtag.words import plural
 
 
 def pace_words(pacer: Pacer, provider: Provider | None) -> str:
@@ -16,7 +17,7 @@ def pace_words(pacer: Pacer, provider: Provider | None) -> str:
     if own is None or pacer.limits_known:
         return pacer.describe()
     # While no limits are known the pacer only lets its window through, so the smaller of the two binds.
-    return f"up to {min(own, pacer.window)} requests at a time (adapting to the server's speed)"
+    return f"up to {plural(min(own, pacer.window), 'request')} at a time (adapting to the server's speed)"
 
 
 def credits_used(provider: Provider | None, credits_spent: float) -> float | None:

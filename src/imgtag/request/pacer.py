@@ -100,7 +100,9 @@ class Pacer:
     def describe(self) -> str:
         if not self._buckets:
             # The server has not said its limits yet: say what we do meanwhile, in words a user knows.
-            return f"learning the rate limit, {self.window} requests at a time"
+            from imgtag.words import plural
+
+            return f"learning the rate limit, {plural(self.window, 'request')} at a time"
         rpm = self._buckets.get("requests")
         return f"{rpm.per_minute} rpm" if rpm else "token-limited"
 
