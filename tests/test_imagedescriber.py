@@ -135,6 +135,8 @@ def test_alt_text_preset_and_language(tmp_path, tag_api, monkeypatch):
                         "--lang", "zh-CN", "-q"],
                        fake.env(IMAGEDESCRIBER_REQUESTS_PER_MINUTE=FAST), monkeypatch)
     assert code == 0, output
+    # Its one model is billed in credits: no warning that the model is unknown or unpriced.
+    assert "catalogue" not in output and "--price-in" not in output, output
     assert fake.stats.langs == {"zh": 4}
     for row in rows(out):
         f = row["fields"]

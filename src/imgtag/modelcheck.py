@@ -40,6 +40,8 @@ def warning(model_id: str, provider: str, listed: list[str] | None, known: list[
 async def check(provider: Any, provider_name: str, model: Any) -> str | None:
     from imgtag.pricing.catalogue import catalogue
 
+    if getattr(provider, "billed_in_credits", False):
+        return None  # one model, the provider's own, billed in its credits: nothing to check or to price
     cat = catalogue()
     if cat.lookup(model.id) is not None:
         return None  # a catalogued model: known and priced, no request needed
