@@ -55,6 +55,7 @@ class Run:
             provider.attach_store(store)  # e.g. what structured-output mode a server accepted last time
         self.ok = self.failed = self.skipped = self.finished = 0
         self.done_before = 0  # files whose answer an earlier run stored (a resume)
+        self.in_batches = 0  # sync mode: files waiting in batches a detached run left (not done, not asked again)
         self.spent_before = store.spent(self.key)  # this target's spend before this run
         self.queued: set[int] = set()  # job ids sent this run (ints: a million of them is a few tens of MB)
         self.engine: Engine | None = None
@@ -101,7 +102,10 @@ class Run:
                 continue
             sha = ing.record.sha256
             if not self._needs_work(sha):
-                self.done_before += 1
+                if self.cfg.mode != "batch" and self.store.job_status(sha, self.key) == "batched":
+                    self.in_batches += 1
+                else:
+                    self.done_before += 1
                 self._count(ing, settled=True)
                 continue
             if estimator is not None:
@@ -196,6 +200,11 @@ class Run:
                 if self.engine.budget_hit:
                     message = (f"budget of {usd(cfg.budget)} reached: {self.engine.stats.budget_stopped} images "
                                "were not sent (run again with a larger --budget to continue)")
+                if self.in_batches:
+                    from imgtag.batchhint import in_batches_note
+
+                    note = in_batches_note(self.in_batches, self.store.out_dir)
+                    message = f"{message}; {note}" if message else note
         except (asyncio.CancelledError, KeyboardInterrupt):
             interrupted = True  # the line is erased: the CLI prints one sentence instead
             raise

@@ -1,0 +1,14 @@
+"""The line a sync run prints when some of its images wait in batches an earlier `--mode batch --detach` left."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from imgtag.words import plural
+
+
+def in_batches_note(count: int, out: Path) -> str:
+    """Sync mode never asks these again (that would pay twice): say where they are and what collects them."""
+    verb = "is" if count == 1 else "are"
+    return (f"{plural(count, 'image')} {verb} in batches still on the server: collect them with "
+            f"`imgtag run ... --mode batch` (same paths and --out), or cancel them with `imgtag cancel --out {out}`")
