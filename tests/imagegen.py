@@ -54,5 +54,13 @@ def run_cli(args: list[str], env: dict[str, str], monkeypatch: pytest.MonkeyPatc
     return result.exit_code, result.output
 
 
+def one_sentence(output: str) -> str:
+    """The one line a usage error prints (and never a traceback)."""
+    lines = [line for line in output.splitlines() if line.strip()]
+    assert len(lines) == 1, output
+    assert "Traceback" not in output
+    return lines[0]
+
+
 def read_jsonl(path: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]

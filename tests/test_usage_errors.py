@@ -10,16 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from imagegen import make_images, read_jsonl, run_cli
+from imagegen import make_images, one_sentence, read_jsonl, run_cli
 
 SECRET = "test-key-not-real-SECRET-000000"
-
-
-def one_sentence(output: str) -> str:
-    lines = [line for line in output.splitlines() if line.strip()]
-    assert len(lines) == 1, output
-    assert "Traceback" not in output
-    return lines[0]
 
 
 def test_out_that_is_a_file_is_a_usage_error(tmp_path, monkeypatch):

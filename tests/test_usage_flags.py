@@ -4,16 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from imagegen import make_images, run_cli
+from imagegen import make_images, one_sentence, run_cli
 
 SECRET = "test-key-not-real-SECRET-000000"
-
-
-def one_sentence(output: str) -> str:
-    lines = [line for line in output.splitlines() if line.strip()]
-    assert len(lines) == 1, output
-    assert "Traceback" not in output
-    return lines[0]
 
 
 def refused(tmp_path, monkeypatch, args: list[str], command: str = "run") -> str:
