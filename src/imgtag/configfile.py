@@ -29,8 +29,8 @@ class UsageError(ValueError):
     """A configuration problem to show the user as one sentence (exit 2)."""
 
 
-def did_you_mean(word: str, choices: Any) -> str:
-    close = difflib.get_close_matches(word, sorted(choices), n=1)
+def did_you_mean(word: str, choices: Any, cutoff: float = 0.6) -> str:
+    close = difflib.get_close_matches(word, sorted(choices), n=1, cutoff=cutoff)
     return f" (did you mean {close[0]!r}?)" if close else ""
 
 

@@ -109,11 +109,10 @@ def lang_problem(lang: str | None, source: str = "--lang") -> str | None:
         return None
     if code in LANGUAGE_NAMES or code.split("-", 1)[0] in LANGUAGE_NAMES:
         return None
-    import difflib
+    from imgtag.configfile import did_you_mean
 
     primary = code.split("-", 1)[0]
-    close = [_COUNTRY_NOT_LANGUAGE[primary]] if primary in _COUNTRY_NOT_LANGUAGE else \
-        difflib.get_close_matches(primary, known_codes(), n=1, cutoff=0.5)
-    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    hint = (f" (did you mean {_COUNTRY_NOT_LANGUAGE[primary]!r}?)" if primary in _COUNTRY_NOT_LANGUAGE
+            else did_you_mean(primary, known_codes(), cutoff=0.5))
     return (f"{source} {lang!r} is not a language code imgtag knows{hint}; known codes: {', '.join(known_codes())}"
             " (a region or script may follow, e.g. pt-BR, zh-Hant), or give the language's name, e.g. Cantonese")
