@@ -15,7 +15,7 @@ import ipaddress
 import os
 import time
 from dataclasses import replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from imgtag.pricing.catalogue import ModelInfo, Prices
@@ -42,6 +42,9 @@ from imgtag.providers.openai_wire import (
     parse_rate_limits,
 )
 from imgtag.request.adaptive import AdaptiveLimiter
+
+if TYPE_CHECKING:
+    from imgtag.providers.openai_batches import OpenAIBatches
 
 KEY_VARIABLE = "OPENAI_API_KEY"
 BASE_VARIABLE = "OPENAI_BASE_URL"
@@ -72,7 +75,9 @@ def is_local(base_url: str | None) -> bool:
 
 class OpenAIProvider(Provider):
     name = "openai"
-    capabilities = Capabilities(native_schema=True, batch=False, image_formats=("image/jpeg", "image/png"),
+    # batch: OpenAI's Batch API (providers/openai_batches.py); a compatible server without one is told so before
+    # anything is created (OpenAIBatches.unavailable).
+    capabilities = Capabilities(native_schema=True, batch=True, image_formats=("image/jpeg", "image/png"),
                                 max_image_edge=None, max_images_per_request=1)
     default_model = "gpt-4.1-mini"
 
@@ -114,6 +119,11 @@ class OpenAIProvider(Provider):
 
     async def aclose(self) -> None:
         await self.client.close()
+
+    def batch_api(self) -> OpenAIBatches:
+        from imgtag.providers.openai_batches import OpenAIBatches
+
+        return OpenAIBatches(self)
 
     # -- what this server accepts --------------------------------------------------------------------
 
