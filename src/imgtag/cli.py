@@ -479,7 +479,11 @@ def _execute(cfg: RunConfig, command: str) -> None:
     try:
         from imgtag.providers import provider_class
 
-        provider_class(cfg.provider).check_run(cfg, target)  # what it cannot serve: exit 2, dry runs too
+        cls = provider_class(cfg.provider)
+        cls.check_run(cfg, target)  # what it cannot serve: exit 2, dry runs too
+        if cfg.mode == "batch" and not cls.capabilities.batch:  # refused before the store exists (issue 17.5)
+            raise ConfigError(f"--mode batch needs a provider with a batch API; {cfg.provider!r} has none "
+                              "(use --mode sync)")
     except ConfigError as exc:
         raise _fail(str(exc)) from None
     if cfg.budget is not None and target.model.prices is None:
