@@ -82,8 +82,9 @@ def not_written_message(unwritten: list[str]) -> str | None:
     from imgtag.words import plural
 
     names = ", ".join(unwritten[:_NAMED]) + (f" and {len(unwritten) - _NAMED} more" if len(unwritten) > _NAMED else "")
-    return (f"{plural(len(unwritten), 'file')} not written: {names} (reasons above; the results are saved: fix "
-            "these and run `imgtag export`)")
+    them = "it" if len(unwritten) == 1 else "them"
+    return (f"{plural(len(unwritten), 'file')} not written: {names} (why: see above; the results are saved, so "
+            f"once that is fixed `imgtag export` writes {them})")
 
 
 # Options a later `imgtag export` keeps using unless told otherwise, so a plain re-export rebuilds the same
