@@ -97,7 +97,10 @@ class Run:
 
     async def work_items(self, ingestor: Ingestor, estimator: Estimator | None) -> AsyncIterator[WorkItem]:
         for_model = self.target.model
-        async for ing in ingestor.run(needs_decode=self._needs_decode):
+        # The first file that needs decoding will (almost always) need an answer: start the SDK's import then,
+        # beside discovery and decoding. A rerun with every answer in the store never imports it.
+        preload = self.provider.preload if self.provider is not None and estimator is None else None
+        async for ing in ingestor.run(needs_decode=self._needs_decode, decoding=preload):
             if ing.record.status != "ok" or not ing.record.sha256:
                 self._count(ing, settled=True)
                 continue
