@@ -224,10 +224,12 @@ XmpNameOpt = Annotated[str | None, typer.Option(
     "--xmp-name", metavar="full|stem", help="XMP sidecar names: full (photo.jpg.xmp, default) or stem (photo.xmp).")]
 XmpTouchOpt = Annotated[bool, typer.Option(
     "--xmp-touch", help="xmp-embed: leave the files' modification time at now (default: keep it).")]
+XmpOverwriteTextOpt = Annotated[bool, typer.Option(
+    "--xmp-overwrite-text", help="XMP: replace titles and descriptions imgtag did not write (default: keep them).")]
 _SHOWN_PATHS = 10  # per-image formats write thousands of files; list a few, count the rest
 
 
-def _xmp_options(formats: str, xmp_name: str | None, xmp_touch: bool) -> dict[str, Any]:
+def _xmp_options(formats: str, xmp_name: str | None, xmp_touch: bool, overwrite_text: bool) -> dict[str, Any]:
     """Check --format (unknown names, xmp-embed without exiftool) and the XMP flags: exit 2 in one line."""
     from imgtag.export import parse_formats
 
@@ -242,6 +244,8 @@ def _xmp_options(formats: str, xmp_name: str | None, xmp_touch: bool) -> dict[st
         options["xmp_name"] = xmp_name
     if xmp_touch:
         options["xmp_touch"] = True
+    if overwrite_text:
+        options["xmp_overwrite_text"] = True
     return options
 
 
@@ -386,6 +390,7 @@ def run(
     metadata_overwrite: MetadataOverwriteOpt = False,
     xmp_name: XmpNameOpt = None,
     xmp_touch: XmpTouchOpt = False,
+    xmp_overwrite_text: XmpOverwriteTextOpt = False,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Everything except paid requests.")] = False,
     budget: BudgetOpt = None,
     price_in: Annotated[float | None, typer.Option(
@@ -450,7 +455,7 @@ def run(
     problem = usage_problem(engine, mode, budget, ray_actors, ray_batch_size)
     if problem:
         raise _fail(problem)
-    xmp_options = _xmp_options(format, xmp_name, xmp_touch)
+    xmp_options = _xmp_options(format, xmp_name, xmp_touch, xmp_overwrite_text)
     cfg = _build_config(paths, _out(out), preset=preset, model=model, provider=provider, lang=lang,
                         categories=categories, mode=mode, formats=format, dry_run=dry_run, budget=budget,
                         price_in=price_in, price_out=price_out,
@@ -613,6 +618,8 @@ def _report(outcome: Any, cfg: RunConfig, target: Any, missing: list[str]) -> No
         console.print(f"imgtag: {outcome.message}", markup=False)
     if outcome.exports or outcome.export_notes:
         _print_written(outcome.exports, outcome.export_notes)
+    if outcome.not_written:
+        console.print(f"imgtag: {outcome.not_written}", markup=False)
     if s.by_status.get("failed"):
         console.print("see `imgtag status` for causes; `imgtag retry` retries the failures", markup=False)
 
@@ -730,33 +737,38 @@ def export(out: OutOpt = None,
            xmp_name: XmpNameOpt = None, xmp_touch: XmpTouchOpt = False,
            reviewed_only: Annotated[bool, typer.Option(
                "--reviewed-only", help="Only images approved in `imgtag review`.")] = False,
+           xmp_overwrite_text: XmpOverwriteTextOpt = False,
            preset: PresetSel = None, model: ModelSel = None, lang: LangSel = None) -> None:
     """Rebuild the output files from the store.
 
     Written atomically, without asking any model again. The latest target goes to the folder itself;
     another (--preset/--model/--lang) to targets/<preset>[-<lang>]--<model>/."""
     from imgtag.export.writer import ExportRefused, effective_options, remembered_options, write_exports
+    from imgtag.export.writer import not_written_message as not_written_line
 
     options = _export_options(txt_template, txt_existing, metadata_overwrite)
     notes: list[str] = []
+    unwritten: list[str] = []
     out = _out(out)
     with _open_store(out, create=False, lock=False) as store:
         meta = _select_target(store, preset, model, lang)
         if not meta:
             raise _fail(f"no results yet in {out} (run `imgtag run` first)", EXIT_FAILED)
         formats = format or meta.get("formats") or "csv,jsonl"
-        options.update(_xmp_options(formats, xmp_name, xmp_touch))
+        options.update(_xmp_options(formats, xmp_name, xmp_touch, xmp_overwrite_text))
         _check_export_options(formats, effective_options(meta, options), list(meta["fields"]), None)
         if remembered_options(options):  # the next plain `imgtag export` builds the same captions
             meta = _remember_export_options(store, meta, remembered_options(options))
         try:
-            written = write_exports(store, meta, formats, options, notes, reviewed_only=reviewed_only)
+            written = write_exports(store, meta, formats, options, notes, unwritten, reviewed_only=reviewed_only)
         except ExportRefused as exc:
             _print_written(exc.written, exc.notes)
             raise _fail(str(exc)) from None
         except ValueError as exc:
             raise _fail(str(exc)) from None
     _print_written(written, notes)
+    if (not_written := not_written_line(unwritten)) is not None:
+        raise _fail(not_written, EXIT_FAILED)
 
 
 def _remember_export_options(store: Any, meta: dict[str, Any], remembered: dict[str, Any]) -> dict[str, Any]:
