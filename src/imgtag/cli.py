@@ -154,9 +154,9 @@ def _build_config(paths: list[str], out: Path, **kw: Any) -> RunConfig:
 
 
 def _resolve(cfg: RunConfig) -> Any:
-    from imgtag.config import resolve_target
     from imgtag.presets import PresetError
     from imgtag.pricing.extra_models import ModelConfigError
+    from imgtag.providers import resolve_target
     from imgtag.providers.base import ConfigError
 
     try:
@@ -467,7 +467,8 @@ def _check_export_options(formats: str, options: dict[str, Any], fields: list[st
 
 
 def _execute(cfg: RunConfig, command: str) -> None:
-    from imgtag.config import open_provider, target_meta
+    from imgtag.config import target_meta
+    from imgtag.providers import open_provider
     from imgtag.providers.base import ConfigError
 
     target = _resolve(cfg)
@@ -512,7 +513,7 @@ def _runner_class(cfg: RunConfig) -> type[Run]:
     from imgtag.runner import Run  # only now: decoders and numpy load after every configuration check
 
     if cfg.engine == "ray" and not cfg.dry_run:  # Ray is imported only here, never by the default engine
-        from imgtag.request.distributed.driver import DistributedRun
+        from imgtag.ray_runner import DistributedRun
 
         return DistributedRun
     return Run

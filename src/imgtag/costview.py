@@ -79,7 +79,8 @@ def dry_run_line(est: ModelEstimate) -> str:
 
 def status_estimate(db: Any, meta: dict[str, Any]) -> dict[str, Any] | None:
     """What the run's images were estimated to cost in its mode, from the sizes in the store (no image is read)."""
-    from imgtag.config import RunConfig, resolve_target
+    from imgtag.config import RunConfig
+    from imgtag.providers import resolve_target
 
     try:
         cfg = RunConfig(inputs=[], out=None, preset=meta["preset"], lang=meta.get("lang"),  # type: ignore[arg-type]
