@@ -734,6 +734,8 @@ def export(out: OutOpt = None,
            txt_existing: TxtExistingOpt = None,
            metadata_overwrite: MetadataOverwriteOpt = False,
            xmp_name: XmpNameOpt = None, xmp_touch: XmpTouchOpt = False,
+           reviewed_only: Annotated[bool, typer.Option(
+               "--reviewed-only", help="Only images approved in `imgtag review`.")] = False,
            xmp_overwrite_text: XmpOverwriteTextOpt = False,
            preset: PresetSel = None, model: ModelSel = None, lang: LangSel = None) -> None:
     """Rebuild the output files from the store.
@@ -757,7 +759,7 @@ def export(out: OutOpt = None,
         if remembered_options(options):  # the next plain `imgtag export` builds the same captions
             meta = _remember_export_options(store, meta, remembered_options(options))
         try:
-            written = write_exports(store, meta, formats, options, notes, unwritten)
+            written = write_exports(store, meta, formats, options, notes, unwritten, reviewed_only=reviewed_only)
         except ExportRefused as exc:
             _print_written(exc.written, exc.notes)
             raise _fail(str(exc)) from None
