@@ -26,7 +26,7 @@ from typing import Any
 from imgtag.export.atomic import atomic_write
 from imgtag.export.results import _SURROGATE, _finite
 from imgtag.export.rows import ExportContext, ResultRow
-from imgtag.export.thumbs import THUMBS, can_have_thumb, make_thumbs
+from imgtag.export.thumbs import THUMBS, can_have_thumb, is_sha256, make_thumbs
 from imgtag.export.thumbs import thumb_name as sized_thumb_name
 
 SHEET_NAME = "contact-sheet.html"
@@ -126,3 +126,14 @@ _TAIL = """
 </body>
 </html>
 """
+
+
+def ensure_thumb(out: Path, source_path: str, sha256: str | None) -> Path | None:
+    """One image's thumbnail in --out/thumbs/, made now if missing (the review page asks for them one at a time,
+    as they scroll into view; the contact sheet reuses them). None when it cannot be made."""
+    if not sha256 or not is_sha256(sha256):
+        return None
+    target = out / thumb_name(sha256)
+    if not target.exists():
+        make_thumbs([(source_path, thumb_name(sha256))], out, THUMB_EDGE)
+    return target if target.exists() else None

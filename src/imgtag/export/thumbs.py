@@ -29,6 +29,10 @@ def thumb_name(sha256: str, edge: int) -> str:
     return f"{THUMBS}/{sha256[:2]}/{sha256}-{edge}.jpg"
 
 
+def is_sha256(text: str) -> bool:
+    return bool(_HEX.match(text))
+
+
 def can_have_thumb(row: ResultRow) -> bool:
     """A row whose image the decoder can read: a hashed original it did not refuse (corrupt, truncated, bombs
     ...: those get a placeholder, not a second try)."""
