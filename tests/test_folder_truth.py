@@ -24,3 +24,36 @@ def test_a_provider_without_batch_refuses_batch_mode_before_creating_anything(tm
     line = one_sentence(output)
     assert "--mode batch" in line and "openai" in line
     assert not out.exists()
+
+
+def _rows(db_path, table: str) -> int:
+    import sqlite3
+
+    with sqlite3.connect(db_path) as db:
+        return db.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0]
+
+
+def test_scan_never_writes_into_a_store_a_run_made(tmp_path, monkeypatch):
+    make_images(tmp_path / "shop", 3)
+    make_images(tmp_path / "photos", 5, size=(300, 260))
+    monkeypatch.chdir(tmp_path)
+    code, output = run_cli(["run", "shop", "--dry-run", "-q"], {}, monkeypatch)  # creates ./imgtag-out
+    assert code == 0, output
+    db = tmp_path / "imgtag-out" / "imgtag.db"
+    before = (_rows(db, "files"), _rows(db, "runs"))
+    for args in (["scan", "photos"], ["scan", "photos", "--out", "imgtag-out"]):
+        code, output = run_cli(args, {}, monkeypatch)
+        assert code == 0, output
+        assert "5 files" in output
+        assert (_rows(db, "files"), _rows(db, "runs")) == before, args
+    code, output = run_cli(["status"], {}, monkeypatch)
+    assert output.startswith("3 files")
+
+
+def test_scan_keeps_reusing_the_store_it_made_for_itself(tmp_path, monkeypatch):
+    make_images(tmp_path / "photos", 2)
+    monkeypatch.chdir(tmp_path)
+    for _ in range(2):
+        code, output = run_cli(["scan", "photos", "--out", "s"], {}, monkeypatch)
+        assert code == 0, output
+    assert _rows(tmp_path / "s" / "imgtag.db", "runs") == 2

@@ -286,17 +286,19 @@ def scan(
         raise _fail(problem)
     if (problem := check_images_per_request(images_per_request)) is not None:
         raise _fail(problem)
+    from imgtag.scan import scans_own
+
     asked = _setting(out, "IMGTAG_OUT", "out", None)
-    # scan creates a store only where asked (--out, IMGTAG_OUT, imgtag.toml) or reuses ./imgtag-out if it
-    # already holds one; otherwise it works in a temporary folder removed at the end.
+    # scan is read-only for a project: it writes only into a store it made for itself (where asked: --out,
+    # IMGTAG_OUT, imgtag.toml), never into one a run made; otherwise it works in a temporary folder.
     temp = None
-    if asked is None and not (DEFAULT_OUT / "imgtag.db").is_file():
+    if asked is None or not scans_own(Path(asked)):
         import tempfile
 
         temp = tempfile.TemporaryDirectory(prefix="imgtag-scan-")
         store_dir = Path(temp.name)
     else:
-        store_dir = Path(asked) if asked is not None else DEFAULT_OUT
+        store_dir = Path(asked)
     cfg = _build_config(paths, store_dir, preset=preset, model=model, provider=None, lang=lang, categories=None,
                         min_side=min_side, max_megapixels=max_megapixels, workers=workers, detail=detail,
                         max_edge=max_edge, images_per_request=images_per_request)
