@@ -17,6 +17,7 @@ from imgtag.pricing.costs import Usage, cost_usd
 from imgtag.request.batch.common import BatchStats
 from imgtag.store import Store
 from imgtag.store import batches as sb
+from imgtag.store.migrations import MIGRATIONS, _v9_batch_packs
 
 BATCH = ["--mode", "batch", "--poll-interval", "0.05", "-q"]
 FIELDS = {"tags", "category", "description", "color", "style"}
@@ -129,8 +130,7 @@ def test_migration_gives_old_batch_items_their_own_request_id(tmp_path: Path) ->
                    " VALUES (7, 'x', 'p', 'anthropic', 'm', 'batched', 't')")
         db.execute("INSERT INTO batch_items(custom_id, batch_id, job_id, state, created_at)"
                    " VALUES ('j7-1', NULL, 7, 'submitting', 't')")
-        version = db.execute("PRAGMA user_version").fetchone()[0]
-        db.execute(f"PRAGMA user_version = {version - 1}")
+        db.execute(f"PRAGMA user_version = {MIGRATIONS.index(_v9_batch_packs)}")  # later migrations run again
     with Store(tmp_path, create=False) as store:
         assert [tuple(r) for r in sb.request_items(store, "j7-1")] == [("j7-1", None, 7, "submitting", 0)]
 
