@@ -826,6 +826,35 @@ def _remember_export_options(store: Any, meta: dict[str, Any], remembered: dict[
 
 
 @app.command()
+def review(out: OutOpt = None,
+           preset: PresetSel = None, model: ModelSel = None, lang: LangSel = None,
+           port: Annotated[int | None, typer.Option(
+               "--port", metavar="N", show_default=False,
+               help="Port to listen on.  [default: 8420, else a free one]")] = None,
+           host: Annotated[str, typer.Option("--host", metavar="ADDR",
+                                             help="Address to listen on (anything but loopback warns).")] = "127.0.0.1",
+           no_browser: Annotated[bool, typer.Option("--no-browser", help="Do not open a browser.")] = False) -> None:
+    """Check, edit and approve results in a local page (docs/review.md).
+
+    Prints the page's address with its access token first; Ctrl-C stops it. Edits are kept in the store beside
+    the model's answers and reach every export; it can run while `imgtag run` works on the same --out."""
+    if port is not None and not 0 <= port <= 65535:
+        raise _fail(f"--port must be from 0 to 65535, not {port}")
+    out = _out(out)
+    with _open_store(out, create=False, lock=False) as store:  # migrates an older store; no folder lock
+        meta = _select_target(store, preset, model, lang)
+    if not meta:
+        raise _fail(f"no results yet in {out} (run `imgtag run` first)", EXIT_FAILED)
+    from imgtag.review.serve import ServeError, serve
+
+    try:
+        serve(out, meta, host=host, port=port, open_browser=not no_browser,
+              say=lambda line: print(line, flush=True), warn=lambda line: print(line, file=sys.stderr, flush=True))
+    except ServeError as exc:
+        raise _fail(str(exc)) from None
+
+
+@app.command()
 def presets() -> None:
     """List the built-in presets with their fields."""
     from imgtag.presets import builtin_names, load_preset
