@@ -16,9 +16,9 @@ from imgtag import __version__
 from imgtag.cliparams import FastGroup
 from imgtag.exits import EXIT_CONFIG, EXIT_FAILED, EXIT_OK
 from imgtag.money import usd
+from imgtag.screen import Lines, write_fitted
 
 if TYPE_CHECKING:  # imported where used: `--help` and configuration errors must not pay for them (bench/startup.py)
-    from rich.console import Console
     from typer._click import Context
 
     from imgtag.config import RunConfig
@@ -83,16 +83,14 @@ def _n(count: int, noun: str) -> str:
     return plural(count, noun)
 
 
-def _console(err: bool = True) -> Console:
-    from rich.console import Console
-
-    return Console(stderr=err, no_color=os.environ.get("NO_COLOR") is not None, highlight=False,
-                   soft_wrap=True)
+def _console(err: bool = True) -> Lines:
+    """Where the CLI prints: every line fitted to the terminal, wrapped between words (screen.py)."""
+    return Lines(err)
 
 
 def _fail(message: str, code: int = EXIT_CONFIG) -> typer.Exit:
     # Plain text, not rich: nothing to style, and a configuration error should not wait for rich to load.
-    sys.stderr.write(f"imgtag: {message}\n")
+    write_fitted(sys.stderr, f"imgtag: {message}")
     sys.stderr.flush()
     return typer.Exit(code)
 
@@ -180,9 +178,9 @@ def _build_config(paths: list[str], out: Path, **kw: Any) -> RunConfig:
 
 
 def _resolve(cfg: RunConfig) -> Any:
-    from imgtag.config import resolve_target
     from imgtag.presets import PresetError
     from imgtag.pricing.extra_models import ModelConfigError
+    from imgtag.providers import resolve_target
     from imgtag.providers.base import ConfigError
 
     try:
@@ -224,10 +222,12 @@ XmpNameOpt = Annotated[str | None, typer.Option(
     "--xmp-name", metavar="full|stem", help="XMP sidecar names: full (photo.jpg.xmp, default) or stem (photo.xmp).")]
 XmpTouchOpt = Annotated[bool, typer.Option(
     "--xmp-touch", help="xmp-embed: leave the files' modification time at now (default: keep it).")]
+XmpOverwriteTextOpt = Annotated[bool, typer.Option(
+    "--xmp-overwrite-text", help="XMP: replace titles and descriptions imgtag did not write (default: keep them).")]
 _SHOWN_PATHS = 10  # per-image formats write thousands of files; list a few, count the rest
 
 
-def _xmp_options(formats: str, xmp_name: str | None, xmp_touch: bool) -> dict[str, Any]:
+def _xmp_options(formats: str, xmp_name: str | None, xmp_touch: bool, overwrite_text: bool) -> dict[str, Any]:
     """Check --format (unknown names, xmp-embed without exiftool) and the XMP flags: exit 2 in one line."""
     from imgtag.export import parse_formats
 
@@ -242,6 +242,8 @@ def _xmp_options(formats: str, xmp_name: str | None, xmp_touch: bool) -> dict[st
         options["xmp_name"] = xmp_name
     if xmp_touch:
         options["xmp_touch"] = True
+    if overwrite_text:
+        options["xmp_overwrite_text"] = True
     return options
 
 
@@ -326,8 +328,8 @@ def _scan(cfg: RunConfig, target: Any, as_json: bool) -> None:
         if not note and entry["near_duplicate_of"]:
             note = f"near-duplicate of {entry['near_duplicate_of']}"
         tokens = entry["image_tokens"] if entry["image_tokens"] is not None else "-"  # shows --detail's effect
-        rows_out.write(f"{entry['status']:<8} {entry['format'] or '-':<9} {size:>11} {tokens!s:>6}  "
-                       f"{entry['path']}{'  — ' + note if note else ''}\n")
+        write_fitted(rows_out, f"{entry['status']:<8} {entry['format'] or '-':<9} {size:>11} {tokens!s:>6}  "
+                               f"{entry['path']}{'  — ' + note if note else ''}", indent=" " * 4)
 
     if not as_json:
         rows_out.write(f"{'status':<8} {'format':<9} {'size':>11} {'img tk':>6}  path\n")
@@ -346,7 +348,7 @@ def _scan(cfg: RunConfig, target: Any, as_json: bool) -> None:
         raise typer.Exit(EXIT_CONFIG)
 
 
-def _print_scan_summary(console: Console, s: dict[str, Any]) -> None:
+def _print_scan_summary(console: Lines, s: dict[str, Any]) -> None:
 
     console.print()
     counts = ", ".join(f"{k} {v}" for k, v in sorted(s["by_status"].items()))
@@ -386,6 +388,7 @@ def run(
     metadata_overwrite: MetadataOverwriteOpt = False,
     xmp_name: XmpNameOpt = None,
     xmp_touch: XmpTouchOpt = False,
+    xmp_overwrite_text: XmpOverwriteTextOpt = False,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Everything except paid requests.")] = False,
     budget: BudgetOpt = None,
     price_in: Annotated[float | None, typer.Option(
@@ -450,7 +453,7 @@ def run(
     problem = usage_problem(engine, mode, budget, ray_actors, ray_batch_size)
     if problem:
         raise _fail(problem)
-    xmp_options = _xmp_options(format, xmp_name, xmp_touch)
+    xmp_options = _xmp_options(format, xmp_name, xmp_touch, xmp_overwrite_text)
     cfg = _build_config(paths, _out(out), preset=preset, model=model, provider=provider, lang=lang,
                         categories=categories, mode=mode, formats=format, dry_run=dry_run, budget=budget,
                         price_in=price_in, price_out=price_out,
@@ -494,7 +497,8 @@ def _check_export_options(formats: str, options: dict[str, Any], fields: list[st
 
 
 def _execute(cfg: RunConfig, command: str) -> None:
-    from imgtag.config import open_provider, target_meta
+    from imgtag.config import target_meta
+    from imgtag.providers import open_provider
     from imgtag.providers.base import ConfigError
 
     target = _resolve(cfg)
@@ -543,7 +547,7 @@ def _runner_class(cfg: RunConfig) -> type[Run]:
     from imgtag.runner import Run  # only now: decoders and numpy load after every configuration check
 
     if cfg.engine == "ray" and not cfg.dry_run:  # Ray is imported only here, never by the default engine
-        from imgtag.request.distributed.driver import DistributedRun
+        from imgtag.ray_runner import DistributedRun
 
         return DistributedRun
     return Run
@@ -613,6 +617,8 @@ def _report(outcome: Any, cfg: RunConfig, target: Any, missing: list[str]) -> No
         console.print(f"imgtag: {outcome.message}", markup=False)
     if outcome.exports or outcome.export_notes:
         _print_written(outcome.exports, outcome.export_notes)
+    if outcome.not_written:
+        console.print(f"imgtag: {outcome.not_written}", markup=False)
     if s.by_status.get("failed"):
         console.print("see `imgtag status` for causes; `imgtag retry` retries the failures", markup=False)
 
@@ -728,33 +734,40 @@ def export(out: OutOpt = None,
            txt_existing: TxtExistingOpt = None,
            metadata_overwrite: MetadataOverwriteOpt = False,
            xmp_name: XmpNameOpt = None, xmp_touch: XmpTouchOpt = False,
+           reviewed_only: Annotated[bool, typer.Option(
+               "--reviewed-only", help="Only images approved in `imgtag review`.")] = False,
+           xmp_overwrite_text: XmpOverwriteTextOpt = False,
            preset: PresetSel = None, model: ModelSel = None, lang: LangSel = None) -> None:
     """Rebuild the output files from the store.
 
     Written atomically, without asking any model again. The latest target goes to the folder itself;
     another (--preset/--model/--lang) to targets/<preset>[-<lang>]--<model>/."""
     from imgtag.export.writer import ExportRefused, effective_options, remembered_options, write_exports
+    from imgtag.export.writer import not_written_message as not_written_line
 
     options = _export_options(txt_template, txt_existing, metadata_overwrite)
     notes: list[str] = []
+    unwritten: list[str] = []
     out = _out(out)
     with _open_store(out, create=False, lock=False) as store:
         meta = _select_target(store, preset, model, lang)
         if not meta:
             raise _fail(f"no results yet in {out} (run `imgtag run` first)", EXIT_FAILED)
         formats = format or meta.get("formats") or "csv,jsonl"
-        options.update(_xmp_options(formats, xmp_name, xmp_touch))
+        options.update(_xmp_options(formats, xmp_name, xmp_touch, xmp_overwrite_text))
         _check_export_options(formats, effective_options(meta, options), list(meta["fields"]), None)
         if remembered_options(options):  # the next plain `imgtag export` builds the same captions
             meta = _remember_export_options(store, meta, remembered_options(options))
         try:
-            written = write_exports(store, meta, formats, options, notes)
+            written = write_exports(store, meta, formats, options, notes, unwritten, reviewed_only=reviewed_only)
         except ExportRefused as exc:
             _print_written(exc.written, exc.notes)
             raise _fail(str(exc)) from None
         except ValueError as exc:
             raise _fail(str(exc)) from None
     _print_written(written, notes)
+    if (not_written := not_written_line(unwritten)) is not None:
+        raise _fail(not_written, EXIT_FAILED)
 
 
 def _remember_export_options(store: Any, meta: dict[str, Any], remembered: dict[str, Any]) -> dict[str, Any]:
@@ -773,6 +786,35 @@ def _remember_export_options(store: Any, meta: dict[str, Any], remembered: dict[
 
 
 @app.command()
+def review(out: OutOpt = None,
+           preset: PresetSel = None, model: ModelSel = None, lang: LangSel = None,
+           port: Annotated[int | None, typer.Option(
+               "--port", metavar="N", show_default=False,
+               help="Port to listen on.  [default: 8420, else a free one]")] = None,
+           host: Annotated[str, typer.Option("--host", metavar="ADDR",
+                                             help="Address to listen on (anything but loopback warns).")] = "127.0.0.1",
+           no_browser: Annotated[bool, typer.Option("--no-browser", help="Do not open a browser.")] = False) -> None:
+    """Check, edit and approve results in a local page (docs/review.md).
+
+    Prints the page's address with its access token first; Ctrl-C stops it. Edits are kept in the store beside
+    the model's answers and reach every export; it can run while `imgtag run` works on the same --out."""
+    if port is not None and not 0 <= port <= 65535:
+        raise _fail(f"--port must be from 0 to 65535, not {port}")
+    out = _out(out)
+    with _open_store(out, create=False, lock=False) as store:  # migrates an older store; no folder lock
+        meta = _select_target(store, preset, model, lang)
+    if not meta:
+        raise _fail(f"no results yet in {out} (run `imgtag run` first)", EXIT_FAILED)
+    from imgtag.review.serve import ServeError, serve
+
+    try:
+        serve(out, meta, host=host, port=port, open_browser=not no_browser,
+              say=lambda line: print(line, flush=True), warn=lambda line: print(line, file=sys.stderr, flush=True))
+    except ServeError as exc:
+        raise _fail(str(exc)) from None
+
+
+@app.command()
 def presets() -> None:
     """List the built-in presets with their fields."""
     from imgtag.presets import builtin_names, load_preset
@@ -780,9 +822,9 @@ def presets() -> None:
     console = _console(err=False)
     for name in builtin_names():
         p = load_preset(name)
-        console.print(f"{name:<10} {p.description}", markup=False)
-        console.print(f"{'':<10} fields: {', '.join(p.fields)}; detail {p.detail}; version {p.version}",
-                      markup=False)
+        # Continuation lines stay under the description column.
+        console.print(f"{name:<10} {p.description}", indent=" " * 11)
+        console.print(f"{'':<10} fields: {', '.join(p.fields)}; detail {p.detail}; version {p.version}", indent="")
 
 
 @app.command("providers")
@@ -814,4 +856,10 @@ def _root(version: Annotated[bool, typer.Option("--version", callback=_version, 
 
 
 def main() -> None:
-    app()
+    try:
+        app()
+    finally:
+        # Exit only once the decode helpers have: nothing of imgtag outlives its exit status (issue 17.19).
+        from imgtag.ingest.lifeline import stop_helpers
+
+        stop_helpers()

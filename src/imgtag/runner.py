@@ -9,12 +9,12 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from imgtag.config import EXIT_CONFIG, EXIT_FAILED, EXIT_OK, RunConfig, Target, prepare_template
-from imgtag.export.writer import ExportRefused, write_exports
+from imgtag.export.writer import ExportRefused, not_written_message, write_exports
 from imgtag.ingest.pipeline import Ingested, IngestOptions, Ingestor
 from imgtag.money import usd
 from imgtag.pricing.estimate import Estimator, estimate_request, reserve_tokens
-from imgtag.progress import BatchView, Progress, Snapshot
-from imgtag.providers.base import ImageInput, Provider
+from imgtag.progress import BatchView, Progress, Snapshot, tick_forever
+from imgtag.providers.base import ImageInput, Provider, max_edge_of
 from imgtag.request.engine import Engine, EngineSettings, WorkItem
 from imgtag.request.learned_limits import Memory
 from imgtag.request.pace_words import credits_used, pace_words
@@ -33,6 +33,7 @@ class RunOutcome:
     estimator: Estimator | None = None
     exports: list[Path] = field(default_factory=list)
     export_notes: list[str] = field(default_factory=list)  # per-image formats' one-line summaries
+    not_written: str | None = None  # the files per-image formats could not write, named (exit 1)
     peak_in_flight: int = 0
     rate_limited: int = 0
     requests: int = 0
@@ -157,14 +158,15 @@ class Run:
 
     async def execute(self, stream: TextIO | None = None) -> RunOutcome:
         cfg = self.cfg
-        request = prepare_template(cfg, self.target, encode=not cfg.dry_run, provider=self.provider)
+        request = prepare_template(cfg, self.target, encode=not cfg.dry_run,
+                                   provider_max_edge=max_edge_of(self.provider))
         ingestor = Ingestor(self.store, IngestOptions(inputs=cfg.inputs, request=request, workers=cfg.workers,
                                                       skip_near_duplicates=cfg.skip_near_duplicates,
                                                       exclude=[str(self.store.out_dir.resolve())],
                                                       stdin=cfg.stdin, source=cfg.source), self.run_id)
         self.ingestor = ingestor
         progress = Progress(self.snapshot, stream=stream, enabled=cfg.progress)
-        ticker = asyncio.create_task(_tick_forever(progress))
+        ticker = asyncio.create_task(tick_forever(progress))
         estimator = (Estimator(self.target.preset, models=[self.target.model.id], min_short=cfg.min_side,
                                per_request=cfg.images_per_request) if cfg.dry_run else None)
         message = None
@@ -218,11 +220,12 @@ class Run:
         summary = summarize(self.store.db, self.key, run_id=self.run_id)
         exports: list[Path] = []
         notes: list[str] = []
+        unwritten: list[str] = []
         refused: str | None = None
         if not cfg.dry_run:
             try:
                 exports = write_exports(self.store, self.store.get_meta("target"), cfg.formats,
-                                        cfg.export_options, notes)
+                                        cfg.export_options, notes, unwritten)
             except ExportRefused as exc:  # everything is in the store; the user fixes this and re-exports
                 exports, refused = exc.written, f"{exc} (results are saved; re-export with `imgtag export`)"
         if fatal is not None:
@@ -237,12 +240,15 @@ class Run:
             code = EXIT_FAILED
         else:
             code = EXIT_OK
+        not_written = not_written_message(unwritten)
+        if not_written is not None:
+            code = code or EXIT_FAILED  # README: 1 when something was not done; a worse code stays
         if cfg.mode == "batch" and self.batcher is not None and self.batcher.detached and fatal is None:
             code = EXIT_OK
         self.store.finish_run(self.run_id, code)
         eng = self.engine
         return RunOutcome(exit_code=code, summary=summary, message=message, estimator=estimator, exports=exports,
-                          export_notes=notes,
+                          export_notes=notes, not_written=not_written,
                           peak_in_flight=eng.pacer.peak_in_flight if eng else 0,
                           rate_limited=eng.stats.rate_limited if eng else 0,
                           requests=eng.stats.requests if eng else 0, done_before=self.done_before,
@@ -261,9 +267,3 @@ class Run:
     @property
     def missing_args(self) -> list[str]:
         return list(self.ingestor.counters.stats.missing_args) if self.ingestor else []
-
-
-async def _tick_forever(progress: Progress) -> None:
-    while True:
-        progress.tick()
-        await asyncio.sleep(0.2)
