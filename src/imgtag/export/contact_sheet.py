@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import html
 import json
 import re
 from collections.abc import Iterable
@@ -124,7 +125,18 @@ def _head(script: str, ctx: ExportContext) -> str:
            "base-uri 'none'; form-action 'none'")
     fields = safe_json({"fields": ctx.field_names, "lists": sorted(ctx.list_fields)})
     return (_HEAD.replace("@CSP@", csp).replace("@CSS@", _asset("contact_sheet.css"))
-            .replace("@FIELDS@", fields))
+            .replace("@TARGET@", html.escape(target_line(ctx))).replace("@FIELDS@", fields))
+
+
+def target_line(ctx: ExportContext) -> str:
+    """What produced this sheet: preset (language), provider and model, and when that target was run, so a sheet
+    left from an earlier target (or copied elsewhere) still says whose answers it shows."""
+    preset = ctx.preset or "?"
+    if ctx.lang:
+        preset += f" ({ctx.lang})"
+    who = " ".join(part for part in (ctx.provider, ctx.model) if part)
+    when = f"run {ctx.target_date[:16].replace('T', ' ')} UTC" if ctx.target_date else ""
+    return " · ".join(part for part in (f"preset {preset}", who, when) if part)
 
 
 _HEAD = """<!DOCTYPE html>
@@ -141,6 +153,7 @@ _HEAD = """<!DOCTYPE html>
 <body>
 <header>
   <h1>imgtag <span>contact sheet</span></h1>
+  <p id="target" class="target">@TARGET@</p>
   <div class="controls">
     <input id="q" type="search" placeholder="Filter by any text: path, field, error" autocomplete="off">
     <select id="tag"><option value="">All tags</option></select>
@@ -162,3 +175,14 @@ _TAIL = """
 </body>
 </html>
 """
+
+
+def ensure_thumb(out: Path, source_path: str, sha256: str | None) -> Path | None:
+    """One image's thumbnail in --out/thumbs/, made now if missing (the review page asks for them one at a time,
+    as they scroll into view; the contact sheet reuses them). None when it cannot be made."""
+    if not sha256 or not _HEX.match(sha256):
+        return None
+    target = out / thumb_name(sha256)
+    if not target.exists():
+        _make_thumbs([(source_path, thumb_name(sha256))], out)
+    return target if target.exists() else None

@@ -45,6 +45,9 @@ class ExportContext:
     unwritten: list[str] = field(default_factory=list)
     preset: str | None = None  # preset name (which field mapping applies, e.g. for XMP)
     lang: str | None = None  # the run's --lang: language tag of translated text (XMP xml:lang)
+    provider: str | None = None  # the target's provider and model, which files for people name (contact sheet)
+    model: str | None = None
+    target_date: str | None = None  # ISO time the target was last run (stable, so re-exports stay identical)
     xmp_name: str = "full"  # XMP sidecar naming: "full" (photo.jpg.xmp) or "stem" (photo.xmp)
     xmp_touch: bool = False  # xmp-embed: leave the new modification time instead of restoring the old one
     # XMP: replace a title/description (language alternative) that imgtag did not write; kept otherwise.
