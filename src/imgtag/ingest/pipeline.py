@@ -17,7 +17,7 @@ from typing import Any, TextIO
 
 from imgtag.ingest.count import FileCounter
 from imgtag.ingest.discover import Discovered, DiscoveryStats, discover, relative_display
-from imgtag.ingest.prefilter import NearDuplicateIndex
+from imgtag.ingest.duplicates import NearDuplicateIndex
 from imgtag.ingest.preprocess import ImageReport, PrepareRequest, new_pool, prepare
 from imgtag.ingest.sidecars import LedgerPaths, SidecarRule, forget_sidecar_rows
 from imgtag.store import FileRecord, Store
