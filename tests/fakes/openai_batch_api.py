@@ -265,7 +265,7 @@ class FakeBatchAPI:
 
     def _keys(self, body: dict[str, Any]) -> list[str]:
         try:
-            return [key for _label, key, _fmt in self.server._images(self.server.config, body)]
+            return [key for _label, key, _fmt, _size in self.server._images(self.server.config, body)]
         except Exception:  # an unreadable image: it has no key (it fails when answered)
             return []
 

@@ -192,12 +192,12 @@ class FakeOpenAIServer:
         with self.stats.lock:  # what was sent, counted before any rejection
             self.stats.response_formats[rf.get("type", "text") if isinstance(rf, dict) else "text"] += 1
         fmt = self._check_format(cfg, body)
-        key, sent_format = self._image(cfg, body)
+        key, sent_format, sent_size = self._image(cfg, body)
         with self.stats.lock:
             self.stats.request_log.append({"response_format": fmt, "temperature": body.get("temperature"),
                                            "max_tokens": body.get("max_tokens"),
                                            "max_completion_tokens": body.get("max_completion_tokens"),
-                                           "image_format": sent_format, "key": key,
+                                           "image_format": sent_format, "image_size": sent_size, "key": key,
                                            "authorization": "authorization" in headers})
         override = cfg.mode_overrides.get(key, "")
         if override.startswith("error:"):
@@ -227,7 +227,7 @@ class FakeOpenAIServer:
             override = cfg.mode_overrides.get(key, "")
             if override.startswith("error:"):
                 raise _Reply(int(override.split(":")[1]), "Invalid image: the image could not be processed.")
-            labelled = [(label, k) for label, k, _f in images] if len(images) > 1 else None
+            labelled = [(label, k) for label, k, _f, _s in images] if len(images) > 1 else None
             return 200, self._answer(cfg, body, key, fmt, labelled)
         except _Reply as reply:
             return reply.status, error_payload(reply)
@@ -279,13 +279,13 @@ class FakeOpenAIServer:
                                  code="invalid_json_schema")
         return kind
 
-    def _image(self, cfg: OpenAIFakeConfig, body: dict[str, Any]) -> tuple[str, str]:
-        """The first image's key and format (every image of the request is checked)."""
-        _label, key, fmt = self._images(cfg, body)[0]
-        return key, fmt
+    def _image(self, cfg: OpenAIFakeConfig, body: dict[str, Any]) -> tuple[str, str, tuple[int, int]]:
+        """The first image's key, format and size (every image of the request is checked)."""
+        _label, key, fmt, size = self._images(cfg, body)[0]
+        return key, fmt, size
 
-    def _images(self, cfg: OpenAIFakeConfig, body: dict[str, Any]) -> list[tuple[str, str, str]]:
-        """(label, key, format) per image: a model reads a short text part right before an image as its label
+    def _images(self, cfg: OpenAIFakeConfig, body: dict[str, Any]) -> list[tuple[str, str, str, tuple[int, int]]]:
+        """(label, key, format, size) per image: a model reads a short text part right before an image as its label
         ("Image 2:"), so a request carrying several labelled images (--images-per-request) gets one answer each."""
         found: list[tuple[str, dict[str, Any]]] = []
         for m in body.get("messages", []):
@@ -317,10 +317,10 @@ class FakeOpenAIServer:
                     raise _Reply(400, "'url' field must be a base64 encoded image")
                 raise _Reply(400, "failed to load image or audio file")
             try:
-                key, _w, _h, fmt = _analyze_image(base64.b64decode(match.group(2), validate=True))
+                key, width, height, fmt = _analyze_image(base64.b64decode(match.group(2), validate=True))
             except (binascii.Error, OSError, ValueError):
                 raise _Reply(400, "could not decode the image") from None
-            out.append((label, key, fmt))
+            out.append((label, key, fmt, (width, height)))
         return out
 
     def _serve(self, cfg: OpenAIFakeConfig) -> None:
