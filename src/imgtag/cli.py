@@ -16,9 +16,9 @@ from imgtag import __version__
 from imgtag.cliparams import FastGroup
 from imgtag.exits import EXIT_CONFIG, EXIT_FAILED, EXIT_OK
 from imgtag.money import usd
+from imgtag.screen import Lines, write_fitted
 
 if TYPE_CHECKING:  # imported where used: `--help` and configuration errors must not pay for them (bench/startup.py)
-    from rich.console import Console
     from typer._click import Context
 
     from imgtag.config import RunConfig
@@ -41,6 +41,15 @@ OutOpt = Annotated[Path | None, typer.Option(
 PathsArg = Annotated[list[str], typer.Argument(metavar="PATH", show_default=False,
                                                 help="Files, folders, globs, @list.txt, or - for stdin.")]
 DEFAULT_OUT = Path("imgtag-out")
+DEFAULT_FORMATS = "csv,jsonl"
+DEFAULT_CONCURRENCY = 64
+BaseUrlOpt = Annotated[str | None, typer.Option(
+    metavar="URL", help="API base URL, e.g. a local vLLM/Ollama server.")]
+BudgetOpt = Annotated[float | None, typer.Option(
+    metavar="USD", help="Spend limit for this invocation (earlier runs do not count): no request starts "
+    "past it. Needs known prices (the catalogue, or --price-in/--price-out).")]
+ConcurrencyOpt = Annotated[int | None, typer.Option(
+    metavar="N", help="Upper bound on requests in flight.  [default: 64]")]
 FORMATS_HELP = "csv,jsonl (default), xlsx, parquet, metadata-jsonl, txt, json-sidecar, html, xmp, xmp-embed"
 TxtTemplateOpt = Annotated[str | None, typer.Option(
     "--txt-template", metavar="TEMPLATE",
@@ -74,16 +83,14 @@ def _n(count: int, noun: str) -> str:
     return plural(count, noun)
 
 
-def _console(err: bool = True) -> Console:
-    from rich.console import Console
-
-    return Console(stderr=err, no_color=os.environ.get("NO_COLOR") is not None, highlight=False,
-                   soft_wrap=True)
+def _console(err: bool = True) -> Lines:
+    """Where the CLI prints: every line fitted to the terminal, wrapped between words (screen.py)."""
+    return Lines(err)
 
 
 def _fail(message: str, code: int = EXIT_CONFIG) -> typer.Exit:
     # Plain text, not rich: nothing to style, and a configuration error should not wait for rich to load.
-    sys.stderr.write(f"imgtag: {message}\n")
+    write_fitted(sys.stderr, f"imgtag: {message}")
     sys.stderr.flush()
     return typer.Exit(code)
 
@@ -128,6 +135,23 @@ def _setting(flag: Any, env: str, file_key: str, default: Any) -> Any:
     return _config_file_defaults().get(file_key, default)
 
 
+def _file_setting(flag: Any, file_key: str, default: Any) -> Any:
+    """A run setting with no environment variable: the flag, else imgtag.toml, else the default."""
+    return flag if flag is not None else _config_file_defaults().get(file_key, default)
+
+
+def _base_url_setting(flag: str | None, provider: str | None) -> dict[str, Any]:
+    """--base-url, else imgtag.toml's base_url unless the provider's own <PROVIDER>_BASE_URL variable is set
+    (flags > environment > file; every built-in provider reads that variable itself)."""
+    if flag:
+        return {"base_url": flag}
+    name = _setting(provider, "IMGTAG_PROVIDER", "provider", "anthropic")
+    if os.environ.get(f"{name.upper()}_BASE_URL"):
+        return {}
+    url = _config_file_defaults().get("base_url")
+    return {"base_url": url} if url else {}
+
+
 def _out(out: Path | None) -> Path:
     """--out (or IMGTAG_OUT, which typer reads), else imgtag.toml's `out`, else ./imgtag-out."""
     return Path(_setting(out, "IMGTAG_OUT", "out", DEFAULT_OUT))
@@ -154,9 +178,9 @@ def _build_config(paths: list[str], out: Path, **kw: Any) -> RunConfig:
 
 
 def _resolve(cfg: RunConfig) -> Any:
-    from imgtag.config import resolve_target
     from imgtag.presets import PresetError
     from imgtag.pricing.extra_models import ModelConfigError
+    from imgtag.providers import resolve_target
     from imgtag.providers.base import ConfigError
 
     try:
@@ -198,10 +222,25 @@ XmpNameOpt = Annotated[str | None, typer.Option(
     "--xmp-name", metavar="full|stem", help="XMP sidecar names: full (photo.jpg.xmp, default) or stem (photo.xmp).")]
 XmpTouchOpt = Annotated[bool, typer.Option(
     "--xmp-touch", help="xmp-embed: leave the files' modification time at now (default: keep it).")]
+XlsxThumbnailsOpt = Annotated[bool | None, typer.Option(
+    "--xlsx-thumbnails/--no-xlsx-thumbnails", show_default=False,
+    help="xlsx: a small thumbnail in each row (remembered by later exports).")]
+XmpOverwriteTextOpt = Annotated[bool, typer.Option(
+    "--xmp-overwrite-text", help="XMP: replace titles and descriptions imgtag did not write (default: keep them).")]
 _SHOWN_PATHS = 10  # per-image formats write thousands of files; list a few, count the rest
 
 
-def _xmp_options(formats: str, xmp_name: str | None, xmp_touch: bool) -> dict[str, Any]:
+def _xlsx_options(formats: str, thumbnails: bool | None) -> dict[str, Any]:
+    """--xlsx-thumbnails: only with a workbook to put them in (exit 2 otherwise, before anything is spent)."""
+    from imgtag.export import parse_formats
+
+    if thumbnails and "xlsx" not in parse_formats(formats):
+        raise _fail(f"--xlsx-thumbnails puts thumbnails in results.xlsx, but --format {formats} writes no xlsx; "
+                    "add xlsx to --format")
+    return {} if thumbnails is None else {"xlsx_thumbnails": thumbnails}
+
+
+def _xmp_options(formats: str, xmp_name: str | None, xmp_touch: bool, overwrite_text: bool) -> dict[str, Any]:
     """Check --format (unknown names, xmp-embed without exiftool) and the XMP flags: exit 2 in one line."""
     from imgtag.export import parse_formats
 
@@ -216,15 +255,21 @@ def _xmp_options(formats: str, xmp_name: str | None, xmp_touch: bool) -> dict[st
         options["xmp_name"] = xmp_name
     if xmp_touch:
         options["xmp_touch"] = True
+    if overwrite_text:
+        options["xmp_overwrite_text"] = True
     return options
 
 
-def _print_written(paths: list[Path], notes: list[str]) -> None:
+def _print_written(paths: list[Path], notes: list[str], path_base: str | None = None) -> None:
     console = _console()
     if paths:
         shown = ", ".join(str(p) for p in paths[:_SHOWN_PATHS])
         more = f" and {len(paths) - _SHOWN_PATHS} more" if len(paths) > _SHOWN_PATHS else ""
-        console.print(f"wrote {shown}{more}", markup=False)
+        from imgtag.export import FOLDER_FILES
+
+        holds_paths = any(p.name in FOLDER_FILES.values() for p in paths)  # files whose `path` is from the base
+        base = f" (paths relative to {path_base})" if path_base and holds_paths else ""
+        console.print(f"wrote {shown}{more}{base}", markup=False)
     for note in notes:
         console.print(note, markup=False)
 
@@ -260,17 +305,19 @@ def scan(
         raise _fail(problem)
     if (problem := check_images_per_request(images_per_request)) is not None:
         raise _fail(problem)
+    from imgtag.scan import scans_own
+
     asked = _setting(out, "IMGTAG_OUT", "out", None)
-    # scan creates a store only where asked (--out, IMGTAG_OUT, imgtag.toml) or reuses ./imgtag-out if it
-    # already holds one; otherwise it works in a temporary folder removed at the end.
+    # scan is read-only for a project: it writes only into a store it made for itself (where asked: --out,
+    # IMGTAG_OUT, imgtag.toml), never into one a run made; otherwise it works in a temporary folder.
     temp = None
-    if asked is None and not (DEFAULT_OUT / "imgtag.db").is_file():
+    if asked is None or not scans_own(Path(asked)):
         import tempfile
 
         temp = tempfile.TemporaryDirectory(prefix="imgtag-scan-")
         store_dir = Path(temp.name)
     else:
-        store_dir = Path(asked) if asked is not None else DEFAULT_OUT
+        store_dir = Path(asked)
     cfg = _build_config(paths, store_dir, preset=preset, model=model, provider=None, lang=lang, categories=None,
                         min_side=min_side, max_megapixels=max_megapixels, workers=workers, detail=detail,
                         max_edge=max_edge, images_per_request=images_per_request)
@@ -300,8 +347,8 @@ def _scan(cfg: RunConfig, target: Any, as_json: bool) -> None:
         if not note and entry["near_duplicate_of"]:
             note = f"near-duplicate of {entry['near_duplicate_of']}"
         tokens = entry["image_tokens"] if entry["image_tokens"] is not None else "-"  # shows --detail's effect
-        rows_out.write(f"{entry['status']:<8} {entry['format'] or '-':<9} {size:>11} {tokens!s:>6}  "
-                       f"{entry['path']}{'  — ' + note if note else ''}\n")
+        write_fitted(rows_out, f"{entry['status']:<8} {entry['format'] or '-':<9} {size:>11} {tokens!s:>6}  "
+                               f"{entry['path']}{'  — ' + note if note else ''}", indent=" " * 4)
 
     if not as_json:
         rows_out.write(f"{'status':<8} {'format':<9} {'size':>11} {'img tk':>6}  path\n")
@@ -320,7 +367,7 @@ def _scan(cfg: RunConfig, target: Any, as_json: bool) -> None:
         raise typer.Exit(EXIT_CONFIG)
 
 
-def _print_scan_summary(console: Console, s: dict[str, Any]) -> None:
+def _print_scan_summary(console: Lines, s: dict[str, Any]) -> None:
 
     console.print()
     counts = ", ".join(f"{k} {v}" for k, v in sorted(s["by_status"].items()))
@@ -345,31 +392,30 @@ def run(
     provider: Annotated[str | None, typer.Option(
         metavar="NAME", envvar="IMGTAG_PROVIDER",
         help="anthropic, openai, ... (`imgtag providers`).  [default: anthropic]")] = None,
-    base_url: Annotated[str | None, typer.Option(metavar="URL",
-                                                 help="API base URL, e.g. a local vLLM/Ollama server.")] = None,
+    base_url: BaseUrlOpt = None,
     model: Annotated[str | None, typer.Option(metavar="ID", envvar="IMGTAG_MODEL",
                                               help="Provider model id.  [default: claude-haiku-5-5]")] = None,
-    mode: Annotated[str, typer.Option(metavar="MODE",
-                                      help="sync, or batch (half price, asynchronous).")] = "sync",
+    mode: Annotated[str | None, typer.Option(
+        metavar="MODE", help="sync, or batch (half price, asynchronous).  [default: sync]")] = None,
     lang: Annotated[str | None, typer.Option(metavar="CODE", envvar="IMGTAG_LANG",
                                              help="Output language (zh, en, ja, ...).")] = None,
     categories: Annotated[str | None, typer.Option(metavar="LIST", envvar="IMGTAG_CATEGORIES",
                                                    help="Allowed categories: a,b,c or @file.txt.")] = None,
-    format: Annotated[str, typer.Option("--format", metavar="LIST", help=f"Exports: {FORMATS_HELP}")] = "csv,jsonl",
+    format: Annotated[str | None, typer.Option("--format", metavar="LIST", help=f"Exports: {FORMATS_HELP}")] = None,
     txt_template: TxtTemplateOpt = None,
     txt_existing: TxtExistingOpt = None,
     metadata_overwrite: MetadataOverwriteOpt = False,
     xmp_name: XmpNameOpt = None,
     xmp_touch: XmpTouchOpt = False,
+    xmp_overwrite_text: XmpOverwriteTextOpt = False,
+    xlsx_thumbnails: XlsxThumbnailsOpt = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Everything except paid requests.")] = False,
-    budget: Annotated[float | None, typer.Option(
-        metavar="USD", help="Spend limit for this invocation (earlier runs do not count): no request starts "
-        "past it. Needs known prices (the catalogue, or --price-in/--price-out).")] = None,
+    budget: BudgetOpt = None,
     price_in: Annotated[float | None, typer.Option(
         metavar="USD", help="Input price per million tokens, for a model imgtag has no prices for.")] = None,
     price_out: Annotated[float | None, typer.Option(
         metavar="USD", help="Output price per million tokens, for a model imgtag has no prices for.")] = None,
-    concurrency: Annotated[int, typer.Option(metavar="N", help="Upper bound on requests in flight.")] = 64,
+    concurrency: ConcurrencyOpt = None,
     workers: Annotated[int | None, typer.Option(metavar="N", help="Decoding processes.  [default: all cores]")] = None,
     detail: DetailOpt = None,
     max_edge: MaxEdgeOpt = None,
@@ -403,6 +449,10 @@ def run(
     """Tag and describe images with a model (paid).
 
     Resumable: run the same command again to continue after any interruption; nothing answered is asked twice."""
+    mode = _file_setting(mode, "mode", "sync")
+    format = _file_setting(format, "formats", DEFAULT_FORMATS)
+    budget = _file_setting(budget, "budget", None)
+    concurrency = _file_setting(concurrency, "concurrency", DEFAULT_CONCURRENCY)
     if mode not in ("sync", "batch"):
         raise _fail(f"--mode must be sync or batch, not {mode!r}")
     from imgtag.flagcheck import detach_problem, number_problem
@@ -423,7 +473,8 @@ def run(
     problem = usage_problem(engine, mode, budget, ray_actors, ray_batch_size)
     if problem:
         raise _fail(problem)
-    xmp_options = _xmp_options(format, xmp_name, xmp_touch)
+    xmp_options = {**_xmp_options(format, xmp_name, xmp_touch, xmp_overwrite_text),
+                   **_xlsx_options(format, xlsx_thumbnails)}
     cfg = _build_config(paths, _out(out), preset=preset, model=model, provider=provider, lang=lang,
                         categories=categories, mode=mode, formats=format, dry_run=dry_run, budget=budget,
                         price_in=price_in, price_out=price_out,
@@ -433,7 +484,7 @@ def run(
                         batch_max_requests=batch_max_requests,
                         batch_max_bytes=int(batch_max_mb * 1024 * 1024), poll_interval=poll_interval,
                         images_per_request=images_per_request,
-                        provider_settings={"base_url": base_url} if base_url else {},
+                        provider_settings=_base_url_setting(base_url, provider),
                         export_options={**_export_options(txt_template, txt_existing, metadata_overwrite),
                                         **xmp_options},
                         engine=engine, ray_address=ray_address, work_dir=work_dir, ray_actors=ray_actors,
@@ -467,7 +518,8 @@ def _check_export_options(formats: str, options: dict[str, Any], fields: list[st
 
 
 def _execute(cfg: RunConfig, command: str) -> None:
-    from imgtag.config import open_provider, target_meta
+    from imgtag.config import target_meta
+    from imgtag.providers import open_provider
     from imgtag.providers.base import ConfigError
 
     target = _resolve(cfg)
@@ -479,7 +531,11 @@ def _execute(cfg: RunConfig, command: str) -> None:
     try:
         from imgtag.providers import provider_class
 
-        provider_class(cfg.provider).check_run(cfg, target)  # what it cannot serve: exit 2, dry runs too
+        cls = provider_class(cfg.provider)
+        cls.check_run(cfg, target)  # what it cannot serve: exit 2, dry runs too
+        if cfg.mode == "batch" and not cls.capabilities.batch:  # refused before the store exists (issue 17.5)
+            raise ConfigError(f"--mode batch needs a provider with a batch API; {cfg.provider!r} has none "
+                              "(use --mode sync)")
     except ConfigError as exc:
         raise _fail(str(exc)) from None
     if cfg.budget is not None and target.model.prices is None:
@@ -502,7 +558,7 @@ def _execute(cfg: RunConfig, command: str) -> None:
             outcome = asyncio.run(_run_and_close(runner, provider_obj))
         except KeyboardInterrupt:
             raise _fail(runner.interrupted(interruption.exit_code), interruption.exit_code) from None
-    _report(outcome, cfg, target, runner.missing_args)
+    _report(outcome, cfg, target, runner.missing_args, runner.path_base)
     if runner.missing_args and outcome.summary.files == 0:
         raise typer.Exit(EXIT_CONFIG)  # nothing to do because nothing matched: a usage error
     raise typer.Exit(outcome.exit_code)
@@ -512,7 +568,7 @@ def _runner_class(cfg: RunConfig) -> type[Run]:
     from imgtag.runner import Run  # only now: decoders and numpy load after every configuration check
 
     if cfg.engine == "ray" and not cfg.dry_run:  # Ray is imported only here, never by the default engine
-        from imgtag.request.distributed.driver import DistributedRun
+        from imgtag.ray_runner import DistributedRun
 
         return DistributedRun
     return Run
@@ -532,9 +588,37 @@ def _switch_target(store: Any, meta: dict[str, Any], formats: str) -> None:
     except ValueError:
         write_exports(store, previous, "csv,jsonl")
     kept = target_dir(store, previous)
-    _console().print(f"imgtag: results.csv and results.jsonl in {store.out_dir} now hold {label(meta)}; the "
-                     f"{label(previous)} results are kept in {kept.parent.name}/{slug(previous)}/ "
+    _console().print(f"imgtag: {_switch_words(store.out_dir, meta, previous, formats)}; the {label(previous)} "
+                     f"results are kept in {kept.parent.name}/{slug(previous)}/ "
                      f"(`imgtag export {selection_flags(previous)}` rebuilds them)", markup=False)
+
+
+def _switch_words(out: Path, meta: dict[str, Any], previous: dict[str, Any], formats: str) -> str:
+    """What this run writes for the new target, and which files in --out still show the previous one (a message
+    never claims results.csv holds a target that a --format xmp run did not write there)."""
+    from imgtag.export import FOLDER_FILES, parse_formats
+    from imgtag.targets import label
+
+    def folder_files(spec: str | None) -> list[str]:
+        try:
+            return [FOLDER_FILES[name] for name in parse_formats(spec or "csv,jsonl") if name in FOLDER_FILES]
+        except ValueError:
+            return []
+
+    ours = folder_files(formats)
+    beside = [name for name in parse_formats(formats) if name not in FOLDER_FILES]
+    stale = [name for name in folder_files(previous.get("formats")) if name not in ours and (out / name).exists()]
+    words = []
+    if ours:
+        words.append(f"{', '.join(ours)} in {out} will hold {label(meta)}")
+    if beside:
+        words.append(f"{label(meta)} goes to {', '.join(beside)} beside the images")
+    if stale:
+        verb = "shows" if len(stale) == 1 else "show"
+        words.append(f"{', '.join(stale)} in {out} still {verb} {label(previous)} (`imgtag export --format "
+                     f"{','.join(k for k, v in FOLDER_FILES.items() if v in stale)}` rewrites "
+                     f"{'it' if len(stale) == 1 else 'them'} for {label(meta)})")
+    return "; ".join(words)
 
 
 async def _run_and_close(runner: Run, provider_obj: Any) -> Any:
@@ -551,7 +635,7 @@ async def _run_and_close(runner: Run, provider_obj: Any) -> Any:
             await provider_obj.aclose()
 
 
-def _report(outcome: Any, cfg: RunConfig, target: Any, missing: list[str]) -> None:
+def _report(outcome: Any, cfg: RunConfig, target: Any, missing: list[str], path_base: str | None) -> None:
     from imgtag.progress import resume_note
 
     console = _console()
@@ -581,7 +665,9 @@ def _report(outcome: Any, cfg: RunConfig, target: Any, missing: list[str]) -> No
     if outcome.message:
         console.print(f"imgtag: {outcome.message}", markup=False)
     if outcome.exports or outcome.export_notes:
-        _print_written(outcome.exports, outcome.export_notes)
+        _print_written(outcome.exports, outcome.export_notes, path_base)
+    if outcome.not_written:
+        console.print(f"imgtag: {outcome.not_written}", markup=False)
     if s.by_status.get("failed"):
         console.print("see `imgtag status` for causes; `imgtag retry` retries the failures", markup=False)
 
@@ -598,12 +684,21 @@ def _credits_line(s: Any) -> str:
 def retry(out: OutOpt = None,
           force: Annotated[bool, typer.Option("--all", help="Also retry failures that would fail the same way "
                                                              "again (bombs, refusals, ...).")] = False,
-          quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress output.")] = False) -> None:
+          quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress output.")] = False,
+          base_url: BaseUrlOpt = None, budget: BudgetOpt = None, concurrency: ConcurrencyOpt = None) -> None:
     """Retry failures that a new ask can fix.
 
-    Works on the latest target; says what it will retry, and the estimated cost, first."""
+    Works on the latest target (and the server it used, unless --base-url names another); says what it will
+    retry, and the estimated cost, first."""
+    from dataclasses import replace
+
+    from imgtag.flagcheck import number_problem
     from imgtag.retry import estimated_cost, retry_plan
 
+    budget = _file_setting(budget, "budget", None)
+    concurrency = _file_setting(concurrency, "concurrency", DEFAULT_CONCURRENCY)
+    if problem := number_problem({"--budget": budget, "--concurrency": concurrency}):
+        raise _fail(problem)
     out = _out(out)
     if not (out / "imgtag.db").is_file():
         raise _fail(f"no imgtag store in {out} (run `imgtag run` first)")
@@ -617,6 +712,8 @@ def retry(out: OutOpt = None,
         else:
             console.print(f"imgtag: no failures to retry in {out}", markup=False)
         raise typer.Exit(EXIT_OK)
+    plan.cfg = replace(plan.cfg, budget=budget, concurrency=concurrency,
+                       provider_settings={"base_url": base_url} if base_url else plan.cfg.provider_settings)
     target = _resolve(plan.cfg)
     cost = estimated_cost(plan, target, batch=plan.cfg.mode == "batch")
     causes = ", ".join(f"{k} {v}" for k, v in sorted(plan.retrying.items()))
@@ -686,33 +783,47 @@ def export(out: OutOpt = None,
            txt_existing: TxtExistingOpt = None,
            metadata_overwrite: MetadataOverwriteOpt = False,
            xmp_name: XmpNameOpt = None, xmp_touch: XmpTouchOpt = False,
-           preset: PresetSel = None, model: ModelSel = None, lang: LangSel = None) -> None:
+           reviewed_only: Annotated[bool, typer.Option(
+               "--reviewed-only", help="Only images approved in `imgtag review`.")] = False,
+           xmp_overwrite_text: XmpOverwriteTextOpt = False, xlsx_thumbnails: XlsxThumbnailsOpt = None,
+           preset: PresetSel = None, model: ModelSel = None, lang: LangSel = None,
+           every: Annotated[bool, typer.Option("--all", help="Every file this folder has seen, not only the "
+                                                             "latest run's inputs.")] = False) -> None:
     """Rebuild the output files from the store.
 
     Written atomically, without asking any model again. The latest target goes to the folder itself;
-    another (--preset/--model/--lang) to targets/<preset>[-<lang>]--<model>/."""
+    another (--preset/--model/--lang) to targets/<preset>[-<lang>]--<model>/. Rows are the latest run's
+    inputs (--all: every file the folder has seen), paths relative to the folder's one base."""
     from imgtag.export.writer import ExportRefused, effective_options, remembered_options, write_exports
+    from imgtag.export.writer import not_written_message as not_written_line
+    from imgtag.fileset import stated_base
 
     options = _export_options(txt_template, txt_existing, metadata_overwrite)
     notes: list[str] = []
+    unwritten: list[str] = []
     out = _out(out)
     with _open_store(out, create=False, lock=False) as store:
         meta = _select_target(store, preset, model, lang)
         if not meta:
             raise _fail(f"no results yet in {out} (run `imgtag run` first)", EXIT_FAILED)
         formats = format or meta.get("formats") or "csv,jsonl"
-        options.update(_xmp_options(formats, xmp_name, xmp_touch))
+        options.update(_xmp_options(formats, xmp_name, xmp_touch, xmp_overwrite_text))
+        options.update(_xlsx_options(formats, xlsx_thumbnails))
         _check_export_options(formats, effective_options(meta, options), list(meta["fields"]), None)
         if remembered_options(options):  # the next plain `imgtag export` builds the same captions
             meta = _remember_export_options(store, meta, remembered_options(options))
+        base = stated_base(store)
         try:
-            written = write_exports(store, meta, formats, options, notes)
+            written = write_exports(store, meta, formats, options, notes, unwritten, reviewed_only=reviewed_only,
+                                    every=every)
         except ExportRefused as exc:
-            _print_written(exc.written, exc.notes)
+            _print_written(exc.written, exc.notes, base)
             raise _fail(str(exc)) from None
         except ValueError as exc:
             raise _fail(str(exc)) from None
-    _print_written(written, notes)
+    _print_written(written, notes, base)
+    if (not_written := not_written_line(unwritten)) is not None:
+        raise _fail(not_written, EXIT_FAILED)
 
 
 def _remember_export_options(store: Any, meta: dict[str, Any], remembered: dict[str, Any]) -> dict[str, Any]:
@@ -731,6 +842,35 @@ def _remember_export_options(store: Any, meta: dict[str, Any], remembered: dict[
 
 
 @app.command()
+def review(out: OutOpt = None,
+           preset: PresetSel = None, model: ModelSel = None, lang: LangSel = None,
+           port: Annotated[int | None, typer.Option(
+               "--port", metavar="N", show_default=False,
+               help="Port to listen on.  [default: 8420, else a free one]")] = None,
+           host: Annotated[str, typer.Option("--host", metavar="ADDR",
+                                             help="Address to listen on (anything but loopback warns).")] = "127.0.0.1",
+           no_browser: Annotated[bool, typer.Option("--no-browser", help="Do not open a browser.")] = False) -> None:
+    """Check, edit and approve results in a local page (docs/review.md).
+
+    Prints the page's address with its access token first; Ctrl-C stops it. Edits are kept in the store beside
+    the model's answers and reach every export; it can run while `imgtag run` works on the same --out."""
+    if port is not None and not 0 <= port <= 65535:
+        raise _fail(f"--port must be from 0 to 65535, not {port}")
+    out = _out(out)
+    with _open_store(out, create=False, lock=False) as store:  # migrates an older store; no folder lock
+        meta = _select_target(store, preset, model, lang)
+    if not meta:
+        raise _fail(f"no results yet in {out} (run `imgtag run` first)", EXIT_FAILED)
+    from imgtag.review.serve import ServeError, serve
+
+    try:
+        serve(out, meta, host=host, port=port, open_browser=not no_browser,
+              say=lambda line: print(line, flush=True), warn=lambda line: print(line, file=sys.stderr, flush=True))
+    except ServeError as exc:
+        raise _fail(str(exc)) from None
+
+
+@app.command()
 def presets() -> None:
     """List the built-in presets with their fields."""
     from imgtag.presets import builtin_names, load_preset
@@ -738,9 +878,9 @@ def presets() -> None:
     console = _console(err=False)
     for name in builtin_names():
         p = load_preset(name)
-        console.print(f"{name:<10} {p.description}", markup=False)
-        console.print(f"{'':<10} fields: {', '.join(p.fields)}; detail {p.detail}; version {p.version}",
-                      markup=False)
+        # Continuation lines stay under the description column.
+        console.print(f"{name:<10} {p.description}", indent=" " * 11)
+        console.print(f"{'':<10} fields: {', '.join(p.fields)}; detail {p.detail}; version {p.version}", indent="")
 
 
 @app.command("providers")
@@ -772,4 +912,10 @@ def _root(version: Annotated[bool, typer.Option("--version", callback=_version, 
 
 
 def main() -> None:
-    app()
+    try:
+        app()
+    finally:
+        # Exit only once the decode helpers have: nothing of imgtag outlives its exit status (issue 17.19).
+        from imgtag.ingest.lifeline import stop_helpers
+
+        stop_helpers()

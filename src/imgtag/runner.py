@@ -8,13 +8,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
+from imgtag import fileset
 from imgtag.config import EXIT_CONFIG, EXIT_FAILED, EXIT_OK, RunConfig, Target, prepare_template
-from imgtag.export.writer import ExportRefused, write_exports
+from imgtag.export.writer import ExportRefused, not_written_message, write_exports
 from imgtag.ingest.pipeline import Ingested, IngestOptions, Ingestor
 from imgtag.money import usd
 from imgtag.pricing.estimate import Estimator, estimate_request, reserve_tokens
-from imgtag.progress import BatchView, Progress, Snapshot
-from imgtag.providers.base import ImageInput, Provider
+from imgtag.progress import BatchView, Progress, Snapshot, tick_forever
+from imgtag.providers.base import ImageInput, Provider, max_edge_of
 from imgtag.request.engine import Engine, EngineSettings, EngineStats, WorkItem
 from imgtag.request.learned_limits import Memory
 from imgtag.request.pace_words import credits_used, pace_words
@@ -34,6 +35,7 @@ class RunOutcome:
     estimator: Estimator | None = None
     exports: list[Path] = field(default_factory=list)
     export_notes: list[str] = field(default_factory=list)  # per-image formats' one-line summaries
+    not_written: str | None = None  # the files per-image formats could not write, named (exit 1)
     peak_in_flight: int = 0
     rate_limited: int = 0
     requests: int = 0
@@ -52,6 +54,13 @@ class Run:
         self.provider = provider
         self.key = target.key
         self.run_id = store.start_run(command, key=self.key, preset=target.preset.name, mode=cfg.mode)
+        self.started_at = store.run_started(self.run_id)
+        # Results and status cover this run's inputs from now on, their paths measured from the folder's one base
+        # (fileset.py). A dry run changes neither what they cover nor any membership.
+        self.path_base = fileset.path_base(store, cfg.inputs)
+        self.seen_run = None if cfg.dry_run else self.run_id
+        if command == "run" and not cfg.dry_run:
+            fileset.begin(store, self.run_id)
         if provider is not None:
             provider.attach_store(store)  # e.g. what structured-output mode a server accepted last time
         self.ok = self.failed = self.skipped = self.finished = 0
@@ -78,6 +87,12 @@ class Run:
             return self.cfg.retry_failed  # retry re-examines files that could not be read last time
         return self._needs_work(row["sha256"]) and not self.cfg.dry_run
 
+    def note_done_before(self, sha: str) -> None:
+        """Count a file whose answer needs no request now as done before only when an earlier run settled it: a
+        copy of an image this run answered, or an answer this run collected from a batch, is this run's work."""
+        if self.store.answered_before(sha, self.key, self.started_at):
+            self.done_before += 1
+
     def _count(self, ing: Ingested, settled: bool) -> None:
         if ing.record.status == "skipped":
             self.skipped += 1
@@ -97,7 +112,10 @@ class Run:
 
     async def work_items(self, ingestor: Ingestor, estimator: Estimator | None) -> AsyncIterator[WorkItem]:
         for_model = self.target.model
-        async for ing in ingestor.run(needs_decode=self._needs_decode):
+        # The first file that needs decoding will (almost always) need an answer: start the SDK's import then,
+        # beside discovery and decoding. A rerun with every answer in the store never imports it.
+        preload = self.provider.preload if self.provider is not None and estimator is None else None
+        async for ing in ingestor.run(needs_decode=self._needs_decode, decoding=preload):
             if ing.record.status != "ok" or not ing.record.sha256:
                 self._count(ing, settled=True)
                 continue
@@ -106,7 +124,7 @@ class Run:
                 if self.cfg.mode != "batch" and self.store.job_status(sha, self.key) == "batched":
                     self.in_batches += 1
                 else:
-                    self.done_before += 1
+                    self.note_done_before(sha)
                 self._count(ing, settled=True)
                 continue
             if estimator is not None:
@@ -153,16 +171,36 @@ class Run:
             batch=batch_view,
         )
 
+    def ingest_options(self, request: Any) -> IngestOptions:
+        cfg = self.cfg
+        return IngestOptions(inputs=cfg.inputs, request=request, workers=cfg.workers,
+                             skip_near_duplicates=cfg.skip_near_duplicates, exclude=[str(self.store.out_dir.resolve())],
+                             stdin=cfg.stdin, source=cfg.source, path_base=self.path_base, seen_run=self.seen_run)
+
+    async def record_count(self) -> None:
+        """Store the up-front count as soon as the walk ends, so `status` during a run reports every input."""
+        while self.ingestor is None or self.ingestor.counted is None:
+            await asyncio.sleep(0.5)
+        if self.seen_run is not None:
+            fileset.record_count(self.store, self.run_id, self.ingestor.counted)
+
+    def final_count(self, ingestor: Ingestor, interrupted: bool) -> int | None:
+        """The count of this run's inputs, waited for briefly when the run stopped before the walk ended."""
+        counted = ingestor.counted if interrupted else ingestor.finish_count(timeout=2.0)
+        if counted is not None and self.seen_run is not None:
+            fileset.record_count(self.store, self.run_id, counted)
+        return counted
+
     async def execute(self, stream: TextIO | None = None) -> RunOutcome:
         cfg = self.cfg
-        request = prepare_template(cfg, self.target, encode=not cfg.dry_run, provider=self.provider)
-        ingestor = Ingestor(self.store, IngestOptions(inputs=cfg.inputs, request=request, workers=cfg.workers,
-                                                      skip_near_duplicates=cfg.skip_near_duplicates,
-                                                      exclude=[str(self.store.out_dir.resolve())],
-                                                      stdin=cfg.stdin, source=cfg.source), self.run_id)
+        request = prepare_template(cfg, self.target, encode=not cfg.dry_run,
+                                   provider_max_edge=max_edge_of(self.provider))
+        ingestor = Ingestor(self.store, self.ingest_options(request), self.run_id)
         self.ingestor = ingestor
         progress = Progress(self.snapshot, stream=stream, enabled=cfg.progress)
-        ticker = asyncio.create_task(_tick_forever(progress))
+        ticker = asyncio.create_task(tick_forever(progress))
+        counting = asyncio.create_task(self.record_count())
+        counted = None
         estimator = (Estimator(self.target.preset, models=[self.target.model.id], min_short=cfg.min_side,
                                per_request=cfg.images_per_request) if cfg.dry_run else None)
         message = None
@@ -210,16 +248,19 @@ class Run:
             raise
         finally:
             ticker.cancel()
+            counting.cancel()
+            counted = self.final_count(ingestor, interrupted)
             ingestor.close()
             progress.close(erase=interrupted)
-        summary = summarize(self.store.db, self.key, run_id=self.run_id)
+        summary = summarize(self.store.db, self.key, run_id=self.run_id, counted=counted)
         exports: list[Path] = []
         notes: list[str] = []
+        unwritten: list[str] = []
         refused: str | None = None
         if not cfg.dry_run:
             try:
                 exports = write_exports(self.store, self.store.get_meta("target"), cfg.formats,
-                                        cfg.export_options, notes)
+                                        cfg.export_options, notes, unwritten)
             except ExportRefused as exc:  # everything is in the store; the user fixes this and re-exports
                 exports, refused = exc.written, f"{exc} (results are saved; re-export with `imgtag export`)"
         if fatal is not None:
@@ -234,12 +275,15 @@ class Run:
             code = EXIT_FAILED
         else:
             code = EXIT_OK
+        not_written = not_written_message(unwritten)
+        if not_written is not None:
+            code = code or EXIT_FAILED  # README: 1 when something was not done; a worse code stays
         if cfg.mode == "batch" and self.batcher is not None and self.batcher.detached and fatal is None:
             code = EXIT_OK
         self.store.finish_run(self.run_id, code)
         eng = self.engine
         return RunOutcome(exit_code=code, summary=summary, message=message, estimator=estimator, exports=exports,
-                          export_notes=notes,
+                          export_notes=notes, not_written=not_written,
                           peak_in_flight=eng.pacer.peak_in_flight if eng else 0,
                           rate_limited=eng.stats.rate_limited if eng else 0,
                           requests=eng.stats.requests if eng else 0, done_before=self.done_before,
@@ -260,12 +304,6 @@ class Run:
         return list(self.ingestor.counters.stats.missing_args) if self.ingestor else []
 
 
-async def _tick_forever(progress: Progress) -> None:
-    while True:
-        progress.tick()
-        await asyncio.sleep(0.2)
-
-
 def budget_message(budget: float | None, stats: EngineStats) -> str:
     """What a --budget stop held back: spent and reserved for the requests in flight when it stopped, and the
     images left pending."""
@@ -278,4 +316,3 @@ def budget_message(budget: float | None, stats: EngineStats) -> str:
     left = stats.budget_stopped
     return (f"budget of {usd(budget)} reached{held}: {plural(left, 'image')} {'was' if left == 1 else 'were'} "
             "not sent (run again with a larger --budget to continue)")
-

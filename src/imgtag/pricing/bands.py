@@ -13,8 +13,8 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 
-from imgtag.pricing.catalogue import Prices
 from imgtag.pricing.costs import is_long
+from imgtag.pricing.model_info import Prices
 
 
 @dataclass(frozen=True)

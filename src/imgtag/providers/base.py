@@ -8,67 +8,17 @@ docs/providers.md walks through writing one; `Capabilities` is what the rest of 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, replace
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from imgtag.presets import Preset
 from imgtag.pricing.catalogue import ModelInfo
-from imgtag.pricing.costs import Usage
+from imgtag.providers.messages import ImageInput, ModelAnswer, RateLimitSnapshot, RequestOptions
+from imgtag.urls import public_url as public_url  # providers import it from here
 
 if TYPE_CHECKING:
     from imgtag.config import RunConfig, Target
     from imgtag.providers.batch_api import BatchAPI
-
-
-@dataclass(frozen=True)
-class ImageInput:
-    data: bytes
-    media_type: str
-
-
-@dataclass(frozen=True)
-class RateLimitSnapshot:
-    """Limits a provider advertised in its response headers (None = not advertised).
-
-    `*_reset_s` is seconds from now until that bucket is full again."""
-
-    requests_limit: int | None = None
-    requests_remaining: int | None = None
-    requests_reset_s: float | None = None
-    input_limit: int | None = None
-    input_remaining: int | None = None
-    input_reset_s: float | None = None
-    output_limit: int | None = None
-    output_remaining: int | None = None
-    output_reset_s: float | None = None
-
-    @property
-    def empty(self) -> bool:
-        return self.requests_limit is None and self.input_limit is None and self.output_limit is None
-
-
-@dataclass(frozen=True)
-class Credits:
-    """What a credit-billed provider (not priced in dollars) charged for one call, and the balance after it."""
-
-    amount: float | None = None
-    remaining: float | None = None
-
-
-@dataclass
-class ModelAnswer:
-    stop_reason: str
-    usage: Usage
-    text: str | None = None               # text blocks, joined
-    obj: dict[str, Any] | None = None      # a tool_use input, when the provider answered through a tool
-    request_id: str | None = None
-    refusal: str | None = None             # the provider's explanation/category, when it refused
-    limits: RateLimitSnapshot = field(default_factory=RateLimitSnapshot)
-    credits: Credits | None = None         # credit-billed providers only: recorded on the attempt
-    # An image's share of a pack: the whole request's prompt (input + cache reads + cache writes), which decides
-    # whether the request is billed at long-context rates (pricing/costs.py); None: `usage` is the whole request's.
-    request_prompt_tokens: int | None = None
 
 
 class ProviderError(Exception):
@@ -124,18 +74,6 @@ class Exhausted(Fatal):
 
 
 @dataclass(frozen=True)
-class RequestOptions:
-    preset: Preset
-    model: ModelInfo
-    max_tokens: int
-    batch: bool = False  # a Message Batches request: the cached prefix gets the 1-hour TTL
-    # Called when the answer begins, if the provider can tell (a streamed response's first event); the
-    # cache warm-up lets the waiting requests go then, since a cache entry is usable from that moment.
-    # It gets the rate limits that came with the answer's headers.
-    began: Callable[[RateLimitSnapshot], None] | None = field(default=None, compare=False, repr=False)
-
-
-@dataclass(frozen=True)
 class Capabilities:
     """What a provider supports; imgtag adapts to it instead of asking each provider everything.
 
@@ -184,6 +122,10 @@ class Provider(ABC):
         local server's unpriced model costs 0). Runs without credentials, also for --dry-run."""
         return info
 
+    def preload(self) -> None:  # noqa: B027 - optional hook
+        """The run will ask: start loading what the first request needs (an SDK import, providers/sdk.py) in
+        the background. Never called by a run whose answers are all in the store."""
+
     def attach_store(self, store: Any) -> None:  # noqa: B027 - optional hook
         """Called once per run with the open store, for providers that remember server facts between runs."""
 
@@ -209,6 +151,11 @@ class Provider(ABC):
     def batch_api(self) -> BatchAPI | None:
         """The provider's batch API for `--mode batch` (providers/batch_api.py), or None when it has none."""
         return None
+
+
+def max_edge_of(provider: Provider | None) -> int | None:
+    """The longest image edge this provider accepts (None: no provider, or no limit of its own)."""
+    return provider.capabilities.max_image_edge if provider is not None else None
 
 
 def with_capabilities(base: Capabilities, **changes: Any) -> Capabilities:
@@ -288,16 +235,6 @@ class Reachability:
             return None
         return Fatal(f"could not connect to {self.where} ({self.refused} tries, no answer yet): check the base URL "
                      "and that the server is running; the images are still to do", error_type="connection_error")
-
-
-def public_url(url: str | None) -> str | None:
-    """A URL without any user:password part, fit to show."""
-    if not url:
-        return None
-    from urllib.parse import urlsplit, urlunsplit
-
-    parts = urlsplit(url)
-    return urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
 
 
 def retry_after_seconds(headers: Mapping[str, str]) -> float | None:

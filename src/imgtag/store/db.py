@@ -16,7 +16,7 @@ from imgtag.pricing.costs import Usage
 from imgtag.store import runstate
 from imgtag.store.lock import FolderLock
 from imgtag.store.migrations import migrate
-from imgtag.store.rows import ResultRow
+from imgtag.store.rows import ResultRow, current_fields, edited_names
 
 DB_NAME = "imgtag.db"
 
@@ -139,36 +139,40 @@ class Store:
     def touch_file(self, file_id: int, run_id: int) -> None:
         self.db.execute("UPDATE files SET last_run=? WHERE id=?", (run_id, file_id))
 
-    def upsert_file(self, rec: FileRecord, run_id: int | None) -> int:
+    def upsert_file(self, rec: FileRecord, run_id: int | None, seen_run: int | None = None) -> int:
+        """Insert or update a file's row; `seen_run` (a real run whose inputs hold it) puts it in that run's
+        file set (fileset.py), None leaves its membership as it was (dry runs, scans)."""
         values = (
             rec.display, rec.root, rec.size, rec.mtime_ns, rec.sha256, rec.status, rec.reason_code, rec.reason,
             rec.format, rec.width, rec.height, rec.phash, rec.blur, rec.out_width, rec.out_height,
-            rec.visual_tokens, run_id,
+            rec.visual_tokens, run_id, seen_run,
         )
         row = self.db.execute(
             "INSERT INTO files(display, root, size, mtime_ns, sha256, status, reason_code, reason, format, width,"
-            " height, phash, blur, out_width, out_height, visual_tokens, last_run, path)"
-            " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
+            " height, phash, blur, out_width, out_height, visual_tokens, last_run, seen_run, path)"
+            " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
             " ON CONFLICT(path) DO UPDATE SET display=excluded.display, root=excluded.root, size=excluded.size,"
             " mtime_ns=excluded.mtime_ns, sha256=excluded.sha256, status=excluded.status,"
             " reason_code=excluded.reason_code, reason=excluded.reason, format=excluded.format,"
             " width=excluded.width, height=excluded.height, phash=excluded.phash, blur=excluded.blur,"
             " out_width=excluded.out_width, out_height=excluded.out_height,"
-            " visual_tokens=excluded.visual_tokens, last_run=excluded.last_run"
+            " visual_tokens=excluded.visual_tokens, last_run=excluded.last_run,"
+            " seen_run=COALESCE(excluded.seen_run, files.seen_run)"
             " RETURNING id",
             (*values, os.fsencode(rec.path)),
         ).fetchone()
         return int(row[0])
 
-    def reserve_file(self, path: str, display: str, root: str | None) -> None:
+    def reserve_file(self, path: str, display: str, root: str | None, seen_run: int | None = None) -> None:
         """Give a file its row (and so its place in result order) at discovery, before decoding finishes.
 
         The placeholder is never trusted as a cached answer (reason_code 'pending'), so a crash mid-decode
         just means the file is examined again."""
         self.db.execute(
-            "INSERT INTO files(path, display, root, status, reason_code, reason) VALUES (?,?,?,'skipped','pending',"
-            " 'not examined yet') ON CONFLICT(path) DO NOTHING",
-            (os.fsencode(path), display, root),
+            "INSERT INTO files(path, display, root, status, reason_code, reason, seen_run) VALUES (?,?,?,'skipped',"
+            "'pending', 'not examined yet', ?) ON CONFLICT(path) DO UPDATE SET display=excluded.display,"
+            " seen_run=COALESCE(excluded.seen_run, files.seen_run)",
+            (os.fsencode(path), display, root, seen_run),
         )
 
     def link_duplicates(self, sha256: str) -> int:
@@ -210,6 +214,19 @@ class Store:
             (sha256, key.preset_version, key.provider, key.model),
         ).fetchone()
         return JobState(int(row["id"]), row["status"], int(row["attempts"]))
+
+    def answered_before(self, sha256: str, key: WorkKey, since: str) -> bool:
+        """Whether this content's job was settled (ok or failed) before `since` (a run's start): an earlier run's
+        answer, not one this run collected or shares with a copy."""
+        row = self.db.execute(
+            "SELECT 1 FROM jobs WHERE sha256=? AND preset_version=? AND provider=? AND model=?"
+            " AND status IN ('ok', 'failed') AND updated_at < ?",
+            (sha256, key.preset_version, key.provider, key.model, since),
+        ).fetchone()
+        return row is not None
+
+    def run_started(self, run_id: int) -> str:
+        return str(self.db.execute("SELECT started_at FROM runs WHERE id=?", (run_id,)).fetchone()[0])
 
     def job_status(self, sha256: str, key: WorkKey) -> str | None:
         row = self.db.execute(
@@ -263,11 +280,12 @@ class Store:
     def _settle(self, job_id: int, *, status: str, mode: str, fields: dict[str, Any] | None = None,
                 error_type: str | None = None, error_message: str | None = None,
                 request_id: str | None = None) -> None:
+        new_fields = json.dumps(fields, ensure_ascii=False) if fields is not None else None
+        keep_replaced_answer(self.db, job_id, new_fields)
         self.db.execute(
             "UPDATE jobs SET status=?, mode=?, fields=?, error_type=?, error_message=?, request_id=?, updated_at=?"
             " WHERE id=?",
-            (status, mode, json.dumps(fields, ensure_ascii=False) if fields is not None else None, error_type,
-             error_message, request_id, now_iso(), job_id),
+            (status, mode, new_fields, error_type, error_message, request_id, now_iso(), job_id),
         )
 
     def set_job_status(self, job_id: int, status: str) -> None:
@@ -315,23 +333,30 @@ class Store:
 
     # -- results -------------------------------------------------------------------------------
 
-    def result_rows(self, key: WorkKey, preset_name: str,
-                    field_names: list[str] | None = None) -> Iterator[ResultRow]:
+    def result_rows(self, key: WorkKey, preset_name: str, field_names: list[str] | None = None, *,
+                    reviewed_only: bool = False, since_run: int | None = None) -> Iterator[ResultRow]:
         """One row per file, in discovery order; identical content shares its job's result. Streams.
+        Fields hold current values: a person's edits (`imgtag review`) over the model's answer.
         With field_names, every ok row's fields hold exactly those keys (an optional field left out is null), so
-        the object has one shape in every row."""
+        the object has one shape in every row. reviewed_only: only images a person approved. With since_run, only
+        the files a run from that one on saw (the folder's file set, fileset.py); without, every file the folder
+        has seen."""
         cursor = self.db.execute(
             "SELECT f.path, f.root, f.display, f.sha256, f.status AS fstatus, f.reason_code, f.reason,"
             " d.display AS dup,"
             " j.status AS jstatus, j.fields, j.error_type, j.error_message, j.input_tokens, j.output_tokens,"
-            " j.cache_creation_input_tokens, j.cache_read_input_tokens, j.cost_usd, j.mode, j.file_id"
+            " j.cache_creation_input_tokens, j.cache_read_input_tokens, j.cost_usd, j.mode, j.file_id,"
+            " r.edits, r.reviewed"
             " FROM files f LEFT JOIN files d ON d.id = f.duplicate_of"
             " LEFT JOIN jobs j ON j.sha256 = f.sha256 AND f.status='ok' AND j.preset_version=? AND j.provider=?"
-            " AND j.model=? ORDER BY f.id",
-            (key.preset_version, key.provider, key.model),
+            " AND j.model=?"
+            " LEFT JOIN review_state r ON r.file_id = f.id AND r.preset_version=? AND r.provider=? AND r.model=?"
+            " WHERE 1=1" + (" AND r.reviewed = 1 AND j.status = 'ok'" if reviewed_only else "")
+            + (" AND f.seen_run >= ?" if since_run is not None else "") + " ORDER BY f.id",
+            ((key.preset_version, key.provider, key.model) * 2) + (() if since_run is None else (since_run,)),
         )
         for r in cursor:
-            row = _row_from(r, key, preset_name)
+            row = _row_from(r, key, preset_name, field_names)
             if field_names and row.fields is not None:
                 fields = {name: row.fields.get(name) for name in field_names}
                 fields.update((k, v) for k, v in row.fields.items() if k not in fields)
@@ -339,10 +364,18 @@ class Store:
             yield row
 
 
+def keep_replaced_answer(db: sqlite3.Connection, job_id: int, new_fields: str | None) -> None:
+    """Before a job's answer is replaced (an image asked again, e.g. a retry queued from the review page), keep the
+    old one in answer_history: it was paid for, and the review history shows every answer of the model."""
+    db.execute(
+        "INSERT INTO answer_history(job_id, fields, answered_at, replaced_at) SELECT id, fields, updated_at, ?"
+        " FROM jobs WHERE id=? AND fields IS NOT NULL AND fields IS NOT ?", (now_iso(), job_id, new_fields))
+
+
 _NO_USAGE = {"input_tokens": 0, "output_tokens": 0, "cache_creation_input_tokens": 0, "cache_read_input_tokens": 0}
 
 
-def _row_from(r: sqlite3.Row, key: WorkKey, preset_name: str) -> ResultRow:
+def _row_from(r: sqlite3.Row, key: WorkKey, preset_name: str, field_names: list[str] | None = None) -> ResultRow:
     """One shape per status (README "Results contract"): usage is always the four counts and cost_usd always a
     number (zero when nothing was paid), so readers that infer types from a sample never meet null or {}."""
     common = {"path": r["display"], "sha256": r["sha256"], "preset": preset_name,
@@ -365,8 +398,10 @@ def _row_from(r: sqlite3.Row, key: WorkKey, preset_name: str) -> ResultRow:
                  "cache_read_input_tokens": r["cache_read_input_tokens"]}
         cost = float(r["cost_usd"])
     if jstatus == "ok":
-        return ResultRow(status="ok", fields=json.loads(r["fields"]), error=None, usage=usage, cost_usd=cost,
-                         mode=r["mode"], **common)
+        edits = json.loads(r["edits"]) if r["edits"] else None
+        return ResultRow(status="ok", fields=current_fields(json.loads(r["fields"]), edits), error=None, usage=usage,
+                         cost_usd=cost, mode=r["mode"], reviewed=r["reviewed"] == 1,
+                         edited_fields=tuple(edited_names(edits, field_names)), **common)
     if jstatus == "failed":
         return ResultRow(status="failed", fields=None,
                          error={"type": r["error_type"] or "error", "message": r["error_message"] or ""},
