@@ -11,11 +11,13 @@ from imgtag.costview import status_estimate, status_estimate_line
 from imgtag.money import usd
 from imgtag.store import Store
 from imgtag.store import batches as sb
+from imgtag.store.db import KEPT_ANSWER
 from imgtag.summary import summarize
 from imgtag.targets import all_targets, key_of, label, selection_flags
 from imgtag.words import plural
 
 FAILURES_SHOWN = 50
+KEPT_ANSWER_SHOWN = 160  # characters of a kept answer on the text page; --json and the results hold all of it
 
 
 def gather(store: Store, meta: dict[str, Any] | None) -> dict[str, Any]:
@@ -29,11 +31,12 @@ def gather(store: Store, meta: dict[str, Any] | None) -> dict[str, Any]:
     failed_total = 0
     if key is not None:
         kp = (key.preset_version, key.provider, key.model)
-        select = ("SELECT f.display, j.error_type, j.error_message FROM jobs j JOIN files f ON f.id = j.file_id"
+        select = (f"SELECT f.display, j.error_type, j.error_message, ({KEPT_ANSWER}) FROM jobs j"
+                  " JOIN files f ON f.id = j.file_id"
                   " WHERE j.status='failed' AND j.preset_version=? AND j.provider=? AND j.model=?"
-                  " UNION ALL SELECT display, reason_code, reason FROM files WHERE status='failed'")
+                  " UNION ALL SELECT display, reason_code, reason, NULL FROM files WHERE status='failed'")
         (failed_total,) = store.db.execute(f"SELECT COUNT(*) FROM ({select})", kp).fetchone()
-        failures = [{"path": r[0], "type": r[1] or "error", "message": r[2] or ""}
+        failures = [{"path": r[0], "type": r[1] or "error", "message": r[2] or "", "raw_answer": r[3]}
                     for r in store.db.execute(f"{select} LIMIT {FAILURES_SHOWN}", kp)]
     others = []
     for other in all_targets(store):
@@ -105,9 +108,13 @@ def render(report: dict[str, Any], credits_line: str | None) -> list[str]:
         lines.append("ended batches are collected by running the same `imgtag run` command again")
     for f in report["failures"]:
         lines.append(f"  failed {f['path']}: {failure_text(f['type'], f['message'])}")
+        if f.get("raw_answer"):
+            lines.append(f"    answer kept: {_excerpt(f['raw_answer'])}")
     more = report["failures_total"] - len(report["failures"])
     if more > 0:
         lines.append(f"  ... and {more} more (`imgtag status --json` or results.jsonl has them all)")
+    if any(f.get("raw_answer") for f in report["failures"]):
+        lines.append("  answers kept in full: `imgtag status --json`, and error.raw_answer in results.jsonl")
     for other in report["targets"][1:]:
         counts = ", ".join(f"{k} {v}" for k, v in sorted(other["by_status"].items())) or "none"
         lines.append(f"also here: {label(other)} ({counts}; spent {usd(other['cost_usd'])}); "
@@ -121,3 +128,8 @@ def failure_text(kind: str, message: str) -> str:
     if message == kind or message.startswith(f"{kind}:"):
         return message
     return f"{kind}: {message}" if message else kind
+
+
+def _excerpt(text: str) -> str:
+    line = " ".join(text.split())
+    return line if len(line) <= KEPT_ANSWER_SHOWN else line[:KEPT_ANSWER_SHOWN - 1] + "…"

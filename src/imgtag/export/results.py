@@ -122,6 +122,7 @@ def _finite(value: Any) -> Any:
 _LEADING_COLUMNS = ("path", "status")
 _TRAILING_COLUMNS = (
     "error_type", "error_message", "model", "preset", *USAGE_KEYS, "cost_usd", "sha256", "duplicate_of",
+    "error_raw_answer",
 )  # fmt: skip
 _FIXED_COLUMNS = frozenset(_LEADING_COLUMNS + _TRAILING_COLUMNS)
 
@@ -154,6 +155,7 @@ def csv_cells(row: ResultRow, ctx: ExportContext) -> list[str | int]:
         "" if cost is None else _format_decimal(cost),
         text_cell(row.sha256),
         text_cell(row.duplicate_of),
+        text_cell(error.get("raw_answer")),
     ]
 
 

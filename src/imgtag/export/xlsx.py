@@ -33,7 +33,8 @@ WIDTH_SAMPLE = 500
 MIN_WIDTH, MAX_WIDTH = 6, 60
 
 _LEADING = ("path", "status")
-_TRAILING = ("error_type", "error_message", "model", "preset", *USAGE_KEYS, "cost_usd", "sha256", "duplicate_of")
+_TRAILING = ("error_type", "error_message", "model", "preset", *USAGE_KEYS, "cost_usd", "sha256", "duplicate_of",
+             "error_raw_answer")
 
 
 def write_xlsx(rows: Iterable[ResultRow], ctx: ExportContext) -> list[Path]:
@@ -78,7 +79,7 @@ def _cells(row: ResultRow, fields: list[Column]) -> list[Any]:
         *(_field_cell(values.get(c.field)) for c in fields),
         _text(error.get("type")), _text(error.get("message")), _text(row.model), _text(row.preset),
         *(_count(usage.get(k)) for k in USAGE_KEYS),
-        _round_cost(row.cost_usd), _text(row.sha256), _text(row.duplicate_of),
+        _round_cost(row.cost_usd), _text(row.sha256), _text(row.duplicate_of), _text(error.get("raw_answer")),
     ]
 
 

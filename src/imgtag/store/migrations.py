@@ -220,8 +220,14 @@ def _v9_batch_packs(db: sqlite3.Connection) -> None:
     db.execute("CREATE INDEX batch_items_request ON batch_items(request_cid)")
 
 
+def _v10_raw_answers(db: sqlite3.Connection) -> None:
+    # A paid answer that failed validation (or was cut off) keeps its text on its attempt, so a user can recover it
+    # from `status` or the results without paying for it again. NULL for every other attempt.
+    db.execute("ALTER TABLE attempts ADD COLUMN raw_answer TEXT")
+
+
 MIGRATIONS: list[Migration] = [_v1_initial, _v2_credits, _v3_export_ledger, _v4_server_caps, _v5_learned_limits,
-                              _v6_run_end_state, _v7_ray_shards, _v8_xmp, _v9_batch_packs]
+                              _v6_run_end_state, _v7_ray_shards, _v8_xmp, _v9_batch_packs, _v10_raw_answers]
 
 
 def migrate(db: sqlite3.Connection) -> int:

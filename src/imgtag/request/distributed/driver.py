@@ -121,7 +121,8 @@ class DistributedRun(Run):
                        settings=EngineSettings(key=self.key, preset=target.preset, model=target.model,
                                                max_attempts=cfg.max_attempts,
                                                images_per_request=pack_size(self.provider, cfg.images_per_request),
-                                               validation_retries=1 if self.provider.reask_invalid else 0),
+                                               validation_retries=1 if self.provider.reask_invalid else 0,
+                                               shape_only=not self.provider.follows_schema),
                        pacer_name=name, work_uri=folder.uri, lease_name=pacer_actor.lease_name(store_id))
         request = prepare_template(cfg, target, encode=True, provider=self.provider)
         # Ray Data lists the manifest with a pool of threads that each import this module on first use; two
