@@ -49,7 +49,7 @@ def test_embedded_metadata_read_back_by_exiftool(tmp_path, store, name, iptc):
     assert write_xmp_embed([row(img, FIELDS)], ctx) == [img]
     got = tags(img)
     assert got["XMP-dc:Subject"] == FIELDS["keywords"]
-    assert got["XMP-dc:Title"] == "西湖日落" and got["XMP-dc:Title-zh"] == "西湖日落"
+    assert got["XMP-dc:Title"] == "西湖日落" and "XMP-dc:Title-zh" not in got  # one language: one entry
     assert got["XMP-dc:Description"] == FIELDS["description"]
     if iptc:
         assert got["IPTC:Keywords"] == FIELDS["keywords"]
@@ -149,3 +149,34 @@ def test_missing_exiftool_is_a_usage_error(tmp_path, monkeypatch):
     assert "exiftool" in output and "Traceback" not in output
     assert len(output.strip().splitlines()) == 1
     assert not (tmp_path / "o" / "imgtag.db").exists()  # checked before anything ran
+
+
+def _with_broken_xmp(path):
+    """A JPEG whose embedded XMP packet is not XML (as some broken writers leave it): imgtag refuses to merge."""
+    data = path.read_bytes()
+    payload = b"http://ns.adobe.com/xap/1.0/\x00<x:xmpmeta><rdf:RDF>"
+    path.write_bytes(data[:2] + b"\xff\xe1" + (len(payload) + 2).to_bytes(2, "big") + payload + data[2:])
+
+
+def test_cli_exits_1_naming_the_files_not_written(tmp_path, fake_anthropic_factory, monkeypatch):
+    """README: exit 1 when something was not done. An image left unchanged by xmp-embed, or a sidecar xmp could
+    not write, is named, and the run and a later export exit 1 (the results themselves are saved)."""
+    folder = tmp_path / "in"
+    make_images(folder, 3)
+    _with_broken_xmp(folder / "img_0001.jpg")
+    (folder / "img_0002.jpg.xmp").write_bytes(b"<x:xmpmeta><rdf:RDF>")  # a broken sidecar: left alone
+    fake = fake_anthropic_factory()
+    out = tmp_path / "o"
+    code, output = run_cli(["run", str(folder), "--out", str(out), "-q", "--format", "jsonl,xmp,xmp-embed"],
+                           fake.env(), monkeypatch)
+    assert code == 1, output
+    [line] = [x for x in output.splitlines() if x.startswith("imgtag: 2 files not written")]
+    assert "img_0001.jpg" in line and "img_0002.jpg.xmp" in line, output
+    assert "Traceback" not in output
+    assert all(r["status"] == "ok" for r in read_jsonl(out / "results.jsonl"))
+    code, output = run_cli(["export", "--out", str(out)], {}, monkeypatch)
+    assert code == 1 and "2 files not written" in output, output
+    # fixed by the user: the next export writes them and exits 0
+    (folder / "img_0002.jpg.xmp").unlink()
+    code, output = run_cli(["export", "--out", str(out), "--format", "xmp"], {}, monkeypatch)
+    assert code == 0 and "not written" not in output, output

@@ -41,6 +41,15 @@ OutOpt = Annotated[Path | None, typer.Option(
 PathsArg = Annotated[list[str], typer.Argument(metavar="PATH", show_default=False,
                                                 help="Files, folders, globs, @list.txt, or - for stdin.")]
 DEFAULT_OUT = Path("imgtag-out")
+DEFAULT_FORMATS = "csv,jsonl"
+DEFAULT_CONCURRENCY = 64
+BaseUrlOpt = Annotated[str | None, typer.Option(
+    metavar="URL", help="API base URL, e.g. a local vLLM/Ollama server.")]
+BudgetOpt = Annotated[float | None, typer.Option(
+    metavar="USD", help="Spend limit for this invocation (earlier runs do not count): no request starts "
+    "past it. Needs known prices (the catalogue, or --price-in/--price-out).")]
+ConcurrencyOpt = Annotated[int | None, typer.Option(
+    metavar="N", help="Upper bound on requests in flight.  [default: 64]")]
 FORMATS_HELP = "csv,jsonl (default), xlsx, parquet, metadata-jsonl, txt, json-sidecar, html, xmp, xmp-embed"
 TxtTemplateOpt = Annotated[str | None, typer.Option(
     "--txt-template", metavar="TEMPLATE",
@@ -128,6 +137,23 @@ def _setting(flag: Any, env: str, file_key: str, default: Any) -> Any:
     return _config_file_defaults().get(file_key, default)
 
 
+def _file_setting(flag: Any, file_key: str, default: Any) -> Any:
+    """A run setting with no environment variable: the flag, else imgtag.toml, else the default."""
+    return flag if flag is not None else _config_file_defaults().get(file_key, default)
+
+
+def _base_url_setting(flag: str | None, provider: str | None) -> dict[str, Any]:
+    """--base-url, else imgtag.toml's base_url unless the provider's own <PROVIDER>_BASE_URL variable is set
+    (flags > environment > file; every built-in provider reads that variable itself)."""
+    if flag:
+        return {"base_url": flag}
+    name = _setting(provider, "IMGTAG_PROVIDER", "provider", "anthropic")
+    if os.environ.get(f"{name.upper()}_BASE_URL"):
+        return {}
+    url = _config_file_defaults().get("base_url")
+    return {"base_url": url} if url else {}
+
+
 def _out(out: Path | None) -> Path:
     """--out (or IMGTAG_OUT, which typer reads), else imgtag.toml's `out`, else ./imgtag-out."""
     return Path(_setting(out, "IMGTAG_OUT", "out", DEFAULT_OUT))
@@ -198,10 +224,12 @@ XmpNameOpt = Annotated[str | None, typer.Option(
     "--xmp-name", metavar="full|stem", help="XMP sidecar names: full (photo.jpg.xmp, default) or stem (photo.xmp).")]
 XmpTouchOpt = Annotated[bool, typer.Option(
     "--xmp-touch", help="xmp-embed: leave the files' modification time at now (default: keep it).")]
+XmpOverwriteTextOpt = Annotated[bool, typer.Option(
+    "--xmp-overwrite-text", help="XMP: replace titles and descriptions imgtag did not write (default: keep them).")]
 _SHOWN_PATHS = 10  # per-image formats write thousands of files; list a few, count the rest
 
 
-def _xmp_options(formats: str, xmp_name: str | None, xmp_touch: bool) -> dict[str, Any]:
+def _xmp_options(formats: str, xmp_name: str | None, xmp_touch: bool, overwrite_text: bool) -> dict[str, Any]:
     """Check --format (unknown names, xmp-embed without exiftool) and the XMP flags: exit 2 in one line."""
     from imgtag.export import parse_formats
 
@@ -216,6 +244,8 @@ def _xmp_options(formats: str, xmp_name: str | None, xmp_touch: bool) -> dict[st
         options["xmp_name"] = xmp_name
     if xmp_touch:
         options["xmp_touch"] = True
+    if overwrite_text:
+        options["xmp_overwrite_text"] = True
     return options
 
 
@@ -345,31 +375,29 @@ def run(
     provider: Annotated[str | None, typer.Option(
         metavar="NAME", envvar="IMGTAG_PROVIDER",
         help="anthropic, openai, ... (`imgtag providers`).  [default: anthropic]")] = None,
-    base_url: Annotated[str | None, typer.Option(metavar="URL",
-                                                 help="API base URL, e.g. a local vLLM/Ollama server.")] = None,
+    base_url: BaseUrlOpt = None,
     model: Annotated[str | None, typer.Option(metavar="ID", envvar="IMGTAG_MODEL",
                                               help="Provider model id.  [default: claude-haiku-5-5]")] = None,
-    mode: Annotated[str, typer.Option(metavar="MODE",
-                                      help="sync, or batch (half price, asynchronous).")] = "sync",
+    mode: Annotated[str | None, typer.Option(
+        metavar="MODE", help="sync, or batch (half price, asynchronous).  [default: sync]")] = None,
     lang: Annotated[str | None, typer.Option(metavar="CODE", envvar="IMGTAG_LANG",
                                              help="Output language (zh, en, ja, ...).")] = None,
     categories: Annotated[str | None, typer.Option(metavar="LIST", envvar="IMGTAG_CATEGORIES",
                                                    help="Allowed categories: a,b,c or @file.txt.")] = None,
-    format: Annotated[str, typer.Option("--format", metavar="LIST", help=f"Exports: {FORMATS_HELP}")] = "csv,jsonl",
+    format: Annotated[str | None, typer.Option("--format", metavar="LIST", help=f"Exports: {FORMATS_HELP}")] = None,
     txt_template: TxtTemplateOpt = None,
     txt_existing: TxtExistingOpt = None,
     metadata_overwrite: MetadataOverwriteOpt = False,
     xmp_name: XmpNameOpt = None,
     xmp_touch: XmpTouchOpt = False,
+    xmp_overwrite_text: XmpOverwriteTextOpt = False,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Everything except paid requests.")] = False,
-    budget: Annotated[float | None, typer.Option(
-        metavar="USD", help="Spend limit for this invocation (earlier runs do not count): no request starts "
-        "past it. Needs known prices (the catalogue, or --price-in/--price-out).")] = None,
+    budget: BudgetOpt = None,
     price_in: Annotated[float | None, typer.Option(
         metavar="USD", help="Input price per million tokens, for a model imgtag has no prices for.")] = None,
     price_out: Annotated[float | None, typer.Option(
         metavar="USD", help="Output price per million tokens, for a model imgtag has no prices for.")] = None,
-    concurrency: Annotated[int, typer.Option(metavar="N", help="Upper bound on requests in flight.")] = 64,
+    concurrency: ConcurrencyOpt = None,
     workers: Annotated[int | None, typer.Option(metavar="N", help="Decoding processes.  [default: all cores]")] = None,
     detail: DetailOpt = None,
     max_edge: MaxEdgeOpt = None,
@@ -403,6 +431,10 @@ def run(
     """Tag and describe images with a model (paid).
 
     Resumable: run the same command again to continue after any interruption; nothing answered is asked twice."""
+    mode = _file_setting(mode, "mode", "sync")
+    format = _file_setting(format, "formats", DEFAULT_FORMATS)
+    budget = _file_setting(budget, "budget", None)
+    concurrency = _file_setting(concurrency, "concurrency", DEFAULT_CONCURRENCY)
     if mode not in ("sync", "batch"):
         raise _fail(f"--mode must be sync or batch, not {mode!r}")
     from imgtag.flagcheck import detach_problem, number_problem
@@ -423,7 +455,7 @@ def run(
     problem = usage_problem(engine, mode, budget, ray_actors, ray_batch_size)
     if problem:
         raise _fail(problem)
-    xmp_options = _xmp_options(format, xmp_name, xmp_touch)
+    xmp_options = _xmp_options(format, xmp_name, xmp_touch, xmp_overwrite_text)
     cfg = _build_config(paths, _out(out), preset=preset, model=model, provider=provider, lang=lang,
                         categories=categories, mode=mode, formats=format, dry_run=dry_run, budget=budget,
                         price_in=price_in, price_out=price_out,
@@ -433,7 +465,7 @@ def run(
                         batch_max_requests=batch_max_requests,
                         batch_max_bytes=int(batch_max_mb * 1024 * 1024), poll_interval=poll_interval,
                         images_per_request=images_per_request,
-                        provider_settings={"base_url": base_url} if base_url else {},
+                        provider_settings=_base_url_setting(base_url, provider),
                         export_options={**_export_options(txt_template, txt_existing, metadata_overwrite),
                                         **xmp_options},
                         engine=engine, ray_address=ray_address, work_dir=work_dir, ray_actors=ray_actors,
@@ -479,7 +511,11 @@ def _execute(cfg: RunConfig, command: str) -> None:
     try:
         from imgtag.providers import provider_class
 
-        provider_class(cfg.provider).check_run(cfg, target)  # what it cannot serve: exit 2, dry runs too
+        cls = provider_class(cfg.provider)
+        cls.check_run(cfg, target)  # what it cannot serve: exit 2, dry runs too
+        if cfg.mode == "batch" and not cls.capabilities.batch:  # refused before the store exists (issue 17.5)
+            raise ConfigError(f"--mode batch needs a provider with a batch API; {cfg.provider!r} has none "
+                              "(use --mode sync)")
     except ConfigError as exc:
         raise _fail(str(exc)) from None
     if cfg.budget is not None and target.model.prices is None:
@@ -582,6 +618,8 @@ def _report(outcome: Any, cfg: RunConfig, target: Any, missing: list[str]) -> No
         console.print(f"imgtag: {outcome.message}", markup=False)
     if outcome.exports or outcome.export_notes:
         _print_written(outcome.exports, outcome.export_notes)
+    if outcome.not_written:
+        console.print(f"imgtag: {outcome.not_written}", markup=False)
     if s.by_status.get("failed"):
         console.print("see `imgtag status` for causes; `imgtag retry` retries the failures", markup=False)
 
@@ -598,12 +636,21 @@ def _credits_line(s: Any) -> str:
 def retry(out: OutOpt = None,
           force: Annotated[bool, typer.Option("--all", help="Also retry failures that would fail the same way "
                                                              "again (bombs, refusals, ...).")] = False,
-          quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress output.")] = False) -> None:
+          quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress output.")] = False,
+          base_url: BaseUrlOpt = None, budget: BudgetOpt = None, concurrency: ConcurrencyOpt = None) -> None:
     """Retry failures that a new ask can fix.
 
-    Works on the latest target; says what it will retry, and the estimated cost, first."""
+    Works on the latest target (and the server it used, unless --base-url names another); says what it will
+    retry, and the estimated cost, first."""
+    from dataclasses import replace
+
+    from imgtag.flagcheck import number_problem
     from imgtag.retry import estimated_cost, retry_plan
 
+    budget = _file_setting(budget, "budget", None)
+    concurrency = _file_setting(concurrency, "concurrency", DEFAULT_CONCURRENCY)
+    if problem := number_problem({"--budget": budget, "--concurrency": concurrency}):
+        raise _fail(problem)
     out = _out(out)
     if not (out / "imgtag.db").is_file():
         raise _fail(f"no imgtag store in {out} (run `imgtag run` first)")
@@ -617,6 +664,8 @@ def retry(out: OutOpt = None,
         else:
             console.print(f"imgtag: no failures to retry in {out}", markup=False)
         raise typer.Exit(EXIT_OK)
+    plan.cfg = replace(plan.cfg, budget=budget, concurrency=concurrency,
+                       provider_settings={"base_url": base_url} if base_url else plan.cfg.provider_settings)
     target = _resolve(plan.cfg)
     cost = estimated_cost(plan, target, batch=plan.cfg.mode == "batch")
     causes = ", ".join(f"{k} {v}" for k, v in sorted(plan.retrying.items()))
@@ -686,33 +735,40 @@ def export(out: OutOpt = None,
            txt_existing: TxtExistingOpt = None,
            metadata_overwrite: MetadataOverwriteOpt = False,
            xmp_name: XmpNameOpt = None, xmp_touch: XmpTouchOpt = False,
+           reviewed_only: Annotated[bool, typer.Option(
+               "--reviewed-only", help="Only images approved in `imgtag review`.")] = False,
+           xmp_overwrite_text: XmpOverwriteTextOpt = False,
            preset: PresetSel = None, model: ModelSel = None, lang: LangSel = None) -> None:
     """Rebuild the output files from the store.
 
     Written atomically, without asking any model again. The latest target goes to the folder itself;
     another (--preset/--model/--lang) to targets/<preset>[-<lang>]--<model>/."""
     from imgtag.export.writer import ExportRefused, effective_options, remembered_options, write_exports
+    from imgtag.export.writer import not_written_message as not_written_line
 
     options = _export_options(txt_template, txt_existing, metadata_overwrite)
     notes: list[str] = []
+    unwritten: list[str] = []
     out = _out(out)
     with _open_store(out, create=False, lock=False) as store:
         meta = _select_target(store, preset, model, lang)
         if not meta:
             raise _fail(f"no results yet in {out} (run `imgtag run` first)", EXIT_FAILED)
         formats = format or meta.get("formats") or "csv,jsonl"
-        options.update(_xmp_options(formats, xmp_name, xmp_touch))
+        options.update(_xmp_options(formats, xmp_name, xmp_touch, xmp_overwrite_text))
         _check_export_options(formats, effective_options(meta, options), list(meta["fields"]), None)
         if remembered_options(options):  # the next plain `imgtag export` builds the same captions
             meta = _remember_export_options(store, meta, remembered_options(options))
         try:
-            written = write_exports(store, meta, formats, options, notes)
+            written = write_exports(store, meta, formats, options, notes, unwritten, reviewed_only=reviewed_only)
         except ExportRefused as exc:
             _print_written(exc.written, exc.notes)
             raise _fail(str(exc)) from None
         except ValueError as exc:
             raise _fail(str(exc)) from None
     _print_written(written, notes)
+    if (not_written := not_written_line(unwritten)) is not None:
+        raise _fail(not_written, EXIT_FAILED)
 
 
 def _remember_export_options(store: Any, meta: dict[str, Any], remembered: dict[str, Any]) -> dict[str, Any]:

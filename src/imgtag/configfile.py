@@ -21,6 +21,11 @@ KEYS: dict[str, str] = {
     "lang": "a language code",
     "categories": 'a list of strings (or one "a,b,c" string)',
     "out": "a folder path",
+    "base_url": "a URL (http://... or https://...)",
+    "mode": "sync or batch",
+    "formats": 'a list of export formats (or one "csv,xlsx" string)',
+    "concurrency": "a whole number of at least 1",
+    "budget": "an amount in USD above 0",
     "models": 'tables [models."name"] with input, output, max_edge (checked by pricing/extra_models.py)',
 }
 
@@ -30,7 +35,10 @@ class UsageError(ValueError):
 
 
 def did_you_mean(word: str, choices: Any, cutoff: float = 0.6) -> str:
-    close = difflib.get_close_matches(word, sorted(choices), n=1, cutoff=cutoff)
+    # Two swapped letters are the commonest typo and difflib ranks them low ('modle' is nearer 'mode' than
+    # 'model' to it): a choice with exactly the same letters wins first.
+    swapped = [c for c in sorted(choices) if c != word and sorted(c) == sorted(word)]
+    close = swapped[:1] or difflib.get_close_matches(word, sorted(choices), n=1, cutoff=cutoff)
     return f" (did you mean {close[0]!r}?)" if close else ""
 
 
@@ -53,10 +61,37 @@ def load(path: Path = Path(FILE_NAME)) -> dict[str, Any]:
                              f"known keys: {', '.join(KEYS)}")
         if key == "models":
             continue  # model entries are read and checked where models are looked up
-        if key == "categories" and isinstance(value, list) and all(isinstance(v, str) for v in value):
-            settings[key] = [v for v in value if v.strip()]
-        elif isinstance(value, str):
-            settings[key] = value
-        else:
+        checked = _checked(key, value)
+        if checked is None:
             raise UsageError(f"{path.name}: {key!r} must be {KEYS[key]}, got {' '.join(repr(value).split())[:60]}")
+        settings[key] = checked
     return settings
+
+
+def _checked(key: str, value: Any) -> Any:
+    """The setting as the command line would take it, or None when `value` is not what `key` needs.
+    Raises UsageError for an export format name that does not exist (its message lists the valid ones)."""
+    strings = isinstance(value, list) and all(isinstance(v, str) for v in value)
+    if key == "categories" and strings:
+        return [v for v in value if v.strip()]
+    if key == "formats" and (strings or isinstance(value, str)):
+        text = ",".join(value) if isinstance(value, list) else value
+        from imgtag.export import parse_formats  # a light registry: no exporter is imported
+
+        try:
+            parse_formats(text)
+        except ValueError as exc:
+            raise UsageError(f"{FILE_NAME}: 'formats': {exc}") from None
+        return text
+    if key == "concurrency":
+        return value if type(value) is int and value >= 1 else None  # bool is an int: type() excludes it
+    if key == "budget":
+        number = type(value) in (int, float) and value == value and value > 0
+        return float(value) if number else None
+    if not isinstance(value, str):
+        return None
+    if key == "mode":
+        return value if value in ("sync", "batch") else None
+    if key == "base_url":
+        return value if value.startswith(("http://", "https://")) else None
+    return value

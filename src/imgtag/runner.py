@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from imgtag.config import EXIT_CONFIG, EXIT_FAILED, EXIT_OK, RunConfig, Target, prepare_template
-from imgtag.export.writer import ExportRefused, write_exports
+from imgtag.export.writer import ExportRefused, not_written_message, write_exports
 from imgtag.ingest.pipeline import Ingested, IngestOptions, Ingestor
 from imgtag.money import usd
 from imgtag.pricing.estimate import Estimator, estimate_request, reserve_tokens
@@ -33,6 +33,7 @@ class RunOutcome:
     estimator: Estimator | None = None
     exports: list[Path] = field(default_factory=list)
     export_notes: list[str] = field(default_factory=list)  # per-image formats' one-line summaries
+    not_written: str | None = None  # the files per-image formats could not write, named (exit 1)
     peak_in_flight: int = 0
     rate_limited: int = 0
     requests: int = 0
@@ -96,7 +97,10 @@ class Run:
 
     async def work_items(self, ingestor: Ingestor, estimator: Estimator | None) -> AsyncIterator[WorkItem]:
         for_model = self.target.model
-        async for ing in ingestor.run(needs_decode=self._needs_decode):
+        # The first file that needs decoding will (almost always) need an answer: start the SDK's import then,
+        # beside discovery and decoding. A rerun with every answer in the store never imports it.
+        preload = self.provider.preload if self.provider is not None and estimator is None else None
+        async for ing in ingestor.run(needs_decode=self._needs_decode, decoding=preload):
             if ing.record.status != "ok" or not ing.record.sha256:
                 self._count(ing, settled=True)
                 continue
@@ -216,11 +220,12 @@ class Run:
         summary = summarize(self.store.db, self.key, run_id=self.run_id)
         exports: list[Path] = []
         notes: list[str] = []
+        unwritten: list[str] = []
         refused: str | None = None
         if not cfg.dry_run:
             try:
                 exports = write_exports(self.store, self.store.get_meta("target"), cfg.formats,
-                                        cfg.export_options, notes)
+                                        cfg.export_options, notes, unwritten)
             except ExportRefused as exc:  # everything is in the store; the user fixes this and re-exports
                 exports, refused = exc.written, f"{exc} (results are saved; re-export with `imgtag export`)"
         if fatal is not None:
@@ -235,12 +240,15 @@ class Run:
             code = EXIT_FAILED
         else:
             code = EXIT_OK
+        not_written = not_written_message(unwritten)
+        if not_written is not None:
+            code = code or EXIT_FAILED  # README: 1 when something was not done; a worse code stays
         if cfg.mode == "batch" and self.batcher is not None and self.batcher.detached and fatal is None:
             code = EXIT_OK
         self.store.finish_run(self.run_id, code)
         eng = self.engine
         return RunOutcome(exit_code=code, summary=summary, message=message, estimator=estimator, exports=exports,
-                          export_notes=notes,
+                          export_notes=notes, not_written=not_written,
                           peak_in_flight=eng.pacer.peak_in_flight if eng else 0,
                           rate_limited=eng.stats.rate_limited if eng else 0,
                           requests=eng.stats.requests if eng else 0, done_before=self.done_before,

@@ -12,6 +12,7 @@ from imgtag.money import usd
 from imgtag.store import Store
 from imgtag.store import batches as sb
 from imgtag.store.db import KEPT_ANSWER
+from imgtag.store.review import review_counts
 from imgtag.summary import summarize
 from imgtag.targets import all_targets, key_of, label, selection_flags
 from imgtag.words import plural
@@ -51,7 +52,8 @@ def gather(store: Store, meta: dict[str, Any] | None) -> dict[str, Any]:
             "cache_read_input_tokens": s.cache_read_input_tokens, "cost_usd": round(s.cost_usd, 8),
             "requests": s.requests, "batches": batches, "credits_spent": s.credits_spent,
             "credits_remaining": s.credits_remaining, "failures": failures, "failures_total": failed_total,
-            "targets": this + others, "estimate": status_estimate(store.db, meta) if meta else None}
+            "targets": this + others, "estimate": status_estimate(store.db, meta) if meta else None,
+            "review": review_counts(store.db, key).as_dict() if key is not None else None}
 
 
 def _identity(meta: dict[str, Any]) -> dict[str, Any]:
@@ -93,6 +95,9 @@ def render(report: dict[str, Any], credits_line: str | None) -> list[str]:
     lines.append(f"requests {report['requests']}; tokens in {report['input_tokens']:,}, "
                  f"out {report['output_tokens']:,}, cache write {report['cache_creation_input_tokens']:,}, "
                  f"cache read {report['cache_read_input_tokens']:,}; spent to date {usd(report['cost_usd'])}")
+    review = report.get("review")
+    if review and report["by_status"].get("ok"):
+        lines.append(review_line(review))
     if report.get("estimate"):
         lines.append(status_estimate_line(report["estimate"], report["cost_usd"]))
     if credits_line:
@@ -120,6 +125,15 @@ def render(report: dict[str, Any], credits_line: str | None) -> list[str]:
         lines.append(f"also here: {label(other)} ({counts}; spent {usd(other['cost_usd'])}); "
                      f"`imgtag status {selection_flags(other)}`")
     return lines
+
+
+def review_line(review: dict[str, int]) -> str:
+    """`imgtag review` progress over the answered images: 'review: 3 reviewed, 1 edited, 96 not yet reviewed'."""
+    parts = [f"{review['reviewed']} reviewed"]
+    if review["rejected"]:
+        parts.append(f"{review['rejected']} rejected")
+    parts += [f"{review['edited']} edited", f"{review['not_reviewed']} not yet reviewed"]
+    return "review: " + ", ".join(parts)
 
 
 def failure_text(kind: str, message: str) -> str:

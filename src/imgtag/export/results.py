@@ -26,7 +26,7 @@ CSV_NAME = "results.csv"
 # never see them shift.
 JSONL_KEYS: tuple[str, ...] = (
     "path", "sha256", "status", "fields", "error", "model", "preset", "usage", "cost_usd",
-    "preset_version", "provider", "mode", "duplicate_of",
+    "preset_version", "provider", "mode", "duplicate_of", "reviewed", "edited_fields",
 )  # fmt: skip
 
 # Costs are sums of per-token prices; rounding hides float noise (0.30000000000000004) and
@@ -72,6 +72,8 @@ def jsonl_record(row: ResultRow) -> dict[str, Any]:
         "provider": row.provider,
         "mode": row.mode,
         "duplicate_of": row.duplicate_of,
+        "reviewed": row.reviewed,
+        "edited_fields": list(row.edited_fields),
     }
 
 
@@ -122,7 +124,7 @@ def _finite(value: Any) -> Any:
 _LEADING_COLUMNS = ("path", "status")
 _TRAILING_COLUMNS = (
     "error_type", "error_message", "model", "preset", *USAGE_KEYS, "cost_usd", "sha256", "duplicate_of",
-    "error_raw_answer",
+    "reviewed", "edited_fields", "error_raw_answer",
 )  # fmt: skip
 _FIXED_COLUMNS = frozenset(_LEADING_COLUMNS + _TRAILING_COLUMNS)
 
@@ -155,6 +157,8 @@ def csv_cells(row: ResultRow, ctx: ExportContext) -> list[str | int]:
         "" if cost is None else _format_decimal(cost),
         text_cell(row.sha256),
         text_cell(row.duplicate_of),
+        "true" if row.reviewed else "false",
+        value_cell(list(row.edited_fields)),
         text_cell(error.get("raw_answer")),
     ]
 

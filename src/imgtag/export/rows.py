@@ -40,10 +40,15 @@ class ExportContext:
     notes: list[str] = field(default_factory=list)
     # Sentences for what was refused (exit 2), e.g. a user's own metadata.jsonl in the way.
     refusals: list[str] = field(default_factory=list)
+    # Files a per-image format meant to write and could not (a broken existing XMP, exiftool refused), as
+    # display paths: the run or export exits 1 and names them (the reasons are in the notes).
+    unwritten: list[str] = field(default_factory=list)
     preset: str | None = None  # preset name (which field mapping applies, e.g. for XMP)
     lang: str | None = None  # the run's --lang: language tag of translated text (XMP xml:lang)
     xmp_name: str = "full"  # XMP sidecar naming: "full" (photo.jpg.xmp) or "stem" (photo.xmp)
     xmp_touch: bool = False  # xmp-embed: leave the new modification time instead of restoring the old one
+    # XMP: replace a title/description (language alternative) that imgtag did not write; kept otherwise.
+    xmp_overwrite_text: bool = False
     # store.xmp.XmpLedger: what per-image XMP writes remember between exports (None: remember nothing).
     xmp_ledger: Any = None
 

@@ -29,9 +29,12 @@ _PER_TARGET_COPY = ("csv", "jsonl")
 
 
 def write_exports(store: Store, meta: dict[str, Any], formats: str | None = None,
-                  options: dict[str, Any] | None = None, notes: list[str] | None = None) -> list[Path]:
+                  options: dict[str, Any] | None = None, notes: list[str] | None = None,
+                  unwritten: list[str] | None = None, *, reviewed_only: bool = False) -> list[Path]:
     """Write each format; ``options`` are ExportContext fields from the command line (txt_template,
-    txt_existing, metadata_overwrite). One-line summaries of per-image formats are appended to ``notes``.
+    txt_existing, metadata_overwrite). One-line summaries of per-image formats are appended to ``notes``, the
+    files a per-image format could not write to ``unwritten`` (see not_written_message).
+    Rows hold current values (a person's edits over the model's answer); reviewed_only: approved images only.
 
     The latest target's files go to the folder itself (results.csv, ...); another target's go to
     targets/<preset>--<model>/. Once the folder holds several targets, the latest target's results.csv/.jsonl
@@ -41,17 +44,19 @@ def write_exports(store: Store, meta: dict[str, Any], formats: str | None = None
     latest = store.get_meta("target")
     is_latest = latest is None or targets.key_of(latest) == targets.key_of(meta)
     out_dir = store.out_dir if is_latest else targets.target_dir(store, meta)
-    written = _write(store, meta, formats, options, notes, out_dir)
+    written = _write(store, meta, formats, options, notes, out_dir, unwritten, reviewed_only)
     if is_latest and len(targets.all_targets(store)) > 1:
         names = parse_formats(formats or meta.get("formats") or "csv,jsonl")
         copy = [name for name in names if name in _PER_TARGET_COPY]
         if copy:
-            written += _write(store, meta, ",".join(copy), options, None, targets.target_dir(store, meta))
+            written += _write(store, meta, ",".join(copy), options, None, targets.target_dir(store, meta),
+                              reviewed_only=reviewed_only)
     return written
 
 
 def _write(store: Store, meta: dict[str, Any], formats: str | None, options: dict[str, Any] | None,
-           notes: list[str] | None, out_dir: Path) -> list[Path]:
+           notes: list[str] | None, out_dir: Path, unwritten: list[str] | None = None,
+           reviewed_only: bool = False) -> list[Path]:
     key = WorkKey(meta["preset_version"], meta["provider"], meta["model"])
     opts = effective_options(meta, options)
     ctx = ExportContext(out_dir=out_dir, field_names=list(meta["fields"]),
@@ -60,12 +65,30 @@ def _write(store: Store, meta: dict[str, Any], formats: str | None, options: dic
                         xmp_ledger=XmpLedger(store.db), **opts)
     written: list[Path] = []
     for name in parse_formats(formats or meta.get("formats") or "csv,jsonl"):
-        written.extend(EXPORTERS[name](store.result_rows(key, meta["preset_name"], ctx.field_names), ctx))
+        rows = store.result_rows(key, meta["preset_name"], ctx.field_names, reviewed_only=reviewed_only)
+        written.extend(EXPORTERS[name](rows, ctx))
     if notes is not None:
         notes.extend(ctx.notes)
+    if unwritten is not None:
+        unwritten.extend(ctx.unwritten)
     if ctx.refusals:
         raise ExportRefused(" ".join(ctx.refusals), written, ctx.notes)
     return written
+
+
+_NAMED = 10  # files named in the not-written line; the rest are counted
+
+
+def not_written_message(unwritten: list[str]) -> str | None:
+    """The closing line when per-image files could not be written (exit 1), naming them; None when all were."""
+    if not unwritten:
+        return None
+    from imgtag.words import plural
+
+    names = ", ".join(unwritten[:_NAMED]) + (f" and {len(unwritten) - _NAMED} more" if len(unwritten) > _NAMED else "")
+    them = "it" if len(unwritten) == 1 else "them"
+    return (f"{plural(len(unwritten), 'file')} not written: {names} (why: see above; the results are saved, so "
+            f"once that is fixed `imgtag export` writes {them})")
 
 
 # Options a later `imgtag export` keeps using unless told otherwise, so a plain re-export rebuilds the same

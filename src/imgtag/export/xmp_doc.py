@@ -1,12 +1,13 @@
 """Build an XMP document, or merge imgtag's values into an existing one without losing anything else.
 
 The merge is what makes sidecars safe to write next to a photographer's files: darktable's history,
-Lightroom's develop settings (crs:), ratings, labels, the creator and the user's own keywords all stay
-as they were. imgtag owns only:
-  * the bag items (dc:subject, lr:hierarchicalSubject, dc:language) it added itself; the caller passes
-    the ones added last time (remembered in the store) so they are replaced, not piled up;
+Lightroom's develop settings (crs:), ratings, labels, the creator, the user's own keywords, title and
+description all stay as they were. imgtag owns only what it wrote itself, which the caller passes from the
+store (what it wrote last time) so it is replaced, not piled up:
+  * the bag items (dc:subject, lr:hierarchicalSubject, dc:language) it added; every keyword is also in
+    lr:hierarchicalSubject, which darktable reads instead of dc:subject;
   * the x-default and --lang items of the language alternatives it maps (dc:title, dc:description,
-    the IPTC accessibility texts). Other languages stay.
+    the IPTC accessibility texts) while they hold its own text. Other languages stay.
 Everything is built with lxml, so any model text is escaped by the serialiser; existing documents are
 parsed with entities, DTDs and network access off (a sidecar is untrusted input).
 """
@@ -14,13 +15,15 @@ parsed with entities, DTDs and network access off (a sidecar is untrusted input)
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from collections import Counter
+from dataclasses import dataclass, field
 
 from lxml import etree
 
 from imgtag import __version__
 from imgtag.export.xmp_digikam import TAGSLIST, with_tagslist
 from imgtag.export.xmp_map import NS, PROPERTIES, XmpValues
+from imgtag.words import plural
 
 X_NS = "adobe:ns:meta/"
 RDF = "http://www.w3.org/1999/02/22-rdf-syntax-ns#"
@@ -31,6 +34,9 @@ MAX_XMP_BYTES = 32 * 1024 * 1024  # darktable histories are large, but not this 
 # The order our properties appear in, so the same values always give the same bytes.
 _ORDER = list(PROPERTIES)
 _LANG_TAG = re.compile(r"^[A-Za-z]{2,8}(-[A-Za-z0-9]{1,8})*$")
+SUBJECT = "dc:subject"
+HIERARCHY = "lr:hierarchicalSubject"
+DARKTABLE_OWN = "darktable|"  # darktable's own tags (format, changed...): never exported as keywords
 
 
 class XmpError(ValueError):
@@ -40,7 +46,17 @@ class XmpError(ValueError):
 @dataclass
 class Merged:
     data: bytes
-    owned: dict[str, list[str]]  # bag items imgtag added this time, to replace on the next export
+    # What imgtag wrote this time, to replace on the next export: bag items it added, and for a language
+    # alternative the one text it wrote (so a later text there that is not one of ours is the user's).
+    owned: dict[str, list[str]]
+    kept: list[str] = field(default_factory=list)  # alternatives whose user text was kept instead of ours
+
+
+@dataclass
+class AltMerge:
+    items: list[tuple[str, str]]
+    ours: str | None  # the text imgtag wrote, None when it wrote nothing there
+    kept_users: bool  # the user's own text stopped ours
 
 
 def _clark(qname: str) -> str:
@@ -95,8 +111,11 @@ def new_tree() -> etree._ElementTree:
 
 
 def merge(existing: bytes | None, values: XmpValues, *, lang: str | None,
-          previous: dict[str, list[str]] | None, declaration: bool = True) -> Merged:
-    """``existing`` (or a new document) with ``values`` merged in; raises XmpError for unusable input."""
+          previous: dict[str, list[str]] | None, declaration: bool = True, overwrite_text: bool = False) -> Merged:
+    """``existing`` (or a new document) with ``values`` merged in; raises XmpError for unusable input.
+
+    ``previous`` is what imgtag wrote there last time (``Merged.owned`` then); ``overwrite_text`` replaces a
+    title or description imgtag did not write (kept otherwise)."""
     tree = parse(existing) if existing is not None else new_tree()
     rdf = _rdf_of(tree.getroot())
     assert rdf is not None
@@ -104,6 +123,8 @@ def merge(existing: bytes | None, values: XmpValues, *, lang: str | None,
     if TAGSLIST not in values.bags and _has(rdf, TAGSLIST):
         values = with_tagslist(values)
     touched = set(values.bags) | set(values.alts) | {p for p, items in previous.items() if items}
+    if SUBJECT in touched:
+        touched.add(HIERARCHY)  # every keyword goes into the hierarchy too (_flat_in_hierarchy)
     about = ""
     bag_items: dict[str, list[str]] = {}
     alt_items: dict[str, list[tuple[str, str]]] = {}
@@ -130,41 +151,35 @@ def merge(existing: bytes | None, values: XmpValues, *, lang: str | None,
     for prop in _ORDER:
         if PROPERTIES[prop] == "alt" or prop not in touched:
             continue
-        mine = set(previous.get(prop, []))
-        kept: list[str] = []
-        seen: set[str] = set()
-        for item in bag_items.get(prop, []):
-            key = item.casefold()
-            if item in mine or key in seen:
-                continue
-            seen.add(key)
-            kept.append(item)
-        added = [item for item in values.bags.get(prop, []) if item.casefold() not in seen]
-        seen.update(item.casefold() for item in added)
+        kept, added = _merge_bag(bag_items.get(prop, []), values.bags.get(prop, []), set(previous.get(prop, [])))
         if added:
             owned[prop] = added
         if kept or added:
             final_bags[prop] = kept + added
+    mirrors = _flat_in_hierarchy(final_bags)
+    if mirrors:
+        final_bags[HIERARCHY] = final_bags.get(HIERARCHY, []) + mirrors
+        owned[HIERARCHY] = owned.get(HIERARCHY, []) + mirrors
 
     tag = lang_tag(lang)
     final_alts: dict[str, list[tuple[str, str]]] = {}
+    kept_text: list[str] = []
     for prop in _ORDER:
         if PROPERTIES[prop] != "alt" or prop not in touched:
             continue
-        items = alt_items.get(prop, [])
-        text = values.alts.get(prop)
-        if text is not None:
-            ours = {"x-default": text}
-            if tag and prop not in values.untranslated:
-                ours[tag] = text
-            items = _set_alt(items, ours)
-        if items:
-            final_alts[prop] = items
+        alt = _merge_alt(alt_items.get(prop, []), values.alts.get(prop), set(previous.get(prop, [])),
+                         tag if prop not in values.untranslated else None, overwrite_text)
+        if alt.ours is not None:
+            owned[prop] = [alt.ours]
+        if alt.kept_users:
+            kept_text.append(prop)
+        if alt.items:
+            final_alts[prop] = alt.items
 
     if final_bags or final_alts:
         _append_description(rdf, about, final_bags, final_alts)
     body = etree.tostring(tree, encoding="UTF-8", xml_declaration=declaration)
-    return Merged(body if body.endswith(b"\n") else body + b"\n", owned)
+    return Merged(body if body.endswith(b"\n") else body + b"\n", owned, kept_text)
 
 
 def _has(rdf: etree._Element, prop: str) -> bool:
@@ -193,20 +208,64 @@ def _items_of(el: etree._Element) -> list[tuple[str, str]]:
             for li in container.findall(f"{{{RDF}}}li") if (li.text or "").strip()]
 
 
-def _set_alt(items: list[tuple[str, str]], ours: dict[str, str]) -> list[tuple[str, str]]:
-    """x-default first (the XMP rule), other languages in their order, ours replaced in place or appended."""
-    out = [("x-default", ours["x-default"])]
-    wanted = {k.lower(): (k, v) for k, v in ours.items() if k != "x-default"}
-    for lang, text in items:
-        low = lang.lower()
-        if low == "x-default":
+def _merge_bag(existing: list[str], ours: list[str], mine: set[str]) -> tuple[list[str], list[str]]:
+    """(the file's items that are not imgtag's earlier ones, without repeats; ours that are not among them)."""
+    kept: list[str] = []
+    seen: set[str] = set()
+    for item in existing:
+        key = item.casefold()
+        if item in mine or key in seen:
             continue
-        if low in wanted:
-            out.append(wanted.pop(low))
-        else:
-            out.append((lang, text))
-    out.extend(wanted.values())
+        seen.add(key)
+        kept.append(item)
+    return kept, [item for item in ours if item.casefold() not in seen]
+
+
+def _flat_in_hierarchy(bags: dict[str, list[str]]) -> list[str]:
+    """The keywords of dc:subject that lr:hierarchicalSubject lacks, to add there as top-level entries.
+
+    darktable (and digiKam without its TagsList) reads dc:subject only when lr:hierarchicalSubject is absent,
+    so a keyword only in dc:subject is lost as soon as any hierarchy exists; darktable and Lightroom write
+    every keyword to both. A keyword that is a level of a path (``Dresses`` of ``Category|Dresses``) is
+    already there, as in Lightroom's own files. The user's flat keywords are added too: once imgtag has
+    written a hierarchy, darktable would no longer see them otherwise."""
+    levels = {level.casefold() for item in bags.get(HIERARCHY, []) if not item.startswith(DARKTABLE_OWN)
+              for level in item.split("|")}
+    out: list[str] = []
+    for keyword in bags.get(SUBJECT, []):
+        item = keyword.replace("|", "/")  # "|" separates levels: inside a keyword it would invent one
+        if item.casefold() not in levels:
+            levels.add(item.casefold())
+            out.append(item)
     return out
+
+
+def _merge_alt(items: list[tuple[str, str]], text: str | None, mine: set[str], tag: str | None,
+               overwrite: bool) -> AltMerge:
+    """One language alternative: imgtag's text as x-default, the user's own kept.
+
+    imgtag owns the x-default and --lang entries only while they hold a text it wrote (``mine``, or the one
+    it writes now); any other text there is the user's and stays unless ``overwrite``. An older imgtag wrote
+    the same text under x-default and --lang: that pair is imgtag's too. With no other language in the file,
+    one x-default entry is written (darktable shows a second copy as `X, lang="zh" X`); beside other
+    languages, ours is also written under --lang so readers can tell which one it is."""
+    low = tag.lower() if tag else None
+    ours_langs = {"x-default", low} - {None}
+    default = next((t for lang, t in items if lang.lower() == "x-default"), None)
+    in_ours = [t for lang, t in items if lang.lower() in ours_langs]
+    legacy = default is not None and low is not None and any(
+        lang.lower() == low and t == default for lang, t in items)
+    if text is None:  # nothing to write now: take back what imgtag wrote earlier
+        return AltMerge([(lang, t) for lang, t in items if lang.lower() not in ours_langs or t not in mine],
+                        None, False)
+    users = any(t not in mine and t != text for t in in_ours) and not legacy
+    if users and not overwrite:
+        return AltMerge(items, None, True)
+    others = [(lang, t) for lang, t in items if lang.lower() not in ours_langs]
+    out = [("x-default", text), *others]
+    if others and tag:
+        out.append((tag, text))
+    return AltMerge(out, text, False)
 
 
 def _only_about(desc: etree._Element) -> bool:
@@ -275,3 +334,19 @@ def summary_of(data: bytes) -> dict[str, list[str] | list[tuple[str, str]]]:
             for el in desc.findall(clark):
                 _collect(prop, _items_of(el), bags, alts)
     return {**bags, **alts}
+
+
+_TEXT_NAMES = {"dc:title": "title", "dc:description": "description",
+               "Iptc4xmpCore:AltTextAccessibility": "alt text",
+               "Iptc4xmpCore:ExtDescrAccessibility": "extended description"}
+
+
+def kept_note(fmt: str, kept: Counter[str], files: int, unit: str) -> str | None:
+    """The summary line for texts of the user's that were kept, e.g. "xmp: kept 2 titles and 1 description
+    that imgtag did not write (in 2 sidecars); --xmp-overwrite-text replaces them"; None when none were."""
+    if not kept:
+        return None
+    parts = [plural(kept[prop], name) for prop, name in _TEXT_NAMES.items() if kept[prop]]
+    listed = parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + " and " + parts[-1]
+    return (f"{fmt}: kept {listed} that imgtag did not write (in {plural(files, unit)}); "
+            "--xmp-overwrite-text replaces them")

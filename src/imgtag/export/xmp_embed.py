@@ -19,6 +19,7 @@ import os
 import secrets
 import shutil
 import tempfile
+from collections import Counter
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -26,7 +27,7 @@ from typing import Any
 from imgtag.export.atomic import _fsync_dir
 from imgtag.export.exiftool import MISSING_EXIFTOOL, Exiftool, ExiftoolError, find_exiftool
 from imgtag.export.rows import ExportContext, ResultRow
-from imgtag.export.xmp_doc import XmpError, merge, parse, summary_of
+from imgtag.export.xmp_doc import XmpError, kept_note, merge, parse, summary_of
 from imgtag.export.xmp_map import XmpValues, rows_with_values
 
 KIND = "embedded"
@@ -65,6 +66,8 @@ def write_xmp_embed(rows: Iterable[ResultRow], ctx: ExportContext) -> list[Path]
     written: list[Path] = []
     failed: list[str] = []
     changed = 0
+    kept: Counter[str] = Counter()
+    kept_in = 0
     et: Exiftool | None = None
     try:
         for row, values in rows_with_values(rows, ctx.preset):
@@ -79,10 +82,11 @@ def write_xmp_embed(rows: Iterable[ResultRow], ctx: ExportContext) -> list[Path]
             source = row.source_path
             try:
                 previous = ledger.owned(source, KIND) if ledger is not None else {}
-                owned, did_change = _embed_one(et, source, values, ctx, previous)
+                owned, did_change, kept_here = _embed_one(et, source, values, ctx, previous)
             except (EmbedError, ExiftoolError, XmpError, OSError) as exc:
                 reason = _reason(exc)
                 failed.append(f"{row.path}: {reason}")
+                ctx.unwritten.append(row.path)
                 if ledger is not None:
                     ledger.record_failure(source, KIND, source, reason)
                 if isinstance(exc, ExiftoolError) and "stopped" in str(exc):
@@ -90,6 +94,8 @@ def write_xmp_embed(rows: Iterable[ResultRow], ctx: ExportContext) -> list[Path]
                     et = None  # start a fresh one for the next image
                 continue
             changed += did_change
+            kept.update(kept_here)
+            kept_in += bool(kept_here)
             if ledger is not None:
                 ledger.record_ok(source, KIND, source, owned)
             written.append(Path(source))
@@ -102,6 +108,8 @@ def write_xmp_embed(rows: Iterable[ResultRow], ctx: ExportContext) -> list[Path]
     if failed:
         ctx.notes.append(f"xmp-embed: {len(failed)} image(s) left unchanged: " + "; ".join(failed[:_EXAMPLES])
                          + (" …" if len(failed) > _EXAMPLES else ""))
+    if note := kept_note("xmp-embed", kept, kept_in, "image"):
+        ctx.notes.append(note)
     return written
 
 
@@ -121,7 +129,8 @@ def _sniff(path: str) -> tuple[str, bool]:
 
 
 def _embed_one(et: Exiftool, source: str, values: XmpValues, ctx: ExportContext,
-               previous: dict[str, list[str]]) -> tuple[dict[str, list[str]], bool]:
+               previous: dict[str, list[str]]) -> tuple[dict[str, list[str]], bool, set[str]]:
+    """(what imgtag owns in the file now, whether the file changed, the texts of the user's that were kept)."""
     fmt, with_iptc = _sniff(source)
     st = os.stat(source)
     ledger = ctx.xmp_ledger
@@ -133,8 +142,10 @@ def _embed_one(et: Exiftool, source: str, values: XmpValues, ctx: ExportContext,
     current = et.read_json(source, ["-XMP-dc:all", "-XMP-lr:all", "-XMP-iptcCore:all", "-IPTC:Keywords",
                                     "-IPTC:Caption-Abstract", "-IPTC:CodedCharacterSet"])
     packet = et.read_xmp_packet(source)
-    result = merge(packet, values, lang=ctx.lang, previous=previous, declaration=False)
+    result = merge(packet, values, lang=ctx.lang, previous=previous, declaration=False,
+                   overwrite_text=ctx.xmp_overwrite_text)
     owned = dict(result.owned)
+    kept = set(result.kept)
 
     keywords = caption = None
     if with_iptc:
@@ -143,11 +154,13 @@ def _embed_one(et: Exiftool, source: str, values: XmpValues, ctx: ExportContext,
                                               set(previous.get(IPTC_KEYWORDS, [])))
         if owned_iptc:
             owned[IPTC_KEYWORDS] = owned_iptc
-        description = values.alts.get("dc:description")
-        caption = _cut(description, IPTC_CAPTION_BYTES) if description else None
+        caption = _caption(result.owned.get("dc:description"), current.get("IPTC:Caption-Abstract"),
+                           previous.get("dc:description", []), ctx.xmp_overwrite_text)
+        if caption is None and "dc:description" in result.owned:
+            kept.add("dc:description")  # the user's IPTC caption (older tools write only that one)
 
     if _up_to_date(packet, result.data, current, keywords, caption):
-        return owned, False
+        return owned, False, kept
 
     folder = os.path.dirname(source)
     # Same folder (os.replace is atomic only within one filesystem), same extension (exiftool goes by it).
@@ -182,7 +195,18 @@ def _embed_one(et: Exiftool, source: str, values: XmpValues, ctx: ExportContext,
             with contextlib.suppress(OSError):
                 os.unlink(tmp)
         shutil.rmtree(scratch, ignore_errors=True)
-    return owned, True
+    return owned, True, kept
+
+
+def _caption(ours: list[str] | None, existing: object, mine: list[str], overwrite: bool) -> str | None:
+    """The IPTC caption to write: our description when we wrote it to XMP, unless the file's caption is the
+    user's own (neither empty nor a text imgtag wrote); None leaves the caption as it is."""
+    if not ours:
+        return None
+    text = _cut(ours[0], IPTC_CAPTION_BYTES)
+    if overwrite or existing in (None, "", text) or existing in {_cut(t, IPTC_CAPTION_BYTES) for t in mine}:
+        return text
+    return None
 
 
 def _iptc_keywords(existing: list[str], subject: list[str], mine: set[str]) -> tuple[list[str], list[str]]:

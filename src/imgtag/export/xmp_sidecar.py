@@ -10,13 +10,13 @@ The original images are only ever read (stat and directory listing), never opene
 from __future__ import annotations
 
 import os
-from collections import OrderedDict
+from collections import Counter, OrderedDict
 from collections.abc import Iterable
 from pathlib import Path
 
 from imgtag.export.atomic import atomic_write_bytes
 from imgtag.export.rows import ExportContext, ResultRow
-from imgtag.export.xmp_doc import XmpError, merge
+from imgtag.export.xmp_doc import XmpError, kept_note, merge
 from imgtag.export.xmp_map import rows_with_values
 from imgtag.ingest.sidecars import IMAGE_EXTENSIONS
 
@@ -83,6 +83,8 @@ def write_xmp(rows: Iterable[ResultRow], ctx: ExportContext) -> list[Path]:
     merged_into = 0
     renamed: list[str] = []
     failed: list[str] = []
+    kept: Counter[str] = Counter()
+    kept_in = 0
     for row, values in rows_with_values(rows, ctx.preset):
         source = Path(row.source_path)
         path, gave_up_stem = sidecar_path(source, ctx.xmp_name, stems)
@@ -92,12 +94,13 @@ def write_xmp(rows: Iterable[ResultRow], ctx: ExportContext) -> list[Path]:
         try:
             existing = path.read_bytes() if path.exists() else None
             previous = ledger.owned(target, KIND) if ledger is not None else {}
-            result = merge(existing, values, lang=ctx.lang, previous=previous)
+            result = merge(existing, values, lang=ctx.lang, previous=previous, overwrite_text=ctx.xmp_overwrite_text)
             if result.data != existing:  # unchanged sidecars keep their mtime (darktable watches it)
                 atomic_write_bytes(path, result.data)
         except (XmpError, OSError) as exc:
             reason = str(exc) if isinstance(exc, XmpError) else (exc.strerror or str(exc))
             failed.append(f"{path.name}: {reason}")
+            ctx.unwritten.append(os.path.join(os.path.dirname(row.path), path.name))
             if ledger is not None:
                 ledger.record_failure(target, KIND, row.source_path, reason)
             continue
@@ -105,8 +108,12 @@ def write_xmp(rows: Iterable[ResultRow], ctx: ExportContext) -> list[Path]:
             merged_into += 1
         if ledger is not None:
             ledger.record_ok(target, KIND, row.source_path, result.owned)
+        kept.update(result.kept)
+        kept_in += bool(result.kept)
         written.append(path)
     _notes(ctx, written, merged_into, renamed, failed)
+    if note := kept_note("xmp", kept, kept_in, "sidecar"):
+        ctx.notes.append(note)
     return written
 
 

@@ -151,12 +151,14 @@ class Ingestor:
                 yield item
 
     async def run(self, *, needs_decode: Callable[[Any], bool] | None = None,
-                  max_in_flight: int | None = None) -> AsyncIterator[Ingested]:
+                  max_in_flight: int | None = None,
+                  decoding: Callable[[], None] | None = None) -> AsyncIterator[Ingested]:
         """Yield every discovered file exactly once, in discovery order (so output is reproducible).
 
         Decoding runs ahead in the pool by at most `max_in_flight` files; the in-order window is that
         same bound, so memory stays flat. `needs_decode(row)` decides whether an unchanged file already in
-        the store must be decoded again (e.g. its image still has to be sent)."""
+        the store must be decoded again (e.g. its image still has to be sent). `decoding()` is called as each
+        file goes to the pool (the runner starts the SDK's import at the first: an answer will be needed)."""
         limit = max_in_flight or 2 * (self.options.workers or os.cpu_count() or 1)
         if self.options.source is None:
             forget_sidecar_rows(self.store.db, self.sidecars)
@@ -175,6 +177,8 @@ class Ingestor:
                         window.append(_ready(self._save(d, _record_from_row(d, row), None)))
                     else:
                         self.store.reserve_file(d.path, d.display, d.root)
+                        if decoding is not None:
+                            decoding()
                         window.append(asyncio.ensure_future(self._decode(d)))
                 while window and (window[0].done() or len(window) >= limit):
                     yield await window.popleft()

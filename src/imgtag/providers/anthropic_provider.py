@@ -32,6 +32,7 @@ from imgtag.providers.base import (
     redact,
     retry_after_seconds,
 )
+from imgtag.providers.sdk import SdkClient
 from imgtag.validate.schema import to_anthropic_schema
 
 if TYPE_CHECKING:
@@ -67,12 +68,20 @@ class AnthropicProvider(Provider):
         self.reach = Reachability(public_url(self.base_url) or "the Anthropic API")
         # max_retries=0: the engine owns every retry. It must see each 429 to pace the whole run, apply one
         # global pause instead of N independent SDK backoffs, count attempts per image, and log them all.
-        self.client = anthropic.AsyncAnthropic(
-            api_key=self.api_key, base_url=self.base_url, max_retries=0, timeout=timeout
-        )
+        # Made on first use: a run with nothing to ask never imports the SDK (providers/sdk.py).
+        self.sdk: SdkClient[Any] = SdkClient("anthropic", lambda sdk: sdk.AsyncAnthropic(
+            api_key=self.api_key, base_url=self.base_url, max_retries=0, timeout=timeout))
+
+    @property
+    def client(self) -> Any:
+        return self.sdk.client
+
+    def preload(self) -> None:
+        self.sdk.preload()
 
     async def aclose(self) -> None:
-        await self.client.close()
+        if self.sdk.made:
+            await self.sdk.client.close()
 
     def batch_api(self) -> AnthropicBatches:
         from imgtag.providers.anthropic_batches import AnthropicBatches
@@ -134,13 +143,14 @@ class AnthropicProvider(Provider):
         With `began`, the request streams and `began(limits)` is called when the answer starts (`message_start`,
         with the rate limits of the response headers): from then on the prompt cache entry it wrote is usable by
         other requests (request/warmup.py)."""
+        client = await self.sdk.ready()
         try:
             if began is None:
-                raw = await self.client.messages.with_raw_response.create(**params)
+                raw = await client.messages.with_raw_response.create(**params)
                 message = await raw.parse()
                 headers = raw.headers
             else:
-                message, headers = await self._stream(params, began)
+                message, headers = await self._stream(client, params, began)
         except anthropic.APIStatusError as exc:
             self.reach.ok()  # it answered, if only to refuse
             raise self._classify(exc) from None
@@ -166,9 +176,9 @@ class AnthropicProvider(Provider):
         answer.limits = parse_rate_limits(headers)
         return answer
 
-    async def _stream(self, params: dict[str, Any],
+    async def _stream(self, client: Any, params: dict[str, Any],
                       began: Callable[[RateLimitSnapshot], None]) -> tuple[Any, Mapping[str, str]]:
-        async with self.client.messages.stream(**params) as stream:
+        async with client.messages.stream(**params) as stream:
             async for event in stream:
                 if event.type == "message_start":
                     began(parse_rate_limits(stream.response.headers))

@@ -187,6 +187,10 @@ class Provider(ABC):
         local server's unpriced model costs 0). Runs without credentials, also for --dry-run."""
         return info
 
+    def preload(self) -> None:  # noqa: B027 - optional hook
+        """The run will ask: start loading what the first request needs (an SDK import, providers/sdk.py) in
+        the background. Never called by a run whose answers are all in the store."""
+
     def attach_store(self, store: Any) -> None:  # noqa: B027 - optional hook
         """Called once per run with the open store, for providers that remember server facts between runs."""
 

@@ -41,6 +41,7 @@ from imgtag.providers.openai_wire import (
     next_mode,
     parse_rate_limits,
 )
+from imgtag.providers.sdk import SdkClient
 from imgtag.request.adaptive import AdaptiveLimiter
 
 KEY_VARIABLE = "OPENAI_API_KEY"
@@ -84,8 +85,6 @@ class OpenAIProvider(Provider):
         return info
 
     def __init__(self, *, api_key: str | None = None, base_url: str | None = None, timeout: float = 120.0) -> None:
-        import openai
-
         self.base_url = (base_url or os.environ.get(BASE_VARIABLE) or "").rstrip("/") or None
         self.api_key = api_key or os.environ.get(KEY_VARIABLE) or None
         if not self.api_key and not self.base_url:
@@ -94,8 +93,9 @@ class OpenAIProvider(Provider):
         self.official = is_openai(self.base_url)
         # max_retries=0: the engine owns every retry (one global pause on 429s, attempts counted per image).
         # A keyless local server still gets a placeholder: the SDK refuses to start without one.
-        self.client = openai.AsyncOpenAI(api_key=self.api_key or "no-key-needed", base_url=self.base_url,
-                                         max_retries=0, timeout=timeout)
+        # Made on first use: a run with nothing to ask never imports the SDK (providers/sdk.py).
+        self.sdk: SdkClient[Any] = SdkClient("openai", lambda sdk: sdk.AsyncOpenAI(
+            api_key=self.api_key or "no-key-needed", base_url=self.base_url, max_retries=0, timeout=timeout))
         self.limiter = None if self.official else AdaptiveLimiter(initial=LOCAL_INITIAL_CONCURRENCY)
         self.reach = Reachability(public_url(self.base_url) or "the OpenAI API")
         self._store: Any = None
@@ -112,8 +112,16 @@ class OpenAIProvider(Provider):
     def attach_store(self, store: Any) -> None:
         self._store = store
 
+    @property
+    def client(self) -> Any:
+        return self.sdk.client
+
+    def preload(self) -> None:
+        self.sdk.preload()
+
     async def aclose(self) -> None:
-        await self.client.close()
+        if self.sdk.made:
+            await self.sdk.client.close()
 
     # -- what this server accepts --------------------------------------------------------------------
 
@@ -154,6 +162,7 @@ class OpenAIProvider(Provider):
     # -- the call --------------------------------------------------------------------------------------
 
     async def describe(self, image: ImageInput, options: RequestOptions) -> ModelAnswer:
+        await self.sdk.ready()  # imported in the background since the run knew it would ask
         import openai
 
         model_id = options.model.id

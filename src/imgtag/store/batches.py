@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from imgtag.pricing.costs import Usage
-from imgtag.store.db import Store, WorkKey, now_iso
+from imgtag.store.db import Store, WorkKey, keep_replaced_answer, now_iso
 
 if TYPE_CHECKING:
     from imgtag.providers.batch_api import BatchHandle
@@ -290,12 +290,14 @@ def settle_item(store: Store, cid: str, batch_id: str, run_id: int | None, outco
         state = outcome.item_state
         if outcome.job_status is not None:
             # Guarded on 'batched': a job settled some other way keeps its result; this answer is only billed.
+            new_fields = json.dumps(outcome.fields, ensure_ascii=False) if outcome.fields is not None else None
+            if db.execute("SELECT 1 FROM jobs WHERE id=? AND status='batched'", (job_id,)).fetchone():
+                keep_replaced_answer(db, job_id, new_fields)
             cur = db.execute(
                 "UPDATE jobs SET status=?, mode='batch', fields=?, error_type=?, error_message=?,"
                 " request_id=?, updated_at=? WHERE id=? AND status='batched'",
-                (outcome.job_status,
-                 json.dumps(outcome.fields, ensure_ascii=False) if outcome.fields is not None else None,
-                 outcome.error_type, outcome.error_message, outcome.request_id, now_iso(), job_id))
+                (outcome.job_status, new_fields, outcome.error_type, outcome.error_message, outcome.request_id,
+                 now_iso(), job_id))
             if cur.rowcount == 0:
                 state = "superseded"
         db.execute("UPDATE batch_items SET state=? WHERE custom_id=?", (state, cid))

@@ -16,7 +16,7 @@ from imgtag.pricing.costs import Usage
 from imgtag.store import runstate
 from imgtag.store.lock import FolderLock
 from imgtag.store.migrations import migrate
-from imgtag.store.rows import ResultRow
+from imgtag.store.rows import ResultRow, current_fields, edited_names
 
 DB_NAME = "imgtag.db"
 
@@ -267,11 +267,12 @@ class Store:
     def _settle(self, job_id: int, *, status: str, mode: str, fields: dict[str, Any] | None = None,
                 error_type: str | None = None, error_message: str | None = None,
                 request_id: str | None = None) -> None:
+        new_fields = json.dumps(fields, ensure_ascii=False) if fields is not None else None
+        keep_replaced_answer(self.db, job_id, new_fields)
         self.db.execute(
             "UPDATE jobs SET status=?, mode=?, fields=?, error_type=?, error_message=?, request_id=?, updated_at=?"
             " WHERE id=?",
-            (status, mode, json.dumps(fields, ensure_ascii=False) if fields is not None else None, error_type,
-             error_message, request_id, now_iso(), job_id),
+            (status, mode, new_fields, error_type, error_message, request_id, now_iso(), job_id),
         )
 
     def set_job_status(self, job_id: int, status: str) -> None:
@@ -320,23 +321,27 @@ class Store:
     # -- results -------------------------------------------------------------------------------
 
     def result_rows(self, key: WorkKey, preset_name: str,
-                    field_names: list[str] | None = None) -> Iterator[ResultRow]:
+                    field_names: list[str] | None = None, *, reviewed_only: bool = False) -> Iterator[ResultRow]:
         """One row per file, in discovery order; identical content shares its job's result. Streams.
+        Fields hold current values: a person's edits (`imgtag review`) over the model's answer.
         With field_names, every ok row's fields hold exactly those keys (an optional field left out is null), so
-        the object has one shape in every row."""
+        the object has one shape in every row. reviewed_only: only images a person approved."""
         cursor = self.db.execute(
             "SELECT f.path, f.root, f.display, f.sha256, f.status AS fstatus, f.reason_code, f.reason,"
             " d.display AS dup,"
             " j.status AS jstatus, j.fields, j.error_type, j.error_message, j.input_tokens, j.output_tokens,"
             " j.cache_creation_input_tokens, j.cache_read_input_tokens, j.cost_usd, j.mode, j.file_id,"
+            " r.edits, r.reviewed,"
             f" CASE WHEN j.status = 'failed' THEN ({KEPT_ANSWER}) END AS raw_answer"
             " FROM files f LEFT JOIN files d ON d.id = f.duplicate_of"
             " LEFT JOIN jobs j ON j.sha256 = f.sha256 AND f.status='ok' AND j.preset_version=? AND j.provider=?"
-            " AND j.model=? ORDER BY f.id",
-            (key.preset_version, key.provider, key.model),
+            " AND j.model=?"
+            " LEFT JOIN review_state r ON r.file_id = f.id AND r.preset_version=? AND r.provider=? AND r.model=?"
+            + (" WHERE r.reviewed = 1 AND j.status = 'ok'" if reviewed_only else "") + " ORDER BY f.id",
+            (key.preset_version, key.provider, key.model) * 2,
         )
         for r in cursor:
-            row = _row_from(r, key, preset_name)
+            row = _row_from(r, key, preset_name, field_names)
             if field_names and row.fields is not None:
                 fields = {name: row.fields.get(name) for name in field_names}
                 fields.update((k, v) for k, v in row.fields.items() if k not in fields)
@@ -344,14 +349,23 @@ class Store:
             yield row
 
 
-# The text of a failed job's latest paid answer that was not accepted (attempts.raw_answer, `_v10_raw_answers`).
+# The text of a failed job's latest paid answer that was not accepted (attempts.raw_answer, `_v11_raw_answers`).
 KEPT_ANSWER = ("SELECT a.raw_answer FROM attempts a WHERE a.job_id = j.id AND a.raw_answer IS NOT NULL"
                " ORDER BY a.id DESC LIMIT 1")
+
+
+def keep_replaced_answer(db: sqlite3.Connection, job_id: int, new_fields: str | None) -> None:
+    """Before a job's answer is replaced (an image asked again, e.g. a retry queued from the review page), keep the
+    old one in answer_history: it was paid for, and the review history shows every answer of the model."""
+    db.execute(
+        "INSERT INTO answer_history(job_id, fields, answered_at, replaced_at) SELECT id, fields, updated_at, ?"
+        " FROM jobs WHERE id=? AND fields IS NOT NULL AND fields IS NOT ?", (now_iso(), job_id, new_fields))
+
 
 _NO_USAGE = {"input_tokens": 0, "output_tokens": 0, "cache_creation_input_tokens": 0, "cache_read_input_tokens": 0}
 
 
-def _row_from(r: sqlite3.Row, key: WorkKey, preset_name: str) -> ResultRow:
+def _row_from(r: sqlite3.Row, key: WorkKey, preset_name: str, field_names: list[str] | None = None) -> ResultRow:
     """One shape per status (README "Results contract"): usage is always the four counts and cost_usd always a
     number (zero when nothing was paid), so readers that infer types from a sample never meet null or {}."""
     common = {"path": r["display"], "sha256": r["sha256"], "preset": preset_name,
@@ -375,8 +389,10 @@ def _row_from(r: sqlite3.Row, key: WorkKey, preset_name: str) -> ResultRow:
                  "cache_read_input_tokens": r["cache_read_input_tokens"]}
         cost = float(r["cost_usd"])
     if jstatus == "ok":
-        return ResultRow(status="ok", fields=json.loads(r["fields"]), error=None, usage=usage, cost_usd=cost,
-                         mode=r["mode"], **common)
+        edits = json.loads(r["edits"]) if r["edits"] else None
+        return ResultRow(status="ok", fields=current_fields(json.loads(r["fields"]), edits), error=None, usage=usage,
+                         cost_usd=cost, mode=r["mode"], reviewed=r["reviewed"] == 1,
+                         edited_fields=tuple(edited_names(edits, field_names)), **common)
     if jstatus == "failed":
         return ResultRow(status="failed", fields=None,
                          error={"type": r["error_type"] or "error", "message": r["error_message"] or "",

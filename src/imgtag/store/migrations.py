@@ -220,14 +220,65 @@ def _v9_batch_packs(db: sqlite3.Connection) -> None:
     db.execute("CREATE INDEX batch_items_request ON batch_items(request_cid)")
 
 
-def _v10_raw_answers(db: sqlite3.Connection) -> None:
+def _v10_review(db: sqlite3.Connection) -> None:
+    # `imgtag review`: a person's edits and approvals, kept apart from the model's answer (jobs.fields), which
+    # is never overwritten by a person. A field's current value is the latest human one, else the model's.
+    # The review server writes only these tables (short WAL transactions, no folder lock), so it can run
+    # while `imgtag run` writes jobs and files. One statement per execute (executescript would commit).
+    key = "preset_version TEXT NOT NULL, provider TEXT NOT NULL, model TEXT NOT NULL"
+    # The current state per image and target: edits {field: value}, reviewed 1 approved / -1 rejected / 0.
+    db.execute(f"""CREATE TABLE review_state (
+            file_id INTEGER NOT NULL REFERENCES files(id), {key},
+            edits TEXT NOT NULL DEFAULT '{{}}',
+            reviewed INTEGER NOT NULL DEFAULT 0,
+            version INTEGER NOT NULL DEFAULT 0,
+            updated_at TEXT NOT NULL,
+            PRIMARY KEY (file_id, preset_version, provider, model))""")
+    db.execute("CREATE INDEX review_state_reviewed ON review_state(reviewed)")
+    # Every write of a person, single or bulk: what undo reverts as one step.
+    db.execute(f"""CREATE TABLE review_ops (
+            id INTEGER PRIMARY KEY, {key},
+            kind TEXT NOT NULL,            -- edit | bulk | restore | undo
+            op TEXT NOT NULL,              -- JSON: the request
+            changed INTEGER NOT NULL DEFAULT 0,
+            created_at TEXT NOT NULL,
+            undone_at TEXT)""")
+    # Append-only history: each image's state after each write, and the state before it (what undo restores).
+    db.execute(f"""CREATE TABLE review_versions (
+            id INTEGER PRIMARY KEY,
+            file_id INTEGER NOT NULL, {key},
+            version INTEGER NOT NULL,
+            op_id INTEGER NOT NULL REFERENCES review_ops(id),
+            edits TEXT NOT NULL, reviewed INTEGER NOT NULL,
+            before_edits TEXT NOT NULL, before_reviewed INTEGER NOT NULL,
+            created_at TEXT NOT NULL)""")
+    db.execute("CREATE INDEX review_versions_file ON review_versions(file_id, id)")
+    db.execute("CREATE INDEX review_versions_op ON review_versions(op_id)")
+    # A model answer replaced by a new ask of the same job (a queued retry): kept, so history shows every
+    # answer and nothing paid for is lost. Written by the run's writer when it settles the job.
+    db.execute("""CREATE TABLE answer_history (
+            id INTEGER PRIMARY KEY,
+            job_id INTEGER NOT NULL REFERENCES jobs(id),
+            fields TEXT NOT NULL,
+            answered_at TEXT NOT NULL,
+            replaced_at TEXT NOT NULL)""")
+    db.execute("CREATE INDEX answer_history_job ON answer_history(job_id)")
+    # "Retry this image" from the review page: `imgtag retry` asks these again (the page itself never pays).
+    db.execute(f"""CREATE TABLE review_retry (
+            file_id INTEGER NOT NULL, {key},
+            queued_at TEXT NOT NULL,
+            PRIMARY KEY (file_id, preset_version, provider, model))""")
+
+
+def _v11_raw_answers(db: sqlite3.Connection) -> None:
     # A paid answer that failed validation (or was cut off) keeps its text on its attempt, so a user can recover it
     # from `status` or the results without paying for it again. NULL for every other attempt.
     db.execute("ALTER TABLE attempts ADD COLUMN raw_answer TEXT")
 
 
 MIGRATIONS: list[Migration] = [_v1_initial, _v2_credits, _v3_export_ledger, _v4_server_caps, _v5_learned_limits,
-                              _v6_run_end_state, _v7_ray_shards, _v8_xmp, _v9_batch_packs, _v10_raw_answers]
+                              _v6_run_end_state, _v7_ray_shards, _v8_xmp, _v9_batch_packs, _v10_review,
+                              _v11_raw_answers]
 
 
 def migrate(db: sqlite3.Connection) -> int:

@@ -6,6 +6,7 @@ so each exporter can be tested with plain Python values and rows stream with fla
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -46,3 +47,26 @@ class ResultRow:
     # Absolute path of the folder argument the file was found under (None when given as a file):
     # where a per-folder file such as metadata.jsonl belongs.
     root: str | None = None
+    # `imgtag review`: approved by a person, and the fields whose current value a person wrote (``fields``
+    # already holds current values: see current_fields).
+    reviewed: bool = False
+    edited_fields: tuple[str, ...] = ()
+
+
+def current_fields(model: dict[str, Any] | None, edits: dict[str, Any] | None) -> dict[str, Any] | None:
+    """A field's current value: the latest human one (`imgtag review`), else the model's. None: no answer.
+
+    The one place this rule lives: the store's result rows (so every export) and the review page use it."""
+    if model is None:
+        return None
+    if not edits:
+        return model
+    return {**model, **edits}
+
+
+def edited_names(edits: dict[str, Any] | None, order: Sequence[str] | None = None) -> list[str]:
+    """Names of the fields a person changed, in the preset's order (names it lacks last)."""
+    if not edits:
+        return []
+    known = [name for name in (order or ()) if name in edits]
+    return known + [name for name in edits if name not in known]

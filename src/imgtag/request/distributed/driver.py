@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from imgtag.config import EXIT_CONFIG, EXIT_FAILED, EXIT_OK, prepare_template
-from imgtag.export.writer import ExportRefused, write_exports
+from imgtag.export.writer import ExportRefused, not_written_message, write_exports
 from imgtag.ingest.pipeline import IngestOptions, Ingestor
 from imgtag.progress import Progress, Snapshot
 from imgtag.request.distributed.results import IngestTally, ingest_all, ingest_shard
@@ -254,8 +254,10 @@ class DistributedRun(Run):
         exports: list[Path] = []
         notes: list[str] = list(self.tally.problems)
         message = problem
+        unwritten: list[str] = []
         try:
-            exports = write_exports(self.store, self.store.get_meta("target"), cfg.formats, cfg.export_options, notes)
+            exports = write_exports(self.store, self.store.get_meta("target"), cfg.formats, cfg.export_options, notes,
+                                    unwritten)
         except ExportRefused as exc:
             exports = exc.written
             message = f"{exc} (results are saved; re-export with `imgtag export`)"
@@ -272,8 +274,12 @@ class DistributedRun(Run):
             message = f"{problem}; everything answered is saved: run the same command to continue"
         if config_error:
             code, message = EXIT_CONFIG, problem
+        not_written = not_written_message(unwritten)
+        if not_written is not None:
+            code = code or EXIT_FAILED
         self.store.finish_run(self.run_id, code)
         return RunOutcome(exit_code=code, summary=summary, message=message, exports=exports, export_notes=notes,
+                          not_written=not_written,
                           requests=summary.requests, done_before=self.done_before,
                           spent_to_date_usd=self.store.spent(self.key))
 

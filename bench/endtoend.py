@@ -1,0 +1,93 @@
+"""A run timed as a user times it: `imgtag run` as a subprocess, from process start to exit, against a fake server
+that advertises its rate limit (issue 16 item 5).
+
+    .venv/bin/python bench/endtoend.py                  # 150 images, 300 requests/min, 6 s burst, 3 s latency
+    .venv/bin/python bench/endtoend.py --images 60 --rpm 120 --burst 6 --latency 3 --ttft 1
+
+Two runs, each into a new --out with new images and a fresh server (its bucket full):
+- cold: an empty user cache (IMGTAG_CACHE_DIR points at a new folder), so nothing is known about the limits;
+- learned: the same user cache, so the run starts from the limits the cold run remembered. The bench waits the
+  bucket's depth between the runs first: a fresh server's full bucket is what a user meets after that long.
+
+Efficiency = the schedule's ideal / wall time, where the ideal is the fastest the server's token bucket allows
+from the first request on (a full bucket at once, then one request per 1/(rpm/60) s, plus one latency); it
+charges the process everything else: interpreter start, imports, the first decodes, exports and exit. The
+breakdown shows where the rest went: start to first request, the request phase, last answer to exit.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tests"))
+
+from tests.fakes.anthropic_server import FakeAnthropicServer, FakeConfig  # noqa: E402
+
+from imagegen import make_images  # noqa: E402
+from throughput import ideal_seconds  # noqa: E402
+
+
+def imgtag_cmd() -> list[str]:
+    script = Path(sys.executable).with_name("imgtag")
+    return [str(script)] if script.exists() else [sys.executable, "-m", "imgtag"]
+
+
+def timed_run(folder: Path, out: Path, fake: FakeAnthropicServer, cache: Path) -> tuple[float, float, int]:
+    """(wall seconds, seconds from process start to the first request, exit code)."""
+    env = {**os.environ, **fake.env(), "IMGTAG_CACHE_DIR": str(cache)}
+    start_wall, start = time.time(), time.perf_counter()
+    proc = subprocess.run([*imgtag_cmd(), "run", str(folder), "--out", str(out), "--quiet"], env=env,
+                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, check=False)
+    wall = time.perf_counter() - start
+    if proc.returncode != 0:
+        print(proc.stderr.strip()[-2000:], file=sys.stderr)
+    first = (fake.stats.first_request_t or start_wall) - start_wall
+    return wall, first, proc.returncode
+
+
+def report(name: str, fake: FakeAnthropicServer, wall: float, first: float, code: int, ideal: float) -> None:
+    s = fake.stats
+    last_answer = max((t for t, _status in s.events), default=0.0)
+    phase = last_answer - (s.first_request_t or last_answer)
+    limited = s.rate_limited
+    print(f"{name:<8} exit {code}  wall {wall:6.2f} s  efficiency {ideal / wall:5.3f}  "
+          f"(start->first request {first:4.2f} s, requests {phase:6.2f} s, last answer->exit "
+          f"{max(0.0, wall - first - phase):4.2f} s)  429s {limited}/{s.messages_requests} "
+          f"({100 * limited / max(1, s.messages_requests):.1f}%)  peak concurrency {s.peak_concurrency}")
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--images", type=int, default=150)
+    ap.add_argument("--rpm", type=int, default=300)
+    ap.add_argument("--burst", type=float, default=6.0, help="server bucket depth, seconds of refill")
+    ap.add_argument("--latency", type=float, default=3.0)
+    ap.add_argument("--ttft", type=float, default=1.0, help="seconds until an answer begins (at most --latency)")
+    args = ap.parse_args(argv)
+    ideal = ideal_seconds(args.images, args.rpm, args.burst, args.latency)
+    print(f"{args.images} distinct images, server: {args.rpm} requests/min (bucket {args.burst:g} s), latency "
+          f"{args.latency:g} s, first token at {args.ttft:g} s; the schedule's ideal {ideal:.2f} s")
+    config = FakeConfig(rpm=args.rpm, burst_s=args.burst, latency_s=args.latency, ttft_s=args.ttft)
+    with tempfile.TemporaryDirectory() as tmp_name:
+        tmp = Path(tmp_name)
+        cache = tmp / "user-cache"
+        for name, size in (("cold", (240, 220)), ("learned", (232, 224))):
+            folder = tmp / f"images-{name}"
+            make_images(folder, args.images, size=size)  # new content each time: every image is new work
+            if name == "learned":
+                time.sleep(args.burst)  # the server's bucket refills meanwhile: a fresh server is what one meets
+            with FakeAnthropicServer(FakeConfig(**vars(config))) as fake:
+                wall, first, code = timed_run(folder, tmp / f"out-{name}", fake, cache)
+                report(name, fake, wall, first, code, ideal)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,62 @@
+"""A run's first second (issue 16 item 5, issue 20 item 1): the provider's SDK costs 1-2.5 s to import, so a rerun
+with nothing to ask never imports it, and a run that asks imports it in the background while discovery and the
+first decodes go on. Checked in fresh interpreters: the test process has every SDK imported already."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from imagegen import make_images
+
+# Runs the CLI with an audit hook that notes which thread first imports each SDK, and prints that at exit.
+WATCH_IMPORTS = """
+import atexit, json, sys, threading
+seen = {}
+def hook(event, args):
+    if event == "import":
+        sdk = str(args[0]).partition(".")[0]
+        if sdk in ("anthropic", "openai") and sdk not in seen:
+            seen[sdk] = threading.current_thread().name
+sys.addaudithook(hook)
+atexit.register(lambda: print("SDK-IMPORTS " + json.dumps(seen), file=sys.stderr))
+sys.argv = ["imgtag", *sys.argv[1:]]
+from imgtag.cli import main
+main()
+"""
+
+
+def _run(args: list[str], env: dict[str, str], tmp_path: Path) -> tuple[int, dict[str, str]]:
+    full_env = {**os.environ, **env, "IMGTAG_CACHE_DIR": str(tmp_path / "user-cache")}
+    proc = subprocess.run([sys.executable, "-c", WATCH_IMPORTS, *args], env=full_env, capture_output=True,
+                          text=True, timeout=120, check=False)
+    line = next((x for x in proc.stderr.splitlines() if x.startswith("SDK-IMPORTS ")), None)
+    assert line is not None, proc.stderr[-3000:]
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc.returncode, json.loads(line.removeprefix("SDK-IMPORTS "))
+
+
+@pytest.mark.parametrize("provider", ["anthropic", "openai"])
+def test_a_rerun_with_nothing_to_ask_never_imports_the_sdk(provider: str, tmp_path: Path, fake_anthropic_factory: Any,
+                                                          fake_openai_factory: Any) -> None:
+    make_images(tmp_path / "images", 3)
+    if provider == "anthropic":
+        env = fake_anthropic_factory().env()
+        model: list[str] = []
+    else:
+        env = {"OPENAI_API_KEY": "sk-test", **fake_openai_factory(models=("gpt-4.1-mini",)).env()}
+        model = ["--model", "gpt-4.1-mini"]  # a catalogue model: no model list to ask for
+    args = ["run", str(tmp_path / "images"), "--out", str(tmp_path / "out"), "--provider", provider, *model, "-q"]
+    code, first = _run(args, env, tmp_path)
+    assert code == 0 and provider in first, first
+    # It was imported beside the main thread's work (discovery, decoding), not before it.
+    assert first[provider] != "MainThread"
+    code, again = _run(args, env, tmp_path)
+    assert code == 0
+    assert again == {}  # every answer is in the store: no SDK at all
