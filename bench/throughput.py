@@ -53,8 +53,8 @@ def run_imgtag(folder: Path, fake: FakeAnthropicServer, out: Path) -> tuple[int,
     import os
 
     os.environ.update(fake.env())
-    from imgtag.config import RunConfig, resolve_target
-    from imgtag.providers import create_provider
+    from imgtag.config import RunConfig
+    from imgtag.providers import create_provider, resolve_target
     from inprocess import run_in_process
 
     cfg = RunConfig(inputs=[str(folder)], out=out, progress=False)

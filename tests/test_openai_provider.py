@@ -16,8 +16,9 @@ from typer.testing import CliRunner
 
 from conftest import PHOTOS
 from imgtag.cli import app
-from imgtag.config import RunConfig, prepare_template, resolve_target
+from imgtag.config import RunConfig, prepare_template
 from imgtag.ingest.preprocess import prepare
+from imgtag.providers import resolve_target
 from imgtag.providers.openai_provider import OpenAIProvider
 
 PHOTO_NAMES = ["clothing_dress_4e788cda.jpg", "clothing_hat_75eacbac.jpg", "clothing_shoes_4dc09b5c.jpg",

@@ -10,9 +10,9 @@ from pathlib import Path
 from typing import Any
 
 from imagegen import make_images
-from imgtag.config import RunConfig, resolve_target, target_meta
+from imgtag.config import RunConfig, target_meta
 from imgtag.progress import Progress
-from imgtag.providers import create_provider
+from imgtag.providers import create_provider, resolve_target
 from imgtag.runner import Run
 from imgtag.store import Store
 

@@ -44,7 +44,7 @@ def cluster() -> Iterator[str]:
 
 
 def test_keys_never_travel_through_ray(monkeypatch: pytest.MonkeyPatch) -> None:
-    from imgtag.request.distributed.driver import ENV_PREFIXES, shareable_env
+    from imgtag.request.distributed.pipeline import ENV_PREFIXES, shareable_env
     from imgtag.request.distributed.worker import open_worker_provider
 
     environ = {"ANTHROPIC_API_KEY": "test-key-not-real-SECRET-000000", "ANTHROPIC_BASE_URL": "http://gw:1",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import sqlite3
 import subprocess
 import sys
@@ -40,8 +41,20 @@ def test_second_writer_is_refused_with_a_clear_message(tmp_path):
 
 
 def test_lock_dies_with_a_killed_process(tmp_path):
-    code = f"from imgtag.store import Store; s = Store({str(tmp_path)!r}); import os; os.kill(os.getpid(), 9)"
-    subprocess.run([sys.executable, "-c", code], check=False)
+    # The child holds the store, says so, and waits; while it lives the folder is busy. Killed with SIGKILL (no
+    # cleanup of any kind runs), its lock must be gone with it. Each step is checked, so a child that fails at
+    # import, or never takes the lock, fails this test instead of passing it.
+    code = (f"from imgtag.store import Store; s = Store({str(tmp_path)!r}); print('held', flush=True); "
+            "import time; time.sleep(60)")
+    child = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert child.stdout.readline().strip() == "held", child.stderr.read()
+        with pytest.raises(StoreBusyError, match=f"pid {child.pid}"):
+            Store(tmp_path)
+    finally:
+        child.kill()
+        child.wait(timeout=30)
+    assert child.returncode == -signal.SIGKILL
     with Store(tmp_path):
         pass
 

@@ -21,13 +21,13 @@ import pytest
 
 import virtualtime
 from imagegen import close_to, make_images, read_jsonl, run_cli
-from imgtag.config import RunConfig, resolve_target, target_meta
+from imgtag.config import RunConfig, target_meta
 from imgtag.presets import load_preset
 from imgtag.pricing.catalogue import catalogue
 from imgtag.pricing.costs import cost_usd
 from imgtag.pricing.estimate import RequestEstimate, pack_estimate
 from imgtag.progress import Snapshot
-from imgtag.providers import create_provider
+from imgtag.providers import create_provider, resolve_target
 from imgtag.request.gather import gather_packs
 from imgtag.runner import Run
 from imgtag.store import Store

@@ -16,9 +16,9 @@ from imgtag import __version__
 from imgtag.cliparams import FastGroup
 from imgtag.exits import EXIT_CONFIG, EXIT_FAILED, EXIT_OK
 from imgtag.money import usd
+from imgtag.screen import Lines, write_fitted
 
 if TYPE_CHECKING:  # imported where used: `--help` and configuration errors must not pay for them (bench/startup.py)
-    from rich.console import Console
     from typer._click import Context
 
     from imgtag.config import RunConfig
@@ -83,16 +83,14 @@ def _n(count: int, noun: str) -> str:
     return plural(count, noun)
 
 
-def _console(err: bool = True) -> Console:
-    from rich.console import Console
-
-    return Console(stderr=err, no_color=os.environ.get("NO_COLOR") is not None, highlight=False,
-                   soft_wrap=True)
+def _console(err: bool = True) -> Lines:
+    """Where the CLI prints: every line fitted to the terminal, wrapped between words (screen.py)."""
+    return Lines(err)
 
 
 def _fail(message: str, code: int = EXIT_CONFIG) -> typer.Exit:
     # Plain text, not rich: nothing to style, and a configuration error should not wait for rich to load.
-    sys.stderr.write(f"imgtag: {message}\n")
+    write_fitted(sys.stderr, f"imgtag: {message}")
     sys.stderr.flush()
     return typer.Exit(code)
 
@@ -180,9 +178,9 @@ def _build_config(paths: list[str], out: Path, **kw: Any) -> RunConfig:
 
 
 def _resolve(cfg: RunConfig) -> Any:
-    from imgtag.config import resolve_target
     from imgtag.presets import PresetError
     from imgtag.pricing.extra_models import ModelConfigError
+    from imgtag.providers import resolve_target
     from imgtag.providers.base import ConfigError
 
     try:
@@ -330,8 +328,8 @@ def _scan(cfg: RunConfig, target: Any, as_json: bool) -> None:
         if not note and entry["near_duplicate_of"]:
             note = f"near-duplicate of {entry['near_duplicate_of']}"
         tokens = entry["image_tokens"] if entry["image_tokens"] is not None else "-"  # shows --detail's effect
-        rows_out.write(f"{entry['status']:<8} {entry['format'] or '-':<9} {size:>11} {tokens!s:>6}  "
-                       f"{entry['path']}{'  — ' + note if note else ''}\n")
+        write_fitted(rows_out, f"{entry['status']:<8} {entry['format'] or '-':<9} {size:>11} {tokens!s:>6}  "
+                               f"{entry['path']}{'  — ' + note if note else ''}", indent=" " * 4)
 
     if not as_json:
         rows_out.write(f"{'status':<8} {'format':<9} {'size':>11} {'img tk':>6}  path\n")
@@ -350,7 +348,7 @@ def _scan(cfg: RunConfig, target: Any, as_json: bool) -> None:
         raise typer.Exit(EXIT_CONFIG)
 
 
-def _print_scan_summary(console: Console, s: dict[str, Any]) -> None:
+def _print_scan_summary(console: Lines, s: dict[str, Any]) -> None:
 
     console.print()
     counts = ", ".join(f"{k} {v}" for k, v in sorted(s["by_status"].items()))
@@ -499,7 +497,8 @@ def _check_export_options(formats: str, options: dict[str, Any], fields: list[st
 
 
 def _execute(cfg: RunConfig, command: str) -> None:
-    from imgtag.config import open_provider, target_meta
+    from imgtag.config import target_meta
+    from imgtag.providers import open_provider
     from imgtag.providers.base import ConfigError
 
     target = _resolve(cfg)
@@ -548,7 +547,7 @@ def _runner_class(cfg: RunConfig) -> type[Run]:
     from imgtag.runner import Run  # only now: decoders and numpy load after every configuration check
 
     if cfg.engine == "ray" and not cfg.dry_run:  # Ray is imported only here, never by the default engine
-        from imgtag.request.distributed.driver import DistributedRun
+        from imgtag.ray_runner import DistributedRun
 
         return DistributedRun
     return Run
@@ -787,6 +786,35 @@ def _remember_export_options(store: Any, meta: dict[str, Any], remembered: dict[
 
 
 @app.command()
+def review(out: OutOpt = None,
+           preset: PresetSel = None, model: ModelSel = None, lang: LangSel = None,
+           port: Annotated[int | None, typer.Option(
+               "--port", metavar="N", show_default=False,
+               help="Port to listen on.  [default: 8420, else a free one]")] = None,
+           host: Annotated[str, typer.Option("--host", metavar="ADDR",
+                                             help="Address to listen on (anything but loopback warns).")] = "127.0.0.1",
+           no_browser: Annotated[bool, typer.Option("--no-browser", help="Do not open a browser.")] = False) -> None:
+    """Check, edit and approve results in a local page (docs/review.md).
+
+    Prints the page's address with its access token first; Ctrl-C stops it. Edits are kept in the store beside
+    the model's answers and reach every export; it can run while `imgtag run` works on the same --out."""
+    if port is not None and not 0 <= port <= 65535:
+        raise _fail(f"--port must be from 0 to 65535, not {port}")
+    out = _out(out)
+    with _open_store(out, create=False, lock=False) as store:  # migrates an older store; no folder lock
+        meta = _select_target(store, preset, model, lang)
+    if not meta:
+        raise _fail(f"no results yet in {out} (run `imgtag run` first)", EXIT_FAILED)
+    from imgtag.review.serve import ServeError, serve
+
+    try:
+        serve(out, meta, host=host, port=port, open_browser=not no_browser,
+              say=lambda line: print(line, flush=True), warn=lambda line: print(line, file=sys.stderr, flush=True))
+    except ServeError as exc:
+        raise _fail(str(exc)) from None
+
+
+@app.command()
 def presets() -> None:
     """List the built-in presets with their fields."""
     from imgtag.presets import builtin_names, load_preset
@@ -794,9 +822,9 @@ def presets() -> None:
     console = _console(err=False)
     for name in builtin_names():
         p = load_preset(name)
-        console.print(f"{name:<10} {p.description}", markup=False)
-        console.print(f"{'':<10} fields: {', '.join(p.fields)}; detail {p.detail}; version {p.version}",
-                      markup=False)
+        # Continuation lines stay under the description column.
+        console.print(f"{name:<10} {p.description}", indent=" " * 11)
+        console.print(f"{'':<10} fields: {', '.join(p.fields)}; detail {p.detail}; version {p.version}", indent="")
 
 
 @app.command("providers")
@@ -828,4 +856,10 @@ def _root(version: Annotated[bool, typer.Option("--version", callback=_version, 
 
 
 def main() -> None:
-    app()
+    try:
+        app()
+    finally:
+        # Exit only once the decode helpers have: nothing of imgtag outlives its exit status (issue 17.19).
+        from imgtag.ingest.lifeline import stop_helpers
+
+        stop_helpers()

@@ -11,15 +11,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
-from imgtag.presets import Preset, builtin_names, load_preset, with_detail
+from imgtag.presets import Preset, builtin_names
 from imgtag.presets.language import normalise_lang
-from imgtag.pricing.catalogue import ModelInfo, catalogue
+from imgtag.pricing.catalogue import ModelInfo
 from imgtag.store import WorkKey
+from imgtag.urls import public_url
 
 if TYPE_CHECKING:
     from imgtag.ingest.discover import Discovered
     from imgtag.ingest.preprocess import PrepareRequest
-    from imgtag.providers.base import Provider
 
 from imgtag.exits import EXIT_CONFIG, EXIT_FAILED, EXIT_OK  # noqa: F401 - re-exported
 
@@ -75,24 +75,6 @@ class Target:
     key: WorkKey
 
 
-def resolve_target(cfg: RunConfig) -> Target:
-    preset = with_detail(load_preset(cfg.preset, lang=cfg.lang, categories=cfg.categories), cfg.detail, cfg.max_edge)
-    if cfg.provider == "anthropic":
-        # The catalogue is Anthropic's table; skipping the hook spares `scan` a second of SDK import.
-        model = catalogue().get(cfg.model or catalogue().default_model)
-    else:
-        from imgtag.providers import provider_class
-
-        cls = provider_class(cfg.provider)
-        model = cls.resolve_model(catalogue().get(cfg.model or cls.default_model or catalogue().default_model),
-                                  dict(cfg.provider_settings))
-    if cfg.price_in is not None and cfg.price_out is not None:
-        from imgtag.pricing.user_prices import with_prices
-
-        model = with_prices(model, cfg.price_in, cfg.price_out)
-    return Target(preset, model, WorkKey(preset.version, cfg.provider, model.id))
-
-
 def target_meta(cfg: RunConfig, target: Target) -> dict[str, Any]:
     """Enough to rebuild the target later (status/export/retry) — never a secret."""
     preset = cfg.preset if cfg.preset in builtin_names() else str(Path(cfg.preset).resolve())
@@ -102,38 +84,22 @@ def target_meta(cfg: RunConfig, target: Target) -> dict[str, Any]:
             "fields": target.preset.fields, "list_fields": target.preset.list_fields,
             "detail": cfg.detail, "max_edge": cfg.max_edge, "images_per_request": cfg.images_per_request,
             "schema": target.preset.schema, "txt_template": target.preset.txt_template,
-            "base_url": _public_url(cfg.provider_settings.get("base_url")),
+            "base_url": public_url(  # so `imgtag retry` reaches the same server; never a user:password
+                cfg.provider_settings.get("base_url")),
             # caption and XMP naming options a later `imgtag export` reuses (see export/writer.py REMEMBERED)
             "export_options": {k: v for k, v in cfg.export_options.items()
                                if k in ("txt_template", "txt_existing", "xmp_name") and v is not None}}
 
 
-def _public_url(url: str | None) -> str | None:
-    """--base-url, kept so `imgtag retry` reaches the same server; any user:password part is dropped."""
-    from imgtag.providers.base import public_url
-
-    return public_url(url)
-
-
 def prepare_template(cfg: RunConfig, target: Target, *, encode: bool,
-                     provider: Provider | None = None) -> PrepareRequest:
+                     provider_max_edge: int | None = None) -> PrepareRequest:
     from imgtag.ingest.preprocess import PrepareRequest
     from imgtag.pricing.estimate import max_long_edge_for, tier_for
 
     # The smallest of: the preset's detail level, the model's own limit (e.g. GLM-4v-9b sees 1120 px),
-    # and the provider's; a larger image would only be resized again on the server.
-    edges = [max_long_edge_for(target.preset), target.model.max_edge,
-             provider.capabilities.max_image_edge if provider is not None else None]
+    # and the provider's (its capabilities.max_image_edge); a larger image would only be resized again on the server.
+    edges = [max_long_edge_for(target.preset), target.model.max_edge, provider_max_edge]
     edge = min((e for e in edges if e), default=None)
     return PrepareRequest(path="", encode=encode, tier=tier_for(target.preset, target.model),
                           max_long_edge=edge, min_short_side=cfg.min_side,
                           max_pixels=int(cfg.max_megapixels * 1_000_000))
-
-
-def open_provider(cfg: RunConfig) -> Provider:
-    from imgtag.providers import create_provider
-
-    settings = dict(cfg.provider_settings)
-    settings.setdefault("timeout", cfg.timeout)
-    return create_provider(cfg.provider, **settings)
-

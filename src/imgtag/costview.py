@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from rich.console import Console
 from rich.table import Table
 
 from imgtag.money import usd
 from imgtag.pricing.estimate import Estimator, ModeCost, ModelEstimate
+from imgtag.screen import Lines
 
 
 def _mode(m: ModeCost | None) -> dict[str, Any] | None:
@@ -42,7 +42,7 @@ def _usd(x: float | None) -> str:
     return usd(x)
 
 
-def print_estimates(console: Console, preset: str, estimates: list[dict[str, Any]], selected: str | None) -> None:
+def print_estimates(console: Lines, preset: str, estimates: list[dict[str, Any]], selected: str | None) -> None:
     table = Table(title=f"Estimated cost, preset {preset} (prompt caching included)", show_edge=False)
     for col in ("model", "input", "cache write", "cache read", "output", "sync $", "batch $"):
         table.add_column(col, justify="right" if col != "model" else "left", no_wrap=col == "model")
@@ -79,7 +79,8 @@ def dry_run_line(est: ModelEstimate) -> str:
 
 def status_estimate(db: Any, meta: dict[str, Any]) -> dict[str, Any] | None:
     """What the run's images were estimated to cost in its mode, from the sizes in the store (no image is read)."""
-    from imgtag.config import RunConfig, resolve_target
+    from imgtag.config import RunConfig
+    from imgtag.providers import resolve_target
 
     try:
         cfg = RunConfig(inputs=[], out=None, preset=meta["preset"], lang=meta.get("lang"),  # type: ignore[arg-type]

@@ -199,3 +199,12 @@ def resume_note(files: int, done_before: int, spent_run: float, spent_to_date: f
     if spent_to_date is not None:
         parts.append(f"{money(spent_run)} this run, {money(spent_to_date)} to date for this preset and model")
     return "; ".join(parts)
+
+
+async def tick_forever(progress: Progress) -> None:
+    """Redraw the line every 0.2 s until cancelled (the runs start it as a task beside their work)."""
+    import asyncio
+
+    while True:
+        progress.tick()
+        await asyncio.sleep(0.2)

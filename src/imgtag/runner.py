@@ -13,8 +13,8 @@ from imgtag.export.writer import ExportRefused, not_written_message, write_expor
 from imgtag.ingest.pipeline import Ingested, IngestOptions, Ingestor
 from imgtag.money import usd
 from imgtag.pricing.estimate import Estimator, estimate_request, reserve_tokens
-from imgtag.progress import BatchView, Progress, Snapshot
-from imgtag.providers.base import ImageInput, Provider
+from imgtag.progress import BatchView, Progress, Snapshot, tick_forever
+from imgtag.providers.base import ImageInput, Provider, max_edge_of
 from imgtag.request.engine import Engine, EngineSettings, WorkItem
 from imgtag.request.learned_limits import Memory
 from imgtag.request.pace_words import credits_used, pace_words
@@ -158,14 +158,15 @@ class Run:
 
     async def execute(self, stream: TextIO | None = None) -> RunOutcome:
         cfg = self.cfg
-        request = prepare_template(cfg, self.target, encode=not cfg.dry_run, provider=self.provider)
+        request = prepare_template(cfg, self.target, encode=not cfg.dry_run,
+                                   provider_max_edge=max_edge_of(self.provider))
         ingestor = Ingestor(self.store, IngestOptions(inputs=cfg.inputs, request=request, workers=cfg.workers,
                                                       skip_near_duplicates=cfg.skip_near_duplicates,
                                                       exclude=[str(self.store.out_dir.resolve())],
                                                       stdin=cfg.stdin, source=cfg.source), self.run_id)
         self.ingestor = ingestor
         progress = Progress(self.snapshot, stream=stream, enabled=cfg.progress)
-        ticker = asyncio.create_task(_tick_forever(progress))
+        ticker = asyncio.create_task(tick_forever(progress))
         estimator = (Estimator(self.target.preset, models=[self.target.model.id], min_short=cfg.min_side,
                                per_request=cfg.images_per_request) if cfg.dry_run else None)
         message = None
@@ -267,9 +268,3 @@ class Run:
     @property
     def missing_args(self) -> list[str]:
         return list(self.ingestor.counters.stats.missing_args) if self.ingestor else []
-
-
-async def _tick_forever(progress: Progress) -> None:
-    while True:
-        progress.tick()
-        await asyncio.sleep(0.2)

@@ -162,3 +162,14 @@ _TAIL = """
 </body>
 </html>
 """
+
+
+def ensure_thumb(out: Path, source_path: str, sha256: str | None) -> Path | None:
+    """One image's thumbnail in --out/thumbs/, made now if missing (the review page asks for them one at a time,
+    as they scroll into view; the contact sheet reuses them). None when it cannot be made."""
+    if not sha256 or not _HEX.match(sha256):
+        return None
+    target = out / thumb_name(sha256)
+    if not target.exists():
+        _make_thumbs([(source_path, thumb_name(sha256))], out)
+    return target if target.exists() else None

@@ -85,3 +85,36 @@ def quiet_resource_tracker() -> None:
     sys.warnoptions, so this silences that one warning in the tracker only, before it starts."""
     if _TRACKER_QUIET not in sys.warnoptions:
         sys.warnoptions.append(_TRACKER_QUIET)
+
+
+def stop_helpers(timeout_s: float = 10.0) -> None:
+    """At exit, stop the forkserver and multiprocessing's resource tracker and wait until they are gone, so
+    imgtag's own exit means nothing of it is left (a Ctrl-C on a loaded machine used to end imgtag first and its
+    helpers some seconds later). Each is asked the way the standard library asks it (end-of-file on the pipe it
+    watches, then waitpid); one that has not exited within `timeout_s` is killed. The forkserver goes first: its
+    decode workers die with it (parent-death signal), and the tracker then cleans up what they registered.
+    Does nothing when no helper was started (multiprocessing never imported)."""
+    helpers: list[tuple[object, str]] = []
+    if (forkserver := sys.modules.get("multiprocessing.forkserver")) is not None:
+        helpers.append((forkserver._forkserver, "_forkserver_pid"))
+    if (tracker := sys.modules.get("multiprocessing.resource_tracker")) is not None:
+        helpers.append((tracker._resource_tracker, "_pid"))
+    for helper, pid_attribute in helpers:
+        pid = getattr(helper, pid_attribute, None)
+        stop = getattr(helper, "_stop", None)
+        if pid is None or stop is None:
+            continue
+        deadline = threading.Timer(timeout_s, _kill, (pid,))
+        deadline.daemon = True
+        deadline.start()
+        try:
+            stop()
+        except OSError:  # already reaped, or its pipe already closed: nothing left to wait for
+            pass
+        finally:
+            deadline.cancel()
+
+
+def _kill(pid: int) -> None:
+    with contextlib.suppress(OSError):
+        os.kill(pid, signal.SIGKILL)

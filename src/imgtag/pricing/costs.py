@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-from imgtag.pricing.catalogue import Prices
+from imgtag.pricing.model_info import Prices
 
 MILLION = 1_000_000
 

@@ -19,7 +19,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from imgtag.pricing.catalogue import ModelInfo, model_from
+from imgtag.pricing.model_info import ModelInfo, model_from
 
 if sys.version_info >= (3, 11):
     import tomllib

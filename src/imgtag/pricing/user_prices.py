@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from imgtag.pricing.catalogue import ModelInfo, Prices
+from imgtag.pricing.model_info import ModelInfo, Prices
 
 
 def with_prices(model: ModelInfo, price_in: float, price_out: float) -> ModelInfo:

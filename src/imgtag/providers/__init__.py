@@ -12,7 +12,11 @@ from dataclasses import dataclass
 from importlib import import_module
 from typing import Any
 
+from imgtag.config import RunConfig, Target
+from imgtag.presets import load_preset, with_detail
+from imgtag.pricing.catalogue import catalogue
 from imgtag.providers.base import ConfigError, Provider
+from imgtag.store import WorkKey
 
 ENTRY_POINT_GROUP = "imgtag.providers"
 
@@ -66,6 +70,30 @@ def provider_class(name: str) -> type[Provider]:
 
 def create_provider(name: str, **settings: Any) -> Provider:
     return provider_class(name)(**settings)
+
+
+def resolve_target(cfg: RunConfig) -> Target:
+    """The preset, model and work key this run is for; the provider's hook may resolve the model's name
+    (e.g. a local server's only model)."""
+    preset = with_detail(load_preset(cfg.preset, lang=cfg.lang, categories=cfg.categories), cfg.detail, cfg.max_edge)
+    if cfg.provider == "anthropic":
+        # The catalogue is Anthropic's table; skipping the hook spares `scan` a second of SDK import.
+        model = catalogue().get(cfg.model or catalogue().default_model)
+    else:
+        cls = provider_class(cfg.provider)
+        model = cls.resolve_model(catalogue().get(cfg.model or cls.default_model or catalogue().default_model),
+                                  dict(cfg.provider_settings))
+    if cfg.price_in is not None and cfg.price_out is not None:
+        from imgtag.pricing.user_prices import with_prices
+
+        model = with_prices(model, cfg.price_in, cfg.price_out)
+    return Target(preset, model, WorkKey(preset.version, cfg.provider, model.id))
+
+
+def open_provider(cfg: RunConfig) -> Provider:
+    settings = dict(cfg.provider_settings)
+    settings.setdefault("timeout", cfg.timeout)
+    return create_provider(cfg.provider, **settings)
 
 
 def describe_installed() -> list[dict[str, Any]]:

@@ -13,7 +13,7 @@ from typing import Any
 
 import anthropic
 
-from imgtag.providers.anthropic_provider import AnthropicProvider, answer_from_message
+from imgtag.providers.anthropic_wire import answer_from_message, build_params, classify_status
 from imgtag.providers.base import ImageInput, ProviderError, RequestOptions, Transient, redact
 from imgtag.providers.batch_api import (
     COUNT_NAMES,
@@ -50,12 +50,12 @@ class AnthropicBatches:
     envelope_bytes = ENVELOPE_BYTES
     packs_images = True  # --images-per-request: a batch request is a Messages request, so it carries packs too
 
-    def __init__(self, provider: AnthropicProvider) -> None:
-        self.provider = provider
-        self.batches = provider.client.messages.batches
+    def __init__(self, client: anthropic.AsyncAnthropic, api_key: str) -> None:
+        self.api_key = api_key
+        self.batches = client.messages.batches
 
     def build_params(self, image: ImageInput, options: RequestOptions) -> dict[str, Any]:
-        return self.provider.build_params(image, options)
+        return build_params(image, options)
 
     def request_bytes(self, params: dict[str, Any]) -> int:
         return request_bytes(params)
@@ -98,10 +98,10 @@ class AnthropicBatches:
     def classify(self, exc: BaseException) -> ProviderError:
         """SDK exception -> our error kinds (Fatal stops the run; Transient is retried later)."""
         if isinstance(exc, anthropic.APIStatusError):
-            return self.provider._classify(exc)
+            return classify_status(exc, self.api_key)
         if isinstance(exc, anthropic.APITimeoutError):
             return Transient("timeout: no response in time", error_type="timeout")
-        key = self.provider.api_key
+        key = self.api_key
         if isinstance(exc, anthropic.APIConnectionError):
             return Transient(f"connection error: {redact(str(exc), key)}", error_type="connection_error")
         return Transient(redact(" ".join(str(exc).split())[:300], key), error_type="api_error")

@@ -8,65 +8,17 @@ docs/providers.md walks through writing one; `Capabilities` is what the rest of 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, replace
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from imgtag.presets import Preset
 from imgtag.pricing.catalogue import ModelInfo
-from imgtag.pricing.costs import Usage
+from imgtag.providers.messages import ImageInput, ModelAnswer, RateLimitSnapshot, RequestOptions
+from imgtag.urls import public_url as public_url  # providers import it from here
 
 if TYPE_CHECKING:
     from imgtag.config import RunConfig, Target
     from imgtag.providers.batch_api import BatchAPI
-
-
-@dataclass(frozen=True)
-class ImageInput:
-    data: bytes
-    media_type: str
-
-
-@dataclass(frozen=True)
-class RateLimitSnapshot:
-    """Limits a provider advertised in its response headers (None = not advertised).
-
-    `*_reset_s` is seconds from now until that bucket is full again."""
-
-    requests_limit: int | None = None
-    requests_remaining: int | None = None
-    requests_reset_s: float | None = None
-    input_limit: int | None = None
-    input_remaining: int | None = None
-    input_reset_s: float | None = None
-    output_limit: int | None = None
-    output_remaining: int | None = None
-    output_reset_s: float | None = None
-
-    @property
-    def empty(self) -> bool:
-        return self.requests_limit is None and self.input_limit is None and self.output_limit is None
-
-
-@dataclass(frozen=True)
-class Credits:
-    """What a credit-billed provider (not priced in dollars) charged for one call, and the balance after it."""
-
-    amount: float | None = None
-    remaining: float | None = None
-
-
-@dataclass
-class ModelAnswer:
-    stop_reason: str
-    usage: Usage
-    text: str | None = None               # text blocks, joined
-    obj: dict[str, Any] | None = None      # a tool_use input, when the provider answered through a tool
-    request_id: str | None = None
-    refusal: str | None = None             # the provider's explanation/category, when it refused
-    limits: RateLimitSnapshot = field(default_factory=RateLimitSnapshot)
-    credits: Credits | None = None         # credit-billed providers only: recorded on the attempt
-    raw: str | None = None                 # the answer as the API sent it, when `obj` is a mapping of it
 
 
 class ProviderError(Exception):
@@ -119,18 +71,6 @@ class Exhausted(Fatal):
 
     kind = "exhausted"
     exit_code = 1
-
-
-@dataclass(frozen=True)
-class RequestOptions:
-    preset: Preset
-    model: ModelInfo
-    max_tokens: int
-    batch: bool = False  # a Message Batches request: the cached prefix gets the 1-hour TTL
-    # Called when the answer begins, if the provider can tell (a streamed response's first event); the
-    # cache warm-up lets the waiting requests go then, since a cache entry is usable from that moment.
-    # It gets the rate limits that came with the answer's headers.
-    began: Callable[[RateLimitSnapshot], None] | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True)
@@ -218,6 +158,11 @@ class Provider(ABC):
         return None
 
 
+def max_edge_of(provider: Provider | None) -> int | None:
+    """The longest image edge this provider accepts (None: no provider, or no limit of its own)."""
+    return provider.capabilities.max_image_edge if provider is not None else None
+
+
 def with_capabilities(base: Capabilities, **changes: Any) -> Capabilities:
     """A copy with some fields changed, for providers whose limits depend on the model."""
     return replace(base, **changes)
@@ -295,16 +240,6 @@ class Reachability:
             return None
         return Fatal(f"could not connect to {self.where} ({self.refused} tries, no answer yet): check the base URL "
                      "and that the server is running; the images are still to do", error_type="connection_error")
-
-
-def public_url(url: str | None) -> str | None:
-    """A URL without any user:password part, fit to show."""
-    if not url:
-        return None
-    from urllib.parse import urlsplit, urlunsplit
-
-    parts = urlsplit(url)
-    return urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
 
 
 def retry_after_seconds(headers: Mapping[str, str]) -> float | None:

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
-from imgtag.providers.base import ImageInput, ModelAnswer, RequestOptions
+from imgtag.providers.messages import ImageInput, ModelAnswer, RequestOptions
 
 # Batch processing states, as batch mode understands them (an implementation maps its own onto these).
 IN_PROGRESS, CANCELING, ENDED = "in_progress", "canceling", "ended"

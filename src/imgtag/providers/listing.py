@@ -23,6 +23,10 @@ def print_providers(console: Any, *, as_json: bool = False) -> None:
     if as_json:
         print(json.dumps(rows, ensure_ascii=False))
         return
+    # Columns as wide as their longest entry, so what each supports has room on a narrow terminal.
+    name_width = max((len(row["name"]) for row in rows), default=0) + 2
+    package_width = max((len(row["package"]) for row in rows), default=0) + 2
     for row in rows:
         what = f"error: {row['error']}" if "error" in row else _summary(row["capabilities"])
-        console.print(f"{row['name']:<16} {row['package']:<24} {what}", markup=False)
+        console.print(f"{row['name']:<{name_width}}{row['package']:<{package_width}}{what}",
+                      indent=" " * (name_width + package_width))

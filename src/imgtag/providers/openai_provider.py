@@ -18,7 +18,7 @@ from dataclasses import replace
 from typing import Any
 from urllib.parse import urlsplit
 
-from imgtag.pricing.catalogue import ModelInfo, Prices
+from imgtag.pricing.model_info import ModelInfo, Prices
 from imgtag.providers.base import (
     Capabilities,
     ConfigError,

@@ -104,7 +104,7 @@ class Review:
         return os.fsdecode(row[0]) if row else None
 
     def file_row(self, file_id: int) -> sqlite3.Row | None:
-        return self.db.execute("SELECT path, sha256, size, mtime_ns FROM files WHERE id = ?", (file_id,)).fetchone()
+        return self.db.execute("SELECT path, sha256, format FROM files WHERE id = ?", (file_id,)).fetchone()
 
     def tags(self, field: str | None = None) -> list[dict[str, Any]]:
         names = self.fields.list_names if field in (None, "") else [field]

@@ -14,6 +14,7 @@ import json
 import sqlite3
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from imgtag.store.db import WorkKey, now_iso
@@ -106,6 +107,15 @@ def state_rows(db: sqlite3.Connection, key: WorkKey, file_ids: Iterable[int]) ->
             out.append(StateRow(r[0], json.loads(r[1]) if r[1] else None, load_edits(r[2]),
                                 r[3] if r[3] is not None else NOT_REVIEWED, r[4] or 0))
     return out
+
+
+def open_connection(db_path: Path) -> sqlite3.Connection:
+    """A connection for the review server: WAL reads never wait for the run; writes wait (busy timeout) for the
+    run's short transactions, never for its folder lock. Shared by the server's worker threads under a lock."""
+    db = sqlite3.connect(db_path, isolation_level=None, timeout=30, check_same_thread=False)
+    db.row_factory = sqlite3.Row
+    db.execute("PRAGMA foreign_keys=ON")
+    return db
 
 
 def begin(db: sqlite3.Connection) -> None:

@@ -22,7 +22,6 @@ from imgtag.pricing.costs import Usage
 from imgtag.providers.base import (
     Capabilities,
     ConfigError,
-    Credits,
     Fatal,
     ImageInput,
     ModelAnswer,
@@ -38,6 +37,7 @@ from imgtag.providers.base import (
 from imgtag.providers.imagedescriber.encode import EncodeError, data_url, fits, reencode
 from imgtag.providers.imagedescriber.errors import INVALID_IMAGE, KEY_VARIABLE, classify, classify_http
 from imgtag.providers.imagedescriber.fields import api_lang, check_preset, map_answer
+from imgtag.providers.messages import Credits
 
 if TYPE_CHECKING:
     from imgtag.config import RunConfig, Target

@@ -9,9 +9,10 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from imgtag.config import RunConfig, open_provider, resolve_target
+from imgtag.config import RunConfig
 from imgtag.export.writer import write_exports
 from imgtag.presets import PresetError
+from imgtag.providers import open_provider, resolve_target
 from imgtag.providers.base import ConfigError, ProviderError
 from imgtag.providers.batch_api import BatchHandle
 from imgtag.request.batch.collect import Collector

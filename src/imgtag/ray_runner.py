@@ -1,7 +1,9 @@
-"""`imgtag run --engine ray`: the driver. Discover and hash as the local engine does (same ingest stage, same
-store), write the pending work as manifest shards, run the Ray Data pipeline (decode -> ask), and ingest the
-result shards into the store while it runs. The store stays the single source of truth: a rerun ingests
-what a killed driver left in the work folder, then plans only what is still pending.
+"""`imgtag run --engine ray`: the driver, a `Run` whose request stage is a Ray cluster. Discover and hash as
+the local engine does (same ingest stage, same store), write the pending work as manifest shards, run the Ray
+Data pipeline (decode -> ask), and ingest the result shards into the store while it runs. The store stays the
+single source of truth: a rerun ingests what a killed driver left in the work folder, then plans only what is
+still pending. What touches Ray itself is in request/distributed/ (pipeline, pacer actor, cluster); this module
+wires it to the stages, as runner.py does for the local engine.
 """
 
 from __future__ import annotations
@@ -13,35 +15,30 @@ import queue
 import threading
 import time
 import uuid
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, TextIO
 
 from imgtag.config import EXIT_CONFIG, EXIT_FAILED, EXIT_OK, prepare_template
 from imgtag.export.writer import ExportRefused, not_written_message, write_exports
 from imgtag.ingest.pipeline import IngestOptions, Ingestor
-from imgtag.progress import Progress, Snapshot
+from imgtag.progress import Progress, Snapshot, tick_forever
+from imgtag.providers.base import max_edge_of
+from imgtag.request.distributed.pipeline import (
+    ENV_PREFIXES,
+    build_pipeline,
+    pacer_view,
+    ray_kill,
+    shareable_env,
+)
 from imgtag.request.distributed.results import IngestTally, ingest_all, ingest_shard
 from imgtag.request.distributed.workfolder import WorkFolder
 from imgtag.request.engine import EngineSettings
 from imgtag.request.learned_limits import Memory
 from imgtag.request.packing import pack_size
-from imgtag.runner import Run, RunOutcome, _tick_forever
+from imgtag.runner import Run, RunOutcome
 from imgtag.summary import summarize
 
-ENV_PREFIXES = ("ANTHROPIC_", "OPENAI_", "IMAGEDESCRIBER_")
-# Never sent through Ray (actor arguments live in the cluster's control store): workers read them from their
-# own environment, which on the local cluster this driver starts is the driver's (docs/scale.md).
-SECRET_WORDS = ("KEY", "TOKEN", "SECRET", "PASSWORD")
 _DONE = object()
-
-
-def shareable_env(environ: Mapping[str, str], prefixes: tuple[str, ...]) -> dict[str, str]:
-    """The provider's settings from the driver's environment (base URLs...), without any secret."""
-    return {k: v for k, v in environ.items()
-            if k.startswith(prefixes) and not any(word in k.upper() for word in SECRET_WORDS)}
-MAX_BLOCKS = 4096
-DECODE_BATCH = 8
 
 
 class DistributedRun(Run):
@@ -72,7 +69,7 @@ class DistributedRun(Run):
 
     async def _plan(self, folder: WorkFolder, store_id: str) -> list[str]:
         cfg = self.cfg
-        request = prepare_template(cfg, self.target, encode=False, provider=self.provider)
+        request = prepare_template(cfg, self.target, encode=False, provider_max_edge=max_edge_of(self.provider))
         self.ingestor = Ingestor(self.store, IngestOptions(
             inputs=cfg.inputs, request=request, workers=cfg.workers, skip_near_duplicates=cfg.skip_near_duplicates,
             exclude=[str(self.store.out_dir.resolve())], stdin=cfg.stdin, source=cfg.source), self.run_id)
@@ -100,11 +97,8 @@ class DistributedRun(Run):
     # -- distribute and ingest ----------------------------------------------------------------------
 
     def _pipeline(self, paths: list[str], folder: WorkFolder, store_id: str) -> Any:
-        import ray
-        from ray.data import ActorPoolStrategy
-
         from imgtag.request.distributed import pacer_actor
-        from imgtag.request.distributed.worker import Asker, AskSpec, decode_batch
+        from imgtag.request.distributed.worker import AskSpec
 
         cfg, target = self.cfg, self.target
         assert self.provider is not None
@@ -124,19 +118,9 @@ class DistributedRun(Run):
                                                validation_retries=1 if self.provider.reask_invalid else 0,
                                                shape_only=not self.provider.follows_schema),
                        pacer_name=name, work_uri=folder.uri, lease_name=pacer_actor.lease_name(store_id))
-        request = prepare_template(cfg, target, encode=True, provider=self.provider)
-        # Ray Data lists the manifest with a pool of threads that each import this module on first use; two
-        # imports racing have raised "cannot import name 'HTTPFileSystem'" here. Import it once, first.
-        with contextlib.suppress(ImportError):
-            import fsspec.implementations.http  # noqa: F401
-        # Small blocks (capped in number), so decoding and asking spread over every worker and actor.
-        blocks = min(MAX_BLOCKS, max(len(paths), -(-self.planned // DECODE_BATCH)))
-        ds = ray.data.read_parquet([folder.dataset_path(p) for p in paths]).repartition(blocks)
-        ds = ds.map_batches(decode_batch, fn_kwargs={"request": request}, batch_format="pyarrow",
-                            batch_size=DECODE_BATCH, num_cpus=1)
-        return ds.map_batches(Asker, fn_constructor_args=(spec,), batch_format="pyarrow",
-                              batch_size=cfg.ray_batch_size, compute=ActorPoolStrategy(size=cfg.ray_actors),
-                              num_cpus=0)
+        request = prepare_template(cfg, target, encode=True, provider_max_edge=max_edge_of(self.provider))
+        return build_pipeline(folder, paths, self.planned, request, spec, ray_batch_size=cfg.ray_batch_size,
+                              ray_actors=cfg.ray_actors)
 
     def _drain(self, ds: Any, folder: WorkFolder, store_id: str, progress: Progress) -> str | None:
         """Iterate the pipeline in a thread; ingest each finished batch's shard here (the store's thread)."""
@@ -186,13 +170,9 @@ class DistributedRun(Run):
         return problem
 
     def _refresh_pace(self) -> None:
-        import ray
-
-        try:
-            view = ray.get(self.pacer.view.remote(), timeout=1.0)
-        except Exception:  # a slow actor must not stall the progress line
-            return
-        self.pace = f"{view['pace']}, cluster in flight {view['in_flight']}"
+        view = pacer_view(self.pacer)
+        if view is not None:  # None: a slow actor must not stall the progress line
+            self.pace = f"{view['pace']}, cluster in flight {view['in_flight']}"
 
     # -- the run ------------------------------------------------------------------------------------
 
@@ -223,7 +203,7 @@ class DistributedRun(Run):
         try:
             # First what a killed driver left behind: those answers are paid for and must not be asked again.
             ingest_all(self.store, folder, self.run_id, store_id, self.tally)
-            ticker = asyncio.create_task(_tick_forever(progress))
+            ticker = asyncio.create_task(tick_forever(progress))
             try:
                 paths = await self._plan(folder, store_id)
             finally:
@@ -282,15 +262,6 @@ class DistributedRun(Run):
                           not_written=not_written,
                           requests=summary.requests, done_before=self.done_before,
                           spent_to_date_usd=self.store.spent(self.key))
-
-
-def ray_kill(actor: Any) -> None:
-    import ray
-
-    try:
-        ray.kill(actor)
-    except Exception:  # already gone with its job
-        return
 
 
 def _one_line(exc: BaseException) -> str:

@@ -1,0 +1,107 @@
+"""The layering docs/architecture.md promises (issue 17 item 21): no import circles among imgtag's modules, and
+no stage package imports the runner or the CLI. Every import counts: top-level, inside a function (lazy) and
+under `if TYPE_CHECKING:`, since each is a dependency of the design even when it is not one at start-up."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+SRC = Path(__file__).resolve().parents[1] / "src"
+STAGES = ("export", "ingest", "presets", "pricing", "providers", "request", "store", "validate")
+# The modules that wire stages together or talk to a person: a stage never reaches up to them.
+WIRING = ("imgtag.cli", "imgtag.runner", "imgtag.ray_runner", "imgtag.scan")
+
+
+def _modules() -> dict[str, tuple[Path, bool]]:
+    found = {}
+    for path in (SRC / "imgtag").rglob("*.py"):
+        parts = list(path.relative_to(SRC).with_suffix("").parts)
+        is_package = parts[-1] == "__init__"
+        found[".".join(parts[:-1] if is_package else parts)] = (path, is_package)
+    return found
+
+
+def import_graph() -> dict[str, set[str]]:
+    """module -> the imgtag modules it imports. `from a.b import c` points at a.b.c when that is a module
+    (importing a submodule is not a dependency on its package's __init__), otherwise at a.b."""
+    modules = _modules()
+    graph: dict[str, set[str]] = {}
+    for name, (path, is_package) in modules.items():
+        package = name if is_package else name.rpartition(".")[0]
+        targets: set[str] = set()
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), str(path))):
+            if isinstance(node, ast.Import):
+                targets.update(alias.name for alias in node.names)
+            elif isinstance(node, ast.ImportFrom):
+                if node.level:
+                    base = package.split(".")[: len(package.split(".")) - (node.level - 1)]
+                    source = ".".join([*base, node.module] if node.module else base)
+                else:
+                    source = node.module or ""
+                for alias in node.names:
+                    sub = f"{source}.{alias.name}"
+                    targets.add(sub if sub in modules else source)
+        graph[name] = {t for t in targets if t in modules and t != name}
+    return graph
+
+
+def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """Strongly connected components of more than one module (Tarjan, iterative)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    found: list[list[str]] = []
+    for root in sorted(graph):
+        if root in index:
+            continue
+        work = [(root, iter(sorted(graph[root])))]
+        index[root] = low[root] = len(index)
+        stack.append(root)
+        on_stack.add(root)
+        while work:
+            node, children = work[-1]
+            child = next(children, None)
+            if child is not None:
+                if child not in index:
+                    index[child] = low[child] = len(index)
+                    stack.append(child)
+                    on_stack.add(child)
+                    work.append((child, iter(sorted(graph[child]))))
+                elif child in on_stack:
+                    low[node] = min(low[node], index[child])
+                continue
+            work.pop()
+            if work:
+                low[work[-1][0]] = min(low[work[-1][0]], low[node])
+            if low[node] == index[node]:
+                component = []
+                while True:
+                    member = stack.pop()
+                    on_stack.discard(member)
+                    component.append(member)
+                    if member == node:
+                        break
+                if len(component) > 1:
+                    found.append(sorted(component))
+    return found
+
+
+def test_the_cycle_finder_finds_a_circle_through_a_lazy_import():
+    graph = {"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}
+    assert cycles(graph) == [["a", "b", "c"]]
+    assert cycles({"a": {"b"}, "b": set()}) == []
+
+
+def test_no_import_circles_among_imgtag_modules():
+    graph = import_graph()
+    assert "imgtag.runner" in graph and graph["imgtag.cli"], "the graph must see the modules and their imports"
+    assert cycles(graph) == []
+
+
+def test_no_stage_imports_the_runner_or_the_cli():
+    reaching_up = {f"{module} imports {target}"
+                   for module, targets in import_graph().items() if module.count(".") and module.split(".")[1] in STAGES
+                   for target in targets if target in WIRING}
+    assert sorted(reaching_up) == []

@@ -1,0 +1,76 @@
+"""Every line fits the terminal, wrapped at word boundaries (issue 17 item 11): `presets`, `providers`, `scan`,
+`status`, a run's summary and the Ctrl-C sentence, at 80 and at 60 columns (COLUMNS, as a terminal sets it).
+Without a width (output to a file or a pipe, COLUMNS unset) lines stay whole, for grep and logs."""
+
+from __future__ import annotations
+
+import pytest
+from PIL import Image
+
+from imagegen import make_images, run_cli
+from imgtag.interrupt import interrupted_message
+from imgtag.screen import fit
+
+
+def _fits(output: str, width: int) -> None:
+    too_long = [line for line in output.splitlines() if len(line) > width]
+    assert too_long == [], f"lines over {width} columns:\n" + "\n".join(too_long)
+
+
+def _flat(output: str) -> str:
+    """The words in order, whatever the line breaks: a word cut in two shows up as two words."""
+    return " ".join(output.split())
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory: pytest.TempPathFactory):
+    root = tmp_path_factory.mktemp("width")
+    make_images(root / "in", 3)
+    Image.new("RGB", (256, 171), "red").save(root / "in" / "a_rather_long_file_name_for_a_small_image.jpg")
+    return root
+
+
+@pytest.mark.parametrize("width", [80, 60])
+def test_listings_fit_the_terminal(monkeypatch, width):
+    monkeypatch.setenv("COLUMNS", str(width))
+    for command in (["presets"], ["providers"]):
+        code, output = run_cli(command, {}, monkeypatch)
+        assert code == 0, output
+        _fits(output, width)
+    code, output = run_cli(["presets"], {}, monkeypatch)
+    assert "Screenshots and documents: all visible text in reading order, its language, has_text" in _flat(output)
+    code, output = run_cli(["providers"], {}, monkeypatch)
+    assert "native schema; batch; images jpeg, png, gif, webp" in _flat(output)
+
+
+@pytest.mark.parametrize("width", [80, 60])
+def test_scan_run_and_status_fit_the_terminal(folder, fake_anthropic, monkeypatch, width):
+    monkeypatch.setenv("COLUMNS", str(width))
+    out = folder / f"out{width}"
+    code, output = run_cli(["scan", str(folder / "in")], {}, monkeypatch)
+    assert code == 0, output
+    _fits(output, width)
+    assert "short side under 200 px; use --min-side 0 to tag anyway" in _flat(output)
+    code, output = run_cli(["run", str(folder / "in"), "--out", str(out), "-q"], fake_anthropic.env(), monkeypatch)
+    assert code == 0, output
+    _fits(output, width)
+    code, output = run_cli(["status", "--out", str(out)], {}, monkeypatch)
+    assert code == 0, output
+    _fits(output, width)
+    assert "cache write" in output
+
+
+@pytest.mark.parametrize("width", [80, 60])
+def test_the_interrupt_sentence_breaks_between_words(width):
+    text = "imgtag: " + interrupted_message(2, "/srv/photos/imgtag-out")
+    wrapped = fit(text, width)
+    _fits(wrapped, width)
+    assert _flat(wrapped) == _flat(text)
+    assert all(line.startswith("  ") for line in wrapped.splitlines()[1:])  # continuation lines are indented
+
+
+def test_without_a_width_lines_stay_whole(monkeypatch):
+    monkeypatch.delenv("COLUMNS", raising=False)
+    code, output = run_cli(["presets"], {}, monkeypatch)
+    assert code == 0
+    assert any(len(line) > 80 for line in output.splitlines())
