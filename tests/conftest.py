@@ -41,6 +41,13 @@ def full_corpus() -> Path:
     return SHARED_CORPUS
 
 
+@pytest.fixture(autouse=True)
+def own_user_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each test gets an empty user-level cache (learned rate limits, request/limits_cache.py): a test never
+    starts from what another learned, and never writes to the home folder of whoever runs the suite."""
+    monkeypatch.setenv("IMGTAG_CACHE_DIR", str(tmp_path_factory.mktemp("user-cache")))
+
+
 # -- nothing left behind ----------------------------------------------------------------------------
 # Every process a test starts inherits this marker; after the suite, any marked process that is no longer
 # below pytest (a decode worker or forkserver orphaned by a killed imgtag) fails the session.

@@ -194,10 +194,12 @@ class Result:
 
 def run_engine(provider: SimProvider, images: int, *, model: str | None = None, concurrency: int = 64,
                learned: dict[str, dict[str, float]] | None = None, learned_age_s: float = 0.0,
-               warm_up_gate: bool = True, per_request: int = 1, budget_usd: float | None = None) -> Result:
+               warm_up_gate: bool = True, per_request: int = 1, budget_usd: float | None = None,
+               cache_warm: bool = False) -> Result:
     """Run the real engine over `images` images on a virtual-time loop, wired as runner.py wires it
     (`warm_up_gate=False`: without warmup.FirstPermitAlone, for bench/pacer_sim.py's baseline; `per_request`:
-    --images-per-request, the provider answering packs as the packed schema asks)."""
+    --images-per-request, the provider answering packs as the packed schema asks; `cache_warm`: the target used
+    the prompt cache minutes ago, so no request goes first)."""
     async def main() -> Result:
         loop = asyncio.get_running_loop()
         pacer = Pacer(max_concurrency=concurrency, clock=loop.time)
@@ -209,7 +211,7 @@ def run_engine(provider: SimProvider, images: int, *, model: str | None = None, 
         settings = EngineSettings(key=WorkKey(preset.version, provider.name, info.id), preset=preset, model=info,
                                   images_per_request=per_request, budget_usd=budget_usd)
         recorder = Recorder()
-        wrapped = warm_cache_first(provider)
+        wrapped = warm_cache_first(provider, cache_warm=cache_warm)
         engine = Engine(recorder, wrapped, settings,  # type: ignore[arg-type]
                         pace_warm_up(pacer, wrapped, preset, info) if warm_up_gate else pacer, None)
         await engine.run(_items(images))

@@ -17,6 +17,7 @@ from imgtag.pricing.costs import Usage, cost_usd
 from imgtag.request.batch.common import BatchStats
 from imgtag.store import Store
 from imgtag.store import batches as sb
+from imgtag.store.migrations import MIGRATIONS, _v9_batch_packs
 
 BATCH = ["--mode", "batch", "--poll-interval", "0.05", "-q"]
 FIELDS = {"tags", "category", "description", "color", "style"}
@@ -118,19 +119,16 @@ def test_a_truncated_pack_is_asked_again_with_more_room(tmp_path: Path, recordin
 
 def test_migration_gives_old_batch_items_their_own_request_id(tmp_path: Path) -> None:
     """A store from before packs: each item was its own request."""
-    with Store(tmp_path, create=True) as store:
-        db = store.db
+    before_packs = MIGRATIONS.index(_v9_batch_packs)
+    with sqlite3.connect(tmp_path / "imgtag.db") as db:  # the schema as it was, then the store's own upgrade
+        for step in MIGRATIONS[:before_packs]:
+            step(db)
+        db.execute(f"PRAGMA user_version = {before_packs}")
         db.execute("INSERT INTO batch_submissions(created_at, item_count) VALUES ('2026-01-01T00:00:00+00:00', 1)")
-    with sqlite3.connect(tmp_path / "imgtag.db") as db:
-        db.execute("DROP INDEX batch_items_request")
-        db.execute("ALTER TABLE batch_items DROP COLUMN position")
-        db.execute("ALTER TABLE batch_items DROP COLUMN request_cid")
         db.execute("INSERT INTO jobs(id, sha256, preset_version, provider, model, status, updated_at)"
                    " VALUES (7, 'x', 'p', 'anthropic', 'm', 'batched', 't')")
         db.execute("INSERT INTO batch_items(custom_id, batch_id, job_id, state, created_at)"
                    " VALUES ('j7-1', NULL, 7, 'submitting', 't')")
-        version = db.execute("PRAGMA user_version").fetchone()[0]
-        db.execute(f"PRAGMA user_version = {version - 1}")
     with Store(tmp_path, create=False) as store:
         assert [tuple(r) for r in sb.request_items(store, "j7-1")] == [("j7-1", None, 7, "submitting", 0)]
 

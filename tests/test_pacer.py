@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import os
 import sqlite3
 from pathlib import Path
 from typing import Any
@@ -13,6 +14,7 @@ import pytest
 
 from imagegen import make_images, run_cli
 from imgtag.providers.base import RateLimitSnapshot
+from imgtag.request.limits_cache import CACHE_ENV, FILE_NAME
 from imgtag.request.pacer import Pacer, Permit
 from serversim import Result, SimProvider, TokenBucket, run_engine, run_workers, starts_within
 from virtualtime import START
@@ -173,10 +175,27 @@ def test_the_warm_up_waits_for_the_first_token_not_the_whole_answer() -> None:
         # time they are 2 s old and the server's full bucket dropped a second of refill meanwhile, so taking
         # them at face value again (plus the refill since) would credit 4 requests the server does not hold.
         assert t.rejected == [] and len(t.answered) == 150
-    assert t.began == [pytest.approx(START + 1.01)]  # the first request only
+    assert t.began[0] == pytest.approx(START + 1.01)  # the first request's answer, alone
     # When it began, the pacer learned the server's bucket from its headers and spent it at once: the first
     # request and the 29 that remained, not a cold probe of 1, 2, 4...
     assert starts_within(t.sent, START, 1.02) == 30
+
+
+def test_every_answer_teaches_the_limits_when_it_begins() -> None:
+    # No warm-up (the prompt cache is warm), nothing learned before: the pacer probes 1, 2, 4, 8 requests. Every
+    # request streams, so the first answer's headers arrive with its first byte, 1 s in, not at its end (3 s):
+    # the pacer learns the 30-deep bucket then and spends what it holds. The server allows 27 s for 150
+    # requests from a full bucket (30 at once, one every 0.2 s, plus one latency); the probe's second costs
+    # about half a second of that. Learning at the answers' end, the run took 28.8 s.
+    sim = SimProvider(TokenBucket(300, 6.0, START), name="anthropic", latency_s=3.0, ttft_s=1.0)
+    result = run_engine(sim, 150, cache_warm=True)
+    t = sim.traffic
+    assert t.rejected == [] and len(t.answered) == 150
+    assert 27.0 <= result.ended - START <= 27.6, result.ended - START
+    assert len(t.began) == 150  # every answer began: every request streamed
+    # The probe (8), then most of what the server held when the first answer began (30 - 8 + 5 refilled, less
+    # what may still be in transit); learning only from the first answer's end, the first 1.05 s held 8.
+    assert starts_within(t.sent, START, 1.05) >= 25
 
 
 def test_a_warm_up_that_fails_after_its_answer_began() -> None:
@@ -258,6 +277,11 @@ def test_run_learns_the_burst_and_the_next_run_starts_from_it(tmp_path: Path, fa
         db.execute("UPDATE learned_limits SET limits = json_set(limits, '$.saved_at',"
                    " json_extract(limits, '$.saved_at') - 60)")
     db.close()
+    user_cache = Path(os.environ[CACHE_ENV]) / FILE_NAME  # the user-level copy, a minute older too
+    data = json.loads(user_cache.read_text())
+    for entry in data["accounts"].values():
+        entry["saved_at"] -= 60
+    user_cache.write_text(json.dumps(data))
     seeded: list[tuple[dict[str, dict[str, float]], float]] = []
     real_seed = Pacer.seed
 

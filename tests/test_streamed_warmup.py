@@ -52,7 +52,7 @@ def test_a_streamed_request_says_when_its_answer_begins(fake_anthropic_factory: 
     assert streamed.obj is None and streamed.text == plain.text  # the same answer, whichever way it came
     assert streamed.stop_reason == plain.stop_reason and streamed.request_id and streamed.limits.requests_limit
     assert streamed.usage.output_tokens == plain.usage.output_tokens
-    assert [entry["stream"] for entry in fake.stats.request_log] == [False, True]
+    assert [entry["stream"] for entry in fake.stats.request_log] == [True, True]  # every request streams
 
 
 @pytest.mark.parametrize(("fault", "error_type", "status"), [
@@ -84,7 +84,7 @@ def test_the_others_go_when_the_first_answer_begins(tmp_path: Path, fake_anthrop
                            fake.env(), monkeypatch)
     assert code == 0, output
     log = _requests(fake)
-    assert [e["stream"] for e in log] == [True] + [False] * 7  # only the warm-up request streams
+    assert [e["stream"] for e in log] == [True] * 8  # every request streams (its headers come first)
     first = log[0]
     # Every other request reached the server while the first answer was still coming (it takes 2 s).
     assert all(e["t"] < first["done_t"] for e in log[1:])
@@ -129,6 +129,6 @@ def test_a_packed_warm_up_streams_too(tmp_path: Path, fake_anthropic_factory: An
                             "--images-per-request", "4", "-q"], fake.env(), monkeypatch)
     assert code == 0, output
     log = _requests(fake)
-    assert [e["stream"] for e in log] == [True, False, False]
+    assert [e["stream"] for e in log] == [True, True, True]
     assert all(e["t"] < log[0]["done_t"] for e in log[1:])
     assert len(fake.stats.answered_by_key) == 3  # by the first image of each request

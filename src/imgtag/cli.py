@@ -222,9 +222,22 @@ XmpNameOpt = Annotated[str | None, typer.Option(
     "--xmp-name", metavar="full|stem", help="XMP sidecar names: full (photo.jpg.xmp, default) or stem (photo.xmp).")]
 XmpTouchOpt = Annotated[bool, typer.Option(
     "--xmp-touch", help="xmp-embed: leave the files' modification time at now (default: keep it).")]
+XlsxThumbnailsOpt = Annotated[bool | None, typer.Option(
+    "--xlsx-thumbnails/--no-xlsx-thumbnails", show_default=False,
+    help="xlsx: a small thumbnail in each row (remembered by later exports).")]
 XmpOverwriteTextOpt = Annotated[bool, typer.Option(
     "--xmp-overwrite-text", help="XMP: replace titles and descriptions imgtag did not write (default: keep them).")]
 _SHOWN_PATHS = 10  # per-image formats write thousands of files; list a few, count the rest
+
+
+def _xlsx_options(formats: str, thumbnails: bool | None) -> dict[str, Any]:
+    """--xlsx-thumbnails: only with a workbook to put them in (exit 2 otherwise, before anything is spent)."""
+    from imgtag.export import parse_formats
+
+    if thumbnails and "xlsx" not in parse_formats(formats):
+        raise _fail(f"--xlsx-thumbnails puts thumbnails in results.xlsx, but --format {formats} writes no xlsx; "
+                    "add xlsx to --format")
+    return {} if thumbnails is None else {"xlsx_thumbnails": thumbnails}
 
 
 def _xmp_options(formats: str, xmp_name: str | None, xmp_touch: bool, overwrite_text: bool) -> dict[str, Any]:
@@ -247,12 +260,16 @@ def _xmp_options(formats: str, xmp_name: str | None, xmp_touch: bool, overwrite_
     return options
 
 
-def _print_written(paths: list[Path], notes: list[str]) -> None:
+def _print_written(paths: list[Path], notes: list[str], path_base: str | None = None) -> None:
     console = _console()
     if paths:
         shown = ", ".join(str(p) for p in paths[:_SHOWN_PATHS])
         more = f" and {len(paths) - _SHOWN_PATHS} more" if len(paths) > _SHOWN_PATHS else ""
-        console.print(f"wrote {shown}{more}", markup=False)
+        from imgtag.export import FOLDER_FILES
+
+        holds_paths = any(p.name in FOLDER_FILES.values() for p in paths)  # files whose `path` is from the base
+        base = f" (paths relative to {path_base})" if path_base and holds_paths else ""
+        console.print(f"wrote {shown}{more}{base}", markup=False)
     for note in notes:
         console.print(note, markup=False)
 
@@ -288,17 +305,19 @@ def scan(
         raise _fail(problem)
     if (problem := check_images_per_request(images_per_request)) is not None:
         raise _fail(problem)
+    from imgtag.scan import scans_own
+
     asked = _setting(out, "IMGTAG_OUT", "out", None)
-    # scan creates a store only where asked (--out, IMGTAG_OUT, imgtag.toml) or reuses ./imgtag-out if it
-    # already holds one; otherwise it works in a temporary folder removed at the end.
+    # scan is read-only for a project: it writes only into a store it made for itself (where asked: --out,
+    # IMGTAG_OUT, imgtag.toml), never into one a run made; otherwise it works in a temporary folder.
     temp = None
-    if asked is None and not (DEFAULT_OUT / "imgtag.db").is_file():
+    if asked is None or not scans_own(Path(asked)):
         import tempfile
 
         temp = tempfile.TemporaryDirectory(prefix="imgtag-scan-")
         store_dir = Path(temp.name)
     else:
-        store_dir = Path(asked) if asked is not None else DEFAULT_OUT
+        store_dir = Path(asked)
     cfg = _build_config(paths, store_dir, preset=preset, model=model, provider=None, lang=lang, categories=None,
                         min_side=min_side, max_megapixels=max_megapixels, workers=workers, detail=detail,
                         max_edge=max_edge, images_per_request=images_per_request)
@@ -389,6 +408,7 @@ def run(
     xmp_name: XmpNameOpt = None,
     xmp_touch: XmpTouchOpt = False,
     xmp_overwrite_text: XmpOverwriteTextOpt = False,
+    xlsx_thumbnails: XlsxThumbnailsOpt = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Everything except paid requests.")] = False,
     budget: BudgetOpt = None,
     price_in: Annotated[float | None, typer.Option(
@@ -453,7 +473,8 @@ def run(
     problem = usage_problem(engine, mode, budget, ray_actors, ray_batch_size)
     if problem:
         raise _fail(problem)
-    xmp_options = _xmp_options(format, xmp_name, xmp_touch, xmp_overwrite_text)
+    xmp_options = {**_xmp_options(format, xmp_name, xmp_touch, xmp_overwrite_text),
+                   **_xlsx_options(format, xlsx_thumbnails)}
     cfg = _build_config(paths, _out(out), preset=preset, model=model, provider=provider, lang=lang,
                         categories=categories, mode=mode, formats=format, dry_run=dry_run, budget=budget,
                         price_in=price_in, price_out=price_out,
@@ -537,7 +558,7 @@ def _execute(cfg: RunConfig, command: str) -> None:
             outcome = asyncio.run(_run_and_close(runner, provider_obj))
         except KeyboardInterrupt:
             raise _fail(runner.interrupted(interruption.exit_code), interruption.exit_code) from None
-    _report(outcome, cfg, target, runner.missing_args)
+    _report(outcome, cfg, target, runner.missing_args, runner.path_base)
     if runner.missing_args and outcome.summary.files == 0:
         raise typer.Exit(EXIT_CONFIG)  # nothing to do because nothing matched: a usage error
     raise typer.Exit(outcome.exit_code)
@@ -567,9 +588,37 @@ def _switch_target(store: Any, meta: dict[str, Any], formats: str) -> None:
     except ValueError:
         write_exports(store, previous, "csv,jsonl")
     kept = target_dir(store, previous)
-    _console().print(f"imgtag: results.csv and results.jsonl in {store.out_dir} now hold {label(meta)}; the "
-                     f"{label(previous)} results are kept in {kept.parent.name}/{slug(previous)}/ "
+    _console().print(f"imgtag: {_switch_words(store.out_dir, meta, previous, formats)}; the {label(previous)} "
+                     f"results are kept in {kept.parent.name}/{slug(previous)}/ "
                      f"(`imgtag export {selection_flags(previous)}` rebuilds them)", markup=False)
+
+
+def _switch_words(out: Path, meta: dict[str, Any], previous: dict[str, Any], formats: str) -> str:
+    """What this run writes for the new target, and which files in --out still show the previous one (a message
+    never claims results.csv holds a target that a --format xmp run did not write there)."""
+    from imgtag.export import FOLDER_FILES, parse_formats
+    from imgtag.targets import label
+
+    def folder_files(spec: str | None) -> list[str]:
+        try:
+            return [FOLDER_FILES[name] for name in parse_formats(spec or "csv,jsonl") if name in FOLDER_FILES]
+        except ValueError:
+            return []
+
+    ours = folder_files(formats)
+    beside = [name for name in parse_formats(formats) if name not in FOLDER_FILES]
+    stale = [name for name in folder_files(previous.get("formats")) if name not in ours and (out / name).exists()]
+    words = []
+    if ours:
+        words.append(f"{', '.join(ours)} in {out} will hold {label(meta)}")
+    if beside:
+        words.append(f"{label(meta)} goes to {', '.join(beside)} beside the images")
+    if stale:
+        verb = "shows" if len(stale) == 1 else "show"
+        words.append(f"{', '.join(stale)} in {out} still {verb} {label(previous)} (`imgtag export --format "
+                     f"{','.join(k for k, v in FOLDER_FILES.items() if v in stale)}` rewrites "
+                     f"{'it' if len(stale) == 1 else 'them'} for {label(meta)})")
+    return "; ".join(words)
 
 
 async def _run_and_close(runner: Run, provider_obj: Any) -> Any:
@@ -586,7 +635,7 @@ async def _run_and_close(runner: Run, provider_obj: Any) -> Any:
             await provider_obj.aclose()
 
 
-def _report(outcome: Any, cfg: RunConfig, target: Any, missing: list[str]) -> None:
+def _report(outcome: Any, cfg: RunConfig, target: Any, missing: list[str], path_base: str | None) -> None:
     from imgtag.progress import resume_note
 
     console = _console()
@@ -616,7 +665,7 @@ def _report(outcome: Any, cfg: RunConfig, target: Any, missing: list[str]) -> No
     if outcome.message:
         console.print(f"imgtag: {outcome.message}", markup=False)
     if outcome.exports or outcome.export_notes:
-        _print_written(outcome.exports, outcome.export_notes)
+        _print_written(outcome.exports, outcome.export_notes, path_base)
     if outcome.not_written:
         console.print(f"imgtag: {outcome.not_written}", markup=False)
     if s.by_status.get("failed"):
@@ -736,14 +785,18 @@ def export(out: OutOpt = None,
            xmp_name: XmpNameOpt = None, xmp_touch: XmpTouchOpt = False,
            reviewed_only: Annotated[bool, typer.Option(
                "--reviewed-only", help="Only images approved in `imgtag review`.")] = False,
-           xmp_overwrite_text: XmpOverwriteTextOpt = False,
-           preset: PresetSel = None, model: ModelSel = None, lang: LangSel = None) -> None:
+           xmp_overwrite_text: XmpOverwriteTextOpt = False, xlsx_thumbnails: XlsxThumbnailsOpt = None,
+           preset: PresetSel = None, model: ModelSel = None, lang: LangSel = None,
+           every: Annotated[bool, typer.Option("--all", help="Every file this folder has seen, not only the "
+                                                             "latest run's inputs.")] = False) -> None:
     """Rebuild the output files from the store.
 
     Written atomically, without asking any model again. The latest target goes to the folder itself;
-    another (--preset/--model/--lang) to targets/<preset>[-<lang>]--<model>/."""
+    another (--preset/--model/--lang) to targets/<preset>[-<lang>]--<model>/. Rows are the latest run's
+    inputs (--all: every file the folder has seen), paths relative to the folder's one base."""
     from imgtag.export.writer import ExportRefused, effective_options, remembered_options, write_exports
     from imgtag.export.writer import not_written_message as not_written_line
+    from imgtag.fileset import stated_base
 
     options = _export_options(txt_template, txt_existing, metadata_overwrite)
     notes: list[str] = []
@@ -755,17 +808,20 @@ def export(out: OutOpt = None,
             raise _fail(f"no results yet in {out} (run `imgtag run` first)", EXIT_FAILED)
         formats = format or meta.get("formats") or "csv,jsonl"
         options.update(_xmp_options(formats, xmp_name, xmp_touch, xmp_overwrite_text))
+        options.update(_xlsx_options(formats, xlsx_thumbnails))
         _check_export_options(formats, effective_options(meta, options), list(meta["fields"]), None)
         if remembered_options(options):  # the next plain `imgtag export` builds the same captions
             meta = _remember_export_options(store, meta, remembered_options(options))
+        base = stated_base(store)
         try:
-            written = write_exports(store, meta, formats, options, notes, unwritten, reviewed_only=reviewed_only)
+            written = write_exports(store, meta, formats, options, notes, unwritten, reviewed_only=reviewed_only,
+                                    every=every)
         except ExportRefused as exc:
-            _print_written(exc.written, exc.notes)
+            _print_written(exc.written, exc.notes, base)
             raise _fail(str(exc)) from None
         except ValueError as exc:
             raise _fail(str(exc)) from None
-    _print_written(written, notes)
+    _print_written(written, notes, base)
     if (not_written := not_written_line(unwritten)) is not None:
         raise _fail(not_written, EXIT_FAILED)
 

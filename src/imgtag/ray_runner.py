@@ -20,7 +20,7 @@ from typing import Any, TextIO
 
 from imgtag.config import EXIT_CONFIG, EXIT_FAILED, EXIT_OK, prepare_template
 from imgtag.export.writer import ExportRefused, not_written_message, write_exports
-from imgtag.ingest.pipeline import IngestOptions, Ingestor
+from imgtag.ingest.pipeline import Ingestor
 from imgtag.progress import Progress, Snapshot, tick_forever
 from imgtag.providers.base import max_edge_of
 from imgtag.request.distributed.pipeline import (
@@ -70,9 +70,7 @@ class DistributedRun(Run):
     async def _plan(self, folder: WorkFolder, store_id: str) -> list[str]:
         cfg = self.cfg
         request = prepare_template(cfg, self.target, encode=False, provider_max_edge=max_edge_of(self.provider))
-        self.ingestor = Ingestor(self.store, IngestOptions(
-            inputs=cfg.inputs, request=request, workers=cfg.workers, skip_near_duplicates=cfg.skip_near_duplicates,
-            exclude=[str(self.store.out_dir.resolve())], stdin=cfg.stdin, source=cfg.source), self.run_id)
+        self.ingestor = Ingestor(self.store, self.ingest_options(request), self.run_id)
         folder.remove_manifests()
         writer = folder.manifest_writer(uuid.uuid4().hex[:12])
         try:
@@ -80,7 +78,7 @@ class DistributedRun(Run):
                 sha = ing.record.sha256
                 if ing.record.status != "ok" or not sha or not self._needs_work(sha):
                     if ing.record.status == "ok" and sha:
-                        self.done_before += 1
+                        self.note_done_before(sha)
                     self._count(ing, settled=True)
                     continue
                 job_id = self._claim(ing, sha)
@@ -230,7 +228,8 @@ class DistributedRun(Run):
     def _finish(self, problem: str | None, *, config_error: bool = False) -> RunOutcome:
         # The same ending as the local engine's Run.execute: summary, exports, exit code.
         cfg = self.cfg
-        summary = summarize(self.store.db, self.key, run_id=self.run_id)
+        summary = summarize(self.store.db, self.key, run_id=self.run_id,
+                            counted=self.ingestor.counted if self.ingestor else None)
         exports: list[Path] = []
         notes: list[str] = list(self.tally.problems)
         message = problem

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from imgtag import fileset
 from imgtag.config import RunConfig
 from imgtag.ingest.discover import Discovered
 from imgtag.store import Store
@@ -70,13 +71,16 @@ def retry_plan(out: Path, *, progress: bool = True, force: bool = False) -> Retr
         if not meta:
             return RetryPlan(None)
         key = (meta["preset_version"], meta["provider"], meta["model"])
+        # The failures `status` shows: those of the latest run's inputs (fileset.py).
+        file_set = fileset.current(store)
+        in_set, since = (" AND f.seen_run >= ?", (file_set.run,)) if file_set else ("", ())
         rows = store.db.execute(
             "SELECT f.path, f.display, f.root, f.size, f.mtime_ns, f.status AS fstatus, f.visual_tokens,"
             " f.out_width, f.out_height,"
             " j.id AS job_id, CASE WHEN f.status = 'failed' THEN f.reason_code ELSE j.error_type END AS cause"
             " FROM files f LEFT JOIN jobs j ON j.sha256 = f.sha256 AND j.preset_version = ? AND j.provider = ?"
-            " AND j.model = ? WHERE f.status = 'failed' OR (f.status = 'ok' AND j.status = 'failed') ORDER BY f.id",
-            key).fetchall()
+            " AND j.model = ? WHERE (f.status = 'failed' OR (f.status = 'ok' AND j.status = 'failed'))" + in_set
+            + " ORDER BY f.id", (*key, *since)).fetchall()
         invalid_asks = dict(store.db.execute(
             "SELECT a.job_id, COUNT(*) FROM attempts a JOIN jobs j ON j.id = a.job_id WHERE j.status = 'failed'"
             " AND a.error_type = 'invalid_output' AND j.preset_version = ? AND j.provider = ? AND j.model = ?"

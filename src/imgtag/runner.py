@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
+from imgtag import fileset
 from imgtag.config import EXIT_CONFIG, EXIT_FAILED, EXIT_OK, RunConfig, Target, prepare_template
 from imgtag.export.writer import ExportRefused, not_written_message, write_exports
 from imgtag.ingest.pipeline import Ingested, IngestOptions, Ingestor
@@ -52,6 +53,13 @@ class Run:
         self.provider = provider
         self.key = target.key
         self.run_id = store.start_run(command, key=self.key, preset=target.preset.name, mode=cfg.mode)
+        self.started_at = store.run_started(self.run_id)
+        # Results and status cover this run's inputs from now on, their paths measured from the folder's one base
+        # (fileset.py). A dry run changes neither what they cover nor any membership.
+        self.path_base = fileset.path_base(store, cfg.inputs)
+        self.seen_run = None if cfg.dry_run else self.run_id
+        if command == "run" and not cfg.dry_run:
+            fileset.begin(store, self.run_id)
         if provider is not None:
             provider.attach_store(store)  # e.g. what structured-output mode a server accepted last time
         self.ok = self.failed = self.skipped = self.finished = 0
@@ -77,6 +85,12 @@ class Run:
         if row["status"] != "ok":
             return self.cfg.retry_failed  # retry re-examines files that could not be read last time
         return self._needs_work(row["sha256"]) and not self.cfg.dry_run
+
+    def note_done_before(self, sha: str) -> None:
+        """Count a file whose answer needs no request now as done before only when an earlier run settled it: a
+        copy of an image this run answered, or an answer this run collected from a batch, is this run's work."""
+        if self.store.answered_before(sha, self.key, self.started_at):
+            self.done_before += 1
 
     def _count(self, ing: Ingested, settled: bool) -> None:
         if ing.record.status == "skipped":
@@ -109,7 +123,7 @@ class Run:
                 if self.cfg.mode != "batch" and self.store.job_status(sha, self.key) == "batched":
                     self.in_batches += 1
                 else:
-                    self.done_before += 1
+                    self.note_done_before(sha)
                 self._count(ing, settled=True)
                 continue
             if estimator is not None:
@@ -156,17 +170,36 @@ class Run:
             batch=batch_view,
         )
 
+    def ingest_options(self, request: Any) -> IngestOptions:
+        cfg = self.cfg
+        return IngestOptions(inputs=cfg.inputs, request=request, workers=cfg.workers,
+                             skip_near_duplicates=cfg.skip_near_duplicates, exclude=[str(self.store.out_dir.resolve())],
+                             stdin=cfg.stdin, source=cfg.source, path_base=self.path_base, seen_run=self.seen_run)
+
+    async def record_count(self) -> None:
+        """Store the up-front count as soon as the walk ends, so `status` during a run reports every input."""
+        while self.ingestor is None or self.ingestor.counted is None:
+            await asyncio.sleep(0.5)
+        if self.seen_run is not None:
+            fileset.record_count(self.store, self.run_id, self.ingestor.counted)
+
+    def final_count(self, ingestor: Ingestor, interrupted: bool) -> int | None:
+        """The count of this run's inputs, waited for briefly when the run stopped before the walk ended."""
+        counted = ingestor.counted if interrupted else ingestor.finish_count(timeout=2.0)
+        if counted is not None and self.seen_run is not None:
+            fileset.record_count(self.store, self.run_id, counted)
+        return counted
+
     async def execute(self, stream: TextIO | None = None) -> RunOutcome:
         cfg = self.cfg
         request = prepare_template(cfg, self.target, encode=not cfg.dry_run,
                                    provider_max_edge=max_edge_of(self.provider))
-        ingestor = Ingestor(self.store, IngestOptions(inputs=cfg.inputs, request=request, workers=cfg.workers,
-                                                      skip_near_duplicates=cfg.skip_near_duplicates,
-                                                      exclude=[str(self.store.out_dir.resolve())],
-                                                      stdin=cfg.stdin, source=cfg.source), self.run_id)
+        ingestor = Ingestor(self.store, self.ingest_options(request), self.run_id)
         self.ingestor = ingestor
         progress = Progress(self.snapshot, stream=stream, enabled=cfg.progress)
         ticker = asyncio.create_task(tick_forever(progress))
+        counting = asyncio.create_task(self.record_count())
+        counted = None
         estimator = (Estimator(self.target.preset, models=[self.target.model.id], min_short=cfg.min_side,
                                per_request=cfg.images_per_request) if cfg.dry_run else None)
         message = None
@@ -216,9 +249,11 @@ class Run:
             raise
         finally:
             ticker.cancel()
+            counting.cancel()
+            counted = self.final_count(ingestor, interrupted)
             ingestor.close()
             progress.close(erase=interrupted)
-        summary = summarize(self.store.db, self.key, run_id=self.run_id)
+        summary = summarize(self.store.db, self.key, run_id=self.run_id, counted=counted)
         exports: list[Path] = []
         notes: list[str] = []
         unwritten: list[str] = []

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from imgtag.config import RunConfig, Target, prepare_template
@@ -12,6 +14,7 @@ from imgtag.costview import estimate_objects
 from imgtag.ingest.pipeline import Ingested, IngestOptions, Ingestor
 from imgtag.pricing.estimate import Estimator, image_tokens, prompt_tokens
 from imgtag.store import Store
+from imgtag.store.db import DB_NAME
 
 
 @dataclass
@@ -23,6 +26,23 @@ class ScanResult:
     missing_args: list[str] = field(default_factory=list)
     ignored_hidden: int = 0
     symlink_loops: int = 0
+
+
+def scans_own(out: Path) -> bool:
+    """Whether `imgtag scan` may use the store in `out`: none there yet, or one only scans have used. A store that
+    any other command used belongs to a project and is only read (issue 17 item 2), so it is opened read-only
+    here, never migrated or locked."""
+    import sqlite3
+
+    db_path = out / DB_NAME
+    if not db_path.exists():
+        return True
+    try:
+        with contextlib.closing(sqlite3.connect(f"{db_path.absolute().as_uri()}?mode=ro", uri=True)) as db:
+            (others,) = db.execute("SELECT COUNT(*) FROM runs WHERE command <> 'scan'").fetchone()
+    except sqlite3.Error:  # unreadable, locked or not ours: leave it alone
+        return False
+    return others == 0
 
 
 def file_entry(ing: Ingested, store: Store, target: Target, prompt: int, min_short: int = 200) -> dict[str, Any]:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from imgtag import fileset
 from imgtag.costview import status_estimate, status_estimate_line
 from imgtag.money import usd
 from imgtag.store import Store
@@ -23,7 +24,9 @@ KEPT_ANSWER_SHOWN = 160  # characters of a kept answer on the text page; --json 
 
 def gather(store: Store, meta: dict[str, Any] | None) -> dict[str, Any]:
     key = key_of(meta) if meta else None
-    s = summarize(store.db, key)
+    file_set = fileset.current(store)  # the latest run's inputs (None: every file, for stores from before sets)
+    scope = {"since_run": file_set.run, "counted": file_set.counted} if file_set else {}
+    s = summarize(store.db, key, **scope)
     batches = [{"id": b.id, "provider": b.provider, "processing_status": b.processing_status,
                 "item_count": b.item_count, "request_counts": b.request_counts, "created_at": b.created_at,
                 "live": False}
@@ -32,21 +35,24 @@ def gather(store: Store, meta: dict[str, Any] | None) -> dict[str, Any]:
     failed_total = 0
     if key is not None:
         kp = (key.preset_version, key.provider, key.model)
+        in_set, since = ("AND seen_run >= ?", (file_set.run,) * 2) if file_set else ("", ())
         select = (f"SELECT f.display, j.error_type, j.error_message, ({KEPT_ANSWER}) FROM jobs j"
                   " JOIN files f ON f.id = j.file_id"
                   " WHERE j.status='failed' AND j.preset_version=? AND j.provider=? AND j.model=?"
-                  " UNION ALL SELECT display, reason_code, reason, NULL FROM files WHERE status='failed'")
-        (failed_total,) = store.db.execute(f"SELECT COUNT(*) FROM ({select})", kp).fetchone()
+                  f" {in_set.replace('seen_run', 'f.seen_run')} UNION ALL SELECT display, reason_code, reason, NULL"
+                  f" FROM files WHERE status='failed' {in_set}")
+        (failed_total,) = store.db.execute(f"SELECT COUNT(*) FROM ({select})", (*kp, *since)).fetchone()
         failures = [{"path": r[0], "type": r[1] or "error", "message": r[2] or "", "raw_answer": r[3]}
-                    for r in store.db.execute(f"{select} LIMIT {FAILURES_SHOWN}", kp)]
+                    for r in store.db.execute(f"{select} LIMIT {FAILURES_SHOWN}", (*kp, *since))]
     others = []
     for other in all_targets(store):
         if meta is not None and key_of(other) == key:
             continue
-        o = summarize(store.db, key_of(other))
+        o = summarize(store.db, key_of(other), **scope)
         others.append({**_identity(other), "by_status": o.by_status, "cost_usd": round(o.cost_usd, 8)})
     this = [{**_identity(meta), "by_status": s.by_status, "cost_usd": round(s.cost_usd, 8)}] if meta else []
-    return {"target": meta, "files": s.files, "by_status": s.by_status, "by_error": s.by_error,
+    return {"target": meta, "files": s.files, "path_base": fileset.stated_base(store),
+            "by_status": s.by_status, "by_error": s.by_error,
             "input_tokens": s.input_tokens, "output_tokens": s.output_tokens,
             "cache_creation_input_tokens": s.cache_creation_input_tokens,
             "cache_read_input_tokens": s.cache_read_input_tokens, "cost_usd": round(s.cost_usd, 8),
@@ -92,6 +98,8 @@ def render(report: dict[str, Any], credits_line: str | None) -> list[str]:
     lines = [f"preset {meta['preset_name']} ({meta['preset_version']}), {meta['provider']} {meta['model']}"]
     counts = ", ".join(f"{k} {v}" for k, v in sorted(report["by_status"].items())) or "none"
     lines.append(f"files {report['files']}: {counts}")
+    if report.get("path_base"):
+        lines.append(f"paths relative to {report['path_base']}")
     lines.append(f"requests {report['requests']}; tokens in {report['input_tokens']:,}, "
                  f"out {report['output_tokens']:,}, cache write {report['cache_creation_input_tokens']:,}, "
                  f"cache read {report['cache_read_input_tokens']:,}; spent to date {usd(report['cost_usd'])}")

@@ -23,9 +23,14 @@ class Summary:
     credits_remaining: float | None = None   # the balance the latest answer reported
 
 
-def summarize(db: sqlite3.Connection, key: WorkKey | None, *, run_id: int | None = None) -> Summary:
-    where = "WHERE f.last_run = ?" if run_id is not None else ""
+def summarize(db: sqlite3.Connection, key: WorkKey | None, *, run_id: int | None = None,
+              since_run: int | None = None, counted: int | None = None) -> Summary:
+    """Counts by status for the files one run touched (`run_id`: the end-of-run summary; tokens and cost are
+    that run's), or the folder's file set (`since_run`, fileset.py: `status`; tokens and cost to date), or every
+    file. `counted`, the up-front count of the inputs, adds the files a stopped run never reached as pending."""
+    where = "WHERE f.last_run = ?" if run_id is not None else "WHERE f.seen_run >= ?" if since_run is not None else ""
     params: tuple[object, ...] = (run_id,) if run_id is not None else ()
+    files_params: tuple[object, ...] = params or ((since_run,) if since_run is not None else ())
     s = Summary()
     kp = (key.preset_version, key.provider, key.model) if key else ("", "", "")
     rows = db.execute(
@@ -35,13 +40,16 @@ def summarize(db: sqlite3.Connection, key: WorkKey | None, *, run_id: int | None
         " CASE WHEN f.status <> 'ok' THEN f.reason_code WHEN j.status = 'failed' THEN j.error_type END AS et,"
         " COUNT(*) FROM files f LEFT JOIN jobs j ON j.sha256 = f.sha256 AND f.status = 'ok'"
         " AND j.preset_version = ? AND j.provider = ? AND j.model = ? " + where + " GROUP BY st, et",
-        (*kp, *params),
+        (*kp, *files_params),
     ).fetchall()
     for status, error_type, count in rows:
         s.files += count
         s.by_status[status] = s.by_status.get(status, 0) + count
         if error_type:
             s.by_error[error_type] = s.by_error.get(error_type, 0) + count
+    if counted is not None and counted > s.files:  # found by the count, never reached: still to do
+        s.by_status["pending"] = s.by_status.get("pending", 0) + counted - s.files
+        s.files = counted
     if key is not None:
         row = db.execute(
             "SELECT COALESCE(SUM(a.input_tokens),0), COALESCE(SUM(a.output_tokens),0),"

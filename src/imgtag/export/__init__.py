@@ -35,6 +35,10 @@ EXPORTER_PATHS: dict[str, str] = {
     "html": "imgtag.export.contact_sheet:write_contact_sheet",
 }
 
+# Formats written as one file in --out (the rest go beside the images), and that file's name.
+FOLDER_FILES: dict[str, str] = {"csv": "results.csv", "jsonl": "results.jsonl", "xlsx": "results.xlsx",
+                                "parquet": "results.parquet", "html": "contact-sheet.html"}
+
 
 class _LazyExporters(Mapping[str, "Exporter"]):
     """Format name -> exporter function, each module imported on its first lookup."""

@@ -45,10 +45,17 @@ class ExportContext:
     unwritten: list[str] = field(default_factory=list)
     preset: str | None = None  # preset name (which field mapping applies, e.g. for XMP)
     lang: str | None = None  # the run's --lang: language tag of translated text (XMP xml:lang)
+    provider: str | None = None  # the target's provider and model, which files for people name (contact sheet)
+    model: str | None = None
+    target_date: str | None = None  # ISO time the target was last run (stable, so re-exports stay identical)
     xmp_name: str = "full"  # XMP sidecar naming: "full" (photo.jpg.xmp) or "stem" (photo.xmp)
     xmp_touch: bool = False  # xmp-embed: leave the new modification time instead of restoring the old one
     # XMP: replace a title/description (language alternative) that imgtag did not write; kept otherwise.
     xmp_overwrite_text: bool = False
+    # xlsx: the preset's field titles by language ({"zh": {"tags": "标签"}}): headers in ``lang`` when it has
+    # them (export/titles.py); and a small thumbnail per row.
+    field_titles: dict[str, dict[str, str]] = field(default_factory=dict)
+    xlsx_thumbnails: bool = False
     # store.xmp.XmpLedger: what per-image XMP writes remember between exports (None: remember nothing).
     xmp_ledger: Any = None
 

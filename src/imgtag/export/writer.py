@@ -30,42 +30,49 @@ _PER_TARGET_COPY = ("csv", "jsonl")
 
 def write_exports(store: Store, meta: dict[str, Any], formats: str | None = None,
                   options: dict[str, Any] | None = None, notes: list[str] | None = None,
-                  unwritten: list[str] | None = None, *, reviewed_only: bool = False) -> list[Path]:
+                  unwritten: list[str] | None = None, *, reviewed_only: bool = False,
+                  every: bool = False) -> list[Path]:
     """Write each format; ``options`` are ExportContext fields from the command line (txt_template,
     txt_existing, metadata_overwrite). One-line summaries of per-image formats are appended to ``notes``, the
     files a per-image format could not write to ``unwritten`` (see not_written_message).
     Rows hold current values (a person's edits over the model's answer); reviewed_only: approved images only.
+    The rows are the folder's file set, the latest run's inputs (fileset.py); with ``every``, every file the
+    folder has seen (`imgtag export --all`).
 
     The latest target's files go to the folder itself (results.csv, ...); another target's go to
     targets/<preset>--<model>/. Once the folder holds several targets, the latest target's results.csv/.jsonl
     are also written there, so a later run of another target never leaves them unretrievable."""
-    from imgtag import targets
+    from imgtag import fileset, targets
 
+    file_set = None if every else fileset.current(store)
+    since_run = file_set.run if file_set is not None else None
     latest = store.get_meta("target")
     is_latest = latest is None or targets.key_of(latest) == targets.key_of(meta)
     out_dir = store.out_dir if is_latest else targets.target_dir(store, meta)
-    written = _write(store, meta, formats, options, notes, out_dir, unwritten, reviewed_only)
+    written = _write(store, meta, formats, options, notes, out_dir, unwritten, reviewed_only, since_run)
     if is_latest and len(targets.all_targets(store)) > 1:
         names = parse_formats(formats or meta.get("formats") or "csv,jsonl")
         copy = [name for name in names if name in _PER_TARGET_COPY]
         if copy:
             written += _write(store, meta, ",".join(copy), options, None, targets.target_dir(store, meta),
-                              reviewed_only=reviewed_only)
+                              reviewed_only=reviewed_only, since_run=since_run)
     return written
 
 
 def _write(store: Store, meta: dict[str, Any], formats: str | None, options: dict[str, Any] | None,
            notes: list[str] | None, out_dir: Path, unwritten: list[str] | None = None,
-           reviewed_only: bool = False) -> list[Path]:
+           reviewed_only: bool = False, since_run: int | None = None) -> list[Path]:
     key = WorkKey(meta["preset_version"], meta["provider"], meta["model"])
     opts = effective_options(meta, options)
     ctx = ExportContext(out_dir=out_dir, field_names=list(meta["fields"]),
                         list_fields=set(meta.get("list_fields") or []), schema=_schema(meta),
                         ledger=StoreLedger(store.db), preset=meta.get("preset_name"), lang=meta.get("lang"),
-                        xmp_ledger=XmpLedger(store.db), **opts)
+                        provider=meta.get("provider"), model=meta.get("model"), target_date=meta.get("updated_at"),
+                        xmp_ledger=XmpLedger(store.db), field_titles=_titles(meta), **opts)
     written: list[Path] = []
-    for name in parse_formats(formats or meta.get("formats") or "csv,jsonl"):
-        rows = store.result_rows(key, meta["preset_name"], ctx.field_names, reviewed_only=reviewed_only)
+    for name in _thumbnails_first(parse_formats(formats or meta.get("formats") or "csv,jsonl")):
+        rows = store.result_rows(key, meta["preset_name"], ctx.field_names, reviewed_only=reviewed_only,
+                                 since_run=since_run)
         written.extend(EXPORTERS[name](rows, ctx))
     if notes is not None:
         notes.extend(ctx.notes)
@@ -94,7 +101,7 @@ def not_written_message(unwritten: list[str]) -> str | None:
 # Options a later `imgtag export` keeps using unless told otherwise, so a plain re-export rebuilds the same
 # captions and names sidecars the same way. A permission such as metadata_overwrite (or --xmp-touch) is never
 # remembered.
-REMEMBERED = ("txt_template", "txt_existing", "xmp_name")
+REMEMBERED = ("txt_template", "txt_existing", "xmp_name", "xlsx_thumbnails")
 
 
 def effective_options(meta: dict[str, Any], options: dict[str, Any] | None) -> dict[str, Any]:
@@ -107,6 +114,28 @@ def effective_options(meta: dict[str, Any], options: dict[str, Any] | None) -> d
 
 def remembered_options(options: dict[str, Any]) -> dict[str, Any]:
     return {k: options[k] for k in REMEMBERED if options.get(k) is not None}
+
+
+def _thumbnails_first(names: list[str]) -> list[str]:
+    """The contact sheet before the workbook: the workbook's small thumbnails are then made from the sheet's
+    instead of decoding every original twice."""
+    if "html" in names and "xlsx" in names and names.index("html") > names.index("xlsx"):
+        names = [n for n in names if n != "html"]
+        names.insert(names.index("xlsx"), "html")
+    return names
+
+
+def _titles(meta: dict[str, Any]) -> dict[str, dict[str, str]]:
+    """The preset's column titles by language: stored with the target since they were added there; for older
+    stores, from the preset itself (titles never change an answer, so any version of it will do)."""
+    if "titles" in meta:
+        return dict(meta["titles"] or {})
+    try:
+        from imgtag.presets import load_preset
+
+        return load_preset(meta["preset"]).titles
+    except Exception:  # a moved or broken preset file: machine names as headers, never a failed export
+        return {}
 
 
 def _schema(meta: dict[str, Any]) -> dict[str, Any] | None:

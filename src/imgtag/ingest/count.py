@@ -35,6 +35,11 @@ class FileCounter:
     def stop(self) -> None:
         self._stop.set()
 
+    def wait(self, timeout: float) -> None:
+        """Let a walk still under way finish, for at most `timeout` seconds (unless stopped)."""
+        if self._thread is not None and self._thread.is_alive() and not self._stop.is_set():
+            self._thread.join(timeout)
+
     def _walk(self, inputs: list[str], exclude: list[str]) -> None:
         n = 0
         try:

@@ -43,7 +43,7 @@ from typing import TextIO
 
 from imgtag.ingest.sidecars import SidecarRule, image_stems
 
-__all__ = ["Discovered", "DiscoveryStats", "discover", "printable"]
+__all__ = ["Discovered", "DiscoveryStats", "discover", "printable", "relative_display"]
 
 
 @dataclass(frozen=True)
@@ -94,6 +94,17 @@ _COMPONENT = re.compile(r"[^/\\]+" if os.sep == "\\" else r"[^/]+")
 _GLOB_FLAGS = re.IGNORECASE if os.name == "nt" else 0
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+def relative_display(path: str, base: str) -> str:
+    """`path` (absolute) as shown in every output of a folder whose paths are measured from `base`: relative to
+    it with "/" separators ("../" for a file outside it), absolute only where no relative path exists (another
+    drive); one line of UTF-8, as printable() makes it."""
+    try:
+        shown = os.path.relpath(path, base)
+    except ValueError:
+        shown = path
+    return printable(shown.replace(os.sep, "/") if os.sep != "/" else shown)
 
 
 def printable(text: str) -> str:

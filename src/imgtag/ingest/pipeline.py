@@ -16,8 +16,8 @@ from dataclasses import dataclass, field, replace
 from typing import Any, TextIO
 
 from imgtag.ingest.count import FileCounter
-from imgtag.ingest.discover import Discovered, DiscoveryStats, discover
-from imgtag.ingest.prefilter import NearDuplicateIndex
+from imgtag.ingest.discover import Discovered, DiscoveryStats, discover, relative_display
+from imgtag.ingest.duplicates import NearDuplicateIndex
 from imgtag.ingest.preprocess import ImageReport, PrepareRequest, new_pool, prepare
 from imgtag.ingest.sidecars import LedgerPaths, SidecarRule, forget_sidecar_rows
 from imgtag.store import FileRecord, Store
@@ -34,6 +34,8 @@ class IngestOptions:
     exclude: Sequence[str] = ()
     stdin: TextIO | None = None
     source: Iterable[Discovered] | None = None   # explicit files (retry) instead of discovering `inputs`
+    path_base: str | None = None         # display paths relative to this folder (fileset.py); None: as discovered
+    seen_run: int | None = None          # a real run: files it sees join its file set (fileset.py)
 
 
 @dataclass
@@ -127,6 +129,13 @@ class Ingestor:
     def counted(self) -> int | None:
         return self._counter.total if self._counter is not None else None
 
+    def finish_count(self, timeout: float) -> int | None:
+        """The up-front count, waiting up to `timeout` seconds for the walk (a run that stopped early still
+        reports how many files its inputs hold)."""
+        if self._counter is not None:
+            self._counter.wait(timeout)
+        return self.counted
+
     async def _discovered(self) -> AsyncIterator[Discovered]:
         """Run the (blocking, filesystem-bound) discovery generator in a thread, a chunk at a time."""
         it: Iterator[Discovered] = (
@@ -168,6 +177,8 @@ class Ingestor:
         try:
             async for d in self._discovered():
                 self.counters.discovered += 1
+                if self.options.path_base is not None:
+                    d = replace(d, display=relative_display(d.path, self.options.path_base))
                 if d.problem is not None:
                     window.append(_ready(self._save(d, _discovered_record(d), None)))
                 else:
@@ -176,7 +187,7 @@ class Ingestor:
                         self.counters.from_cache += 1
                         window.append(_ready(self._save(d, _record_from_row(d, row), None)))
                     else:
-                        self.store.reserve_file(d.path, d.display, d.root)
+                        self.store.reserve_file(d.path, d.display, d.root, self.options.seen_run)
                         if decoding is not None:
                             decoding()
                         window.append(asyncio.ensure_future(self._decode(d)))
@@ -194,7 +205,7 @@ class Ingestor:
         return self._save(d, _record_from_report(d, report), report)
 
     def _save(self, d: Discovered, record: FileRecord, report: ImageReport | None) -> Ingested:
-        file_id = self.store.upsert_file(record, self.run_id)
+        file_id = self.store.upsert_file(record, self.run_id, self.options.seen_run)
         duplicate_of = near_of = None
         if record.status == "ok" and record.sha256:
             original = self.store.link_duplicates(record.sha256)
@@ -205,7 +216,7 @@ class Ingestor:
             if near_of is not None and self.options.skip_near_duplicates:
                 record = replace(record, status="skipped", reason_code="near_duplicate",
                                  reason=f"near-duplicate of {self.store.display_of(near_of)} (--skip-near-duplicates)")
-                self.store.upsert_file(record, self.run_id)
+                self.store.upsert_file(record, self.run_id, self.options.seen_run)
             self.store.set_near_duplicate(file_id, near_of)
         return Ingested(file_id=file_id, display=d.display, record=record, report=report,
                         duplicate_of=duplicate_of, near_duplicate_of=near_of)

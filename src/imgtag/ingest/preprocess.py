@@ -28,7 +28,6 @@ import pillow_heif
 from PIL import Image, ImageCms, UnidentifiedImageError
 
 from imgtag.ingest import lifeline, sniff
-from imgtag.ingest.prefilter import ANALYSIS_EDGE, analysis_thumbnail, blur_score, phash_hex
 from imgtag.ingest.sizing import STANDARD, VisionTier, fit_size, visual_tokens
 
 # Files bigger than this are refused before reading: the biggest legitimate inputs (camera
@@ -449,6 +448,10 @@ def _decode_and_finish(data: bytes, fmt: str, req: PrepareRequest, report: Image
         img = img.resize((out_w, out_h), _RESAMPLE)
 
     if req.want_hashes:
+        # Imported here, in the decode workers (the forkserver preloads it): the main process, which imports this
+        # module for its types and its pool, must not pay for numpy and scipy (about 0.6 s) before it can ask.
+        from imgtag.ingest.prefilter import analysis_thumbnail, blur_score, phash_hex
+
         # From the already reduced image: no second decode, and only a few hundred px to hash.
         thumb = analysis_thumbnail(img)
         report.phash = phash_hex(thumb)
@@ -492,6 +495,8 @@ def _decode(data: bytes, fmt: str, req: PrepareRequest, report: ImageReport) -> 
     if req.encode and min(w0, h0) >= req.min_short_side:
         need = fit_size(w0, h0, req.tier, req.max_long_edge, req.min_short_side)
     elif req.want_hashes:
+        from imgtag.ingest.prefilter import ANALYSIS_EDGE
+
         need = _scaled_size(w0, h0, ANALYSIS_EDGE)
     else:
         need = _scaled_size(w0, h0, 64)  # scan without hashes: just prove the pixels decode
@@ -539,7 +544,8 @@ def _mp_context() -> multiprocessing.context.BaseContext:
         ctx = multiprocessing.get_context("forkserver")
         with contextlib.suppress(Exception):
             # forkserver_init first: the forkserver dies with us and ignores Ctrl-C before the slow imports
-            ctx.set_forkserver_preload(["imgtag.ingest.forkserver_init", "imgtag.ingest.preprocess"])
+            ctx.set_forkserver_preload(["imgtag.ingest.forkserver_init", "imgtag.ingest.preprocess",
+                                        "imgtag.ingest.prefilter"])
         return ctx
     return multiprocessing.get_context("spawn")
 

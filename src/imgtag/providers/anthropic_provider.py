@@ -64,6 +64,10 @@ class AnthropicProvider(Provider):
     def client(self) -> Any:
         return self.sdk.client
 
+    @client.setter
+    def client(self, value: Any) -> None:
+        self.sdk.client = value
+
     def preload(self) -> None:
         self.sdk.preload()
 
@@ -90,17 +94,14 @@ class AnthropicProvider(Provider):
                           began: Callable[[RateLimitSnapshot], None] | None = None) -> ModelAnswer:
         """One paid request from prepared params (request/packing.py edits them for several images).
 
-        With `began`, the request streams and `began(limits)` is called when the answer starts (`message_start`,
-        with the rate limits of the response headers): from then on the prompt cache entry it wrote is usable by
-        other requests (request/warmup.py)."""
+        Every request streams: the response headers, and so the server's rate limits, come with the answer's
+        first byte, not seconds later with its last (a plain response sends its headers only when the whole
+        answer is ready). `began(limits)` is called then (`message_start`): the pacer adopts the limits at once,
+        and from then on the prompt cache entry the request wrote is usable by other requests
+        (request/warmup.py)."""
         client = await self.sdk.ready()
         try:
-            if began is None:
-                raw = await client.messages.with_raw_response.create(**params)
-                message = await raw.parse()
-                headers = raw.headers
-            else:
-                message, headers = await self._stream(client, params, began)
+            message, headers = await self._stream(client, params, began)
         except anthropic.APIStatusError as exc:
             self.reach.ok()  # it answered, if only to refuse
             raise classify_status(exc, self.api_key) from None
@@ -127,9 +128,9 @@ class AnthropicProvider(Provider):
         return answer
 
     async def _stream(self, client: Any, params: dict[str, Any],
-                      began: Callable[[RateLimitSnapshot], None]) -> tuple[Any, Mapping[str, str]]:
+                      began: Callable[[RateLimitSnapshot], None] | None) -> tuple[Any, Mapping[str, str]]:
         async with client.messages.stream(**params) as stream:
             async for event in stream:
-                if event.type == "message_start":
+                if event.type == "message_start" and began is not None:
                     began(parse_rate_limits(stream.response.headers))
             return await stream.get_final_message(), stream.response.headers

@@ -116,6 +116,10 @@ class OpenAIProvider(Provider):
     def client(self) -> Any:
         return self.sdk.client
 
+    @client.setter
+    def client(self, value: Any) -> None:
+        self.sdk.client = value
+
     def preload(self) -> None:
         self.sdk.preload()
 

@@ -65,3 +65,7 @@ class SdkClient(Generic[T]):
                       else importlib.import_module(self.module))
             self._client = self._make(module)
         return self._client
+
+    @client.setter
+    def client(self, value: T) -> None:  # a client made elsewhere (with other options) replaces this one
+        self._client = value

@@ -36,6 +36,7 @@ from imgtag.providers.base import (
     Provider,
     ProviderError,
     RateLimited,
+    RateLimitSnapshot,
     RequestOptions,
     Transient,
 )
@@ -215,15 +216,22 @@ class Engine:
         self.pacer.release(permit, success=success)
         self.images_in_flight -= len(asks)
 
-    async def _ask(self, asks: list[_Ask]) -> list[ModelAnswer]:
+    async def _ask(self, asks: list[_Ask], permit: Permit) -> list[ModelAnswer]:
         """One request: an image, or a pack (request/packing.py) whose answer is split, one per image."""
         s = self.settings
+
+        def began(limits: RateLimitSnapshot) -> None:
+            # The answer's headers came with its first byte (a streamed answer): the pacer learns the server's
+            # limits now, not seconds later when the answer ends; its end may then only lower the level.
+            self.pacer.observe(limits, permit)
+
         if s.images_per_request <= 1:
             ask = asks[0]
-            return [await self.provider.describe(ask.item.image, RequestOptions(s.preset, s.model, ask.max_tokens))]
+            return [await self.provider.describe(ask.item.image, RequestOptions(s.preset, s.model, ask.max_tokens,
+                                                                                began=began))]
         pack = ImagePack.of([a.item.image for a in asks])
         answer = await self.provider.describe(pack, RequestOptions(s.preset, s.model,
-                                                                   sum(a.max_tokens for a in asks)))
+                                                                   sum(a.max_tokens for a in asks), began=began))
         return split_answer(answer, len(asks))
 
     # -- one request: an image or a pack, each image settled on its own -------------------------------
@@ -242,7 +250,7 @@ class Engine:
                 started = now_iso()
                 self.stats.requests += 1
                 try:
-                    answers = await self._ask(asks)
+                    answers = await self._ask(asks, permit)
                 except RateLimited as exc:
                     self.pacer.on_rate_limited(permit, exc.retry_after, exc.limits)
                     self._release(permit, asks, success=False)

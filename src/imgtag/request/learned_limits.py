@@ -1,9 +1,15 @@
 """Rate limits learned from a provider's headers, remembered per provider and account between runs.
 
-The account is identified by a fingerprint: SHA-256 of a random per-store salt and the API key. The key
-itself is never stored, and the salt keeps the fingerprint from matching a plain hash of the key anywhere
-else. The next run seeds its pacer with what was learned (pace, burst depth, and the level the last run
-left, aged by the time since), so it starts at the known pace instead of probing from cold.
+Two copies, written together at the end of every run: the store's `learned_limits` table (what this folder's
+runs learned) and the user-level cache (request/limits_cache.py: what this machine last learned for the
+account, whichever folder it ran into). A run seeds from the newer of the two, so the user cache is the source
+for a new --out and for a folder whose copy is older; the store's copy stands when the cache is missing or
+unusable, or the folder moved to another machine. Limits older than a week are not trusted at all.
+
+The account is identified by a fingerprint: SHA-256 of a random salt (per store; the user cache has its own)
+and the API key. The key itself is never stored, and the salt keeps the fingerprint from matching a plain
+hash of the key anywhere else. The next run seeds its pacer with what was learned (pace, burst depth, and the
+level the last run left, aged by the time since), so it starts at the known pace instead of probing from cold.
 """
 
 from __future__ import annotations
@@ -14,6 +20,7 @@ import secrets
 import time
 from typing import Any
 
+from imgtag.request.limits_cache import UserCache
 from imgtag.request.pacer import Pacer
 from imgtag.store import Store
 
@@ -38,52 +45,63 @@ def fingerprint(store: Store, api_key: str) -> str:
     return hashlib.sha256(f"{salt}:{api_key}".encode()).hexdigest()[:32]
 
 
-def load(store: Store, provider_name: str, print_: str) -> tuple[dict[str, dict[str, float]], float] | None:
-    """(learned limits, their age in seconds), or None when nothing usable is remembered."""
-    row = store.db.execute("SELECT limits FROM learned_limits WHERE provider=? AND key_fingerprint=?",
-                           (provider_name, print_)).fetchone()
-    if row is None:
-        return None
+def usable(entry: Any) -> tuple[dict[str, dict[str, float]], float] | None:
+    """(learned limits, their age in seconds) from a saved entry, or None when it is unusable or too old."""
     try:
-        data = json.loads(row["limits"])
-        age = max(0.0, time.time() - float(data["saved_at"]))
-        limits = data["buckets"]
-    except (ValueError, KeyError, TypeError):
+        age = max(0.0, time.time() - float(entry["saved_at"]))
+        limits = entry["buckets"]
+    except (KeyError, TypeError, ValueError):
         return None
     if age > MAX_AGE_S or not isinstance(limits, dict):
         return None
     return limits, age
 
 
-def save(store: Store, provider_name: str, print_: str, pacer: Pacer) -> None:
-    learned = pacer.learned()
-    if not learned:
-        return
-    payload = json.dumps({"saved_at": time.time(), "buckets": learned})
+def load(store: Store, provider_name: str, print_: str) -> tuple[dict[str, dict[str, float]], float] | None:
+    """The store's copy: (learned limits, their age in seconds), or None when nothing usable is remembered."""
+    row = store.db.execute("SELECT limits FROM learned_limits WHERE provider=? AND key_fingerprint=?",
+                           (provider_name, print_)).fetchone()
+    if row is None:
+        return None
+    try:
+        return usable(json.loads(row["limits"]))
+    except ValueError:
+        return None
+
+
+def save(store: Store, provider_name: str, print_: str, entry: dict[str, Any]) -> None:
     store.db.execute(
         "INSERT INTO learned_limits(provider, key_fingerprint, limits, updated_at) VALUES (?,?,?,datetime('now'))"
         " ON CONFLICT(provider, key_fingerprint) DO UPDATE SET limits=excluded.limits, updated_at=excluded.updated_at",
-        (provider_name, print_, payload))
+        (provider_name, print_, json.dumps(entry)))
 
 
 class Memory:
     """What one run reads at start and writes at the end; inert for providers without an API key."""
 
-    def __init__(self, store: Store, provider: Any, provider_name: str) -> None:
+    def __init__(self, store: Store, provider: Any, provider_name: str, user_cache: UserCache | None = None) -> None:
         self.store = store
         self.provider_name = provider_name
-        key = account_key(provider)
-        self.print = fingerprint(store, key) if key else None
+        self._key = account_key(provider)  # only ever hashed, here and in the user cache
+        self.print = fingerprint(store, self._key) if self._key else None
+        self.user_cache = user_cache or UserCache()
 
     def seed(self, pacer: Pacer) -> bool:
-        if self.print is None:
+        if self.print is None or self._key is None:
             return False
-        found = load(self.store, self.provider_name, self.print)
-        if found is None:
+        found = [x for x in (load(self.store, self.provider_name, self.print),
+                             usable(self.user_cache.load(self.provider_name, self._key))) if x is not None]
+        if not found:
             return False
-        pacer.seed(*found)
+        pacer.seed(*min(found, key=lambda limits_age: limits_age[1]))  # the newer copy
         return pacer.limits_known
 
     def save(self, pacer: Pacer) -> None:
-        if self.print is not None and pacer.limits_known:
-            save(self.store, self.provider_name, self.print, pacer)
+        if self.print is None or self._key is None or not pacer.limits_known:
+            return
+        learned = pacer.learned()
+        if not learned:
+            return
+        entry = {"saved_at": time.time(), "buckets": learned}
+        save(self.store, self.provider_name, self.print, entry)
+        self.user_cache.save(self.provider_name, self._key, entry)

@@ -56,6 +56,8 @@ class CacheWarmup(Provider):
         leader = self._leader = asyncio.Event()
 
         def began(limits: RateLimitSnapshot) -> None:
+            if options.began is not None:
+                options.began(limits)  # the engine's: the pacer reads the headers
             self._warmed(limits)
             leader.set()
 

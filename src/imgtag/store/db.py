@@ -139,36 +139,40 @@ class Store:
     def touch_file(self, file_id: int, run_id: int) -> None:
         self.db.execute("UPDATE files SET last_run=? WHERE id=?", (run_id, file_id))
 
-    def upsert_file(self, rec: FileRecord, run_id: int | None) -> int:
+    def upsert_file(self, rec: FileRecord, run_id: int | None, seen_run: int | None = None) -> int:
+        """Insert or update a file's row; `seen_run` (a real run whose inputs hold it) puts it in that run's
+        file set (fileset.py), None leaves its membership as it was (dry runs, scans)."""
         values = (
             rec.display, rec.root, rec.size, rec.mtime_ns, rec.sha256, rec.status, rec.reason_code, rec.reason,
             rec.format, rec.width, rec.height, rec.phash, rec.blur, rec.out_width, rec.out_height,
-            rec.visual_tokens, run_id,
+            rec.visual_tokens, run_id, seen_run,
         )
         row = self.db.execute(
             "INSERT INTO files(display, root, size, mtime_ns, sha256, status, reason_code, reason, format, width,"
-            " height, phash, blur, out_width, out_height, visual_tokens, last_run, path)"
-            " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
+            " height, phash, blur, out_width, out_height, visual_tokens, last_run, seen_run, path)"
+            " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
             " ON CONFLICT(path) DO UPDATE SET display=excluded.display, root=excluded.root, size=excluded.size,"
             " mtime_ns=excluded.mtime_ns, sha256=excluded.sha256, status=excluded.status,"
             " reason_code=excluded.reason_code, reason=excluded.reason, format=excluded.format,"
             " width=excluded.width, height=excluded.height, phash=excluded.phash, blur=excluded.blur,"
             " out_width=excluded.out_width, out_height=excluded.out_height,"
-            " visual_tokens=excluded.visual_tokens, last_run=excluded.last_run"
+            " visual_tokens=excluded.visual_tokens, last_run=excluded.last_run,"
+            " seen_run=COALESCE(excluded.seen_run, files.seen_run)"
             " RETURNING id",
             (*values, os.fsencode(rec.path)),
         ).fetchone()
         return int(row[0])
 
-    def reserve_file(self, path: str, display: str, root: str | None) -> None:
+    def reserve_file(self, path: str, display: str, root: str | None, seen_run: int | None = None) -> None:
         """Give a file its row (and so its place in result order) at discovery, before decoding finishes.
 
         The placeholder is never trusted as a cached answer (reason_code 'pending'), so a crash mid-decode
         just means the file is examined again."""
         self.db.execute(
-            "INSERT INTO files(path, display, root, status, reason_code, reason) VALUES (?,?,?,'skipped','pending',"
-            " 'not examined yet') ON CONFLICT(path) DO NOTHING",
-            (os.fsencode(path), display, root),
+            "INSERT INTO files(path, display, root, status, reason_code, reason, seen_run) VALUES (?,?,?,'skipped',"
+            "'pending', 'not examined yet', ?) ON CONFLICT(path) DO UPDATE SET display=excluded.display,"
+            " seen_run=COALESCE(excluded.seen_run, files.seen_run)",
+            (os.fsencode(path), display, root, seen_run),
         )
 
     def link_duplicates(self, sha256: str) -> int:
@@ -210,6 +214,19 @@ class Store:
             (sha256, key.preset_version, key.provider, key.model),
         ).fetchone()
         return JobState(int(row["id"]), row["status"], int(row["attempts"]))
+
+    def answered_before(self, sha256: str, key: WorkKey, since: str) -> bool:
+        """Whether this content's job was settled (ok or failed) before `since` (a run's start): an earlier run's
+        answer, not one this run collected or shares with a copy."""
+        row = self.db.execute(
+            "SELECT 1 FROM jobs WHERE sha256=? AND preset_version=? AND provider=? AND model=?"
+            " AND status IN ('ok', 'failed') AND updated_at < ?",
+            (sha256, key.preset_version, key.provider, key.model, since),
+        ).fetchone()
+        return row is not None
+
+    def run_started(self, run_id: int) -> str:
+        return str(self.db.execute("SELECT started_at FROM runs WHERE id=?", (run_id,)).fetchone()[0])
 
     def job_status(self, sha256: str, key: WorkKey) -> str | None:
         row = self.db.execute(
@@ -320,12 +337,14 @@ class Store:
 
     # -- results -------------------------------------------------------------------------------
 
-    def result_rows(self, key: WorkKey, preset_name: str,
-                    field_names: list[str] | None = None, *, reviewed_only: bool = False) -> Iterator[ResultRow]:
+    def result_rows(self, key: WorkKey, preset_name: str, field_names: list[str] | None = None, *,
+                    reviewed_only: bool = False, since_run: int | None = None) -> Iterator[ResultRow]:
         """One row per file, in discovery order; identical content shares its job's result. Streams.
         Fields hold current values: a person's edits (`imgtag review`) over the model's answer.
         With field_names, every ok row's fields hold exactly those keys (an optional field left out is null), so
-        the object has one shape in every row. reviewed_only: only images a person approved."""
+        the object has one shape in every row. reviewed_only: only images a person approved. With since_run, only
+        the files a run from that one on saw (the folder's file set, fileset.py); without, every file the folder
+        has seen."""
         cursor = self.db.execute(
             "SELECT f.path, f.root, f.display, f.sha256, f.status AS fstatus, f.reason_code, f.reason,"
             " d.display AS dup,"
@@ -337,8 +356,9 @@ class Store:
             " LEFT JOIN jobs j ON j.sha256 = f.sha256 AND f.status='ok' AND j.preset_version=? AND j.provider=?"
             " AND j.model=?"
             " LEFT JOIN review_state r ON r.file_id = f.id AND r.preset_version=? AND r.provider=? AND r.model=?"
-            + (" WHERE r.reviewed = 1 AND j.status = 'ok'" if reviewed_only else "") + " ORDER BY f.id",
-            (key.preset_version, key.provider, key.model) * 2,
+            " WHERE 1=1" + (" AND r.reviewed = 1 AND j.status = 'ok'" if reviewed_only else "")
+            + (" AND f.seen_run >= ?" if since_run is not None else "") + " ORDER BY f.id",
+            ((key.preset_version, key.provider, key.model) * 2) + (() if since_run is None else (since_run,)),
         )
         for r in cursor:
             row = _row_from(r, key, preset_name, field_names)
@@ -349,7 +369,7 @@ class Store:
             yield row
 
 
-# The text of a failed job's latest paid answer that was not accepted (attempts.raw_answer, `_v11_raw_answers`).
+# The text of a failed job's latest paid answer that was not accepted (attempts.raw_answer, `_v12_raw_answers`).
 KEPT_ANSWER = ("SELECT a.raw_answer FROM attempts a WHERE a.job_id = j.id AND a.raw_answer IS NOT NULL"
                " ORDER BY a.id DESC LIMIT 1")
 

@@ -270,7 +270,16 @@ def _v10_review(db: sqlite3.Connection) -> None:
             PRIMARY KEY (file_id, preset_version, provider, model))""")
 
 
-def _v11_raw_answers(db: sqlite3.Connection) -> None:
+def _v11_files_seen_run(db: sqlite3.Connection) -> None:
+    # The latest real `run`/`retry` whose inputs held this file (dry runs and scans never set it): results.* and
+    # `status` cover the files seen by the latest run (meta `file_set`), see fileset.py. Older rows take the run
+    # that last touched them.
+    db.execute("ALTER TABLE files ADD COLUMN seen_run INTEGER")
+    db.execute("UPDATE files SET seen_run = last_run")
+    db.execute("CREATE INDEX files_seen_run ON files(seen_run)")
+
+
+def _v12_raw_answers(db: sqlite3.Connection) -> None:
     # A paid answer that failed validation (or was cut off) keeps its text on its attempt, so a user can recover it
     # from `status` or the results without paying for it again. NULL for every other attempt.
     db.execute("ALTER TABLE attempts ADD COLUMN raw_answer TEXT")
@@ -278,7 +287,7 @@ def _v11_raw_answers(db: sqlite3.Connection) -> None:
 
 MIGRATIONS: list[Migration] = [_v1_initial, _v2_credits, _v3_export_ledger, _v4_server_caps, _v5_learned_limits,
                               _v6_run_end_state, _v7_ray_shards, _v8_xmp, _v9_batch_packs, _v10_review,
-                              _v11_raw_answers]
+                              _v11_files_seen_run, _v12_raw_answers]
 
 
 def migrate(db: sqlite3.Connection) -> int:
