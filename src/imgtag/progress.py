@@ -20,6 +20,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TextIO
 
+from imgtag.words import plural
+
 SEPARATOR = " | "
 
 
@@ -195,7 +197,8 @@ def resume_note(files: int, done_before: int, spent_run: float, spent_to_date: f
         return None
     parts = []
     if done_before:
-        parts.append(f"{files - done_before:,} files new this run, {done_before:,} already done by earlier runs")
+        parts.append(f"{plural(files - done_before, 'file')} new this run, {done_before:,} already done by earlier "
+                     "runs")
     if spent_to_date is not None:
         parts.append(f"{money(spent_run)} this run, {money(spent_to_date)} to date for this preset and model")
     return "; ".join(parts)

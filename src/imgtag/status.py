@@ -16,7 +16,7 @@ from imgtag.store.db import KEPT_ANSWER
 from imgtag.store.review import review_counts
 from imgtag.summary import summarize
 from imgtag.targets import all_targets, key_of, label, selection_flags
-from imgtag.words import plural
+from imgtag.words import failure_text, plural
 
 FAILURES_SHOWN = 50
 KEPT_ANSWER_SHOWN = 160  # characters of a kept answer on the text page; --json and the results hold all of it
@@ -143,6 +143,7 @@ def review_line(review: dict[str, int]) -> str:
     parts += [f"{review['edited']} edited", f"{review['not_reviewed']} not yet reviewed"]
     return "review: " + ", ".join(parts)
 
+<<<<<<< HEAD
 
 def failure_text(kind: str, message: str) -> str:
     """'corrupt: bad header', not 'corrupt: corrupt: bad header': most stored causes already start with their type."""
@@ -155,3 +156,5 @@ def failure_text(kind: str, message: str) -> str:
 def _excerpt(text: str) -> str:
     line = " ".join(text.split())
     return line if len(line) <= KEPT_ANSWER_SHOWN else line[:KEPT_ANSWER_SHOWN - 1] + "…"
+=======
+>>>>>>> main

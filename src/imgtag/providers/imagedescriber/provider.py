@@ -62,7 +62,11 @@ class ImageDescriberProvider(Provider):
     # its fields and their types are checked; an answer that fails even that is recorded with its text, never
     # bought a second time, and `imgtag retry` asks again only with --all.
     reask_invalid = False
+<<<<<<< HEAD
     follows_schema = False
+=======
+    counts_on_the_wire = True
+>>>>>>> main
     billed_in_credits = True
 
     def __init__(self, *, api_key: str | None = None, base_url: str | None = None, timeout: float = 120.0,
@@ -122,7 +126,8 @@ class ImageDescriberProvider(Provider):
             raise Fatal(str(exc), error_type="config_error") from None
         body = json.dumps({"image": data_url(image), "lang": lang})
         try:
-            response = await self.client.post(ENDPOINT, content=body)
+            with self.on_the_wire():
+                response = await self.client.post(ENDPOINT, content=body)
         except httpx2.TimeoutException:
             raise Transient("timeout: no response in time", error_type="timeout") from None
         except httpx2.HTTPError as exc:
