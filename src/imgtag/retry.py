@@ -112,11 +112,7 @@ def retry_plan(out: Path, *, progress: bool = True, force: bool = False) -> Retr
     for r in rows:
         cause = QUEUED if r["queued"] else r["cause"] or "error"
         asks = invalid_asks.get(r["job_id"], 0)
-<<<<<<< HEAD
-        if not _classify(r, asks, force, persistent_invalid):
-=======
-        if not r["queued"] and not _classify(r, asks, force):
->>>>>>> main
+        if not r["queued"] and not _classify(r, asks, force, persistent_invalid):
             label = f"{cause} (asked {asks} times)" if cause == "invalid_output" else cause
             plan.left_out[label] += 1
             continue

@@ -143,18 +143,7 @@ def review_line(review: dict[str, int]) -> str:
     parts += [f"{review['edited']} edited", f"{review['not_reviewed']} not yet reviewed"]
     return "review: " + ", ".join(parts)
 
-<<<<<<< HEAD
-
-def failure_text(kind: str, message: str) -> str:
-    """'corrupt: bad header', not 'corrupt: corrupt: bad header': most stored causes already start with their type."""
-    message = message or ""
-    if message == kind or message.startswith(f"{kind}:"):
-        return message
-    return f"{kind}: {message}" if message else kind
-
 
 def _excerpt(text: str) -> str:
     line = " ".join(text.split())
     return line if len(line) <= KEPT_ANSWER_SHOWN else line[:KEPT_ANSWER_SHOWN - 1] + "…"
-=======
->>>>>>> main

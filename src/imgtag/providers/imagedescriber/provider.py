@@ -62,11 +62,8 @@ class ImageDescriberProvider(Provider):
     # its fields and their types are checked; an answer that fails even that is recorded with its text, never
     # bought a second time, and `imgtag retry` asks again only with --all.
     reask_invalid = False
-<<<<<<< HEAD
     follows_schema = False
-=======
     counts_on_the_wire = True
->>>>>>> main
     billed_in_credits = True
 
     def __init__(self, *, api_key: str | None = None, base_url: str | None = None, timeout: float = 120.0,
