@@ -59,7 +59,7 @@ def gather(store: Store, meta: dict[str, Any] | None) -> dict[str, Any]:
             "requests": s.requests, "batches": batches, "credits_spent": s.credits_spent,
             "credits_remaining": s.credits_remaining, "failures": failures, "failures_total": failed_total,
             "targets": this + others, "estimate": status_estimate(store.db, meta) if meta else None,
-            "review": review_counts(store.db, key).as_dict() if key is not None else None}
+            "review": review_counts(store.db, key, scope.get("since_run")).as_dict() if key is not None else None}
 
 
 def _identity(meta: dict[str, Any]) -> dict[str, Any]:
