@@ -95,18 +95,16 @@ def state_rows(db: sqlite3.Connection, key: WorkKey, file_ids: Iterable[int]) ->
     """Model answer and review state of these images (answered ones only), in id order."""
     ids = sorted(set(file_ids))
     out: list[StateRow] = []
-    # Chunks keep each statement under SQLite's variable limit.
+    # Chunks keep each statement small; the ids go in as one JSON array (no variable limit, no temp table).
     for start in range(0, len(ids), 30_000):
         chunk = ids[start:start + 30_000]
-        db.execute("CREATE TEMP TABLE IF NOT EXISTS review_pick (id INTEGER PRIMARY KEY)")
-        db.execute("DELETE FROM review_pick")
-        db.executemany("INSERT INTO review_pick(id) VALUES (?)", ((i,) for i in chunk))
         for r in db.execute(
-                "SELECT f.id, j.fields, r.edits, r.reviewed, r.version FROM review_pick p JOIN files f ON f.id = p.id"
+                "SELECT f.id, j.fields, r.edits, r.reviewed, r.version FROM files f"
                 " JOIN jobs j ON j.sha256 = f.sha256 AND f.status = 'ok' AND j.status = 'ok'"
                 " AND j.preset_version = ? AND j.provider = ? AND j.model = ?"
                 " LEFT JOIN review_state r ON r.file_id = f.id AND r.preset_version = j.preset_version"
-                " AND r.provider = j.provider AND r.model = j.model ORDER BY f.id", _kp(key)):
+                " AND r.provider = j.provider AND r.model = j.model"
+                " WHERE f.id IN (SELECT value FROM json_each(?)) ORDER BY f.id", (*_kp(key), json.dumps(chunk))):
             out.append(StateRow(r[0], json.loads(r[1]) if r[1] else None, load_edits(r[2]),
                                 r[3] if r[3] is not None else NOT_REVIEWED, r[4] or 0))
     return out
