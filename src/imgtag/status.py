@@ -15,7 +15,7 @@ from imgtag.store import batches as sb
 from imgtag.store.review import review_counts
 from imgtag.summary import summarize
 from imgtag.targets import all_targets, key_of, label, selection_flags
-from imgtag.words import plural
+from imgtag.words import failure_text, plural
 
 FAILURES_SHOWN = 50
 
@@ -56,7 +56,7 @@ def gather(store: Store, meta: dict[str, Any] | None) -> dict[str, Any]:
             "requests": s.requests, "batches": batches, "credits_spent": s.credits_spent,
             "credits_remaining": s.credits_remaining, "failures": failures, "failures_total": failed_total,
             "targets": this + others, "estimate": status_estimate(store.db, meta) if meta else None,
-            "review": review_counts(store.db, key).as_dict() if key is not None else None}
+            "review": review_counts(store.db, key, scope.get("since_run")).as_dict() if key is not None else None}
 
 
 def _identity(meta: dict[str, Any]) -> dict[str, Any]:
@@ -136,10 +136,3 @@ def review_line(review: dict[str, int]) -> str:
     parts += [f"{review['edited']} edited", f"{review['not_reviewed']} not yet reviewed"]
     return "review: " + ", ".join(parts)
 
-
-def failure_text(kind: str, message: str) -> str:
-    """'corrupt: bad header', not 'corrupt: corrupt: bad header': most stored causes already start with their type."""
-    message = message or ""
-    if message == kind or message.startswith(f"{kind}:"):
-        return message
-    return f"{kind}: {message}" if message else kind

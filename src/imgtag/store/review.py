@@ -79,15 +79,18 @@ def _kp(key: WorkKey) -> tuple[str, str, str]:
     return (key.preset_version, key.provider, key.model)
 
 
-def review_counts(db: sqlite3.Connection, key: WorkKey) -> ReviewCounts:
-    """Approved, rejected and edited images among the target's answered (ok) ones."""
+def review_counts(db: sqlite3.Connection, key: WorkKey, since_run: int | None = None) -> ReviewCounts:
+    """Approved, rejected and edited images among the target's answered (ok) ones; with since_run, among the
+    folder's file set only (the latest run's inputs, fileset.py), as `status` counts its files."""
+    in_set = " AND f.seen_run >= ?" if since_run is not None else ""
     row = db.execute(
         "SELECT COUNT(*), COALESCE(SUM(r.reviewed = 1), 0), COALESCE(SUM(r.reviewed = -1), 0),"
         " COALESCE(SUM(r.edits <> '{}'), 0)"
         " FROM files f JOIN jobs j ON j.sha256 = f.sha256 AND j.preset_version = ? AND j.provider = ?"
         " AND j.model = ? AND j.status = 'ok'"
         " LEFT JOIN review_state r ON r.file_id = f.id AND r.preset_version = j.preset_version"
-        " AND r.provider = j.provider AND r.model = j.model WHERE f.status = 'ok'", _kp(key)).fetchone()
+        " AND r.provider = j.provider AND r.model = j.model WHERE f.status = 'ok'" + in_set,
+        (*_kp(key), *(() if since_run is None else (since_run,)))).fetchone()
     return ReviewCounts(ok=row[0], reviewed=row[1], rejected=row[2], edited=row[3])
 
 
