@@ -82,6 +82,13 @@ class EngineSettings:
     images_per_request: int = 1  # K > 1: packs of K (the provider must send ImagePacks: request/packing.py)
 
 
+@dataclass(frozen=True)
+class BudgetStop:
+    spent_usd: float
+    reserved_usd: float
+    requests_in_flight: int
+
+
 @dataclass
 class EngineStats:
     ok: int = 0
@@ -93,6 +100,8 @@ class EngineStats:
     credits_spent: float = 0.0   # credit-billed providers: what this run's answers said they cost
     reserved_usd: float = 0.0
     budget_stopped: int = 0
+    # When the budget stopped the run: spent, and held for the requests then in flight (their estimated cost).
+    budget_stop: BudgetStop | None = None
     exhausted_pending: int = 0
     failures_by_type: dict[str, int] = field(default_factory=dict)
 
@@ -129,6 +138,9 @@ class Engine:
                             continue  # out of credits: every remaining file is still recorded, pending
                         break
                     if self._over_budget(pack):
+                        if not self.budget_hit:
+                            self.stats.budget_stop = BudgetStop(self.stats.spent_usd, self.stats.reserved_usd,
+                                                                len(self._tasks))
                         self.budget_hit = True
                         self.stats.budget_stopped += len(pack)
                         self._settled += len(pack)
@@ -314,7 +326,7 @@ class Engine:
     def _settle_answer(self, item: WorkItem, started: str, answer: ModelAnswer, max_tokens: int,
                        invalid_answers: int) -> str:
         s = self.settings
-        cost = cost_usd(s.model.prices, answer.usage) or 0.0
+        cost = cost_usd(s.model.prices, answer.usage, request_prompt=answer.request_prompt_tokens) or 0.0
         self.stats.spent_usd += cost
         if answer.credits is not None and answer.credits.amount is not None:
             self.stats.credits_spent += answer.credits.amount

@@ -157,7 +157,7 @@ class Collector:
     def _answered(self, answer: ModelAnswer, job_id: int | None = None) -> sb.ItemOutcome:
         t = self.ctx.target
         # Batch prices: every token class at half the standard rate.
-        cost = cost_usd(t.model.prices, answer.usage, batch=True) or 0.0
+        cost = cost_usd(t.model.prices, answer.usage, batch=True, request_prompt=answer.request_prompt_tokens) or 0.0
         verdict = judge(answer, t.preset.schema)
         rid = answer.request_id
         if verdict.kind == OK:
