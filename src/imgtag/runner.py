@@ -251,6 +251,8 @@ class Run:
             ticker.cancel()
             counting.cancel()
             counted = self.final_count(ingestor, interrupted)
+            if not interrupted and self.seen_run is not None:
+                ingestor.reserve_rest(seconds=10.0)
             ingestor.close()
             progress.close(erase=interrupted)
         summary = summarize(self.store.db, self.key, run_id=self.run_id, counted=counted)
