@@ -43,14 +43,16 @@ def imgtag_cmd() -> list[str]:
 def timed_run(folder: Path, out: Path, fake: FakeAnthropicServer, cache: Path) -> tuple[float, float, int]:
     """(wall seconds, seconds from process start to the first request, exit code)."""
     env = {**os.environ, **fake.env(), "IMGTAG_CACHE_DIR": str(cache)}
-    start_wall, start = time.time(), time.perf_counter()
-    proc = subprocess.run([*imgtag_cmd(), "run", str(folder), "--out", str(out), "--quiet"], env=env,
-                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, check=False)
-    wall = time.perf_counter() - start
-    if proc.returncode != 0:
-        print(proc.stderr.strip()[-2000:], file=sys.stderr)
+    with tempfile.TemporaryFile("w+") as err:  # not a pipe: the time is the process's exit, as a shell sees it
+        start_wall, start = time.time(), time.perf_counter()
+        code = subprocess.run([*imgtag_cmd(), "run", str(folder), "--out", str(out), "--quiet"], env=env,
+                              stdout=subprocess.DEVNULL, stderr=err, check=False).returncode
+        wall = time.perf_counter() - start
+        if code != 0:
+            err.seek(0)
+            print(err.read().strip()[-2000:], file=sys.stderr)
     first = (fake.stats.first_request_t or start_wall) - start_wall
-    return wall, first, proc.returncode
+    return wall, first, code
 
 
 def report(name: str, fake: FakeAnthropicServer, wall: float, first: float, code: int, ideal: float) -> None:
