@@ -32,7 +32,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 from tests.fakes.anthropic_server import FakeAnthropicServer, FakeConfig  # noqa: E402
 
 from imagegen import make_images  # noqa: E402
-from throughput import ideal_seconds  # noqa: E402
+from throughput import ideal_seconds, last_answer_end  # noqa: E402
 
 
 def imgtag_cmd() -> list[str]:
@@ -57,7 +57,7 @@ def timed_run(folder: Path, out: Path, fake: FakeAnthropicServer, cache: Path) -
 
 def report(name: str, fake: FakeAnthropicServer, wall: float, first: float, code: int, ideal: float) -> None:
     s = fake.stats
-    last_answer = max((t for t, _status in s.events), default=0.0)
+    last_answer = last_answer_end(fake)
     phase = last_answer - (s.first_request_t or last_answer)
     limited = s.rate_limited
     print(f"{name:<8} exit {code}  wall {wall:6.2f} s  efficiency {ideal / wall:5.3f}  "

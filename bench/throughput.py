@@ -42,11 +42,16 @@ def ideal_seconds(n: int, rpm: int, burst_s: float, latency: float) -> float:
     return max(0.0, n - burst) / rate + latency
 
 
+def last_answer_end(fake: FakeAnthropicServer) -> float:
+    """When the last answer ended: `done_t` in the request log (`events` logs a streamed answer when it begins)."""
+    return max((e.get("done_t") or e["t"] for e in fake.stats.request_log if e["path"] == "/v1/messages"),
+               default=0.0)
+
+
 def phase(fake: FakeAnthropicServer) -> tuple[float, int, int, int]:
     s = fake.stats
     assert s.first_request_t is not None and s.events
-    last_answer = max(t for t, _status in s.events)  # events are logged when a response is sent
-    return last_answer - s.first_request_t, s.messages_requests, s.rate_limited, s.peak_concurrency
+    return last_answer_end(fake) - s.first_request_t, s.messages_requests, s.rate_limited, s.peak_concurrency
 
 
 def run_imgtag(folder: Path, fake: FakeAnthropicServer, out: Path) -> tuple[int, int]:
