@@ -222,9 +222,22 @@ XmpNameOpt = Annotated[str | None, typer.Option(
     "--xmp-name", metavar="full|stem", help="XMP sidecar names: full (photo.jpg.xmp, default) or stem (photo.xmp).")]
 XmpTouchOpt = Annotated[bool, typer.Option(
     "--xmp-touch", help="xmp-embed: leave the files' modification time at now (default: keep it).")]
+XlsxThumbnailsOpt = Annotated[bool | None, typer.Option(
+    "--xlsx-thumbnails/--no-xlsx-thumbnails", show_default=False,
+    help="xlsx: a small thumbnail in each row (remembered by later exports).")]
 XmpOverwriteTextOpt = Annotated[bool, typer.Option(
     "--xmp-overwrite-text", help="XMP: replace titles and descriptions imgtag did not write (default: keep them).")]
 _SHOWN_PATHS = 10  # per-image formats write thousands of files; list a few, count the rest
+
+
+def _xlsx_options(formats: str, thumbnails: bool | None) -> dict[str, Any]:
+    """--xlsx-thumbnails: only with a workbook to put them in (exit 2 otherwise, before anything is spent)."""
+    from imgtag.export import parse_formats
+
+    if thumbnails and "xlsx" not in parse_formats(formats):
+        raise _fail(f"--xlsx-thumbnails puts thumbnails in results.xlsx, but --format {formats} writes no xlsx; "
+                    "add xlsx to --format")
+    return {} if thumbnails is None else {"xlsx_thumbnails": thumbnails}
 
 
 def _xmp_options(formats: str, xmp_name: str | None, xmp_touch: bool, overwrite_text: bool) -> dict[str, Any]:
@@ -395,6 +408,7 @@ def run(
     xmp_name: XmpNameOpt = None,
     xmp_touch: XmpTouchOpt = False,
     xmp_overwrite_text: XmpOverwriteTextOpt = False,
+    xlsx_thumbnails: XlsxThumbnailsOpt = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Everything except paid requests.")] = False,
     budget: BudgetOpt = None,
     price_in: Annotated[float | None, typer.Option(
@@ -459,7 +473,8 @@ def run(
     problem = usage_problem(engine, mode, budget, ray_actors, ray_batch_size)
     if problem:
         raise _fail(problem)
-    xmp_options = _xmp_options(format, xmp_name, xmp_touch, xmp_overwrite_text)
+    xmp_options = {**_xmp_options(format, xmp_name, xmp_touch, xmp_overwrite_text),
+                   **_xlsx_options(format, xlsx_thumbnails)}
     cfg = _build_config(paths, _out(out), preset=preset, model=model, provider=provider, lang=lang,
                         categories=categories, mode=mode, formats=format, dry_run=dry_run, budget=budget,
                         price_in=price_in, price_out=price_out,
@@ -770,7 +785,7 @@ def export(out: OutOpt = None,
            xmp_name: XmpNameOpt = None, xmp_touch: XmpTouchOpt = False,
            reviewed_only: Annotated[bool, typer.Option(
                "--reviewed-only", help="Only images approved in `imgtag review`.")] = False,
-           xmp_overwrite_text: XmpOverwriteTextOpt = False,
+           xmp_overwrite_text: XmpOverwriteTextOpt = False, xlsx_thumbnails: XlsxThumbnailsOpt = None,
            preset: PresetSel = None, model: ModelSel = None, lang: LangSel = None,
            every: Annotated[bool, typer.Option("--all", help="Every file this folder has seen, not only the "
                                                              "latest run's inputs.")] = False) -> None:
@@ -793,6 +808,7 @@ def export(out: OutOpt = None,
             raise _fail(f"no results yet in {out} (run `imgtag run` first)", EXIT_FAILED)
         formats = format or meta.get("formats") or "csv,jsonl"
         options.update(_xmp_options(formats, xmp_name, xmp_touch, xmp_overwrite_text))
+        options.update(_xlsx_options(formats, xlsx_thumbnails))
         _check_export_options(formats, effective_options(meta, options), list(meta["fields"]), None)
         if remembered_options(options):  # the next plain `imgtag export` builds the same captions
             meta = _remember_export_options(store, meta, remembered_options(options))

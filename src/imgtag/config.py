@@ -84,11 +84,13 @@ def target_meta(cfg: RunConfig, target: Target) -> dict[str, Any]:
             "fields": target.preset.fields, "list_fields": target.preset.list_fields,
             "detail": cfg.detail, "max_edge": cfg.max_edge, "images_per_request": cfg.images_per_request,
             "schema": target.preset.schema, "txt_template": target.preset.txt_template,
+            "titles": target.preset.titles,
             "base_url": public_url(  # so `imgtag retry` reaches the same server; never a user:password
                 cfg.provider_settings.get("base_url")),
             # caption and XMP naming options a later `imgtag export` reuses (see export/writer.py REMEMBERED)
             "export_options": {k: v for k, v in cfg.export_options.items()
-                               if k in ("txt_template", "txt_existing", "xmp_name") and v is not None}}
+                               if k in ("txt_template", "txt_existing", "xmp_name", "xlsx_thumbnails")
+                               and v is not None}}
 
 
 def prepare_template(cfg: RunConfig, target: Target, *, encode: bool,

@@ -63,6 +63,23 @@ def _classify(row: Any, invalid_asks: int, force: bool) -> bool:
     return not (cause == "invalid_output" and invalid_asks >= PERSISTENT_INVALID_ASKS)
 
 
+QUEUED = "queued in review"
+
+
+def _reopen_queued(store: Store, key: tuple[str, str, str], rows: list[Any]) -> None:
+    """Queued images are asked again: an answered job goes back to pending (its answer is kept in answer_history
+    when the new one lands, and a person's edits stay current), and the queue is emptied for them."""
+    from imgtag.store.db import WorkKey
+    from imgtag.store.review import clear_retries
+
+    with store.db:
+        store.db.execute("BEGIN IMMEDIATE")
+        for r in rows:
+            if r["job_id"] is not None and r["jstatus"] == "ok":
+                store.set_job_status(int(r["job_id"]), "pending")
+        clear_retries(store.db, WorkKey(*key), [int(r["file_id"]) for r in rows])
+
+
 def retry_plan(out: Path, *, progress: bool = True, force: bool = False) -> RetryPlan:
     """The failures of the latest target, split into what is retried and what is not (all with `force`)."""
     with Store(out, create=False) as store:
@@ -73,13 +90,17 @@ def retry_plan(out: Path, *, progress: bool = True, force: bool = False) -> Retr
         # The failures `status` shows: those of the latest run's inputs (fileset.py).
         file_set = fileset.current(store)
         in_set, since = (" AND f.seen_run >= ?", (file_set.run,)) if file_set else ("", ())
+        # Images queued from the review page ("retry this image") are asked again whatever their state.
+        queued = ("EXISTS (SELECT 1 FROM review_retry q WHERE q.file_id = f.id AND q.preset_version = ?"
+                  " AND q.provider = ? AND q.model = ?)")
         rows = store.db.execute(
-            "SELECT f.path, f.display, f.root, f.size, f.mtime_ns, f.status AS fstatus, f.visual_tokens,"
-            " f.out_width, f.out_height,"
+            "SELECT f.id AS file_id, f.path, f.display, f.root, f.size, f.mtime_ns, f.status AS fstatus,"
+            " f.visual_tokens, f.out_width, f.out_height, j.status AS jstatus, " + queued + " AS queued,"
             " j.id AS job_id, CASE WHEN f.status = 'failed' THEN f.reason_code ELSE j.error_type END AS cause"
             " FROM files f LEFT JOIN jobs j ON j.sha256 = f.sha256 AND j.preset_version = ? AND j.provider = ?"
-            " AND j.model = ? WHERE (f.status = 'failed' OR (f.status = 'ok' AND j.status = 'failed'))" + in_set
-            + " ORDER BY f.id", (*key, *since)).fetchall()
+            " AND j.model = ? WHERE ((f.status = 'failed' OR (f.status = 'ok' AND j.status = 'failed'))" + in_set
+            + ") OR " + queued + " ORDER BY f.id", (*key, *key, *since, *key)).fetchall()
+        _reopen_queued(store, key, [r for r in rows if r["queued"]])
         invalid_asks = dict(store.db.execute(
             "SELECT a.job_id, COUNT(*) FROM attempts a JOIN jobs j ON j.id = a.job_id WHERE j.status = 'failed'"
             " AND a.error_type = 'invalid_output' AND j.preset_version = ? AND j.provider = ? AND j.model = ?"
@@ -87,9 +108,9 @@ def retry_plan(out: Path, *, progress: bool = True, force: bool = False) -> Retr
     plan = RetryPlan(None)
     source: list[Discovered] = []
     for r in rows:
-        cause = r["cause"] or "error"
+        cause = QUEUED if r["queued"] else r["cause"] or "error"
         asks = invalid_asks.get(r["job_id"], 0)
-        if not _classify(r, asks, force):
+        if not r["queued"] and not _classify(r, asks, force):
             label = f"{cause} (asked {asks} times)" if cause == "invalid_output" else cause
             plan.left_out[label] += 1
             continue

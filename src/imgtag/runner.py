@@ -147,7 +147,7 @@ class Run:
     def snapshot(self) -> Snapshot:
         eng = self.engine
         pacer = eng.pacer if eng else None
-        in_flight = eng.images_in_flight if eng else 0  # images, not requests: a pack carries K
+        in_flight = requests_in_flight(self.provider, eng)
         bat = self.batcher.stats if self.batcher is not None else None  # batch mode: BatchRunner counters
         spent = (eng.stats.spent_usd if eng else 0.0) + (bat.spent_usd if bat else 0.0)
         batch_view = None if bat is None else BatchView(submitted=bat.submitted, processing=bat.in_batches,
@@ -302,3 +302,14 @@ class Run:
     @property
     def missing_args(self) -> list[str]:
         return list(self.ingestor.counters.stats.missing_args) if self.ingestor else []
+
+
+def requests_in_flight(provider: Provider | None, engine: Engine | None) -> int:
+    """Requests sent and not yet answered: the provider's own count when it keeps one (a request waiting for a
+    local server's adaptive limit, or for the SDK's import, is not in flight), else the engine's count of the
+    requests it started (one per pack)."""
+    if engine is None:
+        return 0
+    if provider is not None and provider.counts_on_the_wire:
+        return provider.on_the_wire_now
+    return engine.requests_in_flight

@@ -185,12 +185,12 @@ class FakeOpenAIServer:
         with self.stats.lock:  # what was sent, counted before any rejection
             self.stats.response_formats[rf.get("type", "text") if isinstance(rf, dict) else "text"] += 1
         fmt = self._check_format(cfg, body)
-        key, sent_format = self._image(cfg, body)
+        key, sent_format, sent_size = self._image(cfg, body)
         with self.stats.lock:
             self.stats.request_log.append({"response_format": fmt, "temperature": body.get("temperature"),
                                            "max_tokens": body.get("max_tokens"),
                                            "max_completion_tokens": body.get("max_completion_tokens"),
-                                           "image_format": sent_format, "key": key,
+                                           "image_format": sent_format, "image_size": sent_size, "key": key,
                                            "authorization": "authorization" in headers})
         override = cfg.mode_overrides.get(key, "")
         if override.startswith("error:"):
@@ -254,7 +254,7 @@ class FakeOpenAIServer:
                                  code="invalid_json_schema")
         return kind
 
-    def _image(self, cfg: OpenAIFakeConfig, body: dict[str, Any]) -> tuple[str, str]:
+    def _image(self, cfg: OpenAIFakeConfig, body: dict[str, Any]) -> tuple[str, str, tuple[int, int]]:
         parts = [p for m in body.get("messages", []) if isinstance(m.get("content"), list)
                  for p in m["content"] if isinstance(p, dict) and p.get("type") == "image_url"]
         if not parts:
@@ -276,10 +276,10 @@ class FakeOpenAIServer:
                 raise _Reply(400, "'url' field must be a base64 encoded image")
             raise _Reply(400, "failed to load image or audio file")
         try:
-            key, _w, _h, fmt = _analyze_image(base64.b64decode(match.group(2), validate=True))
+            key, width, height, fmt = _analyze_image(base64.b64decode(match.group(2), validate=True))
         except (binascii.Error, OSError, ValueError):
             raise _Reply(400, "could not decode the image") from None
-        return key, fmt
+        return key, fmt, (width, height)
 
     def _serve(self, cfg: OpenAIFakeConfig) -> None:
         with self.stats.lock:

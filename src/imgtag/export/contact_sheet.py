@@ -8,10 +8,9 @@ the block or start a tag), and the page builds its DOM with ``textContent`` only
 Policy allows exactly the page's own script (by hash) and local images, so even an injected element
 could not run or fetch anything.
 
-Thumbnails go to --out/thumbs/, named by content hash (copies share one, a re-export reuses them), made
-by the same decoder as the requests (orientation, CMYK, 16-bit, HEIC...) in its process pool; originals
-are only read. Cards are rendered in pages as the user scrolls, and images load lazily, so 10,000
-images stay fast.
+Thumbnails go to --out/thumbs/ (export/thumbs.py: named by content hash, made by the requests' decoder in
+its process pool; originals are only read). Cards are rendered in pages as the user scrolls, and images load
+lazily, so 10,000 images stay fast.
 """
 
 from __future__ import annotations
@@ -20,30 +19,23 @@ import base64
 import hashlib
 import html
 import json
-import re
 from collections.abc import Iterable
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from imgtag.export.atomic import atomic_write, atomic_write_bytes
+from imgtag.export.atomic import atomic_write
 from imgtag.export.results import _SURROGATE, _finite
 from imgtag.export.rows import ExportContext, ResultRow
+from imgtag.export.thumbs import THUMBS, can_have_thumb, is_sha256, make_thumbs
+from imgtag.export.thumbs import thumb_name as sized_thumb_name
 
 SHEET_NAME = "contact-sheet.html"
-THUMBS = "thumbs"
 THUMB_EDGE = 360
-THUMB_QUALITY = 80
-_HEX = re.compile(r"^[0-9a-f]{64}$")
-# The decoder's reason codes for a file it could not use (see ingest/preprocess.py ImageReport.reason_code).
-_UNDECODABLE = frozenset({"empty", "not_image", "unsupported", "truncated", "corrupt", "bomb", "too_small",
-                          "unreadable"})
-# Below this many new thumbnails, decoding in-process beats starting a process pool.
-_POOL_FROM = 16
 
 
 def thumb_name(sha256: str) -> str:
-    return f"{THUMBS}/{sha256[:2]}/{sha256}-{THUMB_EDGE}.jpg"
+    return sized_thumb_name(sha256, THUMB_EDGE)
 
 
 def safe_json(value: Any) -> str:
@@ -67,52 +59,24 @@ def write_contact_sheet(rows: Iterable[ResultRow], ctx: ExportContext) -> list[P
         first = True
         for row in rows:
             thumb = None
-            if row.sha256 and _HEX.match(row.sha256) and row.source_path and _decodable(row):
-                thumb = thumb_name(row.sha256)
+            if can_have_thumb(row):
+                thumb = thumb_name(row.sha256 or "")
                 if thumb not in queued and not (out / thumb).exists():
                     queued.add(thumb)
-                    wanted.append((row.source_path, thumb))
+                    wanted.append((row.source_path or "", thumb))
             f.write(("" if first else ",\n") + safe_json(_record(row, thumb)))
             first = False
         f.write(_TAIL.replace("@SCRIPT@", script))
-    made, failed = _make_thumbs(wanted, out)
+    made, failed = make_thumbs(wanted, out, THUMB_EDGE)
     if wanted:
         ctx.notes.append(f"html: {made} new thumbnails in {out / THUMBS}"
                          + (f", {failed} could not be made (shown as a placeholder)" if failed else ""))
     return [path]
 
 
-def _decodable(row: ResultRow) -> bool:
-    # Files the decoder already refused (corrupt, truncated, bombs...) get a placeholder, not a second try.
-    return row.status in ("ok", "failed", "pending") and (row.error or {}).get("type") not in _UNDECODABLE
-
-
 def _record(row: ResultRow, thumb: str | None) -> dict[str, Any]:
     return {"path": row.path, "status": row.status, "thumb": thumb, "fields": row.fields, "error": row.error,
             "duplicate_of": row.duplicate_of}
-
-
-def _make_thumbs(wanted: list[tuple[str, str]], out: Path) -> tuple[int, int]:
-    if not wanted:
-        return 0, 0
-    from imgtag.ingest.preprocess import PrepareRequest, prepare_many
-
-    by_source: dict[str, list[str]] = {}
-    for src, thumb in wanted:
-        by_source.setdefault(src, []).append(thumb)
-    reqs = (PrepareRequest(path=src, max_long_edge=THUMB_EDGE, min_short_side=0, want_hashes=False,
-                           jpeg_quality=THUMB_QUALITY) for src in by_source)
-    made = failed = 0
-    for report in prepare_many(reqs, workers=1 if len(wanted) < _POOL_FROM else None):
-        for thumb in by_source[report.path]:
-            if report.ok and report.encoded:
-                target = out / thumb
-                target.parent.mkdir(parents=True, exist_ok=True)
-                atomic_write_bytes(target, report.encoded)
-                made += 1
-            else:
-                failed += 1
-    return made, failed
 
 
 def _asset(name: str) -> str:
@@ -180,9 +144,9 @@ _TAIL = """
 def ensure_thumb(out: Path, source_path: str, sha256: str | None) -> Path | None:
     """One image's thumbnail in --out/thumbs/, made now if missing (the review page asks for them one at a time,
     as they scroll into view; the contact sheet reuses them). None when it cannot be made."""
-    if not sha256 or not _HEX.match(sha256):
+    if not sha256 or not is_sha256(sha256):
         return None
     target = out / thumb_name(sha256)
     if not target.exists():
-        _make_thumbs([(source_path, thumb_name(sha256))], out)
+        make_thumbs([(source_path, thumb_name(sha256))], out, THUMB_EDGE)
     return target if target.exists() else None

@@ -52,6 +52,10 @@ class ExportContext:
     xmp_touch: bool = False  # xmp-embed: leave the new modification time instead of restoring the old one
     # XMP: replace a title/description (language alternative) that imgtag did not write; kept otherwise.
     xmp_overwrite_text: bool = False
+    # xlsx: the preset's field titles by language ({"zh": {"tags": "标签"}}): headers in ``lang`` when it has
+    # them (export/titles.py); and a small thumbnail per row.
+    field_titles: dict[str, dict[str, str]] = field(default_factory=dict)
+    xlsx_thumbnails: bool = False
     # store.xmp.XmpLedger: what per-image XMP writes remember between exports (None: remember nothing).
     xmp_ledger: Any = None
 

@@ -68,9 +68,9 @@ def _write(store: Store, meta: dict[str, Any], formats: str | None, options: dic
                         list_fields=set(meta.get("list_fields") or []), schema=_schema(meta),
                         ledger=StoreLedger(store.db), preset=meta.get("preset_name"), lang=meta.get("lang"),
                         provider=meta.get("provider"), model=meta.get("model"), target_date=meta.get("updated_at"),
-                        xmp_ledger=XmpLedger(store.db), **opts)
+                        xmp_ledger=XmpLedger(store.db), field_titles=_titles(meta), **opts)
     written: list[Path] = []
-    for name in parse_formats(formats or meta.get("formats") or "csv,jsonl"):
+    for name in _thumbnails_first(parse_formats(formats or meta.get("formats") or "csv,jsonl")):
         rows = store.result_rows(key, meta["preset_name"], ctx.field_names, reviewed_only=reviewed_only,
                                  since_run=since_run)
         written.extend(EXPORTERS[name](rows, ctx))
@@ -101,7 +101,7 @@ def not_written_message(unwritten: list[str]) -> str | None:
 # Options a later `imgtag export` keeps using unless told otherwise, so a plain re-export rebuilds the same
 # captions and names sidecars the same way. A permission such as metadata_overwrite (or --xmp-touch) is never
 # remembered.
-REMEMBERED = ("txt_template", "txt_existing", "xmp_name")
+REMEMBERED = ("txt_template", "txt_existing", "xmp_name", "xlsx_thumbnails")
 
 
 def effective_options(meta: dict[str, Any], options: dict[str, Any] | None) -> dict[str, Any]:
@@ -114,6 +114,28 @@ def effective_options(meta: dict[str, Any], options: dict[str, Any] | None) -> d
 
 def remembered_options(options: dict[str, Any]) -> dict[str, Any]:
     return {k: options[k] for k in REMEMBERED if options.get(k) is not None}
+
+
+def _thumbnails_first(names: list[str]) -> list[str]:
+    """The contact sheet before the workbook: the workbook's small thumbnails are then made from the sheet's
+    instead of decoding every original twice."""
+    if "html" in names and "xlsx" in names and names.index("html") > names.index("xlsx"):
+        names = [n for n in names if n != "html"]
+        names.insert(names.index("xlsx"), "html")
+    return names
+
+
+def _titles(meta: dict[str, Any]) -> dict[str, dict[str, str]]:
+    """The preset's column titles by language: stored with the target since they were added there; for older
+    stores, from the preset itself (titles never change an answer, so any version of it will do)."""
+    if "titles" in meta:
+        return dict(meta["titles"] or {})
+    try:
+        from imgtag.presets import load_preset
+
+        return load_preset(meta["preset"]).titles
+    except Exception:  # a moved or broken preset file: machine names as headers, never a failed export
+        return {}
 
 
 def _schema(meta: dict[str, Any]) -> dict[str, Any] | None:

@@ -5,6 +5,11 @@ import guesses types (``0012`` becomes 12, a long id becomes 1.2E+17). In a work
 type: text cells are written as strings (``write_string``), so nothing can become a formula or a number,
 and Chinese is just Unicode. XlsxWriter (pure Python, no dependencies) streams rows in constant-memory
 mode, and with a fixed creation time its output is byte-identical for identical input.
+
+For shops: with an output language the preset has titles for (--lang zh), the header row is in that language
+and the machine names go to a hidden "fields" sheet, not to a second header row: marketplace upload tools,
+filters and pandas all take row 1 as the header and every row below as a product. --xlsx-thumbnails puts a
+small thumbnail in the first column of each row (export/thumbs.py: made from the contact sheet's when there).
 """
 
 from __future__ import annotations
@@ -21,6 +26,8 @@ from imgtag.export.atomic import atomic_write
 from imgtag.export.columns import Column, field_columns, to_json
 from imgtag.export.results import _FORMULA_TRIGGERS, _clean, _round_cost, _truncate
 from imgtag.export.rows import USAGE_KEYS, ExportContext, ResultRow
+from imgtag.export.thumbs import THUMBS, best_source, can_have_thumb, make_thumbs, thumb_name
+from imgtag.export.titles import header_titles, own_titles
 
 XLSX_NAME = "results.xlsx"
 SHEET = "results"
@@ -33,6 +40,14 @@ WIDTH_SAMPLE = 500
 MIN_WIDTH, MAX_WIDTH = 6, 60
 
 _LEADING = ("path", "status")
+THUMB_COLUMN = "thumbnail"
+FIELDS_SHEET = "fields"
+# Thumbnails: made at 128 px on the long side and shown at half that, so they stay sharp on high-density
+# screens and fit inside their cell with a margin (a picture inside its cell moves with it when sorted).
+THUMB_EDGE, THUMB_SCALE, THUMB_MARGIN_PX = 128, 0.5, 2
+THUMB_ROW_POINTS = 51.0  # 68 px: 64 px of picture and the margins
+THUMB_COLUMN_WIDTH = 9.5  # characters: 71 px
+_LARGER_THUMBS = (360,)  # the contact sheet's (export/contact_sheet.py THUMB_EDGE): decoded instead of the original
 _TRAILING = ("error_type", "error_message", "model", "preset", *USAGE_KEYS, "cost_usd", "sha256", "duplicate_of")
 
 
@@ -41,12 +56,17 @@ def write_xlsx(rows: Iterable[ResultRow], ctx: ExportContext) -> list[Path]:
 
     ctx.out_dir.mkdir(parents=True, exist_ok=True)
     path = ctx.out_dir / XLSX_NAME
-    fields = field_columns(ctx, reserved=(*_LEADING, *_TRAILING))
-    header = [*_LEADING, *(c.name for c in fields), *_TRAILING]
+    fields = field_columns(ctx, reserved=(THUMB_COLUMN, *_LEADING, *_TRAILING))
+    names = [*([THUMB_COLUMN] if ctx.xlsx_thumbnails else []), *_LEADING, *(c.name for c in fields), *_TRAILING]
+    header = _header(names, fields, ctx)
+    lead = [None] if ctx.xlsx_thumbnails else []  # the thumbnail column holds a picture, no value
     stream = iter(rows)
     sample = list(islice(stream, WIDTH_SAMPLE))
-    sample_cells = [_cells(r, fields) for r in sample]
+    sample_cells = [lead + _cells(r, fields) for r in sample]
     widths = _widths(header, sample_cells)
+    if ctx.xlsx_thumbnails:
+        widths[0] = THUMB_COLUMN_WIDTH
+    thumbs = _Thumbs(ctx) if ctx.xlsx_thumbnails else None
     with atomic_write(path, "wb") as f:
         wb = xlsxwriter.Workbook(f, {
             "constant_memory": True,  # rows go to disk as written: flat memory at any size
@@ -55,18 +75,85 @@ def write_xlsx(rows: Iterable[ResultRow], ctx: ExportContext) -> list[Path]:
         wb.set_properties({"created": FIXED_CREATED, "title": "imgtag results"})
         styles = _styles(wb)
         sheet, row_no = None, MAX_ROWS
-        all_cells = chain(sample_cells, (_cells(r, fields) for r in stream))
-        for number, cells in enumerate(all_cells):
+        all_rows = chain(zip(sample, sample_cells, strict=True), ((r, lead + _cells(r, fields)) for r in stream))
+        for number, (row, cells) in enumerate(all_rows):
             if row_no >= MAX_ROWS:
                 sheet = _new_sheet(wb, SHEET if number == 0 else f"{SHEET} {number // (MAX_ROWS - 1) + 1}",
-                                   header, widths, styles)
+                                   header, names, widths, styles)
                 row_no = 1
-            _write_row(sheet, row_no, cells, styles)
+            if thumbs is not None:
+                thumbs.want(sheet, row_no, row)
+            _write_row(sheet, row_no, cells, styles, status_col=len(lead) + 1)
             row_no += 1
         if sheet is None:
-            _new_sheet(wb, SHEET, header, widths, styles)
+            _new_sheet(wb, SHEET, header, names, widths, styles)
+        if header != names:
+            _fields_sheet(wb, header, names, styles)
+        if thumbs is not None:
+            thumbs.insert()  # before close: that is when the pictures are read into the workbook
         wb.close()
     return [path]
+
+
+def _header(names: list[str], fields: list[Column], ctx: ExportContext) -> list[str]:
+    """The header row: titles in the output language where there are some, else the machine names; never two
+    columns with the same header."""
+    of_fields = header_titles(ctx.field_titles, ctx.lang)
+    titles = {**own_titles(ctx.lang), **{c.name: of_fields[c.field] for c in fields if c.field in of_fields}}
+    out: list[str] = []
+    for name in names:
+        title = titles.get(name, name)
+        out.append(title if title not in out else f"{title} ({name})")
+    return out
+
+
+def _fields_sheet(wb: Any, header: list[str], names: list[str], styles: dict[str, Any]) -> None:
+    """The machine name of each column, for programs and for whoever maps columns to an upload template."""
+    from xlsxwriter.utility import xl_col_to_name
+
+    sheet = wb.add_worksheet(FIELDS_SHEET)
+    for col, text in enumerate(("column", "header", "field")):
+        sheet.write_string(0, col, text, styles["header"])
+    for i, (title, name) in enumerate(zip(header, names, strict=True), start=1):
+        sheet.write_string(i, 0, xl_col_to_name(i - 1))
+        sheet.write_string(i, 1, title)
+        sheet.write_string(i, 2, name)
+    sheet.set_column(1, 2, 28)
+    sheet.hide()
+
+
+class _Thumbs:
+    """One picture per row whose image can be read; made after the rows are streamed, inserted before close."""
+
+    def __init__(self, ctx: ExportContext) -> None:
+        self.ctx = ctx
+        self.out = ctx.out_dir
+        self.placed: list[tuple[Any, int, str, str]] = []  # (sheet, row, thumbnail name, description)
+        self.wanted: list[tuple[str, str]] = []
+        self.queued: set[str] = set()
+
+    def want(self, sheet: Any, row_no: int, row: ResultRow) -> None:
+        if not can_have_thumb(row):
+            return
+        sheet.set_row(row_no, THUMB_ROW_POINTS)  # constant-memory mode: before the row's cells
+        name = thumb_name(row.sha256 or "", THUMB_EDGE)
+        self.placed.append((sheet, row_no, name, row.path))
+        if name not in self.queued and not (self.out / name).exists():
+            self.queued.add(name)
+            self.wanted.append((best_source(row, self.out, THUMB_EDGE, _LARGER_THUMBS), name))
+
+    def insert(self) -> None:
+        made, failed = make_thumbs(self.wanted, self.out, THUMB_EDGE)
+        shown = 0
+        for sheet, row_no, name, description in self.placed:
+            if (self.out / name).exists():
+                sheet.insert_image(row_no, 0, str(self.out / name), {
+                    "x_scale": THUMB_SCALE, "y_scale": THUMB_SCALE, "x_offset": THUMB_MARGIN_PX,
+                    "y_offset": THUMB_MARGIN_PX, "object_position": 1, "description": description})
+                shown += 1
+        if self.placed:
+            self.ctx.notes.append(f"xlsx: {shown} thumbnails ({made} new in {self.out / THUMBS})"
+                                  + (f"; {failed} could not be made (those rows have none)" if failed else ""))
 
 
 def _cells(row: ResultRow, fields: list[Column]) -> list[Any]:
@@ -123,10 +210,11 @@ def _styles(wb: Any) -> dict[str, Any]:
     }
 
 
-def _new_sheet(wb: Any, name: str, header: list[str], widths: list[float], styles: dict[str, Any]) -> Any:
+def _new_sheet(wb: Any, name: str, header: list[str], names: list[str], widths: list[float],
+               styles: dict[str, Any]) -> Any:
     sheet = wb.add_worksheet(name)
     for col, width in enumerate(widths):
-        sheet.set_column(col, col, width, styles["cost"] if header[col] == "cost_usd" else None)
+        sheet.set_column(col, col, width, styles["cost"] if names[col] == "cost_usd" else None)
     for col, name_ in enumerate(header):
         sheet.write_string(0, col, name_, styles["header"])
     sheet.freeze_panes(1, 0)
@@ -134,7 +222,7 @@ def _new_sheet(wb: Any, name: str, header: list[str], widths: list[float], style
     return sheet
 
 
-def _write_row(sheet: Any, row_no: int, cells: list[Any], styles: dict[str, Any]) -> None:
+def _write_row(sheet: Any, row_no: int, cells: list[Any], styles: dict[str, Any], status_col: int = 1) -> None:
     for col, value in enumerate(cells):
         if value is None or value == "":
             continue
@@ -142,7 +230,7 @@ def _write_row(sheet: Any, row_no: int, cells: list[Any], styles: dict[str, Any]
             sheet.write_boolean(row_no, col, value)
         elif isinstance(value, (int, float)):
             sheet.write_number(row_no, col, value)
-        elif col == 1 and value in ("failed", "skipped", "pending"):
+        elif col == status_col and value in ("failed", "skipped", "pending"):
             sheet.write_string(row_no, col, value, styles[value])
         else:
             sheet.write_string(row_no, col, value, styles["guard"] if _looks_like_formula(value) else None)

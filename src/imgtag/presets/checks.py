@@ -39,6 +39,7 @@ KEY_TYPES: dict[str, str] = {
     "untranslated_fields": "strings",
     "remove_fields": "strings",
     "txt_template": "string",
+    "titles": "table",
 }
 _USER_ONLY = ("extends", "remove_fields")
 _TYPING_KEYWORDS = frozenset({"type", "enum", "const", "anyOf", "oneOf", "allOf", "$ref"})
@@ -163,6 +164,19 @@ def _schema_error(exc: SchemaError) -> str:
                 f"got {_show(exc.instance)}")
     message = " ".join(exc.message.split())
     return f"'{path}' is not valid JSON Schema: {message}"
+
+
+def check_titles(titles: dict[str, Any], fields: list[str], label: str) -> None:
+    """`[titles.LANG]` tables: each maps fields of this preset to a header text."""
+    for lang, table in titles.items():
+        if not isinstance(table, dict):
+            raise PresetError(f"{label}: 'titles.{lang}' must be a table of field = \"title\", got {_show(table)}")
+        for name, title in table.items():
+            if name not in fields:
+                raise PresetError(f"{label}: 'titles.{lang}' names {name!r}, which is not a field of this preset "
+                                  f"({', '.join(fields)}){_suggest(name, fields)}")
+            if not isinstance(title, str) or not title.strip():
+                raise PresetError(f"{label}: 'titles.{lang}.{name}' must be a non-empty string, got {_show(title)}")
 
 
 def _has_type(value: Any, wanted: str) -> bool:

@@ -20,7 +20,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Literal, cast
 
-from imgtag.presets.checks import DETAIL_LEVELS, check_complete, check_keys
+from imgtag.presets.checks import DETAIL_LEVELS, check_complete, check_keys, check_titles
 from imgtag.presets.errors import PresetError
 from imgtag.presets.files import SUFFIXES, read_preset_file
 from imgtag.presets.language import language_instruction, normalise_lang
@@ -67,6 +67,8 @@ class Preset:
     # What a .txt caption holds (export format txt), e.g. "{short_caption}"; None = the first field.
     # Not part of the version: it changes an export, not the model's answer.
     txt_template: str | None = None
+    # Column headers by output language ({"zh": {"tags": "标签"}}), for workbooks; not part of the version either.
+    titles: dict[str, dict[str, str]] = dataclasses.field(default_factory=dict)
 
 
 def builtin_names() -> list[str]:
@@ -159,6 +161,11 @@ def _apply_extends(raw: dict[str, Any], label: str) -> dict[str, Any]:
     for key, value in raw.items():
         if key in ("extends", "remove_fields"):
             continue
+        if key == "titles":  # per language and field: a user's Chinese colour header keeps the rest
+            base = data.get("titles", {})
+            data[key] = {lang: {**base.get(lang, {}), **table} if isinstance(table, dict) else table
+                         for lang, table in {**base, **value}.items()}
+            continue
         data[key] = _merge_schema(data["schema"], value) if key == "schema" else value
     if "system" in raw and "system_compact" not in raw:
         data.pop("system_compact", None)  # the user's own rules, never the built-in's short version of others
@@ -170,6 +177,8 @@ def _apply_extends(raw: dict[str, Any], label: str) -> dict[str, Any]:
                 f"({', '.join(props)})"
             )
         del props[field]
+        data["titles"] = {lang: {k: v for k, v in table.items() if k != field}
+                          for lang, table in data.get("titles", {}).items()}
         data["schema"]["required"] = [f for f in data["schema"].get("required", []) if f != field]
         data["untranslated_fields"] = [f for f in data.get("untranslated_fields", []) if f != field]
     return data
@@ -219,6 +228,8 @@ def _build(
     max_tokens = int(data.get("max_output_tokens", DEFAULT_MAX_OUTPUT_TOKENS))
     expected = int(data.get("expected_output_tokens", min(DEFAULT_EXPECTED_OUTPUT_TOKENS, max_tokens)))
     props: dict[str, Any] = schema["properties"]
+    titles = data.get("titles", {})
+    check_titles(titles, list(props), label)
     preset = Preset(
         name=name,
         description=" ".join(str(data.get("description", "")).split()),
@@ -235,6 +246,7 @@ def _build(
         guide=guide,
         compact_system=compact_system,
         txt_template=data.get("txt_template"),
+        titles={lang.lower(): dict(table) for lang, table in titles.items()},
     )
     return dataclasses.replace(preset, version=version_of(preset))
 

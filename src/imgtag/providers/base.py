@@ -8,7 +8,8 @@ docs/providers.md walks through writing one; `Capabilities` is what the rest of 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -106,6 +107,20 @@ class Provider(ABC):
     # True for an API that bills in its own credits (recorded per answer as `Credits`), not in dollars: progress
     # and summaries then show credits, never a $0 that is not the bill.
     billed_in_credits: ClassVar[bool] = False
+    # True for a provider that wraps each HTTP call in `on_the_wire()`: the progress line's "in flight" is then
+    # its count of requests sent and not yet answered. Otherwise the engine's count of requests it started is
+    # shown, which includes any a provider holds back under its own limit.
+    counts_on_the_wire: ClassVar[bool] = False
+    on_the_wire_now: int = 0
+
+    @contextmanager
+    def on_the_wire(self) -> Iterator[None]:
+        """Around the HTTP call itself (after any wait for the provider's own limit or its SDK's import)."""
+        self.on_the_wire_now += 1
+        try:
+            yield
+        finally:
+            self.on_the_wire_now -= 1
 
     def concurrency_limit(self) -> int | None:
         """Requests in flight this provider allows itself right now (adaptive concurrency for a server that

@@ -76,6 +76,7 @@ class OpenAIProvider(Provider):
     capabilities = Capabilities(native_schema=True, batch=False, image_formats=("image/jpeg", "image/png"),
                                 max_image_edge=None, max_images_per_request=1)
     default_model = "gpt-4.1-mini"
+    counts_on_the_wire = True
 
     @classmethod
     def resolve_model(cls, info: ModelInfo, settings: dict[str, Any]) -> ModelInfo:
@@ -176,7 +177,8 @@ class OpenAIProvider(Provider):
             started = await self.limiter.acquire() if self.limiter else time.monotonic()
             outcome = "other"
             try:
-                raw = await self.client.chat.completions.with_raw_response.create(**params)
+                with self.on_the_wire():  # sent now: the wait for the limiter is over
+                    raw = await self.client.chat.completions.with_raw_response.create(**params)
                 self.reach.ok()
                 completion = raw.parse()
                 outcome = "ok"

@@ -109,7 +109,7 @@ class Engine:
         self.fatal: Fatal | None = None
         self.budget_hit = False
         self._tasks: set[asyncio.Task[None]] = set()
-        self.images_in_flight = 0  # images in requests that hold a permit (a pack holds one permit for K)
+        self.requests_in_flight = 0  # requests that hold a permit (a pack holds one permit for its K images)
         self._received = self._settled = 0  # images taken from the input / given their outcome (or left)
 
     @property
@@ -138,7 +138,7 @@ class Engine:
                     asks = [_Ask(item, self.settings.preset.max_output_tokens) for item in pack]
                     permit = await self._acquire(asks)
                     if self.fatal is not None:
-                        self._release(permit, asks, success=False)
+                        self._release(permit, success=False)
                         self.stats.reserved_usd -= reserve
                         if self._draining(pack):
                             continue
@@ -200,12 +200,12 @@ class Engine:
     async def _acquire(self, asks: list[_Ask]) -> Permit:
         estimate = self._request_estimate([a.item for a in asks])
         permit = await self.pacer.acquire(estimate.input_tokens, estimate.output_tokens)
-        self.images_in_flight += len(asks)
+        self.requests_in_flight += 1
         return permit
 
-    def _release(self, permit: Permit, asks: list[_Ask], *, success: bool) -> None:
+    def _release(self, permit: Permit, *, success: bool) -> None:
         self.pacer.release(permit, success=success)
-        self.images_in_flight -= len(asks)
+        self.requests_in_flight -= 1
 
     async def _ask(self, asks: list[_Ask], permit: Permit) -> list[ModelAnswer]:
         """One request: an image, or a pack (request/packing.py) whose answer is split, one per image."""
@@ -235,7 +235,7 @@ class Engine:
                 if permit is None:
                     permit = await self._acquire(asks)
                 if self.fatal is not None:
-                    self._release(permit, asks, success=False)
+                    self._release(permit, success=False)
                     permit = None
                     return
                 started = now_iso()
@@ -244,7 +244,7 @@ class Engine:
                     answers = await self._ask(asks, permit)
                 except RateLimited as exc:
                     self.pacer.on_rate_limited(permit, exc.retry_after, exc.limits)
-                    self._release(permit, asks, success=False)
+                    self._release(permit, success=False)
                     permit = None
                     self.stats.rate_limited += 1
                     rate_limits += 1
@@ -257,7 +257,7 @@ class Engine:
                     continue
                 except Transient as exc:
                     self.pacer.observe(exc.limits, permit)
-                    self._release(permit, asks, success=False)
+                    self._release(permit, success=False)
                     permit = None
                     transient_failures += 1
                     if transient_failures >= s.max_attempts:
@@ -269,7 +269,7 @@ class Engine:
                     await asyncio.sleep(self._backoff(transient_failures))
                     continue
                 except Permanent as exc:
-                    self._release(permit, asks, success=False)
+                    self._release(permit, success=False)
                     permit = None
                     if len(asks) > 1:
                         # One bad image makes the whole pack invalid: ask one image per request (each with its
@@ -280,14 +280,14 @@ class Engine:
                     self._fail(asks, started, exc.error_type, exc.message, exc)
                     return
                 except Fatal as exc:
-                    self._release(permit, asks, success=False)
+                    self._release(permit, success=False)
                     permit = None
                     self._log_error(asks, started, exc, outcome="fatal")
                     if self.fatal is None:
                         self.fatal = exc
                     return
                 self.pacer.observe(answers[0].limits, permit)
-                self._release(permit, asks, success=True)
+                self._release(permit, success=True)
                 permit = None
                 again = []  # images whose answer is asked again (together, if several)
                 for ask, answer in zip(asks, answers, strict=True):
@@ -303,7 +303,7 @@ class Engine:
                 asks = again
         finally:
             if permit is not None:
-                self._release(permit, asks, success=False)
+                self._release(permit, success=False)
             self.stats.reserved_usd -= reserve
 
     def _backoff(self, failures: int) -> float:

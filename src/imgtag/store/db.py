@@ -367,8 +367,12 @@ class Store:
 def keep_replaced_answer(db: sqlite3.Connection, job_id: int, new_fields: str | None) -> None:
     """Before a job's answer is replaced (an image asked again, e.g. a retry queued from the review page), keep the
     old one in answer_history: it was paid for, and the review history shows every answer of the model."""
+    # When the old answer came: the job's ok attempt before the one just logged (updated_at moves with every
+    # attempt, and with the reopening of the job, so it would date the old answer now).
     db.execute(
-        "INSERT INTO answer_history(job_id, fields, answered_at, replaced_at) SELECT id, fields, updated_at, ?"
+        "INSERT INTO answer_history(job_id, fields, answered_at, replaced_at) SELECT id, fields,"
+        " COALESCE((SELECT finished_at FROM attempts a WHERE a.job_id = jobs.id AND a.outcome = 'ok'"
+        " ORDER BY a.id DESC LIMIT 1 OFFSET 1), updated_at), ?"
         " FROM jobs WHERE id=? AND fields IS NOT NULL AND fields IS NOT ?", (now_iso(), job_id, new_fields))
 
 

@@ -188,9 +188,11 @@ def versions_of(db: sqlite3.Connection, key: WorkKey, file_id: int) -> list[sqli
 
 def model_answers(db: sqlite3.Connection, key: WorkKey, file_id: int) -> list[tuple[str, dict[str, Any]]]:
     """The model's answers for an image, oldest first: (when, fields). Earlier ones were replaced by a new ask."""
+    # The current answer's time is its ok attempt's (updated_at also moves when a job is reopened).
     job = db.execute(
-        "SELECT j.id, j.fields, j.updated_at FROM files f JOIN jobs j ON j.sha256 = f.sha256 AND j.preset_version = ?"
-        " AND j.provider = ? AND j.model = ? WHERE f.id = ?", (*_kp(key), file_id)).fetchone()
+        "SELECT j.id, j.fields, COALESCE((SELECT MAX(a.finished_at) FROM attempts a WHERE a.job_id = j.id"
+        " AND a.outcome = 'ok'), j.updated_at) FROM files f JOIN jobs j ON j.sha256 = f.sha256"
+        " AND j.preset_version = ? AND j.provider = ? AND j.model = ? WHERE f.id = ?", (*_kp(key), file_id)).fetchone()
     if job is None:
         return []
     answers = [(r[0], json.loads(r[1])) for r in db.execute(

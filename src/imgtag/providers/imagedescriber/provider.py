@@ -60,6 +60,7 @@ class ImageDescriberProvider(Provider):
     # The API is asked nothing but the image: an answer that fails the preset's schema (say 8 tags where
     # keywords wants 10) is recorded, not bought a second time; `imgtag retry` asks again on purpose.
     reask_invalid = False
+    counts_on_the_wire = True
     billed_in_credits = True
 
     def __init__(self, *, api_key: str | None = None, base_url: str | None = None, timeout: float = 120.0,
@@ -119,7 +120,8 @@ class ImageDescriberProvider(Provider):
             raise Fatal(str(exc), error_type="config_error") from None
         body = json.dumps({"image": data_url(image), "lang": lang})
         try:
-            response = await self.client.post(ENDPOINT, content=body)
+            with self.on_the_wire():
+                response = await self.client.post(ENDPOINT, content=body)
         except httpx2.TimeoutException:
             raise Transient("timeout: no response in time", error_type="timeout") from None
         except httpx2.HTTPError as exc:
