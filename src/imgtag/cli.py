@@ -612,7 +612,7 @@ def _switch_words(out: Path, meta: dict[str, Any], previous: dict[str, Any], for
     if ours:
         words.append(f"{', '.join(ours)} in {out} will hold {label(meta)}")
     if beside:
-        words.append(f"{label(meta)} goes to {', '.join(beside)} beside the images")
+        words.append(f"this run writes {label(meta)} as {', '.join(beside)} beside the images")
     if stale:
         verb = "shows" if len(stale) == 1 else "show"
         words.append(f"{', '.join(stale)} in {out} still {verb} {label(previous)} (`imgtag export --format "

@@ -20,6 +20,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TextIO
 
+from imgtag.words import plural
+
 SEPARATOR = " | "
 
 
@@ -67,13 +69,11 @@ def _fmt_eta(seconds: float | None) -> str:
     return f"{h:d}:{m:02d}:{s:02d}" if h else f"{m:02d}:{s:02d}"
 
 
-def money(usd: float) -> str:
-    """Enough digits to see a small spend: $0.0007, $1.23, $1,234.50."""
-    if usd == 0:
-        return "$0.00"
-    if abs(usd) < 1:
-        return f"${usd:.4f}"
-    return f"${usd:,.2f}"
+def money(amount: float | None) -> str:
+    """The one money format (money.py): $0.0007, $0.0863, $1.23, $1,234.50; "unknown" without prices."""
+    from imgtag.money import usd
+
+    return usd(amount)
 
 
 def _credits(amount: float) -> str:
@@ -195,7 +195,8 @@ def resume_note(files: int, done_before: int, spent_run: float, spent_to_date: f
         return None
     parts = []
     if done_before:
-        parts.append(f"{files - done_before:,} files new this run, {done_before:,} already done by earlier runs")
+        parts.append(f"{plural(files - done_before, 'file')} new this run, {done_before:,} already done by earlier "
+                     "runs")
     if spent_to_date is not None:
         parts.append(f"{money(spent_run)} this run, {money(spent_to_date)} to date for this preset and model")
     return "; ".join(parts)

@@ -2,7 +2,8 @@
 
 A pack is built as one request ("Image 1:", image, "Image 2:", image, ..., the instruction) with a schema that
 is the same for every pack (an array of answers, each keyed by the image's label), and its answer is split so
-each image gets its own item back (`split_answer`), with an even share of the usage, so costs still add up.
+each image gets its own item back (`split_answer`), with an even share of the usage, so costs still add up (each
+share priced at the band the whole request's prompt falls in).
 
 Sync mode: the engine (request/engine.py) gathers K work items (request/gather.py), takes one pacer permit for
 them and hands them to the provider as an `ImagePack`, which passes through wrappers such as the cache
@@ -28,7 +29,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from imgtag.presets.packed import LABEL_FIELD, label_for, packed_preset
-from imgtag.pricing.costs import Usage
+from imgtag.pricing.costs import Usage, prompt_tokens
 from imgtag.providers.base import ImageInput, ModelAnswer, Provider, RequestOptions
 
 
@@ -82,7 +83,8 @@ def split_answer(answer: ModelAnswer, count: int) -> list[ModelAnswer]:
         # A truncated or refused pack stays that for every image; otherwise each is judged on its own item.
         text = None if own is None else json.dumps(own, ensure_ascii=False)
         out.append(ModelAnswer(stop_reason=answer.stop_reason, usage=shares[i], text=text,
-                               request_id=answer.request_id, refusal=answer.refusal, limits=answer.limits))
+                               request_id=answer.request_id, refusal=answer.refusal, limits=answer.limits,
+                               request_prompt_tokens=prompt_tokens(answer.usage)))
     return out
 
 

@@ -85,6 +85,7 @@ class ItemOutcome:
     usage: Usage | None = None
     cost: float = 0.0
     request_id: str | None = None
+    raw_answer: str | None = None  # a paid answer that was not accepted: kept on its attempt
 
 
 # -- submission --------------------------------------------------------------------------------------
@@ -285,7 +286,7 @@ def settle_item(store: Store, cid: str, batch_id: str, run_id: int | None, outco
         store.log_attempt(job_id, run_id, started_at=started_at, outcome=outcome.attempt_outcome, mode="batch",
                           error_type=outcome.error_type, error_message=outcome.error_message,
                           request_id=outcome.request_id, usage=outcome.usage, cost=outcome.cost,
-                          batch_id=batch_id)
+                          batch_id=batch_id, raw_answer=outcome.raw_answer)
         state = outcome.item_state
         if outcome.job_status is not None:
             # Guarded on 'batched': a job settled some other way keeps its result; this answer is only billed.

@@ -16,7 +16,7 @@ from imgtag.request.batch.common import BatchContext, BatchStop, stop_if_fatal
 from imgtag.request.packing import split_answer
 from imgtag.store import batches as sb
 from imgtag.store.db import now_iso
-from imgtag.validate.verdict import INVALID, OK, TRUNCATED, judge
+from imgtag.validate.verdict import INVALID, OK, TRUNCATED, judge, kept_text
 from imgtag.words import plural
 
 # How many batches may return a job errored/expired before it is recorded as failed. Those results are not
@@ -157,18 +157,19 @@ class Collector:
     def _answered(self, answer: ModelAnswer, job_id: int | None = None) -> sb.ItemOutcome:
         t = self.ctx.target
         # Batch prices: every token class at half the standard rate.
-        cost = cost_usd(t.model.prices, answer.usage, batch=True) or 0.0
+        cost = cost_usd(t.model.prices, answer.usage, batch=True, request_prompt=answer.request_prompt_tokens) or 0.0
         verdict = judge(answer, t.preset.schema)
         rid = answer.request_id
         if verdict.kind == OK:
             return sb.ItemOutcome("ok", "ok", "ok", fields=verdict.fields, usage=answer.usage, cost=cost,
                                   request_id=rid)
+        kept = kept_text(answer)  # paid for: its text stays in the store
         if verdict.kind in (TRUNCATED, INVALID) and job_id is not None and \
                 sb.answers_rejected(self.ctx.store, job_id, verdict.kind) == 0:
             # As in sync mode: one more ask (a truncated one with twice max_tokens, see BatchRunner._entry).
             return sb.ItemOutcome("failed", "retry", "pending", error_type=verdict.kind,
                                   error_message=verdict.message or verdict.kind, usage=answer.usage, cost=cost,
-                                  request_id=rid)
+                                  request_id=rid, raw_answer=kept)
         return sb.ItemOutcome("failed", "failed", "failed", error_type=verdict.kind,
                               error_message=verdict.message or verdict.kind, usage=answer.usage, cost=cost,
-                              request_id=rid)
+                              request_id=rid, raw_answer=kept)
