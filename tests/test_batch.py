@@ -586,10 +586,10 @@ def test_memory_stays_flat_while_collecting_1000_results(tmp_path: Path, monkeyp
         peaks: list[tuple[int, int]] = []
         original = batch_collect.Collector.collect
 
-        async def measured(self: Any, batch_id: str) -> Any:
+        async def measured(self: Any, batch_id: str, *polled: Any) -> Any:
             before = tracemalloc.get_traced_memory()[0]
             tracemalloc.reset_peak()
-            tally = await original(self, batch_id)
+            tally = await original(self, batch_id, *polled)
             peaks.append((tracemalloc.get_traced_memory()[1] - before, sum(tally.values()) if tally else 0))
             return tally
 
