@@ -130,6 +130,8 @@ def test_a_bad_key_reports_every_input_file_pending(tmp_path, monkeypatch, fake_
     assert "40 files: pending 40" in output
     code, status = run_cli(["status", "--out", str(out)], {}, monkeypatch)
     assert "files 40: pending 40" in status
+    rows = read_jsonl(out / "results.jsonl")  # the files agree: every input, each still to do
+    assert len(rows) == 40 and {r["status"] for r in rows} == {"pending"}
     # A later run of fewer inputs is what results and status then cover (not the earlier run's pending rows).
     code, output = run_cli(["run", str(tmp_path / "many" / "img_000[0-2].jpg"), "--out", str(out), "-q"],
                            fake_anthropic.env(), monkeypatch)

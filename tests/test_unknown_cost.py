@@ -214,7 +214,7 @@ def test_a_store_of_an_earlier_version_reads_its_unpriced_answers_as_unknown(
         tmp_path: Path, fake_anthropic: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     """Before unknown prices were recorded, paid tokens of an unpriced model were stored at $0: the migration
     reads an answer with tokens and no cost (and no credits) as unknown."""
-    from imgtag.store.migrations import MIGRATIONS, _v12_cost_unknown
+    from imgtag.store.migrations import MIGRATIONS, _v13_cost_unknown
 
     make_images(tmp_path / "in", 2)
     out = tmp_path / "out"
@@ -226,7 +226,7 @@ def test_a_store_of_an_earlier_version_reads_its_unpriced_answers_as_unknown(
     with db:  # back to the version before the migration
         for table in ("attempts", "jobs"):
             db.execute(f"ALTER TABLE {table} DROP COLUMN cost_unknown")
-        db.execute(f"PRAGMA user_version = {MIGRATIONS.index(_v12_cost_unknown)}")
+        db.execute(f"PRAGMA user_version = {MIGRATIONS.index(_v13_cost_unknown)}")
     db.close()
     report = status_of(out, "--json")
     assert report["cost_usd"] is None and report["input_tokens"] > 0

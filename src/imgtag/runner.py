@@ -232,7 +232,8 @@ class Run:
                 self.engine = Engine(self.store, provider, EngineSettings(
                     key=self.key, preset=self.target.preset, model=self.target.model, budget_usd=cfg.budget,
                     max_attempts=cfg.max_attempts, images_per_request=pack_size(self.provider, cfg.images_per_request),
-                    validation_retries=1 if self.provider.reask_invalid else 0),
+                    validation_retries=1 if self.provider.reask_invalid else 0,
+                    shape_only=not self.provider.follows_schema),
                     pace_warm_up(pacer, provider, self.target.preset, self.target.model), self.run_id)
                 try:
                     await self.engine.run(self.work_items(ingestor, None))
@@ -253,6 +254,8 @@ class Run:
             ticker.cancel()
             counting.cancel()
             counted = self.final_count(ingestor, interrupted)
+            if not interrupted and self.seen_run is not None:
+                ingestor.reserve_rest(seconds=10.0)
             ingestor.close()
             progress.close(erase=interrupted)
         summary = summarize(self.store.db, self.key, run_id=self.run_id, counted=counted)

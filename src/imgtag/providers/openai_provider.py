@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import os
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from imgtag.pricing.model_info import ModelInfo
@@ -42,6 +42,9 @@ from imgtag.providers.openai_wire import (
 from imgtag.providers.sdk import SdkClient
 from imgtag.request.adaptive import AdaptiveLimiter
 
+if TYPE_CHECKING:
+    from imgtag.providers.openai_batches import OpenAIBatches
+
 KEY_VARIABLE = "OPENAI_API_KEY"
 BASE_VARIABLE = "OPENAI_BASE_URL"
 OPENAI_URL = "https://api.openai.com/v1"
@@ -56,7 +59,9 @@ def is_openai(base_url: str | None) -> bool:
 
 class OpenAIProvider(Provider):
     name = "openai"
-    capabilities = Capabilities(native_schema=True, batch=False, image_formats=("image/jpeg", "image/png"),
+    # batch: OpenAI's Batch API (providers/openai_batches.py); a compatible server without one is told so before
+    # anything is created (OpenAIBatches.unavailable).
+    capabilities = Capabilities(native_schema=True, batch=True, image_formats=("image/jpeg", "image/png"),
                                 max_image_edge=None, max_images_per_request=1)
     default_model = "gpt-4.1-mini"
     counts_on_the_wire = True
@@ -103,6 +108,11 @@ class OpenAIProvider(Provider):
     async def aclose(self) -> None:
         if self.sdk.made:
             await self.sdk.client.close()
+
+    def batch_api(self) -> OpenAIBatches:
+        from imgtag.providers.openai_batches import OpenAIBatches
+
+        return OpenAIBatches(self)
 
     # -- what this server accepts --------------------------------------------------------------------
 

@@ -21,6 +21,7 @@ import contextlib
 import random
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from typing import Any
 
 from imgtag.presets import Preset
 from imgtag.pricing.catalogue import ModelInfo
@@ -44,7 +45,8 @@ from imgtag.request.pacer import Pacer, Permit
 from imgtag.request.packing import ImagePack, split_answer
 from imgtag.store import Store, WorkKey
 from imgtag.store.db import now_iso
-from imgtag.validate.verdict import INVALID, OK, TRUNCATED, judge
+from imgtag.validate.schema import shape_of
+from imgtag.validate.verdict import INVALID, OK, TRUNCATED, judge, kept_text
 from imgtag.words import plural
 
 MAX_TOKENS_CEILING = 16_000
@@ -80,6 +82,12 @@ class EngineSettings:
     backoff_base_s: float = 1.0
     backoff_cap_s: float = 30.0
     images_per_request: int = 1  # K > 1: packs of K (the provider must send ImagePacks: request/packing.py)
+    shape_only: bool = False  # a provider that cannot be asked for a schema: answers are held to its shape only
+
+    @property
+    def schema(self) -> dict[str, Any]:
+        """What an answer is judged against: the preset's full schema, or only its shape (Provider.follows_schema)."""
+        return shape_of(self.preset.schema) if self.shape_only else self.preset.schema
 
 
 @dataclass(frozen=True)
@@ -115,6 +123,7 @@ class Engine:
         self.pacer = pacer
         self.run_id = run_id
         self.stats = EngineStats()
+        self.schema = settings.schema
         self.fatal: Fatal | None = None
         self.budget_hit = False
         self._tasks: set[asyncio.Task[None]] = set()
@@ -331,7 +340,7 @@ class Engine:
         self.stats.spent_usd += cost or 0.0
         if answer.credits is not None and answer.credits.amount is not None:
             self.stats.credits_spent += answer.credits.amount
-        verdict = judge(answer, s.preset.schema)
+        verdict = judge(answer, self.schema)
         common = {"started_at": started, "mode": "sync", "http_status": 200, "request_id": answer.request_id,
                   "usage": answer.usage, "cost": cost,
                   "credits": (answer.credits.amount, answer.credits.remaining) if answer.credits else None}
@@ -345,6 +354,7 @@ class Engine:
         can_retry = (verdict.kind == TRUNCATED and max_tokens < min(MAX_TOKENS_CEILING,
                                                                      s.preset.max_output_tokens * 2)) or (
             verdict.kind == INVALID and invalid_answers < s.validation_retries)
+        common["raw_answer"] = kept_text(answer)  # paid for: kept in the store even though it is not used
         if can_retry:
             self.store.record_attempt(item.job_id, self.run_id, outcome="retry", error_type=verdict.kind,
                                       error_message=verdict.message, **common)

@@ -279,7 +279,13 @@ def _v11_files_seen_run(db: sqlite3.Connection) -> None:
     db.execute("CREATE INDEX files_seen_run ON files(seen_run)")
 
 
-def _v12_cost_unknown(db: sqlite3.Connection) -> None:
+def _v12_raw_answers(db: sqlite3.Connection) -> None:
+    # A paid answer that failed validation (or was cut off) keeps its text on its attempt, so a user can recover it
+    # from `status` or the results without paying for it again. NULL for every other attempt.
+    db.execute("ALTER TABLE attempts ADD COLUMN raw_answer TEXT")
+
+
+def _v13_cost_unknown(db: sqlite3.Connection) -> None:
     # Tokens paid at prices nobody knows (a model outside the catalogue with no imgtag.toml or --price-in prices):
     # cost_usd holds 0 for them and cost_unknown counts them, so a sum is unknown as soon as one of them is in it.
     # Before this version such answers were stored at $0: one with tokens, no cost and no credits (a credit-billed
@@ -294,7 +300,7 @@ def _v12_cost_unknown(db: sqlite3.Connection) -> None:
 
 MIGRATIONS: list[Migration] = [_v1_initial, _v2_credits, _v3_export_ledger, _v4_server_caps, _v5_learned_limits,
                               _v6_run_end_state, _v7_ray_shards, _v8_xmp, _v9_batch_packs, _v10_review,
-                              _v11_files_seen_run, _v12_cost_unknown]
+                              _v11_files_seen_run, _v12_raw_answers, _v13_cost_unknown]
 
 
 def migrate(db: sqlite3.Connection) -> int:
