@@ -586,10 +586,10 @@ def test_memory_stays_flat_while_collecting_1000_results(tmp_path: Path, monkeyp
         peaks: list[tuple[int, int]] = []
         original = batch_collect.Collector.collect
 
-        async def measured(self: Any, batch_id: str) -> Any:
+        async def measured(self: Any, batch_id: str, *polled: Any) -> Any:
             before = tracemalloc.get_traced_memory()[0]
             tracemalloc.reset_peak()
-            tally = await original(self, batch_id)
+            tally = await original(self, batch_id, *polled)
             peaks.append((tracemalloc.get_traced_memory()[1] - before, sum(tally.values()) if tally else 0))
             return tally
 
@@ -631,3 +631,15 @@ def test_truncated_batch_answer_is_asked_again_with_more_room(tmp_path, fake_ant
     base = min(asked)
     assert sorted(asked) == [base] * 3 + [2 * base] * 3  # one more ask each, with twice the room
     assert all(r["cost_usd"] > 0 for r in rows)  # both truncated answers were billed and recorded
+
+
+def test_a_batch_answer_that_fails_validation_keeps_its_text(tmp_path, fake_anthropic_factory, monkeypatch):
+    made = make_images(tmp_path / "in", 2)
+    fake = fake_anthropic_factory(output_mode="invalid", batch_processing_s=0.05)
+    out = tmp_path / "o"
+    code, output = run_cli(["run", str(tmp_path / "in"), "--out", str(out), *FAST], fake.env(), monkeypatch)
+    assert code == 1, output
+    assert len([k for (k,) in query(out, "SELECT raw_answer FROM attempts") if k]) == 4  # both asks of both images
+    for row in read_jsonl(out / "results.jsonl"):
+        assert row["status"] == "failed" and close_to(json.loads(row["error"]["raw_answer"])["unexpected_field"],
+                                                       made[row["path"]]), row

@@ -69,13 +69,11 @@ def _fmt_eta(seconds: float | None) -> str:
     return f"{h:d}:{m:02d}:{s:02d}" if h else f"{m:02d}:{s:02d}"
 
 
-def money(usd: float) -> str:
-    """Enough digits to see a small spend: $0.0007, $1.23, $1,234.50."""
-    if usd == 0:
-        return "$0.00"
-    if abs(usd) < 1:
-        return f"${usd:.4f}"
-    return f"${usd:,.2f}"
+def money(amount: float | None) -> str:
+    """The one money format (money.py): $0.0007, $0.0863, $1.23, $1,234.50; "unknown" without prices."""
+    from imgtag.money import usd
+
+    return usd(amount)
 
 
 def _credits(amount: float) -> str:

@@ -116,7 +116,8 @@ class DistributedRun(Run):
                        settings=EngineSettings(key=self.key, preset=target.preset, model=target.model,
                                                max_attempts=cfg.max_attempts,
                                                images_per_request=pack_size(self.provider, cfg.images_per_request),
-                                               validation_retries=1 if self.provider.reask_invalid else 0),
+                                               validation_retries=1 if self.provider.reask_invalid else 0,
+                                               shape_only=not self.provider.follows_schema),
                        pacer_name=name, work_uri=folder.uri, lease_name=pacer_actor.lease_name(store_id))
         request = prepare_template(cfg, target, encode=True, provider_max_edge=max_edge_of(self.provider))
         return build_pipeline(folder, paths, self.planned, request, spec, ray_batch_size=cfg.ray_batch_size,

@@ -7,7 +7,8 @@ Failure classes (README "Retry"):
 - not retried without --all: permanent input failures of an unchanged file (empty, not an image, unsupported,
   truncated, corrupt, decompression bomb) and answers that would fail the same way again (refused, truncated
   even at twice max_tokens, the API rejected the request as invalid or too large, an answer that failed
-  validation on PERSISTENT_INVALID_ASKS asks).
+  validation on PERSISTENT_INVALID_ASKS asks, or once from a provider whose answer a new ask would not change:
+  Provider.reask_invalid False). Such answers keep their text in the store (`status`, the results).
 """
 
 from __future__ import annotations
@@ -50,7 +51,7 @@ def _unchanged(path: str, size: int | None, mtime_ns: int | None) -> bool:
     return (st.st_size, st.st_mtime_ns) == (size, mtime_ns)
 
 
-def _classify(row: Any, invalid_asks: int, force: bool) -> bool:
+def _classify(row: Any, invalid_asks: int, force: bool, persistent_invalid: int = PERSISTENT_INVALID_ASKS) -> bool:
     """Whether this failure is retried."""
     if force:
         return True
@@ -60,7 +61,7 @@ def _classify(row: Any, invalid_asks: int, force: bool) -> bool:
                                                               row["mtime_ns"])
     if cause in WILL_FAIL_AGAIN:
         return False
-    return not (cause == "invalid_output" and invalid_asks >= PERSISTENT_INVALID_ASKS)
+    return not (cause == "invalid_output" and invalid_asks >= persistent_invalid)
 
 
 QUEUED = "queued in review"
@@ -107,10 +108,11 @@ def retry_plan(out: Path, *, progress: bool = True, force: bool = False) -> Retr
             " GROUP BY a.job_id", key).fetchall())
     plan = RetryPlan(None)
     source: list[Discovered] = []
+    persistent_invalid = PERSISTENT_INVALID_ASKS if _reask_changes_answers(meta["provider"]) else 1
     for r in rows:
         cause = QUEUED if r["queued"] else r["cause"] or "error"
         asks = invalid_asks.get(r["job_id"], 0)
-        if not r["queued"] and not _classify(r, asks, force):
+        if not r["queued"] and not _classify(r, asks, force, persistent_invalid):
             label = f"{cause} (asked {asks} times)" if cause == "invalid_output" else cause
             plan.left_out[label] += 1
             continue
@@ -128,6 +130,17 @@ def retry_plan(out: Path, *, progress: bool = True, force: bool = False) -> Retr
                              provider_settings={"base_url": meta["base_url"]} if meta.get("base_url") else {},
                              export_options=dict(meta.get("export_options") or {}))
     return plan
+
+
+def _reask_changes_answers(provider: str) -> bool:
+    """False for a provider whose answer to the same image would be the same (Provider.reask_invalid)."""
+    from imgtag.providers import provider_class
+    from imgtag.providers.base import ConfigError
+
+    try:
+        return provider_class(provider).reask_invalid
+    except ConfigError:  # a plugin no longer installed: retry as for any provider
+        return True
 
 
 def estimated_cost(plan: RetryPlan, target: Any, *, batch: bool) -> float | None:

@@ -34,10 +34,13 @@ def summarize(db: sqlite3.Connection, key: WorkKey | None, *, run_id: int | None
     s = Summary()
     kp = (key.preset_version, key.provider, key.model) if key else ("", "", "")
     rows = db.execute(
-        "SELECT CASE WHEN f.status <> 'ok' THEN f.status"
+        # A row reserved at discovery and not examined yet (reason_code 'pending') is pending, as in results.*.
+        "SELECT CASE WHEN f.status <> 'ok' AND f.reason_code = 'pending' THEN 'pending'"
+        "            WHEN f.status <> 'ok' THEN f.status"
         "            WHEN j.status IS NULL OR j.status IN ('pending', 'batched') THEN 'pending'"
         "            ELSE j.status END AS st,"
-        " CASE WHEN f.status <> 'ok' THEN f.reason_code WHEN j.status = 'failed' THEN j.error_type END AS et,"
+        " CASE WHEN f.status <> 'ok' AND f.reason_code = 'pending' THEN NULL WHEN f.status <> 'ok' THEN f.reason_code"
+        " WHEN j.status = 'failed' THEN j.error_type END AS et,"
         " COUNT(*) FROM files f LEFT JOIN jobs j ON j.sha256 = f.sha256 AND f.status = 'ok'"
         " AND j.preset_version = ? AND j.provider = ? AND j.model = ? " + where + " GROUP BY st, et",
         (*kp, *files_params),

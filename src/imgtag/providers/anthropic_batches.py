@@ -49,6 +49,7 @@ class AnthropicBatches:
     max_bytes = API_MAX_BYTES
     envelope_bytes = ENVELOPE_BYTES
     packs_images = True  # --images-per-request: a batch request is a Messages request, so it carries packs too
+    labels_batches = False  # a Message Batch keeps no metadata: a reconcile matches by time and request count
 
     def __init__(self, client: anthropic.AsyncAnthropic, api_key: str) -> None:
         self.api_key = api_key
@@ -60,7 +61,10 @@ class AnthropicBatches:
     def request_bytes(self, params: dict[str, Any]) -> int:
         return request_bytes(params)
 
-    async def create(self, requests: Sequence[BatchRequest], *, timeout: float) -> BatchHandle:
+    def unavailable(self) -> str | None:
+        return None  # the run finds out: a gateway without Message Batches answers its first create
+
+    async def create(self, requests: Sequence[BatchRequest], *, timeout: float, label: str) -> BatchHandle:
         body = [{"custom_id": r.custom_id, "params": r.params} for r in requests]
         try:
             batch = await self.batches.create(requests=body, timeout=timeout)  # type: ignore[arg-type]

@@ -102,8 +102,13 @@ class Provider(ABC):
     # The model used when --model is not given (None: the catalogue's default).
     default_model: ClassVar[str | None] = None
     # False for an API whose answer a second ask would not change (no prompt, no schema, no sampling
-    # settings): an answer that fails the preset's schema is then recorded at once instead of paid twice.
+    # settings): an answer that fails the preset's schema is then recorded at once instead of paid twice, and
+    # `imgtag retry` leaves it alone unless told --all.
     reask_invalid: ClassVar[bool] = True
+    # False for an API that cannot be asked for a schema (the hosted tag API): its answers are held only to what
+    # it controls, the preset's fields present with the right types (validate/schema.shape_of). How many tags
+    # and how long a title are its own choice, not a failure.
+    follows_schema: ClassVar[bool] = True
     # True for an API that bills in its own credits (recorded per answer as `Credits`), not in dollars: progress
     # and summaries then show credits, never a $0 that is not the bill.
     billed_in_credits: ClassVar[bool] = False
@@ -217,6 +222,11 @@ def is_local_error(exc: BaseException) -> bool:
     return any(type(e).__name__ in _LOCAL_ERROR_NAMES for e in _chain(exc)[1:])
 
 
+def connection_refused(exc: BaseException) -> bool:
+    """The connection itself failed (nothing listening, no route): not a request that got lost on its way."""
+    return any(type(e).__name__ == "ConnectError" for e in _chain(exc))
+
+
 def local_reason(exc: BaseException) -> str:
     for e in _chain(exc)[1:]:
         if type(e).__name__ in _LOCAL_ERROR_NAMES:
@@ -243,7 +253,7 @@ class Reachability:
 
     def check(self, exc: BaseException) -> Fatal | None:
         """The Fatal to raise instead of a transient connection error, once the server is clearly not there."""
-        if self.answered or not any(type(e).__name__ == "ConnectError" for e in _chain(exc)):
+        if self.answered or not connection_refused(exc):
             return None
         self.refused += 1
         if self.refused < self.REFUSALS:

@@ -21,6 +21,7 @@ import contextlib
 import random
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from typing import Any
 
 from imgtag.presets import Preset
 from imgtag.pricing.catalogue import ModelInfo
@@ -44,7 +45,8 @@ from imgtag.request.pacer import Pacer, Permit
 from imgtag.request.packing import ImagePack, split_answer
 from imgtag.store import Store, WorkKey
 from imgtag.store.db import now_iso
-from imgtag.validate.verdict import INVALID, OK, TRUNCATED, judge
+from imgtag.validate.schema import shape_of
+from imgtag.validate.verdict import INVALID, OK, TRUNCATED, judge, kept_text
 from imgtag.words import plural
 
 MAX_TOKENS_CEILING = 16_000
@@ -80,6 +82,19 @@ class EngineSettings:
     backoff_base_s: float = 1.0
     backoff_cap_s: float = 30.0
     images_per_request: int = 1  # K > 1: packs of K (the provider must send ImagePacks: request/packing.py)
+    shape_only: bool = False  # a provider that cannot be asked for a schema: answers are held to its shape only
+
+    @property
+    def schema(self) -> dict[str, Any]:
+        """What an answer is judged against: the preset's full schema, or only its shape (Provider.follows_schema)."""
+        return shape_of(self.preset.schema) if self.shape_only else self.preset.schema
+
+
+@dataclass(frozen=True)
+class BudgetStop:
+    spent_usd: float
+    reserved_usd: float
+    requests_in_flight: int
 
 
 @dataclass
@@ -93,6 +108,8 @@ class EngineStats:
     credits_spent: float = 0.0   # credit-billed providers: what this run's answers said they cost
     reserved_usd: float = 0.0
     budget_stopped: int = 0
+    # When the budget stopped the run: spent, and held for the requests then in flight (their estimated cost).
+    budget_stop: BudgetStop | None = None
     exhausted_pending: int = 0
     failures_by_type: dict[str, int] = field(default_factory=dict)
 
@@ -106,6 +123,7 @@ class Engine:
         self.pacer = pacer
         self.run_id = run_id
         self.stats = EngineStats()
+        self.schema = settings.schema
         self.fatal: Fatal | None = None
         self.budget_hit = False
         self._tasks: set[asyncio.Task[None]] = set()
@@ -129,6 +147,9 @@ class Engine:
                             continue  # out of credits: every remaining file is still recorded, pending
                         break
                     if self._over_budget(pack):
+                        if not self.budget_hit:
+                            self.stats.budget_stop = BudgetStop(self.stats.spent_usd, self.stats.reserved_usd,
+                                                                len(self._tasks))
                         self.budget_hit = True
                         self.stats.budget_stopped += len(pack)
                         self._settled += len(pack)
@@ -314,11 +335,11 @@ class Engine:
     def _settle_answer(self, item: WorkItem, started: str, answer: ModelAnswer, max_tokens: int,
                        invalid_answers: int) -> str:
         s = self.settings
-        cost = cost_usd(s.model.prices, answer.usage) or 0.0
+        cost = cost_usd(s.model.prices, answer.usage, request_prompt=answer.request_prompt_tokens) or 0.0
         self.stats.spent_usd += cost
         if answer.credits is not None and answer.credits.amount is not None:
             self.stats.credits_spent += answer.credits.amount
-        verdict = judge(answer, s.preset.schema)
+        verdict = judge(answer, self.schema)
         common = {"started_at": started, "mode": "sync", "http_status": 200, "request_id": answer.request_id,
                   "usage": answer.usage, "cost": cost,
                   "credits": (answer.credits.amount, answer.credits.remaining) if answer.credits else None}
@@ -332,6 +353,7 @@ class Engine:
         can_retry = (verdict.kind == TRUNCATED and max_tokens < min(MAX_TOKENS_CEILING,
                                                                      s.preset.max_output_tokens * 2)) or (
             verdict.kind == INVALID and invalid_answers < s.validation_retries)
+        common["raw_answer"] = kept_text(answer)  # paid for: kept in the store even though it is not used
         if can_retry:
             self.store.record_attempt(item.job_id, self.run_id, outcome="retry", error_type=verdict.kind,
                                       error_message=verdict.message, **common)

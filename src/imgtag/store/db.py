@@ -240,13 +240,15 @@ class Store:
                        error_message: str | None = None, request_id: str | None = None,
                        usage: Usage | None = None, cost: float | None = None, batch_id: str | None = None,
                        commit_job: dict[str, Any] | None = None,
-                       credits: tuple[float | None, float | None] | None = None) -> None:
+                       credits: tuple[float | None, float | None] | None = None,
+                       raw_answer: str | None = None) -> None:
         """Log one attempt; with commit_job, also settle the job in the same transaction."""
         with self.db:
             self.db.execute("BEGIN IMMEDIATE")
             self.log_attempt(job_id, run_id, started_at=started_at, outcome=outcome, mode=mode,
                              http_status=http_status, error_type=error_type, error_message=error_message,
-                             request_id=request_id, usage=usage, cost=cost, batch_id=batch_id, credits=credits)
+                             request_id=request_id, usage=usage, cost=cost, batch_id=batch_id, credits=credits,
+                             raw_answer=raw_answer)
             if commit_job is not None:
                 self._settle(job_id, **commit_job)
 
@@ -254,20 +256,22 @@ class Store:
                     http_status: int | None = None, error_type: str | None = None,
                     error_message: str | None = None, request_id: str | None = None,
                     usage: Usage | None = None, cost: float | None = None, batch_id: str | None = None,
-                    credits: tuple[float | None, float | None] | None = None) -> None:
+                    credits: tuple[float | None, float | None] | None = None,
+                    raw_answer: str | None = None) -> None:
         """Insert the attempt and add its usage to the job, inside the CALLER's transaction (batch collection
         changes the item's state in the same one). Every paid token reaches the job, retries included.
-        `credits` is (amount charged, balance after) for credit-billed providers."""
+        `credits` is (amount charged, balance after) for credit-billed providers; `raw_answer` the text of a paid
+        answer that was not accepted (kept so it is never lost)."""
         u = usage or Usage()
         credits_amount, credits_remaining = credits or (None, None)
         self.db.execute(
             "INSERT INTO attempts(job_id, run_id, started_at, finished_at, outcome, http_status, error_type,"
             " error_message, request_id, input_tokens, output_tokens, cache_creation_input_tokens,"
-            " cache_read_input_tokens, cost_usd, mode, batch_id, credits_amount, credits_remaining)"
-            " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            " cache_read_input_tokens, cost_usd, mode, batch_id, credits_amount, credits_remaining, raw_answer)"
+            " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
             (job_id, run_id, started_at, now_iso(), outcome, http_status, error_type, error_message, request_id,
              u.input_tokens, u.output_tokens, u.cache_creation_input_tokens, u.cache_read_input_tokens,
-             cost or 0.0, mode, batch_id, credits_amount, credits_remaining),
+             cost or 0.0, mode, batch_id, credits_amount, credits_remaining, raw_answer),
         )
         self.db.execute(
             "UPDATE jobs SET attempts=attempts+1, input_tokens=input_tokens+?, output_tokens=output_tokens+?,"
@@ -346,7 +350,8 @@ class Store:
             " d.display AS dup,"
             " j.status AS jstatus, j.fields, j.error_type, j.error_message, j.input_tokens, j.output_tokens,"
             " j.cache_creation_input_tokens, j.cache_read_input_tokens, j.cost_usd, j.mode, j.file_id,"
-            " r.edits, r.reviewed"
+            " r.edits, r.reviewed,"
+            f" CASE WHEN j.status = 'failed' THEN ({KEPT_ANSWER}) END AS raw_answer"
             " FROM files f LEFT JOIN files d ON d.id = f.duplicate_of"
             " LEFT JOIN jobs j ON j.sha256 = f.sha256 AND f.status='ok' AND j.preset_version=? AND j.provider=?"
             " AND j.model=?"
@@ -362,6 +367,11 @@ class Store:
                 fields.update((k, v) for k, v in row.fields.items() if k not in fields)
                 row = replace(row, fields=fields)
             yield row
+
+
+# The text of a failed job's latest paid answer that was not accepted (attempts.raw_answer, `_v12_raw_answers`).
+KEPT_ANSWER = ("SELECT a.raw_answer FROM attempts a WHERE a.job_id = j.id AND a.raw_answer IS NOT NULL"
+               " ORDER BY a.id DESC LIMIT 1")
 
 
 def keep_replaced_answer(db: sqlite3.Connection, job_id: int, new_fields: str | None) -> None:
@@ -390,7 +400,8 @@ def _row_from(r: sqlite3.Row, key: WorkKey, preset_name: str, field_names: list[
         return ResultRow(status="pending", fields=None, error=None, usage=dict(_NO_USAGE), cost_usd=0.0, **common)
     if r["fstatus"] != "ok":
         return ResultRow(status=r["fstatus"], fields=None,
-                         error={"type": r["reason_code"] or r["fstatus"], "message": r["reason"] or ""},
+                         error={"type": r["reason_code"] or r["fstatus"], "message": r["reason"] or "",
+                                "raw_answer": None},
                          usage=dict(_NO_USAGE), cost_usd=0.0, **common)
     jstatus = r["jstatus"] or "pending"
     usage = dict(_NO_USAGE)
@@ -408,6 +419,7 @@ def _row_from(r: sqlite3.Row, key: WorkKey, preset_name: str, field_names: list[
                          edited_fields=tuple(edited_names(edits, field_names)), **common)
     if jstatus == "failed":
         return ResultRow(status="failed", fields=None,
-                         error={"type": r["error_type"] or "error", "message": r["error_message"] or ""},
+                         error={"type": r["error_type"] or "error", "message": r["error_message"] or "",
+                                "raw_answer": r["raw_answer"]},
                          usage=usage, cost_usd=cost, mode=r["mode"], **common)
     return ResultRow(status="pending", fields=None, error=None, usage=usage, cost_usd=cost, **common)

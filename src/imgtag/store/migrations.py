@@ -279,9 +279,15 @@ def _v11_files_seen_run(db: sqlite3.Connection) -> None:
     db.execute("CREATE INDEX files_seen_run ON files(seen_run)")
 
 
+def _v12_raw_answers(db: sqlite3.Connection) -> None:
+    # A paid answer that failed validation (or was cut off) keeps its text on its attempt, so a user can recover it
+    # from `status` or the results without paying for it again. NULL for every other attempt.
+    db.execute("ALTER TABLE attempts ADD COLUMN raw_answer TEXT")
+
+
 MIGRATIONS: list[Migration] = [_v1_initial, _v2_credits, _v3_export_ledger, _v4_server_caps, _v5_learned_limits,
                               _v6_run_end_state, _v7_ray_shards, _v8_xmp, _v9_batch_packs, _v10_review,
-                              _v11_files_seen_run]
+                              _v11_files_seen_run, _v12_raw_answers]
 
 
 def migrate(db: sqlite3.Connection) -> int:
