@@ -31,6 +31,7 @@ from imgtag.providers.base import (
 )
 from imgtag.providers.openai_wire import (
     JSON_SCHEMA,
+    KEY_VARIABLE,
     MODES,
     answer_from_completion,
     build_params,
@@ -45,7 +46,6 @@ from imgtag.request.adaptive import AdaptiveLimiter
 if TYPE_CHECKING:
     from imgtag.providers.openai_batches import OpenAIBatches
 
-KEY_VARIABLE = "OPENAI_API_KEY"
 BASE_VARIABLE = "OPENAI_BASE_URL"
 OPENAI_URL = "https://api.openai.com/v1"
 LOCAL_TEMPERATURE = 0.1  # Ollama's compatibility layer uses 1.0 when temperature is omitted
