@@ -26,6 +26,8 @@ from imgtag.providers.base import (
 )
 from imgtag.validate.schema import describe_constraints, to_openai_schema
 
+KEY_VARIABLE = "OPENAI_API_KEY"
+
 # Structured-output modes, best first. A server that rejects one is asked with the next.
 JSON_SCHEMA, JSON_OBJECT, PROMPT = "json_schema", "json_object", "prompt"
 MODES = (JSON_SCHEMA, JSON_OBJECT, PROMPT)
