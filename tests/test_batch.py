@@ -643,3 +643,18 @@ def test_a_batch_answer_that_fails_validation_keeps_its_text(tmp_path, fake_anth
     for row in read_jsonl(out / "results.jsonl"):
         assert row["status"] == "failed" and close_to(json.loads(row["error"]["raw_answer"])["unexpected_field"],
                                                        made[row["path"]]), row
+
+
+def test_a_server_without_message_batches_stops_before_creating_anything(tmp_path, fake_anthropic_factory,
+                                                                          monkeypatch):
+    """A gateway (LiteLLM's proxy) that answers 404 on /v1/messages/batches: one sentence, exit 2, nothing
+    submitted, every image pending."""
+    make_images(tmp_path / "in", 3)
+    fake = fake_anthropic_factory(batches_api=False)
+    out = tmp_path / "o"
+    code, output = run_cli(["run", str(tmp_path / "in"), "--out", str(out), *FAST], fake.env(), monkeypatch)
+    assert code == 2, output
+    assert "this server has no Message Batches API; run without --mode batch" in output, output
+    assert fake.stats.batches_created == 0
+    assert query(out, "SELECT COUNT(*) FROM batch_submissions") == [(0,)]
+    assert {r["status"] for r in read_jsonl(out / "results.jsonl")} == {"pending"}

@@ -49,6 +49,7 @@ class AnthropicBatches:
     max_bytes = API_MAX_BYTES
     envelope_bytes = ENVELOPE_BYTES
     packs_images = True  # --images-per-request: a batch request is a Messages request, so it carries packs too
+    api_name = "Message Batches API"  # what a server without it lacks, in the sentence that says so
 
     def __init__(self, client: anthropic.AsyncAnthropic, api_key: str) -> None:
         self.api_key = api_key
