@@ -586,10 +586,10 @@ def test_memory_stays_flat_while_collecting_1000_results(tmp_path: Path, monkeyp
         peaks: list[tuple[int, int]] = []
         original = batch_collect.Collector.collect
 
-        async def measured(self: Any, batch_id: str) -> Any:
+        async def measured(self: Any, batch_id: str, *polled: Any) -> Any:
             before = tracemalloc.get_traced_memory()[0]
             tracemalloc.reset_peak()
-            tally = await original(self, batch_id)
+            tally = await original(self, batch_id, *polled)
             peaks.append((tracemalloc.get_traced_memory()[1] - before, sum(tally.values()) if tally else 0))
             return tally
 
@@ -647,14 +647,26 @@ def test_a_batch_answer_that_fails_validation_keeps_its_text(tmp_path, fake_anth
 
 def test_a_server_without_message_batches_stops_before_creating_anything(tmp_path, fake_anthropic_factory,
                                                                           monkeypatch):
-    """A gateway (LiteLLM's proxy) that answers 404 on /v1/messages/batches: one sentence, exit 2, nothing
-    submitted, every image pending."""
+    """A gateway (LiteLLM's proxy) that answers 404 on /v1/messages/batches: one sentence, exit 2, before anything
+    is created (no store, no batch), so every image is still to do."""
     make_images(tmp_path / "in", 3)
     fake = fake_anthropic_factory(batches_api=False)
     out = tmp_path / "o"
     code, output = run_cli(["run", str(tmp_path / "in"), "--out", str(out), *FAST], fake.env(), monkeypatch)
     assert code == 2, output
+    assert output.strip() == "imgtag: this server has no Message Batches API; run without --mode batch", output
+    assert fake.stats.batches_created == 0 and fake.stats.messages_requests == 0
+    assert not (out / "imgtag.db").exists()
+
+
+def test_a_batch_create_answered_404_says_the_server_has_no_batch_api(tmp_path, fake_anthropic_factory,
+                                                                        monkeypatch):
+    """When the check before could not tell (here: the listing works, the create route is missing)."""
+    make_images(tmp_path / "in", 3)
+    fake = fake_anthropic_factory(batch_create_faults=["reject:404"])
+    out = tmp_path / "o"
+    code, output = run_cli(["run", str(tmp_path / "in"), "--out", str(out), *FAST], fake.env(), monkeypatch)
+    assert code == 2, output
     assert "this server has no Message Batches API; run without --mode batch" in output, output
-    assert fake.stats.batches_created == 0
-    assert query(out, "SELECT COUNT(*) FROM batch_submissions") == [(0,)]
+    assert query(out, "SELECT COUNT(*) FROM batches") == [(0,)]
     assert {r["status"] for r in read_jsonl(out / "results.jsonl")} == {"pending"}

@@ -428,9 +428,11 @@ def run(
     detach: Annotated[bool, typer.Option("--detach",
                                          help="Batch mode: submit and exit; a later run collects.")] = False,
     batch_max_requests: Annotated[int, typer.Option(metavar="N",
-                                                    help="Requests per batch (API max 100000).")] = 100_000,
+                                                    help="Requests per batch (API max: Anthropic 100000, "
+                                                         "OpenAI 50000).")] = 100_000,
     batch_max_mb: Annotated[float, typer.Option(
-        metavar="MB", help="Megabytes per batch (API max 256; submitting holds about 3x this in memory).")] = 100.0,
+        metavar="MB", help="Megabytes per batch (API max: Anthropic 256, OpenAI 200; submitting holds about 3x "
+                           "this in memory).")] = 100.0,
     poll_interval: Annotated[float, typer.Option(metavar="SECONDS",
                                                  help="Batch mode: first poll interval.")] = 5.0,
     images_per_request: Annotated[int, typer.Option(
@@ -546,6 +548,15 @@ def _execute(cfg: RunConfig, command: str) -> None:
             provider_obj = open_provider(cfg)
     except ConfigError as exc:
         raise _fail(str(exc)) from None
+    if provider_obj is not None and cfg.mode == "batch":
+        from imgtag.providers.batch_api import batch_unavailable
+
+        problem = batch_unavailable(provider_obj)  # one small request: a server without the API creates nothing
+        if problem:
+            import asyncio
+
+            asyncio.run(provider_obj.aclose())  # its client never sent anything: closing is instant
+            raise _fail(problem)
     from imgtag.interrupt import sigterm_as_interrupt
 
     with _open_store(cfg.out) as store, sigterm_as_interrupt() as interruption:

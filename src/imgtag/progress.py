@@ -179,7 +179,8 @@ class Progress:
             return
         if erase:  # interrupted: leave the terminal to the one sentence that follows
             if self.live and self._width:
-                self.stream.write("\r" + " " * self._width + "\r")
+                # The whole line: the terminal echoed "^C" after ours, and a "C" left there would end the sentence.
+                self.stream.write("\r" + " " * (self._width + 2) + "\r" if self.plain else "\r\x1b[2K")
                 self.stream.flush()
             return
         self.tick(force=True)

@@ -71,6 +71,7 @@ async def refresh_batches(batches: list[dict[str, Any]], timeout: float = 15.0) 
     changed: the next `imgtag run` collects and records. Without a key, or on any error, states stay as stored."""
     from imgtag.providers import create_provider
     from imgtag.providers.base import ConfigError, ProviderError
+    from imgtag.providers.batch_api import counted
 
     for name in sorted({b["provider"] for b in batches}):
         try:
@@ -86,6 +87,7 @@ async def refresh_batches(batches: list[dict[str, Any]], timeout: float = 15.0) 
                     handle = await api.retrieve(b["id"])
                 except ProviderError:
                     continue
+                handle = counted(handle, int(b["item_count"]))  # OpenAI counts nothing while validating
                 b.update(processing_status=handle.processing_status, request_counts=dict(handle.counts), live=True)
         finally:
             await provider.aclose()

@@ -40,8 +40,10 @@ from collections import Counter
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+from urllib.parse import parse_qsl, urlsplit
 
 from .anthropic_server import _analyze_image, _InstanceMaker
+from .openai_batch_api import BatchAPIConfig, FakeBatchAPI
 
 VARIANTS = ("vllm", "lmstudio", "llamacpp", "ollama", "openai", "litellm")
 
@@ -69,6 +71,9 @@ class OpenAIFakeConfig:
     p_drop: float = 0.0
     fail_first_n: int = 0                   # the first n requests answer 503
     mode_overrides: dict[str, str] = field(default_factory=dict)  # image key -> output mode
+    # The Batch API (/v1/files, /v1/batches: tests/fakes/openai_batch_api.py), BatchAPIConfig fields. Served
+    # by the "openai" variant only unless {"enabled": True}; the others answer 404, as vLLM, Ollama... do.
+    batches: dict[str, Any] = field(default_factory=dict)
 
     def update(self, data: dict[str, Any]) -> None:
         names = {f.name for f in dataclasses.fields(self)}
@@ -124,6 +129,8 @@ class FakeOpenAIServer:
         self._bucket_t = time.monotonic()
         self._httpd: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
+        self.batch_api = FakeBatchAPI(self, BatchAPIConfig(**{"enabled": self.config.variant == "openai",
+                                                               **self.config.batches}))
 
     # -- lifecycle --------------------------------------------------------------------------------
 
@@ -223,6 +230,24 @@ class FakeOpenAIServer:
         self._serve(cfg)
         return self._answer(cfg, body, key, fmt), limit_headers
 
+    def answer_item(self, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+        """One request of a batch: (HTTP status, body) as /v1/chat/completions would answer it, without pacing,
+        latency or random faults (a batch's own faults are configured on the batch API)."""
+        cfg = self.config
+        try:
+            if body.get("model") not in cfg.models:
+                raise _Reply(404, f"The model `{body.get('model')}` does not exist.", code="model_not_found")
+            fmt = self._check_format(cfg, body)
+            images = self._images(cfg, body)
+            key = images[0][1]
+            override = cfg.mode_overrides.get(key, "")
+            if override.startswith("error:"):
+                raise _Reply(int(override.split(":")[1]), "Invalid image: the image could not be processed.")
+            labelled = [(label, k) for label, k, _f, _s in images] if len(images) > 1 else None
+            return 200, self._answer(cfg, body, key, fmt, labelled)
+        except _Reply as reply:
+            return reply.status, error_payload(reply)
+
     def _rate_limit(self, cfg: OpenAIFakeConfig) -> dict[str, str]:
         if cfg.variant != "openai" or not cfg.rpm:
             return {}
@@ -273,9 +298,23 @@ class FakeOpenAIServer:
         return kind
 
     def _image(self, cfg: OpenAIFakeConfig, body: dict[str, Any]) -> tuple[str, str, tuple[int, int]]:
-        parts = [p for m in body.get("messages", []) if isinstance(m.get("content"), list)
-                 for p in m["content"] if isinstance(p, dict) and p.get("type") == "image_url"]
-        if not parts:
+        """The first image's key, format and size (every image of the request is checked)."""
+        _label, key, fmt, size = self._images(cfg, body)[0]
+        return key, fmt, size
+
+    def _images(self, cfg: OpenAIFakeConfig, body: dict[str, Any]) -> list[tuple[str, str, str, tuple[int, int]]]:
+        """(label, key, format, size) per image: a model reads a short text part right before an image as its label
+        ("Image 2:"), so a request carrying several labelled images (--images-per-request) gets one answer each."""
+        found: list[tuple[str, dict[str, Any]]] = []
+        for m in body.get("messages", []):
+            previous = ""
+            for p in m.get("content") if isinstance(m.get("content"), list) else []:
+                if not isinstance(p, dict):
+                    continue
+                if p.get("type") == "image_url":
+                    found.append((previous.strip().rstrip(":").strip() if len(previous) <= 40 else "", p))
+                previous = str(p.get("text") or "") if p.get("type") == "text" else ""
+        if not found:
             raise _Reply(400, "no image in the request")
         if not cfg.vision:
             if cfg.variant == "lmstudio":
@@ -284,20 +323,23 @@ class FakeOpenAIServer:
                 raise _Reply(500, "image input is not supported - hint: if this is unexpected, you may need "
                                   "to provide the mmproj")
             raise _Reply(400, "The model does not support image input.")
-        url = str(parts[0].get("image_url", {}).get("url", ""))
-        match = re.match(r"data:(image/[a-z]+);base64,(.*)$", url, re.DOTALL)
-        if not match:
-            raise _Reply(400, "image_url must be a base64 data URL")
-        media = match.group(1)
-        if media == "image/webp" and cfg.variant in ("lmstudio", "llamacpp"):
-            if cfg.variant == "lmstudio":
-                raise _Reply(400, "'url' field must be a base64 encoded image")
-            raise _Reply(400, "failed to load image or audio file")
-        try:
-            key, width, height, fmt = _analyze_image(base64.b64decode(match.group(2), validate=True))
-        except (binascii.Error, OSError, ValueError):
-            raise _Reply(400, "could not decode the image") from None
-        return key, fmt, (width, height)
+        out = []
+        for label, part in found:
+            url = str(part.get("image_url", {}).get("url", ""))
+            match = re.match(r"data:(image/[a-z]+);base64,(.*)$", url, re.DOTALL)
+            if not match:
+                raise _Reply(400, "image_url must be a base64 data URL")
+            media = match.group(1)
+            if media == "image/webp" and cfg.variant in ("lmstudio", "llamacpp"):
+                if cfg.variant == "lmstudio":
+                    raise _Reply(400, "'url' field must be a base64 encoded image")
+                raise _Reply(400, "failed to load image or audio file")
+            try:
+                key, width, height, fmt = _analyze_image(base64.b64decode(match.group(2), validate=True))
+            except (binascii.Error, OSError, ValueError):
+                raise _Reply(400, "could not decode the image") from None
+            out.append((label, key, fmt, (width, height)))
+        return out
 
     def _serve(self, cfg: OpenAIFakeConfig) -> None:
         with self.stats.lock:
@@ -322,9 +364,11 @@ class FakeOpenAIServer:
             if self._slots is not None:
                 self._slots.release()
 
-    def _answer(self, cfg: OpenAIFakeConfig, body: dict[str, Any], key: str, fmt: str) -> dict[str, Any]:
+    def _answer(self, cfg: OpenAIFakeConfig, body: dict[str, Any], key: str, fmt: str,
+                labelled: list[tuple[str, str]] | None = None) -> dict[str, Any]:
         schema = _find_schema(body, fmt)
-        instance = _InstanceMaker(schema, key).make(schema, "value") if schema else {"description": f"img {key}"}
+        instance = (_InstanceMaker(schema, key, labelled).make(schema, "value") if schema
+                    else {"description": f"img {key}"})
         mode = cfg.mode_overrides.get(key, cfg.output_mode)
         if fmt == "json_object+schema":
             mode = "json"  # the grammar allows nothing else, however the model would have answered
@@ -358,7 +402,8 @@ class FakeOpenAIServer:
         prompt_tokens = 85 + sum(len(str(m.get("content"))) // 40 for m in body.get("messages", []))
         with self.stats.lock:
             if finish == "stop":
-                self.stats.answered_by_key[key] += 1
+                for answered in [k for _label, k in labelled] if labelled else [key]:
+                    self.stats.answered_by_key[answered] += 1
             self.stats.last_t = time.time()
         return {
             "id": "chatcmpl-" + secrets.token_hex(12), "object": "chat.completion", "created": int(time.time()),
@@ -367,6 +412,15 @@ class FakeOpenAIServer:
             "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": used, "total_tokens": prompt_tokens + used,
                       "prompt_tokens_details": {"cached_tokens": min(cfg.cached_tokens, prompt_tokens)}},
         }
+
+
+def error_payload(reply: _Reply) -> dict[str, Any]:
+    if reply.body is not None:
+        return reply.body
+    if reply.plain:
+        return {"error": reply.message}
+    return {"error": {"message": reply.message, "type": "invalid_request_error" if reply.status < 500
+                      else "server_error", "param": None, "code": reply.code}}
 
 
 def _find_schema(body: dict[str, Any], fmt: str) -> dict[str, Any] | None:
@@ -419,14 +473,50 @@ class _Handler(BaseHTTPRequestHandler):
         pass
 
     def do_GET(self) -> None:
+        if self._batch_route("GET"):
+            return
         if self.path.rstrip("/").endswith("/models"):
             self._send(200, {"object": "list", "data": [{"id": m, "object": "model"} for m in self.fake.config.models]})
         else:
             self._send(404, {"error": {"message": "not found"}})
 
+    def do_DELETE(self) -> None:
+        if not self._batch_route("DELETE"):
+            self._send(404, {"error": {"message": "not found"}})
+
+    def _body(self) -> bytes:
+        if "chunked" in (self.headers.get("transfer-encoding") or "").lower():
+            chunks = []
+            while True:
+                size = int(self.rfile.readline().split(b";")[0].strip() or b"0", 16)
+                if size == 0:
+                    self.rfile.readline()
+                    return b"".join(chunks)
+                chunks.append(self.rfile.read(size))
+                self.rfile.readline()
+        return self.rfile.read(int(self.headers.get("content-length") or 0))
+
+    def _batch_route(self, method: str) -> bool:
+        """Files and batches (the Batch API); False for any other path."""
+        url = urlsplit(self.path)
+        if not url.path.startswith(("/v1/files", "/v1/batches")):
+            return False
+        raw = self._body() if method == "POST" else b""
+        headers = {k.lower(): v for k, v in self.headers.items()}
+        status, data, content_type = self.fake.batch_api.route(method, url.path, dict(parse_qsl(url.query)),
+                                                               headers, raw)
+        self.send_response(status)
+        self.send_header("content-type", content_type)
+        self.send_header("content-length", str(len(data)))
+        self.send_header("x-request-id", "req_" + secrets.token_hex(8))
+        self.end_headers()
+        self.wfile.write(data)
+        return True
+
     def do_POST(self) -> None:
-        length = int(self.headers.get("content-length") or 0)
-        raw = self.rfile.read(length)
+        if self._batch_route("POST"):
+            return
+        raw = self._body()
         path = self.path.rstrip("/")
         if path not in ("/v1/chat/completions", "/chat/completions") or (
                 path == "/chat/completions" and self.fake.config.variant != "litellm"):
@@ -457,14 +547,7 @@ class _Handler(BaseHTTPRequestHandler):
             with contextlib.suppress(OSError):
                 self.connection.shutdown(socket.SHUT_RDWR)
         except _Reply as reply:
-            if reply.body is not None:
-                payload: dict[str, Any] = reply.body
-            elif reply.plain:
-                payload = {"error": reply.message}
-            else:
-                payload = {"error": {"message": reply.message, "type": "invalid_request_error"
-                                     if reply.status < 500 else "server_error", "param": None, "code": reply.code}}
-            self._send(reply.status, payload, reply.headers)
+            self._send(reply.status, error_payload(reply), reply.headers)
         except ValueError:
             self._send(400, {"error": {"message": "invalid JSON body"}})
 

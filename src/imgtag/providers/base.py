@@ -222,6 +222,11 @@ def is_local_error(exc: BaseException) -> bool:
     return any(type(e).__name__ in _LOCAL_ERROR_NAMES for e in _chain(exc)[1:])
 
 
+def connection_refused(exc: BaseException) -> bool:
+    """The connection itself failed (nothing listening, no route): not a request that got lost on its way."""
+    return any(type(e).__name__ == "ConnectError" for e in _chain(exc))
+
+
 def local_reason(exc: BaseException) -> str:
     for e in _chain(exc)[1:]:
         if type(e).__name__ in _LOCAL_ERROR_NAMES:
@@ -248,7 +253,7 @@ class Reachability:
 
     def check(self, exc: BaseException) -> Fatal | None:
         """The Fatal to raise instead of a transient connection error, once the server is clearly not there."""
-        if self.answered or not any(type(e).__name__ == "ConnectError" for e in _chain(exc)):
+        if self.answered or not connection_refused(exc):
             return None
         self.refused += 1
         if self.refused < self.REFUSALS:

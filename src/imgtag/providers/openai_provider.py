@@ -16,7 +16,7 @@ import ipaddress
 import os
 import time
 from dataclasses import replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from imgtag.pricing.model_info import ModelInfo, Prices
@@ -34,6 +34,7 @@ from imgtag.providers.base import (
 )
 from imgtag.providers.openai_wire import (
     JSON_SCHEMA,
+    KEY_VARIABLE,
     MODES,
     answer_from_completion,
     build_params,
@@ -46,7 +47,9 @@ from imgtag.providers.openai_wire import (
 from imgtag.providers.sdk import SdkClient
 from imgtag.request.adaptive import AdaptiveLimiter
 
-KEY_VARIABLE = "OPENAI_API_KEY"
+if TYPE_CHECKING:
+    from imgtag.providers.openai_batches import OpenAIBatches
+
 BASE_VARIABLE = "OPENAI_BASE_URL"
 OPENAI_URL = "https://api.openai.com/v1"
 LOCAL_TEMPERATURE = 0.1  # Ollama's compatibility layer uses 1.0 when temperature is omitted
@@ -75,7 +78,9 @@ def is_local(base_url: str | None) -> bool:
 
 class OpenAIProvider(Provider):
     name = "openai"
-    capabilities = Capabilities(native_schema=True, batch=False, image_formats=("image/jpeg", "image/png"),
+    # batch: OpenAI's Batch API (providers/openai_batches.py); a compatible server without one is told so before
+    # anything is created (OpenAIBatches.unavailable).
+    capabilities = Capabilities(native_schema=True, batch=True, image_formats=("image/jpeg", "image/png"),
                                 max_image_edge=None, max_images_per_request=1)
     default_model = "gpt-4.1-mini"
     counts_on_the_wire = True
@@ -129,6 +134,11 @@ class OpenAIProvider(Provider):
     async def aclose(self) -> None:
         if self.sdk.made:
             await self.sdk.client.close()
+
+    def batch_api(self) -> OpenAIBatches:
+        from imgtag.providers.openai_batches import OpenAIBatches
+
+        return OpenAIBatches(self)
 
     # -- what this server accepts --------------------------------------------------------------------
 

@@ -26,6 +26,8 @@ from imgtag.providers.base import (
 )
 from imgtag.validate.schema import describe_constraints, to_openai_schema
 
+KEY_VARIABLE = "OPENAI_API_KEY"
+
 # Structured-output modes, best first. A server that rejects one is asked with the next. JSON_OBJECT_SCHEMA is
 # llama.cpp's llama-server form, {"type": "json_object", "schema": {...}}: it refuses json_schema but enforces
 # this schema with a grammar, which a bare json_object (valid JSON of any shape) does not.

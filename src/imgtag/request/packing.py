@@ -34,18 +34,27 @@ from imgtag.providers.base import ImageInput, ModelAnswer, Provider, RequestOpti
 
 
 def labelled_content(images: list[ImageInput], params: dict[str, Any], instruction: str) -> list[dict[str, Any]]:
-    """The user turn: each image after its label, then the instruction; image blocks as the provider built one."""
-    template = next(b for b in params["messages"][0]["content"] if b.get("type") == "image")
+    """The user turn: each image after its label, then the instruction; image blocks as the provider built one
+    (a Messages `image` block with a base64 source, or a Chat Completions `image_url` block with a data URL)."""
     import base64
 
+    template = next(b for b in _user_turn(params)["content"] if b.get("type") in ("image", "image_url"))
     content: list[dict[str, Any]] = []
     for i, image in enumerate(images):
         block = json.loads(json.dumps(template))
-        block["source"] = {"type": "base64", "media_type": image.media_type,
-                           "data": base64.b64encode(image.data).decode("ascii")}
+        data = base64.b64encode(image.data).decode("ascii")
+        if block["type"] == "image_url":
+            block["image_url"]["url"] = f"data:{image.media_type};base64,{data}"
+        else:
+            block["source"] = {"type": "base64", "media_type": image.media_type, "data": data}
         content += [{"type": "text", "text": f"{label_for(i)}:"}, block]
     content.append({"type": "text", "text": instruction})
     return content
+
+
+def _user_turn(params: dict[str, Any]) -> dict[str, Any]:
+    """The message holding the image (Chat Completions puts the system prompt in a message before it)."""
+    return next(m for m in params["messages"] if m.get("role") == "user" and isinstance(m.get("content"), list))
 
 
 def packed_params(build_params: Callable[[ImageInput, RequestOptions], dict[str, Any]], images: list[ImageInput],
@@ -57,7 +66,7 @@ def packed_params(build_params: Callable[[ImageInput, RequestOptions], dict[str,
     packed = dataclasses.replace(first, preset=packed_preset(first.preset),
                                  max_tokens=sum(o.max_tokens for o in options))
     params = build_params(images[0], packed)
-    params["messages"][0]["content"] = labelled_content(images, params, packed.preset.instruction)
+    _user_turn(params)["content"] = labelled_content(images, params, packed.preset.instruction)
     return params
 
 

@@ -11,7 +11,7 @@ from collections import Counter
 
 from imgtag.pricing.costs import cost_usd
 from imgtag.providers.base import Fatal, ModelAnswer, ProviderError
-from imgtag.providers.batch_api import CANCELED, ERRORED, EXPIRED, SUCCEEDED, BatchHandle, ItemResult
+from imgtag.providers.batch_api import CANCELED, ERRORED, EXPIRED, SUCCEEDED, BatchHandle, ItemResult, counted
 from imgtag.request.batch.common import BatchContext, BatchStop, stop_if_fatal
 from imgtag.request.packing import split_answer
 from imgtag.store import batches as sb
@@ -42,6 +42,7 @@ class Collector:
                 raise BatchStop(text, Fatal(text, http_status=404, error_type="not_found_error")) from None
             stop_if_fatal(err)
             return None
+        batch = counted(batch, sb.batch_requests(ctx.store, batch.id))
         sb.update_batch(ctx.store, batch)
         ctx.stats.live[batch.id] = (batch.processing_status, dict(batch.counts))
         return batch
@@ -59,16 +60,16 @@ class Collector:
                 continue
             if not batch.ended:
                 reached = True
-            elif await self.collect(batch_id) is not None:
+            elif await self.collect(batch_id, batch) is not None:
                 reached = True
                 collected += 1
         self.failed_sweeps = 0 if reached else self.failed_sweeps + 1
         return collected
 
-    async def collect(self, batch_id: str) -> Counter[str] | None:
+    async def collect(self, batch_id: str, batch: BatchHandle | None = None) -> Counter[str] | None:
         """Stream an ended batch's results into the store. Returns what became of the jobs (ok, failed,
-        pending, missing), or None when
-        the stream broke off (the batch stays uncollected and is collected again later)."""
+        pending, missing), or None when the stream broke off (the batch stays uncollected and is collected
+        again later). `batch` (as last polled) says what became of requests its results do not list."""
         ctx = self.ctx
         tally: Counter[str] = Counter()
         try:
@@ -78,6 +79,12 @@ class Collector:
         except ProviderError as err:
             stop_if_fatal(err)
             return None
+        if batch is not None and batch.unlisted is not None:
+            # An API that lists only what it processed (OpenAI: a canceled, expired or failed batch): the rest
+            # are settled as such, so they count toward the resubmission cap like listed ones.
+            for cid in sb.unanswered_requests(ctx.store, batch_id):
+                unlisted = ItemResult(cid, batch.unlisted, error_type="batch_failed", error_message=batch.error)
+                tally.update(self._store_result(batch_id, unlisted))
         missing = sb.finish_collection(ctx.store, batch_id)
         if missing:
             tally["missing"] += missing

@@ -13,7 +13,6 @@ One `imgtag run --mode batch`:
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 from collections import deque
 from collections.abc import AsyncIterator
@@ -27,11 +26,11 @@ from imgtag.ingest.preprocess import ImageReport, PrepareRequest, prepare
 from imgtag.money import usd
 from imgtag.pricing.costs import cost_usd
 from imgtag.pricing.estimate import RequestEstimate, estimate_request, pack_estimate, reserve_tokens
-from imgtag.providers.base import Fatal, ImageInput, ProviderError, RequestOptions
+from imgtag.providers.base import Fatal, ImageInput, RequestOptions
 from imgtag.providers.batch_api import BatchAPI
 from imgtag.request.batch.cancel import cancel_all
 from imgtag.request.batch.collect import Collector
-from imgtag.request.batch.common import MAX_POLL_INTERVAL_S, POLL_BACKOFF, BatchContext, BatchStop, no_batch_api
+from imgtag.request.batch.common import MAX_POLL_INTERVAL_S, POLL_BACKOFF, BatchContext, BatchStop
 from imgtag.request.batch.limits import BatchLimits, byte_budget, lowered_note
 from imgtag.request.batch.submit import Entry, Submitter, chunked_within
 from imgtag.request.engine import MAX_TOKENS_CEILING, WorkItem
@@ -73,7 +72,6 @@ class BatchRunner:
     async def run(self, items: AsyncIterator[WorkItem]) -> None:
         try:
             self._check_provider()
-            await self._check_server()
             await self.submitter.reconcile()
             await self.collector.sweep(self._live_ids())
             await self._submit(self._from_stream(items))
@@ -108,19 +106,6 @@ class BatchRunner:
         self.limits.max_requests = max(1, min(int(self.ctx.cfg.batch_max_requests), api.max_requests))
         self.limits.max_bytes = self.max_bytes = byte_budget(min(int(self.ctx.cfg.batch_max_bytes), api.max_bytes))
         self.limits.envelope_bytes = api.envelope_bytes
-
-    async def _check_server(self) -> None:
-        """Before the first batch a store sends: is there a batch API at all? A gateway may have none (404), and that
-        is said in one sentence before anything is submitted. Other errors are left to the steps that follow."""
-        if sb.known_batch_ids(self.ctx.store):
-            return  # batches were created through this store before
-        try:
-            async with contextlib.aclosing(self.ctx.api.list_recent()) as listing:
-                async for _ in listing:
-                    break
-        except ProviderError as err:
-            if (stop := no_batch_api(self.ctx.api, err)) is not None:
-                raise stop from None
 
     def _live_ids(self) -> list[str]:
         rows = sb.live_batches(self.ctx.store, self.ctx.target.key)
