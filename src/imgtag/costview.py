@@ -99,10 +99,10 @@ def status_estimate(db: Any, meta: dict[str, Any]) -> dict[str, Any] | None:
             "usd": None if mode is None or mode.usd is None else round(mode.usd, 6)}
 
 
-def status_estimate_line(estimate: dict[str, Any], actual_usd: float) -> str:
+def status_estimate_line(estimate: dict[str, Any], actual_usd: float | None) -> str:
     est = estimate["usd"]
     if est is None:
         return f"estimate: unknown (no prices for this model); actual {usd(actual_usd)}"
-    ratio = f" ({actual_usd / est:.2f}x the estimate)" if est > 0 and actual_usd > 0 else ""
+    ratio = f" ({actual_usd / est:.2f}x the estimate)" if est > 0 and actual_usd else ""
     return (f"estimate {usd(est)} for {estimate['images']} images ({estimate['mode']}, caching included); "
             f"actual {usd(actual_usd)}{ratio}")

@@ -12,14 +12,12 @@ OpenAI's x-ratelimit-* headers feed the pacer instead.
 
 from __future__ import annotations
 
-import ipaddress
 import os
 import time
-from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from imgtag.pricing.model_info import ModelInfo, Prices
+from imgtag.pricing.model_info import ModelInfo
 from imgtag.providers.base import (
     Capabilities,
     ConfigError,
@@ -54,26 +52,11 @@ BASE_VARIABLE = "OPENAI_BASE_URL"
 OPENAI_URL = "https://api.openai.com/v1"
 LOCAL_TEMPERATURE = 0.1  # Ollama's compatibility layer uses 1.0 when temperature is omitted
 LOCAL_INITIAL_CONCURRENCY = 4
-FREE = Prices(input=0, output=0, batch_input=0, batch_output=0, cache_read=0, cache_write_5m=0, cache_write_1h=0)
 
 
 def is_openai(base_url: str | None) -> bool:
     host = urlsplit(base_url).hostname if base_url else "api.openai.com"
     return bool(host) and (host == "openai.com" or host.endswith(".openai.com"))
-
-
-def is_local(base_url: str | None) -> bool:
-    """Loopback or a private network: the user's own hardware, where an unpriced model costs nothing."""
-    host = urlsplit(base_url).hostname if base_url else None
-    if not host:
-        return False
-    if host == "localhost" or host.endswith(".local"):
-        return True
-    try:
-        ip = ipaddress.ip_address(host)
-    except ValueError:
-        return False
-    return ip.is_loopback or ip.is_private or ip.is_link_local
 
 
 class OpenAIProvider(Provider):
@@ -84,13 +67,6 @@ class OpenAIProvider(Provider):
                                 max_image_edge=None, max_images_per_request=1)
     default_model = "gpt-4.1-mini"
     counts_on_the_wire = True
-
-    @classmethod
-    def resolve_model(cls, info: ModelInfo, settings: dict[str, Any]) -> ModelInfo:
-        base_url = settings.get("base_url") or os.environ.get(BASE_VARIABLE) or None
-        if info.prices is None and is_local(base_url):
-            return replace(info, prices=FREE, source="local server, no price configured: counted as $0")
-        return info
 
     def __init__(self, *, api_key: str | None = None, base_url: str | None = None, timeout: float = 120.0) -> None:
         self.base_url = (base_url or os.environ.get(BASE_VARIABLE) or "").rstrip("/") or None

@@ -359,8 +359,9 @@ class Engine:
     def _settle_answer(self, item: WorkItem, started: str, answer: ModelAnswer, max_tokens: int,
                        invalid_answers: int) -> str:
         s = self.settings
-        cost = cost_usd(s.model.prices, answer.usage, request_prompt=answer.request_prompt_tokens) or 0.0
-        self.stats.spent_usd += cost
+        # None without prices: the store records those tokens as paid at an unknown price, never as $0.
+        cost = cost_usd(s.model.prices, answer.usage, request_prompt=answer.request_prompt_tokens)
+        self.stats.spent_usd += cost or 0.0
         if answer.credits is not None and answer.credits.amount is not None:
             self.stats.credits_spent += answer.credits.amount
         verdict = judge(answer, self.schema)
