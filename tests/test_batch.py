@@ -20,14 +20,13 @@ import pytest
 from PIL import Image
 
 from imagegen import close_to, make_images, read_jsonl, run_cli
-from imgtag.pricing.catalogue import catalogue
-from imgtag.pricing.costs import Usage, cost_usd
 from imgtag.providers.anthropic_batches import REQUEST_FRAME_BYTES, request_bytes
 from imgtag.request.batch import collect as batch_collect
 from imgtag.request.batch import submit as batch_submit
 from imgtag.request.batch.common import BatchStats
 from imgtag.request.batch.submit import ENVELOPE_BYTES, Chunk, Entry, chunked
 from imgtag.store import batches as sb
+from pricetable import batch_cost
 
 CUSTOM_ID = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
 FAST = ["--mode", "batch", "--poll-interval", "0.05", "-q"]
@@ -508,15 +507,14 @@ def test_costs_recorded_at_batch_prices(tmp_path: Path, fake_anthropic_factory: 
     code, output = run_cli(["run", str(tmp_path / "in"), "--out", str(out), *FAST, "--model", "claude-haiku-4-5"],
                            fake.env(), monkeypatch)
     assert code == 0, output
-    prices = catalogue().get("claude-haiku-4-5").prices
     rows = query(out, "SELECT input_tokens, output_tokens, cache_creation_input_tokens, cache_read_input_tokens,"
                       " cost_usd, batch_id FROM attempts WHERE mode='batch' AND outcome='ok'")
     assert len(rows) == 5
-    for *tokens, cost, batch_id in rows:
-        usage = Usage(*tokens)
-        assert usage.input_tokens > 0 and batch_id.startswith("msgbatch_")
-        assert cost == pytest.approx(cost_usd(prices, usage, batch=True))
-        assert cost == pytest.approx(cost_usd(prices, usage) / 2)
+    for inp, out_tokens, writes, reads, cost, batch_id in rows:
+        assert inp > 0 and out_tokens > 0 and batch_id.startswith("msgbatch_")
+        # A batch request marks its cached prefix with the 1-hour TTL, so any write is a 1-hour one.
+        assert cost == pytest.approx(batch_cost("claude-haiku-4-5", input_tokens=inp, output_tokens=out_tokens,
+                                                cache_read=reads, cache_write_1h=writes), rel=1e-9)
     jsonl_cost = sum(r["cost_usd"] for r in read_jsonl(out / "results.jsonl"))
     assert jsonl_cost == pytest.approx(sum(r[4] for r in rows))
 
@@ -588,10 +586,10 @@ def test_memory_stays_flat_while_collecting_1000_results(tmp_path: Path, monkeyp
         peaks: list[tuple[int, int]] = []
         original = batch_collect.Collector.collect
 
-        async def measured(self: Any, batch_id: str) -> Any:
+        async def measured(self: Any, batch_id: str, *polled: Any) -> Any:
             before = tracemalloc.get_traced_memory()[0]
             tracemalloc.reset_peak()
-            tally = await original(self, batch_id)
+            tally = await original(self, batch_id, *polled)
             peaks.append((tracemalloc.get_traced_memory()[1] - before, sum(tally.values()) if tally else 0))
             return tally
 
@@ -633,3 +631,42 @@ def test_truncated_batch_answer_is_asked_again_with_more_room(tmp_path, fake_ant
     base = min(asked)
     assert sorted(asked) == [base] * 3 + [2 * base] * 3  # one more ask each, with twice the room
     assert all(r["cost_usd"] > 0 for r in rows)  # both truncated answers were billed and recorded
+
+
+def test_a_batch_answer_that_fails_validation_keeps_its_text(tmp_path, fake_anthropic_factory, monkeypatch):
+    made = make_images(tmp_path / "in", 2)
+    fake = fake_anthropic_factory(output_mode="invalid", batch_processing_s=0.05)
+    out = tmp_path / "o"
+    code, output = run_cli(["run", str(tmp_path / "in"), "--out", str(out), *FAST], fake.env(), monkeypatch)
+    assert code == 1, output
+    assert len([k for (k,) in query(out, "SELECT raw_answer FROM attempts") if k]) == 4  # both asks of both images
+    for row in read_jsonl(out / "results.jsonl"):
+        assert row["status"] == "failed" and close_to(json.loads(row["error"]["raw_answer"])["unexpected_field"],
+                                                       made[row["path"]]), row
+
+
+def test_a_server_without_message_batches_stops_before_creating_anything(tmp_path, fake_anthropic_factory,
+                                                                          monkeypatch):
+    """A gateway (LiteLLM's proxy) that answers 404 on /v1/messages/batches: one sentence, exit 2, before anything
+    is created (no store, no batch), so every image is still to do."""
+    make_images(tmp_path / "in", 3)
+    fake = fake_anthropic_factory(batches_api=False)
+    out = tmp_path / "o"
+    code, output = run_cli(["run", str(tmp_path / "in"), "--out", str(out), *FAST], fake.env(), monkeypatch)
+    assert code == 2, output
+    assert output.strip() == "imgtag: this server has no Message Batches API; run without --mode batch", output
+    assert fake.stats.batches_created == 0 and fake.stats.messages_requests == 0
+    assert not (out / "imgtag.db").exists()
+
+
+def test_a_batch_create_answered_404_says_the_server_has_no_batch_api(tmp_path, fake_anthropic_factory,
+                                                                        monkeypatch):
+    """When the check before could not tell (here: the listing works, the create route is missing)."""
+    make_images(tmp_path / "in", 3)
+    fake = fake_anthropic_factory(batch_create_faults=["reject:404"])
+    out = tmp_path / "o"
+    code, output = run_cli(["run", str(tmp_path / "in"), "--out", str(out), *FAST], fake.env(), monkeypatch)
+    assert code == 2, output
+    assert "this server has no Message Batches API; run without --mode batch" in output, output
+    assert query(out, "SELECT COUNT(*) FROM batches") == [(0,)]
+    assert {r["status"] for r in read_jsonl(out / "results.jsonl")} == {"pending"}

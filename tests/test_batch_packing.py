@@ -12,12 +12,11 @@ from typing import Any
 import pytest
 
 from imagegen import close_to, make_images, read_jsonl, run_cli
-from imgtag.pricing.catalogue import catalogue
-from imgtag.pricing.costs import Usage, cost_usd
 from imgtag.request.batch.common import BatchStats
 from imgtag.store import Store
 from imgtag.store import batches as sb
 from imgtag.store.migrations import MIGRATIONS, _v9_batch_packs
+from pricetable import batch_cost
 
 BATCH = ["--mode", "batch", "--poll-interval", "0.05", "-q"]
 FIELDS = {"tags", "category", "description", "color", "style"}
@@ -67,10 +66,12 @@ def test_batch_packs_land_each_answer_on_its_own_image(tmp_path: Path, recording
     # batch prices.
     assert sum(r["usage"]["input_tokens"] for r in rows.values()) == fake.stats.input_tokens
     assert sum(r["usage"]["output_tokens"] for r in rows.values()) == fake.stats.output_tokens
-    prices = catalogue().get("claude-sonnet-4-6").prices
-    billed = Usage(fake.stats.input_tokens, fake.stats.output_tokens, fake.stats.cache_creation_input_tokens,
-                   fake.stats.cache_read_input_tokens, fake.stats.cache_creation_1h_input_tokens)
-    assert sum(r["cost_usd"] for r in rows.values()) == pytest.approx(cost_usd(prices, billed, batch=True), rel=1e-3)
+    s = fake.stats
+    billed = batch_cost("claude-sonnet-4-6", input_tokens=s.input_tokens, output_tokens=s.output_tokens,
+                        cache_read=s.cache_read_input_tokens,
+                        cache_write_5m=s.cache_creation_input_tokens - s.cache_creation_1h_input_tokens,
+                        cache_write_1h=s.cache_creation_1h_input_tokens)
+    assert sum(r["cost_usd"] for r in rows.values()) == pytest.approx(billed, rel=1e-3)
 
 
 def test_a_refused_pack_sends_its_images_alone_so_only_the_bad_one_fails(tmp_path: Path, recording: Any,

@@ -152,7 +152,7 @@ def test_csv_bom_columns_chinese_and_lists(tmp_path: Path) -> None:
     assert header == [
         "path", "status", *FIELDS, "error_type", "error_message", "model", "preset",
         "input_tokens", "output_tokens", "cache_creation_input_tokens", "cache_read_input_tokens",
-        "cost_usd", "sha256", "duplicate_of", "reviewed", "edited_fields",
+        "cost_usd", "sha256", "duplicate_of", "reviewed", "edited_fields", "error_raw_answer",
     ]  # fmt: skip
 
     ok, failed = read_csv(tmp_path / "results.csv")

@@ -30,9 +30,9 @@ from PIL import Image
 from pydantic import BaseModel, Field
 
 try:
-    from tests.fakes.anthropic_server import FakeAnthropicServer, FakeConfig, image_key
+    from tests.fakes.anthropic_server import FakeAnthropicServer, FakeConfig, image_key, text_tokens
 except ModuleNotFoundError:  # tests/ is not a package and the repo root is not on sys.path
-    from fakes.anthropic_server import FakeAnthropicServer, FakeConfig, image_key
+    from fakes.anthropic_server import FakeAnthropicServer, FakeConfig, image_key, text_tokens
 
 ROOT = Path(__file__).resolve().parents[1]
 MODEL = "claude-haiku-5-5"
@@ -134,8 +134,9 @@ def test_json_answer_describes_its_own_image(make_fake: Callable[..., FakeAnthro
     assert data["kind"] == "photo" and data["people"] == 1 and data["nsfw"] is True
     assert list(data)[:2] == ["description", "tags"]  # required first, in schema order
     # 64x48 px -> 3x2 patches; the schema (billed: the API turns it into a prompt) and "Describe this image."
-    # (20 chars -> 5 tokens) at 4 characters a token, times Haiku 5.5's tokenizer factor 1.3.
-    schema_tokens = math.ceil(math.ceil(len(json.dumps(SCHEMA, sort_keys=True)) / 4) * 1.3)
+    # ("Describe" 2 tokens, "this", "image" and "." one each: 5) by the fake's word-and-character count, times
+    # Haiku 5.5's tokenizer factor 1.3.
+    schema_tokens = text_tokens(json.dumps(SCHEMA, sort_keys=True), 1.3)
     assert msg.usage.input_tokens == 6 + schema_tokens + math.ceil(5 * 1.3)
     assert msg.usage.output_tokens == math.ceil((len(msg.content[0].text) // 3 + 1) * 1.3)  # Haiku 5.5 tokenizer
     assert msg.usage.cache_read_input_tokens == 0 and msg.usage.cache_creation_input_tokens == 0
@@ -469,22 +470,22 @@ def test_request_bucket_limits_a_burst(make_fake: Callable[..., FakeAnthropicSer
 
 
 def test_input_token_bucket(make_fake: Callable[..., FakeAnthropicServer]) -> None:
-    fake = make_fake(itpm=200, burst_s=60)  # capacity 200 tokens, slow refill; each request costs 151
+    fake = make_fake(itpm=250, burst_s=60)  # capacity 250 tokens, slow refill; each request costs 198
     client = fake.client()
     client.messages.create(**params())
     with pytest.raises(anthropic.RateLimitError) as info:
         client.messages.create(**params())
-    assert info.value.response.headers["anthropic-ratelimit-input-tokens-remaining"] == "49"
+    assert info.value.response.headers["anthropic-ratelimit-input-tokens-remaining"] == "52"
 
 
 def test_prompt_cache_usage(make_fake: Callable[..., FakeAnthropicServer]) -> None:
     fake = make_fake()
-    system = [{"type": "text", "text": "x" * 4000, "cache_control": {"type": "ephemeral"}}]
+    system = [{"type": "text", "text": "word " * 1000, "cache_control": {"type": "ephemeral"}}]
     client = fake.client()
     plain = client.messages.create(**params())
     first = client.messages.create(**params(system=system))
     second = client.messages.create(**params((1, 2, 3), system=system))
-    # The prefix is schema + system (4000 chars = 1000 tokens, x1.3 on Haiku 5.5); the image and text after it.
+    # The prefix is schema + system (1000 short words = 1000 tokens, x1.3 on Haiku 5.5); the image and text after it.
     prefix = plain.usage.input_tokens - 6 - math.ceil(5 * 1.3) + 1300
     assert first.usage.cache_creation_input_tokens == prefix and first.usage.cache_read_input_tokens == 0
     assert (
@@ -497,8 +498,10 @@ def test_prompt_cache_usage(make_fake: Callable[..., FakeAnthropicServer]) -> No
 
 
 def _cached_params(model: str, chars: int, ttl: str | None = None, color: tuple[int, int, int] = (9, 9, 9)) -> Any:
+    """A cached system prompt of `chars` characters: short words, about one token per 4 characters."""
     mark: dict[str, Any] = {"type": "ephemeral"} | ({"ttl": ttl} if ttl else {})
-    return params(color, model=model, system=[{"type": "text", "text": "y" * chars, "cache_control": mark}])
+    return params(color, model=model,
+                  system=[{"type": "text", "text": "yes " * (chars // 4), "cache_control": mark}])
 
 
 def test_prompt_cache_minimum_is_per_model(make_fake: Callable[..., FakeAnthropicServer]) -> None:
@@ -784,7 +787,7 @@ def test_a_streamed_tool_answer_is_the_plain_answer(make_fake: Callable[..., Fak
 def test_the_cache_entry_is_usable_once_the_answer_begins(make_fake: Callable[..., FakeAnthropicServer]) -> None:
     # api-facts E: "A cache entry becomes usable only after the first response begins."
     fake = make_fake(latency_s=1.5, ttft_s=0.1)
-    system = [{"type": "text", "text": "x" * 4000, "cache_control": {"type": "ephemeral"}}]
+    system = [{"type": "text", "text": "word " * 1000, "cache_control": {"type": "ephemeral"}}]
     client = fake.client()
     with client.messages.stream(**params(system=system)) as stream:
         events = iter(stream)

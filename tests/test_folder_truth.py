@@ -4,6 +4,7 @@ base, nothing written by a refused or read-only command, messages that say what 
 from __future__ import annotations
 
 import dataclasses
+import json
 
 from imagegen import make_images, one_sentence, run_cli
 
@@ -90,6 +91,10 @@ def test_results_and_status_cover_the_latest_run_with_one_path_base(tmp_path, mo
     assert len(csv_lines) == 1 + 2
     code, status = run_cli(["status", "--out", str(out)], {}, monkeypatch)
     assert "files 2: ok 2" in status and str(shop) in status
+    code, status = run_cli(["status", "--out", str(out), "--json"], {}, monkeypatch)
+    report = json.loads(status)
+    assert report["files"] == 2 and report["path_base"] == str(shop)
+    assert report["review"]["reviewed"] + report["review"]["not_reviewed"] == 2  # the same files, every line
     # Every file the folder has seen, each path from that same base.
     code, output = run_cli(["export", "--out", str(out), "--all"], {}, monkeypatch)
     assert code == 0, output
@@ -125,6 +130,8 @@ def test_a_bad_key_reports_every_input_file_pending(tmp_path, monkeypatch, fake_
     assert "40 files: pending 40" in output
     code, status = run_cli(["status", "--out", str(out)], {}, monkeypatch)
     assert "files 40: pending 40" in status
+    rows = read_jsonl(out / "results.jsonl")  # the files agree: every input, each still to do
+    assert len(rows) == 40 and {r["status"] for r in rows} == {"pending"}
     # A later run of fewer inputs is what results and status then cover (not the earlier run's pending rows).
     code, output = run_cli(["run", str(tmp_path / "many" / "img_000[0-2].jpg"), "--out", str(out), "-q"],
                            fake_anthropic.env(), monkeypatch)
@@ -217,3 +224,17 @@ def test_a_switch_says_what_was_written_and_sheets_name_their_target(tmp_path, m
     assert "claude-haiku-5-5" in _sheet_target(out / "contact-sheet.html")
     kept = out / "targets" / "ecommerce-zh--claude-haiku-5-5" / "contact-sheet.html"
     assert "claude-haiku-5-5" in _sheet_target(kept)
+
+
+def test_several_inputs_are_measured_from_their_common_folder(tmp_path, monkeypatch, fake_anthropic):
+    from imagegen import read_jsonl
+
+    make_images(tmp_path / "data" / "shopA", 1)
+    make_images(tmp_path / "data" / "shopB", 1, size=(300, 260))
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")  # not the inputs' folder: no ../ paths for that
+    code, output = run_cli(["run", str(tmp_path / "data" / "shopA"), str(tmp_path / "data" / "shopB"), "--out",
+                            str(tmp_path / "o"), "-q"], fake_anthropic.env(), monkeypatch)
+    assert code == 0, output
+    assert [r["path"] for r in read_jsonl(tmp_path / "o" / "results.jsonl")] == ["shopA/img_0000.jpg",
+                                                                                  "shopB/img_0000.jpg"]

@@ -23,6 +23,7 @@ from tests.fakes.imagedescriber_server import FakeTagConfig, FakeTagServer
 from typer.testing import CliRunner
 
 from conftest import PHOTOS, needs_full_corpus
+from imagegen import make_images
 from imgtag.cli import app
 from serversim import SimProvider, SlidingWindow, run_engine
 
@@ -380,19 +381,52 @@ def test_error_codes(tmp_path, tag_api, monkeypatch, http_200, code, times, stat
         assert len([k for k, n in fake.stats.asked_by_key.items() if n]) == 4
 
 
-def test_an_answer_the_preset_rejects_is_recorded_not_bought_twice(tmp_path, tag_api, monkeypatch):
-    fake = tag_api(tag_count=6)  # keywords wants at least 10
+@pytest.mark.parametrize("preset", ["keywords", "alt-text"])
+def test_the_apis_own_tag_count_and_lengths_are_ok(tmp_path, tag_api, monkeypatch, preset):
+    """The API takes no prompt and no schema: 3 tags (keywords asks for 10 to 30) and titles longer than either
+    preset allows are its choice, not a failure; each image is paid once and stored as answered."""
+    fake = tag_api(tag_count=3, long_titles=True)
+    make_images(tmp_path / "in", 12)
+    out = tmp_path / "out"
+    code, output = cli(["run", str(tmp_path / "in"), "--out", str(out), "--provider", "imagedescriber", "--preset",
+                        preset, "-q"], fake.env(IMAGEDESCRIBER_REQUESTS_PER_MINUTE=FAST), monkeypatch)
+    assert code == 0, output
+    results = rows(out)
+    assert [r["status"] for r in results] == ["ok"] * 12, [r["error"] for r in results]
+    assert fake.stats.requests == 12 and sum(fake.stats.answered_by_key.values()) == 12
+    assert fake.credits == fake.config.credits - 12
+    for row in results:
+        f = row["fields"]
+        assert len(f["title"]) > 100  # kept whole: the API's title, not cut to the preset's limit
+        if preset == "keywords":
+            assert len(f["keywords"]) == 3 and f["keywords"][0].startswith("fp-")  # the API's own tags
+    code, status = cli(["status", "--out", str(out), "--json"], {}, monkeypatch)
+    assert json.loads(status)["credits_spent"] == 12
+
+
+def test_an_answer_of_the_wrong_shape_is_kept_not_bought_twice(tmp_path, tag_api, monkeypatch):
+    """What the API does control (its fields and their types) is still checked. An answer without a description
+    fails, keeps its text in the store and the results, and is not asked again: not in the run, and not by a
+    plain `imgtag retry` (the same image would get the same answer)."""
+    fake = tag_api(reshape={"description": None})
     src = photos(DISTINCT, dest=tmp_path / "in")
     out = tmp_path / "out"
     code, output = cli(run_args(src, out), fake.env(IMAGEDESCRIBER_REQUESTS_PER_MINUTE=FAST), monkeypatch)
     assert code == 1, output
     for row in rows(out):
         assert row["status"] == "failed" and row["error"]["type"] == "invalid_output", row
-        assert "keywords" in row["error"]["message"], row["error"]
+        assert "description" in row["error"]["message"], row["error"]
+        kept = json.loads(row["error"]["raw_answer"])  # the API's answer, as it came
+        assert kept["tags"][0].startswith("fp-") and kept["title"].startswith("Picture #") and "description" not in kept
     assert fake.stats.requests == 3 and sum(fake.stats.answered_by_key.values()) == 3
     code, output = cli(["retry", "--out", str(out), "-q"], fake.env(IMAGEDESCRIBER_REQUESTS_PER_MINUTE=FAST),
                        monkeypatch)
-    assert code == 1 and fake.stats.requests == 6  # asked again only on purpose
+    assert fake.stats.requests == 3, output  # nothing bought twice
+    assert "retry --all" in output, output
+    code, status = cli(["status", "--out", str(out)], {}, monkeypatch)
+    assert status.count('answer kept: {"tags": ["fp-') == 3, status
+    code, status = cli(["status", "--out", str(out), "--json"], {}, monkeypatch)
+    assert all(json.loads(f["raw_answer"])["title"].startswith("Picture #") for f in json.loads(status)["failures"])
 
 
 # -- kill -9 ---------------------------------------------------------------------------------------------

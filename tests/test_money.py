@@ -107,3 +107,62 @@ def test_retry_asks_only_what_can_succeed_and_says_so_first(tmp_path, fake_anthr
     assert output.splitlines()[0].startswith("retrying 2 images")
     rows = {r["path"]: r for r in read_jsonl(out / "results.jsonl")}
     assert {r["status"] for r in rows.values()} == {"ok"}
+
+
+# -- issue 17 item 14: one money format -----------------------------------------------------------------------
+
+def test_every_amount_has_one_format_and_one_rounding_rule():
+    from imgtag.money import usd
+
+    cases = {0.0863: "$0.0863", 0.08634: "$0.0863", 0.0102: "$0.0102", 0.025: "$0.025", 0.0007: "$0.0007",
+             0.00123456: "$0.00123", 0.5: "$0.50", 0.1: "$0.10", 0.12345: "$0.123", 0.0125: "$0.0125",
+             0.00625: "$0.00625", 0.999996: "$1.00", 12.345: "$12.35", 1234.5: "$1,234.50", 0: "$0.00",
+             None: "unknown", 0.0002345: "$0.000235"}
+    assert {amount: usd(amount) for amount in cases} == cases
+
+
+def test_scan_dry_run_status_and_progress_show_an_amount_alike(tmp_path, fake_anthropic, monkeypatch):
+    import re
+
+    from typer.testing import CliRunner
+
+    from imgtag.cli import app
+    from imgtag.money import usd
+    from imgtag.progress import Progress, Snapshot
+
+    make_images(tmp_path / "in", 7)
+    model = "claude-sonnet-4-6"
+    scan = CliRunner().invoke(app, ["scan", str(tmp_path / "in"), "--out", str(tmp_path / "s"), "--model", model],
+                              env={"COLUMNS": "200"}, catch_exceptions=False)
+    row = next(line for line in scan.stdout.splitlines() if line.strip().startswith(model))
+    scan_amounts = re.findall(r"\$[\d,.]+", row)
+    code, dry = run_cli(["run", str(tmp_path / "in"), "--out", str(tmp_path / "o"), "--model", model, "--dry-run",
+                         "-q"], fake_anthropic.env(), monkeypatch)
+    assert code == 0, dry
+    dry_amounts = re.findall(r"estimated (\$[\d,.]+) standard, (\$[\d,.]+) batch", dry)
+    assert len(scan_amounts) == 2 and [tuple(scan_amounts)] == dry_amounts, (row, dry)
+    code, output = run_cli(["run", str(tmp_path / "in"), "--out", str(tmp_path / "o"), "--model", model, "-q"],
+                           fake_anthropic.env(), monkeypatch)
+    assert code == 0, output
+    status = CliRunner().invoke(app, ["status", "--out", str(tmp_path / "o")], catch_exceptions=False).stdout
+    assert f"estimate {scan_amounts[0]} for 7 images" in status, (status, scan_amounts)
+    line = Progress(lambda: snap, enabled=False).line(
+        snap := Snapshot(discovered=7, finished=7, ok=7, failed=0, skipped=0, in_flight=0, spent_usd=0.0863,
+                         pace="", discovery_done=True, spent_to_date_usd=0.12345))
+    assert "$0.0863 this run" in line and "$0.123 to date" in line and usd(0.0863) == "$0.0863"
+
+
+def test_a_budget_stop_says_what_is_held_for_requests_in_flight(tmp_path, fake_anthropic_factory, monkeypatch):
+    import re
+
+    make_images(tmp_path / "in", 12)
+    fake = fake_anthropic_factory(latency_s=0.4)
+    code, output = run_cli(["run", str(tmp_path / "in"), "--out", str(tmp_path / "o"), "-q",
+                            "--model", "my-gateway-model", "--price-in", "1", "--price-out", "5",
+                            "--budget", "0.006", "--concurrency", "4"], fake.env(), monkeypatch)
+    assert code == 1, output
+    stop = next(line for line in output.splitlines() if "budget of $0.006 reached" in line)
+    found = re.search(r"\((\$[\d.]+) spent, (\$[\d.]+) reserved for (\d+) requests? in flight\)", stop)
+    assert found, stop
+    spent, reserved = (float(x.lstrip("$")) for x in found.groups()[:2])
+    assert int(found.group(3)) >= 1 and reserved > 0 and spent + reserved <= 0.006

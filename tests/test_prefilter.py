@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import re
 from pathlib import Path
 
 import imagehash
@@ -21,6 +22,8 @@ from imgtag.ingest.prefilter import (
     phash_hex,
 )
 
+OTHER_PHOTO = "clothing_hat_75eacbac.jpg"  # in the vendored subset too
+
 
 def upright(path: Path) -> Image.Image:
     with Image.open(path) as im:
@@ -36,7 +39,11 @@ def test_hamming() -> None:
 def test_phash_is_imagehash_phash(corpus: Path) -> None:
     img = upright(PHOTOS / "coral_owl.jpg")
     h = phash_hex(img)
-    assert len(h) == 16 and int(h, 16) >= 0
+    # imagehash's own DCT hash of the same greyscale thumbnail, bit for bit, as 16 lowercase hex digits.
+    assert re.fullmatch(r"[0-9a-f]{16}", h) and h == str(imagehash.phash(analysis_thumbnail(img)))
+    # A hash that says something: a different photo is far away, a rescaled copy of this one is close.
+    assert hamming(h, phash_hex(upright(PHOTOS / OTHER_PHOTO))) > 12
+    assert hamming(h, phash_hex(img.resize((img.width // 3, img.height // 3)))) <= 4
     # Same algorithm as imagehash (on the analysis thumbnail): within a couple of bits of the
     # hash of the full-size image, so hashes from other tools stay comparable.
     assert hamming(h, str(imagehash.phash(img))) <= 4

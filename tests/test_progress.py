@@ -19,7 +19,7 @@ def snap(finished: int = 50) -> Snapshot:
 
 def test_line_has_done_failed_rate_eta_and_spend():
     line = Progress(snap, stream=io.StringIO()).line(snap())
-    for part in ("50/100 files", "ok 45", "failed 3", "in flight 7", "/s", "ETA ", "$0.1234", "300 rpm"):
+    for part in ("50/100 files", "ok 45", "failed 3", "in flight 7", "/s", "ETA ", "$0.123", "300 rpm"):
         assert part in line
 
 
@@ -114,7 +114,27 @@ def test_after_a_resume_new_and_already_done_are_told_apart():
     progress._start -= 10  # 20 new files in 10 s: 2/s (not 12/s), 30 to go
     line = progress.line(snap_)
     assert "ok 20" in line and "done before 100" in line and "2.0/s" in line and "ETA 00:15" in line
-    assert "$0.0020 this run" in line and "$0.0123 to date" in line
+    assert "$0.002 this run" in line and "$0.0123 to date" in line
     note = resume_note(150, 100, 0.002, 0.0123)
-    assert note == ("50 files new this run, 100 already done by earlier runs; $0.0020 this run, $0.0123 to date"
+    assert note == ("50 files new this run, 100 already done by earlier runs; $0.002 this run, $0.0123 to date"
                     " for this preset and model")
+
+
+def test_an_interrupted_line_is_erased_with_the_terminals_ctrl_c_echo(monkeypatch):
+    # A terminal echoes "^C" after the line (one column short of the edge, so "^C" reaches it); erasing only the
+    # line's own width left a "C" at the end of the sentence that follows.
+    for no_color in (False, True):
+        if no_color:
+            monkeypatch.setenv("NO_COLOR", "1")
+        else:
+            monkeypatch.delenv("NO_COLOR", raising=False)
+        stream = FakeTerminal()
+        progress = Progress(snap, stream=stream, interval=0)
+        progress.tick()
+        shown = len(stream.getvalue().rsplit("\r", 1)[1])
+        progress.close(erase=True)
+        erased = stream.getvalue()[len(stream.getvalue().rsplit("\r", 2)[0]):]
+        if no_color:
+            assert erased == "\r" + " " * (shown + 2) + "\r"
+        else:
+            assert erased.startswith("\r\x1b[2K")

@@ -65,3 +65,36 @@ def test_rerun_with_new_files_reports_new_and_earlier_work_and_cost_to_date(tmp_
     assert code == 0, second
     assert "2 files new this run, 6 already done by earlier runs" in second, second
     assert "this run," in second and "to date for this preset and model" in second
+
+
+def test_in_flight_is_what_the_server_is_serving(tmp_path: Path, fake_openai_factory: Any, monkeypatch: Any) -> None:
+    # Issue 17.15: against a local server the line said "in flight 28" while the server saw at most 8. Requests
+    # that wait for the provider's own (adaptive) concurrency limit are not in flight: only those sent and not
+    # yet answered are. The server's own count of what it serves at once is the measure.
+    make_images(tmp_path / "in", 60, size=(64, 64))
+    fake = fake_openai_factory(latency_s=0.4)
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    cfg = RunConfig(inputs=[str(tmp_path / "in")], out=tmp_path / "out", provider="openai", model="glm-4v-9b",
+                    progress=False, min_side=0, provider_settings={"base_url": fake.base_url})
+    target = resolve_target(cfg)
+    shown: list[int] = []
+
+    async def go() -> None:
+        provider = create_provider("openai", base_url=fake.base_url, timeout=30.0)
+        try:
+            with Store(cfg.out) as store:
+                store.set_meta("target", target_meta(cfg, target))
+                run = Run(cfg, store, target, provider)
+                task = asyncio.create_task(run.execute())
+                while not task.done():
+                    shown.append(run.snapshot().in_flight)
+                    await asyncio.sleep(0.01)
+                outcome = await task
+                assert outcome.exit_code == 0, outcome.message
+        finally:
+            await provider.aclose()
+
+    asyncio.run(go())
+    assert fake.stats.peak_in_flight >= 2  # several at once, so the comparison says something
+    assert max(shown) <= fake.stats.peak_in_flight, (max(shown), fake.stats.peak_in_flight)
+    assert max(shown) >= 2

@@ -32,30 +32,32 @@ def test_imgtag_toml_sets_base_url_formats_concurrency_and_budget(tmp_path, monk
     assert all(r["status"] == "ok" for r in read_jsonl(tmp_path / "o" / "results.jsonl"))
 
 
-def test_imgtag_toml_budget_is_checked_like_the_flag(tmp_path, monkeypatch):
+def dry_run_with_toml(tmp_path, monkeypatch, text: str, *flags: str) -> tuple[int, str]:
+    """`imgtag run in --dry-run` in a folder whose imgtag.toml holds `text`."""
     make_images(tmp_path / "in", 1)
     monkeypatch.chdir(tmp_path)
-    (tmp_path / "imgtag.toml").write_text('model = "claude-unpriced-9"\nbudget = 1.5\n', encoding="utf-8")
-    code, output = run_cli(["run", "in", "--out", "o", "--dry-run", "-q"], {}, monkeypatch)
+    (tmp_path / "imgtag.toml").write_text(text, encoding="utf-8")
+    return run_cli(["run", "in", "--out", "o", "--dry-run", "-q", *flags], {}, monkeypatch)
+
+
+def test_imgtag_toml_budget_is_checked_like_the_flag(tmp_path, monkeypatch):
+    code, output = dry_run_with_toml(tmp_path, monkeypatch, 'model = "claude-unpriced-9"\nbudget = 1.5\n')
     assert code == 2
     assert "--budget cannot be enforced" in one_sentence(output)
     assert not (tmp_path / "o").exists()
 
 
 def test_imgtag_toml_mode_batch_is_used(tmp_path, monkeypatch):
-    make_images(tmp_path / "in", 1)
-    monkeypatch.chdir(tmp_path)
-    (tmp_path / "imgtag.toml").write_text('provider = "imagedescriber"\npreset = "keywords"\nmode = "batch"\n',
-                                          encoding="utf-8")
-    code, output = run_cli(["run", "in", "--out", "o", "-q"], {}, monkeypatch)
+    text = 'provider = "imagedescriber"\npreset = "keywords"\nmode = "batch"\n'
+    code, output = dry_run_with_toml(tmp_path, monkeypatch, text)
     assert code == 2
     assert "batch" in one_sentence(output)
-    # The flag still wins over the file.
-    code, output = run_cli(["run", "in", "--out", "o", "--mode", "sync", "--dry-run", "-q"], {}, monkeypatch)
+    code, output = dry_run_with_toml(tmp_path, monkeypatch, text, "--mode", "sync")  # the flag wins over the file
     assert code == 0, output
 
 
 @pytest.mark.parametrize(("text", "words"), [
+    ("model = 3", ("'model'", "a model id")),
     ('mode = "fast"', ("'mode'", "sync or batch")),
     ("concurrency = 0", ("'concurrency'", "at least 1")),
     ('concurrency = "8"', ("'concurrency'", "whole number")),
@@ -65,10 +67,7 @@ def test_imgtag_toml_mode_batch_is_used(tmp_path, monkeypatch):
     ("base_url = 8000", ("'base_url'", "URL")),
 ])
 def test_imgtag_toml_bad_values_are_one_sentence(tmp_path, monkeypatch, text, words):
-    make_images(tmp_path / "in", 1)
-    monkeypatch.chdir(tmp_path)
-    (tmp_path / "imgtag.toml").write_text(text + "\n", encoding="utf-8")
-    code, output = run_cli(["run", "in", "--out", "o", "--dry-run", "-q"], {}, monkeypatch)
+    code, output = dry_run_with_toml(tmp_path, monkeypatch, text + "\n")
     assert code == 2
     line = one_sentence(output)
     assert line.startswith("imgtag: imgtag.toml: ")

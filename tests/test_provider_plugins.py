@@ -56,20 +56,20 @@ def test_installed_provider_is_listed_with_package_and_capabilities(plugin_path:
 def test_entry_point_provider_runs_end_to_end(plugin_path: Path, tmp_path: Path) -> None:
     made = make_images(tmp_path / "in", 6, size=(900, 700))
     out = tmp_path / "out"
-    res = imgtag(["run", str(tmp_path / "in"), "--out", str(out), "--provider", "echo", "-q"], plugin_path, tmp_path)
+    # alt-text's standard detail would send 900x700 whole: only the provider's own limit makes it smaller.
+    res = imgtag(["run", str(tmp_path / "in"), "--out", str(out), "--provider", "echo", "--preset", "alt-text", "-q"],
+                 plugin_path, tmp_path)
     assert res.returncode == 0, res.stderr
     rows = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
     assert len(rows) == 6
     for row in rows:
         assert row["status"] == "ok" and row["provider"] == "echo"
-        assert close_to(row["fields"]["color"], made[Path(row["path"]).name])
-    # The provider's max_image_edge reached preprocessing: what was sent is at most 512 px long.
-    import sqlite3
-
-    db = sqlite3.connect(out / "imgtag.db")
-    sizes = db.execute("SELECT out_width, out_height FROM files").fetchall()
-    db.close()
-    assert sizes and all(max(w, h) <= 512 for w, h in sizes), sizes
+        colour, size, _ = row["fields"]["alt"].split()  # the echo answers "#rrggbb WxH alt"
+        assert close_to(colour, made[Path(row["path"]).name])
+        # The provider's max_image_edge reached preprocessing: what it received (the size it decoded) is at most
+        # 512 px long, and 900x700 was scaled down to about that, not past it.
+        width, height = (int(n) for n in size.split("x"))
+        assert 448 < max(width, height) <= 512, size
 
 
 def test_broken_entry_point_is_one_sentence_exit_2(plugin_path: Path, tmp_path: Path) -> None:

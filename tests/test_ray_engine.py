@@ -190,10 +190,11 @@ def test_two_workers_share_one_advertised_limit(tmp_path, cluster, fake_anthropi
     code, output = run_cli(["run", str(tmp_path / "in"), "--out", str(tmp_path / "o"), "--engine", "ray",
                             "--ray-actors", "2", "--ray-batch-size", "8", "-q"], fake.env(), monkeypatch)
     assert code == 0, output
-    # How many 429s the race between two actors costs in real time depends on the machine's load (Ray's
-    # messages to the pacer actor take longer on a busy one); every one is retried and nothing is lost or
-    # asked twice. That one pacer keeps two workers inside one bucket is the virtual-clock test
+    # One pacer keeps both actors inside the one bucket: at most 2% of the requests meet a 429 (docs/scale.md),
+    # every one retried, nothing lost or asked twice. The exact pacing is the virtual-clock test
     # test_pacer.py::test_workers_sharing_one_pacer_share_the_limit.
+    assert fake.stats.rate_limited <= 0.02 * fake.stats.messages_requests, (
+        fake.stats.rate_limited, fake.stats.messages_requests)
     assert len(fake.stats.answered_by_key) == 80 and set(fake.stats.answered_by_key.values()) == {1}
     assert {r["status"] for r in read_jsonl(tmp_path / "o" / "results.jsonl")} == {"ok"}
 

@@ -54,7 +54,7 @@ def _mixed_store(tmp_path, pending_first: int = 0):
     bad = add(sha="s-bad")
     job = store.job_for("s-bad", KEY, bad)
     store.record_attempt(job.id, run, started_at="t", outcome="failed", mode="sync", usage=Usage(90, 5), cost=0.0001,
-                         error_type="refused", error_message="no",
+                         error_type="refused", error_message="no", raw_answer='{"tags": 3}',
                          commit_job={"status": "failed", "mode": "sync", "error_type": "refused",
                                      "error_message": "no"})
     add(status="skipped", sha="s-small", reason_code="too_small", reason="short side 20 px")
@@ -107,11 +107,15 @@ def test_duckdb_reads_every_key_with_one_type_however_the_rows_start(tmp_path):
     kinds = {r[0]: r[1] for r in con.execute(f"DESCRIBE SELECT * FROM read_json_auto('{path}')").fetchall()}
     assert kinds["cost_usd"] == "DOUBLE"
     assert kinds["usage"].startswith("STRUCT(input_tokens BIGINT")
-    assert kinds["error"] == 'STRUCT("type" VARCHAR, message VARCHAR)'
+    # raw_answer: string or null (a paid answer that failed validation, kept)
+    assert kinds["error"] == 'STRUCT("type" VARCHAR, message VARCHAR, raw_answer VARCHAR)'
     assert kinds["fields"] == "STRUCT(tags VARCHAR[], n BIGINT, note \"NULL\")"  # every ok row has all 3 keys
     errors = con.execute(f"SELECT list(error.type ORDER BY error.type) FROM read_json_auto('{path}')"
                          " WHERE error IS NOT NULL").fetchone()[0]
     assert errors == ["corrupt", "refused", "too_small"]
+    kept = con.execute(f"SELECT list(error.raw_answer) FROM read_json_auto('{path}')"
+                       " WHERE error.raw_answer IS NOT NULL")
+    assert kept.fetchone()[0] == ['{"tags": 3}']
 
 
 def test_two_inputs_with_the_same_names_get_distinct_stable_paths(tmp_path, fake_anthropic, monkeypatch):

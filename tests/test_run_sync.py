@@ -311,3 +311,72 @@ def test_categories_and_language_reach_the_request(tmp_path, fake_anthropic_fact
     assert "Chinese" in seen[0]["system"][0]["text"]
     assert "temperature" not in seen[0] and "tool_choice" not in seen[0]
     assert {r["fields"]["category"] for r in read_jsonl(out / "results.jsonl")} <= {"上衣", "裤子", "鞋"}
+
+
+def test_a_paid_answer_that_fails_validation_keeps_its_text(tmp_path, fake_anthropic_factory, monkeypatch):
+    """Paid for, parsed, not valid: never discarded. Each ask's text stays in the store, the failed row carries the
+    last one (error.raw_answer in results.jsonl, error_raw_answer in the tables), and `status` shows it."""
+    import openpyxl
+    import pyarrow.parquet as pq
+
+    made = make_images(tmp_path / "in", 2)
+    fake = fake_anthropic_factory(output_mode="invalid")
+    out = tmp_path / "o"
+    code, output = run_cli(["run", str(tmp_path / "in"), "--out", str(out), "-q", "--format",
+                            "csv,jsonl,xlsx,parquet"], fake.env(), monkeypatch)
+    assert code == 1, output
+    db = sqlite3.connect(out / "imgtag.db")
+    kept = db.execute("SELECT raw_answer FROM attempts ORDER BY id").fetchall()
+    assert len(kept) == 4 and all(k[0] for k in kept)  # both asks of both images
+    rows = {r["path"]: r for r in read_jsonl(out / "results.jsonl")}
+    for name, colour in made.items():
+        answer = json.loads(rows[name]["error"]["raw_answer"])
+        assert close_to(answer["unexpected_field"], colour)  # its own image's answer, as the model wrote it
+    table = {r["path"]: r for r in csv.DictReader((out / "results.csv").read_text(encoding="utf-8-sig").splitlines())}
+    assert all(table[name]["error_raw_answer"] == rows[name]["error"]["raw_answer"] for name in made)
+    sheet = openpyxl.load_workbook(out / "results.xlsx").active
+    header = [c.value for c in sheet[1]]
+    cells = sheet.iter_rows(min_row=2, values_only=True)
+    assert {r[header.index("path")]: r[header.index("error_raw_answer")] for r in cells} \
+        == {name: rows[name]["error"]["raw_answer"] for name in made}
+    parquet = pq.read_table(out / "results.parquet").to_pylist()
+    assert {r["path"]: r["error_raw_answer"] for r in parquet} == {n: rows[n]["error"]["raw_answer"] for n in made}
+    code, status = run_cli(["status", "--out", str(out)], fake.env(), monkeypatch)
+    assert status.count("answer kept: {") == 2, status
+
+
+NO_DB = {"status": 400, "body": {"error": {"message": "No connected db.", "type": "no_db_connection", "param": None,
+                                           "code": "400"}}}  # LiteLLM's proxy, for a key it cannot check
+
+
+def test_a_server_that_refuses_the_first_requests_alike_stops_the_run(tmp_path, fake_anthropic_factory,
+                                                                      monkeypatch):
+    """Every provider: the first three requests meet the same permanent refusal and nothing was answered yet, so
+    the run stops (exit 2) with the server's sentence; no image is marked failed, so a fixed rerun does them all."""
+    make_images(tmp_path / "in", 30)
+    fake = fake_anthropic_factory(respond=lambda ctx: NO_DB)
+    out = tmp_path / "o"
+    code, output = run_cli(["run", str(tmp_path / "in"), "--out", str(out), "-q"], fake.env(), monkeypatch)
+    assert code == 2, output
+    assert "No connected db." in output and "refused the first 3 requests" in output, output
+    assert fake.stats.messages_requests <= 10, fake.stats.messages_requests
+    rows = read_jsonl(out / "results.jsonl")
+    assert len(rows) == 30 and {r["status"] for r in rows} == {"pending"}
+    db = sqlite3.connect(out / "imgtag.db")
+    assert db.execute("SELECT COUNT(*) FROM jobs WHERE status = 'failed'").fetchone()[0] == 0
+    fake.config.respond = None  # the gateway fixed: the same command does every image
+    code, output = run_cli(["run", str(tmp_path / "in"), "--out", str(out), "-q"], fake.env(), monkeypatch)
+    assert code == 0, output
+
+
+def test_refusals_of_a_few_images_are_their_own_failures(tmp_path, fake_anthropic_factory, monkeypatch):
+    """The same refusal for two images, while the others are answered: those two are ordinary failures."""
+    made = make_images(tmp_path / "in", 8)
+    bad = list(made.values())[:2]
+    fake = fake_anthropic_factory(respond=lambda ctx: NO_DB if any(close_to(ctx["image_key"] or "#000000", c)
+                                                                   for c in bad) else None)
+    out = tmp_path / "o"
+    code, output = run_cli(["run", str(tmp_path / "in"), "--out", str(out), "-q"], fake.env(), monkeypatch)
+    assert code == 1, output
+    statuses = {r["path"]: r["status"] for r in read_jsonl(out / "results.jsonl")}
+    assert sorted(statuses.values()) == ["failed"] * 2 + ["ok"] * 6, statuses

@@ -57,7 +57,7 @@ def test_status_lists_everything_when_nothing_is_left_out(tmp_path, monkeypatch)
 
 def test_money_has_the_precision_it_needs():
     assert usd(0.0007) == "$0.0007"
-    assert usd(0.000712) == "$0.00071"
+    assert usd(0.000712) == "$0.000712"  # three significant digits below a dollar
     assert usd(0.5) == "$0.50"
     assert usd(12.345) == "$12.35"
     assert usd(0) == "$0.00"

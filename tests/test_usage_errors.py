@@ -80,13 +80,7 @@ def test_imgtag_toml_unknown_key_has_a_did_you_mean(tmp_path, monkeypatch):
     assert not (tmp_path / "o").exists()
 
 
-def test_imgtag_toml_wrong_type_is_a_usage_error(tmp_path, monkeypatch):
-    make_images(tmp_path / "in", 1)
-    monkeypatch.chdir(tmp_path)
-    (tmp_path / "imgtag.toml").write_text("model = 3\n", encoding="utf-8")
-    code, output = run_cli(["run", "in", "--out", "o", "--dry-run", "-q"], {}, monkeypatch)
-    assert code == 2
-    assert "model" in one_sentence(output)
+# A wrong type in imgtag.toml: tests/test_project_settings.py::test_imgtag_toml_bad_values_are_one_sentence
 
 
 # -- item 8: inputs that match nothing -------------------------------------------------------------

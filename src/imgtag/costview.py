@@ -34,24 +34,16 @@ def estimate_objects(estimator: Estimator) -> list[dict[str, Any]]:
     return [estimate_object(t) for t in estimator.totals.values()]
 
 
-def _money(x: float | None) -> str:
-    return "unknown" if x is None else f"{x:,.4f}"
-
-
-def _usd(x: float | None) -> str:
-    return usd(x)
-
-
 def print_estimates(console: Lines, preset: str, estimates: list[dict[str, Any]], selected: str | None) -> None:
     table = Table(title=f"Estimated cost, preset {preset} (prompt caching included)", show_edge=False)
-    for col in ("model", "input", "cache write", "cache read", "output", "sync $", "batch $"):
+    for col in ("model", "input", "cache write", "cache read", "output", "sync", "batch"):
         table.add_column(col, justify="right" if col != "model" else "left", no_wrap=col == "model")
     for e in estimates:
         s = e["sync"] or {}
         tokens_in = f"{s.get('input_tokens', 0):,}" if e["input_tokens"] is not None else "unknown"
         table.add_row(e["model"], tokens_in, f"{s.get('cache_write_tokens', 0):,}",
-                      f"{s.get('cache_read_tokens', 0):,}", f"{e['output_tokens']:,}", _money(e["standard_usd"]),
-                      _money(e["batch_usd"]))
+                      f"{s.get('cache_read_tokens', 0):,}", f"{e['output_tokens']:,}", usd(e["standard_usd"]),
+                      usd(e["batch_usd"]))
     console.print(table)
     chosen = next((e for e in estimates if e["model"] == selected), estimates[0] if estimates else None)
     if chosen is not None and chosen["images"]:
@@ -73,8 +65,8 @@ def dry_run_line(est: ModelEstimate) -> str:
                   f"{est.sync.cache_read_tokens:,} read at 0.1x)")
     tokens_in = f"{est.input_tokens:,}" if est.tokens_known else "an unknown number of"
     return (f"dry run: {est.images} images to tag with {est.model}, about {tokens_in} input tokens before "
-            f"caching{cached} + {est.output_tokens:,} output; estimated {_usd(est.standard_usd)} standard, "
-            f"{_usd(est.batch_usd)} batch. Nothing was sent.")
+            f"caching{cached} + {est.output_tokens:,} output; estimated {usd(est.standard_usd)} standard, "
+            f"{usd(est.batch_usd)} batch. Nothing was sent.")
 
 
 def status_estimate(db: Any, meta: dict[str, Any]) -> dict[str, Any] | None:
@@ -91,11 +83,13 @@ def status_estimate(db: Any, meta: dict[str, Any]) -> dict[str, Any] | None:
         return None
     if target.preset.version != meta.get("preset_version"):
         return None
+    # In the order the files were found: packs are formed in that order, and a pack's size decides its price band.
     rows = db.execute(
         "SELECT MAX(f.width), MAX(f.height) FROM jobs j JOIN files f ON f.sha256 = j.sha256"
-        " WHERE j.preset_version = ? AND j.provider = ? AND j.model = ? AND f.width IS NOT NULL GROUP BY j.sha256",
-        (meta["preset_version"], meta["provider"], meta["model"])).fetchall()
-    est = Estimator(target.preset, models=[target.model.id], per_request=int(meta.get("images_per_request") or 1))
+        " WHERE j.preset_version = ? AND j.provider = ? AND j.model = ? AND f.width IS NOT NULL GROUP BY j.sha256"
+        " ORDER BY MIN(f.id)", (meta["preset_version"], meta["provider"], meta["model"])).fetchall()
+    est = Estimator(target.preset, models=[target.model.id], per_request=int(meta.get("images_per_request") or 1),
+                    infos={target.model.id: target.model})
     for w, h in rows:
         est.add(int(w), int(h))
     t = est.estimate(target.model.id)
@@ -105,10 +99,10 @@ def status_estimate(db: Any, meta: dict[str, Any]) -> dict[str, Any] | None:
             "usd": None if mode is None or mode.usd is None else round(mode.usd, 6)}
 
 
-def status_estimate_line(estimate: dict[str, Any], actual_usd: float) -> str:
+def status_estimate_line(estimate: dict[str, Any], actual_usd: float | None) -> str:
     est = estimate["usd"]
     if est is None:
         return f"estimate: unknown (no prices for this model); actual {usd(actual_usd)}"
-    ratio = f" ({actual_usd / est:.2f}x the estimate)" if est > 0 and actual_usd > 0 else ""
+    ratio = f" ({actual_usd / est:.2f}x the estimate)" if est > 0 and actual_usd else ""
     return (f"estimate {usd(est)} for {estimate['images']} images ({estimate['mode']}, caching included); "
             f"actual {usd(actual_usd)}{ratio}")

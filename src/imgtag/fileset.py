@@ -7,13 +7,14 @@ from (issue 17 item 1; README "Which files the results cover").
   other files drop out of results.* and `status` (they stay in the store: `imgtag export --all` writes them). A
   retry works inside the set; a dry run never changes it, and `scan` never writes into a run's store.
 - Every `path` is relative to one base per output folder, recorded by the first run into it (meta `path_base`):
-  the folder itself when that run's only input was one folder, otherwise the current folder. Later runs keep it,
-  so a file keeps its path from run to run; a file outside the base is `../`-relative to it.
+  the deepest folder holding all of that run's inputs (base_for). Later runs keep it, so a file keeps its path
+  from run to run; a file outside the base is `../`-relative to it.
 """
 
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -49,10 +50,26 @@ def record_count(store: Store, run_id: int, counted: int) -> None:
 
 
 def base_for(inputs: Sequence[str]) -> str:
-    """The base a first run records: its one folder argument, or the current folder."""
-    if len(inputs) == 1 and not inputs[0].startswith(("@", "-")) and os.path.isdir(inputs[0]):
-        return os.path.abspath(inputs[0])
-    return os.getcwd()
+    """The base a first run records: the deepest folder holding every input (a folder argument itself, a file's
+    folder, a glob's literal folder), so `run shop` gives `photos/a.jpg` and `run /data/shopA /data/shopB` gives
+    `shopA/a.jpg`; the current folder when a list or stdin may name anything."""
+    folders = []
+    for arg in inputs:
+        if arg == "-" or (arg.startswith("@") and len(arg) > 1 and not os.path.lexists(arg)):
+            return os.getcwd()
+        path = os.path.abspath(arg)
+        if os.path.isdir(path):
+            folders.append(path)
+        elif os.path.lexists(path):
+            folders.append(os.path.dirname(path))
+        else:  # a glob: the folder part before its first wildcard
+            literal = re.split(r"[*?[]", arg, maxsplit=1)[0]
+            folders.append(os.path.abspath(literal if literal.endswith(("/", os.sep)) else
+                                           os.path.dirname(literal) or os.curdir))
+    try:
+        return os.path.commonpath(folders) if folders else os.getcwd()
+    except ValueError:  # different drives: no common folder
+        return os.getcwd()
 
 
 def path_base(store: Store, inputs: Sequence[str]) -> str:

@@ -49,6 +49,9 @@ class DistributedRun(Run):
         self.planned = self.returned = 0
         self.tally = IngestTally()
         self.pace = "starting Ray"
+        # Requests holding the cluster pacer's permits, as its actor last said (every 2 s): what the workers
+        # have sent and not had answered. Images planned and not yet returned also wait in Ray's queues.
+        self.cluster_in_flight = 0
         self.memory: Memory | None = None
         self.pacer: Any = None
 
@@ -60,7 +63,7 @@ class DistributedRun(Run):
         ing = self.ingestor
         return Snapshot(discovered=ing.counters.discovered if ing else 0, finished=self.finished,
                         ok=self.tally.ok, failed=self.failed + self.tally.failed, skipped=self.skipped,
-                        in_flight=self.planned - self.returned, spent_usd=self.tally.spent_usd, pace=self.pace,
+                        in_flight=self.cluster_in_flight, spent_usd=self.tally.spent_usd, pace=self.pace,
                         discovery_done=ing.counters.discovery_done if ing else False,
                         counted=ing.counted if ing else None, done_before=self.done_before,
                         spent_to_date_usd=self.spent_before + self.tally.spent_usd)
@@ -113,7 +116,8 @@ class DistributedRun(Run):
                        settings=EngineSettings(key=self.key, preset=target.preset, model=target.model,
                                                max_attempts=cfg.max_attempts,
                                                images_per_request=pack_size(self.provider, cfg.images_per_request),
-                                               validation_retries=1 if self.provider.reask_invalid else 0),
+                                               validation_retries=1 if self.provider.reask_invalid else 0,
+                                               shape_only=not self.provider.follows_schema),
                        pacer_name=name, work_uri=folder.uri, lease_name=pacer_actor.lease_name(store_id))
         request = prepare_template(cfg, target, encode=True, provider_max_edge=max_edge_of(self.provider))
         return build_pipeline(folder, paths, self.planned, request, spec, ray_batch_size=cfg.ray_batch_size,
@@ -169,7 +173,8 @@ class DistributedRun(Run):
     def _refresh_pace(self) -> None:
         view = pacer_view(self.pacer)
         if view is not None:  # None: a slow actor must not stall the progress line
-            self.pace = f"{view['pace']}, cluster in flight {view['in_flight']}"
+            self.cluster_in_flight = int(view["in_flight"])
+            self.pace = str(view["pace"])
 
     # -- the run ------------------------------------------------------------------------------------
 

@@ -7,7 +7,8 @@ Failure classes (README "Retry"):
 - not retried without --all: permanent input failures of an unchanged file (empty, not an image, unsupported,
   truncated, corrupt, decompression bomb) and answers that would fail the same way again (refused, truncated
   even at twice max_tokens, the API rejected the request as invalid or too large, an answer that failed
-  validation on PERSISTENT_INVALID_ASKS asks).
+  validation on PERSISTENT_INVALID_ASKS asks, or once from a provider whose answer a new ask would not change:
+  Provider.reask_invalid False). Such answers keep their text in the store (`status`, the results).
 """
 
 from __future__ import annotations
@@ -50,7 +51,7 @@ def _unchanged(path: str, size: int | None, mtime_ns: int | None) -> bool:
     return (st.st_size, st.st_mtime_ns) == (size, mtime_ns)
 
 
-def _classify(row: Any, invalid_asks: int, force: bool) -> bool:
+def _classify(row: Any, invalid_asks: int, force: bool, persistent_invalid: int = PERSISTENT_INVALID_ASKS) -> bool:
     """Whether this failure is retried."""
     if force:
         return True
@@ -60,7 +61,24 @@ def _classify(row: Any, invalid_asks: int, force: bool) -> bool:
                                                               row["mtime_ns"])
     if cause in WILL_FAIL_AGAIN:
         return False
-    return not (cause == "invalid_output" and invalid_asks >= PERSISTENT_INVALID_ASKS)
+    return not (cause == "invalid_output" and invalid_asks >= persistent_invalid)
+
+
+QUEUED = "queued in review"
+
+
+def _reopen_queued(store: Store, key: tuple[str, str, str], rows: list[Any]) -> None:
+    """Queued images are asked again: an answered job goes back to pending (its answer is kept in answer_history
+    when the new one lands, and a person's edits stay current), and the queue is emptied for them."""
+    from imgtag.store.db import WorkKey
+    from imgtag.store.review import clear_retries
+
+    with store.db:
+        store.db.execute("BEGIN IMMEDIATE")
+        for r in rows:
+            if r["job_id"] is not None and r["jstatus"] == "ok":
+                store.set_job_status(int(r["job_id"]), "pending")
+        clear_retries(store.db, WorkKey(*key), [int(r["file_id"]) for r in rows])
 
 
 def retry_plan(out: Path, *, progress: bool = True, force: bool = False) -> RetryPlan:
@@ -73,23 +91,28 @@ def retry_plan(out: Path, *, progress: bool = True, force: bool = False) -> Retr
         # The failures `status` shows: those of the latest run's inputs (fileset.py).
         file_set = fileset.current(store)
         in_set, since = (" AND f.seen_run >= ?", (file_set.run,)) if file_set else ("", ())
+        # Images queued from the review page ("retry this image") are asked again whatever their state.
+        queued = ("EXISTS (SELECT 1 FROM review_retry q WHERE q.file_id = f.id AND q.preset_version = ?"
+                  " AND q.provider = ? AND q.model = ?)")
         rows = store.db.execute(
-            "SELECT f.path, f.display, f.root, f.size, f.mtime_ns, f.status AS fstatus, f.visual_tokens,"
-            " f.out_width, f.out_height,"
+            "SELECT f.id AS file_id, f.path, f.display, f.root, f.size, f.mtime_ns, f.status AS fstatus,"
+            " f.visual_tokens, f.out_width, f.out_height, j.status AS jstatus, " + queued + " AS queued,"
             " j.id AS job_id, CASE WHEN f.status = 'failed' THEN f.reason_code ELSE j.error_type END AS cause"
             " FROM files f LEFT JOIN jobs j ON j.sha256 = f.sha256 AND j.preset_version = ? AND j.provider = ?"
-            " AND j.model = ? WHERE (f.status = 'failed' OR (f.status = 'ok' AND j.status = 'failed'))" + in_set
-            + " ORDER BY f.id", (*key, *since)).fetchall()
+            " AND j.model = ? WHERE ((f.status = 'failed' OR (f.status = 'ok' AND j.status = 'failed'))" + in_set
+            + ") OR " + queued + " ORDER BY f.id", (*key, *key, *since, *key)).fetchall()
+        _reopen_queued(store, key, [r for r in rows if r["queued"]])
         invalid_asks = dict(store.db.execute(
             "SELECT a.job_id, COUNT(*) FROM attempts a JOIN jobs j ON j.id = a.job_id WHERE j.status = 'failed'"
             " AND a.error_type = 'invalid_output' AND j.preset_version = ? AND j.provider = ? AND j.model = ?"
             " GROUP BY a.job_id", key).fetchall())
     plan = RetryPlan(None)
     source: list[Discovered] = []
+    persistent_invalid = PERSISTENT_INVALID_ASKS if _reask_changes_answers(meta["provider"]) else 1
     for r in rows:
-        cause = r["cause"] or "error"
+        cause = QUEUED if r["queued"] else r["cause"] or "error"
         asks = invalid_asks.get(r["job_id"], 0)
-        if not _classify(r, asks, force):
+        if not r["queued"] and not _classify(r, asks, force, persistent_invalid):
             label = f"{cause} (asked {asks} times)" if cause == "invalid_output" else cause
             plan.left_out[label] += 1
             continue
@@ -107,6 +130,17 @@ def retry_plan(out: Path, *, progress: bool = True, force: bool = False) -> Retr
                              provider_settings={"base_url": meta["base_url"]} if meta.get("base_url") else {},
                              export_options=dict(meta.get("export_options") or {}))
     return plan
+
+
+def _reask_changes_answers(provider: str) -> bool:
+    """False for a provider whose answer to the same image would be the same (Provider.reask_invalid)."""
+    from imgtag.providers import provider_class
+    from imgtag.providers.base import ConfigError
+
+    try:
+        return provider_class(provider).reask_invalid
+    except ConfigError:  # a plugin no longer installed: retry as for any provider
+        return True
 
 
 def estimated_cost(plan: RetryPlan, target: Any, *, batch: bool) -> float | None:

@@ -16,7 +16,7 @@ from imgtag.money import usd
 from imgtag.pricing.estimate import Estimator, estimate_request, reserve_tokens
 from imgtag.progress import BatchView, Progress, Snapshot, tick_forever
 from imgtag.providers.base import ImageInput, Provider, max_edge_of
-from imgtag.request.engine import Engine, EngineSettings, WorkItem
+from imgtag.request.engine import Engine, EngineSettings, EngineStats, WorkItem
 from imgtag.request.learned_limits import Memory
 from imgtag.request.pace_words import credits_used, pace_words
 from imgtag.request.pacer import Pacer
@@ -24,6 +24,7 @@ from imgtag.request.packing import pack_images, pack_size
 from imgtag.request.warmup import CACHE_STILL_WARM_S, pace_warm_up, warm_cache_first
 from imgtag.store import Store
 from imgtag.summary import Summary, summarize
+from imgtag.words import plural
 
 
 @dataclass
@@ -147,9 +148,11 @@ class Run:
     def snapshot(self) -> Snapshot:
         eng = self.engine
         pacer = eng.pacer if eng else None
-        in_flight = eng.images_in_flight if eng else 0  # images, not requests: a pack carries K
+        in_flight = requests_in_flight(self.provider, eng)
         bat = self.batcher.stats if self.batcher is not None else None  # batch mode: BatchRunner counters
-        spent = (eng.stats.spent_usd if eng else 0.0) + (bat.spent_usd if bat else 0.0)
+        spent: float | None = (eng.stats.spent_usd if eng else 0.0) + (bat.spent_usd if bat else 0.0)
+        if self.target.model.prices is None:
+            spent = None  # tokens paid at prices nobody knows: "cost unknown", never $0
         batch_view = None if bat is None else BatchView(submitted=bat.submitted, processing=bat.in_batches,
                                                         collected=bat.ok + bat.failed, batches=len(bat.live))
         return Snapshot(
@@ -166,7 +169,7 @@ class Run:
             extra="",
             counted=self.ingestor.counted if self.ingestor else None,
             done_before=self.done_before,
-            spent_to_date_usd=self.spent_before + spent,
+            spent_to_date_usd=None if spent is None or self.spent_before is None else self.spent_before + spent,
             batch=batch_view,
         )
 
@@ -201,6 +204,7 @@ class Run:
         counting = asyncio.create_task(self.record_count())
         counted = None
         estimator = (Estimator(self.target.preset, models=[self.target.model.id], min_short=cfg.min_side,
+                               infos={self.target.model.id: self.target.model},
                                per_request=cfg.images_per_request) if cfg.dry_run else None)
         message = None
         fatal = None
@@ -228,7 +232,8 @@ class Run:
                 self.engine = Engine(self.store, provider, EngineSettings(
                     key=self.key, preset=self.target.preset, model=self.target.model, budget_usd=cfg.budget,
                     max_attempts=cfg.max_attempts, images_per_request=pack_size(self.provider, cfg.images_per_request),
-                    validation_retries=1 if self.provider.reask_invalid else 0),
+                    validation_retries=1 if self.provider.reask_invalid else 0,
+                    shape_only=not self.provider.follows_schema),
                     pace_warm_up(pacer, provider, self.target.preset, self.target.model), self.run_id)
                 try:
                     await self.engine.run(self.work_items(ingestor, None))
@@ -236,8 +241,7 @@ class Run:
                     memory.save(pacer)
                 fatal = self.engine.fatal
                 if self.engine.budget_hit:
-                    message = (f"budget of {usd(cfg.budget)} reached: {self.engine.stats.budget_stopped} images "
-                               "were not sent (run again with a larger --budget to continue)")
+                    message = budget_message(cfg.budget, self.engine.stats)
                 if self.in_batches:
                     from imgtag.batchhint import in_batches_note
 
@@ -250,6 +254,8 @@ class Run:
             ticker.cancel()
             counting.cancel()
             counted = self.final_count(ingestor, interrupted)
+            if not interrupted and self.seen_run is not None:
+                ingestor.reserve_rest(seconds=10.0)
             ingestor.close()
             progress.close(erase=interrupted)
         summary = summarize(self.store.db, self.key, run_id=self.run_id, counted=counted)
@@ -302,3 +308,28 @@ class Run:
     @property
     def missing_args(self) -> list[str]:
         return list(self.ingestor.counters.stats.missing_args) if self.ingestor else []
+
+
+def budget_message(budget: float | None, stats: EngineStats) -> str:
+    """What a --budget stop held back: spent and reserved for the requests in flight when it stopped, and the
+    images left pending."""
+    stop = stats.budget_stop
+    held = ""
+    if stop is not None:
+        flight = (f"{usd(stop.reserved_usd)} reserved for {plural(stop.requests_in_flight, 'request')} in flight"
+                  if stop.requests_in_flight else "nothing in flight")
+        held = f" ({usd(stop.spent_usd)} spent, {flight})"
+    left = stats.budget_stopped
+    return (f"budget of {usd(budget)} reached{held}: {plural(left, 'image')} {'was' if left == 1 else 'were'} "
+            "not sent (run again with a larger --budget to continue)")
+
+
+def requests_in_flight(provider: Provider | None, engine: Engine | None) -> int:
+    """Requests sent and not yet answered: the provider's own count when it keeps one (a request waiting for a
+    local server's adaptive limit, or for the SDK's import, is not in flight), else the engine's count of the
+    requests it started (one per pack)."""
+    if engine is None:
+        return 0
+    if provider is not None and provider.counts_on_the_wire:
+        return provider.on_the_wire_now
+    return engine.requests_in_flight

@@ -12,12 +12,14 @@ from imgtag.costview import status_estimate, status_estimate_line
 from imgtag.money import usd
 from imgtag.store import Store
 from imgtag.store import batches as sb
+from imgtag.store.db import KEPT_ANSWER
 from imgtag.store.review import review_counts
 from imgtag.summary import summarize
 from imgtag.targets import all_targets, key_of, label, selection_flags
-from imgtag.words import plural
+from imgtag.words import failure_text, plural
 
 FAILURES_SHOWN = 50
+KEPT_ANSWER_SHOWN = 160  # characters of a kept answer on the text page; --json and the results hold all of it
 
 
 def gather(store: Store, meta: dict[str, Any] | None) -> dict[str, Any]:
@@ -34,29 +36,35 @@ def gather(store: Store, meta: dict[str, Any] | None) -> dict[str, Any]:
     if key is not None:
         kp = (key.preset_version, key.provider, key.model)
         in_set, since = ("AND seen_run >= ?", (file_set.run,) * 2) if file_set else ("", ())
-        select = ("SELECT f.display, j.error_type, j.error_message FROM jobs j JOIN files f ON f.id = j.file_id"
+        select = (f"SELECT f.display, j.error_type, j.error_message, ({KEPT_ANSWER}) FROM jobs j"
+                  " JOIN files f ON f.id = j.file_id"
                   " WHERE j.status='failed' AND j.preset_version=? AND j.provider=? AND j.model=?"
-                  f" {in_set.replace('seen_run', 'f.seen_run')} UNION ALL SELECT display, reason_code, reason"
+                  f" {in_set.replace('seen_run', 'f.seen_run')} UNION ALL SELECT display, reason_code, reason, NULL"
                   f" FROM files WHERE status='failed' {in_set}")
         (failed_total,) = store.db.execute(f"SELECT COUNT(*) FROM ({select})", (*kp, *since)).fetchone()
-        failures = [{"path": r[0], "type": r[1] or "error", "message": r[2] or ""}
+        failures = [{"path": r[0], "type": r[1] or "error", "message": r[2] or "", "raw_answer": r[3]}
                     for r in store.db.execute(f"{select} LIMIT {FAILURES_SHOWN}", (*kp, *since))]
     others = []
     for other in all_targets(store):
         if meta is not None and key_of(other) == key:
             continue
         o = summarize(store.db, key_of(other), **scope)
-        others.append({**_identity(other), "by_status": o.by_status, "cost_usd": round(o.cost_usd, 8)})
-    this = [{**_identity(meta), "by_status": s.by_status, "cost_usd": round(s.cost_usd, 8)}] if meta else []
+        others.append({**_identity(other), "by_status": o.by_status, "cost_usd": _dollars(o.cost_usd)})
+    this = [{**_identity(meta), "by_status": s.by_status, "cost_usd": _dollars(s.cost_usd)}] if meta else []
     return {"target": meta, "files": s.files, "path_base": fileset.stated_base(store),
             "by_status": s.by_status, "by_error": s.by_error,
             "input_tokens": s.input_tokens, "output_tokens": s.output_tokens,
             "cache_creation_input_tokens": s.cache_creation_input_tokens,
-            "cache_read_input_tokens": s.cache_read_input_tokens, "cost_usd": round(s.cost_usd, 8),
+            "cache_read_input_tokens": s.cache_read_input_tokens, "cost_usd": _dollars(s.cost_usd),
             "requests": s.requests, "batches": batches, "credits_spent": s.credits_spent,
             "credits_remaining": s.credits_remaining, "failures": failures, "failures_total": failed_total,
             "targets": this + others, "estimate": status_estimate(store.db, meta) if meta else None,
-            "review": review_counts(store.db, key).as_dict() if key is not None else None}
+            "review": review_counts(store.db, key, scope.get("since_run")).as_dict() if key is not None else None}
+
+
+def _dollars(amount: float | None) -> float | None:
+    """JSON's cost: null when some tokens were paid at prices nobody knows (never a made-up 0)."""
+    return None if amount is None else round(amount, 8)
 
 
 def _identity(meta: dict[str, Any]) -> dict[str, Any]:
@@ -68,6 +76,7 @@ async def refresh_batches(batches: list[dict[str, Any]], timeout: float = 15.0) 
     changed: the next `imgtag run` collects and records. Without a key, or on any error, states stay as stored."""
     from imgtag.providers import create_provider
     from imgtag.providers.base import ConfigError, ProviderError
+    from imgtag.providers.batch_api import counted
 
     for name in sorted({b["provider"] for b in batches}):
         try:
@@ -83,6 +92,7 @@ async def refresh_batches(batches: list[dict[str, Any]], timeout: float = 15.0) 
                     handle = await api.retrieve(b["id"])
                 except ProviderError:
                     continue
+                handle = counted(handle, int(b["item_count"]))  # OpenAI counts nothing while validating
                 b.update(processing_status=handle.processing_status, request_counts=dict(handle.counts), live=True)
         finally:
             await provider.aclose()
@@ -118,9 +128,13 @@ def render(report: dict[str, Any], credits_line: str | None) -> list[str]:
         lines.append("ended batches are collected by running the same `imgtag run` command again")
     for f in report["failures"]:
         lines.append(f"  failed {f['path']}: {failure_text(f['type'], f['message'])}")
+        if f.get("raw_answer"):
+            lines.append(f"    answer kept: {_excerpt(f['raw_answer'])}")
     more = report["failures_total"] - len(report["failures"])
     if more > 0:
         lines.append(f"  ... and {more} more (`imgtag status --json` or results.jsonl has them all)")
+    if any(f.get("raw_answer") for f in report["failures"]):
+        lines.append("  answers kept in full: `imgtag status --json`, and error.raw_answer in results.jsonl")
     for other in report["targets"][1:]:
         counts = ", ".join(f"{k} {v}" for k, v in sorted(other["by_status"].items())) or "none"
         lines.append(f"also here: {label(other)} ({counts}; spent {usd(other['cost_usd'])}); "
@@ -137,9 +151,6 @@ def review_line(review: dict[str, int]) -> str:
     return "review: " + ", ".join(parts)
 
 
-def failure_text(kind: str, message: str) -> str:
-    """'corrupt: bad header', not 'corrupt: corrupt: bad header': most stored causes already start with their type."""
-    message = message or ""
-    if message == kind or message.startswith(f"{kind}:"):
-        return message
-    return f"{kind}: {message}" if message else kind
+def _excerpt(text: str) -> str:
+    line = " ".join(text.split())
+    return line if len(line) <= KEPT_ANSWER_SHOWN else line[:KEPT_ANSWER_SHOWN - 1] + "…"

@@ -208,6 +208,9 @@ class FakeConfig:
     #   "reject:<status>" -> answer with that error, no batch is created;
     #   "lost:<status>"   -> the batch IS created, then the answer is that error (a response lost in transit).
     batch_create_faults: list[str] = field(default_factory=list)
+    # False: a gateway without the Message Batches API (LiteLLM's proxy answers every /v1/messages/batches route
+    # with FastAPI's 404 {"detail": "Not Found"}).
+    batches_api: bool = True
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> FakeConfig:
@@ -257,6 +260,7 @@ class FakeStats:
             self.cache_creation_input_tokens = 0
             self.cache_read_input_tokens = 0
             self.cache_creation_1h_input_tokens = 0  # the part of the writes made with ttl "1h" (billed 2x)
+            self.usages: list[dict[str, Any]] = []  # each billed answer's usage, in the order they were produced
             # A compact log of /v1/messages requests: what the SDK actually sent (headers that matter).
             self.request_log: list[dict[str, Any]] = []
             self.batches_created = 0
@@ -446,13 +450,34 @@ def _is_wide(ch: str) -> bool:
     )
 
 
-def _text_tokens(text: str, factor: float = 1.0) -> int:
-    """The fake's tokenizer: 4 characters per token for Latin text, one per CJK character, times the
-    model's tokenizer factor (Haiku 5.5 counts ~30% more, api-facts F). Rounded up per block."""
+# The fake's tokenizer is its own, not imgtag's estimate (pricing/textcount.py counts characters / 4), so tests that
+# hold an estimate to the fake's bill compare two independent counts. It counts the way BPE tokenizers split text:
+# an ASCII word is one token per 6 letters begun (common words are one token; long ones split), digits go in
+# threes, a run of punctuation is one token per 2 characters (JSON's `": "` and `"],` merge), whitespace joins
+# the next token, a CJK/kana/hangul character is one token, and other letters (accented, Cyrillic, ...) one per
+# 2 characters. On the English prompts imgtag sends the two counts agree within about 5%; on JSON schemas the
+# fake counts 15-35% more, so a whole prefix (schema + system [+ guide]) 1-14% more.
+_PIECES = re.compile(r"[A-Za-z]+|[0-9]+|[^\sA-Za-z0-9]+")
+# How far imgtag's text estimate may be from this count on what imgtag sends; tests/test_cost.py measures it.
+TEXT_TOLERANCE = 0.15
+
+
+def text_tokens(text: str, factor: float = 1.0) -> int:
+    """The fake's count for one block of text, times the model's tokenizer factor (Haiku 5.5 counts ~30% more,
+    api-facts F). Rounded up per block."""
     if not text:
         return 0
-    wide = sum(1 for ch in text if _is_wide(ch))
-    return math.ceil((wide + math.ceil((len(text) - wide) / 4)) * factor)
+    count = 0
+    for piece in _PIECES.findall(text):
+        if piece.isascii() and piece.isalpha():
+            count += math.ceil(len(piece) / 6)
+        elif piece.isascii() and piece.isdigit():
+            count += math.ceil(len(piece) / 3)
+        else:
+            wide = sum(1 for ch in piece if _is_wide(ch))
+            count += wide + math.ceil((len(piece) - wide) / 2)
+    return math.ceil(count * factor)
+
 
 
 def _mark(block: Any) -> dict[str, Any] | None:
@@ -727,23 +752,23 @@ def _analyze_request(body: Any, cfg: FakeConfig) -> _Analysis:
     system = body.get("system")
     blocks: list[tuple[int, Any, dict[str, Any] | None]] = []  # (tokens, hashable content, cache_control)
     for t in tools:
-        blocks.append((_text_tokens(json.dumps(t, sort_keys=True), factor), t, _mark(t)))
+        blocks.append((text_tokens(json.dumps(t, sort_keys=True), factor), t, _mark(t)))
     if schema is not None:
         # The API turns the schema into a system prompt and bills it (it also invalidates the cache when it
         # changes, api-facts B); it sits before the system blocks.
-        blocks.append((_text_tokens(json.dumps(schema, sort_keys=True), factor), schema, None))
+        blocks.append((text_tokens(json.dumps(schema, sort_keys=True), factor), schema, None))
     if isinstance(system, str):
-        blocks.append((_text_tokens(system, factor), system, None))
+        blocks.append((text_tokens(system, factor), system, None))
     elif isinstance(system, list):
         for b in system:
             text = b.get("text") if isinstance(b, dict) and isinstance(b.get("text"), str) else ""
-            blocks.append((_text_tokens(text, factor), b, _mark(b)))
+            blocks.append((text_tokens(text, factor), b, _mark(b)))
     dim_tokens = iter(_visual_tokens(w, h) for _, w, h in dims)
     image_labels: list[str] = []
     for msg in messages:
         content = msg.get("content")
         if isinstance(content, str):
-            blocks.append((_text_tokens(content, factor), content, None))
+            blocks.append((text_tokens(content, factor), content, None))
             continue
         previous = ""
         for block in content:
@@ -756,7 +781,7 @@ def _analyze_request(body: Any, cfg: FakeConfig) -> _Analysis:
                     # A model reads a short line right before an image as its label ("Image 2:").
                     image_labels.append(previous.strip().rstrip(":").strip() if len(previous) <= 40 else "")
             else:
-                tokens = _text_tokens(_text_chars_str([block]), factor)
+                tokens = text_tokens(_text_chars_str([block]), factor)
             blocks.append((tokens, block, _mark(block)))
             previous = block.get("text") if block.get("type") == "text" and isinstance(block.get("text"), str) else ""
     input_total = sum(b[0] for b in blocks)
@@ -1332,6 +1357,8 @@ class FakeAnthropicServer:
             return self._messages(h, raw, headers, log)
         if path.startswith("/v1/models") and method == "GET":
             return self._models(h, path, query, headers)
+        if path.startswith("/v1/messages/batches") and not self.config.batches_api:
+            raise _ApiError(404, body={"detail": "Not Found"})
         if path == "/v1/messages/count_tokens" and method == "POST":
             analysis = _analyze_request(self._parse_json(raw), self.config)
             self._send_json(h, 200, {"input_tokens": analysis.input_tokens_total}, headers)
@@ -1611,6 +1638,7 @@ class FakeAnthropicServer:
             self.stats.cache_creation_1h_input_tokens += (usage.get("cache_creation") or {}).get(
                 "ephemeral_1h_input_tokens"
             ) or 0
+            self.stats.usages.append(dict(usage))
 
     def _answer(
         self,

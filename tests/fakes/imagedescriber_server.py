@@ -66,7 +66,11 @@ class FakeTagConfig:
     credits_as_strings: bool = False  # the documentation's example shows them as strings
     errors_http_200: bool = False   # error envelopes with HTTP 200 instead of a matching status
     long_descriptions: bool = False  # descriptions over 125 characters (alt-text mapping)
+    long_titles: bool = False       # titles over 100 characters: the API's choice, longer than any preset allows
     tag_count: int = 12
+    # Parts of data.tags replaced in every answer (a value of None leaves the key out): answers of a shape the
+    # documentation does not promise, e.g. {"tags": "a, b"} or {"description": None}.
+    reshape: dict[str, Any] = field(default_factory=dict)
     script: list[int] = field(default_factory=list)
     respond: RespondHook | None = None
 
@@ -246,12 +250,20 @@ class FakeTagServer:
         if self.config.long_descriptions:
             description += " It goes on to describe the light, the composition and every object in the frame " \
                            "at length, as a detailed description does."
+        title = f"Picture {colour} {width}x{height}"
+        if self.config.long_titles:
+            title += " taken on a bright day, showing the whole scene with every object, the light and the setting"
         amount: Any = self.config.cost
         rest: Any = remaining
         if self.config.credits_as_strings:
             amount, rest = f"{amount:g}", f"{rest:g}"
-        return {"tags": {"tags": tags, "title": f"Picture {colour} {width}x{height}", "description": description},
-                "credits": {"amount": amount, "remaining": rest}}
+        answer: dict[str, Any] = {"tags": tags, "title": title, "description": description}
+        for name, value in self.config.reshape.items():
+            if value is None:
+                answer.pop(name, None)
+            else:
+                answer[name] = value
+        return {"tags": answer, "credits": {"amount": amount, "remaining": rest}}
 
 
 class _Handler(BaseHTTPRequestHandler):

@@ -8,6 +8,12 @@ Variants behave like the servers imgtag meets (api-facts section G2):
 - "ollama":   response_format ignored (answers may come fenced or wrapped in prose); 503 "server busy" past its queue.
 - "openai":   a key is required; strict schema checks (every property required, additionalProperties false);
               x-ratelimit-* headers and 429 with retry-after past the request budget.
+- "litellm":  LiteLLM's proxy in front of some API: serves /chat/completions with or without /v1; an unknown model
+              alias -> 400 "/chat/completions: Invalid model name passed in model=..."; a wrong key on a proxy
+              without a database -> 400 "No connected db." (both bodies as the real proxy sends them).
+llama-server also takes {"type": "json_object", "schema": {...}} and enforces the schema with a grammar: its answers
+then follow the schema whatever the model would have written. Every variant but litellm serves only /v1/...: a base
+URL without /v1 meets 404 "no route POST /chat/completions" (vLLM's FastAPI: {"detail": "Not Found"}).
 Any variant can be a reasoning model that thinks first (`reasoning="tags"` puts <think>...</think> in content,
 `reasoning="field"` sends reasoning_content); thinking costs `think_tokens`, and a max_tokens below that leaves
 no answer at all (finish_reason "length").
@@ -34,10 +40,12 @@ from collections import Counter
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+from urllib.parse import parse_qsl, urlsplit
 
 from .anthropic_server import _analyze_image, _InstanceMaker
+from .openai_batch_api import BatchAPIConfig, FakeBatchAPI
 
-VARIANTS = ("vllm", "lmstudio", "llamacpp", "ollama", "openai")
+VARIANTS = ("vllm", "lmstudio", "llamacpp", "ollama", "openai", "litellm")
 
 
 @dataclass
@@ -63,6 +71,9 @@ class OpenAIFakeConfig:
     p_drop: float = 0.0
     fail_first_n: int = 0                   # the first n requests answer 503
     mode_overrides: dict[str, str] = field(default_factory=dict)  # image key -> output mode
+    # The Batch API (/v1/files, /v1/batches: tests/fakes/openai_batch_api.py), BatchAPIConfig fields. Served
+    # by the "openai" variant only unless {"enabled": True}; the others answer 404, as vLLM, Ollama... do.
+    batches: dict[str, Any] = field(default_factory=dict)
 
     def update(self, data: dict[str, Any]) -> None:
         names = {f.name for f in dataclasses.fields(self)}
@@ -96,9 +107,10 @@ class OpenAIFakeStats:
 
 class _Reply(Exception):
     def __init__(self, status: int, message: str, *, headers: dict[str, str] | None = None,
-                 code: str | None = None, plain: bool = False) -> None:
+                 code: str | None = None, plain: bool = False, body: dict[str, Any] | None = None) -> None:
         super().__init__(message)
         self.status, self.message, self.headers, self.code, self.plain = status, message, headers or {}, code, plain
+        self.body = body  # the whole error body, where a server's own shape matters
 
 
 class _Drop(Exception):
@@ -117,6 +129,8 @@ class FakeOpenAIServer:
         self._bucket_t = time.monotonic()
         self._httpd: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
+        self.batch_api = FakeBatchAPI(self, BatchAPIConfig(**{"enabled": self.config.variant == "openai",
+                                                               **self.config.batches}))
 
     # -- lifecycle --------------------------------------------------------------------------------
 
@@ -174,10 +188,19 @@ class FakeOpenAIServer:
             now = time.time()
             self.stats.first_t = self.stats.first_t or now
         if cfg.api_key is not None and headers.get("authorization") != f"Bearer {cfg.api_key}":
+            if cfg.variant == "litellm":  # a key that is not the master key, and no database to look it up in
+                raise _Reply(400, "No connected db.", body={"error": {
+                    "message": "No connected db.", "type": "no_db_connection", "param": None, "code": "400"}})
             raise _Reply(401, "Incorrect API key provided.", code="invalid_api_key")
         limit_headers = self._rate_limit(cfg)
         model = body.get("model")
         if model not in cfg.models:
+            if cfg.variant == "litellm":
+                said = (f"/chat/completions: Invalid model name passed in model={model}. Call `/v1/models` to view "
+                        "available models for your key.")
+                raise _Reply(400, said, body={"error": {"message": said, "type": "invalid_request_error",
+                                                        "param": None, "code": "400",
+                                                        "provider_specific_fields": {"error": said}}})
             if cfg.variant == "ollama":
                 raise _Reply(404, f"model '{model}' not found", plain=True)
             raise _Reply(404, f"The model `{model}` does not exist.", code="model_not_found")
@@ -185,12 +208,12 @@ class FakeOpenAIServer:
         with self.stats.lock:  # what was sent, counted before any rejection
             self.stats.response_formats[rf.get("type", "text") if isinstance(rf, dict) else "text"] += 1
         fmt = self._check_format(cfg, body)
-        key, sent_format = self._image(cfg, body)
+        key, sent_format, sent_size = self._image(cfg, body)
         with self.stats.lock:
             self.stats.request_log.append({"response_format": fmt, "temperature": body.get("temperature"),
                                            "max_tokens": body.get("max_tokens"),
                                            "max_completion_tokens": body.get("max_completion_tokens"),
-                                           "image_format": sent_format, "key": key,
+                                           "image_format": sent_format, "image_size": sent_size, "key": key,
                                            "authorization": "authorization" in headers})
         override = cfg.mode_overrides.get(key, "")
         if override.startswith("error:"):
@@ -206,6 +229,24 @@ class FakeOpenAIServer:
             raise _Reply(502, "Bad Gateway")
         self._serve(cfg)
         return self._answer(cfg, body, key, fmt), limit_headers
+
+    def answer_item(self, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+        """One request of a batch: (HTTP status, body) as /v1/chat/completions would answer it, without pacing,
+        latency or random faults (a batch's own faults are configured on the batch API)."""
+        cfg = self.config
+        try:
+            if body.get("model") not in cfg.models:
+                raise _Reply(404, f"The model `{body.get('model')}` does not exist.", code="model_not_found")
+            fmt = self._check_format(cfg, body)
+            images = self._images(cfg, body)
+            key = images[0][1]
+            override = cfg.mode_overrides.get(key, "")
+            if override.startswith("error:"):
+                raise _Reply(int(override.split(":")[1]), "Invalid image: the image could not be processed.")
+            labelled = [(label, k) for label, k, _f, _s in images] if len(images) > 1 else None
+            return 200, self._answer(cfg, body, key, fmt, labelled)
+        except _Reply as reply:
+            return reply.status, error_payload(reply)
 
     def _rate_limit(self, cfg: OpenAIFakeConfig) -> dict[str, str]:
         if cfg.variant != "openai" or not cfg.rpm:
@@ -235,6 +276,8 @@ class FakeOpenAIServer:
             return kind  # accepted and (here) ignored
         if kind == "json_object" and cfg.variant == "lmstudio":
             raise _Reply(400, "'response_format.type' must be 'json_schema' or 'text'")
+        if kind == "json_object" and cfg.variant == "llamacpp" and isinstance(rf.get("schema"), dict):
+            return "json_object+schema"  # enforced by a grammar made from the schema
         if kind == "json_schema":
             if cfg.variant == "llamacpp":
                 raise _Reply(400, 'response_format type must be one of "text" or "json_object"')
@@ -254,10 +297,24 @@ class FakeOpenAIServer:
                                  code="invalid_json_schema")
         return kind
 
-    def _image(self, cfg: OpenAIFakeConfig, body: dict[str, Any]) -> tuple[str, str]:
-        parts = [p for m in body.get("messages", []) if isinstance(m.get("content"), list)
-                 for p in m["content"] if isinstance(p, dict) and p.get("type") == "image_url"]
-        if not parts:
+    def _image(self, cfg: OpenAIFakeConfig, body: dict[str, Any]) -> tuple[str, str, tuple[int, int]]:
+        """The first image's key, format and size (every image of the request is checked)."""
+        _label, key, fmt, size = self._images(cfg, body)[0]
+        return key, fmt, size
+
+    def _images(self, cfg: OpenAIFakeConfig, body: dict[str, Any]) -> list[tuple[str, str, str, tuple[int, int]]]:
+        """(label, key, format, size) per image: a model reads a short text part right before an image as its label
+        ("Image 2:"), so a request carrying several labelled images (--images-per-request) gets one answer each."""
+        found: list[tuple[str, dict[str, Any]]] = []
+        for m in body.get("messages", []):
+            previous = ""
+            for p in m.get("content") if isinstance(m.get("content"), list) else []:
+                if not isinstance(p, dict):
+                    continue
+                if p.get("type") == "image_url":
+                    found.append((previous.strip().rstrip(":").strip() if len(previous) <= 40 else "", p))
+                previous = str(p.get("text") or "") if p.get("type") == "text" else ""
+        if not found:
             raise _Reply(400, "no image in the request")
         if not cfg.vision:
             if cfg.variant == "lmstudio":
@@ -266,20 +323,23 @@ class FakeOpenAIServer:
                 raise _Reply(500, "image input is not supported - hint: if this is unexpected, you may need "
                                   "to provide the mmproj")
             raise _Reply(400, "The model does not support image input.")
-        url = str(parts[0].get("image_url", {}).get("url", ""))
-        match = re.match(r"data:(image/[a-z]+);base64,(.*)$", url, re.DOTALL)
-        if not match:
-            raise _Reply(400, "image_url must be a base64 data URL")
-        media = match.group(1)
-        if media == "image/webp" and cfg.variant in ("lmstudio", "llamacpp"):
-            if cfg.variant == "lmstudio":
-                raise _Reply(400, "'url' field must be a base64 encoded image")
-            raise _Reply(400, "failed to load image or audio file")
-        try:
-            key, _w, _h, fmt = _analyze_image(base64.b64decode(match.group(2), validate=True))
-        except (binascii.Error, OSError, ValueError):
-            raise _Reply(400, "could not decode the image") from None
-        return key, fmt
+        out = []
+        for label, part in found:
+            url = str(part.get("image_url", {}).get("url", ""))
+            match = re.match(r"data:(image/[a-z]+);base64,(.*)$", url, re.DOTALL)
+            if not match:
+                raise _Reply(400, "image_url must be a base64 data URL")
+            media = match.group(1)
+            if media == "image/webp" and cfg.variant in ("lmstudio", "llamacpp"):
+                if cfg.variant == "lmstudio":
+                    raise _Reply(400, "'url' field must be a base64 encoded image")
+                raise _Reply(400, "failed to load image or audio file")
+            try:
+                key, width, height, fmt = _analyze_image(base64.b64decode(match.group(2), validate=True))
+            except (binascii.Error, OSError, ValueError):
+                raise _Reply(400, "could not decode the image") from None
+            out.append((label, key, fmt, (width, height)))
+        return out
 
     def _serve(self, cfg: OpenAIFakeConfig) -> None:
         with self.stats.lock:
@@ -304,10 +364,14 @@ class FakeOpenAIServer:
             if self._slots is not None:
                 self._slots.release()
 
-    def _answer(self, cfg: OpenAIFakeConfig, body: dict[str, Any], key: str, fmt: str) -> dict[str, Any]:
+    def _answer(self, cfg: OpenAIFakeConfig, body: dict[str, Any], key: str, fmt: str,
+                labelled: list[tuple[str, str]] | None = None) -> dict[str, Any]:
         schema = _find_schema(body, fmt)
-        instance = _InstanceMaker(schema, key).make(schema, "value") if schema else {"description": f"img {key}"}
+        instance = (_InstanceMaker(schema, key, labelled).make(schema, "value") if schema
+                    else {"description": f"img {key}"})
         mode = cfg.mode_overrides.get(key, cfg.output_mode)
+        if fmt == "json_object+schema":
+            mode = "json"  # the grammar allows nothing else, however the model would have answered
         if cfg.variant == "ollama" and fmt != "text" and mode == "json":
             mode = "fenced"  # ignores the schema and the format: answers the way the model likes
         if mode == "invalid":
@@ -338,7 +402,8 @@ class FakeOpenAIServer:
         prompt_tokens = 85 + sum(len(str(m.get("content"))) // 40 for m in body.get("messages", []))
         with self.stats.lock:
             if finish == "stop":
-                self.stats.answered_by_key[key] += 1
+                for answered in [k for _label, k in labelled] if labelled else [key]:
+                    self.stats.answered_by_key[answered] += 1
             self.stats.last_t = time.time()
         return {
             "id": "chatcmpl-" + secrets.token_hex(12), "object": "chat.completion", "created": int(time.time()),
@@ -349,11 +414,22 @@ class FakeOpenAIServer:
         }
 
 
+def error_payload(reply: _Reply) -> dict[str, Any]:
+    if reply.body is not None:
+        return reply.body
+    if reply.plain:
+        return {"error": reply.message}
+    return {"error": {"message": reply.message, "type": "invalid_request_error" if reply.status < 500
+                      else "server_error", "param": None, "code": reply.code}}
+
+
 def _find_schema(body: dict[str, Any], fmt: str) -> dict[str, Any] | None:
     """From response_format, else from the instructions (as a model reads it from the prompt)."""
     rf = body.get("response_format")
     if fmt == "json_schema" and isinstance(rf, dict):
         return rf["json_schema"]["schema"]
+    if fmt == "json_object+schema" and isinstance(rf, dict):
+        return rf["schema"]
     for m in body.get("messages", []):
         content = m.get("content")
         if isinstance(content, str):
@@ -397,16 +473,57 @@ class _Handler(BaseHTTPRequestHandler):
         pass
 
     def do_GET(self) -> None:
+        if self._batch_route("GET"):
+            return
         if self.path.rstrip("/").endswith("/models"):
             self._send(200, {"object": "list", "data": [{"id": m, "object": "model"} for m in self.fake.config.models]})
         else:
             self._send(404, {"error": {"message": "not found"}})
 
+    def do_DELETE(self) -> None:
+        if not self._batch_route("DELETE"):
+            self._send(404, {"error": {"message": "not found"}})
+
+    def _body(self) -> bytes:
+        if "chunked" in (self.headers.get("transfer-encoding") or "").lower():
+            chunks = []
+            while True:
+                size = int(self.rfile.readline().split(b";")[0].strip() or b"0", 16)
+                if size == 0:
+                    self.rfile.readline()
+                    return b"".join(chunks)
+                chunks.append(self.rfile.read(size))
+                self.rfile.readline()
+        return self.rfile.read(int(self.headers.get("content-length") or 0))
+
+    def _batch_route(self, method: str) -> bool:
+        """Files and batches (the Batch API); False for any other path."""
+        url = urlsplit(self.path)
+        if not url.path.startswith(("/v1/files", "/v1/batches")):
+            return False
+        raw = self._body() if method == "POST" else b""
+        headers = {k.lower(): v for k, v in self.headers.items()}
+        status, data, content_type = self.fake.batch_api.route(method, url.path, dict(parse_qsl(url.query)),
+                                                               headers, raw)
+        self.send_response(status)
+        self.send_header("content-type", content_type)
+        self.send_header("content-length", str(len(data)))
+        self.send_header("x-request-id", "req_" + secrets.token_hex(8))
+        self.end_headers()
+        self.wfile.write(data)
+        return True
+
     def do_POST(self) -> None:
-        length = int(self.headers.get("content-length") or 0)
-        raw = self.rfile.read(length)
-        if not self.path.rstrip("/").endswith("/chat/completions"):
-            self._send(404, {"error": {"message": f"no route {self.path}"}})
+        if self._batch_route("POST"):
+            return
+        raw = self._body()
+        path = self.path.rstrip("/")
+        if path not in ("/v1/chat/completions", "/chat/completions") or (
+                path == "/chat/completions" and self.fake.config.variant != "litellm"):
+            if self.fake.config.variant == "vllm":
+                self._send(404, {"detail": "Not Found"})
+            else:
+                self._send(404, {"error": {"message": f"no route POST {self.path}"}})
             return
         headers = {k.lower(): v for k, v in self.headers.items()}
         stats = self.fake.stats
@@ -430,12 +547,7 @@ class _Handler(BaseHTTPRequestHandler):
             with contextlib.suppress(OSError):
                 self.connection.shutdown(socket.SHUT_RDWR)
         except _Reply as reply:
-            if reply.plain:
-                payload: dict[str, Any] = {"error": reply.message}
-            else:
-                payload = {"error": {"message": reply.message, "type": "invalid_request_error"
-                                     if reply.status < 500 else "server_error", "param": None, "code": reply.code}}
-            self._send(reply.status, payload, reply.headers)
+            self._send(reply.status, error_payload(reply), reply.headers)
         except ValueError:
             self._send(400, {"error": {"message": "invalid JSON body"}})
 

@@ -53,6 +53,10 @@ class ToyBatches:
     max_bytes = 200 * 1024 * 1024
     envelope_bytes = 0           # JSONL: lines joined by newlines, nothing around them
     packs_images = False         # its requests are plain dicts, not Messages content
+    labels_batches = False       # keeps no metadata: reconciled by request count
+
+    def unavailable(self) -> str | None:
+        return None
 
     def build_params(self, image: ImageInput, options: RequestOptions) -> dict[str, Any]:
         return {"model": options.model.id, "image": base64.b64encode(image.data).decode("ascii"),
@@ -61,7 +65,7 @@ class ToyBatches:
     def request_bytes(self, params: dict[str, Any]) -> int:
         return len(json.dumps({"custom_id": "x" * 64, "body": params}, separators=(",", ":")).encode())
 
-    async def create(self, requests: Sequence[BatchRequest], *, timeout: float) -> BatchHandle:
+    async def create(self, requests: Sequence[BatchRequest], *, timeout: float, label: str) -> BatchHandle:
         batch = _Batch(f"toybatch_{next(_IDS):06d}", datetime.now(timezone.utc), list(requests), held=HOLD)
         _BATCHES[batch.id] = batch
         CREATED.append(batch.id)

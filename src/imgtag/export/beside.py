@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 
 from imgtag.export.atomic import atomic_write_bytes
 from imgtag.export.ledger import Ledger, LedgerEntry, sha256_bytes
+from imgtag.words import plural
 
 EXISTING_POLICIES = ("skip", "overwrite", "append", "prepend")
 
@@ -32,10 +33,13 @@ class Tally:
     fmt: str
     counts: dict[str, int] = field(default_factory=dict)
     first_failure: str | None = None
+    first_conflict: str | None = None  # which files a conflict was between, said once
 
     def add(self, outcome: str, reason: str | None = None) -> None:
         self.counts[outcome] = self.counts.get(outcome, 0) + 1
-        if reason and self.first_failure is None:
+        if reason and outcome == "conflict":
+            self.first_conflict = self.first_conflict or reason
+        elif reason and self.first_failure is None:
             self.first_failure = reason
 
     def line(self, what: str, hint: str = "") -> str:
@@ -43,6 +47,9 @@ class Tally:
                  "failed")
         parts = [f"{self.counts[k]} {k}" for k in order if self.counts.get(k)]
         text = f"{self.fmt}: {', '.join(parts) or 'nothing to write'} ({what})"
+        if self.first_conflict:
+            others = self.counts.get("conflict", 1) - 1
+            text += f"; {self.first_conflict}" + (f" (and {plural(others, 'other')})" if others else "")
         if self.counts.get("skipped") and hint:
             text += f"; {hint}"
         if self.first_failure:

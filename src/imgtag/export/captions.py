@@ -65,7 +65,7 @@ def write_txt(rows: Iterable[ResultRow], ctx: ExportContext) -> list[Path]:
     template = ctx.txt_template or (f"{{{ctx.field_names[0]}}}" if ctx.field_names else "")
     check_template(template, ctx.field_names)
     tally = Tally(FORMAT)
-    claimed: set[str] = set()
+    claimed: dict[str, str] = {}  # caption path -> the image whose caption it is
 
     def merge_with(ours: str) -> Any:
         def merge(kept: str, how: str) -> bytes:
@@ -83,9 +83,10 @@ def write_txt(rows: Iterable[ResultRow], ctx: ExportContext) -> list[Path]:
         if target == row.source_path or target in claimed:
             # "a.jpg" and "a.png" would share a.txt (the first in discovery order keeps it), and an image
             # whose own name ends in .txt must never be written over.
-            tally.add("conflict")
+            owner = "is the image itself" if target == row.source_path else f"is {claimed[target]}'s caption"
+            tally.add("conflict", f"{row.path} has no caption: {os.path.basename(target)} {owner}")
             continue
-        claimed.add(target)
+        claimed[target] = row.path
         caption = render(template, row.fields or {})
         if not caption:
             tally.add("empty")

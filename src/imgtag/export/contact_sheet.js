@@ -86,7 +86,7 @@
       img.src = r.thumb;
       box.appendChild(img);
     } else {
-      box.appendChild(el("div", "none", r.status === "skipped" ? "not an image we could read" : "no preview"));
+      box.appendChild(el("div", "none", r.no_preview));
     }
     c.appendChild(box);
     const body = el("div", "body");
@@ -117,10 +117,7 @@
       }
       body.appendChild(dl);
     }
-    if (r.error) {
-      const type = valueText(r.error.type), message = valueText(r.error.message);
-      body.appendChild(el("div", "error", message.startsWith(type) ? message : type + ": " + message));
-    }
+    if (r.error_text) body.appendChild(el("div", "error", r.error_text));
     if (r.duplicate_of) body.appendChild(el("div", "note", "same content as " + r.duplicate_of));
     c.appendChild(body);
     return c;

@@ -29,6 +29,7 @@ from imgtag.export.results import _SURROGATE, _finite
 from imgtag.export.rows import ExportContext, ResultRow
 from imgtag.export.thumbs import SHEET_EDGE, THUMBS, can_have_thumb, is_sha256, make_thumbs
 from imgtag.export.thumbs import thumb_name as sized_thumb_name
+from imgtag.words import failure_text
 
 SHEET_NAME = "contact-sheet.html"
 THUMB_EDGE = SHEET_EDGE
@@ -75,8 +76,26 @@ def write_contact_sheet(rows: Iterable[ResultRow], ctx: ExportContext) -> list[P
 
 
 def _record(row: ResultRow, thumb: str | None) -> dict[str, Any]:
+    error = row.error or {}
     return {"path": row.path, "status": row.status, "thumb": thumb, "fields": row.fields, "error": row.error,
-            "duplicate_of": row.duplicate_of}
+            "error_text": failure_text(str(error.get("type") or "error"), str(error.get("message") or ""))
+            if row.error else None,
+            "no_preview": _no_preview(error.get("type")), "duplicate_of": row.duplicate_of}
+
+
+# The decoder's reason codes (ingest/preprocess.py) for a file it could not read at all.
+_UNREADABLE = frozenset({"empty", "not_image", "unsupported", "truncated", "corrupt", "unreadable"})
+
+
+def _no_preview(reason_code: Any) -> str:
+    """What stands in for a missing thumbnail: an image refused for its size was read, it is not unreadable."""
+    if reason_code == "too_small":
+        return "too small to tag"
+    if reason_code == "bomb":
+        return "too many pixels to decode"
+    if reason_code in _UNREADABLE:
+        return "not an image we could read"
+    return "no preview"
 
 
 def _asset(name: str) -> str:

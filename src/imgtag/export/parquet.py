@@ -24,7 +24,7 @@ PARQUET_NAME = "results.parquet"
 BATCH_ROWS = 10_000
 
 _FIXED = ("path", "status", "sha256", "error_type", "error_message", "model", "preset", "preset_version",
-          "provider", "mode", *USAGE_KEYS, "cost_usd", "duplicate_of")
+          "provider", "mode", *USAGE_KEYS, "cost_usd", "duplicate_of", "error_raw_answer")
 
 
 def arrow_schema(ctx: ExportContext) -> Any:
@@ -52,6 +52,7 @@ def arrow_schema(ctx: ExportContext) -> Any:
         pa.field("cost_usd", pa.float64()),
         pa.field("sha256", pa.string()),
         pa.field("duplicate_of", pa.string()),
+        pa.field("error_raw_answer", pa.string()),  # a paid answer that failed validation, as it came
     ]
     return pa.schema(columns), fields
 
@@ -87,7 +88,7 @@ def _record(row: ResultRow, fields: list[Column]) -> dict[str, Any]:
         "error_type": _s(error.get("type")), "error_message": _s(error.get("message")), "model": _s(row.model),
         "preset": _s(row.preset), "preset_version": _s(row.preset_version), "provider": _s(row.provider),
         "mode": _s(row.mode), "cost_usd": _round_cost(row.cost_usd), "sha256": row.sha256,
-        "duplicate_of": _s(row.duplicate_of),
+        "duplicate_of": _s(row.duplicate_of), "error_raw_answer": _s(error.get("raw_answer")),
     })
     for k in USAGE_KEYS:
         v = usage.get(k)

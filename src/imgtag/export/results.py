@@ -124,7 +124,7 @@ def _finite(value: Any) -> Any:
 _LEADING_COLUMNS = ("path", "status")
 _TRAILING_COLUMNS = (
     "error_type", "error_message", "model", "preset", *USAGE_KEYS, "cost_usd", "sha256", "duplicate_of",
-    "reviewed", "edited_fields",
+    "reviewed", "edited_fields", "error_raw_answer",
 )  # fmt: skip
 _FIXED_COLUMNS = frozenset(_LEADING_COLUMNS + _TRAILING_COLUMNS)
 
@@ -159,6 +159,7 @@ def csv_cells(row: ResultRow, ctx: ExportContext) -> list[str | int]:
         text_cell(row.duplicate_of),
         "true" if row.reviewed else "false",
         value_cell(list(row.edited_fields)),
+        text_cell(error.get("raw_answer")),
     ]
 
 

@@ -48,7 +48,8 @@ THUMB_EDGE, THUMB_SCALE, THUMB_MARGIN_PX = 128, 0.5, 2
 THUMB_ROW_POINTS = 51.0  # 68 px: 64 px of picture and the margins
 THUMB_COLUMN_WIDTH = 9.5  # characters: 71 px
 _LARGER_THUMBS = (SHEET_EDGE,)  # the contact sheet's: decoded instead of the original when there
-_TRAILING = ("error_type", "error_message", "model", "preset", *USAGE_KEYS, "cost_usd", "sha256", "duplicate_of")
+_TRAILING = ("error_type", "error_message", "model", "preset", *USAGE_KEYS, "cost_usd", "sha256", "duplicate_of",
+             "error_raw_answer")
 
 
 def write_xlsx(rows: Iterable[ResultRow], ctx: ExportContext) -> list[Path]:
@@ -166,7 +167,7 @@ def _cells(row: ResultRow, fields: list[Column]) -> list[Any]:
         *(_field_cell(values.get(c.field)) for c in fields),
         _text(error.get("type")), _text(error.get("message")), _text(row.model), _text(row.preset),
         *(_count(usage.get(k)) for k in USAGE_KEYS),
-        _round_cost(row.cost_usd), _text(row.sha256), _text(row.duplicate_of),
+        _round_cost(row.cost_usd), _text(row.sha256), _text(row.duplicate_of), _text(error.get("raw_answer")),
     ]
 
 

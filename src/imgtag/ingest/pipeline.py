@@ -7,7 +7,9 @@ and results are yielded as they complete, so memory stays flat at any folder siz
 from __future__ import annotations
 
 import asyncio
+import itertools
 import os
+import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
@@ -128,6 +130,26 @@ class Ingestor:
     @property
     def counted(self) -> int | None:
         return self._counter.total if self._counter is not None else None
+
+    def reserve_rest(self, seconds: float) -> None:
+        """After a stop before discovery ended (a bad key, a wrong port): give each input file not reached yet its
+        pending row, by the same walk as the count (nothing opened), so results.* list every file still to do.
+        Bounded: past `seconds` the rest is left to the count (status and the summary still include it)."""
+        if self.options.source is not None or self.counters.discovery_done or "-" in self.options.inputs:
+            return
+        end = time.monotonic() + seconds
+        base, seen = self.options.path_base, self.options.seen_run
+        found = discover(self.options.inputs, stats=DiscoveryStats(), exclude=self.options.exclude,
+                         sidecars=self.sidecars)
+        while time.monotonic() < end:
+            chunk = list(itertools.islice(found, 500))
+            if not chunk:
+                return
+            with self.store.db:  # one transaction per chunk: a large folder is thousands of rows
+                self.store.db.execute("BEGIN IMMEDIATE")
+                for d in chunk:
+                    shown = relative_display(d.path, base) if base is not None else d.display
+                    self.store.reserve_file(d.path, shown, d.root, seen)
 
     def finish_count(self, timeout: float) -> int | None:
         """The up-front count, waiting up to `timeout` seconds for the walk (a run that stopped early still

@@ -31,23 +31,43 @@ class Usage:
         )
 
 
-def cost_usd(prices: Prices | None, usage: Usage, *, batch: bool = False, cache_ttl: str = "5m") -> float | None:
+def prompt_tokens(usage: Usage) -> int:
+    """What a long-context threshold is compared with: one request's input + cache reads + cache writes."""
+    return usage.input_tokens + usage.cache_read_input_tokens + usage.cache_creation_input_tokens
+
+
+def is_long(prices: Prices, prompt: int) -> bool:
+    """True when a request of this prompt size is billed at the model's long-context rates."""
+    return (prices.long_context_threshold is not None and prompt > prices.long_context_threshold
+            and prices.long_input is not None and prices.long_output is not None)
+
+
+def cost_usd(prices: Prices | None, usage: Usage, *, batch: bool = False, cache_ttl: str = "5m",
+             request_prompt: int | None = None) -> float | None:
     """Dollar cost of one response. None when the model has no known prices.
 
-    Batch bills every token class at half the standard rate (api-facts C), so cache reads and
-    writes are halved too. Haiku 5.5 bills the whole request at long-context rates once the
-    prompt (input + cache reads + cache writes) passes its threshold.
+    The long-context threshold is a rule about one request (api-facts F): `usage` is one request's, or, for an
+    image of a pack, its share of one request, whose whole prompt is then given as `request_prompt`.
     """
     if prices is None:
         return None
-    prompt = usage.input_tokens + usage.cache_read_input_tokens + usage.cache_creation_input_tokens
+    prompt = prompt_tokens(usage) if request_prompt is None else request_prompt
+    return priced(prices, usage, long=is_long(prices, prompt), batch=batch, cache_ttl=cache_ttl)
+
+
+def priced(prices: Prices, usage: Usage, *, long: bool, batch: bool = False, cache_ttl: str = "5m") -> float:
+    """Dollars for these tokens at the standard or the long-context rates (`usage` may sum several requests that
+    share one band: the estimate prices a run's requests band by band).
+
+    Batch bills every token class at half the standard rate (api-facts C), so cache reads and writes are halved
+    too. In the long band every token class of the request costs more: input and output at their long rates,
+    cache reads and writes scaled like input.
+    """
     input_rate, output_rate = prices.input, prices.output
-    long = prices.long_context_threshold is not None and prompt > prices.long_context_threshold
+    scale = 1.0
     if long and prices.long_input is not None and prices.long_output is not None:
-        scale = prices.long_input / prices.input
+        scale = prices.long_input / prices.input if prices.input else 1.0
         input_rate, output_rate = prices.long_input, prices.long_output
-    else:
-        scale = 1.0
     # Writes the response says were 1-hour ones are billed as such; the rest at the TTL the caller names.
     one_hour = min(usage.cache_creation_1h_input_tokens, usage.cache_creation_input_tokens)
     rest = usage.cache_creation_input_tokens - one_hour

@@ -16,8 +16,9 @@ from dataclasses import dataclass, field
 from imgtag.ingest.sizing import HIGH_RES, STANDARD, VisionTier, fit_size, visual_tokens
 from imgtag.presets import Preset
 from imgtag.presets.packed import LABEL_FIELD, label_for, packed_preset
+from imgtag.pricing.bands import Bands
 from imgtag.pricing.catalogue import ModelInfo, catalogue
-from imgtag.pricing.costs import Usage, cost_usd
+from imgtag.pricing.costs import Usage, priced
 from imgtag.pricing.prefix import PrefixPlan, plan_prefix
 from imgtag.pricing.textcount import estimate_text_tokens
 
@@ -159,21 +160,44 @@ def run_text(images: int, preset: Preset, model: ModelInfo, *, batch: bool, per_
     return RunText(plan, requests, instruction_tokens(asked, model), labels_in, labels_out)
 
 
-def mode_cost(images: int, image_total: int, preset: Preset, model: ModelInfo, *, batch: bool,
-              per_request: int = 1) -> ModeCost:
-    """A run of `images` in one mode, `per_request` labelled images per request (--images-per-request)."""
-    text = run_text(images, preset, model, batch=batch, per_request=per_request)
-    plan, requests = text.plan, text.requests
-    out = images * output_tokens(preset, model) + text.labels_out
-    if plan.cache and requests:
-        write, read = plan.tokens, plan.tokens * (requests - 1)
-        uncached = image_total + text.labels_in + requests * text.instruction
-    else:
+def bands_for(preset: Preset, model: ModelInfo, per_request: int = 1) -> Bands:
+    """Empty bands for a run of this target (pricing/bands.py): what each request carries besides its images."""
+    k = max(1, per_request)
+    asked = packed_preset(preset) if k > 1 else preset
+    label = pack_overhead(preset, model)[0] if k > 1 else 0
+    return Bands(model.prices, k, plan_prefix(asked, model).tokens + instruction_tokens(asked, model), label)
+
+
+def mode_cost(bands: Bands, preset: Preset, model: ModelInfo, *, batch: bool) -> ModeCost:
+    """A run in one mode, its requests priced band by band (each request by its own prompt, pricing/bands.py).
+    The cached prefix is written by the run's first request and read by every other."""
+    k = bands.per_request
+    asked = packed_preset(preset) if k > 1 else preset
+    plan = plan_prefix(asked, model, batch=batch)
+    instruction = instruction_tokens(asked, model)
+    label_in, label_out = pack_overhead(preset, model) if k > 1 else (0, 0)
+    wrapper = answers_wrapper_tokens(model) if k > 1 else 0
+    total = Usage()
+    usd: float | None = None if model.prices is None else 0.0
+    for band, long in ((bands.standard, False), (bands.long, True)):
+        if not band.requests:
+            continue
+        out = band.images * (output_tokens(preset, model) + label_out) + band.requests * wrapper
+        uncached = band.image_tokens + band.images * label_in + band.requests * instruction
         write = read = 0
-        uncached = image_total + text.labels_in + requests * (plan.tokens + text.instruction)
-    usage = Usage(uncached, out, write, read, write if plan.cache and plan.ttl == "1h" else 0)
-    usd = cost_usd(model.prices, usage, batch=batch)
-    return ModeCost(uncached, write, read, out, usd, plan.ttl if plan.cache and requests else None)
+        if plan.cache:
+            write = plan.tokens if bands.first_long == long else 0
+            read = plan.tokens * band.requests - write
+        else:
+            uncached += band.requests * plan.tokens
+        usage = Usage(uncached, out, write, read, write if plan.ttl == "1h" else 0)
+        total = total + usage
+        if model.prices is not None and usd is not None:
+            usd += priced(model.prices, usage, long=long, batch=batch)
+    requests = bands.standard.requests + bands.long.requests
+    return ModeCost(total.input_tokens, total.cache_creation_input_tokens, total.cache_read_input_tokens,
+                    total.output_tokens, None if usd is None else round(usd, 10),
+                    plan.ttl if plan.cache and requests else None)
 
 
 @dataclass
@@ -200,27 +224,34 @@ class Estimator:
     models: list[str] = field(default_factory=lambda: list(catalogue().models))
     min_short: int = MIN_SHORT_SIDE
     per_request: int = 1  # --images-per-request
+    # Models resolved by the caller (the run's target: its imgtag.toml or --price-in prices), by id; the rest
+    # come from the catalogue.
+    infos: dict[str, ModelInfo] = field(default_factory=dict)
     _images: int = field(init=False, default=0)
     _image_tokens: dict[str, int] = field(init=False)
 
     def __post_init__(self) -> None:
-        self._infos = {m: catalogue().get(m) for m in self.models}
+        self._infos = {m: self.infos.get(m) or catalogue().get(m) for m in self.models}
         self._image_tokens = {m: 0 for m in self.models}
         self._known = {m: True for m in self.models}
+        self._bands = {m: bands_for(self.preset, info, self.per_request) for m, info in self._infos.items()}
 
     def add(self, width: int, height: int) -> None:
+        """One more distinct image, in the order the run would ask it (packs are formed in that order)."""
         self._images += 1
         for model_id, info in self._infos.items():
             img = image_tokens(width, height, self.preset, info, self.min_short)
             if img is None:
                 self._known[model_id] = False
             self._image_tokens[model_id] += img or 0
+            self._bands[model_id].add(img or 0)
 
     def estimate(self, model_id: str) -> ModelEstimate:
         info = self._infos[model_id]
         n, img = self._images, self._image_tokens[model_id]
-        sync = mode_cost(n, img, self.preset, info, batch=False, per_request=self.per_request)
-        batch = mode_cost(n, img, self.preset, info, batch=True, per_request=self.per_request)
+        bands = self._bands[model_id].closed()
+        sync = mode_cost(bands, self.preset, info, batch=False)
+        batch = mode_cost(bands, self.preset, info, batch=True)
         k = max(1, self.per_request)
         # Full packs (as batch mode sends them) for the uncached count; the plan's parts do not depend on the mode.
         text = run_text(n, self.preset, info, batch=True, per_request=k)

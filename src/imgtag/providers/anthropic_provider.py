@@ -46,6 +46,7 @@ class AnthropicProvider(Provider):
     capabilities = Capabilities(native_schema=True, batch=True,
                                 image_formats=("image/jpeg", "image/png", "image/gif", "image/webp"),
                                 max_images_per_request=100)
+    counts_on_the_wire = True
 
     def __init__(self, *, api_key: str | None = None, base_url: str | None = None, timeout: float = 120.0) -> None:
         self.api_key = api_key or os.environ.get(KEY_VARIABLE)
@@ -101,7 +102,8 @@ class AnthropicProvider(Provider):
         (request/warmup.py)."""
         client = await self.sdk.ready()
         try:
-            message, headers = await self._stream(client, params, began)
+            with self.on_the_wire():
+                message, headers = await self._stream(client, params, began)
         except anthropic.APIStatusError as exc:
             self.reach.ok()  # it answered, if only to refuse
             raise classify_status(exc, self.api_key) from None

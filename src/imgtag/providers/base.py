@@ -8,7 +8,8 @@ docs/providers.md walks through writing one; `Capabilities` is what the rest of 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -101,11 +102,30 @@ class Provider(ABC):
     # The model used when --model is not given (None: the catalogue's default).
     default_model: ClassVar[str | None] = None
     # False for an API whose answer a second ask would not change (no prompt, no schema, no sampling
-    # settings): an answer that fails the preset's schema is then recorded at once instead of paid twice.
+    # settings): an answer that fails the preset's schema is then recorded at once instead of paid twice, and
+    # `imgtag retry` leaves it alone unless told --all.
     reask_invalid: ClassVar[bool] = True
+    # False for an API that cannot be asked for a schema (the hosted tag API): its answers are held only to what
+    # it controls, the preset's fields present with the right types (validate/schema.shape_of). How many tags
+    # and how long a title are its own choice, not a failure.
+    follows_schema: ClassVar[bool] = True
     # True for an API that bills in its own credits (recorded per answer as `Credits`), not in dollars: progress
     # and summaries then show credits, never a $0 that is not the bill.
     billed_in_credits: ClassVar[bool] = False
+    # True for a provider that wraps each HTTP call in `on_the_wire()`: the progress line's "in flight" is then
+    # its count of requests sent and not yet answered. Otherwise the engine's count of requests it started is
+    # shown, which includes any a provider holds back under its own limit.
+    counts_on_the_wire: ClassVar[bool] = False
+    on_the_wire_now: int = 0
+
+    @contextmanager
+    def on_the_wire(self) -> Iterator[None]:
+        """Around the HTTP call itself (after any wait for the provider's own limit or its SDK's import)."""
+        self.on_the_wire_now += 1
+        try:
+            yield
+        finally:
+            self.on_the_wire_now -= 1
 
     def concurrency_limit(self) -> int | None:
         """Requests in flight this provider allows itself right now (adaptive concurrency for a server that
@@ -202,6 +222,11 @@ def is_local_error(exc: BaseException) -> bool:
     return any(type(e).__name__ in _LOCAL_ERROR_NAMES for e in _chain(exc)[1:])
 
 
+def connection_refused(exc: BaseException) -> bool:
+    """The connection itself failed (nothing listening, no route): not a request that got lost on its way."""
+    return any(type(e).__name__ == "ConnectError" for e in _chain(exc))
+
+
 def local_reason(exc: BaseException) -> str:
     for e in _chain(exc)[1:]:
         if type(e).__name__ in _LOCAL_ERROR_NAMES:
@@ -228,7 +253,7 @@ class Reachability:
 
     def check(self, exc: BaseException) -> Fatal | None:
         """The Fatal to raise instead of a transient connection error, once the server is clearly not there."""
-        if self.answered or not any(type(e).__name__ == "ConnectError" for e in _chain(exc)):
+        if self.answered or not connection_refused(exc):
             return None
         self.refused += 1
         if self.refused < self.REFUSALS:

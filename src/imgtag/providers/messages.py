@@ -58,6 +58,10 @@ class ModelAnswer:
     refusal: str | None = None             # the provider's explanation/category, when it refused
     limits: RateLimitSnapshot = field(default_factory=RateLimitSnapshot)
     credits: Credits | None = None         # credit-billed providers only: recorded on the attempt
+    raw: str | None = None                 # the answer as the API sent it, when `obj` is a mapping of it
+    # An image's share of a pack: the whole request's prompt (input + cache reads + cache writes), which decides
+    # whether the request is billed at long-context rates (pricing/costs.py); None: `usage` is the whole request's.
+    request_prompt_tokens: int | None = None
 
 
 @dataclass(frozen=True)

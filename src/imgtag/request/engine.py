@@ -21,6 +21,7 @@ import contextlib
 import random
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from typing import Any
 
 from imgtag.presets import Preset
 from imgtag.pricing.catalogue import ModelInfo
@@ -42,9 +43,11 @@ from imgtag.providers.base import (
 from imgtag.request.gather import gather_packs
 from imgtag.request.pacer import Pacer, Permit
 from imgtag.request.packing import ImagePack, split_answer
+from imgtag.request.refusals import HOLD, STOP, FirstRefusals
 from imgtag.store import Store, WorkKey
 from imgtag.store.db import now_iso
-from imgtag.validate.verdict import INVALID, OK, TRUNCATED, judge
+from imgtag.validate.schema import shape_of
+from imgtag.validate.verdict import INVALID, OK, TRUNCATED, judge, kept_text
 from imgtag.words import plural
 
 MAX_TOKENS_CEILING = 16_000
@@ -80,6 +83,19 @@ class EngineSettings:
     backoff_base_s: float = 1.0
     backoff_cap_s: float = 30.0
     images_per_request: int = 1  # K > 1: packs of K (the provider must send ImagePacks: request/packing.py)
+    shape_only: bool = False  # a provider that cannot be asked for a schema: answers are held to its shape only
+
+    @property
+    def schema(self) -> dict[str, Any]:
+        """What an answer is judged against: the preset's full schema, or only its shape (Provider.follows_schema)."""
+        return shape_of(self.preset.schema) if self.shape_only else self.preset.schema
+
+
+@dataclass(frozen=True)
+class BudgetStop:
+    spent_usd: float
+    reserved_usd: float
+    requests_in_flight: int
 
 
 @dataclass
@@ -93,6 +109,8 @@ class EngineStats:
     credits_spent: float = 0.0   # credit-billed providers: what this run's answers said they cost
     reserved_usd: float = 0.0
     budget_stopped: int = 0
+    # When the budget stopped the run: spent, and held for the requests then in flight (their estimated cost).
+    budget_stop: BudgetStop | None = None
     exhausted_pending: int = 0
     failures_by_type: dict[str, int] = field(default_factory=dict)
 
@@ -106,10 +124,12 @@ class Engine:
         self.pacer = pacer
         self.run_id = run_id
         self.stats = EngineStats()
+        self.schema = settings.schema
         self.fatal: Fatal | None = None
+        self.refusals: FirstRefusals[tuple[list[_Ask], str]] = FirstRefusals()
         self.budget_hit = False
         self._tasks: set[asyncio.Task[None]] = set()
-        self.images_in_flight = 0  # images in requests that hold a permit (a pack holds one permit for K)
+        self.requests_in_flight = 0  # requests that hold a permit (a pack holds one permit for its K images)
         self._received = self._settled = 0  # images taken from the input / given their outcome (or left)
 
     @property
@@ -129,6 +149,9 @@ class Engine:
                             continue  # out of credits: every remaining file is still recorded, pending
                         break
                     if self._over_budget(pack):
+                        if not self.budget_hit:
+                            self.stats.budget_stop = BudgetStop(self.stats.spent_usd, self.stats.reserved_usd,
+                                                                len(self._tasks))
                         self.budget_hit = True
                         self.stats.budget_stopped += len(pack)
                         self._settled += len(pack)
@@ -138,7 +161,7 @@ class Engine:
                     asks = [_Ask(item, self.settings.preset.max_output_tokens) for item in pack]
                     permit = await self._acquire(asks)
                     if self.fatal is not None:
-                        self._release(permit, asks, success=False)
+                        self._release(permit, success=False)
                         self.stats.reserved_usd -= reserve
                         if self._draining(pack):
                             continue
@@ -148,6 +171,8 @@ class Engine:
                     task.add_done_callback(self._tasks.discard)
             if self._tasks:
                 await asyncio.gather(*list(self._tasks), return_exceptions=False)
+            if self.fatal is None:
+                self._fail_refused(self.refusals.release())  # too few requests to call it the server's "no"
         finally:
             for task in list(self._tasks):
                 task.cancel()
@@ -200,12 +225,12 @@ class Engine:
     async def _acquire(self, asks: list[_Ask]) -> Permit:
         estimate = self._request_estimate([a.item for a in asks])
         permit = await self.pacer.acquire(estimate.input_tokens, estimate.output_tokens)
-        self.images_in_flight += len(asks)
+        self.requests_in_flight += 1
         return permit
 
-    def _release(self, permit: Permit, asks: list[_Ask], *, success: bool) -> None:
+    def _release(self, permit: Permit, *, success: bool) -> None:
         self.pacer.release(permit, success=success)
-        self.images_in_flight -= len(asks)
+        self.requests_in_flight -= 1
 
     async def _ask(self, asks: list[_Ask], permit: Permit) -> list[ModelAnswer]:
         """One request: an image, or a pack (request/packing.py) whose answer is split, one per image."""
@@ -235,7 +260,7 @@ class Engine:
                 if permit is None:
                     permit = await self._acquire(asks)
                 if self.fatal is not None:
-                    self._release(permit, asks, success=False)
+                    self._release(permit, success=False)
                     permit = None
                     return
                 started = now_iso()
@@ -244,7 +269,7 @@ class Engine:
                     answers = await self._ask(asks, permit)
                 except RateLimited as exc:
                     self.pacer.on_rate_limited(permit, exc.retry_after, exc.limits)
-                    self._release(permit, asks, success=False)
+                    self._release(permit, success=False)
                     permit = None
                     self.stats.rate_limited += 1
                     rate_limits += 1
@@ -257,7 +282,7 @@ class Engine:
                     continue
                 except Transient as exc:
                     self.pacer.observe(exc.limits, permit)
-                    self._release(permit, asks, success=False)
+                    self._release(permit, success=False)
                     permit = None
                     transient_failures += 1
                     if transient_failures >= s.max_attempts:
@@ -269,7 +294,7 @@ class Engine:
                     await asyncio.sleep(self._backoff(transient_failures))
                     continue
                 except Permanent as exc:
-                    self._release(permit, asks, success=False)
+                    self._release(permit, success=False)
                     permit = None
                     if len(asks) > 1:
                         # One bad image makes the whole pack invalid: ask one image per request (each with its
@@ -277,18 +302,20 @@ class Engine:
                         self._log_error(asks, started, exc, outcome="retry")
                         await asyncio.gather(*(self._process([ask], None, 0.0) for ask in asks))
                         return
-                    self._fail(asks, started, exc.error_type, exc.message, exc)
+                    self._refused(asks, started, exc)
                     return
                 except Fatal as exc:
-                    self._release(permit, asks, success=False)
+                    self._release(permit, success=False)
                     permit = None
                     self._log_error(asks, started, exc, outcome="fatal")
                     if self.fatal is None:
                         self.fatal = exc
                     return
                 self.pacer.observe(answers[0].limits, permit)
-                self._release(permit, asks, success=True)
+                self._release(permit, success=True)
                 permit = None
+                if self.refusals.open:
+                    self._fail_refused(self.refusals.answered())  # they were about their images after all
                 again = []  # images whose answer is asked again (together, if several)
                 for ask, answer in zip(asks, answers, strict=True):
                     outcome = self._settle_answer(ask.item, started, answer, ask.max_tokens, ask.invalid_answers)
@@ -303,8 +330,26 @@ class Engine:
                 asks = again
         finally:
             if permit is not None:
-                self._release(permit, asks, success=False)
+                self._release(permit, success=False)
             self.stats.reserved_usd -= reserve
+
+    def _refused(self, asks: list[_Ask], started: str, exc: Permanent) -> None:
+        """A refusal that may be about the image or about the whole run (request/refusals.py)."""
+        verdict, which = self.refusals.refused((asks, started), exc)
+        if verdict == HOLD:
+            return  # pending until the run knows which it is
+        if verdict == STOP:
+            for (held, when), why in which:
+                self._log_error(held, when, why, outcome="fatal")
+            if self.fatal is None:
+                self.fatal = self.refusals.stop_error()
+            return
+        self._fail_refused(which)
+        self._fail(asks, started, exc.error_type, exc.message, exc)
+
+    def _fail_refused(self, refusals: list[tuple[tuple[list[_Ask], str], Permanent]]) -> None:
+        for (asks, started), exc in refusals:
+            self._fail(asks, started, exc.error_type, exc.message, exc)
 
     def _backoff(self, failures: int) -> float:
         s = self.settings
@@ -314,11 +359,12 @@ class Engine:
     def _settle_answer(self, item: WorkItem, started: str, answer: ModelAnswer, max_tokens: int,
                        invalid_answers: int) -> str:
         s = self.settings
-        cost = cost_usd(s.model.prices, answer.usage) or 0.0
-        self.stats.spent_usd += cost
+        # None without prices: the store records those tokens as paid at an unknown price, never as $0.
+        cost = cost_usd(s.model.prices, answer.usage, request_prompt=answer.request_prompt_tokens)
+        self.stats.spent_usd += cost or 0.0
         if answer.credits is not None and answer.credits.amount is not None:
             self.stats.credits_spent += answer.credits.amount
-        verdict = judge(answer, s.preset.schema)
+        verdict = judge(answer, self.schema)
         common = {"started_at": started, "mode": "sync", "http_status": 200, "request_id": answer.request_id,
                   "usage": answer.usage, "cost": cost,
                   "credits": (answer.credits.amount, answer.credits.remaining) if answer.credits else None}
@@ -332,6 +378,7 @@ class Engine:
         can_retry = (verdict.kind == TRUNCATED and max_tokens < min(MAX_TOKENS_CEILING,
                                                                      s.preset.max_output_tokens * 2)) or (
             verdict.kind == INVALID and invalid_answers < s.validation_retries)
+        common["raw_answer"] = kept_text(answer)  # paid for: kept in the store even though it is not used
         if can_retry:
             self.store.record_attempt(item.job_id, self.run_id, outcome="retry", error_type=verdict.kind,
                                       error_message=verdict.message, **common)

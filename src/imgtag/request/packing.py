@@ -2,7 +2,8 @@
 
 A pack is built as one request ("Image 1:", image, "Image 2:", image, ..., the instruction) with a schema that
 is the same for every pack (an array of answers, each keyed by the image's label), and its answer is split so
-each image gets its own item back (`split_answer`), with an even share of the usage, so costs still add up.
+each image gets its own item back (`split_answer`), with an even share of the usage, so costs still add up (each
+share priced at the band the whole request's prompt falls in).
 
 Sync mode: the engine (request/engine.py) gathers K work items (request/gather.py), takes one pacer permit for
 them and hands them to the provider as an `ImagePack`, which passes through wrappers such as the cache
@@ -28,23 +29,32 @@ from dataclasses import dataclass
 from typing import Any
 
 from imgtag.presets.packed import LABEL_FIELD, label_for, packed_preset
-from imgtag.pricing.costs import Usage
+from imgtag.pricing.costs import Usage, prompt_tokens
 from imgtag.providers.base import ImageInput, ModelAnswer, Provider, RequestOptions
 
 
 def labelled_content(images: list[ImageInput], params: dict[str, Any], instruction: str) -> list[dict[str, Any]]:
-    """The user turn: each image after its label, then the instruction; image blocks as the provider built one."""
-    template = next(b for b in params["messages"][0]["content"] if b.get("type") == "image")
+    """The user turn: each image after its label, then the instruction; image blocks as the provider built one
+    (a Messages `image` block with a base64 source, or a Chat Completions `image_url` block with a data URL)."""
     import base64
 
+    template = next(b for b in _user_turn(params)["content"] if b.get("type") in ("image", "image_url"))
     content: list[dict[str, Any]] = []
     for i, image in enumerate(images):
         block = json.loads(json.dumps(template))
-        block["source"] = {"type": "base64", "media_type": image.media_type,
-                           "data": base64.b64encode(image.data).decode("ascii")}
+        data = base64.b64encode(image.data).decode("ascii")
+        if block["type"] == "image_url":
+            block["image_url"]["url"] = f"data:{image.media_type};base64,{data}"
+        else:
+            block["source"] = {"type": "base64", "media_type": image.media_type, "data": data}
         content += [{"type": "text", "text": f"{label_for(i)}:"}, block]
     content.append({"type": "text", "text": instruction})
     return content
+
+
+def _user_turn(params: dict[str, Any]) -> dict[str, Any]:
+    """The message holding the image (Chat Completions puts the system prompt in a message before it)."""
+    return next(m for m in params["messages"] if m.get("role") == "user" and isinstance(m.get("content"), list))
 
 
 def packed_params(build_params: Callable[[ImageInput, RequestOptions], dict[str, Any]], images: list[ImageInput],
@@ -56,7 +66,7 @@ def packed_params(build_params: Callable[[ImageInput, RequestOptions], dict[str,
     packed = dataclasses.replace(first, preset=packed_preset(first.preset),
                                  max_tokens=sum(o.max_tokens for o in options))
     params = build_params(images[0], packed)
-    params["messages"][0]["content"] = labelled_content(images, params, packed.preset.instruction)
+    _user_turn(params)["content"] = labelled_content(images, params, packed.preset.instruction)
     return params
 
 
@@ -82,7 +92,8 @@ def split_answer(answer: ModelAnswer, count: int) -> list[ModelAnswer]:
         # A truncated or refused pack stays that for every image; otherwise each is judged on its own item.
         text = None if own is None else json.dumps(own, ensure_ascii=False)
         out.append(ModelAnswer(stop_reason=answer.stop_reason, usage=shares[i], text=text,
-                               request_id=answer.request_id, refusal=answer.refusal, limits=answer.limits))
+                               request_id=answer.request_id, refusal=answer.refusal, limits=answer.limits,
+                               request_prompt_tokens=prompt_tokens(answer.usage)))
     return out
 
 

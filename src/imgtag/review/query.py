@@ -5,6 +5,7 @@ page of 100,000 images costs what a page of 100 does."""
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -46,6 +47,7 @@ def _json_path(name: str) -> str:
 
 
 def _like(text: str) -> str:
+    """A LIKE pattern matching `text` anywhere (its % and _ taken literally)."""
     return "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
 
 
@@ -83,7 +85,13 @@ def where_clause(filters: dict[str, Any], list_fields: list[str], key: WorkKey) 
         else:
             exists = " OR ".join(f"EXISTS (SELECT 1 FROM json_each(({CURRENT_SQL}), ?) WHERE value = ?)"
                                  for _ in list_fields)
-            parts.append(f"(j.status = 'ok' AND ({exists}))")
+            # A plain text match first (the tag as JSON text in the answer or the edits) rules out most rows
+            # cheaply; json_each then decides exactly, on current values.
+            # (CASE, not AND: SQLite may evaluate AND terms in any order, CASE evaluates its branch only when asked.)
+            parts.append(f"(j.status = 'ok' AND CASE WHEN j.fields LIKE ? ESCAPE '\\' OR r.edits LIKE ? ESCAPE '\\'"
+                         f" THEN ({exists}) ELSE 0 END)")
+            quoted = _like(json.dumps(str(tag), ensure_ascii=False))
+            params += [quoted, quoted]
             for name in list_fields:
                 params += [_json_path(name), str(tag)]
     reviewed = _flag(filters.get("reviewed"), "reviewed")

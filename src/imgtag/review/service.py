@@ -21,6 +21,7 @@ from imgtag.store import review as rs
 from imgtag.store.review import APPROVED, NOT_REVIEWED, REJECTED, Change, StateRow, current_fields, edited_names
 
 MAX_LIMIT = 500
+BULK_CHUNK = 10_000  # images read, changed and written at a time inside a bulk operation's one transaction
 T = TypeVar("T")
 
 
@@ -222,7 +223,7 @@ class Review:
             ids = body["ids"]
             if not isinstance(ids, list) or not all(isinstance(i, int) and not isinstance(i, bool) for i in ids):
                 raise ReviewError(422, "ids must be a list of image ids")
-            return ids
+            return sorted(set(ids))
         flt = body.get("filter")
         if not isinstance(flt, dict):
             raise ReviewError(422, 'a bulk operation needs "ids": [...] or "filter": {...} ({} is every image)')
@@ -271,13 +272,26 @@ class Review:
             raise ReviewError(422, str(exc)) from None
         dry_run = body.get("dry_run") is True
         record = {k: v for k, v in body.items() if k not in ("ids", "dry_run")}
+        changed = refused = 0
+        reason: str | None = None
         with self.db:
             rs.begin(self.db)  # the selection, the new values and their versions are one consistent step
-            rows = rs.state_rows(self.db, self.key, self.selection(body))
-            changes, refused, reason = self._changes(op, rows)
-            undo_id = None if dry_run or not changes else rs.write_changes(self.db, self.key, "bulk", record, changes)
-        return {"changed": len(changes), "undo_id": undo_id, "refused": refused, "reason": reason,
-                "dry_run": dry_run}
+            ids = self.selection(body)
+            op_id = None if dry_run else rs.start_op(self.db, self.key, "bulk", record)
+            for start in range(0, len(ids), BULK_CHUNK):  # chunks: flat memory on 100,000 images
+                changes, chunk_refused, chunk_reason = self._changes(
+                    op, rs.state_rows(self.db, self.key, ids[start:start + BULK_CHUNK]))
+                changed += len(changes)
+                refused += chunk_refused
+                reason = reason or chunk_reason
+                if op_id is not None:
+                    rs.write_versions(self.db, self.key, op_id, changes)
+            if op_id is not None:
+                rs.finish_op(self.db, op_id, changed)
+            if not changed and op_id is not None:
+                self.db.execute("DELETE FROM review_ops WHERE id = ?", (op_id,))  # nothing to undo
+                op_id = None
+        return {"changed": changed, "undo_id": op_id, "refused": refused, "reason": reason, "dry_run": dry_run}
 
     def undo(self, body: Any) -> dict[str, Any]:
         op_id = body.get("undo_id") if isinstance(body, dict) else None
@@ -291,10 +305,16 @@ class Review:
                 raise ReviewError(404, f"no operation {op_id} to undo")
             if record["undone_at"]:
                 raise ReviewError(409, f"operation {op_id} was already undone")
-            changes = [c for c in (_reverted(v) for v in rs.op_versions(self.db, op_id)) if c is not None]
-            new_id = rs.write_changes(self.db, self.key, "undo", {"undo_of": op_id}, changes)
+            new_id = rs.start_op(self.db, self.key, "undo", {"undo_of": op_id})
+            changed = 0
+            for chunk in rs.op_versions(self.db, op_id, BULK_CHUNK):
+                changes = [c for c in (_reverted(v) for v in chunk) if c is not None]
+                # Written after the chunk was read: the next chunk's keyset query reads only older versions.
+                rs.write_versions(self.db, self.key, new_id, changes)
+                changed += len(changes)
+            rs.finish_op(self.db, new_id, changed)
             rs.mark_undone(self.db, op_id)
-        return {"changed": len(changes), "undo_id": new_id}
+        return {"changed": changed, "undo_id": new_id}
 
     def queue_retry(self, file_id: int) -> dict[str, Any]:
         self.item(file_id)
@@ -307,19 +327,20 @@ class Review:
 def _reverted(v: rs.OpVersion) -> Change | None:
     """The state that takes back what one operation did to one image. Changes made after it stay: only a field
     still holding the operation's value goes back."""
-    if v.now_version == v.version:
-        edits, reviewed = v.before_edits, v.before_reviewed
-    else:
-        edits = dict(v.now_edits)
-        for name in set(v.edits) | set(v.before_edits):
-            if v.edits.get(name) == v.before_edits.get(name) or v.now_edits.get(name) != v.edits.get(name):
-                continue
-            if name in v.before_edits:
-                edits[name] = v.before_edits[name]
-            else:
-                edits.pop(name, None)
-        changed_review = v.reviewed != v.before_reviewed and v.now_reviewed == v.reviewed
-        reviewed = v.before_reviewed if changed_review else v.now_reviewed
-    if (edits, reviewed) == (v.now_edits, v.now_reviewed):
+    if v.now_version == v.version:  # untouched since: its state before, copied back as stored
+        return Change(v.file_id, {}, v.before_reviewed, {}, v.now_reviewed, v.now_version,
+                      edits_text=v.before_text, before_text=v.now_text)
+    wrote, before, now = v.edits, v.before_edits, v.now_edits
+    edits = dict(now)
+    for name in set(wrote) | set(before):
+        if wrote.get(name) == before.get(name) or now.get(name) != wrote.get(name):
+            continue  # not changed by the operation, or changed again since
+        if name in before:
+            edits[name] = before[name]
+        else:
+            edits.pop(name, None)
+    changed_review = v.reviewed != v.before_reviewed and v.now_reviewed == v.reviewed
+    reviewed = v.before_reviewed if changed_review else v.now_reviewed
+    if (edits, reviewed) == (now, v.now_reviewed):
         return None
-    return Change(v.file_id, edits, reviewed, v.now_edits, v.now_reviewed, v.now_version)
+    return Change(v.file_id, edits, reviewed, now, v.now_reviewed, v.now_version)

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import re
+import secrets
 import sqlite3
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -40,6 +41,9 @@ RETRYABLE_STATES = ("errored", "expired", "missing")
 NOT_CREATED = "-"
 
 _CUSTOM_ID = re.compile(r"^j(\d+)-(\d+)$")
+# A random prefix per store: submission ids restart at 1 in every store, but a label must name one submission
+# among every batch of the account.
+LABEL_PREFIX_META = "batch_label_prefix"
 
 
 def custom_id(job_id: int, submission_id: int) -> str:
@@ -83,8 +87,9 @@ class ItemOutcome:
     error_type: str | None = None
     error_message: str | None = None
     usage: Usage | None = None
-    cost: float = 0.0
+    cost: float | None = 0.0  # None: tokens paid at prices nobody knows
     request_id: str | None = None
+    raw_answer: str | None = None  # a paid answer that was not accepted: kept on its attempt
 
 
 # -- submission --------------------------------------------------------------------------------------
@@ -105,6 +110,15 @@ def begin_submission(store: Store, requests: Sequence[Sequence[int]]) -> tuple[S
                         for rcid, jobs in zip(request_cids, requests, strict=True)
                         for position, job_id in enumerate(jobs)])
     return Submission(sid, now, len(requests)), request_cids
+
+
+def submission_label(store: Store, submission_id: int) -> str:
+    """The label a batch API that keeps metadata attaches to this submission's batch (reconcile matches it)."""
+    prefix = store.get_meta(LABEL_PREFIX_META)
+    if not prefix:
+        prefix = secrets.token_hex(8)
+        store.set_meta(LABEL_PREFIX_META, prefix)
+    return f"imgtag-{prefix}-{submission_id}"
 
 
 def submission_items(store: Store, submission_id: int) -> list[tuple[str, int]]:
@@ -209,6 +223,12 @@ def images_per_request(store: Store, batch_id: str) -> float:
     return row[0] / row[1] if row and row[1] else 1.0
 
 
+def batch_requests(store: Store, batch_id: str) -> int:
+    """How many requests the batch was created with (a pack of images is one)."""
+    row = store.db.execute("SELECT item_count FROM batches WHERE id=?", (batch_id,)).fetchone()
+    return int(row[0]) if row else 0
+
+
 def update_batch(store: Store, batch: BatchHandle) -> None:
     """Keep `imgtag status` current: processing status and request counts on every poll."""
     store.db.execute("UPDATE batches SET processing_status=?, request_counts=?, ended_at=? WHERE id=?",
@@ -220,6 +240,13 @@ def mark_batch_missing(store: Store, batch_id: str) -> int:
     """The API no longer knows this batch (deleted, archived): its unanswered items go back to pending."""
     store.db.execute("UPDATE batches SET processing_status='missing' WHERE id=?", (batch_id,))
     return finish_collection(store, batch_id, leftover_state="missing")
+
+
+def unanswered_requests(store: Store, batch_id: str) -> list[str]:
+    """The custom ids (as the API knows them) of this batch's requests that got no result line yet."""
+    rows = store.db.execute("SELECT DISTINCT request_cid FROM batch_items WHERE batch_id=? AND state=?",
+                            (batch_id, SUBMITTED)).fetchall()
+    return [r[0] for r in rows]
 
 
 def finish_collection(store: Store, batch_id: str, *, leftover_state: str = "missing") -> int:
@@ -285,7 +312,7 @@ def settle_item(store: Store, cid: str, batch_id: str, run_id: int | None, outco
         store.log_attempt(job_id, run_id, started_at=started_at, outcome=outcome.attempt_outcome, mode="batch",
                           error_type=outcome.error_type, error_message=outcome.error_message,
                           request_id=outcome.request_id, usage=outcome.usage, cost=outcome.cost,
-                          batch_id=batch_id)
+                          batch_id=batch_id, raw_answer=outcome.raw_answer)
         state = outcome.item_state
         if outcome.job_status is not None:
             # Guarded on 'batched': a job settled some other way keeps its result; this answer is only billed.

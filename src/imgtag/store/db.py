@@ -240,13 +240,15 @@ class Store:
                        error_message: str | None = None, request_id: str | None = None,
                        usage: Usage | None = None, cost: float | None = None, batch_id: str | None = None,
                        commit_job: dict[str, Any] | None = None,
-                       credits: tuple[float | None, float | None] | None = None) -> None:
+                       credits: tuple[float | None, float | None] | None = None,
+                       raw_answer: str | None = None) -> None:
         """Log one attempt; with commit_job, also settle the job in the same transaction."""
         with self.db:
             self.db.execute("BEGIN IMMEDIATE")
             self.log_attempt(job_id, run_id, started_at=started_at, outcome=outcome, mode=mode,
                              http_status=http_status, error_type=error_type, error_message=error_message,
-                             request_id=request_id, usage=usage, cost=cost, batch_id=batch_id, credits=credits)
+                             request_id=request_id, usage=usage, cost=cost, batch_id=batch_id, credits=credits,
+                             raw_answer=raw_answer)
             if commit_job is not None:
                 self._settle(job_id, **commit_job)
 
@@ -254,27 +256,34 @@ class Store:
                     http_status: int | None = None, error_type: str | None = None,
                     error_message: str | None = None, request_id: str | None = None,
                     usage: Usage | None = None, cost: float | None = None, batch_id: str | None = None,
-                    credits: tuple[float | None, float | None] | None = None) -> None:
+                    credits: tuple[float | None, float | None] | None = None,
+                    raw_answer: str | None = None) -> None:
         """Insert the attempt and add its usage to the job, inside the CALLER's transaction (batch collection
         changes the item's state in the same one). Every paid token reaches the job, retries included.
-        `credits` is (amount charged, balance after) for credit-billed providers."""
+        `credits` is (amount charged, balance after) for credit-billed providers; `raw_answer` the text of a paid
+        answer that was not accepted (kept so it is never lost)."""
         u = usage or Usage()
         credits_amount, credits_remaining = credits or (None, None)
+        # Tokens paid at prices nobody knows (cost None): counted, so every sum that holds them says unknown.
+        unknown = int(cost is None and credits_amount is None and (u.input_tokens + u.output_tokens
+                                                                   + u.cache_creation_input_tokens
+                                                                   + u.cache_read_input_tokens) > 0)
         self.db.execute(
             "INSERT INTO attempts(job_id, run_id, started_at, finished_at, outcome, http_status, error_type,"
             " error_message, request_id, input_tokens, output_tokens, cache_creation_input_tokens,"
-            " cache_read_input_tokens, cost_usd, mode, batch_id, credits_amount, credits_remaining)"
-            " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            " cache_read_input_tokens, cost_usd, mode, batch_id, credits_amount, credits_remaining, raw_answer,"
+            " cost_unknown) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
             (job_id, run_id, started_at, now_iso(), outcome, http_status, error_type, error_message, request_id,
              u.input_tokens, u.output_tokens, u.cache_creation_input_tokens, u.cache_read_input_tokens,
-             cost or 0.0, mode, batch_id, credits_amount, credits_remaining),
+             cost or 0.0, mode, batch_id, credits_amount, credits_remaining, raw_answer, unknown),
         )
         self.db.execute(
             "UPDATE jobs SET attempts=attempts+1, input_tokens=input_tokens+?, output_tokens=output_tokens+?,"
             " cache_creation_input_tokens=cache_creation_input_tokens+?,"
-            " cache_read_input_tokens=cache_read_input_tokens+?, cost_usd=cost_usd+?, updated_at=? WHERE id=?",
+            " cache_read_input_tokens=cache_read_input_tokens+?, cost_usd=cost_usd+?, cost_unknown=cost_unknown+?,"
+            " updated_at=? WHERE id=?",
             (u.input_tokens, u.output_tokens, u.cache_creation_input_tokens, u.cache_read_input_tokens,
-             cost or 0.0, now_iso(), job_id),
+             cost or 0.0, unknown, now_iso(), job_id),
         )
 
     def _settle(self, job_id: int, *, status: str, mode: str, fields: dict[str, Any] | None = None,
@@ -321,15 +330,16 @@ class Store:
         age = datetime.now(timezone.utc) - datetime.fromisoformat(row[0])
         return age.total_seconds() < seconds
 
-    def spent(self, key: WorkKey | None = None) -> float:
+    def spent(self, key: WorkKey | None = None) -> float | None:
+        """Dollars spent (on this target), or None when some of it was paid at prices nobody knows."""
         if key is None:
-            row = self.db.execute("SELECT COALESCE(SUM(cost_usd), 0) FROM attempts").fetchone()
+            row = self.db.execute("SELECT COALESCE(SUM(cost_usd), 0), SUM(cost_unknown) FROM attempts").fetchone()
         else:
             row = self.db.execute(
-                "SELECT COALESCE(SUM(cost_usd), 0) FROM jobs WHERE preset_version=? AND provider=? AND model=?",
-                (key.preset_version, key.provider, key.model),
+                "SELECT COALESCE(SUM(cost_usd), 0), SUM(cost_unknown) FROM jobs WHERE preset_version=?"
+                " AND provider=? AND model=?", (key.preset_version, key.provider, key.model),
             ).fetchone()
-        return float(row[0])
+        return None if row[1] else float(row[0])
 
     # -- results -------------------------------------------------------------------------------
 
@@ -345,8 +355,9 @@ class Store:
             "SELECT f.path, f.root, f.display, f.sha256, f.status AS fstatus, f.reason_code, f.reason,"
             " d.display AS dup,"
             " j.status AS jstatus, j.fields, j.error_type, j.error_message, j.input_tokens, j.output_tokens,"
-            " j.cache_creation_input_tokens, j.cache_read_input_tokens, j.cost_usd, j.mode, j.file_id,"
-            " r.edits, r.reviewed"
+            " j.cache_creation_input_tokens, j.cache_read_input_tokens, j.cost_usd, j.cost_unknown, j.mode, j.file_id,"
+            " r.edits, r.reviewed,"
+            f" CASE WHEN j.status = 'failed' THEN ({KEPT_ANSWER}) END AS raw_answer"
             " FROM files f LEFT JOIN files d ON d.id = f.duplicate_of"
             " LEFT JOIN jobs j ON j.sha256 = f.sha256 AND f.status='ok' AND j.preset_version=? AND j.provider=?"
             " AND j.model=?"
@@ -364,11 +375,20 @@ class Store:
             yield row
 
 
+# The text of a failed job's latest paid answer that was not accepted (attempts.raw_answer, `_v12_raw_answers`).
+KEPT_ANSWER = ("SELECT a.raw_answer FROM attempts a WHERE a.job_id = j.id AND a.raw_answer IS NOT NULL"
+               " ORDER BY a.id DESC LIMIT 1")
+
+
 def keep_replaced_answer(db: sqlite3.Connection, job_id: int, new_fields: str | None) -> None:
     """Before a job's answer is replaced (an image asked again, e.g. a retry queued from the review page), keep the
     old one in answer_history: it was paid for, and the review history shows every answer of the model."""
+    # When the old answer came: the job's ok attempt before the one just logged (updated_at moves with every
+    # attempt, and with the reopening of the job, so it would date the old answer now).
     db.execute(
-        "INSERT INTO answer_history(job_id, fields, answered_at, replaced_at) SELECT id, fields, updated_at, ?"
+        "INSERT INTO answer_history(job_id, fields, answered_at, replaced_at) SELECT id, fields,"
+        " COALESCE((SELECT finished_at FROM attempts a WHERE a.job_id = jobs.id AND a.outcome = 'ok'"
+        " ORDER BY a.id DESC LIMIT 1 OFFSET 1), updated_at), ?"
         " FROM jobs WHERE id=? AND fields IS NOT NULL AND fields IS NOT ?", (now_iso(), job_id, new_fields))
 
 
@@ -376,8 +396,8 @@ _NO_USAGE = {"input_tokens": 0, "output_tokens": 0, "cache_creation_input_tokens
 
 
 def _row_from(r: sqlite3.Row, key: WorkKey, preset_name: str, field_names: list[str] | None = None) -> ResultRow:
-    """One shape per status (README "Results contract"): usage is always the four counts and cost_usd always a
-    number (zero when nothing was paid), so readers that infer types from a sample never meet null or {}."""
+    """One shape per status (README "Results contract"): usage is always the four counts, and cost_usd a number
+    (zero when nothing was paid), or null when tokens were paid at prices nobody knows."""
     common = {"path": r["display"], "sha256": r["sha256"], "preset": preset_name,
               "preset_version": key.preset_version, "provider": key.provider, "model": key.model,
               "duplicate_of": r["dup"], "source_path": os.fsdecode(r["path"]), "root": r["root"]}
@@ -386,17 +406,18 @@ def _row_from(r: sqlite3.Row, key: WorkKey, preset_name: str, field_names: list[
         return ResultRow(status="pending", fields=None, error=None, usage=dict(_NO_USAGE), cost_usd=0.0, **common)
     if r["fstatus"] != "ok":
         return ResultRow(status=r["fstatus"], fields=None,
-                         error={"type": r["reason_code"] or r["fstatus"], "message": r["reason"] or ""},
+                         error={"type": r["reason_code"] or r["fstatus"], "message": r["reason"] or "",
+                                "raw_answer": None},
                          usage=dict(_NO_USAGE), cost_usd=0.0, **common)
     jstatus = r["jstatus"] or "pending"
     usage = dict(_NO_USAGE)
-    cost = 0.0
+    cost: float | None = 0.0
     if r["jstatus"] is not None and r["dup"] is None:
         # Paid tokens belong to the first file with this content; copies cost nothing.
         usage = {"input_tokens": r["input_tokens"], "output_tokens": r["output_tokens"],
                  "cache_creation_input_tokens": r["cache_creation_input_tokens"],
                  "cache_read_input_tokens": r["cache_read_input_tokens"]}
-        cost = float(r["cost_usd"])
+        cost = None if r["cost_unknown"] else float(r["cost_usd"])
     if jstatus == "ok":
         edits = json.loads(r["edits"]) if r["edits"] else None
         return ResultRow(status="ok", fields=current_fields(json.loads(r["fields"]), edits), error=None, usage=usage,
@@ -404,6 +425,7 @@ def _row_from(r: sqlite3.Row, key: WorkKey, preset_name: str, field_names: list[
                          edited_fields=tuple(edited_names(edits, field_names)), **common)
     if jstatus == "failed":
         return ResultRow(status="failed", fields=None,
-                         error={"type": r["error_type"] or "error", "message": r["error_message"] or ""},
+                         error={"type": r["error_type"] or "error", "message": r["error_message"] or "",
+                                "raw_answer": r["raw_answer"]},
                          usage=usage, cost_usd=cost, mode=r["mode"], **common)
     return ResultRow(status="pending", fields=None, error=None, usage=usage, cost_usd=cost, **common)

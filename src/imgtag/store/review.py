@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -43,6 +43,9 @@ class Change:
     before_edits: dict[str, Any]
     before_reviewed: int
     before_version: int
+    # The same as JSON text when the caller already has it (undo copies stored text back without parsing it).
+    edits_text: str | None = None
+    before_text: str | None = None
 
 
 @dataclass
@@ -76,15 +79,18 @@ def _kp(key: WorkKey) -> tuple[str, str, str]:
     return (key.preset_version, key.provider, key.model)
 
 
-def review_counts(db: sqlite3.Connection, key: WorkKey) -> ReviewCounts:
-    """Approved, rejected and edited images among the target's answered (ok) ones."""
+def review_counts(db: sqlite3.Connection, key: WorkKey, since_run: int | None = None) -> ReviewCounts:
+    """Approved, rejected and edited images among the target's answered (ok) ones; with since_run, among the
+    folder's file set only (the latest run's inputs, fileset.py), as `status` counts its files."""
+    in_set = " AND f.seen_run >= ?" if since_run is not None else ""
     row = db.execute(
         "SELECT COUNT(*), COALESCE(SUM(r.reviewed = 1), 0), COALESCE(SUM(r.reviewed = -1), 0),"
         " COALESCE(SUM(r.edits <> '{}'), 0)"
         " FROM files f JOIN jobs j ON j.sha256 = f.sha256 AND j.preset_version = ? AND j.provider = ?"
         " AND j.model = ? AND j.status = 'ok'"
         " LEFT JOIN review_state r ON r.file_id = f.id AND r.preset_version = j.preset_version"
-        " AND r.provider = j.provider AND r.model = j.model WHERE f.status = 'ok'", _kp(key)).fetchone()
+        " AND r.provider = j.provider AND r.model = j.model WHERE f.status = 'ok'" + in_set,
+        (*_kp(key), *(() if since_run is None else (since_run,)))).fetchone()
     return ReviewCounts(ok=row[0], reviewed=row[1], rejected=row[2], edited=row[3])
 
 
@@ -92,18 +98,16 @@ def state_rows(db: sqlite3.Connection, key: WorkKey, file_ids: Iterable[int]) ->
     """Model answer and review state of these images (answered ones only), in id order."""
     ids = sorted(set(file_ids))
     out: list[StateRow] = []
-    # Chunks keep each statement under SQLite's variable limit.
+    # Chunks keep each statement small; the ids go in as one JSON array (no variable limit, no temp table).
     for start in range(0, len(ids), 30_000):
         chunk = ids[start:start + 30_000]
-        db.execute("CREATE TEMP TABLE IF NOT EXISTS review_pick (id INTEGER PRIMARY KEY)")
-        db.execute("DELETE FROM review_pick")
-        db.executemany("INSERT INTO review_pick(id) VALUES (?)", ((i,) for i in chunk))
         for r in db.execute(
-                "SELECT f.id, j.fields, r.edits, r.reviewed, r.version FROM review_pick p JOIN files f ON f.id = p.id"
+                "SELECT f.id, j.fields, r.edits, r.reviewed, r.version FROM files f"
                 " JOIN jobs j ON j.sha256 = f.sha256 AND f.status = 'ok' AND j.status = 'ok'"
                 " AND j.preset_version = ? AND j.provider = ? AND j.model = ?"
                 " LEFT JOIN review_state r ON r.file_id = f.id AND r.preset_version = j.preset_version"
-                " AND r.provider = j.provider AND r.model = j.model ORDER BY f.id", _kp(key)):
+                " AND r.provider = j.provider AND r.model = j.model"
+                " WHERE f.id IN (SELECT value FROM json_each(?)) ORDER BY f.id", (*_kp(key), json.dumps(chunk))):
             out.append(StateRow(r[0], json.loads(r[1]) if r[1] else None, load_edits(r[2]),
                                 r[3] if r[3] is not None else NOT_REVIEWED, r[4] or 0))
     return out
@@ -127,51 +131,86 @@ def write_changes(db: sqlite3.Connection, key: WorkKey, kind: str, op: dict[str,
                   changes: Sequence[Change]) -> int:
     """Record one operation and each image's new state as a version, inside the caller's transaction.
     Returns the operation's id (what undo takes)."""
+    op_id = start_op(db, key, kind, op)
+    write_versions(db, key, op_id, changes)
+    finish_op(db, op_id, len(changes))
+    return op_id
+
+
+def start_op(db: sqlite3.Connection, key: WorkKey, kind: str, op: dict[str, Any]) -> int:
+    """The operation's row; its versions follow in chunks (a bulk operation on 100,000 images never holds them
+    all in memory), then finish_op counts them. All inside the caller's one transaction."""
+    return int(db.execute(
+        "INSERT INTO review_ops(preset_version, provider, model, kind, op, changed, created_at)"
+        " VALUES (?,?,?,?,?,0,?)", (*_kp(key), kind, dump(op), now_iso())).lastrowid or 0)
+
+
+def finish_op(db: sqlite3.Connection, op_id: int, changed: int) -> None:
+    db.execute("UPDATE review_ops SET changed = ? WHERE id = ?", (changed, op_id))
+
+
+def write_versions(db: sqlite3.Connection, key: WorkKey, op_id: int, changes: Sequence[Change]) -> None:
     at = now_iso()
     kp = _kp(key)
-    op_id = int(db.execute(
-        "INSERT INTO review_ops(preset_version, provider, model, kind, op, changed, created_at)"
-        " VALUES (?,?,?,?,?,?,?)", (*kp, kind, dump(op), len(changes), at)).lastrowid or 0)
+    texts = [(c.edits_text or dump(c.edits), c.before_text or dump(c.before_edits)) for c in changes]
     db.executemany(
         "INSERT INTO review_state(file_id, preset_version, provider, model, edits, reviewed, version, updated_at)"
         " VALUES (?,?,?,?,?,?,?,?) ON CONFLICT DO UPDATE SET edits = excluded.edits,"
         " reviewed = excluded.reviewed, version = excluded.version, updated_at = excluded.updated_at",
-        ((c.file_id, *kp, dump(c.edits), c.reviewed, c.before_version + 1, at) for c in changes))
+        ((c.file_id, *kp, text, c.reviewed, c.before_version + 1, at)
+         for c, (text, _) in zip(changes, texts, strict=True)))
     db.executemany(
         "INSERT INTO review_versions(file_id, preset_version, provider, model, version, op_id, edits, reviewed,"
         " before_edits, before_reviewed, created_at) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
-        ((c.file_id, *kp, c.before_version + 1, op_id, dump(c.edits), c.reviewed, dump(c.before_edits),
-          c.before_reviewed, at) for c in changes))
-    return op_id
+        ((c.file_id, *kp, c.before_version + 1, op_id, text, c.reviewed, before, c.before_reviewed, at)
+         for c, (text, before) in zip(changes, texts, strict=True)))
 
 
 @dataclass
 class OpVersion:
-    """One image's version written by an operation, with the image's state now (for undo)."""
+    """One image's version written by an operation, with the image's state now (for undo). JSON is kept as
+    text and parsed only when needed: an undo of an untouched bulk operation copies the text back."""
 
     file_id: int
     version: int
-    edits: dict[str, Any]
+    edits_text: str
     reviewed: int
-    before_edits: dict[str, Any]
+    before_text: str
     before_reviewed: int
     now_version: int
-    now_edits: dict[str, Any]
+    now_text: str
     now_reviewed: int
+
+    @property
+    def edits(self) -> dict[str, Any]:
+        return load_edits(self.edits_text)
+
+    @property
+    def before_edits(self) -> dict[str, Any]:
+        return load_edits(self.before_text)
+
+    @property
+    def now_edits(self) -> dict[str, Any]:
+        return load_edits(self.now_text)
 
 
 def op_record(db: sqlite3.Connection, op_id: int) -> sqlite3.Row | None:
     return db.execute("SELECT * FROM review_ops WHERE id = ?", (op_id,)).fetchone()
 
 
-def op_versions(db: sqlite3.Connection, op_id: int) -> list[OpVersion]:
-    rows = db.execute(
-        "SELECT v.file_id, v.version, v.edits, v.reviewed, v.before_edits, v.before_reviewed, s.version, s.edits,"
-        " s.reviewed FROM review_versions v JOIN review_state s ON s.file_id = v.file_id"
-        " AND s.preset_version = v.preset_version AND s.provider = v.provider AND s.model = v.model"
-        " WHERE v.op_id = ? ORDER BY v.file_id", (op_id,))
-    return [OpVersion(r[0], r[1], load_edits(r[2]), r[3], load_edits(r[4]), r[5], r[6], load_edits(r[7]), r[8])
-            for r in rows]
+def op_versions(db: sqlite3.Connection, op_id: int, chunk: int = 10_000) -> Iterator[list[OpVersion]]:
+    """The versions an operation wrote, in chunks of image ids (memory stays flat for any size)."""
+    after = -1
+    while True:
+        rows = db.execute(
+            "SELECT v.file_id, v.version, v.edits, v.reviewed, v.before_edits, v.before_reviewed, s.version,"
+            " s.edits, s.reviewed FROM review_versions v JOIN review_state s ON s.file_id = v.file_id"
+            " AND s.preset_version = v.preset_version AND s.provider = v.provider AND s.model = v.model"
+            " WHERE v.op_id = ? AND v.file_id > ? ORDER BY v.file_id LIMIT ?", (op_id, after, chunk)).fetchall()
+        if not rows:
+            return
+        yield [OpVersion(*r) for r in rows]
+        after = rows[-1][0]
 
 
 def mark_undone(db: sqlite3.Connection, op_id: int) -> None:
@@ -188,9 +227,11 @@ def versions_of(db: sqlite3.Connection, key: WorkKey, file_id: int) -> list[sqli
 
 def model_answers(db: sqlite3.Connection, key: WorkKey, file_id: int) -> list[tuple[str, dict[str, Any]]]:
     """The model's answers for an image, oldest first: (when, fields). Earlier ones were replaced by a new ask."""
+    # The current answer's time is its ok attempt's (updated_at also moves when a job is reopened).
     job = db.execute(
-        "SELECT j.id, j.fields, j.updated_at FROM files f JOIN jobs j ON j.sha256 = f.sha256 AND j.preset_version = ?"
-        " AND j.provider = ? AND j.model = ? WHERE f.id = ?", (*_kp(key), file_id)).fetchone()
+        "SELECT j.id, j.fields, COALESCE((SELECT MAX(a.finished_at) FROM attempts a WHERE a.job_id = j.id"
+        " AND a.outcome = 'ok'), j.updated_at) FROM files f JOIN jobs j ON j.sha256 = f.sha256"
+        " AND j.preset_version = ? AND j.provider = ? AND j.model = ? WHERE f.id = ?", (*_kp(key), file_id)).fetchone()
     if job is None:
         return []
     answers = [(r[0], json.loads(r[1])) for r in db.execute(

@@ -76,6 +76,32 @@ def to_openai_schema(schema: dict[str, Any]) -> dict[str, Any]:
     return _transform(schema, "openai")
 
 
+# What a schema says about an answer's shape: which fields, of which types, how they nest. Everything else
+# (lengths, counts, ranges, patterns, formats, enums) is about the values a writer chooses.
+_SHAPE = frozenset({"type", "required", "additionalProperties", "$ref", "$defs", "definitions", "properties",
+                    "items", "prefixItems", "anyOf", "allOf", "oneOf"})
+
+
+def shape_of(schema: dict[str, Any]) -> dict[str, Any]:
+    """The schema with only its shape: the fields present, with their types. For an API that cannot be asked for
+    a schema (the hosted tag API), whose tag count and text lengths are its own choice, not a broken promise.
+    oneOf becomes anyOf: alternatives that differed only by a dropped limit must not now exclude each other."""
+    out: dict[str, Any] = {}
+    for key, value in schema.items():
+        if key not in _SHAPE:
+            continue
+        if key in ("properties", "$defs", "definitions") and isinstance(value, dict):
+            out[key] = {name: shape_of(sub) if isinstance(sub, dict) else sub for name, sub in value.items()}
+        elif key in ("anyOf", "allOf", "oneOf", "prefixItems") and isinstance(value, list):
+            out["anyOf" if key == "oneOf" else key] = [shape_of(sub) if isinstance(sub, dict) else sub
+                                                       for sub in value]
+        elif key in ("items", "additionalProperties") and isinstance(value, dict):
+            out[key] = shape_of(value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
 def describe_constraints(schema: dict[str, Any]) -> list[str]:
     """Human lines such as "description: at most 50 characters", in schema order, for prompts."""
     lines: list[str] = []

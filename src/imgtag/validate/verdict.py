@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -41,3 +42,13 @@ def judge(answer: ModelAnswer, schema: dict[str, Any]) -> Verdict:
     if parsed.error is not None or parsed.fields is None:
         return Verdict(INVALID, message=parsed.error or "no fields")
     return Verdict(OK, fields=parsed.fields, repaired=parsed.repaired)
+
+
+def kept_text(answer: ModelAnswer) -> str | None:
+    """What to keep of a paid answer that was not accepted, so it is never lost: the API's own text, else the
+    object it answered with (as JSON)."""
+    if answer.raw is not None:
+        return answer.raw
+    if answer.text is not None:
+        return answer.text
+    return json.dumps(answer.obj, ensure_ascii=False) if answer.obj is not None else None

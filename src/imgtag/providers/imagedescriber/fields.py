@@ -1,12 +1,12 @@
 """What the tag API can answer (tags, title, description in one of seven languages) mapped onto presets.
 
 The API takes no prompt and no schema, so only presets whose fields its answer fills honestly are served:
-- keywords:  title -> title, description -> description, tags -> keywords (deduplicated, cut to maxItems:
-             the list is a ranking, so the first ones are the ones to keep);
+- keywords:  title -> title, description -> description, tags -> keywords (deduplicated, as many as it gave);
 - alt-text:  title -> title, description -> long_description, and alt = the description when it fits the
              alt limit, else its first sentence when that fits, else the title (the API's own documentation
              uses the description as alt text and the title as the title attribute).
-Everything is still validated locally against the preset's full schema. ecommerce (category, colour,
+Answers are validated against the preset's shape only (Provider.follows_schema): the fields present, of the
+right types. Counts and lengths are the API's choice, so they are kept as it gave them. ecommerce (category, colour,
 style), caption (a one-sentence caption and booru tags), ocr and user preset files (their prompt and
 schema would be silently ignored) are refused before anything is sent.
 """
@@ -53,7 +53,7 @@ def _text(value: Any) -> str | None:
     return " ".join(str(value).split())
 
 
-def _tags(value: Any, limit: int | None) -> list[str] | None:
+def _tags(value: Any) -> list[str] | None:
     if not isinstance(value, list):
         return None
     seen: set[str] = set()
@@ -63,7 +63,7 @@ def _tags(value: Any, limit: int | None) -> list[str] | None:
         if tag and tag.casefold() not in seen:
             seen.add(tag.casefold())
             out.append(tag)
-    return out[:limit] if limit else out
+    return out
 
 
 def _alt(description: str | None, title: str | None, limit: int | None) -> str | None:
@@ -85,7 +85,7 @@ def map_answer(preset: Preset, tags: Any, title: Any, description: Any) -> dict[
     title_text, description_text = _text(title), _text(description)
     if preset.name == "keywords":
         fields = {"title": title_text, "description": description_text,
-                  "keywords": _tags(tags, _limit(preset, "keywords", "maxItems"))}
+                  "keywords": _tags(tags)}
     elif preset.name == "alt-text":
         fields = {"alt": _alt(description_text, title_text, _limit(preset, "alt", "maxLength")),
                   "title": title_text, "long_description": description_text}

@@ -57,9 +57,13 @@ class ImageDescriberProvider(Provider):
     capabilities = Capabilities(native_schema=False, batch=False,
                                 image_formats=("image/jpeg", "image/png", "image/webp"))
     default_model = MODEL_ID
-    # The API is asked nothing but the image: an answer that fails the preset's schema (say 8 tags where
-    # keywords wants 10) is recorded, not bought a second time; `imgtag retry` asks again on purpose.
+    # The API is asked nothing but the image and cannot be given a schema: how many tags it returns and how long
+    # its title is are its choice (3 tags where keywords asks for 10 to 30 is a good answer, stored as ok). Only
+    # its fields and their types are checked; an answer that fails even that is recorded with its text, never
+    # bought a second time, and `imgtag retry` asks again only with --all.
     reask_invalid = False
+    follows_schema = False
+    counts_on_the_wire = True
     billed_in_credits = True
 
     def __init__(self, *, api_key: str | None = None, base_url: str | None = None, timeout: float = 120.0,
@@ -119,7 +123,8 @@ class ImageDescriberProvider(Provider):
             raise Fatal(str(exc), error_type="config_error") from None
         body = json.dumps({"image": data_url(image), "lang": lang})
         try:
-            response = await self.client.post(ENDPOINT, content=body)
+            with self.on_the_wire():
+                response = await self.client.post(ENDPOINT, content=body)
         except httpx2.TimeoutException:
             raise Transient("timeout: no response in time", error_type="timeout") from None
         except httpx2.HTTPError as exc:
@@ -155,7 +160,8 @@ class ImageDescriberProvider(Provider):
         tags, credits = _dict(data.get("tags")), _dict(data.get("credits"))
         fields = map_answer(options.preset, tags.get("tags"), tags.get("title"), tags.get("description"))
         return ModelAnswer(stop_reason="end_turn", usage=Usage(), obj=fields, request_id=request_id, limits=limits,
-                           credits=Credits(_number(credits.get("amount")), _number(credits.get("remaining"))))
+                           credits=Credits(_number(credits.get("amount")), _number(credits.get("remaining"))),
+                           raw=json.dumps(data.get("tags"), ensure_ascii=False))
 
     def _rate_limit_wait(self) -> float:
         """How long to wait after a 1004 (the API sends no retry-after): one request interval while answers

@@ -100,7 +100,7 @@ async def _cancel(ctx: BatchContext, wait_s: float) -> int:
                      "command that submitted it to collect its results")
                 waiting.pop(batch_id)
                 continue
-            tally = await collector.collect(batch_id)
+            tally = await collector.collect(batch_id, batch)
             if tally is None:
                 continue  # the results stream broke off: try again on the next pass
             _say(_line(batch_id, waiting.pop(batch_id), tally))

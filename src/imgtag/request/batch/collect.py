@@ -11,12 +11,12 @@ from collections import Counter
 
 from imgtag.pricing.costs import cost_usd
 from imgtag.providers.base import Fatal, ModelAnswer, ProviderError
-from imgtag.providers.batch_api import CANCELED, ERRORED, EXPIRED, SUCCEEDED, BatchHandle, ItemResult
+from imgtag.providers.batch_api import CANCELED, ERRORED, EXPIRED, SUCCEEDED, BatchHandle, ItemResult, counted
 from imgtag.request.batch.common import BatchContext, BatchStop, stop_if_fatal
 from imgtag.request.packing import split_answer
 from imgtag.store import batches as sb
 from imgtag.store.db import now_iso
-from imgtag.validate.verdict import INVALID, OK, TRUNCATED, judge
+from imgtag.validate.verdict import INVALID, OK, TRUNCATED, judge, kept_text
 from imgtag.words import plural
 
 # How many batches may return a job errored/expired before it is recorded as failed. Those results are not
@@ -42,6 +42,7 @@ class Collector:
                 raise BatchStop(text, Fatal(text, http_status=404, error_type="not_found_error")) from None
             stop_if_fatal(err)
             return None
+        batch = counted(batch, sb.batch_requests(ctx.store, batch.id))
         sb.update_batch(ctx.store, batch)
         ctx.stats.live[batch.id] = (batch.processing_status, dict(batch.counts))
         return batch
@@ -59,16 +60,16 @@ class Collector:
                 continue
             if not batch.ended:
                 reached = True
-            elif await self.collect(batch_id) is not None:
+            elif await self.collect(batch_id, batch) is not None:
                 reached = True
                 collected += 1
         self.failed_sweeps = 0 if reached else self.failed_sweeps + 1
         return collected
 
-    async def collect(self, batch_id: str) -> Counter[str] | None:
+    async def collect(self, batch_id: str, batch: BatchHandle | None = None) -> Counter[str] | None:
         """Stream an ended batch's results into the store. Returns what became of the jobs (ok, failed,
-        pending, missing), or None when
-        the stream broke off (the batch stays uncollected and is collected again later)."""
+        pending, missing), or None when the stream broke off (the batch stays uncollected and is collected
+        again later). `batch` (as last polled) says what became of requests its results do not list."""
         ctx = self.ctx
         tally: Counter[str] = Counter()
         try:
@@ -78,6 +79,12 @@ class Collector:
         except ProviderError as err:
             stop_if_fatal(err)
             return None
+        if batch is not None and batch.unlisted is not None:
+            # An API that lists only what it processed (OpenAI: a canceled, expired or failed batch): the rest
+            # are settled as such, so they count toward the resubmission cap like listed ones.
+            for cid in sb.unanswered_requests(ctx.store, batch_id):
+                unlisted = ItemResult(cid, batch.unlisted, error_type="batch_failed", error_message=batch.error)
+                tally.update(self._store_result(batch_id, unlisted))
         missing = sb.finish_collection(ctx.store, batch_id)
         if missing:
             tally["missing"] += missing
@@ -104,7 +111,7 @@ class Collector:
             if not sb.settle_item(ctx.store, row["custom_id"], batch_id, ctx.run_id, outcome, started):
                 continue
             st = ctx.stats
-            st.spent_usd += outcome.cost
+            st.spent_usd += outcome.cost or 0.0
             if outcome.job_status == "ok":
                 st.ok += 1
             elif outcome.job_status == "failed":
@@ -157,18 +164,20 @@ class Collector:
     def _answered(self, answer: ModelAnswer, job_id: int | None = None) -> sb.ItemOutcome:
         t = self.ctx.target
         # Batch prices: every token class at half the standard rate.
-        cost = cost_usd(t.model.prices, answer.usage, batch=True) or 0.0
+        # None without prices: recorded as paid at an unknown price, never as $0.
+        cost = cost_usd(t.model.prices, answer.usage, batch=True, request_prompt=answer.request_prompt_tokens)
         verdict = judge(answer, t.preset.schema)
         rid = answer.request_id
         if verdict.kind == OK:
             return sb.ItemOutcome("ok", "ok", "ok", fields=verdict.fields, usage=answer.usage, cost=cost,
                                   request_id=rid)
+        kept = kept_text(answer)  # paid for: its text stays in the store
         if verdict.kind in (TRUNCATED, INVALID) and job_id is not None and \
                 sb.answers_rejected(self.ctx.store, job_id, verdict.kind) == 0:
             # As in sync mode: one more ask (a truncated one with twice max_tokens, see BatchRunner._entry).
             return sb.ItemOutcome("failed", "retry", "pending", error_type=verdict.kind,
                                   error_message=verdict.message or verdict.kind, usage=answer.usage, cost=cost,
-                                  request_id=rid)
+                                  request_id=rid, raw_answer=kept)
         return sb.ItemOutcome("failed", "failed", "failed", error_type=verdict.kind,
                               error_message=verdict.message or verdict.kind, usage=answer.usage, cost=cost,
-                              request_id=rid)
+                              request_id=rid, raw_answer=kept)

@@ -23,8 +23,9 @@ from typing import Any
 
 from imgtag.config import prepare_template
 from imgtag.ingest.preprocess import ImageReport, PrepareRequest, prepare
+from imgtag.money import usd
 from imgtag.pricing.costs import cost_usd
-from imgtag.pricing.estimate import RequestEstimate, estimate_request, reserve_tokens
+from imgtag.pricing.estimate import RequestEstimate, estimate_request, pack_estimate, reserve_tokens
 from imgtag.providers.base import Fatal, ImageInput, RequestOptions
 from imgtag.providers.batch_api import BatchAPI
 from imgtag.request.batch.cancel import cancel_all
@@ -89,8 +90,11 @@ class BatchRunner:
             if self._pool is not None:
                 self._pool.shutdown(wait=False, cancel_futures=True)
         if self.budget_hit and self.message is None:
-            self.message = (f"budget of ${self.ctx.cfg.budget:.2f} reached: {self.stats.budget_skipped} images "
-                            "were not submitted (run again with a larger --budget to continue)")
+            left, held = self.stats.budget_skipped, self.stats.reserved_usd
+            submitted = f"{usd(held)} reserved for the requests submitted" if held else "nothing submitted"
+            self.message = (f"budget of {usd(self.ctx.cfg.budget)} reached ({submitted}): {plural(left, 'image')} "
+                            f"{'was' if left == 1 else 'were'} not submitted (run again with a larger --budget to "
+                            "continue)")
         if self.message is None:
             self.message = lowered_note(self.submitter.lowered, self.limits)
 
@@ -177,6 +181,16 @@ class BatchRunner:
             for entry in self._entry(pack):
                 yield entry
 
+    def _reserve_usd(self, members: list[_Member]) -> float:
+        """Never less than the request can cost: the larger of each image as its own uncached request and the pack
+        as the one request it is, whose prompt alone decides its long-context band (pricing/costs.py)."""
+        t = self.ctx.target
+        alone = sum(cost_usd(t.model.prices, m.estimate.usage(), batch=True) or 0.0 for m in members)
+        if len(members) == 1:
+            return alone
+        pack = pack_estimate([m.estimate for m in members], t.preset, t.model)
+        return max(alone, cost_usd(t.model.prices, pack.usage(), batch=True) or 0.0)
+
     def _entry(self, members: list[_Member]) -> list[Entry]:
         """The batch request for these images (one, or a labelled pack), within the budget and the byte cap."""
         ctx = self.ctx
@@ -184,8 +198,7 @@ class BatchRunner:
         if self.budget_hit:
             self.stats.budget_skipped += len(members)
             return []
-        # Reserved as if each image were its own uncached request: never less than the pack can cost.
-        est = sum(cost_usd(t.model.prices, m.estimate.usage(), batch=True) or 0.0 for m in members)
+        est = self._reserve_usd(members)
         if ctx.cfg.budget is not None and self.stats.reserved_usd + est > ctx.cfg.budget:
             self.budget_hit = True
             self.stats.budget_skipped += len(members)

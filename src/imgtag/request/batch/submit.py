@@ -3,8 +3,9 @@
 Order of events for one batch (see store/batches.py):
   commit submission + items  ->  BatchAPI.create  ->  commit batch id + jobs 'batched'
 A crash in the middle leaves a submission without a batch id; `reconcile` lists the account's batches
-created since then and adopts the one with the same number of requests, or, if there is none, knows the
-create never happened and returns the items to pending.
+created since then and adopts the one carrying the submission's label (an API that keeps metadata, like
+OpenAI's), else the one with the same number of requests; if there is none, it knows the create never
+happened and returns the items to pending.
 """
 
 from __future__ import annotations
@@ -17,8 +18,8 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from imgtag.providers.base import Fatal, Permanent, ProviderError
-from imgtag.providers.batch_api import BatchHandle, BatchRequest
-from imgtag.request.batch.common import BatchContext, BatchStop, stop_if_fatal
+from imgtag.providers.batch_api import BatchHandle, BatchRequest, counted
+from imgtag.request.batch.common import BatchContext, BatchStop, no_batch_api, stop_if_fatal
 from imgtag.request.batch.limits import BYTES, BatchLimits, byte_budget, oversize
 from imgtag.store import batches as sb
 
@@ -140,13 +141,16 @@ class Submitter:
         store = ctx.store
         sub, cids = sb.begin_submission(store, [e.job_ids for e in chunk.entries])
         requests = [BatchRequest(cid, e.params) for cid, e in zip(cids, chunk.entries, strict=True)]
+        label = sb.submission_label(store, sub.id)
         failures = 0
         while True:
             try:
-                batch = await ctx.api.create(requests, timeout=max(ctx.cfg.timeout, CREATE_TIMEOUT_S))
+                batch = await ctx.api.create(requests, timeout=max(ctx.cfg.timeout, CREATE_TIMEOUT_S), label=label)
             except ProviderError as err:
                 if isinstance(err, Fatal):
                     sb.abandon_submission(store, sub.id)
+                    if (stop := no_batch_api(ctx.api, err)) is not None:
+                        raise stop from None
                     stop_if_fatal(err)
                 if isinstance(err, Permanent):
                     sb.abandon_submission(store, sub.id)
@@ -162,7 +166,7 @@ class Submitter:
                 if ambiguous:
                     # The batch may exist: look before creating it again (a failed listing stops the run and
                     # leaves the submission for the next run's reconcile).
-                    found = _pick(await self._candidates(_when(sub.created_at) - CLOCK_SLACK), sub)
+                    found = self._pick(await self._candidates(_when(sub.created_at) - CLOCK_SLACK), sub)
                     if found is not None:
                         self._attach(sub, found, chunk)
                         return
@@ -175,6 +179,7 @@ class Submitter:
     def _attach(self, sub: sb.Submission, batch: BatchHandle, chunk: Chunk) -> None:
         ctx = self.ctx
         key = ctx.target.key
+        batch = counted(batch, len(chunk.entries))
         sb.attach_batch(ctx.store, sub.id, batch, provider=key.provider, model=key.model, run_id=ctx.run_id,
                         nbytes=chunk.nbytes)
         ctx.stats.created += 1
@@ -228,7 +233,7 @@ class Submitter:
             return
         candidates = await self._candidates(min(_when(s.created_at) for s in orphans) - CLOCK_SLACK)
         for sub in orphans:
-            match = _pick(candidates, sub)
+            match = self._pick(candidates, sub)
             if match is None:
                 sb.abandon_submission(self.ctx.store, sub.id)  # the create never happened
                 continue
@@ -260,12 +265,21 @@ class Submitter:
         raise BatchStop(f"could not list batches to check an interrupted submission ({detail}); "
                         "run the same command again")
 
+    def _pick(self, candidates: list[BatchHandle], sub: sb.Submission) -> BatchHandle | None:
+        """The submission's batch among the unknown remote ones: by its label where the API keeps labels (a
+        batch still validating may not report its requests yet), else by time and request count."""
+        if self.ctx.api.labels_batches:
+            label = sb.submission_label(self.ctx.store, sub.id)
+            return next((batch for batch in candidates if batch.label == label), None)
+        return _pick(candidates, sub)
+
     def _adopt(self, sub: sb.Submission, batch: BatchHandle) -> None:
         ctx = self.ctx
         owner = sb.submission_model(ctx.store, sub.id)
         if owner is None:
             sb.abandon_submission(ctx.store, sub.id)
             return
+        batch = counted(batch, sub.item_count)
         sb.attach_batch(ctx.store, sub.id, batch, provider=owner[0], model=owner[1], run_id=ctx.run_id,
                         nbytes=0)
         ctx.stats.adopted += 1

@@ -1,7 +1,8 @@
 """An imgtag provider in one file: answers every request from the image itself, without a network.
 
 Each string it returns names the image's mean colour (#rrggbb), so a test can check every result
-landed on its own image. A real provider would call its API in `describe` and classify errors.
+landed on its own image, and every string but the colour also the size it received (WxH). A real provider
+would call its API in `describe` and classify errors.
 """
 
 from __future__ import annotations
@@ -28,24 +29,25 @@ class EchoProvider(Provider):
         try:
             with Image.open(io.BytesIO(image.data)) as im:
                 r, g, b = (round(c) for c in ImageStat.Stat(im.convert("RGB")).mean[:3])
+                size = f"{im.width}x{im.height}"
         except OSError as exc:
             raise Permanent(f"echo cannot read this image: {exc}") from None
         key = f"#{r:02x}{g:02x}{b:02x}"
-        obj = _instance(options.preset.schema, key, "value")
+        obj = _instance(options.preset.schema, key, "value", size)
         return ModelAnswer(stop_reason="end_turn", usage=Usage(input_tokens=1, output_tokens=1), obj=obj)
 
 
-def _instance(schema: dict[str, Any], key: str, name: str) -> Any:
+def _instance(schema: dict[str, Any], key: str, name: str, size: str) -> Any:
     kind = schema.get("type")
     if "enum" in schema:
         return schema["enum"][0]
     if kind == "object":
-        return {prop: _instance(sub, key, prop) for prop, sub in schema.get("properties", {}).items()
+        return {prop: _instance(sub, key, prop, size) for prop, sub in schema.get("properties", {}).items()
                 if prop in schema.get("required", [])}
     if kind == "array":
-        return [_instance(schema.get("items", {}), key, name)]
+        return [_instance(schema.get("items", {}), key, name, size)]
     if kind in ("integer", "number"):
         return 1
     if kind == "boolean":
         return True
-    return key if name in ("color", "colour") else f"{name} {key}"[: schema.get("maxLength", 40)]
+    return key if name in ("color", "colour") else f"{key} {size} {name}"[: schema.get("maxLength", 40)]

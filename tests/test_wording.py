@@ -1,0 +1,63 @@
+"""Words that say it once and say it right (issue 17 item 13): a cause is not doubled ("too_small: too small"),
+counts agree with their nouns, a caption conflict names its files, and the contact sheet does not call an
+image it decoded "not an image we could read"."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from exportrows import context, image, ok
+from imgtag.export.captions import write_txt
+from imgtag.export.contact_sheet import write_contact_sheet
+from imgtag.progress import resume_note
+from imgtag.words import failure_text
+from test_export_html import chromium, needs_chromium
+
+ANSWER = {"tags": ["red"], "category": "shoe", "description": "A red shoe.", "color": "red", "style": "x"}
+TOO_SMALL = "too small: 256x171 px (short side under 200 px; use --min-side 0 to tag anyway)"
+BOMB = "decompression bomb: declares 65535x32767 (2,147 MP), limit 100 MP (raise --max-megapixels to allow it)"
+
+
+@pytest.mark.parametrize(("kind", "message", "said"), [
+    ("too_small", TOO_SMALL, TOO_SMALL),
+    ("bomb", BOMB, BOMB),
+    ("corrupt", "corrupt: bad Huffman table", "corrupt: bad Huffman table"),
+    ("corrupt", "cannot identify image file", "corrupt: cannot identify image file"),
+    ("refusal", "the model declined", "refusal: the model declined"),
+    ("truncated", "", "truncated"),
+])
+def test_a_cause_is_named_once(kind: str, message: str, said: str) -> None:
+    assert failure_text(kind, message) == said
+
+
+def test_one_file_new_this_run_is_singular() -> None:
+    note = resume_note(files=2, done_before=1, spent_run=0.001, spent_to_date=0.002)
+    assert note is not None and "1 file new this run" in note and "1 files" not in note
+    assert "3 files new this run" in (resume_note(files=4, done_before=1, spent_run=0.0, spent_to_date=0.0) or "")
+
+
+def test_a_caption_conflict_names_the_files(tmp_path: Path) -> None:
+    root = tmp_path / "in"
+    first, second = image(root / "a.jpg"), image(root / "a.png")
+    ctx = context(tmp_path / "out", txt_template="{color}")
+    write_txt(iter([ok(first, root, ANSWER), ok(second, root, ANSWER)]), ctx)
+    [note] = ctx.notes
+    assert "1 conflict" in note
+    assert "a.png" in note and "a.txt" in note and "a.jpg" in note, note
+
+
+@needs_chromium
+def test_the_contact_sheet_says_why_a_decoded_image_has_no_preview(tmp_path: Path) -> None:
+    root = tmp_path / "in"
+    small = image(root / "small.dng")  # decoded, then skipped for its size: it is an image we could read
+    row = ok(small, root, status="skipped", fields=None, sha256=None, usage=None, cost_usd=None, model=None,
+             provider=None, mode=None, error={"type": "too_small", "message": TOO_SMALL})
+    [path] = write_contact_sheet(iter([row]), context(tmp_path / "out"))
+    dom = chromium(path.as_uri(), tmp_path, "--dump-dom")
+    assert "not an image we could read" not in dom
+    assert "too small to tag" in dom
+    errors = re.findall(r'<div class="error">([^<]*)</div>', dom)
+    assert errors == [TOO_SMALL.replace("<", "&lt;")], errors
