@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
 import subprocess
 import sys
 import tempfile
@@ -32,7 +33,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 from tests.fakes.anthropic_server import FakeAnthropicServer, FakeConfig  # noqa: E402
 
 from imagegen import make_images  # noqa: E402
-from throughput import ideal_seconds  # noqa: E402
+from throughput import ideal_seconds, last_answer_end  # noqa: E402
 
 
 def imgtag_cmd() -> list[str]:
@@ -40,28 +41,35 @@ def imgtag_cmd() -> list[str]:
     return [str(script)] if script.exists() else [sys.executable, "-m", "imgtag"]
 
 
-def timed_run(folder: Path, out: Path, fake: FakeAnthropicServer, cache: Path) -> tuple[float, float, int]:
-    """(wall seconds, seconds from process start to the first request, exit code)."""
+def timed_run(folder: Path, out: Path, fake: FakeAnthropicServer, cache: Path) -> tuple[float, float, int, float]:
+    """(wall seconds, seconds from process start to the first request, exit code, CPU seconds of the process)."""
     env = {**os.environ, **fake.env(), "IMGTAG_CACHE_DIR": str(cache)}
-    start_wall, start = time.time(), time.perf_counter()
-    proc = subprocess.run([*imgtag_cmd(), "run", str(folder), "--out", str(out), "--quiet"], env=env,
-                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, check=False)
-    wall = time.perf_counter() - start
-    if proc.returncode != 0:
-        print(proc.stderr.strip()[-2000:], file=sys.stderr)
+    with tempfile.TemporaryFile("w+") as err:  # not a pipe: the time is the process's exit, as a shell sees it
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
+        start_wall, start = time.time(), time.perf_counter()
+        code = subprocess.run([*imgtag_cmd(), "run", str(folder), "--out", str(out), "--quiet"], env=env,
+                              stdout=subprocess.DEVNULL, stderr=err, check=False).returncode
+        wall = time.perf_counter() - start
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        cpu = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
+        if code != 0:
+            err.seek(0)
+            print(err.read().strip()[-2000:], file=sys.stderr)
     first = (fake.stats.first_request_t or start_wall) - start_wall
-    return wall, first, proc.returncode
+    return wall, first, code, cpu
 
 
-def report(name: str, fake: FakeAnthropicServer, wall: float, first: float, code: int, ideal: float) -> None:
+def report(name: str, fake: FakeAnthropicServer, wall: float, first: float, code: int, cpu: float,
+           ideal: float) -> None:
     s = fake.stats
-    last_answer = max((t for t, _status in s.events), default=0.0)
+    last_answer = last_answer_end(fake)
     phase = last_answer - (s.first_request_t or last_answer)
     limited = s.rate_limited
     print(f"{name:<8} exit {code}  wall {wall:6.2f} s  efficiency {ideal / wall:5.3f}  "
           f"(start->first request {first:4.2f} s, requests {phase:6.2f} s, last answer->exit "
           f"{max(0.0, wall - first - phase):4.2f} s)  429s {limited}/{s.messages_requests} "
-          f"({100 * limited / max(1, s.messages_requests):.1f}%)  peak concurrency {s.peak_concurrency}")
+          f"({100 * limited / max(1, s.messages_requests):.1f}%)  peak concurrency {s.peak_concurrency}  "
+          f"CPU {cpu:.2f} s (the process and the children it waited for)")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -85,8 +93,8 @@ def main(argv: list[str] | None = None) -> None:
             if name == "learned":
                 time.sleep(args.burst)  # the server's bucket refills meanwhile: a fresh server is what one meets
             with FakeAnthropicServer(FakeConfig(**vars(config))) as fake:
-                wall, first, code = timed_run(folder, tmp / f"out-{name}", fake, cache)
-                report(name, fake, wall, first, code, ideal)
+                wall, first, code, cpu = timed_run(folder, tmp / f"out-{name}", fake, cache)
+                report(name, fake, wall, first, code, cpu, ideal)
 
 
 if __name__ == "__main__":

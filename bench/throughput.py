@@ -5,8 +5,9 @@
     python bench/throughput.py --burst 6 --skip-baseline    # the server grants a 6-second bucket
     python bench/throughput.py --ttft 3                     # answers begin only when they end (no early cache)
 
-imgtag runs twice: cold (a new store: limits unknown, learned from the headers) and warm (the same store,
-new images, a fresh server: the run starts from the limits the cold run remembered).
+imgtag runs twice: cold (a new store and an empty user-level cache: limits unknown, learned from the headers)
+and warm (the same store and cache, new images, a fresh server: the run starts from the limits the cold run
+remembered). bench/endtoend.py times the same runs from outside, as processes.
 
 Prints, for each design: wall time of the request phase, efficiency = ideal time / actual time (ideal =
 the fastest schedule the server's token bucket allows: a full bucket at once, then one request per
@@ -14,14 +15,16 @@ the fastest schedule the server's token bucket allows: a full bucket at once, th
 The limit is never given to imgtag: it learns it from the rate-limit headers.
 
 Answers begin `--ttft` seconds after the request arrives (time to first token; the prompt cache entry a request
-writes is usable from then) and end at the latency. imgtag's cache warm-up streams its first request and lets
-the rest go when that answer begins; the seed's design does not stream.
+writes is usable from then) and end at the latency. imgtag streams every request (the pacer reads the limits
+from each answer's first byte), and its cache warm-up lets the rest go when the first answer begins; the seed's
+design does not stream.
 """
 
 from __future__ import annotations
 
 import argparse
 import base64
+import os
 import sys
 import tempfile
 from concurrent.futures import ThreadPoolExecutor
@@ -42,16 +45,19 @@ def ideal_seconds(n: int, rpm: int, burst_s: float, latency: float) -> float:
     return max(0.0, n - burst) / rate + latency
 
 
+def last_answer_end(fake: FakeAnthropicServer) -> float:
+    """When the last answer ended: `done_t` in the request log (`events` logs a streamed answer when it begins)."""
+    return max((e.get("done_t") or e["t"] for e in fake.stats.request_log if e["path"] == "/v1/messages"),
+               default=0.0)
+
+
 def phase(fake: FakeAnthropicServer) -> tuple[float, int, int, int]:
     s = fake.stats
     assert s.first_request_t is not None and s.events
-    last_answer = max(t for t, _status in s.events)  # events are logged when a response is sent
-    return last_answer - s.first_request_t, s.messages_requests, s.rate_limited, s.peak_concurrency
+    return last_answer_end(fake) - s.first_request_t, s.messages_requests, s.rate_limited, s.peak_concurrency
 
 
 def run_imgtag(folder: Path, fake: FakeAnthropicServer, out: Path) -> tuple[int, int]:
-    import os
-
     os.environ.update(fake.env())
     from imgtag.config import RunConfig
     from imgtag.providers import create_provider, resolve_target
@@ -114,6 +120,7 @@ def main() -> None:
     ap.add_argument("--skip-warm", action="store_true", help="no second run from the remembered limits")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
+        os.environ["IMGTAG_CACHE_DIR"] = str(Path(tmp) / "user-cache")  # cold means cold: not the home cache
         folder = Path(tmp) / "images"
         make_images(folder, args.images)
         ideal = ideal_seconds(args.images, args.rpm, args.burst, args.latency)

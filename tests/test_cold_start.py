@@ -15,14 +15,16 @@ import pytest
 
 from imagegen import make_images
 
-# Runs the CLI with an audit hook that notes which thread first imports each SDK, and prints that at exit.
+# Runs the CLI with an audit hook that notes which thread first imports each SDK (and the other libraries a
+# rerun has no use for: answer validation, the imaging stack the decode workers use), and prints that at exit.
 WATCH_IMPORTS = """
 import atexit, json, sys, threading
+HEAVY = ("anthropic", "openai", "jsonschema", "numpy", "scipy", "imagehash")
 seen = {}
 def hook(event, args):
     if event == "import":
         sdk = str(args[0]).partition(".")[0]
-        if sdk in ("anthropic", "openai") and sdk not in seen:
+        if sdk in HEAVY and sdk not in seen:
             seen[sdk] = threading.current_thread().name
 sys.addaudithook(hook)
 atexit.register(lambda: print("SDK-IMPORTS " + json.dumps(seen), file=sys.stderr))
@@ -57,6 +59,7 @@ def test_a_rerun_with_nothing_to_ask_never_imports_the_sdk(provider: str, tmp_pa
     assert code == 0 and provider in first, first
     # It was imported beside the main thread's work (discovery, decoding), not before it.
     assert first[provider] != "MainThread"
+    assert "numpy" not in first and "scipy" not in first  # the decode workers hash images, not the main process
     code, again = _run(args, env, tmp_path)
     assert code == 0
-    assert again == {}  # every answer is in the store: no SDK at all
+    assert again == {}  # every answer is in the store: no SDK, no validator, no imaging stack

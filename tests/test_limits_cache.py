@@ -127,3 +127,15 @@ def test_a_run_into_a_new_out_is_seeded_by_the_last_run(tmp_path: Path, fake_ant
                            monkeypatch)
     assert code == 0, output
     assert len(seeds) == 1 and seeds[0]["requests"]["per_minute"] == 600
+
+
+def test_no_home_folder_is_no_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(CACHE_ENV, raising=False)
+    monkeypatch.delenv("XDG_CACHE_HOME", raising=False)
+
+    def no_home() -> Path:
+        raise RuntimeError("Could not determine home directory.")
+
+    monkeypatch.setattr(Path, "home", staticmethod(no_home))
+    save(tmp_path / "out", learned_pacer(600, 59))  # the store's copy only
+    assert seeded(tmp_path / "out").describe() == "600 rpm"

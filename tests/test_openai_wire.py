@@ -8,7 +8,7 @@ import random
 import pytest
 
 from imgtag.providers.base import Fatal, Permanent, RateLimited, Transient
-from imgtag.providers.openai_provider import is_local, is_openai
+from imgtag.providers.openai_provider import is_openai
 from imgtag.providers.openai_wire import classify, duration_seconds, next_mode, parse_rate_limits, strip_thinking
 from imgtag.request.adaptive import AdaptiveLimiter
 
@@ -25,8 +25,11 @@ def test_strip_thinking(content: str, answer: str, thought: bool) -> None:
 
 
 @pytest.mark.parametrize(("sent", "status", "message", "expected"), [
-    ("json_schema", 400, "The provided JSON schema contains features not supported by xgrammar.", "json_object"),
-    ("json_schema", 400, 'response_format type must be one of "text" or "json_object"', "json_object"),
+    ("json_schema", 400, "The provided JSON schema contains features not supported by xgrammar.",
+     "json_object_schema"),
+    ("json_schema", 400, 'response_format type must be one of "text" or "json_object"', "json_object_schema"),
+    ("json_object_schema", 400, "Unknown parameter: 'response_format.schema'.", "json_object"),
+    ("json_object_schema", 400, "'response_format.type' must be 'json_schema' or 'text'", "prompt"),
     ("json_object", 400, "'response_format.type' must be 'json_schema' or 'text'", "prompt"),
     ("json_schema", 400, "Invalid image: could not decode", None),
     ("prompt", 400, "response_format something", None),
@@ -72,8 +75,6 @@ def test_rate_limit_headers() -> None:
 
 def test_server_kinds() -> None:
     assert is_openai(None) and is_openai("https://api.openai.com/v1") and not is_openai("http://127.0.0.1:8000/v1")
-    assert is_local("http://localhost:11434/v1") and is_local("http://192.168.1.20:8000/v1")
-    assert not is_local("https://openrouter.ai/api/v1") and not is_local(None)
 
 
 def _drive(limiter: AdaptiveLimiter, slots: int, service_s: float, rounds: int) -> list[int]:
@@ -130,6 +131,7 @@ def test_estimates_say_unknown_instead_of_inventing(tmp_path, monkeypatch) -> No
     from imgtag.presets import load_preset
     from imgtag.pricing.catalogue import catalogue
     from imgtag.pricing.estimate import Estimator, image_tokens
+    from imgtag.pricing.user_prices import with_prices
 
     monkeypatch.chdir(tmp_path)
     preset = load_preset("caption")
@@ -140,4 +142,7 @@ def test_estimates_say_unknown_instead_of_inventing(tmp_path, monkeypatch) -> No
     unknown, openai_model, local = (est.totals[m] for m in ("some-gateway-model", "gpt-4.1-mini", "glm-4v-9b"))
     assert not unknown.tokens_known and unknown.standard_usd is None
     assert openai_model.tokens_known and openai_model.standard_usd > 0
-    assert not local.tokens_known and local.standard_usd == 0  # free whatever the count
+    assert not local.tokens_known and local.standard_usd is None  # no prices: unknown, wherever it runs
+    free = Estimator(preset, models=["glm-4v-9b"], infos={"glm-4v-9b": with_prices(catalogue().get("glm-4v-9b"), 0, 0)})
+    free.add(1600, 1200)
+    assert free.totals["glm-4v-9b"].standard_usd == 0  # declared free: $0 whatever the token count

@@ -118,3 +118,23 @@ def test_after_a_resume_new_and_already_done_are_told_apart():
     note = resume_note(150, 100, 0.002, 0.0123)
     assert note == ("50 files new this run, 100 already done by earlier runs; $0.002 this run, $0.0123 to date"
                     " for this preset and model")
+
+
+def test_an_interrupted_line_is_erased_with_the_terminals_ctrl_c_echo(monkeypatch):
+    # A terminal echoes "^C" after the line (one column short of the edge, so "^C" reaches it); erasing only the
+    # line's own width left a "C" at the end of the sentence that follows.
+    for no_color in (False, True):
+        if no_color:
+            monkeypatch.setenv("NO_COLOR", "1")
+        else:
+            monkeypatch.delenv("NO_COLOR", raising=False)
+        stream = FakeTerminal()
+        progress = Progress(snap, stream=stream, interval=0)
+        progress.tick()
+        shown = len(stream.getvalue().rsplit("\r", 1)[1])
+        progress.close(erase=True)
+        erased = stream.getvalue()[len(stream.getvalue().rsplit("\r", 2)[0]):]
+        if no_color:
+            assert erased == "\r" + " " * (shown + 2) + "\r"
+        else:
+            assert erased.startswith("\r\x1b[2K")

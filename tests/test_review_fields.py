@@ -26,3 +26,17 @@ def test_other_keywords_go_to_jsonschema():
     assert fast_check({"type": "string", "format": "date"}) is None
     assert fast_check({"type": "array", "items": {"$ref": "#/$defs/x"}}) is None
     assert fast_check({"anyOf": [{"type": "string"}]}) is None
+
+
+def test_editors_follow_the_schema():
+    from imgtag.presets import load_preset
+    from imgtag.review.fields import Fields
+
+    preset = load_preset("ecommerce", categories=["上衣", "裤子", "鞋"])
+    fields = Fields(preset.fields, preset.schema, set(preset.list_fields))
+    specs = {name: spec.as_json() for name, spec in fields.specs.items()}
+    assert specs["category"]["kind"] == "enum" and specs["category"]["choices"] == ["上衣", "裤子", "鞋"]
+    assert specs["tags"]["kind"] == "list" and specs["tags"]["max_items"] == 5
+    assert specs["description"]["kind"] == "text" and specs["description"]["max_length"] == 50
+    assert fields.check_value("category", "裤子") is None
+    assert "上衣" in (fields.check_value("category", "帽子") or "")

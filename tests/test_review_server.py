@@ -146,3 +146,15 @@ def test_only_loopback_is_quiet():
 
     assert all(is_loopback(h) for h in ("127.0.0.1", "localhost", "::1", "127.0.0.2"))
     assert not any(is_loopback(h) for h in ("0.0.0.0", "192.0.2.1", "::"))
+
+
+def test_usage_errors_are_one_sentence(tmp_path, served, monkeypatch):
+    from imagegen import one_sentence, run_cli
+
+    code, output = run_cli(["review", "--out", str(tmp_path / "none"), "--no-browser"], {}, monkeypatch)
+    assert code == 2 and "no imgtag store in" in one_sentence(output)
+    out = served.proc.args[served.proc.args.index("--out") + 1]
+    code, output = run_cli(["review", "--out", out, "--no-browser", "--port", str(served.port)], {}, monkeypatch)
+    assert code == 2 and f"cannot listen on 127.0.0.1:{served.port}" in one_sentence(output), output
+    code, output = run_cli(["review", "--out", out, "--no-browser", "--port", "70000"], {}, monkeypatch)
+    assert code == 2 and "--port must be from 0 to 65535" in one_sentence(output)

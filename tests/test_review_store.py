@@ -129,3 +129,23 @@ def test_invalid_values_are_refused_with_the_reason_and_never_stored(tmp_path, f
     assert refused["changed"] == 0 and refused["refused"] == 1 and "at most 5" in refused["reason"]
     assert store.db.execute("SELECT COUNT(*) FROM review_versions").fetchone()[0] == room
     store.close()
+
+
+def test_filters_near_duplicates_edited_and_sort(tmp_path, fake_anthropic_factory, monkeypatch):
+    _, out, _ = tagged_folder(tmp_path, fake_anthropic_factory, monkeypatch, n=4)
+    store, review = open_review(out)
+    ids = sorted(_ids(review).values())
+    store.db.execute("UPDATE files SET near_duplicate_of = NULL")  # plain colour fills all look alike
+    store.db.execute("UPDATE files SET near_duplicate_of = ? WHERE id = ?", (ids[0], ids[2]))
+    near = review.list({"near_duplicates": "true"})
+    assert sorted(i["id"] for i in near["items"]) == [ids[0], ids[2]] and near["total"] == 2
+    review.patch(ids[3], {"fields": {"color": "green"}})
+    assert [i["id"] for i in review.list({"edited": "true"})["items"]] == [ids[3]]
+    assert review.list({"edited": "false"})["total"] == 3
+    assert review.list({"sort": "updated"})["items"][0]["id"] == ids[3]
+    assert [i["id"] for i in review.list({"sort": "-id"})["items"]] == ids[::-1]
+    assert review.list({"q": "GREEN"})["total"] == 1  # current values, any case
+    with pytest.raises(ReviewError) as bad:
+        review.list({"nope": "1"})
+    assert bad.value.status == 400 and "unknown filter 'nope'" in str(bad.value)
+    store.close()

@@ -25,7 +25,10 @@ if TYPE_CHECKING:  # imported where used: `--help` and configuration errors must
     from imgtag.runner import Run
 
 ENV_HELP = ("Environment: ANTHROPIC_API_KEY (needed for paid commands), ANTHROPIC_BASE_URL (a compatible "
-            "gateway), IMGTAG_PRESET, IMGTAG_MODEL, IMGTAG_PROVIDER, IMGTAG_LANG, IMGTAG_CATEGORIES, IMGTAG_OUT. "
+            "gateway); OPENAI_API_KEY, OPENAI_BASE_URL (--provider openai: OpenAI or a local server); "
+            "IMAGEDESCRIBER_API_KEY, IMAGEDESCRIBER_BASE_URL, IMAGEDESCRIBER_REQUESTS_PER_MINUTE (--provider "
+            "imagedescriber); IMGTAG_PRESET, IMGTAG_MODEL, IMGTAG_PROVIDER, IMGTAG_LANG, IMGTAG_CATEGORIES, "
+            "IMGTAG_OUT. "
             "Lowest precedence: ./imgtag.toml (docs/config.md). Exit codes: 0 all done, 1 finished with failures "
             "or images left pending, 2 usage or configuration error.")
 app = typer.Typer(cls=FastGroup, add_completion=False, no_args_is_help=True, rich_markup_mode=None, epilog=ENV_HELP,
@@ -40,6 +43,13 @@ OutOpt = Annotated[Path | None, typer.Option(
     help="Output folder: holds imgtag.db and the exports.  [default: imgtag-out]")]
 PathsArg = Annotated[list[str], typer.Argument(metavar="PATH", show_default=False,
                                                 help="Files, folders, globs, @list.txt, or - for stdin.")]
+# Each provider's own default model (kept in step with the providers' `default_model`; test_unknown_cost.py checks).
+MODEL_DEFAULTS = ("[default: claude-haiku-5-5 for anthropic, gpt-4.1-mini for openai, imagedescriber-v1 for "
+                  "imagedescriber]")
+MODEL_HELP = "Provider model id.  " + MODEL_DEFAULTS
+ProviderOpt = Annotated[str | None, typer.Option(
+    metavar="NAME", envvar="IMGTAG_PROVIDER",
+    help="anthropic, openai, ... (`imgtag providers`).  [default: anthropic]")]
 DEFAULT_OUT = Path("imgtag-out")
 DEFAULT_FORMATS = "csv,jsonl"
 DEFAULT_CONCURRENCY = 64
@@ -281,8 +291,10 @@ def scan(
     paths: PathsArg,
     out: OutOpt = None,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object per file, then a summary.")] = False,
-    model: Annotated[str | None, typer.Option(metavar="ID", envvar="IMGTAG_MODEL",
-                                              help="Model whose image sizing and cost are reported.")] = None,
+    model: Annotated[str | None, typer.Option(metavar="ID", envvar="IMGTAG_MODEL", help=(
+        "Model whose image sizing and cost are reported (with its imgtag.toml prices, else unknown).  "
+        + MODEL_DEFAULTS))] = None,
+    provider: ProviderOpt = None,
     preset: Annotated[str | None, typer.Option(metavar="NAME", envvar="IMGTAG_PRESET",
                                                help="Preset name or file.  [default: ecommerce]")] = None,
     lang: Annotated[str | None, typer.Option(metavar="CODE", envvar="IMGTAG_LANG",
@@ -318,9 +330,10 @@ def scan(
         store_dir = Path(temp.name)
     else:
         store_dir = Path(asked)
-    cfg = _build_config(paths, store_dir, preset=preset, model=model, provider=None, lang=lang, categories=None,
+    cfg = _build_config(paths, store_dir, preset=preset, model=model, provider=provider, lang=lang, categories=None,
                         min_side=min_side, max_megapixels=max_megapixels, workers=workers, detail=detail,
-                        max_edge=max_edge, images_per_request=images_per_request)
+                        max_edge=max_edge, images_per_request=images_per_request,
+                        provider_settings=_base_url_setting(None, provider))
     target = _resolve(cfg)
     _preflight(cfg)
     try:
@@ -352,9 +365,14 @@ def _scan(cfg: RunConfig, target: Any, as_json: bool) -> None:
 
     if not as_json:
         rows_out.write(f"{'status':<8} {'format':<9} {'size':>11} {'img tk':>6}  path\n")
-    with _open_store(cfg.out) as store:
-        import asyncio
+    import asyncio
 
+    from imgtag.modelcheck import check_without_sending
+
+    note = asyncio.run(check_without_sending(cfg.provider, dict(cfg.provider_settings), target.model))
+    if note:
+        _console().print(f"imgtag: warning: {note}", markup=False)
+    with _open_store(cfg.out) as store:
         result = asyncio.run(do_scan(cfg, store, target, emit))
     summary = summary_object(result, target)
     if as_json:
@@ -389,12 +407,9 @@ def run(
     preset: Annotated[str | None, typer.Option(
         metavar="NAME", envvar="IMGTAG_PRESET",
         help="ecommerce, keywords, alt-text, caption, ocr, or a preset FILE.  [default: ecommerce]")] = None,
-    provider: Annotated[str | None, typer.Option(
-        metavar="NAME", envvar="IMGTAG_PROVIDER",
-        help="anthropic, openai, ... (`imgtag providers`).  [default: anthropic]")] = None,
+    provider: ProviderOpt = None,
     base_url: BaseUrlOpt = None,
-    model: Annotated[str | None, typer.Option(metavar="ID", envvar="IMGTAG_MODEL",
-                                              help="Provider model id.  [default: claude-haiku-5-5]")] = None,
+    model: Annotated[str | None, typer.Option(metavar="ID", envvar="IMGTAG_MODEL", help=MODEL_HELP)] = None,
     mode: Annotated[str | None, typer.Option(
         metavar="MODE", help="sync, or batch (half price, asynchronous).  [default: sync]")] = None,
     lang: Annotated[str | None, typer.Option(metavar="CODE", envvar="IMGTAG_LANG",
@@ -541,8 +556,9 @@ def _execute(cfg: RunConfig, command: str) -> None:
     except ConfigError as exc:
         raise _fail(str(exc)) from None
     if cfg.budget is not None and target.model.prices is None:
-        raise _fail(f"--budget cannot be enforced: the prices of {target.model.id} are unknown; give --price-in "
-                    "and --price-out (USD per million tokens) to set them")
+        raise _fail(f"--budget cannot be enforced: the prices of {target.model.id} are unknown; set them in "
+                    f"imgtag.toml ([models.\"{target.model.id}\"] input and output) or with --price-in and "
+                    "--price-out (USD per million tokens; 0 for a free local model)")
     try:
         if not cfg.dry_run:
             provider_obj = open_provider(cfg)
@@ -661,12 +677,13 @@ def _switch_words(out: Path, meta: dict[str, Any], previous: dict[str, Any], for
 
 async def _run_and_close(runner: Run, provider_obj: Any) -> Any:
     try:
-        if not runner.cfg.dry_run:
-            from imgtag.modelcheck import check
+        from imgtag.modelcheck import check, check_without_sending
 
-            note = await check(provider_obj, runner.cfg.provider, runner.target.model)
-            if note:
-                _console().print(f"imgtag: warning: {note}", markup=False)
+        cfg = runner.cfg
+        note = (await check_without_sending(cfg.provider, dict(cfg.provider_settings), runner.target.model)
+                if cfg.dry_run else await check(provider_obj, cfg.provider, runner.target.model))
+        if note:
+            _console().print(f"imgtag: warning: {note}", markup=False)
         return await runner.execute()
     finally:
         if provider_obj is not None:
@@ -681,8 +698,8 @@ def _report(outcome: Any, cfg: RunConfig, target: Any, missing: list[str], path_
         console.print(f"imgtag: nothing matched {arg!r}", markup=False)
     s = outcome.summary
     prices = target.model.prices
-    if prices is not None and prices.input == prices.output == 0:  # a local model: say why the cost is 0
-        console.print(f"{target.model.id}: {target.model.source}", markup=False)
+    if prices is not None and prices.input == prices.output == 0:  # declared free: say where, since $0 is a claim
+        console.print(f"{target.model.id}: priced at $0 per million tokens ({target.model.source})", markup=False)
     if cfg.dry_run and outcome.estimator is not None:
         from imgtag.costview import dry_run_line
 
@@ -691,7 +708,7 @@ def _report(outcome: Any, cfg: RunConfig, target: Any, missing: list[str], path_
     counts = ", ".join(f"{k} {v}" for k, v in sorted(s.by_status.items())) or "no files"
     console.print(f"{_n(s.files, 'file')}: {counts}; {_n(s.requests, 'request')}, "
                   f"{s.input_tokens:,} in / {s.output_tokens:,} out tokens, "
-                  f"{usd(s.cost_usd) if prices is not None else 'cost unknown (no prices for this model)'}",
+                  f"{_spent_words(s, prices is None and s.requests > 0)}",
                   markup=False)
     if s.credits_spent is not None or s.credits_remaining is not None:
         console.print(_credits_line(s), markup=False)
@@ -708,6 +725,16 @@ def _report(outcome: Any, cfg: RunConfig, target: Any, missing: list[str], path_
         console.print(f"imgtag: {outcome.not_written}", markup=False)
     if s.by_status.get("failed"):
         console.print("see `imgtag status` for causes; `imgtag retry` retries the failures", markup=False)
+
+
+def _spent_words(s: Any, unpriced: bool) -> str:
+    """The run's cost; for a credit-billed provider, where it is said (the credits line); or why it is unknown:
+    some tokens were paid at prices nobody knows."""
+    if s.credits_spent is not None:
+        return "billed in credits"
+    if s.cost_usd is None or unpriced:
+        return "cost unknown (no prices for this model: imgtag.toml [models] or --price-in/--price-out set them)"
+    return usd(s.cost_usd)
 
 
 def _credits_line(s: Any) -> str:

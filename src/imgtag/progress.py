@@ -41,7 +41,7 @@ class Snapshot:
     failed: int
     skipped: int
     in_flight: int
-    spent_usd: float       # this run
+    spent_usd: float | None  # this run (None: prices unknown)
     pace: str
     discovery_done: bool
     extra: str = ""
@@ -114,10 +114,12 @@ class Progress:
         remaining = total - snap.finished if total is not None else None
         count = (f"{snap.finished:,}/{total:,} files" if total is not None
                  else f"{snap.finished:,}/{snap.discovered:,}+ files")
-        cost = money(snap.spent_usd)
+        cost = money(snap.spent_usd) if snap.spent_usd is not None else "cost unknown"
         if snap.credits_used is not None:
             # Billed in credits: $0 would not be the bill (the summary and `imgtag status` show the balance).
             cost, cost_to_date = _credits(snap.credits_used), ""
+        elif snap.spent_usd is None:
+            cost_to_date = ""
         elif snap.spent_to_date_usd is not None and snap.spent_to_date_usd - snap.spent_usd > 1e-12:
             cost_to_date = f"{money(snap.spent_to_date_usd)} to date"
             cost = f"{cost} this run"
@@ -179,7 +181,8 @@ class Progress:
             return
         if erase:  # interrupted: leave the terminal to the one sentence that follows
             if self.live and self._width:
-                self.stream.write("\r" + " " * self._width + "\r")
+                # The whole line: the terminal echoed "^C" after ours, and a "C" left there would end the sentence.
+                self.stream.write("\r" + " " * (self._width + 2) + "\r" if self.plain else "\r\x1b[2K")
                 self.stream.flush()
             return
         self.tick(force=True)
@@ -188,16 +191,17 @@ class Progress:
             self.stream.flush()
 
 
-def resume_note(files: int, done_before: int, spent_run: float, spent_to_date: float | None) -> str | None:
-    """The end-of-run line that matches the live line: what was new, what earlier runs did, and the cost."""
-    earlier = spent_to_date is not None and spent_to_date - spent_run > 1e-12
+def resume_note(files: int, done_before: int, spent_run: float | None, spent_to_date: float | None) -> str | None:
+    """The end-of-run line that matches the live line: what was new, what earlier runs did, and the cost (left out
+    when some of it is unknown: the summary line says "cost unknown")."""
+    earlier = spent_run is not None and spent_to_date is not None and spent_to_date - spent_run > 1e-12
     if not done_before and not earlier:
         return None
     parts = []
     if done_before:
         parts.append(f"{plural(files - done_before, 'file')} new this run, {done_before:,} already done by earlier "
                      "runs")
-    if spent_to_date is not None:
+    if spent_run is not None and spent_to_date is not None:
         parts.append(f"{money(spent_run)} this run, {money(spent_to_date)} to date for this preset and model")
     return "; ".join(parts)
 

@@ -150,7 +150,9 @@ class Run:
         pacer = eng.pacer if eng else None
         in_flight = requests_in_flight(self.provider, eng)
         bat = self.batcher.stats if self.batcher is not None else None  # batch mode: BatchRunner counters
-        spent = (eng.stats.spent_usd if eng else 0.0) + (bat.spent_usd if bat else 0.0)
+        spent: float | None = (eng.stats.spent_usd if eng else 0.0) + (bat.spent_usd if bat else 0.0)
+        if self.target.model.prices is None:
+            spent = None  # tokens paid at prices nobody knows: "cost unknown", never $0
         batch_view = None if bat is None else BatchView(submitted=bat.submitted, processing=bat.in_batches,
                                                         collected=bat.ok + bat.failed, batches=len(bat.live))
         return Snapshot(
@@ -167,7 +169,7 @@ class Run:
             extra="",
             counted=self.ingestor.counted if self.ingestor else None,
             done_before=self.done_before,
-            spent_to_date_usd=self.spent_before + spent,
+            spent_to_date_usd=None if spent is None or self.spent_before is None else self.spent_before + spent,
             batch=batch_view,
         )
 
@@ -202,6 +204,7 @@ class Run:
         counting = asyncio.create_task(self.record_count())
         counted = None
         estimator = (Estimator(self.target.preset, models=[self.target.model.id], min_short=cfg.min_side,
+                               infos={self.target.model.id: self.target.model},
                                per_request=cfg.images_per_request) if cfg.dry_run else None)
         message = None
         fatal = None

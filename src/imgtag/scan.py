@@ -12,6 +12,7 @@ from typing import Any
 from imgtag.config import RunConfig, Target, prepare_template
 from imgtag.costview import estimate_objects
 from imgtag.ingest.pipeline import Ingested, IngestOptions, Ingestor
+from imgtag.pricing.catalogue import catalogue
 from imgtag.pricing.estimate import Estimator, image_tokens, prompt_tokens
 from imgtag.store import Store
 from imgtag.store.db import DB_NAME
@@ -45,6 +46,15 @@ def scans_own(out: Path) -> bool:
     return others == 0
 
 
+def models_to_compare(provider: str, selected: str) -> list[str]:
+    """Anthropic's catalogue side by side (the chosen model among them); another provider's chosen model alone,
+    priced as the run would price it (imgtag.toml, or unknown)."""
+    if provider != "anthropic":
+        return [selected]
+    models = list(catalogue().models)
+    return models if selected in models else [*models, selected]
+
+
 def file_entry(ing: Ingested, store: Store, target: Target, prompt: int, min_short: int = 200) -> dict[str, Any]:
     r = ing.record
     est = img = None
@@ -70,7 +80,9 @@ def file_entry(ing: Ingested, store: Store, target: Target, prompt: int, min_sho
 
 
 async def scan(cfg: RunConfig, store: Store, target: Target, emit: Callable[[dict[str, Any]], None]) -> ScanResult:
-    result = ScanResult(estimator=Estimator(target.preset, min_short=cfg.min_side, per_request=cfg.images_per_request))
+    result = ScanResult(estimator=Estimator(target.preset, models=models_to_compare(cfg.provider, target.model.id),
+                                            min_short=cfg.min_side, per_request=cfg.images_per_request,
+                                            infos={target.model.id: target.model}))
     run_id = store.start_run("scan", key=target.key, preset=target.preset.name)
     ingestor = Ingestor(store, IngestOptions(inputs=cfg.inputs, request=prepare_template(cfg, target, encode=False),
                                              workers=cfg.workers, exclude=[str(store.out_dir.resolve())],

@@ -49,17 +49,22 @@ def gather(store: Store, meta: dict[str, Any] | None) -> dict[str, Any]:
         if meta is not None and key_of(other) == key:
             continue
         o = summarize(store.db, key_of(other), **scope)
-        others.append({**_identity(other), "by_status": o.by_status, "cost_usd": round(o.cost_usd, 8)})
-    this = [{**_identity(meta), "by_status": s.by_status, "cost_usd": round(s.cost_usd, 8)}] if meta else []
+        others.append({**_identity(other), "by_status": o.by_status, "cost_usd": _dollars(o.cost_usd)})
+    this = [{**_identity(meta), "by_status": s.by_status, "cost_usd": _dollars(s.cost_usd)}] if meta else []
     return {"target": meta, "files": s.files, "path_base": fileset.stated_base(store),
             "by_status": s.by_status, "by_error": s.by_error,
             "input_tokens": s.input_tokens, "output_tokens": s.output_tokens,
             "cache_creation_input_tokens": s.cache_creation_input_tokens,
-            "cache_read_input_tokens": s.cache_read_input_tokens, "cost_usd": round(s.cost_usd, 8),
+            "cache_read_input_tokens": s.cache_read_input_tokens, "cost_usd": _dollars(s.cost_usd),
             "requests": s.requests, "batches": batches, "credits_spent": s.credits_spent,
             "credits_remaining": s.credits_remaining, "failures": failures, "failures_total": failed_total,
             "targets": this + others, "estimate": status_estimate(store.db, meta) if meta else None,
             "review": review_counts(store.db, key, scope.get("since_run")).as_dict() if key is not None else None}
+
+
+def _dollars(amount: float | None) -> float | None:
+    """JSON's cost: null when some tokens were paid at prices nobody knows (never a made-up 0)."""
+    return None if amount is None else round(amount, 8)
 
 
 def _identity(meta: dict[str, Any]) -> dict[str, Any]:

@@ -17,7 +17,7 @@ class Summary:
     output_tokens: int = 0
     cache_creation_input_tokens: int = 0
     cache_read_input_tokens: int = 0
-    cost_usd: float = 0.0
+    cost_usd: float | None = 0.0  # None: some tokens were paid at prices nobody knows
     requests: int = 0
     credits_spent: float | None = None       # credit-billed providers: sum over attempts (None: none recorded)
     credits_remaining: float | None = None   # the balance the latest answer reported
@@ -60,14 +60,16 @@ def summarize(db: sqlite3.Connection, key: WorkKey | None, *, run_id: int | None
             # Requests, not images: the images of a pack (--images-per-request) share their answer's request id.
             # A batch item with no answer (canceled, expired, errored: not processed, not billed) is no request.
             " COALESCE(SUM(a.cost_usd),0), COUNT(DISTINCT CASE WHEN a.request_id IS NOT NULL THEN a.request_id"
-            "   WHEN a.mode = 'batch' THEN NULL ELSE 'attempt ' || a.id END)"
+            "   WHEN a.mode = 'batch' THEN NULL ELSE 'attempt ' || a.id END), SUM(a.cost_unknown)"
             " FROM attempts a JOIN jobs j ON j.id = a.job_id"
             " WHERE j.preset_version = ? AND j.provider = ? AND j.model = ?"
             + (" AND a.run_id = ?" if run_id is not None else ""),
             (*kp, *params),
         ).fetchone()
         (s.input_tokens, s.output_tokens, s.cache_creation_input_tokens, s.cache_read_input_tokens,
-         s.cost_usd, s.requests) = row
+         s.cost_usd, s.requests, unknown) = row
+        if unknown:
+            s.cost_usd = None
         s.credits_spent, s.credits_remaining = _credits(db, kp, run_id)
     return s
 

@@ -89,8 +89,11 @@ def load_preset(
     else:
         path = Path(name_or_path)
         if path.suffix.lower() not in SUFFIXES and not path.exists():
+            from imgtag.configfile import did_you_mean
+
             raise PresetError(
-                f"unknown preset {name_or_path!r}: use a built-in ({', '.join(BUILTIN_NAMES)}) "
+                f"unknown preset {name_or_path!r}{did_you_mean(name_or_path, BUILTIN_NAMES)}: use a built-in "
+                f"({', '.join(BUILTIN_NAMES)}) "
                 "or a preset file ending in .toml, .yaml or .yml"
             )
         label = name_or_path

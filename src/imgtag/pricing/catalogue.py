@@ -8,7 +8,7 @@ from functools import lru_cache
 from importlib import resources
 
 from imgtag.ingest.sizing import STANDARD
-from imgtag.pricing.extra_models import extra_model
+from imgtag.pricing.extra_models import extra_model, user_model
 from imgtag.pricing.model_info import ModelInfo, model_from
 
 if sys.version_info >= (3, 11):
@@ -27,7 +27,8 @@ class Catalogue:
     def lookup(self, model_id: str) -> ModelInfo | None:
         found = self.models.get(self.aliases.get(model_id, model_id))
         if found is not None:
-            return found
+            # The user's imgtag.toml entry for it wins (docs/config.md): their contract or gateway, their price.
+            return user_model(model_id, found) or found
         # Other providers' models and the user's own (imgtag.toml): looked up by name, never listed in
         # scan's per-model table, which compares this catalogue's models.
         return extra_model(model_id)

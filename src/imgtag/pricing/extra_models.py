@@ -3,23 +3,27 @@
 A user describes a model their server runs, with its price and image limit:
 
     [models."glm-4v-9b"]
-    input = 0          # USD per million input tokens (omit both prices: costs are reported as unknown)
+    input = 0          # USD per million input tokens: 0 declares it free (omit both: costs are reported as unknown)
     output = 0
     max_edge = 1120    # longest image edge the model sees, px
     temperature = 0.1  # or accepts_temperature = false
 
-The user's entry wins over a built-in one of the same name (their server, their price).
+The user's entry wins over a built-in one of the same name, and over the catalogue's (their server or contract,
+their price): for a model imgtag knows, its request capabilities stay and the other rates (batch, cache,
+long context) keep their ratios to the input and output prices given (pricing/user_prices.py).
 """
 
 from __future__ import annotations
 
 import sys
+from dataclasses import replace
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
 from imgtag.pricing.model_info import ModelInfo, model_from
+from imgtag.pricing.user_prices import with_prices
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -35,13 +39,35 @@ class ModelConfigError(ValueError):
 
 
 def extra_model(model_id: str) -> ModelInfo | None:
+    """A model outside Anthropic's table: the user's entry (over a built-in one of that name), or the built-in."""
+    return user_model(model_id, None) or _builtin().get(model_id)
+
+
+def user_model(model_id: str, base: ModelInfo | None) -> ModelInfo | None:
+    """The user's [models."<id>"] entry over `base` (the catalogue's entry of that name; else a built-in one), or
+    None when imgtag.toml has none. It wins for catalogue models too: their contract, their gateway, their price."""
+    entry = _user_entries().get(model_id)
+    if entry is None:
+        return None
+    return _user_model(model_id, entry, base if base is not None else _builtin().get(model_id))
+
+
+def user_model_names() -> list[str]:
+    """The models ./imgtag.toml describes (for a did-you-mean)."""
+    return list(_user_entries())
+
+
+def builtin_model_names() -> list[str]:
+    return list(_builtin())
+
+
+def _user_entries() -> dict[str, dict[str, Any]]:
     path = Path(USER_FILE)
     try:
         stamp = path.stat().st_mtime_ns if path.is_file() else None
     except OSError:
         stamp = None
-    user = _user_models(str(path.resolve()), stamp) if stamp is not None else {}
-    return user.get(model_id) or _builtin().get(model_id)
+    return _checked_entries(str(path.resolve()), stamp) if stamp is not None else {}
 
 
 @lru_cache(maxsize=1)
@@ -51,7 +77,7 @@ def _builtin() -> dict[str, ModelInfo]:
 
 
 @lru_cache(maxsize=8)
-def _user_models(path: str, stamp: int) -> dict[str, ModelInfo]:
+def _checked_entries(path: str, stamp: int) -> dict[str, dict[str, Any]]:
     try:
         raw = tomllib.loads(Path(path).read_text(encoding="utf-8-sig"))
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
@@ -59,10 +85,12 @@ def _user_models(path: str, stamp: int) -> dict[str, ModelInfo]:
     models = raw.get("models", {})
     if not isinstance(models, dict):
         raise ModelConfigError(f"{USER_FILE}: [models] must be a table of models")
-    return {name: _user_model(name, entry) for name, entry in models.items()}
+    for name, entry in models.items():
+        _check(name, entry)
+    return models
 
 
-def _user_model(name: str, entry: Any) -> ModelInfo:
+def _check(name: str, entry: Any) -> None:
     where = f'{USER_FILE}: [models."{name}"]'
     if not isinstance(entry, dict):
         raise ModelConfigError(f"{where} must be a table")
@@ -70,34 +98,45 @@ def _user_model(name: str, entry: Any) -> ModelInfo:
         if key in entry and (isinstance(entry[key], bool) or not isinstance(entry[key], (int, float))
                              or entry[key] < 0):
             raise ModelConfigError(f"{where}: {key} must be a number >= 0, not {entry[key]!r}")
-    base = _builtin().get(name)
+
+
+def _user_model(name: str, entry: dict[str, Any], base: ModelInfo | None) -> ModelInfo:
     priced = "input" in entry or "output" in entry
+    if base is not None:
+        # A model imgtag knows: its request capabilities stay, the user's prices and limits replace its own.
+        info = replace(base, source=USER_FILE, **_limits(entry))
+        if not priced:
+            return info
+        return with_prices(info, float(entry.get("input", 0)), float(entry.get("output", 0)),
+                           cached_in=entry.get("cached_input"), source=USER_FILE)
+    prices: dict[str, Any] = {}
     if priced:
         inp, out = float(entry.get("input", 0)), float(entry.get("output", 0))
         cached = float(entry.get("cached_input", inp))
         prices = {"input": inp, "output": out, "batch_input": inp / 2, "batch_output": out / 2,
                   "cache_read": cached, "cache_write_5m": inp, "cache_write_1h": inp}
-    elif base is not None and base.prices is not None:
-        p = base.prices
-        prices = {"input": p.input, "output": p.output, "batch_input": p.batch_input,
-                  "batch_output": p.batch_output, "cache_read": p.cache_read, "cache_write_5m": p.cache_write_5m,
-                  "cache_write_1h": p.cache_write_1h}
-    else:
-        prices = {}
-    raw: dict[str, Any] = {
-        "family": entry.get("family", base.family if base else "user"), "tier": "standard",
-        "min_cache_tokens": 1024, "forced_tool_choice": False, "thinking_default": False,
-        "max_edge": entry.get("max_edge", base.max_edge if base else None),
-        "temperature": entry.get("temperature", base.temperature if base else None),
-        "accepts_temperature": entry.get("accepts_temperature", base.accepts_temperature if base else None),
-        "image_tokens": entry.get("image_tokens", base.image_tokens if base else "unknown"),
-        "image_token_params": entry.get("image_token_params", list(base.image_token_params) if base else []),
-        "source": f"{USER_FILE}", **prices,
-    }
-    if prices:
-        return model_from(name, raw)
-    info = model_from(name, {**raw, "input": 0, "output": 0, "batch_input": 0, "batch_output": 0,
-                             "cache_read": 0, "cache_write_5m": 0, "cache_write_1h": 0})
-    from dataclasses import replace
+    return model_from(name, {
+        "family": entry.get("family", "user"), "tier": "standard", "min_cache_tokens": 1024,
+        "forced_tool_choice": False, "thinking_default": False, "max_edge": entry.get("max_edge"),
+        "temperature": entry.get("temperature"), "accepts_temperature": entry.get("accepts_temperature"),
+        "image_tokens": entry.get("image_tokens", "unknown"), "image_token_params": entry.get("image_token_params", []),
+        "source": USER_FILE, **prices,
+    })
 
-    return replace(info, prices=None)
+
+def _limits(entry: dict[str, Any]) -> dict[str, Any]:
+    """The entry's non-price keys, typed as ModelInfo holds them."""
+    out: dict[str, Any] = {}
+    if "max_edge" in entry:
+        out["max_edge"] = int(entry["max_edge"]) if entry["max_edge"] else None
+    if "temperature" in entry:
+        out["temperature"] = float(entry["temperature"])
+    if "accepts_temperature" in entry:
+        out["accepts_temperature"] = bool(entry["accepts_temperature"])
+    if "image_tokens" in entry:
+        out["image_tokens"] = str(entry["image_tokens"])
+    if "image_token_params" in entry:
+        out["image_token_params"] = tuple(float(x) for x in entry["image_token_params"])
+    if "family" in entry:
+        out["family"] = str(entry["family"])
+    return out

@@ -48,7 +48,8 @@ class ModelInfo:
 
 
 def model_from(model_id: str, raw: dict[str, Any]) -> ModelInfo:
-    prices = Prices(
+    """A model from its table entry; an entry without `input` has no prices (costs are reported as unknown)."""
+    prices = None if "input" not in raw else Prices(
         input=raw["input"],
         output=raw["output"],
         batch_input=raw["batch_input"],

@@ -55,7 +55,11 @@ def provider_class(name: str) -> type[Provider]:
     # A built-in wins over an entry point of the same name anyway: no need to scan installed packages for it.
     spec = ProviderSpec(name, BUILTIN[name], "imgtag") if name in BUILTIN else available().get(name)
     if spec is None:
-        raise ConfigError(f"Unknown provider {name!r}: choose one of {', '.join(available())}.")
+        from imgtag.configfile import did_you_mean
+
+        choices = available()
+        raise ConfigError(f"Unknown provider {name!r}{did_you_mean(name, choices)}: choose one of "
+                          f"{', '.join(choices)}.")
     try:
         module_name, _, class_name = spec.target.partition(":")
         cls = getattr(import_module(module_name), class_name)

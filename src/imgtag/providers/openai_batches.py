@@ -16,7 +16,7 @@ import json
 import tempfile
 from collections.abc import AsyncIterator, Sequence
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, Protocol
 
 import openai
 
@@ -43,8 +43,24 @@ from imgtag.providers.batch_api import (
     BatchRequest,
     ItemResult,
 )
-from imgtag.providers.openai_provider import KEY_VARIABLE, OpenAIProvider
-from imgtag.providers.openai_wire import answer_from_completion, classify, error_text
+from imgtag.providers.openai_wire import KEY_VARIABLE, answer_from_completion, classify, error_text
+
+
+class ChatServer(Protocol):
+    """What the batches need of the OpenAI provider (openai_provider.py, which makes them): its client, where the
+    server is, its key, and its requests (built for the response format this server accepts). A protocol, so
+    this module does not import the provider that imports it."""
+
+    api_key: str | None
+    base_url: str | None
+
+    @property
+    def server(self) -> str: ...
+
+    @property
+    def client(self) -> Any: ...
+
+    def build_params(self, image: ImageInput, options: RequestOptions) -> dict[str, Any]: ...
 
 # Documented limits of one batch input file: 50,000 requests and 200 MB.
 API_MAX_REQUESTS = 50_000
@@ -85,7 +101,7 @@ class OpenAIBatches:
     packs_images = True      # a Chat Completions request carries several labelled images as well as one
     labels_batches = True    # metadata on the batch
 
-    def __init__(self, provider: OpenAIProvider) -> None:
+    def __init__(self, provider: ChatServer) -> None:
         self.provider = provider
         self.client = provider.client
         # label -> uploaded input file, so a create retried after an ambiguous failure does not upload again.

@@ -2,8 +2,9 @@
 server (vLLM, Ollama, LM Studio, llama.cpp's llama-server).
 
 Servers differ in what they accept, so the provider learns per (base URL, model) and remembers it in the
-store (table server_caps): the structured-output mode (json_schema, then json_object, then instructions
-only), whether `temperature` is accepted, and the output-limit parameter. Answers are always validated
+store (table server_caps): the structured-output mode (json_schema, then json_object with the schema as
+llama-server takes it, then json_object, then instructions only), whether `temperature` is accepted, and the
+output-limit parameter. Answers are always validated
 locally against the preset's full schema, so a server that ignores the schema costs a retry, not bad data.
 A server that advertises no rate limits (every local one) gets adaptive concurrency (request/adaptive.py);
 OpenAI's x-ratelimit-* headers feed the pacer instead.
@@ -11,14 +12,12 @@ OpenAI's x-ratelimit-* headers feed the pacer instead.
 
 from __future__ import annotations
 
-import ipaddress
 import os
 import time
-from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from imgtag.pricing.model_info import ModelInfo, Prices
+from imgtag.pricing.model_info import ModelInfo
 from imgtag.providers.base import (
     Capabilities,
     ConfigError,
@@ -33,6 +32,7 @@ from imgtag.providers.base import (
 )
 from imgtag.providers.openai_wire import (
     JSON_SCHEMA,
+    KEY_VARIABLE,
     MODES,
     answer_from_completion,
     build_params,
@@ -40,6 +40,7 @@ from imgtag.providers.openai_wire import (
     error_text,
     next_mode,
     parse_rate_limits,
+    sent_mode,
 )
 from imgtag.providers.sdk import SdkClient
 from imgtag.request.adaptive import AdaptiveLimiter
@@ -47,31 +48,15 @@ from imgtag.request.adaptive import AdaptiveLimiter
 if TYPE_CHECKING:
     from imgtag.providers.openai_batches import OpenAIBatches
 
-KEY_VARIABLE = "OPENAI_API_KEY"
 BASE_VARIABLE = "OPENAI_BASE_URL"
 OPENAI_URL = "https://api.openai.com/v1"
 LOCAL_TEMPERATURE = 0.1  # Ollama's compatibility layer uses 1.0 when temperature is omitted
 LOCAL_INITIAL_CONCURRENCY = 4
-FREE = Prices(input=0, output=0, batch_input=0, batch_output=0, cache_read=0, cache_write_5m=0, cache_write_1h=0)
 
 
 def is_openai(base_url: str | None) -> bool:
     host = urlsplit(base_url).hostname if base_url else "api.openai.com"
     return bool(host) and (host == "openai.com" or host.endswith(".openai.com"))
-
-
-def is_local(base_url: str | None) -> bool:
-    """Loopback or a private network: the user's own hardware, where an unpriced model costs nothing."""
-    host = urlsplit(base_url).hostname if base_url else None
-    if not host:
-        return False
-    if host == "localhost" or host.endswith(".local"):
-        return True
-    try:
-        ip = ipaddress.ip_address(host)
-    except ValueError:
-        return False
-    return ip.is_loopback or ip.is_private or ip.is_link_local
 
 
 class OpenAIProvider(Provider):
@@ -82,13 +67,6 @@ class OpenAIProvider(Provider):
                                 max_image_edge=None, max_images_per_request=1)
     default_model = "gpt-4.1-mini"
     counts_on_the_wire = True
-
-    @classmethod
-    def resolve_model(cls, info: ModelInfo, settings: dict[str, Any]) -> ModelInfo:
-        base_url = settings.get("base_url") or os.environ.get(BASE_VARIABLE) or None
-        if info.prices is None and is_local(base_url):
-            return replace(info, prices=FREE, source="local server, no price configured: counted as $0")
-        return info
 
     def __init__(self, *, api_key: str | None = None, base_url: str | None = None, timeout: float = 120.0) -> None:
         self.base_url = (base_url or os.environ.get(BASE_VARIABLE) or "").rstrip("/") or None
@@ -201,7 +179,7 @@ class OpenAIProvider(Provider):
                     continue
                 request_id = exc.response.headers.get("x-request-id") or getattr(exc, "request_id", None)
                 raise classify(exc.status_code, message, exc.response.headers, exc.body, request_id,
-                               KEY_VARIABLE) from None
+                               KEY_VARIABLE, self.base_url) from None
             except openai.APITimeoutError:
                 outcome = "congested"
                 raise Transient("timeout: no response in time", error_type="timeout") from None
@@ -227,7 +205,7 @@ class OpenAIProvider(Provider):
         """Adjust `caps` after a rejection of something optional; True if the request is worth sending again."""
         if status not in (400, 422, 500):
             return False
-        sent = params.get("response_format", {}).get("type", "prompt")
+        sent = sent_mode(params)
         nxt = next_mode(sent, status, message)
         if nxt is not None:
             # Concurrent requests may all be rejected at once: never step past what this request learned.

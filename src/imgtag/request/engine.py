@@ -43,6 +43,7 @@ from imgtag.providers.base import (
 from imgtag.request.gather import gather_packs
 from imgtag.request.pacer import Pacer, Permit
 from imgtag.request.packing import ImagePack, split_answer
+from imgtag.request.refusals import HOLD, STOP, FirstRefusals
 from imgtag.store import Store, WorkKey
 from imgtag.store.db import now_iso
 from imgtag.validate.schema import shape_of
@@ -125,6 +126,7 @@ class Engine:
         self.stats = EngineStats()
         self.schema = settings.schema
         self.fatal: Fatal | None = None
+        self.refusals: FirstRefusals[tuple[list[_Ask], str]] = FirstRefusals()
         self.budget_hit = False
         self._tasks: set[asyncio.Task[None]] = set()
         self.requests_in_flight = 0  # requests that hold a permit (a pack holds one permit for its K images)
@@ -169,6 +171,8 @@ class Engine:
                     task.add_done_callback(self._tasks.discard)
             if self._tasks:
                 await asyncio.gather(*list(self._tasks), return_exceptions=False)
+            if self.fatal is None:
+                self._fail_refused(self.refusals.release())  # too few requests to call it the server's "no"
         finally:
             for task in list(self._tasks):
                 task.cancel()
@@ -298,7 +302,7 @@ class Engine:
                         self._log_error(asks, started, exc, outcome="retry")
                         await asyncio.gather(*(self._process([ask], None, 0.0) for ask in asks))
                         return
-                    self._fail(asks, started, exc.error_type, exc.message, exc)
+                    self._refused(asks, started, exc)
                     return
                 except Fatal as exc:
                     self._release(permit, success=False)
@@ -310,6 +314,8 @@ class Engine:
                 self.pacer.observe(answers[0].limits, permit)
                 self._release(permit, success=True)
                 permit = None
+                if self.refusals.open:
+                    self._fail_refused(self.refusals.answered())  # they were about their images after all
                 again = []  # images whose answer is asked again (together, if several)
                 for ask, answer in zip(asks, answers, strict=True):
                     outcome = self._settle_answer(ask.item, started, answer, ask.max_tokens, ask.invalid_answers)
@@ -327,6 +333,24 @@ class Engine:
                 self._release(permit, success=False)
             self.stats.reserved_usd -= reserve
 
+    def _refused(self, asks: list[_Ask], started: str, exc: Permanent) -> None:
+        """A refusal that may be about the image or about the whole run (request/refusals.py)."""
+        verdict, which = self.refusals.refused((asks, started), exc)
+        if verdict == HOLD:
+            return  # pending until the run knows which it is
+        if verdict == STOP:
+            for (held, when), why in which:
+                self._log_error(held, when, why, outcome="fatal")
+            if self.fatal is None:
+                self.fatal = self.refusals.stop_error()
+            return
+        self._fail_refused(which)
+        self._fail(asks, started, exc.error_type, exc.message, exc)
+
+    def _fail_refused(self, refusals: list[tuple[tuple[list[_Ask], str], Permanent]]) -> None:
+        for (asks, started), exc in refusals:
+            self._fail(asks, started, exc.error_type, exc.message, exc)
+
     def _backoff(self, failures: int) -> float:
         s = self.settings
         ceiling = min(s.backoff_cap_s, s.backoff_base_s * 2 ** (failures - 1))
@@ -335,8 +359,9 @@ class Engine:
     def _settle_answer(self, item: WorkItem, started: str, answer: ModelAnswer, max_tokens: int,
                        invalid_answers: int) -> str:
         s = self.settings
-        cost = cost_usd(s.model.prices, answer.usage, request_prompt=answer.request_prompt_tokens) or 0.0
-        self.stats.spent_usd += cost
+        # None without prices: the store records those tokens as paid at an unknown price, never as $0.
+        cost = cost_usd(s.model.prices, answer.usage, request_prompt=answer.request_prompt_tokens)
+        self.stats.spent_usd += cost or 0.0
         if answer.credits is not None and answer.credits.amount is not None:
             self.stats.credits_spent += answer.credits.amount
         verdict = judge(answer, self.schema)

@@ -42,9 +42,14 @@ def _fingerprint(salt: str, api_key: str) -> str:
 
 class UserCache:
     def __init__(self, folder: Path | None = None) -> None:
-        self.path = (folder or cache_dir()) / FILE_NAME
+        try:
+            self.path: Path | None = (folder or cache_dir()) / FILE_NAME
+        except RuntimeError:  # no home folder to be found (Path.home): no user cache, the store's copy still works
+            self.path = None
 
     def _read(self) -> dict[str, Any]:
+        if self.path is None:
+            return {}
         try:
             data = json.loads(self.path.read_text(encoding="utf-8"))
         except (OSError, ValueError):
@@ -72,6 +77,8 @@ class UserCache:
         self._write({"salt": salt, "accounts": accounts})
 
     def _write(self, data: dict[str, Any]) -> None:
+        if self.path is None:
+            return
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             fd, tmp = tempfile.mkstemp(prefix=".learned-limits.", dir=self.path.parent)  # mode 0600

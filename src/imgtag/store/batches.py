@@ -87,7 +87,7 @@ class ItemOutcome:
     error_type: str | None = None
     error_message: str | None = None
     usage: Usage | None = None
-    cost: float = 0.0
+    cost: float | None = 0.0  # None: tokens paid at prices nobody knows
     request_id: str | None = None
     raw_answer: str | None = None  # a paid answer that was not accepted: kept on its attempt
 

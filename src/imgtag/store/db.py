@@ -264,21 +264,26 @@ class Store:
         answer that was not accepted (kept so it is never lost)."""
         u = usage or Usage()
         credits_amount, credits_remaining = credits or (None, None)
+        # Tokens paid at prices nobody knows (cost None): counted, so every sum that holds them says unknown.
+        unknown = int(cost is None and credits_amount is None and (u.input_tokens + u.output_tokens
+                                                                   + u.cache_creation_input_tokens
+                                                                   + u.cache_read_input_tokens) > 0)
         self.db.execute(
             "INSERT INTO attempts(job_id, run_id, started_at, finished_at, outcome, http_status, error_type,"
             " error_message, request_id, input_tokens, output_tokens, cache_creation_input_tokens,"
-            " cache_read_input_tokens, cost_usd, mode, batch_id, credits_amount, credits_remaining, raw_answer)"
-            " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            " cache_read_input_tokens, cost_usd, mode, batch_id, credits_amount, credits_remaining, raw_answer,"
+            " cost_unknown) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
             (job_id, run_id, started_at, now_iso(), outcome, http_status, error_type, error_message, request_id,
              u.input_tokens, u.output_tokens, u.cache_creation_input_tokens, u.cache_read_input_tokens,
-             cost or 0.0, mode, batch_id, credits_amount, credits_remaining, raw_answer),
+             cost or 0.0, mode, batch_id, credits_amount, credits_remaining, raw_answer, unknown),
         )
         self.db.execute(
             "UPDATE jobs SET attempts=attempts+1, input_tokens=input_tokens+?, output_tokens=output_tokens+?,"
             " cache_creation_input_tokens=cache_creation_input_tokens+?,"
-            " cache_read_input_tokens=cache_read_input_tokens+?, cost_usd=cost_usd+?, updated_at=? WHERE id=?",
+            " cache_read_input_tokens=cache_read_input_tokens+?, cost_usd=cost_usd+?, cost_unknown=cost_unknown+?,"
+            " updated_at=? WHERE id=?",
             (u.input_tokens, u.output_tokens, u.cache_creation_input_tokens, u.cache_read_input_tokens,
-             cost or 0.0, now_iso(), job_id),
+             cost or 0.0, unknown, now_iso(), job_id),
         )
 
     def _settle(self, job_id: int, *, status: str, mode: str, fields: dict[str, Any] | None = None,
@@ -325,15 +330,16 @@ class Store:
         age = datetime.now(timezone.utc) - datetime.fromisoformat(row[0])
         return age.total_seconds() < seconds
 
-    def spent(self, key: WorkKey | None = None) -> float:
+    def spent(self, key: WorkKey | None = None) -> float | None:
+        """Dollars spent (on this target), or None when some of it was paid at prices nobody knows."""
         if key is None:
-            row = self.db.execute("SELECT COALESCE(SUM(cost_usd), 0) FROM attempts").fetchone()
+            row = self.db.execute("SELECT COALESCE(SUM(cost_usd), 0), SUM(cost_unknown) FROM attempts").fetchone()
         else:
             row = self.db.execute(
-                "SELECT COALESCE(SUM(cost_usd), 0) FROM jobs WHERE preset_version=? AND provider=? AND model=?",
-                (key.preset_version, key.provider, key.model),
+                "SELECT COALESCE(SUM(cost_usd), 0), SUM(cost_unknown) FROM jobs WHERE preset_version=?"
+                " AND provider=? AND model=?", (key.preset_version, key.provider, key.model),
             ).fetchone()
-        return float(row[0])
+        return None if row[1] else float(row[0])
 
     # -- results -------------------------------------------------------------------------------
 
@@ -349,7 +355,7 @@ class Store:
             "SELECT f.path, f.root, f.display, f.sha256, f.status AS fstatus, f.reason_code, f.reason,"
             " d.display AS dup,"
             " j.status AS jstatus, j.fields, j.error_type, j.error_message, j.input_tokens, j.output_tokens,"
-            " j.cache_creation_input_tokens, j.cache_read_input_tokens, j.cost_usd, j.mode, j.file_id,"
+            " j.cache_creation_input_tokens, j.cache_read_input_tokens, j.cost_usd, j.cost_unknown, j.mode, j.file_id,"
             " r.edits, r.reviewed,"
             f" CASE WHEN j.status = 'failed' THEN ({KEPT_ANSWER}) END AS raw_answer"
             " FROM files f LEFT JOIN files d ON d.id = f.duplicate_of"
@@ -390,8 +396,8 @@ _NO_USAGE = {"input_tokens": 0, "output_tokens": 0, "cache_creation_input_tokens
 
 
 def _row_from(r: sqlite3.Row, key: WorkKey, preset_name: str, field_names: list[str] | None = None) -> ResultRow:
-    """One shape per status (README "Results contract"): usage is always the four counts and cost_usd always a
-    number (zero when nothing was paid), so readers that infer types from a sample never meet null or {}."""
+    """One shape per status (README "Results contract"): usage is always the four counts, and cost_usd a number
+    (zero when nothing was paid), or null when tokens were paid at prices nobody knows."""
     common = {"path": r["display"], "sha256": r["sha256"], "preset": preset_name,
               "preset_version": key.preset_version, "provider": key.provider, "model": key.model,
               "duplicate_of": r["dup"], "source_path": os.fsdecode(r["path"]), "root": r["root"]}
@@ -405,13 +411,13 @@ def _row_from(r: sqlite3.Row, key: WorkKey, preset_name: str, field_names: list[
                          usage=dict(_NO_USAGE), cost_usd=0.0, **common)
     jstatus = r["jstatus"] or "pending"
     usage = dict(_NO_USAGE)
-    cost = 0.0
+    cost: float | None = 0.0
     if r["jstatus"] is not None and r["dup"] is None:
         # Paid tokens belong to the first file with this content; copies cost nothing.
         usage = {"input_tokens": r["input_tokens"], "output_tokens": r["output_tokens"],
                  "cache_creation_input_tokens": r["cache_creation_input_tokens"],
                  "cache_read_input_tokens": r["cache_read_input_tokens"]}
-        cost = float(r["cost_usd"])
+        cost = None if r["cost_unknown"] else float(r["cost_usd"])
     if jstatus == "ok":
         edits = json.loads(r["edits"]) if r["edits"] else None
         return ResultRow(status="ok", fields=current_fields(json.loads(r["fields"]), edits), error=None, usage=usage,

@@ -285,9 +285,22 @@ def _v12_raw_answers(db: sqlite3.Connection) -> None:
     db.execute("ALTER TABLE attempts ADD COLUMN raw_answer TEXT")
 
 
+def _v13_cost_unknown(db: sqlite3.Connection) -> None:
+    # Tokens paid at prices nobody knows (a model outside the catalogue with no imgtag.toml or --price-in prices):
+    # cost_usd holds 0 for them and cost_unknown counts them, so a sum is unknown as soon as one of them is in it.
+    # Before this version such answers were stored at $0: one with tokens, no cost and no credits (a credit-billed
+    # provider's answers carry no tokens) is read as unknown. (A model declared free then reads as unknown too.)
+    for table in ("attempts", "jobs"):
+        db.execute(f"ALTER TABLE {table} ADD COLUMN cost_unknown INTEGER NOT NULL DEFAULT 0")
+    db.execute("UPDATE attempts SET cost_unknown = 1 WHERE cost_usd = 0 AND credits_amount IS NULL AND"
+               " input_tokens + output_tokens + cache_creation_input_tokens + cache_read_input_tokens > 0")
+    db.execute("UPDATE jobs SET cost_unknown = (SELECT COUNT(*) FROM attempts a WHERE a.job_id = jobs.id"
+               " AND a.cost_unknown = 1) WHERE id IN (SELECT job_id FROM attempts WHERE cost_unknown = 1)")
+
+
 MIGRATIONS: list[Migration] = [_v1_initial, _v2_credits, _v3_export_ledger, _v4_server_caps, _v5_learned_limits,
                               _v6_run_end_state, _v7_ray_shards, _v8_xmp, _v9_batch_packs, _v10_review,
-                              _v11_files_seen_run, _v12_raw_answers]
+                              _v11_files_seen_run, _v12_raw_answers, _v13_cost_unknown]
 
 
 def migrate(db: sqlite3.Connection) -> int:

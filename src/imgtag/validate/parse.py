@@ -17,10 +17,10 @@ import json
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from jsonschema import Draft202012Validator
-from jsonschema.exceptions import ValidationError
+if TYPE_CHECKING:  # jsonschema (~0.2 s) loads with the first answer: a rerun with nothing to ask never needs it
+    from jsonschema.exceptions import ValidationError
 
 MAX_REPORTED_ERRORS = 3
 _PREVIEW_CHARS = 20
@@ -207,6 +207,8 @@ def _balanced_end(text: str, start: int) -> int | None:
 def _checked(value: Any, schema: dict[str, Any], repaired: str | None) -> Parsed:
     if not isinstance(value, dict):
         return Parsed(None, f"expected a JSON object, got {json_type(value)}", repaired)
+    from jsonschema import Draft202012Validator
+
     fields = _normalise(value, schema)
     validator = Draft202012Validator(schema, format_checker=Draft202012Validator.FORMAT_CHECKER)
     # dict.fromkeys: jsonschema reports each missing property separately; one line says it once.
@@ -242,6 +244,8 @@ def _normalise(value: Any, schema: Any) -> Any:
 def _allows_null(schema: Any) -> bool:
     if not isinstance(schema, dict):
         return schema is True
+    from jsonschema import Draft202012Validator
+
     try:
         return Draft202012Validator(schema).is_valid(None)
     except Exception:  # e.g. a $ref that only resolves inside the full schema: keep the null, let it fail

@@ -111,7 +111,7 @@ class Collector:
             if not sb.settle_item(ctx.store, row["custom_id"], batch_id, ctx.run_id, outcome, started):
                 continue
             st = ctx.stats
-            st.spent_usd += outcome.cost
+            st.spent_usd += outcome.cost or 0.0
             if outcome.job_status == "ok":
                 st.ok += 1
             elif outcome.job_status == "failed":
@@ -164,7 +164,8 @@ class Collector:
     def _answered(self, answer: ModelAnswer, job_id: int | None = None) -> sb.ItemOutcome:
         t = self.ctx.target
         # Batch prices: every token class at half the standard rate.
-        cost = cost_usd(t.model.prices, answer.usage, batch=True, request_prompt=answer.request_prompt_tokens) or 0.0
+        # None without prices: recorded as paid at an unknown price, never as $0.
+        cost = cost_usd(t.model.prices, answer.usage, batch=True, request_prompt=answer.request_prompt_tokens)
         verdict = judge(answer, t.preset.schema)
         rid = answer.request_id
         if verdict.kind == OK:
