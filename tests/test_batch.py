@@ -643,3 +643,30 @@ def test_a_batch_answer_that_fails_validation_keeps_its_text(tmp_path, fake_anth
     for row in read_jsonl(out / "results.jsonl"):
         assert row["status"] == "failed" and close_to(json.loads(row["error"]["raw_answer"])["unexpected_field"],
                                                        made[row["path"]]), row
+
+
+def test_a_server_without_message_batches_stops_before_creating_anything(tmp_path, fake_anthropic_factory,
+                                                                          monkeypatch):
+    """A gateway (LiteLLM's proxy) that answers 404 on /v1/messages/batches: one sentence, exit 2, before anything
+    is created (no store, no batch), so every image is still to do."""
+    make_images(tmp_path / "in", 3)
+    fake = fake_anthropic_factory(batches_api=False)
+    out = tmp_path / "o"
+    code, output = run_cli(["run", str(tmp_path / "in"), "--out", str(out), *FAST], fake.env(), monkeypatch)
+    assert code == 2, output
+    assert output.strip() == "imgtag: this server has no Message Batches API; run without --mode batch", output
+    assert fake.stats.batches_created == 0 and fake.stats.messages_requests == 0
+    assert not (out / "imgtag.db").exists()
+
+
+def test_a_batch_create_answered_404_says_the_server_has_no_batch_api(tmp_path, fake_anthropic_factory,
+                                                                        monkeypatch):
+    """When the check before could not tell (here: the listing works, the create route is missing)."""
+    make_images(tmp_path / "in", 3)
+    fake = fake_anthropic_factory(batch_create_faults=["reject:404"])
+    out = tmp_path / "o"
+    code, output = run_cli(["run", str(tmp_path / "in"), "--out", str(out), *FAST], fake.env(), monkeypatch)
+    assert code == 2, output
+    assert "this server has no Message Batches API; run without --mode batch" in output, output
+    assert query(out, "SELECT COUNT(*) FROM batches") == [(0,)]
+    assert {r["status"] for r in read_jsonl(out / "results.jsonl")} == {"pending"}

@@ -155,11 +155,11 @@ def test_rerun_starts_from_the_remembered_mode(tmp_path: Path, monkeypatch: pyte
     (caps,) = db.execute("SELECT caps FROM server_caps WHERE base_url = ? AND model = 'glm-4v-9b'",
                          (fake.base_url,)).fetchone()
     db.close()
-    assert json.loads(caps)["response_format"] == "json_object"
+    assert json.loads(caps)["response_format"] == "json_object_schema"  # llama-server's form of a schema
     photos(folder, PHOTO_NAMES[2:4])
     before = len(fake.stats.request_log)
     assert cli(args, fake.env(), monkeypatch)[0] == 0
-    assert [e["response_format"] for e in fake.stats.request_log[before:]] == ["json_object"] * 2
+    assert [e["response_format"] for e in fake.stats.request_log[before:]] == ["json_object+schema"] * 2
 
 
 def test_schema_rejected_then_json_object_rejected_falls_back_to_instructions(
@@ -359,3 +359,67 @@ def test_retry_reaches_the_same_base_url_without_credentials_in_the_store(
     code, output = cli(["retry", "--out", str(out), "--all", "-q"], {}, monkeypatch)
     assert code == 0, output
     assert all(r["status"] == "ok" for r in results(out).values())
+
+
+# -- servers that say "no" (LiteLLM's proxy, a base URL without /v1) ----------------------------------------------
+
+def assert_all_pending(out: Path) -> None:
+    rows = results(out)
+    assert rows and {r["status"] for r in rows.values()} == {"pending"}, rows
+    db = sqlite3.connect(out / "imgtag.db")
+    (failed,) = db.execute("SELECT COUNT(*) FROM jobs WHERE status = 'failed'").fetchone()
+    db.close()
+    assert failed == 0
+
+
+@pytest.mark.parametrize(("model", "key", "said"), [
+    ("nope-model", "sk-master", "Invalid model name passed in model=nope-model"),
+    ("glm-4v-9b", "sk-wrong", "No connected db."),
+])
+def test_a_gateway_that_refuses_every_request_stops_the_run_at_once(
+        model: str, key: str, said: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fake_openai_factory) -> None:
+    """LiteLLM's 400s: an unknown alias, a key it cannot check. Not one failure per image: the first requests
+    all meet the same refusal, so the run stops (exit 2) quoting the server, and every image is still to do."""
+    monkeypatch.chdir(tmp_path)
+    fake = fake_openai_factory(variant="litellm", api_key="sk-master")
+    folder = photos(tmp_path / "in")
+    for i, name in enumerate(PHOTO_NAMES):  # 12 distinct images (a byte appended after the JPEG's end)
+        (folder / f"copy{i}_{name}").write_bytes((folder / name).read_bytes() + bytes([i]))
+    code, output = cli(["run", str(folder), "--out", str(tmp_path / "out"), "--provider", "openai", "--model", model,
+                        "-q"], {"OPENAI_BASE_URL": fake.base_url, "OPENAI_API_KEY": key}, monkeypatch)
+    assert code == 2, output
+    assert said in output and "Traceback" not in output, output
+    # Not one request per image: only those already started when the first refusal came (the first wave), and
+    # nothing new while a refusal was held.
+    assert fake.stats.requests <= 8, fake.stats.requests
+    assert_all_pending(tmp_path / "out")
+
+
+def test_a_base_url_without_v1_says_so(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fake_openai_factory) -> None:
+    monkeypatch.chdir(tmp_path)
+    fake = fake_openai_factory(variant="vllm")
+    folder = photos(tmp_path / "in", PHOTO_NAMES[:4])
+    root = fake.base_url.removesuffix("/v1")
+    code, output = cli(["run", str(folder), "--out", str(tmp_path / "out"), "--provider", "openai", "--model",
+                        "glm-4v-9b", "--base-url", root, "-q"], {}, monkeypatch)
+    assert code == 2, output
+    assert "missing /v1" in output and f"--base-url {root}/v1" in output, output
+    assert "check --model" not in output, output  # the model name was right
+    assert_all_pending(tmp_path / "out")
+
+
+def test_llama_server_gets_its_schema_as_json_object_and_keeps_to_it(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fake_openai_factory) -> None:
+    """llama-server refuses json_schema but enforces {"type": "json_object", "schema": ...} with a grammar: that form
+    comes before the bare json_object, so even a model that ignores instructions answers valid JSON (the rerun
+    starting from it: test_rerun_starts_from_the_remembered_mode)."""
+    monkeypatch.chdir(tmp_path)
+    fake = fake_openai_factory(variant="llamacpp", output_mode="invalid")
+    folder = photos(tmp_path / "in", PHOTO_NAMES[:3])
+    keys = expected_keys(folder, "glm-4v-9b")
+    code, output = cli(["run", str(folder), "--out", str(tmp_path / "out"), "--provider", "openai", "--model",
+                        "glm-4v-9b", "--format", "jsonl", "-q"], fake.env(), monkeypatch)
+    assert code == 0, output
+    assert_every_result_on_its_own_image(tmp_path / "out", keys)
+    assert fake.stats.response_formats["json_object"] >= 3
+    assert {e["response_format"] for e in fake.stats.request_log} == {"json_object+schema"}

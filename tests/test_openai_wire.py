@@ -25,8 +25,11 @@ def test_strip_thinking(content: str, answer: str, thought: bool) -> None:
 
 
 @pytest.mark.parametrize(("sent", "status", "message", "expected"), [
-    ("json_schema", 400, "The provided JSON schema contains features not supported by xgrammar.", "json_object"),
-    ("json_schema", 400, 'response_format type must be one of "text" or "json_object"', "json_object"),
+    ("json_schema", 400, "The provided JSON schema contains features not supported by xgrammar.",
+     "json_object_schema"),
+    ("json_schema", 400, 'response_format type must be one of "text" or "json_object"', "json_object_schema"),
+    ("json_object_schema", 400, "Unknown parameter: 'response_format.schema'.", "json_object"),
+    ("json_object_schema", 400, "'response_format.type' must be 'json_schema' or 'text'", "prompt"),
     ("json_object", 400, "'response_format.type' must be 'json_schema' or 'text'", "prompt"),
     ("json_schema", 400, "Invalid image: could not decode", None),
     ("prompt", 400, "response_format something", None),

@@ -343,3 +343,40 @@ def test_a_paid_answer_that_fails_validation_keeps_its_text(tmp_path, fake_anthr
     assert {r["path"]: r["error_raw_answer"] for r in parquet} == {n: rows[n]["error"]["raw_answer"] for n in made}
     code, status = run_cli(["status", "--out", str(out)], fake.env(), monkeypatch)
     assert status.count("answer kept: {") == 2, status
+
+
+NO_DB = {"status": 400, "body": {"error": {"message": "No connected db.", "type": "no_db_connection", "param": None,
+                                           "code": "400"}}}  # LiteLLM's proxy, for a key it cannot check
+
+
+def test_a_server_that_refuses_the_first_requests_alike_stops_the_run(tmp_path, fake_anthropic_factory,
+                                                                      monkeypatch):
+    """Every provider: the first three requests meet the same permanent refusal and nothing was answered yet, so
+    the run stops (exit 2) with the server's sentence; no image is marked failed, so a fixed rerun does them all."""
+    make_images(tmp_path / "in", 30)
+    fake = fake_anthropic_factory(respond=lambda ctx: NO_DB)
+    out = tmp_path / "o"
+    code, output = run_cli(["run", str(tmp_path / "in"), "--out", str(out), "-q"], fake.env(), monkeypatch)
+    assert code == 2, output
+    assert "No connected db." in output and "refused the first 3 requests" in output, output
+    assert fake.stats.messages_requests <= 10, fake.stats.messages_requests
+    rows = read_jsonl(out / "results.jsonl")
+    assert len(rows) == 30 and {r["status"] for r in rows} == {"pending"}
+    db = sqlite3.connect(out / "imgtag.db")
+    assert db.execute("SELECT COUNT(*) FROM jobs WHERE status = 'failed'").fetchone()[0] == 0
+    fake.config.respond = None  # the gateway fixed: the same command does every image
+    code, output = run_cli(["run", str(tmp_path / "in"), "--out", str(out), "-q"], fake.env(), monkeypatch)
+    assert code == 0, output
+
+
+def test_refusals_of_a_few_images_are_their_own_failures(tmp_path, fake_anthropic_factory, monkeypatch):
+    """The same refusal for two images, while the others are answered: those two are ordinary failures."""
+    made = make_images(tmp_path / "in", 8)
+    bad = list(made.values())[:2]
+    fake = fake_anthropic_factory(respond=lambda ctx: NO_DB if any(close_to(ctx["image_key"] or "#000000", c)
+                                                                   for c in bad) else None)
+    out = tmp_path / "o"
+    code, output = run_cli(["run", str(tmp_path / "in"), "--out", str(out), "-q"], fake.env(), monkeypatch)
+    assert code == 1, output
+    statuses = {r["path"]: r["status"] for r in read_jsonl(out / "results.jsonl")}
+    assert sorted(statuses.values()) == ["failed"] * 2 + ["ok"] * 6, statuses

@@ -230,3 +230,15 @@ def test_a_store_of_an_earlier_version_reads_its_unpriced_answers_as_unknown(
     db.close()
     report = status_of(out, "--json")
     assert report["cost_usd"] is None and report["input_tokens"] > 0
+
+
+def test_status_and_export_suggest_the_model_a_folder_holds(tmp_path: Path, fake_anthropic: Any,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    make_images(tmp_path / "in", 1)
+    out = tmp_path / "out"
+    code, output = run_cli(["run", str(tmp_path / "in"), "--out", str(out), "--model", "claude-haiku-5-5", "-q"],
+                           fake_anthropic.env(), monkeypatch)
+    assert code == 0, output
+    for command in ("status", "export"):
+        code, output = run_cli([command, "--out", str(out), "--model", "claude-haiku-5.5"], {}, monkeypatch)
+        assert code == 2 and "(did you mean 'claude-haiku-5-5'?)" in one_sentence(output), output

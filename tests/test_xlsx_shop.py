@@ -80,6 +80,14 @@ def test_titles_follow_the_language_tag_and_every_builtin_has_them() -> None:
             assert set(header_titles(preset.titles, lang)) >= set(preset.fields), (name, lang)
 
 
+def test_every_column_of_the_workbook_has_a_title_in_every_language_the_presets_have() -> None:
+    from imgtag.export.titles import own_titles
+    from imgtag.export.xlsx import _LEADING, _TRAILING, THUMB_COLUMN
+
+    for lang in load_preset("ecommerce").titles:
+        assert set(own_titles(lang)) >= {THUMB_COLUMN, *_LEADING, *_TRAILING}, lang
+
+
 def test_titles_are_not_part_of_the_preset_version(tmp_path: Path) -> None:
     """Titles change headers, never the answer: a preset with other titles keeps its version (its paid results)."""
     mine = tmp_path / "shop.toml"

@@ -36,14 +36,18 @@ def estimate_objects(estimator: Estimator) -> list[dict[str, Any]]:
 
 def print_estimates(console: Lines, preset: str, estimates: list[dict[str, Any]], selected: str | None) -> None:
     table = Table(title=f"Estimated cost, preset {preset} (prompt caching included)", show_edge=False)
-    for col in ("model", "input", "cache write", "cache read", "output", "sync", "batch"):
-        table.add_column(col, justify="right" if col != "model" else "left", no_wrap=col == "model")
+    rows = []
     for e in estimates:
         s = e["sync"] or {}
         tokens_in = f"{s.get('input_tokens', 0):,}" if e["input_tokens"] is not None else "unknown"
-        table.add_row(e["model"], tokens_in, f"{s.get('cache_write_tokens', 0):,}",
-                      f"{s.get('cache_read_tokens', 0):,}", f"{e['output_tokens']:,}", usd(e["standard_usd"]),
-                      usd(e["batch_usd"]))
+        rows.append((e["model"], tokens_in, f"{s.get('cache_write_tokens', 0):,}", f"{s.get('cache_read_tokens', 0):,}",
+                     f"{e['output_tokens']:,}", usd(e["standard_usd"]), usd(e["batch_usd"])))
+    for i, col in enumerate(("model", "input", "cache write", "cache read", "output", "sync", "batch")):
+        money = col in ("sync", "batch")  # never cut short: on a narrow terminal the token headers wrap instead
+        table.add_column(col, justify="right" if col != "model" else "left", no_wrap=col == "model" or money,
+                         min_width=max((len(r[i]) for r in rows), default=0) if money else None)
+    for row in rows:
+        table.add_row(*row)
     console.print(table)
     chosen = next((e for e in estimates if e["model"] == selected), estimates[0] if estimates else None)
     if chosen is not None and chosen["images"]:
@@ -54,7 +58,8 @@ def where_tokens_go(e: dict[str, Any]) -> str:
     p = e["per_image"]
     cached = ("cached: read at 0.1x after one write" + (", guide included" if e["guide_sent"] else "")
               if e["prefix_cached"] else "not cached: below the model's caching minimum")
-    return (f"per image on {e['model']}: image {p['image']:,.0f} tokens, prompt {p['prompt']:,.0f}, "
+    image = f"image {p['image']:,.0f} tokens" if e["input_tokens"] is not None else "image tokens unknown"
+    return (f"per image on {e['model']}: {image}, prompt {p['prompt']:,.0f}, "
             f"schema {p['schema']:,.0f} (prompt + schema {cached}), output {p['output']:,.0f}")
 
 

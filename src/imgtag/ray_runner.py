@@ -61,12 +61,15 @@ class DistributedRun(Run):
 
     def snapshot(self) -> Snapshot:
         ing = self.ingestor
+        # Without prices the spend is unknown (Run.snapshot): "cost unknown", never $0.
+        spent = None if self.target.model.prices is None else self.tally.spent_usd
+        to_date = None if spent is None or self.spent_before is None else self.spent_before + spent
         return Snapshot(discovered=ing.counters.discovered if ing else 0, finished=self.finished,
                         ok=self.tally.ok, failed=self.failed + self.tally.failed, skipped=self.skipped,
-                        in_flight=self.cluster_in_flight, spent_usd=self.tally.spent_usd, pace=self.pace,
+                        in_flight=self.cluster_in_flight, spent_usd=spent, pace=self.pace,
                         discovery_done=ing.counters.discovery_done if ing else False,
                         counted=ing.counted if ing else None, done_before=self.done_before,
-                        spent_to_date_usd=self.spent_before + self.tally.spent_usd)
+                        spent_to_date_usd=to_date)
 
     # -- plan -------------------------------------------------------------------------------------
 

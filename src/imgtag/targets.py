@@ -102,4 +102,11 @@ def select(store: Store, preset: str | None, model: str | None, lang: str | None
     wanted = " ".join(f"--{flag} {value}" for flag, value in (("preset", preset), ("model", model), ("lang", lang))
                       if value)
     held = ", ".join(label(m) for m in targets) or "none"
-    raise UsageError(f"no results for {wanted} in {store.out_dir}; it holds: {held}")
+    from imgtag.configfile import did_you_mean
+
+    hint = ""  # the model or preset the folder holds that the typo is nearest to
+    if model is not None and model not in {m["model"] for m in targets}:
+        hint = did_you_mean(model, {m["model"] for m in targets})
+    elif preset is not None and preset not in {m["preset_name"] for m in targets}:
+        hint = did_you_mean(preset, {m["preset_name"] for m in targets})
+    raise UsageError(f"no results for {wanted} in {store.out_dir}{hint}; it holds: {held}")

@@ -208,6 +208,9 @@ class FakeConfig:
     #   "reject:<status>" -> answer with that error, no batch is created;
     #   "lost:<status>"   -> the batch IS created, then the answer is that error (a response lost in transit).
     batch_create_faults: list[str] = field(default_factory=list)
+    # False: a gateway without the Message Batches API (LiteLLM's proxy answers every /v1/messages/batches route
+    # with FastAPI's 404 {"detail": "Not Found"}).
+    batches_api: bool = True
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> FakeConfig:
@@ -1354,6 +1357,8 @@ class FakeAnthropicServer:
             return self._messages(h, raw, headers, log)
         if path.startswith("/v1/models") and method == "GET":
             return self._models(h, path, query, headers)
+        if path.startswith("/v1/messages/batches") and not self.config.batches_api:
+            raise _ApiError(404, body={"detail": "Not Found"})
         if path == "/v1/messages/count_tokens" and method == "POST":
             analysis = _analyze_request(self._parse_json(raw), self.config)
             self._send_json(h, 200, {"input_tokens": analysis.input_tokens_total}, headers)

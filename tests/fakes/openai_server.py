@@ -8,6 +8,12 @@ Variants behave like the servers imgtag meets (api-facts section G2):
 - "ollama":   response_format ignored (answers may come fenced or wrapped in prose); 503 "server busy" past its queue.
 - "openai":   a key is required; strict schema checks (every property required, additionalProperties false);
               x-ratelimit-* headers and 429 with retry-after past the request budget.
+- "litellm":  LiteLLM's proxy in front of some API: serves /chat/completions with or without /v1; an unknown model
+              alias -> 400 "/chat/completions: Invalid model name passed in model=..."; a wrong key on a proxy
+              without a database -> 400 "No connected db." (both bodies as the real proxy sends them).
+llama-server also takes {"type": "json_object", "schema": {...}} and enforces the schema with a grammar: its answers
+then follow the schema whatever the model would have written. Every variant but litellm serves only /v1/...: a base
+URL without /v1 meets 404 "no route POST /chat/completions" (vLLM's FastAPI: {"detail": "Not Found"}).
 Any variant can be a reasoning model that thinks first (`reasoning="tags"` puts <think>...</think> in content,
 `reasoning="field"` sends reasoning_content); thinking costs `think_tokens`, and a max_tokens below that leaves
 no answer at all (finish_reason "length").
@@ -39,7 +45,7 @@ from urllib.parse import parse_qsl, urlsplit
 from .anthropic_server import _analyze_image, _InstanceMaker
 from .openai_batch_api import BatchAPIConfig, FakeBatchAPI
 
-VARIANTS = ("vllm", "lmstudio", "llamacpp", "ollama", "openai")
+VARIANTS = ("vllm", "lmstudio", "llamacpp", "ollama", "openai", "litellm")
 
 
 @dataclass
@@ -101,9 +107,10 @@ class OpenAIFakeStats:
 
 class _Reply(Exception):
     def __init__(self, status: int, message: str, *, headers: dict[str, str] | None = None,
-                 code: str | None = None, plain: bool = False) -> None:
+                 code: str | None = None, plain: bool = False, body: dict[str, Any] | None = None) -> None:
         super().__init__(message)
         self.status, self.message, self.headers, self.code, self.plain = status, message, headers or {}, code, plain
+        self.body = body  # the whole error body, where a server's own shape matters
 
 
 class _Drop(Exception):
@@ -181,10 +188,19 @@ class FakeOpenAIServer:
             now = time.time()
             self.stats.first_t = self.stats.first_t or now
         if cfg.api_key is not None and headers.get("authorization") != f"Bearer {cfg.api_key}":
+            if cfg.variant == "litellm":  # a key that is not the master key, and no database to look it up in
+                raise _Reply(400, "No connected db.", body={"error": {
+                    "message": "No connected db.", "type": "no_db_connection", "param": None, "code": "400"}})
             raise _Reply(401, "Incorrect API key provided.", code="invalid_api_key")
         limit_headers = self._rate_limit(cfg)
         model = body.get("model")
         if model not in cfg.models:
+            if cfg.variant == "litellm":
+                said = (f"/chat/completions: Invalid model name passed in model={model}. Call `/v1/models` to view "
+                        "available models for your key.")
+                raise _Reply(400, said, body={"error": {"message": said, "type": "invalid_request_error",
+                                                        "param": None, "code": "400",
+                                                        "provider_specific_fields": {"error": said}}})
             if cfg.variant == "ollama":
                 raise _Reply(404, f"model '{model}' not found", plain=True)
             raise _Reply(404, f"The model `{model}` does not exist.", code="model_not_found")
@@ -260,6 +276,8 @@ class FakeOpenAIServer:
             return kind  # accepted and (here) ignored
         if kind == "json_object" and cfg.variant == "lmstudio":
             raise _Reply(400, "'response_format.type' must be 'json_schema' or 'text'")
+        if kind == "json_object" and cfg.variant == "llamacpp" and isinstance(rf.get("schema"), dict):
+            return "json_object+schema"  # enforced by a grammar made from the schema
         if kind == "json_schema":
             if cfg.variant == "llamacpp":
                 raise _Reply(400, 'response_format type must be one of "text" or "json_object"')
@@ -352,6 +370,8 @@ class FakeOpenAIServer:
         instance = (_InstanceMaker(schema, key, labelled).make(schema, "value") if schema
                     else {"description": f"img {key}"})
         mode = cfg.mode_overrides.get(key, cfg.output_mode)
+        if fmt == "json_object+schema":
+            mode = "json"  # the grammar allows nothing else, however the model would have answered
         if cfg.variant == "ollama" and fmt != "text" and mode == "json":
             mode = "fenced"  # ignores the schema and the format: answers the way the model likes
         if mode == "invalid":
@@ -395,6 +415,8 @@ class FakeOpenAIServer:
 
 
 def error_payload(reply: _Reply) -> dict[str, Any]:
+    if reply.body is not None:
+        return reply.body
     if reply.plain:
         return {"error": reply.message}
     return {"error": {"message": reply.message, "type": "invalid_request_error" if reply.status < 500
@@ -406,6 +428,8 @@ def _find_schema(body: dict[str, Any], fmt: str) -> dict[str, Any] | None:
     rf = body.get("response_format")
     if fmt == "json_schema" and isinstance(rf, dict):
         return rf["json_schema"]["schema"]
+    if fmt == "json_object+schema" and isinstance(rf, dict):
+        return rf["schema"]
     for m in body.get("messages", []):
         content = m.get("content")
         if isinstance(content, str):
@@ -493,8 +517,13 @@ class _Handler(BaseHTTPRequestHandler):
         if self._batch_route("POST"):
             return
         raw = self._body()
-        if not self.path.rstrip("/").endswith("/chat/completions"):
-            self._send(404, {"error": {"message": f"no route {self.path}"}})
+        path = self.path.rstrip("/")
+        if path not in ("/v1/chat/completions", "/chat/completions") or (
+                path == "/chat/completions" and self.fake.config.variant != "litellm"):
+            if self.fake.config.variant == "vllm":
+                self._send(404, {"detail": "Not Found"})
+            else:
+                self._send(404, {"error": {"message": f"no route POST {self.path}"}})
             return
         headers = {k.lower(): v for k, v in self.headers.items()}
         stats = self.fake.stats

@@ -27,12 +27,12 @@ from typing import Any
 from imgtag.export.atomic import atomic_write
 from imgtag.export.results import _SURROGATE, _finite
 from imgtag.export.rows import ExportContext, ResultRow
-from imgtag.export.thumbs import THUMBS, can_have_thumb, is_sha256, make_thumbs
+from imgtag.export.thumbs import SHEET_EDGE, THUMBS, can_have_thumb, is_sha256, make_thumbs
 from imgtag.export.thumbs import thumb_name as sized_thumb_name
 from imgtag.words import failure_text
 
 SHEET_NAME = "contact-sheet.html"
-THUMB_EDGE = 360
+THUMB_EDGE = SHEET_EDGE
 
 
 def thumb_name(sha256: str) -> str:

@@ -16,6 +16,7 @@ from imgtag.export.rows import ResultRow
 
 THUMBS = "thumbs"
 QUALITY = 80
+SHEET_EDGE = 360  # the contact sheet's thumbnails (export/contact_sheet.py)
 _HEX = re.compile(r"^[0-9a-f]{64}$")
 # The decoder's reason codes for a file it could not use (see ingest/preprocess.py ImageReport.reason_code).
 _UNDECODABLE = frozenset({"empty", "not_image", "unsupported", "truncated", "corrupt", "bomb", "too_small",

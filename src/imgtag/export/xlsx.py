@@ -26,7 +26,7 @@ from imgtag.export.atomic import atomic_write
 from imgtag.export.columns import Column, field_columns, to_json
 from imgtag.export.results import _FORMULA_TRIGGERS, _clean, _round_cost, _truncate
 from imgtag.export.rows import USAGE_KEYS, ExportContext, ResultRow
-from imgtag.export.thumbs import THUMBS, best_source, can_have_thumb, make_thumbs, thumb_name
+from imgtag.export.thumbs import SHEET_EDGE, THUMBS, best_source, can_have_thumb, make_thumbs, thumb_name
 from imgtag.export.titles import header_titles, own_titles
 
 XLSX_NAME = "results.xlsx"
@@ -47,7 +47,7 @@ FIELDS_SHEET = "fields"
 THUMB_EDGE, THUMB_SCALE, THUMB_MARGIN_PX = 128, 0.5, 2
 THUMB_ROW_POINTS = 51.0  # 68 px: 64 px of picture and the margins
 THUMB_COLUMN_WIDTH = 9.5  # characters: 71 px
-_LARGER_THUMBS = (360,)  # the contact sheet's (export/contact_sheet.py THUMB_EDGE): decoded instead of the original
+_LARGER_THUMBS = (SHEET_EDGE,)  # the contact sheet's: decoded instead of the original when there
 _TRAILING = ("error_type", "error_message", "model", "preset", *USAGE_KEYS, "cost_usd", "sha256", "duplicate_of",
              "error_raw_answer")
 
@@ -57,8 +57,9 @@ def write_xlsx(rows: Iterable[ResultRow], ctx: ExportContext) -> list[Path]:
 
     ctx.out_dir.mkdir(parents=True, exist_ok=True)
     path = ctx.out_dir / XLSX_NAME
-    fields = field_columns(ctx, reserved=(THUMB_COLUMN, *_LEADING, *_TRAILING))
-    names = [*([THUMB_COLUMN] if ctx.xlsx_thumbnails else []), *_LEADING, *(c.name for c in fields), *_TRAILING]
+    extra = (THUMB_COLUMN,) if ctx.xlsx_thumbnails else ()
+    fields = field_columns(ctx, reserved=(*extra, *_LEADING, *_TRAILING))
+    names = [*extra, *_LEADING, *(c.name for c in fields), *_TRAILING]
     header = _header(names, fields, ctx)
     lead = [None] if ctx.xlsx_thumbnails else []  # the thumbnail column holds a picture, no value
     stream = iter(rows)

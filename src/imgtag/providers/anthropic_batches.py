@@ -35,6 +35,8 @@ REQUEST_FRAME_BYTES = len('{"custom_id":"","params":}') + 64
 PERMANENT_ERRORS = frozenset({"invalid_request_error", "request_too_large", "not_found_error",
                               "authentication_error", "permission_error", "billing_error"})
 LIST_PAGE = 100
+PROBE_TIMEOUT_S = 15.0
+NO_BATCH_API = "this server has no Message Batches API; run without --mode batch"
 
 
 def request_bytes(params: dict[str, Any]) -> int:
@@ -49,10 +51,12 @@ class AnthropicBatches:
     max_bytes = API_MAX_BYTES
     envelope_bytes = ENVELOPE_BYTES
     packs_images = True  # --images-per-request: a batch request is a Messages request, so it carries packs too
+    api_name = "Message Batches API"  # what a server without it lacks, in the sentence that says so
     labels_batches = False  # a Message Batch keeps no metadata: a reconcile matches by time and request count
 
     def __init__(self, client: anthropic.AsyncAnthropic, api_key: str) -> None:
         self.api_key = api_key
+        self.base_url = client.base_url
         self.batches = client.messages.batches
 
     def build_params(self, image: ImageInput, options: RequestOptions) -> dict[str, Any]:
@@ -62,7 +66,20 @@ class AnthropicBatches:
         return request_bytes(params)
 
     def unavailable(self) -> str | None:
-        return None  # the run finds out: a gateway without Message Batches answers its first create
+        """A gateway in front of the API may have no Message Batches (LiteLLM's proxy: 404 on every
+        /v1/messages/batches route). One GET of the first page says so before the store is opened and anything is
+        submitted; any other answer leaves it to the run (which maps a 404 on create to the same sentence)."""
+        client = anthropic.Anthropic(api_key=self.api_key, base_url=str(self.base_url), max_retries=0,
+                                     timeout=PROBE_TIMEOUT_S)
+        try:
+            client.messages.batches.list(limit=1)
+        except anthropic.APIStatusError as exc:
+            return NO_BATCH_API if exc.status_code in (404, 405, 501) else None
+        except anthropic.AnthropicError:
+            return None  # unreachable, timed out: the run says it with its own words
+        finally:
+            client.close()
+        return None
 
     async def create(self, requests: Sequence[BatchRequest], *, timeout: float, label: str) -> BatchHandle:
         body = [{"custom_id": r.custom_id, "params": r.params} for r in requests]

@@ -2,8 +2,9 @@
 server (vLLM, Ollama, LM Studio, llama.cpp's llama-server).
 
 Servers differ in what they accept, so the provider learns per (base URL, model) and remembers it in the
-store (table server_caps): the structured-output mode (json_schema, then json_object, then instructions
-only), whether `temperature` is accepted, and the output-limit parameter. Answers are always validated
+store (table server_caps): the structured-output mode (json_schema, then json_object with the schema as
+llama-server takes it, then json_object, then instructions only), whether `temperature` is accepted, and the
+output-limit parameter. Answers are always validated
 locally against the preset's full schema, so a server that ignores the schema costs a retry, not bad data.
 A server that advertises no rate limits (every local one) gets adaptive concurrency (request/adaptive.py);
 OpenAI's x-ratelimit-* headers feed the pacer instead.
@@ -39,6 +40,7 @@ from imgtag.providers.openai_wire import (
     error_text,
     next_mode,
     parse_rate_limits,
+    sent_mode,
 )
 from imgtag.providers.sdk import SdkClient
 from imgtag.request.adaptive import AdaptiveLimiter
@@ -177,7 +179,7 @@ class OpenAIProvider(Provider):
                     continue
                 request_id = exc.response.headers.get("x-request-id") or getattr(exc, "request_id", None)
                 raise classify(exc.status_code, message, exc.response.headers, exc.body, request_id,
-                               KEY_VARIABLE) from None
+                               KEY_VARIABLE, self.base_url) from None
             except openai.APITimeoutError:
                 outcome = "congested"
                 raise Transient("timeout: no response in time", error_type="timeout") from None
@@ -203,7 +205,7 @@ class OpenAIProvider(Provider):
         """Adjust `caps` after a rejection of something optional; True if the request is worth sending again."""
         if status not in (400, 422, 500):
             return False
-        sent = params.get("response_format", {}).get("type", "prompt")
+        sent = sent_mode(params)
         nxt = next_mode(sent, status, message)
         if nxt is not None:
             # Concurrent requests may all be rejected at once: never step past what this request learned.

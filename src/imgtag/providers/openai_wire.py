@@ -28,9 +28,11 @@ from imgtag.validate.schema import describe_constraints, to_openai_schema
 
 KEY_VARIABLE = "OPENAI_API_KEY"
 
-# Structured-output modes, best first. A server that rejects one is asked with the next.
-JSON_SCHEMA, JSON_OBJECT, PROMPT = "json_schema", "json_object", "prompt"
-MODES = (JSON_SCHEMA, JSON_OBJECT, PROMPT)
+# Structured-output modes, best first. A server that rejects one is asked with the next. JSON_OBJECT_SCHEMA is
+# llama.cpp's llama-server form, {"type": "json_object", "schema": {...}}: it refuses json_schema but enforces
+# this schema with a grammar, which a bare json_object (valid JSON of any shape) does not.
+JSON_SCHEMA, JSON_OBJECT_SCHEMA, JSON_OBJECT, PROMPT = "json_schema", "json_object_schema", "json_object", "prompt"
+MODES = (JSON_SCHEMA, JSON_OBJECT_SCHEMA, JSON_OBJECT, PROMPT)
 
 _THINK_BLOCK = re.compile(r"<think>.*?</think>", re.DOTALL | re.IGNORECASE)
 
@@ -73,6 +75,8 @@ def build_params(image: ImageInput, options: RequestOptions, *, mode: str, tempe
     if mode == JSON_SCHEMA:
         params["response_format"] = {"type": "json_schema", "json_schema": {
             "name": schema_name(preset.name), "schema": to_openai_schema(preset.schema), "strict": True}}
+    elif mode == JSON_OBJECT_SCHEMA:
+        params["response_format"] = {"type": "json_object", "schema": to_openai_schema(preset.schema)}
     elif mode == JSON_OBJECT:
         params["response_format"] = {"type": "json_object"}
     if temperature is not None:
@@ -168,8 +172,11 @@ def parse_rate_limits(headers: Mapping[str, str]) -> RateLimitSnapshot:
 # -- errors --------------------------------------------------------------------------------------
 
 def error_text(body: Any, fallback: str) -> str:
-    """The server's own message: OpenAI/vLLM {"error": {"message"}}, Ollama/LM Studio {"error": "..."}."""
+    """The server's own message: OpenAI/vLLM {"error": {"message"}}, Ollama/LM Studio {"error": "..."}, a FastAPI
+    route's {"detail": "Not Found"}."""
     if isinstance(body, dict):
+        if isinstance(body.get("detail"), str) and "error" not in body:
+            return " ".join(body["detail"].split())[:300]
         err = body.get("error", body)
         if isinstance(err, dict) and err.get("message"):
             return " ".join(str(err["message"]).split())[:300]
@@ -178,6 +185,14 @@ def error_text(body: Any, fallback: str) -> str:
         if isinstance(body.get("message"), str):
             return " ".join(body["message"].split())[:300]
     return " ".join(fallback.split())[:300]
+
+
+def sent_mode(params: dict[str, Any]) -> str:
+    """The structured-output mode a request was built with (build_params)."""
+    rf = params.get("response_format") or {}
+    if rf.get("type") == JSON_OBJECT and "schema" in rf:
+        return JSON_OBJECT_SCHEMA
+    return str(rf.get("type", PROMPT))
 
 
 def next_mode(sent: str, status: int, message: str) -> str | None:
@@ -189,21 +204,23 @@ def next_mode(sent: str, status: int, message: str) -> str | None:
     if status not in (400, 422, 500) or sent == PROMPT:
         return None
     m = message.lower()
-    if any(word in m for word in ("response_format", "json_schema", "json_object", "json schema", "xgrammar",
-                                  "structured output", "guided_json")):
-        return MODES[MODES.index(sent) + 1]
-    return None
+    if not any(word in m for word in ("response_format", "json_schema", "json_object", "json schema", "xgrammar",
+                                      "structured output", "guided_json")):
+        return None
+    if sent == JSON_OBJECT_SCHEMA and "must be" in m and "json_object" not in m:
+        return PROMPT  # the json_object type itself is refused (LM Studio): the bare form would be too
+    return MODES[MODES.index(sent) + 1]
 
 
 _NO_VISION = ("does not support image", "image input is not supported", "not a multimodal model",
               "vision is not supported", "does not support vision", "images are not supported",
               "no vision", "multimodal is not supported", "mmproj")
 _UNKNOWN_MODEL = ("does not exist", "not found", "unknown model", "no such model", "model_not_found",
-                  "not loaded")
+                  "not loaded", "invalid model name")  # the last: LiteLLM's proxy, for an alias it does not have
 
 
 def classify(status: int, message: str, headers: Mapping[str, str], body: Any, request_id: str | None,
-             key_variable: str) -> ProviderError:
+             key_variable: str, base_url: str | None = None) -> ProviderError:
     limits = parse_rate_limits(headers)
     kw: dict[str, Any] = {"http_status": status, "request_id": request_id, "limits": limits}
     m = message.lower()
@@ -221,6 +238,8 @@ def classify(status: int, message: str, headers: Mapping[str, str], body: Any, r
     if any(p in m for p in _NO_VISION):
         return Fatal(f"the model does not accept images ({status}): {said}; choose a vision model",
                      error_type="no_vision", **kw)
+    if status == 404 and "model" not in m:
+        return Fatal(no_endpoint(said, base_url), error_type="not_found_error", **kw)
     if status == 404 or (status in (400, 422) and "model" in m and any(p in m for p in _UNKNOWN_MODEL)):
         return Fatal(f"unknown model ({status}): {said}; check --model against the server's models",
                      error_type="unknown_model", **kw)
@@ -232,3 +251,13 @@ def classify(status: int, message: str, headers: Mapping[str, str], body: Any, r
         return Transient(f"server error ({status}): {message}", error_type="server_busy" if status == 503
                          else "api_error", **kw)
     return Permanent(f"unexpected HTTP {status}: {message}", error_type="http_error", **kw)
+
+
+def no_endpoint(said: str, base_url: str | None) -> str:
+    """A 404 that names no model is about the URL, not the model: the usual cause is a base URL without /v1 (the
+    SDK appends only /chat/completions)."""
+    base = (base_url or "").rstrip("/")
+    if base and not base.endswith("/v1"):
+        return (f"the server has no chat completions endpoint at {base}/chat/completions (404: {said}): the URL path "
+                f"is likely missing /v1; try --base-url {base}/v1")
+    return f"the server has no chat completions endpoint there (404: {said}); check --base-url"

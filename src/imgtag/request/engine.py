@@ -43,6 +43,7 @@ from imgtag.providers.base import (
 from imgtag.request.gather import gather_packs
 from imgtag.request.pacer import Pacer, Permit
 from imgtag.request.packing import ImagePack, split_answer
+from imgtag.request.refusals import HOLD, STOP, FirstRefusals
 from imgtag.store import Store, WorkKey
 from imgtag.store.db import now_iso
 from imgtag.validate.schema import shape_of
@@ -50,6 +51,7 @@ from imgtag.validate.verdict import INVALID, OK, TRUNCATED, judge, kept_text
 from imgtag.words import plural
 
 MAX_TOKENS_CEILING = 16_000
+REFUSAL_POLL_S = 0.05
 
 
 @dataclass(frozen=True)
@@ -125,6 +127,7 @@ class Engine:
         self.stats = EngineStats()
         self.schema = settings.schema
         self.fatal: Fatal | None = None
+        self.refusals: FirstRefusals[tuple[list[_Ask], str]] = FirstRefusals()
         self.budget_hit = False
         self._tasks: set[asyncio.Task[None]] = set()
         self.requests_in_flight = 0  # requests that hold a permit (a pack holds one permit for its K images)
@@ -157,6 +160,7 @@ class Engine:
                     reserve = self._estimated_cost(pack)
                     self.stats.reserved_usd += reserve
                     asks = [_Ask(item, self.settings.preset.max_output_tokens) for item in pack]
+                    await self._while_refusal_undecided()
                     permit = await self._acquire(asks)
                     if self.fatal is not None:
                         self._release(permit, success=False)
@@ -169,6 +173,8 @@ class Engine:
                     task.add_done_callback(self._tasks.discard)
             if self._tasks:
                 await asyncio.gather(*list(self._tasks), return_exceptions=False)
+            if self.fatal is None:
+                self._fail_refused(self.refusals.release())  # too few requests to call it the server's "no"
         finally:
             for task in list(self._tasks):
                 task.cancel()
@@ -298,7 +304,7 @@ class Engine:
                         self._log_error(asks, started, exc, outcome="retry")
                         await asyncio.gather(*(self._process([ask], None, 0.0) for ask in asks))
                         return
-                    self._fail(asks, started, exc.error_type, exc.message, exc)
+                    self._refused(asks, started, exc)
                     return
                 except Fatal as exc:
                     self._release(permit, success=False)
@@ -310,6 +316,8 @@ class Engine:
                 self.pacer.observe(answers[0].limits, permit)
                 self._release(permit, success=True)
                 permit = None
+                if self.refusals.open:
+                    self._fail_refused(self.refusals.answered())  # they were about their images after all
                 again = []  # images whose answer is asked again (together, if several)
                 for ask, answer in zip(asks, answers, strict=True):
                     outcome = self._settle_answer(ask.item, started, answer, ask.max_tokens, ask.invalid_answers)
@@ -326,6 +334,30 @@ class Engine:
             if permit is not None:
                 self._release(permit, success=False)
             self.stats.reserved_usd -= reserve
+
+    async def _while_refusal_undecided(self) -> None:
+        """A refusal is held and nothing was answered yet: start nothing new until the requests in flight tell
+        whether the server refuses everything (then the run stops having sent only those)."""
+        while self.refusals.open and self.refusals.held and self.requests_in_flight > 0 and self.fatal is None:
+            await asyncio.sleep(REFUSAL_POLL_S)
+
+    def _refused(self, asks: list[_Ask], started: str, exc: Permanent) -> None:
+        """A refusal that may be about the image or about the whole run (request/refusals.py)."""
+        verdict, which = self.refusals.refused((asks, started), exc)
+        if verdict == HOLD:
+            return  # pending until the run knows which it is
+        if verdict == STOP:
+            for (held, when), why in which:
+                self._log_error(held, when, why, outcome="fatal")
+            if self.fatal is None:
+                self.fatal = self.refusals.stop_error()
+            return
+        self._fail_refused(which)
+        self._fail(asks, started, exc.error_type, exc.message, exc)
+
+    def _fail_refused(self, refusals: list[tuple[tuple[list[_Ask], str], Permanent]]) -> None:
+        for (asks, started), exc in refusals:
+            self._fail(asks, started, exc.error_type, exc.message, exc)
 
     def _backoff(self, failures: int) -> float:
         s = self.settings

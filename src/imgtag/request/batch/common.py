@@ -86,3 +86,12 @@ class BatchContext:
 def stop_if_fatal(err: ProviderError) -> None:
     if isinstance(err, Fatal):
         raise BatchStop(err.message, err)
+
+
+def no_batch_api(api: BatchAPI, err: ProviderError) -> BatchStop | None:
+    """A 404 on the batch routes themselves (listing or creating: not one batch) means the server has no batch API
+    at all, a gateway in front of the real one, say. One sentence instead of "not found (404)"."""
+    if not isinstance(err, Fatal) or err.http_status != 404:
+        return None
+    text = f"this server has no {getattr(api, 'api_name', 'batch API')}; run without --mode batch"
+    return BatchStop(text, Fatal(text, http_status=404, request_id=err.request_id, error_type="not_found_error"))

@@ -19,7 +19,7 @@ from typing import Any
 
 from imgtag.providers.base import Fatal, Permanent, ProviderError
 from imgtag.providers.batch_api import BatchHandle, BatchRequest, counted
-from imgtag.request.batch.common import BatchContext, BatchStop, stop_if_fatal
+from imgtag.request.batch.common import BatchContext, BatchStop, no_batch_api, stop_if_fatal
 from imgtag.request.batch.limits import BYTES, BatchLimits, byte_budget, oversize
 from imgtag.store import batches as sb
 
@@ -149,6 +149,8 @@ class Submitter:
             except ProviderError as err:
                 if isinstance(err, Fatal):
                     sb.abandon_submission(store, sub.id)
+                    if (stop := no_batch_api(ctx.api, err)) is not None:
+                        raise stop from None
                     stop_if_fatal(err)
                 if isinstance(err, Permanent):
                     sb.abandon_submission(store, sub.id)
