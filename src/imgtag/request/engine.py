@@ -51,6 +51,7 @@ from imgtag.validate.verdict import INVALID, OK, TRUNCATED, judge, kept_text
 from imgtag.words import plural
 
 MAX_TOKENS_CEILING = 16_000
+REFUSAL_POLL_S = 0.05
 
 
 @dataclass(frozen=True)
@@ -159,6 +160,7 @@ class Engine:
                     reserve = self._estimated_cost(pack)
                     self.stats.reserved_usd += reserve
                     asks = [_Ask(item, self.settings.preset.max_output_tokens) for item in pack]
+                    await self._while_refusal_undecided()
                     permit = await self._acquire(asks)
                     if self.fatal is not None:
                         self._release(permit, success=False)
@@ -332,6 +334,12 @@ class Engine:
             if permit is not None:
                 self._release(permit, success=False)
             self.stats.reserved_usd -= reserve
+
+    async def _while_refusal_undecided(self) -> None:
+        """A refusal is held and nothing was answered yet: start nothing new until the requests in flight tell
+        whether the server refuses everything (then the run stops having sent only those)."""
+        while self.refusals.open and self.refusals.held and self.requests_in_flight > 0 and self.fatal is None:
+            await asyncio.sleep(REFUSAL_POLL_S)
 
     def _refused(self, asks: list[_Ask], started: str, exc: Permanent) -> None:
         """A refusal that may be about the image or about the whole run (request/refusals.py)."""
