@@ -612,8 +612,8 @@ def _join_ray(cfg: RunConfig) -> Any:
         where = f"joined the Ray cluster at {conn.address}"
     else:
         where = "started a local Ray cluster" if conn.started_here else "using this process's Ray cluster"
-    sys.stderr.write(f"imgtag: {where} ({plural(conn.nodes, 'node')}); Ray's own log lines go to "
-                     f"{conn.route.path}\n")
+    logs = f"; Ray's own log lines go to {conn.route.path}" if conn.route.path else ""
+    sys.stderr.write(f"imgtag: {where} ({plural(conn.nodes, 'node')}){logs}\n")
     sys.stderr.flush()
     return conn
 

@@ -81,11 +81,13 @@ def connect(address: str | None, num_cpus: int | None, log_dir: Path | None = No
     ctx = DataContext.get_current()
     ctx.enable_progress_bars = False      # imgtag's own progress line is the operator view
     ctx.print_on_execution_start = False
-    route = StderrRoute().start()
+    route = StderrRoute()
     try:
         if ray.is_initialized():
+            # The host process's own Ray (a notebook, tests): its stderr is not ours to take.
             conn = Connection(started_here=False, address=None, route=route)
         else:
+            route.start()
             address = address or os.environ.get("RAY_ADDRESS") or None
             kwargs: dict[str, object] = {"logging_level": logging.ERROR, "log_to_driver": False}
             if address is None:
@@ -98,7 +100,7 @@ def connect(address: str | None, num_cpus: int | None, log_dir: Path | None = No
                 raise ClusterProblem(_failure(address, exc, route.captured())) from None
             conn = Connection(started_here=True, address=address, route=route)
         conn.nodes = _alive_nodes()
-        if log_dir is not None:
+        if log_dir is not None and route.started:
             route.keep_in(log_dir)
     except BaseException:
         route.restore()

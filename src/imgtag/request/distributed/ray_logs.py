@@ -47,6 +47,10 @@ class StderrRoute:
             sys.stderr = self._terminal
         return self
 
+    @property
+    def started(self) -> bool:
+        return self._saved_fd is not None
+
     def captured(self) -> str:
         """What Ray wrote so far (to tell why a connection failed)."""
         if self._file is None:
