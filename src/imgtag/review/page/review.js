@@ -207,8 +207,9 @@
   async function approveAndNext() {
     const item = focused();
     if (!item || item.status !== "ok") return;
-    await patch(item.id, { reviewed: true }, "Approved " + item.path);
+    // Move on at once: a fast typist's next "a" approves the next image, not this one again.
     setFocus(state.focus + 1);
+    await patch(item.id, { reviewed: true }, "Approved " + item.path);
   }
 
   async function reject() {
