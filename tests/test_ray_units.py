@@ -174,17 +174,63 @@ def test_the_default_engine_never_imports_ray(tmp_path: Path, fake_anthropic) ->
 
 def test_a_cluster_that_cannot_be_reached_is_one_sentence_and_exit_2(tmp_path: Path, fake_anthropic,
                                                                      monkeypatch) -> None:
-    from imagegen import run_cli
+    import socket
+
+    from imagegen import one_sentence, run_cli
+
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    make_images(tmp_path / "in", 2)
+    code, output = run_cli(["run", str(tmp_path / "in"), "--out", str(tmp_path / "o"), "--engine", "ray",
+                            "--ray-address", f"127.0.0.1:{port}", "-q"], fake_anthropic.env(), monkeypatch)
+    assert code == 2, output
+    assert f"no Ray cluster answers at 127.0.0.1:{port}" in one_sentence(output)
+    assert not (tmp_path / "o").exists(), "nothing is created for a cluster that cannot be used"
+    assert fake_anthropic.stats.messages_requests == 0
+
+
+def test_a_refused_connection_is_one_sentence_and_creates_nothing(tmp_path: Path, fake_anthropic,
+                                                                 monkeypatch) -> None:
+    import ray
+
+    from imagegen import one_sentence, run_cli
     from imgtag.request.distributed import cluster
 
-    def refuse(address: str | None, num_cpus: int | None) -> None:
-        raise ConnectionError(f"Failed to connect to Ray cluster at {address}.\nmore detail")
+    def refuse(**_kw: object) -> None:
+        os.write(2, b"[2026-12-07 02:36:06,009 W 1 1] gcs_client.cc:210: Failed to get cluster ID\n")
+        raise ConnectionError("Failed to connect to Ray cluster at 10.0.0.9:6379.\nmore detail")
 
-    monkeypatch.setattr(cluster, "connect", refuse)
+    monkeypatch.setattr(cluster, "_probe", lambda address: None)
+    monkeypatch.setattr(ray, "init", refuse)
     make_images(tmp_path / "in", 2)
     code, output = run_cli(["run", str(tmp_path / "in"), "--out", str(tmp_path / "o"), "--engine", "ray",
                             "--ray-address", "10.0.0.9:6379", "-q"], fake_anthropic.env(), monkeypatch)
     assert code == 2, output
-    assert "cannot use the Ray cluster: ConnectionError: Failed to connect to Ray cluster at 10.0.0.9:6379" in output
-    assert "Traceback" not in output and "more detail" not in output
-    assert fake_anthropic.stats.messages_requests == 0
+    line = one_sentence(output)
+    assert "cannot use the Ray cluster: ConnectionError: Failed to connect to Ray cluster at 10.0.0.9:6379" in line
+    assert "more detail" not in output
+    assert not (tmp_path / "o").exists()
+
+
+def test_ray_lines_on_fd2_go_to_the_file_and_python_lines_to_the_terminal(tmp_path: Path) -> None:
+    """What Ray's C++ core writes to fd 2 goes to --out/ray.log (what came before the cluster was reached too);
+    imgtag's own lines on sys.stderr still reach the terminal; restore puts fd 2 back."""
+    script = f"""
+import os, sys
+from pathlib import Path
+from imgtag.request.distributed.ray_logs import StderrRoute
+route = StderrRoute().start()
+os.write(2, b"gcs_client.cc:210: before the cluster was reached\\n")
+route.keep_in(Path({str(tmp_path / "out")!r}))
+os.write(2, b"core_worker.cc:1: constructor arguments in the object store\\n")
+print("imgtag: progress line", file=sys.stderr, flush=True)
+route.restore()
+os.write(2, b"after restore\\n")
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stderr == "imgtag: progress line\nafter restore\n"
+    assert (tmp_path / "out" / "ray.log").read_text() == ("gcs_client.cc:210: before the cluster was reached\n"
+                                                          "core_worker.cc:1: constructor arguments in the object "
+                                                          "store\n")

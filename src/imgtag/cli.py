@@ -575,20 +575,47 @@ def _execute(cfg: RunConfig, command: str) -> None:
             raise _fail(problem)
     from imgtag.interrupt import sigterm_as_interrupt
 
-    with _open_store(cfg.out) as store, sigterm_as_interrupt() as interruption:
-        if not cfg.dry_run:
-            _switch_target(store, target_meta(cfg, target), cfg.formats)
-        runner = _runner_class(cfg)(cfg, store, target, provider_obj, command=command)
-        import asyncio  # ~25 ms: not on the path of --help and configuration errors
+    cluster = _join_ray(cfg)  # before the store: a cluster that cannot be used creates nothing
+    try:
+        with _open_store(cfg.out) as store, sigterm_as_interrupt() as interruption:
+            if not cfg.dry_run:
+                _switch_target(store, target_meta(cfg, target), cfg.formats)
+            runner = _runner_class(cfg)(cfg, store, target, provider_obj, command=command)
+            import asyncio  # ~25 ms: not on the path of --help and configuration errors
 
-        try:
-            outcome = asyncio.run(_run_and_close(runner, provider_obj))
-        except KeyboardInterrupt:
-            raise _fail(runner.interrupted(interruption.exit_code), interruption.exit_code) from None
+            try:
+                outcome = asyncio.run(_run_and_close(runner, provider_obj))
+            except KeyboardInterrupt:
+                raise _fail(runner.interrupted(interruption.exit_code), interruption.exit_code) from None
+    finally:
+        if cluster is not None:
+            cluster.close()  # the run closed it already unless it stopped early; Ray's lines stop going to ray.log
     _report(outcome, cfg, target, runner.missing_args, runner.path_base)
     if runner.missing_args and outcome.summary.files == 0:
         raise typer.Exit(EXIT_CONFIG)  # nothing to do because nothing matched: a usage error
     raise typer.Exit(outcome.exit_code)
+
+
+def _join_ray(cfg: RunConfig) -> Any:
+    """--engine ray: reach the cluster (or start a local one) before anything is created; one sentence and
+    exit 2 when it cannot be used. Says in one line where Ray's own log lines go (not to the terminal)."""
+    if cfg.engine != "ray" or cfg.dry_run:
+        return None
+    from imgtag.request.distributed.cluster import ClusterProblem, RayMissing, connect
+    from imgtag.words import plural
+
+    try:
+        conn = connect(cfg.ray_address, cfg.workers, log_dir=Path(cfg.out))
+    except (ClusterProblem, RayMissing) as exc:
+        raise _fail(str(exc)) from None
+    if conn.address:
+        where = f"joined the Ray cluster at {conn.address}"
+    else:
+        where = "started a local Ray cluster" if conn.started_here else "using this process's Ray cluster"
+    sys.stderr.write(f"imgtag: {where} ({plural(conn.nodes, 'node')}); Ray's own log lines go to "
+                     f"{conn.route.path}\n")
+    sys.stderr.flush()
+    return conn
 
 
 def _runner_class(cfg: RunConfig) -> type[Run]:

@@ -190,7 +190,7 @@ class DistributedRun(Run):
     # -- the run ------------------------------------------------------------------------------------
 
     async def execute(self, stream: TextIO | None = None) -> RunOutcome:
-        from imgtag.request.distributed.cluster import connect
+        from imgtag.request.distributed.cluster import ClusterProblem, RayMissing, connect
         from imgtag.request.distributed.pacer_actor import PacerView, take_lease
 
         cfg = self.cfg
@@ -203,9 +203,11 @@ class DistributedRun(Run):
         # Connect and take the store's lease before planning: a killed driver's workers (on a cluster that
         # outlives it) stop asking once its lease is gone, so they never race this run for the same jobs.
         try:
-            conn = connect(cfg.ray_address, cfg.workers)
-        except Exception as exc:  # wrong address, missing token, cluster down: one sentence, exit 2
-            return self._finish(f"cannot use the Ray cluster: {_one_line(exc)}", config_error=True)
+            # The CLI connected before it opened the store (nothing is created for a cluster that cannot be
+            # used); this is that connection.
+            conn = connect(cfg.ray_address, cfg.workers, log_dir=self.store.out_dir)
+        except (ClusterProblem, RayMissing) as exc:
+            return self._finish(str(exc), config_error=True)
         try:
             lease = take_lease(store_id)
         except RuntimeError as exc:
@@ -235,9 +237,9 @@ class DistributedRun(Run):
                 with contextlib.suppress(Exception):  # remembering the pace must never cost the results
                     self.memory.save(PacerView(self.pacer))
             ray_kill(lease)
+            progress.close()  # before the connection gives the terminal back to fd 2
             conn.close()
             ingest_all(self.store, folder, self.run_id, store_id, self.tally)  # shards whose summary never came
-            progress.close()
         return self._finish(problem)
 
     def _finish(self, problem: str | None, *, config_error: bool = False) -> RunOutcome:

@@ -1,52 +1,160 @@
 """Connecting to a Ray cluster: `--ray-address`, else RAY_ADDRESS, else a local cluster started for this run
-(no dashboard). A cluster that is already connected in this process (tests, notebooks) is reused."""
+(no dashboard). A cluster that is already connected in this process (tests, notebooks) is reused.
+
+The CLI connects before it opens the store, so a cluster that cannot be used (nothing listening, token
+authentication without the token mode set) costs one sentence and exit 2 with nothing created. A cluster
+someone else started is probed first (a TCP connect, then one GCS call, milliseconds): without that, Ray
+retries for 20 to 40 s, printing a raw C++ line per second. While imgtag uses Ray, Ray's own log lines go to
+`--out/ray.log` (ray_logs.py), never between imgtag's progress lines.
+"""
 
 from __future__ import annotations
 
 import logging
 import os
+import re
+import socket
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from imgtag.request.distributed.ray_logs import StderrRoute
+
+AUTH_MODE = "RAY_AUTH_MODE"
+PROBE_TIMEOUT_S = 3.0
+_HOST_PORT = re.compile(r"^(?P<host>\[[0-9a-fA-F:]+\]|[\w.-]+):(?P<port>\d+)$")
 
 
 class RayMissing(Exception):
     pass
 
 
+class ClusterProblem(Exception):
+    """The cluster cannot be used; the message is the one sentence to show (exit 2)."""
+
+
 @dataclass
 class Connection:
     started_here: bool
     address: str | None
+    nodes: int = 1
+    route: StderrRoute = field(default_factory=StderrRoute)
+    closed: bool = False
 
     def close(self) -> None:
-        import ray
+        """Leave the cluster (shut it down if this run started it) and give fd 2 back. Idempotent."""
+        global _current
+        if self.closed:
+            return
+        self.closed = True
+        if _current is self:
+            _current = None
+        try:
+            import ray
 
-        if self.started_here and ray.is_initialized():
-            ray.shutdown()
+            if self.started_here and ray.is_initialized():
+                ray.shutdown()
+        finally:
+            self.route.restore()
 
 
-def connect(address: str | None, num_cpus: int | None) -> Connection:
+_current: Connection | None = None
+
+
+def connect(address: str | None, num_cpus: int | None, log_dir: Path | None = None) -> Connection:
+    """The run's connection (made once: the CLI connects before the store opens, the engine then reuses it).
+    Raises ClusterProblem (one sentence) when the cluster cannot be used; Ray's log lines go to
+    log_dir/ray.log once it is reached."""
+    global _current
+    if _current is not None and not _current.closed:
+        return _current
     try:
         import ray
         from ray.data import DataContext
     except ImportError:
         raise RayMissing("--engine ray needs Ray: pip install 'imgtag[ray]'") from None
-    # Ray's own warnings (token auth notice, deprecations, execution summaries) are not the operator's
-    # business here: imgtag's progress line and summary are. Errors still show.
+    # Ray's Python warnings (token auth notice, deprecations, execution summaries) are not the operator's
+    # business here: imgtag's progress line and summary are. Errors still reach ray.log.
     for name in ("ray", "ray.data"):
         logging.getLogger(name).setLevel(logging.ERROR)
     warnings.filterwarnings("ignore", module=r"ray\.")
     ctx = DataContext.get_current()
     ctx.enable_progress_bars = False      # imgtag's own progress line is the operator view
     ctx.print_on_execution_start = False
-    if ray.is_initialized():
-        return Connection(started_here=False, address=None)
-    address = address or os.environ.get("RAY_ADDRESS") or None
-    kwargs: dict[str, object] = {"logging_level": logging.ERROR, "log_to_driver": False}
-    if address is None:
-        kwargs.update(num_cpus=num_cpus, include_dashboard=False)
-    ray.init(address=address, **kwargs)
-    return Connection(started_here=True, address=address)
+    route = StderrRoute().start()
+    try:
+        if ray.is_initialized():
+            conn = Connection(started_here=False, address=None, route=route)
+        else:
+            address = address or os.environ.get("RAY_ADDRESS") or None
+            kwargs: dict[str, object] = {"logging_level": logging.ERROR, "log_to_driver": False}
+            if address is None:
+                kwargs.update(num_cpus=num_cpus, include_dashboard=False)
+            else:
+                _probe(address)
+            try:
+                ray.init(address=address, **kwargs)
+            except Exception as exc:  # wrong address, missing token, cluster down: one sentence
+                raise ClusterProblem(_failure(address, exc, route.captured())) from None
+            conn = Connection(started_here=True, address=address, route=route)
+        conn.nodes = _alive_nodes()
+        if log_dir is not None:
+            route.keep_in(log_dir)
+    except BaseException:
+        route.restore()
+        raise
+    _current = conn
+    return conn
+
+
+def _probe(address: str) -> None:
+    """A cluster someone else started, checked in milliseconds: is anything listening, and does it take this
+    process's credentials (token authentication)."""
+    m = _HOST_PORT.match(address)
+    if m is None:
+        return  # "auto", "ray://...": Ray resolves those itself
+    host, port = m.group("host").strip("[]"), int(m.group("port"))
+    try:
+        socket.create_connection((host, port), timeout=PROBE_TIMEOUT_S).close()
+    except OSError as exc:
+        raise ClusterProblem(f"no Ray cluster answers at {address} ({exc.strerror or type(exc).__name__}): "
+                             "check --ray-address (or RAY_ADDRESS) and that `ray start --head` runs there; "
+                             "nothing was created") from None
+    try:
+        from ray._raylet import GcsClient  # the client ray.init uses; one call, no retries
+
+        GcsClient(address=address)
+    except Exception as exc:
+        if type(exc).__name__ == "AuthenticationError" or "InvalidAuthToken" in str(exc):
+            raise ClusterProblem(_token_sentence(address)) from None
+        # Anything else: let ray.init try and say what it finds.
+
+
+def _token_sentence(address: str) -> str:
+    where = ("the file RAY_AUTH_TOKEN_PATH names" if os.environ.get("RAY_AUTH_TOKEN_PATH")
+             else "~/.ray/auth_token, or the file RAY_AUTH_TOKEN_PATH names, or RAY_AUTH_TOKEN itself")
+    if (os.environ.get(AUTH_MODE) or "").lower() == "token":
+        return (f"the Ray cluster at {address} refused this machine's token: put the cluster's token (on the head "
+                f"node, `ray get-auth-token` prints it) in {where}; nothing was created")
+    return (f"the Ray cluster at {address} uses token authentication: set {AUTH_MODE}=token in this shell, with "
+            f"the cluster's token (on the head node, `ray get-auth-token` prints it) in {where}; "
+            "nothing was created")
+
+
+def _failure(address: str | None, exc: BaseException, ray_said: str) -> str:
+    if address is not None and ("InvalidAuthToken" in ray_said or type(exc).__name__ == "AuthenticationError"):
+        return _token_sentence(address)
+    first = (str(exc).strip().splitlines() or [""])[0]
+    return f"cannot use the Ray cluster: {type(exc).__name__}: {first}"[:300]
+
+
+def _alive_nodes() -> int:
+    import ray
+
+    try:
+        return sum(1 for node in ray.nodes() if node.get("Alive"))
+    except Exception:
+        return 0
 
 
 def usage_problem(engine: str, mode: str, budget: float | None, actors: int, batch_size: int) -> str | None:
