@@ -23,7 +23,9 @@ def test_imgtag_toml_sets_base_url_formats_concurrency_and_budget(tmp_path, monk
     monkeypatch.chdir(tmp_path)
     (tmp_path / "imgtag.toml").write_text(
         f'provider = "openai"\nmodel = "glm-4v-9b"\nbase_url = "{fake.base_url}"\nmode = "sync"\n'
-        'formats = ["csv", "jsonl", "xlsx"]\nconcurrency = 2\nbudget = 5\n', encoding="utf-8")
+        'formats = ["csv", "jsonl", "xlsx"]\nconcurrency = 2\nbudget = 5\n'
+        # A local model is free only when said so (issue 16.2): --budget needs prices, and 0 is a price.
+        '[models."glm-4v-9b"]\ninput = 0\noutput = 0\n', encoding="utf-8")
     code, output = run_cli(["run", "in", "--out", "o", "-q"], {}, monkeypatch)
     assert code == 0, output
     assert fake.stats.requests == 8
@@ -80,6 +82,8 @@ def test_retry_takes_base_url_concurrency_and_budget(tmp_path, monkeypatch, fake
     healthy = fake_openai_factory(latency_s=0.05)
     make_images(tmp_path / "in", 5)
     out = tmp_path / "o"
+    monkeypatch.chdir(tmp_path)  # glm-4v-9b is free here, so retry's --budget can be enforced (issue 16.2)
+    (tmp_path / "imgtag.toml").write_text('[models."glm-4v-9b"]\ninput = 0\noutput = 0\n', encoding="utf-8")
     code, output = run_cli(["run", str(tmp_path / "in"), "--out", str(out), "--provider", "openai", "--model",
                             "glm-4v-9b", "--base-url", broken.base_url, "--max-attempts", "1", "-q"], {}, monkeypatch)
     assert code == 1, output

@@ -35,6 +35,7 @@ from imgtag.request.distributed.workfolder import WorkFolder
 from imgtag.request.engine import EngineSettings
 from imgtag.request.learned_limits import Memory
 from imgtag.request.packing import pack_size
+from imgtag.request.warmup import CACHE_STILL_WARM_S, needs_warm_up
 from imgtag.runner import Run, RunOutcome
 from imgtag.summary import summarize
 
@@ -111,6 +112,12 @@ class DistributedRun(Run):
         endpoint = getattr(self.provider, "base_url", None)
         name = pacer_actor.pacer_name(cfg.provider, endpoint, target.model.id)
         self.pacer = pacer_actor.get_or_create(name, cfg.concurrency, self.provider.declared_limits())
+        warm_up = needs_warm_up(self.provider, target.preset, target.model,
+                                cache_warm=self.store.prefix_cached_within(self.key, CACHE_STILL_WARM_S))
+        if warm_up:  # one cache write for the whole cluster, not one per request the actors start together
+            import ray
+
+            ray.get(self.pacer.warm_up.remote(), timeout=30)
         self.memory = Memory(self.store, self.provider, self.key.provider)
         self.memory.seed(pacer_actor.PacerView(self.pacer))  # the pace an earlier run learned for this account
         prefixes = (*ENV_PREFIXES, f"{cfg.provider.upper()}_")
@@ -121,7 +128,8 @@ class DistributedRun(Run):
                                                images_per_request=pack_size(self.provider, cfg.images_per_request),
                                                validation_retries=1 if self.provider.reask_invalid else 0,
                                                shape_only=not self.provider.follows_schema),
-                       pacer_name=name, work_uri=folder.uri, lease_name=pacer_actor.lease_name(store_id))
+                       pacer_name=name, work_uri=folder.uri, lease_name=pacer_actor.lease_name(store_id),
+                       warm_up=warm_up)
         request = prepare_template(cfg, target, encode=True, provider_max_edge=max_edge_of(self.provider))
         return build_pipeline(folder, paths, self.planned, request, spec, ray_batch_size=cfg.ray_batch_size,
                               ray_actors=cfg.ray_actors)

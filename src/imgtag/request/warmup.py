@@ -84,6 +84,13 @@ def warm_cache_first(provider: Provider, *, cache_warm: bool = False) -> Provide
     return CacheWarmup(provider) if provider.name == "anthropic" and not cache_warm else provider
 
 
+def needs_warm_up(provider: Provider, preset: Preset, model: ModelInfo, *, cache_warm: bool) -> bool:
+    """Whether a run's first request should go alone: the provider has a prompt cache to warm, the preset's
+    prefix is cached on this model, and the cache is not known to be warm (`--engine ray` asks this once, for
+    the whole cluster)."""
+    return provider.name == "anthropic" and not cache_warm and plan_prefix(preset, model).cache
+
+
 class FirstPermitAlone:
     """The engine's pacer while the warm-up runs: one permit, then none until that request's answer begins
     (`open`) or a permit comes back.

@@ -15,6 +15,7 @@ from typing import Any
 
 from imgtag.providers.base import RateLimitSnapshot
 from imgtag.request.pacer import Pacer, Permit
+from imgtag.request.warmup import FirstPermitAlone
 
 NAMESPACE = "imgtag"
 ACTOR_CONCURRENCY = 10_000  # waiting acquires are coroutines in the actor's loop, not threads
@@ -28,8 +29,19 @@ def pacer_name(provider: str, endpoint: str | None, model: str) -> str:
 
 class PacerActor:
     def __init__(self, max_concurrency: int, declared: RateLimitSnapshot) -> None:
-        self.pacer = Pacer(max_concurrency=max_concurrency)
-        self.pacer.observe(declared)
+        self.base = Pacer(max_concurrency=max_concurrency)
+        self.base.observe(declared)
+        self.pacer: Pacer | FirstPermitAlone = self.base
+
+    async def warm_up(self) -> None:
+        """The prompt cache is cold: one permit goes out, the rest wait until that request's answer begins
+        (`began`) or its permit comes back, so the whole cluster pays one cache write (request/warmup.py), not
+        one per request its actors start together."""
+        self.pacer = FirstPermitAlone(self.base)
+
+    async def began(self, snap: RateLimitSnapshot) -> None:
+        if isinstance(self.pacer, FirstPermitAlone):
+            self.pacer.open(snap)
 
     async def acquire(self, input_tokens: int, output_tokens: int) -> Permit:
         return await self.pacer.acquire(input_tokens, output_tokens)
@@ -44,13 +56,13 @@ class PacerActor:
         self.pacer.on_rate_limited(permit, retry_after, snap)
 
     async def learned(self) -> dict[str, dict[str, float]]:
-        return self.pacer.learned()
+        return self.base.learned()
 
     async def seed(self, learned: dict[str, dict[str, float]], age_s: float) -> None:
-        self.pacer.seed(learned, age_s)
+        self.base.seed(learned, age_s)
 
     async def view(self) -> dict[str, Any]:
-        p = self.pacer
+        p = self.base
         return {"pace": p.describe(), "limits_known": p.limits_known, "in_flight": p.in_flight,
                 "peak_in_flight": p.peak_in_flight, "rate_limited": p.rate_limited}
 
@@ -90,6 +102,10 @@ class RemotePacer:
     def on_rate_limited(self, permit: Permit, retry_after: float | None, snap: RateLimitSnapshot) -> None:
         self.rate_limited += 1
         self.handle.on_rate_limited.remote(permit, retry_after, snap)
+
+    def began(self, snap: RateLimitSnapshot) -> None:
+        """This worker's first answer began: the prompt cache entry exists; the cluster's warm-up gate opens."""
+        self.handle.began.remote(snap)
 
     def describe(self) -> str:
         return "cluster pacer"

@@ -26,6 +26,7 @@ from imgtag.request.distributed.pacer_actor import NAMESPACE, RemotePacer
 from imgtag.request.distributed.workfolder import WorkFolder
 from imgtag.request.engine import Engine, EngineSettings, WorkItem
 from imgtag.request.packing import pack_images
+from imgtag.request.warmup import CacheWarmup
 
 DECODED_SCHEMA = pa.schema([
     ("job_id", pa.int64()),
@@ -84,6 +85,7 @@ class AskSpec:
     pacer_name: str
     work_uri: str
     lease_name: str
+    warm_up: bool = False  # the prompt cache is cold: one request in the cluster goes first (driver decides)
 
 
 @dataclass
@@ -109,12 +111,17 @@ class Asker:
     def __init__(self, spec: AskSpec) -> None:
         import ray
 
-
         self.spec = spec
+        self.pacer = RemotePacer(ray.get_actor(spec.pacer_name, namespace=NAMESPACE))
         self.provider, self.fatal = open_worker_provider(spec.provider, spec.provider_settings, spec.env)
         if self.provider is not None:  # --images-per-request: the engine asks packs, PackSender sends them
             self.provider = pack_images(self.provider, spec.settings.images_per_request)
-        self.pacer = RemotePacer(ray.get_actor(spec.pacer_name, namespace=NAMESPACE))
+            if spec.warm_up:
+                # The cluster pacer lets one permit out until an answer begins (pacer_actor.PacerActor.warm_up);
+                # this actor reports that moment, and its own later requests wait for its first answer to begin.
+                warmup = CacheWarmup(self.provider)
+                warmup.when_warm(self.pacer.began)
+                self.provider = warmup
         self.lease = ray.get_actor(spec.lease_name, namespace=NAMESPACE)
         self.folder = WorkFolder(spec.work_uri)
 
