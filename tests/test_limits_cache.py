@@ -17,7 +17,7 @@ from imgtag.request.limits_cache import CACHE_ENV, cache_dir
 from imgtag.request.pacer import Pacer
 from imgtag.store import Store
 
-KEY = "sk-ant-api03-secret-key-of-a-user"
+KEY = "test-key-not-real-SECRET-user-a"  # a placeholder: never a real key in the repo
 
 
 class Clock:
@@ -66,7 +66,7 @@ def test_a_new_out_starts_from_what_another_out_learned(tmp_path: Path, user_cac
     assert pacer.limits_known and pacer.describe() == "600 rpm"
     assert pacer.learned()["requests"]["depth"] == 59
     # Another key (another account, another tier) learns nothing from it.
-    assert not seeded(tmp_path / "third", key="sk-ant-api03-another-account").limits_known
+    assert not seeded(tmp_path / "third", key="test-key-not-real-SECRET-user-b").limits_known
 
 
 def test_the_cache_holds_a_salted_fingerprint_never_the_key(tmp_path: Path, user_cache: Path) -> None:
