@@ -1,3 +1,47 @@
-"""imgtag: tag and describe large folders of images with vision-language models."""
+"""imgtag: tag and describe large folders of images with vision-language models.
 
-__version__ = "0.1.0"
+The Python API (docs/python-api.md) is imported on first use of one of its names, so `import imgtag` and
+`imgtag --help` load none of the pipeline (bench/startup.py, tests/test_cli_help.py).
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from imgtag.version import __version__
+
+if TYPE_CHECKING:  # what the names below are, for type checkers and editors
+    from imgtag.errors import (
+        BudgetError,
+        ConfigurationError,
+        ImgtagError,
+        ProviderError,
+        StoreInUseError,
+        UsageError,
+    )
+
+# public name -> the module that defines it
+_LAZY: dict[str, str] = {
+    "ImgtagError": "imgtag.errors",
+    "ConfigurationError": "imgtag.errors",
+    "UsageError": "imgtag.errors",
+    "ProviderError": "imgtag.errors",
+    "BudgetError": "imgtag.errors",
+    "StoreInUseError": "imgtag.errors",
+}
+
+__all__ = ["__version__", *_LAZY]
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'imgtag' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value  # later lookups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

@@ -12,8 +12,8 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 from typer.core import TyperCommand
 
-from imgtag import __version__
 from imgtag.cliparams import FastGroup
+from imgtag.errors import ImgtagError
 from imgtag.exits import EXIT_CONFIG, EXIT_FAILED, EXIT_OK
 from imgtag.money import usd
 from imgtag.screen import Lines, write_fitted
@@ -31,7 +31,19 @@ ENV_HELP = ("Environment: ANTHROPIC_API_KEY (needed for paid commands), ANTHROPI
             "IMGTAG_OUT. "
             "Lowest precedence: ./imgtag.toml (docs/config.md). Exit codes: 0 all done, 1 finished with failures "
             "or images left pending, 2 usage or configuration error.")
-app = typer.Typer(cls=FastGroup, add_completion=False, no_args_is_help=True, rich_markup_mode=None, epilog=ENV_HELP,
+
+
+class _Commands(FastGroup):
+    """The app's commands, with one place that turns any ImgtagError into its sentence and exit code."""
+
+    def invoke(self, ctx: Any) -> Any:
+        try:
+            return super().invoke(ctx)
+        except ImgtagError as exc:
+            raise _fail(str(exc), exc.exit_code) from None
+
+
+app = typer.Typer(cls=_Commands, add_completion=False, no_args_is_help=True, rich_markup_mode=None, epilog=ENV_HELP,
                   context_settings={"max_content_width": 100},
                   help="Tag and describe folders of images with vision-language models.")
 
@@ -131,10 +143,7 @@ def _config_file_defaults() -> dict[str, Any]:
 def _config_file_in(cwd: str) -> dict[str, Any]:
     from imgtag import configfile
 
-    try:
-        return configfile.load(Path(cwd) / configfile.FILE_NAME)
-    except configfile.UsageError as exc:  # a broken config file is a usage error, reported in one line
-        raise _fail(str(exc)) from None
+    return configfile.load(Path(cwd) / configfile.FILE_NAME)  # a broken file: ConfigurationError, one line
 
 
 def _setting(flag: Any, env: str, file_key: str, default: Any) -> Any:
@@ -188,27 +197,20 @@ def _build_config(paths: list[str], out: Path, **kw: Any) -> RunConfig:
 
 
 def _resolve(cfg: RunConfig) -> Any:
-    from imgtag.presets import PresetError
-    from imgtag.pricing.extra_models import ModelConfigError
     from imgtag.providers import resolve_target
-    from imgtag.providers.base import ConfigError
 
     try:
         return resolve_target(cfg)
-    except (PresetError, ConfigError, ModelConfigError) as exc:
-        raise _fail(str(exc)) from None
     except OSError as exc:
         raise _fail(f"cannot read preset: {exc}") from None
 
 
 def _open_store(out: Path, *, create: bool = True, lock: bool = True) -> Any:
     """The store, or a one-line exit: busy (another writer) or missing (for read-only commands)."""
-    from imgtag.store import Store, StoreBusyError
+    from imgtag.store import Store
 
     try:
-        return Store(out, create=create, lock=lock)
-    except StoreBusyError as exc:
-        raise _fail(str(exc)) from None
+        return Store(out, create=create, lock=lock)  # StoreBusyError when another writer holds it
     except FileNotFoundError as exc:
         raise _fail(str(exc)) from None
     except OSError as exc:  # read-only, no space, not a folder: one sentence, no traceback
@@ -217,15 +219,11 @@ def _open_store(out: Path, *, create: bool = True, lock: bool = True) -> Any:
 
 def _preflight(cfg: RunConfig) -> None:
     """Before anything is created or paid for: a usable --out and inputs that name at least one file."""
-    from imgtag.configfile import UsageError
     from imgtag.preflight import check_inputs, check_out
 
-    try:
-        check_out(cfg.out)
-        if cfg.source is None:
-            check_inputs(cfg.inputs, exclude=[str(cfg.out.absolute())])
-    except UsageError as exc:
-        raise _fail(str(exc)) from None
+    check_out(cfg.out)
+    if cfg.source is None:
+        check_inputs(cfg.inputs, exclude=[str(cfg.out.absolute())])
 
 
 XmpNameOpt = Annotated[str | None, typer.Option(
@@ -536,8 +534,8 @@ def _check_export_options(formats: str, options: dict[str, Any], fields: list[st
 
 def _execute(cfg: RunConfig, command: str) -> None:
     from imgtag.config import target_meta
-    from imgtag.providers import open_provider
-    from imgtag.providers.base import ConfigError
+    from imgtag.errors import BudgetError, ProviderError
+    from imgtag.providers import open_provider, provider_class
 
     target = _resolve(cfg)
     _check_export_options(cfg.formats, cfg.export_options, target.preset.fields, target.preset.txt_template)
@@ -545,25 +543,17 @@ def _execute(cfg: RunConfig, command: str) -> None:
         raise _fail("give both --price-in and --price-out (USD per million tokens), or neither")
     _preflight(cfg)
     provider_obj = None
-    try:
-        from imgtag.providers import provider_class
-
-        cls = provider_class(cfg.provider)
-        cls.check_run(cfg, target)  # what it cannot serve: exit 2, dry runs too
-        if cfg.mode == "batch" and not cls.capabilities.batch:  # refused before the store exists (issue 17.5)
-            raise ConfigError(f"--mode batch needs a provider with a batch API; {cfg.provider!r} has none "
-                              "(use --mode sync)")
-    except ConfigError as exc:
-        raise _fail(str(exc)) from None
+    cls = provider_class(cfg.provider)
+    cls.check_run(cfg, target)  # what it cannot serve: exit 2, dry runs too
+    if cfg.mode == "batch" and not cls.capabilities.batch:  # refused before the store exists (issue 17.5)
+        raise ProviderError(f"--mode batch needs a provider with a batch API; {cfg.provider!r} has none "
+                            "(use --mode sync)")
     if cfg.budget is not None and target.model.prices is None:
-        raise _fail(f"--budget cannot be enforced: the prices of {target.model.id} are unknown; set them in "
-                    f"imgtag.toml ([models.\"{target.model.id}\"] input and output) or with --price-in and "
-                    "--price-out (USD per million tokens; 0 for a free local model)")
-    try:
-        if not cfg.dry_run:
-            provider_obj = open_provider(cfg)
-    except ConfigError as exc:
-        raise _fail(str(exc)) from None
+        raise BudgetError(f"--budget cannot be enforced: the prices of {target.model.id} are unknown; set them in "
+                          f"imgtag.toml ([models.\"{target.model.id}\"] input and output) or with --price-in and "
+                          "--price-out (USD per million tokens; 0 for a free local model)")
+    if not cfg.dry_run:
+        provider_obj = open_provider(cfg)
     if provider_obj is not None and cfg.mode == "batch":
         from imgtag.providers.batch_api import batch_unavailable
 
@@ -572,7 +562,7 @@ def _execute(cfg: RunConfig, command: str) -> None:
             import asyncio
 
             asyncio.run(provider_obj.aclose())  # its client never sent anything: closing is instant
-            raise _fail(problem)
+            raise ProviderError(problem)
     from imgtag.interrupt import sigterm_as_interrupt
 
     cluster = _join_ray(cfg)  # before the store: a cluster that cannot be used creates nothing
@@ -601,13 +591,10 @@ def _join_ray(cfg: RunConfig) -> Any:
     exit 2 when it cannot be used. Says in one line where Ray's own log lines go (not to the terminal)."""
     if cfg.engine != "ray" or cfg.dry_run:
         return None
-    from imgtag.request.distributed.cluster import ClusterProblem, RayMissing, connect
+    from imgtag.request.distributed.cluster import connect
     from imgtag.words import plural
 
-    try:
-        conn = connect(cfg.ray_address, cfg.workers, log_dir=Path(cfg.out))
-    except (ClusterProblem, RayMissing) as exc:
-        raise _fail(str(exc)) from None
+    conn = connect(cfg.ray_address, cfg.workers, log_dir=Path(cfg.out))  # ClusterProblem, RayMissing: one line
     if conn.address:
         where = f"joined the Ray cluster at {conn.address}"
     else:
@@ -800,13 +787,9 @@ LangSel = Annotated[str | None, typer.Option("--lang", metavar="CODE",
 
 
 def _select_target(store: Any, preset: str | None, model: str | None, lang: str | None) -> Any:
-    from imgtag.configfile import UsageError
     from imgtag.targets import select
 
-    try:
-        return select(store, preset, model, lang)
-    except UsageError as exc:
-        raise _fail(str(exc)) from None
+    return select(store, preset, model, lang)
 
 
 @app.command()
@@ -926,13 +909,10 @@ def review(out: OutOpt = None,
         meta = _select_target(store, preset, model, lang)
     if not meta:
         raise _fail(f"no results yet in {out} (run `imgtag run` first)", EXIT_FAILED)
-    from imgtag.review.serve import ServeError, serve
+    from imgtag.review.serve import serve
 
-    try:
-        serve(out, meta, host=host, port=port, open_browser=not no_browser,
-              say=lambda line: print(line, flush=True), warn=lambda line: print(line, file=sys.stderr, flush=True))
-    except ServeError as exc:
-        raise _fail(str(exc)) from None
+    serve(out, meta, host=host, port=port, open_browser=not no_browser,
+          say=lambda line: print(line, flush=True), warn=lambda line: print(line, file=sys.stderr, flush=True))
 
 
 @app.command()
@@ -966,6 +946,8 @@ def cancel(out: OutOpt = None) -> None:
 
 def _version(value: bool) -> None:
     if value:
+        from imgtag.version import __version__
+
         print(f"imgtag {__version__}")
         raise typer.Exit()
 

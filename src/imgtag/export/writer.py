@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from imgtag.errors import UsageError
 from imgtag.export import EXPORTERS, parse_formats
 from imgtag.export.ledger import StoreLedger
 from imgtag.export.rows import ExportContext
@@ -12,7 +13,7 @@ from imgtag.store import Store, WorkKey
 from imgtag.store.xmp import XmpLedger
 
 
-class ExportRefused(ValueError):
+class ExportRefused(UsageError):
     """Some output was refused (e.g. a user's own metadata.jsonl in the way); everything else was written.
 
     The message is one or more sentences for the user; ``written`` lists what was written anyway."""

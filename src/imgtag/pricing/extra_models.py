@@ -22,6 +22,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from imgtag.errors import ConfigurationError
 from imgtag.pricing.model_info import ModelInfo, model_from
 from imgtag.pricing.user_prices import with_prices
 
@@ -34,7 +35,7 @@ USER_FILE = "imgtag.toml"
 _NUMBERS = ("input", "output", "cached_input", "max_edge", "temperature")
 
 
-class ModelConfigError(ValueError):
+class ModelConfigError(ConfigurationError):
     """A broken [models."..."] entry in imgtag.toml: one sentence, exit 2."""
 
 
