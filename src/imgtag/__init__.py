@@ -12,14 +12,12 @@ from typing import TYPE_CHECKING, Any
 from imgtag.version import __version__
 
 if TYPE_CHECKING:  # what the names below are, for type checkers and editors
-    from imgtag.errors import (
-        BudgetError,
-        ConfigurationError,
-        ImgtagError,
-        ProviderError,
-        StoreInUseError,
-        UsageError,
-    )
+    from imgtag.errors import BudgetError as BudgetError
+    from imgtag.errors import ConfigurationError as ConfigurationError
+    from imgtag.errors import ImgtagError as ImgtagError
+    from imgtag.errors import ProviderError as ProviderError
+    from imgtag.errors import StoreInUseError as StoreInUseError
+    from imgtag.errors import UsageError as UsageError
 
 # public name -> the module that defines it
 _LAZY: dict[str, str] = {
