@@ -46,8 +46,14 @@ def did_you_mean(word: str, choices: Any, cutoff: float = 0.6) -> str:
 
 def load(path: Path = Path(FILE_NAME)) -> dict[str, Any]:
     """The checked settings of `path` ({} when it does not exist)."""
+    return read(path)[0]
+
+
+def read(path: Path) -> tuple[dict[str, Any], Any]:
+    """The checked settings of `path` and its raw [models] table (None without one), which pricing checks
+    entry by entry when a model is looked up (pricing/extra_models.py). Nothing when the file does not exist."""
     if not path.is_file():
-        return {}
+        return {}, None
     if sys.version_info >= (3, 11):
         import tomllib
     else:  # pragma: no cover
@@ -57,18 +63,20 @@ def load(path: Path = Path(FILE_NAME)) -> dict[str, Any]:
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
         raise ConfigurationError(f"{path.name}: {' '.join(str(exc).split())}") from None
     settings: dict[str, Any] = {}
+    models: Any = None
     for key, value in raw.items():
         if key not in KEYS:
             raise ConfigurationError(f"{path.name}: unknown key {key!r}{did_you_mean(key, KEYS)}; "
                              f"known keys: {', '.join(KEYS)}")
         if key == "models":
-            continue  # model entries are read and checked where models are looked up
+            models = value  # model entries are checked where models are looked up
+            continue
         checked = _checked(key, value)
         if checked is None:
             shown = " ".join(repr(value).split())[:60]
             raise ConfigurationError(f"{path.name}: {key!r} must be {KEYS[key]}, got {shown}")
         settings[key] = checked
-    return settings
+    return settings, models
 
 
 def _checked(key: str, value: Any) -> Any:

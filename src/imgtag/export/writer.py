@@ -22,6 +22,7 @@ class ExportRefused(UsageError):
         super().__init__(message)
         self.written = written
         self.notes = notes
+        self.path_base: str | None = None  # the folder the written files' paths are relative to, when known
 
 
 # Folder-level files a later run of another target would replace: copied per target (per-image formats are
