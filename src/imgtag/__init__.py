@@ -12,6 +12,16 @@ from typing import TYPE_CHECKING, Any
 from imgtag.version import __version__
 
 if TYPE_CHECKING:  # what the names below are, for type checkers and editors
+    from imgtag.api import Estimate as Estimate
+    from imgtag.api import ModelCost as ModelCost
+    from imgtag.api import Result as Result
+    from imgtag.api import RunResult as RunResult
+    from imgtag.api import adescribe as adescribe
+    from imgtag.api import atag as atag
+    from imgtag.api import describe as describe
+    from imgtag.api import estimate as estimate
+    from imgtag.api import results as results
+    from imgtag.api import tag as tag
     from imgtag.errors import BudgetError as BudgetError
     from imgtag.errors import ConfigurationError as ConfigurationError
     from imgtag.errors import ImgtagError as ImgtagError
@@ -21,6 +31,16 @@ if TYPE_CHECKING:  # what the names below are, for type checkers and editors
 
 # public name -> the module that defines it
 _LAZY: dict[str, str] = {
+    "tag": "imgtag.api",
+    "atag": "imgtag.api",
+    "results": "imgtag.api",
+    "estimate": "imgtag.api",
+    "describe": "imgtag.api",
+    "adescribe": "imgtag.api",
+    "RunResult": "imgtag.api",
+    "Result": "imgtag.api",
+    "Estimate": "imgtag.api",
+    "ModelCost": "imgtag.api",
     "ImgtagError": "imgtag.errors",
     "ConfigurationError": "imgtag.errors",
     "UsageError": "imgtag.errors",

@@ -1,8 +1,9 @@
-"""What an output folder holds, as functions: `status` (a report) and `export` (the files rebuilt from the store),
-each for one target (the latest, or the one a preset, model and language name)."""
+"""What an output folder holds, as functions: `status` (a report), `export` (the files rebuilt from the store) and
+the result rows themselves, each for one target (the latest, or the one a preset, model and language name)."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -13,6 +14,7 @@ from imgtag.exits import EXIT_FAILED
 
 if TYPE_CHECKING:
     from imgtag.store import Store
+    from imgtag.store.rows import ResultRow
 
 
 def select_target(store: Store, preset: str | None, model: str | None, lang: str | None) -> dict[str, Any] | None:
@@ -99,3 +101,19 @@ def _remember_export_options(store: Store, meta: dict[str, Any], remembered: dic
     if latest is not None and targets.key_of(latest) == targets.key_of(meta):
         store.set_meta("target", {**latest, "export_options": meta["export_options"]})
     return meta
+
+
+def result_rows(out: Path, *, preset: str | None = None, model: str | None = None, lang: str | None = None,
+                every: bool = False) -> Iterator[ResultRow]:
+    """The rows of the results contract for one target, as every export sees them (current values: a person's
+    edits over the model's answer), streamed; the latest run's inputs, or every file the folder has seen."""
+    from imgtag import fileset
+    from imgtag.targets import key_of
+
+    with open_store(out, create=False, lock=False) as store:
+        meta = select_target(store, preset, model, lang)
+        if not meta:
+            raise no_results(out)
+        file_set = None if every else fileset.current(store)
+        yield from store.result_rows(key_of(meta), meta["preset_name"], list(meta["fields"]),
+                                     since_run=file_set.run if file_set is not None else None)

@@ -29,7 +29,7 @@ class ScanSession:
                  model: str | None = None, provider: str | None = None, preset: str | None = None,
                  lang: str | None = None, detail: str | None = None, max_edge: int | None = None,
                  min_side: int = 200, max_megapixels: float = 100.0, workers: int | None = None,
-                 images_per_request: int = 1) -> None:
+                 images_per_request: int = 1, base_url: str | None = None) -> None:
         from imgtag.app.run import build_config, preflight, resolve
         from imgtag.flagcheck import number_problem
         from imgtag.request.pack_limits import check_images_per_request
@@ -57,7 +57,7 @@ class ScanSession:
                 paths, store_dir, settings, preset=preset, model=model, provider=provider, lang=lang,
                 categories=None, min_side=min_side, max_megapixels=max_megapixels, workers=workers, detail=detail,
                 max_edge=max_edge, images_per_request=images_per_request,
-                provider_settings=settings.base_url(None, provider))
+                provider_settings=settings.base_url(base_url, provider))
             self.target: Target = resolve(self.cfg)
             preflight(self.cfg)
         except BaseException:
