@@ -79,3 +79,10 @@ def test_the_cli_reports_each_kind_in_one_sentence(tmp_path, monkeypatch):
         code, output = run_cli(["run", "in", "--out", "busy"], {"ANTHROPIC_API_KEY": "test-key-not-real"},
                                monkeypatch)
     assert code == 2 and "another imgtag process" in one_sentence(output)
+
+
+def test_the_package_says_it_is_typed():
+    """PEP 561: py.typed ships in the package, so type checkers read imgtag's own annotations."""
+    from importlib import resources
+
+    assert resources.files("imgtag").joinpath("py.typed").is_file()

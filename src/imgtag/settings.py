@@ -84,8 +84,8 @@ class Settings:
         url = self.file.get("base_url")
         return {"base_url": url} if url else {}
 
-    def categories(self, given: str | list[str] | tuple[str, ...] | None) -> list[str] | None:
-        return parse_categories(self.pick(list(given) if isinstance(given, tuple) else given, "categories"))
+    def categories(self, given: str | list[str] | None) -> list[str] | None:
+        return parse_categories(self.pick(given, "categories"))
 
 
 def parse_categories(value: str | list[str] | None) -> list[str] | None:

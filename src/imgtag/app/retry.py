@@ -3,8 +3,8 @@ that asks them (run by app/run.py like any run, with the command "retry")."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Mapping
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from imgtag.errors import UsageError
@@ -15,7 +15,7 @@ if TYPE_CHECKING:
     from imgtag.retry import RetryPlan
 
 
-def plan_retry(out: str | Path | None, settings: Settings, *, force: bool = False, progress: bool = True,
+def plan_retry(out: str | os.PathLike[str] | None, settings: Settings, *, force: bool = False, progress: bool = True,
                base_url: str | None = None, budget: float | None = None, concurrency: int | None = None,
                on_event: Callable[[Mapping[str, object]], None] | None = None) -> RetryPlan:
     """The latest target's failures, split into those retried and those left out (all of them with `force`);

@@ -7,6 +7,7 @@ while a run works (a model-check warning, a target switch, where Ray logs go) re
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -30,9 +31,10 @@ def _quiet(line: str) -> None:
     """The default `say`: a caller that wants the lines passes its own."""
 
 
-def run_config(paths: Sequence[str], settings: Settings, *, out: str | Path | None = None, preset: str | None = None,
-               provider: str | None = None, base_url: str | None = None, model: str | None = None,
-               mode: str | None = None, lang: str | None = None, categories: str | Sequence[str] | None = None,
+def run_config(paths: Sequence[str], settings: Settings, *, out: str | os.PathLike[str] | None = None,
+               preset: str | None = None, provider: str | None = None, base_url: str | None = None,
+               model: str | None = None, mode: str | None = None, lang: str | None = None,
+               categories: str | Sequence[str] | None = None,
                formats: str | Sequence[str] | None = None, txt_template: str | None = None,
                txt_existing: str | None = None, metadata_overwrite: bool = False, xmp_name: str | None = None,
                xmp_touch: bool = False, xmp_overwrite_text: bool = False, xlsx_thumbnails: bool | None = None,
@@ -100,7 +102,7 @@ def build_config(paths: Sequence[str], out: Path, settings: Settings, *, preset:
     chosen_lang = settings.pick(lang, "lang")
     if problem := lang_problem(chosen_lang, settings.source(lang, "lang", "--lang")):
         raise UsageError(problem)
-    chosen = settings.categories(list(categories) if isinstance(categories, list | tuple) else categories)
+    chosen = settings.categories(categories if categories is None or isinstance(categories, str) else list(categories))
     if stdin is None and "-" in paths:
         stdin = sys.stdin
     return RunConfig(inputs=list(paths), out=out, preset=settings.pick(preset, "preset", DEFAULT_PRESET),

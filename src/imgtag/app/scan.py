@@ -7,6 +7,7 @@ and the per-model estimates) is the return value.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -25,7 +26,7 @@ if TYPE_CHECKING:
 class ScanSession:
     """A checked scan (flags, target, inputs), ready to run; nothing created outside a temporary folder."""
 
-    def __init__(self, paths: Sequence[str], settings: Settings, *, out: str | Path | None = None,
+    def __init__(self, paths: Sequence[str], settings: Settings, *, out: str | os.PathLike[str] | None = None,
                  model: str | None = None, provider: str | None = None, preset: str | None = None,
                  lang: str | None = None, detail: str | None = None, max_edge: int | None = None,
                  min_side: int = 200, max_megapixels: float = 100.0, workers: int | None = None,
