@@ -9,6 +9,7 @@ error must be reported in a fraction of a second (bench/startup.py).
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -43,11 +44,13 @@ class Settings:
         """The settings for a command: `config_file` (default ./imgtag.toml, which may be missing). A broken file
         is a ConfigurationError naming the file and the key. Its models become the ones pricing knows."""
         from imgtag import configfile
-        from imgtag.pricing.extra_models import use_models_table
 
         path = Path(config_file) if config_file is not None else Path.cwd() / configfile.FILE_NAME
         values, models = _read(str(path.absolute()), _stamp(path))
-        use_models_table(models)
+        if models is not None or "imgtag.pricing.extra_models" in sys.modules:  # else pricing needs telling nothing
+            from imgtag.pricing.extra_models import use_models_table
+
+            use_models_table(models)
         return cls(values, os.environ if environ is None else environ)
 
     def pick(self, given: Any, key: str, default: Any = None) -> Any:
