@@ -192,3 +192,25 @@ def test_on_event_receives_the_runs_events(tmp_path: Path, fake: Any) -> None:
     assert kinds[0] == "run_started" and kinds[-1] == "run_finished"
     assert kinds.count("image_done") == 3 and all(event["v"] == 1 for event in events)
     assert events[-1]["exit_code"] == result.exit_code == 0
+
+
+def test_status_export_and_retry_are_functions_too(tmp_path: Path, fake_anthropic_factory: Any,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """What the CLI's status, export and retry do, a script can do: the same use cases (app/)."""
+    made = make_images(tmp_path / "in", 4)
+    flaky = fake_anthropic_factory(fail_first_n=4)  # the first four asks: 529 overloaded
+    for name, value in flaky.env().items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.chdir(tmp_path)
+    first = imgtag.tag("in", out="o", max_attempts=1)
+    assert first.exit_code == 1 and first.failed == 4
+    report = imgtag.folder_status("o")
+    assert report["by_status"] == {"failed": 4} and len(report["failures"]) == 4
+    retried = imgtag.retry_failed("o")  # an overloaded server may answer now
+    assert retried is not None and retried.ok == 4 and retried.exit_code == 0
+    assert imgtag.folder_status("o")["by_status"] == {"ok": 4}
+    assert imgtag.retry_failed("o") is None  # nothing left to retry
+    done = imgtag.export_files("o", formats=["csv", "txt"], txt_template="{color}")
+    assert {p.name for p in done.written} == {"results.csv"} and done.not_written is None
+    for name, colour in made.items():
+        assert close_to((tmp_path / "in" / name).with_suffix(".txt").read_text(), colour)

@@ -37,14 +37,16 @@ def test_every_python_example_runs(tmp_path: Path, fake_anthropic: Any, monkeypa
     namespace: dict[str, Any] = {"__name__": "docs_example"}
     printed = io.StringIO()
     blocks = python_blocks(DOC.read_text(encoding="utf-8"))
-    assert len(blocks) >= 8
+    assert len(blocks) >= 9
     with contextlib.redirect_stdout(printed):
         for number, block in enumerate(blocks, 1):
             exec(compile(block, f"docs/python-api.md, example {number}", "exec"), namespace)
     # What the examples leave behind is what the page says they do.
-    assert namespace["result"].ok == 3 and namespace["again"].requests == 0
+    assert namespace["result"].ok == 3 and namespace["again"] is None  # retry_failed: nothing failed
     assert namespace["estimate"].distinct_images == 3
     assert (tmp_path / "shop-out" / "results.csv").is_file() and (tmp_path / "async-out" / "results.csv").is_file()
+    assert (tmp_path / "shop-out" / "results.xlsx").is_file() and namespace["report"]["by_status"] == {"ok": 3}
+    assert all((tmp_path / "photos" / name).with_suffix(".txt").is_file() for name in photos)
     lines = printed.getvalue().splitlines()
     assert any(line.startswith("unknown preset") or "unknown preset" in line for line in lines)
     assert sum(1 for line in lines if line.split(" ")[0] in photos) == 3  # one line per ok row of results()

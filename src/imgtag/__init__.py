@@ -13,6 +13,7 @@ from imgtag.version import __version__
 
 if TYPE_CHECKING:  # what the names below are, for type checkers and editors
     from imgtag.api import Estimate as Estimate
+    from imgtag.api import Exported as Exported
     from imgtag.api import ModelCost as ModelCost
     from imgtag.api import Result as Result
     from imgtag.api import RunResult as RunResult
@@ -20,7 +21,10 @@ if TYPE_CHECKING:  # what the names below are, for type checkers and editors
     from imgtag.api import atag as atag
     from imgtag.api import describe as describe
     from imgtag.api import estimate as estimate
+    from imgtag.api import export_files as export_files
+    from imgtag.api import folder_status as folder_status
     from imgtag.api import results as results
+    from imgtag.api import retry_failed as retry_failed
     from imgtag.api import tag as tag
     from imgtag.errors import BudgetError as BudgetError
     from imgtag.errors import ConfigurationError as ConfigurationError
@@ -37,6 +41,10 @@ _LAZY: dict[str, str] = {
     "estimate": "imgtag.api",
     "describe": "imgtag.api",
     "adescribe": "imgtag.api",
+    "folder_status": "imgtag.api",
+    "export_files": "imgtag.api",
+    "retry_failed": "imgtag.api",
+    "Exported": "imgtag.api",
     "RunResult": "imgtag.api",
     "Result": "imgtag.api",
     "Estimate": "imgtag.api",

@@ -23,13 +23,16 @@ import tempfile
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from imgtag.errors import ProviderError, UsageError
 from imgtag.exits import EXIT_CONFIG
 
-__all__ = ["Estimate", "EventHandler", "ModelCost", "Result", "RunResult", "adescribe", "atag", "describe",
-           "estimate", "results", "tag"]
+if TYPE_CHECKING:
+    from imgtag.config import RunConfig
+
+__all__ = ["Estimate", "EventHandler", "Exported", "ModelCost", "Result", "RunResult", "adescribe", "atag",
+           "describe", "estimate", "export_files", "folder_status", "results", "retry_failed", "tag"]
 
 PathLike = str | os.PathLike[str]
 Paths = PathLike | Iterable[PathLike]
@@ -234,7 +237,7 @@ def _tag(inputs: list[str], *, out: PathLike | None, preset: str | None, model: 
          lang: str | None, categories: str | Iterable[str] | None, mode: str | None, budget: float | None,
          formats: str | Iterable[str] | None, on_event: EventHandler | None, progress: bool,
          config_file: PathLike | None, options: dict[str, Any]) -> RunResult:
-    from imgtag.app.run import RunSession, prepare, run_config
+    from imgtag.app.run import run_config
     from imgtag.settings import Settings
 
     settings = Settings.load(config_file)
@@ -242,9 +245,15 @@ def _tag(inputs: list[str], *, out: PathLike | None, preset: str | None, model: 
                      categories=_categories(categories), mode=mode, budget=budget,
                      formats=formats if formats is None or isinstance(formats, str) else list(formats),
                      on_event=on_event, progress=progress, **options)
+    return _run(cfg, "run")
+
+
+def _run(cfg: RunConfig, command: str) -> RunResult:
+    from imgtag.app.run import RunSession, prepare
+
     prepared = prepare(cfg)
     _stop_helpers_at_exit()
-    with RunSession(prepared, "run", _say) as session:
+    with RunSession(prepared, command, _say) as session:
         try:
             outcome = asyncio.run(session.run())
         except KeyboardInterrupt:
@@ -281,6 +290,65 @@ def results(out: PathLike | None = None, *, preset: str | None = None, model: st
                      preset=row.preset, preset_version=row.preset_version, provider=row.provider, usage=row.usage,
                      cost_usd=row.cost_usd, sha256=row.sha256, duplicate_of=row.duplicate_of, mode=row.mode,
                      source_path=row.source_path, reviewed=row.reviewed, edited_fields=tuple(row.edited_fields))
+
+
+# -- status, export, retry -----------------------------------------------------------------------------
+
+def folder_status(out: PathLike | None = None, *, preset: str | None = None, model: str | None = None,
+           lang: str | None = None, config_file: PathLike | None = None) -> dict[str, Any]:
+    """`imgtag status --json`'s object for one target of a folder: counts, failures with their causes, tokens and
+    spend to date, and live batch states (asked of the provider when its key is set). Not named `status`:
+    `imgtag.status` is the module that gathers it."""
+    from imgtag.app.folder import status_report
+    from imgtag.settings import Settings
+
+    folder = Settings.load(config_file).out(out)
+    return _blocking(lambda: status_report(folder, preset=preset, model=model, lang=lang))
+
+
+@dataclass(frozen=True)
+class Exported:
+    """What `export` wrote."""
+
+    written: tuple[Path, ...]
+    notes: tuple[str, ...]
+    """One-line summaries of the per-image formats (sidecars, captions)."""
+    not_written: str | None
+    """The files a per-image format could not write, named (`imgtag export` exits 1 for them)."""
+
+
+def export_files(out: PathLike | None = None, *, formats: str | Iterable[str] | None = None, preset: str | None = None,
+           model: str | None = None, lang: str | None = None, every: bool = False, reviewed_only: bool = False,
+           config_file: PathLike | None = None, **options: Any) -> Exported:
+    """`imgtag export`: rebuild one target's files from the store (atomically, asking no model). `options` are
+    `export`'s other flags by their Python names (txt_template=, xmp_name=, xlsx_thumbnails=, ...). An output
+    file in the way (a user's own metadata.jsonl) raises UsageError after writing everything else. Not named
+    `export`: `imgtag.export` is the exporters' package."""
+    from imgtag.app.folder import export as export_folder
+    from imgtag.settings import Settings
+
+    folder = Settings.load(config_file).out(out)
+    chosen = formats if formats is None or isinstance(formats, str) else ",".join(formats)
+    done = export_folder(folder, formats=chosen, preset=preset, model=model, lang=lang, every=every,
+                         reviewed_only=reviewed_only, **options)
+    return Exported(tuple(done.written), tuple(done.notes), done.not_written)
+
+
+def retry_failed(out: PathLike | None = None, *, force: bool = False, base_url: str | None = None,
+          budget: float | None = None, concurrency: int | None = None, on_event: EventHandler | None = None,
+          progress: bool = False, config_file: PathLike | None = None) -> RunResult | None:
+    """`imgtag retry`: ask the latest target's failures again when a new ask can fix them (all of them with
+    `force`), against the server the target used unless `base_url` names another. None when there is nothing
+    to retry."""
+    from imgtag.app.retry import plan_retry
+    from imgtag.settings import Settings
+
+    def work() -> RunResult | None:
+        plan = plan_retry(out, Settings.load(config_file), force=force, progress=progress, base_url=base_url,
+                          budget=budget, concurrency=concurrency, on_event=on_event)
+        return None if plan.cfg is None else _run(plan.cfg, "retry")
+
+    return _blocking(work)
 
 
 # -- estimate ----------------------------------------------------------------------------------------
