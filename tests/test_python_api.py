@@ -21,9 +21,8 @@ from imagegen import close_to, make_images, read_jsonl
 def fake(fake_anthropic_factory: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Any:
     """A fake Anthropic server the API reaches through the environment, as the CLI does; a folder of its own."""
     server = fake_anthropic_factory()
-    for name in [n for n in list(__import__("os").environ) if n.startswith("IMGTAG_")]:
-        if name not in ("IMGTAG_CACHE_DIR", "IMGTAG_TEST_SESSION", "IMGTAG_CORPUS", "IMGTAG_LITELLM"):
-            monkeypatch.delenv(name)
+    for name in ("IMGTAG_PRESET", "IMGTAG_MODEL", "IMGTAG_PROVIDER", "IMGTAG_LANG", "IMGTAG_CATEGORIES", "IMGTAG_OUT"):
+        monkeypatch.delenv(name, raising=False)
     for name, value in server.env().items():
         monkeypatch.setenv(name, value)
     monkeypatch.chdir(tmp_path)
