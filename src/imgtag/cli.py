@@ -462,6 +462,9 @@ def run(
         "[default: OUT/ray-work]")] = None,
     ray_actors: Annotated[int, typer.Option(metavar="N", help="--engine ray: request actors.")] = 2,
     ray_batch_size: Annotated[int, typer.Option(metavar="N", help="--engine ray: images per result shard.")] = 16,
+    events: Annotated[str | None, typer.Option(
+        "--events", metavar="FILE|-", help="Write the run's events as JSON lines to FILE, or - for stdout "
+        "(docs/events.md).")] = None,
 ) -> None:
     """Tag and describe images with a model (paid).
 
@@ -506,7 +509,20 @@ def run(
                                         **xmp_options},
                         engine=engine, ray_address=ray_address, work_dir=work_dir, ray_actors=ray_actors,
                         ray_batch_size=ray_batch_size)
-    _execute(cfg, "run")
+    if events is None:
+        _execute(cfg, "run")
+        return
+    from imgtag.events.jsonl import JsonLines
+    from imgtag.events.jsonl import problem as events_problem
+
+    if (problem := events_problem(events)) is not None:
+        raise _fail(problem)
+    writer = JsonLines(events)
+    cfg.on_event = writer
+    try:
+        _execute(cfg, "run")
+    finally:
+        writer.close()
 
 
 def _export_options(txt_template: str | None, txt_existing: str | None, metadata_overwrite: bool) -> dict[str, Any]:

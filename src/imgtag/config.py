@@ -6,7 +6,7 @@ result is keyed by (preset version, provider, model). Nothing here imports a sta
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
@@ -66,6 +66,8 @@ class RunConfig:
     work_dir: str | None = None
     ray_actors: int = 2
     ray_batch_size: int = 16
+    # Each event of the run (docs/events.md) as a mapping with "v" and "type"; the CLI's --events writes JSON lines.
+    on_event: Callable[[Mapping[str, object]], None] | None = None
 
 
 @dataclass
