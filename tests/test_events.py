@@ -3,6 +3,7 @@ the documented schema (src/imgtag/events/schema.json), and the counts checked ag
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import shutil
@@ -179,3 +180,37 @@ def test_an_interrupted_run_still_ends_with_run_finished(tmp_path: Path, fake_an
     events = parse(log.read_text(encoding="utf-8"))
     assert events[-1]["interrupted"] is True and events[-1]["exit_code"] == 143
     assert events[-1]["by_status"].get("ok", 0) >= 1
+    ticks = [e["elapsed_s"] for e in events if e["type"] == "progress"]
+    assert ticks and all(later - earlier >= 0.9 for earlier, later in itertools.pairwise(ticks))  # at most 1/s
+
+
+def test_openai_batch_with_resubmissions_tells_each_image_once(tmp_path: Path, fake_openai_factory: Any) -> None:
+    make_images(tmp_path / "in", 8)
+    # The 1st batch fails as a whole, the 2nd expires half answered, 15% of lines are errors: several batches.
+    fake = fake_openai_factory(variant="openai", api_key="sk-test-openai-events", models=("gpt-4.1-mini",),
+                               batches={"processing_s": 0.1, "fail_batches": 1, "expire_batches": 1,
+                                        "p_item_error": 0.15, "seed": 3})
+    out, log = tmp_path / "out", tmp_path / "events.jsonl"
+    done = cli(["run", str(tmp_path / "in"), "--out", str(out), "--provider", "openai", "--mode", "batch",
+                "--poll-interval", "0.05", "-q", "--events", str(log)], fake.env())
+    assert done.returncode == 0, done.stderr
+    events = parse(log.read_text(encoding="utf-8"))
+    submitted = [e for e in events if e["type"] == "batch_submitted"]
+    ended = [e for e in events if e["type"] == "batch_ended"]
+    assert len(submitted) >= 3 and {e["batch_id"] for e in ended} == {e["batch_id"] for e in submitted}
+    assert sum(e["ok"] for e in ended) == 8 and sum(e["requeued"] for e in ended) > 0
+    assert events[0]["target"]["provider"] == "openai"
+    agree_with_status(events, status_json(out, fake.env()), 0)
+    assert "sk-test-openai-events" not in log.read_text(encoding="utf-8")
+
+
+def test_rate_limits_are_told(tmp_path: Path, fake_anthropic_factory: Any) -> None:
+    make_images(tmp_path / "in", 6)
+    fake = fake_anthropic_factory(p_429=0.4, retry_after_s=0, send_retry_after_ms=True, seed=2)
+    out = tmp_path / "out"
+    done = cli(["run", str(tmp_path / "in"), "--out", str(out), "--events", "-", "-q"], fake.env())
+    assert done.returncode == 0, done.stderr
+    events = parse(done.stdout)
+    limited = [e for e in events if e["type"] == "rate_limited"]
+    assert len(limited) == fake.stats.rate_limited > 0
+    agree_with_status(events, status_json(out, fake.env()), 0)
