@@ -214,3 +214,35 @@ def test_rate_limits_are_told(tmp_path: Path, fake_anthropic_factory: Any) -> No
     limited = [e for e in events if e["type"] == "rate_limited"]
     assert len(limited) == fake.stats.rate_limited > 0
     agree_with_status(events, status_json(out, fake.env()), 0)
+
+
+def test_a_full_disk_stops_the_events_not_the_run(tmp_path: Path, fake_anthropic_factory: Any) -> None:
+    make_images(tmp_path / "in", 4)
+    fake = fake_anthropic_factory()
+    out = tmp_path / "out"
+    done = cli(["run", str(tmp_path / "in"), "--out", str(out), "--events", "/dev/full", "-q"], fake.env())
+    assert done.returncode == 0, done.stderr
+    assert done.stderr.count("events stopped (no space left on device)") == 1, done.stderr
+    assert status_json(out, fake.env())["by_status"] == {"ok": 4}
+
+
+def test_a_handler_that_raises_is_dropped_once_and_the_order_holds() -> None:
+    from imgtag.events import Events
+
+    seen: list[dict[str, Any]] = []
+    warnings: list[str] = []
+
+    def handler(event: Any) -> None:
+        seen.append(dict(event))
+        if event["type"] == "image_done":
+            raise RuntimeError("the notebook's callback broke")
+
+    events = Events(handler, warn=warnings.append)
+    events.prepare(run_id=1)
+    events.emit("image_done", path="a.jpg")  # before started(): run_started goes first, without a total
+    events.emit("image_done", path="b.jpg")
+    events.emit("run_finished", exit_code=0)
+    assert [e["type"] for e in seen] == ["run_started", "image_done"]
+    assert seen[0] == {"v": 1, "type": "run_started", "run_id": 1, "total_files": None}
+    assert warnings == ["imgtag: events stopped (RuntimeError: the notebook's callback broke); the run goes on "
+                        "and its results are in the store"]
