@@ -300,6 +300,15 @@ def run(
         "[default: OUT/ray-work]")] = None,
     ray_actors: Annotated[int, typer.Option(metavar="N", help="--engine ray: request actors.")] = 2,
     ray_batch_size: Annotated[int, typer.Option(metavar="N", help="--engine ray: images per result shard.")] = 16,
+    events: Annotated[str | None, typer.Option(
+        "--events", metavar="FILE|-", help="Write the run's events as JSON lines to FILE, or - for stdout "
+        "(docs/events.md).")] = None,
+    prompt: Annotated[str | None, typer.Option(
+        metavar="TEXT", help="A one-line task instead of a preset; the answer is one text field, answer, unless "
+        "--field says otherwise (docs/config.md).")] = None,
+    field: Annotated[list[str] | None, typer.Option(
+        "--field", metavar="NAME:TYPE", help="With --prompt, a field of the answer (repeat); TYPE is str, int, "
+        "float, bool or list (of texts).")] = None,
 ) -> None:
     """Tag and describe images with a model (paid).
 
@@ -316,8 +325,21 @@ def run(
                      max_attempts=max_attempts, detach=detach, batch_max_requests=batch_max_requests,
                      batch_max_mb=batch_max_mb, poll_interval=poll_interval, images_per_request=images_per_request,
                      progress=not quiet, engine=engine, ray_address=ray_address, work_dir=work_dir,
-                     ray_actors=ray_actors, ray_batch_size=ray_batch_size)
-    _execute(cfg, "run")
+                     ray_actors=ray_actors, ray_batch_size=ray_batch_size, prompt=prompt, fields=field)
+    if events is None:
+        _execute(cfg, "run")
+        return
+    from imgtag.events.jsonl import JsonLines
+    from imgtag.events.jsonl import problem as events_problem
+
+    if (problem := events_problem(events)) is not None:
+        raise _fail(problem)
+    writer = JsonLines(events)
+    cfg.on_event = writer
+    try:
+        _execute(cfg, "run")
+    finally:
+        writer.close()
 
 
 def _execute(cfg: RunConfig, command: str) -> None:

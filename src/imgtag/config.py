@@ -79,7 +79,10 @@ class Target:
 
 def target_meta(cfg: RunConfig, target: Target) -> dict[str, Any]:
     """Enough to rebuild the target later (status/export/retry) — never a secret."""
-    preset = cfg.preset if cfg.preset in builtin_names() else str(Path(cfg.preset).resolve())
+    from imgtag.presets.quick import is_quick
+
+    keep = cfg.preset in builtin_names() or is_quick(cfg.preset)  # a name, or --prompt's own spec; else a file
+    preset = cfg.preset if keep else str(Path(cfg.preset).resolve())
     return {"preset": preset, "preset_name": target.preset.name, "preset_version": target.preset.version,
             "lang": normalise_lang(cfg.lang), "categories": list(cfg.categories) if cfg.categories else None,
             "provider": cfg.provider, "model": target.model.id, "mode": cfg.mode, "formats": cfg.formats,

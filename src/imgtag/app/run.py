@@ -46,7 +46,8 @@ def run_config(paths: Sequence[str], settings: Settings, *, out: str | os.PathLi
                batch_max_mb: float = 100.0, poll_interval: float = 5.0, images_per_request: int = 1,
                progress: bool = True, engine: str = "local", ray_address: str | None = None,
                work_dir: str | None = None, ray_actors: int = 2, ray_batch_size: int = 16,
-               on_event: EventHandler | None = None, stdin: TextIO | None = None) -> RunConfig:
+               on_event: EventHandler | None = None, stdin: TextIO | None = None, prompt: str | None = None,
+               fields: Sequence[str] | None = None) -> RunConfig:
     """The run's settings, checked: flags out of range, combinations that mean nothing and unknown export options
     are one UsageError each, before anything is created."""
     mode = settings.pick(mode, "mode", "sync")
@@ -76,6 +77,8 @@ def run_config(paths: Sequence[str], settings: Settings, *, out: str | os.PathLi
 
     chosen_exports = {**xmp_options(format_list, xmp_name, xmp_touch, xmp_overwrite_text),
                       **xlsx_options(format_list, xlsx_thumbnails)}
+    if prompt is not None or fields:
+        preset = quick_preset(prompt, list(fields or []), preset, settings)
     return build_config(paths, settings.out(out), settings, preset=preset, model=model, provider=provider, lang=lang,
                         categories=categories, mode=mode, formats=format_list, dry_run=dry_run, budget=budget,
                         price_in=price_in, price_out=price_out, concurrency=concurrency, workers=workers,
@@ -89,6 +92,17 @@ def run_config(paths: Sequence[str], settings: Settings, *, out: str | os.PathLi
                                         **chosen_exports},
                         engine=engine, ray_address=ray_address, work_dir=work_dir, ray_actors=ray_actors,
                         ray_batch_size=ray_batch_size, on_event=on_event, stdin=stdin)
+
+
+def quick_preset(prompt: str | None, fields: list[str], preset: str | None, settings: Settings) -> str:
+    """--prompt (with --field NAME:TYPE): the preset string for that one-line task (presets/quick.py)."""
+    from imgtag.presets.quick import quick_spec
+
+    if prompt is None:
+        raise UsageError("--field describes the answer to a --prompt; give --prompt too, or leave --field out")
+    if preset is not None and settings.environ.get("IMGTAG_PRESET") != preset:  # given, not the environment's
+        raise UsageError("give --preset or --prompt, not both: --prompt is a task of its own")
+    return quick_spec(prompt, fields)  # a bad spec: PresetError, one sentence
 
 
 def build_config(paths: Sequence[str], out: Path, settings: Settings, *, preset: str | None, model: str | None,
