@@ -213,3 +213,14 @@ def test_status_export_and_retry_are_functions_too(tmp_path: Path, fake_anthropi
     assert {p.name for p in done.written} == {"results.csv"} and done.not_written is None
     for name, colour in made.items():
         assert close_to((tmp_path / "in" / name).with_suffix(".txt").read_text(), colour)
+
+
+def test_a_quick_prompt_is_a_task_of_its_own_and_resumes(tmp_path: Path, fake: Any) -> None:
+    make_images(tmp_path / "in", 2)
+    first = imgtag.tag("in", out="q", prompt="Is there a person in the photo?", fields=["person:bool", "where:str"])
+    assert first.ok == 2 and first.requests == 2
+    assert all(set(row.fields or {}) == {"person", "where"} for row in imgtag.results("q"))
+    again = imgtag.tag("in", out="q", prompt="Is there a person in the photo?", fields=["person:bool", "where:str"])
+    assert again.requests == 0 and again.done_before == 2
+    with pytest.raises(imgtag.UsageError, match="not both"):
+        imgtag.tag("in", out="q", preset="caption", prompt="Is there a person?")

@@ -45,6 +45,7 @@ def test_every_python_example_runs(tmp_path: Path, fake_anthropic: Any, monkeypa
     assert namespace["result"].ok == 3 and namespace["again"] is None  # retry_failed: nothing failed
     assert namespace["estimate"].distinct_images == 3
     assert (tmp_path / "shop-out" / "results.csv").is_file() and (tmp_path / "async-out" / "results.csv").is_file()
+    assert sorted(namespace["done"]) == sorted(photos)  # on_event saw each image done
     assert (tmp_path / "shop-out" / "results.xlsx").is_file() and namespace["report"]["by_status"] == {"ok": 3}
     assert all((tmp_path / "photos" / name).with_suffix(".txt").is_file() for name in photos)
     lines = printed.getvalue().splitlines()
