@@ -162,6 +162,16 @@ def _base_url_setting(flag: str | None, provider: str | None) -> dict[str, Any]:
     return {"base_url": url} if url else {}
 
 
+def _server_setting(flag: str | None, meta: dict[str, Any] | None) -> dict[str, Any]:
+    """The server a command about a folder's batches (`status`, `cancel`) talks to: --base-url, else the one the
+    folder's latest run used (its target record), else what `run` would use (environment, imgtag.toml)."""
+    if flag:
+        return {"base_url": flag}
+    if meta and meta.get("base_url"):
+        return {"base_url": meta["base_url"]}
+    return _base_url_setting(None, meta.get("provider") if meta else None)
+
+
 def _out(out: Path | None) -> Path:
     """--out (or IMGTAG_OUT, which typer reads), else imgtag.toml's `out`, else ./imgtag-out."""
     return Path(_setting(out, "IMGTAG_OUT", "out", DEFAULT_OUT))
@@ -812,20 +822,25 @@ def _select_target(store: Any, preset: str | None, model: str | None, lang: str 
 @app.command()
 def status(out: OutOpt = None,
            as_json: Annotated[bool, typer.Option("--json", help="Machine-readable.")] = False,
-           preset: PresetSel = None, model: ModelSel = None, lang: LangSel = None) -> None:
+           preset: PresetSel = None, model: ModelSel = None, lang: LangSel = None,
+           base_url: BaseUrlOpt = None) -> None:
     """Show counts, failures, tokens and spend to date.
 
-    For one target (the latest, or --preset/--model/--lang), with live batch states when a key is set."""
+    For one target (the latest, or --preset/--model/--lang), with live batch states when a key is set (asked of
+    --base-url, else the server the latest run used)."""
     from imgtag import status as st
 
     out = _out(out)
     with _open_store(out, create=False, lock=False) as store:
         meta = _select_target(store, preset, model, lang)
         report = st.gather(store, meta)
+        latest = store.get_meta("target")
     if report["batches"]:
         import asyncio
 
-        asyncio.run(st.refresh_batches(report["batches"]))
+        # Batches are the latest run's: its provider is asked at its server (or the one --base-url names).
+        servers = {latest["provider"]: _server_setting(base_url, latest)} if latest else {}
+        asyncio.run(st.refresh_batches(report["batches"], servers=servers))
     if as_json:
         from imgtag.export.jsonline import json_line
 
@@ -957,11 +972,13 @@ def providers_command(as_json: Annotated[bool, typer.Option("--json", help="Mach
 
 
 @app.command()
-def cancel(out: OutOpt = None) -> None:
-    """Cancel live batches (their unanswered images become pending)."""
+def cancel(out: OutOpt = None, base_url: BaseUrlOpt = None) -> None:
+    """Cancel live batches (their unanswered images become pending).
+
+    Asks --base-url, else the server the latest run used."""
     from imgtag.request.batch.runner import cancel_batches
 
-    raise typer.Exit(cancel_batches(_out(out)))
+    raise typer.Exit(cancel_batches(_out(out), server=lambda meta: _server_setting(base_url, meta)))
 
 
 def _version(value: bool) -> None:
