@@ -26,7 +26,7 @@ from imgtag.ingest.preprocess import ImageReport, PrepareRequest, prepare
 from imgtag.money import usd
 from imgtag.pricing.costs import cost_usd
 from imgtag.pricing.estimate import RequestEstimate, estimate_request, pack_estimate, reserve_tokens
-from imgtag.providers.base import Fatal, ImageInput, RequestOptions
+from imgtag.providers.base import Fatal, ImageInput, RequestOptions, max_edge_of
 from imgtag.providers.batch_api import BatchAPI
 from imgtag.request.batch.cancel import ServerFor, cancel_all
 from imgtag.request.batch.collect import Collector
@@ -238,7 +238,9 @@ class BatchRunner:
         if self.budget_hit:
             return
         ctx = self.ctx
-        template = replace(prepare_template(ctx.cfg, ctx.target, encode=True), want_hashes=False)
+        # Sized as the first submission was (and as sync mode sizes it): the provider's own edge limit too.
+        template = replace(prepare_template(ctx.cfg, ctx.target, encode=True,
+                                            provider_max_edge=max_edge_of(ctx.provider)), want_hashes=False)
         loop = asyncio.get_running_loop()
         window: deque[tuple[sb.PendingJob, asyncio.Future[ImageReport | None]]] = deque()
         after = 0
