@@ -145,11 +145,13 @@ class Engine:
         try:
             async with contextlib.aclosing(self._units(items)) as units:
                 async for pack in units:
+                    if self.fatal is None and not self.budget_hit and self._over_budget(pack):
+                        await self._settle_reservations(pack)
                     if self.fatal is not None:
                         if self._draining(pack):
                             continue  # out of credits: every remaining file is still recorded, pending
                         break
-                    if self._over_budget(pack):
+                    if self.budget_hit or self._over_budget(pack):
                         if not self.budget_hit:
                             self.stats.budget_stop = BudgetStop(self.stats.spent_usd, self.stats.reserved_usd,
                                                                 len(self._tasks))
@@ -221,6 +223,14 @@ class Engine:
         if budget is None:
             return False
         return self.stats.spent_usd + self.stats.reserved_usd + self._estimated_cost(pack) > budget
+
+    async def _settle_reservations(self, pack: list[WorkItem]) -> None:
+        """The budget cannot hold this pack's reservation beside those in flight: wait for requests in flight to
+        end, since each one's actual cost (cached prefix, real output) replaces a reservation priced uncached.
+        The run stops at the budget only when it would be crossed with nothing left in flight, so a small
+        budget is spent, not merely reserved."""
+        while self._tasks and self.fatal is None and self._over_budget(pack):
+            await asyncio.wait(set(self._tasks), return_when=asyncio.FIRST_COMPLETED)
 
     # -- pacing: one permit per request, whatever it carries ------------------------------------------
 

@@ -186,7 +186,6 @@ class Submitter:
         images = sum(len(e.job_ids) for e in chunk.entries)
         ctx.stats.submitted += images
         ctx.stats.images_per_request[batch.id] = images / len(chunk.entries)
-        ctx.stats.reserved_usd += sum(e.estimate_usd for e in chunk.entries)
         ctx.stats.live[batch.id] = (batch.processing_status, dict(batch.counts))
 
     async def _rejected(self, chunk: Chunk, err: ProviderError) -> None:
