@@ -6,15 +6,17 @@
 The baseline is checked out into a temporary git worktree and run with the same interpreter (its `src` first on
 PYTHONPATH). Each round runs the baseline and this tree (in alternating order) as the real CLI in a subprocess,
 `imgtag run DIR --out NEW -q --format jsonl`, against one zero-latency fake Anthropic server with no rate limit,
-started in this process. Prints, per run: wall seconds, images per second, and the CPU seconds of the imgtag process
-tree (user + system of the process and every descendant it reaped: the decode pool's forkserver and workers), as
-CPU milliseconds per image; then the ratios now/baseline of images per second and of CPU per image, and the load
+started in this process. Prints, per run: wall seconds, images per second, and CPU milliseconds per image of the
+imgtag process tree (user + system of the process and every descendant it reaped: the decode pool's forkserver and
+workers), of its main process alone (read from /proc until it exits), of the decode pool (the difference), and of
+the fake server (this process); then the ratios now/baseline of images per second and of CPU per image, and the load
 average. On a shared machine the CPU figure is the steadier one: wall time depends on what else runs.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import resource
 import subprocess
@@ -44,19 +46,35 @@ def remove_checkout(where: Path) -> None:
     subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(where)], capture_output=True)
 
 
-def one_run(src: Path, folder: Path, out: Path, fake: FakeAnthropicServer) -> tuple[float, float, int]:
-    """(wall seconds, CPU seconds of the imgtag process tree, exit code)."""
+def _cpu_seconds(pid: int) -> float:
+    with open(f"/proc/{pid}/stat") as fh:
+        fields = fh.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def one_run(src: Path, folder: Path, out: Path, fake: FakeAnthropicServer) -> tuple[float, float, float, float, int]:
+    """(wall seconds, CPU seconds of the imgtag process tree, of its main process alone, of this process (the
+    fake server), exit code)."""
     env = {**os.environ, **fake.env(), "PYTHONPATH": str(src), "IMGTAG_CACHE_DIR": str(out) + "-cache"}
     args = [sys.executable, "-m", "imgtag", "run", str(folder), "--out", str(out), "-q", "--format", "jsonl"]
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    mine = resource.getrusage(resource.RUSAGE_SELF)
     start = time.perf_counter()
-    done = subprocess.run(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, check=False)
+    proc = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    main_cpu = 0.0
+    while proc.poll() is None:  # the main process's own CPU, read until it exits (its children are not in it)
+        with contextlib.suppress(OSError, IndexError, ValueError):
+            main_cpu = _cpu_seconds(proc.pid)
+        time.sleep(0.5)
     wall = time.perf_counter() - start
+    err = proc.stderr.read() if proc.stderr else ""
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    if done.returncode != 0:
-        print(done.stderr[-2000:], file=sys.stderr)
+    mine_after = resource.getrusage(resource.RUSAGE_SELF)
+    if proc.returncode != 0:
+        print(err[-2000:], file=sys.stderr)
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-    return wall, cpu, done.returncode
+    fake_cpu = (mine_after.ru_utime - mine.ru_utime) + (mine_after.ru_stime - mine.ru_stime)
+    return wall, cpu, main_cpu, fake_cpu, proc.returncode
 
 
 def main() -> None:
@@ -85,12 +103,15 @@ def main() -> None:
                         order.reverse()
                     for name, src in order:
                         load = os.getloadavg()[0]
-                        wall, cpu, code = one_run(src, folder, tmp / f"out-{rnd}-{name.split()[0]}", fake)
+                        wall, cpu, main_cpu, fake_cpu, code = one_run(src, folder,
+                                                                      tmp / f"out-{rnd}-{name.split()[0]}", fake)
                         totals[name][0] += wall
                         totals[name][1] += cpu
+                        per = 1000 / a.images
                         print(f"round {rnd + 1} {name:<18} exit {code}  wall {wall:6.1f} s  "
-                              f"{a.images / wall:6.1f} images/s  CPU {cpu:6.1f} s = {1000 * cpu / a.images:5.2f} "
-                              f"ms/image  (load {load:.1f})", flush=True)
+                              f"{a.images / wall:6.1f} images/s  CPU ms/image: imgtag {cpu * per:5.2f} (main process "
+                              f"{main_cpu * per:5.2f}, decode pool {(cpu - main_cpu) * per:5.2f}), fake server "
+                              f"{fake_cpu * per:5.2f}  (load {load:.1f})", flush=True)
         finally:
             remove_checkout(base_tree)
         (bw, bc), (nw, nc) = totals.values()
