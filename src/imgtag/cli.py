@@ -1040,3 +1040,14 @@ def main() -> None:
         from imgtag.ingest.lifeline import stop_helpers
 
         stop_helpers()
+
+
+def entry() -> None:
+    """The `imgtag` command (and `python -m imgtag`): main(), then an exit without the interpreter's teardown
+    (fastexit.py: 1-2 s with an SDK loaded), once everything is written and every helper is gone."""
+    try:
+        main()
+    except SystemExit as done:
+        from imgtag.fastexit import leave
+
+        leave(done.code)
