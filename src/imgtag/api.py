@@ -295,15 +295,17 @@ def results(out: PathLike | None = None, *, preset: str | None = None, model: st
 # -- status, export, retry -----------------------------------------------------------------------------
 
 def folder_status(out: PathLike | None = None, *, preset: str | None = None, model: str | None = None,
-           lang: str | None = None, config_file: PathLike | None = None) -> dict[str, Any]:
+                  lang: str | None = None, base_url: str | None = None,
+                  config_file: PathLike | None = None) -> dict[str, Any]:
     """`imgtag status --json`'s object for one target of a folder: counts, failures with their causes, tokens and
     spend to date, and live batch states (asked of the provider when its key is set). Not named `status`:
     `imgtag.status` is the module that gathers it."""
     from imgtag.app.folder import status_report
     from imgtag.settings import Settings
 
-    folder = Settings.load(config_file).out(out)
-    return _blocking(lambda: status_report(folder, preset=preset, model=model, lang=lang))
+    settings = Settings.load(config_file)
+    return _blocking(lambda: status_report(settings.out(out), settings, preset=preset, model=model, lang=lang,
+                                           base_url=base_url))
 
 
 @dataclass(frozen=True)

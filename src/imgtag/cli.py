@@ -462,14 +462,16 @@ LangSel = Annotated[str | None, typer.Option("--lang", metavar="CODE",
 @app.command()
 def status(out: OutOpt = None,
            as_json: Annotated[bool, typer.Option("--json", help="Machine-readable.")] = False,
-           preset: PresetSel = None, model: ModelSel = None, lang: LangSel = None) -> None:
+           preset: PresetSel = None, model: ModelSel = None, lang: LangSel = None,
+           base_url: BaseUrlOpt = None) -> None:
     """Show counts, failures, tokens and spend to date.
 
-    For one target (the latest, or --preset/--model/--lang), with live batch states when a key is set."""
+    For one target (the latest, or --preset/--model/--lang), with live batch states when a key is set (asked of
+    --base-url, else the server the latest run used)."""
     from imgtag import status as st
     from imgtag.app.folder import status_report
 
-    report = status_report(_out(out), preset=preset, model=model, lang=lang)
+    report = status_report(_out(out), _settings(), preset=preset, model=model, lang=lang, base_url=base_url)
     if as_json:
         from imgtag.export.jsonline import json_line
 
@@ -570,11 +572,14 @@ def providers_command(as_json: Annotated[bool, typer.Option("--json", help="Mach
 
 
 @app.command()
-def cancel(out: OutOpt = None) -> None:
-    """Cancel live batches (their unanswered images become pending)."""
+def cancel(out: OutOpt = None, base_url: BaseUrlOpt = None) -> None:
+    """Cancel live batches (their unanswered images become pending).
+
+    Asks --base-url, else the server the latest run used."""
     from imgtag.request.batch.runner import cancel_batches
 
-    raise typer.Exit(cancel_batches(_out(out)))
+    settings = _settings()
+    raise typer.Exit(cancel_batches(settings.out(out), server=lambda meta: settings.server(base_url, meta)))
 
 
 def _version(value: bool) -> None:
@@ -599,3 +604,14 @@ def main() -> None:
         from imgtag.ingest.lifeline import stop_helpers
 
         stop_helpers()
+
+
+def entry() -> None:
+    """The `imgtag` command (and `python -m imgtag`): main(), then an exit without the interpreter's teardown
+    (fastexit.py: 1-2 s with an SDK loaded), once everything is written and every helper is gone."""
+    try:
+        main()
+    except SystemExit as done:
+        from imgtag.fastexit import leave
+
+        leave(done.code)

@@ -87,6 +87,15 @@ class Settings:
         url = self.file.get("base_url")
         return {"base_url": url} if url else {}
 
+    def server(self, given: str | None, meta: Mapping[str, Any] | None) -> dict[str, Any]:
+        """The server a command about a folder's batches (`status`, `cancel`) talks to: `given` (--base-url), else
+        the one the folder's latest run used (its target record), else what `run` would use."""
+        if given:
+            return {"base_url": given}
+        if meta and meta.get("base_url"):
+            return {"base_url": meta["base_url"]}
+        return self.base_url(None, meta.get("provider") if meta else None)
+
     def categories(self, given: str | list[str] | None) -> list[str] | None:
         return parse_categories(self.pick(given, "categories"))
 

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 from imgtag.app.run import open_store
 from imgtag.errors import UsageError
 from imgtag.exits import EXIT_FAILED
+from imgtag.settings import Settings
 
 if TYPE_CHECKING:
     from imgtag.store import Store
@@ -24,17 +25,22 @@ def select_target(store: Store, preset: str | None, model: str | None, lang: str
     return select(store, preset, model, lang)
 
 
-def status_report(out: Path, *, preset: str | None = None, model: str | None = None, lang: str | None = None,
+def status_report(out: Path, settings: Settings | None = None, *, preset: str | None = None,
+                  model: str | None = None, lang: str | None = None, base_url: str | None = None,
                   refresh_batches: bool = True) -> dict[str, Any]:
-    """`imgtag status --json`'s object: counts, failures, tokens and spend to date, live batch states."""
+    """`imgtag status --json`'s object: counts, failures, tokens and spend to date, and live batch states, asked
+    of `base_url`, else the server the folder's latest run used (batches are the latest run's)."""
     from imgtag import status
 
     with open_store(out, create=False, lock=False) as store:
         report = status.gather(store, select_target(store, preset, model, lang))
+        latest = store.get_meta("target")
     if report["batches"] and refresh_batches:
         import asyncio
 
-        asyncio.run(status.refresh_batches(report["batches"]))
+        chosen = settings if settings is not None else Settings.load()
+        servers = {latest["provider"]: chosen.server(base_url, latest)} if latest else {}
+        asyncio.run(status.refresh_batches(report["batches"], servers=servers))
     return report
 
 
