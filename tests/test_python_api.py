@@ -224,3 +224,26 @@ def test_a_quick_prompt_is_a_task_of_its_own_and_resumes(tmp_path: Path, fake: A
     assert again.requests == 0 and again.done_before == 2
     with pytest.raises(imgtag.UsageError, match="not both"):
         imgtag.tag("in", out="q", preset="caption", prompt="Is there a person?")
+
+
+@pytest.mark.parametrize("how", ["file", "stdin"])
+def test_a_script_without_a_main_guard_tags_its_images(tmp_path: Path, fake: Any, how: str) -> None:
+    """Decode workers come from a forkserver, which imports the parent's main module in every worker: a script
+    with imgtag.tag() at top level (no `if __name__ == "__main__":`) ran the script again in each worker, and a
+    script read from stdin could not be found; every image was then recorded as a corrupt file."""
+    import subprocess
+    import sys
+
+    make_images(tmp_path / "in", 3)
+    script = (f"import imgtag\nresult = imgtag.tag({str(tmp_path / 'in')!r}, out={str(tmp_path / 'out')!r})\n"
+              "print('RESULT', result.ok, result.failed)\n")
+    if how == "file":
+        (tmp_path / "tag_photos.py").write_text(script, encoding="utf-8")
+        done = subprocess.run([sys.executable, str(tmp_path / "tag_photos.py")], capture_output=True, text=True,
+                              timeout=120, cwd=tmp_path)
+    else:
+        done = subprocess.run([sys.executable, "-"], input=script, capture_output=True, text=True, timeout=120,
+                              cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.count("RESULT") == 1 and "RESULT 3 0" in done.stdout, (done.stdout, done.stderr[-2000:])
+    assert "Traceback" not in done.stderr, done.stderr[-2000:]
