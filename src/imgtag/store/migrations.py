@@ -8,6 +8,8 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Callable
 
+from imgtag.store.near import index_row
+
 Migration = Callable[[sqlite3.Connection], None]
 
 
@@ -298,9 +300,38 @@ def _v13_cost_unknown(db: sqlite3.Connection) -> None:
                " AND a.cost_unknown = 1) WHERE id IN (SELECT job_id FROM attempts WHERE cost_unknown = 1)")
 
 
+def _v14_rerun_state(db: sqlite3.Connection) -> None:
+    # What a rerun of an unchanged folder needs so that it reads in bulk and writes nothing per file (issue 20.1).
+    # near_index: the near-duplicate index (store/near.py), kept between runs and only added to: one row per file
+    # that can be a near-duplicate's original (ok, not a byte copy), its 64-bit perceptual hash (signed, as SQLite
+    # integers are) and the hash's four 16-bit bands, each indexed, so a lookup probes bands instead of every hash.
+    db.execute("CREATE TABLE near_index (file_id INTEGER PRIMARY KEY REFERENCES files(id) ON DELETE CASCADE,"
+               " phash INTEGER NOT NULL, b0 INTEGER NOT NULL, b1 INTEGER NOT NULL, b2 INTEGER NOT NULL,"
+               " b3 INTEGER NOT NULL)")
+    for band in range(4):
+        db.execute(f"CREATE INDEX near_index_b{band} ON near_index(b{band})")
+    rows = db.execute("SELECT id, phash FROM files WHERE status = 'ok' AND duplicate_of IS NULL"
+                      " AND phash IS NOT NULL").fetchall()
+    db.executemany("INSERT INTO near_index(file_id, phash, b0, b1, b2, b3) VALUES (?,?,?,?,?,?)",
+                   [index_row(file_id, phash) for file_id, phash in rows])
+    # result_changes: a counter that moves whenever anything results.* show may have changed (triggers below), so
+    # a rerun that changed nothing leaves results.csv/.jsonl as they are (export/unchanged.py). A file row's
+    # last_run/seen_run (set for every file a run sees) are not results; which files results cover is checked
+    # apart (the file set).
+    db.execute("CREATE TABLE result_changes (id INTEGER PRIMARY KEY CHECK (id = 1), version INTEGER NOT NULL)")
+    db.execute("INSERT INTO result_changes(id, version) VALUES (1, 0)")
+    bump = "BEGIN UPDATE result_changes SET version = version + 1 WHERE id = 1; END"
+    watched = {"files": "UPDATE OF path, display, root, sha256, status, reason_code, reason, duplicate_of",
+               "jobs": "UPDATE", "review_state": "UPDATE", "attempts": "UPDATE OF raw_answer"}
+    for table, update in watched.items():
+        for event in ("INSERT", "DELETE", update):
+            name = f"{table}_{event.split()[0].lower()}_changes_results"
+            db.execute(f"CREATE TRIGGER {name} AFTER {event} ON {table} {bump}")
+
+
 MIGRATIONS: list[Migration] = [_v1_initial, _v2_credits, _v3_export_ledger, _v4_server_caps, _v5_learned_limits,
                               _v6_run_end_state, _v7_ray_shards, _v8_xmp, _v9_batch_packs, _v10_review,
-                              _v11_files_seen_run, _v12_raw_answers, _v13_cost_unknown]
+                              _v11_files_seen_run, _v12_raw_answers, _v13_cost_unknown, _v14_rerun_state]
 
 
 def migrate(db: sqlite3.Connection) -> int:
