@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/rerun.py                          # 10,000 small distinct JPEGs, baseline 91e5525
     .venv/bin/python bench/rerun.py --images 2000 --baseline 91e5525 --reruns 3
+    .venv/bin/python bench/rerun.py --images 100000 --synthetic --reruns 1   # a store at scale, made directly
 
 One first run (the baseline's code, zero-latency fake Anthropic server, `--format csv,jsonl`) fills a store; the
 output folder is copied, so both versions rerun the very same store: the baseline (a commit checked out in a
@@ -14,6 +15,11 @@ Printed per version: wall and CPU seconds (user + system of the imgtag process a
 RSS of the process, and µs per file beyond start-up, where start-up is the same version's rerun of a one-file
 folder (so `total = start-up + files x µs/file`). The target is <= 60 µs per file beyond 1 s. The ratio
 baseline/current is of the per-file CPU time. The machine may be shared: the load average is printed.
+
+--synthetic: a first run of `--images` files would take hours, so a real first run answers 20 JPEGs and the store
+is then grown to `--images` files by copying their rows (each with its own path, size, mtime, SHA-256 and
+perceptual hash, and its own answered job); the files on disk are small distinct files of those sizes and mtimes
+(a rerun never opens an unchanged file, so they need not be images).
 """
 
 from __future__ import annotations
@@ -46,6 +52,39 @@ def make_jpegs(folder: Path, n: int, edge: int) -> None:
         seed.resize((edge, edge), Image.Resampling.BILINEAR).save(folder / f"img_{i:07d}.jpg", quality=80)
 
 
+def grow_store(out: Path, folder: Path, n: int) -> None:
+    """Make `folder` hold n small distinct files and the store an answered row (and job) for each, copied from the
+    store's first ok file and job (schema of the baseline: only columns every version has are named)."""
+    import secrets
+    import sqlite3
+
+    folder.mkdir(parents=True, exist_ok=True)
+    db = sqlite3.connect(out / "imgtag.db")
+    template = db.execute("SELECT id, sha256 FROM files WHERE status = 'ok' ORDER BY id LIMIT 1").fetchone()
+    file_cols = [r[1] for r in db.execute("PRAGMA table_info(files)")
+                 if r[1] not in ("id", "path", "display", "size", "mtime_ns", "sha256", "phash")]
+    job_cols = [r[1] for r in db.execute("PRAGMA table_info(jobs)") if r[1] not in ("id", "sha256", "file_id")]
+    files_sql = (f"INSERT INTO files(path, display, size, mtime_ns, sha256, phash, {', '.join(file_cols)})"
+                 f" SELECT ?, ?, ?, ?, ?, ?, {', '.join(file_cols)} FROM files WHERE id = {template[0]}")
+    jobs_sql = (f"INSERT INTO jobs(sha256, file_id, {', '.join(job_cols)}) SELECT ?, ?, {', '.join(job_cols)}"
+                f" FROM jobs WHERE sha256 = '{template[1]}'")
+    base = max(int(r[0]) for r in db.execute("SELECT MAX(id) FROM files")) + 1
+    batch_files, batch_jobs = [], []
+    for i in range(n):
+        path = folder / f"f_{i:07d}.jpg"
+        path.write_bytes(secrets.token_bytes(64))
+        st = path.stat()
+        sha = secrets.token_hex(32)
+        batch_files.append((os.fsencode(path), path.name, st.st_size, st.st_mtime_ns, sha, secrets.token_hex(8)))
+        batch_jobs.append((sha, base + i))
+        if len(batch_files) == 20_000 or i == n - 1:
+            db.executemany(files_sql, batch_files)
+            db.executemany(jobs_sql, batch_jobs)
+            db.commit()
+            batch_files, batch_jobs = [], []
+    db.close()
+
+
 def run(src: Path, folder: Path, out: Path, env: dict[str, str]) -> tuple[float, float, float, str]:
     """(wall s, CPU s, peak RSS MB, last output line) of one `imgtag run` from source tree `src`."""
     args = [sys.executable, "-m", "imgtag", "run", str(folder), "--out", str(out), "-q", "--format", "csv,jsonl"]
@@ -69,6 +108,7 @@ def main() -> None:
     ap.add_argument("--edge", type=int, default=200, help="pixel edge of each JPEG (the default --min-side)")
     ap.add_argument("--baseline", default=DEFAULT_BASELINE, help="git revision to compare against")
     ap.add_argument("--reruns", type=int, default=3)
+    ap.add_argument("--synthetic", action="store_true", help="grow the store from 20 answered images (see above)")
     a = ap.parse_args()
     with tempfile.TemporaryDirectory(prefix="imgtag-bench-rerun-") as tmp_name:
         tmp = Path(tmp_name)
@@ -84,7 +124,7 @@ def main() -> None:
 def measure(a: argparse.Namespace, tmp: Path, sources: dict[str, Path]) -> None:
     folder, solo = tmp / "in", tmp / "solo"
     t = time.monotonic()
-    make_jpegs(folder, a.images, a.edge)
+    make_jpegs(folder, 20 if a.synthetic else a.images, a.edge)
     make_jpegs(solo, 1, a.edge)
     print(f"cores: {os.cpu_count()}; load average at start: {os.getloadavg()[0]:.1f}")
     print(f"{a.images} JPEGs of {a.edge}x{a.edge} made in {time.monotonic() - t:.0f} s; baseline {a.baseline}")
@@ -95,6 +135,10 @@ def measure(a: argparse.Namespace, tmp: Path, sources: dict[str, Path]) -> None:
         wall, cpu, _, summary = run(sources["baseline"], folder, first, env)
         run(sources["baseline"], solo, first_solo, env)
         print(f"first run (baseline code): {wall:.1f} s wall, {cpu:.1f} s CPU | {summary}")
+        if a.synthetic:
+            t = time.monotonic()
+            grow_store(first, folder, a.images - 20)
+            print(f"store grown to {a.images} answered files in {time.monotonic() - t:.0f} s")
         shutil.copytree(first, tmp / "out-current")
         shutil.copytree(first_solo, tmp / "solo-current")
         asked = fake.stats.messages_requests

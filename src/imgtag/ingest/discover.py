@@ -119,6 +119,8 @@ def printable(text: str) -> str:
     Undecodable bytes (surrogate escapes from ``os.fsdecode``) become ``\\xNN`` and control
     characters are escaped too, because a newline in a name would break one-line reports.
     """
+    if text.isascii() and text.isprintable():  # nearly every name: nothing to escape
+        return text
     try:
         raw = text.encode("utf-8", "surrogateescape")
     except UnicodeEncodeError:

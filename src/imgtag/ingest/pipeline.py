@@ -127,6 +127,7 @@ class Ingestor:
                            visual_tokens=None, media_type=None, encoded=None)
 
     def close(self) -> None:
+        self._mark_seen()  # a consumer that stopped early (a fatal error, the budget) never ended run()
         if self._counter is not None:
             self._counter.stop()
         self._ledger.close()
