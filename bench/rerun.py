@@ -3,6 +3,7 @@
     .venv/bin/python bench/rerun.py                          # 10,000 small distinct JPEGs, baseline 91e5525
     .venv/bin/python bench/rerun.py --images 2000 --baseline 91e5525 --reruns 3
     .venv/bin/python bench/rerun.py --images 100000 --synthetic --reruns 1   # a store at scale, made directly
+    .venv/bin/python bench/rerun.py --images 1000000 --synthetic --reruns 1 --baseline none   # this checkout only
 
 One first run (the baseline's code, zero-latency fake Anthropic server, `--format csv,jsonl`) fills a store; the
 output folder is copied, so both versions rerun the very same store: the baseline (a commit checked out in a
@@ -106,12 +107,15 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--images", type=int, default=10_000)
     ap.add_argument("--edge", type=int, default=200, help="pixel edge of each JPEG (the default --min-side)")
-    ap.add_argument("--baseline", default=DEFAULT_BASELINE, help="git revision to compare against")
+    ap.add_argument("--baseline", default=DEFAULT_BASELINE, help="git revision to compare against ('none': none)")
     ap.add_argument("--reruns", type=int, default=3)
     ap.add_argument("--synthetic", action="store_true", help="grow the store from 20 answered images (see above)")
     a = ap.parse_args()
     with tempfile.TemporaryDirectory(prefix="imgtag-bench-rerun-") as tmp_name:
         tmp = Path(tmp_name)
+        if a.baseline == "none":
+            measure(a, tmp, {"current": ROOT / "src"})
+            return
         base_tree = tmp / "baseline"
         subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "-q", "--detach", str(base_tree), a.baseline],
                        check=True)
@@ -131,16 +135,18 @@ def measure(a: argparse.Namespace, tmp: Path, sources: dict[str, Path]) -> None:
     fake = FakeAnthropicServer(FakeConfig(latency_s=0.0)).start()
     try:
         env = {**os.environ, **fake.env()}
-        first, first_solo = tmp / "out-baseline", tmp / "solo-baseline"
-        wall, cpu, _, summary = run(sources["baseline"], folder, first, env)
-        run(sources["baseline"], solo, first_solo, env)
-        print(f"first run (baseline code): {wall:.1f} s wall, {cpu:.1f} s CPU | {summary}")
+        first_name = next(iter(sources))  # the baseline when there is one: its store the current code migrates
+        first, first_solo = tmp / f"out-{first_name}", tmp / f"solo-{first_name}"
+        wall, cpu, _, summary = run(sources[first_name], folder, first, env)
+        run(sources[first_name], solo, first_solo, env)
+        print(f"first run ({first_name} code): {wall:.1f} s wall, {cpu:.1f} s CPU | {summary}")
         if a.synthetic:
             t = time.monotonic()
             grow_store(first, folder, a.images - 20)
             print(f"store grown to {a.images} answered files in {time.monotonic() - t:.0f} s")
-        shutil.copytree(first, tmp / "out-current")
-        shutil.copytree(first_solo, tmp / "solo-current")
+        if first_name != "current":
+            shutil.copytree(first, tmp / "out-current")
+            shutil.copytree(first_solo, tmp / "solo-current")
         asked = fake.stats.messages_requests
         best: dict[str, dict[str, tuple[float, float, float]]] = {name: {} for name in sources}
         for i in range(a.reruns + 1):
@@ -167,7 +173,8 @@ def measure(a: argparse.Namespace, tmp: Path, sources: dict[str, Path]) -> None:
         print(f"{name:>8}: rerun of {a.images} files {wall:.2f} s wall / {cpu:.2f} s CPU (start-up {swall:.2f} s wall,"
               f" {scpu:.2f} s CPU); {(wall - swall) / a.images * 1e6:.0f} µs/file wall,"
               f" {per_file[name]:.0f} µs/file CPU beyond start-up; peak RSS {rss:.0f} MB")
-    print(f"per-file CPU ratio baseline/current: {per_file['baseline'] / max(per_file['current'], 1e-9):.1f}x")
+    if "baseline" in per_file:
+        print(f"per-file CPU ratio baseline/current: {per_file['baseline'] / max(per_file['current'], 1e-9):.1f}x")
     print(f"load average at end: {os.getloadavg()[0]:.1f}")
 
 

@@ -175,13 +175,16 @@ def _key(st: os.stat_result, path: str) -> _Key:
 
 
 class _Identities:
-    """A set of identities kept lean: one set of inode ints per device, not a tuple per file.
+    """A set of identities kept lean: per device, inode numbers as bits of 64-bit words keyed by inode // 64.
 
-    It holds one entry per file found, which is the only thing that grows with the tree.
+    It holds one entry per file found, which is the only thing that grows with the tree. File systems hand out
+    inode numbers close together for files made together, so a million files take some 16,000 words (a few MB)
+    instead of a million ints in a set (about 60 MB, twice over while the up-front count walks too); scattered
+    numbers cost about what a set would.
     """
 
     def __init__(self) -> None:
-        self._by_dev: dict[int, set[int]] = {}
+        self._by_dev: dict[int, dict[int, int]] = {}
         self._by_path: set[str] = set()
 
     def add(self, key: _Key) -> bool:
@@ -191,16 +194,21 @@ class _Identities:
                 return False
             self._by_path.add(key)
             return True
-        inodes = self._by_dev.setdefault(key[0], set())
-        if key[1] in inodes:
+        words = self._by_dev.get(key[0])
+        if words is None:
+            words = self._by_dev[key[0]] = {}
+        word, bit = key[1] >> 6, 1 << (key[1] & 63)
+        bits = words.get(word, 0)
+        if bits & bit:
             return False
-        inodes.add(key[1])
+        words[word] = bits | bit
         return True
 
     def __contains__(self, key: _Key) -> bool:
         if isinstance(key, str):
             return key in self._by_path
-        return key[1] in self._by_dev.get(key[0], ())
+        words = self._by_dev.get(key[0])
+        return words is not None and bool(words.get(key[1] >> 6, 0) & (1 << (key[1] & 63)))
 
 
 @dataclass(frozen=True)
