@@ -251,3 +251,21 @@ def test_a_file_back_in_the_inputs_is_back_in_the_results(tmp_path, monkeypatch,
     # As many files as the last time, but not the same ones: rewritten.
     assert run_cli(run, env, monkeypatch)[0] == 0
     assert [r["path"] for r in read_jsonl(out / "results.jsonl")] == ["img_0000.jpg", "img_0001.jpg"]
+
+
+def test_a_stored_row_makes_the_same_file_record_as_its_columns_say(tmp_path):
+    import dataclasses
+
+    from imgtag.ingest.discover import Discovered
+    from imgtag.ingest.pipeline import _record_from_row
+    from imgtag.store import FileRecord
+
+    record = FileRecord(path=str(tmp_path / "a.jpg"), display="a.jpg", root=str(tmp_path), size=10, mtime_ns=20,
+                        status="ok", reason_code=None, reason=None, sha256="ab" * 32, format="JPEG", width=300,
+                        height=200, phash="8000000000000000", blur=12.5, out_width=150, out_height=100,
+                        visual_tokens=42)
+    with Store(tmp_path / "o") as store:
+        store.upsert_file(record, None)
+        row = store.known_files([record.path], None)[os.fsencode(record.path)]
+    d = Discovered(record.path, "a.jpg", str(tmp_path), 10, 20)
+    assert dataclasses.asdict(_record_from_row(d, row)) == dataclasses.asdict(record)

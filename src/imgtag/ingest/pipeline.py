@@ -22,7 +22,7 @@ from imgtag.ingest.discover import Discovered, DiscoveryStats, discover, relativ
 from imgtag.ingest.preprocess import ImageReport, PrepareRequest, new_pool, prepare
 from imgtag.ingest.sidecars import LedgerPaths, SidecarRule, forget_sidecar_rows
 from imgtag.store import FileRecord, Store, WorkKey
-from imgtag.store.db import DB_NAME
+from imgtag.store.db import DB_NAME, RECORD_FIELDS
 from imgtag.store.near import StoredNearIndex
 
 # Unchanged files' last_run/seen_run are written together, this many at most per statement (and at the end): a
@@ -82,12 +82,9 @@ def _record_from_report(d: Discovered, r: ImageReport) -> FileRecord:
                       blur=r.blur, out_width=r.out_width, out_height=r.out_height, visual_tokens=r.visual_tokens)
 
 
-def _record_from_row(d: Discovered, row: object) -> FileRecord:
-    g = row.__getitem__  # type: ignore[attr-defined]
-    return FileRecord(path=d.path, display=d.display, root=d.root, size=g("size"), mtime_ns=g("mtime_ns"),
-                      status=g("status"), reason_code=g("reason_code"), reason=g("reason"), sha256=g("sha256"),
-                      format=g("format"), width=g("width"), height=g("height"), phash=g("phash"), blur=g("blur"),
-                      out_width=g("out_width"), out_height=g("out_height"), visual_tokens=g("visual_tokens"))
+def _record_from_row(d: Discovered, row: Any) -> FileRecord:
+    # known_files puts the record's columns first, in FileRecord's order: one slice instead of 14 lookups by name.
+    return FileRecord(d.path, d.display, d.root, *row[:RECORD_FIELDS])
 
 
 class Ingestor:

@@ -136,7 +136,7 @@ class Store:
             return {}
         kp = (key.preset_version, key.provider, key.model) if key else ("", "", "")
         rows = self.db.execute(
-            "SELECT f.*, j.status AS job_status, j.updated_at AS job_updated FROM files f LEFT JOIN jobs j"
+            f"SELECT {KNOWN_COLUMNS}, j.status AS job_status, j.updated_at AS job_updated FROM files f LEFT JOIN jobs j"
             " ON j.sha256 = f.sha256 AND f.status = 'ok' AND j.preset_version = ? AND j.provider = ? AND j.model = ?"
             f" WHERE f.path IN ({','.join('?' * len(paths))})",
             (*kp, *(os.fsencode(p) for p in paths)),
@@ -395,6 +395,13 @@ class Store:
                 fields.update((k, v) for k, v in row.fields.items() if k not in fields)
                 row = replace(row, fields=fields)
             yield row
+
+
+# The columns of known_files' rows: first a FileRecord's from size on, in its order (so one is made from a slice).
+KNOWN_COLUMNS = ("f.size, f.mtime_ns, f.status, f.reason_code, f.reason, f.sha256, f.format, f.width, f.height,"
+                 " f.phash, f.blur, f.out_width, f.out_height, f.visual_tokens, f.id, f.path, f.display, f.root,"
+                 " f.duplicate_of, f.near_duplicate_of")
+RECORD_FIELDS = 14  # size .. visual_tokens
 
 
 # The text of a failed job's latest paid answer that was not accepted (attempts.raw_answer, `_v12_raw_answers`).
