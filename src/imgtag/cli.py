@@ -462,6 +462,15 @@ def run(
         "[default: OUT/ray-work]")] = None,
     ray_actors: Annotated[int, typer.Option(metavar="N", help="--engine ray: request actors.")] = 2,
     ray_batch_size: Annotated[int, typer.Option(metavar="N", help="--engine ray: images per result shard.")] = 16,
+    events: Annotated[str | None, typer.Option(
+        "--events", metavar="FILE|-", help="Write the run's events as JSON lines to FILE, or - for stdout "
+        "(docs/events.md).")] = None,
+    prompt: Annotated[str | None, typer.Option(
+        metavar="TEXT", help="A one-line task instead of a preset; the answer is one text field, answer, unless "
+        "--field says otherwise (docs/config.md).")] = None,
+    field: Annotated[list[str] | None, typer.Option(
+        "--field", metavar="NAME:TYPE", help="With --prompt, a field of the answer (repeat); TYPE is str, int, "
+        "float, bool or list (of texts).")] = None,
 ) -> None:
     """Tag and describe images with a model (paid).
 
@@ -492,6 +501,8 @@ def run(
         raise _fail(problem)
     xmp_options = {**_xmp_options(format, xmp_name, xmp_touch, xmp_overwrite_text),
                    **_xlsx_options(format, xlsx_thumbnails)}
+    if prompt is not None or field:
+        preset = _quick_preset(prompt, field or [], preset)
     cfg = _build_config(paths, _out(out), preset=preset, model=model, provider=provider, lang=lang,
                         categories=categories, mode=mode, formats=format, dry_run=dry_run, budget=budget,
                         price_in=price_in, price_out=price_out,
@@ -506,7 +517,35 @@ def run(
                                         **xmp_options},
                         engine=engine, ray_address=ray_address, work_dir=work_dir, ray_actors=ray_actors,
                         ray_batch_size=ray_batch_size)
-    _execute(cfg, "run")
+    if events is None:
+        _execute(cfg, "run")
+        return
+    from imgtag.events.jsonl import JsonLines
+    from imgtag.events.jsonl import problem as events_problem
+
+    if (problem := events_problem(events)) is not None:
+        raise _fail(problem)
+    writer = JsonLines(events)
+    cfg.on_event = writer
+    try:
+        _execute(cfg, "run")
+    finally:
+        writer.close()
+
+
+def _quick_preset(prompt: str | None, fields: list[str], preset: str | None) -> str:
+    """--prompt (with --field): the preset string for that task (presets/quick.py); exit 2 for a bad spec."""
+    from imgtag.presets import PresetError
+    from imgtag.presets.quick import quick_spec
+
+    if prompt is None:
+        raise _fail("--field describes the answer to a --prompt; give --prompt too, or leave --field out")
+    if preset is not None and os.environ.get("IMGTAG_PRESET") != preset:  # the flag, not the environment
+        raise _fail("give --preset or --prompt, not both: --prompt is a task of its own")
+    try:
+        return quick_spec(prompt, fields)
+    except PresetError as exc:
+        raise _fail(str(exc)) from None
 
 
 def _export_options(txt_template: str | None, txt_existing: str | None, metadata_overwrite: bool) -> dict[str, Any]:
@@ -984,3 +1023,14 @@ def main() -> None:
         from imgtag.ingest.lifeline import stop_helpers
 
         stop_helpers()
+
+
+def entry() -> None:
+    """The `imgtag` command (and `python -m imgtag`): main(), then an exit without the interpreter's teardown
+    (fastexit.py: 1-2 s with an SDK loaded), once everything is written and every helper is gone."""
+    try:
+        main()
+    except SystemExit as done:
+        from imgtag.fastexit import leave
+
+        leave(done.code)

@@ -15,13 +15,14 @@ from __future__ import annotations
 import asyncio
 import os
 from collections import deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from imgtag.config import prepare_template
+from imgtag.events import Events
 from imgtag.ingest.preprocess import ImageReport, PrepareRequest, prepare
 from imgtag.money import usd
 from imgtag.pricing.costs import cost_usd
@@ -49,8 +50,9 @@ REPREPARE_WINDOW = 8
 
 class BatchRunner:
     def __init__(self, store: Store, provider: Any, target: Any, cfg: Any, run_id: int | None,
-                 progress: Any = None) -> None:
-        self.ctx = BatchContext(store, provider, target, cfg, run_id)
+                 progress: Any = None, *, events: Events | None = None,
+                 on_image: Callable[[int, str, float | None, str | None], None] | None = None) -> None:
+        self.ctx = BatchContext(store, provider, target, cfg, run_id, events=events or Events(None), on_image=on_image)
         self.stats = self.ctx.stats
         # The run's chunk limits: set from the API and the flags once the provider is checked, lowered when a
         # create is refused for its size (shared by the chunker and the submitter).
@@ -217,6 +219,7 @@ class BatchRunner:
                         f"the request is {size / 1e6:.1f} MB, over the {self.max_bytes / 1e6:.1f} MB batch "
                         "limit")
             self.stats.failed += 1
+            ctx.image_done(members[0].job_id, "failed", "request_too_large")
             return []
         self.stats.reserved_usd += est
         return [Entry([m.job_id for m in members], params, size, est)]
@@ -270,6 +273,7 @@ class BatchRunner:
                         "the image file is gone or changed since it was first sent, so it cannot be "
                         "resubmitted")
             self.stats.failed += 1
+            ctx.image_done(job.id, "failed", "source_changed")
             return None
         t = ctx.target
         tokens = reserve_tokens(report.visual_tokens or 0, report.out_width, report.out_height, t.model)
