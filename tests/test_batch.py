@@ -373,6 +373,43 @@ def test_errored_and_expired_resubmitted_permanent_error_fails(tmp_path: Path, f
     assert max(fake.stats.batch_answered_by_key.values()) == 1
 
 
+def test_batch_and_resubmissions_send_the_sync_image_size(tmp_path: Path, recording_anthropic: Any,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """A provider's own max image edge sizes every image it is sent: in sync mode, in a batch, and when an
+    errored or expired batch item is read from disk again and resubmitted."""
+    import base64
+    import io
+    from dataclasses import replace
+
+    from imgtag.providers.anthropic_provider import AnthropicProvider
+
+    monkeypatch.setattr(AnthropicProvider, "capabilities",
+                        replace(AnthropicProvider.capabilities, max_image_edge=300))
+    make_images(tmp_path / "in", 8, size=(600, 500))  # larger than the provider's edge
+
+    def sizes(fake: Any) -> set[tuple[int, int]]:
+        out = set()
+        for seen in fake.seen:
+            for block in seen["request"]["messages"][0]["content"]:
+                if block["type"] == "image":
+                    with Image.open(io.BytesIO(base64.b64decode(block["source"]["data"]))) as im:
+                        out.add(im.size)
+        return out
+
+    sync = recording_anthropic()
+    code, output = run_cli(["run", str(tmp_path / "in"), "--out", str(tmp_path / "sync"), "-q"], sync.env(),
+                           monkeypatch)
+    assert code == 0, output
+    batch = recording_anthropic(batch_processing_s=0.02, p_batch_errored=0.3, p_batch_expired=0.2, seed=4)
+    code, output = run_cli(["run", str(tmp_path / "in"), "--out", str(tmp_path / "batch"), *FAST], batch.env(),
+                           monkeypatch)
+    assert code == 0, output
+    states = dict(query(tmp_path / "batch", "SELECT state, COUNT(*) FROM batch_items GROUP BY state"))
+    assert states.get("errored", 0) + states.get("expired", 0) > 0, states  # some were read again and resubmitted
+    assert sizes(sync) == {(300, 250)}
+    assert sizes(batch) == sizes(sync)
+
+
 def test_transient_errors_give_up_after_the_cap(tmp_path: Path, fake_anthropic_factory: Any,
                                                 monkeypatch: pytest.MonkeyPatch) -> None:
     make_images(tmp_path / "in", 3)

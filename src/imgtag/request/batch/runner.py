@@ -27,9 +27,9 @@ from imgtag.ingest.preprocess import ImageReport, PrepareRequest, prepare
 from imgtag.money import usd
 from imgtag.pricing.costs import cost_usd
 from imgtag.pricing.estimate import RequestEstimate, estimate_request, pack_estimate, reserve_tokens
-from imgtag.providers.base import Fatal, ImageInput, RequestOptions
+from imgtag.providers.base import Fatal, ImageInput, RequestOptions, max_edge_of
 from imgtag.providers.batch_api import BatchAPI
-from imgtag.request.batch.cancel import cancel_all
+from imgtag.request.batch.cancel import ServerFor, cancel_all
 from imgtag.request.batch.collect import Collector
 from imgtag.request.batch.common import MAX_POLL_INTERVAL_S, POLL_BACKOFF, BatchContext, BatchStop
 from imgtag.request.batch.limits import BatchLimits, byte_budget, lowered_note
@@ -241,7 +241,9 @@ class BatchRunner:
         if self.budget_hit:
             return
         ctx = self.ctx
-        template = replace(prepare_template(ctx.cfg, ctx.target, encode=True), want_hashes=False)
+        # Sized as the first submission was (and as sync mode sizes it): the provider's own edge limit too.
+        template = replace(prepare_template(ctx.cfg, ctx.target, encode=True,
+                                            provider_max_edge=max_edge_of(ctx.provider)), want_hashes=False)
         loop = asyncio.get_running_loop()
         window: deque[tuple[sb.PendingJob, asyncio.Future[ImageReport | None]]] = deque()
         after = 0
@@ -308,7 +310,8 @@ def _reprepare(template: PrepareRequest, paths: list[str], sha256: str) -> Image
     return None
 
 
-def cancel_batches(out: Path, *, wait_s: float = 120.0) -> int:
+def cancel_batches(out: Path, *, wait_s: float = 120.0, server: ServerFor | None = None) -> int:
     """`imgtag cancel`: cancel every live batch, wait (bounded) for each to end, store what was answered
-    (it is paid for), and return the rest to pending. One line per batch; exit code."""
-    return cancel_all(out, wait_s=wait_s)
+    (it is paid for), and return the rest to pending. One line per batch; exit code. `server(target record)`:
+    the provider settings (base_url) that reach the batches' server."""
+    return cancel_all(out, wait_s=wait_s, server=server)
