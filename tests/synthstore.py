@@ -62,13 +62,13 @@ def fill(out: Path, n: int, *, root: str = "/photos", seed: int = 7) -> dict:
                         continue
                     job_id += 1
                     failed = i % 100 == 42
-                    fields = {"title": f"Cotton shirt number {i}", "category": rng.choice(["tops", "shoes", "bags"]),
-                              "tags": ["t-shirt", *rng.sample(vocab, rng.randint(2, 4))],
-                              "color": rng.choice(["red", "blue", "black"]), "material": "cotton",
-                              "description": f"A plain shirt photographed on white, product number {i}."}
+                    fields = {"tags": ["t-shirt", *rng.sample(vocab, rng.randint(2, 4))],
+                              "category": rng.choice(["上衣", "裤子", "裙子", "鞋"]),
+                              "description": f"Plain cotton shirt, product number {i}.",
+                              "color": rng.choice(["red", "blue", "black"]), "style": "casual"}
                     jobs.append((job_id, sha, *key, "failed" if failed else "ok", i + 1,
                                  None if failed else json.dumps(fields, ensure_ascii=False),
-                                 "invalid_answer" if failed else None, "the answer missed 'title'" if failed else None,
+                                 "invalid_answer" if failed else None, "the answer missed 'style'" if failed else None,
                                  1900, 120, 0, 1500, 0.0012, "sync", f"req_{i:012d}", at))
                     attempts.append((job_id, run_id, at, at, "invalid" if failed else "ok", 200, f"req_{i:012d}",
                                      1900, 120, 0, 1500, 0.0012, "sync",

@@ -108,7 +108,8 @@ def status_estimate(db: Any, meta: dict[str, Any]) -> dict[str, Any] | None:
         # are counted in SQL, index to index (jobs_target, files_content): each content's size as one number.
         first = db.execute(
             "SELECT f.width, f.height FROM files f CROSS JOIN jobs j ON j.sha256 = f.sha256 AND j.preset_version = ?"
-            " AND j.provider = ? AND j.model = ? WHERE f.width IS NOT NULL ORDER BY f.id LIMIT 1", kp).fetchone()
+            " AND j.provider = ? AND j.model = ? WHERE f.width IS NOT NULL ORDER BY f.id LIMIT 1"
+            " /* scan: in file order, it stops at the first answered file */", kp).fetchone()
         if first is not None:
             est.add(int(first[0]), int(first[1]))
             # LIMIT -1 keeps the inner query a co-routine, so each job's size is looked up once, not per use.

@@ -80,7 +80,8 @@ def summarize(db: sqlite3.Connection, key: WorkKey | None, *, run_id: int | None
             # A batch item with no answer (canceled, expired, errored: not processed, not billed) is no request.
             " COALESCE(SUM(a.cost_usd),0), COUNT(DISTINCT CASE WHEN a.request_id IS NOT NULL THEN a.request_id"
             "   WHEN a.mode = 'batch' THEN NULL ELSE 'attempt ' || a.id END), SUM(a.cost_unknown),"
-            " SUM(a.credits_amount) FROM attempts a WHERE 1" + of_target
+            " SUM(a.credits_amount) FROM attempts a WHERE 1 /* scan: a one-target store sums every attempt */"
+            + of_target
             + (" AND a.run_id = ?" if run_id is not None else ""),
             (*(kp if of_target else ()), *((run_id,) if run_id is not None else ())),
         ).fetchone()
