@@ -3,6 +3,7 @@ that advertises its rate limit (issue 16 item 5).
 
     .venv/bin/python bench/endtoend.py                  # 150 images, 300 requests/min, 6 s burst, 3 s latency
     .venv/bin/python bench/endtoend.py --images 60 --rpm 120 --burst 6 --latency 3 --ttft 1
+    .venv/bin/python bench/endtoend.py --baseline 91e5525     # the same two runs of that commit first
 
 Two runs, each into a new --out with new images and a fresh server (its bucket full):
 - cold: an empty user cache (IMGTAG_CACHE_DIR points at a new folder), so nothing is known about the limits;
@@ -37,13 +38,13 @@ from throughput import ideal_seconds, last_answer_end  # noqa: E402
 
 
 def imgtag_cmd() -> list[str]:
-    script = Path(sys.executable).with_name("imgtag")
-    return [str(script)] if script.exists() else [sys.executable, "-m", "imgtag"]
+    return [sys.executable, "-m", "imgtag"]  # the code under PYTHONPATH's src (this tree's, or a baseline's)
 
 
-def timed_run(folder: Path, out: Path, fake: FakeAnthropicServer, cache: Path) -> tuple[float, float, int, float]:
+def timed_run(folder: Path, out: Path, fake: FakeAnthropicServer, cache: Path,
+              src: Path = ROOT / "src") -> tuple[float, float, int, float]:
     """(wall seconds, seconds from process start to the first request, exit code, CPU seconds of the process)."""
-    env = {**os.environ, **fake.env(), "IMGTAG_CACHE_DIR": str(cache)}
+    env = {**os.environ, **fake.env(), "IMGTAG_CACHE_DIR": str(cache), "PYTHONPATH": str(src)}
     with tempfile.TemporaryFile("w+") as err:  # not a pipe: the time is the process's exit, as a shell sees it
         before = resource.getrusage(resource.RUSAGE_CHILDREN)
         start_wall, start = time.time(), time.perf_counter()
@@ -65,7 +66,7 @@ def report(name: str, fake: FakeAnthropicServer, wall: float, first: float, code
     last_answer = last_answer_end(fake)
     phase = last_answer - (s.first_request_t or last_answer)
     limited = s.rate_limited
-    print(f"{name:<8} exit {code}  wall {wall:6.2f} s  efficiency {ideal / wall:5.3f}  "
+    print(f"{name:<15} exit {code}  wall {wall:6.2f} s  efficiency {ideal / wall:5.3f}  "
           f"(start->first request {first:4.2f} s, requests {phase:6.2f} s, last answer->exit "
           f"{max(0.0, wall - first - phase):4.2f} s)  429s {limited}/{s.messages_requests} "
           f"({100 * limited / max(1, s.messages_requests):.1f}%)  peak concurrency {s.peak_concurrency}  "
@@ -79,22 +80,38 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--burst", type=float, default=6.0, help="server bucket depth, seconds of refill")
     ap.add_argument("--latency", type=float, default=3.0)
     ap.add_argument("--ttft", type=float, default=1.0, help="seconds until an answer begins (at most --latency)")
+    ap.add_argument("--baseline", help="a commit to run the same way first (checked out in a temporary worktree)")
     args = ap.parse_args(argv)
     ideal = ideal_seconds(args.images, args.rpm, args.burst, args.latency)
     print(f"{args.images} distinct images, server: {args.rpm} requests/min (bucket {args.burst:g} s), latency "
           f"{args.latency:g} s, first token at {args.ttft:g} s; the schedule's ideal {ideal:.2f} s")
     config = FakeConfig(rpm=args.rpm, burst_s=args.burst, latency_s=args.latency, ttft_s=args.ttft)
+    print(f"cores {os.cpu_count()}, load average at start {os.getloadavg()[0]:.1f}")
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
-        cache = tmp / "user-cache"
-        for name, size in (("cold", (240, 220)), ("learned", (232, 224))):
-            folder = tmp / f"images-{name}"
-            make_images(folder, args.images, size=size)  # new content each time: every image is new work
-            if name == "learned":
-                time.sleep(args.burst)  # the server's bucket refills meanwhile: a fresh server is what one meets
-            with FakeAnthropicServer(FakeConfig(**vars(config))) as fake:
-                wall, first, code, cpu = timed_run(folder, tmp / f"out-{name}", fake, cache)
-                report(name, fake, wall, first, code, cpu, ideal)
+        sources = [("", ROOT / "src")]
+        if args.baseline:
+            subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", "-f", str(tmp / "base"),
+                            args.baseline], check=True, capture_output=True)
+            sources.insert(0, (f"{args.baseline} ", tmp / "base" / "src"))
+        try:
+            for label, src in sources:
+                cache = tmp / f"user-cache-{label.strip() or 'now'}"
+                for name, size in (("cold", (240, 220)), ("learned", (232, 224))):
+                    folder = tmp / f"images-{name}"
+                    if not folder.exists():
+                        make_images(folder, args.images, size=size)  # new content per run kind: all new work
+                    time.sleep(args.burst)  # the bucket refills meanwhile: a fresh server is what one meets
+                    with FakeAnthropicServer(FakeConfig(**vars(config))) as fake:
+                        load = os.getloadavg()[0]
+                        wall, first, code, cpu = timed_run(folder, tmp / f"out-{label.strip()}{name}", fake, cache,
+                                                           src)
+                        report(f"{label}{name}", fake, wall, first, code, cpu, ideal)
+                        print(f"{'':8} load average {load:.1f}")
+        finally:
+            if args.baseline:
+                subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(tmp / "base")],
+                               capture_output=True)
 
 
 if __name__ == "__main__":

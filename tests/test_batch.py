@@ -278,7 +278,11 @@ def test_budget_stops_submitting(tmp_path: Path, fake_anthropic_factory: Any,
     code, output = run_cli(["run", str(tmp_path / "in"), "--out", str(out), *FAST, "--model", "claude-haiku-4-5",
                             "--budget", "0.003"], fake.env(), monkeypatch)
     assert code == 1, output
-    assert "budget" in output
+    held = re.search(r"budget of \$0\.003 reached \((\$[\d.]+) reserved for the requests submitted\)", output)
+    assert held, output
+    # each submitted request is reserved once (it was counted again when its batch was created: the stop came at
+    # half the budget and said more was reserved than the budget allows)
+    assert 0.0015 < float(held.group(1).lstrip("$")) <= 0.003, output
     rows = read_jsonl(out / "results.jsonl")
     assert 0 < items_sent(fake) < 20
     assert sum(r["cost_usd"] or 0 for r in rows) <= 0.003
@@ -367,6 +371,43 @@ def test_errored_and_expired_resubmitted_permanent_error_fails(tmp_path: Path, f
     bad_states = [r[0] for r in query(out, "SELECT state FROM batch_items WHERE job_id=? ORDER BY rowid", bad_job[0])]
     assert bad_states[-1] == "failed" and "failed" not in bad_states[:-1]
     assert max(fake.stats.batch_answered_by_key.values()) == 1
+
+
+def test_batch_and_resubmissions_send_the_sync_image_size(tmp_path: Path, recording_anthropic: Any,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """A provider's own max image edge sizes every image it is sent: in sync mode, in a batch, and when an
+    errored or expired batch item is read from disk again and resubmitted."""
+    import base64
+    import io
+    from dataclasses import replace
+
+    from imgtag.providers.anthropic_provider import AnthropicProvider
+
+    monkeypatch.setattr(AnthropicProvider, "capabilities",
+                        replace(AnthropicProvider.capabilities, max_image_edge=300))
+    make_images(tmp_path / "in", 8, size=(600, 500))  # larger than the provider's edge
+
+    def sizes(fake: Any) -> set[tuple[int, int]]:
+        out = set()
+        for seen in fake.seen:
+            for block in seen["request"]["messages"][0]["content"]:
+                if block["type"] == "image":
+                    with Image.open(io.BytesIO(base64.b64decode(block["source"]["data"]))) as im:
+                        out.add(im.size)
+        return out
+
+    sync = recording_anthropic()
+    code, output = run_cli(["run", str(tmp_path / "in"), "--out", str(tmp_path / "sync"), "-q"], sync.env(),
+                           monkeypatch)
+    assert code == 0, output
+    batch = recording_anthropic(batch_processing_s=0.02, p_batch_errored=0.3, p_batch_expired=0.2, seed=4)
+    code, output = run_cli(["run", str(tmp_path / "in"), "--out", str(tmp_path / "batch"), *FAST], batch.env(),
+                           monkeypatch)
+    assert code == 0, output
+    states = dict(query(tmp_path / "batch", "SELECT state, COUNT(*) FROM batch_items GROUP BY state"))
+    assert states.get("errored", 0) + states.get("expired", 0) > 0, states  # some were read again and resubmitted
+    assert sizes(sync) == {(300, 250)}
+    assert sizes(batch) == sizes(sync)
 
 
 def test_transient_errors_give_up_after_the_cap(tmp_path: Path, fake_anthropic_factory: Any,

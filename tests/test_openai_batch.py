@@ -312,6 +312,40 @@ def test_detach_cancel_then_run(tmp_path: Path, batch_fake: Any, monkeypatch: py
     answered_once(fake, 3)
 
 
+def test_status_and_cancel_reach_the_batches_server(tmp_path: Path, batch_fake: Any,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """A batch run against a server named by --base-url: `status` and `cancel` ask that server (the one the run
+    used, or the one their own --base-url names when it moved), never the provider's default."""
+    make_images(tmp_path / "in", 3)
+    fake = batch_fake(processing_s=30.0, validating_s=30.0)
+    key_only = {"OPENAI_API_KEY": KEY}  # no OPENAI_BASE_URL: only the flag says where the server is
+    out = tmp_path / "out"
+    code, output = run_cli(run_args(tmp_path, "--detach", "--base-url", fake.base_url), key_only, monkeypatch)
+    assert code == 0, output
+
+    def live_batch(*flags: str) -> dict[str, Any]:
+        code, output = run_cli(["status", "--out", str(out), "--json", *flags], key_only, monkeypatch)
+        assert code == 0, output
+        (batch,) = json.loads(output)["batches"]
+        return batch
+
+    assert live_batch()["live"] is True  # the run's server, remembered in the folder
+    # The server moved: the remembered address no longer answers, --base-url says where it is now.
+    db = sqlite3.connect(out / "imgtag.db")
+    (record,) = db.execute("SELECT value FROM meta WHERE key='target'").fetchone()
+    with db:
+        db.execute("UPDATE meta SET value=? WHERE key='target'",
+                   (json.dumps({**json.loads(record), "base_url": "http://127.0.0.1:9/v1"}),))
+    db.close()
+    assert live_batch()["live"] is False
+    moved = live_batch("--base-url", fake.base_url)
+    assert moved["live"] is True and moved["request_counts"]["processing"] == 3, moved
+    code, output = run_cli(["cancel", "--out", str(out), "--base-url", fake.base_url], key_only, monkeypatch)
+    assert code == 0, output
+    assert "canceled; 0 answered and recorded, 0 failed, 3 back to pending" in output
+    assert dict(query(out, "SELECT state, COUNT(*) FROM batch_items GROUP BY state")) == {"canceled": 3}
+
+
 # -- kill -9 and re-attach (the real CLI in a subprocess) -------------------------------------------------
 
 def start_cli(args: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:

@@ -67,6 +67,8 @@ def test_imgtag_toml_mode_batch_is_used(tmp_path, monkeypatch):
     ("budget = true", ("'budget'", "amount")),
     ('formats = "csv,xslx"', ("'formats'", "xslx")),
     ("base_url = 8000", ("'base_url'", "URL")),
+    ('[models."glm-4v-9b"]\nprice_in = 1', ('[models."glm-4v-9b"]', "price_in", "input")),
+    ('[models."glm-4v-9b"]\ninput = 1\noutptu = 2', ("outptu", "output")),
 ])
 def test_imgtag_toml_bad_values_are_one_sentence(tmp_path, monkeypatch, text, words):
     code, output = dry_run_with_toml(tmp_path, monkeypatch, text + "\n")

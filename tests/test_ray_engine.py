@@ -17,6 +17,7 @@ from tests.fakes.anthropic_server import FakeConfig
 
 from imagegen import close_to, make_images, read_jsonl, run_cli
 from imgtag.request.distributed.workfolder import WorkFolder
+from test_events import parse as parse_events
 
 ray = pytest.importorskip("ray")  # in dev: CI runs these; a plain install without the extra cannot
 pytestmark = pytest.mark.ray
@@ -81,13 +82,21 @@ def test_same_results_as_the_local_engine_anthropic(tmp_path, cluster, fake_anth
     (tmp_path / "in" / "copy.jpg").write_bytes((tmp_path / "in" / "img_0003.jpg").read_bytes())
     (tmp_path / "in" / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
     local_fake = fake_anthropic_factory(latency_s=0.02)
-    code, output = run_cli(["run", str(tmp_path / "in"), "--out", str(tmp_path / "local"), "-q"], local_fake.env(),
-                           monkeypatch)
+    code, output = run_cli(["run", str(tmp_path / "in"), "--out", str(tmp_path / "local"), "-q", "--events",
+                            str(tmp_path / "local.jsonl")], local_fake.env(), monkeypatch)
     assert code == 1, output  # broken.jpg
     fake = fake_anthropic_factory(latency_s=0.02)
-    code, output = run_cli(["run", str(tmp_path / "in"), "--out", str(tmp_path / "ray"), "--engine", "ray", "-q"],
-                           fake.env(), monkeypatch)
+    code, output = run_cli(["run", str(tmp_path / "in"), "--out", str(tmp_path / "ray"), "--engine", "ray", "-q",
+                            "--events", str(tmp_path / "ray.jsonl")], fake.env(), monkeypatch)
     assert code == 1, output
+    # The same events about the images (docs/events.md: Ray sends run_started, image_done, progress, run_finished).
+    local_events, ray_events = (parse_events((tmp_path / f"{e}.jsonl").read_text()) for e in ("local", "ray"))
+    def told(events: list[dict]) -> list[tuple]:
+        return sorted((e["path"], e["status"], e["error_type"], e["cached"]) for e in events
+                      if e["type"] == "image_done")
+
+    assert told(ray_events) == told(local_events) and len(told(ray_events)) == 14
+    assert ray_events[0]["engine"] == "ray" and ray_events[-1]["by_status"] == local_events[-1]["by_status"]
     assert "Traceback" not in output
     local_rows = read_jsonl(tmp_path / "local" / "results.jsonl")
     ray_rows = read_jsonl(tmp_path / "ray" / "results.jsonl")

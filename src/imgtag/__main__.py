@@ -1,3 +1,3 @@
-from imgtag.cli import main
+from imgtag.cli import entry
 
-main()
+entry()

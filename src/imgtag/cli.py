@@ -162,6 +162,16 @@ def _base_url_setting(flag: str | None, provider: str | None) -> dict[str, Any]:
     return {"base_url": url} if url else {}
 
 
+def _server_setting(flag: str | None, meta: dict[str, Any] | None) -> dict[str, Any]:
+    """The server a command about a folder's batches (`status`, `cancel`) talks to: --base-url, else the one the
+    folder's latest run used (its target record), else what `run` would use (environment, imgtag.toml)."""
+    if flag:
+        return {"base_url": flag}
+    if meta and meta.get("base_url"):
+        return {"base_url": meta["base_url"]}
+    return _base_url_setting(None, meta.get("provider") if meta else None)
+
+
 def _out(out: Path | None) -> Path:
     """--out (or IMGTAG_OUT, which typer reads), else imgtag.toml's `out`, else ./imgtag-out."""
     return Path(_setting(out, "IMGTAG_OUT", "out", DEFAULT_OUT))
@@ -462,6 +472,15 @@ def run(
         "[default: OUT/ray-work]")] = None,
     ray_actors: Annotated[int, typer.Option(metavar="N", help="--engine ray: request actors.")] = 2,
     ray_batch_size: Annotated[int, typer.Option(metavar="N", help="--engine ray: images per result shard.")] = 16,
+    events: Annotated[str | None, typer.Option(
+        "--events", metavar="FILE|-", help="Write the run's events as JSON lines to FILE, or - for stdout "
+        "(docs/events.md).")] = None,
+    prompt: Annotated[str | None, typer.Option(
+        metavar="TEXT", help="A one-line task instead of a preset; the answer is one text field, answer, unless "
+        "--field says otherwise (docs/config.md).")] = None,
+    field: Annotated[list[str] | None, typer.Option(
+        "--field", metavar="NAME:TYPE", help="With --prompt, a field of the answer (repeat); TYPE is str, int, "
+        "float, bool or list (of texts).")] = None,
 ) -> None:
     """Tag and describe images with a model (paid).
 
@@ -492,6 +511,8 @@ def run(
         raise _fail(problem)
     xmp_options = {**_xmp_options(format, xmp_name, xmp_touch, xmp_overwrite_text),
                    **_xlsx_options(format, xlsx_thumbnails)}
+    if prompt is not None or field:
+        preset = _quick_preset(prompt, field or [], preset)
     cfg = _build_config(paths, _out(out), preset=preset, model=model, provider=provider, lang=lang,
                         categories=categories, mode=mode, formats=format, dry_run=dry_run, budget=budget,
                         price_in=price_in, price_out=price_out,
@@ -506,7 +527,35 @@ def run(
                                         **xmp_options},
                         engine=engine, ray_address=ray_address, work_dir=work_dir, ray_actors=ray_actors,
                         ray_batch_size=ray_batch_size)
-    _execute(cfg, "run")
+    if events is None:
+        _execute(cfg, "run")
+        return
+    from imgtag.events.jsonl import JsonLines
+    from imgtag.events.jsonl import problem as events_problem
+
+    if (problem := events_problem(events)) is not None:
+        raise _fail(problem)
+    writer = JsonLines(events)
+    cfg.on_event = writer
+    try:
+        _execute(cfg, "run")
+    finally:
+        writer.close()
+
+
+def _quick_preset(prompt: str | None, fields: list[str], preset: str | None) -> str:
+    """--prompt (with --field): the preset string for that task (presets/quick.py); exit 2 for a bad spec."""
+    from imgtag.presets import PresetError
+    from imgtag.presets.quick import quick_spec
+
+    if prompt is None:
+        raise _fail("--field describes the answer to a --prompt; give --prompt too, or leave --field out")
+    if preset is not None and os.environ.get("IMGTAG_PRESET") != preset:  # the flag, not the environment
+        raise _fail("give --preset or --prompt, not both: --prompt is a task of its own")
+    try:
+        return quick_spec(prompt, fields)
+    except PresetError as exc:
+        raise _fail(str(exc)) from None
 
 
 def _export_options(txt_template: str | None, txt_existing: str | None, metadata_overwrite: bool) -> dict[str, Any]:
@@ -812,20 +861,25 @@ def _select_target(store: Any, preset: str | None, model: str | None, lang: str 
 @app.command()
 def status(out: OutOpt = None,
            as_json: Annotated[bool, typer.Option("--json", help="Machine-readable.")] = False,
-           preset: PresetSel = None, model: ModelSel = None, lang: LangSel = None) -> None:
+           preset: PresetSel = None, model: ModelSel = None, lang: LangSel = None,
+           base_url: BaseUrlOpt = None) -> None:
     """Show counts, failures, tokens and spend to date.
 
-    For one target (the latest, or --preset/--model/--lang), with live batch states when a key is set."""
+    For one target (the latest, or --preset/--model/--lang), with live batch states when a key is set (asked of
+    --base-url, else the server the latest run used)."""
     from imgtag import status as st
 
     out = _out(out)
     with _open_store(out, create=False, lock=False) as store:
         meta = _select_target(store, preset, model, lang)
         report = st.gather(store, meta)
+        latest = store.get_meta("target")
     if report["batches"]:
         import asyncio
 
-        asyncio.run(st.refresh_batches(report["batches"]))
+        # Batches are the latest run's: its provider is asked at its server (or the one --base-url names).
+        servers = {latest["provider"]: _server_setting(base_url, latest)} if latest else {}
+        asyncio.run(st.refresh_batches(report["batches"], servers=servers))
     if as_json:
         from imgtag.export.jsonline import json_line
 
@@ -957,11 +1011,13 @@ def providers_command(as_json: Annotated[bool, typer.Option("--json", help="Mach
 
 
 @app.command()
-def cancel(out: OutOpt = None) -> None:
-    """Cancel live batches (their unanswered images become pending)."""
+def cancel(out: OutOpt = None, base_url: BaseUrlOpt = None) -> None:
+    """Cancel live batches (their unanswered images become pending).
+
+    Asks --base-url, else the server the latest run used."""
     from imgtag.request.batch.runner import cancel_batches
 
-    raise typer.Exit(cancel_batches(_out(out)))
+    raise typer.Exit(cancel_batches(_out(out), server=lambda meta: _server_setting(base_url, meta)))
 
 
 @app.command()
@@ -1011,3 +1067,14 @@ def main() -> None:
         from imgtag.ingest.lifeline import stop_helpers
 
         stop_helpers()
+
+
+def entry() -> None:
+    """The `imgtag` command (and `python -m imgtag`): main(), then an exit without the interpreter's teardown
+    (fastexit.py: 1-2 s with an SDK loaded), once everything is written and every helper is gone."""
+    try:
+        main()
+    except SystemExit as done:
+        from imgtag.fastexit import leave
+
+        leave(done.code)

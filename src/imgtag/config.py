@@ -6,7 +6,7 @@ result is keyed by (preset version, provider, model). Nothing here imports a sta
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
@@ -66,6 +66,8 @@ class RunConfig:
     work_dir: str | None = None
     ray_actors: int = 2
     ray_batch_size: int = 16
+    # Each event of the run (docs/events.md) as a mapping with "v" and "type"; the CLI's --events writes JSON lines.
+    on_event: Callable[[Mapping[str, object]], None] | None = None
 
 
 @dataclass
@@ -77,7 +79,10 @@ class Target:
 
 def target_meta(cfg: RunConfig, target: Target) -> dict[str, Any]:
     """Enough to rebuild the target later (status/export/retry) — never a secret."""
-    preset = cfg.preset if cfg.preset in builtin_names() else str(Path(cfg.preset).resolve())
+    from imgtag.presets.quick import is_quick
+
+    keep = cfg.preset in builtin_names() or is_quick(cfg.preset)  # a name, or --prompt's own spec; else a file
+    preset = cfg.preset if keep else str(Path(cfg.preset).resolve())
     return {"preset": preset, "preset_name": target.preset.name, "preset_version": target.preset.version,
             "lang": normalise_lang(cfg.lang), "categories": list(cfg.categories) if cfg.categories else None,
             "provider": cfg.provider, "model": target.model.id, "mode": cfg.mode, "formats": cfg.formats,

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from imgtag.config import EXIT_CONFIG, EXIT_FAILED, EXIT_OK, prepare_template
+from imgtag.events.payloads import progress_fields
 from imgtag.export.writer import ExportRefused, not_written_message, write_exports
 from imgtag.ingest.pipeline import Ingestor
 from imgtag.progress import Progress, Snapshot, tick_forever
@@ -55,6 +56,22 @@ class DistributedRun(Run):
         self.cluster_in_flight = 0
         self.memory: Memory | None = None
         self.pacer: Any = None
+        if self.events.enabled:
+            self.tally.settled = []
+            self._last_progress = 0.0
+
+    def _tell_settled(self, *, before_plan: bool = False) -> None:
+        """image_done for the jobs the shards applied since the last call, then progress once a second."""
+        if self.tally.settled is None:
+            return
+        for job_id, display, status, cost, error_type in self.tally.settled:
+            self.job_done(job_id, display, status, cost, error_type)
+            if before_plan:  # a killed driver's answers: when the plan meets the file, it was told already
+                self.told[job_id] = display
+        self.tally.settled.clear()
+        if time.monotonic() - self._last_progress >= 1.0:
+            self._last_progress = time.monotonic()
+            self.events.emit("progress", **progress_fields(self.snapshot(), time.monotonic() - self.clock))
 
     def _needs_decode(self, row: Any) -> bool:
         # Unchanged files are planned from the store; the workers decode what is sent.
@@ -87,6 +104,7 @@ class DistributedRun(Run):
                     if ing.record.status == "ok" and sha:
                         self.note_done_before(sha)
                     self._count(ing, settled=True)
+                    self._file_done(ing)
                     continue
                 job_id = self._claim(ing, sha)
                 if job_id is None:
@@ -170,6 +188,7 @@ class DistributedRun(Run):
                         ingest_shard(self.store, folder, shard, self.run_id, store_id, self.tally)
                     self.returned += item.num_rows
                     self.finished += item.num_rows
+                    self._tell_settled()
                     if self.tally.fatal is not None:
                         stop.set()
                 if time.monotonic() >= next_pace:
@@ -218,11 +237,13 @@ class DistributedRun(Run):
         try:
             # First what a killed driver left behind: those answers are paid for and must not be asked again.
             ingest_all(self.store, folder, self.run_id, store_id, self.tally)
+            self._tell_settled(before_plan=True)
             ticker = asyncio.create_task(tick_forever(progress))
             try:
                 paths = await self._plan(folder, store_id)
             finally:
                 ticker.cancel()
+            self.events.started(total_files=self.ingestor.counted if self.ingestor else None)
             if paths:
                 # Blocking on purpose: the store's SQLite connection belongs to this thread.
                 self.pace = "cluster pacer"
@@ -240,6 +261,7 @@ class DistributedRun(Run):
             progress.close()  # before the connection gives the terminal back to fd 2
             conn.close()
             ingest_all(self.store, folder, self.run_id, store_id, self.tally)  # shards whose summary never came
+            self._tell_settled()
         return self._finish(problem)
 
     def _finish(self, problem: str | None, *, config_error: bool = False) -> RunOutcome:
@@ -273,7 +295,10 @@ class DistributedRun(Run):
         not_written = not_written_message(unwritten)
         if not_written is not None:
             code = code or EXIT_FAILED
+        if self.missing_args and summary.files == 0:
+            code = EXIT_CONFIG  # nothing matched: a usage error, as with the local engine
         self.store.finish_run(self.run_id, code)
+        self.emit_finished(summary, code, message or not_written)
         return RunOutcome(exit_code=code, summary=summary, message=message, exports=exports, export_notes=notes,
                           not_written=not_written,
                           requests=summary.requests, done_before=self.done_before,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -10,6 +11,8 @@ from typing import Any, TextIO
 
 from imgtag import fileset
 from imgtag.config import EXIT_CONFIG, EXIT_FAILED, EXIT_OK, RunConfig, Target, prepare_template
+from imgtag.events import Events
+from imgtag.events.payloads import dollars, finished_fields, progress_fields, target_fields
 from imgtag.export.writer import ExportRefused, not_written_message, write_exports
 from imgtag.ingest.pipeline import Ingested, IngestOptions, Ingestor
 from imgtag.money import usd
@@ -71,6 +74,91 @@ class Run:
         self.engine: Engine | None = None
         self.batcher: Any = None
         self.ingestor: Ingestor | None = None
+        self.clock = time.monotonic()
+        self.events = Events(cfg.on_event)
+        self.events.prepare(run_id=self.run_id, command=command, out=str(cfg.out), mode=cfg.mode, engine=cfg.engine,
+                            dry_run=cfg.dry_run, target=target_fields(cfg, target))
+        self.copies: dict[int, list[str]] = {}  # job id -> byte-identical copies this run settles with it
+        self.asked: dict[int, str] = {}  # batch mode, with events: job id -> the path it was asked for
+        self.told: dict[int, str] = {}  # batch mode, Ray: jobs settled before the walk met their file
+
+    # -- events (docs/events.md) ---------------------------------------------------------------
+
+    def image_done(self, display: str, status: str, *, cost: float | None = 0.0, error_type: str | None = None,
+                   cached: bool = False) -> None:
+        """One file reached ok, failed or skipped in this run (`cached`: its answer was already in the store)."""
+        if self.events.enabled:
+            self.events.emit("image_done", path=display, status=status, cost_usd=dollars(cost), error_type=error_type,
+                             cached=cached)
+
+    def job_done(self, job_id: int, display: str, status: str, cost: float | None, error_type: str | None) -> None:
+        """A job this run asked settled: its image, then each copy of it that shares the answer (no cost)."""
+        self.image_done(display, status, cost=cost, error_type=error_type)
+        for copy in self.copies.pop(job_id, ()):
+            self.image_done(copy, status, cost=0.0, error_type=error_type, cached=True)
+
+    def _engine_image(self, item: WorkItem, status: str, cost: float | None, error_type: str | None) -> None:
+        self.job_done(item.job_id, item.display, status, cost, error_type)
+
+    def _batch_image(self, job_id: int, status: str, cost: float | None, error_type: str | None) -> None:
+        display = self.asked.pop(job_id, None)
+        if display is None:  # in a batch an earlier run submitted and this run did not meet: the job's first file
+            row = self.store.db.execute("SELECT f.display FROM jobs j JOIN files f ON f.id = j.file_id"
+                                        " WHERE j.id = ?", (job_id,)).fetchone()
+            display = row[0] if row else ""
+            self.told[job_id] = display  # when the walk meets this file, it was told already
+        self.job_done(job_id, display, status, cost, error_type)
+
+    def _copy_done(self, job_id: int, status: str, display: str) -> None:
+        """A byte-identical copy of an image this run asked: told now if that answer is in, else with it."""
+        if status == "ok" or (status == "failed" and not self.cfg.retry_failed):
+            self.image_done(display, status, error_type=self._job_error(job_id) if status == "failed" else None,
+                            cached=True)
+        else:
+            self.copies.setdefault(job_id, []).append(display)
+
+    def _job_error(self, job_id: int) -> str | None:
+        row = self.store.db.execute("SELECT error_type FROM jobs WHERE id = ?", (job_id,)).fetchone()
+        return row[0] if row else None
+
+    def _file_done(self, ing: Ingested) -> None:
+        """A file settled without a request: unreadable or skipped, or answered by an earlier run."""
+        if not self.events.enabled:
+            return
+        status = ing.record.status
+        if status != "ok":
+            self.image_done(ing.display, status, error_type=ing.record.reason_code)
+            return
+        k = self.key
+        row = self.store.db.execute(
+            "SELECT status, error_type, id FROM jobs WHERE sha256=? AND preset_version=? AND provider=? AND model=?",
+            (ing.record.sha256, k.preset_version, k.provider, k.model)).fetchone()
+        if row is not None and row[0] == "batched" and self.cfg.mode == "batch":
+            if row[2] in self.asked:  # a copy of an image in a live batch: told with it
+                self.copies.setdefault(row[2], []).append(ing.display)
+            else:
+                self.asked[row[2]] = ing.display  # collected by this run: image_done then
+        elif row is not None and self.told.get(row[2]) == ing.display:
+            del self.told[row[2]]
+        elif row is not None and row[0] in ("ok", "failed"):
+            self.image_done(ing.display, row[0], error_type=row[1] if row[0] == "failed" else None, cached=True)
+
+    async def emit_progress(self) -> None:
+        """A progress event once a second while something changed."""
+        last: dict[str, object] | None = None
+        while True:
+            await asyncio.sleep(1.0)
+            fields = progress_fields(self.snapshot(), time.monotonic() - self.clock)
+            same = {k: v for k, v in fields.items() if k != "elapsed_s"}
+            if same != last:
+                last = same
+                self.events.emit("progress", **fields)
+
+    def emit_finished(self, summary: Summary, exit_code: int, message: str | None, *,
+                      interrupted: bool = False) -> None:
+        self.events.emit("run_finished", **finished_fields(summary, exit_code, elapsed_s=time.monotonic() - self.clock,
+                                                           done_before=self.done_before, message=message,
+                                                           interrupted=interrupted))
 
     # -- which files still need a paid answer --------------------------------------------------
 
@@ -106,6 +194,8 @@ class Run:
         job = self.store.job_for(sha, self.key, ing.file_id)
         if job.id in self.queued:
             self._count(ing, settled=True)
+            if self.events.enabled:
+                self._copy_done(job.id, job.status, ing.display)
             return None
         self.queued.add(job.id)
         return job.id
@@ -118,6 +208,7 @@ class Run:
         async for ing in ingestor.run(needs_decode=self._needs_decode, decoding=preload):
             if ing.record.status != "ok" or not ing.record.sha256:
                 self._count(ing, settled=True)
+                self._file_done(ing)
                 continue
             sha = ing.record.sha256
             if not self._needs_work(sha):
@@ -125,6 +216,7 @@ class Run:
                     self.in_batches += 1
                 else:
                     self.note_done_before(sha)
+                    self._file_done(ing)
                 self._count(ing, settled=True)
                 continue
             if estimator is not None:
@@ -139,6 +231,8 @@ class Run:
             if report is None or report.encoded is None or report.media_type is None:
                 self._count(ing, settled=True)  # cannot happen with needs_decode, but never send nothing
                 continue
+            if self.events.enabled and self.cfg.mode == "batch":
+                self.asked[job_id] = ing.display
             tokens = reserve_tokens(report.visual_tokens or 0, report.out_width, report.out_height, for_model)
             est = estimate_request(tokens, self.target.preset, for_model)
             self.finished += 1
@@ -182,7 +276,8 @@ class Run:
     async def record_count(self) -> None:
         """Store the up-front count as soon as the walk ends, so `status` during a run reports every input."""
         while self.ingestor is None or self.ingestor.counted is None:
-            await asyncio.sleep(0.5)
+            await asyncio.sleep(0.05 if self.events.enabled else 0.5)
+        self.events.started(total_files=self.ingestor.counted)
         if self.seen_run is not None:
             fileset.record_count(self.store, self.run_id, self.ingestor.counted)
 
@@ -201,6 +296,7 @@ class Run:
         self.ingestor = ingestor
         progress = Progress(self.snapshot, stream=stream, enabled=cfg.progress)
         ticker = asyncio.create_task(tick_forever(progress))
+        emitting = asyncio.create_task(self.emit_progress()) if self.events.enabled else None
         counting = asyncio.create_task(self.record_count())
         counted = None
         estimator = (Estimator(self.target.preset, models=[self.target.model.id], min_short=cfg.min_side,
@@ -217,7 +313,9 @@ class Run:
                 from imgtag.request.batch.runner import BatchRunner
 
                 assert self.provider is not None
-                self.batcher = BatchRunner(self.store, self.provider, self.target, cfg, self.run_id, progress)
+                self.batcher = BatchRunner(self.store, self.provider, self.target, cfg, self.run_id, progress,
+                                           events=self.events,
+                                           on_image=self._batch_image if self.events.enabled else None)
                 await self.batcher.run(self.work_items(ingestor, None))
                 fatal = self.batcher.fatal
                 message = self.batcher.message
@@ -234,7 +332,8 @@ class Run:
                     max_attempts=cfg.max_attempts, images_per_request=pack_size(self.provider, cfg.images_per_request),
                     validation_retries=1 if self.provider.reask_invalid else 0,
                     shape_only=not self.provider.follows_schema),
-                    pace_warm_up(pacer, provider, self.target.preset, self.target.model), self.run_id)
+                    pace_warm_up(pacer, provider, self.target.preset, self.target.model), self.run_id,
+                    events=self.events, on_image=self._engine_image if self.events.enabled else None)
                 try:
                     await self.engine.run(self.work_items(ingestor, None))
                 finally:
@@ -253,6 +352,8 @@ class Run:
         finally:
             ticker.cancel()
             counting.cancel()
+            if emitting is not None:
+                emitting.cancel()
             counted = self.final_count(ingestor, interrupted)
             if not interrupted and self.seen_run is not None:
                 ingestor.reserve_rest(seconds=10.0)
@@ -286,7 +387,10 @@ class Run:
             code = code or EXIT_FAILED  # README: 1 when something was not done; a worse code stays
         if cfg.mode == "batch" and self.batcher is not None and self.batcher.detached and fatal is None:
             code = EXIT_OK
+        if self.missing_args and summary.files == 0:
+            code = EXIT_CONFIG  # nothing to do because nothing matched: a usage error (the CLI says which)
         self.store.finish_run(self.run_id, code)
+        self.emit_finished(summary, code, message or refused or not_written)
         eng = self.engine
         return RunOutcome(exit_code=code, summary=summary, message=message, estimator=estimator, exports=exports,
                           export_notes=notes, not_written=not_written,
@@ -302,6 +406,10 @@ class Run:
         from imgtag.store.runstate import mark_interrupted
 
         mark_interrupted(self.store.db, self.run_id, exit_code)
+        if self.events.enabled:
+            counted = self.ingestor.counted if self.ingestor else None
+            self.emit_finished(summarize(self.store.db, self.key, run_id=self.run_id, counted=counted), exit_code,
+                               "interrupted", interrupted=True)
         live = len(sb.live_batches(self.store, self.key)) if self.cfg.mode == "batch" else 0
         return interrupted_message(live, str(self.cfg.out))
 

@@ -73,16 +73,18 @@ def _identity(meta: dict[str, Any]) -> dict[str, Any]:
     return {k: meta.get(k) for k in ("preset_name", "lang", "provider", "model", "preset_version")}
 
 
-async def refresh_batches(batches: list[dict[str, Any]], timeout: float = 15.0) -> None:
+async def refresh_batches(batches: list[dict[str, Any]], timeout: float = 15.0,
+                          servers: dict[str, dict[str, Any]] | None = None) -> None:
     """Ask the provider for the current state of each live batch (when its key is set); the store is not
-    changed: the next `imgtag run` collects and records. Without a key, or on any error, states stay as stored."""
+    changed: the next `imgtag run` collects and records. Without a key, or on any error, states stay as stored.
+    `servers`: a provider's settings (its base_url) where it is not the provider's default server."""
     from imgtag.providers import create_provider
     from imgtag.providers.base import ConfigError, ProviderError
     from imgtag.providers.batch_api import counted
 
     for name in sorted({b["provider"] for b in batches}):
         try:
-            provider = create_provider(name, timeout=timeout)
+            provider = create_provider(name, **(servers or {}).get(name, {}), timeout=timeout)
         except ConfigError:
             continue
         try:

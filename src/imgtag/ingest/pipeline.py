@@ -92,6 +92,7 @@ class Ingestor:
         self.counters = IngestCounters()
         self.near = NearDuplicateIndex(options.near_duplicate_distance)
         self._pool: ProcessPoolExecutor | None = None
+        self._closed = False
         self._counter: FileCounter | None = None
         # Sidecars beside the images (ours from earlier exports, or other tools') are not images: never rows.
         self._ledger = LedgerPaths((store.out_dir / DB_NAME).resolve())
@@ -105,21 +106,33 @@ class Ingestor:
     async def _prepare(self, req: PrepareRequest) -> ImageReport:
         loop = asyncio.get_running_loop()
         for _ in range(2):
-            if self._pool is None:
-                self._pool = self._new_pool()
+            pool = self._current_pool()
             try:
-                return await loop.run_in_executor(self._pool, prepare, req)
+                return await loop.run_in_executor(pool, prepare, req)
             except BrokenProcessPool:
                 # A decoder crashed its worker (a native-library fault on a hostile file). Rebuild the pool
-                # and try once more; a second crash means this file is the cause.
-                self._pool.shutdown(wait=False, cancel_futures=True)
-                self._pool = None
+                # and try once more; a second crash means this file is the cause. Every file in flight on that
+                # pool lands here: only the first retires it (the others must not shut down its replacement),
+                # and after close() (teardown mid-decode) the file stays pending instead.
+                if self._closed:
+                    raise asyncio.CancelledError from None
+                if self._pool is pool:
+                    pool.shutdown(wait=False, cancel_futures=True)
+                    self._pool = None
         return ImageReport(path=req.path, status="failed", reason_code="corrupt",
                            reason="corrupt: the decoder crashed on this file", format=None, width=None, height=None,
                            bytes=0, sha256=None, phash=None, blur=None, out_width=None, out_height=None,
                            visual_tokens=None, media_type=None, encoded=None)
 
+    def _current_pool(self) -> ProcessPoolExecutor:
+        if self._closed:  # a decode still queued at teardown: no new pool may outlive the ingest
+            raise asyncio.CancelledError
+        if self._pool is None:
+            self._pool = self._new_pool()
+        return self._pool
+
     def close(self) -> None:
+        self._closed = True
         if self._counter is not None:
             self._counter.stop()
         self._ledger.close()

@@ -24,6 +24,7 @@ from imgtag.presets.checks import DETAIL_LEVELS, check_complete, check_keys, che
 from imgtag.presets.errors import PresetError
 from imgtag.presets.files import SUFFIXES, read_preset_file
 from imgtag.presets.language import language_instruction, normalise_lang
+from imgtag.presets.quick import is_quick, quick_data
 from imgtag.validate.schema import describe_constraints, is_array_schema, is_object_schema
 
 if sys.version_info >= (3, 11):
@@ -86,6 +87,9 @@ def load_preset(
         label = f"presets/builtin/{name_or_path}.toml"
         data = _builtin_data(name_or_path)
         name = name_or_path
+    elif is_quick(name_or_path):  # --prompt: built here, checked like a user's file
+        label = "--prompt"
+        name, data = quick_data(name_or_path)
     else:
         path = Path(name_or_path)
         if path.suffix.lower() not in SUFFIXES and not path.exists():

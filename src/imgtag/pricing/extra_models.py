@@ -15,6 +15,7 @@ long context) keep their ratios to the input and output prices given (pricing/us
 
 from __future__ import annotations
 
+import difflib
 import sys
 from dataclasses import replace
 from functools import lru_cache
@@ -32,6 +33,8 @@ else:  # pragma: no cover
 
 USER_FILE = "imgtag.toml"
 _NUMBERS = ("input", "output", "cached_input", "max_edge", "temperature")
+# Every key an entry may have: anything else is a typo that would otherwise leave a price unset, silently.
+_KEYS = (*_NUMBERS, "accepts_temperature", "image_tokens", "image_token_params", "family")
 
 
 class ModelConfigError(ValueError):
@@ -94,6 +97,11 @@ def _check(name: str, entry: Any) -> None:
     where = f'{USER_FILE}: [models."{name}"]'
     if not isinstance(entry, dict):
         raise ModelConfigError(f"{where} must be a table")
+    for key in entry:
+        if key not in _KEYS:
+            close = difflib.get_close_matches(key, _KEYS, n=1, cutoff=0.5)
+            hint = f" (did you mean {close[0]}?)" if close else f" (known keys: {', '.join(_KEYS)})"
+            raise ModelConfigError(f"{where}: unknown key {key!r}{hint}")
     for key in _NUMBERS:
         if key in entry and (isinstance(entry[key], bool) or not isinstance(entry[key], (int, float))
                              or entry[key] < 0):

@@ -7,9 +7,9 @@ from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from imgtag.lazy import LazyModule
+from imgtag.providers.anthropic_stream import MessageAccumulator, StreamError, sse_events
 from imgtag.providers.anthropic_wire import (
     KEY_VARIABLE,
-    answer_from_message,
     build_params,
     classify_status,
     parse_rate_limits,
@@ -58,8 +58,12 @@ class AnthropicProvider(Provider):
         # max_retries=0: the engine owns every retry. It must see each 429 to pace the whole run, apply one
         # global pause instead of N independent SDK backoffs, count attempts per image, and log them all.
         # Made on first use: a run with nothing to ask never imports the SDK (providers/sdk.py).
+        # The SDK's aiohttp transport (its `aiohttp` extra): its C HTTP parser takes about 0.8 ms of CPU per
+        # request less than the default httpx transport, and the request stage is CPU-bound on one core
+        # (docs/benchmarks.md "First run").
         self.sdk: SdkClient[Any] = SdkClient("anthropic", lambda sdk: sdk.AsyncAnthropic(
-            api_key=self.api_key, base_url=self.base_url, max_retries=0, timeout=timeout))
+            api_key=self.api_key, base_url=self.base_url, max_retries=0, timeout=timeout,
+            http_client=sdk.DefaultAioHttpClient(timeout=timeout)))
 
     @property
     def client(self) -> Any:
@@ -103,7 +107,7 @@ class AnthropicProvider(Provider):
         client = await self.sdk.ready()
         try:
             with self.on_the_wire():
-                message, headers = await self._stream(client, params, began)
+                answer, headers = await self._stream(client, params, began)
         except anthropic.APIStatusError as exc:
             self.reach.ok()  # it answered, if only to refuse
             raise classify_status(exc, self.api_key) from None
@@ -124,15 +128,35 @@ class AnthropicProvider(Provider):
                 f"connection error: {redact(str(exc), self.api_key)}", error_type="connection_error"
             ) from None
         self.reach.ok()
-        answer = answer_from_message(message)
-        answer.request_id = getattr(message, "_request_id", None) or headers.get("request-id")
+        answer.request_id = headers.get("request-id")
         answer.limits = parse_rate_limits(headers)
         return answer
 
     async def _stream(self, client: Any, params: dict[str, Any],
-                      began: Callable[[RateLimitSnapshot], None] | None) -> tuple[Any, Mapping[str, str]]:
+                      began: Callable[[RateLimitSnapshot], None] | None) -> tuple[ModelAnswer, Mapping[str, str]]:
+        """The SDK sends the request; its events are read raw (providers/anthropic_stream.py), not as the SDK's
+        typed objects, which cost more CPU than everything else imgtag does per image."""
         async with client.messages.stream(**params) as stream:
-            async for event in stream:
-                if event.type == "message_start" and began is not None:
-                    began(parse_rate_limits(stream.response.headers))
-            return await stream.get_final_message(), stream.response.headers
+            response = stream.response
+            headers = response.headers
+            chunks: list[bytes] = []
+            waiting = began is not None
+            async for chunk in response.aiter_bytes():
+                chunks.append(chunk)
+                if waiting and b"message_start" in chunk:
+                    waiting = False
+                    began(parse_rate_limits(headers))  # type: ignore[misc]
+        events = MessageAccumulator()
+        try:
+            for name, data in sse_events(b"".join(chunks)):
+                events.feed(name, data)
+        except StreamError as exc:
+            raise anthropic.APIStatusError(str(exc), response=response, body=exc.body) from None
+        except ValueError:
+            raise Transient("connection error: the answer was not valid JSON events",
+                            error_type="connection_error") from None
+        answer = events.answer()
+        if answer is None:
+            raise Transient("connection error: the answer was cut off (the stream ended early)",
+                            error_type="connection_error")
+        return answer, headers

@@ -204,7 +204,10 @@ def check_key(key: str, variable: str) -> None:
 
 
 # Exceptions that mean the request failed inside this process (before any byte reached the server).
-_LOCAL_ERROR_NAMES = frozenset({"LocalProtocolError", "InvalidURL", "UnsupportedProtocol", "UnicodeEncodeError"})
+# ValueError: aiohttp (the Anthropic SDK's transport here) refuses a header with a control character with a plain
+# ValueError before anything is sent; a fault on the network is never one.
+_LOCAL_ERROR_NAMES = frozenset({"LocalProtocolError", "InvalidURL", "UnsupportedProtocol", "UnicodeEncodeError",
+                                "ValueError"})
 
 
 def _chain(exc: BaseException) -> list[BaseException]:

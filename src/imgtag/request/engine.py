@@ -19,10 +19,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from imgtag.events import Events
 from imgtag.presets import Preset
 from imgtag.pricing.catalogue import ModelInfo
 from imgtag.pricing.costs import cost_usd
@@ -61,6 +62,10 @@ class WorkItem:
     display: str
     image: ImageInput
     estimate: RequestEstimate
+
+
+# (item, status "ok"/"failed", what this run paid for it in USD (None: unknown prices), error type)
+ImageDone = Callable[[WorkItem, str, float | None, str | None], None]
 
 
 @dataclass
@@ -118,8 +123,11 @@ class EngineStats:
 
 class Engine:
     def __init__(self, store: Store, provider: Provider, settings: EngineSettings, pacer: Pacer,
-                 run_id: int | None) -> None:
+                 run_id: int | None, *, events: Events | None = None, on_image: ImageDone | None = None) -> None:
         self.store = store
+        self.events = events or Events(None)
+        self.on_image = on_image
+        self._paid: dict[int, float | None] = {}  # job id -> this run's cost of its answers so far (with on_image)
         self.provider = provider
         self.settings = settings
         self.pacer = pacer
@@ -145,11 +153,13 @@ class Engine:
         try:
             async with contextlib.aclosing(self._units(items)) as units:
                 async for pack in units:
+                    if self.fatal is None and not self.budget_hit and self._over_budget(pack):
+                        await self._settle_reservations(pack)
                     if self.fatal is not None:
                         if self._draining(pack):
                             continue  # out of credits: every remaining file is still recorded, pending
                         break
-                    if self._over_budget(pack):
+                    if self.budget_hit or self._over_budget(pack):
                         if not self.budget_hit:
                             self.stats.budget_stop = BudgetStop(self.stats.spent_usd, self.stats.reserved_usd,
                                                                 len(self._tasks))
@@ -222,6 +232,14 @@ class Engine:
             return False
         return self.stats.spent_usd + self.stats.reserved_usd + self._estimated_cost(pack) > budget
 
+    async def _settle_reservations(self, pack: list[WorkItem]) -> None:
+        """The budget cannot hold this pack's reservation beside those in flight: wait for requests in flight to
+        end, since each one's actual cost (cached prefix, real output) replaces a reservation priced uncached.
+        The run stops at the budget only when it would be crossed with nothing left in flight, so a small
+        budget is spent, not merely reserved."""
+        while self._tasks and self.fatal is None and self._over_budget(pack):
+            await asyncio.wait(set(self._tasks), return_when=asyncio.FIRST_COMPLETED)
+
     # -- pacing: one permit per request, whatever it carries ------------------------------------------
 
     async def _acquire(self, asks: list[_Ask]) -> Permit:
@@ -275,6 +293,8 @@ class Engine:
                     permit = None
                     self.stats.rate_limited += 1
                     rate_limits += 1
+                    self.events.emit("rate_limited", retry_after_s=exc.retry_after, images=len(asks),
+                                     requests_in_flight=self.requests_in_flight)
                     self._log_error(asks, started, exc, outcome="retry")
                     if rate_limits > s.max_rate_limit_retries:
                         self._fail(asks, started, exc.error_type, f"gave up after {rate_limits} rate-limit answers")
@@ -370,6 +390,9 @@ class Engine:
         # None without prices: the store records those tokens as paid at an unknown price, never as $0.
         cost = cost_usd(s.model.prices, answer.usage, request_prompt=answer.request_prompt_tokens)
         self.stats.spent_usd += cost or 0.0
+        if self.on_image is not None:
+            paid = self._paid.get(item.job_id, 0.0)
+            self._paid[item.job_id] = None if paid is None or cost is None else paid + cost
         if answer.credits is not None and answer.credits.amount is not None:
             self.stats.credits_spent += answer.credits.amount
         verdict = judge(answer, self.schema)
@@ -382,6 +405,7 @@ class Engine:
                                                   "request_id": answer.request_id})
             self.stats.ok += 1
             self._settled += 1
+            self._image_done(item, "ok", None)
             return "done"
         can_retry = (verdict.kind == TRUNCATED and max_tokens < min(MAX_TOKENS_CEILING,
                                                                      s.preset.max_output_tokens * 2)) or (
@@ -399,7 +423,12 @@ class Engine:
                                   commit_job={"status": "failed", "mode": "sync", "error_type": verdict.kind,
                                               "error_message": message, "request_id": answer.request_id})
         self._count_failure(verdict.kind)
+        self._image_done(item, "failed", verdict.kind)
         return "done"
+
+    def _image_done(self, item: WorkItem, status: str, error_type: str | None) -> None:
+        if self.on_image is not None:
+            self.on_image(item, status, self._paid.pop(item.job_id, 0.0), error_type)
 
     def _log_error(self, asks: list[_Ask], started: str, exc: ProviderError, *, outcome: str) -> None:
         for ask in asks:  # a pack's failure is each of its images' attempt
@@ -417,6 +446,7 @@ class Engine:
                                       commit_job={"status": "failed", "mode": "sync", "error_type": error_type,
                                                   "error_message": message})
             self._count_failure(error_type)
+            self._image_done(ask.item, "failed", error_type)
 
     def _count_failure(self, error_type: str) -> None:
         self.stats.failed += 1

@@ -204,13 +204,30 @@ def _balanced_end(text: str, start: int) -> int | None:
 # -- validation --------------------------------------------------------------------------------------
 
 
+# A validator per schema, made once: every answer of a run is checked against the same schema. Keyed by the
+# schema's id with the schema kept beside it (so the id is not reused); a schema is not changed once in use.
+_VALIDATORS: dict[int, tuple[dict[str, Any], Any]] = {}
+_VALIDATORS_MAX = 64
+
+
+def _validator(schema: dict[str, Any]) -> Any:
+    hit = _VALIDATORS.get(id(schema))
+    if hit is not None and hit[0] is schema:
+        return hit[1]
+    from jsonschema import Draft202012Validator
+
+    validator = Draft202012Validator(schema, format_checker=Draft202012Validator.FORMAT_CHECKER)
+    if len(_VALIDATORS) >= _VALIDATORS_MAX:
+        _VALIDATORS.clear()
+    _VALIDATORS[id(schema)] = (schema, validator)
+    return validator
+
+
 def _checked(value: Any, schema: dict[str, Any], repaired: str | None) -> Parsed:
     if not isinstance(value, dict):
         return Parsed(None, f"expected a JSON object, got {json_type(value)}", repaired)
-    from jsonschema import Draft202012Validator
-
     fields = _normalise(value, schema)
-    validator = Draft202012Validator(schema, format_checker=Draft202012Validator.FORMAT_CHECKER)
+    validator = _validator(schema)
     # dict.fromkeys: jsonschema reports each missing property separately; one line says it once.
     problems = list(dict.fromkeys(_describe(e) for e in validator.iter_errors(fields)))
     if not problems:

@@ -63,17 +63,39 @@ _OPENAI_KEPT = frozenset({
 })
 
 
+# Transformed schemas by (id of the source schema, dialect): every request of a run sends the same one, and
+# transforming it (a deep copy with constraint phrases) cost more than building the rest of the request. The
+# source is kept beside its result, so its id cannot be reused; a preset's schema is not changed after loading.
+_TRANSFORMED: dict[tuple[int, str], tuple[dict[str, Any], dict[str, Any]]] = {}
+_TRANSFORMED_MAX = 64
+
+
+def _transformed(schema: dict[str, Any], dialect: Dialect) -> dict[str, Any]:
+    """The schema in `dialect`, made once per schema; callers share the result and must not change it."""
+    key = (id(schema), dialect)
+    hit = _TRANSFORMED.get(key)
+    if hit is not None and hit[0] is schema:
+        return hit[1]
+    result = _transform(schema, dialect)
+    if len(_TRANSFORMED) >= _TRANSFORMED_MAX:
+        _TRANSFORMED.clear()
+    _TRANSFORMED[key] = (schema, result)
+    return result
+
+
 def to_anthropic_schema(schema: dict[str, Any]) -> dict[str, Any]:
-    """The schema for Anthropic `output_config.format` / strict tools; the input is never mutated."""
-    return _transform(schema, "anthropic")
+    """The schema for Anthropic `output_config.format` / strict tools; the input is never mutated, and the
+    result is shared by every caller with the same schema (read it, copy it to change it)."""
+    return _transformed(schema, "anthropic")
 
 
 def to_openai_schema(schema: dict[str, Any]) -> dict[str, Any]:
     """The schema for an OpenAI-style strict `response_format` (also accepted by vLLM and Ollama).
 
     Every object is closed and lists all its properties as required; a property that is optional in
-    the full schema becomes nullable instead, and the validator reads a null there as "absent"."""
-    return _transform(schema, "openai")
+    the full schema becomes nullable instead, and the validator reads a null there as "absent". Shared, as
+    `to_anthropic_schema`'s result."""
+    return _transformed(schema, "openai")
 
 
 # What a schema says about an answer's shape: which fields, of which types, how they nest. Everything else

@@ -7,7 +7,9 @@ import asyncio
 import sys
 import time
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from imgtag.config import RunConfig
 from imgtag.export.writer import write_exports
@@ -29,7 +31,10 @@ def _say(text: str, *, err: bool = False) -> None:
     print(text if not err else f"imgtag: {text}", file=sys.stderr if err else sys.stdout, flush=True)
 
 
-def cancel_all(out: Path, *, wait_s: float = 120.0) -> int:
+ServerFor = Callable[[dict[str, Any]], dict[str, Any]]  # the latest target's record -> its provider settings
+
+
+def cancel_all(out: Path, *, wait_s: float = 120.0, server: ServerFor | None = None) -> int:
 
     try:
         store = Store(out, create=False)
@@ -44,7 +49,8 @@ def cancel_all(out: Path, *, wait_s: float = 120.0) -> int:
         # The last run's target judges the answers (its preset's schema) and prices them.
         cfg = RunConfig(inputs=[], out=out, preset=meta["preset"], lang=meta.get("lang"),
                         categories=meta.get("categories"), provider=meta["provider"], model=meta["model"],
-                        mode="batch", formats=meta.get("formats") or "csv,jsonl", progress=False)
+                        mode="batch", formats=meta.get("formats") or "csv,jsonl", progress=False,
+                        provider_settings=server(meta) if server is not None else _stored_server(meta))
         try:
             target = resolve_target(cfg)
             provider = open_provider(cfg)
@@ -61,6 +67,11 @@ def cancel_all(out: Path, *, wait_s: float = 120.0) -> int:
         if ctx.stats.ok or ctx.stats.failed:
             write_exports(store, meta)
     return code
+
+
+def _stored_server(meta: dict[str, Any]) -> dict[str, Any]:
+    """The server the latest run used (the batches are there), when it was not the provider's default."""
+    return {"base_url": meta["base_url"]} if meta.get("base_url") else {}
 
 
 async def _cancel_and_close(ctx: BatchContext, wait_s: float) -> int:

@@ -90,6 +90,9 @@ class Collector:
             tally["missing"] += missing
             ctx.stats.requeued += missing
         ctx.stats.live.pop(batch_id, None)
+        ctx.events.emit("batch_ended", batch_id=batch_id,
+                        processing_status=batch.processing_status if batch is not None else "ended",
+                        ok=tally["ok"], failed=tally["failed"], requeued=tally["pending"] + tally["missing"])
         return tally
 
     # -- one result ----------------------------------------------------------------------------
@@ -112,6 +115,8 @@ class Collector:
                 continue
             st = ctx.stats
             st.spent_usd += outcome.cost or 0.0
+            if ctx.on_image is not None:
+                self._image_settled(int(row["job_id"]), outcome)
             if outcome.job_status == "ok":
                 st.ok += 1
             elif outcome.job_status == "failed":
@@ -120,6 +125,19 @@ class Collector:
                 st.requeued += 1
             states.append(outcome.job_status or "superseded")
         return states
+
+    def _image_settled(self, job_id: int, outcome: sb.ItemOutcome) -> None:
+        """Add this result's cost to the job's; tell the run when the job reached ok or failed."""
+        ctx = self.ctx
+        paid = ctx.paid.get(job_id, 0.0)
+        paid = None if paid is None or (outcome.cost is None and outcome.usage is not None) else paid + (
+            outcome.cost or 0.0)
+        if outcome.job_status in ("ok", "failed") and ctx.on_image is not None:
+            ctx.paid.pop(job_id, None)
+            ctx.on_image(job_id, outcome.job_status, paid, outcome.error_type if outcome.job_status == "failed"
+                         else None)
+        else:
+            ctx.paid[job_id] = paid
 
     def _outcomes(self, job_ids: list[int], result: ItemResult) -> list[sb.ItemOutcome]:
         """One outcome per image of the request."""

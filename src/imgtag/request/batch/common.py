@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from imgtag.events import Events
 from imgtag.providers.base import Fatal, Provider, ProviderError
 from imgtag.store import Store
 
@@ -68,6 +70,11 @@ class BatchContext:
     cfg: RunConfig
     run_id: int | None
     stats: BatchStats = field(default_factory=BatchStats)
+    events: Events = field(default_factory=lambda: Events(None))
+    # A job settled from a batch result: (job id, "ok"/"failed", this run's cost of its answers (None: unknown
+    # prices), error type). The run turns it into image_done events.
+    on_image: Callable[[int, str, float | None, str | None], None] | None = None
+    paid: dict[int, float | None] = field(default_factory=dict)  # job id -> cost of its answers so far (on_image)
     _api: BatchAPI | None = field(default=None, init=False, repr=False)
 
     @property
@@ -81,6 +88,11 @@ class BatchContext:
                 raise BatchStop(text, Fatal(text, error_type="config_error"))
             self._api = api
         return self._api
+
+    def image_done(self, job_id: int, status: str, error_type: str | None) -> None:
+        """A job settled without a paid answer this time (refused before sending, or its file changed)."""
+        if self.on_image is not None:
+            self.on_image(job_id, status, self.paid.pop(job_id, 0.0), error_type)
 
 
 def stop_if_fatal(err: ProviderError) -> None:

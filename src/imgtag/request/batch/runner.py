@@ -15,20 +15,21 @@ from __future__ import annotations
 import asyncio
 import os
 from collections import deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from imgtag.config import prepare_template
+from imgtag.events import Events
 from imgtag.ingest.preprocess import ImageReport, PrepareRequest, prepare
 from imgtag.money import usd
 from imgtag.pricing.costs import cost_usd
 from imgtag.pricing.estimate import RequestEstimate, estimate_request, pack_estimate, reserve_tokens
-from imgtag.providers.base import Fatal, ImageInput, RequestOptions
+from imgtag.providers.base import Fatal, ImageInput, RequestOptions, max_edge_of
 from imgtag.providers.batch_api import BatchAPI
-from imgtag.request.batch.cancel import cancel_all
+from imgtag.request.batch.cancel import ServerFor, cancel_all
 from imgtag.request.batch.collect import Collector
 from imgtag.request.batch.common import MAX_POLL_INTERVAL_S, POLL_BACKOFF, BatchContext, BatchStop
 from imgtag.request.batch.limits import BatchLimits, byte_budget, lowered_note
@@ -49,8 +50,9 @@ REPREPARE_WINDOW = 8
 
 class BatchRunner:
     def __init__(self, store: Store, provider: Any, target: Any, cfg: Any, run_id: int | None,
-                 progress: Any = None) -> None:
-        self.ctx = BatchContext(store, provider, target, cfg, run_id)
+                 progress: Any = None, *, events: Events | None = None,
+                 on_image: Callable[[int, str, float | None, str | None], None] | None = None) -> None:
+        self.ctx = BatchContext(store, provider, target, cfg, run_id, events=events or Events(None), on_image=on_image)
         self.stats = self.ctx.stats
         # The run's chunk limits: set from the API and the flags once the provider is checked, lowered when a
         # create is refused for its size (shared by the chunker and the submitter).
@@ -217,6 +219,7 @@ class BatchRunner:
                         f"the request is {size / 1e6:.1f} MB, over the {self.max_bytes / 1e6:.1f} MB batch "
                         "limit")
             self.stats.failed += 1
+            ctx.image_done(members[0].job_id, "failed", "request_too_large")
             return []
         self.stats.reserved_usd += est
         return [Entry([m.job_id for m in members], params, size, est)]
@@ -238,7 +241,9 @@ class BatchRunner:
         if self.budget_hit:
             return
         ctx = self.ctx
-        template = replace(prepare_template(ctx.cfg, ctx.target, encode=True), want_hashes=False)
+        # Sized as the first submission was (and as sync mode sizes it): the provider's own edge limit too.
+        template = replace(prepare_template(ctx.cfg, ctx.target, encode=True,
+                                            provider_max_edge=max_edge_of(ctx.provider)), want_hashes=False)
         loop = asyncio.get_running_loop()
         window: deque[tuple[sb.PendingJob, asyncio.Future[ImageReport | None]]] = deque()
         after = 0
@@ -270,6 +275,7 @@ class BatchRunner:
                         "the image file is gone or changed since it was first sent, so it cannot be "
                         "resubmitted")
             self.stats.failed += 1
+            ctx.image_done(job.id, "failed", "source_changed")
             return None
         t = ctx.target
         tokens = reserve_tokens(report.visual_tokens or 0, report.out_width, report.out_height, t.model)
@@ -304,7 +310,8 @@ def _reprepare(template: PrepareRequest, paths: list[str], sha256: str) -> Image
     return None
 
 
-def cancel_batches(out: Path, *, wait_s: float = 120.0) -> int:
+def cancel_batches(out: Path, *, wait_s: float = 120.0, server: ServerFor | None = None) -> int:
     """`imgtag cancel`: cancel every live batch, wait (bounded) for each to end, store what was answered
-    (it is paid for), and return the rest to pending. One line per batch; exit code."""
-    return cancel_all(out, wait_s=wait_s)
+    (it is paid for), and return the rest to pending. One line per batch; exit code. `server(target record)`:
+    the provider settings (base_url) that reach the batches' server."""
+    return cancel_all(out, wait_s=wait_s, server=server)

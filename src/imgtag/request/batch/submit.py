@@ -186,8 +186,9 @@ class Submitter:
         images = sum(len(e.job_ids) for e in chunk.entries)
         ctx.stats.submitted += images
         ctx.stats.images_per_request[batch.id] = images / len(chunk.entries)
-        ctx.stats.reserved_usd += sum(e.estimate_usd for e in chunk.entries)
         ctx.stats.live[batch.id] = (batch.processing_status, dict(batch.counts))
+        ctx.events.emit("batch_submitted", batch_id=batch.id, requests=len(chunk.entries), images=images,
+                        bytes=chunk.nbytes)
 
     async def _rejected(self, chunk: Chunk, err: ProviderError) -> None:
         """The API refused the whole batch; nothing in it was sent. About its size or request count (a gateway
@@ -218,6 +219,7 @@ class Submitter:
                         f"batch rejected: this one request ({entry.size / 1e6:.1f} MB) is over the batch size "
                         f"the API accepts: {err.message}")
             ctx.stats.failed += 1
+            ctx.image_done(entry.job_ids[0], "failed", err.error_type)
             return
         text = (f"the batch API refused a whole batch ({err.message}); nothing in it was sent or charged and its "
                 "images stay pending: fix the cause and run the same command again")

@@ -31,6 +31,9 @@ class IngestTally:
     spent_usd: float = 0.0
     fatal: str | None = None
     problems: list[str] = field(default_factory=list)   # one line per unreadable shard or unsettled job
+    # With events: (job id, path, "ok"/"failed", this run's cost (None: unknown prices), error type) per job
+    # settled, taken by the driver after each shard (None: not collected).
+    settled: list[tuple[int, str, str, float | None, str | None]] | None = None
 
 
 def already_ingested(store: Store) -> set[str]:
@@ -72,6 +75,7 @@ def _apply(store: Store, row: dict[str, Any], run_id: int | None, tally: IngestT
     current = store.db.execute("SELECT status FROM jobs WHERE id=?", (job_id,)).fetchone()
     if current is None:
         return
+    paid: float | None = 0.0
     for attempt in json.loads(row["attempt_log"] or "[]"):
         usage = attempt.pop("usage", None)
         credits = attempt.pop("credits", None)
@@ -79,6 +83,8 @@ def _apply(store: Store, row: dict[str, Any], run_id: int | None, tally: IngestT
         store.log_attempt(job_id, run_id, usage=Usage(**usage) if usage else None,
                           credits=tuple(credits) if credits else None, **known)
         tally.spent_usd += float(attempt.get("cost") or 0.0)
+        if paid is not None:
+            paid = None if attempt.get("cost") is None and usage else paid + float(attempt.get("cost") or 0.0)
     if row["fatal"] and tally.fatal is None:
         tally.fatal = row["fatal"]
     status = row["status"]
@@ -97,3 +103,6 @@ def _apply(store: Store, row: dict[str, Any], run_id: int | None, tally: IngestT
         tally.ok += 1
     else:
         tally.failed += 1
+    if tally.settled is not None:
+        tally.settled.append((job_id, str(row["display"]), status, paid,
+                              row["error_type"] if status == "failed" else None))
