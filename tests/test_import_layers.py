@@ -10,7 +10,9 @@ from pathlib import Path
 SRC = Path(__file__).resolve().parents[1] / "src"
 STAGES = ("export", "ingest", "presets", "pricing", "providers", "request", "store", "validate")
 # The modules that wire stages together or talk to a person: a stage never reaches up to them.
-WIRING = ("imgtag.cli", "imgtag.runner", "imgtag.ray_runner", "imgtag.scan")
+# The app/ use cases and the Python API (api.py) are clients of the stages too.
+WIRING = ("imgtag.cli", "imgtag.runner", "imgtag.ray_runner", "imgtag.scan", "imgtag.api", "imgtag.app",
+          "imgtag.app.run", "imgtag.app.scan", "imgtag.app.folder", "imgtag.app.retry", "imgtag.app.export_options")
 
 
 def _modules() -> dict[str, tuple[Path, bool]]:

@@ -1,3 +1,73 @@
-"""imgtag: tag and describe large folders of images with vision-language models."""
+"""imgtag: tag and describe large folders of images with vision-language models.
 
-__version__ = "0.1.0"
+The Python API (docs/python-api.md) is imported on first use of one of its names, so `import imgtag` and
+`imgtag --help` load none of the pipeline (bench/startup.py, tests/test_cli_help.py).
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from imgtag.version import __version__
+
+if TYPE_CHECKING:  # what the names below are, for type checkers and editors
+    from imgtag.api import Estimate as Estimate
+    from imgtag.api import Exported as Exported
+    from imgtag.api import ModelCost as ModelCost
+    from imgtag.api import Result as Result
+    from imgtag.api import RunResult as RunResult
+    from imgtag.api import adescribe as adescribe
+    from imgtag.api import atag as atag
+    from imgtag.api import describe as describe
+    from imgtag.api import estimate as estimate
+    from imgtag.api import export_files as export_files
+    from imgtag.api import folder_status as folder_status
+    from imgtag.api import results as results
+    from imgtag.api import retry_failed as retry_failed
+    from imgtag.api import tag as tag
+    from imgtag.errors import BudgetError as BudgetError
+    from imgtag.errors import ConfigurationError as ConfigurationError
+    from imgtag.errors import ImgtagError as ImgtagError
+    from imgtag.errors import ProviderError as ProviderError
+    from imgtag.errors import StoreInUseError as StoreInUseError
+    from imgtag.errors import UsageError as UsageError
+
+# public name -> the module that defines it
+_LAZY: dict[str, str] = {
+    "tag": "imgtag.api",
+    "atag": "imgtag.api",
+    "results": "imgtag.api",
+    "estimate": "imgtag.api",
+    "describe": "imgtag.api",
+    "adescribe": "imgtag.api",
+    "folder_status": "imgtag.api",
+    "export_files": "imgtag.api",
+    "retry_failed": "imgtag.api",
+    "Exported": "imgtag.api",
+    "RunResult": "imgtag.api",
+    "Result": "imgtag.api",
+    "Estimate": "imgtag.api",
+    "ModelCost": "imgtag.api",
+    "ImgtagError": "imgtag.errors",
+    "ConfigurationError": "imgtag.errors",
+    "UsageError": "imgtag.errors",
+    "ProviderError": "imgtag.errors",
+    "BudgetError": "imgtag.errors",
+    "StoreInUseError": "imgtag.errors",
+}
+
+__all__ = ["__version__", *_LAZY]
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'imgtag' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value  # later lookups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-import os
 import re
 import sys
-from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from typer.core import TyperCommand
 
-from imgtag import __version__
 from imgtag.cliparams import FastGroup
+from imgtag.errors import ImgtagError
 from imgtag.exits import EXIT_CONFIG, EXIT_FAILED, EXIT_OK
 from imgtag.money import usd
 from imgtag.screen import Lines, write_fitted
@@ -21,8 +19,9 @@ from imgtag.screen import Lines, write_fitted
 if TYPE_CHECKING:  # imported where used: `--help` and configuration errors must not pay for them (bench/startup.py)
     from typer._click import Context
 
+    from imgtag.app.scan import ScanSession
     from imgtag.config import RunConfig
-    from imgtag.runner import Run
+    from imgtag.settings import Settings
 
 ENV_HELP = ("Environment: ANTHROPIC_API_KEY (needed for paid commands), ANTHROPIC_BASE_URL (a compatible "
             "gateway); OPENAI_API_KEY, OPENAI_BASE_URL (--provider openai: OpenAI or a local server); "
@@ -31,7 +30,19 @@ ENV_HELP = ("Environment: ANTHROPIC_API_KEY (needed for paid commands), ANTHROPI
             "IMGTAG_OUT. "
             "Lowest precedence: ./imgtag.toml (docs/config.md). Exit codes: 0 all done, 1 finished with failures "
             "or images left pending, 2 usage or configuration error.")
-app = typer.Typer(cls=FastGroup, add_completion=False, no_args_is_help=True, rich_markup_mode=None, epilog=ENV_HELP,
+
+
+class _Commands(FastGroup):
+    """The app's commands, with one place that turns any ImgtagError into its sentence and exit code."""
+
+    def invoke(self, ctx: Any) -> Any:
+        try:
+            return super().invoke(ctx)
+        except ImgtagError as exc:
+            raise _fail(str(exc), exc.exit_code) from None
+
+
+app = typer.Typer(cls=_Commands, add_completion=False, no_args_is_help=True, rich_markup_mode=None, epilog=ENV_HELP,
                   context_settings={"max_content_width": 100},
                   help="Tag and describe folders of images with vision-language models.")
 
@@ -50,9 +61,6 @@ MODEL_HELP = "Provider model id.  " + MODEL_DEFAULTS
 ProviderOpt = Annotated[str | None, typer.Option(
     metavar="NAME", envvar="IMGTAG_PROVIDER",
     help="anthropic, openai, ... (`imgtag providers`).  [default: anthropic]")]
-DEFAULT_OUT = Path("imgtag-out")
-DEFAULT_FORMATS = "csv,jsonl"
-DEFAULT_CONCURRENCY = 64
 BaseUrlOpt = Annotated[str | None, typer.Option(
     metavar="URL", help="API base URL, e.g. a local vLLM/Ollama server.")]
 BudgetOpt = Annotated[float | None, typer.Option(
@@ -105,137 +113,16 @@ def _fail(message: str, code: int = EXIT_CONFIG) -> typer.Exit:
     return typer.Exit(code)
 
 
-def _categories(value: str | list[str] | None) -> list[str] | None:
-    if not value:
-        return None
-    if isinstance(value, list):  # a TOML list in imgtag.toml
-        items = [str(item).strip() for item in value]
-    elif value.startswith("@"):
-        try:
-            text = Path(value[1:]).read_text(encoding="utf-8-sig")
-        except (OSError, UnicodeDecodeError) as exc:
-            reason = getattr(exc, "strerror", None) or "not UTF-8 text"
-            raise _fail(f"--categories {value}: cannot read the file ({reason})") from None
-        items = [line.strip() for line in text.splitlines()]
-    else:
-        items = [part.strip() for part in value.replace("，", ",").split(",")]
-    return [item for item in items if item and not item.startswith("#")] or None
+def _settings() -> Settings:
+    """The settings path (settings.py): flags, then the environment, then ./imgtag.toml."""
+    from imgtag.settings import Settings
 
-
-def _config_file_defaults() -> dict[str, Any]:
-    """Optional ./imgtag.toml: lowest precedence after flags and environment (docs/config.md)."""
-    return _config_file_in(os.getcwd())
-
-
-@lru_cache(maxsize=4)
-def _config_file_in(cwd: str) -> dict[str, Any]:
-    from imgtag import configfile
-
-    try:
-        return configfile.load(Path(cwd) / configfile.FILE_NAME)
-    except configfile.UsageError as exc:  # a broken config file is a usage error, reported in one line
-        raise _fail(str(exc)) from None
-
-
-def _setting(flag: Any, env: str, file_key: str, default: Any) -> Any:
-    if flag is not None:
-        return flag
-    if os.environ.get(env):
-        return os.environ[env]
-    return _config_file_defaults().get(file_key, default)
-
-
-def _file_setting(flag: Any, file_key: str, default: Any) -> Any:
-    """A run setting with no environment variable: the flag, else imgtag.toml, else the default."""
-    return flag if flag is not None else _config_file_defaults().get(file_key, default)
-
-
-def _base_url_setting(flag: str | None, provider: str | None) -> dict[str, Any]:
-    """--base-url, else imgtag.toml's base_url unless the provider's own <PROVIDER>_BASE_URL variable is set
-    (flags > environment > file; every built-in provider reads that variable itself)."""
-    if flag:
-        return {"base_url": flag}
-    name = _setting(provider, "IMGTAG_PROVIDER", "provider", "anthropic")
-    if os.environ.get(f"{name.upper()}_BASE_URL"):
-        return {}
-    url = _config_file_defaults().get("base_url")
-    return {"base_url": url} if url else {}
-
-
-def _server_setting(flag: str | None, meta: dict[str, Any] | None) -> dict[str, Any]:
-    """The server a command about a folder's batches (`status`, `cancel`) talks to: --base-url, else the one the
-    folder's latest run used (its target record), else what `run` would use (environment, imgtag.toml)."""
-    if flag:
-        return {"base_url": flag}
-    if meta and meta.get("base_url"):
-        return {"base_url": meta["base_url"]}
-    return _base_url_setting(None, meta.get("provider") if meta else None)
+    return Settings.load()
 
 
 def _out(out: Path | None) -> Path:
     """--out (or IMGTAG_OUT, which typer reads), else imgtag.toml's `out`, else ./imgtag-out."""
-    return Path(_setting(out, "IMGTAG_OUT", "out", DEFAULT_OUT))
-
-
-def _build_config(paths: list[str], out: Path, **kw: Any) -> RunConfig:
-    from imgtag.config import RunConfig
-
-    preset = _setting(kw.pop("preset"), "IMGTAG_PRESET", "preset", "ecommerce")
-    model = _setting(kw.pop("model"), "IMGTAG_MODEL", "model", None)
-    provider = _setting(kw.pop("provider"), "IMGTAG_PROVIDER", "provider", "anthropic")
-    flag_lang = kw.pop("lang")
-    lang = _setting(flag_lang, "IMGTAG_LANG", "lang", None)
-    from imgtag.presets.language import lang_problem
-
-    # typer reads IMGTAG_LANG into the flag's value: name the place the user has to fix
-    source = ("IMGTAG_LANG" if lang and os.environ.get("IMGTAG_LANG") == lang
-              else "--lang" if flag_lang is not None else "imgtag.toml lang")
-    if problem := lang_problem(lang, source):
-        raise _fail(problem)
-    categories = _categories(_setting(kw.pop("categories"), "IMGTAG_CATEGORIES", "categories", None))
-    return RunConfig(inputs=paths, out=out, preset=preset, model=model, provider=provider, lang=lang,
-                     categories=categories, stdin=sys.stdin if "-" in paths else None, **kw)
-
-
-def _resolve(cfg: RunConfig) -> Any:
-    from imgtag.presets import PresetError
-    from imgtag.pricing.extra_models import ModelConfigError
-    from imgtag.providers import resolve_target
-    from imgtag.providers.base import ConfigError
-
-    try:
-        return resolve_target(cfg)
-    except (PresetError, ConfigError, ModelConfigError) as exc:
-        raise _fail(str(exc)) from None
-    except OSError as exc:
-        raise _fail(f"cannot read preset: {exc}") from None
-
-
-def _open_store(out: Path, *, create: bool = True, lock: bool = True) -> Any:
-    """The store, or a one-line exit: busy (another writer) or missing (for read-only commands)."""
-    from imgtag.store import Store, StoreBusyError
-
-    try:
-        return Store(out, create=create, lock=lock)
-    except StoreBusyError as exc:
-        raise _fail(str(exc)) from None
-    except FileNotFoundError as exc:
-        raise _fail(str(exc)) from None
-    except OSError as exc:  # read-only, no space, not a folder: one sentence, no traceback
-        raise _fail(f"cannot use --out {out}: {exc.strerror or exc}") from None
-
-
-def _preflight(cfg: RunConfig) -> None:
-    """Before anything is created or paid for: a usable --out and inputs that name at least one file."""
-    from imgtag.configfile import UsageError
-    from imgtag.preflight import check_inputs, check_out
-
-    try:
-        check_out(cfg.out)
-        if cfg.source is None:
-            check_inputs(cfg.inputs, exclude=[str(cfg.out.absolute())])
-    except UsageError as exc:
-        raise _fail(str(exc)) from None
+    return _settings().out(out)
 
 
 XmpNameOpt = Annotated[str | None, typer.Option(
@@ -248,36 +135,6 @@ XlsxThumbnailsOpt = Annotated[bool | None, typer.Option(
 XmpOverwriteTextOpt = Annotated[bool, typer.Option(
     "--xmp-overwrite-text", help="XMP: replace titles and descriptions imgtag did not write (default: keep them).")]
 _SHOWN_PATHS = 10  # per-image formats write thousands of files; list a few, count the rest
-
-
-def _xlsx_options(formats: str, thumbnails: bool | None) -> dict[str, Any]:
-    """--xlsx-thumbnails: only with a workbook to put them in (exit 2 otherwise, before anything is spent)."""
-    from imgtag.export import parse_formats
-
-    if thumbnails and "xlsx" not in parse_formats(formats):
-        raise _fail(f"--xlsx-thumbnails puts thumbnails in results.xlsx, but --format {formats} writes no xlsx; "
-                    "add xlsx to --format")
-    return {} if thumbnails is None else {"xlsx_thumbnails": thumbnails}
-
-
-def _xmp_options(formats: str, xmp_name: str | None, xmp_touch: bool, overwrite_text: bool) -> dict[str, Any]:
-    """Check --format (unknown names, xmp-embed without exiftool) and the XMP flags: exit 2 in one line."""
-    from imgtag.export import parse_formats
-
-    try:
-        parse_formats(formats)
-    except ValueError as exc:
-        raise _fail(str(exc)) from None
-    options: dict[str, Any] = {}
-    if xmp_name is not None:
-        if xmp_name not in ("full", "stem"):
-            raise _fail(f"--xmp-name must be full or stem, not {xmp_name!r}")
-        options["xmp_name"] = xmp_name
-    if xmp_touch:
-        options["xmp_touch"] = True
-    if overwrite_text:
-        options["xmp_overwrite_text"] = True
-    return options
 
 
 def _print_written(paths: list[Path], notes: list[str], path_base: str | None = None) -> None:
@@ -320,43 +177,16 @@ def scan(
     """Check images and estimate the cost, offline (spends nothing).
 
     Discovers, prefilters and preprocesses exactly as `run` would, without any request."""
-    from imgtag.flagcheck import number_problem
-    from imgtag.request.pack_limits import check_images_per_request
+    from imgtag.app.scan import ScanSession
 
-    if problem := number_problem({"--min-side": min_side, "--max-megapixels": max_megapixels, "--workers": workers}):
-        raise _fail(problem)
-    if (problem := check_images_per_request(images_per_request)) is not None:
-        raise _fail(problem)
-    from imgtag.scan import scans_own
-
-    asked = _setting(out, "IMGTAG_OUT", "out", None)
-    # scan is read-only for a project: it writes only into a store it made for itself (where asked: --out,
-    # IMGTAG_OUT, imgtag.toml), never into one a run made; otherwise it works in a temporary folder.
-    temp = None
-    if asked is None or not scans_own(Path(asked)):
-        import tempfile
-
-        temp = tempfile.TemporaryDirectory(prefix="imgtag-scan-")
-        store_dir = Path(temp.name)
-    else:
-        store_dir = Path(asked)
-    cfg = _build_config(paths, store_dir, preset=preset, model=model, provider=provider, lang=lang, categories=None,
-                        min_side=min_side, max_megapixels=max_megapixels, workers=workers, detail=detail,
-                        max_edge=max_edge, images_per_request=images_per_request,
-                        provider_settings=_base_url_setting(None, provider))
-    target = _resolve(cfg)
-    _preflight(cfg)
-    try:
-        _scan(cfg, target, as_json)
-    finally:
-        if temp is not None:
-            temp.cleanup()
+    with ScanSession(paths, _settings(), out=out, model=model, provider=provider, preset=preset, lang=lang,
+                     detail=detail, max_edge=max_edge, min_side=min_side, max_megapixels=max_megapixels,
+                     workers=workers, images_per_request=images_per_request) as session:
+        _scan(session, as_json)
 
 
-def _scan(cfg: RunConfig, target: Any, as_json: bool) -> None:
+def _scan(session: ScanSession, as_json: bool) -> None:
     from imgtag.export.jsonline import json_line
-    from imgtag.scan import scan as do_scan
-    from imgtag.scan import summary_object
 
     console = _console(err=False)
     rows_out = sys.stdout
@@ -377,14 +207,7 @@ def _scan(cfg: RunConfig, target: Any, as_json: bool) -> None:
         rows_out.write(f"{'status':<8} {'format':<9} {'size':>11} {'img tk':>6}  path\n")
     import asyncio
 
-    from imgtag.modelcheck import check_without_sending
-
-    note = asyncio.run(check_without_sending(cfg.provider, dict(cfg.provider_settings), target.model))
-    if note:
-        _console().print(f"imgtag: warning: {note}", markup=False)
-    with _open_store(cfg.out) as store:
-        result = asyncio.run(do_scan(cfg, store, target, emit))
-    summary = summary_object(result, target)
+    result, summary = asyncio.run(session.run(emit, _say))
     if as_json:
         rows_out.write(json_line(summary) + "\n")
     else:
@@ -393,6 +216,11 @@ def _scan(cfg: RunConfig, target: Any, as_json: bool) -> None:
         _console().print(f"imgtag: nothing matched {arg!r}", markup=False)
     if result.missing_args and not summary["files"]:
         raise typer.Exit(EXIT_CONFIG)
+
+
+def _say(line: str) -> None:
+    """A line the shared use cases (app/) have for the person at the terminal."""
+    _console().print(f"imgtag: {line}", markup=False)
 
 
 def _print_scan_summary(console: Lines, s: dict[str, Any]) -> None:
@@ -485,48 +313,19 @@ def run(
     """Tag and describe images with a model (paid).
 
     Resumable: run the same command again to continue after any interruption; nothing answered is asked twice."""
-    mode = _file_setting(mode, "mode", "sync")
-    format = _file_setting(format, "formats", DEFAULT_FORMATS)
-    budget = _file_setting(budget, "budget", None)
-    concurrency = _file_setting(concurrency, "concurrency", DEFAULT_CONCURRENCY)
-    if mode not in ("sync", "batch"):
-        raise _fail(f"--mode must be sync or batch, not {mode!r}")
-    from imgtag.flagcheck import detach_problem, number_problem
+    from imgtag.app.run import run_config
 
-    if problem := number_problem({
-            "--concurrency": concurrency, "--workers": workers, "--timeout": timeout, "--max-attempts": max_attempts,
-            "--budget": budget, "--price-in": price_in, "--price-out": price_out, "--min-side": min_side,
-            "--max-megapixels": max_megapixels, "--batch-max-requests": batch_max_requests,
-            "--batch-max-mb": batch_max_mb, "--poll-interval": poll_interval, "--ray-actors": ray_actors,
-            "--ray-batch-size": ray_batch_size}) or detach_problem(detach, mode):
-        raise _fail(problem)
-    from imgtag.request.pack_limits import check_images_per_request
-
-    if (problem := check_images_per_request(images_per_request)) is not None:
-        raise _fail(problem)
-    from imgtag.request.distributed.cluster import usage_problem
-
-    problem = usage_problem(engine, mode, budget, ray_actors, ray_batch_size)
-    if problem:
-        raise _fail(problem)
-    xmp_options = {**_xmp_options(format, xmp_name, xmp_touch, xmp_overwrite_text),
-                   **_xlsx_options(format, xlsx_thumbnails)}
-    if prompt is not None or field:
-        preset = _quick_preset(prompt, field or [], preset)
-    cfg = _build_config(paths, _out(out), preset=preset, model=model, provider=provider, lang=lang,
-                        categories=categories, mode=mode, formats=format, dry_run=dry_run, budget=budget,
-                        price_in=price_in, price_out=price_out,
-                        concurrency=concurrency, workers=workers, min_side=min_side, detail=detail, max_edge=max_edge,
-                        max_megapixels=max_megapixels, skip_near_duplicates=skip_near_duplicates,
-                        timeout=timeout, max_attempts=max_attempts, progress=not quiet, detach=detach,
-                        batch_max_requests=batch_max_requests,
-                        batch_max_bytes=int(batch_max_mb * 1024 * 1024), poll_interval=poll_interval,
-                        images_per_request=images_per_request,
-                        provider_settings=_base_url_setting(base_url, provider),
-                        export_options={**_export_options(txt_template, txt_existing, metadata_overwrite),
-                                        **xmp_options},
-                        engine=engine, ray_address=ray_address, work_dir=work_dir, ray_actors=ray_actors,
-                        ray_batch_size=ray_batch_size)
+    cfg = run_config(paths, _settings(), out=out, preset=preset, provider=provider, base_url=base_url, model=model,
+                     mode=mode, lang=lang, categories=categories, formats=format, txt_template=txt_template,
+                     txt_existing=txt_existing, metadata_overwrite=metadata_overwrite, xmp_name=xmp_name,
+                     xmp_touch=xmp_touch, xmp_overwrite_text=xmp_overwrite_text, xlsx_thumbnails=xlsx_thumbnails,
+                     dry_run=dry_run, budget=budget, price_in=price_in, price_out=price_out, concurrency=concurrency,
+                     workers=workers, detail=detail, max_edge=max_edge, min_side=min_side,
+                     max_megapixels=max_megapixels, skip_near_duplicates=skip_near_duplicates, timeout=timeout,
+                     max_attempts=max_attempts, detach=detach, batch_max_requests=batch_max_requests,
+                     batch_max_mb=batch_max_mb, poll_interval=poll_interval, images_per_request=images_per_request,
+                     progress=not quiet, engine=engine, ray_address=ray_address, work_dir=work_dir,
+                     ray_actors=ray_actors, ray_batch_size=ray_batch_size, prompt=prompt, fields=field)
     if events is None:
         _execute(cfg, "run")
         return
@@ -543,200 +342,23 @@ def run(
         writer.close()
 
 
-def _quick_preset(prompt: str | None, fields: list[str], preset: str | None) -> str:
-    """--prompt (with --field): the preset string for that task (presets/quick.py); exit 2 for a bad spec."""
-    from imgtag.presets import PresetError
-    from imgtag.presets.quick import quick_spec
-
-    if prompt is None:
-        raise _fail("--field describes the answer to a --prompt; give --prompt too, or leave --field out")
-    if preset is not None and os.environ.get("IMGTAG_PRESET") != preset:  # the flag, not the environment
-        raise _fail("give --preset or --prompt, not both: --prompt is a task of its own")
-    try:
-        return quick_spec(prompt, fields)
-    except PresetError as exc:
-        raise _fail(str(exc)) from None
-
-
-def _export_options(txt_template: str | None, txt_existing: str | None, metadata_overwrite: bool) -> dict[str, Any]:
-    from imgtag.export.beside import EXISTING_POLICIES
-
-    if txt_existing is not None and txt_existing not in EXISTING_POLICIES:
-        raise _fail(f"--txt-existing must be one of {', '.join(EXISTING_POLICIES)}, not {txt_existing!r}")
-    return {"txt_template": txt_template, "txt_existing": txt_existing,
-            "metadata_overwrite": metadata_overwrite or None}
-
-
-def _check_export_options(formats: str, options: dict[str, Any], fields: list[str],
-                          preset_template: str | None) -> None:
-    """Refuse a caption template naming no field of this preset before anything is spent or written."""
-    from imgtag.export import parse_formats
-
-    try:
-        if "txt" in parse_formats(formats):
-            template = options.get("txt_template") or preset_template
-            if template:
-                from imgtag.export.captions import check_template  # the txt writer's module: only for txt
-
-                check_template(template, fields)
-    except ValueError as exc:
-        raise _fail(str(exc)) from None
-
-
 def _execute(cfg: RunConfig, command: str) -> None:
-    from imgtag.config import target_meta
-    from imgtag.providers import open_provider
-    from imgtag.providers.base import ConfigError
-
-    target = _resolve(cfg)
-    _check_export_options(cfg.formats, cfg.export_options, target.preset.fields, target.preset.txt_template)
-    if (cfg.price_in is None) != (cfg.price_out is None):
-        raise _fail("give both --price-in and --price-out (USD per million tokens), or neither")
-    _preflight(cfg)
-    provider_obj = None
-    try:
-        from imgtag.providers import provider_class
-
-        cls = provider_class(cfg.provider)
-        cls.check_run(cfg, target)  # what it cannot serve: exit 2, dry runs too
-        if cfg.mode == "batch" and not cls.capabilities.batch:  # refused before the store exists (issue 17.5)
-            raise ConfigError(f"--mode batch needs a provider with a batch API; {cfg.provider!r} has none "
-                              "(use --mode sync)")
-    except ConfigError as exc:
-        raise _fail(str(exc)) from None
-    if cfg.budget is not None and target.model.prices is None:
-        raise _fail(f"--budget cannot be enforced: the prices of {target.model.id} are unknown; set them in "
-                    f"imgtag.toml ([models.\"{target.model.id}\"] input and output) or with --price-in and "
-                    "--price-out (USD per million tokens; 0 for a free local model)")
-    try:
-        if not cfg.dry_run:
-            provider_obj = open_provider(cfg)
-    except ConfigError as exc:
-        raise _fail(str(exc)) from None
-    if provider_obj is not None and cfg.mode == "batch":
-        from imgtag.providers.batch_api import batch_unavailable
-
-        problem = batch_unavailable(provider_obj)  # one small request: a server without the API creates nothing
-        if problem:
-            import asyncio
-
-            asyncio.run(provider_obj.aclose())  # its client never sent anything: closing is instant
-            raise _fail(problem)
+    """Prepare (every check), run with Ctrl-C and SIGTERM answered in one line, report, exit with the run's code."""
+    from imgtag.app.run import RunSession, prepare
     from imgtag.interrupt import sigterm_as_interrupt
 
-    cluster = _join_ray(cfg)  # before the store: a cluster that cannot be used creates nothing
-    try:
-        with _open_store(cfg.out) as store, sigterm_as_interrupt() as interruption:
-            if not cfg.dry_run:
-                _switch_target(store, target_meta(cfg, target), cfg.formats)
-            runner = _runner_class(cfg)(cfg, store, target, provider_obj, command=command)
-            import asyncio  # ~25 ms: not on the path of --help and configuration errors
+    prepared = prepare(cfg)
+    with RunSession(prepared, command, _say) as session, sigterm_as_interrupt() as interruption:
+        import asyncio  # ~25 ms: not on the path of --help and configuration errors
 
-            try:
-                outcome = asyncio.run(_run_and_close(runner, provider_obj))
-            except KeyboardInterrupt:
-                raise _fail(runner.interrupted(interruption.exit_code), interruption.exit_code) from None
-    finally:
-        if cluster is not None:
-            cluster.close()  # the run closed it already unless it stopped early; Ray's lines stop going to ray.log
-    _report(outcome, cfg, target, runner.missing_args, runner.path_base)
-    if runner.missing_args and outcome.summary.files == 0:
+        try:
+            outcome = asyncio.run(session.run())
+        except KeyboardInterrupt:
+            raise _fail(session.interrupted(interruption.exit_code), interruption.exit_code) from None
+    _report(outcome, cfg, prepared.target, session.missing_args, session.path_base)
+    if session.missing_args and outcome.summary.files == 0:
         raise typer.Exit(EXIT_CONFIG)  # nothing to do because nothing matched: a usage error
     raise typer.Exit(outcome.exit_code)
-
-
-def _join_ray(cfg: RunConfig) -> Any:
-    """--engine ray: reach the cluster (or start a local one) before anything is created; one sentence and
-    exit 2 when it cannot be used. Says in one line where Ray's own log lines go (not to the terminal)."""
-    if cfg.engine != "ray" or cfg.dry_run:
-        return None
-    from imgtag.request.distributed.cluster import ClusterProblem, RayMissing, connect
-    from imgtag.words import plural
-
-    try:
-        conn = connect(cfg.ray_address, cfg.workers, log_dir=Path(cfg.out))
-    except (ClusterProblem, RayMissing) as exc:
-        raise _fail(str(exc)) from None
-    if conn.address:
-        where = f"joined the Ray cluster at {conn.address}"
-    else:
-        where = "started a local Ray cluster" if conn.started_here else "using this process's Ray cluster"
-    logs = f"; Ray's own log lines go to {conn.route.path}" if conn.route.path else ""
-    sys.stderr.write(f"imgtag: {where} ({plural(conn.nodes, 'node')}){logs}\n")
-    sys.stderr.flush()
-    return conn
-
-
-def _runner_class(cfg: RunConfig) -> type[Run]:
-    from imgtag.runner import Run  # only now: decoders and numpy load after every configuration check
-
-    if cfg.engine == "ray" and not cfg.dry_run:  # Ray is imported only here, never by the default engine
-        from imgtag.ray_runner import DistributedRun
-
-        return DistributedRun
-    return Run
-
-
-def _switch_target(store: Any, meta: dict[str, Any], formats: str) -> None:
-    """Record this run's target; when the folder's default files held another target, keep that one's files in
-    targets/<preset>[-<lang>]--<model>/ first and say so, so nothing is replaced silently."""
-    from imgtag.export.writer import write_exports
-    from imgtag.targets import label, record, selection_flags, slug, target_dir
-
-    previous = record(store, meta)
-    if previous is None:
-        return
-    try:
-        write_exports(store, previous, previous.get("formats") or formats)
-    except ValueError:
-        write_exports(store, previous, "csv,jsonl")
-    kept = target_dir(store, previous)
-    _console().print(f"imgtag: {_switch_words(store.out_dir, meta, previous, formats)}; the {label(previous)} "
-                     f"results are kept in {kept.parent.name}/{slug(previous)}/ "
-                     f"(`imgtag export {selection_flags(previous)}` rebuilds them)", markup=False)
-
-
-def _switch_words(out: Path, meta: dict[str, Any], previous: dict[str, Any], formats: str) -> str:
-    """What this run writes for the new target, and which files in --out still show the previous one (a message
-    never claims results.csv holds a target that a --format xmp run did not write there)."""
-    from imgtag.export import FOLDER_FILES, parse_formats
-    from imgtag.targets import label
-
-    def folder_files(spec: str | None) -> list[str]:
-        try:
-            return [FOLDER_FILES[name] for name in parse_formats(spec or "csv,jsonl") if name in FOLDER_FILES]
-        except ValueError:
-            return []
-
-    ours = folder_files(formats)
-    beside = [name for name in parse_formats(formats) if name not in FOLDER_FILES]
-    stale = [name for name in folder_files(previous.get("formats")) if name not in ours and (out / name).exists()]
-    words = []
-    if ours:
-        words.append(f"{', '.join(ours)} in {out} will hold {label(meta)}")
-    if beside:
-        words.append(f"this run writes {label(meta)} as {', '.join(beside)} beside the images")
-    if stale:
-        verb = "shows" if len(stale) == 1 else "show"
-        words.append(f"{', '.join(stale)} in {out} still {verb} {label(previous)} (`imgtag export --format "
-                     f"{','.join(k for k, v in FOLDER_FILES.items() if v in stale)}` rewrites "
-                     f"{'it' if len(stale) == 1 else 'them'} for {label(meta)})")
-    return "; ".join(words)
-
-
-async def _run_and_close(runner: Run, provider_obj: Any) -> Any:
-    try:
-        from imgtag.modelcheck import check, check_without_sending
-
-        cfg = runner.cfg
-        note = (await check_without_sending(cfg.provider, dict(cfg.provider_settings), runner.target.model)
-                if cfg.dry_run else await check(provider_obj, cfg.provider, runner.target.model))
-        if note:
-            _console().print(f"imgtag: warning: {note}", markup=False)
-        return await runner.execute()
-    finally:
-        if provider_obj is not None:
-            await provider_obj.aclose()
 
 
 def _report(outcome: Any, cfg: RunConfig, target: Any, missing: list[str], path_base: str | None) -> None:
@@ -804,32 +426,21 @@ def retry(out: OutOpt = None,
 
     Works on the latest target (and the server it used, unless --base-url names another); says what it will
     retry, and the estimated cost, first."""
-    from dataclasses import replace
+    from imgtag.app.retry import estimate_retry, plan_retry
 
-    from imgtag.flagcheck import number_problem
-    from imgtag.retry import estimated_cost, retry_plan
-
-    budget = _file_setting(budget, "budget", None)
-    concurrency = _file_setting(concurrency, "concurrency", DEFAULT_CONCURRENCY)
-    if problem := number_problem({"--budget": budget, "--concurrency": concurrency}):
-        raise _fail(problem)
-    out = _out(out)
-    if not (out / "imgtag.db").is_file():
-        raise _fail(f"no imgtag store in {out} (run `imgtag run` first)")
-    plan = retry_plan(out, progress=not quiet, force=force)
+    plan = plan_retry(out, _settings(), force=force, progress=not quiet, base_url=base_url, budget=budget,
+                      concurrency=concurrency)
+    folder = _out(out)
     console = _console()
     left = ", ".join(f"{k} {v}" for k, v in sorted(plan.left_out.items()))
     if plan.cfg is None:
         if plan.left_out:
-            console.print(f"imgtag: nothing to retry in {out}: {_n(sum(plan.left_out.values()), 'failure')} would "
-                          f"fail the same way again ({left}); `imgtag retry --all` forces them", markup=False)
+            console.print(f"imgtag: nothing to retry in {folder}: {_n(sum(plan.left_out.values()), 'failure')} "
+                          f"would fail the same way again ({left}); `imgtag retry --all` forces them", markup=False)
         else:
-            console.print(f"imgtag: no failures to retry in {out}", markup=False)
+            console.print(f"imgtag: no failures to retry in {folder}", markup=False)
         raise typer.Exit(EXIT_OK)
-    plan.cfg = replace(plan.cfg, budget=budget, concurrency=concurrency,
-                       provider_settings={"base_url": base_url} if base_url else plan.cfg.provider_settings)
-    target = _resolve(plan.cfg)
-    cost = estimated_cost(plan, target, batch=plan.cfg.mode == "batch")
+    _, cost = estimate_retry(plan)
     causes = ", ".join(f"{k} {v}" for k, v in sorted(plan.retrying.items()))
     console.print(f"retrying {_n(plan.count, 'image')} ({causes}), estimated {usd(cost)}", markup=False)
     if plan.left_out:
@@ -848,16 +459,6 @@ LangSel = Annotated[str | None, typer.Option("--lang", metavar="CODE",
                                              help="Which target: output language (default: the latest run's).")]
 
 
-def _select_target(store: Any, preset: str | None, model: str | None, lang: str | None) -> Any:
-    from imgtag.configfile import UsageError
-    from imgtag.targets import select
-
-    try:
-        return select(store, preset, model, lang)
-    except UsageError as exc:
-        raise _fail(str(exc)) from None
-
-
 @app.command()
 def status(out: OutOpt = None,
            as_json: Annotated[bool, typer.Option("--json", help="Machine-readable.")] = False,
@@ -868,18 +469,9 @@ def status(out: OutOpt = None,
     For one target (the latest, or --preset/--model/--lang), with live batch states when a key is set (asked of
     --base-url, else the server the latest run used)."""
     from imgtag import status as st
+    from imgtag.app.folder import status_report
 
-    out = _out(out)
-    with _open_store(out, create=False, lock=False) as store:
-        meta = _select_target(store, preset, model, lang)
-        report = st.gather(store, meta)
-        latest = store.get_meta("target")
-    if report["batches"]:
-        import asyncio
-
-        # Batches are the latest run's: its provider is asked at its server (or the one --base-url names).
-        servers = {latest["provider"]: _server_setting(base_url, latest)} if latest else {}
-        asyncio.run(st.refresh_batches(report["batches"], servers=servers))
+    report = status_report(_out(out), _settings(), preset=preset, model=model, lang=lang, base_url=base_url)
     if as_json:
         from imgtag.export.jsonline import json_line
 
@@ -913,51 +505,20 @@ def export(out: OutOpt = None,
     Written atomically, without asking any model again. The latest target goes to the folder itself;
     another (--preset/--model/--lang) to targets/<preset>[-<lang>]--<model>/. Rows are the latest run's
     inputs (--all: every file the folder has seen), paths relative to the folder's one base."""
-    from imgtag.export.writer import ExportRefused, effective_options, remembered_options, write_exports
-    from imgtag.export.writer import not_written_message as not_written_line
-    from imgtag.fileset import stated_base
+    from imgtag.app.folder import export as export_folder
+    from imgtag.export.writer import ExportRefused
 
-    options = _export_options(txt_template, txt_existing, metadata_overwrite)
-    notes: list[str] = []
-    unwritten: list[str] = []
-    out = _out(out)
-    with _open_store(out, create=False, lock=False) as store:
-        meta = _select_target(store, preset, model, lang)
-        if not meta:
-            raise _fail(f"no results yet in {out} (run `imgtag run` first)", EXIT_FAILED)
-        formats = format or meta.get("formats") or "csv,jsonl"
-        options.update(_xmp_options(formats, xmp_name, xmp_touch, xmp_overwrite_text))
-        options.update(_xlsx_options(formats, xlsx_thumbnails))
-        _check_export_options(formats, effective_options(meta, options), list(meta["fields"]), None)
-        if remembered_options(options):  # the next plain `imgtag export` builds the same captions
-            meta = _remember_export_options(store, meta, remembered_options(options))
-        base = stated_base(store)
-        try:
-            written = write_exports(store, meta, formats, options, notes, unwritten, reviewed_only=reviewed_only,
-                                    every=every)
-        except ExportRefused as exc:
-            _print_written(exc.written, exc.notes, base)
-            raise _fail(str(exc)) from None
-        except ValueError as exc:
-            raise _fail(str(exc)) from None
-    _print_written(written, notes, base)
-    if (not_written := not_written_line(unwritten)) is not None:
-        raise _fail(not_written, EXIT_FAILED)
-
-
-def _remember_export_options(store: Any, meta: dict[str, Any], remembered: dict[str, Any]) -> dict[str, Any]:
-    """Record caption and XMP naming options with this target (its latest record and its entry among all targets)."""
-    from imgtag import targets
-
-    meta = {**meta, "export_options": {**(meta.get("export_options") or {}), **remembered}}
-    records = dict(store.get_meta("targets") or {})
-    if targets.slug(meta) in records:
-        records[targets.slug(meta)] = meta
-        store.set_meta("targets", records)
-    latest = store.get_meta("target")
-    if latest is not None and targets.key_of(latest) == targets.key_of(meta):
-        store.set_meta("target", {**latest, "export_options": meta["export_options"]})
-    return meta
+    try:
+        done = export_folder(_out(out), formats=format, txt_template=txt_template, txt_existing=txt_existing,
+                             metadata_overwrite=metadata_overwrite, xmp_name=xmp_name, xmp_touch=xmp_touch,
+                             xmp_overwrite_text=xmp_overwrite_text, xlsx_thumbnails=xlsx_thumbnails,
+                             reviewed_only=reviewed_only, preset=preset, model=model, lang=lang, every=every)
+    except ExportRefused as exc:
+        _print_written(exc.written, exc.notes, exc.path_base)
+        raise
+    _print_written(done.written, done.notes, done.path_base)
+    if done.not_written is not None:
+        raise _fail(done.not_written, EXIT_FAILED)
 
 
 @app.command()
@@ -975,18 +536,18 @@ def review(out: OutOpt = None,
     the model's answers and reach every export; it can run while `imgtag run` works on the same --out."""
     if port is not None and not 0 <= port <= 65535:
         raise _fail(f"--port must be from 0 to 65535, not {port}")
-    out = _out(out)
-    with _open_store(out, create=False, lock=False) as store:  # migrates an older store; no folder lock
-        meta = _select_target(store, preset, model, lang)
-    if not meta:
-        raise _fail(f"no results yet in {out} (run `imgtag run` first)", EXIT_FAILED)
-    from imgtag.review.serve import ServeError, serve
+    from imgtag.app.folder import no_results, select_target
+    from imgtag.app.run import open_store
 
-    try:
-        serve(out, meta, host=host, port=port, open_browser=not no_browser,
-              say=lambda line: print(line, flush=True), warn=lambda line: print(line, file=sys.stderr, flush=True))
-    except ServeError as exc:
-        raise _fail(str(exc)) from None
+    out = _out(out)
+    with open_store(out, create=False, lock=False) as store:  # migrates an older store; no folder lock
+        meta = select_target(store, preset, model, lang)
+    if not meta:
+        raise no_results(out)
+    from imgtag.review.serve import serve
+
+    serve(out, meta, host=host, port=port, open_browser=not no_browser,
+          say=lambda line: print(line, flush=True), warn=lambda line: print(line, file=sys.stderr, flush=True))
 
 
 @app.command()
@@ -1017,7 +578,8 @@ def cancel(out: OutOpt = None, base_url: BaseUrlOpt = None) -> None:
     Asks --base-url, else the server the latest run used."""
     from imgtag.request.batch.runner import cancel_batches
 
-    raise typer.Exit(cancel_batches(_out(out), server=lambda meta: _server_setting(base_url, meta)))
+    settings = _settings()
+    raise typer.Exit(cancel_batches(settings.out(out), server=lambda meta: settings.server(base_url, meta)))
 
 
 @app.command()
@@ -1049,6 +611,8 @@ def prune(out: OutOpt = None,
 
 def _version(value: bool) -> None:
     if value:
+        from imgtag.version import __version__
+
         print(f"imgtag {__version__}")
         raise typer.Exit()
 

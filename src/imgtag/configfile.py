@@ -1,6 +1,6 @@
 """./imgtag.toml: the lowest-precedence settings (flags > environment > this file), checked key by key.
 
-Documented in docs/config.md. Every problem is one sentence (a UsageError) naming the file and the key, with a
+Documented in docs/config.md. Every problem is one sentence (a ConfigurationError) naming the file and the key, with a
 did-you-mean for misspelt keys, exactly as preset files report theirs.
 """
 
@@ -10,6 +10,10 @@ import difflib
 import sys
 from pathlib import Path
 from typing import Any
+
+from imgtag.errors import ConfigurationError, UsageError
+
+__all__ = ["FILE_NAME", "KEYS", "ConfigurationError", "UsageError", "did_you_mean", "load"]
 
 FILE_NAME = "imgtag.toml"
 
@@ -30,8 +34,6 @@ KEYS: dict[str, str] = {
 }
 
 
-class UsageError(ValueError):
-    """A configuration problem to show the user as one sentence (exit 2)."""
 
 
 def did_you_mean(word: str, choices: Any, cutoff: float = 0.6) -> str:
@@ -44,8 +46,14 @@ def did_you_mean(word: str, choices: Any, cutoff: float = 0.6) -> str:
 
 def load(path: Path = Path(FILE_NAME)) -> dict[str, Any]:
     """The checked settings of `path` ({} when it does not exist)."""
+    return read(path)[0]
+
+
+def read(path: Path) -> tuple[dict[str, Any], Any]:
+    """The checked settings of `path` and its raw [models] table (None without one), which pricing checks
+    entry by entry when a model is looked up (pricing/extra_models.py). Nothing when the file does not exist."""
     if not path.is_file():
-        return {}
+        return {}, None
     if sys.version_info >= (3, 11):
         import tomllib
     else:  # pragma: no cover
@@ -53,24 +61,27 @@ def load(path: Path = Path(FILE_NAME)) -> dict[str, Any]:
     try:
         raw = tomllib.loads(path.read_text(encoding="utf-8-sig"))
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
-        raise UsageError(f"{path.name}: {' '.join(str(exc).split())}") from None
+        raise ConfigurationError(f"{path.name}: {' '.join(str(exc).split())}") from None
     settings: dict[str, Any] = {}
+    models: Any = None
     for key, value in raw.items():
         if key not in KEYS:
-            raise UsageError(f"{path.name}: unknown key {key!r}{did_you_mean(key, KEYS)}; "
+            raise ConfigurationError(f"{path.name}: unknown key {key!r}{did_you_mean(key, KEYS)}; "
                              f"known keys: {', '.join(KEYS)}")
         if key == "models":
-            continue  # model entries are read and checked where models are looked up
+            models = value  # model entries are checked where models are looked up
+            continue
         checked = _checked(key, value)
         if checked is None:
-            raise UsageError(f"{path.name}: {key!r} must be {KEYS[key]}, got {' '.join(repr(value).split())[:60]}")
+            shown = " ".join(repr(value).split())[:60]
+            raise ConfigurationError(f"{path.name}: {key!r} must be {KEYS[key]}, got {shown}")
         settings[key] = checked
-    return settings
+    return settings, models
 
 
 def _checked(key: str, value: Any) -> Any:
     """The setting as the command line would take it, or None when `value` is not what `key` needs.
-    Raises UsageError for an export format name that does not exist (its message lists the valid ones)."""
+    Raises ConfigurationError for an export format name that does not exist (its message lists the valid ones)."""
     strings = isinstance(value, list) and all(isinstance(v, str) for v in value)
     if key == "categories" and strings:
         return [v for v in value if v.strip()]
@@ -81,7 +92,7 @@ def _checked(key: str, value: Any) -> Any:
         try:
             parse_formats(text)
         except ValueError as exc:
-            raise UsageError(f"{FILE_NAME}: 'formats': {exc}") from None
+            raise ConfigurationError(f"{FILE_NAME}: 'formats': {exc}") from None
         return text
     if key == "concurrency":
         return value if type(value) is int and value >= 1 else None  # bool is an int: type() excludes it

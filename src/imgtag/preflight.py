@@ -10,7 +10,7 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
-from imgtag.configfile import UsageError
+from imgtag.errors import UsageError
 
 
 def check_out(out: Path) -> None:

@@ -15,7 +15,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from imgtag.configfile import UsageError
+from imgtag.errors import UsageError
 from imgtag.store import Store, WorkKey
 from imgtag.store.db import now_iso
 

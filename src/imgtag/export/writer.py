@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from imgtag.errors import UsageError
 from imgtag.export import EXPORTERS, parse_formats
 from imgtag.export.ledger import StoreLedger
 from imgtag.export.rows import ExportContext
@@ -12,7 +13,7 @@ from imgtag.store import Store, WorkKey
 from imgtag.store.xmp import XmpLedger
 
 
-class ExportRefused(ValueError):
+class ExportRefused(UsageError):
     """Some output was refused (e.g. a user's own metadata.jsonl in the way); everything else was written.
 
     The message is one or more sentences for the user; ``written`` lists what was written anyway."""
@@ -21,6 +22,7 @@ class ExportRefused(ValueError):
         super().__init__(message)
         self.written = written
         self.notes = notes
+        self.path_base: str | None = None  # the folder the written files' paths are relative to, when known
 
 
 # Folder-level files a later run of another target would replace: copied per target (per-image formats are

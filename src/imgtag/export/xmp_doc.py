@@ -20,9 +20,9 @@ from dataclasses import dataclass, field
 
 from lxml import etree
 
-from imgtag import __version__
 from imgtag.export.xmp_digikam import TAGSLIST, with_tagslist
 from imgtag.export.xmp_map import NS, PROPERTIES, XmpValues
+from imgtag.version import __version__
 from imgtag.words import plural
 
 X_NS = "adobe:ns:meta/"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from imgtag.errors import ConfigurationError
 
-class PresetError(ValueError):
+
+class PresetError(ConfigurationError):
     """A preset cannot be loaded. The message is one line naming the file (or preset) and the problem."""

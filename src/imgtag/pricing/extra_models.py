@@ -1,4 +1,5 @@
-"""Models beyond Anthropic's table: OpenAI's (openai_models.toml) and the user's own in ./imgtag.toml.
+"""Models beyond Anthropic's table: OpenAI's (openai_models.toml) and the user's own from imgtag.toml
+(given by the settings path, settings.py: `use_models_table`).
 
 A user describes a model their server runs, with its price and image limit:
 
@@ -20,9 +21,9 @@ import sys
 from dataclasses import replace
 from functools import lru_cache
 from importlib import resources
-from pathlib import Path
 from typing import Any
 
+from imgtag.errors import ConfigurationError
 from imgtag.pricing.model_info import ModelInfo, model_from
 from imgtag.pricing.user_prices import with_prices
 
@@ -37,7 +38,7 @@ _NUMBERS = ("input", "output", "cached_input", "max_edge", "temperature")
 _KEYS = (*_NUMBERS, "accepts_temperature", "image_tokens", "image_token_params", "family")
 
 
-class ModelConfigError(ValueError):
+class ModelConfigError(ConfigurationError):
     """A broken [models."..."] entry in imgtag.toml: one sentence, exit 2."""
 
 
@@ -56,7 +57,7 @@ def user_model(model_id: str, base: ModelInfo | None) -> ModelInfo | None:
 
 
 def user_model_names() -> list[str]:
-    """The models ./imgtag.toml describes (for a did-you-mean)."""
+    """The models imgtag.toml describes (for a did-you-mean)."""
     return list(_user_entries())
 
 
@@ -64,13 +65,26 @@ def builtin_model_names() -> list[str]:
     return list(_builtin())
 
 
+# The [models] table of the imgtag.toml the settings read (settings.py: the one place that reads the file), and
+# its entries once checked. Set per command; nothing here looks for a file.
+_table: Any = None
+_checked_table: dict[str, dict[str, Any]] | None = None
+
+
+def use_models_table(models: Any) -> None:
+    """The user's [models."..."] entries from now on (raw, as the TOML parser gave them; None: none)."""
+    global _table, _checked_table
+    if models is not _table:
+        _table, _checked_table = models, None
+
+
 def _user_entries() -> dict[str, dict[str, Any]]:
-    path = Path(USER_FILE)
-    try:
-        stamp = path.stat().st_mtime_ns if path.is_file() else None
-    except OSError:
-        stamp = None
-    return _checked_entries(str(path.resolve()), stamp) if stamp is not None else {}
+    global _checked_table
+    if _table is None:
+        return {}
+    if _checked_table is None:
+        _checked_table = _checked_entries(_table)
+    return _checked_table
 
 
 @lru_cache(maxsize=1)
@@ -79,13 +93,7 @@ def _builtin() -> dict[str, ModelInfo]:
     return {name: model_from(name, raw) for name, raw in tomllib.loads(text)["models"].items()}
 
 
-@lru_cache(maxsize=8)
-def _checked_entries(path: str, stamp: int) -> dict[str, dict[str, Any]]:
-    try:
-        raw = tomllib.loads(Path(path).read_text(encoding="utf-8-sig"))
-    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
-        raise ModelConfigError(f"{USER_FILE}: {exc}") from None
-    models = raw.get("models", {})
+def _checked_entries(models: Any) -> dict[str, dict[str, Any]]:
     if not isinstance(models, dict):
         raise ModelConfigError(f"{USER_FILE}: [models] must be a table of models")
     for name, entry in models.items():

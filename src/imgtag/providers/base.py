@@ -13,6 +13,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from imgtag.errors import ConfigurationError
 from imgtag.pricing.catalogue import ModelInfo
 from imgtag.providers.messages import ImageInput, ModelAnswer, RateLimitSnapshot, RequestOptions
 from imgtag.urls import public_url as public_url  # providers import it from here
@@ -183,8 +184,8 @@ def with_capabilities(base: Capabilities, **changes: Any) -> Capabilities:
     return replace(base, **changes)
 
 
-class ConfigError(Exception):
-    """A usage/configuration problem (exit 2), e.g. a missing API key. One sentence."""
+class ConfigError(ConfigurationError):
+    """A provider that cannot be used as configured (exit 2), e.g. a missing API key. One sentence."""
 
 
 def redact(text: str, *secrets: str | None) -> str:

@@ -13,11 +13,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from imgtag.errors import UsageError
+
 DEFAULT_PORT = 8420
 LOOPBACK = ("127.0.0.1", "::1", "localhost")
 
 
-class ServeError(Exception):
+class ServeError(UsageError):
     """The server cannot start (port in use, address not available): one sentence, exit 2."""
 
 

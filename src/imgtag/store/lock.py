@@ -5,8 +5,10 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from imgtag.errors import StoreInUseError
 
-class StoreBusyError(RuntimeError):
+
+class StoreBusyError(StoreInUseError):
     """Another imgtag process holds the output folder."""
 
 

@@ -18,6 +18,7 @@ import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from imgtag.errors import ConfigurationError
 from imgtag.request.distributed.ray_logs import StderrRoute
 
 AUTH_MODE = "RAY_AUTH_MODE"
@@ -25,11 +26,11 @@ PROBE_TIMEOUT_S = 3.0
 _HOST_PORT = re.compile(r"^(?P<host>\[[0-9a-fA-F:]+\]|[\w.-]+):(?P<port>\d+)$")
 
 
-class RayMissing(Exception):
+class RayMissing(ConfigurationError):
     pass
 
 
-class ClusterProblem(Exception):
+class ClusterProblem(ConfigurationError):
     """The cluster cannot be used; the message is the one sentence to show (exit 2)."""
 
 

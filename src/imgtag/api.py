@@ -1,0 +1,451 @@
+"""imgtag's Python API (docs/python-api.md): the functions `imgtag run`, `scan` and friends are made of, typed.
+
+    import imgtag
+    result = imgtag.tag("photos/", preset="keywords")      # the same engine, store, resume and exports as `run`
+    for row in imgtag.results(result.out): ...              # the results contract, as typed objects
+    imgtag.estimate("photos/").cost_usd                      # what `scan` prints, as data
+    imgtag.describe("photo.jpg")                             # one image's validated fields
+
+Settings not given come from the environment and imgtag.toml exactly as on the command line (settings.py).
+Problems a person must fix raise `imgtag.ImgtagError` (one sentence). The blocking functions also work inside a
+running event loop (a Jupyter notebook): the work then runs in a thread of its own, since one event loop cannot
+run inside another; `atag` and `adescribe` do the same without blocking the caller's loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextvars
+import logging
+import os
+import tempfile
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from imgtag.errors import ProviderError, UsageError
+from imgtag.exits import EXIT_CONFIG
+
+if TYPE_CHECKING:
+    from imgtag.config import RunConfig
+
+__all__ = ["Estimate", "EventHandler", "Exported", "ModelCost", "Result", "RunResult", "adescribe", "atag",
+           "describe", "estimate", "export_files", "folder_status", "results", "retry_failed", "tag"]
+
+PathLike = str | os.PathLike[str]
+Paths = PathLike | Iterable[PathLike]
+EventHandler = Callable[[Mapping[str, object]], None]
+"""Receives each event of a run (docs/events.md) as a mapping with "v" and "type"."""
+
+_T = TypeVar("_T")
+_log = logging.getLogger("imgtag")
+
+
+# -- result types ----------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class RunResult:
+    """What a run did: the same figures `imgtag run` prints at the end, and the exit code it would give."""
+
+    out: Path
+    """The output folder: imgtag.db and the exports."""
+    exit_code: int
+    """0 all done, 1 finished with failures or images left pending, 2 stopped (a key, a model, the provider)."""
+    files: int
+    by_status: Mapping[str, int]
+    """Files by status: ok, failed, skipped, pending."""
+    by_error: Mapping[str, int]
+    """Failed and skipped files by cause (refused, too_small, ...)."""
+    requests: int
+    input_tokens: int
+    output_tokens: int
+    cache_creation_input_tokens: int
+    cache_read_input_tokens: int
+    cost_usd: float | None
+    """This run's cost; None when some tokens were paid at prices nobody gave (never a made-up 0)."""
+    message: str | None = None
+    """Why the run stopped early, or what it left to do (a budget reached, batches still running)."""
+    written: tuple[Path, ...] = ()
+    """The files the exports wrote."""
+    missing: tuple[str, ...] = ()
+    """Inputs that matched no file."""
+    done_before: int = 0
+    """Files an earlier run had already answered (resume)."""
+
+    @property
+    def ok(self) -> int:
+        return self.by_status.get("ok", 0)
+
+    @property
+    def failed(self) -> int:
+        return self.by_status.get("failed", 0)
+
+    @property
+    def skipped(self) -> int:
+        return self.by_status.get("skipped", 0)
+
+    @property
+    def pending(self) -> int:
+        return self.by_status.get("pending", 0)
+
+
+@dataclass(frozen=True)
+class Result:
+    """One image's row of the results contract (docs/results.md): current values, a person's edits included."""
+
+    path: str
+    """Relative to the folder's base (where the inputs were)."""
+    status: str
+    """ok, failed, skipped or pending."""
+    fields: Mapping[str, Any] | None
+    """The preset's validated fields (None unless ok)."""
+    error: Mapping[str, Any] | None
+    """{"type": ..., "message": ...} for a failed or skipped image."""
+    model: str | None
+    preset: str | None
+    preset_version: str | None
+    provider: str | None
+    usage: Mapping[str, Any] | None
+    cost_usd: float | None
+    sha256: str | None = None
+    duplicate_of: str | None = None
+    mode: str | None = None
+    source_path: str | None = None
+    """The original's absolute path."""
+    reviewed: bool = False
+    edited_fields: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class ModelCost:
+    """One model's estimate for the images a scan found (prompt caching included)."""
+
+    model: str
+    images: int
+    input_tokens: int | None
+    """None: this model's image tokens are unknown."""
+    output_tokens: int
+    cost_usd: float | None
+    """Asked one request at a time (sync); None when its prices are unknown."""
+    batch_cost_usd: float | None
+    """Asked through a batch API."""
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """What `imgtag scan` prints, as data: the files found and what tagging them would cost, offline."""
+
+    files: int
+    by_status: Mapping[str, int]
+    by_reason: Mapping[str, int]
+    """Files skipped or failed by cause (too_small, corrupt, ...)."""
+    distinct_images: int
+    """What a run would ask about: readable, and not an exact copy of another."""
+    preset: str
+    preset_version: str
+    model: str
+    """The model chosen (the default, or `model=`)."""
+    models: tuple[ModelCost, ...] = ()
+    """The chosen model, and for Anthropic every catalogue model beside it."""
+    missing: tuple[str, ...] = ()
+
+    @property
+    def selected(self) -> ModelCost | None:
+        return next((m for m in self.models if m.model == self.model), None)
+
+    @property
+    def cost_usd(self) -> float | None:
+        chosen = self.selected
+        return chosen.cost_usd if chosen is not None else None
+
+    @property
+    def batch_cost_usd(self) -> float | None:
+        chosen = self.selected
+        return chosen.batch_cost_usd if chosen is not None else None
+
+
+# -- running where the caller is -----------------------------------------------------------------
+
+def _blocking(work: Callable[[], _T]) -> _T:
+    """`work()` here, or in a thread of its own when this thread already runs an event loop (Jupyter), where
+    asyncio.run cannot start another."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return work()
+    with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="imgtag") as pool:
+        return pool.submit(contextvars.copy_context().run, work).result()
+
+
+def _stop_helpers_at_exit() -> None:
+    """The decode pool's helpers stop when the interpreter does, as they do when the CLI exits."""
+    import atexit
+
+    from imgtag.ingest.lifeline import stop_helpers
+
+    atexit.unregister(stop_helpers)
+    atexit.register(stop_helpers)
+
+
+def _inputs(paths: Paths) -> list[str]:
+    if isinstance(paths, str | os.PathLike):
+        return [os.fspath(paths)]
+    return [os.fspath(p) for p in paths]
+
+
+def _say(line: str) -> None:
+    _log.warning(line)
+
+
+# -- tag -------------------------------------------------------------------------------------------
+
+def tag(paths: Paths, *, out: PathLike | None = None, preset: str | None = None, model: str | None = None,
+        provider: str | None = None, lang: str | None = None, categories: str | Iterable[str] | None = None,
+        mode: str | None = None, budget: float | None = None, formats: str | Iterable[str] | None = None,
+        on_event: EventHandler | None = None, progress: bool = False, config_file: PathLike | None = None,
+        **options: Any) -> RunResult:
+    """Tag and describe images: `imgtag run` as a function. Resumable like it: the same call again continues,
+    and nothing answered is asked twice.
+
+    `paths`: files, folders, globs or @list files. Unset settings come from IMGTAG_* variables, then
+    imgtag.toml (`config_file`, default ./imgtag.toml), then the defaults (out "imgtag-out", preset "ecommerce",
+    provider "anthropic", mode "sync", formats "csv,jsonl"). `options` are `run`'s other flags by their Python
+    names (concurrency=, base_url=, images_per_request=, dry_run=, ...). `on_event` receives each event of
+    the run. Raises ImgtagError before anything is created or paid for when a setting cannot work."""
+    return _blocking(lambda: _tag(_inputs(paths), out=out, preset=preset, model=model, provider=provider, lang=lang,
+                                  categories=categories, mode=mode, budget=budget, formats=formats,
+                                  on_event=on_event, progress=progress, config_file=config_file, options=options))
+
+
+async def atag(paths: Paths, *, out: PathLike | None = None, preset: str | None = None, model: str | None = None,
+               provider: str | None = None, lang: str | None = None, categories: str | Iterable[str] | None = None,
+               mode: str | None = None, budget: float | None = None, formats: str | Iterable[str] | None = None,
+               on_event: EventHandler | None = None, progress: bool = False, config_file: PathLike | None = None,
+               **options: Any) -> RunResult:
+    """`tag` without blocking the running event loop (the run works in a thread of its own; `on_event` is
+    called from that thread)."""
+    inputs = _inputs(paths)
+    return await asyncio.to_thread(lambda: _tag(inputs, out=out, preset=preset, model=model, provider=provider,
+                                                lang=lang, categories=categories, mode=mode, budget=budget,
+                                                formats=formats, on_event=on_event, progress=progress,
+                                                config_file=config_file, options=options))
+
+
+def _tag(inputs: list[str], *, out: PathLike | None, preset: str | None, model: str | None, provider: str | None,
+         lang: str | None, categories: str | Iterable[str] | None, mode: str | None, budget: float | None,
+         formats: str | Iterable[str] | None, on_event: EventHandler | None, progress: bool,
+         config_file: PathLike | None, options: dict[str, Any]) -> RunResult:
+    from imgtag.app.run import run_config
+    from imgtag.settings import Settings
+
+    settings = Settings.load(config_file)
+    cfg = run_config(inputs, settings, out=out, preset=preset, model=model, provider=provider, lang=lang,
+                     categories=_categories(categories), mode=mode, budget=budget,
+                     formats=formats if formats is None or isinstance(formats, str) else list(formats),
+                     on_event=on_event, progress=progress, **options)
+    return _run(cfg, "run")
+
+
+def _run(cfg: RunConfig, command: str) -> RunResult:
+    from imgtag.app.run import RunSession, prepare
+
+    prepared = prepare(cfg)
+    _stop_helpers_at_exit()
+    with RunSession(prepared, command, _say) as session:
+        try:
+            outcome = asyncio.run(session.run())
+        except KeyboardInterrupt:
+            _log.warning(session.interrupted(130))
+            raise
+    s = outcome.summary
+    missing = tuple(session.missing_args)
+    return RunResult(
+        out=Path(cfg.out), exit_code=EXIT_CONFIG if missing and s.files == 0 else outcome.exit_code, files=s.files,
+        by_status=dict(s.by_status), by_error=dict(s.by_error), requests=s.requests, input_tokens=s.input_tokens,
+        output_tokens=s.output_tokens, cache_creation_input_tokens=s.cache_creation_input_tokens,
+        cache_read_input_tokens=s.cache_read_input_tokens, cost_usd=s.cost_usd,
+        message=outcome.message or outcome.not_written, written=tuple(outcome.exports), missing=missing,
+        done_before=outcome.done_before)
+
+
+def _categories(categories: str | Iterable[str] | None) -> str | list[str] | None:
+    return categories if categories is None or isinstance(categories, str) else [str(c) for c in categories]
+
+
+# -- results -----------------------------------------------------------------------------------------
+
+def results(out: PathLike | None = None, *, preset: str | None = None, model: str | None = None,
+            lang: str | None = None, every: bool = False, config_file: PathLike | None = None) -> Iterator[Result]:
+    """The rows of the results contract for one target of a folder (the latest, or the one `preset`, `model`
+    and `lang` name): the latest run's inputs, or with `every` each file the folder has seen. Streams; the
+    folder's store stays open until the iteration ends. UsageError when the folder holds no results."""
+    from imgtag.app.folder import result_rows
+    from imgtag.settings import Settings
+
+    folder = Settings.load(config_file).out(out)
+    for row in result_rows(folder, preset=preset, model=model, lang=lang, every=every):
+        yield Result(path=row.path, status=row.status, fields=row.fields, error=row.error, model=row.model,
+                     preset=row.preset, preset_version=row.preset_version, provider=row.provider, usage=row.usage,
+                     cost_usd=row.cost_usd, sha256=row.sha256, duplicate_of=row.duplicate_of, mode=row.mode,
+                     source_path=row.source_path, reviewed=row.reviewed, edited_fields=tuple(row.edited_fields))
+
+
+# -- status, export, retry -----------------------------------------------------------------------------
+
+def folder_status(out: PathLike | None = None, *, preset: str | None = None, model: str | None = None,
+                  lang: str | None = None, base_url: str | None = None,
+                  config_file: PathLike | None = None) -> dict[str, Any]:
+    """`imgtag status --json`'s object for one target of a folder: counts, failures with their causes, tokens and
+    spend to date, and live batch states (asked of the provider when its key is set). Not named `status`:
+    `imgtag.status` is the module that gathers it."""
+    from imgtag.app.folder import status_report
+    from imgtag.settings import Settings
+
+    settings = Settings.load(config_file)
+    return _blocking(lambda: status_report(settings.out(out), settings, preset=preset, model=model, lang=lang,
+                                           base_url=base_url))
+
+
+@dataclass(frozen=True)
+class Exported:
+    """What `export` wrote."""
+
+    written: tuple[Path, ...]
+    notes: tuple[str, ...]
+    """One-line summaries of the per-image formats (sidecars, captions)."""
+    not_written: str | None
+    """The files a per-image format could not write, named (`imgtag export` exits 1 for them)."""
+
+
+def export_files(out: PathLike | None = None, *, formats: str | Iterable[str] | None = None, preset: str | None = None,
+           model: str | None = None, lang: str | None = None, every: bool = False, reviewed_only: bool = False,
+           config_file: PathLike | None = None, **options: Any) -> Exported:
+    """`imgtag export`: rebuild one target's files from the store (atomically, asking no model). `options` are
+    `export`'s other flags by their Python names (txt_template=, xmp_name=, xlsx_thumbnails=, ...). An output
+    file in the way (a user's own metadata.jsonl) raises UsageError after writing everything else. Not named
+    `export`: `imgtag.export` is the exporters' package."""
+    from imgtag.app.folder import export as export_folder
+    from imgtag.settings import Settings
+
+    folder = Settings.load(config_file).out(out)
+    chosen = formats if formats is None or isinstance(formats, str) else ",".join(formats)
+    done = export_folder(folder, formats=chosen, preset=preset, model=model, lang=lang, every=every,
+                         reviewed_only=reviewed_only, **options)
+    return Exported(tuple(done.written), tuple(done.notes), done.not_written)
+
+
+def retry_failed(out: PathLike | None = None, *, force: bool = False, base_url: str | None = None,
+          budget: float | None = None, concurrency: int | None = None, on_event: EventHandler | None = None,
+          progress: bool = False, config_file: PathLike | None = None) -> RunResult | None:
+    """`imgtag retry`: ask the latest target's failures again when a new ask can fix them (all of them with
+    `force`), against the server the target used unless `base_url` names another. None when there is nothing
+    to retry."""
+    from imgtag.app.retry import plan_retry
+    from imgtag.settings import Settings
+
+    def work() -> RunResult | None:
+        plan = plan_retry(out, Settings.load(config_file), force=force, progress=progress, base_url=base_url,
+                          budget=budget, concurrency=concurrency, on_event=on_event)
+        return None if plan.cfg is None else _run(plan.cfg, "retry")
+
+    return _blocking(work)
+
+
+# -- estimate ----------------------------------------------------------------------------------------
+
+def estimate(paths: Paths, *, model: str | None = None, preset: str | None = None, provider: str | None = None,
+             lang: str | None = None, detail: str | None = None, max_edge: int | None = None, min_side: int = 200,
+             max_megapixels: float = 100.0, workers: int | None = None, images_per_request: int = 1,
+             out: PathLike | None = None, base_url: str | None = None,
+             config_file: PathLike | None = None) -> Estimate:
+    """`imgtag scan` as a function: every file discovered, prefiltered and sized exactly as a run would, and the
+    cost of tagging them estimated, offline (spends nothing)."""
+    return _blocking(lambda: _estimate(_inputs(paths), model=model, preset=preset, provider=provider, lang=lang,
+                                       detail=detail, max_edge=max_edge, min_side=min_side,
+                                       max_megapixels=max_megapixels, workers=workers,
+                                       images_per_request=images_per_request, out=out, base_url=base_url,
+                                       config_file=config_file))
+
+
+def _estimate(inputs: list[str], *, model: str | None, preset: str | None, provider: str | None, lang: str | None,
+              detail: str | None, max_edge: int | None, min_side: int, max_megapixels: float, workers: int | None,
+              images_per_request: int, out: PathLike | None, base_url: str | None,
+              config_file: PathLike | None) -> Estimate:
+    from imgtag.app.scan import ScanSession
+    from imgtag.settings import Settings
+
+    settings = Settings.load(config_file)
+    _stop_helpers_at_exit()
+    with ScanSession(inputs, settings, out=out, model=model, provider=provider, preset=preset, lang=lang,
+                     detail=detail, max_edge=max_edge, min_side=min_side, max_megapixels=max_megapixels,
+                     workers=workers, images_per_request=images_per_request, base_url=base_url) as session:
+        _, summary = asyncio.run(session.run(lambda entry: None, _say))
+    return Estimate(
+        files=summary["files"], by_status=dict(summary["by_status"]), by_reason=dict(summary["by_reason"]),
+        distinct_images=summary["distinct_images"], preset=summary["preset"],
+        preset_version=summary["preset_version"], model=summary["selected_model"],
+        models=tuple(ModelCost(model=e["model"], images=e["images"], input_tokens=e["input_tokens"],
+                               output_tokens=e["output_tokens"], cost_usd=e["standard_usd"],
+                               batch_cost_usd=e["batch_usd"]) for e in summary["estimates"]),
+        missing=tuple(summary["missing"]))
+
+
+# -- describe ----------------------------------------------------------------------------------------
+
+def describe(image: PathLike | bytes | Any, *, preset: str | None = "keywords", model: str | None = None,
+             provider: str | None = None, lang: str | None = None, categories: str | Iterable[str] | None = None,
+             config_file: PathLike | None = None, **options: Any) -> dict[str, Any]:
+    """One image (a path, its bytes, or a PIL image) asked and judged exactly as a run would, keeping nothing:
+    its validated fields. A failed answer (refused, invalid, truncated, a provider error) raises ProviderError,
+    an image that cannot be used (unreadable, a bomb) UsageError. `options` are `run`'s other flags."""
+    return _blocking(lambda: _describe(image, preset=preset, model=model, provider=provider, lang=lang,
+                                       categories=categories, config_file=config_file, options=options))
+
+
+async def adescribe(image: PathLike | bytes | Any, *, preset: str | None = "keywords", model: str | None = None,
+                    provider: str | None = None, lang: str | None = None,
+                    categories: str | Iterable[str] | None = None, config_file: PathLike | None = None,
+                    **options: Any) -> dict[str, Any]:
+    """`describe` without blocking the running event loop."""
+    return await asyncio.to_thread(lambda: _describe(image, preset=preset, model=model, provider=provider, lang=lang,
+                                                     categories=categories, config_file=config_file,
+                                                     options=options))
+
+
+def _describe(image: PathLike | bytes | Any, *, preset: str | None, model: str | None, provider: str | None,
+              lang: str | None, categories: str | Iterable[str] | None, config_file: PathLike | None,
+              options: dict[str, Any]) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory(prefix="imgtag-describe-") as work:
+        source = _image_file(image, Path(work))
+        # A run into a folder that is removed afterwards: the engine's retries, validation and repairs, as in
+        # `imgtag run`, with nothing kept. One image the caller chose is never skipped for being small.
+        run = _tag([source], out=Path(work) / "out", preset=preset, model=model, provider=provider, lang=lang,
+                   categories=categories, mode="sync", budget=None, formats="jsonl", on_event=None, progress=False,
+                   config_file=config_file, options={"min_side": 0, **options})
+        row = next(results(run.out, config_file=config_file), None)
+    if row is not None and row.status == "ok" and row.fields is not None:
+        return dict(row.fields)
+    error = (row.error if row is not None else None) or {}
+    reason = f"{error.get('type', 'error')}: {error.get('message', '')}".rstrip(": ")
+    if row is not None and row.status == "skipped":
+        raise UsageError(f"the image cannot be used ({reason})")
+    raise ProviderError(f"no usable answer for the image ({run.message or reason or 'no answer'})")
+
+
+def _image_file(image: PathLike | bytes | Any, folder: Path) -> str:
+    if isinstance(image, str | os.PathLike):
+        path = Path(image)
+        if not path.is_file():
+            raise UsageError(f"{os.fspath(image)}: no such image file")
+        return str(path)
+    target = folder / "image"
+    if isinstance(image, bytes | bytearray | memoryview):
+        target.write_bytes(bytes(image))
+    elif hasattr(image, "save"):  # a PIL image: saved losslessly, as it is
+        image.save(target, format="PNG")
+    else:
+        raise TypeError(f"describe() takes a path, bytes or a PIL image, not {type(image).__name__}")
+    return str(target)
+

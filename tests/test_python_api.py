@@ -1,0 +1,226 @@
+"""The Python API (issue 19 item 1): imgtag.tag, results, estimate and describe against the fake servers, through
+the real SDKs and engine; from plain code, from inside a running event loop (as in Jupyter) and with on_event."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+import threading
+from pathlib import Path
+from typing import Any
+
+import pytest
+from PIL import Image
+
+import imgtag
+from imagegen import close_to, make_images, read_jsonl
+
+
+@pytest.fixture
+def fake(fake_anthropic_factory: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Any:
+    """A fake Anthropic server the API reaches through the environment, as the CLI does; a folder of its own."""
+    server = fake_anthropic_factory()
+    for name in ("IMGTAG_PRESET", "IMGTAG_MODEL", "IMGTAG_PROVIDER", "IMGTAG_LANG", "IMGTAG_CATEGORIES", "IMGTAG_OUT"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in server.env().items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.chdir(tmp_path)
+    return server
+
+
+def test_tag_runs_resumes_and_reports_like_the_cli(tmp_path: Path, fake: Any) -> None:
+    made = make_images(tmp_path / "in", 4)
+    result = imgtag.tag(tmp_path / "in", out=tmp_path / "out")
+    assert isinstance(result, imgtag.RunResult)
+    assert (result.exit_code, result.ok, result.failed, result.files) == (0, 4, 0, 4)
+    assert result.requests == 4 == fake.stats.messages_requests
+    assert result.input_tokens > 0 and result.cost_usd is not None and result.cost_usd > 0
+    assert result.out == tmp_path / "out" and tmp_path / "out" / "results.jsonl" in result.written
+    rows = {row["path"]: row for row in read_jsonl(tmp_path / "out" / "results.jsonl")}
+    assert all(close_to(rows[name]["fields"]["color"], colour) for name, colour in made.items())
+
+    again = imgtag.tag([str(tmp_path / "in")], out=tmp_path / "out")  # a rerun asks nothing again
+    assert (again.exit_code, again.ok, again.requests, again.done_before) == (0, 4, 0, 4)
+    assert fake.stats.messages_requests == 4
+
+
+def test_results_are_the_contract_rows_as_typed_objects(tmp_path: Path, fake: Any) -> None:
+    made = make_images(tmp_path / "in", 3)
+    imgtag.tag(tmp_path / "in", out=tmp_path / "out", formats=["csv"])
+    rows = list(imgtag.results(tmp_path / "out"))
+    assert [type(row) for row in rows] == [imgtag.Result] * 3
+    assert sorted(row.path for row in rows) == sorted(made)
+    for row in rows:
+        assert row.status == "ok" and row.error is None and row.provider == "anthropic" and row.preset == "ecommerce"
+        assert row.fields is not None and close_to(row.fields["color"], made[row.path])
+        assert row.usage is not None and row.usage["input_tokens"] > 0 and row.cost_usd and row.cost_usd > 0
+    with pytest.raises(imgtag.UsageError, match=r"no imgtag store|does not exist|no results"):
+        list(imgtag.results(tmp_path / "nothing-here"))
+
+
+def test_estimate_is_what_scan_prints_and_asks_nothing(tmp_path: Path, fake: Any) -> None:
+    make_images(tmp_path / "in", 3)
+    (tmp_path / "in" / "copy.jpg").write_bytes((tmp_path / "in" / "img_0001.jpg").read_bytes())
+    (tmp_path / "in" / "tiny.png").write_bytes(_png(40, 40))
+    est = imgtag.estimate(tmp_path / "in", model="claude-haiku-5-5")
+    assert isinstance(est, imgtag.Estimate)
+    assert (est.files, est.distinct_images, est.model) == (5, 3, "claude-haiku-5-5")
+    assert est.by_reason == {"too_small": 1}
+    assert est.cost_usd is not None and 0 < est.batch_cost_usd < est.cost_usd  # type: ignore[operator]
+    assert est.selected is not None and est.selected.images == 3 and est.selected.input_tokens
+    assert len(est.models) > 1  # Anthropic's catalogue side by side, as scan shows it
+    assert fake.stats.messages_requests == 0
+    assert not (tmp_path / "imgtag-out").exists()  # a scan writes nothing into the project
+
+
+def _png(width: int, height: int, colour: tuple[int, int, int] = (200, 30, 30)) -> bytes:
+    buffer = io.BytesIO()
+    Image.new("RGB", (width, height), colour).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def test_describe_takes_a_path_bytes_or_a_pil_image_and_keeps_nothing(tmp_path: Path, fake: Any) -> None:
+    ((name, colour),) = make_images(tmp_path / "in", 1).items()
+    path = tmp_path / "in" / name
+    by_path = imgtag.describe(path, preset="ecommerce")
+    assert set(by_path) >= {"category", "color", "tags"} and close_to(by_path["color"], colour)
+    by_bytes = imgtag.describe(_png(300, 260, (30, 200, 30)), preset="ecommerce")
+    assert close_to(by_bytes["color"], (30, 200, 30))
+    by_pil = imgtag.describe(Image.new("RGB", (320, 240), (30, 30, 200)), preset="ecommerce")
+    assert close_to(by_pil["color"], (30, 30, 200))
+    caption = imgtag.describe(path, preset="caption")
+    assert isinstance(caption.get("short_caption"), str)
+    assert fake.stats.messages_requests == 4
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in"]  # no store, no export left anywhere
+
+
+def test_describe_raises_one_sentence_for_an_answer_it_cannot_use(tmp_path: Path, fake_anthropic_factory: Any,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    refusing = fake_anthropic_factory(output_mode="refusal")
+    for name, value in refusing.env().items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(imgtag.ProviderError, match="refused") as info:
+        imgtag.describe(_png(300, 300), preset="ecommerce")
+    assert "\n" not in str(info.value)
+    with pytest.raises(imgtag.UsageError, match="no such image file"):
+        imgtag.describe(tmp_path / "missing.jpg")
+
+
+def test_settings_come_from_the_environment_and_imgtag_toml_as_on_the_command_line(
+        tmp_path: Path, fake: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    make_images(tmp_path / "in", 2)
+    (tmp_path / "imgtag.toml").write_text('preset = "keywords"\nout = "from-toml"\nformats = ["jsonl"]\n')
+    result = imgtag.tag("in")
+    assert result.out == Path("from-toml") and {p.name for p in result.written} == {"results.jsonl"}
+    assert {row.preset for row in imgtag.results("from-toml")} == {"keywords"}
+    monkeypatch.setenv("IMGTAG_OUT", "from-env")  # the environment over the file, an argument over both
+    assert imgtag.tag("in").out == Path("from-env")
+    assert imgtag.tag("in", out="from-argument").out == Path("from-argument")
+    (tmp_path / "imgtag.toml").write_text('modle = "x"\n')
+    with pytest.raises(imgtag.ConfigurationError, match="did you mean 'model'"):
+        imgtag.tag("in")
+
+
+def test_problems_are_imgtag_errors_raised_before_anything_is_created(tmp_path: Path, fake: Any) -> None:
+    make_images(tmp_path / "in", 1)
+    with pytest.raises(imgtag.UsageError, match="--concurrency must be"):
+        imgtag.tag("in", out="o", concurrency=0)
+    with pytest.raises(imgtag.ConfigurationError, match="unknown preset"):
+        imgtag.tag("in", out="o", preset="no-such-preset")
+    with pytest.raises(imgtag.UsageError):
+        imgtag.tag("no-such-folder", out="o")
+    assert not (tmp_path / "o").exists()
+
+
+def test_the_blocking_functions_work_inside_a_running_event_loop(tmp_path: Path, fake: Any) -> None:
+    """In Jupyter, code runs inside an event loop: asyncio.run cannot nest, and imgtag must not ask it to."""
+    make_images(tmp_path / "in", 2)
+
+    async def notebook_cell() -> tuple[Any, ...]:
+        ran = imgtag.tag("in", out="o")
+        rows = list(imgtag.results("o"))
+        est = imgtag.estimate("in")
+        fields = imgtag.describe(_png(300, 300), preset="ecommerce")
+        return ran, rows, est, fields
+
+    ran, rows, est, fields = asyncio.run(notebook_cell())
+    assert ran.ok == 2 and len(rows) == 2 and est.distinct_images == 2 and "color" in fields
+
+
+def test_async_twins_leave_the_callers_loop_free(tmp_path: Path, fake_anthropic_factory: Any,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    slow = fake_anthropic_factory(latency_s=0.3)
+    for name, value in slow.env().items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.chdir(tmp_path)
+    make_images(tmp_path / "in", 3)
+
+    async def main() -> tuple[Any, dict[str, Any], int]:
+        ticks = 0
+
+        async def ticker() -> None:
+            nonlocal ticks
+            while True:
+                await asyncio.sleep(0.02)
+                ticks += 1
+
+        beat = asyncio.create_task(ticker())
+        ran, fields = await asyncio.gather(imgtag.atag("in", out="o"),
+                                           imgtag.adescribe(_png(300, 300), preset="ecommerce"))
+        beat.cancel()
+        return ran, fields, ticks
+
+    ran, fields, ticks = asyncio.run(main())
+    assert ran.ok == 3 and "color" in fields
+    assert ticks >= 10  # the loop kept running while both worked (0.3 s per answer)
+
+
+def test_on_event_receives_the_runs_events(tmp_path: Path, fake: Any) -> None:
+    make_images(tmp_path / "in", 3)
+    events: list[dict[str, Any]] = []
+    threads: set[str] = set()
+
+    def on_event(event: Any) -> None:
+        events.append(json.loads(json.dumps(dict(event))))  # plain JSON data, as --events writes it
+        threads.add(threading.current_thread().name)
+
+    result = imgtag.tag("in", out="o", on_event=on_event)
+    kinds = [event["type"] for event in events]
+    assert kinds[0] == "run_started" and kinds[-1] == "run_finished"
+    assert kinds.count("image_done") == 3 and all(event["v"] == 1 for event in events)
+    assert events[-1]["exit_code"] == result.exit_code == 0
+
+
+def test_status_export_and_retry_are_functions_too(tmp_path: Path, fake_anthropic_factory: Any,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """What the CLI's status, export and retry do, a script can do: the same use cases (app/)."""
+    made = make_images(tmp_path / "in", 4)
+    flaky = fake_anthropic_factory(fail_first_n=4)  # the first four asks: 529 overloaded
+    for name, value in flaky.env().items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.chdir(tmp_path)
+    first = imgtag.tag("in", out="o", max_attempts=1)
+    assert first.exit_code == 1 and first.failed == 4
+    report = imgtag.folder_status("o")
+    assert report["by_status"] == {"failed": 4} and len(report["failures"]) == 4
+    retried = imgtag.retry_failed("o")  # an overloaded server may answer now
+    assert retried is not None and retried.ok == 4 and retried.exit_code == 0
+    assert imgtag.folder_status("o")["by_status"] == {"ok": 4}
+    assert imgtag.retry_failed("o") is None  # nothing left to retry
+    done = imgtag.export_files("o", formats=["csv", "txt"], txt_template="{color}")
+    assert {p.name for p in done.written} == {"results.csv"} and done.not_written is None
+    for name, colour in made.items():
+        assert close_to((tmp_path / "in" / name).with_suffix(".txt").read_text(), colour)
+
+
+def test_a_quick_prompt_is_a_task_of_its_own_and_resumes(tmp_path: Path, fake: Any) -> None:
+    make_images(tmp_path / "in", 2)
+    first = imgtag.tag("in", out="q", prompt="Is there a person in the photo?", fields=["person:bool", "where:str"])
+    assert first.ok == 2 and first.requests == 2
+    assert all(set(row.fields or {}) == {"person", "where"} for row in imgtag.results("q"))
+    again = imgtag.tag("in", out="q", prompt="Is there a person in the photo?", fields=["person:bool", "where:str"])
+    assert again.requests == 0 and again.done_before == 2
+    with pytest.raises(imgtag.UsageError, match="not both"):
+        imgtag.tag("in", out="q", preset="caption", prompt="Is there a person?")
