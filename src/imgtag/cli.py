@@ -591,9 +591,10 @@ def prune(out: OutOpt = None,
     Says first what would go: the count and a few paths (a dry run; --yes removes them). Files on disk are never
     touched; answers stay for copies and for the same image added again (docs/store.md)."""
     from imgtag import prune as pr
+    from imgtag.app.run import open_store
 
     out = _out(out)
-    with _open_store(out, create=False) as store:  # the folder lock: never beside a run into the same --out
+    with open_store(out, create=False) as store:  # the folder lock: never beside a run into the same --out
         found = pr.plan(store)
         console = _console(err=False)
         if not found.missing:
