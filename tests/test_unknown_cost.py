@@ -223,7 +223,7 @@ def test_a_store_of_an_earlier_version_reads_its_unpriced_answers_as_unknown(
     assert code == 0, output
     assert status_of(out, "--json")["cost_usd"] is None
     db = sqlite3.connect(out / "imgtag.db")
-    with db:  # back to the version before the migration (and the ones after it: _v14_rerun_state's tables)
+    with db:  # back to the version before the migration (and the ones after it: _v16_rerun_state's tables)
         for (trigger,) in db.execute("SELECT name FROM sqlite_master WHERE type = 'trigger'").fetchall():
             db.execute(f"DROP TRIGGER {trigger}")
         db.execute("DROP TABLE near_index")

@@ -3,7 +3,7 @@ are instead of rebuilding them from every row (issue 20 item 1).
 
 A file is current when all of these hold since imgtag last wrote it:
 - nothing results show changed in the store: `result_changes.version` (moved by triggers on files, jobs,
-  review_state and attempts, `_v14_rerun_state`) is the same;
+  review_state and attempts, `_v16_rerun_state`) is the same;
 - it covers the same files: the file set (fileset.py) has as many files as then, and every file of the set then is
   in the set now (none has `seen_run` between that set's run and this one's; a file deleted from disk is not seen
   by the latest run, so it is caught here);

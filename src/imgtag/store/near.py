@@ -1,4 +1,4 @@
-"""The near-duplicate index, kept in the store (table `near_index`, `_v14_rerun_state`) and only added to.
+"""The near-duplicate index, kept in the store (table `near_index`, `_v16_rerun_state`) and only added to.
 
 The same multi-index hashing as ingest/duplicates.NearDuplicateIndex: a 64-bit perceptual hash is split into 4
 bands of 16 bits; two hashes at most d bits apart agree, by pigeonhole, in some band up to d // 4 bits, so probing
