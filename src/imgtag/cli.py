@@ -598,6 +598,34 @@ def cancel(out: OutOpt = None, base_url: BaseUrlOpt = None) -> None:
     raise typer.Exit(cancel_batches(settings.out(out), server=lambda meta: settings.server(base_url, meta)))
 
 
+@app.command()
+def prune(out: OutOpt = None,
+          yes: Annotated[bool, typer.Option("--yes", help="Remove them (without it, only say what would go).")] = False,
+          ) -> None:
+    """Remove files that no longer exist on disk from the store.
+
+    Says first what would go: the count and a few paths (a dry run; --yes removes them). Files on disk are never
+    touched; answers stay for copies and for the same image added again (docs/store.md)."""
+    from imgtag import prune as pr
+    from imgtag.app.run import open_store
+
+    out = _out(out)
+    with open_store(out, create=False) as store:  # the folder lock: never beside a run into the same --out
+        found = pr.plan(store)
+        console = _console(err=False)
+        if not found.missing:
+            console.print(f"all {_n(found.checked, 'file')} in {out} exist on disk; nothing to prune", markup=False)
+            return
+        if yes:
+            removed = pr.apply(store, found)
+            console.print(f"removed {_n(removed, 'file')} that no longer exist on disk from the store in {out} "
+                          "(files on disk untouched); `imgtag export` rebuilds the results without them",
+                          markup=False)
+            return
+    for line in pr.report(found, out):
+        console.print(line, markup=False)
+
+
 def _version(value: bool) -> None:
     if value:
         from imgtag.version import __version__

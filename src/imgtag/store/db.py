@@ -352,6 +352,7 @@ class Store:
         the files a run from that one on saw (the folder's file set, fileset.py); without, every file the folder
         has seen."""
         cursor = self.db.execute(
+            "/* scan: the results are every file, in order */ "
             "SELECT f.path, f.root, f.display, f.sha256, f.status AS fstatus, f.reason_code, f.reason,"
             " d.display AS dup,"
             " j.status AS jstatus, j.fields, j.error_type, j.error_message, j.input_tokens, j.output_tokens,"

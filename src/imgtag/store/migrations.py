@@ -298,9 +298,40 @@ def _v13_cost_unknown(db: sqlite3.Connection) -> None:
                " AND a.cost_unknown = 1) WHERE id IN (SELECT job_id FROM attempts WHERE cost_unknown = 1)")
 
 
+def _v15_scale_indexes(db: sqlite3.Connection) -> None:
+    # A store of a million images (issue 20.3): `status`, the run summary, retry and review count their rows from
+    # narrow covering indexes instead of reading the wide rows (a job's fields, a file's every column), and join
+    # files to jobs in content order. tests/test_query_plans.py runs EXPLAIN QUERY PLAN on the hot statements.
+    # IF (NOT) EXISTS: indexes only, so running it again (a store set back to an older version) changes nothing.
+    # A file's content and status, with its file-set and run membership and its size (the estimate `status` shows):
+    # the join from a target's jobs to the files holding their content never reads a files row. Replaces files_sha
+    # (its prefix).
+    db.execute("CREATE INDEX IF NOT EXISTS files_content ON files(sha256, status, seen_run, last_run, width, height)")
+    db.execute("DROP INDEX IF EXISTS files_sha")
+    # The file set (`status`, results) and one run's files (the end-of-run summary) counted by status and cause in
+    # index order (no sort of a million rows); the set's bound (seen_run >= the set's run) is a range, so it comes
+    # last. Failed files (status's list) are a seek too.
+    db.execute("CREATE INDEX IF NOT EXISTS files_set ON files(status, reason_code, seen_run)")
+    db.execute("CREATE INDEX IF NOT EXISTS files_run ON files(last_run, status, reason_code)")
+    # A target's jobs by status, in content order (status, retry's failures, review counts), without their fields.
+    db.execute("CREATE INDEX IF NOT EXISTS jobs_target ON jobs(preset_version, provider, model, status, sha256,"
+               " error_type)")
+    # The review list's near-duplicate filter asks, for each image, whether another points at it.
+    db.execute("CREATE INDEX IF NOT EXISTS files_duplicate_of ON files(duplicate_of) WHERE duplicate_of IS NOT NULL")
+    db.execute("CREATE INDEX IF NOT EXISTS files_near_duplicate_of ON files(near_duplicate_of)"
+               " WHERE near_duplicate_of IS NOT NULL")
+    # A credit-billed provider's latest balance (`status`, the run summary): only its attempts are in this index.
+    db.execute("CREATE INDEX IF NOT EXISTS attempts_credits ON attempts(run_id, credits_remaining)"
+               " WHERE credits_remaining IS NOT NULL")
+
+
+# A migration's place in this list is its version (user_version), not the number in its name: _v15_scale_indexes
+# landed as version 14 (a _v14_ was expected from another branch). Append after it, never insert before it: a store
+# already at 14 would skip a migration put in front.
 MIGRATIONS: list[Migration] = [_v1_initial, _v2_credits, _v3_export_ledger, _v4_server_caps, _v5_learned_limits,
                               _v6_run_end_state, _v7_ray_shards, _v8_xmp, _v9_batch_packs, _v10_review,
-                              _v11_files_seen_run, _v12_raw_answers, _v13_cost_unknown]
+                              _v11_files_seen_run, _v12_raw_answers, _v13_cost_unknown,
+                              _v15_scale_indexes]
 
 
 def migrate(db: sqlite3.Connection) -> int:
