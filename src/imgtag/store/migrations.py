@@ -356,6 +356,9 @@ def _v16_rerun_state(db: sqlite3.Connection) -> None:
             db.execute(f"CREATE TRIGGER {name} AFTER {event} ON {table} {bump}")
 
 
+# A migration's place in this list is its version (user_version), not the number in its name: _v15_scale_indexes
+# landed as version 14 (a _v14_ was expected from another branch). Append after it, never insert before it: a store
+# already at 14 would skip a migration put in front.
 MIGRATIONS: list[Migration] = [_v1_initial, _v2_credits, _v3_export_ledger, _v4_server_caps, _v5_learned_limits,
                               _v6_run_end_state, _v7_ray_shards, _v8_xmp, _v9_batch_packs, _v10_review,
                               _v11_files_seen_run, _v12_raw_answers, _v13_cost_unknown,
