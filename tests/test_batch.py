@@ -8,7 +8,6 @@ import json
 import os
 import re
 import signal
-import sqlite3
 import subprocess
 import sys
 import time
@@ -19,6 +18,7 @@ from typing import Any
 import pytest
 from PIL import Image
 
+from batchhelp import assert_all_ok_and_own_colour, query
 from imagegen import close_to, make_images, read_jsonl, run_cli
 from imgtag.providers.anthropic_batches import REQUEST_FRAME_BYTES, request_bytes
 from imgtag.request.batch import collect as batch_collect
@@ -35,24 +35,8 @@ FAST = ["--mode", "batch", "--poll-interval", "0.05", "-q"]
 
 
 
-def query(out: Path, sql: str, *params: Any) -> list[tuple[Any, ...]]:
-    db = sqlite3.connect(out / "imgtag.db")
-    try:
-        return db.execute(sql, params).fetchall()
-    finally:
-        db.close()
-
-
 def items_sent(fake: Any) -> int:
     return sum(fake.stats.batch_items_by_key.values())
-
-
-def assert_all_ok_and_own_colour(out: Path, made: dict[str, tuple[int, int, int]]) -> None:
-    rows = read_jsonl(out / "results.jsonl")
-    assert len(rows) == len(made)
-    for row in rows:
-        assert row["status"] == "ok", row
-        assert close_to(row["fields"]["color"], made[row["path"]]), (row["path"], row["fields"])
 
 
 # -- chunking ------------------------------------------------------------------------------------------

@@ -7,13 +7,13 @@ from __future__ import annotations
 
 import random
 import re
-import sqlite3
 from pathlib import Path
 from typing import Any
 
 import pytest
 from PIL import Image
 
+from batchhelp import query
 from imagegen import close_to, make_images, read_jsonl, run_cli
 from imgtag.providers.base import Permanent
 from imgtag.request.batch import submit as batch_submit
@@ -26,14 +26,6 @@ FAST = ["--mode", "batch", "--poll-interval", "0.05", "-q"]
 @pytest.fixture(autouse=True)
 def quick_create_backoff(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(batch_submit, "CREATE_BACKOFF_S", 0.01)
-
-
-def query(out: Path, sql: str, *params: Any) -> list[tuple[Any, ...]]:
-    db = sqlite3.connect(out / "imgtag.db")
-    try:
-        return db.execute(sql, params).fetchall()
-    finally:
-        db.close()
 
 
 def assert_all_ok_once(out: Path, made: dict[str, tuple[int, int, int]], fake: Any) -> None:

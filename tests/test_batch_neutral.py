@@ -4,7 +4,6 @@ commit, and is cancelled, through the BatchAPI protocol alone."""
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -12,7 +11,8 @@ from typing import Any
 import pytest
 from tests.fakes import toy_batches
 
-from imagegen import close_to, make_images, read_jsonl, run_cli
+from batchhelp import assert_all_ok_and_own_colour, query
+from imagegen import make_images, run_cli
 from imgtag.providers import BUILTIN
 from imgtag.request.batch import submit as batch_submit
 
@@ -31,30 +31,13 @@ def toy_provider(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     toy_batches.reset()
 
 
-def query(out: Path, sql: str) -> list[tuple[Any, ...]]:
-    db = sqlite3.connect(out / "imgtag.db")
-    try:
-        return db.execute(sql).fetchall()
-    finally:
-        db.close()
-
-
-def assert_all_ok_and_own_colour(out: Path, made: dict[str, tuple[int, int, int]]) -> None:
-    rows = read_jsonl(out / "results.jsonl")
-    assert len(rows) == len(made)
-    for row in rows:
-        assert row["status"] == "ok", row
-        assert row["mode"] == "batch"
-        assert close_to(row["fields"]["color"], made[row["path"]]), (row["path"], row["fields"])
-
-
 def test_another_batch_api_runs_batch_mode(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     made = make_images(tmp_path / "in", 7)
     out = tmp_path / "out"
     code, output = run_cli(["run", str(tmp_path / "in"), "--out", str(out), *FAST, "--batch-max-requests", "3"],
                            {}, monkeypatch)
     assert code == 0, output
-    assert_all_ok_and_own_colour(out, made)
+    assert_all_ok_and_own_colour(out, made, mode="batch")
     assert len(toy_batches.CREATED) == 3
     assert [r[0] for r in query(out, "SELECT item_count FROM batches ORDER BY id")] == [3, 3, 1]
     assert all(i.startswith("toybatch_") for (i,) in query(out, "SELECT id FROM batches"))
@@ -76,7 +59,7 @@ def test_another_batch_api_is_reconciled_after_a_crash(tmp_path: Path, monkeypat
     code, output = run_cli(args, {}, monkeypatch)
     assert code == 0, output
     assert len(toy_batches.CREATED) == 1, "the batch was found by listing, not created again"
-    assert_all_ok_and_own_colour(out, made)
+    assert_all_ok_and_own_colour(out, made, mode="batch")
 
 
 def test_another_batch_api_cancels(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -94,5 +77,5 @@ def test_another_batch_api_cancels(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     monkeypatch.setattr(toy_batches, "HOLD", False)
     code, output = run_cli(["run", str(tmp_path / "in"), "--out", str(out), *FAST], {}, monkeypatch)
     assert code == 0, output
-    assert_all_ok_and_own_colour(out, made)
+    assert_all_ok_and_own_colour(out, made, mode="batch")
     assert len(toy_batches.CREATED) == 2

@@ -246,3 +246,29 @@ def test_a_handler_that_raises_is_dropped_once_and_the_order_holds() -> None:
     assert seen[0] == {"v": 1, "type": "run_started", "run_id": 1, "total_files": None}
     assert warnings == ["imgtag: events stopped (RuntimeError: the notebook's callback broke); the run goes on "
                         "and its results are in the store"]
+
+
+def test_retry_sends_the_same_events(tmp_path: Path, fake_anthropic_factory: Any) -> None:
+    from imagegen import close_to
+
+    made = make_images(tmp_path / "in", 4)
+    failing = [made["img_0002.jpg"]]
+
+    def respond(ctx: dict[str, Any]) -> dict[str, Any] | None:  # the key is the mean colour the server sees
+        return {"status": 500} if any(close_to(ctx["image_key"] or "", c) for c in failing) else None
+
+    fake = fake_anthropic_factory(respond=respond)
+    out = tmp_path / "out"
+    first = cli(["run", str(tmp_path / "in"), "--out", str(out), "-q", "--max-attempts", "1", "--events", "-"],
+                fake.env())
+    assert first.returncode == 1, first.stderr
+    assert [e["error_type"] for e in parse(first.stdout) if e["type"] == "image_done" and e["status"] == "failed"]
+    failing.clear()
+    done = cli(["retry", "--out", str(out), "-q", "--events", "-"], fake.env())
+    assert done.returncode == 0, done.stderr
+    events = parse(done.stdout)
+    assert events[0]["command"] == "retry"
+    asked = [e for e in events if e["type"] == "image_done" and not e["cached"]]
+    assert [(e["path"], e["status"]) for e in asked] == [("img_0002.jpg", "ok")]
+    assert events[-1]["by_status"] == {"ok": 1}  # the files this retry touched, as its summary line says
+    assert status_json(out, fake.env())["by_status"] == {"ok": 4}

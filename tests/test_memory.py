@@ -39,8 +39,12 @@ def peak_for(images: int, tmp_path: Path, env: dict[str, str], monkeypatch: pyte
     return peak
 
 
+# Still open (session of 2026-12-07): the failure is intermittent (it failed 1 of 6 runs here, load 7-17), the peak
+# is mostly request bodies (per request in flight: the image, its base64 text and the JSON body, ~450 KB here),
+# and in one probe the 240-image run still held 6 more bodies than the 30-image run after the engine had ended,
+# though nothing gc could collect held them (a gc.collect() there freed ~0.1 MB). The holder is not found yet.
 @pytest.mark.xfail(strict=False, reason="known regression from merging coldrun and folder (73a615e): "
-                   "peak traced memory 5 MB at 30 images, 9.6 MB at 240; to be fixed first next session")
+                   "peak traced memory 5 MB at 30 images, 9.6 MB at 240; intermittent, cause not yet found")
 def test_sync_run_memory_does_not_grow_with_the_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     # The fake runs in its own process so its request log does not count against us.
     fake = subprocess.Popen([sys.executable, "-m", "tests.fakes.anthropic_server", "--port", "0", "--config",

@@ -20,7 +20,8 @@ from typing import Any
 import openai
 import pytest
 
-from imagegen import close_to, make_images, one_sentence, read_jsonl, run_cli
+from batchhelp import assert_all_ok_and_own_colour, query
+from imagegen import make_images, one_sentence, read_jsonl, run_cli
 from imgtag.pricing.costs import Usage, cost_usd
 from imgtag.providers import openai_batches
 from imgtag.providers.batch_api import CANCELED, ENDED, ERRORED, EXPIRED, IN_PROGRESS
@@ -31,6 +32,7 @@ from imgtag.store import batches as sb
 
 KEY = "sk-test-batch"
 MODEL = "gpt-4.1-mini"
+OPENAI_BATCH = {"mode": "batch", "provider": "openai"}  # what every result row says
 FAST = ["--provider", "openai", "--mode", "batch", "--poll-interval", "0.05", "-q"]
 
 
@@ -49,23 +51,6 @@ def batch_fake(fake_openai_factory: Any, monkeypatch: pytest.MonkeyPatch) -> Any
                                    batches={"processing_s": 0.1, **batches})
 
     return make
-
-
-def query(out: Path, sql: str, *params: Any) -> list[tuple[Any, ...]]:
-    db = sqlite3.connect(out / "imgtag.db")
-    try:
-        return db.execute(sql, params).fetchall()
-    finally:
-        db.close()
-
-
-def assert_all_ok_and_own_colour(out: Path, made: dict[str, tuple[int, int, int]]) -> None:
-    rows = read_jsonl(out / "results.jsonl")
-    assert len(rows) == len(made)
-    for row in rows:
-        assert row["status"] == "ok", row
-        assert row["mode"] == "batch" and row["provider"] == "openai"
-        assert close_to(row["fields"]["color"], made[row["path"]]), (row["path"], row["fields"])
 
 
 def answered_once(fake: Any, images: int) -> None:
@@ -115,7 +100,7 @@ def test_batch_run_uploads_jsonl_chunks_and_bills_half(tmp_path: Path, batch_fak
     out = tmp_path / "out"
     code, output = run_cli(run_args(tmp_path, "--batch-max-requests", "3"), fake.env(), monkeypatch)
     assert code == 0, output
-    assert_all_ok_and_own_colour(out, made)
+    assert_all_ok_and_own_colour(out, made, **OPENAI_BATCH)
     stats = fake.batch_api.stats
     assert stats.batches_created == 3 and stats.files_uploaded == 3
     assert [n for (n,) in query(out, "SELECT item_count FROM batches ORDER BY rowid")] == [3, 3, 1]
@@ -168,7 +153,7 @@ def test_a_lost_create_answer_is_found_by_label_without_uploading_again(tmp_path
     stats = fake.batch_api.stats
     assert stats.batches_created == 1 and stats.files_uploaded == 1
     answered_once(fake, 4)
-    assert_all_ok_and_own_colour(tmp_path / "out", made)
+    assert_all_ok_and_own_colour(tmp_path / "out", made, **OPENAI_BATCH)
 
 
 def test_crash_between_create_and_commit_is_reconciled_by_label(tmp_path: Path, batch_fake: Any,
@@ -199,7 +184,7 @@ def test_crash_between_create_and_commit_is_reconciled_by_label(tmp_path: Path, 
     assert other.id not in {i for (i,) in query(out, "SELECT id FROM batches")}
     assert sum(fake.batch_api.stats.items_by_key.values()) == 5
     answered_once(fake, 5)
-    assert_all_ok_and_own_colour(out, made)
+    assert_all_ok_and_own_colour(out, made, **OPENAI_BATCH)
 
 
 @pytest.mark.parametrize("listed", [True, False])  # requests that never ran: in the error file, or not at all
@@ -211,7 +196,7 @@ def test_failed_expired_and_errored_requests_are_resubmitted(tmp_path: Path, bat
     out = tmp_path / "out"
     code, output = run_cli(run_args(tmp_path), fake.env(), monkeypatch)
     assert code == 0, output
-    assert_all_ok_and_own_colour(out, made)
+    assert_all_ok_and_own_colour(out, made, **OPENAI_BATCH)
     answered_once(fake, 8)
     states = dict(query(out, "SELECT state, COUNT(*) FROM batch_items GROUP BY state"))
     assert states["ok"] == 8 and states["expired"] == 4 and states["errored"] >= 8, states
@@ -256,7 +241,7 @@ def test_packs_land_each_answer_on_its_own_image(tmp_path: Path, batch_fake: Any
     code, output = run_cli(run_args(tmp_path, "--images-per-request", "3"), fake.env(), monkeypatch)
     assert code == 0, output
     assert sum(fake.batch_api.stats.items_by_custom_id.values()) == 3  # 3 + 3 + 1 images
-    assert_all_ok_and_own_colour(tmp_path / "out", made)
+    assert_all_ok_and_own_colour(tmp_path / "out", made, **OPENAI_BATCH)
     answered_once(fake, 7)
 
 
@@ -270,7 +255,7 @@ def test_the_api_limits_per_file_bind_below_the_flags(tmp_path: Path, batch_fake
     assert code == 0, output
     assert [n for (n,) in query(tmp_path / "out", "SELECT item_count FROM batches ORDER BY rowid")] \
         == [2, 2, 1]
-    assert_all_ok_and_own_colour(tmp_path / "out", made)
+    assert_all_ok_and_own_colour(tmp_path / "out", made, **OPENAI_BATCH)
 
 
 def test_a_smaller_cap_on_the_server_halves_the_file(tmp_path: Path, batch_fake: Any,
@@ -283,7 +268,7 @@ def test_a_smaller_cap_on_the_server_halves_the_file(tmp_path: Path, batch_fake:
     sizes = [n for (n,) in query(tmp_path / "out", "SELECT item_count FROM batches ORDER BY rowid")]
     assert sizes == [3, 3], sizes
     assert fake.batch_api.stats.creates_refused == 1
-    assert_all_ok_and_own_colour(tmp_path / "out", made)
+    assert_all_ok_and_own_colour(tmp_path / "out", made, **OPENAI_BATCH)
 
 
 @pytest.mark.parametrize("listed", [True, False])
@@ -307,7 +292,7 @@ def test_detach_cancel_then_run(tmp_path: Path, batch_fake: Any, monkeypatch: py
     fake.batch_api.config.processing_s = fake.batch_api.config.validating_s = 0.1
     code, output = run_cli(run_args(tmp_path), fake.env(), monkeypatch)
     assert code == 0, output
-    assert_all_ok_and_own_colour(out, made)
+    assert_all_ok_and_own_colour(out, made, **OPENAI_BATCH)
     assert fake.batch_api.stats.batches_created == 2
     answered_once(fake, 3)
 
@@ -378,6 +363,6 @@ def test_kill9_after_batches_created_then_rerun_reattaches(tmp_path: Path, batch
     assert fake.batch_api.stats.batches_created == 6, "re-attached, nothing submitted again"
     assert sum(fake.batch_api.stats.items_by_key.values()) == images
     answered_once(fake, images)
-    assert_all_ok_and_own_colour(out, made)
+    assert_all_ok_and_own_colour(out, made, **OPENAI_BATCH)
     assert not query(out, "SELECT id FROM batches WHERE collected_at IS NULL")
     assert not query(out, "SELECT id FROM batch_submissions WHERE batch_id IS NULL")

@@ -223,7 +223,11 @@ def test_a_store_of_an_earlier_version_reads_its_unpriced_answers_as_unknown(
     assert code == 0, output
     assert status_of(out, "--json")["cost_usd"] is None
     db = sqlite3.connect(out / "imgtag.db")
-    with db:  # back to the version before the migration
+    with db:  # back to the version before the migration (and the ones after it: _v16_rerun_state's tables)
+        for (trigger,) in db.execute("SELECT name FROM sqlite_master WHERE type = 'trigger'").fetchall():
+            db.execute(f"DROP TRIGGER {trigger}")
+        db.execute("DROP TABLE near_index")
+        db.execute("DROP TABLE result_changes")
         for table in ("attempts", "jobs"):
             db.execute(f"ALTER TABLE {table} DROP COLUMN cost_unknown")
         db.execute(f"PRAGMA user_version = {MIGRATIONS.index(_v13_cost_unknown)}")

@@ -238,6 +238,11 @@ def _print_scan_summary(console: Lines, s: dict[str, Any]) -> None:
 
 # -- run / retry -----------------------------------------------------------------------------------
 
+EventsOpt = Annotated[str | None, typer.Option(
+    "--events", metavar="FILE|-", help="Write the run's events as JSON lines to FILE, or - for stdout "
+    "(docs/events.md).")]
+
+
 @app.command(cls=_PlainHelp, epilog=ENV_HELP)
 def run(
     paths: PathsArg,
@@ -300,9 +305,7 @@ def run(
         "[default: OUT/ray-work]")] = None,
     ray_actors: Annotated[int, typer.Option(metavar="N", help="--engine ray: request actors.")] = 2,
     ray_batch_size: Annotated[int, typer.Option(metavar="N", help="--engine ray: images per result shard.")] = 16,
-    events: Annotated[str | None, typer.Option(
-        "--events", metavar="FILE|-", help="Write the run's events as JSON lines to FILE, or - for stdout "
-        "(docs/events.md).")] = None,
+    events: EventsOpt = None,
     prompt: Annotated[str | None, typer.Option(
         metavar="TEXT", help="A one-line task instead of a preset; the answer is one text field, answer, unless "
         "--field says otherwise (docs/config.md).")] = None,
@@ -326,18 +329,29 @@ def run(
                      batch_max_mb=batch_max_mb, poll_interval=poll_interval, images_per_request=images_per_request,
                      progress=not quiet, engine=engine, ray_address=ray_address, work_dir=work_dir,
                      ray_actors=ray_actors, ray_batch_size=ray_batch_size, prompt=prompt, fields=field)
+    _check_events(events)
+    _execute_with_events(cfg, "run", events)
+
+
+def _check_events(events: str | None) -> None:
+    """--events FILE that cannot be written: one sentence and exit 2, before anything is created."""
+    if events is not None:
+        from imgtag.events.jsonl import problem
+
+        if (text := problem(events)) is not None:
+            raise _fail(text)
+
+
+def _execute_with_events(cfg: RunConfig, command: str, events: str | None) -> None:
     if events is None:
-        _execute(cfg, "run")
+        _execute(cfg, command)
         return
     from imgtag.events.jsonl import JsonLines
-    from imgtag.events.jsonl import problem as events_problem
 
-    if (problem := events_problem(events)) is not None:
-        raise _fail(problem)
     writer = JsonLines(events)
     cfg.on_event = writer
     try:
-        _execute(cfg, "run")
+        _execute(cfg, command)
     finally:
         writer.close()
 
@@ -421,13 +435,15 @@ def retry(out: OutOpt = None,
           force: Annotated[bool, typer.Option("--all", help="Also retry failures that would fail the same way "
                                                              "again (bombs, refusals, ...).")] = False,
           quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress output.")] = False,
-          base_url: BaseUrlOpt = None, budget: BudgetOpt = None, concurrency: ConcurrencyOpt = None) -> None:
+          base_url: BaseUrlOpt = None, budget: BudgetOpt = None, concurrency: ConcurrencyOpt = None,
+          events: EventsOpt = None) -> None:
     """Retry failures that a new ask can fix.
 
     Works on the latest target (and the server it used, unless --base-url names another); says what it will
     retry, and the estimated cost, first."""
     from imgtag.app.retry import estimate_retry, plan_retry
 
+    _check_events(events)
     plan = plan_retry(out, _settings(), force=force, progress=not quiet, base_url=base_url, budget=budget,
                       concurrency=concurrency)
     folder = _out(out)
@@ -446,7 +462,7 @@ def retry(out: OutOpt = None,
     if plan.left_out:
         console.print(f"not retrying {_n(sum(plan.left_out.values()), 'image')} that would fail the same way again "
                       f"({left}); `imgtag retry --all` retries them too", markup=False)
-    _execute(plan.cfg, "retry")
+    _execute_with_events(plan.cfg, "retry", events)
 
 
 # -- status / export / presets -------------------------------------------------------------------
@@ -580,6 +596,34 @@ def cancel(out: OutOpt = None, base_url: BaseUrlOpt = None) -> None:
 
     settings = _settings()
     raise typer.Exit(cancel_batches(settings.out(out), server=lambda meta: settings.server(base_url, meta)))
+
+
+@app.command()
+def prune(out: OutOpt = None,
+          yes: Annotated[bool, typer.Option("--yes", help="Remove them (without it, only say what would go).")] = False,
+          ) -> None:
+    """Remove files that no longer exist on disk from the store.
+
+    Says first what would go: the count and a few paths (a dry run; --yes removes them). Files on disk are never
+    touched; answers stay for copies and for the same image added again (docs/store.md)."""
+    from imgtag import prune as pr
+    from imgtag.app.run import open_store
+
+    out = _out(out)
+    with open_store(out, create=False) as store:  # the folder lock: never beside a run into the same --out
+        found = pr.plan(store)
+        console = _console(err=False)
+        if not found.missing:
+            console.print(f"all {_n(found.checked, 'file')} in {out} exist on disk; nothing to prune", markup=False)
+            return
+        if yes:
+            removed = pr.apply(store, found)
+            console.print(f"removed {_n(removed, 'file')} that no longer exist on disk from the store in {out} "
+                          "(files on disk untouched); `imgtag export` rebuilds the results without them",
+                          markup=False)
+            return
+    for line in pr.report(found, out):
+        console.print(line, markup=False)
 
 
 def _version(value: bool) -> None:

@@ -275,7 +275,7 @@ class DistributedRun(Run):
         unwritten: list[str] = []
         try:
             exports = write_exports(self.store, self.store.get_meta("target"), cfg.formats, cfg.export_options, notes,
-                                    unwritten)
+                                    unwritten, skip_unchanged=True)
         except ExportRefused as exc:
             exports = exc.written
             message = f"{exc} (results are saved; re-export with `imgtag export`)"

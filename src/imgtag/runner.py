@@ -163,22 +163,27 @@ class Run:
     # -- which files still need a paid answer --------------------------------------------------
 
     def _needs_work(self, sha256: str | None) -> bool:
-        if not sha256:
-            return False
-        status = self.store.job_status(sha256, self.key)
+        return bool(sha256) and self._status_needs_work(self.store.job_status(sha256 or "", self.key))
+
+    def _status_needs_work(self, status: str | None) -> bool:
         if status is None or status == "pending":
             return True
         return status == "failed" and self.cfg.retry_failed
 
     def _needs_decode(self, row: Any) -> bool:
+        # The row comes with its job's status for this target (Ingestor reads both in bulk: no query per file).
         if row["status"] != "ok":
             return self.cfg.retry_failed  # retry re-examines files that could not be read last time
-        return self._needs_work(row["sha256"]) and not self.cfg.dry_run
+        return bool(row["sha256"]) and self._status_needs_work(row["job_status"]) and not self.cfg.dry_run
 
-    def note_done_before(self, sha: str) -> None:
+    def note_done_before(self, sha: str, cached: Any = None) -> None:
         """Count a file whose answer needs no request now as done before only when an earlier run settled it: a
-        copy of an image this run answered, or an answer this run collected from a batch, is this run's work."""
-        if self.store.answered_before(sha, self.key, self.started_at):
+        copy of an image this run answered, or an answer this run collected from a batch, is this run's work.
+        `cached`: the file's stored row with its job (an unchanged file), which already says so."""
+        if cached is not None:
+            if cached["job_status"] in ("ok", "failed") and cached["job_updated"] < self.started_at:
+                self.done_before += 1
+        elif self.store.answered_before(sha, self.key, self.started_at):
             self.done_before += 1
 
     def _count(self, ing: Ingested, settled: bool) -> None:
@@ -211,11 +216,13 @@ class Run:
                 self._file_done(ing)
                 continue
             sha = ing.record.sha256
-            if not self._needs_work(sha):
-                if self.cfg.mode != "batch" and self.store.job_status(sha, self.key) == "batched":
+            # An unchanged file's job status was read with its row; the status of a decoded one is read now.
+            status = ing.cached["job_status"] if ing.cached is not None else self.store.job_status(sha, self.key)
+            if not self._status_needs_work(status):
+                if self.cfg.mode != "batch" and status == "batched":
                     self.in_batches += 1
                 else:
-                    self.note_done_before(sha)
+                    self.note_done_before(sha, ing.cached)
                     self._file_done(ing)
                 self._count(ing, settled=True)
                 continue
@@ -271,7 +278,8 @@ class Run:
         cfg = self.cfg
         return IngestOptions(inputs=cfg.inputs, request=request, workers=cfg.workers,
                              skip_near_duplicates=cfg.skip_near_duplicates, exclude=[str(self.store.out_dir.resolve())],
-                             stdin=cfg.stdin, source=cfg.source, path_base=self.path_base, seen_run=self.seen_run)
+                             stdin=cfg.stdin, source=cfg.source, path_base=self.path_base, seen_run=self.seen_run,
+                             key=self.key)
 
     async def record_count(self) -> None:
         """Store the up-front count as soon as the walk ends, so `status` during a run reports every input."""
@@ -367,7 +375,7 @@ class Run:
         if not cfg.dry_run:
             try:
                 exports = write_exports(self.store, self.store.get_meta("target"), cfg.formats,
-                                        cfg.export_options, notes, unwritten)
+                                        cfg.export_options, notes, unwritten, skip_unchanged=True)
             except ExportRefused as exc:  # everything is in the store; the user fixes this and re-exports
                 exports, refused = exc.written, f"{exc} (results are saved; re-export with `imgtag export`)"
         if fatal is not None:

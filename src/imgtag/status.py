@@ -36,14 +36,15 @@ def gather(store: Store, meta: dict[str, Any] | None) -> dict[str, Any]:
     if key is not None:
         kp = (key.preset_version, key.provider, key.model)
         in_set, since = ("AND seen_run >= ?", (file_set.run,) * 2) if file_set else ("", ())
-        select = (f"SELECT f.display, j.error_type, j.error_message, ({KEPT_ANSWER}) FROM jobs j"
+        select = (f"SELECT f.display, j.error_type, j.error_message, ({KEPT_ANSWER}), 0 AS kind, f.id AS id FROM jobs j"
                   " JOIN files f ON f.id = j.file_id"
                   " WHERE j.status='failed' AND j.preset_version=? AND j.provider=? AND j.model=?"
-                  f" {in_set.replace('seen_run', 'f.seen_run')} UNION ALL SELECT display, reason_code, reason, NULL"
-                  f" FROM files WHERE status='failed' {in_set}")
+                  f" {in_set.replace('seen_run', 'f.seen_run')} UNION ALL SELECT display, reason_code, reason, NULL,"
+                  f" 1, id FROM files WHERE status='failed' {in_set}")
         (failed_total,) = store.db.execute(f"SELECT COUNT(*) FROM ({select})", (*kp, *since)).fetchone()
+        # Failed answers first, then files that could not be read, each in the order the files were found.
         failures = [{"path": r[0], "type": r[1] or "error", "message": r[2] or "", "raw_answer": r[3]}
-                    for r in store.db.execute(f"{select} LIMIT {FAILURES_SHOWN}", (*kp, *since))]
+                    for r in store.db.execute(f"{select} ORDER BY kind, id LIMIT {FAILURES_SHOWN}", (*kp, *since))]
     others = []
     for other in all_targets(store):
         if meta is not None and key_of(other) == key:
@@ -59,7 +60,8 @@ def gather(store: Store, meta: dict[str, Any] | None) -> dict[str, Any]:
             "requests": s.requests, "batches": batches, "credits_spent": s.credits_spent,
             "credits_remaining": s.credits_remaining, "failures": failures, "failures_total": failed_total,
             "targets": this + others, "estimate": status_estimate(store.db, meta) if meta else None,
-            "review": review_counts(store.db, key, scope.get("since_run")).as_dict() if key is not None else None}
+            "review": (review_counts(store.db, key, scope.get("since_run"), s.by_status.get("ok", 0)).as_dict()
+                       if key is not None else None)}
 
 
 def _dollars(amount: float | None) -> float | None:

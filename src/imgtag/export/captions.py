@@ -22,6 +22,7 @@ from typing import Any
 from imgtag.export.beside import Tally, place
 from imgtag.export.results import _clean
 from imgtag.export.rows import ExportContext, ResultRow
+from imgtag.export.spill import SpillSet
 
 FORMAT = "txt"
 JOIN = ", "
@@ -65,7 +66,7 @@ def write_txt(rows: Iterable[ResultRow], ctx: ExportContext) -> list[Path]:
     template = ctx.txt_template or (f"{{{ctx.field_names[0]}}}" if ctx.field_names else "")
     check_template(template, ctx.field_names)
     tally = Tally(FORMAT)
-    claimed: dict[str, str] = {}  # caption path -> the image whose caption it is
+    claimed = SpillSet()  # caption path -> the image whose caption it is (on disk: flat memory for any folder)
 
     def merge_with(ours: str) -> Any:
         def merge(kept: str, how: str) -> bytes:
@@ -83,10 +84,10 @@ def write_txt(rows: Iterable[ResultRow], ctx: ExportContext) -> list[Path]:
         if target == row.source_path or target in claimed:
             # "a.jpg" and "a.png" would share a.txt (the first in discovery order keeps it), and an image
             # whose own name ends in .txt must never be written over.
-            owner = "is the image itself" if target == row.source_path else f"is {claimed[target]}'s caption"
+            owner = "is the image itself" if target == row.source_path else f"is {claimed.get(target)}'s caption"
             tally.add("conflict", f"{row.path} has no caption: {os.path.basename(target)} {owner}")
             continue
-        claimed[target] = row.path
+        claimed.add(target, row.path)
         caption = render(template, row.fields or {})
         if not caption:
             tally.add("empty")
@@ -94,6 +95,7 @@ def write_txt(rows: Iterable[ResultRow], ctx: ExportContext) -> list[Path]:
         outcome, reason = place(target, caption.encode("utf-8"), FORMAT, ctx.ledger, existing=ctx.txt_existing,
                                 merge=merge_with(caption))
         tally.add(outcome, reason)
+    claimed.close()
     ctx.notes.append(tally.line(f"captions beside the images, template {template}",
                                 hint="existing .txt files that imgtag did not write were left as they are "
                                      "(--txt-existing overwrite|append|prepend to change that)"))

@@ -27,6 +27,7 @@ from typing import Any
 from imgtag.export.atomic import atomic_write
 from imgtag.export.results import _SURROGATE, _finite
 from imgtag.export.rows import ExportContext, ResultRow
+from imgtag.export.spill import SpillSet
 from imgtag.export.thumbs import SHEET_EDGE, THUMBS, can_have_thumb, is_sha256, make_thumbs
 from imgtag.export.thumbs import thumb_name as sized_thumb_name
 from imgtag.words import failure_text
@@ -52,24 +53,24 @@ def write_contact_sheet(rows: Iterable[ResultRow], ctx: ExportContext) -> list[P
     out = ctx.out_dir
     out.mkdir(parents=True, exist_ok=True)
     script = _asset("contact_sheet.js")
-    wanted: list[tuple[str, str]] = []  # (original, thumbnail path) still to make
-    queued: set[str] = set()
+    # Thumbnails still to make (name -> original), on disk: memory stays flat for a million images.
+    wanted = SpillSet()
     path = out / SHEET_NAME
-    with atomic_write(path, "w", encoding="utf-8", newline="\n") as f:
-        f.write(_head(script, ctx))
-        first = True
-        for row in rows:
-            thumb = None
-            if can_have_thumb(row):
-                thumb = thumb_name(row.sha256 or "")
-                if thumb not in queued and not (out / thumb).exists():
-                    queued.add(thumb)
-                    wanted.append((row.source_path or "", thumb))
-            f.write(("" if first else ",\n") + safe_json(_record(row, thumb)))
-            first = False
-        f.write(_TAIL.replace("@SCRIPT@", script))
-    made, failed = make_thumbs(wanted, out, THUMB_EDGE)
-    if wanted:
+    with wanted:
+        with atomic_write(path, "w", encoding="utf-8", newline="\n") as f:
+            f.write(_head(script, ctx))
+            first = True
+            for row in rows:
+                thumb = None
+                if can_have_thumb(row):
+                    thumb = thumb_name(row.sha256 or "")
+                    if thumb not in wanted and not (out / thumb).exists():
+                        wanted.add(thumb, row.source_path or "")
+                f.write(("" if first else ",\n") + safe_json(_record(row, thumb)))
+                first = False
+            f.write(_TAIL.replace("@SCRIPT@", script))
+        made, failed = make_thumbs(((src, thumb) for thumb, src in wanted.items()), out, THUMB_EDGE, len(wanted))
+    if len(wanted):
         ctx.notes.append(f"html: {made} new thumbnails in {out / THUMBS}"
                          + (f", {failed} could not be made (shown as a placeholder)" if failed else ""))
     return [path]

@@ -27,7 +27,7 @@ from typing import IO, Any
 from imgtag.export.atomic import atomic_write
 from imgtag.export.columns import Column, coerce, field_columns
 from imgtag.export.jsonline import one_line
-from imgtag.export.ledger import LedgerEntry, sha256_bytes
+from imgtag.export.ledger import LedgerEntry
 from imgtag.export.rows import ExportContext, ResultRow
 
 METADATA_NAME = "metadata.jsonl"
@@ -117,13 +117,15 @@ def _open(folder: str, ctx: ExportContext, stack: contextlib.ExitStack) -> _Grou
 
 
 def _foreign(target: str, ctx: ExportContext) -> bool:
+    digest = hashlib.sha256()
     try:
-        with open(target, "rb") as f:
-            current = f.read()
+        with open(target, "rb") as f:  # hashed 64 KiB at a time: a million images' file is never held whole
+            while chunk := f.read(1 << 16):
+                digest.update(chunk)
     except FileNotFoundError:
         return False
     entry = ctx.ledger.get(target)
-    return entry is None or entry.sha256 != sha256_bytes(current)
+    return entry is None or entry.sha256 != digest.hexdigest()
 
 
 def _json_line(obj: dict[str, Any]) -> str:

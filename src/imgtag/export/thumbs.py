@@ -9,6 +9,7 @@ original's megapixels), so the workbook reuses the contact sheet's.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable, Iterator, Sized
 from pathlib import Path
 
 from imgtag.export.atomic import atomic_write_bytes
@@ -41,20 +42,29 @@ def can_have_thumb(row: ResultRow) -> bool:
             and row.status in ("ok", "failed", "pending") and (row.error or {}).get("type") not in _UNDECODABLE)
 
 
-def make_thumbs(wanted: list[tuple[str, str]], out: Path, edge: int) -> tuple[int, int]:
-    """Make each (source image, thumbnail name) at ``edge`` px on the long side; (made, failed)."""
-    if not wanted:
+def make_thumbs(wanted: Iterable[tuple[str, str]], out: Path, edge: int, count: int | None = None) -> tuple[int, int]:
+    """Make each (source image, thumbnail name) at ``edge`` px on the long side; (made, failed). `wanted` is
+    streamed (a list, or a SpillSet's items: `count` then says how many, which decides whether a pool pays off);
+    only the requests in flight are held."""
+    count = len(wanted) if count is None and isinstance(wanted, Sized) else count
+    if not count:
         return 0, 0
     from imgtag.ingest.preprocess import PrepareRequest, prepare_many
 
-    by_source: dict[str, list[str]] = {}
-    for src, thumb in wanted:
-        by_source.setdefault(src, []).append(thumb)
-    reqs = (PrepareRequest(path=src, max_long_edge=edge, min_short_side=0, want_hashes=False,
-                           jpeg_quality=QUALITY) for src in by_source)
+    in_flight: dict[str, list[str]] = {}  # source -> its thumbnails, for the requests not answered yet
+
+    def requests() -> Iterator[PrepareRequest]:
+        for src, thumb in wanted:
+            if src in in_flight:
+                in_flight[src].append(thumb)
+                continue
+            in_flight[src] = [thumb]
+            yield PrepareRequest(path=src, max_long_edge=edge, min_short_side=0, want_hashes=False,
+                                 jpeg_quality=QUALITY)
+
     made = failed = 0
-    for report in prepare_many(reqs, workers=1 if len(wanted) < _POOL_FROM else None):
-        for thumb in by_source[report.path]:
+    for report in prepare_many(requests(), workers=1 if count < _POOL_FROM else None):
+        for thumb in in_flight.pop(report.path, []):
             if report.ok and report.encoded:
                 target = out / thumb
                 target.parent.mkdir(parents=True, exist_ok=True)

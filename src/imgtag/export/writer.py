@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from imgtag.errors import UsageError
-from imgtag.export import EXPORTERS, parse_formats
+from imgtag.export import EXPORTERS, FOLDER_FILES, parse_formats, unchanged
 from imgtag.export.ledger import StoreLedger
 from imgtag.export.rows import ExportContext
 from imgtag.store import Store, WorkKey
@@ -33,7 +33,7 @@ _PER_TARGET_COPY = ("csv", "jsonl")
 def write_exports(store: Store, meta: dict[str, Any], formats: str | None = None,
                   options: dict[str, Any] | None = None, notes: list[str] | None = None,
                   unwritten: list[str] | None = None, *, reviewed_only: bool = False,
-                  every: bool = False) -> list[Path]:
+                  every: bool = False, skip_unchanged: bool = False) -> list[Path]:
     """Write each format; ``options`` are ExportContext fields from the command line (txt_template,
     txt_existing, metadata_overwrite). One-line summaries of per-image formats are appended to ``notes``, the
     files a per-image format could not write to ``unwritten`` (see not_written_message).
@@ -43,7 +43,10 @@ def write_exports(store: Store, meta: dict[str, Any], formats: str | None = None
 
     The latest target's files go to the folder itself (results.csv, ...); another target's go to
     targets/<preset>--<model>/. Once the folder holds several targets, the latest target's results.csv/.jsonl
-    are also written there, so a later run of another target never leaves them unretrievable."""
+    are also written there, so a later run of another target never leaves them unretrievable.
+
+    skip_unchanged (the end of a run): results.csv/.jsonl that already show exactly these rows are left as they
+    are (export/unchanged.py) and still listed."""
     from imgtag import fileset, targets
 
     file_set = None if every else fileset.current(store)
@@ -51,19 +54,21 @@ def write_exports(store: Store, meta: dict[str, Any], formats: str | None = None
     latest = store.get_meta("target")
     is_latest = latest is None or targets.key_of(latest) == targets.key_of(meta)
     out_dir = store.out_dir if is_latest else targets.target_dir(store, meta)
-    written = _write(store, meta, formats, options, notes, out_dir, unwritten, reviewed_only, since_run)
+    written = _write(store, meta, formats, options, notes, out_dir, unwritten, reviewed_only, since_run,
+                     skip_unchanged)
     if is_latest and len(targets.all_targets(store)) > 1:
         names = parse_formats(formats or meta.get("formats") or "csv,jsonl")
         copy = [name for name in names if name in _PER_TARGET_COPY]
         if copy:
             written += _write(store, meta, ",".join(copy), options, None, targets.target_dir(store, meta),
-                              reviewed_only=reviewed_only, since_run=since_run)
+                              reviewed_only=reviewed_only, since_run=since_run, skip_unchanged=skip_unchanged)
     return written
 
 
 def _write(store: Store, meta: dict[str, Any], formats: str | None, options: dict[str, Any] | None,
            notes: list[str] | None, out_dir: Path, unwritten: list[str] | None = None,
-           reviewed_only: bool = False, since_run: int | None = None) -> list[Path]:
+           reviewed_only: bool = False, since_run: int | None = None, skip_unchanged: bool = False) -> list[Path]:
+
     key = WorkKey(meta["preset_version"], meta["provider"], meta["model"])
     opts = effective_options(meta, options)
     ctx = ExportContext(out_dir=out_dir, field_names=list(meta["fields"]),
@@ -73,9 +78,20 @@ def _write(store: Store, meta: dict[str, Any], formats: str | None, options: dic
                         xmp_ledger=XmpLedger(store.db), field_titles=_titles(meta), **opts)
     written: list[Path] = []
     for name in _thumbnails_first(parse_formats(formats or meta.get("formats") or "csv,jsonl")):
+        state = None
+        if name in unchanged.SKIPPABLE:
+            state = unchanged.state_of(store, name, meta, opts, reviewed_only=reviewed_only, since_run=since_run)
+            path = out_dir / FOLDER_FILES[name]
+            if skip_unchanged and unchanged.is_current(store, path, state):
+                written.append(path)
+                continue
         rows = store.result_rows(key, meta["preset_name"], ctx.field_names, reviewed_only=reviewed_only,
                                  since_run=since_run)
-        written.extend(EXPORTERS[name](rows, ctx))
+        paths = EXPORTERS[name](rows, ctx)
+        if state is not None:
+            for path in paths:
+                unchanged.remember(store, path, state)
+        written.extend(paths)
     if notes is not None:
         notes.extend(ctx.notes)
     if unwritten is not None:

@@ -26,6 +26,7 @@ from imgtag.export.atomic import atomic_write
 from imgtag.export.columns import Column, field_columns, to_json
 from imgtag.export.results import _FORMULA_TRIGGERS, _clean, _round_cost, _truncate
 from imgtag.export.rows import USAGE_KEYS, ExportContext, ResultRow
+from imgtag.export.spill import SpillSet
 from imgtag.export.thumbs import SHEET_EDGE, THUMBS, best_source, can_have_thumb, make_thumbs, thumb_name
 from imgtag.export.titles import header_titles, own_titles
 
@@ -130,9 +131,9 @@ class _Thumbs:
     def __init__(self, ctx: ExportContext) -> None:
         self.ctx = ctx
         self.out = ctx.out_dir
-        self.placed: list[tuple[Any, int, str, str]] = []  # (sheet, row, thumbnail name, description)
-        self.wanted: list[tuple[str, str]] = []
-        self.queued: set[str] = set()
+        # (sheet, row, thumbnail name, description): xlsxwriter holds every picture until the workbook closes anyway.
+        self.placed: list[tuple[Any, int, str, str]] = []
+        self.wanted = SpillSet()  # thumbnail name -> what to make it from, on disk
 
     def want(self, sheet: Any, row_no: int, row: ResultRow) -> None:
         if not can_have_thumb(row):
@@ -140,12 +141,13 @@ class _Thumbs:
         sheet.set_row(row_no, THUMB_ROW_POINTS)  # constant-memory mode: before the row's cells
         name = thumb_name(row.sha256 or "", THUMB_EDGE)
         self.placed.append((sheet, row_no, name, row.path))
-        if name not in self.queued and not (self.out / name).exists():
-            self.queued.add(name)
-            self.wanted.append((best_source(row, self.out, THUMB_EDGE, _LARGER_THUMBS), name))
+        if name not in self.wanted and not (self.out / name).exists():
+            self.wanted.add(name, best_source(row, self.out, THUMB_EDGE, _LARGER_THUMBS))
 
     def insert(self) -> None:
-        made, failed = make_thumbs(self.wanted, self.out, THUMB_EDGE)
+        with self.wanted:
+            made, failed = make_thumbs(((src, name) for name, src in self.wanted.items()), self.out, THUMB_EDGE,
+                                       len(self.wanted))
         shown = 0
         for sheet, row_no, name, description in self.placed:
             if (self.out / name).exists():

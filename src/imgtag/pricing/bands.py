@@ -25,8 +25,9 @@ class Band:
     images: int = 0
     image_tokens: int = 0
 
-    def plus(self, images: int, image_tokens: int) -> Band:
-        return Band(self.requests + 1, self.images + images, self.image_tokens + image_tokens)
+    def plus(self, images: int, image_tokens: int, times: int = 1) -> Band:
+        """`times` more requests of `images` images holding `image_tokens` between them."""
+        return Band(self.requests + times, self.images + images * times, self.image_tokens + image_tokens * times)
 
 
 @dataclass
@@ -41,11 +42,19 @@ class Bands:
     open_images: int = 0  # the request being filled
     open_tokens: int = 0
 
-    def add(self, image_tokens: int) -> None:
-        self.open_images += 1
-        self.open_tokens += image_tokens
-        if self.open_images >= self.per_request:
-            self._close()
+    def add(self, image_tokens: int, times: int = 1) -> None:
+        """`times` images of this size, one after another."""
+        if self.per_request <= 1 and times > 1:
+            # One image per request: every request alike, so priced as one and counted `times` (a million images'
+            # estimate in `status` is then one step per distinct size, not per image).
+            self.open_images, self.open_tokens = 1, image_tokens
+            self._close(times)
+            return
+        for _ in range(times):
+            self.open_images += 1
+            self.open_tokens += image_tokens
+            if self.open_images >= self.per_request:
+                self._close()
 
     def closed(self) -> Bands:
         """The bands with the request being filled sent as it is (the run's last, short request)."""
@@ -54,13 +63,13 @@ class Bands:
             done._close()
         return done
 
-    def _close(self) -> None:
+    def _close(self, times: int = 1) -> None:
         prompt = self.open_tokens + self.open_images * self.label + self.request_text
         long = self.prices is not None and is_long(self.prices, prompt)
         if long:
-            self.long = self.long.plus(self.open_images, self.open_tokens)
+            self.long = self.long.plus(self.open_images, self.open_tokens, times)
         else:
-            self.standard = self.standard.plus(self.open_images, self.open_tokens)
+            self.standard = self.standard.plus(self.open_images, self.open_tokens, times)
         if self.first_long is None:
             self.first_long = long
         self.open_images = self.open_tokens = 0

@@ -236,15 +236,16 @@ class Estimator:
         self._known = {m: True for m in self.models}
         self._bands = {m: bands_for(self.preset, info, self.per_request) for m, info in self._infos.items()}
 
-    def add(self, width: int, height: int) -> None:
-        """One more distinct image, in the order the run would ask it (packs are formed in that order)."""
-        self._images += 1
+    def add(self, width: int, height: int, times: int = 1) -> None:
+        """One more distinct image (or `times` of this size), in the order the run would ask it (packs are formed
+        in that order)."""
+        self._images += times
         for model_id, info in self._infos.items():
             img = image_tokens(width, height, self.preset, info, self.min_short)
             if img is None:
                 self._known[model_id] = False
-            self._image_tokens[model_id] += img or 0
-            self._bands[model_id].add(img or 0)
+            self._image_tokens[model_id] += (img or 0) * times
+            self._bands[model_id].add(img or 0, times)
 
     def estimate(self, model_id: str) -> ModelEstimate:
         info = self._infos[model_id]

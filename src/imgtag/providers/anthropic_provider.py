@@ -31,7 +31,7 @@ from imgtag.providers.base import (
     public_url,
     redact,
 )
-from imgtag.providers.sdk import SdkClient
+from imgtag.providers.sdk import SdkBacked, SdkClient
 
 if TYPE_CHECKING:
     from imgtag.providers.anthropic_batches import AnthropicBatches
@@ -41,7 +41,7 @@ anthropic: Any = LazyModule("anthropic")
 httpx2: Any = LazyModule("httpx2")  # the SDK's transport: a stream cut off mid-answer raises its errors unwrapped
 
 
-class AnthropicProvider(Provider):
+class AnthropicProvider(SdkBacked, Provider):
     name = "anthropic"
     capabilities = Capabilities(native_schema=True, batch=True,
                                 image_formats=("image/jpeg", "image/png", "image/gif", "image/webp"),
@@ -64,21 +64,6 @@ class AnthropicProvider(Provider):
         self.sdk: SdkClient[Any] = SdkClient("anthropic", lambda sdk: sdk.AsyncAnthropic(
             api_key=self.api_key, base_url=self.base_url, max_retries=0, timeout=timeout,
             http_client=sdk.DefaultAioHttpClient(timeout=timeout)))
-
-    @property
-    def client(self) -> Any:
-        return self.sdk.client
-
-    @client.setter
-    def client(self, value: Any) -> None:
-        self.sdk.client = value
-
-    def preload(self) -> None:
-        self.sdk.preload()
-
-    async def aclose(self) -> None:
-        if self.sdk.made:
-            await self.sdk.client.close()
 
     def batch_api(self) -> AnthropicBatches:
         from imgtag.providers.anthropic_batches import AnthropicBatches

@@ -17,13 +17,12 @@ from imgtag.providers.base import (
     ModelAnswer,
     Permanent,
     ProviderError,
-    RateLimited,
     RateLimitSnapshot,
     RequestOptions,
     Transient,
     redact,
-    retry_after_seconds,
 )
+from imgtag.providers.http_errors import key_refused, one_line, rate_limited, request_refused
 from imgtag.validate.schema import to_anthropic_schema
 
 if TYPE_CHECKING:  # only named in annotations: building a request needs no SDK
@@ -94,22 +93,17 @@ def classify_status(exc: anthropic.APIStatusError, api_key: str | None) -> Provi
     limits = parse_rate_limits(exc.response.headers)
     kw: dict[str, Any] = {"http_status": status, "request_id": request_id, "limits": limits}
     if status in (401, 403):
-        what = "rejected the API key" if status == 401 else "denied permission"
-        return Fatal(f"the Anthropic API {what} ({status}): {detail}; check {KEY_VARIABLE}",
-                     error_type="authentication_error" if status == 401 else "permission_error", **kw)
+        return key_refused(status, "the Anthropic API", detail, KEY_VARIABLE, **kw)
     if status == 429:
         if getattr(exc, "error_code", None) == "enforced_spend_limit_reached":
             return Fatal(f"spend limit reached (429): {detail}", error_type="spend_limit", **kw)
-        return RateLimited(f"rate limited (429): {detail}", retry_after=retry_after_seconds(exc.response.headers),
-                           error_type="rate_limit_error", **kw)
+        return rate_limited(detail, exc.response.headers, **kw)
     if status == 402:
         return Fatal(f"payment required (402): {detail}", error_type="billing_error", **kw)
     if status == 404:
         return Fatal(f"not found (404): {detail}", error_type="not_found_error", **kw)
-    if status == 413:
-        return Permanent(f"request too large (413): {detail}", error_type="request_too_large", **kw)
-    if status in (400, 422):
-        return Permanent(f"invalid request ({status}): {detail}", error_type="invalid_request_error", **kw)
+    if (refused := request_refused(status, detail, **kw)) is not None:
+        return refused
     if status == 529:
         return Transient(f"overloaded (529): {detail}", error_type="overloaded_error", **kw)
     if status in (408, 409) or status >= 500:
@@ -162,8 +156,8 @@ def _error_message(exc: anthropic.APIStatusError) -> str:
     if isinstance(body, dict):
         err = body.get("error")
         if isinstance(err, dict) and err.get("message"):
-            return " ".join(str(err["message"]).split())[:300]
-    return " ".join(str(exc.message).split())[:300]
+            return one_line(err["message"])
+    return one_line(exc.message)
 
 
 def _reset_seconds(value: str | None) -> float | None:

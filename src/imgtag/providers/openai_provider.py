@@ -42,7 +42,7 @@ from imgtag.providers.openai_wire import (
     parse_rate_limits,
     sent_mode,
 )
-from imgtag.providers.sdk import SdkClient
+from imgtag.providers.sdk import SdkBacked, SdkClient
 from imgtag.request.adaptive import AdaptiveLimiter
 
 if TYPE_CHECKING:
@@ -59,7 +59,7 @@ def is_openai(base_url: str | None) -> bool:
     return bool(host) and (host == "openai.com" or host.endswith(".openai.com"))
 
 
-class OpenAIProvider(Provider):
+class OpenAIProvider(SdkBacked, Provider):
     name = "openai"
     # batch: OpenAI's Batch API (providers/openai_batches.py); a compatible server without one is told so before
     # anything is created (OpenAIBatches.unavailable).
@@ -95,21 +95,6 @@ class OpenAIProvider(Provider):
 
     def attach_store(self, store: Any) -> None:
         self._store = store
-
-    @property
-    def client(self) -> Any:
-        return self.sdk.client
-
-    @client.setter
-    def client(self, value: Any) -> None:
-        self.sdk.client = value
-
-    def preload(self) -> None:
-        self.sdk.preload()
-
-    async def aclose(self) -> None:
-        if self.sdk.made:
-            await self.sdk.client.close()
 
     def batch_api(self) -> OpenAIBatches:
         from imgtag.providers.openai_batches import OpenAIBatches

@@ -18,12 +18,11 @@ from imgtag.providers.base import (
     ModelAnswer,
     Permanent,
     ProviderError,
-    RateLimited,
     RateLimitSnapshot,
     RequestOptions,
     Transient,
-    retry_after_seconds,
 )
+from imgtag.providers.http_errors import key_refused, one_line, rate_limited, request_refused
 from imgtag.validate.schema import describe_constraints, to_openai_schema
 
 KEY_VARIABLE = "OPENAI_API_KEY"
@@ -176,15 +175,15 @@ def error_text(body: Any, fallback: str) -> str:
     route's {"detail": "Not Found"}."""
     if isinstance(body, dict):
         if isinstance(body.get("detail"), str) and "error" not in body:
-            return " ".join(body["detail"].split())[:300]
+            return one_line(body["detail"])
         err = body.get("error", body)
         if isinstance(err, dict) and err.get("message"):
-            return " ".join(str(err["message"]).split())[:300]
+            return one_line(err["message"])
         if isinstance(err, str):
-            return " ".join(err.split())[:300]
+            return one_line(err)
         if isinstance(body.get("message"), str):
-            return " ".join(body["message"].split())[:300]
-    return " ".join(fallback.split())[:300]
+            return one_line(body["message"])
+    return one_line(fallback)
 
 
 def sent_mode(params: dict[str, Any]) -> str:
@@ -227,14 +226,11 @@ def classify(status: int, message: str, headers: Mapping[str, str], body: Any, r
     said = message.rstrip().rstrip(".;:")  # the server's sentence, continued with "; check ..." (no ".;")
     code = body.get("error", {}).get("code") if isinstance(body, dict) and isinstance(body.get("error"), dict) else None
     if status in (401, 403):
-        what = "rejected the API key" if status == 401 else "denied permission"
-        return Fatal(f"the server {what} ({status}): {said}; check {key_variable}",
-                     error_type="authentication_error" if status == 401 else "permission_error", **kw)
+        return key_refused(status, "the server", said, key_variable, **kw)
     if status == 429:
         if code == "insufficient_quota" or "quota" in m:
             return Fatal(f"quota exhausted (429): {message}", error_type="insufficient_quota", **kw)
-        return RateLimited(f"rate limited (429): {message}", retry_after=retry_after_seconds(headers),
-                           error_type="rate_limit_error", **kw)
+        return rate_limited(message, headers, **kw)
     if any(p in m for p in _NO_VISION):
         return Fatal(f"the model does not accept images ({status}): {said}; choose a vision model",
                      error_type="no_vision", **kw)
@@ -243,10 +239,8 @@ def classify(status: int, message: str, headers: Mapping[str, str], body: Any, r
     if status == 404 or (status in (400, 422) and "model" in m and any(p in m for p in _UNKNOWN_MODEL)):
         return Fatal(f"unknown model ({status}): {said}; check --model against the server's models",
                      error_type="unknown_model", **kw)
-    if status == 413:
-        return Permanent(f"request too large (413): {message}", error_type="request_too_large", **kw)
-    if status in (400, 422):
-        return Permanent(f"invalid request ({status}): {message}", error_type="invalid_request_error", **kw)
+    if (refused := request_refused(status, message, **kw)) is not None:
+        return refused
     if status in (408, 409, 425) or status >= 500:
         return Transient(f"server error ({status}): {message}", error_type="server_busy" if status == 503
                          else "api_error", **kw)

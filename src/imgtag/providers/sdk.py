@@ -15,7 +15,7 @@ import threading
 from collections.abc import Callable
 from concurrent.futures import Future
 from types import ModuleType
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 T = TypeVar("T")
 
@@ -86,3 +86,26 @@ class SdkClient(Generic[T]):
     @client.setter
     def client(self, value: T) -> None:  # a client made elsewhere (with other options) replaces this one
         self._client = value
+
+
+class SdkBacked:
+    """A provider's side of its lazily made SDK client (`self.sdk`): the `client` (a test or a caller may put one
+    made with other options in its place), `preload()` and `aclose()`, which closes only a client that was made.
+    Listed before `Provider` among the bases, so these replace Provider's empty hooks."""
+
+    sdk: SdkClient[Any]
+
+    @property
+    def client(self) -> Any:
+        return self.sdk.client
+
+    @client.setter
+    def client(self, value: Any) -> None:
+        self.sdk.client = value
+
+    def preload(self) -> None:
+        self.sdk.preload()
+
+    async def aclose(self) -> None:
+        if self.sdk.made:
+            await self.sdk.client.close()

@@ -21,6 +21,11 @@ FROM_SQL = ("FROM files f LEFT JOIN jobs j ON j.sha256 = f.sha256 AND f.status =
             " LEFT JOIN review_state r ON r.file_id = f.id AND r.preset_version = ? AND r.provider = ? AND r.model = ?")
 SORTS = {"id": "f.id", "-id": "f.id DESC", "path": "f.display, f.id", "-path": "f.display DESC, f.id",
          "updated": "r.updated_at IS NULL, r.updated_at DESC, f.id"}
+# Statements that read every file row on purpose say why in a comment that starts with "scan:"
+# (tests/test_query_plans.py holds every other statement of status, export, retry, review and run to its indexes).
+# The list matches current values (edits laid over answers, as JSON) row by row in file order: a page stops at its
+# last row, a total or a bulk selection reads them all.
+LIST_SCAN = "/* scan: the review list filters current values row by row */ "
 STATUSES = ("ok", "failed", "skipped", "pending")
 FILTER_KEYS = ("status", "q", "tag", "reviewed", "edited", "near_duplicates", "rejected", "queued")
 

@@ -15,7 +15,16 @@ from typing import Any, TypeVar
 
 from imgtag.review.fields import Fields
 from imgtag.review.ops import Op, OpError, parse_op
-from imgtag.review.query import CURRENT_SQL, FROM_SQL, STATUS_SQL, FilterError, key_params, order_by, where_clause
+from imgtag.review.query import (
+    CURRENT_SQL,
+    FROM_SQL,
+    LIST_SCAN,
+    STATUS_SQL,
+    FilterError,
+    key_params,
+    order_by,
+    where_clause,
+)
 from imgtag.store import WorkKey
 from imgtag.store import review as rs
 from imgtag.store.review import APPROVED, NOT_REVIEWED, REJECTED, Change, StateRow, current_fields, edited_names
@@ -87,8 +96,9 @@ class Review:
         except FilterError as exc:
             raise ReviewError(400, str(exc)) from None
         kp = key_params(self.key)
-        (total,) = self.db.execute(f"SELECT COUNT(*) {FROM_SQL} WHERE {where.sql}", [*kp, *where.params]).fetchone()
-        rows = self.db.execute(f"{_ITEM_SQL} {FROM_SQL} WHERE {where.sql} ORDER BY {order} LIMIT ? OFFSET ?",
+        (total,) = self.db.execute(f"{LIST_SCAN}SELECT COUNT(*) {FROM_SQL} WHERE {where.sql}",
+                                   [*kp, *where.params]).fetchone()
+        rows = self.db.execute(f"{LIST_SCAN}{_ITEM_SQL} {FROM_SQL} WHERE {where.sql} ORDER BY {order} LIMIT ? OFFSET ?",
                                [*kp[:3], *kp, *where.params, limit, offset]).fetchall()
         return {"total": total, "offset": offset, "limit": limit, "items": [self._item(r) for r in rows]}
 
@@ -115,7 +125,7 @@ class Review:
         kp = key_params(self.key)
         for name in names:
             for tag, count in self.db.execute(
-                    f"SELECT t.value, COUNT(*) {FROM_SQL}, json_each(({CURRENT_SQL}), ?) t"
+                    f"{LIST_SCAN}SELECT t.value, COUNT(*) {FROM_SQL}, json_each(({CURRENT_SQL}), ?) t"
                     " WHERE j.status = 'ok' AND t.type = 'text' GROUP BY t.value", [*kp, '$."' + name + '"']):
                 counts[(tag, name)] = count
         return [{"tag": tag, "count": count, "field": name}
@@ -231,7 +241,7 @@ class Review:
             where = where_clause(flt, self.fields.list_names, self.key)
         except FilterError as exc:
             raise ReviewError(422, str(exc)) from None
-        return [r[0] for r in self.db.execute(f"SELECT f.id {FROM_SQL} WHERE {where.sql}",
+        return [r[0] for r in self.db.execute(f"{LIST_SCAN}SELECT f.id {FROM_SQL} WHERE {where.sql}",
                                               [*key_params(self.key), *where.params])]
 
     def _changes(self, op: Op, rows: list[StateRow]) -> tuple[list[Change], int, str | None]:

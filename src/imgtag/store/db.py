@@ -129,12 +129,27 @@ class Store:
 
     # -- files ---------------------------------------------------------------------------------
 
-    def cached_file(self, path: str, size: int | None, mtime_ns: int | None) -> sqlite3.Row | None:
-        """The stored record for an unchanged file (same size and mtime), so reruns skip re-reading it."""
-        row = self.db.execute("SELECT * FROM files WHERE path=?", (os.fsencode(path),)).fetchone()
-        if row is None or row["reason_code"] == "pending" or size is None:
-            return None
-        return row if (row["size"], row["mtime_ns"]) == (size, mtime_ns) else None
+    def known_files(self, paths: list[str], key: WorkKey | None) -> dict[bytes, sqlite3.Row]:
+        """The stored rows of these paths (one statement for a whole chunk of discovered files), by path bytes,
+        each with its job's status and last change for `key` (`job_status`, `job_updated`; NULL without a key)."""
+        if not paths:
+            return {}
+        kp = (key.preset_version, key.provider, key.model) if key else ("", "", "")
+        rows = self.db.execute(
+            f"SELECT {KNOWN_COLUMNS}, j.status AS job_status, j.updated_at AS job_updated FROM files f LEFT JOIN jobs j"
+            " ON j.sha256 = f.sha256 AND f.status = 'ok' AND j.preset_version = ? AND j.provider = ? AND j.model = ?"
+            f" WHERE f.path IN ({','.join('?' * len(paths))})",
+            (*kp, *(os.fsencode(p) for p in paths)),
+        ).fetchall()
+        return {bytes(r["path"]): r for r in rows}
+
+    def mark_seen(self, file_ids: list[int], run_id: int | None, seen_run: int | None) -> None:
+        """Unchanged files a run saw: their `last_run` and (for a real run) `seen_run` in one statement, however
+        many there are, instead of one write per file."""
+        if file_ids:
+            self.db.execute("UPDATE files SET last_run = ?, seen_run = COALESCE(?, seen_run)"
+                            " WHERE id IN (SELECT value FROM json_each(?))",
+                            (run_id, seen_run, json.dumps(file_ids)))
 
     def touch_file(self, file_id: int, run_id: int) -> None:
         self.db.execute("UPDATE files SET last_run=? WHERE id=?", (run_id, file_id))
@@ -186,6 +201,13 @@ class Store:
             (original, original, sha256),
         )
         return int(original)
+
+    def relink_duplicates(self, sha256: str) -> None:
+        """link_duplicates for a content some file just left (changed, or skipped): its remaining readable files
+        point to the earliest of them, if any remain."""
+        self.db.execute(
+            "UPDATE files SET duplicate_of = NULLIF((SELECT MIN(id) FROM files WHERE sha256 = ? AND status = 'ok'),"
+            " id) WHERE sha256 = ? AND status = 'ok'", (sha256, sha256))
 
     def set_near_duplicate(self, file_id: int, near_duplicate_of: int | None) -> None:
         self.db.execute("UPDATE files SET near_duplicate_of=? WHERE id=?", (near_duplicate_of, file_id))
@@ -352,6 +374,7 @@ class Store:
         the files a run from that one on saw (the folder's file set, fileset.py); without, every file the folder
         has seen."""
         cursor = self.db.execute(
+            "/* scan: the results are every file, in order */ "
             "SELECT f.path, f.root, f.display, f.sha256, f.status AS fstatus, f.reason_code, f.reason,"
             " d.display AS dup,"
             " j.status AS jstatus, j.fields, j.error_type, j.error_message, j.input_tokens, j.output_tokens,"
@@ -373,6 +396,13 @@ class Store:
                 fields.update((k, v) for k, v in row.fields.items() if k not in fields)
                 row = replace(row, fields=fields)
             yield row
+
+
+# The columns of known_files' rows: first a FileRecord's from size on, in its order (so one is made from a slice).
+KNOWN_COLUMNS = ("f.size, f.mtime_ns, f.status, f.reason_code, f.reason, f.sha256, f.format, f.width, f.height,"
+                 " f.phash, f.blur, f.out_width, f.out_height, f.visual_tokens, f.id, f.path, f.display, f.root,"
+                 " f.duplicate_of, f.near_duplicate_of")
+RECORD_FIELDS = 14  # size .. visual_tokens
 
 
 # The text of a failed job's latest paid answer that was not accepted (attempts.raw_answer, `_v12_raw_answers`).

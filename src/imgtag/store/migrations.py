@@ -8,6 +8,8 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Callable
 
+from imgtag.store.near import index_row
+
 Migration = Callable[[sqlite3.Connection], None]
 
 
@@ -298,9 +300,69 @@ def _v13_cost_unknown(db: sqlite3.Connection) -> None:
                " AND a.cost_unknown = 1) WHERE id IN (SELECT job_id FROM attempts WHERE cost_unknown = 1)")
 
 
+def _v15_scale_indexes(db: sqlite3.Connection) -> None:
+    # A store of a million images (issue 20.3): `status`, the run summary, retry and review count their rows from
+    # narrow covering indexes instead of reading the wide rows (a job's fields, a file's every column), and join
+    # files to jobs in content order. tests/test_query_plans.py runs EXPLAIN QUERY PLAN on the hot statements.
+    # IF (NOT) EXISTS: indexes only, so running it again (a store set back to an older version) changes nothing.
+    # A file's content and status, with its file-set and run membership and its size (the estimate `status` shows):
+    # the join from a target's jobs to the files holding their content never reads a files row. Replaces files_sha
+    # (its prefix).
+    db.execute("CREATE INDEX IF NOT EXISTS files_content ON files(sha256, status, seen_run, last_run, width, height)")
+    db.execute("DROP INDEX IF EXISTS files_sha")
+    # The file set (`status`, results) and one run's files (the end-of-run summary) counted by status and cause in
+    # index order (no sort of a million rows); the set's bound (seen_run >= the set's run) is a range, so it comes
+    # last. Failed files (status's list) are a seek too.
+    db.execute("CREATE INDEX IF NOT EXISTS files_set ON files(status, reason_code, seen_run)")
+    db.execute("CREATE INDEX IF NOT EXISTS files_run ON files(last_run, status, reason_code)")
+    # A target's jobs by status, in content order (status, retry's failures, review counts), without their fields.
+    db.execute("CREATE INDEX IF NOT EXISTS jobs_target ON jobs(preset_version, provider, model, status, sha256,"
+               " error_type)")
+    # The review list's near-duplicate filter asks, for each image, whether another points at it.
+    db.execute("CREATE INDEX IF NOT EXISTS files_duplicate_of ON files(duplicate_of) WHERE duplicate_of IS NOT NULL")
+    db.execute("CREATE INDEX IF NOT EXISTS files_near_duplicate_of ON files(near_duplicate_of)"
+               " WHERE near_duplicate_of IS NOT NULL")
+    # A credit-billed provider's latest balance (`status`, the run summary): only its attempts are in this index.
+    db.execute("CREATE INDEX IF NOT EXISTS attempts_credits ON attempts(run_id, credits_remaining)"
+               " WHERE credits_remaining IS NOT NULL")
+
+
+def _v16_rerun_state(db: sqlite3.Connection) -> None:
+    # What a rerun of an unchanged folder needs so that it reads in bulk and writes nothing per file (issue 20.1).
+    # near_index: the near-duplicate index (store/near.py), kept between runs and only added to: one row per file
+    # that can be a near-duplicate's original (ok, not a byte copy), its 64-bit perceptual hash (signed, as SQLite
+    # integers are) and the hash's four 16-bit bands, each indexed, so a lookup probes bands instead of every hash.
+    db.execute("CREATE TABLE near_index (file_id INTEGER PRIMARY KEY REFERENCES files(id) ON DELETE CASCADE,"
+               " phash INTEGER NOT NULL, b0 INTEGER NOT NULL, b1 INTEGER NOT NULL, b2 INTEGER NOT NULL,"
+               " b3 INTEGER NOT NULL)")
+    for band in range(4):
+        db.execute(f"CREATE INDEX near_index_b{band} ON near_index(b{band})")
+    rows = db.execute("SELECT id, phash FROM files WHERE status = 'ok' AND duplicate_of IS NULL"
+                      " AND phash IS NOT NULL").fetchall()
+    db.executemany("INSERT INTO near_index(file_id, phash, b0, b1, b2, b3) VALUES (?,?,?,?,?,?)",
+                   [index_row(file_id, phash) for file_id, phash in rows])
+    # result_changes: a counter that moves whenever anything results.* show may have changed (triggers below), so
+    # a rerun that changed nothing leaves results.csv/.jsonl as they are (export/unchanged.py). A file row's
+    # last_run/seen_run (set for every file a run sees) are not results; which files results cover is checked
+    # apart (the file set).
+    db.execute("CREATE TABLE result_changes (id INTEGER PRIMARY KEY CHECK (id = 1), version INTEGER NOT NULL)")
+    db.execute("INSERT INTO result_changes(id, version) VALUES (1, 0)")
+    bump = "BEGIN UPDATE result_changes SET version = version + 1 WHERE id = 1; END"
+    watched = {"files": "UPDATE OF path, display, root, sha256, status, reason_code, reason, duplicate_of",
+               "jobs": "UPDATE", "review_state": "UPDATE", "attempts": "UPDATE OF raw_answer"}
+    for table, update in watched.items():
+        for event in ("INSERT", "DELETE", update):
+            name = f"{table}_{event.split()[0].lower()}_changes_results"
+            db.execute(f"CREATE TRIGGER {name} AFTER {event} ON {table} {bump}")
+
+
+# A migration's place in this list is its version (user_version), not the number in its name: _v15_scale_indexes
+# landed as version 14 (a _v14_ was expected from another branch). Append after it, never insert before it: a store
+# already at 14 would skip a migration put in front.
 MIGRATIONS: list[Migration] = [_v1_initial, _v2_credits, _v3_export_ledger, _v4_server_caps, _v5_learned_limits,
                               _v6_run_end_state, _v7_ray_shards, _v8_xmp, _v9_batch_packs, _v10_review,
-                              _v11_files_seen_run, _v12_raw_answers, _v13_cost_unknown]
+                              _v11_files_seen_run, _v12_raw_answers, _v13_cost_unknown,
+                              _v15_scale_indexes, _v16_rerun_state]
 
 
 def migrate(db: sqlite3.Connection) -> int:

@@ -79,19 +79,26 @@ def _kp(key: WorkKey) -> tuple[str, str, str]:
     return (key.preset_version, key.provider, key.model)
 
 
-def review_counts(db: sqlite3.Connection, key: WorkKey, since_run: int | None = None) -> ReviewCounts:
+def review_counts(db: sqlite3.Connection, key: WorkKey, since_run: int | None = None,
+                  ok: int | None = None) -> ReviewCounts:
     """Approved, rejected and edited images among the target's answered (ok) ones; with since_run, among the
-    folder's file set only (the latest run's inputs, fileset.py), as `status` counts its files."""
+    folder's file set only (the latest run's inputs, fileset.py), as `status` counts its files. `ok`: the number of
+    those answered images when the caller has counted them already (`status`: its summary's ok)."""
     in_set = " AND f.seen_run >= ?" if since_run is not None else ""
+    set_params: tuple[int, ...] = () if since_run is None else (since_run,)
+    if ok is None:
+        (ok,) = db.execute(
+            "SELECT COUNT(*) FROM jobs j JOIN files f ON f.sha256 = j.sha256 AND f.status = 'ok'" + in_set
+            + " WHERE j.preset_version = ? AND j.provider = ? AND j.model = ? AND j.status = 'ok'",
+            (*set_params, *_kp(key))).fetchone()
+    # From the review rows (only the images a person touched), never a pass over every file.
     row = db.execute(
-        "SELECT COUNT(*), COALESCE(SUM(r.reviewed = 1), 0), COALESCE(SUM(r.reviewed = -1), 0),"
-        " COALESCE(SUM(r.edits <> '{}'), 0)"
-        " FROM files f JOIN jobs j ON j.sha256 = f.sha256 AND j.preset_version = ? AND j.provider = ?"
-        " AND j.model = ? AND j.status = 'ok'"
-        " LEFT JOIN review_state r ON r.file_id = f.id AND r.preset_version = j.preset_version"
-        " AND r.provider = j.provider AND r.model = j.model WHERE f.status = 'ok'" + in_set,
-        (*_kp(key), *(() if since_run is None else (since_run,)))).fetchone()
-    return ReviewCounts(ok=row[0], reviewed=row[1], rejected=row[2], edited=row[3])
+        "SELECT COALESCE(SUM(r.reviewed = 1), 0), COALESCE(SUM(r.reviewed = -1), 0), COALESCE(SUM(r.edits <> '{}'), 0)"
+        " FROM review_state r CROSS JOIN files f ON f.id = r.file_id AND f.status = 'ok'" + in_set
+        + " CROSS JOIN jobs j ON j.sha256 = f.sha256 AND j.preset_version = r.preset_version"
+        " AND j.provider = r.provider AND j.model = r.model AND j.status = 'ok'"
+        " WHERE r.preset_version = ? AND r.provider = ? AND r.model = ?", (*set_params, *_kp(key))).fetchone()
+    return ReviewCounts(ok=int(ok), reviewed=row[0], rejected=row[1], edited=row[2])
 
 
 def state_rows(db: sqlite3.Connection, key: WorkKey, file_ids: Iterable[int]) -> list[StateRow]:
