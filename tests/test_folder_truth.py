@@ -188,7 +188,7 @@ def test_a_resumed_batch_run_counts_what_it_collected_as_its_own(tmp_path, monke
     assert "6 files: ok 6" in output
     assert "earlier runs" not in output and "done before" not in output
     code, output = run_cli(args, fake.env(), monkeypatch)  # nothing left: every answer is an earlier run's
-    assert "0 files new this run, 6 already done by earlier runs" in output
+    assert "6 of 6 files already done by earlier runs" in output
 
 
 # -- item 6: target switches --------------------------------------------------------------------------

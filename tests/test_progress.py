@@ -116,7 +116,7 @@ def test_after_a_resume_new_and_already_done_are_told_apart():
     assert "ok 20" in line and "done before 100" in line and "2.0/s" in line and "ETA 00:15" in line
     assert "$0.002 this run" in line and "$0.0123 to date" in line
     note = resume_note(150, 100, 0.002, 0.0123)
-    assert note == ("50 files new this run, 100 already done by earlier runs; $0.002 this run, $0.0123 to date"
+    assert note == ("100 of 150 files already done by earlier runs; $0.002 this run, $0.0123 to date"
                     " for this preset and model")
 
 

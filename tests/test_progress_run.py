@@ -63,7 +63,7 @@ def test_rerun_with_new_files_reports_new_and_earlier_work_and_cost_to_date(tmp_
         Image.new("RGB", (240, 220), (i * 90 + 30, 200, 10)).save(tmp_path / "in" / f"new_{i}.jpg")
     code, second = run_cli(args, fake.env(), monkeypatch)
     assert code == 0, second
-    assert "2 files new this run, 6 already done by earlier runs" in second, second
+    assert "6 of 8 files already done by earlier runs" in second, second
     assert "this run," in second and "to date for this preset and model" in second
 
 

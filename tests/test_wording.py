@@ -33,10 +33,25 @@ def test_a_cause_is_named_once(kind: str, message: str, said: str) -> None:
     assert failure_text(kind, message) == said
 
 
-def test_one_file_new_this_run_is_singular() -> None:
-    note = resume_note(files=2, done_before=1, spent_run=0.001, spent_to_date=0.002)
-    assert note is not None and "1 file new this run" in note and "1 files" not in note
-    assert "3 files new this run" in (resume_note(files=4, done_before=1, spent_run=0.0, spent_to_date=0.0) or "")
+def test_one_file_done_before_is_singular() -> None:
+    note = resume_note(files=1, done_before=1, spent_run=0.001, spent_to_date=0.002)
+    assert note is not None and "1 of 1 file already done" in note and "1 files" not in note
+    assert "1 of 4 files already done" in (resume_note(files=4, done_before=1, spent_run=0.0, spent_to_date=0.0) or "")
+
+
+def test_a_rerun_does_not_call_files_skipped_again_new(tmp_path, fake_anthropic, monkeypatch) -> None:
+    """A rerun of a folder with a too-small image said "1 file new this run": it was skipped again, not new."""
+    from PIL import Image
+
+    from imagegen import make_images, run_cli
+
+    make_images(tmp_path / "in", 3)
+    Image.new("RGB", (120, 90), (10, 20, 30)).save(tmp_path / "in" / "tiny.jpg")
+    args = ["run", str(tmp_path / "in"), "--out", str(tmp_path / "o")]
+    assert run_cli(args, fake_anthropic.env(), monkeypatch)[0] == 0
+    code, again = run_cli(args, fake_anthropic.env(), monkeypatch)
+    assert code == 0, again
+    assert "new this run" not in again and "3 of 4 files already done by earlier runs" in again, again
 
 
 def test_a_caption_conflict_names_the_files(tmp_path: Path) -> None:

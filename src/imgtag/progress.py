@@ -199,8 +199,8 @@ def resume_note(files: int, done_before: int, spent_run: float | None, spent_to_
         return None
     parts = []
     if done_before:
-        parts.append(f"{plural(files - done_before, 'file')} new this run, {done_before:,} already done by earlier "
-                     "runs")
+        # Not "N new this run": files skipped again (too small, unreadable) were neither new nor done before.
+        parts.append(f"{done_before:,} of {plural(files, 'file')} already done by earlier runs")
     if spent_run is not None and spent_to_date is not None:
         parts.append(f"{money(spent_run)} this run, {money(spent_to_date)} to date for this preset and model")
     return "; ".join(parts)
