@@ -42,7 +42,7 @@ def test_sync_prompt_answer_field_rerun_asks_nothing_and_a_new_prompt_is_a_new_t
     code, output = run_cli([*args, "--prompt", PROMPT], fake.env(), monkeypatch)  # the same task: nothing asked
     assert code == 0, output
     assert fake.stats.messages_requests == 4
-    assert "4 already done by earlier runs" in output
+    assert "4 of 4 files already done by earlier runs" in output
 
     code, output = run_cli([*args, "--prompt", PROMPT + " Count them too."], fake.env(), monkeypatch)
     assert code == 0, output

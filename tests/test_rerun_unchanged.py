@@ -49,7 +49,7 @@ def _rerun_statements(tmp_path: Path, monkeypatch, fake, n: int) -> Statements:
         traced = Statements(m, out)
         code, output = run_cli(["run", str(folder), "--out", str(out), "-q"], fake.env(), monkeypatch)
     assert code == 0, output
-    assert f"{n} files: ok {n}" in output and f"{n} already done by earlier runs" in output
+    assert f"{n} files: ok {n}" in output and f"{n} of {n} files already done by earlier runs" in output
     assert fake.stats.messages_requests == asked
     return traced
 
@@ -104,7 +104,7 @@ def test_a_file_changed_on_disk_is_examined_and_asked_again(tmp_path, monkeypatc
     assert {k: v for k, v in after.items() if k != "img_0001.jpg"} == {
         k: v for k, v in before.items() if k != "img_0001.jpg"}
     assert fake_anthropic.stats.messages_requests == asked + 1
-    assert "2 already done by earlier runs" in output
+    assert "2 of 3 files already done by earlier runs" in output
 
 
 def test_a_copy_whose_original_changed_points_to_the_copy_left(tmp_path, monkeypatch, fake_anthropic):

@@ -47,7 +47,7 @@ def remove_files(store: Store, file_ids: Sequence[int]) -> int:
                     in_set += n
                 contents.update(r[0] for r in db.execute(
                     f"SELECT DISTINCT sha256 FROM files WHERE id IN {chosen} AND sha256 IS NOT NULL", (ids,)))
-                for table in ("review_state", "review_versions", "review_retry"):
+                for table in ("review_state", "review_versions", "review_retry", "near_index"):
                     db.execute(f"DELETE FROM {table} WHERE file_id IN {chosen}", (ids,))
                 db.execute(f"UPDATE files SET near_duplicate_of = NULL WHERE near_duplicate_of IN {chosen}", (ids,))
                 removed += db.execute(f"DELETE FROM files WHERE id IN {chosen}", (ids,)).rowcount
