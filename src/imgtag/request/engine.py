@@ -153,13 +153,14 @@ class Engine:
         try:
             async with contextlib.aclosing(self._units(items)) as units:
                 async for pack in units:
-                    if self.fatal is None and not self.budget_hit and self._over_budget(pack):
+                    over = self.fatal is None and not self.budget_hit and self._over_budget(pack)
+                    if over:
                         await self._settle_reservations(pack)
                     if self.fatal is not None:
                         if self._draining(pack):
                             continue  # out of credits: every remaining file is still recorded, pending
                         break
-                    if self.budget_hit or self._over_budget(pack):
+                    if self.budget_hit or (over and self._over_budget(pack)):
                         if not self.budget_hit:
                             self.stats.budget_stop = BudgetStop(self.stats.spent_usd, self.stats.reserved_usd,
                                                                 len(self._tasks))
