@@ -12,7 +12,7 @@ from collections import Counter
 from imgtag.pricing.costs import cost_usd
 from imgtag.providers.base import Fatal, ModelAnswer, ProviderError
 from imgtag.providers.batch_api import CANCELED, ERRORED, EXPIRED, SUCCEEDED, BatchHandle, ItemResult, counted
-from imgtag.request.batch.common import BatchContext, BatchStop, stop_if_fatal
+from imgtag.request.batch.common import BatchContext, BatchStop, ImageSettled, stop_if_fatal
 from imgtag.request.packing import split_answer
 from imgtag.store import batches as sb
 from imgtag.store.db import now_iso
@@ -116,7 +116,7 @@ class Collector:
             st = ctx.stats
             st.spent_usd += outcome.cost or 0.0
             if ctx.on_image is not None:
-                self._image_settled(int(row["job_id"]), outcome)
+                self._image_settled(ctx.on_image, int(row["job_id"]), outcome)
             if outcome.job_status == "ok":
                 st.ok += 1
             elif outcome.job_status == "failed":
@@ -126,15 +126,15 @@ class Collector:
             states.append(outcome.job_status or "superseded")
         return states
 
-    def _image_settled(self, job_id: int, outcome: sb.ItemOutcome) -> None:
+    def _image_settled(self, on_image: ImageSettled, job_id: int, outcome: sb.ItemOutcome) -> None:
         """Add this result's cost to the job's; tell the run when the job reached ok or failed."""
         ctx = self.ctx
         paid = ctx.paid.get(job_id, 0.0)
         paid = None if paid is None or (outcome.cost is None and outcome.usage is not None) else paid + (
             outcome.cost or 0.0)
-        if outcome.job_status in ("ok", "failed") and ctx.on_image is not None:
+        if outcome.job_status in ("ok", "failed"):
             ctx.paid.pop(job_id, None)
-            ctx.on_image(job_id, outcome.job_status, paid, outcome.error_type if outcome.job_status == "failed"
+            on_image(job_id, outcome.job_status, paid, outcome.error_type if outcome.job_status == "failed"
                          else None)
         else:
             ctx.paid[job_id] = paid

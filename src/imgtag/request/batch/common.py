@@ -62,6 +62,11 @@ class BatchStats:
         return f"batches {by_state}" + (f" ({counts_text})" if counts_text else "")
 
 
+# A job settled from a batch result: (job id, "ok"/"failed", this run's cost of its answers (None: unknown prices),
+# error type). The run turns it into image_done events.
+ImageSettled = Callable[[int, str, float | None, str | None], None]
+
+
 @dataclass
 class BatchContext:
     store: Store
@@ -71,9 +76,7 @@ class BatchContext:
     run_id: int | None
     stats: BatchStats = field(default_factory=BatchStats)
     events: Events = field(default_factory=lambda: Events(None))
-    # A job settled from a batch result: (job id, "ok"/"failed", this run's cost of its answers (None: unknown
-    # prices), error type). The run turns it into image_done events.
-    on_image: Callable[[int, str, float | None, str | None], None] | None = None
+    on_image: ImageSettled | None = None
     paid: dict[int, float | None] = field(default_factory=dict)  # job id -> cost of its answers so far (on_image)
     _api: BatchAPI | None = field(default=None, init=False, repr=False)
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import os
 from collections import deque
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -31,7 +31,7 @@ from imgtag.providers.base import Fatal, ImageInput, RequestOptions, max_edge_of
 from imgtag.providers.batch_api import BatchAPI
 from imgtag.request.batch.cancel import ServerFor, cancel_all
 from imgtag.request.batch.collect import Collector
-from imgtag.request.batch.common import MAX_POLL_INTERVAL_S, POLL_BACKOFF, BatchContext, BatchStop
+from imgtag.request.batch.common import MAX_POLL_INTERVAL_S, POLL_BACKOFF, BatchContext, BatchStop, ImageSettled
 from imgtag.request.batch.limits import BatchLimits, byte_budget, lowered_note
 from imgtag.request.batch.submit import Entry, Submitter, chunked_within
 from imgtag.request.engine import MAX_TOKENS_CEILING, WorkItem
@@ -51,7 +51,7 @@ REPREPARE_WINDOW = 8
 class BatchRunner:
     def __init__(self, store: Store, provider: Any, target: Any, cfg: Any, run_id: int | None,
                  progress: Any = None, *, events: Events | None = None,
-                 on_image: Callable[[int, str, float | None, str | None], None] | None = None) -> None:
+                 on_image: ImageSettled | None = None) -> None:
         self.ctx = BatchContext(store, provider, target, cfg, run_id, events=events or Events(None), on_image=on_image)
         self.stats = self.ctx.stats
         # The run's chunk limits: set from the API and the flags once the provider is checked, lowered when a
