@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +43,16 @@ def close_to(hex_text: str, colour: tuple[int, int, int], tolerance: int = 6) ->
     value = hex_text.strip().lstrip("#")[:6]
     rgb = tuple(int(value[i:i + 2], 16) for i in (0, 2, 4))
     return all(abs(a - b) <= tolerance for a, b in zip(rgb, colour, strict=True))
+
+
+def server_error_for(failing: list[tuple[int, int, int]]) -> Callable[[dict[str, Any]], dict[str, Any] | None]:
+    """A fake server's `respond`: a 500 for the images whose colour is in `failing` (the key is the mean colour the
+    server sees), the normal answer for the rest. Read at each request: clear the list and they are answered."""
+
+    def respond(ctx: dict[str, Any]) -> dict[str, Any] | None:
+        return {"status": 500} if any(close_to(ctx["image_key"] or "", c) for c in failing) else None
+
+    return respond
 
 
 def run_cli(args: list[str], env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> tuple[int, str]:

@@ -249,15 +249,11 @@ def test_a_handler_that_raises_is_dropped_once_and_the_order_holds() -> None:
 
 
 def test_retry_sends_the_same_events(tmp_path: Path, fake_anthropic_factory: Any) -> None:
-    from imagegen import close_to
+    from imagegen import server_error_for
 
     made = make_images(tmp_path / "in", 4)
     failing = [made["img_0002.jpg"]]
-
-    def respond(ctx: dict[str, Any]) -> dict[str, Any] | None:  # the key is the mean colour the server sees
-        return {"status": 500} if any(close_to(ctx["image_key"] or "", c) for c in failing) else None
-
-    fake = fake_anthropic_factory(respond=respond)
+    fake = fake_anthropic_factory(respond=server_error_for(failing))
     out = tmp_path / "out"
     first = cli(["run", str(tmp_path / "in"), "--out", str(out), "-q", "--max-attempts", "1", "--events", "-"],
                 fake.env())

@@ -140,15 +140,11 @@ def test_the_version_is_the_prompt_and_fields() -> None:
 
 
 def test_retry_asks_the_same_prompt_again(tmp_path: Path, recording_anthropic: Any, monkeypatch: Any) -> None:
-    from imagegen import close_to
+    from imagegen import server_error_for
 
     made = make_images(tmp_path / "in", 3)
     failing = [made["img_0001.jpg"]]
-
-    def respond(ctx: dict[str, Any]) -> dict[str, Any] | None:  # the key is the mean colour the server sees
-        return {"status": 500} if any(close_to(ctx["image_key"] or "", c) for c in failing) else None
-
-    fake = recording_anthropic(respond=respond)
+    fake = recording_anthropic(respond=server_error_for(failing))
     out = tmp_path / "out"
     code, output = run_cli(["run", str(tmp_path / "in"), "--out", str(out), "-q", "--max-attempts", "1",
                             "--prompt", PROMPT, "--field", "person:bool"], fake.env(), monkeypatch)
