@@ -131,6 +131,13 @@ def test_review_page_end_to_end(tmp_path, fake_anthropic_factory, monkeypatch, b
         d.find_element(By.ID, "bulk-preview").click()
         wait(d, lambda d: f"will change {cotton} images" in d.find_element(By.ID, "bulk-count").text)
         assert server.json("GET", "/api/images?tag=T%E6%81%A4")["total"] == 0  # the preview changed nothing
+        # The filter field losing focus fires `change` with the value already loaded: that is no new filter,
+        # so the preview (and the Apply it enabled) stays. It used to be reset 200 ms later, which made Apply
+        # a no-op for a user who clicked it within that time.
+        d.execute_script("document.getElementById('tag').dispatchEvent(new Event('change'))")
+        d.execute_script("return new Promise((done) => setTimeout(done, 400))")
+        assert d.find_element(By.ID, "bulk-apply").is_enabled()
+        assert f"will change {cotton} images" in d.find_element(By.ID, "bulk-count").text
         d.find_element(By.ID, "bulk-apply").click()
         wait(d, lambda d: server.json("GET", "/api/images?tag=T%E6%81%A4")["total"] == cotton)
         wait(d, lambda d: f"Changed {cotton} images" in d.find_element(By.ID, "toast").text)

@@ -6,7 +6,7 @@
   const token = new URLSearchParams(location.search).get("token") || "";
   const $ = (id) => document.getElementById(id);
   const state = { offset: 0, total: 0, items: [], focus: 0, selected: new Set(), undo: [], fields: [],
-    spec: {}, openId: null, preview: null };
+    spec: {}, openId: null, preview: null, shownFilter: null };
   const filterIds = ["q", "tag", "status", "reviewed", "edited", "sort"];
 
   function el(tag, cls, text) {
@@ -145,8 +145,13 @@
     updateScope();
   }
 
+  function filterKey() {
+    return JSON.stringify(filters());
+  }
+
   async function load(keepFocus) {
     saveView();
+    state.shownFilter = filterKey();
     const params = new URLSearchParams(filters());
     params.set("offset", String(state.offset));
     params.set("limit", String(PAGE));
@@ -671,11 +676,23 @@
   // -- wiring --------------------------------------------------------------------------------------------------
 
   let typingTimer = null;
+
+  // A `change` also fires when a filter field merely loses focus, after its `input` events already loaded the
+  // new filter: only a filter that differs from the one shown starts over (page, focus, the bulk preview).
+  function filterEdited() {
+    if (filterKey() === state.shownFilter) return;
+    state.offset = 0;
+    state.focus = 0;
+    resetPreview();
+    load();
+    loadTags();
+  }
+
   for (const id of filterIds) {
     for (const kind of id === "q" || id === "tag" ? ["input", "change"] : ["change"]) {
       $(id).addEventListener(kind, () => {
         clearTimeout(typingTimer);
-        typingTimer = setTimeout(() => { state.offset = 0; state.focus = 0; resetPreview(); load(); loadTags(); }, 200);
+        typingTimer = setTimeout(filterEdited, 200);
       });
     }
   }
