@@ -88,6 +88,20 @@ def test_blur_separates_sharp_from_blurred(corpus: Path) -> None:
     assert blur_score(Image.new("RGB", (300, 200), "gray")) == 0.0
 
 
+def test_blur_score_is_the_exact_variance() -> None:
+    # The Laplacian's variance to the last bit: computed in integers, not float32 (which drifted in the 7th digit
+    # and was the slowest step of a decode worker).
+    from fractions import Fraction
+
+    grey = Image.effect_noise((64, 48), 60).convert("L")
+    px = [[grey.getpixel((x, y)) for x in range(64)] for y in range(48)]
+    lap = [px[y][x - 1] + px[y][x + 1] + px[y - 1][x] + px[y + 1][x] - 4 * px[y][x]
+           for y in range(1, 47) for x in range(1, 63)]
+    n = len(lap)
+    exact = Fraction(sum(v * v for v in lap), n) - Fraction(sum(lap), n) ** 2
+    assert blur_score(grey) == float(exact)
+
+
 @needs_full_corpus
 def test_near_duplicates_in_corpus(corpus: Path) -> None:
     index = NearDuplicateIndex(max_distance=6)

