@@ -4,6 +4,7 @@ the cached prefix per model, one cache write in sync mode, 1-hour TTL in batch m
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,7 @@ from imgtag.pricing.catalogue import catalogue
 from imgtag.pricing.prefix import plan_prefix
 from imgtag.providers.anthropic_provider import AnthropicProvider
 from imgtag.providers.base import ImageInput, RequestOptions
+from imgtag.request.limits_cache import CACHE_ENV, FILE_NAME, PREFIXES
 from imgtag.validate.schema import to_anthropic_schema
 
 PRODUCT = ["clothing_dress_4e788cda.jpg", "clothing_hat_e58c2375.jpg", "clothing_shoes_6b4278ed.jpg",
@@ -200,11 +202,17 @@ def test_a_run_within_the_caches_lifetime_skips_the_warm_up(tmp_path: Path, fake
     prefix = plan_prefix(load_preset("ecommerce"), catalogue().get("claude-sonnet-4-6")).tokens
     assert fake.stats.cache_creation_input_tokens == pytest.approx(prefix, rel=TEXT_TOLERANCE)  # one write
     assert fake.stats.cache_read_input_tokens == 11 * fake.stats.cache_creation_input_tokens
-    # Five minutes later the entry has lapsed: the next run warms it again.
+    # Five minutes later the entry has lapsed: the next run warms it again. Both memories say when the cache was
+    # last used: the store's attempts and the user cache's note (test_warm_prefix.py).
     db = sqlite3.connect(out / "imgtag.db")
     with db:
-        db.execute("UPDATE attempts SET finished_at = '2026-01-01T00:00:00.000+00:00'")
+        db.execute("UPDATE attempts SET started_at = '2026-01-01T00:00:00.000+00:00',"
+                   " finished_at = '2026-01-01T00:00:00.000+00:00'")
     db.close()
+    notes = Path(os.environ[CACHE_ENV]) / FILE_NAME
+    data = json.loads(notes.read_text())
+    data[PREFIXES] = {name: at - 300 for name, at in data[PREFIXES].items()}
+    notes.write_text(json.dumps(data))
     make_images(tmp_path / "c", 3, size=(240, 224))
     code, output = run_cli(["run", str(tmp_path / "c"), "--out", str(out), "--model", "claude-sonnet-4-6", "-q"],
                            fake.env(), monkeypatch)

@@ -36,7 +36,8 @@ from imgtag.request.distributed.workfolder import WorkFolder
 from imgtag.request.engine import EngineSettings
 from imgtag.request.learned_limits import Memory
 from imgtag.request.packing import pack_size
-from imgtag.request.warmup import CACHE_STILL_WARM_S, needs_warm_up
+from imgtag.request.warm_prefix import PrefixMemory
+from imgtag.request.warmup import needs_warm_up
 from imgtag.runner import Run, RunOutcome
 from imgtag.summary import summarize
 
@@ -55,6 +56,7 @@ class DistributedRun(Run):
         # have sent and not had answered. Images planned and not yet returned also wait in Ray's queues.
         self.cluster_in_flight = 0
         self.memory: Memory | None = None
+        self.prefix: PrefixMemory | None = None
         self.pacer: Any = None
         if self.events.enabled:
             self.tally.settled = []
@@ -130,8 +132,8 @@ class DistributedRun(Run):
         endpoint = getattr(self.provider, "base_url", None)
         name = pacer_actor.pacer_name(cfg.provider, endpoint, target.model.id)
         self.pacer = pacer_actor.get_or_create(name, cfg.concurrency, self.provider.declared_limits())
-        warm_up = needs_warm_up(self.provider, target.preset, target.model,
-                                cache_warm=self.store.prefix_cached_within(self.key, CACHE_STILL_WARM_S))
+        self.prefix = PrefixMemory(self.store, self.key, self.provider, target.preset, target.model)
+        warm_up = needs_warm_up(self.provider, target.preset, target.model, cache_warm=self.prefix.known_warm())
         if warm_up:  # one cache write for the whole cluster, not one per request the actors start together
             import ray
 
@@ -261,6 +263,9 @@ class DistributedRun(Run):
             progress.close()  # before the connection gives the terminal back to fd 2
             conn.close()
             ingest_all(self.store, folder, self.run_id, store_id, self.tally)  # shards whose summary never came
+            if self.prefix is not None:
+                with contextlib.suppress(Exception):  # as the pace: a hint for the next run, never worth a result
+                    self.prefix.remember()
             self._tell_settled()
         return self._finish(problem)
 

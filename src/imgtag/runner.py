@@ -24,7 +24,8 @@ from imgtag.request.learned_limits import Memory
 from imgtag.request.pace_words import credits_used, pace_words
 from imgtag.request.pacer import Pacer
 from imgtag.request.packing import pack_images, pack_size
-from imgtag.request.warmup import CACHE_STILL_WARM_S, pace_warm_up, warm_cache_first
+from imgtag.request.warm_prefix import PrefixMemory
+from imgtag.request.warmup import pace_warm_up, warm_cache_first
 from imgtag.store import Store
 from imgtag.summary import Summary, summarize
 from imgtag.words import plural
@@ -333,8 +334,9 @@ class Run:
                 pacer.observe(self.provider.declared_limits())  # a documented rate, for APIs without headers
                 memory = Memory(self.store, self.provider, self.key.provider)
                 memory.seed(pacer)  # start at the pace (and burst) a previous run learned for this account
+                prefix = PrefixMemory(self.store, self.key, self.provider, self.target.preset, self.target.model)
                 provider = warm_cache_first(pack_images(self.provider, cfg.images_per_request),
-                                            cache_warm=self.store.prefix_cached_within(self.key, CACHE_STILL_WARM_S))
+                                            cache_warm=prefix.known_warm())
                 self.engine = Engine(self.store, provider, EngineSettings(
                     key=self.key, preset=self.target.preset, model=self.target.model, budget_usd=cfg.budget,
                     max_attempts=cfg.max_attempts, images_per_request=pack_size(self.provider, cfg.images_per_request),
@@ -346,6 +348,7 @@ class Run:
                     await self.engine.run(self.work_items(ingestor, None))
                 finally:
                     memory.save(pacer)
+                    prefix.remember()
                 fatal = self.engine.fatal
                 if self.engine.budget_hit:
                     message = budget_message(cfg.budget, self.engine.stats)

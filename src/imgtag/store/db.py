@@ -338,19 +338,33 @@ class Store:
         return cur.rowcount
 
     def prefix_cached_within(self, key: WorkKey, seconds: float) -> bool:
-        """True when an answer for this target read or wrote the prompt cache in the last `seconds`: the cached
-        prefix (5-minute TTL, refreshed by every read) is then still there for the next request."""
+        """True when a request for this target, sent in the last `seconds`, was answered with the prompt cache read
+        or written: the cached prefix (5-minute TTL, refreshed by every read) is then still there for the next
+        request. Measured from when the request was sent, not answered: the server refreshed the entry in between,
+        so a long answer cannot make an entry look younger than it is."""
         # Newest attempt first (by id): at run start this stops at the last cached answer instead of reading
         # every attempt of a large store.
         row = self.db.execute(
-            "SELECT a.finished_at FROM attempts a JOIN jobs j ON j.id = a.job_id WHERE j.preset_version=?"
+            "SELECT a.started_at FROM attempts a JOIN jobs j ON j.id = a.job_id WHERE j.preset_version=?"
             " AND j.provider=? AND j.model=? AND (a.cache_read_input_tokens > 0 OR a.cache_creation_input_tokens > 0)"
             " ORDER BY a.id DESC LIMIT 1",
             (key.preset_version, key.provider, key.model)).fetchone()
         if not row or not row[0]:
             return False
         age = datetime.now(timezone.utc) - datetime.fromisoformat(row[0])
-        return age.total_seconds() < seconds
+        return 0 <= age.total_seconds() < seconds
+
+    def last_attempt_id(self) -> int:
+        return int(self.db.execute("SELECT COALESCE(MAX(id), 0) FROM attempts").fetchone()[0])
+
+    def last_cache_use_since(self, attempt_id: int) -> float | None:
+        """When (time.time()) the newest request logged after `attempt_id` whose answer read or wrote the prompt
+        cache was sent; None when there is none. Looks back no further than `attempt_id` (a run's own)."""
+        row = self.db.execute(
+            "SELECT started_at FROM attempts WHERE id > ? AND mode = 'sync'"
+            " AND (cache_read_input_tokens > 0 OR cache_creation_input_tokens > 0) ORDER BY id DESC LIMIT 1",
+            (attempt_id,)).fetchone()
+        return datetime.fromisoformat(row[0]).timestamp() if row and row[0] else None
 
     def spent(self, key: WorkKey | None = None) -> float | None:
         """Dollars spent (on this target), or None when some of it was paid at prices nobody knows."""
