@@ -33,7 +33,7 @@ from urllib.parse import quote, urlsplit
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-from imgtag import targets  # noqa: E402
+from imgtag.export import targets  # noqa: E402
 from imgtag.presets import load_preset  # noqa: E402
 from imgtag.store import Store  # noqa: E402
 from imgtag.store.db import now_iso  # noqa: E402

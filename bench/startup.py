@@ -24,7 +24,7 @@ import tempfile
 import time
 from pathlib import Path
 
-BASELINE = "import imgtag.cli, imgtag.runner, anthropic, openai, numpy, imagehash"
+BASELINE = "import imgtag.cli.commands, imgtag.app.runner, anthropic, openai, numpy, imagehash"
 
 
 def imgtag_cmd() -> list[str]:

@@ -59,7 +59,7 @@ def phase(fake: FakeAnthropicServer) -> tuple[float, int, int, int]:
 
 def run_imgtag(folder: Path, fake: FakeAnthropicServer, out: Path) -> tuple[int, int]:
     os.environ.update(fake.env())
-    from imgtag.config import RunConfig
+    from imgtag.config.runconfig import RunConfig
     from imgtag.providers import create_provider, resolve_target
     from inprocess import run_in_process
 

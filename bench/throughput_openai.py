@@ -40,7 +40,7 @@ def make_distinct_images(folder: Path, n: int) -> None:
 
 def run_once(folder: Path, out: Path, slots: int, latency: float, jitter: float,
              fixed: int | None) -> tuple[float, int, float, int]:
-    from imgtag.config import RunConfig
+    from imgtag.config.runconfig import RunConfig
     from imgtag.providers import create_provider, resolve_target
     from imgtag.request.adaptive import AdaptiveLimiter
     from inprocess import run_in_process

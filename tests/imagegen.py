@@ -12,7 +12,7 @@ import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
-from imgtag.cli import app
+from imgtag.cli.commands import app
 
 LEVELS = (10, 50, 90, 130, 170, 210, 250)
 

@@ -13,7 +13,7 @@ import json
 import random
 from pathlib import Path
 
-from imgtag import fileset, targets
+from imgtag.export import fileset, targets
 from imgtag.presets import load_preset
 from imgtag.store import Store
 from imgtag.store.db import now_iso

@@ -10,9 +10,9 @@ import sys
 import pytest
 
 from imagegen import make_images, run_cli
-from imgtag.words import plural
+from imgtag.util.words import plural
 
-HEAVY = ("anthropic", "openai", "numpy", "scipy", "imagehash", "PIL", "jsonschema", "imgtag.runner")
+HEAVY = ("anthropic", "openai", "numpy", "scipy", "imagehash", "PIL", "jsonschema", "imgtag.app.runner")
 
 
 def _loaded_after(code: str, cwd, env_extra: dict[str, str] | None = None,

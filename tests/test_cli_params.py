@@ -10,8 +10,8 @@ from typer._coercion import build_runtime_param, resolve_type_descriptor
 from typer.models import OptionInfo
 from typer.testing import CliRunner
 
-from imgtag import cliparams
-from imgtag.cli import app
+from imgtag.cli import params as cliparams
+from imgtag.cli.commands import app
 
 CASES: list[tuple[Any, Any]] = [
     *[(str, v) for v in ("abc", "", " spaced ", "上衣", "-")],
@@ -57,7 +57,7 @@ def test_unusual_spellings_still_work_through_typer(tmp_path: Path, monkeypatch:
     def fake_execute(cfg: Any, command: str) -> None:
         seen.update(concurrency=cfg.concurrency, timeout=cfg.timeout, out=cfg.out)
 
-    monkeypatch.setattr("imgtag.cli._execute", fake_execute)
+    monkeypatch.setattr("imgtag.cli.commands._execute", fake_execute)
     result = CliRunner().invoke(app, ["run", str(tmp_path), "--out", str(tmp_path / "o"), "--concurrency", "1_000",
                                       "--timeout", "2.5"])
     assert result.exit_code == 0, result.output

@@ -29,7 +29,7 @@ def hook(event, args):
 sys.addaudithook(hook)
 atexit.register(lambda: print("SDK-IMPORTS " + json.dumps(seen), file=sys.stderr))
 sys.argv = ["imgtag", *sys.argv[1:]]
-from imgtag.cli import main
+from imgtag.cli.commands import main
 main()
 """
 

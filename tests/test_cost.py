@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 
 from conftest import PHOTOS
 from imagegen import make_images, run_cli
-from imgtag.cli import app
+from imgtag.cli.commands import app
 from imgtag.presets import load_preset, with_detail
 from imgtag.presets.packed import packed_preset
 from imgtag.pricing.catalogue import catalogue
@@ -179,7 +179,7 @@ def test_sync_pays_one_cache_write_for_concurrent_requests(tmp_path: Path, fake_
 
 def test_a_run_within_the_caches_lifetime_skips_the_warm_up(tmp_path: Path, fake_anthropic_factory: Any,
                                                              monkeypatch: pytest.MonkeyPatch) -> None:
-    import imgtag.runner as runner_module
+    import imgtag.app.runner as runner_module
 
     warm_flags: list[bool] = []
     real = runner_module.warm_cache_first

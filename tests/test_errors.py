@@ -10,8 +10,7 @@ import pytest
 
 import imgtag
 from imagegen import make_images, one_sentence, run_cli
-from imgtag.configfile import load as load_config_file
-from imgtag.errors import (
+from imgtag.config.errors import (
     BudgetError,
     ConfigurationError,
     ImgtagError,
@@ -19,6 +18,7 @@ from imgtag.errors import (
     StoreInUseError,
     UsageError,
 )
+from imgtag.config.tomlfile import load as load_config_file
 from imgtag.export.writer import ExportRefused
 from imgtag.presets import PresetError, load_preset
 from imgtag.pricing.extra_models import ModelConfigError
@@ -48,7 +48,8 @@ def test_the_kinds_are_distinct_and_say_their_exit_code():
 def test_the_package_names_them_without_importing_the_pipeline():
     assert imgtag.ImgtagError is ImgtagError and imgtag.StoreInUseError is StoreInUseError
     probe = ("import sys, imgtag\nassert issubclass(imgtag.ConfigurationError, imgtag.ImgtagError)\n"
-             "print(','.join(m for m in ('imgtag.runner', 'imgtag.store', 'numpy', 'anthropic') if m in sys.modules))")
+             "print(','.join(m for m in ('imgtag.app.runner', 'imgtag.store', 'numpy', 'anthropic')"
+             " if m in sys.modules))")
     proc = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == ""

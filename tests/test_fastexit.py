@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from imagegen import make_images
-from imgtag.fastexit import exit_status
+from imgtag.cli.fastexit import exit_status
 
 
 def test_exit_status_is_what_sys_exit_gives() -> None:

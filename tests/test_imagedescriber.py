@@ -24,7 +24,7 @@ from typer.testing import CliRunner
 
 from conftest import PHOTOS, needs_full_corpus
 from imagegen import make_images
-from imgtag.cli import app
+from imgtag.cli.commands import app
 from serversim import SimProvider, SlidingWindow, run_engine
 
 FAST = "6000"  # requests per minute for tests that are not about pacing

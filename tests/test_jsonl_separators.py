@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 
 from exportrows import HOSTILE
 from imagegen import make_images, run_cli
-from imgtag.cli import app
+from imgtag.cli.commands import app
 
 LS, PS = "\u2028", "\u2029"
 ANSWER = {**HOSTILE, "description": f"one{LS}two{PS}three", "tags": [f"a{LS}b", "c"]}

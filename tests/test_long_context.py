@@ -14,7 +14,7 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from imagegen import make_images, run_cli
-from imgtag.cli import app
+from imgtag.cli.commands import app
 from imgtag.pricing.catalogue import catalogue
 
 

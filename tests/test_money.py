@@ -112,7 +112,7 @@ def test_retry_asks_only_what_can_succeed_and_says_so_first(tmp_path, fake_anthr
 # -- issue 17 item 14: one money format -----------------------------------------------------------------------
 
 def test_every_amount_has_one_format_and_one_rounding_rule():
-    from imgtag.money import usd
+    from imgtag.util.money import usd
 
     cases = {0.0863: "$0.0863", 0.08634: "$0.0863", 0.0102: "$0.0102", 0.025: "$0.025", 0.0007: "$0.0007",
              0.00123456: "$0.00123", 0.5: "$0.50", 0.1: "$0.10", 0.12345: "$0.123", 0.0125: "$0.0125",
@@ -126,9 +126,9 @@ def test_scan_dry_run_status_and_progress_show_an_amount_alike(tmp_path, fake_an
 
     from typer.testing import CliRunner
 
-    from imgtag.cli import app
-    from imgtag.money import usd
-    from imgtag.progress import Progress, Snapshot
+    from imgtag.app.progress import Progress, Snapshot
+    from imgtag.cli.commands import app
+    from imgtag.util.money import usd
 
     make_images(tmp_path / "in", 7)
     model = "claude-sonnet-4-6"

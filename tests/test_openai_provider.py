@@ -15,8 +15,8 @@ from tests.fakes.anthropic_server import image_key
 from typer.testing import CliRunner
 
 from conftest import PHOTOS
-from imgtag.cli import app
-from imgtag.config import RunConfig, prepare_template
+from imgtag.cli.commands import app
+from imgtag.config.runconfig import RunConfig, prepare_template
 from imgtag.ingest.preprocess import prepare
 from imgtag.providers import resolve_target
 from imgtag.providers.openai_provider import OpenAIProvider

@@ -11,7 +11,7 @@ import pytest
 from typer.testing import CliRunner
 
 from imagegen import close_to, make_images, read_jsonl, run_cli
-from imgtag.cli import app
+from imgtag.cli.commands import app
 from imgtag.pricing.costs import Usage
 from imgtag.providers.base import ModelAnswer
 from imgtag.request.packing import split_answer

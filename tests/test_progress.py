@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import io
 
-from imgtag.progress import Progress, Snapshot
+from imgtag.app.progress import Progress, Snapshot
 
 
 class FakeTerminal(io.StringIO):
@@ -96,7 +96,7 @@ def test_total_and_eta_come_from_the_up_front_count():
 
 
 def test_batch_mode_shows_the_wait_on_the_server_not_an_eta():
-    from imgtag.progress import BatchView
+    from imgtag.app.progress import BatchView
 
     snap_ = big_snap(batch=BatchView(submitted=390, processing=390, collected=0, batches=4), in_flight=390,
                      done_before=0, spent_to_date_usd=None)
@@ -106,7 +106,7 @@ def test_batch_mode_shows_the_wait_on_the_server_not_an_eta():
 
 
 def test_after_a_resume_new_and_already_done_are_told_apart():
-    from imgtag.progress import resume_note
+    from imgtag.app.progress import resume_note
 
     snap_ = big_snap(discovered=150, finished=120, ok=20, done_before=100, spent_usd=0.002,
                      spent_to_date_usd=0.0123)

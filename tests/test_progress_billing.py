@@ -10,10 +10,10 @@ from pathlib import Path
 from typing import Any
 
 from imagegen import make_images
-from imgtag.config import RunConfig, target_meta
-from imgtag.progress import Progress
+from imgtag.app.progress import Progress
+from imgtag.app.runner import Run
+from imgtag.config.runconfig import RunConfig, target_meta
 from imgtag.providers import create_provider, resolve_target
-from imgtag.runner import Run
 from imgtag.store import Store
 
 
@@ -84,7 +84,7 @@ def test_local_server_line_shows_the_adaptive_limit_that_bounds_requests(tmp_pat
 
 
 def test_progress_line_words_for_credits(tmp_path: Path) -> None:
-    from imgtag.progress import Snapshot
+    from imgtag.app.progress import Snapshot
 
     snap = Snapshot(discovered=3, finished=1, ok=1, failed=0, skipped=0, in_flight=0, spent_usd=0.0, pace="",
                     discovery_done=True, credits_used=1.0, spent_to_date_usd=0.0)

@@ -8,9 +8,9 @@ from pathlib import Path
 from typing import Any
 
 from imagegen import make_images, run_cli
-from imgtag.config import RunConfig, target_meta
+from imgtag.app.runner import Run
+from imgtag.config.runconfig import RunConfig, target_meta
 from imgtag.providers import create_provider, resolve_target
-from imgtag.runner import Run
 from imgtag.store import Store
 
 

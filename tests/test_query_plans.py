@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 from imagegen import make_images, run_cli
-from imgtag.retry import retry_plan
+from imgtag.app.retry_plan import retry_plan
 from imgtag.review.service import Review
 from imgtag.store import Store
 from synthstore import fill

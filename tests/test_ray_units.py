@@ -161,7 +161,7 @@ def test_a_worker_reserves_by_the_models_own_image_rule(tmp_path: Path) -> None:
 
 def test_the_default_engine_never_imports_ray(tmp_path: Path, fake_anthropic) -> None:
     make_images(tmp_path / "in", 2)
-    code = ("import sys\nfrom imgtag.cli import app\n"
+    code = ("import sys\nfrom imgtag.cli.commands import app\n"
             "try:\n    app([*sys.argv[1:]], standalone_mode=False)\n"
             "finally:\n    print('RAY_IMPORTED' if any(m == 'ray' or m.startswith('ray.') for m in sys.modules)"
             " else 'NO_RAY')\n")

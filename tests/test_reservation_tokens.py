@@ -68,9 +68,9 @@ def test_reservation_is_never_below_either_rule() -> None:
 def test_retry_estimate_counts_images_by_the_models_own_rule() -> None:
     from types import SimpleNamespace
 
+    from imgtag.app.retry_plan import RetryPlan, estimated_cost
     from imgtag.presets import load_preset
     from imgtag.pricing.estimate import reserve_tokens
-    from imgtag.retry import RetryPlan, estimated_cost
 
     claude_count = 70  # preprocessing's 28-px count for a 240x220 image
     model = catalogue().get("gpt-4o-mini")

@@ -8,7 +8,7 @@ import os
 from typer.testing import CliRunner
 
 from conftest import CORPUS, needs_full_corpus
-from imgtag.cli import app
+from imgtag.cli.commands import app
 
 
 def scan_json(tmp_path, *paths: str) -> tuple[list[dict], dict]:

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from imgtag.errors import ConfigurationError
+from imgtag.app.settings import Settings
+from imgtag.config.errors import ConfigurationError
 from imgtag.pricing.catalogue import catalogue
 from imgtag.pricing.extra_models import use_models_table
-from imgtag.settings import Settings
 
 
 def test_given_then_environment_then_file_then_default(tmp_path: Path) -> None:

@@ -5,10 +5,10 @@ from __future__ import annotations
 import json
 
 from imagegen import run_cli
-from imgtag.money import usd
+from imgtag.export.targets import record
 from imgtag.pricing.costs import Usage
 from imgtag.store import FileRecord, Store, WorkKey
-from imgtag.targets import record
+from imgtag.util.money import usd
 
 KEY = WorkKey("v1", "anthropic", "claude-haiku-4-5")
 META = {"preset": "ecommerce", "preset_name": "ecommerce", "preset_version": "v1", "provider": "anthropic",
@@ -90,7 +90,7 @@ def test_status_refreshes_live_batches_when_a_key_is_set(tmp_path, fake_anthropi
 def test_requests_count_what_was_sent_not_batch_items_never_processed(tmp_path):
     """A packed batch canceled (or expired) and sent again: status counts the requests that were processed, as
     the run's summary does, not every image's unprocessed batch item (the tryout saw 103 against 21)."""
-    from imgtag.summary import summarize
+    from imgtag.app.summary import summarize
 
     with Store(tmp_path) as store:
         run = store.start_run("run", key=KEY)

@@ -21,15 +21,15 @@ import pytest
 
 import virtualtime
 from imagegen import close_to, make_images, read_jsonl, run_cli
-from imgtag.config import RunConfig, target_meta
+from imgtag.app.progress import Snapshot
+from imgtag.app.runner import Run
+from imgtag.config.runconfig import RunConfig, target_meta
 from imgtag.presets import load_preset
 from imgtag.pricing.catalogue import catalogue
 from imgtag.pricing.costs import cost_usd
 from imgtag.pricing.estimate import RequestEstimate, pack_estimate
-from imgtag.progress import Snapshot
 from imgtag.providers import create_provider, resolve_target
 from imgtag.request.gather import gather_packs
-from imgtag.runner import Run
 from imgtag.store import Store
 from serversim import SimProvider, TokenBucket, run_engine
 from virtualtime import START

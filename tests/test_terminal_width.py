@@ -8,8 +8,8 @@ import pytest
 from PIL import Image
 
 from imagegen import make_images, run_cli
-from imgtag.interrupt import interrupted_message
-from imgtag.screen import fit
+from imgtag.cli.interrupt import interrupted_message
+from imgtag.cli.screen import fit
 
 
 def _fits(output: str, width: int) -> None:

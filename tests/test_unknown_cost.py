@@ -14,7 +14,7 @@ import pytest
 from typer.testing import CliRunner
 
 from imagegen import make_images, one_sentence, read_jsonl, run_cli
-from imgtag.cli import app
+from imgtag.cli.commands import app
 
 UNPRICED = "my-gateway-alias"
 

@@ -33,7 +33,7 @@ class Endpoint:
 @pytest.fixture
 def warm_flags(monkeypatch: pytest.MonkeyPatch) -> list[bool]:
     """What each run decided: True when it knew the cache to be warm (no warm-up)."""
-    import imgtag.runner as runner_module
+    import imgtag.app.runner as runner_module
 
     flags: list[bool] = []
     real = runner_module.warm_cache_first

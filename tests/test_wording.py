@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 
 from exportrows import context, image, ok
+from imgtag.app.progress import resume_note
 from imgtag.export.captions import write_txt
 from imgtag.export.contact_sheet import write_contact_sheet
-from imgtag.progress import resume_note
-from imgtag.words import failure_text
+from imgtag.util.words import failure_text
 from test_export_html import chromium, needs_chromium
 
 ANSWER = {"tags": ["red"], "category": "shoe", "description": "A red shoe.", "color": "red", "style": "x"}

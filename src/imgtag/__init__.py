@@ -26,12 +26,12 @@ if TYPE_CHECKING:  # what the names below are, for type checkers and editors
     from imgtag.api import results as results
     from imgtag.api import retry_failed as retry_failed
     from imgtag.api import tag as tag
-    from imgtag.errors import BudgetError as BudgetError
-    from imgtag.errors import ConfigurationError as ConfigurationError
-    from imgtag.errors import ImgtagError as ImgtagError
-    from imgtag.errors import ProviderError as ProviderError
-    from imgtag.errors import StoreInUseError as StoreInUseError
-    from imgtag.errors import UsageError as UsageError
+    from imgtag.config.errors import BudgetError as BudgetError
+    from imgtag.config.errors import ConfigurationError as ConfigurationError
+    from imgtag.config.errors import ImgtagError as ImgtagError
+    from imgtag.config.errors import ProviderError as ProviderError
+    from imgtag.config.errors import StoreInUseError as StoreInUseError
+    from imgtag.config.errors import UsageError as UsageError
 
 # public name -> the module that defines it
 _LAZY: dict[str, str] = {
@@ -49,12 +49,12 @@ _LAZY: dict[str, str] = {
     "Result": "imgtag.api",
     "Estimate": "imgtag.api",
     "ModelCost": "imgtag.api",
-    "ImgtagError": "imgtag.errors",
-    "ConfigurationError": "imgtag.errors",
-    "UsageError": "imgtag.errors",
-    "ProviderError": "imgtag.errors",
-    "BudgetError": "imgtag.errors",
-    "StoreInUseError": "imgtag.errors",
+    "ImgtagError": "imgtag.config.errors",
+    "ConfigurationError": "imgtag.config.errors",
+    "UsageError": "imgtag.config.errors",
+    "ProviderError": "imgtag.config.errors",
+    "BudgetError": "imgtag.config.errors",
+    "StoreInUseError": "imgtag.config.errors",
 }
 
 __all__ = ["__version__", *_LAZY]

@@ -25,11 +25,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from imgtag.errors import ProviderError, UsageError
-from imgtag.exits import EXIT_CONFIG
+from imgtag.config.errors import ProviderError, UsageError
+from imgtag.config.exits import EXIT_CONFIG
 
 if TYPE_CHECKING:
-    from imgtag.config import RunConfig
+    from imgtag.config.runconfig import RunConfig
 
 __all__ = ["Estimate", "EventHandler", "Exported", "ModelCost", "Result", "RunResult", "adescribe", "atag",
            "describe", "estimate", "export_files", "folder_status", "results", "retry_failed", "tag"]
@@ -238,7 +238,7 @@ def _tag(inputs: list[str], *, out: PathLike | None, preset: str | None, model: 
          formats: str | Iterable[str] | None, on_event: EventHandler | None, progress: bool,
          config_file: PathLike | None, options: dict[str, Any]) -> RunResult:
     from imgtag.app.run import run_config
-    from imgtag.settings import Settings
+    from imgtag.app.settings import Settings
 
     settings = Settings.load(config_file)
     cfg = run_config(inputs, settings, out=out, preset=preset, model=model, provider=provider, lang=lang,
@@ -282,7 +282,7 @@ def results(out: PathLike | None = None, *, preset: str | None = None, model: st
     and `lang` name): the latest run's inputs, or with `every` each file the folder has seen. Streams; the
     folder's store stays open until the iteration ends. UsageError when the folder holds no results."""
     from imgtag.app.folder import result_rows
-    from imgtag.settings import Settings
+    from imgtag.app.settings import Settings
 
     folder = Settings.load(config_file).out(out)
     for row in result_rows(folder, preset=preset, model=model, lang=lang, every=every):
@@ -299,9 +299,9 @@ def folder_status(out: PathLike | None = None, *, preset: str | None = None, mod
                   config_file: PathLike | None = None) -> dict[str, Any]:
     """`imgtag status --json`'s object for one target of a folder: counts, failures with their causes, tokens and
     spend to date, and live batch states (asked of the provider when its key is set). Not named `status`:
-    `imgtag.status` is the module that gathers it."""
+    `imgtag.app.status` is the module that gathers it."""
     from imgtag.app.folder import status_report
-    from imgtag.settings import Settings
+    from imgtag.app.settings import Settings
 
     settings = Settings.load(config_file)
     return _blocking(lambda: status_report(settings.out(out), settings, preset=preset, model=model, lang=lang,
@@ -327,7 +327,7 @@ def export_files(out: PathLike | None = None, *, formats: str | Iterable[str] | 
     file in the way (a user's own metadata.jsonl) raises UsageError after writing everything else. Not named
     `export`: `imgtag.export` is the exporters' package."""
     from imgtag.app.folder import export as export_folder
-    from imgtag.settings import Settings
+    from imgtag.app.settings import Settings
 
     folder = Settings.load(config_file).out(out)
     chosen = formats if formats is None or isinstance(formats, str) else ",".join(formats)
@@ -343,7 +343,7 @@ def retry_failed(out: PathLike | None = None, *, force: bool = False, base_url: 
     `force`), against the server the target used unless `base_url` names another. None when there is nothing
     to retry."""
     from imgtag.app.retry import plan_retry
-    from imgtag.settings import Settings
+    from imgtag.app.settings import Settings
 
     def work() -> RunResult | None:
         plan = plan_retry(out, Settings.load(config_file), force=force, progress=progress, base_url=base_url,
@@ -374,7 +374,7 @@ def _estimate(inputs: list[str], *, model: str | None, preset: str | None, provi
               images_per_request: int, out: PathLike | None, base_url: str | None,
               config_file: PathLike | None) -> Estimate:
     from imgtag.app.scan import ScanSession
-    from imgtag.settings import Settings
+    from imgtag.app.settings import Settings
 
     settings = Settings.load(config_file)
     _stop_helpers_at_exit()

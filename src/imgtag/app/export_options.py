@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from imgtag.errors import UsageError
+from imgtag.config.errors import UsageError
 
 
 def export_options(txt_template: str | None, txt_existing: str | None, metadata_overwrite: bool) -> dict[str, Any]:

@@ -9,9 +9,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from imgtag.app.run import open_store
-from imgtag.errors import UsageError
-from imgtag.exits import EXIT_FAILED
-from imgtag.settings import Settings
+from imgtag.app.settings import Settings
+from imgtag.config.errors import UsageError
+from imgtag.config.exits import EXIT_FAILED
 
 if TYPE_CHECKING:
     from imgtag.store import Store
@@ -20,7 +20,7 @@ if TYPE_CHECKING:
 
 def select_target(store: Store, preset: str | None, model: str | None, lang: str | None) -> dict[str, Any] | None:
     """The latest target matching these (None: the latest of all); UsageError when none matches."""
-    from imgtag.targets import select
+    from imgtag.export.targets import select
 
     return select(store, preset, model, lang)
 
@@ -30,7 +30,7 @@ def status_report(out: Path, settings: Settings | None = None, *, preset: str | 
                   refresh_batches: bool = True) -> dict[str, Any]:
     """`imgtag status --json`'s object: counts, failures, tokens and spend to date, and live batch states, asked
     of `base_url`, else the server the folder's latest run used (batches are the latest run's)."""
-    from imgtag import status
+    from imgtag.app import status
 
     with open_store(out, create=False, lock=False) as store:
         report = status.gather(store, select_target(store, preset, model, lang))
@@ -64,9 +64,9 @@ def export(out: Path, *, formats: str | None = None, txt_template: str | None = 
     """Rebuild a target's files from the store, written atomically, asking no model. An output file in the way
     is an ExportRefused (a UsageError) holding what was written anyway."""
     from imgtag.app.export_options import check_export_options, export_options, xlsx_options, xmp_options
+    from imgtag.export.fileset import stated_base
     from imgtag.export.writer import ExportRefused, effective_options, remembered_options, write_exports
     from imgtag.export.writer import not_written_message as not_written_line
-    from imgtag.fileset import stated_base
 
     options = export_options(txt_template, txt_existing, metadata_overwrite)
     done = Exported()
@@ -96,7 +96,7 @@ def export(out: Path, *, formats: str | None = None, txt_template: str | None = 
 
 def _remember_export_options(store: Store, meta: dict[str, Any], remembered: dict[str, Any]) -> dict[str, Any]:
     """Record caption and XMP naming options with this target (its latest record and its entry among all targets)."""
-    from imgtag import targets
+    from imgtag.export import targets
 
     meta = {**meta, "export_options": {**(meta.get("export_options") or {}), **remembered}}
     records = dict(store.get_meta("targets") or {})
@@ -113,8 +113,8 @@ def result_rows(out: Path, *, preset: str | None = None, model: str | None = Non
                 every: bool = False) -> Iterator[ResultRow]:
     """The rows of the results contract for one target, as every export sees them (current values: a person's
     edits over the model's answer), streamed; the latest run's inputs, or every file the folder has seen."""
-    from imgtag import fileset
-    from imgtag.targets import key_of
+    from imgtag.export import fileset
+    from imgtag.export.targets import key_of
 
     with open_store(out, create=False, lock=False) as store:
         meta = select_target(store, preset, model, lang)

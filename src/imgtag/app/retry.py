@@ -7,12 +7,12 @@ import os
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING
 
-from imgtag.errors import UsageError
-from imgtag.settings import DEFAULT_CONCURRENCY, Settings
+from imgtag.app.settings import DEFAULT_CONCURRENCY, Settings
+from imgtag.config.errors import UsageError
 
 if TYPE_CHECKING:
-    from imgtag.config import Target
-    from imgtag.retry import RetryPlan
+    from imgtag.app.retry_plan import RetryPlan
+    from imgtag.config.runconfig import Target
 
 
 def plan_retry(out: str | os.PathLike[str] | None, settings: Settings, *, force: bool = False, progress: bool = True,
@@ -23,8 +23,8 @@ def plan_retry(out: str | os.PathLike[str] | None, settings: Settings, *, force:
     names another."""
     from dataclasses import replace
 
-    from imgtag.flagcheck import number_problem
-    from imgtag.retry import retry_plan
+    from imgtag.app.flagcheck import number_problem
+    from imgtag.app.retry_plan import retry_plan
 
     budget = settings.pick(budget, "budget")
     concurrency = settings.pick(concurrency, "concurrency", DEFAULT_CONCURRENCY)
@@ -42,8 +42,8 @@ def plan_retry(out: str | os.PathLike[str] | None, settings: Settings, *, force:
 
 def estimate_retry(plan: RetryPlan) -> tuple[Target, float | None]:
     """The target the retry asks and its estimated cost (None: prices unknown)."""
+    from imgtag.app.retry_plan import estimated_cost
     from imgtag.app.run import resolve
-    from imgtag.retry import estimated_cost
 
     assert plan.cfg is not None
     target = resolve(plan.cfg)

@@ -15,12 +15,12 @@ from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, TextIO
 
-from imgtag.errors import BudgetError, ProviderError, UsageError
-from imgtag.settings import DEFAULT_CONCURRENCY, DEFAULT_FORMATS, DEFAULT_PRESET, DEFAULT_PROVIDER, Settings
+from imgtag.app.settings import DEFAULT_CONCURRENCY, DEFAULT_FORMATS, DEFAULT_PRESET, DEFAULT_PROVIDER, Settings
+from imgtag.config.errors import BudgetError, ProviderError, UsageError
 
 if TYPE_CHECKING:  # imported where used: configuration errors must not pay for them (bench/startup.py)
-    from imgtag.config import RunConfig, Target
-    from imgtag.runner import Run, RunOutcome
+    from imgtag.app.runner import Run, RunOutcome
+    from imgtag.config.runconfig import RunConfig, Target
     from imgtag.store import Store
 
 Say = Callable[[str], None]
@@ -56,7 +56,7 @@ def run_config(paths: Sequence[str], settings: Settings, *, out: str | os.PathLi
     concurrency = settings.pick(concurrency, "concurrency", DEFAULT_CONCURRENCY)
     if mode not in ("sync", "batch"):
         raise UsageError(f"--mode must be sync or batch, not {mode!r}")
-    from imgtag.flagcheck import detach_problem, number_problem
+    from imgtag.app.flagcheck import detach_problem, number_problem
 
     if problem := number_problem({
             "--concurrency": concurrency, "--workers": workers, "--timeout": timeout, "--max-attempts": max_attempts,
@@ -110,7 +110,7 @@ def build_config(paths: Sequence[str], out: Path, settings: Settings, *, preset:
                  stdin: TextIO | None = None, **fields: Any) -> RunConfig:
     """A RunConfig with the target settings (preset, model, provider, language, categories) taken from the
     settings path; `fields` are RunConfig's other fields as given."""
-    from imgtag.config import RunConfig
+    from imgtag.config.runconfig import RunConfig
     from imgtag.presets.language import lang_problem
 
     chosen_lang = settings.pick(lang, "lang")
@@ -131,7 +131,7 @@ def _joined(formats: str | Sequence[str] | None) -> str | None:
 
 def resolve(cfg: RunConfig) -> Target:
     """The preset, model and work key (a broken preset or model entry: ConfigurationError)."""
-    from imgtag.errors import ConfigurationError
+    from imgtag.config.errors import ConfigurationError
     from imgtag.providers import resolve_target
 
     try:
@@ -142,7 +142,7 @@ def resolve(cfg: RunConfig) -> Target:
 
 def preflight(cfg: RunConfig) -> None:
     """Before anything is created or paid for: a usable --out and inputs that name at least one file."""
-    from imgtag.preflight import check_inputs, check_out
+    from imgtag.app.preflight import check_inputs, check_out
 
     check_out(cfg.out)
     if cfg.source is None:
@@ -216,7 +216,7 @@ class RunSession:
         self.runner: Run | None = None
 
     def __enter__(self) -> RunSession:
-        from imgtag.config import target_meta
+        from imgtag.config.runconfig import target_meta
 
         cfg, target = self.prepared.cfg, self.prepared.target
         self.cluster = _join_ray(cfg, self.say)  # before the store: a cluster that cannot be used creates nothing
@@ -246,7 +246,7 @@ class RunSession:
         assert self.runner is not None, "use RunSession as a context manager"
         runner, provider_obj = self.runner, self.prepared.provider
         try:
-            from imgtag.modelcheck import check, check_without_sending
+            from imgtag.app.modelcheck import check, check_without_sending
 
             cfg = runner.cfg
             note = (await check_without_sending(cfg.provider, dict(cfg.provider_settings), runner.target.model)
@@ -278,7 +278,7 @@ def _join_ray(cfg: RunConfig, say: Say) -> Any:
     if cfg.engine != "ray" or cfg.dry_run:
         return None
     from imgtag.request.distributed.cluster import connect
-    from imgtag.words import plural
+    from imgtag.util.words import plural
 
     conn = connect(cfg.ray_address, cfg.workers, log_dir=Path(cfg.out))  # ClusterProblem, RayMissing: one line
     if conn.address:
@@ -291,10 +291,10 @@ def _join_ray(cfg: RunConfig, say: Say) -> Any:
 
 
 def _runner_class(cfg: RunConfig) -> type[Run]:
-    from imgtag.runner import Run  # only now: decoders and numpy load after every configuration check
+    from imgtag.app.runner import Run  # only now: decoders and numpy load after every configuration check
 
     if cfg.engine == "ray" and not cfg.dry_run:  # Ray is imported only here, never by the default engine
-        from imgtag.ray_runner import DistributedRun
+        from imgtag.app.ray_runner import DistributedRun
 
         return DistributedRun
     return Run
@@ -303,8 +303,8 @@ def _runner_class(cfg: RunConfig) -> type[Run]:
 def _switch_target(store: Store, meta: dict[str, Any], formats: str, say: Say) -> None:
     """Record this run's target; when the folder's default files held another target, keep that one's files in
     targets/<preset>[-<lang>]--<model>/ first and say so, so nothing is replaced silently."""
+    from imgtag.export.targets import label, record, selection_flags, slug, target_dir
     from imgtag.export.writer import write_exports
-    from imgtag.targets import label, record, selection_flags, slug, target_dir
 
     previous = record(store, meta)
     if previous is None:
@@ -322,7 +322,7 @@ def _switch_words(out: Path, meta: dict[str, Any], previous: dict[str, Any], for
     """What this run writes for the new target, and which files in --out still show the previous one (a message
     never claims results.csv holds a target that a --format xmp run did not write there)."""
     from imgtag.export import FOLDER_FILES, parse_formats
-    from imgtag.targets import label
+    from imgtag.export.targets import label
 
     def folder_files(spec: str | None) -> list[str]:
         try:

@@ -13,14 +13,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from imgtag.app.run import Say, _quiet
-from imgtag.errors import UsageError
-from imgtag.settings import Settings
+from imgtag.app.settings import Settings
+from imgtag.config.errors import UsageError
 
 if TYPE_CHECKING:
     import tempfile
 
-    from imgtag.config import RunConfig, Target
-    from imgtag.scan import ScanResult
+    from imgtag.app.scanner import ScanResult
+    from imgtag.config.runconfig import RunConfig, Target
 
 
 class ScanSession:
@@ -31,8 +31,8 @@ class ScanSession:
                  lang: str | None = None, detail: str | None = None, max_edge: int | None = None,
                  min_side: int = 200, max_megapixels: float = 100.0, workers: int | None = None,
                  images_per_request: int = 1, base_url: str | None = None) -> None:
+        from imgtag.app.flagcheck import number_problem
         from imgtag.app.run import build_config, preflight, resolve
-        from imgtag.flagcheck import number_problem
         from imgtag.request.pack_limits import check_images_per_request
 
         if problem := number_problem({"--min-side": min_side, "--max-megapixels": max_megapixels,
@@ -40,7 +40,7 @@ class ScanSession:
             raise UsageError(problem)
         if (problem := check_images_per_request(images_per_request)) is not None:
             raise UsageError(problem)
-        from imgtag.scan import scans_own
+        from imgtag.app.scanner import scans_own
 
         asked = settings.pick(out, "out")
         # scan is read-only for a project: it writes only into a store it made for itself (where asked: --out,
@@ -78,9 +78,9 @@ class ScanSession:
 
     async def run(self, emit: Callable[[dict[str, Any]], None], say: Say = _quiet) -> tuple[ScanResult, dict[str, Any]]:
         """Scan every file (its entry to `emit`), then the summary object `scan --json` prints last."""
+        from imgtag.app.modelcheck import check_without_sending
         from imgtag.app.run import open_store
-        from imgtag.modelcheck import check_without_sending
-        from imgtag.scan import scan, summary_object
+        from imgtag.app.scanner import scan, summary_object
 
         cfg, target = self.cfg, self.target
         note = await check_without_sending(cfg.provider, dict(cfg.provider_settings), target.model)

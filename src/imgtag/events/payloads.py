@@ -5,9 +5,9 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from imgtag.config import RunConfig, Target
-    from imgtag.progress import Snapshot
-    from imgtag.summary import Summary
+    from imgtag.app.progress import Snapshot
+    from imgtag.app.summary import Summary
+    from imgtag.config.runconfig import RunConfig, Target
 
 
 def dollars(amount: float | None) -> float | None:

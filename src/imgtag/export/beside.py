@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 
 from imgtag.export.atomic import atomic_write_bytes
 from imgtag.export.ledger import Ledger, LedgerEntry, sha256_bytes
-from imgtag.words import plural
+from imgtag.util.words import plural
 
 EXISTING_POLICIES = ("skip", "overwrite", "append", "prepend")
 

@@ -30,7 +30,7 @@ from imgtag.export.rows import ExportContext, ResultRow
 from imgtag.export.spill import SpillSet
 from imgtag.export.thumbs import SHEET_EDGE, THUMBS, can_have_thumb, is_sha256, make_thumbs
 from imgtag.export.thumbs import thumb_name as sized_thumb_name
-from imgtag.words import failure_text
+from imgtag.util.words import failure_text
 
 SHEET_NAME = "contact-sheet.html"
 THUMB_EDGE = SHEET_EDGE

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from imgtag.errors import UsageError
+from imgtag.config.errors import UsageError
 from imgtag.export import EXPORTERS, FOLDER_FILES, parse_formats, unchanged
 from imgtag.export.ledger import StoreLedger
 from imgtag.export.rows import ExportContext
@@ -47,7 +47,7 @@ def write_exports(store: Store, meta: dict[str, Any], formats: str | None = None
 
     skip_unchanged (the end of a run): results.csv/.jsonl that already show exactly these rows are left as they
     are (export/unchanged.py) and still listed."""
-    from imgtag import fileset, targets
+    from imgtag.export import fileset, targets
 
     file_set = None if every else fileset.current(store)
     since_run = file_set.run if file_set is not None else None
@@ -108,7 +108,7 @@ def not_written_message(unwritten: list[str]) -> str | None:
     """The closing line when per-image files could not be written (exit 1), naming them; None when all were."""
     if not unwritten:
         return None
-    from imgtag.words import plural
+    from imgtag.util.words import plural
 
     names = ", ".join(unwritten[:_NAMED]) + (f" and {len(unwritten) - _NAMED} more" if len(unwritten) > _NAMED else "")
     them = "it" if len(unwritten) == 1 else "them"

@@ -22,8 +22,8 @@ from lxml import etree
 
 from imgtag.export.xmp_digikam import TAGSLIST, with_tagslist
 from imgtag.export.xmp_map import NS, PROPERTIES, XmpValues
+from imgtag.util.words import plural
 from imgtag.version import __version__
-from imgtag.words import plural
 
 X_NS = "adobe:ns:meta/"
 RDF = "http://www.w3.org/1999/02/22-rdf-syntax-ns#"

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from imgtag.errors import ConfigurationError
+from imgtag.config.errors import ConfigurationError
 
 
 class PresetError(ConfigurationError):

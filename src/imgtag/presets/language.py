@@ -109,7 +109,7 @@ def lang_problem(lang: str | None, source: str = "--lang") -> str | None:
         return None
     if code in LANGUAGE_NAMES or code.split("-", 1)[0] in LANGUAGE_NAMES:
         return None
-    from imgtag.configfile import did_you_mean
+    from imgtag.config.tomlfile import did_you_mean
 
     primary = code.split("-", 1)[0]
     hint = (f" (did you mean {_COUNTRY_NOT_LANGUAGE[primary]!r}?)" if primary in _COUNTRY_NOT_LANGUAGE

@@ -93,7 +93,7 @@ def load_preset(
     else:
         path = Path(name_or_path)
         if path.suffix.lower() not in SUFFIXES and not path.exists():
-            from imgtag.configfile import did_you_mean
+            from imgtag.config.tomlfile import did_you_mean
 
             raise PresetError(
                 f"unknown preset {name_or_path!r}{did_you_mean(name_or_path, BUILTIN_NAMES)}: use a built-in "

@@ -23,7 +23,7 @@ from functools import lru_cache
 from importlib import resources
 from typing import Any
 
-from imgtag.errors import ConfigurationError
+from imgtag.config.errors import ConfigurationError
 from imgtag.pricing.model_info import ModelInfo, model_from
 from imgtag.pricing.user_prices import with_prices
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from importlib import import_module
 from typing import Any
 
-from imgtag.config import RunConfig, Target
+from imgtag.config.runconfig import RunConfig, Target
 from imgtag.presets import load_preset, with_detail
 from imgtag.pricing.catalogue import catalogue
 from imgtag.providers.base import ConfigError, Provider
@@ -55,7 +55,7 @@ def provider_class(name: str) -> type[Provider]:
     # A built-in wins over an entry point of the same name anyway: no need to scan installed packages for it.
     spec = ProviderSpec(name, BUILTIN[name], "imgtag") if name in BUILTIN else available().get(name)
     if spec is None:
-        from imgtag.configfile import did_you_mean
+        from imgtag.config.tomlfile import did_you_mean
 
         choices = available()
         raise ConfigError(f"Unknown provider {name!r}{did_you_mean(name, choices)}: choose one of "

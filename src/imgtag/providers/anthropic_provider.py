@@ -6,7 +6,6 @@ import os
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from imgtag.lazy import LazyModule
 from imgtag.providers.anthropic_stream import MessageAccumulator, StreamError, sse_events
 from imgtag.providers.anthropic_wire import (
     KEY_VARIABLE,
@@ -32,6 +31,7 @@ from imgtag.providers.base import (
     redact,
 )
 from imgtag.providers.sdk import SdkBacked, SdkClient
+from imgtag.util.lazy import LazyModule
 
 if TYPE_CHECKING:
     from imgtag.providers.anthropic_batches import AnthropicBatches

@@ -13,13 +13,13 @@ from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from imgtag.errors import ConfigurationError
+from imgtag.config.errors import ConfigurationError
 from imgtag.pricing.catalogue import ModelInfo
 from imgtag.providers.messages import ImageInput, ModelAnswer, RateLimitSnapshot, RequestOptions
-from imgtag.urls import public_url as public_url  # providers import it from here
+from imgtag.util.urls import public_url as public_url  # providers import it from here
 
 if TYPE_CHECKING:
-    from imgtag.config import RunConfig, Target
+    from imgtag.config.runconfig import RunConfig, Target
     from imgtag.providers.batch_api import BatchAPI
 
 

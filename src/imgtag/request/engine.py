@@ -47,9 +47,9 @@ from imgtag.request.packing import ImagePack, split_answer
 from imgtag.request.refusals import HOLD, STOP, FirstRefusals
 from imgtag.store import Store, WorkKey
 from imgtag.store.db import now_iso
+from imgtag.util.words import plural
 from imgtag.validate.schema import shape_of
 from imgtag.validate.verdict import INVALID, OK, TRUNCATED, judge, kept_text
-from imgtag.words import plural
 
 MAX_TOKENS_CEILING = 16_000
 REFUSAL_POLL_S = 0.05

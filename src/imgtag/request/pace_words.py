@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from imgtag.providers.base import Provider
 from imgtag.request.pacer import Pacer
-from imgtag.words import plural
+from imgtag.util.words import plural
 
 
 def pace_words(pacer: Pacer, provider: Provider | None) -> str:

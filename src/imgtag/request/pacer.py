@@ -100,7 +100,7 @@ class Pacer:
     def describe(self) -> str:
         if not self._buckets:
             # The server has not said its limits yet: say what we do meanwhile, in words a user knows.
-            from imgtag.words import plural
+            from imgtag.util.words import plural
 
             return f"learning the rate limit, {plural(self.window, 'request')} at a time"
         rpm = self._buckets.get("requests")

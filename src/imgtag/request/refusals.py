@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
 from imgtag.providers.base import Fatal, Permanent
-from imgtag.words import plural
+from imgtag.util.words import plural
 
 T = TypeVar("T")  # what the engine holds for a refused request (its images and when it started)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from imgtag.errors import StoreInUseError
+from imgtag.config.errors import StoreInUseError
 
 
 class StoreBusyError(StoreInUseError):

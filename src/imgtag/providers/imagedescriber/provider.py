@@ -40,7 +40,7 @@ from imgtag.providers.imagedescriber.fields import api_lang, check_preset, map_a
 from imgtag.providers.messages import Credits
 
 if TYPE_CHECKING:
-    from imgtag.config import RunConfig, Target
+    from imgtag.config.runconfig import RunConfig, Target
 
 DEFAULT_BASE_URL = "https://api.imagedescriber.app"
 ENDPOINT = "/api/v1/generate_tags"

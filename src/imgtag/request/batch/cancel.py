@@ -11,7 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from imgtag.config import RunConfig
+from imgtag.config.runconfig import RunConfig
 from imgtag.export.writer import write_exports
 from imgtag.presets import PresetError
 from imgtag.providers import open_provider, resolve_target

@@ -16,8 +16,8 @@ from imgtag.request.batch.common import BatchContext, BatchStop, ImageSettled, s
 from imgtag.request.packing import split_answer
 from imgtag.store import batches as sb
 from imgtag.store.db import now_iso
+from imgtag.util.words import plural
 from imgtag.validate.verdict import INVALID, OK, TRUNCATED, judge, kept_text
-from imgtag.words import plural
 
 # How many batches may return a job errored/expired before it is recorded as failed. Those results are not
 # billed, so another try costs only time; 5 keeps a 10% fault rate from ever failing an image (1e-5 each).

@@ -12,7 +12,7 @@ from imgtag.providers.base import Fatal, Provider, ProviderError
 from imgtag.store import Store
 
 if TYPE_CHECKING:
-    from imgtag.config import RunConfig, Target
+    from imgtag.config.runconfig import RunConfig, Target
     from imgtag.providers.batch_api import BatchAPI
 
 MAX_POLL_INTERVAL_S = 60.0

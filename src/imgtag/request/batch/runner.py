@@ -21,10 +21,9 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from imgtag.config import prepare_template
+from imgtag.config.runconfig import prepare_template
 from imgtag.events import Events
 from imgtag.ingest.preprocess import ImageReport, PrepareRequest, prepare
-from imgtag.money import usd
 from imgtag.pricing.costs import cost_usd
 from imgtag.pricing.estimate import RequestEstimate, estimate_request, pack_estimate, reserve_tokens
 from imgtag.providers.base import Fatal, ImageInput, RequestOptions, max_edge_of
@@ -38,8 +37,9 @@ from imgtag.request.engine import MAX_TOKENS_CEILING, WorkItem
 from imgtag.request.packing import packed_params
 from imgtag.store import Store
 from imgtag.store import batches as sb
+from imgtag.util.money import usd
+from imgtag.util.words import plural
 from imgtag.validate.verdict import TRUNCATED
-from imgtag.words import plural
 
 # Polls in a row that reach nothing before a run gives up (with backoff, ~15 min; batches stay live and
 # a rerun re-attaches).

@@ -18,7 +18,7 @@ import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from imgtag.errors import ConfigurationError
+from imgtag.config.errors import ConfigurationError
 from imgtag.request.distributed.ray_logs import StderrRoute
 
 AUTH_MODE = "RAY_AUTH_MODE"

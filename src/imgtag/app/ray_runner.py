@@ -18,11 +18,13 @@ import uuid
 from pathlib import Path
 from typing import Any, TextIO
 
-from imgtag.config import EXIT_CONFIG, EXIT_FAILED, EXIT_OK, prepare_template
+from imgtag.app.progress import Progress, Snapshot, tick_forever
+from imgtag.app.runner import Run, RunOutcome
+from imgtag.app.summary import summarize
+from imgtag.config.runconfig import EXIT_CONFIG, EXIT_FAILED, EXIT_OK, prepare_template
 from imgtag.events.payloads import progress_fields
 from imgtag.export.writer import ExportRefused, not_written_message, write_exports
 from imgtag.ingest.pipeline import Ingestor
-from imgtag.progress import Progress, Snapshot, tick_forever
 from imgtag.providers.base import max_edge_of
 from imgtag.request.distributed.pipeline import (
     ENV_PREFIXES,
@@ -38,8 +40,6 @@ from imgtag.request.learned_limits import Memory
 from imgtag.request.packing import pack_size
 from imgtag.request.warm_prefix import PrefixMemory
 from imgtag.request.warmup import needs_warm_up
-from imgtag.runner import Run, RunOutcome
-from imgtag.summary import summarize
 
 _DONE = object()
 

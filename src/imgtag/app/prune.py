@@ -75,7 +75,7 @@ def apply(store: Store, prune_plan: PrunePlan) -> int:
 
 def report(found: PrunePlan, out: object) -> list[str]:
     """What a dry run says: what would go, and how to make it go."""
-    from imgtag.words import plural
+    from imgtag.util.words import plural
 
     verb = "no longer exists" if len(found.missing) == 1 else "no longer exist"
     lines = [f"{plural(len(found.missing), 'file')} in the store {verb} on disk (of {found.checked:,}):"]

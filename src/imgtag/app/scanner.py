@@ -9,8 +9,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from imgtag.config import RunConfig, Target, prepare_template
-from imgtag.costview import estimate_objects
+from imgtag.cli.costview import estimate_objects
+from imgtag.config.runconfig import RunConfig, Target, prepare_template
 from imgtag.ingest.pipeline import Ingested, IngestOptions, Ingestor
 from imgtag.pricing.catalogue import catalogue
 from imgtag.pricing.estimate import Estimator, image_tokens, prompt_tokens

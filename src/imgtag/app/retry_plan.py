@@ -19,8 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from imgtag import fileset
-from imgtag.config import RunConfig
+from imgtag.config.runconfig import RunConfig
+from imgtag.export import fileset
 from imgtag.ingest.discover import Discovered
 from imgtag.store import Store
 

@@ -16,7 +16,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from imgtag.errors import UsageError
+from imgtag.config.errors import UsageError
 
 DEFAULT_OUT = Path("imgtag-out")
 DEFAULT_PRESET = "ecommerce"
@@ -43,9 +43,9 @@ class Settings:
              environ: Mapping[str, str] | None = None) -> Settings:
         """The settings for a command: `config_file` (default ./imgtag.toml, which may be missing). A broken file
         is a ConfigurationError naming the file and the key. Its models become the ones pricing knows."""
-        from imgtag import configfile
+        from imgtag.config import tomlfile
 
-        path = Path(config_file) if config_file is not None else Path.cwd() / configfile.FILE_NAME
+        path = Path(config_file) if config_file is not None else Path.cwd() / tomlfile.FILE_NAME
         values, models = _read(str(path.absolute()), _stamp(path))
         if models is not None or "imgtag.pricing.extra_models" in sys.modules:  # else pricing needs telling nothing
             from imgtag.pricing.extra_models import use_models_table
@@ -129,8 +129,8 @@ def _stamp(path: Path) -> tuple[int, int] | None:
 @lru_cache(maxsize=8)
 def _read(path: str, stamp: tuple[int, int] | None) -> tuple[dict[str, Any], Any]:
     """The checked settings and the raw [models] table of the file at `path`, read again when it changes."""
-    from imgtag import configfile
+    from imgtag.config import tomlfile
 
     if stamp is None:
         return {}, None
-    return configfile.read(Path(path))
+    return tomlfile.read(Path(path))

@@ -9,15 +9,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
-from imgtag import fileset
-from imgtag.config import EXIT_CONFIG, EXIT_FAILED, EXIT_OK, RunConfig, Target, prepare_template
+from imgtag.app.progress import BatchView, Progress, Snapshot, tick_forever
+from imgtag.app.summary import Summary, summarize
+from imgtag.config.runconfig import EXIT_CONFIG, EXIT_FAILED, EXIT_OK, RunConfig, Target, prepare_template
 from imgtag.events import Events
 from imgtag.events.payloads import dollars, finished_fields, progress_fields, target_fields
+from imgtag.export import fileset
 from imgtag.export.writer import ExportRefused, not_written_message, write_exports
 from imgtag.ingest.pipeline import Ingested, IngestOptions, Ingestor
-from imgtag.money import usd
 from imgtag.pricing.estimate import Estimator, estimate_request, reserve_tokens
-from imgtag.progress import BatchView, Progress, Snapshot, tick_forever
 from imgtag.providers.base import ImageInput, Provider, max_edge_of
 from imgtag.request.engine import Engine, EngineSettings, EngineStats, WorkItem
 from imgtag.request.learned_limits import Memory
@@ -27,8 +27,8 @@ from imgtag.request.packing import pack_images, pack_size
 from imgtag.request.warm_prefix import PrefixMemory
 from imgtag.request.warmup import pace_warm_up, warm_cache_first
 from imgtag.store import Store
-from imgtag.summary import Summary, summarize
-from imgtag.words import plural
+from imgtag.util.money import usd
+from imgtag.util.words import plural
 
 
 @dataclass
@@ -353,7 +353,7 @@ class Run:
                 if self.engine.budget_hit:
                     message = budget_message(cfg.budget, self.engine.stats)
                 if self.in_batches:
-                    from imgtag.batchhint import in_batches_note
+                    from imgtag.app.messages import in_batches_note
 
                     note = in_batches_note(self.in_batches, self.store.out_dir)
                     message = f"{message}; {note}" if message else note
@@ -412,7 +412,7 @@ class Run:
 
     def interrupted(self, exit_code: int) -> str:
         """Mark this run interrupted in the store; returns the one line to print."""
-        from imgtag.interrupt import interrupted_message
+        from imgtag.cli.interrupt import interrupted_message
         from imgtag.store import batches as sb
         from imgtag.store.runstate import mark_interrupted
 

@@ -12,7 +12,7 @@ reported without loading anything heavy (bench/startup.py).
 
 from __future__ import annotations
 
-from imgtag.exits import EXIT_CONFIG
+from imgtag.config.exits import EXIT_CONFIG
 
 
 class ImgtagError(Exception):

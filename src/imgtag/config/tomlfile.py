@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from imgtag.errors import ConfigurationError, UsageError
+from imgtag.config.errors import ConfigurationError, UsageError
 
 __all__ = ["FILE_NAME", "KEYS", "ConfigurationError", "UsageError", "did_you_mean", "load"]
 

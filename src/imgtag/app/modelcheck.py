@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from imgtag.configfile import did_you_mean
+from imgtag.config.tomlfile import did_you_mean
 
 
 async def provider_models(provider: Any) -> list[str] | None:

@@ -7,16 +7,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from imgtag import fileset
-from imgtag.costview import status_estimate, status_estimate_line
-from imgtag.money import usd
+from imgtag.app.summary import summarize
+from imgtag.cli.costview import status_estimate, status_estimate_line
+from imgtag.export import fileset
+from imgtag.export.targets import all_targets, key_of, label, selection_flags
 from imgtag.store import Store
 from imgtag.store import batches as sb
 from imgtag.store.db import KEPT_ANSWER
 from imgtag.store.review import review_counts
-from imgtag.summary import summarize
-from imgtag.targets import all_targets, key_of, label, selection_flags
-from imgtag.words import failure_text, plural
+from imgtag.util.money import usd
+from imgtag.util.words import failure_text, plural
 
 FAILURES_SHOWN = 50
 KEPT_ANSWER_SHOWN = 160  # characters of a kept answer on the text page; --json and the results hold all of it

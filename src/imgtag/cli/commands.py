@@ -10,18 +10,18 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 from typer.core import TyperCommand
 
-from imgtag.cliparams import FastGroup
-from imgtag.errors import ImgtagError
-from imgtag.exits import EXIT_CONFIG, EXIT_FAILED, EXIT_OK
-from imgtag.money import usd
-from imgtag.screen import Lines, write_fitted
+from imgtag.cli.params import FastGroup
+from imgtag.cli.screen import Lines, write_fitted
+from imgtag.config.errors import ImgtagError
+from imgtag.config.exits import EXIT_CONFIG, EXIT_FAILED, EXIT_OK
+from imgtag.util.money import usd
 
 if TYPE_CHECKING:  # imported where used: `--help` and configuration errors must not pay for them (bench/startup.py)
     from typer._click import Context
 
     from imgtag.app.scan import ScanSession
-    from imgtag.config import RunConfig
-    from imgtag.settings import Settings
+    from imgtag.app.settings import Settings
+    from imgtag.config.runconfig import RunConfig
 
 ENV_HELP = ("Environment: ANTHROPIC_API_KEY (needed for paid commands), ANTHROPIC_BASE_URL (a compatible "
             "gateway); OPENAI_API_KEY, OPENAI_BASE_URL (--provider openai: OpenAI or a local server); "
@@ -96,7 +96,7 @@ class _PlainHelp(TyperCommand):
 
 def _n(count: int, noun: str) -> str:
     """1 image, 2 images; 1 batch, 2 batches."""
-    from imgtag.words import plural
+    from imgtag.util.words import plural
 
     return plural(count, noun)
 
@@ -115,7 +115,7 @@ def _fail(message: str, code: int = EXIT_CONFIG) -> typer.Exit:
 
 def _settings() -> Settings:
     """The settings path (settings.py): flags, then the environment, then ./imgtag.toml."""
-    from imgtag.settings import Settings
+    from imgtag.app.settings import Settings
 
     return Settings.load()
 
@@ -231,7 +231,7 @@ def _print_scan_summary(console: Lines, s: dict[str, Any]) -> None:
                   markup=False)
     if s["by_reason"]:
         console.print("reasons: " + ", ".join(f"{k} {v}" for k, v in sorted(s["by_reason"].items())), markup=False)
-    from imgtag.costview import print_estimates
+    from imgtag.cli.costview import print_estimates
 
     print_estimates(console, s["preset"], s["estimates"], s.get("selected_model"))
 
@@ -359,7 +359,7 @@ def _execute_with_events(cfg: RunConfig, command: str, events: str | None) -> No
 def _execute(cfg: RunConfig, command: str) -> None:
     """Prepare (every check), run with Ctrl-C and SIGTERM answered in one line, report, exit with the run's code."""
     from imgtag.app.run import RunSession, prepare
-    from imgtag.interrupt import sigterm_as_interrupt
+    from imgtag.cli.interrupt import sigterm_as_interrupt
 
     prepared = prepare(cfg)
     with RunSession(prepared, command, _say) as session, sigterm_as_interrupt() as interruption:
@@ -376,7 +376,7 @@ def _execute(cfg: RunConfig, command: str) -> None:
 
 
 def _report(outcome: Any, cfg: RunConfig, target: Any, missing: list[str], path_base: str | None) -> None:
-    from imgtag.progress import resume_note
+    from imgtag.app.progress import resume_note
 
     console = _console()
     for arg in missing:
@@ -386,7 +386,7 @@ def _report(outcome: Any, cfg: RunConfig, target: Any, missing: list[str], path_
     if prices is not None and prices.input == prices.output == 0:  # declared free: say where, since $0 is a claim
         console.print(f"{target.model.id}: priced at $0 per million tokens ({target.model.source})", markup=False)
     if cfg.dry_run and outcome.estimator is not None:
-        from imgtag.costview import dry_run_line
+        from imgtag.cli.costview import dry_run_line
 
         console.print(dry_run_line(next(iter(outcome.estimator.totals.values()))), markup=False)
         return
@@ -484,7 +484,7 @@ def status(out: OutOpt = None,
 
     For one target (the latest, or --preset/--model/--lang), with live batch states when a key is set (asked of
     --base-url, else the server the latest run used)."""
-    from imgtag import status as st
+    from imgtag.app import status as st
     from imgtag.app.folder import status_report
 
     report = status_report(_out(out), _settings(), preset=preset, model=model, lang=lang, base_url=base_url)
@@ -606,7 +606,7 @@ def prune(out: OutOpt = None,
 
     Says first what would go: the count and a few paths (a dry run; --yes removes them). Files on disk are never
     touched; answers stay for copies and for the same image added again (docs/store.md)."""
-    from imgtag import prune as pr
+    from imgtag.app import prune as pr
     from imgtag.app.run import open_store
 
     out = _out(out)
@@ -656,6 +656,6 @@ def entry() -> None:
     try:
         main()
     except SystemExit as done:
-        from imgtag.fastexit import leave
+        from imgtag.cli.fastexit import leave
 
         leave(done.code)

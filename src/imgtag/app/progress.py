@@ -20,7 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TextIO
 
-from imgtag.words import plural
+from imgtag.util.words import plural
 
 SEPARATOR = " | "
 
@@ -71,7 +71,7 @@ def _fmt_eta(seconds: float | None) -> str:
 
 def money(amount: float | None) -> str:
     """The one money format (money.py): $0.0007, $0.0863, $1.23, $1,234.50; "unknown" without prices."""
-    from imgtag.money import usd
+    from imgtag.util.money import usd
 
     return usd(amount)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from imgtag.words import plural
+from imgtag.util.words import plural
 
 
 def in_batches_note(count: int, out: Path) -> str:

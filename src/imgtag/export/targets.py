@@ -15,7 +15,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from imgtag.errors import UsageError
+from imgtag.config.errors import UsageError
 from imgtag.store import Store, WorkKey
 from imgtag.store.db import now_iso
 
@@ -102,7 +102,7 @@ def select(store: Store, preset: str | None, model: str | None, lang: str | None
     wanted = " ".join(f"--{flag} {value}" for flag, value in (("preset", preset), ("model", model), ("lang", lang))
                       if value)
     held = ", ".join(label(m) for m in targets) or "none"
-    from imgtag.configfile import did_you_mean
+    from imgtag.config.tomlfile import did_you_mean
 
     hint = ""  # the model or preset the folder holds that the typo is nearest to
     if model is not None and model not in {m["model"] for m in targets}:

@@ -10,7 +10,7 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
-from imgtag.errors import UsageError
+from imgtag.config.errors import UsageError
 
 
 def check_out(out: Path) -> None:

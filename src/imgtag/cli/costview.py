@@ -6,9 +6,9 @@ from typing import Any
 
 from rich.table import Table
 
-from imgtag.money import usd
+from imgtag.cli.screen import Lines
 from imgtag.pricing.estimate import Estimator, ModeCost, ModelEstimate
-from imgtag.screen import Lines
+from imgtag.util.money import usd
 
 
 def _mode(m: ModeCost | None) -> dict[str, Any] | None:
@@ -79,7 +79,7 @@ SIZE_PACK = 1 << 32  # width and height as one integer (width * SIZE_PACK + heig
 
 def status_estimate(db: Any, meta: dict[str, Any]) -> dict[str, Any] | None:
     """What the run's images were estimated to cost in its mode, from the sizes in the store (no image is read)."""
-    from imgtag.config import RunConfig
+    from imgtag.config.runconfig import RunConfig
     from imgtag.providers import resolve_target
 
     try:

@@ -15,13 +15,13 @@ from imgtag.presets import Preset, builtin_names
 from imgtag.presets.language import normalise_lang
 from imgtag.pricing.catalogue import ModelInfo
 from imgtag.store import WorkKey
-from imgtag.urls import public_url
+from imgtag.util.urls import public_url
 
 if TYPE_CHECKING:
     from imgtag.ingest.discover import Discovered
     from imgtag.ingest.preprocess import PrepareRequest
 
-from imgtag.exits import EXIT_CONFIG, EXIT_FAILED, EXIT_OK  # noqa: F401 - re-exported
+from imgtag.config.exits import EXIT_CONFIG, EXIT_FAILED, EXIT_OK  # noqa: F401 - re-exported
 
 
 @dataclass
