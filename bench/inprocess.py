@@ -11,7 +11,7 @@ def run_in_process(cfg: Any, target: Any, provider: Any) -> Any:
     """`Run(...).execute()` on a store at cfg.out that records the target, as the CLI does; the RunOutcome.
     The provider is closed afterwards, whatever happens."""
     from imgtag.app.runner import Run
-    from imgtag.config.runconfig import target_meta
+    from imgtag.export.targets import target_meta
     from imgtag.store import Store
 
     async def go() -> Any:

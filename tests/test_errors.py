@@ -19,6 +19,7 @@ from imgtag.config.errors import (
     UsageError,
 )
 from imgtag.config.tomlfile import load as load_config_file
+from imgtag.export import parse_formats
 from imgtag.export.writer import ExportRefused
 from imgtag.presets import PresetError, load_preset
 from imgtag.pricing.extra_models import ModelConfigError
@@ -60,7 +61,7 @@ def test_the_package_names_them_without_importing_the_pipeline():
 def test_raised_errors_are_of_their_kind(tmp_path):
     (tmp_path / "imgtag.toml").write_text('modle = "x"\n')
     with pytest.raises(ConfigurationError, match="did you mean 'model'"):
-        load_config_file(tmp_path / "imgtag.toml")
+        load_config_file(tmp_path / "imgtag.toml", check_formats=parse_formats)
     with pytest.raises(ConfigurationError, match="unknown preset"):
         load_preset("no-such-preset")
     with Store(tmp_path / "o"), pytest.raises(StoreInUseError, match="another imgtag process"):

@@ -16,10 +16,11 @@ from typer.testing import CliRunner
 
 from conftest import PHOTOS
 from imgtag.cli.commands import app
-from imgtag.config.runconfig import RunConfig, prepare_template
+from imgtag.config.runconfig import RunConfig
 from imgtag.ingest.preprocess import prepare
 from imgtag.providers import resolve_target
 from imgtag.providers.openai_provider import OpenAIProvider
+from imgtag.request.template import prepare_template
 
 PHOTO_NAMES = ["clothing_dress_4e788cda.jpg", "clothing_hat_75eacbac.jpg", "clothing_shoes_4dc09b5c.jpg",
                "coral_face.jpg", "darknet_dog.jpg", "darknet_eagle.jpg"]  # all in the vendored tests/corpus

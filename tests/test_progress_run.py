@@ -9,7 +9,8 @@ from typing import Any
 
 from imagegen import make_images, run_cli
 from imgtag.app.runner import Run
-from imgtag.config.runconfig import RunConfig, target_meta
+from imgtag.config.runconfig import RunConfig
+from imgtag.export.targets import target_meta
 from imgtag.providers import create_provider, resolve_target
 from imgtag.store import Store
 

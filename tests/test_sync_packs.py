@@ -23,7 +23,8 @@ import virtualtime
 from imagegen import close_to, make_images, read_jsonl, run_cli
 from imgtag.app.progress import Snapshot
 from imgtag.app.runner import Run
-from imgtag.config.runconfig import RunConfig, target_meta
+from imgtag.config.runconfig import RunConfig
+from imgtag.export.targets import target_meta
 from imgtag.presets import load_preset
 from imgtag.pricing.catalogue import catalogue
 from imgtag.pricing.costs import cost_usd

@@ -8,7 +8,7 @@ import pytest
 from PIL import Image
 
 from imagegen import make_images, run_cli
-from imgtag.cli.interrupt import interrupted_message
+from imgtag.app.messages import interrupted_message
 from imgtag.cli.screen import fit
 
 

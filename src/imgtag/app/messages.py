@@ -12,3 +12,12 @@ def in_batches_note(count: int, out: Path) -> str:
     verb = "is" if count == 1 else "are"
     return (f"{plural(count, 'image')} {verb} in batches still on the server: collect them with "
             f"`imgtag run ... --mode batch` (same paths and --out), or cancel them with `imgtag cancel --out {out}`")
+
+
+def interrupted_message(live_batches: int, out: str) -> str:
+    """The one line printed after an interruption."""
+    if live_batches:
+        noun = "batch keeps" if live_batches == 1 else "batches keep"
+        return (f"interrupted; {live_batches} submitted {noun} running on the server: run the same command "
+                f"again to collect the results, or `imgtag cancel --out {out}` to stop them")
+    return "interrupted; everything answered so far is saved — run the same command to continue"

@@ -21,7 +21,7 @@ from typing import Any, TextIO
 from imgtag.app.progress import Progress, Snapshot, tick_forever
 from imgtag.app.runner import Run, RunOutcome
 from imgtag.app.summary import summarize
-from imgtag.config.runconfig import EXIT_CONFIG, EXIT_FAILED, EXIT_OK, prepare_template
+from imgtag.config.exits import EXIT_CONFIG, EXIT_FAILED, EXIT_OK
 from imgtag.events.payloads import progress_fields
 from imgtag.export.writer import ExportRefused, not_written_message, write_exports
 from imgtag.ingest.pipeline import Ingestor
@@ -38,6 +38,7 @@ from imgtag.request.distributed.workfolder import WorkFolder
 from imgtag.request.engine import EngineSettings
 from imgtag.request.learned_limits import Memory
 from imgtag.request.packing import pack_size
+from imgtag.request.template import prepare_template
 from imgtag.request.warm_prefix import PrefixMemory
 from imgtag.request.warmup import needs_warm_up
 

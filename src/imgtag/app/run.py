@@ -216,7 +216,7 @@ class RunSession:
         self.runner: Run | None = None
 
     def __enter__(self) -> RunSession:
-        from imgtag.config.runconfig import target_meta
+        from imgtag.export.targets import target_meta
 
         cfg, target = self.prepared.cfg, self.prepared.target
         self.cluster = _join_ray(cfg, self.say)  # before the store: a cluster that cannot be used creates nothing

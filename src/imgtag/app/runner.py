@@ -11,7 +11,8 @@ from typing import Any, TextIO
 
 from imgtag.app.progress import BatchView, Progress, Snapshot, tick_forever
 from imgtag.app.summary import Summary, summarize
-from imgtag.config.runconfig import EXIT_CONFIG, EXIT_FAILED, EXIT_OK, RunConfig, Target, prepare_template
+from imgtag.config.exits import EXIT_CONFIG, EXIT_FAILED, EXIT_OK
+from imgtag.config.runconfig import RunConfig, Target
 from imgtag.events import Events
 from imgtag.events.payloads import dollars, finished_fields, progress_fields, target_fields
 from imgtag.export import fileset
@@ -24,6 +25,7 @@ from imgtag.request.learned_limits import Memory
 from imgtag.request.pace_words import credits_used, pace_words
 from imgtag.request.pacer import Pacer
 from imgtag.request.packing import pack_images, pack_size
+from imgtag.request.template import prepare_template
 from imgtag.request.warm_prefix import PrefixMemory
 from imgtag.request.warmup import pace_warm_up, warm_cache_first
 from imgtag.store import Store
@@ -412,7 +414,7 @@ class Run:
 
     def interrupted(self, exit_code: int) -> str:
         """Mark this run interrupted in the store; returns the one line to print."""
-        from imgtag.cli.interrupt import interrupted_message
+        from imgtag.app.messages import interrupted_message
         from imgtag.store import batches as sb
         from imgtag.store.runstate import mark_interrupted
 

@@ -9,11 +9,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from imgtag.cli.costview import estimate_objects
-from imgtag.config.runconfig import RunConfig, Target, prepare_template
+from imgtag.config.runconfig import RunConfig, Target
 from imgtag.ingest.pipeline import Ingested, IngestOptions, Ingestor
 from imgtag.pricing.catalogue import catalogue
-from imgtag.pricing.estimate import Estimator, image_tokens, prompt_tokens
+from imgtag.pricing.estimate import Estimator, ModeCost, ModelEstimate, image_tokens, prompt_tokens
+from imgtag.request.template import prepare_template
 from imgtag.store import Store
 from imgtag.store.db import DB_NAME
 
@@ -130,3 +130,25 @@ def summary_object(result: ScanResult, target: Target) -> dict[str, Any]:
         "estimates": estimates,
     }
 
+
+def _mode(m: ModeCost | None) -> dict[str, Any] | None:
+    if m is None:
+        return None
+    return {"input_tokens": m.input_tokens, "cache_write_tokens": m.cache_write_tokens,
+            "cache_read_tokens": m.cache_read_tokens, "output_tokens": m.output_tokens, "cache_ttl": m.ttl,
+            "usd": None if m.usd is None else round(m.usd, 6)}
+
+
+def estimate_object(t: ModelEstimate) -> dict[str, Any]:
+    return {"model": t.model, "images": t.images, "input_tokens": t.input_tokens if t.tokens_known else None,
+            "output_tokens": t.output_tokens,
+            "standard_usd": None if t.standard_usd is None else round(t.standard_usd, 6),
+            "batch_usd": None if t.batch_usd is None else round(t.batch_usd, 6),
+            "sync": _mode(t.sync), "batch": _mode(t.batch),
+            "per_image": {k: round(v, 1) for k, v in t.per_image.items()},
+            "prefix_cached": bool(t.prefix and t.prefix.cache),
+            "guide_sent": bool(t.prefix and t.prefix.guide_tokens)}
+
+
+def estimate_objects(estimator: Estimator) -> list[dict[str, Any]]:
+    return [estimate_object(t) for t in estimator.totals.values()]

@@ -1,7 +1,7 @@
 """The one settings path: a value given (a flag, or an argument of the Python API), else the environment, else
 imgtag.toml, else the default (docs/config.md). The CLI and the Python API both read their settings here.
 
-imgtag.toml is read only here (`configfile.py` checks it key by key); its [models."..."] table goes from here to
+imgtag.toml is read only here (config/tomlfile.py checks it key by key); its [models."..."] table goes from here to
 pricing (`extra_models.use_models_table`), which never looks for the file itself. Kept light: a configuration
 error must be reported in a fraction of a second (bench/startup.py).
 """
@@ -130,7 +130,8 @@ def _stamp(path: Path) -> tuple[int, int] | None:
 def _read(path: str, stamp: tuple[int, int] | None) -> tuple[dict[str, Any], Any]:
     """The checked settings and the raw [models] table of the file at `path`, read again when it changes."""
     from imgtag.config import tomlfile
+    from imgtag.export import parse_formats  # a light registry: no exporter is imported
 
     if stamp is None:
         return {}, None
-    return tomlfile.read(Path(path))
+    return tomlfile.read(Path(path), check_formats=parse_formats)

@@ -1,6 +1,7 @@
-"""`imgtag status`: what a folder holds for one target (the latest, or --preset/--model), as text or JSON.
+"""`imgtag status` as data: what a folder holds for one target (the latest, or --preset/--model).
 
-Failures are listed up to a limit with "... and N more"; nested values in JSON are objects, never JSON text.
+Failures are gathered up to a limit (cli/status.py words the rest as "... and N more"); nested values are objects,
+never JSON text, so `--json` and `imgtag.folder_status` give them as they are.
 """
 
 from __future__ import annotations
@@ -8,18 +9,15 @@ from __future__ import annotations
 from typing import Any
 
 from imgtag.app.summary import summarize
-from imgtag.cli.costview import status_estimate, status_estimate_line
 from imgtag.export import fileset
-from imgtag.export.targets import all_targets, key_of, label, selection_flags
+from imgtag.export.targets import all_targets, key_of
+from imgtag.pricing.estimate import Estimator
 from imgtag.store import Store
 from imgtag.store import batches as sb
 from imgtag.store.db import KEPT_ANSWER
 from imgtag.store.review import review_counts
-from imgtag.util.money import usd
-from imgtag.util.words import failure_text, plural
 
 FAILURES_SHOWN = 50
-KEPT_ANSWER_SHOWN = 160  # characters of a kept answer on the text page; --json and the results hold all of it
 
 
 def gather(store: Store, meta: dict[str, Any] | None) -> dict[str, Any]:
@@ -102,59 +100,54 @@ async def refresh_batches(batches: list[dict[str, Any]], timeout: float = 15.0,
             await provider.aclose()
 
 
-def render(report: dict[str, Any], credits_line: str | None) -> list[str]:
-    meta = report["target"]
-    if not meta:
-        return [f"{report['files']} files scanned; no results yet (run `imgtag run`)"]
-    lines = [f"preset {meta['preset_name']} ({meta['preset_version']}), {meta['provider']} {meta['model']}"]
-    counts = ", ".join(f"{k} {v}" for k, v in sorted(report["by_status"].items())) or "none"
-    lines.append(f"files {report['files']}: {counts}")
-    if report.get("path_base"):
-        lines.append(f"paths relative to {report['path_base']}")
-    lines.append(f"requests {report['requests']}; tokens in {report['input_tokens']:,}, "
-                 f"out {report['output_tokens']:,}, cache write {report['cache_creation_input_tokens']:,}, "
-                 f"cache read {report['cache_read_input_tokens']:,}; spent to date {usd(report['cost_usd'])}")
-    review = report.get("review")
-    if review and report["by_status"].get("ok"):
-        lines.append(review_line(review))
-    if report.get("estimate"):
-        lines.append(status_estimate_line(report["estimate"], report["cost_usd"]))
-    if credits_line:
-        lines.append(credits_line)
-    if report["by_error"]:
-        lines.append("by cause: " + ", ".join(f"{k} {v}" for k, v in sorted(report["by_error"].items())))
-    for b in report["batches"]:
-        counts_text = ", ".join(f"{k} {v}" for k, v in (b["request_counts"] or {}).items() if v) or "none yet"
-        source = "live" if b.get("live") else "as of the last run"
-        lines.append(f"batch {b['id']}: {b['processing_status']}, {plural(b['item_count'], 'request')} "
-                     f"({counts_text}; {source})")
-    if any(b.get("live") and b["processing_status"] == "ended" for b in report["batches"]):
-        lines.append("ended batches are collected by running the same `imgtag run` command again")
-    for f in report["failures"]:
-        lines.append(f"  failed {f['path']}: {failure_text(f['type'], f['message'])}")
-        if f.get("raw_answer"):
-            lines.append(f"    answer kept: {_excerpt(f['raw_answer'])}")
-    more = report["failures_total"] - len(report["failures"])
-    if more > 0:
-        lines.append(f"  ... and {more} more (`imgtag status --json` or results.jsonl has them all)")
-    if any(f.get("raw_answer") for f in report["failures"]):
-        lines.append("  answers kept in full: `imgtag status --json`, and error.raw_answer in results.jsonl")
-    for other in report["targets"][1:]:
-        counts = ", ".join(f"{k} {v}" for k, v in sorted(other["by_status"].items())) or "none"
-        lines.append(f"also here: {label(other)} ({counts}; spent {usd(other['cost_usd'])}); "
-                     f"`imgtag status {selection_flags(other)}`")
-    return lines
+SIZE_PACK = 1 << 32  # width and height as one integer (width * SIZE_PACK + height): one GROUP BY key
 
 
-def review_line(review: dict[str, int]) -> str:
-    """`imgtag review` progress over the answered images: 'review: 3 reviewed, 1 edited, 96 not yet reviewed'."""
-    parts = [f"{review['reviewed']} reviewed"]
-    if review["rejected"]:
-        parts.append(f"{review['rejected']} rejected")
-    parts += [f"{review['edited']} edited", f"{review['not_reviewed']} not yet reviewed"]
-    return "review: " + ", ".join(parts)
+def status_estimate(db: Any, meta: dict[str, Any]) -> dict[str, Any] | None:
+    """What the run's images were estimated to cost in its mode, from the sizes in the store (no image is read)."""
+    from imgtag.config.runconfig import RunConfig
+    from imgtag.providers import resolve_target
 
-
-def _excerpt(text: str) -> str:
-    line = " ".join(text.split())
-    return line if len(line) <= KEPT_ANSWER_SHOWN else line[:KEPT_ANSWER_SHOWN - 1] + "…"
+    try:
+        cfg = RunConfig(inputs=[], out=None, preset=meta["preset"], lang=meta.get("lang"),  # type: ignore[arg-type]
+                        categories=meta.get("categories"), provider=meta["provider"], model=meta["model"],
+                        detail=meta.get("detail"), max_edge=meta.get("max_edge"))
+        target = resolve_target(cfg)
+    except Exception:  # a preset file that moved or changed: no estimate rather than no status
+        return None
+    if target.preset.version != meta.get("preset_version"):
+        return None
+    est = Estimator(target.preset, models=[target.model.id], per_request=int(meta.get("images_per_request") or 1),
+                    infos={target.model.id: target.model})
+    kp = (meta["preset_version"], meta["provider"], meta["model"])
+    kp = (meta["preset_version"], meta["provider"], meta["model"])
+    if est.per_request > 1:
+        # In the order the files were found: packs are formed in that order, and a pack's size decides its band.
+        for w, h in db.execute(
+                "SELECT MAX(f.width), MAX(f.height) FROM jobs j JOIN files f ON f.sha256 = j.sha256"
+                " WHERE j.preset_version = ? AND j.provider = ? AND j.model = ? AND f.width IS NOT NULL"
+                " GROUP BY j.sha256 ORDER BY MIN(f.id)", kp):
+            est.add(int(w), int(h))
+    else:
+        # One image per request: only the first request's band depends on order (it writes the cached prefix), so
+        # the first image goes first and the rest are added by size, one step per distinct size. A million images
+        # are counted in SQL, index to index (jobs_target, files_content): each content's size as one number.
+        first = db.execute(
+            "SELECT f.width, f.height FROM files f CROSS JOIN jobs j ON j.sha256 = f.sha256 AND j.preset_version = ?"
+            " AND j.provider = ? AND j.model = ? WHERE f.width IS NOT NULL ORDER BY f.id LIMIT 1"
+            " /* scan: in file order, it stops at the first answered file */", kp).fetchone()
+        if first is not None:
+            est.add(int(first[0]), int(first[1]))
+            # LIMIT -1 keeps the inner query a co-routine, so each job's size is looked up once, not per use.
+            for size, n in db.execute(
+                    f"SELECT size, COUNT(*) FROM (SELECT (SELECT f.width * {SIZE_PACK} + f.height FROM files f"
+                    " WHERE f.sha256 = j.sha256 AND f.width IS NOT NULL LIMIT 1) AS size FROM jobs j"
+                    " WHERE j.preset_version = ? AND j.provider = ? AND j.model = ? LIMIT -1) GROUP BY size", kp):
+                if size is not None:
+                    w, h = divmod(int(size), SIZE_PACK)
+                    est.add(w, h, int(n) - ((w, h) == (first[0], first[1])))
+    t = est.estimate(target.model.id)
+    batch = meta.get("mode") == "batch"
+    mode = t.batch if batch else t.sync
+    return {"mode": "batch" if batch else "sync", "images": t.images,
+            "usd": None if mode is None or mode.usd is None else round(mode.usd, 6)}

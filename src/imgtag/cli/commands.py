@@ -484,8 +484,8 @@ def status(out: OutOpt = None,
 
     For one target (the latest, or --preset/--model/--lang), with live batch states when a key is set (asked of
     --base-url, else the server the latest run used)."""
-    from imgtag.app import status as st
     from imgtag.app.folder import status_report
+    from imgtag.cli.status import render
 
     report = status_report(_out(out), _settings(), preset=preset, model=model, lang=lang, base_url=base_url)
     if as_json:
@@ -499,7 +499,7 @@ def status(out: OutOpt = None,
 
         credits = _credits_line(SimpleNamespace(**report))
     console = _console(err=False)
-    for line in st.render(report, credits):
+    for line in render(report, credits):
         console.print(line, markup=False)
 
 

@@ -1,4 +1,6 @@
-"""How estimates are shown: scan's table and JSON, the dry-run line, and `status`'s estimate beside the actual."""
+"""How estimates are shown: scan's table, the dry-run line, and `status`'s estimate beside the actual.
+
+The figures themselves (scan's JSON objects, `status`'s estimate) are made in app/scanner.py and app/status.py."""
 
 from __future__ import annotations
 
@@ -7,31 +9,8 @@ from typing import Any
 from rich.table import Table
 
 from imgtag.cli.screen import Lines
-from imgtag.pricing.estimate import Estimator, ModeCost, ModelEstimate
+from imgtag.pricing.estimate import ModelEstimate
 from imgtag.util.money import usd
-
-
-def _mode(m: ModeCost | None) -> dict[str, Any] | None:
-    if m is None:
-        return None
-    return {"input_tokens": m.input_tokens, "cache_write_tokens": m.cache_write_tokens,
-            "cache_read_tokens": m.cache_read_tokens, "output_tokens": m.output_tokens, "cache_ttl": m.ttl,
-            "usd": None if m.usd is None else round(m.usd, 6)}
-
-
-def estimate_object(t: ModelEstimate) -> dict[str, Any]:
-    return {"model": t.model, "images": t.images, "input_tokens": t.input_tokens if t.tokens_known else None,
-            "output_tokens": t.output_tokens,
-            "standard_usd": None if t.standard_usd is None else round(t.standard_usd, 6),
-            "batch_usd": None if t.batch_usd is None else round(t.batch_usd, 6),
-            "sync": _mode(t.sync), "batch": _mode(t.batch),
-            "per_image": {k: round(v, 1) for k, v in t.per_image.items()},
-            "prefix_cached": bool(t.prefix and t.prefix.cache),
-            "guide_sent": bool(t.prefix and t.prefix.guide_tokens)}
-
-
-def estimate_objects(estimator: Estimator) -> list[dict[str, Any]]:
-    return [estimate_object(t) for t in estimator.totals.values()]
 
 
 def print_estimates(console: Lines, preset: str, estimates: list[dict[str, Any]], selected: str | None) -> None:
@@ -72,59 +51,6 @@ def dry_run_line(est: ModelEstimate) -> str:
     return (f"dry run: {est.images} images to tag with {est.model}, about {tokens_in} input tokens before "
             f"caching{cached} + {est.output_tokens:,} output; estimated {usd(est.standard_usd)} standard, "
             f"{usd(est.batch_usd)} batch. Nothing was sent.")
-
-
-SIZE_PACK = 1 << 32  # width and height as one integer (width * SIZE_PACK + height): one GROUP BY key
-
-
-def status_estimate(db: Any, meta: dict[str, Any]) -> dict[str, Any] | None:
-    """What the run's images were estimated to cost in its mode, from the sizes in the store (no image is read)."""
-    from imgtag.config.runconfig import RunConfig
-    from imgtag.providers import resolve_target
-
-    try:
-        cfg = RunConfig(inputs=[], out=None, preset=meta["preset"], lang=meta.get("lang"),  # type: ignore[arg-type]
-                        categories=meta.get("categories"), provider=meta["provider"], model=meta["model"],
-                        detail=meta.get("detail"), max_edge=meta.get("max_edge"))
-        target = resolve_target(cfg)
-    except Exception:  # a preset file that moved or changed: no estimate rather than no status
-        return None
-    if target.preset.version != meta.get("preset_version"):
-        return None
-    est = Estimator(target.preset, models=[target.model.id], per_request=int(meta.get("images_per_request") or 1),
-                    infos={target.model.id: target.model})
-    kp = (meta["preset_version"], meta["provider"], meta["model"])
-    kp = (meta["preset_version"], meta["provider"], meta["model"])
-    if est.per_request > 1:
-        # In the order the files were found: packs are formed in that order, and a pack's size decides its band.
-        for w, h in db.execute(
-                "SELECT MAX(f.width), MAX(f.height) FROM jobs j JOIN files f ON f.sha256 = j.sha256"
-                " WHERE j.preset_version = ? AND j.provider = ? AND j.model = ? AND f.width IS NOT NULL"
-                " GROUP BY j.sha256 ORDER BY MIN(f.id)", kp):
-            est.add(int(w), int(h))
-    else:
-        # One image per request: only the first request's band depends on order (it writes the cached prefix), so
-        # the first image goes first and the rest are added by size, one step per distinct size. A million images
-        # are counted in SQL, index to index (jobs_target, files_content): each content's size as one number.
-        first = db.execute(
-            "SELECT f.width, f.height FROM files f CROSS JOIN jobs j ON j.sha256 = f.sha256 AND j.preset_version = ?"
-            " AND j.provider = ? AND j.model = ? WHERE f.width IS NOT NULL ORDER BY f.id LIMIT 1"
-            " /* scan: in file order, it stops at the first answered file */", kp).fetchone()
-        if first is not None:
-            est.add(int(first[0]), int(first[1]))
-            # LIMIT -1 keeps the inner query a co-routine, so each job's size is looked up once, not per use.
-            for size, n in db.execute(
-                    f"SELECT size, COUNT(*) FROM (SELECT (SELECT f.width * {SIZE_PACK} + f.height FROM files f"
-                    " WHERE f.sha256 = j.sha256 AND f.width IS NOT NULL LIMIT 1) AS size FROM jobs j"
-                    " WHERE j.preset_version = ? AND j.provider = ? AND j.model = ? LIMIT -1) GROUP BY size", kp):
-                if size is not None:
-                    w, h = divmod(int(size), SIZE_PACK)
-                    est.add(w, h, int(n) - ((w, h) == (first[0], first[1])))
-    t = est.estimate(target.model.id)
-    batch = meta.get("mode") == "batch"
-    mode = t.batch if batch else t.sync
-    return {"mode": "batch" if batch else "sync", "images": t.images,
-            "usd": None if mode is None or mode.usd is None else round(mode.usd, 6)}
 
 
 def status_estimate_line(estimate: dict[str, Any], actual_usd: float | None) -> str:

@@ -48,12 +48,3 @@ def sigterm_as_interrupt() -> Iterator[Interruption]:
         yield state
     finally:
         signal.signal(signal.SIGTERM, previous)
-
-
-def interrupted_message(live_batches: int, out: str) -> str:
-    """The one line printed after an interruption."""
-    if live_batches:
-        noun = "batch keeps" if live_batches == 1 else "batches keep"
-        return (f"interrupted; {live_batches} submitted {noun} running on the server: run the same command "
-                f"again to collect the results, or `imgtag cancel --out {out}` to stop them")
-    return "interrupted; everything answered so far is saved — run the same command to continue"

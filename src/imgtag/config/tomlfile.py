@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import difflib
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -44,12 +45,18 @@ def did_you_mean(word: str, choices: Any, cutoff: float = 0.6) -> str:
     return f" (did you mean {close[0]!r}?)" if close else ""
 
 
-def load(path: Path = Path(FILE_NAME)) -> dict[str, Any]:
+# Checks an export format list ("csv,jsonl"), raising ValueError with a sentence that lists the valid ones: the
+# export registry's parse_formats, passed in by the settings path (app/settings.py), since config/ sits below the
+# stages and imports none of them.
+FormatCheck = Callable[[str], object]
+
+
+def load(path: Path = Path(FILE_NAME), *, check_formats: FormatCheck) -> dict[str, Any]:
     """The checked settings of `path` ({} when it does not exist)."""
-    return read(path)[0]
+    return read(path, check_formats=check_formats)[0]
 
 
-def read(path: Path) -> tuple[dict[str, Any], Any]:
+def read(path: Path, *, check_formats: FormatCheck) -> tuple[dict[str, Any], Any]:
     """The checked settings of `path` and its raw [models] table (None without one), which pricing checks
     entry by entry when a model is looked up (pricing/extra_models.py). Nothing when the file does not exist."""
     if not path.is_file():
@@ -71,7 +78,7 @@ def read(path: Path) -> tuple[dict[str, Any], Any]:
         if key == "models":
             models = value  # model entries are checked where models are looked up
             continue
-        checked = _checked(key, value)
+        checked = _checked(key, value, check_formats)
         if checked is None:
             shown = " ".join(repr(value).split())[:60]
             raise ConfigurationError(f"{path.name}: {key!r} must be {KEYS[key]}, got {shown}")
@@ -79,7 +86,7 @@ def read(path: Path) -> tuple[dict[str, Any], Any]:
     return settings, models
 
 
-def _checked(key: str, value: Any) -> Any:
+def _checked(key: str, value: Any, check_formats: FormatCheck) -> Any:
     """The setting as the command line would take it, or None when `value` is not what `key` needs.
     Raises ConfigurationError for an export format name that does not exist (its message lists the valid ones)."""
     strings = isinstance(value, list) and all(isinstance(v, str) for v in value)
@@ -87,10 +94,8 @@ def _checked(key: str, value: Any) -> Any:
         return [v for v in value if v.strip()]
     if key == "formats" and (strings or isinstance(value, str)):
         text = ",".join(value) if isinstance(value, list) else value
-        from imgtag.export import parse_formats  # a light registry: no exporter is imported
-
         try:
-            parse_formats(text)
+            check_formats(text)
         except ValueError as exc:
             raise ConfigurationError(f"{FILE_NAME}: 'formats': {exc}") from None
         return text

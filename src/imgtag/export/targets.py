@@ -13,11 +13,15 @@ from __future__ import annotations
 import hashlib
 import re
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from imgtag.config.errors import UsageError
 from imgtag.store import Store, WorkKey
 from imgtag.store.db import now_iso
+from imgtag.util.urls import public_url
+
+if TYPE_CHECKING:
+    from imgtag.config.runconfig import RunConfig, Target
 
 TARGETS_DIR = "targets"
 
@@ -110,3 +114,26 @@ def select(store: Store, preset: str | None, model: str | None, lang: str | None
     elif preset is not None and preset not in {m["preset_name"] for m in targets}:
         hint = did_you_mean(preset, {m["preset_name"] for m in targets})
     raise UsageError(f"no results for {wanted} in {store.out_dir}{hint}; it holds: {held}")
+
+
+def target_meta(cfg: RunConfig, target: Target) -> dict[str, Any]:
+    """Enough to rebuild the target later (status/export/retry) — never a secret."""
+    from imgtag.presets import builtin_names
+    from imgtag.presets.language import normalise_lang
+    from imgtag.presets.quick import is_quick
+
+    keep = cfg.preset in builtin_names() or is_quick(cfg.preset)  # a name, or --prompt's own spec; else a file
+    preset = cfg.preset if keep else str(Path(cfg.preset).resolve())
+    return {"preset": preset, "preset_name": target.preset.name, "preset_version": target.preset.version,
+            "lang": normalise_lang(cfg.lang), "categories": list(cfg.categories) if cfg.categories else None,
+            "provider": cfg.provider, "model": target.model.id, "mode": cfg.mode, "formats": cfg.formats,
+            "fields": target.preset.fields, "list_fields": target.preset.list_fields,
+            "detail": cfg.detail, "max_edge": cfg.max_edge, "images_per_request": cfg.images_per_request,
+            "schema": target.preset.schema, "txt_template": target.preset.txt_template,
+            "titles": target.preset.titles,
+            "base_url": public_url(  # so `imgtag retry` reaches the same server; never a user:password
+                cfg.provider_settings.get("base_url")),
+            # caption and XMP naming options a later `imgtag export` reuses (see export/writer.py REMEMBERED)
+            "export_options": {k: v for k, v in cfg.export_options.items()
+                               if k in ("txt_template", "txt_existing", "xmp_name", "xlsx_thumbnails")
+                               and v is not None}}

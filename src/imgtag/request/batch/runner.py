@@ -21,7 +21,6 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from imgtag.config.runconfig import prepare_template
 from imgtag.events import Events
 from imgtag.ingest.preprocess import ImageReport, PrepareRequest, prepare
 from imgtag.pricing.costs import cost_usd
@@ -35,6 +34,7 @@ from imgtag.request.batch.limits import BatchLimits, byte_budget, lowered_note
 from imgtag.request.batch.submit import Entry, Submitter, chunked_within
 from imgtag.request.engine import MAX_TOKENS_CEILING, WorkItem
 from imgtag.request.packing import packed_params
+from imgtag.request.template import prepare_template
 from imgtag.store import Store
 from imgtag.store import batches as sb
 from imgtag.util.money import usd
