@@ -30,7 +30,7 @@ from imgtag.providers.base import (
     public_url,
     redact,
 )
-from imgtag.providers.sdk import SdkBacked, SdkClient
+from imgtag.providers.sdk import SdkBacked, SdkClient, traces_wanted
 from imgtag.util.lazy import LazyModule
 
 if TYPE_CHECKING:
@@ -61,9 +61,11 @@ class AnthropicProvider(SdkBacked, Provider):
         # The SDK's aiohttp transport (its `aiohttp` extra): its C HTTP parser takes about 0.8 ms of CPU per
         # request less than the default httpx transport, and the request stage is CPU-bound on one core
         # (docs/benchmarks.md "First run").
+        # Its OpenTelemetry spans stay on only where something could receive them (sdk.traces_wanted).
         self.sdk: SdkClient[Any] = SdkClient("anthropic", lambda sdk: sdk.AsyncAnthropic(
             api_key=self.api_key, base_url=self.base_url, max_retries=0, timeout=timeout,
-            http_client=sdk.DefaultAioHttpClient(timeout=timeout)))
+            http_client=sdk.DefaultAioHttpClient(timeout=timeout),
+            open_telemetry=None if traces_wanted("ANTHROPIC") else False))
 
     def batch_api(self) -> AnthropicBatches:
         from imgtag.providers.anthropic_batches import AnthropicBatches
