@@ -1,6 +1,8 @@
-"""The layering docs/architecture.md promises (issue 17 item 21): no import circles among imgtag's modules, and
-no stage package imports the runner or the CLI. Every import counts: top-level, inside a function (lazy) and
-under `if TYPE_CHECKING:`, since each is a dependency of the design even when it is not one at start-up."""
+"""The layering docs/architecture.md promises (issue 17 item 21, issue 19 item 5): no import circles among
+imgtag's modules; the layers import downward only: cli/ -> app/ -> the stages -> config/ -> util/, and no stage
+imports app/, cli/ or the API. Every import counts: top-level, inside a function (lazy) and under
+`if TYPE_CHECKING:`, since each is a dependency of the design even when it is not one at start-up; only config/
+may name a stage's types for a type checker (RunConfig's Target holds a Preset), as long as it never imports one."""
 
 from __future__ import annotations
 
@@ -8,7 +10,7 @@ import ast
 from pathlib import Path
 
 SRC = Path(__file__).resolve().parents[1] / "src"
-STAGES = ("export", "ingest", "presets", "pricing", "providers", "request", "store", "validate")
+STAGES = ("events", "export", "ingest", "presets", "pricing", "providers", "request", "review", "store", "validate")
 # What wires stages together or talks to a person: the CLI, the use cases both clients share, and the Python API.
 # A stage never reaches up to them.
 WIRING = ("imgtag.cli", "imgtag.app", "imgtag.api")
@@ -23,15 +25,29 @@ def _modules() -> dict[str, tuple[Path, bool]]:
     return found
 
 
-def import_graph() -> dict[str, set[str]]:
+def _type_only(tree: ast.AST) -> set[int]:
+    """The import statements under `if TYPE_CHECKING:` (ids of their nodes)."""
+    found: set[int] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
+            found.update(id(inner) for statement in node.body for inner in ast.walk(statement))
+    return found
+
+
+def import_graph(*, types_too: bool = True) -> dict[str, set[str]]:
     """module -> the imgtag modules it imports. `from a.b import c` points at a.b.c when that is a module
-    (importing a submodule is not a dependency on its package's __init__), otherwise at a.b."""
+    (importing a submodule is not a dependency on its package's __init__), otherwise at a.b. Without
+    `types_too`, imports under `if TYPE_CHECKING:` are left out."""
     modules = _modules()
     graph: dict[str, set[str]] = {}
     for name, (path, is_package) in modules.items():
         package = name if is_package else name.rpartition(".")[0]
         targets: set[str] = set()
-        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), str(path))):
+        tree = ast.parse(path.read_text(encoding="utf-8"), str(path))
+        skipped = set() if types_too else _type_only(tree)
+        for node in ast.walk(tree):
+            if id(node) in skipped:
+                continue
             if isinstance(node, ast.Import):
                 targets.update(alias.name for alias in node.names)
             elif isinstance(node, ast.ImportFrom):
@@ -101,8 +117,30 @@ def test_no_import_circles_among_imgtag_modules():
     assert cycles(graph) == []
 
 
+def _layer(module: str) -> str:
+    """The package a module belongs to ("cli", "app", "config", a stage's name, ...), or "" for the top level."""
+    return module.split(".")[1] if module.count(".") else ""
+
+
+def _imports(graph: dict[str, set[str]], importers: tuple[str, ...], allowed: tuple[str, ...]) -> list[str]:
+    """Imports by modules of the `importers` packages of any imgtag package outside `allowed`."""
+    return sorted(f"{module} imports {target}" for module, targets in graph.items() if _layer(module) in importers
+                  for target in targets if _layer(target) not in allowed)
+
+
 def test_no_stage_imports_the_runner_or_the_cli():
     reaching_up = {f"{module} imports {target}"
-                   for module, targets in import_graph().items() if module.count(".") and module.split(".")[1] in STAGES
-                   for target in targets if target.startswith(WIRING) and target.split(".")[1] in ("cli", "app", "api")}
+                   for module, targets in import_graph().items() if _layer(module) in STAGES
+                   for target in targets if _layer(target) in ("cli", "app", "api")}
     assert sorted(reaching_up) == []
+
+
+def test_the_use_cases_never_import_the_cli():
+    assert _imports(import_graph(), ("app",), ("app", "config", "util", "version", *STAGES)) == []
+
+
+def test_config_and_util_sit_below_every_stage():
+    assert _imports(import_graph(), ("util",), ("util",)) == []
+    assert _imports(import_graph(types_too=False), ("config",), ("config", "util")) == []
+    # and for type checkers it names stages' types only, nothing above them
+    assert _imports(import_graph(), ("config",), ("config", "util", *STAGES)) == []

@@ -20,6 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TextIO
 
+from imgtag.events.payloads import dollars
 from imgtag.util.words import plural
 
 SEPARATOR = " | "
@@ -213,3 +214,13 @@ async def tick_forever(progress: Progress) -> None:
     while True:
         progress.tick()
         await asyncio.sleep(0.2)
+
+
+def progress_fields(snap: Snapshot, elapsed_s: float) -> dict[str, object]:
+    """The `progress` event's fields (events/schema.json)."""
+    batch = snap.batch
+    return {"finished": snap.finished, "total_files": snap.total, "ok": snap.ok, "failed": snap.failed,
+            "skipped": snap.skipped, "done_before": snap.done_before, "in_flight": snap.in_flight,
+            "cost_usd": dollars(snap.spent_usd), "elapsed_s": round(elapsed_s, 3),
+            "batch": None if batch is None else {"submitted": batch.submitted, "processing": batch.processing,
+                                                 "collected": batch.collected, "batches": batch.batches}}

@@ -18,11 +18,10 @@ import uuid
 from pathlib import Path
 from typing import Any, TextIO
 
-from imgtag.app.progress import Progress, Snapshot, tick_forever
+from imgtag.app.progress import Progress, Snapshot, progress_fields, tick_forever
 from imgtag.app.runner import Run, RunOutcome
 from imgtag.app.summary import summarize
 from imgtag.config.exits import EXIT_CONFIG, EXIT_FAILED, EXIT_OK
-from imgtag.events.payloads import progress_fields
 from imgtag.export.writer import ExportRefused, not_written_message, write_exports
 from imgtag.ingest.pipeline import Ingestor
 from imgtag.providers.base import max_edge_of

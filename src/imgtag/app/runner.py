@@ -9,12 +9,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
-from imgtag.app.progress import BatchView, Progress, Snapshot, tick_forever
-from imgtag.app.summary import Summary, summarize
+from imgtag.app.progress import BatchView, Progress, Snapshot, progress_fields, tick_forever
+from imgtag.app.summary import Summary, finished_fields, summarize
 from imgtag.config.exits import EXIT_CONFIG, EXIT_FAILED, EXIT_OK
 from imgtag.config.runconfig import RunConfig, Target
 from imgtag.events import Events
-from imgtag.events.payloads import dollars, finished_fields, progress_fields, target_fields
+from imgtag.events.payloads import dollars, target_fields
 from imgtag.export import fileset
 from imgtag.export.writer import ExportRefused, not_written_message, write_exports
 from imgtag.ingest.pipeline import Ingested, IngestOptions, Ingestor

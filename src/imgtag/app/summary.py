@@ -5,6 +5,7 @@ from __future__ import annotations
 import sqlite3
 from dataclasses import dataclass, field
 
+from imgtag.events.payloads import dollars
 from imgtag.store import WorkKey
 
 
@@ -112,3 +113,13 @@ def _credits_remaining(db: sqlite3.Connection, kp: tuple[str, str, str], run_id:
         " AND j.provider = ? AND j.model = ?" + run + " AND a.credits_remaining IS NOT NULL AND a.run_id ="
         " (SELECT MAX(b.run_id) FROM attempts b WHERE b.credits_remaining IS NOT NULL)", params).fetchone()
     return latest
+
+
+def finished_fields(summary: Summary, exit_code: int, *, elapsed_s: float, done_before: int,
+                    message: str | None, interrupted: bool) -> dict[str, object]:
+    """The `run_finished` event's fields (events/schema.json)."""
+    return {"exit_code": exit_code, "interrupted": interrupted, "files": summary.files,
+            "by_status": dict(summary.by_status), "by_error": dict(summary.by_error), "done_before": done_before,
+            "requests": summary.requests, "input_tokens": summary.input_tokens,
+            "output_tokens": summary.output_tokens, "cost_usd": dollars(summary.cost_usd),
+            "elapsed_s": round(elapsed_s, 3), "message": message}
