@@ -19,6 +19,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from imgtag.validate.fastcheck import Check, compile_check
+
 if TYPE_CHECKING:  # jsonschema (~0.2 s) loads with the first answer: a rerun with nothing to ask never needs it
     from jsonschema.exceptions import ValidationError
 
@@ -223,10 +225,28 @@ def _validator(schema: dict[str, Any]) -> Any:
     return validator
 
 
+# The quick checks per schema (validate/fastcheck.py), kept like the validators; None: the schema needs jsonschema.
+_QUICK: dict[int, tuple[dict[str, Any], Check | None]] = {}
+
+
+def _quick(schema: dict[str, Any]) -> Check | None:
+    hit = _QUICK.get(id(schema))
+    if hit is not None and hit[0] is schema:
+        return hit[1]
+    check = compile_check(schema)
+    if len(_QUICK) >= _VALIDATORS_MAX:
+        _QUICK.clear()
+    _QUICK[id(schema)] = (schema, check)
+    return check
+
+
 def _checked(value: Any, schema: dict[str, Any], repaired: str | None) -> Parsed:
     if not isinstance(value, dict):
         return Parsed(None, f"expected a JSON object, got {json_type(value)}", repaired)
     fields = _normalise(value, schema)
+    quick = _quick(schema)
+    if quick is not None and quick(fields):  # valid for sure; jsonschema is asked only to word what is wrong
+        return Parsed(fields, None, repaired)
     validator = _validator(schema)
     # dict.fromkeys: jsonschema reports each missing property separately; one line says it once.
     problems = list(dict.fromkeys(_describe(e) for e in validator.iter_errors(fields)))
