@@ -4,7 +4,7 @@ The end-to-end tests run the CLI, SDK and engine against the fake HTTP servers i
 machine shifts every arrival; they check correctness. These simulations check the schedule itself: when each
 request starts, what the server's bucket holds, which request got a 429. The server models are those of
 tests/fakes (the Anthropic fake's token bucket, the tag API fake's sliding window), read on the loop's clock,
-and the engine is wired to the pacer as runner.py wires it (declared limits, learned limits, cache warm-up).
+and the engine is wired to the pacer as app/runner.py wires it (declared limits, learned limits, cache warm-up).
 """
 
 from __future__ import annotations
@@ -196,7 +196,7 @@ def run_engine(provider: SimProvider, images: int, *, model: str | None = None, 
                learned: dict[str, dict[str, float]] | None = None, learned_age_s: float = 0.0,
                warm_up_gate: bool = True, per_request: int = 1, budget_usd: float | None = None,
                cache_warm: bool = False) -> Result:
-    """Run the real engine over `images` images on a virtual-time loop, wired as runner.py wires it
+    """Run the real engine over `images` images on a virtual-time loop, wired as app/runner.py wires it
     (`warm_up_gate=False`: without warmup.FirstPermitAlone, for bench/pacer_sim.py's baseline; `per_request`:
     --images-per-request, the provider answering packs as the packed schema asks; `cache_warm`: the target used
     the prompt cache minutes ago, so no request goes first)."""

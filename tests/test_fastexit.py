@@ -1,4 +1,4 @@
-"""The command's fast exit (fastexit.py): the exit status, everything printed and written, atexit handlers run,
+"""The command's fast exit (cli/fastexit.py): the exit status, everything printed and written, atexit handlers run,
 without the interpreter's teardown."""
 
 from __future__ import annotations

@@ -11,9 +11,6 @@ from pathlib import Path
 
 SRC = Path(__file__).resolve().parents[1] / "src"
 STAGES = ("events", "export", "ingest", "presets", "pricing", "providers", "request", "review", "store", "validate")
-# What wires stages together or talks to a person: the CLI, the use cases both clients share, and the Python API.
-# A stage never reaches up to them.
-WIRING = ("imgtag.cli", "imgtag.app", "imgtag.api")
 
 
 def _modules() -> dict[str, tuple[Path, bool]]:

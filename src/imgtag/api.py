@@ -6,7 +6,7 @@
     imgtag.estimate("photos/").cost_usd                      # what `scan` prints, as data
     imgtag.describe("photo.jpg")                             # one image's validated fields
 
-Settings not given come from the environment and imgtag.toml exactly as on the command line (settings.py).
+Settings not given come from the environment and imgtag.toml exactly as on the command line (app/settings.py).
 Problems a person must fix raise `imgtag.ImgtagError` (one sentence). The blocking functions also work inside a
 running event loop (a Jupyter notebook): the work then runs in a thread of its own, since one event loop cannot
 run inside another; `atag` and `adescribe` do the same without blocking the caller's loop.

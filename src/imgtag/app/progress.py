@@ -71,7 +71,7 @@ def _fmt_eta(seconds: float | None) -> str:
 
 
 def money(amount: float | None) -> str:
-    """The one money format (money.py): $0.0007, $0.0863, $1.23, $1,234.50; "unknown" without prices."""
+    """The one money format (util/money.py): $0.0007, $0.0863, $1.23, $1,234.50; "unknown" without prices."""
     from imgtag.util.money import usd
 
     return usd(amount)

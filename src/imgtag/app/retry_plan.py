@@ -88,7 +88,7 @@ def retry_plan(out: Path, *, progress: bool = True, force: bool = False) -> Retr
         if not meta:
             return RetryPlan(None)
         key = (meta["preset_version"], meta["provider"], meta["model"])
-        # The failures `status` shows: those of the latest run's inputs (fileset.py).
+        # The failures `status` shows: those of the latest run's inputs (export/fileset.py).
         file_set = fileset.current(store)
         in_set, since = (" AND seen_run >= ?", (file_set.run,)) if file_set else ("", ())
         # Images queued from the review page ("retry this image") are asked again whatever their state.

@@ -62,7 +62,7 @@ class Run:
         self.run_id = store.start_run(command, key=self.key, preset=target.preset.name, mode=cfg.mode)
         self.started_at = store.run_started(self.run_id)
         # Results and status cover this run's inputs from now on, their paths measured from the folder's one base
-        # (fileset.py). A dry run changes neither what they cover nor any membership.
+        # (export/fileset.py). A dry run changes neither what they cover nor any membership.
         self.path_base = fileset.path_base(store, cfg.inputs)
         self.seen_run = None if cfg.dry_run else self.run_id
         if command == "run" and not cfg.dry_run:

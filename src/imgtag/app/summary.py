@@ -27,7 +27,7 @@ class Summary:
 def summarize(db: sqlite3.Connection, key: WorkKey | None, *, run_id: int | None = None,
               since_run: int | None = None, counted: int | None = None) -> Summary:
     """Counts by status for the files one run touched (`run_id`: the end-of-run summary; tokens and cost are
-    that run's), or the folder's file set (`since_run`, fileset.py: `status`; tokens and cost to date), or every
+    that run's), or the folder's file set (`since_run`, export/fileset.py: `status`; tokens and cost to date), or every
     file. `counted`, the up-front count of the inputs, adds the files a stopped run never reached as pending.
 
     Built for a million files (issue 20.3): files are counted from a covering index alone, and only the target's

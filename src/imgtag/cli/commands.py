@@ -114,7 +114,7 @@ def _fail(message: str, code: int = EXIT_CONFIG) -> typer.Exit:
 
 
 def _settings() -> Settings:
-    """The settings path (settings.py): flags, then the environment, then ./imgtag.toml."""
+    """The settings path (app/settings.py): flags, then the environment, then ./imgtag.toml."""
     from imgtag.app.settings import Settings
 
     return Settings.load()

@@ -2,7 +2,7 @@
 
 Every problem imgtag reports to a person is an `ImgtagError`: its message is one sentence (what is wrong and
 what to do), and `exit_code` is what `imgtag` exits with when the CLI meets it (2 for usage and configuration,
-unless the error says otherwise). The CLI catches this one class (cli.py); a Python caller can catch it, or one
+unless the error says otherwise). The CLI catches this one class (cli/commands.py); a Python caller can catch it, or one
 of the five kinds below. Modules raise the most specific kind they know, often through a subclass named for
 where it comes from (`PresetError`, `ModelConfigError`, `ExportRefused`, ...), which stays importable there.
 

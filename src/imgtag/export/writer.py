@@ -38,7 +38,7 @@ def write_exports(store: Store, meta: dict[str, Any], formats: str | None = None
     txt_existing, metadata_overwrite). One-line summaries of per-image formats are appended to ``notes``, the
     files a per-image format could not write to ``unwritten`` (see not_written_message).
     Rows hold current values (a person's edits over the model's answer); reviewed_only: approved images only.
-    The rows are the folder's file set, the latest run's inputs (fileset.py); with ``every``, every file the
+    The rows are the folder's file set, the latest run's inputs (export/fileset.py); with ``every``, every file the
     folder has seen (`imgtag export --all`).
 
     The latest target's files go to the folder itself (results.csv, ...); another target's go to

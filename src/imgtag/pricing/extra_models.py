@@ -1,5 +1,5 @@
 """Models beyond Anthropic's table: OpenAI's (openai_models.toml) and the user's own from imgtag.toml
-(given by the settings path, settings.py: `use_models_table`).
+(given by the settings path, app/settings.py: `use_models_table`).
 
 A user describes a model their server runs, with its price and image limit:
 
@@ -65,7 +65,7 @@ def builtin_model_names() -> list[str]:
     return list(_builtin())
 
 
-# The [models] table of the imgtag.toml the settings read (settings.py: the one place that reads the file), and
+# The [models] table of the imgtag.toml the settings read (app/settings.py: the one place that reads the file), and
 # its entries once checked. Set per command; nothing here looks for a file.
 _table: Any = None
 _checked_table: dict[str, dict[str, Any]] | None = None

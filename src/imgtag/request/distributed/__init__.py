@@ -11,5 +11,5 @@ Layout (one job per module; only `cluster`, `pacer_actor`, `worker` and `pipelin
 - `pipeline.py`: the Ray Data pipeline (decode -> ask), what workers may read from the driver's environment.
 
 The run itself (discover and hash, plan, launch the pipeline, ingest while it runs) is `imgtag/app/ray_runner.py`,
-beside `runner.py`: it is a `Run`, and no stage imports the runner.
+beside `app/runner.py`: it is a `Run`, and no stage imports the runner.
 """

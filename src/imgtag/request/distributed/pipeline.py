@@ -1,6 +1,6 @@
 """The Ray side of `--engine ray`: the Ray Data pipeline (decode -> ask) over the manifest shards, what the
 workers may read from the driver's environment, and the calls on actors the driver makes. The run around it
-(plan, drain, finish) is ray_runner.py."""
+(plan, drain, finish) is app/ray_runner.py."""
 
 from __future__ import annotations
 
