@@ -33,7 +33,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))  # run from a checkout even without `pip install -e .`
 
 from imgtag.ingest.preprocess import PrepareRequest, prepare_many  # noqa: E402
-from imgtag.ingest.sizing import STANDARD, visual_tokens  # noqa: E402
+from imgtag.pricing.sizing import STANDARD, visual_tokens  # noqa: E402
 
 CORPUS = Path(os.environ.get("IMGTAG_CORPUS", ROOT.parent / "shared" / "corpus"))
 SOURCES = [

@@ -6,7 +6,7 @@
 The fake server (tests/fakes/openai_server.py, vLLM variant) serves `slots` requests at a time, each taking
 `latency` seconds (+-jitter), and queues the rest, like a GPU server with a fixed batch size. Its capacity is
 slots / latency requests per second. imgtag is not told the capacity: it starts at 4 requests in flight and
-adapts (request/adaptive.py). Printed per design: share of capacity = (answers / request-phase seconds) /
+adapts (providers/adaptive.py). Printed per design: share of capacity = (answers / request-phase seconds) /
 capacity, the server's slot utilisation, and the concurrency reached. Baseline, same script: a fixed
 concurrency of 4 (the starting point without adaptation).
 """
@@ -42,7 +42,7 @@ def run_once(folder: Path, out: Path, slots: int, latency: float, jitter: float,
              fixed: int | None) -> tuple[float, int, float, int]:
     from imgtag.config.runconfig import RunConfig
     from imgtag.providers import create_provider, resolve_target
-    from imgtag.request.adaptive import AdaptiveLimiter
+    from imgtag.providers.adaptive import AdaptiveLimiter
     from inprocess import run_in_process
 
     with FakeOpenAIServer(variant="vllm", slots=slots, latency_s=latency, jitter_s=jitter) as fake:

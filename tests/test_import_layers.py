@@ -141,3 +141,13 @@ def test_config_and_util_sit_below_every_stage():
     assert _imports(import_graph(types_too=False), ("config",), ("config", "util")) == []
     # and for type checkers it names stages' types only, nothing above them
     assert _imports(import_graph(), ("config",), ("config", "util", *STAGES)) == []
+
+
+def test_no_circles_between_packages_at_run_time():
+    """Package by package (cli, app, config, each stage, ...), what runs imports only downward. A type named under
+    `if TYPE_CHECKING:` may point up (validate/verdict.py names the providers' ModelAnswer)."""
+    packages: dict[str, set[str]] = {}
+    for module, targets in import_graph(types_too=False).items():
+        packages.setdefault(_layer(module), set()).update(_layer(t) for t in targets if _layer(t) != _layer(module))
+    assert {"cli", "app", "config", "util", *STAGES} <= set(packages)
+    assert cycles(packages) == []

@@ -7,10 +7,10 @@ import random
 
 import pytest
 
+from imgtag.providers.adaptive import AdaptiveLimiter
 from imgtag.providers.base import Fatal, Permanent, RateLimited, Transient
 from imgtag.providers.openai_provider import is_openai
 from imgtag.providers.openai_wire import classify, duration_seconds, next_mode, parse_rate_limits, strip_thinking
-from imgtag.request.adaptive import AdaptiveLimiter
 
 
 @pytest.mark.parametrize(("content", "answer", "thought"), [

@@ -19,7 +19,7 @@ from PIL import Image, ImageCms
 from conftest import CORPUS, EDGE, PHOTOS, needs_full_corpus
 from imgtag.ingest.prefilter import hamming
 from imgtag.ingest.preprocess import ImageReport, PrepareRequest, prepare, prepare_many
-from imgtag.ingest.sizing import HIGH_RES, STANDARD, fit_size, visual_tokens
+from imgtag.pricing.sizing import HIGH_RES, STANDARD, fit_size, visual_tokens
 
 REASON_CODES = {
     "empty",

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from imgtag.ingest.sizing import HIGH_RES, STANDARD, TIERS, VisionTier, fit_size, visual_tokens
+from imgtag.pricing.sizing import HIGH_RES, STANDARD, TIERS, VisionTier, fit_size, visual_tokens
 
 
 def test_visual_tokens_is_ceil_patches() -> None:

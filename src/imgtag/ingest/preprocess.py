@@ -28,7 +28,7 @@ import pillow_heif
 from PIL import Image, ImageCms, UnidentifiedImageError
 
 from imgtag.ingest import lifeline, sniff
-from imgtag.ingest.sizing import STANDARD, VisionTier, fit_size, visual_tokens
+from imgtag.pricing.sizing import STANDARD, VisionTier, fit_size, visual_tokens
 
 # Files bigger than this are refused before reading: the biggest legitimate inputs (camera
 # raws, scanner TIFFs) are well under it, and it keeps one worker from eating all memory.

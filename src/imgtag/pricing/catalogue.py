@@ -7,9 +7,9 @@ from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
 
-from imgtag.ingest.sizing import STANDARD
 from imgtag.pricing.extra_models import extra_model, user_model
 from imgtag.pricing.model_info import ModelInfo, model_from
+from imgtag.pricing.sizing import STANDARD
 
 if sys.version_info >= (3, 11):
     import tomllib

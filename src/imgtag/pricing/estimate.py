@@ -13,13 +13,13 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 
-from imgtag.ingest.sizing import HIGH_RES, STANDARD, VisionTier, fit_size, visual_tokens
 from imgtag.presets import Preset
 from imgtag.presets.packed import LABEL_FIELD, label_for, packed_preset
 from imgtag.pricing.bands import Bands
 from imgtag.pricing.catalogue import ModelInfo, catalogue
 from imgtag.pricing.costs import Usage, priced
 from imgtag.pricing.prefix import PrefixPlan, plan_prefix
+from imgtag.pricing.sizing import HIGH_RES, STANDARD, VisionTier, fit_size, visual_tokens
 from imgtag.pricing.textcount import estimate_text_tokens
 
 # Message framing and role markers around the user turn; a guess (the fake bills none, the API a few).
@@ -32,7 +32,7 @@ MIN_SHORT_SIDE = 200
 
 
 def max_long_edge_for(preset: Preset) -> int | None:
-    """--max-edge wins over the detail level; a long, thin image keeps a 200-px short side (ingest/sizing.py)."""
+    """--max-edge wins over the detail level; a long, thin image keeps a 200-px short side (pricing/sizing.py)."""
     return preset.max_edge if preset.max_edge is not None else DETAIL_LONG_EDGE.get(preset.detail)
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from imgtag.ingest.sizing import HIGH_RES, STANDARD, VisionTier
+from imgtag.pricing.sizing import HIGH_RES, STANDARD, VisionTier
 
 
 @dataclass(frozen=True)

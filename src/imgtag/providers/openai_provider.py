@@ -6,7 +6,7 @@ store (table server_caps): the structured-output mode (json_schema, then json_ob
 llama-server takes it, then json_object, then instructions only), whether `temperature` is accepted, and the
 output-limit parameter. Answers are always validated
 locally against the preset's full schema, so a server that ignores the schema costs a retry, not bad data.
-A server that advertises no rate limits (every local one) gets adaptive concurrency (request/adaptive.py);
+A server that advertises no rate limits (every local one) gets adaptive concurrency (providers/adaptive.py);
 OpenAI's x-ratelimit-* headers feed the pacer instead.
 """
 
@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from imgtag.pricing.model_info import ModelInfo
+from imgtag.providers.adaptive import AdaptiveLimiter
 from imgtag.providers.base import (
     Capabilities,
     ConfigError,
@@ -43,7 +44,6 @@ from imgtag.providers.openai_wire import (
     sent_mode,
 )
 from imgtag.providers.sdk import SdkBacked, SdkClient
-from imgtag.request.adaptive import AdaptiveLimiter
 
 if TYPE_CHECKING:
     from imgtag.providers.openai_batches import OpenAIBatches

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from imgtag.providers.base import ModelAnswer
 from imgtag.validate.parse import parse_object, parse_output
+
+if TYPE_CHECKING:  # only the answer's type: the providers import validate/schema.py, never the other way round
+    from imgtag.providers.base import ModelAnswer
 
 OK = "ok"
 TRUNCATED = "truncated"      # hit max_tokens: retry once with a larger limit
