@@ -218,19 +218,22 @@ class Ingestor:
             async for chunk in self._discovered():
                 # One read for the chunk's stored rows (and their jobs), instead of a lookup per file.
                 known = self.store.known_files([d.path for d in chunk if d.problem is None], self.options.key)
-                for d in chunk:
+                if base is not None:
+                    chunk = [Discovered(d.path, relative_display(d.path, base), d.root, d.size, d.mtime_ns, d.problem)
+                             for d in chunk]
+                rows = [None if d.problem is not None else known.get(os.fsencode(d.path)) for d in chunk]
+                fresh = [d.problem is None and not (_unchanged(row, d) and not (needs_decode and needs_decode(row)))
+                         for d, row in zip(chunk, rows, strict=True)]
+                self._reserve([d for d, new in zip(chunk, fresh, strict=True) if new])
+                for d, row, new in zip(chunk, rows, fresh, strict=True):
                     self.counters.discovered += 1
-                    if base is not None:
-                        d = Discovered(d.path, relative_display(d.path, base), d.root, d.size, d.mtime_ns, d.problem)
                     if d.problem is not None:
                         window.append(_ready(self._save(d, _discovered_record(d), None)))
                         continue
-                    row = known.get(os.fsencode(d.path))
-                    if _unchanged(row, d) and not (needs_decode and needs_decode(row)):
+                    if not new:
                         self.counters.from_cache += 1
                         window.append(_ready(self._cached(d, row)))
                     else:
-                        self.store.reserve_file(d.path, d.display, d.root, self.options.seen_run)
                         if decoding is not None:
                             decoding()
                         window.append(asyncio.ensure_future(self._decode(d, row)))
@@ -242,6 +245,14 @@ class Ingestor:
             for future in window:
                 future.cancel()
             self._mark_seen()
+
+    def _reserve(self, files: list[Discovered]) -> None:
+        """The pending rows of a chunk's files to decode, in one transaction (one commit, not one per file)."""
+        if files:
+            with self.store.db:
+                self.store.db.execute("BEGIN IMMEDIATE")
+                for d in files:
+                    self.store.reserve_file(d.path, d.display, d.root, self.options.seen_run)
 
     def _cached(self, d: Discovered, row: Any) -> Ingested:
         """An unchanged file answered from its stored row. Nothing is written for it now: its id joins the ones
@@ -266,7 +277,14 @@ class Ingestor:
 
     def _save(self, d: Discovered, record: FileRecord, report: ImageReport | None, previous: Any = None) -> Ingested:
         """Write a file's row after decoding (or a discovery problem), with its duplicate links. `previous` is its
-        row from before (a changed file), whose old content group and index entry are put right."""
+        row from before (a changed file), whose old content group and index entry are put right. One transaction:
+        the row and its links change together (a reader never sees one without the other), and one commit writes
+        each page they touch once instead of once per statement (four or five commits per file before)."""
+        with self.store.db:
+            self.store.db.execute("BEGIN IMMEDIATE")
+            return self._write(d, record, report, previous)
+
+    def _write(self, d: Discovered, record: FileRecord, report: ImageReport | None, previous: Any) -> Ingested:
         file_id = self.store.upsert_file(record, self.run_id, self.options.seen_run)
         duplicate_of = near_of = None
         if record.status == "ok" and record.sha256:
