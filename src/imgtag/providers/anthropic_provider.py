@@ -41,6 +41,14 @@ anthropic: Any = LazyModule("anthropic")
 httpx2: Any = LazyModule("httpx2")  # the SDK's transport: a stream cut off mid-answer raises its errors unwrapped
 
 
+def default_tls() -> Any:
+    """The TLS context the SDK's HTTP client makes when given none (`verify=True`): loading the system's
+    certificates takes 0.05-0.2 s, mostly in C without the interpreter lock, so it is made beside the import."""
+    import httpx2
+
+    return httpx2.create_ssl_context()
+
+
 class AnthropicProvider(SdkBacked, Provider):
     name = "anthropic"
     capabilities = Capabilities(native_schema=True, batch=True,
@@ -62,10 +70,12 @@ class AnthropicProvider(SdkBacked, Provider):
         # request less than the default httpx transport, and the request stage is CPU-bound on one core
         # (docs/benchmarks.md "First run").
         # Its OpenTelemetry spans stay on only where something could receive them (sdk.traces_wanted).
-        self.sdk: SdkClient[Any] = SdkClient("anthropic", lambda sdk: sdk.AsyncAnthropic(
+        # Its TLS context is the one the SDK would make (httpx2's default, with the same environment), made beside
+        # the SDK's import instead of after it (providers/sdk.py).
+        self.sdk: SdkClient[Any] = SdkClient("anthropic", lambda sdk, tls: sdk.AsyncAnthropic(
             api_key=self.api_key, base_url=self.base_url, max_retries=0, timeout=timeout,
-            http_client=sdk.DefaultAioHttpClient(timeout=timeout),
-            open_telemetry=None if traces_wanted("ANTHROPIC") else False))
+            http_client=sdk.DefaultAioHttpClient(timeout=timeout, verify=tls),
+            open_telemetry=None if traces_wanted("ANTHROPIC") else False), alongside=default_tls)
 
     def batch_api(self) -> AnthropicBatches:
         from imgtag.providers.anthropic_batches import AnthropicBatches

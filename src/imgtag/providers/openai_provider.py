@@ -78,7 +78,7 @@ class OpenAIProvider(SdkBacked, Provider):
         # max_retries=0: the engine owns every retry (one global pause on 429s, attempts counted per image).
         # A keyless local server still gets a placeholder: the SDK refuses to start without one.
         # Made on first use: a run with nothing to ask never imports the SDK (providers/sdk.py).
-        self.sdk: SdkClient[Any] = SdkClient("openai", lambda sdk: sdk.AsyncOpenAI(
+        self.sdk: SdkClient[Any] = SdkClient("openai", lambda sdk, _: sdk.AsyncOpenAI(
             api_key=self.api_key or "no-key-needed", base_url=self.base_url, max_retries=0, timeout=timeout))
         self.limiter = None if self.official else AdaptiveLimiter(initial=LOCAL_INITIAL_CONCURRENCY)
         self.reach = Reachability(public_url(self.base_url) or "the OpenAI API")

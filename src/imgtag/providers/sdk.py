@@ -5,6 +5,10 @@ all in the store must not pay that at all, and a run that will ask should not pa
 happens: the runner calls `preload()` when the first file turns out to need an answer, the import runs in a
 thread while discovery and the first decodes go on (they wait on the disk and the decode pool, so the import
 gets the interpreter most of the time), and the first request awaits `ready()` without blocking the event loop.
+
+The client is made in that thread too, as soon as the SDK is in, so the first request finds it ready. What it
+needs that does not hold the interpreter lock (`alongside`: the TLS context, whose certificate loading is C code
+that releases it) is made in a second thread meanwhile, on the other core, instead of after the import.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from types import ModuleType
 from typing import Any, Generic, TypeVar
 
 T = TypeVar("T")
+U = TypeVar("U")
 
 
 def import_quietly(module: str) -> ModuleType:
@@ -54,50 +59,70 @@ def traces_wanted(prefix: str) -> bool:
     return not isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider)
 
 
+def _in_thread(name: str, work: Callable[[], U]) -> Future[U]:
+    """`work()` in a daemon thread; its result (or exception) in the future returned at once."""
+    done: Future[U] = Future()
+
+    def run() -> None:
+        try:
+            done.set_result(work())
+        except BaseException as exc:  # handed to whoever waits for it
+            done.set_exception(exc)
+
+    threading.Thread(target=run, name=name, daemon=True).start()
+    return done
+
+
 class SdkClient(Generic[T]):
-    def __init__(self, module: str, make: Callable[[ModuleType], T]) -> None:
+    """`make(module, extra)` makes the client from the imported SDK and what `alongside()` returned (None without
+    it); `alongside` must not need the SDK, and runs beside its import."""
+
+    def __init__(self, module: str, make: Callable[[ModuleType, Any], T],
+                 alongside: Callable[[], Any] | None = None) -> None:
         self.module = module
         self._make = make
+        self._alongside = alongside
         self._client: T | None = None
-        self._loaded: Future[ModuleType] | None = None
+        self._made: Future[T] | None = None
 
     @property
     def made(self) -> bool:
-        return self._client is not None
+        return self._client is not None or (self._made is not None and self._made.done()
+                                             and self._made.exception() is None)
 
     def preload(self) -> None:
-        """Start importing the SDK in a daemon thread (once); returns at once."""
-        if self._loaded is not None:
+        """Start importing the SDK and making the client in a daemon thread (once); returns at once."""
+        if self._made is not None:
             return
-        loaded: Future[ModuleType] = Future()
-        self._loaded = loaded
+        extra = _in_thread(f"prepare {self.module}", self._alongside) if self._alongside is not None else None
 
-        def load() -> None:
-            try:
-                loaded.set_result(import_quietly(self.module))
-            except BaseException as exc:  # handed to whoever awaits the client
-                loaded.set_exception(exc)
+        def make() -> T:
+            module = import_quietly(self.module)
+            return self._make(module, extra.result() if extra is not None else None)
 
-        threading.Thread(target=load, name=f"import {self.module}", daemon=True).start()
+        self._made = _in_thread(f"import {self.module}", make)
 
     async def ready(self) -> T:
-        """The client, once the SDK is imported; the event loop keeps running meanwhile."""
+        """The client, once the SDK is imported and the client made; the event loop keeps running meanwhile."""
         if self._client is None:
             import asyncio
 
             self.preload()
-            assert self._loaded is not None
-            module = await asyncio.wrap_future(self._loaded)
+            assert self._made is not None
+            client = await asyncio.wrap_future(self._made)
             if self._client is None:
-                self._client = self._make(module)
+                self._client = client
         return self._client
 
     @property
     def client(self) -> T:
         """The client now (importing the SDK in this thread if it is not imported yet)."""
         if self._client is None:
-            module = self._loaded.result() if self._loaded is not None else import_quietly(self.module)
-            self._client = self._make(module)
+            if self._made is not None:
+                self._client = self._made.result()
+            else:
+                module = import_quietly(self.module)
+                self._client = self._make(module, self._alongside() if self._alongside is not None else None)
         return self._client
 
     @client.setter
