@@ -27,7 +27,7 @@ from itertools import islice
 import pillow_heif
 from PIL import Image, ImageCms, UnidentifiedImageError
 
-from imgtag.ingest import lifeline, sniff
+from imgtag.ingest import jpegpass, lifeline, sniff
 from imgtag.pricing.sizing import STANDARD, VisionTier, fit_size, visual_tokens
 
 # Files bigger than this are refused before reading: the biggest legitimate inputs (camera
@@ -39,6 +39,9 @@ MEDIA_TYPE = "image/jpeg"
 # where BICUBIC is within ~0.5 dB PSNR of LANCZOS (measured on the benchmark photos) and ~30%
 # cheaper; this resize is the single most expensive step of the pipeline.
 _RESAMPLE = Image.Resampling.BICUBIC
+# A JPEG that needs no change is sent as it is (jpegpass.py) only up to this many bits per pixel: about what quality
+# 90 gives on photos. A denser one (quality 95-100, several times the bytes for nothing the model sees) is encoded.
+PASS_BITS_PER_PIXEL = 3.0
 # Quality steps tried when an encode is over budget, before scaling down.
 _MIN_QUALITY = 40
 _QUALITY_STEP = 10
@@ -437,11 +440,15 @@ def _prepare_into(req: PrepareRequest, report: ImageReport) -> None:
 
 
 def _decode_and_finish(data: bytes, fmt: str, req: PrepareRequest, report: ImageReport) -> None:
-    img, icc = _decode(data, fmt, req, report)
+    img, icc, orientation = _decode(data, fmt, req, report)
     assert report.width is not None and report.height is not None
     too_small = min(report.width, report.height) < req.min_short_side
     out_w, out_h = fit_size(report.width, report.height, req.tier, req.max_long_edge, req.min_short_side)
     will_encode = req.encode and not too_small
+    # The source itself can go (jpegpass.py): a JPEG already at the size to send, upright, in sRGB.
+    as_is = (will_encode and report.format == "JPEG" and orientation == 1 and img.mode == "RGB"
+             and img.size == (report.width, report.height) == (out_w, out_h)
+             and (icc is None or _icc_transform(icc, "RGB") is None))
 
     img = _to_srgb(img, icc)
     if will_encode and img.size != (out_w, out_h):
@@ -466,7 +473,10 @@ def _decode_and_finish(data: bytes, fmt: str, req: PrepareRequest, report: Image
         )
 
     report.status = "ok"
-    if will_encode:
+    sent = jpegpass.stripped(data) if as_is else None
+    if sent is not None and len(sent) <= req.max_bytes and len(sent) * 8 <= PASS_BITS_PER_PIXEL * out_w * out_h:
+        report.encoded, report.media_type = sent, MEDIA_TYPE
+    elif will_encode:
         report.encoded, img = _encode_within(img, req.jpeg_quality, req.max_bytes)
         report.media_type = MEDIA_TYPE
         out_w, out_h = img.size
@@ -474,11 +484,13 @@ def _decode_and_finish(data: bytes, fmt: str, req: PrepareRequest, report: Image
     report.visual_tokens = visual_tokens(out_w, out_h, req.tier.patch)
 
 
-def _decode(data: bytes, fmt: str, req: PrepareRequest, report: ImageReport) -> tuple[Image.Image, bytes | None]:
+def _decode(data: bytes, fmt: str, req: PrepareRequest,
+            report: ImageReport) -> tuple[Image.Image, bytes | None, int]:
     """Decode the first frame, as small as the job allows, and turn it upright.
 
     Returns the oriented image (any reducible mode, at least the needed size unless the source
-    is smaller) and its embedded ICC profile. Sets report.format/width/height.
+    is smaller), its embedded ICC profile and the EXIF orientation it was turned by (1: none).
+    Sets report.format/width/height.
     """
     im = Image.open(io.BytesIO(data), formats=_open_formats(fmt))
     if im.format == "MPO":
@@ -521,7 +533,7 @@ def _decode(data: bytes, fmt: str, req: PrepareRequest, report: ImageReport) -> 
         img = img.reduce(k)
     if orientation in _TRANSPOSE:
         img = img.transpose(_TRANSPOSE[orientation])
-    return img, icc
+    return img, icc, orientation
 
 
 # --- the pool -------------------------------------------------------------------------------
