@@ -30,8 +30,8 @@ from imgtag.providers.base import (
     public_url,
     redact,
 )
+from imgtag.providers.lazy import LazyModule
 from imgtag.providers.sdk import SdkBacked, SdkClient, traces_wanted
-from imgtag.util.lazy import LazyModule
 
 if TYPE_CHECKING:
     from imgtag.providers.anthropic_batches import AnthropicBatches
