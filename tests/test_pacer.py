@@ -140,6 +140,40 @@ def test_a_seeded_pacer_starts_at_the_learned_burst() -> None:
     assert set(t.answered.values()) == {1} and len(t.answered) == 70
 
 
+class SdkStillLoading(SimProvider):
+    """A provider whose SDK takes `loads_s` to import and make its client (providers/sdk.py): no request can
+    leave before, as on a run's first second and a half."""
+
+    def __init__(self, *args: Any, loads_s: float, **kw: Any) -> None:
+        super().__init__(*args, **kw)
+        self.loads_s = loads_s
+        self.ready_at: float | None = None
+
+    async def ready(self) -> None:
+        loop = asyncio.get_running_loop()
+        if self.ready_at is None:
+            self.ready_at = loop.time() + self.loads_s
+        await asyncio.sleep(max(0.0, self.ready_at - loop.time()))
+
+    async def describe(self, image: Any, options: Any) -> Any:
+        await self.ready()
+        return await super().describe(image, options)
+
+
+def test_no_permit_is_taken_while_the_sdk_loads() -> None:
+    # A learned pacer with the prompt cache known warm (no warm-up) and the SDK still loading for 1.5 s: permits
+    # taken meanwhile would be counted as sent at once, with 1.5 s of refill on top of the 30-deep burst, and all
+    # go together when the client is ready: 36 requests against 30 (six 429s in bench/endtoend.py). The engine
+    # takes its first permit once a request can leave.
+    learned = {"requests": {"per_minute": 300, "depth": 29.0, "level": 29.0}}
+    sim = SdkStillLoading(TokenBucket(300, 6.0, START), name="anthropic", latency_s=3.0, ttft_s=1.0, loads_s=1.5)
+    result = run_engine(sim, 150, cache_warm=True, learned=learned, learned_age_s=60.0)
+    t = sim.traffic
+    assert t.rejected == [] and len(t.answered) == 150
+    assert min(t.sent) >= START + 1.5 and starts_within(t.sent, START + 1.5, 0.01) == 29
+    assert result.ended - START <= 1.5 + 27.6, result.ended - START
+
+
 def test_the_pace_is_the_servers_rate() -> None:
     # 150 requests at 300/min from a 1-second bucket with 3 s latency: the fastest schedule the server allows
     # is 5 at once, then one every 0.2 s, plus one latency: 32 s. Anthropic's run waits one latency more for

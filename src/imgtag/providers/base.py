@@ -147,6 +147,12 @@ class Provider(ABC):
         """The run will ask: start loading what the first request needs (an SDK import, providers/sdk.py) in
         the background. Never called by a run whose answers are all in the store."""
 
+    async def ready(self) -> None:  # noqa: B027 - optional hook
+        """Returns once a request could leave at once (its SDK imported and its client made, providers/sdk.py).
+        The engine waits for it before it takes its first pacer permit: the pacer counts a permit as a request
+        the server sees, and permits taken while the SDK still loads would reach the server late and all at
+        once, with the refill the pacer credited meanwhile on top of the burst (429s)."""
+
     def attach_store(self, store: Any) -> None:  # noqa: B027 - optional hook
         """Called once per run with the open store, for providers that remember server facts between runs."""
 

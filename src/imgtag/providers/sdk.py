@@ -148,6 +148,9 @@ class SdkBacked:
     def preload(self) -> None:
         self.sdk.preload()
 
+    async def ready(self) -> None:
+        await self.sdk.ready()
+
     async def aclose(self) -> None:
         if self.sdk.made:
             await self.sdk.client.close()

@@ -150,9 +150,13 @@ class Engine:
     # -- dispatch ------------------------------------------------------------------------------
 
     async def run(self, items: AsyncIterator[WorkItem]) -> None:
+        ready = False
         try:
             async with contextlib.aclosing(self._units(items)) as units:
                 async for pack in units:
+                    if not ready:  # first something to ask: no permit until a request could leave at once
+                        await self.provider.ready()
+                        ready = True
                     over = self.fatal is None and not self.budget_hit and self._over_budget(pack)
                     if over:
                         await self._settle_reservations(pack)

@@ -135,6 +135,9 @@ class PackSender(Provider):
                                                 began=options.began)
         return await self.inner.describe(image, options)
 
+    async def ready(self) -> None:
+        await self.inner.ready()
+
     async def aclose(self) -> None:
         await self.inner.aclose()
 

@@ -69,6 +69,9 @@ class CacheWarmup(Provider):
             self._leader = None
             leader.set()
 
+    async def ready(self) -> None:
+        await self.inner.ready()
+
     async def aclose(self) -> None:
         await self.inner.aclose()
 
