@@ -6,10 +6,14 @@ from __future__ import annotations
 
 import asyncio
 import os
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
+from typing import Any
+
+import pytest
 
 from imagegen import make_images
-from imgtag.ingest.pipeline import IngestOptions, Ingestor
+from imgtag.ingest.pipeline import DECODE_BATCH, IngestOptions, Ingestor
 from imgtag.ingest.preprocess import ImageReport, PrepareRequest
 from imgtag.store import Store
 
@@ -66,3 +70,42 @@ def test_closing_while_a_decode_breaks_the_pool_cancels_it(tmp_path: Path) -> No
     # The file is left pending (its row says "not examined yet"), not blamed as corrupt and not an AttributeError.
     assert isinstance(outcome, asyncio.CancelledError), repr(outcome)
     assert ingestor._pool is None  # no new pool started after close
+
+
+def test_files_go_to_the_pool_a_group_at_a_time(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Each pool task costs the main process a hop (pickling, the executor's queues, a thread waking the loop):
+    # DECODE_BATCH files share one.
+    make_images(tmp_path / "in", 12)
+    store, ingestor = _ingestor(tmp_path)
+    submitted: list[object] = []
+    real_submit = ProcessPoolExecutor.submit
+
+    def counting(self: ProcessPoolExecutor, fn: Any, /, *args: Any, **kwargs: Any) -> Any:
+        submitted.append(fn)
+        return real_submit(self, fn, *args, **kwargs)
+
+    monkeypatch.setattr(ProcessPoolExecutor, "submit", counting)
+
+    async def ingest() -> list[str]:
+        return [item.record.status async for item in ingestor.run()]
+
+    try:
+        statuses = asyncio.run(ingest())
+    finally:
+        ingestor.close()
+        store.close()
+    assert statuses == ["ok"] * 12
+    assert len(submitted) == 12 // DECODE_BATCH
+
+
+def test_a_group_whose_worker_dies_blames_only_the_file_that_killed_it(tmp_path: Path) -> None:
+    make_images(tmp_path / "in", 1)
+    store, ingestor = _ingestor(tmp_path)
+    good = str(tmp_path / "in" / "img_0000.jpg")
+    try:
+        reports = asyncio.run(ingestor._prepare_group([PrepareRequest(good, encode=False), _KillsWorker(good),
+                                                       PrepareRequest(good, encode=False)]))
+    finally:
+        ingestor.close()
+        store.close()
+    assert [(r.status, r.reason_code) for r in reports] == [("ok", None), ("failed", "corrupt"), ("ok", None)]

@@ -418,6 +418,11 @@ def prepare(req: PrepareRequest) -> ImageReport:
     return report
 
 
+def prepare_batch(reqs: list[PrepareRequest]) -> list[ImageReport]:
+    """`prepare` for several files in one call: one trip to a pool worker and back for all of them."""
+    return [prepare(req) for req in reqs]
+
+
 def _prepare_into(req: PrepareRequest, report: ImageReport) -> None:
     _ensure_plugins()
     data = _read(req.path, report)
@@ -576,7 +581,7 @@ def _crashed(req: PrepareRequest) -> ImageReport:
     )
 
 
-def _run_isolated(reqs: list[PrepareRequest]) -> Iterator[ImageReport]:
+def run_isolated(reqs: list[PrepareRequest]) -> Iterator[ImageReport]:
     """Re-run the requests that were in flight when the pool died, one at a time in a private
     single-worker pool, so only the file that really kills the decoder is blamed."""
     pool: ProcessPoolExecutor | None = None
@@ -657,7 +662,7 @@ def prepare_many(
                 orphans.extend(pending.values())
                 pending.clear()
                 pool.shutdown(wait=True, cancel_futures=True)
-                yield from _run_isolated(orphans)
+                yield from run_isolated(orphans)
                 pool = new_pool(n_workers)
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
