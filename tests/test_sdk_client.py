@@ -4,6 +4,7 @@ TLS context) beside that import, so the first request finds the client ready (pr
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ssl
 import threading
 from types import ModuleType
@@ -61,3 +62,38 @@ def test_the_anthropic_client_verifies_as_the_sdk_would() -> None:
 
     # The certificates the SDK's own default (verify=True) loads: the system's.
     assert context.cert_store_stats() == httpx2.create_ssl_context().cert_store_stats()
+
+
+def test_a_run_cancelled_while_the_sdk_loads_closes_without_a_traceback() -> None:
+    """Ctrl-C during start-up cancels the task awaiting ready(): that must not cancel the import's own future, whose
+    `made` then raised CancelledError from aclose() (a traceback instead of the one sentence), and whose thread then
+    failed to set its result (a second traceback from the thread)."""
+    release = threading.Event()
+    thread_errors: list[BaseException | None] = []
+    previous = threading.excepthook
+    threading.excepthook = lambda args: thread_errors.append(args.exc_value)
+
+    def make(module: ModuleType, extra: Any) -> str:
+        release.wait(5)
+        return "client"
+
+    sdk = SdkClient("json", make)
+
+    async def cancelled_while_loading() -> None:
+        waiting = asyncio.ensure_future(sdk.ready())
+        await asyncio.sleep(0.05)
+        waiting.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await waiting
+        assert not sdk.made  # no exception: the client is simply not made yet
+
+    try:
+        asyncio.run(cancelled_while_loading())
+        release.set()
+        for thread in threading.enumerate():
+            if thread.name == "import json":
+                thread.join(5)
+    finally:
+        threading.excepthook = previous
+    assert thread_errors == []
+    assert sdk.made and sdk.client == "client"

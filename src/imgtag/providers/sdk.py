@@ -109,7 +109,9 @@ class SdkClient(Generic[T]):
 
             self.preload()
             assert self._made is not None
-            client = await asyncio.wrap_future(self._made)
+            # shielded: a Ctrl-C that cancels this wait must not cancel the import's own future (its thread would
+            # then fail to set the result, and `made` would raise CancelledError while the run closes)
+            client = await asyncio.shield(asyncio.wrap_future(self._made))
             if self._client is None:
                 self._client = client
         return self._client
