@@ -26,6 +26,17 @@ def test_unknown_model_is_checked_against_the_providers_list_and_warned_once(tmp
     assert "$0.00" not in output and "unknown" in output  # no invented price
 
 
+def test_the_did_you_mean_names_a_model_the_providers_list_has(tmp_path, fake_anthropic, monkeypatch):
+    """With the provider's list read, the suggestion comes from it: `gpt-9` against Anthropic was told "did you
+    mean 'gpt-4o'?", a model of another provider that this key cannot use."""
+    make_images(tmp_path / "in", 1)
+    _code, output = run_cli(["run", str(tmp_path / "in"), "--out", str(tmp_path / "o"), "-q", "--dry-run",
+                             "--model", "gpt-9"], fake_anthropic.env(), monkeypatch)
+    warning = one_line("\n".join(line for line in output.splitlines() if "'gpt-9'" in line))
+    assert "not in the anthropic model list" in warning
+    assert "gpt-4o" not in warning, warning
+
+
 def test_known_model_costs_no_list_request(tmp_path, fake_anthropic, monkeypatch):
     make_images(tmp_path / "in", 1)
     code, output = run_cli(["run", str(tmp_path / "in"), "--out", str(tmp_path / "o"), "-q",

@@ -30,7 +30,8 @@ def warning(model_id: str, provider: str, listed: list[str] | None, known: list[
                   f"[models.\"{model_id}\"] input and output, or with --price-in and --price-out, to count them "
                   "and to use --budget)")
     if listed is not None and model_id not in listed:
-        hint = did_you_mean(model_id, set(listed) | set(known))
+        # only names this key can use: a catalogue model of another provider (gpt-4o for Anthropic) would 404
+        hint = did_you_mean(model_id, served_names(listed))
         return f"model {model_id!r} is not in the {provider} model list for this key{hint}{price_note}"
     if listed is None and model_id not in known:
         hint = did_you_mean(model_id, known)
@@ -38,6 +39,14 @@ def warning(model_id: str, provider: str, listed: list[str] | None, known: list[
     if not has_prices:
         return f"model {model_id!r} has no prices in imgtag's catalogue{price_note}"
     return None
+
+
+def served_names(listed: list[str]) -> set[str]:
+    """The listed ids and the catalogue's short names for them (claude-haiku-4-5 for claude-haiku-4-5-20251001)."""
+    from imgtag.pricing.catalogue import catalogue
+
+    aliases = catalogue().aliases
+    return {*listed, *(aliases[m] for m in listed if m in aliases)}
 
 
 def known_models() -> list[str]:
