@@ -120,6 +120,21 @@ def test_retry_asks_only_what_can_succeed_and_says_so_first(tmp_path, fake_anthr
     assert {r["status"] for r in rows.values()} == {"ok"}
 
 
+def test_the_end_of_a_run_promises_a_retry_only_for_failures_a_retry_can_fix(tmp_path, fake_anthropic, monkeypatch):
+    """A corrupt file fails the same way on every ask: the run's last line said "`imgtag retry` retries the
+    failures", and `imgtag retry` then said there was nothing to retry."""
+    make_images(tmp_path / "in", 2)
+    (tmp_path / "in" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * 64)
+    out = tmp_path / "o"
+    code, output = run_cli(["run", str(tmp_path / "in"), "--out", str(out), "-q"], fake_anthropic.env(),
+                           monkeypatch)
+    assert code == 1, output
+    assert "retries the failures" not in output, output
+    assert "`imgtag retry --all`" in output.splitlines()[-1], output
+    _code, output = run_cli(["retry", "--out", str(out), "-q"], fake_anthropic.env(), monkeypatch)
+    assert "nothing to retry" in output, output
+
+
 # -- issue 17 item 14: one money format -----------------------------------------------------------------------
 
 def test_every_amount_has_one_format_and_one_rounding_rule():

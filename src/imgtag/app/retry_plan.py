@@ -81,8 +81,10 @@ def _reopen_queued(store: Store, key: tuple[str, str, str], rows: list[Any]) -> 
         clear_retries(store.db, WorkKey(*key), [int(r["file_id"]) for r in rows])
 
 
-def retry_plan(out: Path, *, progress: bool = True, force: bool = False) -> RetryPlan:
-    """The failures of the latest target, split into what is retried and what is not (all with `force`)."""
+def retry_plan(out: Path, *, progress: bool = True, force: bool = False, look_only: bool = False) -> RetryPlan:
+    """The failures of the latest target, split into what is retried and what is not (all with `force`).
+    `look_only` changes nothing in the store (images queued from the review page stay queued): for saying what a
+    retry would do, not doing it."""
     with Store(out, create=False) as store:
         meta = store.get_meta("target")
         if not meta:
@@ -108,7 +110,8 @@ def retry_plan(out: Path, *, progress: bool = True, force: bool = False) -> Retr
             " FROM files f LEFT JOIN jobs j ON j.sha256 = f.sha256 AND j.preset_version = ? AND j.provider = ?"
             f" AND j.model = ? WHERE f.id IN ({chosen}) ORDER BY f.id",
             (*key, *key, *since, *since, *key, *key)).fetchall()
-        _reopen_queued(store, key, [r for r in rows if r["queued"]])
+        if not look_only:
+            _reopen_queued(store, key, [r for r in rows if r["queued"]])
         invalid_asks = dict(store.db.execute(
             "SELECT a.job_id, COUNT(*) FROM attempts a JOIN jobs j ON j.id = a.job_id WHERE j.status = 'failed'"
             " AND a.error_type = 'invalid_output' AND j.preset_version = ? AND j.provider = ? AND j.model = ?"

@@ -409,7 +409,17 @@ def _report(outcome: Any, cfg: RunConfig, target: Any, missing: list[str], path_
     if outcome.not_written:
         console.print(f"imgtag: {outcome.not_written}", markup=False)
     if s.by_status.get("failed"):
-        console.print("see `imgtag status` for causes; `imgtag retry` retries the failures", markup=False)
+        console.print(f"see `imgtag status` for causes; {_retry_words(cfg.out)}", markup=False)
+
+
+def _retry_words(out: Path) -> str:
+    """What `imgtag retry` would do with the failures, so the run never promises a retry that retry then refuses."""
+    from imgtag.app.retry_plan import retry_plan
+
+    plan = retry_plan(out, progress=False, look_only=True)
+    if plan.count:
+        return f"`imgtag retry` asks again for the {_n(plan.count, 'failure')} a new ask can fix"
+    return "asking again would fail the same way (`imgtag retry --all` forces it)"
 
 
 def _spent_words(s: Any, unpriced: bool) -> str:
