@@ -12,7 +12,7 @@ from imgtag.app.summary import summarize
 from imgtag.export import fileset
 from imgtag.export.targets import all_targets, key_of
 from imgtag.pricing.estimate import Estimator
-from imgtag.store import Store
+from imgtag.store import Store, WorkKey, tallies
 from imgtag.store import batches as sb
 from imgtag.store.db import KEPT_ANSWER
 from imgtag.store.review import review_counts
@@ -100,9 +100,6 @@ async def refresh_batches(batches: list[dict[str, Any]], timeout: float = 15.0,
             await provider.aclose()
 
 
-SIZE_PACK = 1 << 32  # width and height as one integer (width * SIZE_PACK + height): one GROUP BY key
-
-
 def status_estimate(db: Any, meta: dict[str, Any]) -> dict[str, Any] | None:
     """What the run's images were estimated to cost in its mode, from the sizes in the store (no image is read)."""
     from imgtag.config.runconfig import RunConfig
@@ -120,7 +117,6 @@ def status_estimate(db: Any, meta: dict[str, Any]) -> dict[str, Any] | None:
     est = Estimator(target.preset, models=[target.model.id], per_request=int(meta.get("images_per_request") or 1),
                     infos={target.model.id: target.model})
     kp = (meta["preset_version"], meta["provider"], meta["model"])
-    kp = (meta["preset_version"], meta["provider"], meta["model"])
     if est.per_request > 1:
         # In the order the files were found: packs are formed in that order, and a pack's size decides its band.
         for w, h in db.execute(
@@ -130,22 +126,16 @@ def status_estimate(db: Any, meta: dict[str, Any]) -> dict[str, Any] | None:
             est.add(int(w), int(h))
     else:
         # One image per request: only the first request's band depends on order (it writes the cached prefix), so
-        # the first image goes first and the rest are added by size, one step per distinct size. A million images
-        # are counted in SQL, index to index (jobs_target, files_content): each content's size as one number.
+        # the first image goes first and the rest are added by size, one step per distinct size.
         first = db.execute(
             "SELECT f.width, f.height FROM files f CROSS JOIN jobs j ON j.sha256 = f.sha256 AND j.preset_version = ?"
             " AND j.provider = ? AND j.model = ? WHERE f.width IS NOT NULL ORDER BY f.id LIMIT 1"
             " /* scan: in file order, it stops at the first answered file */", kp).fetchone()
         if first is not None:
             est.add(int(first[0]), int(first[1]))
-            # LIMIT -1 keeps the inner query a co-routine, so each job's size is looked up once, not per use.
-            for size, n in db.execute(
-                    f"SELECT size, COUNT(*) FROM (SELECT (SELECT f.width * {SIZE_PACK} + f.height FROM files f"
-                    " WHERE f.sha256 = j.sha256 AND f.width IS NOT NULL LIMIT 1) AS size FROM jobs j"
-                    " WHERE j.preset_version = ? AND j.provider = ? AND j.model = ? LIMIT -1) GROUP BY size", kp):
-                if size is not None:
-                    w, h = divmod(int(size), SIZE_PACK)
-                    est.add(w, h, int(n) - ((w, h) == (first[0], first[1])))
+            # The rest by size, as the store keeps them counted (store/tallies.py): no pass over a million jobs.
+            for w, h, n in tallies.sizes(db, WorkKey(*kp)):
+                est.add(w, h, n - ((w, h) == (first[0], first[1])))
     t = est.estimate(target.model.id)
     batch = meta.get("mode") == "batch"
     mode = t.batch if batch else t.sync

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import sqlite3
 from dataclasses import dataclass, field
+from typing import Any
 
 from imgtag.events.payloads import dollars
-from imgtag.store import WorkKey
+from imgtag.store import WorkKey, tallies
 
 
 @dataclass
@@ -33,13 +34,15 @@ def summarize(db: sqlite3.Connection, key: WorkKey | None, *, run_id: int | None
     Built for a million files (issue 20.3): files are counted from a covering index alone, and only the target's
     answered jobs are joined to the files holding their content (in content order, index to index), so no wide
     row is read; an ok file with no answered job is pending."""
-    scope, params = (("f.last_run = ?", (run_id,)) if run_id is not None else
-                     ("f.seen_run >= ?", (since_run,)) if since_run is not None else ("1", ()))
     s = Summary()
+    kept = tallies.counts(db, key, since_run) if run_id is None else None
+    if kept is None:  # one run's files (they have no summary), or a file set that is a small part of the store
+        scope, params = (("f.last_run = ?", (run_id,)) if run_id is not None else
+                         ("f.seen_run >= ?", (since_run,)) if since_run is not None else ("1", ()))
+        kept = tallies.rows_counts(db, key, scope, params)
+    files, answers = kept
     ok_files = 0
-    for status, reason_code, count in db.execute(
-            f"SELECT f.status, f.reason_code, COUNT(*) FROM files f WHERE {scope} GROUP BY f.status, f.reason_code",
-            params):
+    for (status, reason_code), count in sorted(files.items(), key=_nulls_first):
         s.files += count
         if status == "ok":
             ok_files += count
@@ -50,20 +53,12 @@ def summarize(db: sqlite3.Connection, key: WorkKey | None, *, run_id: int | None
         if reason_code and shown != "pending":
             s.by_error[reason_code] = s.by_error.get(reason_code, 0) + count
     answered = 0
-    if key is not None and ok_files:
-        kp = (key.preset_version, key.provider, key.model)
-        join = ("FROM jobs j JOIN files f ON f.sha256 = j.sha256 AND f.status = 'ok' AND " + scope
-                + " WHERE j.preset_version = ? AND j.provider = ? AND j.model = ?")
-        # Grouped by status alone, the index order (jobs_target) is the group order: no sort of a million rows.
-        for status, count in db.execute(f"SELECT j.status, COUNT(*) {join} AND j.status IN ('ok', 'failed')"
-                                        " GROUP BY j.status", (*params, *kp)):
+    if ok_files:
+        for (status, error_type), count in sorted(answers.items(), key=_nulls_first):
             answered += count
             s.by_status[status] = s.by_status.get(status, 0) + count
-        if s.by_status.get("failed"):
-            for error_type, count in db.execute(f"SELECT j.error_type, COUNT(*) {join} AND j.status = 'failed'"
-                                                " GROUP BY j.error_type", (*params, *kp)):
-                if error_type:
-                    s.by_error[error_type] = s.by_error.get(error_type, 0) + count
+            if status == "failed" and error_type:
+                s.by_error[error_type] = s.by_error.get(error_type, 0) + count
     if ok_files > answered:  # not asked yet, in flight or in a live batch
         s.by_status["pending"] = s.by_status.get("pending", 0) + ok_files - answered
     if counted is not None and counted > s.files:  # found by the count, never reached: still to do
@@ -71,27 +66,42 @@ def summarize(db: sqlite3.Connection, key: WorkKey | None, *, run_id: int | None
         s.files = counted
     if key is not None:
         kp = (key.preset_version, key.provider, key.model)
-        # A folder of one target (the usual case) sums its attempts without looking each one's job up.
-        of_target = ("" if only_target(db, kp) else
-                     " AND a.job_id IN (SELECT id FROM jobs WHERE preset_version = ? AND provider = ? AND model = ?)")
-        row = db.execute(
-            "SELECT COALESCE(SUM(a.input_tokens),0), COALESCE(SUM(a.output_tokens),0),"
-            " COALESCE(SUM(a.cache_creation_input_tokens),0), COALESCE(SUM(a.cache_read_input_tokens),0),"
-            # Requests, not images: the images of a pack (--images-per-request) share their answer's request id.
-            # A batch item with no answer (canceled, expired, errored: not processed, not billed) is no request.
-            " COALESCE(SUM(a.cost_usd),0), COUNT(DISTINCT CASE WHEN a.request_id IS NOT NULL THEN a.request_id"
-            "   WHEN a.mode = 'batch' THEN NULL ELSE 'attempt ' || a.id END), SUM(a.cost_unknown),"
-            " SUM(a.credits_amount) FROM attempts a WHERE 1 /* scan: a one-target store sums every attempt */"
-            + of_target
-            + (" AND a.run_id = ?" if run_id is not None else ""),
-            (*(kp if of_target else ()), *((run_id,) if run_id is not None else ())),
-        ).fetchone()
+        if run_id is None:  # to date: the target's attempts as the store keeps them summed
+            spent = tallies.spend(db, key)
+            row = (spent.input_tokens, spent.output_tokens, spent.cache_creation_input_tokens,
+                   spent.cache_read_input_tokens, spent.cost_usd, spent.requests, spent.cost_unknown,
+                   spent.credits_spent)
+        else:
+            row = _run_spend(db, kp, run_id)
         (s.input_tokens, s.output_tokens, s.cache_creation_input_tokens, s.cache_read_input_tokens,
          s.cost_usd, s.requests, unknown, s.credits_spent) = row
         if unknown:
             s.cost_usd = None
         s.credits_remaining = _credits_remaining(db, kp, run_id)
     return s
+
+
+def _run_spend(db: sqlite3.Connection, kp: tuple[str, str, str], run_id: int) -> tuple[Any, ...]:
+    """One run's attempts of this target summed (the end-of-run summary), in tally_spend's order."""
+    # A folder of one target (the usual case) sums its attempts without looking each one's job up.
+    of_target = ("" if only_target(db, kp) else
+                 " AND a.job_id IN (SELECT id FROM jobs WHERE preset_version = ? AND provider = ? AND model = ?)")
+    return tuple(db.execute(
+        "SELECT COALESCE(SUM(a.input_tokens),0), COALESCE(SUM(a.output_tokens),0),"
+        " COALESCE(SUM(a.cache_creation_input_tokens),0), COALESCE(SUM(a.cache_read_input_tokens),0),"
+        # Requests, not images: the images of a pack (--images-per-request) share their answer's request id.
+        # A batch item with no answer (canceled, expired, errored: not processed, not billed) is no request.
+        " COALESCE(SUM(a.cost_usd),0), COUNT(DISTINCT CASE WHEN a.request_id IS NOT NULL THEN a.request_id"
+        "   WHEN a.mode = 'batch' THEN NULL ELSE 'attempt ' || a.id END), SUM(a.cost_unknown),"
+        " SUM(a.credits_amount) FROM attempts a WHERE a.run_id = ? /* scan: no index by run; once per run */"
+        + of_target,
+        (run_id, *(kp if of_target else ()))).fetchone())
+
+
+def _nulls_first(item: tuple[tuple[str, str | None], int]) -> tuple[str, bool, str]:
+    """The order SQL's GROUP BY gives (a NULL cause first), which the JSON's objects keep."""
+    (status, cause), _ = item
+    return status, cause is not None, cause or ""
 
 
 def only_target(db: sqlite3.Connection, kp: tuple[str, str, str]) -> bool:

@@ -356,13 +356,174 @@ def _v16_rerun_state(db: sqlite3.Connection) -> None:
             db.execute(f"CREATE TRIGGER {name} AFTER {event} ON {table} {bump}")
 
 
+def _v17_status_tallies(db: sqlite3.Connection) -> None:
+    # `imgtag status` at a million images (issue 20.3, docs/store.md): what it shows is kept as the rows change, by
+    # the triggers below in the same transaction as every write, instead of counted from a million rows per call.
+    # store/tallies.py reads them (and counts from rows the few files outside the folder's file set, see there);
+    # tests/test_tallies.py recounts them from the rows after runs, retries, prune, batches and review edits.
+    # The summaries have no rowid: each is a handful of rows, looked up by its key. A NULL in a key is '' (NULLs are
+    # distinct in a primary key, so an upsert would never find the row).
+    # Made again from the rows when run again (a store set back to an older version): the summaries are only ever
+    # what the rows say.
+    made = db.execute("SELECT name FROM sqlite_master WHERE type = 'trigger' AND name LIKE 'tally_%'").fetchall()
+    for (old,) in made:
+        db.execute(f"DROP TRIGGER {old}")
+    for table in ("tally_files", "tally_answers", "tally_spend", "tally_sizes"):
+        db.execute(f"DROP TABLE IF EXISTS {table}")
+    key = "preset_version TEXT NOT NULL, provider TEXT NOT NULL, model TEXT NOT NULL"
+    # Files by status and cause (reason_code): the counts `status` starts from.
+    db.execute("CREATE TABLE tally_files (status TEXT NOT NULL, reason_code TEXT NOT NULL, n INTEGER NOT NULL,"
+               " PRIMARY KEY (status, reason_code)) WITHOUT ROWID")
+    # Readable (ok) files joined to each target's answered (ok, failed) job for their content, by the job's status
+    # and error type: a target's ok / failed images and their causes.
+    db.execute(f"CREATE TABLE tally_answers ({key}, status TEXT NOT NULL, error_type TEXT NOT NULL,"
+               " n INTEGER NOT NULL, PRIMARY KEY (preset_version, provider, model, status, error_type)) WITHOUT ROWID")
+    # Each target's attempts summed (tokens, dollars, credits) and its requests: the images of a pack share their
+    # answer's request id, and a batch item with no request id was never a request (as summary.py counts them).
+    db.execute(f"CREATE TABLE tally_spend ({key}, attempts INTEGER NOT NULL DEFAULT 0,"
+               " requests INTEGER NOT NULL DEFAULT 0, input_tokens INTEGER NOT NULL DEFAULT 0,"
+               " output_tokens INTEGER NOT NULL DEFAULT 0, cache_creation_input_tokens INTEGER NOT NULL DEFAULT 0,"
+               " cache_read_input_tokens INTEGER NOT NULL DEFAULT 0, cost_usd REAL NOT NULL DEFAULT 0.0,"
+               " cost_unknown INTEGER NOT NULL DEFAULT 0, credits_amount REAL NOT NULL DEFAULT 0.0,"
+               " credits_counted INTEGER NOT NULL DEFAULT 0, PRIMARY KEY (preset_version, provider, model))"
+               " WITHOUT ROWID")
+    # Each target's jobs by the pixel size of their content (width * 2^32 + height, of any file holding it that was
+    # measured; copies have the same size): the estimate `status` shows beside the actual cost.
+    db.execute(f"CREATE TABLE tally_sizes ({key}, size INTEGER NOT NULL, n INTEGER NOT NULL,"
+               " PRIMARY KEY (preset_version, provider, model, size)) WITHOUT ROWID")
+    # Whether another attempt of the same target carries a request id (a pack's images share one): a seek.
+    db.execute("CREATE INDEX IF NOT EXISTS attempts_request ON attempts(request_id) WHERE request_id IS NOT NULL")
+
+    # Backfill from the rows, so a store from before this version upgrades.
+    db.execute("INSERT INTO tally_files SELECT status, COALESCE(reason_code, ''), COUNT(*) FROM files"
+               " GROUP BY 1, 2")
+    db.execute("INSERT INTO tally_answers SELECT j.preset_version, j.provider, j.model, j.status,"
+               " COALESCE(j.error_type, ''), COUNT(*) FROM jobs j JOIN files f ON f.sha256 = j.sha256"
+               " AND f.status = 'ok' WHERE j.status IN ('ok', 'failed') GROUP BY 1, 2, 3, 4, 5")
+    db.execute("INSERT INTO tally_spend SELECT j.preset_version, j.provider, j.model, COUNT(*),"
+               " COUNT(DISTINCT CASE WHEN a.request_id IS NOT NULL THEN a.request_id WHEN a.mode = 'batch' THEN NULL"
+               " ELSE 'attempt ' || a.id END), SUM(a.input_tokens), SUM(a.output_tokens),"
+               " SUM(a.cache_creation_input_tokens), SUM(a.cache_read_input_tokens), TOTAL(a.cost_usd),"
+               " SUM(a.cost_unknown), TOTAL(a.credits_amount), COUNT(a.credits_amount)"
+               " FROM attempts a JOIN jobs j ON j.id = a.job_id GROUP BY 1, 2, 3")
+    db.execute(f"INSERT INTO tally_sizes SELECT preset_version, provider, model, size, COUNT(*) FROM (SELECT"
+               f" j.preset_version, j.provider, j.model, ({_SIZE_OF.format(sha='j.sha256')}) AS size FROM jobs j)"
+               " WHERE size IS NOT NULL GROUP BY 1, 2, 3, 4")
+
+    # Each trigger runs its statements only for the rows it concerns (WHEN): a file reserved at discovery (unread, so
+    # no content yet) or a job created pending costs one statement or none. A rerun's bulk update of last_run and
+    # seen_run fires nothing (no UPDATE OF lists them).
+    def trigger(name: str, event: str, when: str, *statements: str) -> None:
+        db.execute(f"CREATE TRIGGER {name} AFTER {event}{f' WHEN {when}' if when else ''} BEGIN"
+                   f" {' '.join(statements)} END")
+
+    # Files by status and cause.
+    trigger("tally_files_insert", "INSERT ON files", "", _ADD_FILE.format(row="NEW", n=1) + ";")
+    trigger("tally_files_delete", "DELETE ON files", "", _ADD_FILE.format(row="OLD", n=-1) + ";")
+    trigger("tally_files_update", "UPDATE OF status, reason_code ON files",
+            "OLD.status IS NOT NEW.status OR OLD.reason_code IS NOT NEW.reason_code",
+            "INSERT INTO tally_files(status, reason_code, n) VALUES (OLD.status, COALESCE(OLD.reason_code, ''), -1),"
+            " (NEW.status, COALESCE(NEW.reason_code, ''), 1) ON CONFLICT DO UPDATE SET n = n + excluded.n;")
+
+    # Answers: an ok file with content counts once for each target's answered (ok or failed) job of its content. A
+    # file's side: it is added or removed, changes content, becomes (un)readable; a job's: it is created, settled,
+    # reopened, sent in a batch.
+    readable = "{r}.status = 'ok' AND {r}.sha256 IS NOT NULL"
+    moved = "((OLD.status = 'ok') IS NOT (NEW.status = 'ok') OR OLD.sha256 IS NOT NEW.sha256)"
+    trigger("tally_answers_file_insert", "INSERT ON files", readable.format(r="NEW"),
+            _FILE_ANSWERS.format(row="NEW", n=1))
+    trigger("tally_answers_file_delete", "DELETE ON files", readable.format(r="OLD"),
+            _FILE_ANSWERS.format(row="OLD", n=-1))
+    trigger("tally_answers_file_leaves", "UPDATE OF status, sha256 ON files", f"{moved} AND {readable.format(r='OLD')}",
+            _FILE_ANSWERS.format(row="OLD", n=-1))
+    trigger("tally_answers_file_enters", "UPDATE OF status, sha256 ON files", f"{moved} AND {readable.format(r='NEW')}",
+            _FILE_ANSWERS.format(row="NEW", n=1))
+    answered = "{r}.status IN ('ok', 'failed')"
+    changed = ("(OLD.status IS NOT NEW.status OR OLD.error_type IS NOT NEW.error_type OR OLD.sha256 IS NOT NEW.sha256"
+               " OR OLD.preset_version IS NOT NEW.preset_version OR OLD.provider IS NOT NEW.provider"
+               " OR OLD.model IS NOT NEW.model)")
+    watched = "UPDATE OF status, error_type, sha256, preset_version, provider, model ON jobs"
+    trigger("tally_answers_job_insert", "INSERT ON jobs", answered.format(r="NEW"),
+            _JOB_ANSWERS.format(row="NEW", n=""))
+    trigger("tally_answers_job_delete", "DELETE ON jobs", answered.format(r="OLD"),
+            _JOB_ANSWERS.format(row="OLD", n="-"))
+    trigger("tally_answers_job_leaves", watched, f"{changed} AND {answered.format(r='OLD')}",
+            _JOB_ANSWERS.format(row="OLD", n="-"))
+    trigger("tally_answers_job_enters", watched, f"{changed} AND {answered.format(r='NEW')}",
+            _JOB_ANSWERS.format(row="NEW", n=""))
+
+    # Spend: attempts are only ever added (never changed); a delete is undone for completeness.
+    trigger("tally_spend_insert", "INSERT ON attempts", "", _SPEND.format(row="NEW", s="+"))
+    trigger("tally_spend_delete", "DELETE ON attempts", "", _SPEND.format(row="OLD", s="-"))
+
+    # Sizes: a job counts at its content's size once some file holding that content was measured.
+    trigger("tally_sizes_job_insert", "INSERT ON jobs", "", _JOB_SIZE.format(row="NEW", n=1))
+    trigger("tally_sizes_job_delete", "DELETE ON jobs", "", _JOB_SIZE.format(row="OLD", n=-1))
+    trigger("tally_sizes_job_update", "UPDATE OF sha256, preset_version, provider, model ON jobs",
+            "OLD.sha256 IS NOT NEW.sha256 OR OLD.preset_version IS NOT NEW.preset_version"
+            " OR OLD.provider IS NOT NEW.provider OR OLD.model IS NOT NEW.model",
+            _JOB_SIZE.format(row="OLD", n=-1), _JOB_SIZE.format(row="NEW", n=1))
+    sized = "{r}.width IS NOT NULL AND {r}.sha256 IS NOT NULL"
+    resized = "(OLD.sha256 IS NOT NEW.sha256 OR OLD.width IS NOT NEW.width OR OLD.height IS NOT NEW.height)"
+    trigger("tally_sizes_file_insert", "INSERT ON files", sized.format(r="NEW"), _FILE_SIZE.format(row="NEW", n=1))
+    trigger("tally_sizes_file_delete", "DELETE ON files", sized.format(r="OLD"), _FILE_SIZE.format(row="OLD", n=-1))
+    trigger("tally_sizes_file_leaves", "UPDATE OF sha256, width, height ON files",
+            f"{resized} AND {sized.format(r='OLD')}", _FILE_SIZE.format(row="OLD", n=-1))
+    trigger("tally_sizes_file_enters", "UPDATE OF sha256, width, height ON files",
+            f"{resized} AND {sized.format(r='NEW')}", _FILE_SIZE.format(row="NEW", n=1))
+
+
+# The statements of _v17_status_tallies's triggers ({row}: NEW or OLD; {n}: +1 or -1). Frozen with it: a later change
+# is a new migration that drops and re-creates the triggers.
+_ADD_FILE = ("INSERT INTO tally_files(status, reason_code, n) VALUES ({row}.status, COALESCE({row}.reason_code, ''),"
+             " {n}) ON CONFLICT DO UPDATE SET n = n + excluded.n")
+_FILE_ANSWERS = ("INSERT INTO tally_answers(preset_version, provider, model, status, error_type, n)"
+                 " SELECT preset_version, provider, model, status, COALESCE(error_type, ''), {n} FROM jobs"
+                 " WHERE sha256 = {row}.sha256 AND status IN ('ok', 'failed')"
+                 " ON CONFLICT DO UPDATE SET n = n + excluded.n;")
+_JOB_ANSWERS = ("INSERT INTO tally_answers(preset_version, provider, model, status, error_type, n)"
+                " SELECT {row}.preset_version, {row}.provider, {row}.model, {row}.status,"
+                " COALESCE({row}.error_type, ''), {n}c FROM (SELECT COUNT(*) AS c FROM files"
+                " WHERE sha256 = {row}.sha256 AND status = 'ok') WHERE c > 0"
+                " ON CONFLICT DO UPDATE SET n = n + excluded.n;")
+_SIZE_OF = "SELECT width * 4294967296 + height FROM files WHERE sha256 = {sha} AND width IS NOT NULL LIMIT 1"
+_JOB_SIZE = ("INSERT INTO tally_sizes(preset_version, provider, model, size, n) SELECT {row}.preset_version,"
+             " {row}.provider, {row}.model, size, {n} FROM (SELECT ("
+             + _SIZE_OF.format(sha="{row}.sha256")
+             + ") AS size) WHERE size IS NOT NULL ON CONFLICT DO UPDATE SET n = n + excluded.n;")
+# A file is the size of its content's jobs only while no other measured file holds that content.
+_FILE_SIZE = ("INSERT INTO tally_sizes(preset_version, provider, model, size, n) SELECT preset_version, provider,"
+              " model, {row}.width * 4294967296 + {row}.height, {n} FROM jobs WHERE sha256 = {row}.sha256"
+              " AND NOT EXISTS (SELECT 1 FROM files WHERE sha256 = {row}.sha256"
+              " AND width IS NOT NULL AND id <> {row}.id) ON CONFLICT DO UPDATE SET n = n + excluded.n;")
+_SPEND = ("INSERT INTO tally_spend(preset_version, provider, model, attempts, requests, input_tokens, output_tokens,"
+          " cache_creation_input_tokens, cache_read_input_tokens, cost_usd, cost_unknown, credits_amount,"
+          " credits_counted) SELECT j.preset_version, j.provider, j.model, {s}1,"
+          # A request: its id's first attempt of this target (a pack's images share it), or an attempt without an id
+          # that was not a batch item. On delete: its id's last one.
+          " {s}(CASE WHEN {row}.request_id IS NOT NULL THEN NOT EXISTS (SELECT 1 FROM attempts a JOIN jobs o"
+          " ON o.id = a.job_id WHERE a.request_id = {row}.request_id AND a.id <> {row}.id"
+          " AND o.preset_version = j.preset_version AND o.provider = j.provider AND o.model = j.model)"
+          " ELSE {row}.mode IS NOT 'batch' END), {s}{row}.input_tokens, {s}{row}.output_tokens,"
+          " {s}{row}.cache_creation_input_tokens, {s}{row}.cache_read_input_tokens, {s}{row}.cost_usd,"
+          " {s}{row}.cost_unknown, {s}COALESCE({row}.credits_amount, 0.0), {s}({row}.credits_amount IS NOT NULL)"
+          " FROM jobs j WHERE j.id = {row}.job_id ON CONFLICT DO UPDATE SET attempts = attempts + excluded.attempts,"
+          " requests = requests + excluded.requests, input_tokens = input_tokens + excluded.input_tokens,"
+          " output_tokens = output_tokens + excluded.output_tokens,"
+          " cache_creation_input_tokens = cache_creation_input_tokens + excluded.cache_creation_input_tokens,"
+          " cache_read_input_tokens = cache_read_input_tokens + excluded.cache_read_input_tokens,"
+          " cost_usd = cost_usd + excluded.cost_usd, cost_unknown = cost_unknown + excluded.cost_unknown,"
+          " credits_amount = credits_amount + excluded.credits_amount,"
+          " credits_counted = credits_counted + excluded.credits_counted;")
+
+
 # A migration's place in this list is its version (user_version), not the number in its name: _v15_scale_indexes
 # landed as version 14 (a _v14_ was expected from another branch). Append after it, never insert before it: a store
 # already at 14 would skip a migration put in front.
 MIGRATIONS: list[Migration] = [_v1_initial, _v2_credits, _v3_export_ledger, _v4_server_caps, _v5_learned_limits,
                               _v6_run_end_state, _v7_ray_shards, _v8_xmp, _v9_batch_packs, _v10_review,
                               _v11_files_seen_run, _v12_raw_answers, _v13_cost_unknown,
-                              _v15_scale_indexes, _v16_rerun_state]
+                              _v15_scale_indexes, _v16_rerun_state, _v17_status_tallies]
 
 
 def migrate(db: sqlite3.Connection) -> int:

@@ -1,0 +1,157 @@
+"""The counts `imgtag status` reads (store/tallies.py: the tally_* summaries kept by triggers) always equal the
+same counts made from the rows, after every kind of write a folder sees: a run with ok, failed, refused and unreadable
+images and a copy, a retry, a second target, review edits, a batch run with expired items, a cancelled batch, a
+changed and a deleted file, prune. A drift in any trigger fails here. A store from before the summaries gets them
+from its rows when it is opened (the migration's backfill)."""
+
+from __future__ import annotations
+
+import shutil
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+import pytest
+from PIL import Image
+
+from imagegen import make_images, run_cli
+from imgtag.app.summary import summarize
+from imgtag.export import fileset
+from imgtag.export.targets import all_targets, key_of
+from imgtag.store import Store, WorkKey, tallies
+from imgtag.store.migrations import MIGRATIONS
+from reviewfix import open_review
+
+BATCH = ["--mode", "batch", "--poll-interval", "0.05", "-q"]
+
+
+def assert_tallies_match_rows(out: Path) -> None:
+    """Each summary equals its recount, the store is consistent, and `status`'s counts (summaries minus the files
+    outside the file set) equal the same counts made from the set's rows."""
+    with Store(out, lock=False, create=False) as store:
+        db = store.db
+        assert tallies.kept(db) == tallies.recount(db)
+        assert db.execute("PRAGMA foreign_key_check").fetchall() == []
+        assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+        file_set = fileset.current(store)
+        since = file_set.run if file_set else None
+        for meta in all_targets(store):
+            key = key_of(meta)
+            scope, params = ("f.seen_run >= ?", (since,)) if since is not None else ("1", ())
+            files, answers = tallies.rows_counts(db, key, scope, params)
+            kept = tallies.counts(db, key, since)
+            if kept is not None:
+                assert kept == (+files, +answers)
+            spent = tallies.spend(db, key)
+            (rows_cost, unknown, credits) = db.execute(
+                "SELECT TOTAL(a.cost_usd), SUM(a.cost_unknown), SUM(a.credits_amount) FROM attempts a"
+                " JOIN jobs j ON j.id = a.job_id WHERE j.preset_version = ? AND j.provider = ? AND j.model = ?",
+                (key.preset_version, key.provider, key.model)).fetchone()
+            assert spent.cost_usd == pytest.approx(rows_cost) and spent.cost_unknown == unknown
+            assert spent.credits_spent == credits
+            summarize(db, key, since_run=since)  # runs on the summaries without error
+
+
+def _run(args: list[str], fake: Any, monkeypatch: pytest.MonkeyPatch, *, codes: tuple[int, ...] = (0, 1)) -> str:
+    code, output = run_cli(args, fake.env(), monkeypatch)
+    assert code in codes, output
+    return output
+
+
+def _answers(ctx: dict[str, Any]) -> dict[str, Any] | None:
+    """Every fourth request refused, every fourth after it an answer that is not JSON (failed images: the refusals
+    stay failed, a retry answers the others)."""
+    seq = ctx.get("seq") or 0
+    return {"output_mode": "refusal"} if seq % 4 == 2 else {"output_mode": "prose"} if seq % 4 == 3 else None
+
+
+def test_summaries_equal_a_recount_after_every_kind_of_write(tmp_path: Path, fake_anthropic_factory: Any,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    images, out = tmp_path / "in", tmp_path / "out"
+    make_images(images, 10)
+    shutil.copy(images / "img_0001.jpg", images / "zz_copy.jpg")  # an exact copy shares its original's job
+    (images / "broken.jpg").write_bytes(b"not an image")  # unreadable: a failed file, never asked
+    fake = fake_anthropic_factory(respond=_answers, batch_processing_s=0.05)
+    args = ["run", str(images), "--out", str(out), "-q", "--preset", "ecommerce"]
+    _run(args, fake, monkeypatch)
+    assert_tallies_match_rows(out)
+    with Store(out, lock=False, create=False) as store:
+        statuses = {r[0] for r in store.db.execute("SELECT status FROM jobs")}
+        assert {"ok", "failed"} <= statuses  # the sequence did produce failures
+
+    fake.config.respond = None  # from now on every answer is good
+    _run(["retry", "--out", str(out), "-q"], fake, monkeypatch)
+    assert_tallies_match_rows(out)
+
+    # Review edits and an approval (the review tables only: the counts must not move).
+    store, review = open_review(out)
+    with store:
+        ids = [r[0] for r in store.db.execute("SELECT f.id FROM files f JOIN jobs j ON j.sha256 = f.sha256"
+                                              " WHERE f.status = 'ok' AND j.status = 'ok' ORDER BY f.id LIMIT 2")]
+        review.patch(ids[0], {"fields": {"color": "green"}, "reviewed": True})
+        review.patch(ids[1], {"fields": {"style": "formal"}})
+    assert_tallies_match_rows(out)
+
+    # A second target over the same folder, in batch mode, with items that expire (resubmitted up to the cap).
+    fake.config.p_batch_expired = 0.5
+    _run([*args, "--model", "claude-sonnet-5-5", *BATCH], fake, monkeypatch)
+    fake.config.p_batch_expired = 0.0
+    assert_tallies_match_rows(out)
+
+    # New images sent in a batch that is cancelled (its items back to pending), then answered by a sync run.
+    make_images(tmp_path / "more", 3, size=(200, 180))
+    for p in (tmp_path / "more").iterdir():
+        shutil.copy(p, images / f"new_{p.name}")
+    fake.config.batch_processing_s = 30.0
+    _run([*args, *BATCH, "--detach"], fake, monkeypatch)
+    _run(["cancel", "--out", str(out)], fake, monkeypatch, codes=(0,))
+    assert_tallies_match_rows(out)
+    fake.config.batch_processing_s = 0.05
+    _run(args, fake, monkeypatch)
+    assert_tallies_match_rows(out)
+
+    # A file changed (new content, a new size), another deleted, then pruned.
+    Image.new("RGB", (300, 200), (250, 10, 10)).save(images / "img_0002.jpg", quality=95)
+    (images / "img_0003.jpg").unlink()
+    _run(args, fake, monkeypatch)
+    assert_tallies_match_rows(out)  # img_0003 is outside the file set now: counted from its row
+    _run(["prune", "--out", str(out), "--yes"], fake, monkeypatch)
+    assert_tallies_match_rows(out)
+
+    # A store from before the summaries: opened by this version, it counts them from its rows.
+    db = sqlite3.connect(out / "imgtag.db")
+    for (name,) in db.execute("SELECT name FROM sqlite_master WHERE type = 'trigger' AND name LIKE 'tally_%'"
+                              " UNION ALL SELECT 'attempts_request'").fetchall():
+        db.execute(f"DROP {'INDEX' if name == 'attempts_request' else 'TRIGGER'} {name}")
+    for table in ("tally_files", "tally_answers", "tally_spend", "tally_sizes"):
+        db.execute(f"DROP TABLE {table}")
+    db.execute(f"PRAGMA user_version = {MIGRATIONS.index(_tallies_migration())}")
+    db.close()
+    assert_tallies_match_rows(out)
+
+
+def _tallies_migration() -> Any:
+    return next(m for m in MIGRATIONS if m.__name__ == "_v17_status_tallies")
+
+
+def test_status_counts_outside_the_file_set_from_rows(tmp_path: Path) -> None:
+    """Files an earlier run saw and the latest did not are left out of the counts (summaries minus their rows), and
+    a file set that is the smaller part of the store is counted from its own rows."""
+    from synthstore import MODEL, PROVIDER, fill
+
+    out = tmp_path / "out"
+    meta = fill(out, 400, root=str(tmp_path / "photos"))
+    key = WorkKey(meta["preset_version"], PROVIDER, MODEL)
+    with Store(out, lock=False, create=False) as store:
+        db = store.db
+        run = store.start_run("run")
+        everything = summarize(db, key)
+        for part in (10, 390):  # a few files outside the set, then most of them
+            db.execute("UPDATE files SET seen_run = CASE WHEN id > ? THEN ? ELSE ? - 1 END", (part, run, run))
+            via_summaries = tallies.counts(db, key, run)
+            assert (via_summaries is None) == (part > 200)
+            files, answers = tallies.rows_counts(db, key, "f.seen_run >= ?", (run,))
+            if via_summaries is not None:
+                assert via_summaries == (+files, +answers)
+            in_set = summarize(db, key, since_run=run)
+            assert in_set.files == 400 - part < everything.files
