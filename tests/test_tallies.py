@@ -6,6 +6,7 @@ from its rows when it is opened (the migration's backfill)."""
 
 from __future__ import annotations
 
+import re
 import shutil
 import sqlite3
 from pathlib import Path
@@ -39,9 +40,9 @@ def assert_tallies_match_rows(out: Path) -> None:
             key = key_of(meta)
             scope, params = ("f.seen_run >= ?", (since,)) if since is not None else ("1", ())
             files, answers = tallies.rows_counts(db, key, scope, params)
-            kept = tallies.counts(db, key, since)
-            if kept is not None:
-                assert kept == (+files, +answers)
+            assert tallies.counts(db, key, since) == (files, +answers)
+            reviews = tallies.reviews(db, key, since)
+            assert reviews is None or reviews == _reviews_from_rows(db, key, since)
             spent = tallies.spend(db, key)
             (rows_cost, unknown, credits) = db.execute(
                 "SELECT TOTAL(a.cost_usd), SUM(a.cost_unknown), SUM(a.credits_amount) FROM attempts a"
@@ -52,17 +53,32 @@ def assert_tallies_match_rows(out: Path) -> None:
             summarize(db, key, since_run=since)  # runs on the summaries without error
 
 
+def _reviews_from_rows(db: sqlite3.Connection, key: WorkKey, since: int | None) -> tuple[int, int, int]:
+    in_set = " AND f.seen_run >= ?" if since is not None else ""
+    return tuple(db.execute(
+        "SELECT COALESCE(SUM(r.reviewed = 1), 0), COALESCE(SUM(r.reviewed = -1), 0), COALESCE(SUM(r.edits <> '{}'), 0)"
+        f" FROM review_state r JOIN files f ON f.id = r.file_id AND f.status = 'ok'{in_set} JOIN jobs j"
+        " ON j.sha256 = f.sha256 AND j.status = 'ok' AND j.preset_version = r.preset_version"
+        " AND j.provider = r.provider AND j.model = r.model WHERE r.preset_version = ? AND r.provider = ?"
+        " AND r.model = ?", (*(() if since is None else (since,)), key.preset_version, key.provider, key.model)
+    ).fetchone())
+
+
 def _run(args: list[str], fake: Any, monkeypatch: pytest.MonkeyPatch, *, codes: tuple[int, ...] = (0, 1)) -> str:
     code, output = run_cli(args, fake.env(), monkeypatch)
     assert code in codes, output
     return output
 
 
-def _answers(ctx: dict[str, Any]) -> dict[str, Any] | None:
-    """Every fourth request refused, every fourth after it an answer that is not JSON (failed images: the refusals
-    stay failed, a retry answers the others)."""
-    seq = ctx.get("seq") or 0
-    return {"output_mode": "refusal"} if seq % 4 == 2 else {"output_mode": "prose"} if seq % 4 == 3 else None
+def _answers() -> Any:
+    """The second of every four images refused, the third always answered with JSON that fails the schema (failed
+    images: a retry asks the invalid ones again, and they leave 'failed'; the refused stay)."""
+    order: dict[str, int] = {}
+
+    def respond(ctx: dict[str, Any]) -> dict[str, Any] | None:
+        n = order.setdefault(str(ctx.get("image_key")), len(order))
+        return {"output_mode": "refusal"} if n % 4 == 1 else {"output_mode": "invalid"} if n % 4 == 2 else None
+    return respond
 
 
 def test_summaries_equal_a_recount_after_every_kind_of_write(tmp_path: Path, fake_anthropic_factory: Any,
@@ -71,25 +87,32 @@ def test_summaries_equal_a_recount_after_every_kind_of_write(tmp_path: Path, fak
     make_images(images, 10)
     shutil.copy(images / "img_0001.jpg", images / "zz_copy.jpg")  # an exact copy shares its original's job
     (images / "broken.jpg").write_bytes(b"not an image")  # unreadable: a failed file, never asked
-    fake = fake_anthropic_factory(respond=_answers, batch_processing_s=0.05)
+    fake = fake_anthropic_factory(respond=_answers(), batch_processing_s=0.05)
     args = ["run", str(images), "--out", str(out), "-q", "--preset", "ecommerce"]
     _run(args, fake, monkeypatch)
     assert_tallies_match_rows(out)
     with Store(out, lock=False, create=False) as store:
-        statuses = {r[0] for r in store.db.execute("SELECT status FROM jobs")}
-        assert {"ok", "failed"} <= statuses  # the sequence did produce failures
+        causes = {r[0] for r in store.db.execute("SELECT error_type FROM jobs WHERE status = 'failed'")}
+        assert len(causes) == 2, causes  # refused and invalid answers
 
     fake.config.respond = None  # from now on every answer is good
     _run(["retry", "--out", str(out), "-q"], fake, monkeypatch)
     assert_tallies_match_rows(out)
+    with Store(out, lock=False, create=False) as store:  # the invalid ones were answered
+        assert {r[0] for r in store.db.execute("SELECT error_type FROM jobs WHERE status = 'failed'")} == {"refused"}
 
-    # Review edits and an approval (the review tables only: the counts must not move).
+    # Review edits, an approval and a rejection, then an edit undone.
     store, review = open_review(out)
     with store:
         ids = [r[0] for r in store.db.execute("SELECT f.id FROM files f JOIN jobs j ON j.sha256 = f.sha256"
-                                              " WHERE f.status = 'ok' AND j.status = 'ok' ORDER BY f.id LIMIT 2")]
+                                              " WHERE f.status = 'ok' AND j.status = 'ok' ORDER BY f.id LIMIT 3")]
         review.patch(ids[0], {"fields": {"color": "green"}, "reviewed": True})
         review.patch(ids[1], {"fields": {"style": "formal"}})
+        review.patch(ids[2], {"rejected": True})
+    assert_tallies_match_rows(out)
+    store, review = open_review(out)
+    with store:
+        review.patch(ids[0], {"fields": {"color": "red"}})  # the same image edited again
     assert_tallies_match_rows(out)
 
     # A second target over the same folder, in batch mode, with items that expire (resubmitted up to the cap).
@@ -112,10 +135,15 @@ def test_summaries_equal_a_recount_after_every_kind_of_write(tmp_path: Path, fak
 
     # A file changed (new content, a new size), another deleted, then pruned.
     Image.new("RGB", (300, 200), (250, 10, 10)).save(images / "img_0002.jpg", quality=95)
+    gone = (images / "img_0003.jpg").read_bytes()
     (images / "img_0003.jpg").unlink()
     _run(args, fake, monkeypatch)
     assert_tallies_match_rows(out)  # img_0003 is outside the file set now: counted from its row
     _run(["prune", "--out", str(out), "--yes"], fake, monkeypatch)
+    assert_tallies_match_rows(out)
+    # The pruned image comes back under another name: its job (kept, with no file left) counts again.
+    (images / "back.jpg").write_bytes(gone)
+    _run(args, fake, monkeypatch)
     assert_tallies_match_rows(out)
 
     # A store from before the summaries: opened by this version, it counts them from its rows.
@@ -123,7 +151,7 @@ def test_summaries_equal_a_recount_after_every_kind_of_write(tmp_path: Path, fak
     for (name,) in db.execute("SELECT name FROM sqlite_master WHERE type = 'trigger' AND name LIKE 'tally_%'"
                               " UNION ALL SELECT 'attempts_request'").fetchall():
         db.execute(f"DROP {'INDEX' if name == 'attempts_request' else 'TRIGGER'} {name}")
-    for table in ("tally_files", "tally_answers", "tally_spend", "tally_sizes"):
+    for table in ("tally_answers", "tally_spend", "tally_sizes", "tally_review"):
         db.execute(f"DROP TABLE {table}")
     db.execute(f"PRAGMA user_version = {MIGRATIONS.index(_tallies_migration())}")
     db.close()
@@ -144,14 +172,37 @@ def test_status_counts_outside_the_file_set_from_rows(tmp_path: Path) -> None:
     key = WorkKey(meta["preset_version"], PROVIDER, MODEL)
     with Store(out, lock=False, create=False) as store:
         db = store.db
+        assert tallies.kept(db) == tallies.recount(db)  # rows written whole (no reserved row first)
         run = store.start_run("run")
         everything = summarize(db, key)
         for part in (10, 390):  # a few files outside the set, then most of them
             db.execute("UPDATE files SET seen_run = CASE WHEN id > ? THEN ? ELSE ? - 1 END", (part, run, run))
-            via_summaries = tallies.counts(db, key, run)
-            assert (via_summaries is None) == (part > 200)
             files, answers = tallies.rows_counts(db, key, "f.seen_run >= ?", (run,))
-            if via_summaries is not None:
-                assert via_summaries == (+files, +answers)
+            assert tallies.counts(db, key, run) == (files, +answers)
+            reviews = tallies.reviews(db, key, run)
+            assert reviews is None if part > 200 else reviews == _reviews_from_rows(db, key, run) != (0, 0, 0)
             in_set = summarize(db, key, since_run=run)
             assert in_set.files == 400 - part < everything.files
+
+
+SELECTIVE = ("sha256=?", "rowid=?", "file_id=?", "request_id=?")
+
+
+def test_every_trigger_statement_is_a_seek(tmp_path: Path) -> None:
+    """The summaries' triggers run inside every write: each of their statements finds its rows by an index (NEW and
+    OLD bound to values), never by reading a table that grows with the images."""
+    with Store(tmp_path / "out") as store:
+        db = store.db
+        bodies = [sql for (sql,) in db.execute("SELECT sql FROM sqlite_master WHERE type = 'trigger'"
+                                               " AND name LIKE 'tally_%'")]
+        assert len(bodies) >= 20
+        for sql in bodies:
+            body = sql[sql.index(" BEGIN ") + 7:sql.rindex(" END")]
+            for statement in filter(str.strip, re.sub(r"\b(?:NEW|OLD)\.\w+", "1", body).split(";")):
+                plan = [row[3] for row in db.execute("EXPLAIN QUERY PLAN " + statement)]
+                # A seek by a column that picks a few rows (not, say, every ok job by jobs_status).
+                scans = [line for line in plan if (line.startswith("SCAN ") and "subquery" not in line
+                         and "CONSTANT ROW" not in line and not line.startswith("SCAN tally_"))
+                         or (line.startswith("SEARCH ") and not line.startswith("SEARCH tally_")
+                         and not any(seek in line for seek in SELECTIVE))]
+                assert not scans, (statement, plan)

@@ -35,12 +35,9 @@ def summarize(db: sqlite3.Connection, key: WorkKey | None, *, run_id: int | None
     answered jobs are joined to the files holding their content (in content order, index to index), so no wide
     row is read; an ok file with no answered job is pending."""
     s = Summary()
-    kept = tallies.counts(db, key, since_run) if run_id is None else None
-    if kept is None:  # one run's files (they have no summary), or a file set that is a small part of the store
-        scope, params = (("f.last_run = ?", (run_id,)) if run_id is not None else
-                         ("f.seen_run >= ?", (since_run,)) if since_run is not None else ("1", ()))
-        kept = tallies.rows_counts(db, key, scope, params)
-    files, answers = kept
+    # One run's files have no summary: counted from their rows.
+    files, answers = (tallies.counts(db, key, since_run) if run_id is None
+                      else tallies.rows_counts(db, key, "f.last_run = ?", (run_id,)))
     ok_files = 0
     for (status, reason_code), count in sorted(files.items(), key=_nulls_first):
         s.files += count

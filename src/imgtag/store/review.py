@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from imgtag.store import tallies
 from imgtag.store.db import WorkKey, now_iso
 from imgtag.store.rows import current_fields, edited_names
 
@@ -91,6 +92,9 @@ def review_counts(db: sqlite3.Connection, key: WorkKey, since_run: int | None = 
             "SELECT COUNT(*) FROM jobs j JOIN files f ON f.sha256 = j.sha256 AND f.status = 'ok'" + in_set
             + " WHERE j.preset_version = ? AND j.provider = ? AND j.model = ? AND j.status = 'ok'",
             (*set_params, *_kp(key))).fetchone()
+    kept = tallies.reviews(db, key, since_run)
+    if kept is not None:  # as the store keeps them counted (store/tallies.py)
+        return ReviewCounts(int(ok), *kept)
     # From the review rows (only the images a person touched), never a pass over every file.
     row = db.execute(
         "SELECT COALESCE(SUM(r.reviewed = 1), 0), COALESCE(SUM(r.reviewed = -1), 0), COALESCE(SUM(r.edits <> '{}'), 0)"
