@@ -19,8 +19,9 @@ from imagegen import make_images, run_cli
 from imgtag.app.summary import summarize
 from imgtag.export import fileset
 from imgtag.export.targets import all_targets, key_of
-from imgtag.store import Store, WorkKey, tallies
+from imgtag.store import FileRecord, Store, WorkKey, tallies
 from imgtag.store.migrations import MIGRATIONS
+from imgtag.store.prune import remove_files
 from reviewfix import open_review
 
 BATCH = ["--mode", "batch", "--poll-interval", "0.05", "-q"]
@@ -113,6 +114,10 @@ def test_summaries_equal_a_recount_after_every_kind_of_write(tmp_path: Path, fak
     store, review = open_review(out)
     with store:
         review.patch(ids[0], {"fields": {"color": "red"}})  # the same image edited again
+        review.patch(ids[1], {"reviewed": True})  # an edited image approved
+        review.queue_retry(ids[0])  # asked again by `imgtag retry`: its job leaves ok and comes back
+    assert_tallies_match_rows(out)
+    _run(["retry", "--out", str(out), "-q"], fake, monkeypatch)
     assert_tallies_match_rows(out)
 
     # A second target over the same folder, in batch mode, with items that expire (resubmitted up to the cap).
@@ -133,7 +138,9 @@ def test_summaries_equal_a_recount_after_every_kind_of_write(tmp_path: Path, fak
     _run(args, fake, monkeypatch)
     assert_tallies_match_rows(out)
 
-    # A file changed (new content, a new size), another deleted, then pruned.
+    # A reviewed image replaced by a copy of another answered one, a file changed (new content, a new size), another
+    # deleted, then pruned.
+    shutil.copy(images / "img_0005.jpg", images / "img_0000.jpg")
     Image.new("RGB", (300, 200), (250, 10, 10)).save(images / "img_0002.jpg", quality=95)
     gone = (images / "img_0003.jpg").read_bytes()
     (images / "img_0003.jpg").unlink()
@@ -173,6 +180,16 @@ def test_status_counts_outside_the_file_set_from_rows(tmp_path: Path) -> None:
     with Store(out, lock=False, create=False) as store:
         db = store.db
         assert tallies.kept(db) == tallies.recount(db)  # rows written whole (no reserved row first)
+        # A file row removed, then written whole again (no reserved row first), after its content's job: it counts
+        # for that job at once, and gives it its size back. Then a copy of it.
+        file_id, path, sha = db.execute("SELECT f.id, f.path, f.sha256 FROM files f JOIN jobs j ON j.file_id = f.id"
+                                        " WHERE j.status = 'ok' ORDER BY f.id LIMIT 1").fetchone()
+        remove_files(store, [file_id])
+        assert tallies.kept(db) == tallies.recount(db)
+        for name in (path.decode(), "/photos/copy.jpg"):
+            store.upsert_file(FileRecord(name, name[8:], "/photos", 1, 1, "ok", sha256=sha, width=1600, height=1200),
+                              None, 1)
+            assert tallies.kept(db) == tallies.recount(db)
         run = store.start_run("run")
         everything = summarize(db, key)
         for part in (10, 390):  # a few files outside the set, then most of them
@@ -182,7 +199,8 @@ def test_status_counts_outside_the_file_set_from_rows(tmp_path: Path) -> None:
             reviews = tallies.reviews(db, key, run)
             assert reviews is None if part > 200 else reviews == _reviews_from_rows(db, key, run) != (0, 0, 0)
             in_set = summarize(db, key, since_run=run)
-            assert in_set.files == 400 - part < everything.files
+            (expected,) = db.execute("SELECT COUNT(*) FROM files WHERE seen_run >= ?", (run,)).fetchone()
+            assert in_set.files == expected < everything.files
 
 
 SELECTIVE = ("sha256=?", "rowid=?", "file_id=?", "request_id=?")

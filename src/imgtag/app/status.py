@@ -34,7 +34,9 @@ def gather(store: Store, meta: dict[str, Any] | None) -> dict[str, Any]:
     if key is not None:
         kp = (key.preset_version, key.provider, key.model)
         in_set, since = ("AND seen_run >= ?", (file_set.run,) * 2) if file_set else ("", ())
-        select = (f"SELECT f.display, j.error_type, j.error_message, ({KEPT_ANSWER}), 0 AS kind, f.id AS id FROM jobs j"
+        # The job's id stands for its kept answer (KEPT_ANSWER, a lookup in the attempts), fetched for the rows shown
+        # only: counting or sorting 10,000 failures then reads no attempt.
+        select = ("SELECT f.display, j.error_type, j.error_message, j.id AS id, 0 AS kind, f.id AS fid FROM jobs j"
                   " JOIN files f ON f.id = j.file_id"
                   " WHERE j.status='failed' AND j.preset_version=? AND j.provider=? AND j.model=?"
                   f" {in_set.replace('seen_run', 'f.seen_run')} UNION ALL SELECT display, reason_code, reason, NULL,"
@@ -42,7 +44,10 @@ def gather(store: Store, meta: dict[str, Any] | None) -> dict[str, Any]:
         (failed_total,) = store.db.execute(f"SELECT COUNT(*) FROM ({select})", (*kp, *since)).fetchone()
         # Failed answers first, then files that could not be read, each in the order the files were found.
         failures = [{"path": r[0], "type": r[1] or "error", "message": r[2] or "", "raw_answer": r[3]}
-                    for r in store.db.execute(f"{select} ORDER BY kind, id LIMIT {FAILURES_SHOWN}", (*kp, *since))]
+                    for r in store.db.execute(
+                        f"SELECT display, error_type, error_message, ({KEPT_ANSWER.replace('j.id', 'shown.id')})"
+                        f" FROM ({select} ORDER BY kind, fid LIMIT {FAILURES_SHOWN}) AS shown ORDER BY kind, fid",
+                        (*kp, *since))]
     others = []
     for other in all_targets(store):
         if meta is not None and key_of(other) == key:
