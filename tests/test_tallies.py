@@ -140,7 +140,10 @@ def test_summaries_equal_a_recount_after_every_kind_of_write(tmp_path: Path, fak
 
     # A reviewed image replaced by a copy of another answered one, a file changed (new content, a new size), another
     # deleted, then pruned.
-    shutil.copy(images / "img_0005.jpg", images / "img_0000.jpg")
+    with Store(out, lock=False, create=False) as store:
+        first, second = (store.display_of(i) for i in ids[:2])
+    assert first and second
+    shutil.copy(images / second, images / first)
     Image.new("RGB", (300, 200), (250, 10, 10)).save(images / "img_0002.jpg", quality=95)
     gone = (images / "img_0003.jpg").read_bytes()
     (images / "img_0003.jpg").unlink()
