@@ -95,6 +95,32 @@ def test_describe_takes_a_path_bytes_or_a_pil_image_and_keeps_nothing(tmp_path: 
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in"]  # no store, no export left anywhere
 
 
+@pytest.mark.parametrize("preset", ["keywords", "ocr"])
+def test_describe_answers_with_a_preset_whose_limits_the_api_takes_only_as_words(preset: str, fake: Any) -> None:
+    """keywords wants 10 to 30 keywords and ocr a BCP 47 `language`: the Messages API refuses those constraints in a
+    schema, so they reach the model as words in the field's description (validate/schema.py). A model reading them
+    (and the fake, which reads them as a model would) answers within them: describe()'s default preset is usable."""
+    fields = imgtag.describe(_png(300, 300), preset=preset)
+    if preset == "keywords":
+        assert 10 <= len(fields["keywords"]) <= 30
+    else:
+        assert fields["language"] in ("", "en") or fields["language"].isalpha()
+    assert fake.stats.messages_requests == 1  # valid on the first ask
+
+
+def test_describe_of_an_image_that_cannot_be_read_is_a_usage_error(tmp_path: Path, fake: Any) -> None:
+    """docs/python-api.md: an image that cannot be used raises UsageError (it was a ProviderError saying
+    "no usable answer ... (corrupt: corrupt: ...)"), and nothing is asked."""
+    broken = tmp_path / "broken.png"
+    broken.write_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * 64)
+    with pytest.raises(imgtag.UsageError) as info:
+        imgtag.describe(broken)
+    message = str(info.value)
+    assert "\n" not in message and "broken.png" in message and "corrupt" in message, message
+    assert "corrupt: corrupt" not in message and "no usable answer" not in message, message
+    assert fake.stats.messages_requests == 0
+
+
 def test_describe_raises_one_sentence_for_an_answer_it_cannot_use(tmp_path: Path, fake_anthropic_factory: Any,
                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
     refusing = fake_anthropic_factory(output_mode="refusal")

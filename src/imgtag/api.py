@@ -429,9 +429,16 @@ def _describe(image: PathLike | bytes | Any, *, preset: str | None, model: str |
         return dict(row.fields)
     error = (row.error if row is not None else None) or {}
     reason = f"{error.get('type', 'error')}: {error.get('message', '')}".rstrip(": ")
-    if row is not None and row.status == "skipped":
-        raise UsageError(f"the image cannot be used ({reason})")
+    if row is not None and (row.status == "skipped" or (row.mode is None and error.get("type") in _FILE_CAUSES)):
+        # the file itself failed (nothing was asked): the caller's image to fix, not the provider's answer
+        label = os.fspath(image) if isinstance(image, str | os.PathLike) else "the image"
+        raise UsageError(f"{label} cannot be used: {error.get('message') or reason}")
     raise ProviderError(f"no usable answer for the image ({run.message or reason or 'no answer'})")
+
+
+# Why a file fails before anything is asked (ingest/preprocess.py); its message already names the cause.
+_FILE_CAUSES = frozenset({"empty", "not_image", "unsupported", "truncated", "corrupt", "bomb", "unreadable",
+                          "not_regular"})
 
 
 def _image_file(image: PathLike | bytes | Any, folder: Path) -> str:

@@ -831,7 +831,7 @@ class _InstanceMaker:
     def make(self, node: Any, name: str = "value", depth: int = 0) -> Any:
         if not isinstance(node, dict) or depth > 12:
             return None if depth > 12 else f"{name} {self.key}"[:_MAX_STRING]
-        node = self._resolve(node)
+        node = _described_limits(self._resolve(node))
         if "const" in node:
             return node["const"]
         if isinstance(node.get("enum"), list) and node["enum"]:
@@ -935,12 +935,39 @@ class _InstanceMaker:
             candidates = [_fit(f"{label[: _MAX_STRING - len(key) - 1]} {key}")]
         pattern = node.get("pattern")
         if isinstance(pattern, str):
-            candidates += [key, key.upper(), key.lstrip("#"), key.lstrip("#").upper()]
+            candidates += [key, key.upper(), key.lstrip("#"), key.lstrip("#").upper(), "en", ""]
             for cand in candidates:
                 with contextlib.suppress(re.error):
                     if re.search(pattern, cand):
                         return cand
         return candidates[0]
+
+
+_ITEMS_RANGE = re.compile(r"\b(\d+) to (\d+) items?\b")
+_ITEMS_AT_LEAST = re.compile(r"\bat least (\d+) items?\b")
+_ITEMS_AT_MOST = re.compile(r"\bat most (\d+) items?\b")
+_PATTERN_WORDS = "must match the regular expression "
+
+
+def _described_limits(node: dict[str, Any]) -> dict[str, Any]:
+    """The limits a provider refuses in a schema reach the model as words in the field's description
+    (imgtag's validate/schema.py: "(10 to 30 items)", "must match the regular expression ..."). A model reads
+    them; so does the fake, or it would answer outside limits a real model keeps (3 keywords for 10 to 30)."""
+    text = node.get("description")
+    if not isinstance(text, str) or "(" not in text:
+        return node
+    note = text[text.index("(") + 1:].removesuffix(")")
+    found: dict[str, Any] = {}
+    if m := _ITEMS_RANGE.search(note):
+        found = {"minItems": int(m[1]), "maxItems": int(m[2])}
+    else:
+        if m := _ITEMS_AT_LEAST.search(note):
+            found["minItems"] = int(m[1])
+        if m := _ITEMS_AT_MOST.search(note):
+            found["maxItems"] = int(m[1])
+    if _PATTERN_WORDS in note:
+        found["pattern"] = note.split(_PATTERN_WORDS, 1)[1].split("; ", 1)[0]
+    return {**found, **node} if found else node
 
 
 def _invalidate(instance: Any, schema: dict[str, Any] | None, key: str) -> Any:
