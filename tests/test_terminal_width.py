@@ -74,3 +74,18 @@ def test_without_a_width_lines_stay_whole(monkeypatch):
     code, output = run_cli(["presets"], {}, monkeypatch)
     assert code == 0
     assert any(len(line) > 80 for line in output.splitlines())
+
+
+def test_cancel_fits_the_terminal(tmp_path, fake_anthropic_factory, monkeypatch):
+    """`imgtag cancel`'s line per batch was printed whole, so a terminal cut it mid-word ("0 faile" / "d")."""
+    make_images(tmp_path / "in", 3)
+    fake = fake_anthropic_factory(batch_processing_s=30.0, batch_cancel_s=0.05)
+    out = tmp_path / "out"
+    code, output = run_cli(["run", str(tmp_path / "in"), "--out", str(out), "--mode", "batch", "--detach", "-q"],
+                           fake.env(), monkeypatch)
+    assert code == 0, output
+    monkeypatch.setenv("COLUMNS", "60")
+    code, output = run_cli(["cancel", "--out", str(out)], fake.env(), monkeypatch)
+    assert code == 0, output
+    _fits(output, 60)
+    assert "canceled; 0 answered and recorded, 0 failed, 3 back to pending" in _flat(output)

@@ -605,7 +605,11 @@ def cancel(out: OutOpt = None, base_url: BaseUrlOpt = None) -> None:
     from imgtag.request.batch.runner import cancel_batches
 
     settings = _settings()
-    raise typer.Exit(cancel_batches(settings.out(out), server=lambda meta: settings.server(base_url, meta)))
+
+    def say(text: str, err: bool) -> None:  # fitted to the terminal, as every other line imgtag prints
+        _console(err).print(f"imgtag: {text}" if err else text, markup=False)
+
+    raise typer.Exit(cancel_batches(settings.out(out), server=lambda meta: settings.server(base_url, meta), say=say))
 
 
 @app.command()

@@ -27,24 +27,29 @@ EXIT_OK, EXIT_FAILED, EXIT_CONFIG = 0, 1, 2
 _GONE = object()  # a polled batch the API no longer knows
 
 
-def _say(text: str, *, err: bool = False) -> None:
+def _print(text: str, err: bool = False) -> None:
     print(text if not err else f"imgtag: {text}", file=sys.stderr if err else sys.stdout, flush=True)
+
+
+# Where a line for the person goes (text, to stderr); the CLI passes one that fits the line to the terminal.
+Say = Callable[[str, bool], None]
 
 
 ServerFor = Callable[[dict[str, Any]], dict[str, Any]]  # the latest target's record -> its provider settings
 
 
-def cancel_all(out: Path, *, wait_s: float = 120.0, server: ServerFor | None = None) -> int:
+def cancel_all(out: Path, *, wait_s: float = 120.0, server: ServerFor | None = None, say: Say | None = None) -> int:
+    say = say or _print
 
     try:
         store = Store(out, create=False)
     except (FileNotFoundError, StoreBusyError) as exc:
-        _say(str(exc), err=True)
+        say(str(exc), True)
         return EXIT_CONFIG
     with store:
         meta = store.get_meta("target")
         if not meta or not (sb.live_batches(store) or sb.orphan_submissions(store)):
-            _say(f"no live batches in {out}")
+            say(f"no live batches in {out}", False)
             return EXIT_OK
         # The last run's target judges the answers (its preset's schema) and prices them.
         cfg = RunConfig(inputs=[], out=out, preset=meta["preset"], lang=meta.get("lang"),
@@ -55,13 +60,13 @@ def cancel_all(out: Path, *, wait_s: float = 120.0, server: ServerFor | None = N
             target = resolve_target(cfg)
             provider = open_provider(cfg)
         except (ConfigError, PresetError, OSError) as exc:
-            _say(str(exc), err=True)
+            say(str(exc), True)
             return EXIT_CONFIG
         run_id = store.start_run("cancel", key=target.key, preset=target.preset.name, mode="batch")
         ctx = BatchContext(store, provider, target, cfg, run_id)
         code = EXIT_CONFIG
         try:
-            code = asyncio.run(_cancel_and_close(ctx, wait_s))
+            code = asyncio.run(_cancel_and_close(ctx, wait_s, say))
         finally:
             store.finish_run(run_id, code)
         if ctx.stats.ok or ctx.stats.failed:
@@ -74,17 +79,17 @@ def _stored_server(meta: dict[str, Any]) -> dict[str, Any]:
     return {"base_url": meta["base_url"]} if meta.get("base_url") else {}
 
 
-async def _cancel_and_close(ctx: BatchContext, wait_s: float) -> int:
+async def _cancel_and_close(ctx: BatchContext, wait_s: float, say: Say) -> int:
     try:
-        return await _cancel(ctx, wait_s)
+        return await _cancel(ctx, wait_s, say)
     except BatchStop as stop:
-        _say(stop.message, err=True)
+        say(stop.message, True)
         return EXIT_CONFIG if stop.fatal is not None else EXIT_FAILED
     finally:
         await ctx.provider.aclose()
 
 
-async def _cancel(ctx: BatchContext, wait_s: float) -> int:
+async def _cancel(ctx: BatchContext, wait_s: float, say: Say) -> int:
     store = ctx.store
     # Adopt batches a crash left unrecorded first, so they are canceled too rather than forgotten.
     await Submitter(ctx).reconcile()
@@ -93,58 +98,59 @@ async def _cancel(ctx: BatchContext, wait_s: float) -> int:
         if row.processing_status == "ended":
             waiting[row.id] = False
             continue
-        if await _request_cancel(ctx, row.id):
+        if await _request_cancel(ctx, row.id, say):
             waiting[row.id] = True
     collector = Collector(ctx)
     deadline = time.monotonic() + wait_s
     interval = 0.25
     while waiting:
         for batch_id in list(waiting):
-            batch = await _poll(ctx, collector, batch_id)
+            batch = await _poll(ctx, collector, batch_id, say)
             if batch is _GONE:
                 waiting.pop(batch_id)
                 continue
             if batch is None or not batch.ended:
                 continue
             if sb.batch_key(store, batch_id) not in (ctx.target.key, None):
-                _say(f"batch {batch_id}: canceled; it holds another preset's or model's work, so run the "
-                     "command that submitted it to collect its results")
+                say(f"batch {batch_id}: canceled; it holds another preset's or model's work, so run the "
+                    "command that submitted it to collect its results", False)
                 waiting.pop(batch_id)
                 continue
             tally = await collector.collect(batch_id, batch)
             if tally is None:
                 continue  # the results stream broke off: try again on the next pass
-            _say(_line(batch_id, waiting.pop(batch_id), tally))
+            say(_line(batch_id, waiting.pop(batch_id), tally), False)
         if not waiting or time.monotonic() >= deadline:
             break
         await asyncio.sleep(interval)
         interval = min(5.0, interval * 1.5)
     for batch_id in waiting:
-        _say(f"batch {batch_id}: still canceling after {wait_s:.0f} s; run `imgtag cancel` again "
-             "(or `imgtag run`) to collect it")
+        say(f"batch {batch_id}: still canceling after {wait_s:.0f} s; run `imgtag cancel` again "
+            "(or `imgtag run`) to collect it", False)
     return EXIT_OK
 
 
-async def _request_cancel(ctx: BatchContext, batch_id: str) -> bool:
+async def _request_cancel(ctx: BatchContext, batch_id: str, say: Say) -> bool:
     try:
         await ctx.api.cancel(batch_id)
         return True
     except ProviderError as err:
         if err.http_status == 404:
             n = sb.mark_batch_missing(ctx.store, batch_id)
-            _say(f"batch {batch_id}: unknown to the API (404); its {n} unanswered items are pending again")
+            say(f"batch {batch_id}: unknown to the API (404); its {n} unanswered items are pending again", False)
             return False
         stop_if_fatal(err)
         return True  # transient: still poll it; a later cancel attempt is not needed if it ends anyway
 
 
-async def _poll(ctx: BatchContext, collector: Collector, batch_id: str) -> BatchHandle | object | None:
+async def _poll(ctx: BatchContext, collector: Collector, batch_id: str,
+                say: Say) -> BatchHandle | object | None:
     try:
         return await collector.poll(batch_id)
     except BatchStop as stop:
         if stop.fatal is not None and stop.fatal.http_status == 404:
             n = sb.mark_batch_missing(ctx.store, batch_id)
-            _say(f"batch {batch_id}: unknown to the API (404); its {n} unanswered items are pending again")
+            say(f"batch {batch_id}: unknown to the API (404); its {n} unanswered items are pending again", False)
             return _GONE
         raise
 

@@ -27,7 +27,7 @@ from imgtag.pricing.costs import cost_usd
 from imgtag.pricing.estimate import RequestEstimate, estimate_request, pack_estimate, reserve_tokens
 from imgtag.providers.base import Fatal, ImageInput, RequestOptions, max_edge_of
 from imgtag.providers.batch_api import BatchAPI
-from imgtag.request.batch.cancel import ServerFor, cancel_all
+from imgtag.request.batch.cancel import Say, ServerFor, cancel_all
 from imgtag.request.batch.collect import Collector
 from imgtag.request.batch.common import MAX_POLL_INTERVAL_S, POLL_BACKOFF, BatchContext, BatchStop, ImageSettled
 from imgtag.request.batch.limits import BatchLimits, byte_budget, lowered_note
@@ -310,8 +310,9 @@ def _reprepare(template: PrepareRequest, paths: list[str], sha256: str) -> Image
     return None
 
 
-def cancel_batches(out: Path, *, wait_s: float = 120.0, server: ServerFor | None = None) -> int:
+def cancel_batches(out: Path, *, wait_s: float = 120.0, server: ServerFor | None = None,
+                   say: Say | None = None) -> int:
     """`imgtag cancel`: cancel every live batch, wait (bounded) for each to end, store what was answered
     (it is paid for), and return the rest to pending. One line per batch; exit code. `server(target record)`:
     the provider settings (base_url) that reach the batches' server."""
-    return cancel_all(out, wait_s=wait_s, server=server)
+    return cancel_all(out, wait_s=wait_s, server=server, say=say)
