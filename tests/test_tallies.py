@@ -227,3 +227,32 @@ def test_every_trigger_statement_is_a_seek(tmp_path: Path) -> None:
                          or (line.startswith("SEARCH ") and not line.startswith("SEARCH tally_")
                          and not any(seek in line for seek in SELECTIVE))]
                 assert not scans, (statement, plan)
+
+
+def test_a_large_store_says_it_is_upgrading_before_it_does(tmp_path: Path) -> None:
+    """The first command after an upgrade fills the new summaries from every row: a minute at a million images.
+    A large store says so first, in one line on stderr (the logger's last-resort output: the CLI sets up no
+    logging); a small one, or a store that is already current, says nothing. In a process of its own, as a user
+    meets it (pytest's log capture would swallow the line)."""
+    import subprocess
+    import sys
+
+    from synthstore import fill
+
+    out = tmp_path / "out"
+    fill(out, 40, root=str(tmp_path / "photos"))
+
+    def open_set_back(threshold: int) -> str:
+        db = sqlite3.connect(out / "imgtag.db")
+        db.execute(f"PRAGMA user_version = {MIGRATIONS.index(_tallies_migration())}")
+        db.close()
+        code = ("import sys; from imgtag.store import Store, migrations, tallies;"
+                f" migrations.ANNOUNCE_UPGRADE_FROM_FILES = {threshold};"
+                " store = Store(sys.argv[1], lock=False, create=False);"
+                " assert tallies.kept(store.db) == tallies.recount(store.db)")
+        done = subprocess.run([sys.executable, "-c", code, str(out)], capture_output=True, text=True, check=True)
+        return done.stderr
+
+    assert open_set_back(41) == ""  # 40 files, under the threshold: quiet
+    assert open_set_back(40) == (f"imgtag: upgrading {out / 'imgtag.db'} to this version's format (40 files; once,"
+                                 " this may take a minute)\n")

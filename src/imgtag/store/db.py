@@ -80,7 +80,7 @@ class Store:
             self.db.execute("PRAGMA journal_mode=WAL")
             self.db.execute("PRAGMA synchronous=NORMAL")
             self.db.execute("PRAGMA foreign_keys=ON")
-            migrate(self.db)
+            migrate(self.db, str(self.out_dir / DB_NAME))
             if self._lock is not None:
                 runstate.mark_abandoned_runs(self.db)
         except BaseException:

@@ -5,6 +5,7 @@ Append only: never edit a migration that has shipped; add a new one instead.
 
 from __future__ import annotations
 
+import logging
 import sqlite3
 from collections.abc import Callable
 
@@ -568,16 +569,35 @@ MIGRATIONS: list[Migration] = [_v1_initial, _v2_credits, _v3_export_ledger, _v4_
                               _v15_scale_indexes, _v16_rerun_state, _v17_status_tallies]
 
 
-def migrate(db: sqlite3.Connection) -> int:
-    """Bring the database to the newest schema; returns the version. Each step is its own transaction."""
+# From this many files up, an upgrade is announced before it starts: a migration that fills a new table from the
+# rows (_v17_status_tallies) takes about 20 µs of CPU per file, so a million-image store is busy for a minute or
+# more on the first command after an upgrade, and a silent minute looks like a hang.
+ANNOUNCE_UPGRADE_FROM_FILES = 50_000
+
+
+def migrate(db: sqlite3.Connection, store_path: str = "imgtag.db") -> int:
+    """Bring the database to the newest schema; returns the version. Each step is its own transaction.
+
+    A large store's upgrade is announced first, as a warning of the `imgtag.store` logger (Python prints it to
+    stderr when the application configured no logging, as the CLI does not)."""
     (version,) = db.execute("PRAGMA user_version").fetchone()
     if version > len(MIGRATIONS):
         raise RuntimeError(
             f"this store was written by a newer imgtag (schema {version}, this version knows {len(MIGRATIONS)})"
         )
+    if 0 < version < len(MIGRATIONS):
+        _announce_upgrade(db, store_path)
     for number in range(version, len(MIGRATIONS)):
         with db:
             db.execute("BEGIN IMMEDIATE")
             MIGRATIONS[number](db)
             db.execute(f"PRAGMA user_version = {number + 1}")
     return len(MIGRATIONS)
+
+
+def _announce_upgrade(db: sqlite3.Connection, store_path: str) -> None:
+    (files,) = db.execute("SELECT COUNT(*) FROM files").fetchone()
+    if files >= ANNOUNCE_UPGRADE_FROM_FILES:
+        logging.getLogger("imgtag.store").warning(
+            "imgtag: upgrading %s to this version's format (%s files; once, this may take a minute)",
+            store_path, f"{files:,}")
