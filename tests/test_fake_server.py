@@ -853,3 +853,25 @@ def test_a_batch_rejects_streaming_items(make_fake: Callable[..., FakeAnthropicS
     results = {r.custom_id: r.result for r in client.messages.batches.results(batch.id)}
     assert results["ok"].type == "succeeded"
     assert results["img-0"].type == "errored" and "stream" in results["img-0"].error.error.message
+
+
+@pytest.mark.parametrize("how", [["tests/fakes/openai_server.py"], ["-m", "tests.fakes.openai_server"]])
+def test_the_openai_fake_runs_standalone_like_the_anthropic_one(how: list[str]) -> None:
+    """`python tests/fakes/openai_server.py --help` failed on its relative import, and `-m ... --help` tried to
+    read "--help" as JSON: the fake now takes --port and --config as the Anthropic fake does."""
+    help_text = subprocess.run([sys.executable, *how, "--help"], cwd=ROOT, capture_output=True, text=True,
+                               env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=60)
+    assert help_text.returncode == 0 and "--config" in help_text.stdout, help_text.stderr
+    config = json.dumps({"variant": "openai", "api_key": "sk-test", "models": ["gpt-4o-mini"]})
+    proc = subprocess.Popen([sys.executable, *how, "--port", "0", "--config", config], cwd=ROOT,
+                            stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    try:
+        assert proc.stdout is not None
+        base_url = proc.stdout.readline().strip()
+        assert base_url.startswith("http://127.0.0.1:") and base_url.endswith("/v1")
+        request = urllib.request.Request(base_url + "/models", headers={"Authorization": "Bearer sk-test"})
+        with urllib.request.urlopen(request, timeout=10) as response:
+            assert [m["id"] for m in json.load(response)["data"]] == ["gpt-4o-mini"]
+    finally:
+        proc.terminate()
+        proc.wait(10)

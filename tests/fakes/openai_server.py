@@ -21,6 +21,9 @@ no answer at all (finish_reason "length").
 Every answer describes its own image: the image's mean colour (#rrggbb, see anthropic_server.image_key) is
 woven into every string, so a test can prove that no result was attached to the wrong image. A fixed number
 of `slots` serve requests (each takes `latency_s`); requests beyond wait in a queue, like a GPU server.
+
+Standalone, as the Anthropic fake: `python tests/fakes/openai_server.py --config '{"variant": "openai",
+"api_key": "sk-test", "models": ["gpt-4o-mini"]}'` prints the base URL (ending in /v1) on its first line.
 """
 
 from __future__ import annotations
@@ -41,6 +44,13 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
+
+if not __package__:  # run as a file (python tests/fakes/openai_server.py): its imports are the package's (PEP 366)
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+    __package__ = "tests.fakes"
 
 from .anthropic_server import _analyze_image, _InstanceMaker
 from .openai_batch_api import BatchAPIConfig, FakeBatchAPI
@@ -129,6 +139,7 @@ class FakeOpenAIServer:
         self._bucket_t = time.monotonic()
         self._httpd: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
+        self.address = ("127.0.0.1", 0)  # where start() listens (port 0: a free one); the standalone main sets it
         self.batch_api = FakeBatchAPI(self, BatchAPIConfig(**{"enabled": self.config.variant == "openai",
                                                                **self.config.batches}))
 
@@ -143,7 +154,7 @@ class FakeOpenAIServer:
         class Server(ThreadingHTTPServer):
             request_queue_size = 256  # socketserver's default backlog of 5 refuses bursts of connections
 
-        self._httpd = Server(("127.0.0.1", 0), Handler)
+        self._httpd = Server(self.address, Handler)
         self._httpd.daemon_threads = True
         self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
         self._thread.start()
@@ -565,21 +576,32 @@ class _Handler(BaseHTTPRequestHandler):
         self.wfile.write(data)
 
 
-def main() -> None:
-    """Standalone: python -m tests.fakes.openai_server '{"variant": "ollama"}' -> prints the base URL."""
-    import sys
+def main(argv: list[str] | None = None) -> int:
+    """Standalone, as the Anthropic fake: the first stdout line is the base URL (ending in /v1)."""
+    import argparse
+    import signal
 
+    parser = argparse.ArgumentParser(description="Run the fake OpenAI-compatible server (Chat Completions, and the "
+                                                 "Batch API for the openai variant).")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=0, help="0 = pick a free port")
+    parser.add_argument("--config", default="{}",
+                        help='OpenAIFakeConfig fields as JSON, e.g. \'{"variant": "openai", "api_key": "sk-test", '
+                             '"models": ["gpt-4o-mini"], "batches": {"processing_s": 20}}\' (variants: '
+                             + ", ".join(VARIANTS) + ")")
+    args = parser.parse_args(argv)
     cfg = OpenAIFakeConfig()
-    if len(sys.argv) > 1:
-        cfg.update(json.loads(sys.argv[1]))
-    with FakeOpenAIServer(cfg) as fake:
+    cfg.update(json.loads(args.config))
+    done = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: done.set())
+    fake = FakeOpenAIServer(cfg)
+    fake.address = (args.host, args.port)
+    with fake:
         print(fake.base_url, flush=True)
-        try:
-            while True:
-                time.sleep(3600)
-        except KeyboardInterrupt:
-            pass
+        done.wait()
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())
