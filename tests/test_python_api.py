@@ -121,6 +121,20 @@ def test_describe_of_an_image_that_cannot_be_read_is_a_usage_error(tmp_path: Pat
     assert fake.stats.messages_requests == 0
 
 
+def test_a_misspelt_option_names_the_function_and_the_option_it_resembles(tmp_path: Path, fake: Any) -> None:
+    """`tag(..., concurency=4)` raised "run_config() got an unexpected keyword argument", naming an internal
+    function; like Python's own message it names the function called, plus the option meant, before any work."""
+    make_images(tmp_path / "in", 1)
+    with pytest.raises(TypeError, match=r"^tag\(\) got an unexpected keyword argument 'concurency' "
+                                        r"\(did you mean 'concurrency'\?\)$"):
+        imgtag.tag(str(tmp_path / "in"), out="o", concurency=4)
+    with pytest.raises(TypeError, match=r"^describe\(\) got an unexpected keyword argument 'max_egde'"):
+        imgtag.describe(_png(300, 300), max_egde=512)
+    with pytest.raises(TypeError, match=r"^atag\(\) got an unexpected keyword argument 'nope'"):
+        asyncio.run(imgtag.atag(str(tmp_path / "in"), out="o", nope=1))
+    assert fake.stats.messages_requests == 0 and not (tmp_path / "o").exists()
+
+
 def test_describe_raises_one_sentence_for_an_answer_it_cannot_use(tmp_path: Path, fake_anthropic_factory: Any,
                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
     refusing = fake_anthropic_factory(output_mode="refusal")

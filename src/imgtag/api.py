@@ -214,6 +214,7 @@ def tag(paths: Paths, *, out: PathLike | None = None, preset: str | None = None,
     provider "anthropic", mode "sync", formats "csv,jsonl"). `options` are `run`'s other flags by their Python
     names (concurrency=, base_url=, images_per_request=, dry_run=, ...). `on_event` receives each event of
     the run. Raises ImgtagError before anything is created or paid for when a setting cannot work."""
+    _known_options("tag", options)
     return _blocking(lambda: _tag(_inputs(paths), out=out, preset=preset, model=model, provider=provider, lang=lang,
                                   categories=categories, mode=mode, budget=budget, formats=formats,
                                   on_event=on_event, progress=progress, config_file=config_file, options=options))
@@ -226,11 +227,28 @@ async def atag(paths: Paths, *, out: PathLike | None = None, preset: str | None 
                **options: Any) -> RunResult:
     """`tag` without blocking the running event loop (the run works in a thread of its own; `on_event` is
     called from that thread)."""
+    _known_options("atag", options)
     inputs = _inputs(paths)
     return await asyncio.to_thread(lambda: _tag(inputs, out=out, preset=preset, model=model, provider=provider,
                                                 lang=lang, categories=categories, mode=mode, budget=budget,
                                                 formats=formats, on_event=on_event, progress=progress,
                                                 config_file=config_file, options=options))
+
+
+def _known_options(function: str, options: dict[str, Any]) -> None:
+    """A misspelt option fails as Python's own would, naming the function called (not the internal run_config) and
+    the option it resembles."""
+    if not options:
+        return
+    import inspect
+
+    from imgtag.app.run import run_config
+    from imgtag.config.tomlfile import did_you_mean
+
+    known = [name for name, p in inspect.signature(run_config).parameters.items() if p.kind is p.KEYWORD_ONLY]
+    for name in options:
+        if name not in known:
+            raise TypeError(f"{function}() got an unexpected keyword argument {name!r}{did_you_mean(name, known)}")
 
 
 def _tag(inputs: list[str], *, out: PathLike | None, preset: str | None, model: str | None, provider: str | None,
@@ -400,6 +418,7 @@ def describe(image: PathLike | bytes | Any, *, preset: str | None = "keywords", 
     """One image (a path, its bytes, or a PIL image) asked and judged exactly as a run would, keeping nothing:
     its validated fields. A failed answer (refused, invalid, truncated, a provider error) raises ProviderError,
     an image that cannot be used (unreadable, a bomb) UsageError. `options` are `run`'s other flags."""
+    _known_options("describe", options)
     return _blocking(lambda: _describe(image, preset=preset, model=model, provider=provider, lang=lang,
                                        categories=categories, config_file=config_file, options=options))
 
@@ -409,6 +428,7 @@ async def adescribe(image: PathLike | bytes | Any, *, preset: str | None = "keyw
                     categories: str | Iterable[str] | None = None, config_file: PathLike | None = None,
                     **options: Any) -> dict[str, Any]:
     """`describe` without blocking the running event loop."""
+    _known_options("adescribe", options)
     return await asyncio.to_thread(lambda: _describe(image, preset=preset, model=model, provider=provider, lang=lang,
                                                      categories=categories, config_file=config_file,
                                                      options=options))
