@@ -424,3 +424,16 @@ def test_llama_server_gets_its_schema_as_json_object_and_keeps_to_it(
     assert_every_result_on_its_own_image(tmp_path / "out", keys)
     assert fake.stats.response_formats["json_object"] >= 3
     assert {e["response_format"] for e in fake.stats.request_log} == {"json_object+schema"}
+
+
+def test_scan_takes_base_url_like_run_and_checks_the_model_against_that_server(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fake_openai_factory) -> None:
+    """`imgtag scan --provider openai --base-url URL --model ...` was "No such option: --base-url" (run, retry,
+    status and cancel take it, and imgtag.estimate(base_url=) too), so scan could not ask a local server's model
+    list for the did-you-mean the README promises."""
+    fake = fake_openai_factory(models=("glm-4v-9b",))
+    folder = photos(tmp_path / "in", PHOTO_NAMES[:1])
+    code, output = cli(["scan", str(folder), "--provider", "openai", "--base-url", fake.base_url, "--model", "glm4v"],
+                       {}, monkeypatch)
+    assert code == 0, output
+    assert "model 'glm4v' is not in the openai model list for this key (did you mean 'glm-4v-9b'?)" in output, output

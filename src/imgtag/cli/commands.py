@@ -162,6 +162,7 @@ def scan(
         "Model whose image sizing and cost are reported (with its imgtag.toml prices, else unknown).  "
         + MODEL_DEFAULTS))] = None,
     provider: ProviderOpt = None,
+    base_url: BaseUrlOpt = None,
     preset: Annotated[str | None, typer.Option(metavar="NAME", envvar="IMGTAG_PRESET",
                                                help="Preset name or file.  [default: ecommerce]")] = None,
     lang: Annotated[str | None, typer.Option(metavar="CODE", envvar="IMGTAG_LANG",
@@ -181,7 +182,7 @@ def scan(
 
     with ScanSession(paths, _settings(), out=out, model=model, provider=provider, preset=preset, lang=lang,
                      detail=detail, max_edge=max_edge, min_side=min_side, max_megapixels=max_megapixels,
-                     workers=workers, images_per_request=images_per_request) as session:
+                     workers=workers, images_per_request=images_per_request, base_url=base_url) as session:
         _scan(session, as_json)
 
 
