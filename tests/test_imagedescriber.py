@@ -146,6 +146,22 @@ def test_alt_text_preset_and_language(tmp_path, tag_api, monkeypatch):
         assert f["title"].startswith("Picture #")
 
 
+def test_status_of_a_credit_billed_target_speaks_in_credits(tmp_path, tag_api, monkeypatch):
+    """`status` said "spent to date $0.00" and "estimate: unknown (no prices for this model); actual $0.00" for a run
+    that spent credits: the run's summary says "billed in credits", and status says the same."""
+    fake = tag_api()
+    src = photos(dest=tmp_path / "in", count=2)
+    out = tmp_path / "out"
+    code, output = cli(["run", str(src), "--out", str(out), "--provider", "imagedescriber", "--preset", "keywords",
+                        "-q"], fake.env(IMAGEDESCRIBER_REQUESTS_PER_MINUTE=FAST), monkeypatch)
+    assert code == 0, output
+    code, status = cli(["status", "--out", str(out)], {}, monkeypatch)
+    assert code == 0, status
+    assert "spent to date billed in credits" in status, status
+    assert "no prices for this model" not in status and "$0.00" not in status, status
+    assert "credits: 2 spent" in status, status
+
+
 @pytest.mark.parametrize("args, words", [
     (["--lang", "it"], "answers only in en, zh, fr, de, es, ja, ko"),
     (["--lang", "zh-TW"], "answers only in"),

@@ -25,13 +25,16 @@ def render(report: dict[str, Any], credits_line: str | None) -> list[str]:
     lines.append(f"files {report['files']}: {counts}")
     if report.get("path_base"):
         lines.append(f"paths relative to {report['path_base']}")
+    # A provider billing in credits has no dollar prices: its spend is the credits line, as in a run's summary.
+    in_credits = report.get("credits_spent") is not None
+    spent = "billed in credits" if in_credits else usd(report["cost_usd"])
     lines.append(f"requests {report['requests']}; tokens in {report['input_tokens']:,}, "
                  f"out {report['output_tokens']:,}, cache write {report['cache_creation_input_tokens']:,}, "
-                 f"cache read {report['cache_read_input_tokens']:,}; spent to date {usd(report['cost_usd'])}")
+                 f"cache read {report['cache_read_input_tokens']:,}; spent to date {spent}")
     review = report.get("review")
     if review and report["by_status"].get("ok"):
         lines.append(review_line(review))
-    if report.get("estimate"):
+    if report.get("estimate") and not in_credits:
         lines.append(status_estimate_line(report["estimate"], report["cost_usd"]))
     if credits_line:
         lines.append(credits_line)
