@@ -120,18 +120,21 @@ class Ingestor:
                 return await loop.run_in_executor(pool, prepare, req)
             except BrokenProcessPool:
                 # A decoder crashed its worker (a native-library fault on a hostile file). Rebuild the pool
-                # and try once more; a second crash means this file is the cause. Every file in flight on that
-                # pool lands here: only the first retires it (the others must not shut down its replacement),
-                # and after close() (teardown mid-decode) the file stays pending instead.
-                if self._closed:
-                    raise asyncio.CancelledError from None
-                if self._pool is pool:
-                    pool.shutdown(wait=False, cancel_futures=True)
-                    self._pool = None
+                # and try once more; a second crash means this file is the cause.
+                self._retire_broken(pool)
         return ImageReport(path=req.path, status="failed", reason_code="corrupt",
                            reason="corrupt: the decoder crashed on this file", format=None, width=None, height=None,
                            bytes=0, sha256=None, phash=None, blur=None, out_width=None, out_height=None,
                            visual_tokens=None, media_type=None, encoded=None)
+
+    def _retire_broken(self, pool: ProcessPoolExecutor) -> None:
+        """A worker of `pool` died. Every decode in flight on that pool lands here: only the first retires it (the
+        others must not shut down its replacement); after close() (teardown mid-decode) the files stay pending."""
+        if self._closed:
+            raise asyncio.CancelledError from None
+        if self._pool is pool:
+            pool.shutdown(wait=False, cancel_futures=True)
+            self._pool = None
 
     def _current_pool(self) -> ProcessPoolExecutor:
         if self._closed:  # a decode still queued at teardown: no new pool may outlive the ingest
@@ -320,11 +323,7 @@ class Ingestor:
         try:
             return await asyncio.get_running_loop().run_in_executor(pool, prepare_batch, reqs)
         except BrokenProcessPool:
-            if self._closed:
-                raise asyncio.CancelledError from None
-            if self._pool is pool:
-                pool.shutdown(wait=False, cancel_futures=True)
-                self._pool = None
+            self._retire_broken(pool)
         # A worker died on one of these files (or on another group's: they all break together). Each goes again
         # alone, one after the other in a private one-worker pool, so only a file that kills the decoder is blamed.
         return await asyncio.to_thread(lambda: list(run_isolated(reqs)))
