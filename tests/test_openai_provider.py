@@ -437,3 +437,21 @@ def test_scan_takes_base_url_like_run_and_checks_the_model_against_that_server(
                        {}, monkeypatch)
     assert code == 0, output
     assert "model 'glm4v' is not in the openai model list for this key (did you mean 'glm-4v-9b'?)" in output, output
+
+
+def test_packing_that_the_provider_cannot_send_is_refused_not_silently_dropped(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fake_openai_factory) -> None:
+    """`--provider openai --images-per-request 4` in sync mode sent one image per request without a word (the
+    OpenAI provider sends no packs in sync mode), while --dry-run estimated with packs: now one sentence, exit 2."""
+    fake = fake_openai_factory(models=("glm-4v-9b",))
+    folder = photos(tmp_path / "in", PHOTO_NAMES[:2])
+    for extra in ([], ["--dry-run"]):
+        code, output = cli(["run", str(folder), "--out", str(tmp_path / "out"), "--provider", "openai",
+                            "--base-url", fake.base_url, "--model", "glm-4v-9b", "--images-per-request", "4", *extra],
+                           {}, monkeypatch)
+        assert code == 2, output
+        lines = [line for line in output.splitlines() if line.strip()]
+        assert len(lines) == 1, output
+        assert lines[0].startswith("imgtag: --images-per-request 4: the openai provider sends one image per request "
+                                   "in sync mode (--mode batch packs them)"), output
+    assert fake.stats.requests == 0 and not (tmp_path / "out").exists()

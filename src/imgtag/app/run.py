@@ -185,6 +185,11 @@ def prepare(cfg: RunConfig) -> Prepared:
     if cfg.mode == "batch" and not cls.capabilities.batch:  # refused before the store exists (issue 17.5)
         raise ProviderError(f"--mode batch needs a provider with a batch API; {cfg.provider!r} has none "
                             "(use --mode sync)")
+    if cfg.images_per_request > 1 and cfg.mode != "batch" and not hasattr(cls, "send_params"):
+        # the engine packs only through send_params (request/packing.py): said, not silently one per request
+        raise UsageError(f"--images-per-request {cfg.images_per_request}: the {cfg.provider} provider sends one image "
+                         "per request in sync mode" + (" (--mode batch packs them)" if cls.capabilities.batch
+                                                       else "; leave --images-per-request out"))
     if cfg.budget is not None and target.model.prices is None:
         raise BudgetError(f"--budget cannot be enforced: the prices of {target.model.id} are unknown; set them in "
                           f"imgtag.toml ([models.\"{target.model.id}\"] input and output) or with --price-in and "
