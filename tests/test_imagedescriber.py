@@ -199,7 +199,7 @@ def test_missing_key_is_one_sentence(tmp_path, monkeypatch):
     code, output = cli(["run", str(src), "--out", str(tmp_path / "out"), "--provider", "imagedescriber",
                         "--preset", "keywords"], {}, monkeypatch)
     assert code == 2
-    assert output.strip() == "imgtag: No imagedescriber API key: set the IMAGEDESCRIBER_API_KEY environment variable."
+    assert output.strip() == "imgtag: no imagedescriber API key: set the IMAGEDESCRIBER_API_KEY environment variable"
 
 
 # -- keys, pacing, credits ---------------------------------------------------------------------------

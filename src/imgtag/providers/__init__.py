@@ -58,8 +58,8 @@ def provider_class(name: str) -> type[Provider]:
         from imgtag.config.tomlfile import did_you_mean
 
         choices = available()
-        raise ConfigError(f"Unknown provider {name!r}{did_you_mean(name, choices)}: choose one of "
-                          f"{', '.join(choices)}.")
+        raise ConfigError(f"unknown provider {name!r}{did_you_mean(name, choices)}: choose one of "
+                          f"{', '.join(choices)}")
     try:
         module_name, _, class_name = spec.target.partition(":")
         cls = getattr(import_module(module_name), class_name)

@@ -59,7 +59,7 @@ class AnthropicProvider(SdkBacked, Provider):
     def __init__(self, *, api_key: str | None = None, base_url: str | None = None, timeout: float = 120.0) -> None:
         self.api_key = api_key or os.environ.get(KEY_VARIABLE)
         if not self.api_key:
-            raise ConfigError(f"No Anthropic API key: set the {KEY_VARIABLE} environment variable.")
+            raise ConfigError(f"no Anthropic API key: set the {KEY_VARIABLE} environment variable")
         check_key(self.api_key, KEY_VARIABLE)
         self.base_url = base_url or os.environ.get("ANTHROPIC_BASE_URL") or None
         self.reach = Reachability(public_url(self.base_url) or "the Anthropic API")

@@ -72,8 +72,8 @@ class OpenAIProvider(SdkBacked, Provider):
         self.base_url = (base_url or os.environ.get(BASE_VARIABLE) or "").rstrip("/") or None
         self.api_key = api_key or os.environ.get(KEY_VARIABLE) or None
         if not self.api_key and not self.base_url:
-            raise ConfigError(f"No OpenAI API key: set {KEY_VARIABLE}, or point --base-url (or {BASE_VARIABLE}) "
-                              "at a local server that needs none.")
+            raise ConfigError(f"no OpenAI API key: set {KEY_VARIABLE}, or point --base-url (or {BASE_VARIABLE}) "
+                              "at a local server that needs none")
         self.official = is_openai(self.base_url)
         # max_retries=0: the engine owns every retry (one global pause on 429s, attempts counted per image).
         # A keyless local server still gets a placeholder: the SDK refuses to start without one.

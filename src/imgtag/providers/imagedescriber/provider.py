@@ -71,7 +71,7 @@ class ImageDescriberProvider(Provider):
         self.clock = clock  # for the wait after a 1004 (tests pass a virtual one)
         self.api_key = api_key or os.environ.get(KEY_VARIABLE)
         if not self.api_key:
-            raise ConfigError(f"No imagedescriber API key: set the {KEY_VARIABLE} environment variable.")
+            raise ConfigError(f"no imagedescriber API key: set the {KEY_VARIABLE} environment variable")
         self.base_url = (base_url or os.environ.get(BASE_URL_VARIABLE) or DEFAULT_BASE_URL).rstrip("/")
         self.requests_per_minute = _rate(requests_per_minute)
         self.client = httpx2.AsyncClient(
