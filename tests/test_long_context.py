@@ -139,4 +139,6 @@ def test_a_batch_budget_reserves_a_pack_over_the_threshold_at_the_long_rate(
     code, output = run_cli(["run", str(folder), "--out", str(tmp_path / "out"), "--budget", "0.025", *flags],
                            fake.env(), monkeypatch)
     assert fake.stats.usages == [], output
-    assert code == 1 and "budget of $0.025 reached (nothing submitted): 20 images were not submitted" in output, output
+    assert code == 1, output
+    assert ("budget of $0.025 reached (nothing submitted): 20 images were not submitted (run again to submit them:"
+            " --budget caps each run)") in output, output

@@ -193,6 +193,8 @@ def test_a_small_budget_is_spent_not_merely_reserved(tmp_path, fake_anthropic_fa
     assert code == 1, output
     stop = next(line for line in output.splitlines() if "budget of $0.006 reached" in line)
     assert re.search(r"\(\$[\d.]+ spent, nothing in flight\)", stop), stop
+    # --budget caps each invocation (earlier runs do not count): running again continues, with any budget
+    assert stop.endswith("not sent (run again to send them: --budget caps each run)"), stop
     costs = [r["cost_usd"] for r in read_jsonl(out / "results.jsonl") if r["status"] == "ok"]
     spent = sum(costs)
     assert 0 < len(costs) < 30 and spent <= 0.006

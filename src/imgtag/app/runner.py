@@ -442,7 +442,7 @@ def budget_message(budget: float | None, stats: EngineStats) -> str:
         held = f" ({usd(stop.spent_usd)} spent, {flight})"
     left = stats.budget_stopped
     return (f"budget of {usd(budget)} reached{held}: {plural(left, 'image')} {'was' if left == 1 else 'were'} "
-            "not sent (run again with a larger --budget to continue)")
+            "not sent (run again to send them: --budget caps each run)")
 
 
 def requests_in_flight(provider: Provider | None, engine: Engine | None) -> int:

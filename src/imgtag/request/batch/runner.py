@@ -95,8 +95,8 @@ class BatchRunner:
             left, held = self.stats.budget_skipped, self.stats.reserved_usd
             submitted = f"{usd(held)} reserved for the requests submitted" if held else "nothing submitted"
             self.message = (f"budget of {usd(self.ctx.cfg.budget)} reached ({submitted}): {plural(left, 'image')} "
-                            f"{'was' if left == 1 else 'were'} not submitted (run again with a larger --budget to "
-                            "continue)")
+                            f"{'was' if left == 1 else 'were'} not submitted (run again to submit them: --budget caps "
+                            "each run)")
         if self.message is None:
             self.message = lowered_note(self.submitter.lowered, self.limits)
 
