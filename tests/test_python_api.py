@@ -36,6 +36,8 @@ def test_tag_runs_resumes_and_reports_like_the_cli(tmp_path: Path, fake: Any) ->
     assert (result.exit_code, result.ok, result.failed, result.files) == (0, 4, 0, 4)
     assert result.requests == 4 == fake.stats.messages_requests
     assert result.input_tokens > 0 and result.cost_usd is not None and result.cost_usd > 0
+    # Dollars summed over attempts carry float noise (0.0005163500000000001): a result prints as a sum of money.
+    assert result.cost_usd == round(result.cost_usd, 10), result.cost_usd
     assert result.out == tmp_path / "out" and tmp_path / "out" / "results.jsonl" in result.written
     rows = {row["path"]: row for row in read_jsonl(tmp_path / "out" / "results.jsonl")}
     assert all(close_to(rows[name]["fields"]["color"], colour) for name, colour in made.items())
@@ -68,6 +70,9 @@ def test_estimate_is_what_scan_prints_and_asks_nothing(tmp_path: Path, fake: Any
     assert (est.files, est.distinct_images, est.model) == (5, 3, "claude-haiku-5-5")
     assert est.by_reason == {"too_small": 1}
     assert est.cost_usd is not None and 0 < est.batch_cost_usd < est.cost_usd  # type: ignore[operator]
+    for model in est.models:
+        for dollars in (model.cost_usd, model.batch_cost_usd):
+            assert dollars is None or dollars == round(dollars, 10), (model.model, dollars)
     assert est.selected is not None and est.selected.images == 3 and est.selected.input_tokens
     assert len(est.models) > 1  # Anthropic's catalogue side by side, as scan shows it
     assert fake.stats.messages_requests == 0

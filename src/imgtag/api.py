@@ -283,9 +283,15 @@ def _run(cfg: RunConfig, command: str) -> RunResult:
         out=Path(cfg.out), exit_code=EXIT_CONFIG if missing and s.files == 0 else outcome.exit_code, files=s.files,
         by_status=dict(s.by_status), by_error=dict(s.by_error), requests=s.requests, input_tokens=s.input_tokens,
         output_tokens=s.output_tokens, cache_creation_input_tokens=s.cache_creation_input_tokens,
-        cache_read_input_tokens=s.cache_read_input_tokens, cost_usd=s.cost_usd,
+        cache_read_input_tokens=s.cache_read_input_tokens, cost_usd=_dollars(s.cost_usd),
         message=outcome.message or outcome.not_written, written=tuple(outcome.exports), missing=missing,
         done_before=outcome.done_before)
+
+
+def _dollars(amount: float | None) -> float | None:
+    """Dollars to a tenth of a nano-dollar: sums and products of prices carry float noise (0.00033197500000000003),
+    which a user printing a result should not see. None (prices unknown) stays None."""
+    return None if amount is None else round(amount, 10)
 
 
 def _categories(categories: str | Iterable[str] | None) -> str | list[str] | None:
@@ -306,7 +312,7 @@ def results(out: PathLike | None = None, *, preset: str | None = None, model: st
     for row in result_rows(folder, preset=preset, model=model, lang=lang, every=every):
         yield Result(path=row.path, status=row.status, fields=row.fields, error=row.error, model=row.model,
                      preset=row.preset, preset_version=row.preset_version, provider=row.provider, usage=row.usage,
-                     cost_usd=row.cost_usd, sha256=row.sha256, duplicate_of=row.duplicate_of, mode=row.mode,
+                     cost_usd=_dollars(row.cost_usd), sha256=row.sha256, duplicate_of=row.duplicate_of, mode=row.mode,
                      source_path=row.source_path, reviewed=row.reviewed, edited_fields=tuple(row.edited_fields))
 
 
@@ -405,8 +411,8 @@ def _estimate(inputs: list[str], *, model: str | None, preset: str | None, provi
         distinct_images=summary["distinct_images"], preset=summary["preset"],
         preset_version=summary["preset_version"], model=summary["selected_model"],
         models=tuple(ModelCost(model=e["model"], images=e["images"], input_tokens=e["input_tokens"],
-                               output_tokens=e["output_tokens"], cost_usd=e["standard_usd"],
-                               batch_cost_usd=e["batch_usd"]) for e in summary["estimates"]),
+                               output_tokens=e["output_tokens"], cost_usd=_dollars(e["standard_usd"]),
+                               batch_cost_usd=_dollars(e["batch_usd"])) for e in summary["estimates"]),
         missing=tuple(summary["missing"]))
 
 
