@@ -45,7 +45,8 @@ def dry_run_with_toml(tmp_path, monkeypatch, text: str, *flags: str) -> tuple[in
 def test_imgtag_toml_budget_is_checked_like_the_flag(tmp_path, monkeypatch):
     code, output = dry_run_with_toml(tmp_path, monkeypatch, 'model = "claude-unpriced-9"\nbudget = 1.5\n')
     assert code == 2
-    assert "--budget cannot be enforced" in one_sentence(output)
+    # named where the user set it: there is no --budget on this command line to change
+    assert "imgtag.toml budget cannot be enforced" in one_sentence(output)
     assert not (tmp_path / "o").exists()
 
 

@@ -26,6 +26,7 @@ def plan_retry(out: str | os.PathLike[str] | None, settings: Settings, *, force:
     from imgtag.app.flagcheck import number_problem
     from imgtag.app.retry_plan import retry_plan
 
+    budget_source = settings.source(budget, "budget", "--budget")
     budget = settings.pick(budget, "budget")
     concurrency = settings.pick(concurrency, "concurrency", DEFAULT_CONCURRENCY)
     if problem := number_problem({"--budget": budget, "--concurrency": concurrency}):
@@ -35,7 +36,8 @@ def plan_retry(out: str | os.PathLike[str] | None, settings: Settings, *, force:
         raise UsageError(f"no imgtag store in {folder} (run `imgtag run` first)")
     plan = retry_plan(folder, progress=progress, force=force)
     if plan.cfg is not None:
-        plan.cfg = replace(plan.cfg, budget=budget, concurrency=concurrency, on_event=on_event,
+        plan.cfg = replace(plan.cfg, budget=budget, budget_source=budget_source, concurrency=concurrency,
+                           on_event=on_event,
                            provider_settings={"base_url": base_url} if base_url else plan.cfg.provider_settings)
     return plan
 

@@ -52,6 +52,7 @@ def run_config(paths: Sequence[str], settings: Settings, *, out: str | os.PathLi
     are one UsageError each, before anything is created."""
     mode = settings.pick(mode, "mode", "sync")
     format_list = settings.pick(_joined(formats), "formats", DEFAULT_FORMATS)
+    budget_source = settings.source(budget, "budget", "--budget")
     budget = settings.pick(budget, "budget")
     concurrency = settings.pick(concurrency, "concurrency", DEFAULT_CONCURRENCY)
     if mode not in ("sync", "batch"):
@@ -81,7 +82,8 @@ def run_config(paths: Sequence[str], settings: Settings, *, out: str | os.PathLi
         preset = quick_preset(prompt, list(fields or []), preset, settings)
     return build_config(paths, settings.out(out), settings, preset=preset, model=model, provider=provider, lang=lang,
                         categories=categories, mode=mode, formats=format_list, dry_run=dry_run, budget=budget,
-                        price_in=price_in, price_out=price_out, concurrency=concurrency, workers=workers,
+                        budget_source=budget_source, price_in=price_in, price_out=price_out, concurrency=concurrency,
+                        workers=workers,
                         min_side=min_side, detail=detail, max_edge=max_edge, max_megapixels=max_megapixels,
                         skip_near_duplicates=skip_near_duplicates, timeout=timeout, max_attempts=max_attempts,
                         progress=progress, detach=detach, batch_max_requests=batch_max_requests,
@@ -191,9 +193,9 @@ def prepare(cfg: RunConfig) -> Prepared:
                          "per request in sync mode" + (" (--mode batch packs them)" if cls.capabilities.batch
                                                        else "; leave --images-per-request out"))
     if cfg.budget is not None and target.model.prices is None:
-        raise BudgetError(f"--budget cannot be enforced: the prices of {target.model.id} are unknown; set them in "
-                          f"imgtag.toml ([models.\"{target.model.id}\"] input and output) or with --price-in and "
-                          "--price-out (USD per million tokens; 0 for a free local model)")
+        raise BudgetError(f"{cfg.budget_source} cannot be enforced: the prices of {target.model.id} are unknown; "
+                          f"set them in imgtag.toml ([models.\"{target.model.id}\"] input and output) or with "
+                          "--price-in and --price-out (USD per million tokens; 0 for a free local model)")
     provider_obj = None if cfg.dry_run else open_provider(cfg)
     if provider_obj is not None and cfg.mode == "batch":
         from imgtag.providers.batch_api import batch_unavailable

@@ -31,6 +31,7 @@ class RunConfig:
     formats: str = "csv,jsonl"
     dry_run: bool = False
     budget: float | None = None
+    budget_source: str = "--budget"  # where the budget was set, as a person fixes it (flag, variable or imgtag.toml)
     concurrency: int = 64
     workers: int | None = None
     min_side: int = 200
