@@ -455,3 +455,25 @@ def test_packing_that_the_provider_cannot_send_is_refused_not_silently_dropped(
         assert lines[0].startswith("imgtag: --images-per-request 4: the openai provider sends one image per request "
                                    "in sync mode (--mode batch packs them)"), output
     assert fake.stats.requests == 0 and not (tmp_path / "out").exists()
+
+
+def test_scan_estimates_sync_unpacked_where_the_provider_packs_only_in_batch(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`scan --provider openai --images-per-request 10` priced the sync column as packs of 10, a run `run` refuses
+    in sync mode (OpenAI packs only through its Batch API): sync must be the one-image-per-request figure, batch
+    the packed one, and the text says so."""
+    folder = photos(tmp_path / "in", PHOTO_NAMES[:4])
+    base = ["scan", str(folder), "--provider", "openai", "--model", "gpt-4.1-mini", "--json"]
+    summaries = {}
+    for k in ("1", "10"):
+        code, output = cli([*base, "--images-per-request", k], {"OPENAI_API_KEY": "sk-test"}, monkeypatch)
+        assert code == 0, output
+        summaries[k] = json.loads(output.strip().splitlines()[-1])
+    one, packed = summaries["1"]["estimates"][0], summaries["10"]["estimates"][0]
+    assert packed["standard_usd"] == one["standard_usd"]
+    assert packed["sync"] == one["sync"]
+    assert packed["batch_usd"] < one["batch_usd"]  # the shared prompt is sent once per pack
+    assert summaries["10"]["images_per_request"] == {"sync": 1, "batch": 10}
+    code, output = cli([*base[:-1], "--images-per-request", "10"], {"OPENAI_API_KEY": "sk-test"}, monkeypatch)
+    assert code == 0, output
+    assert "sync: one image per request (this provider packs 10 to a request only in --mode batch" in output, output

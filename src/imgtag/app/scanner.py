@@ -79,9 +79,19 @@ def file_entry(ing: Ingested, store: Store, target: Target, prompt: int, min_sho
     }
 
 
+def sync_pack_size(cfg: RunConfig) -> int:
+    """Images per request of a sync run: --images-per-request where the provider packs in sync mode (Anthropic),
+    else 1 (OpenAI packs only through its Batch API; `run` refuses the flag in sync mode there)."""
+    from imgtag.providers import provider_class
+    from imgtag.request.packing import pack_size
+
+    return pack_size(provider_class(cfg.provider), cfg.images_per_request)
+
+
 async def scan(cfg: RunConfig, store: Store, target: Target, emit: Callable[[dict[str, Any]], None]) -> ScanResult:
     result = ScanResult(estimator=Estimator(target.preset, models=models_to_compare(cfg.provider, target.model.id),
                                             min_short=cfg.min_side, per_request=cfg.images_per_request,
+                                            sync_per_request=sync_pack_size(cfg),
                                             infos={target.model.id: target.model}))
     run_id = store.start_run("scan", key=target.key, preset=target.preset.name)
     ingestor = Ingestor(store, IngestOptions(inputs=cfg.inputs, request=prepare_template(cfg, target, encode=False),
@@ -115,6 +125,8 @@ async def scan(cfg: RunConfig, store: Store, target: Target, emit: Callable[[dic
 def summary_object(result: ScanResult, target: Target) -> dict[str, Any]:
     assert result.estimator is not None
     estimates = estimate_objects(result.estimator)
+    per_request = result.estimator.per_request
+    sync_per_request = result.estimator.sync_per_request or per_request
     return {
         "summary": True,
         "files": sum(result.by_status.values()),
@@ -127,6 +139,7 @@ def summary_object(result: ScanResult, target: Target) -> dict[str, Any]:
         "preset": target.preset.name,
         "preset_version": target.preset.version,
         "selected_model": target.model.id,
+        "images_per_request": {"sync": sync_per_request, "batch": per_request},
         "estimates": estimates,
     }
 

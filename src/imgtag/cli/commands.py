@@ -235,6 +235,10 @@ def _print_scan_summary(console: Lines, s: dict[str, Any]) -> None:
     from imgtag.cli.costview import print_estimates
 
     print_estimates(console, s["preset"], s["estimates"], s.get("selected_model"))
+    packs = s["images_per_request"]
+    if packs["sync"] != packs["batch"]:
+        console.print(f"sync: one image per request (this provider packs {packs['batch']} to a request only in "
+                      "--mode batch; the per-image figures above are for its packs)", markup=False)
 
 
 # -- run / retry -----------------------------------------------------------------------------------

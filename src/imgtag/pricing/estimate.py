@@ -224,6 +224,9 @@ class Estimator:
     models: list[str] = field(default_factory=lambda: list(catalogue().models))
     min_short: int = MIN_SHORT_SIDE
     per_request: int = 1  # --images-per-request
+    # Images per request in sync mode, when it differs: a provider that packs only in batch mode (OpenAI's Batch
+    # API) sends one image per request in a sync run, so the sync figure must not be a packed one.
+    sync_per_request: int | None = None
     # Models resolved by the caller (the run's target: its imgtag.toml or --price-in prices), by id; the rest
     # come from the catalogue.
     infos: dict[str, ModelInfo] = field(default_factory=dict)
@@ -235,6 +238,9 @@ class Estimator:
         self._image_tokens = {m: 0 for m in self.models}
         self._known = {m: True for m in self.models}
         self._bands = {m: bands_for(self.preset, info, self.per_request) for m, info in self._infos.items()}
+        sync_k = self.per_request if self.sync_per_request is None else self.sync_per_request
+        self._sync_bands = ({m: bands_for(self.preset, info, sync_k) for m, info in self._infos.items()}
+                            if max(1, sync_k) != max(1, self.per_request) else self._bands)
 
     def add(self, width: int, height: int, times: int = 1) -> None:
         """One more distinct image (or `times` of this size), in the order the run would ask it (packs are formed
@@ -246,12 +252,15 @@ class Estimator:
                 self._known[model_id] = False
             self._image_tokens[model_id] += (img or 0) * times
             self._bands[model_id].add(img or 0, times)
+            if self._sync_bands is not self._bands:
+                self._sync_bands[model_id].add(img or 0, times)
 
     def estimate(self, model_id: str) -> ModelEstimate:
         info = self._infos[model_id]
         n, img = self._images, self._image_tokens[model_id]
         bands = self._bands[model_id].closed()
-        sync = mode_cost(bands, self.preset, info, batch=False)
+        sync = mode_cost(self._sync_bands[model_id].closed() if self._sync_bands is not self._bands else bands,
+                         self.preset, info, batch=False)
         batch = mode_cost(bands, self.preset, info, batch=True)
         k = max(1, self.per_request)
         # Full packs (as batch mode sends them) for the uncached count; the plan's parts do not depend on the mode.

@@ -142,8 +142,8 @@ class PackSender(Provider):
         await self.inner.aclose()
 
 
-def pack_size(provider: Provider, per_request: int) -> int:
-    """Images per sync request: K where the provider can send packs (prepared params), else 1."""
+def pack_size(provider: Provider | type[Provider], per_request: int) -> int:
+    """Images per sync request: K where the provider (or its class) can send packs (prepared params), else 1."""
     return per_request if per_request > 1 and hasattr(provider, "send_params") else 1
 
 
