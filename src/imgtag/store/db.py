@@ -12,6 +12,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from imgtag.config.errors import UsageError
 from imgtag.pricing.costs import Usage
 from imgtag.store import runstate
 from imgtag.store.lock import FolderLock
@@ -19,6 +20,17 @@ from imgtag.store.migrations import migrate
 from imgtag.store.rows import ResultRow, current_fields, edited_names
 
 DB_NAME = "imgtag.db"
+
+
+class StoreUnusableError(UsageError):
+    """SQLite cannot open the store: the file is not a database, or its folder refuses the WAL files beside it."""
+
+
+def _unusable(db_path: Path, exc: sqlite3.DatabaseError) -> StoreUnusableError:
+    # SQLite writes -wal and -shm files beside the database even to read it, so a read-only folder (a mounted
+    # backup, a share) fails here with "unable to open database file", which alone does not say why.
+    why = "" if os.access(db_path.parent, os.W_OK) else " (its folder is read-only; copy it somewhere writable)"
+    return StoreUnusableError(f"cannot open the store {db_path}: {exc}{why}")
 
 
 def now_iso() -> str:
@@ -83,6 +95,9 @@ class Store:
             migrate(self.db, str(self.out_dir / DB_NAME))
             if self._lock is not None:
                 runstate.mark_abandoned_runs(self.db)
+        except sqlite3.DatabaseError as exc:
+            self.close()
+            raise _unusable(self.out_dir / DB_NAME, exc) from None
         except BaseException:
             self.close()
             raise
