@@ -180,3 +180,18 @@ def test_cli_exits_1_naming_the_files_not_written(tmp_path, fake_anthropic_facto
     (folder / "img_0002.jpg.xmp").unlink()
     code, output = run_cli(["export", "--out", str(out), "--format", "xmp"], {}, monkeypatch)
     assert code == 0 and "not written" not in output, output
+
+
+def test_an_embedded_packet_ending_in_a_nul_byte_is_merged_into(tmp_path, store):
+    """Some writers end the XMP packet with a NUL byte (darknet's sample photos, cnocr's demo image: both in the
+    corpus). exiftool reads it as XMP; imgtag refused it as 'not valid XML (Extra content at the end of the
+    document)' and left the image without its tags."""
+    import shutil
+    from pathlib import Path
+
+    src = Path(__file__).parent / "corpus" / "photos" / "darknet_dog.jpg"
+    img = tmp_path / "dog.jpg"
+    shutil.copyfile(src, img)
+    assert subprocess.run(["exiftool", "-xmp", "-b", str(img)], capture_output=True, check=True).stdout.endswith(b"\0")
+    assert write_xmp_embed([row(img, FIELDS)], context(store)) == [img]
+    assert tags(img)["XMP-dc:Subject"] == FIELDS["keywords"]

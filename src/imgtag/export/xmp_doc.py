@@ -82,6 +82,9 @@ def _parser() -> etree.XMLParser:
 def parse(data: bytes) -> etree._ElementTree:
     if len(data) > MAX_XMP_BYTES:
         raise XmpError(f"existing XMP is larger than {MAX_XMP_BYTES // 2**20} MB")
+    # Some writers end the packet with a NUL byte (C-string style) after `<?xpacket end="w"?>`; exiftool and
+    # the photo tools read past it, and so must we, or such an image never gets its tags.
+    data = data.rstrip(b"\0")
     try:
         root = etree.fromstring(data, _parser())
     except etree.XMLSyntaxError as exc:
