@@ -195,3 +195,21 @@ def test_an_embedded_packet_ending_in_a_nul_byte_is_merged_into(tmp_path, store)
     assert subprocess.run(["exiftool", "-xmp", "-b", str(img)], capture_output=True, check=True).stdout.endswith(b"\0")
     assert write_xmp_embed([row(img, FIELDS)], context(store)) == [img]
     assert tags(img)["XMP-dc:Subject"] == FIELDS["keywords"]
+
+
+def test_every_reason_an_image_was_left_unchanged_is_shown(tmp_path, store):
+    """The summary names every file not written and says 'why: see above', so the note above gives each file's
+    reason: grouped by reason, not the first three files' reasons and '…' (a fourth file's reason was nowhere)."""
+    gifs = []
+    for i in range(4):
+        gifs.append(tmp_path / f"anim{i}.gif")
+        Image.new("RGB", (40, 40), (1, 2, 3)).save(gifs[-1])
+    broken = _image(tmp_path, "broken.jpg")
+    _with_broken_xmp(broken)
+    ctx = context(store)
+    assert write_xmp_embed([row(p, FIELDS) for p in (*gifs, broken)], ctx) == []
+    note = next(n for n in ctx.notes if "left unchanged" in n)
+    assert note.startswith("xmp-embed: 5 image(s) left unchanged: "), note
+    assert note.count("JPEG, PNG, TIFF or WebP") == 1, note  # one reason, said once
+    assert "broken.jpg: existing XMP is not valid XML" in note or "not valid XML" in note.split("broken.jpg")[0], note
+    assert "…" not in note and "anim0.gif" in note and "broken.jpg" in note, note

@@ -353,3 +353,19 @@ def kept_note(fmt: str, kept: Counter[str], files: int, unit: str) -> str | None
     listed = parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + " and " + parts[-1]
     return (f"{fmt}: kept {listed} that imgtag did not write (in {plural(files, unit)}); "
             "--xmp-overwrite-text replaces them")
+
+
+def failed_note(fmt: str, failed: list[tuple[str, str]], what: str, examples: int = 3, reasons: int = 5) -> str:
+    """The summary line for files not written, grouped by reason so that each reason is said once and every
+    file's reason can be found (the last line names them all, "why: see above"), e.g. "xmp-embed: 5 image(s)
+    left unchanged: a.gif, b.gif and 2 more: not JPEG, ...; c.jpg: existing XMP is not valid XML (...)"."""
+    groups: dict[str, list[str]] = {}
+    for name, reason in failed:
+        groups.setdefault(reason, []).append(name)
+    parts = []
+    for reason, names in list(groups.items())[:reasons]:
+        more = f" and {len(names) - examples} more" if len(names) > examples else ""
+        parts.append(f"{', '.join(names[:examples])}{more}: {reason}")
+    rest = sum(len(names) for names in list(groups.values())[reasons:])
+    tail = f"; {rest} more for other reasons" if rest else ""
+    return f"{fmt}: {len(failed)} {what}: " + "; ".join(parts) + tail

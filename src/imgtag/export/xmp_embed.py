@@ -27,7 +27,7 @@ from typing import Any
 from imgtag.export.atomic import _fsync_dir
 from imgtag.export.exiftool import MISSING_EXIFTOOL, Exiftool, ExiftoolError, find_exiftool
 from imgtag.export.rows import ExportContext, ResultRow
-from imgtag.export.xmp_doc import XmpError, kept_note, merge, parse, summary_of
+from imgtag.export.xmp_doc import XmpError, failed_note, kept_note, merge, parse, summary_of
 from imgtag.export.xmp_map import XmpValues, rows_with_values
 
 KIND = "embedded"
@@ -64,7 +64,7 @@ def write_xmp_embed(rows: Iterable[ResultRow], ctx: ExportContext) -> list[Path]
     """Embed XMP (and IPTC where standard) into every ok image; returns the files changed or confirmed."""
     ledger = ctx.xmp_ledger
     written: list[Path] = []
-    failed: list[str] = []
+    failed: list[tuple[str, str]] = []
     changed = 0
     kept: Counter[str] = Counter()
     kept_in = 0
@@ -85,7 +85,7 @@ def write_xmp_embed(rows: Iterable[ResultRow], ctx: ExportContext) -> list[Path]
                 owned, did_change, kept_here = _embed_one(et, source, values, ctx, previous)
             except (EmbedError, ExiftoolError, XmpError, OSError) as exc:
                 reason = _reason(exc)
-                failed.append(f"{row.path}: {reason}")
+                failed.append((row.path, reason))
                 ctx.unwritten.append(row.path)
                 if ledger is not None:
                     ledger.record_failure(source, KIND, source, reason)
@@ -106,8 +106,7 @@ def write_xmp_embed(rows: Iterable[ResultRow], ctx: ExportContext) -> list[Path]
         ctx.notes.append(f"xmp-embed: metadata in {len(written)} image(s) ({changed} changed, "
                          f"{len(written) - changed} already up to date)")
     if failed:
-        ctx.notes.append(f"xmp-embed: {len(failed)} image(s) left unchanged: " + "; ".join(failed[:_EXAMPLES])
-                         + (" …" if len(failed) > _EXAMPLES else ""))
+        ctx.notes.append(failed_note("xmp-embed", failed, "image(s) left unchanged", _EXAMPLES))
     if note := kept_note("xmp-embed", kept, kept_in, "image"):
         ctx.notes.append(note)
     return written

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from imgtag.export.atomic import atomic_write_bytes
 from imgtag.export.rows import ExportContext, ResultRow
-from imgtag.export.xmp_doc import XmpError, kept_note, merge
+from imgtag.export.xmp_doc import XmpError, failed_note, kept_note, merge
 from imgtag.export.xmp_map import rows_with_values
 from imgtag.ingest.sidecars import IMAGE_EXTENSIONS
 
@@ -82,7 +82,7 @@ def write_xmp(rows: Iterable[ResultRow], ctx: ExportContext) -> list[Path]:
     written: list[Path] = []
     merged_into = 0
     renamed: list[str] = []
-    failed: list[str] = []
+    failed: list[tuple[str, str]] = []
     kept: Counter[str] = Counter()
     kept_in = 0
     for row, values in rows_with_values(rows, ctx.preset):
@@ -99,7 +99,7 @@ def write_xmp(rows: Iterable[ResultRow], ctx: ExportContext) -> list[Path]:
                 atomic_write_bytes(path, result.data)
         except (XmpError, OSError) as exc:
             reason = str(exc) if isinstance(exc, XmpError) else (exc.strerror or str(exc))
-            failed.append(f"{path.name}: {reason}")
+            failed.append((path.name, reason))
             ctx.unwritten.append(os.path.join(os.path.dirname(row.path), path.name))
             if ledger is not None:
                 ledger.record_failure(target, KIND, row.source_path, reason)
@@ -117,7 +117,8 @@ def write_xmp(rows: Iterable[ResultRow], ctx: ExportContext) -> list[Path]:
     return written
 
 
-def _notes(ctx: ExportContext, written: list[Path], merged_into: int, renamed: list[str], failed: list[str]) -> None:
+def _notes(ctx: ExportContext, written: list[Path], merged_into: int, renamed: list[str],
+           failed: list[tuple[str, str]]) -> None:
     if merged_into:
         ctx.notes.append(f"xmp: merged into {merged_into} existing sidecar(s), keeping everything else in them")
     if renamed:
@@ -125,5 +126,4 @@ def _notes(ctx: ExportContext, written: list[Path], merged_into: int, renamed: l
                          f"folder, so their sidecars are named photo.jpg.xmp, not photo.xmp: "
                          + ", ".join(renamed[:_EXAMPLES]) + (" …" if len(renamed) > _EXAMPLES else ""))
     if failed:
-        ctx.notes.append(f"xmp: {len(failed)} sidecar(s) not written: " + "; ".join(failed[:_EXAMPLES])
-                         + (" …" if len(failed) > _EXAMPLES else ""))
+        ctx.notes.append(failed_note("xmp", failed, "sidecar(s) not written", _EXAMPLES))
