@@ -213,3 +213,22 @@ def test_every_reason_an_image_was_left_unchanged_is_shown(tmp_path, store):
     assert note.count("JPEG, PNG, TIFF or WebP") == 1, note  # one reason, said once
     assert "broken.jpg: existing XMP is not valid XML" in note or "not valid XML" in note.split("broken.jpg")[0], note
     assert "…" not in note and "anim0.gif" in note and "broken.jpg" in note, note
+
+
+def test_a_refusal_by_exiftool_names_the_image_not_its_temporary_copy(tmp_path, store, monkeypatch):
+    """exiftool writes into a hidden copy beside the image and ends its error with that copy's path (as it does
+    for pillow's hopper_bad_exif.jpg: 'Error: Truncated IFD0 directory - /photos/.hopper.jpg.67da612e.imgtag-tmp.jpg');
+    the reason a person reads is about their image, with no path they never made."""
+    img = _image(tmp_path / "in", "hopper.jpg")
+    real_execute = embed.Exiftool.execute
+
+    def refusing(self, args):
+        if any(isinstance(a, str) and a.startswith("-XMP<=") for a in args):
+            return b"    0 image files updated\n", f"Error: Truncated IFD0 directory - {args[-1]}\n"
+        return real_execute(self, args)
+
+    monkeypatch.setattr(embed.Exiftool, "execute", refusing)
+    ctx = context(store)
+    assert write_xmp_embed([row(img, FIELDS)], ctx) == []
+    reason = dict(ctx.xmp_ledger.failures("embedded"))[str(img)]
+    assert reason == "exiftool refused to write JPEG: Truncated IFD0 directory", reason

@@ -182,7 +182,7 @@ def _embed_one(et: Exiftool, source: str, values: XmpValues, ctx: ExportContext,
                 args.append(f"-IPTC:Caption-Abstract<={caption_file}")
         out, err = et.execute([*args, os.path.abspath(tmp)])
         if b"1 image files updated" not in out:
-            raise EmbedError(f"exiftool refused to write {fmt}: {_first_line(err)}")
+            raise EmbedError(f"exiftool refused to write {fmt}: {_refusal(err, tmp)}")
         _verify(et, tmp, source, result.data, keywords, caption)
         _finish(tmp, source, st, touch=ctx.xmp_touch)
         tmp = ""
@@ -300,3 +300,10 @@ def _finish(tmp: str, source: str, before: os.stat_result, *, touch: bool) -> No
 
 def _first_line(text: str) -> str:
     return (text.strip().splitlines() or ["no message"])[0]
+
+
+def _refusal(err: str, tmp: str) -> str:
+    """exiftool's error about the hidden copy it was given ("Error: Truncated IFD0 directory - /x/.a.jpg.1f2e.
+    imgtag-tmp.jpg"), as a reason about the user's image: without the copy's path, which they never made."""
+    line = _first_line(err).removesuffix(f" - {os.path.abspath(tmp)}")
+    return line.removeprefix("Error: ")
