@@ -2,8 +2,9 @@
 
 `import anthropic` takes 1.5-2.5 s on a 2-core machine (`import openai` about 1 s). A rerun whose answers are
 all in the store must not pay that at all, and a run that will ask should not pay it before anything else
-happens: the runner calls `preload()` when the first file turns out to need an answer, the import runs in a
-thread while discovery and the first decodes go on (they wait on the disk and the decode pool, so the import
+happens: `preload()` is called when a run creates its store (every image it finds will need an answer) or, with
+a store already there, when the first file turns out to need one; the import runs in a thread while the store is
+made, discovery and the first decodes go on (they wait on the disk and the decode pool, so the import
 gets the interpreter most of the time), and the first request awaits `ready()` without blocking the event loop.
 
 The client is made in that thread too, as soon as the SDK is in, so the first request finds it ready. What it
