@@ -88,3 +88,14 @@ def test_the_package_says_it_is_typed():
     from importlib import resources
 
     assert resources.files("imgtag").joinpath("py.typed").is_file()
+
+
+def test_a_budget_for_a_misspelt_model_says_which_model_was_meant(tmp_path, monkeypatch):
+    """`--model claude-haiku-5.5 --budget 1` was refused for unknown prices with advice to set prices in imgtag.toml,
+    though the README promises a did-you-mean for a model imgtag does not know: the typo is what to fix."""
+    make_images(tmp_path / "in", 1)
+    code, output = run_cli(["run", str(tmp_path / "in"), "--out", str(tmp_path / "o"), "--budget", "1",
+                            "--model", "claude-haiku-5.5"], {"ANTHROPIC_API_KEY": "test-key-not-real"}, monkeypatch)
+    line = one_sentence(output)
+    assert code == 2 and "cannot be enforced" in line and "did you mean 'claude-haiku-5-5'?" in line, line
+    assert not (tmp_path / "o").exists()

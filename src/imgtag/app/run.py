@@ -193,7 +193,8 @@ def prepare(cfg: RunConfig) -> Prepared:
                          "per request in sync mode" + (" (--mode batch packs them)" if cls.capabilities.batch
                                                        else "; leave --images-per-request out"))
     if cfg.budget is not None and target.model.prices is None:
-        raise BudgetError(f"{cfg.budget_source} cannot be enforced: the prices of {target.model.id} are unknown; "
+        raise BudgetError(f"{cfg.budget_source} cannot be enforced: the prices of {target.model.id} are unknown"
+                          f"{_misspelt(target.model.id)}; "
                           f"set them in imgtag.toml ([models.\"{target.model.id}\"] input and output) or with "
                           "--price-in and --price-out (USD per million tokens; 0 for a free local model)")
     provider_obj = None if cfg.dry_run else open_provider(cfg)
@@ -207,6 +208,16 @@ def prepare(cfg: RunConfig) -> Prepared:
             asyncio.run(provider_obj.aclose())  # its client never sent anything: closing is instant
             raise ProviderError(problem)
     return Prepared(cfg, target, provider_obj)
+
+
+def _misspelt(model_id: str) -> str:
+    """' (did you mean ...?)' for a model imgtag does not know that is close to one it does: `--model
+    claude-haiku-5.5 --budget 1` is a typo to fix before any prices to set (the model list is not asked here)."""
+    from imgtag.app.modelcheck import known_models
+    from imgtag.config.tomlfile import did_you_mean
+
+    known = known_models()
+    return "" if model_id in known else did_you_mean(model_id, known)
 
 
 class RunSession:
