@@ -477,3 +477,17 @@ def test_scan_estimates_sync_unpacked_where_the_provider_packs_only_in_batch(
     code, output = cli([*base[:-1], "--images-per-request", "10"], {"OPENAI_API_KEY": "sk-test"}, monkeypatch)
     assert code == 0, output
     assert "sync: one image per request (this provider packs 10 to a request only in --mode batch" in output, output
+
+
+def test_a_404_names_the_url_it_was_refused_at(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                               fake_openai_factory) -> None:
+    """OPENAI_BASE_URL with /v1 twice (the fake's own address plus /v1) said only 'no chat completions endpoint
+    there (404: Not Found); check --base-url': no URL to see the doubled /v1 in, and a flag the user never gave."""
+    monkeypatch.chdir(tmp_path)
+    fake = fake_openai_factory(variant="vllm")
+    folder = photos(tmp_path / "in", PHOTO_NAMES[:2])
+    code, output = cli(["run", str(folder), "--out", str(tmp_path / "out"), "--provider", "openai", "--model",
+                        "glm-4v-9b", "-q"], {"OPENAI_BASE_URL": fake.base_url + "/v1"}, monkeypatch)
+    assert code == 2, output
+    assert f"{fake.base_url}/v1/chat/completions" in output and "OPENAI_BASE_URL" in output, output
+    assert_all_pending(tmp_path / "out")

@@ -254,4 +254,7 @@ def no_endpoint(said: str, base_url: str | None) -> str:
     if base and not base.endswith("/v1"):
         return (f"the server has no chat completions endpoint at {base}/chat/completions (404: {said}): the URL path "
                 f"is likely missing /v1; try --base-url {base}/v1")
-    return f"the server has no chat completions endpoint there (404: {said}); check --base-url"
+    # Named in full, so a doubled /v1 or a wrong port shows; the base URL may have come from OPENAI_BASE_URL.
+    where = f"at {base}/chat/completions" if base else "there"
+    return (f"the server has no chat completions endpoint {where} (404: {said}); check the base URL (--base-url or "
+            "OPENAI_BASE_URL)")
