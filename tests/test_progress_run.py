@@ -109,3 +109,38 @@ def test_in_flight_is_what_the_server_is_serving(tmp_path: Path, fake_openai_fac
     over = [(n, limit) for n, limit in zip(shown, let_out, strict=True) if n > limit]
     assert not over, over[:5]  # never more in flight than the limit let out
     assert fake.stats.peak_in_flight <= peak_limit, (fake.stats.peak_in_flight, peak_limit)
+
+
+def test_copies_answered_with_their_image_count_as_ok(tmp_path: Path, fake_anthropic_factory: Any,
+                                                      monkeypatch: Any) -> None:
+    """The last progress line said '40/40 files | ok 31 | failed 3 | skipped 5' where the summary said ok 32: a
+    byte-identical copy shares its image's answer (one request) and is this run's work, but was counted in the
+    files only, not in ok."""
+    folder = tmp_path / "in"
+    make_images(folder, 4)
+    first = sorted(folder.iterdir())[0]
+    (folder / "a_copy.jpg").write_bytes(first.read_bytes())  # walked beside its image
+    (folder / "zz").mkdir()
+    (folder / "zz" / "late_copy.jpg").write_bytes(first.read_bytes())  # walked after its image was answered
+    fake = fake_anthropic_factory(latency_s=0.2)
+    for name, value in fake.env().items():
+        monkeypatch.setenv(name, value)
+    cfg = RunConfig(inputs=[str(folder)], out=tmp_path / "out", progress=False, min_side=0)
+    target = resolve_target(cfg)
+    seen: list[Any] = []
+
+    async def go() -> None:
+        provider = create_provider("anthropic", timeout=30.0)
+        try:
+            with Store(cfg.out) as store:
+                store.set_meta("target", target_meta(cfg, target))
+                run = Run(cfg, store, target, provider)
+                await run.execute()
+                seen.append(run.snapshot())
+        finally:
+            await provider.aclose()
+
+    asyncio.run(go())
+    snap = seen[0]
+    assert fake.stats.messages_requests == 4
+    assert (snap.finished, snap.ok, snap.failed, snap.skipped, snap.done_before) == (6, 6, 0, 0, 0), snap

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
+from imgtag.app.copytally import CopyTally
 from imgtag.app.progress import BatchView, Progress, Snapshot, progress_fields, tick_forever
 from imgtag.app.summary import Summary, finished_fields, summarize
 from imgtag.config.exits import EXIT_CONFIG, EXIT_FAILED, EXIT_OK
@@ -82,6 +83,7 @@ class Run:
         self.events.prepare(run_id=self.run_id, command=command, out=str(cfg.out), mode=cfg.mode, engine=cfg.engine,
                             dry_run=cfg.dry_run, target=target_fields(cfg, target))
         self.copies: dict[int, list[str]] = {}  # job id -> byte-identical copies this run settles with it
+        self.copy_tally = CopyTally()  # those copies, for the progress line's ok and failed
         self.asked: dict[int, str] = {}  # batch mode, with events: job id -> the path it was asked for
         self.told: dict[int, str] = {}  # batch mode, Ray: jobs settled before the walk met their file
 
@@ -179,15 +181,16 @@ class Run:
             return self.cfg.retry_failed  # retry re-examines files that could not be read last time
         return bool(row["sha256"]) and self._status_needs_work(row["job_status"]) and not self.cfg.dry_run
 
-    def note_done_before(self, sha: str, cached: Any = None) -> None:
+    def note_done_before(self, sha: str, cached: Any = None) -> bool:
         """Count a file whose answer needs no request now as done before only when an earlier run settled it: a
         copy of an image this run answered, or an answer this run collected from a batch, is this run's work.
-        `cached`: the file's stored row with its job (an unchanged file), which already says so."""
+        `cached`: the file's stored row with its job (an unchanged file), which already says so. True if counted."""
         if cached is not None:
-            if cached["job_status"] in ("ok", "failed") and cached["job_updated"] < self.started_at:
-                self.done_before += 1
-        elif self.store.answered_before(sha, self.key, self.started_at):
-            self.done_before += 1
+            before = cached["job_status"] in ("ok", "failed") and cached["job_updated"] < self.started_at
+        else:
+            before = self.store.answered_before(sha, self.key, self.started_at)
+        self.done_before += before
+        return before
 
     def _count(self, ing: Ingested, settled: bool) -> None:
         if ing.record.status == "skipped":
@@ -201,6 +204,7 @@ class Run:
         """This image's job id, unless this run already sent the job (a byte-identical copy): then it is settled."""
         job = self.store.job_for(sha, self.key, ing.file_id)
         if job.id in self.queued:
+            self.copy_tally.add(job.status, job.id)
             self._count(ing, settled=True)
             if self.events.enabled:
                 self._copy_done(job.id, job.status, ing.display)
@@ -225,7 +229,11 @@ class Run:
                 if self.cfg.mode != "batch" and status == "batched":
                     self.in_batches += 1
                 else:
-                    self.note_done_before(sha, ing.cached)
+                    if (not self.note_done_before(sha, ing.cached) and self.cfg.mode != "batch"
+                            and status in ("ok", "failed")):
+                        # in sync mode only a copy of an image this run answered (in batch mode an answer this
+                        # run collected for the file itself, already counted as collected)
+                        self.copy_tally.add(status)
                     self._file_done(ing)
                 self._count(ing, settled=True)
                 continue
@@ -259,11 +267,13 @@ class Run:
             spent = None  # tokens paid at prices nobody knows: "cost unknown", never $0
         batch_view = None if bat is None else BatchView(submitted=bat.submitted, processing=bat.in_batches,
                                                         collected=bat.ok + bat.failed, batches=len(bat.live))
+        copies = self.copy_tally
+        copies.settle(self.store.db)
         return Snapshot(
             discovered=self.ingestor.counters.discovered if self.ingestor else 0,
             finished=self.finished - (eng.unsettled if eng else 0),
-            ok=(eng.stats.ok if eng else 0) + (bat.ok if bat else 0),
-            failed=self.failed + (eng.stats.failed if eng else 0) + (bat.failed if bat else 0),
+            ok=(eng.stats.ok if eng else 0) + (bat.ok if bat else 0) + copies.ok,
+            failed=self.failed + (eng.stats.failed if eng else 0) + (bat.failed if bat else 0) + copies.failed,
             skipped=self.skipped,
             in_flight=in_flight + (bat.in_batches if bat else 0),
             spent_usd=spent,
