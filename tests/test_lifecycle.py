@@ -261,3 +261,12 @@ def test_sigterm_stops_cleanly_and_is_marked_interrupted(tmp_path: Path, fake_an
         reap(pids | {cli.proc.pid})
     assert one_sentence(cli.output().splitlines()).startswith("imgtag: interrupted;")
     assert run_states(out) == [("interrupted", 143)]
+
+
+def test_one_live_batch_is_said_in_the_singular():
+    """At 80 columns after Ctrl-C: '1 submitted batch keeps running on the server: ... to stop them'."""
+    from imgtag.app.messages import interrupted_message
+
+    one = interrupted_message(1, "obat")
+    assert "1 submitted batch keeps running" in one and one.endswith("`imgtag cancel --out obat` to stop it"), one
+    assert interrupted_message(2, "o").endswith("to stop them")

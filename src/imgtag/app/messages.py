@@ -17,7 +17,7 @@ def in_batches_note(count: int, out: Path) -> str:
 def interrupted_message(live_batches: int, out: str) -> str:
     """The one line printed after an interruption."""
     if live_batches:
-        noun = "batch keeps" if live_batches == 1 else "batches keep"
+        noun, them = ("batch keeps", "it") if live_batches == 1 else ("batches keep", "them")
         return (f"interrupted; {live_batches} submitted {noun} running on the server: run the same command "
-                f"again to collect the results, or `imgtag cancel --out {out}` to stop them")
+                f"again to collect the results, or `imgtag cancel --out {out}` to stop {them}")
     return "interrupted; everything answered so far is saved — run the same command to continue"
