@@ -132,8 +132,15 @@ class AnthropicProvider(SdkBacked, Provider):
     async def _stream(self, client: Any, params: dict[str, Any],
                       began: Callable[[RateLimitSnapshot], None] | None) -> tuple[ModelAnswer, Mapping[str, str]]:
         """The SDK sends the request; its events are read raw (providers/anthropic_stream.py), not as the SDK's
-        typed objects, which cost more CPU than everything else imgtag does per image."""
-        async with client.messages.stream(**params) as stream:
+        typed objects, which cost more CPU than everything else imgtag does per image.
+
+        `messages.create(stream=True)`, not the `messages.stream()` helper: the helper's stream object makes its
+        event generators in its constructor, and they refer back to it, a reference cycle that holds the response
+        and so the request with its body (the image three times: bytes, base64 and JSON, ~450 KB for a 100 KB
+        JPEG). Only the cyclic garbage collector freed those, whenever a full collection happened to run, so
+        answered requests' bodies piled up beyond the requests in flight (tests/test_memory.py). The plain stream
+        makes its generator on first use, which we never do: the body goes when the request ends."""
+        async with await client.messages.create(**params, stream=True) as stream:
             response = stream.response
             headers = response.headers
             chunks: list[bytes] = []

@@ -1,7 +1,7 @@
 """A streamed Messages answer read from its raw server-sent events.
 
-The SDK makes the request (`messages.stream`: auth, headers, timeouts, HTTP errors); we read the response's
-bytes and parse its events with `json` here. The SDK's own reader turns every event into typed pydantic
+The SDK makes the request (`messages.create(stream=True)`: auth, headers, timeouts, HTTP errors); we read the
+response's bytes and parse its events with `json` here. The SDK's own reader turns every event into typed pydantic
 objects and rebuilds a message snapshot after each: for a short answer that was most of the main process's
 CPU per image (issue 20 item 2, docs/benchmarks.md "First run"). Nothing here imports the SDK.
 """
