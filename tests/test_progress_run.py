@@ -144,3 +144,40 @@ def test_copies_answered_with_their_image_count_as_ok(tmp_path: Path, fake_anthr
     snap = seen[0]
     assert fake.stats.messages_requests == 4
     assert (snap.finished, snap.ok, snap.failed, snap.skipped, snap.done_before) == (6, 6, 0, 0, 0), snap
+
+
+def test_copies_count_as_ok_when_a_resumed_batch_run_collects_their_image(tmp_path: Path, fake_anthropic_factory: Any,
+                                                                         monkeypatch: Any) -> None:
+    """Ctrl-C in batch mode, then the same command: the line ended 'ok 31 | ... collected 31' where the summary said
+    ok 32; the copy of a collected image is this run's too."""
+    folder = tmp_path / "in"
+    make_images(folder, 3)
+    first = sorted(folder.iterdir())[0]
+    (folder / "zz").mkdir()
+    (folder / "zz" / "late_copy.jpg").write_bytes(first.read_bytes())
+    fake = fake_anthropic_factory(batch_processing_s=0.5)
+    for name, value in fake.env().items():
+        monkeypatch.setenv(name, value)
+    out = tmp_path / "out"
+    code, output = run_cli(["run", str(folder), "--out", str(out), "--mode", "batch", "--detach", "-q"], fake.env(),
+                           monkeypatch)
+    assert code == 0, output
+    time.sleep(0.6)
+    cfg = RunConfig(inputs=[str(folder)], out=out, progress=False, min_side=0, mode="batch", poll_interval=0.05)
+    target = resolve_target(cfg)
+    seen: list[Any] = []
+
+    async def go() -> None:
+        provider = create_provider("anthropic", timeout=30.0)
+        try:
+            with Store(cfg.out) as store:
+                run = Run(cfg, store, target, provider)
+                await run.execute()
+                seen.append(run.snapshot())
+        finally:
+            await provider.aclose()
+
+    asyncio.run(go())
+    snap = seen[0]
+    assert fake.stats.batches_created == 1
+    assert (snap.finished, snap.ok, snap.failed, snap.done_before) == (4, 4, 0, 0), snap

@@ -192,6 +192,15 @@ class Run:
         self.done_before += before
         return before
 
+    def _tally_if_copy(self, sha: str, file_id: int, status: str | None) -> None:
+        """A file this run's answer settles (or a batch this run collects will) without a request of its own: a
+        copy, unless it is the file its job was asked for, which the engine or the batch counts."""
+        row = self.store.db.execute(
+            "SELECT id, file_id FROM jobs WHERE sha256=? AND preset_version=? AND provider=? AND model=?",
+            (sha, self.key.preset_version, self.key.provider, self.key.model)).fetchone()
+        if row is not None and row[1] != file_id:
+            self.copy_tally.add(status, row[0])
+
     def _count(self, ing: Ingested, settled: bool) -> None:
         if ing.record.status == "skipped":
             self.skipped += 1
@@ -229,11 +238,8 @@ class Run:
                 if self.cfg.mode != "batch" and status == "batched":
                     self.in_batches += 1
                 else:
-                    if (not self.note_done_before(sha, ing.cached) and self.cfg.mode != "batch"
-                            and status in ("ok", "failed")):
-                        # in sync mode only a copy of an image this run answered (in batch mode an answer this
-                        # run collected for the file itself, already counted as collected)
-                        self.copy_tally.add(status)
+                    if not self.note_done_before(sha, ing.cached):
+                        self._tally_if_copy(sha, ing.file_id, status)
                     self._file_done(ing)
                 self._count(ing, settled=True)
                 continue
