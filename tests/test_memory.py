@@ -3,11 +3,14 @@ ingest window and the requests in flight, never by the number of files."""
 
 from __future__ import annotations
 
+import asyncio
 import gc
+import io
 import json
 import subprocess
 import sys
 import tracemalloc
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +18,15 @@ import pytest
 from PIL import Image
 
 from imagegen import run_cli
+from imgtag.presets import load_preset
+from imgtag.pricing.catalogue import catalogue
+from imgtag.pricing.estimate import RequestEstimate
+from imgtag.providers.anthropic_provider import AnthropicProvider
+from imgtag.providers.base import ImageInput
+from imgtag.request.engine import Engine, EngineSettings, WorkItem
+from imgtag.request.pacer import Pacer
+from imgtag.store import WorkKey
+from serversim import Recorder
 
 
 def noisy_images(folder: Path, n: int) -> None:
@@ -71,3 +83,55 @@ def test_sync_run_memory_does_not_grow_with_the_folder(tmp_path: Path, monkeypat
     # and 3.8 MB (the 0.5 MB is small cyclic garbage the collector, on in a real run, would free); 62 MB at 240
     # images when each answered request's body waited for the collector.
     assert large < small * 1.5 + 1024 * 1024, (small, large)
+
+
+def jpeg(colour: tuple[int, int, int]) -> bytes:
+    out = io.BytesIO()
+    Image.new("RGB", (64, 48), colour).save(out, format="JPEG")
+    return out.getvalue()
+
+
+def test_a_failed_requests_body_is_not_kept_while_its_image_waits_to_be_asked_again(fake_anthropic_factory) -> None:
+    """Between a 529 and the retry the image holds no permit: were its failed request still alive (the error the
+    provider raised carries the SDK's, whose response refers to the request and its body), bodies would pile up
+    beyond the requests in flight, one per image in backoff."""
+    fake = fake_anthropic_factory(fail_first_n=4)  # every image's first attempt is answered 529
+    provider = AnthropicProvider(api_key=fake.config.api_key, base_url=fake.base_url)
+    preset, model = load_preset("keywords"), catalogue().get(catalogue().default_model)
+    settings = EngineSettings(key=WorkKey(preset.version, provider.name, model.id), preset=preset, model=model,
+                              backoff_base_s=0.5)
+    in_backoff: list[int] = []  # SDK request objects alive while nothing was in flight and images waited
+
+    async def items() -> AsyncIterator[WorkItem]:
+        for i in range(4):
+            yield WorkItem(job_id=i, sha256=f"{i:064x}", display=f"{i}.jpg",
+                           image=ImageInput(jpeg((40 * i, 90, 200)), "image/jpeg"),
+                           estimate=RequestEstimate(input_tokens=1000, output_tokens=200))
+
+    async def main() -> Engine:
+        await provider.ready()  # the SDK's import first: what is measured is the run
+        engine = Engine(Recorder(), provider, settings, Pacer(max_concurrency=4), None)  # type: ignore[arg-type]
+
+        async def watch() -> None:
+            while True:
+                await asyncio.sleep(0.02)
+                if engine.unsettled and provider.on_the_wire_now == 0 and engine.stats.retries:
+                    in_backoff.append(sum(type(o).__name__ == "Request" and type(o).__module__.startswith("httpx")
+                                          for o in gc.get_objects()))
+
+        watcher = asyncio.create_task(watch())
+        try:
+            await engine.run(items())
+        finally:
+            watcher.cancel()
+            await provider.aclose()
+        return engine
+
+    gc.collect()
+    gc.disable()  # what holds a body must let it go by itself, not when a collection happens to run
+    try:
+        engine = asyncio.run(main())
+    finally:
+        gc.enable()
+    assert engine.stats.ok == 4 and engine.stats.retries == 4
+    assert in_backoff and max(in_backoff) == 0, in_backoff

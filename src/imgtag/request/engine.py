@@ -64,6 +64,15 @@ class WorkItem:
     estimate: RequestEstimate
 
 
+def _let_go_of_request(exc: ProviderError) -> None:
+    """Drop what a provider error was raised through. Its traceback's frames hold the request's parameters (the
+    image as base64), and the SDK error it replaced (its __context__, kept by `raise ... from None`) holds the
+    response and so the request with its JSON body: ~450 KB for a 100 KB image, alive for as long as the error is.
+    The engine keeps an error past its request: through a retry's backoff (the image holds no permit then, so
+    nothing else bounds how many wait), among held refusals, as the run's fatal error. Only its fields are read."""
+    exc.__traceback__ = exc.__context__ = exc.__cause__ = None
+
+
 # (item, status "ok"/"failed", what this run paid for it in USD (None: unknown prices), error type)
 ImageDone = Callable[[WorkItem, str, float | None, str | None], None]
 
@@ -293,6 +302,7 @@ class Engine:
                 try:
                     answers = await self._ask(asks, permit)
                 except RateLimited as exc:
+                    _let_go_of_request(exc)
                     self.pacer.on_rate_limited(permit, exc.retry_after, exc.limits)
                     self._release(permit, success=False)
                     permit = None
@@ -308,6 +318,7 @@ class Engine:
                     await asyncio.sleep(exc.retry_after if exc.retry_after is not None else s.backoff_base_s)
                     continue
                 except Transient as exc:
+                    _let_go_of_request(exc)
                     self.pacer.observe(exc.limits, permit)
                     self._release(permit, success=False)
                     permit = None
@@ -321,6 +332,7 @@ class Engine:
                     await asyncio.sleep(self._backoff(transient_failures))
                     continue
                 except Permanent as exc:
+                    _let_go_of_request(exc)
                     self._release(permit, success=False)
                     permit = None
                     if len(asks) > 1:
@@ -332,6 +344,7 @@ class Engine:
                     self._refused(asks, started, exc)
                     return
                 except Fatal as exc:
+                    _let_go_of_request(exc)
                     self._release(permit, success=False)
                     permit = None
                     self._log_error(asks, started, exc, outcome="fatal")
