@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+import virtualtime
 from imagegen import run_cli
 from imgtag.presets import load_preset
 from imgtag.pricing.catalogue import catalogue
@@ -26,7 +27,7 @@ from imgtag.providers.base import ImageInput
 from imgtag.request.engine import Engine, EngineSettings, WorkItem
 from imgtag.request.pacer import Pacer
 from imgtag.store import WorkKey
-from serversim import Recorder
+from serversim import Recorder, SimProvider, TokenBucket
 
 
 def noisy_images(folder: Path, n: int) -> None:
@@ -135,3 +136,43 @@ def test_a_failed_requests_body_is_not_kept_while_its_image_waits_to_be_asked_ag
         gc.enable()
     assert engine.stats.ok == 4 and engine.stats.retries == 4
     assert in_backoff and max(in_backoff) == 0, in_backoff
+
+
+def test_images_waiting_to_be_asked_again_are_bounded_not_taken_in_with_the_folder() -> None:
+    """A 500 answered at once gives its permit back and its image waits out the backoff holding none: without a
+    bound of its own the engine took in image after image, each failing fast, while the earlier ones waited
+    (247 images held at once with at most 16 in flight, 1,600 images of which the first 960 requests failed)."""
+    preset, model = load_preset("keywords"), catalogue().get(catalogue().default_model)
+
+    async def items(n: int) -> AsyncIterator[WorkItem]:
+        for i in range(n):
+            yield WorkItem(job_id=i, sha256=f"{i:064x}", display=f"{i}.jpg", image=ImageInput(b"image %d" % i,
+                           "image/jpeg"), estimate=RequestEstimate(input_tokens=1000, output_tokens=200))
+
+    async def main() -> tuple[int, int, Engine]:
+        loop = asyncio.get_running_loop()
+        sim = SimProvider(TokenBucket(4000, 1.0, loop.time()), name="sim", latency_s=0.01, fail_first=960)
+        settings = EngineSettings(key=WorkKey(preset.version, sim.name, model.id), preset=preset, model=model,
+                                  max_unsettled=32)
+        engine = Engine(Recorder(), sim, settings, Pacer(max_concurrency=16, clock=loop.time), None)  # type: ignore[arg-type]
+        held = 0
+
+        async def watch() -> None:
+            nonlocal held
+            while True:
+                await asyncio.sleep(0.005)
+                held = max(held, engine.unsettled)
+
+        watcher = asyncio.create_task(watch())
+        try:
+            await engine.run(items(1600))
+        finally:
+            watcher.cancel()
+        return held, sim.traffic.peak_in_flight, engine
+
+    held, in_flight, engine = virtualtime.run(main)
+    # The first 960 requests fail whoever sends them: with fewer images in play each is asked more often, and some
+    # use up their attempts. (A storm that lasts a while fails fewer images for good this way: only those in play.)
+    assert engine.stats.ok + engine.stats.failed == 1600 and engine.stats.requests == engine.stats.ok + 960
+    # 32 started and not settled, and the next image, taken from the input, waiting for room (247 without the bound)
+    assert in_flight <= 16 and held <= 32 + 1, (held, in_flight)

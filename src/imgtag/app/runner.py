@@ -358,6 +358,7 @@ class Run:
                 self.engine = Engine(self.store, provider, EngineSettings(
                     key=self.key, preset=self.target.preset, model=self.target.model, budget_usd=cfg.budget,
                     max_attempts=cfg.max_attempts, images_per_request=pack_size(self.provider, cfg.images_per_request),
+                    max_unsettled=2 * cfg.concurrency,
                     validation_retries=1 if self.provider.reask_invalid else 0,
                     shape_only=not self.provider.follows_schema),
                     pace_warm_up(pacer, provider, self.target.preset, self.target.model), self.run_id,

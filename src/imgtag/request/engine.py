@@ -11,6 +11,8 @@ Retry policy (ours, not the SDK's, which runs with max_retries=0):
 - 400 / 413 (this image can never succeed): recorded at once.
 - 401 / 403 / spend limit / unknown model: the whole run stops (exit 2), not one failure per image.
 - max_tokens: one retry with twice the limit; invalid output: `validation_retries` more asks; refusal: none.
+A request waiting to be asked again holds no permit; at most `max_unsettled` requests are started and not settled,
+so fast failures cannot take in the whole folder while earlier images wait for their retry.
 Every attempt is logged in the store with its cause and cost; a result is committed the moment it arrives.
 """
 
@@ -98,6 +100,11 @@ class EngineSettings:
     backoff_base_s: float = 1.0
     backoff_cap_s: float = 30.0
     images_per_request: int = 1  # K > 1: packs of K (the provider must send ImagePacks: request/packing.py)
+    # Requests started and not yet settled, at most: in flight, or waiting to be asked again. A request waiting out
+    # a retry's backoff holds no permit, so the pacer alone would let a storm of fast failures take in image after
+    # image while the earlier ones wait, each holding its image: memory would grow with the folder. The runner
+    # allows twice --concurrency, which only binds when that many wait to be asked again.
+    max_unsettled: int = 128
     shape_only: bool = False  # a provider that cannot be asked for a schema: answers are held to its shape only
 
     @property
@@ -185,6 +192,7 @@ class Engine:
                     self.stats.reserved_usd += reserve
                     asks = [_Ask(item, self.settings.preset.max_output_tokens) for item in pack]
                     await self._while_refusal_undecided()
+                    await self._while_too_many_unsettled()
                     permit = await self._acquire(asks)
                     if self.fatal is not None:
                         self._release(permit, success=False)
@@ -372,6 +380,12 @@ class Engine:
             if permit is not None:
                 self._release(permit, success=False)
             self.stats.reserved_usd -= reserve
+
+    async def _while_too_many_unsettled(self) -> None:
+        """Start nothing new while `max_unsettled` requests are in flight or waiting to be asked again
+        (EngineSettings.max_unsettled): the images a run holds stay bounded whatever the folder's size."""
+        while len(self._tasks) >= self.settings.max_unsettled and self.fatal is None:
+            await asyncio.wait(set(self._tasks), return_when=asyncio.FIRST_COMPLETED)
 
     async def _while_refusal_undecided(self) -> None:
         """A refusal is held and nothing was answered yet: start nothing new until the requests in flight tell
