@@ -291,3 +291,21 @@ def test_exiv2_reads_merged_sidecars(tmp_path, store):
     assert "Error" not in err, err
     assert "Xmp.digiKam.TagsList" in out and "People/Grandma, Events/Birthday 2023" in out
     assert "Grandma, Birthday 2023, 西湖, sunset, boat, 杭州, water" in out
+
+
+def test_the_results_files_are_named_apart_from_the_sidecars(tmp_path, fake_anthropic_factory, monkeypatch):
+    """`export --format xmp,csv` on 33 images said 'wrote /photos/PETS.JPEG.xmp, ... and 23 more (paths relative to
+    /photos)': results.csv was lost among 'and 23 more', and the note about its paths followed absolute sidecar
+    paths it does not describe."""
+    make_images(tmp_path / "in", 12)
+    fake = fake_anthropic_factory()
+    out = tmp_path / "o"
+    code, output = run_cli(["run", str(tmp_path / "in"), "--out", str(out), "-q"], fake.env(), monkeypatch)
+    assert code == 0, output
+    code, output = run_cli(["export", "--out", str(out), "--format", "xmp,csv"], {"COLUMNS": "1000"}, monkeypatch)
+    assert code == 0, output
+    wrote = [line for line in output.splitlines() if line.startswith("wrote ")]
+    results = next(line for line in wrote if "results.csv" in line)
+    assert results == f"wrote {out / 'results.csv'} (paths relative to {tmp_path / 'in'})", output
+    sidecars = next(line for line in wrote if ".xmp" in line)
+    assert "relative" not in sidecars and "and 2 more" in sidecars, output

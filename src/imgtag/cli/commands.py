@@ -139,14 +139,19 @@ _SHOWN_PATHS = 10  # per-image formats write thousands of files; list a few, cou
 
 def _print_written(paths: list[Path], notes: list[str], path_base: str | None = None) -> None:
     console = _console()
-    if paths:
-        shown = ", ".join(str(p) for p in paths[:_SHOWN_PATHS])
-        more = f" and {len(paths) - _SHOWN_PATHS} more" if len(paths) > _SHOWN_PATHS else ""
-        from imgtag.export import FOLDER_FILES
+    from imgtag.export import FOLDER_FILES
 
-        holds_paths = any(p.name in FOLDER_FILES.values() for p in paths)  # files whose `path` is from the base
-        base = f" (paths relative to {path_base})" if path_base and holds_paths else ""
-        console.print(f"wrote {shown}{more}{base}", markup=False)
+    # The results files (whose `path` is measured from the base) on a line of their own, so they are never lost
+    # among "and 30 more" sidecars, and the base is said beside them, not after paths it does not describe.
+    results = [p for p in paths if p.name in FOLDER_FILES.values()]
+    beside = [p for p in paths if p.name not in FOLDER_FILES.values()]
+    if results:
+        base = f" (paths relative to {path_base})" if path_base else ""
+        console.print(f"wrote {', '.join(str(p) for p in results)}{base}", markup=False)
+    if beside:
+        shown = ", ".join(str(p) for p in beside[:_SHOWN_PATHS])
+        more = f" and {len(beside) - _SHOWN_PATHS} more" if len(beside) > _SHOWN_PATHS else ""
+        console.print(f"wrote {shown}{more}", markup=False)
     for note in notes:
         console.print(note, markup=False)
 
