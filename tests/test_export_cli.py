@@ -118,3 +118,15 @@ def test_export_remembers_an_explicit_caption_template(tmp_path, fake_anthropic_
     code, output = run_cli(["export", "--out", str(out), "--format", "txt"], {}, monkeypatch)
     assert code == 0 and "txt: 5 unchanged" in output, output
     assert (images / "test" / "img_0000.txt").read_text(encoding="utf-8") == f"{HOSTILE['color']} {HOSTILE['style']}"
+
+
+def test_a_misspelt_export_format_gets_a_did_you_mean(tmp_path, monkeypatch):
+    """`--format csv,jsnl` listed the valid formats but, unlike --preset and --provider, not the one meant."""
+    from imagegen import one_sentence
+
+    make_images(tmp_path / "in", 1)
+    code, output = run_cli(["run", str(tmp_path / "in"), "--out", str(tmp_path / "o"), "--format", "csv,jsnl"],
+                           {"ANTHROPIC_API_KEY": "test-key-not-real"}, monkeypatch)
+    line = one_sentence(output)
+    assert code == 2 and "unknown export format 'jsnl' (did you mean 'jsonl'?); valid formats: csv" in line, line
+    assert not (tmp_path / "o").exists()

@@ -109,7 +109,10 @@ def parse_formats(spec: str) -> list[str]:
         if not name:
             continue
         if name not in EXPORTER_PATHS:
-            raise ValueError(f"unknown export format {raw.strip()!r}; valid formats: {valid}")
+            from imgtag.config.tomlfile import did_you_mean  # only on this error: --help stays light
+
+            raise ValueError(f"unknown export format {raw.strip()!r}{did_you_mean(name, EXPORTER_PATHS)}; "
+                             f"valid formats: {valid}")
         if name not in names:
             names.append(name)
     if not names:
