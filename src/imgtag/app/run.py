@@ -238,7 +238,6 @@ class RunSession:
 
         cfg, target = self.prepared.cfg, self.prepared.target
         self.cluster = _join_ray(cfg, self.say)  # before the store: a cluster that cannot be used creates nothing
-        _preload_for_new_store(cfg, self.prepared.provider)
         try:
             self.store = open_store(cfg.out)
             if not cfg.dry_run:
@@ -307,18 +306,6 @@ def _join_ray(cfg: RunConfig, say: Say) -> Any:
     logs = f"; Ray's own log lines go to {conn.route.path}" if conn.route.path else ""
     say(f"{where} ({plural(conn.nodes, 'node')}){logs}")
     return conn
-
-
-def _preload_for_new_store(cfg: RunConfig, provider: Any) -> None:
-    """Start the provider SDK's import now when this run creates its store: every image it finds will need an
-    answer, so the import (1-2 s for `anthropic`) need not wait for the store's tables, the runner's modules and
-    the first file found (about 0.25 s). With a store already there, the runner starts it when the first file
-    turns out to need an answer, so a rerun with nothing to ask never imports it."""
-    from imgtag.store.db import DB_NAME
-
-    if provider is None or cfg.engine == "ray" or cfg.mode == "batch" or (Path(cfg.out) / DB_NAME).exists():
-        return
-    provider.preload()
 
 
 def _runner_class(cfg: RunConfig) -> type[Run]:

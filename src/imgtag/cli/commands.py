@@ -683,3 +683,10 @@ def entry() -> None:
         from imgtag.cli.fastexit import leave
 
         leave(done.code)
+    except KeyboardInterrupt:
+        # A Ctrl-C that no command answered: one that came while the helpers were stopped, after the command's
+        # own last line. The status a shell expects after Ctrl-C, without a traceback.
+        from imgtag.cli.fastexit import leave
+        from imgtag.cli.interrupt import EXIT_SIGINT
+
+        leave(EXIT_SIGINT)

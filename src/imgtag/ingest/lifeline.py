@@ -15,6 +15,7 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Iterator
 
 MAIN_PID_ENV = "IMGTAG_MAIN_PID"   # set by the main process before it starts the forkserver
 _PR_SET_PDEATHSIG = 1
@@ -66,6 +67,21 @@ def die_with_parent(*, watch_thread: bool = True) -> None:
         _watch_parent(parent)
 
 
+@contextlib.contextmanager
+def interrupts_held() -> Iterator[None]:
+    """SIGINT held back (blocked) in this thread meanwhile; a Ctrl-C then reaches this process through another
+    thread or when the block ends, never lost. A process started meanwhile inherits the block, so a Ctrl-C at the
+    terminal (it reaches the whole process group) cannot interrupt it before it has set up its own handling."""
+    if not hasattr(signal, "pthread_sigmask"):  # not POSIX: nothing to hold
+        yield
+        return
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
+
 def ignore_interrupts() -> None:
     with contextlib.suppress(ValueError, OSError):  # ValueError: not the main thread
         signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -94,6 +110,12 @@ def stop_helpers(timeout_s: float = 10.0) -> None:
     watches, then waitpid); one that has not exited within `timeout_s` is killed. The forkserver goes first: its
     decode workers die with it (parent-death signal), and the tracker then cleans up what they registered.
     Does nothing when no helper was started (multiprocessing never imported)."""
+    if (mp_util := sys.modules.get("multiprocessing.util")) is not None:
+        # Stopping the tracker unlinks every semaphore still registered with it: those of a decode pool that an
+        # interruption left open, say. Let multiprocessing run its own exit-time finalizers first (they unlink
+        # and unregister them); run after the tracker, each met its semaphore gone, a traceback apiece.
+        with contextlib.suppress(Exception):
+            mp_util._run_finalizers(0)
     helpers: list[tuple[object, str]] = []
     if (forkserver := sys.modules.get("multiprocessing.forkserver")) is not None:
         helpers.append((forkserver._forkserver, "_forkserver_pid"))
@@ -108,7 +130,10 @@ def stop_helpers(timeout_s: float = 10.0) -> None:
         deadline.daemon = True
         deadline.start()
         try:
-            stop()
+            # A Ctrl-C now (the command is already ending) must not cut the wait short: a helper would be left
+            # and a KeyboardInterrupt traceback printed from waitpid. It is answered once they are gone.
+            with interrupts_held():
+                stop()
         except OSError:  # already reaped, or its pipe already closed: nothing left to wait for
             pass
         finally:

@@ -563,6 +563,14 @@ def _mp_context() -> multiprocessing.context.BaseContext:
             # forkserver_init first: the forkserver dies with us and ignores Ctrl-C before the slow imports
             ctx.set_forkserver_preload(["imgtag.ingest.forkserver_init", "imgtag.ingest.preprocess",
                                         "imgtag.ingest.prefilter"])
+        from multiprocessing import forkserver, resource_tracker
+
+        # The forkserver ignores SIGINT only once its preload list is imported: a Ctrl-C at the terminal in that
+        # second printed a KeyboardInterrupt traceback. Started with SIGINT blocked, it never sees one (nor do its
+        # decode workers). The resource tracker first: starting it unblocks SIGINT in the calling thread.
+        resource_tracker.ensure_running()
+        with lifeline.interrupts_held():
+            forkserver.ensure_running()
         return ctx
     return multiprocessing.get_context("spawn")
 

@@ -2,10 +2,13 @@
 
 `import anthropic` takes 1.5-2.5 s on a 2-core machine (`import openai` about 1 s). A rerun whose answers are
 all in the store must not pay that at all, and a run that will ask should not pay it before anything else
-happens: `preload()` is called when a run creates its store (every image it finds will need an answer) or, with
-a store already there, when the first file turns out to need one; the import runs in a thread while the store is
-made, discovery and the first decodes go on (they wait on the disk and the decode pool, so the import
+happens: the runner calls `preload()` when the first file turns out to need an answer, the import runs in a
+thread while discovery and the first decodes go on (they wait on the disk and the decode pool, so the import
 gets the interpreter most of the time), and the first request awaits `ready()` without blocking the event loop.
+That is inside the event loop on purpose: by then a Ctrl-C cancels the run's task (asyncio.run's handler) instead
+of raising KeyboardInterrupt wherever the main thread is, and a KeyboardInterrupt raised in the main thread while
+another thread imports can leave the import system's module locks inconsistent, and the run hung (seen when the
+import started before the event loop, 1 early Ctrl-C in 20).
 
 The client is made in that thread too, as soon as the SDK is in, so the first request finds it ready. What it
 needs that does not hold the interpreter lock (`alongside`: the TLS context, whose certificate loading is C code
