@@ -89,3 +89,31 @@ def test_cancel_fits_the_terminal(tmp_path, fake_anthropic_factory, monkeypatch)
     assert code == 0, output
     _fits(output, 60)
     assert "canceled; 0 answered and recorded, 0 failed, 3 back to pending" in _flat(output)
+
+
+def _cells(line: str) -> int:
+    import unicodedata
+
+    return sum(2 if unicodedata.east_asian_width(c) in ("W", "F") else 1 for c in line)
+
+
+def test_wide_characters_count_as_two_columns():
+    """`imgtag status` at 80 columns on a Chinese file name: the name is 74 columns wide but 37 characters, so
+    'failed <name>: corrupt: PNG signature found' was judged to fit and the terminal broke it mid-word."""
+    name = "损坏的图片文件名字也很长需要测试换行宽度是否正确计算全角字符宽度问题.png"
+    text = f"  failed {name}: corrupt: PNG signature found but the header cannot be read"
+    lines = fit(text, 80, indent="  ").splitlines()
+    # the name (79 columns with its colon) cannot share a line: it stays whole on its own, nothing after it
+    assert f"    {name}:" in lines, lines
+    assert all(_cells(line) <= 80 for line in lines if name not in line), lines
+    assert " ".join(" ".join(lines).split()) == " ".join(text.split())
+    short = "宽" * 30 + " ok"  # 63 columns: fits, kept as it is
+    assert fit(short, 80) == short
+    assert fit("宽" * 30 + " " + "宽" * 20, 80).splitlines() == ["宽" * 30, "  " + "宽" * 20]
+
+
+def test_runs_of_spaces_inside_a_wrapped_line_are_kept():
+    """scan's per-file lines are columns (`skipped  PNG      300x187 ...`): wrapping keeps their spacing."""
+    line = "skipped  PNG           300x187      -  small.png  — too small: 300x187 px (short side under 200 px)"
+    first = fit(line, 80).splitlines()[0]
+    assert first.startswith("skipped  PNG           300x187      -  small.png  — too small:"), first

@@ -11,10 +11,11 @@ from __future__ import annotations
 import io
 import os
 import re
-import textwrap
+import unicodedata
 from typing import TextIO
 
 _LEAD = re.compile(r"^ *")
+_CHUNKS = re.compile(r"\S+|\s+")
 
 
 def terminal_columns(stream: TextIO) -> int | None:
@@ -40,16 +41,44 @@ def fit(text: str, width: int | None, indent: str = "  ") -> str:
         return text
     lines: list[str] = []
     for line in text.split("\n"):
-        if len(line) <= width:
+        if cells(line) <= width:
             lines.append(line)
             continue
         lead = _LEAD.match(line).group(0)  # type: ignore[union-attr]  # matches every string
         hang = lead + indent
         if len(hang) > width // 2:
             hang = lead[: width // 4] + "  "
-        lines.extend(textwrap.wrap(line, width, initial_indent="", subsequent_indent=hang, break_long_words=False,
-                                   break_on_hyphens=False) or [""])
+        lines.extend(_wrap(line, width, lead, hang))
     return "\n".join(lines)
+
+
+def cells(text: str) -> int:
+    """The columns `text` takes on a terminal: a CJK character (East Asian wide or fullwidth) takes two, a
+    combining mark none. Counting characters instead let a Chinese file name overflow the line."""
+    if text.isascii():
+        return len(text)
+    return sum(0 if unicodedata.combining(c) else 2 if unicodedata.east_asian_width(c) in ("W", "F") else 1
+               for c in text)
+
+
+def _wrap(line: str, width: int, lead: str, hang: str) -> list[str]:
+    """Greedy breaks between words by display width; the spaces inside a line are kept (scan's columns), those
+    at a break dropped; a word wider than the line stays whole."""
+    out: list[str] = []
+    cur, used, space, empty = lead, cells(lead), "", True
+    for chunk in _CHUNKS.findall(line[len(lead):]):
+        if chunk.isspace():
+            space = chunk
+            continue
+        size = cells(chunk)
+        if empty or used + len(space) + size <= width:
+            cur, used = cur + ("" if empty else space) + chunk, used + (0 if empty else len(space)) + size
+        else:
+            out.append(cur)
+            cur, used = hang + chunk, len(hang) + size
+        space, empty = "", False
+    out.append(cur)
+    return out
 
 
 def write_fitted(stream: TextIO, text: str, indent: str = "  ") -> None:
