@@ -1,3 +1,3 @@
-from imgtag.cli.commands import entry
+from imgtag.cli import entry
 
 entry()
