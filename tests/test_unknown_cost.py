@@ -246,3 +246,12 @@ def test_status_and_export_suggest_the_model_a_folder_holds(tmp_path: Path, fake
     for command in ("status", "export"):
         code, output = run_cli([command, "--out", str(out), "--model", "claude-haiku-5.5"], {}, monkeypatch)
         assert code == 2 and "(did you mean 'claude-haiku-5-5'?)" in one_sentence(output), output
+
+
+def test_one_image_is_singular_in_the_estimate_lines():
+    """`imgtag status` on a one-image folder said 'estimate $0.00025 for 1 images'; --dry-run '1 images to tag'."""
+    from imgtag.cli.costview import status_estimate_line
+
+    line = status_estimate_line({"usd": 0.00025, "images": 1, "mode": "sync"}, 0.0000769)
+    assert line.startswith("estimate $0.00025 for 1 image (sync, caching included)"), line
+    assert "for 1,200 images" in status_estimate_line({"usd": 0.3, "images": 1200, "mode": "batch"}, None)

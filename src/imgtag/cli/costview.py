@@ -11,6 +11,7 @@ from rich.table import Table
 from imgtag.cli.screen import Lines
 from imgtag.pricing.estimate import ModelEstimate
 from imgtag.util.money import usd
+from imgtag.util.words import plural
 
 
 def print_estimates(console: Lines, preset: str, estimates: list[dict[str, Any]], selected: str | None) -> None:
@@ -48,7 +49,7 @@ def dry_run_line(est: ModelEstimate) -> str:
         cached = (f" (prefix cached: {est.sync.cache_write_tokens:,} written once, "
                   f"{est.sync.cache_read_tokens:,} read at 0.1x)")
     tokens_in = f"{est.input_tokens:,}" if est.tokens_known else "an unknown number of"
-    return (f"dry run: {est.images} images to tag with {est.model}, about {tokens_in} input tokens before "
+    return (f"dry run: {plural(est.images, 'image')} to tag with {est.model}, about {tokens_in} input tokens before "
             f"caching{cached} + {est.output_tokens:,} output; estimated {usd(est.standard_usd)} standard, "
             f"{usd(est.batch_usd)} batch. Nothing was sent.")
 
@@ -58,5 +59,5 @@ def status_estimate_line(estimate: dict[str, Any], actual_usd: float | None) -> 
     if est is None:
         return f"estimate: unknown (no prices for this model); actual {usd(actual_usd)}"
     ratio = f" ({actual_usd / est:.2f}x the estimate)" if est > 0 and actual_usd else ""
-    return (f"estimate {usd(est)} for {estimate['images']} images ({estimate['mode']}, caching included); "
+    return (f"estimate {usd(est)} for {plural(estimate['images'], 'image')} ({estimate['mode']}, caching included); "
             f"actual {usd(actual_usd)}{ratio}")
