@@ -126,3 +126,12 @@ def test_server_sentence_is_not_doubly_punctuated():
 
     err = classify(404, "The model `llava` does not exist.", {}, {}, None, "OPENAI_API_KEY")
     assert "does not exist; check --model" in str(err)
+
+
+@pytest.mark.parametrize("value", [",,", " , ", "@empty.txt"])
+def test_categories_that_name_none_are_refused(tmp_path, monkeypatch, value):
+    """`--categories ,,` (or "$CATS" unset, or a file of comments only) ran with no category list at all, silently."""
+    (tmp_path / "empty.txt").write_text("# none yet\n\n", encoding="utf-8")
+    monkeypatch.chdir(tmp_path)
+    line = refused(tmp_path, monkeypatch, ["--categories", value, "--dry-run"])
+    assert "--categories" in line and "names no category" in line, line

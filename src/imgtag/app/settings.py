@@ -97,12 +97,14 @@ class Settings:
         return self.base_url(None, meta.get("provider") if meta else None)
 
     def categories(self, given: str | list[str] | None) -> list[str] | None:
-        return parse_categories(self.pick(given, "categories"))
+        return parse_categories(self.pick(given, "categories"), self.source(given, "categories", "--categories"))
 
 
-def parse_categories(value: str | list[str] | None) -> list[str] | None:
-    """"a,b,c", "@file.txt" (one a line, # for comments) or a list; None when it names none."""
-    if not value:
+def parse_categories(value: str | list[str] | None, label: str = "--categories") -> list[str] | None:
+    """"a,b,c", "@file.txt" (one a line, # for comments) or a list; None when none was given. A value that names
+    no category (",,", a file of comments) is refused: running without the list the user meant to give is not
+    what they asked for. `label` is where the value was set (the flag, the variable or imgtag.toml)."""
+    if not value or (isinstance(value, str) and not value.strip()):
         return None
     if isinstance(value, list):  # a TOML list in imgtag.toml, or a Python list
         items = [str(item).strip() for item in value]
@@ -111,11 +113,14 @@ def parse_categories(value: str | list[str] | None) -> list[str] | None:
             text = Path(value[1:]).read_text(encoding="utf-8-sig")
         except (OSError, UnicodeDecodeError) as exc:
             reason = getattr(exc, "strerror", None) or "not UTF-8 text"
-            raise UsageError(f"--categories {value}: cannot read the file ({reason})") from None
+            raise UsageError(f"{label} {value}: cannot read the file ({reason})") from None
         items = [line.strip() for line in text.splitlines()]
     else:
         items = [part.strip() for part in value.replace("，", ",").split(",")]
-    return [item for item in items if item and not item.startswith("#")] or None
+    names = [item for item in items if item and not item.startswith("#")]
+    if not names:
+        raise UsageError(f"{label} {value!r} names no category: give them as a,b,c or @file.txt (one a line)")
+    return names
 
 
 def _stamp(path: Path) -> tuple[int, int] | None:
