@@ -138,3 +138,26 @@ def test_an_interrupted_line_is_erased_with_the_terminals_ctrl_c_echo(monkeypatc
             assert erased == "\r" + " " * (shown + 2) + "\r"
         else:
             assert erased.startswith("\r\x1b[2K")
+
+
+def test_a_plain_line_waits_for_the_real_total():
+    """A run's log began 'imgtag: 0/0+ files | ok 0 | ... | ETA --:--': the first plain line was written before the
+    up-front walk had counted the files, though the README promises a real total from the start. Off a terminal
+    the first line waits for the count (moments); the last line is written whatever it holds."""
+    counted: list[int | None] = [None]
+
+    def read() -> Snapshot:
+        return Snapshot(discovered=0, finished=0, ok=0, failed=0, skipped=0, in_flight=0, spent_usd=0.0, pace="",
+                        discovery_done=False, counted=counted[0])
+
+    stream = io.StringIO()
+    progress = Progress(read, stream=stream)
+    progress.tick()
+    assert stream.getvalue() == ""
+    counted[0] = 40
+    progress.tick()
+    assert stream.getvalue().startswith("imgtag: 0/40 files"), stream.getvalue()
+    counted[0] = None
+    stream.seek(0), stream.truncate()
+    Progress(read, stream=stream).close()
+    assert stream.getvalue().startswith("imgtag: 0/0+ files"), stream.getvalue()

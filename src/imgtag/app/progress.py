@@ -165,16 +165,23 @@ class Progress:
         now = time.monotonic()
         if not force and now - self._last < self.interval:
             return
+        if not self.live:
+            snap = self.read()
+            if snap.total is None and not force and now - self._start < self.interval:
+                # A log line gives the real total, which the up-front walk has in moments: not "0/0+ files"
+                # at the start (a walk slower than one interval, e.g. paths on stdin, shows what it found).
+                return
+            self._last = now
+            self.stream.write(f"imgtag: {self.line(snap)}\n")
+            self.stream.flush()
+            return
         self._last = now
-        if self.live:
-            text = self.line(self.read(), self._columns())
-            # One rewritten line; \r + pad is enough and works under NO_COLOR too.
-            padded = text.ljust(self._width)
-            self._width = len(text)
-            prefix = "" if self.plain else "\x1b[2K"
-            self.stream.write(f"\r{prefix}{padded}")
-        else:
-            self.stream.write(f"imgtag: {self.line(self.read())}\n")
+        text = self.line(self.read(), self._columns())
+        # One rewritten line; \r + pad is enough and works under NO_COLOR too.
+        padded = text.ljust(self._width)
+        self._width = len(text)
+        prefix = "" if self.plain else "\x1b[2K"
+        self.stream.write(f"\r{prefix}{padded}")
         self.stream.flush()
 
     def close(self, *, erase: bool = False) -> None:
