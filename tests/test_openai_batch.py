@@ -281,6 +281,7 @@ def test_detach_cancel_then_run(tmp_path: Path, batch_fake: Any, monkeypatch: py
     code, output = run_cli(run_args(tmp_path, "--detach"), fake.env(), monkeypatch)
     assert code == 0, output
     assert "1 batch in flight" in output
+    assert "`imgtag status` shows it, and running the same command again collects its results" in output, output
     assert query(out, "SELECT DISTINCT status FROM jobs") == [("batched",)]
     code, output = run_cli(["status", "--out", str(out), "--json"], fake.env(), monkeypatch)
     (live,) = json.loads(output)["batches"]

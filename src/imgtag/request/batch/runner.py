@@ -146,8 +146,9 @@ class BatchRunner:
             return  # nothing in flight: the run's exit code says how it went
         self.detached = True
         shown = ", ".join(live[:5]) + (f" and {len(live) - 5} more" if len(live) > 5 else "")
-        self.message = (f"{plural(len(live), 'batch')} in flight ({shown}); `imgtag status` shows them, and running "
-                        "the same command again collects their results")
+        them, their = ("it", "its") if len(live) == 1 else ("them", "their")
+        self.message = (f"{plural(len(live), 'batch')} in flight ({shown}); `imgtag status` shows {them}, and "
+                        f"running the same command again collects {their} results")
 
     # -- entries -------------------------------------------------------------------------------
 
