@@ -21,3 +21,11 @@ def interrupted_message(live_batches: int, out: str) -> str:
         return (f"interrupted; {live_batches} submitted {noun} running on the server: run the same command "
                 f"again to collect the results, or `imgtag cancel --out {out}` to stop {them}")
     return "interrupted; everything answered so far is saved — run the same command to continue"
+
+
+def command_interrupted(command: str | None) -> str:
+    """The one line after Ctrl-C (or SIGTERM) in a command other than run and retry."""
+    if command == "export":
+        return "interrupted; each file is either complete or as it was (none half-written): run the same command " \
+               "to write them all"
+    return "interrupted"

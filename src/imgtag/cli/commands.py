@@ -40,6 +40,14 @@ class _Commands(FastGroup):
             return super().invoke(ctx)
         except ImgtagError as exc:
             raise _fail(str(exc), exc.exit_code) from None
+        except KeyboardInterrupt:
+            # Ctrl-C or SIGTERM in a command that does not answer it itself (`run` and `retry` do): every
+            # `finally` has run (temporary files removed, helpers told to stop); one sentence, not typer's silence.
+            from imgtag.app.messages import command_interrupted
+            from imgtag.cli.interrupt import last_signal
+
+            signal = last_signal()
+            raise _fail(command_interrupted(ctx.invoked_subcommand), signal.exit_code) from None
 
 
 app = typer.Typer(cls=_Commands, add_completion=False, no_args_is_help=True, rich_markup_mode=None, epilog=ENV_HELP,
@@ -665,8 +673,13 @@ def _root(version: Annotated[bool, typer.Option("--version", callback=_version, 
 
 
 def main() -> None:
+    from imgtag.cli.interrupt import sigterm_as_interrupt
+
     try:
-        app()
+        # SIGTERM (a service manager's stop) is a Ctrl-C for every command: without this, only `run` answered
+        # it and any other command died at once, leaving an export's temporary copies beside the images.
+        with sigterm_as_interrupt():
+            app()
     finally:
         # Exit only once the decode helpers have: nothing of imgtag outlives its exit status (issue 17.19).
         from imgtag.ingest.lifeline import stop_helpers
@@ -687,6 +700,6 @@ def entry() -> None:
         # A Ctrl-C that no command answered: one that came while the helpers were stopped, after the command's
         # own last line. The status a shell expects after Ctrl-C, without a traceback.
         from imgtag.cli.fastexit import leave
-        from imgtag.cli.interrupt import EXIT_SIGINT
+        from imgtag.cli.interrupt import last_signal
 
-        leave(EXIT_SIGINT)
+        leave(last_signal().exit_code)

@@ -27,12 +27,20 @@ class Interruption:
         return EXIT_SIGTERM if self.signal_name == "SIGTERM" else EXIT_SIGINT
 
 
+_LAST = Interruption()  # the latest signal any sigterm_as_interrupt() answered: SIGINT unless a SIGTERM came
+
+
+def last_signal() -> Interruption:
+    """Which signal the KeyboardInterrupt being handled came from, for a handler outside the `with` block."""
+    return _LAST
+
+
 @contextlib.contextmanager
 def sigterm_as_interrupt() -> Iterator[Interruption]:
     state = Interruption()
 
     def on_sigterm(signum: int, frame: FrameType | None) -> None:
-        state.signal_name = "SIGTERM"
+        state.signal_name = _LAST.signal_name = "SIGTERM"
         handler = signal.getsignal(signal.SIGINT)
         if callable(handler):
             handler(signal.SIGINT, frame)

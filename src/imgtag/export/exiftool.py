@@ -44,10 +44,14 @@ class Exiftool:
         common = ["-charset", "UTF8"]
         if os.name == "nt":  # there file names are UTF-16 and Perl needs telling how we encode them
             common += ["-charset", "filename=UTF8"]
+        # Its own session: a Ctrl-C at the terminal (sent to the whole process group) would end exiftool in the
+        # middle of a write, leaving its `_exiftool_tmp` file beside the image; we stop it ourselves (close()).
+        # If imgtag is killed, exiftool reads the end of its stdin and exits.
         self._proc = subprocess.Popen(
             [exe, "-stay_open", "True", "-@", "-", "-common_args", *common],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=os.name != "nt")
         self._counter = 0
+        self.busy = False  # a command sent and its answer not read: exiftool may be writing a file
         self._errors: queue.Queue[bytes] = queue.Queue()
         # stderr is drained by a thread: a full pipe would block exiftool and so us.
         self._reader = threading.Thread(target=self._drain, daemon=True)
@@ -70,6 +74,7 @@ class Exiftool:
                 raise ExiftoolError("a line break in a file name or argument cannot be passed to exiftool")
             lines.append(raw)
         lines += [b"-echo4", token, b"-execute" + str(self._counter).encode()]
+        self.busy = True
         try:
             self._proc.stdin.write(b"\n".join(lines) + b"\n")
             self._proc.stdin.flush()
@@ -90,6 +95,7 @@ class Exiftool:
             if line.rstrip(b"\r\n") == token:
                 break
             err += line
+        self.busy = False
         body = bytes(out[: -len(token) - 1])
         return body, err.decode("utf-8", "replace").strip()
 
@@ -106,6 +112,7 @@ class Exiftool:
         return body or None
 
     def close(self) -> None:
+        """Ask exiftool to stop and wait: it finishes the command it is in (renaming its own temporary file)."""
         if self._proc.poll() is None:
             with contextlib.suppress(OSError):
                 assert self._proc.stdin is not None

@@ -189,10 +189,17 @@ def _embed_one(et: Exiftool, source: str, values: XmpValues, ctx: ExportContext,
         if ledger is not None:
             new = os.stat(source)
             ledger.update_file_state(source, new.st_size, new.st_mtime_ns)
+    except BaseException as exc:
+        if not isinstance(exc, Exception) and et.busy:
+            # Interrupted (Ctrl-C, SIGTERM) while exiftool writes the copy: let it finish first, or it would
+            # rename its own temporary file to the copy's name after the copy was removed below.
+            et.close()
+        raise
     finally:
         if tmp:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
+            for name in (tmp, f"{tmp}_exiftool_tmp"):
+                with contextlib.suppress(OSError):
+                    os.unlink(name)
         shutil.rmtree(scratch, ignore_errors=True)
     return owned, True, kept
 

@@ -1,0 +1,50 @@
+"""Ctrl-C and SIGTERM in the commands other than `run`: one sentence, the exit status a shell expects (130, 143),
+nothing half-written and no temporary file left (tests/test_lifecycle.py does the same for `run`)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from imagegen import make_images, run_cli
+
+# `imgtag export --format xmp-embed` with the signal sent to the whole process group (as a terminal's Ctrl-C, or
+# systemd's stop, does) just as an image's embedded copy is about to replace it.
+EMBED_INTERRUPTED = """
+import os, signal, sys, time
+import imgtag.export.xmp_embed as embed
+
+real = embed._finish
+def finish_after_a_signal(*args, **kwargs):
+    os.killpg(0, signal.{sig})
+    time.sleep(10)  # the signal's handler runs here
+    real(*args, **kwargs)
+embed._finish = finish_after_a_signal
+sys.argv = ["imgtag", "export", "--out", sys.argv[1], "--format", "xmp-embed"]
+from imgtag.cli import entry
+entry()
+"""
+
+
+@pytest.mark.parametrize("sig, status", [("SIGINT", 130), ("SIGTERM", 143)])
+def test_an_interrupted_embed_leaves_no_temporary_copy_and_says_so(tmp_path: Path, fake_anthropic_factory: Any,
+                                                                    monkeypatch: pytest.MonkeyPatch, sig: str,
+                                                                    status: int) -> None:
+    make_images(tmp_path / "in", 2)
+    out = tmp_path / "out"
+    code, output = run_cli(["run", str(tmp_path / "in"), "--out", str(out), "-q"], fake_anthropic_factory().env(),
+                           monkeypatch)
+    assert code == 0, output
+    before = {p.name: p.read_bytes() for p in (tmp_path / "in").iterdir()}
+    proc = subprocess.run([sys.executable, "-c", EMBED_INTERRUPTED.replace("{sig}", sig), str(out)],
+                          capture_output=True, text=True, timeout=60, check=False, start_new_session=True)
+    assert proc.returncode == status, proc.stderr  # SIGTERM killed it at once (-15) before
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]  # one sentence, wrapped at 80 columns
+    assert lines and lines[0].startswith("imgtag: ") and all(line.startswith("  ") for line in lines[1:]), lines
+    said = " ".join(proc.stderr.split())
+    assert said.startswith("imgtag: interrupted; each file is either complete or as it was"), said
+    assert {p.name: p.read_bytes() for p in (tmp_path / "in").iterdir()} == before  # no copy beside them
