@@ -48,3 +48,27 @@ def test_an_interrupted_embed_leaves_no_temporary_copy_and_says_so(tmp_path: Pat
     said = " ".join(proc.stderr.split())
     assert said.startswith("imgtag: interrupted; each file is either complete or as it was"), said
     assert {p.name: p.read_bytes() for p in (tmp_path / "in").iterdir()} == before  # no copy beside them
+
+
+# A Ctrl-C while `imgtag run` checks its settings and the model, before its run starts (the first 2 s of a batch
+# run on a loaded machine): the run's own handler is not installed yet.
+RUN_INTERRUPTED_EARLY = """
+import sys
+import imgtag.app.run as run
+
+def checking(cfg):
+    raise KeyboardInterrupt
+run.prepare = checking
+sys.argv = ["imgtag", "run", sys.argv[1], "--out", sys.argv[2], "--mode", "batch"]
+from imgtag.cli import entry
+entry()
+"""
+
+
+def test_a_ctrl_c_before_the_run_starts_says_what_a_later_one_says(tmp_path: Path) -> None:
+    make_images(tmp_path / "in", 1)
+    proc = subprocess.run([sys.executable, "-c", RUN_INTERRUPTED_EARLY, str(tmp_path / "in"), str(tmp_path / "out")],
+                          capture_output=True, text=True, timeout=60, check=False)
+    assert proc.returncode == 130, proc.stderr
+    said = " ".join(proc.stderr.split())  # exited 130 in silence before
+    assert said == "imgtag: interrupted; everything answered so far is saved — run the same command to continue", said

@@ -24,7 +24,10 @@ def interrupted_message(live_batches: int, out: str) -> str:
 
 
 def command_interrupted(command: str | None) -> str:
-    """The one line after Ctrl-C (or SIGTERM) in a command other than run and retry."""
+    """The one line after Ctrl-C (or SIGTERM) that the command did not answer itself: any command but run and
+    retry, and those two before their run starts (checking the model, counting the files) or after it ends."""
+    if command in ("run", "retry"):
+        return interrupted_message(0, "")
     if command == "export":
         return "interrupted; each file is either complete or as it was (none half-written): run the same command " \
                "to write them all"
