@@ -695,3 +695,23 @@ def test_a_batch_create_answered_404_says_the_server_has_no_batch_api(tmp_path, 
     assert "this server has no Message Batches API; run without --mode batch" in output, output
     assert query(out, "SELECT COUNT(*) FROM batches") == [(0,)]
     assert {r["status"] for r in read_jsonl(out / "results.jsonl")} == {"pending"}
+
+
+def test_cancel_when_the_server_does_not_answer_says_so_at_once(tmp_path: Path, fake_anthropic_factory: Any,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """With the server down, `imgtag cancel` waited 120 s, said 'still canceling after 120 s' of a batch whose cancel
+    request never arrived, and exited 0."""
+    make_images(tmp_path / "in", 2)
+    fake = fake_anthropic_factory(batch_processing_s=30.0)
+    out = tmp_path / "out"
+    code, output = run_cli(["run", str(tmp_path / "in"), "--out", str(out), *FAST, "--detach"], fake.env(),
+                           monkeypatch)
+    assert code == 0, output
+    env = fake.env()
+    fake.stop()
+    started = time.monotonic()
+    code, output = run_cli(["cancel", "--out", str(out)], env, monkeypatch)
+    assert time.monotonic() - started < 60, output
+    assert code == 2, output
+    assert "still canceling" not in output and "not canceled" in output and "Traceback" not in output, output
+    assert query(out, "SELECT DISTINCT status FROM jobs") == [("batched",)]  # still theirs: nothing was canceled

@@ -94,11 +94,19 @@ async def _cancel(ctx: BatchContext, wait_s: float, say: Say) -> int:
     # Adopt batches a crash left unrecorded first, so they are canceled too rather than forgotten.
     await Submitter(ctx).reconcile()
     waiting: dict[str, bool] = {}  # batch id -> whether we asked to cancel it
+    unanswered = 0
     for row in sb.live_batches(store):
         if row.processing_status == "ended":
             waiting[row.id] = False
             continue
-        if await _request_cancel(ctx, row.id, say):
+        asked = await _request_cancel(ctx, row.id, say)
+        if isinstance(asked, str):
+            # No answer at all (a server down, a wrong base URL): polling it for minutes would only end in
+            # "still canceling", of a batch that was never asked to stop.
+            say(f"batch {row.id}: not canceled: the server did not answer ({asked}); check the base URL and that "
+                "the server is running, then run `imgtag cancel` again", True)
+            unanswered += 1
+        elif asked:
             waiting[row.id] = True
     collector = Collector(ctx)
     deadline = time.monotonic() + wait_s
@@ -127,10 +135,12 @@ async def _cancel(ctx: BatchContext, wait_s: float, say: Say) -> int:
     for batch_id in waiting:
         say(f"batch {batch_id}: still canceling after {wait_s:.0f} s; run `imgtag cancel` again "
             "(or `imgtag run`) to collect it", False)
-    return EXIT_OK
+    return EXIT_CONFIG if unanswered else EXIT_OK
 
 
-async def _request_cancel(ctx: BatchContext, batch_id: str, say: Say) -> bool:
+async def _request_cancel(ctx: BatchContext, batch_id: str, say: Say) -> bool | str:
+    """True when the cancel was asked (or may have been: poll it), False when there is nothing to cancel, and
+    what went wrong when the server gave no answer at all."""
     try:
         await ctx.api.cancel(batch_id)
         return True
@@ -140,6 +150,8 @@ async def _request_cancel(ctx: BatchContext, batch_id: str, say: Say) -> bool:
             say(f"batch {batch_id}: unknown to the API (404); its {n} unanswered items are pending again", False)
             return False
         stop_if_fatal(err)
+        if err.error_type == "connection_error":  # never reached the server (a timeout may have: poll it)
+            return str(err).rstrip(".")
         return True  # transient: still poll it; a later cancel attempt is not needed if it ends anyway
 
 
