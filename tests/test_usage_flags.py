@@ -135,3 +135,15 @@ def test_categories_that_name_none_are_refused(tmp_path, monkeypatch, value):
     monkeypatch.chdir(tmp_path)
     line = refused(tmp_path, monkeypatch, ["--categories", value, "--dry-run"])
     assert "--categories" in line and "names no category" in line, line
+
+
+def test_out_that_is_the_folder_to_tag_is_refused_saying_so(tmp_path, monkeypatch):
+    """`imgtag run photos --out photos` said 'no files to tag in 'photos'', of a folder full of images: the output
+    folder is never walked, and here it is the input itself."""
+    make_images(tmp_path / "in", 2)
+    monkeypatch.chdir(tmp_path)
+    for out in ("in", str(tmp_path / "in") + "/"):
+        code, output = run_cli(["run", "in", "--out", out, "--dry-run"], {"ANTHROPIC_API_KEY": SECRET}, monkeypatch)
+        line = one_sentence(output)
+        assert code == 2 and "is the folder to tag" in line and "--out in/imgtag-out" in line, line
+        assert not (tmp_path / "in" / "imgtag.db").exists()

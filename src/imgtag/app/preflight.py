@@ -63,6 +63,13 @@ def check_inputs(inputs: Sequence[str], exclude: Sequence[str] = ()) -> None:
 
     if not inputs or not all(_reusable(arg) for arg in inputs):
         return
+    for arg in inputs:
+        if any(_same_folder(arg, folder) for folder in exclude):
+            # The output folder is never walked (its store and exports are not images to tag), so this input
+            # would give nothing: say why rather than "no files to tag" of a folder full of images.
+            inside = os.path.join(arg.rstrip("/\\") or arg, "imgtag-out")
+            raise UsageError(f"--out {arg} is the folder to tag; imgtag never tags its own output folder, so give "
+                             f"another one, e.g. --out {inside}")
     stats = DiscoveryStats()
     for _ in discover(inputs, stats=stats, exclude=exclude):
         return
@@ -74,3 +81,10 @@ def check_inputs(inputs: Sequence[str], exclude: Sequence[str] = ()) -> None:
     shown = ", ".join(repr(e) for e in empty)
     extra = f" (and nothing matched {', '.join(repr(m) for m in missing)})" if missing else ""
     raise UsageError(f"no files to tag in {shown}{extra}")
+
+
+def _same_folder(arg: str, folder: str) -> bool:
+    try:
+        return os.path.isdir(arg) and os.path.samefile(arg, folder)
+    except OSError:
+        return False  # the output folder does not exist yet: it cannot be an input
