@@ -13,7 +13,9 @@ from __future__ import annotations
 import logging
 import os
 import re
+import signal
 import socket
+import threading
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -95,10 +97,21 @@ def connect(address: str | None, num_cpus: int | None, log_dir: Path | None = No
                 kwargs.update(num_cpus=num_cpus, include_dashboard=False)
             else:
                 _probe(address)
+            # ray.init makes SIGTERM `sys.exit(15)` for good: a service manager's stop then exited 15 with no
+            # sentence, and the run's own answer to SIGTERM lost its handler once the run ended. The program's
+            # handler is put back; a SIGTERM Ray's handler took during the start is handed to it.
+            previous = signal.getsignal(signal.SIGTERM)
             try:
                 ray.init(address=address, **kwargs)
             except Exception as exc:  # wrong address, missing token, cluster down: one sentence
                 raise ClusterProblem(_failure(address, exc, route.captured())) from None
+            except SystemExit as exc:
+                if exc.code == signal.SIGTERM and callable(previous):
+                    previous(signal.SIGTERM, None)
+                raise
+            finally:
+                if threading.current_thread() is threading.main_thread() and previous is not None:
+                    signal.signal(signal.SIGTERM, previous)
             conn = Connection(started_here=True, address=address, route=route)
         conn.nodes = _alive_nodes()
         if log_dir is not None and route.started:
