@@ -96,3 +96,29 @@ def test_starting_ray_leaves_the_answer_to_sigterm_as_it_was(tmp_path: Path) -> 
                           timeout=180, check=False, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip().splitlines()[-1] == "True", proc.stdout
+
+
+# A Ctrl-C just after a command's last line, while the entry point leaves (it imported its exit helper then).
+CTRL_C_WHILE_LEAVING = """
+import sys
+import imgtag.cli.commands as c
+
+class CtrlC:
+    def find_spec(self, name, path=None, target=None):
+        if name in ("imgtag.cli.fastexit", "imgtag.cli.interrupt"):
+            raise KeyboardInterrupt
+sys.meta_path.insert(0, CtrlC())
+
+def done():
+    raise SystemExit(0)
+c.main = done
+c.entry()
+"""
+
+
+def test_a_ctrl_c_while_the_command_leaves_prints_no_traceback() -> None:
+    """`imgtag export --format html` interrupted as it finished: a KeyboardInterrupt traceback (through typer's
+    Exit and SystemExit) from the import in the entry point's exit path (1 run in 8)."""
+    proc = subprocess.run([sys.executable, "-c", CTRL_C_WHILE_LEAVING], capture_output=True, text=True, timeout=60,
+                          check=False)
+    assert (proc.returncode, proc.stderr) == (0, ""), proc.stderr

@@ -10,6 +10,10 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 from typer.core import TyperCommand
 
+# The exit path (fastexit, interrupt) is imported with the commands, not on the way out: a Ctrl-C just after a
+# command's last line met that import and printed a KeyboardInterrupt traceback. Both are small.
+from imgtag.cli.fastexit import leave
+from imgtag.cli.interrupt import last_signal, sigterm_as_interrupt
 from imgtag.cli.params import FastGroup
 from imgtag.cli.screen import Lines, write_fitted
 from imgtag.config.errors import ImgtagError
@@ -44,7 +48,6 @@ class _Commands(FastGroup):
             # Ctrl-C or SIGTERM in a command that does not answer it itself (`run` and `retry` do): every
             # `finally` has run (temporary files removed, helpers told to stop); one sentence, not typer's silence.
             from imgtag.app.messages import command_interrupted
-            from imgtag.cli.interrupt import last_signal
 
             signal = last_signal()
             raise _fail(command_interrupted(ctx.invoked_subcommand), signal.exit_code) from None
@@ -377,7 +380,6 @@ def _execute_with_events(cfg: RunConfig, command: str, events: str | None) -> No
 def _execute(cfg: RunConfig, command: str) -> None:
     """Prepare (every check), run with Ctrl-C and SIGTERM answered in one line, report, exit with the run's code."""
     from imgtag.app.run import RunSession, prepare
-    from imgtag.cli.interrupt import sigterm_as_interrupt
 
     prepared = prepare(cfg)
     with RunSession(prepared, command, _say) as session, sigterm_as_interrupt() as interruption:
@@ -673,8 +675,6 @@ def _root(version: Annotated[bool, typer.Option("--version", callback=_version, 
 
 
 def main() -> None:
-    from imgtag.cli.interrupt import sigterm_as_interrupt
-
     try:
         # SIGTERM (a service manager's stop) is a Ctrl-C for every command: without this, only `run` answered
         # it and any other command died at once, leaving an export's temporary copies beside the images.
@@ -693,13 +693,8 @@ def entry() -> None:
     try:
         main()
     except SystemExit as done:
-        from imgtag.cli.fastexit import leave
-
         leave(done.code)
     except KeyboardInterrupt:
         # A Ctrl-C that no command answered: one that came while the helpers were stopped, after the command's
         # own last line. The status a shell expects after Ctrl-C, without a traceback.
-        from imgtag.cli.fastexit import leave
-        from imgtag.cli.interrupt import last_signal
-
         leave(last_signal().exit_code)
