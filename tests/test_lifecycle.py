@@ -25,6 +25,15 @@ from proctree import alive, descendants, needs_proc, reap, wait_gone
 pytestmark = needs_proc
 
 
+def _as_from_a_terminal(nice: int) -> None:
+    """In the child before exec: Ctrl-C answered as a shell's foreground command has it, even when the suite itself
+    was started with SIGINT ignored (`nohup`, a background job of a non-interactive shell): an ignored SIGINT is
+    inherited, and imgtag rightly keeps ignoring it then."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    if nice:
+        os.nice(nice)
+
+
 class Cli:
     """`python -m imgtag ...` in its own session (so a signal to its group reaches only it), stderr on a
     pty when asked (so progress is the live terminal line a person sees)."""
@@ -39,7 +48,7 @@ class Cli:
         self.proc = subprocess.Popen([sys.executable, "-m", "imgtag", *args], env=full_env,
                                      stdout=subprocess.DEVNULL, stdin=subprocess.DEVNULL,
                                      stderr=slave if tty else subprocess.PIPE, start_new_session=True,
-                                     preexec_fn=(lambda: os.nice(nice)) if nice else None)
+                                     preexec_fn=lambda: _as_from_a_terminal(nice))
         if tty:
             assert slave is not None and master is not None
             os.close(slave)
@@ -339,7 +348,7 @@ def test_the_forkserver_starts_with_ctrl_c_held_back() -> None:
     early). It starts with SIGINT blocked, inherited from the thread that starts it; the main process still
     answers Ctrl-C."""
     proc = subprocess.run([sys.executable, "-c", FORKSERVER_SIGNALS], capture_output=True, text=True, timeout=60,
-                          check=False)
+                          check=False, preexec_fn=lambda: _as_from_a_terminal(0))
     assert proc.returncode == 0, proc.stderr
     blocked = int(proc.stdout.strip(), 16)
     assert blocked & (1 << (signal.SIGINT - 1))

@@ -31,8 +31,9 @@ class Clock:
 class KeyedProvider:
     name = "anthropic"
 
-    def __init__(self, key: str = KEY) -> None:
+    def __init__(self, key: str = KEY, base_url: str | None = None) -> None:
         self.api_key = key
+        self.base_url = base_url
 
 
 def learned_pacer(rpm: int, remaining: int) -> Pacer:
@@ -139,3 +140,19 @@ def test_no_home_folder_is_no_error(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     monkeypatch.setattr(Path, "home", staticmethod(no_home))
     save(tmp_path / "out", learned_pacer(600, 59))  # the store's copy only
     assert seeded(tmp_path / "out").describe() == "600 rpm"
+
+
+def test_one_key_at_another_server_learns_nothing_from_the_first(tmp_path: Path, user_cache: Path) -> None:
+    """Limits were keyed by provider and key alone: a server that sends no rate-limit headers (a local one, fed the
+    same key) stayed paced at the 60 rpm another server had advertised to that key."""
+    def memory(store: Store, base_url: str | None) -> learned_limits.Memory:
+        return learned_limits.Memory(store, KeyedProvider(KEY, base_url), "anthropic")
+
+    with Store(tmp_path / "first") as store:
+        memory(store, "http://gateway.example:4000").save(learned_pacer(60, 5))
+    for base_url, known in (("http://gateway.example:4000", True), ("http://127.0.0.1:8000", False),
+                            (None, False)):
+        pacer = Pacer(clock=Clock())
+        with Store(tmp_path / f"new-{known}-{base_url is None}") as store:
+            memory(store, base_url).seed(pacer)
+        assert pacer.limits_known is known, base_url

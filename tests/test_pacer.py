@@ -325,7 +325,9 @@ def test_run_learns_the_burst_and_the_next_run_starts_from_it(tmp_path: Path, fa
 
     monkeypatch.setattr(Pacer, "seed", spy)
     make_images(tmp_path / "b", 60, size=(232, 224))
-    warm = fake_anthropic_factory(rpm=600, burst_s=6.0, latency_s=0.5)
+    port = cold.port
+    cold.stop()  # the same endpoint a minute later: limits are remembered per key and endpoint
+    warm = fake_anthropic_factory(rpm=600, burst_s=6.0, latency_s=0.5, port=port)
     code, output = run_cli(["run", str(tmp_path / "b"), "--out", str(out), "-q"], warm.env(), monkeypatch)
     assert code == 0, output
     assert len(seeded) == 1 and seeded[0][0]["requests"]["depth"] == requests["depth"] and seeded[0][1] >= 60

@@ -21,13 +21,14 @@ FakeFactory = Callable[..., FakeAnthropicServer]
 
 @pytest.fixture
 def fake_anthropic_factory() -> Iterator[FakeFactory]:
-    """``make(config=None, **fields)`` -> a started server; every server is stopped after the test."""
+    """``make(config=None, port=0, **fields)`` -> a started server; every server is stopped after the test.
+    `port`: the port of a server stopped earlier, to stand for the same endpoint later (a fresh bucket)."""
     servers: list[FakeAnthropicServer] = []
 
-    def make(config: FakeConfig | None = None, **fields: Any) -> FakeAnthropicServer:
+    def make(config: FakeConfig | None = None, port: int = 0, **fields: Any) -> FakeAnthropicServer:
         # dataclasses.replace (not FakeConfig.update) so a `respond=` hook can be passed too.
         cfg = dataclasses.replace(config or FakeConfig(), **fields)
-        server = FakeAnthropicServer(cfg).start()
+        server = FakeAnthropicServer(cfg, port=port).start()
         servers.append(server)
         return server
 

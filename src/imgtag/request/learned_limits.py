@@ -7,9 +7,10 @@ for a new --out and for a folder whose copy is older; the store's copy stands wh
 unusable, or the folder moved to another machine. Limits older than a week are not trusted at all.
 
 The account is identified by a fingerprint: SHA-256 of a random salt (per store; the user cache has its own)
-and the API key. The key itself is never stored, and the salt keeps the fingerprint from matching a plain
-hash of the key anywhere else. The next run seeds its pacer with what was learned (pace, burst depth, and the
-level the last run left, aged by the time since), so it starts at the known pace instead of probing from cold.
+and the API key with the endpoint it is used at (`account_identity`). The key itself is never stored, and the
+salt keeps the fingerprint from matching a plain hash of the key anywhere else. The next run seeds its pacer
+with what was learned (pace, burst depth, and the level the last run left, aged by the time since), so it starts
+at the known pace instead of probing from cold.
 """
 
 from __future__ import annotations
@@ -35,6 +36,18 @@ def account_key(provider: Any) -> str | None:
     if not key:
         key = getattr(getattr(provider, "client", None), "api_key", None)
     return key if isinstance(key, str) and key else None
+
+
+def account_identity(provider: Any) -> str | None:
+    """Whose limits these are: the API key at this endpoint (only ever hashed). One key at two servers, say a
+    gateway and the API behind it, or two local servers that accept any key, has two sets of limits: a server
+    that sends no rate-limit headers must not be paced at what another server said. The default endpoint (no
+    base URL) is the key alone."""
+    key = account_key(provider)
+    if key is None:
+        return None
+    endpoint = getattr(provider, "base_url", None)
+    return f"{endpoint}\n{key}" if isinstance(endpoint, str) and endpoint else key
 
 
 def fingerprint(store: Store, api_key: str) -> str:
@@ -82,7 +95,7 @@ class Memory:
     def __init__(self, store: Store, provider: Any, provider_name: str, user_cache: UserCache | None = None) -> None:
         self.store = store
         self.provider_name = provider_name
-        self._key = account_key(provider)  # only ever hashed, here and in the user cache
+        self._key = account_identity(provider)  # only ever hashed, here and in the user cache
         self.print = fingerprint(store, self._key) if self._key else None
         self.user_cache = user_cache or UserCache()
 
