@@ -13,6 +13,7 @@ from imgtag.config.runconfig import RunConfig
 from imgtag.export.targets import target_meta
 from imgtag.providers import create_provider, resolve_target
 from imgtag.store import Store
+from inprocess import wired_run
 
 
 def test_total_is_known_long_before_discovery_reaches_the_end(tmp_path: Path, fake_anthropic_factory: Any,
@@ -24,24 +25,17 @@ def test_total_is_known_long_before_discovery_reaches_the_end(tmp_path: Path, fa
     for name, value in fake.env().items():
         monkeypatch.setenv(name, value)
     cfg = RunConfig(inputs=[str(tmp_path / "in")], out=tmp_path / "out", progress=False, min_side=0)
-    target = resolve_target(cfg)
     seen: list[Any] = []
 
     async def go() -> None:
-        provider = create_provider("anthropic", timeout=30.0)
-        try:
-            with Store(cfg.out) as store:
-                store.set_meta("target", target_meta(cfg, target))
-                run = Run(cfg, store, target, provider)
-                task = asyncio.create_task(run.execute())
-                deadline = time.monotonic() + 60
-                while fake.stats.messages_requests < 10 and time.monotonic() < deadline:
-                    await asyncio.sleep(0.02)
-                await asyncio.sleep(0.5)
-                seen.append(run.snapshot())
-                await task
-        finally:
-            await provider.aclose()
+        async with wired_run(cfg) as run:
+            task = asyncio.create_task(run.execute())
+            deadline = time.monotonic() + 60
+            while fake.stats.messages_requests < 10 and time.monotonic() < deadline:
+                await asyncio.sleep(0.02)
+            await asyncio.sleep(0.5)
+            seen.append(run.snapshot())
+            await task
 
     asyncio.run(go())
     snap = seen[0]
@@ -126,19 +120,12 @@ def test_copies_answered_with_their_image_count_as_ok(tmp_path: Path, fake_anthr
     for name, value in fake.env().items():
         monkeypatch.setenv(name, value)
     cfg = RunConfig(inputs=[str(folder)], out=tmp_path / "out", progress=False, min_side=0)
-    target = resolve_target(cfg)
     seen: list[Any] = []
 
     async def go() -> None:
-        provider = create_provider("anthropic", timeout=30.0)
-        try:
-            with Store(cfg.out) as store:
-                store.set_meta("target", target_meta(cfg, target))
-                run = Run(cfg, store, target, provider)
-                await run.execute()
-                seen.append(run.snapshot())
-        finally:
-            await provider.aclose()
+        async with wired_run(cfg) as run:
+            await run.execute()
+            seen.append(run.snapshot())
 
     asyncio.run(go())
     snap = seen[0]
@@ -164,18 +151,12 @@ def test_copies_count_as_ok_when_a_resumed_batch_run_collects_their_image(tmp_pa
     assert code == 0, output
     time.sleep(0.6)
     cfg = RunConfig(inputs=[str(folder)], out=out, progress=False, min_side=0, mode="batch", poll_interval=0.05)
-    target = resolve_target(cfg)
     seen: list[Any] = []
 
     async def go() -> None:
-        provider = create_provider("anthropic", timeout=30.0)
-        try:
-            with Store(cfg.out) as store:
-                run = Run(cfg, store, target, provider)
-                await run.execute()
-                seen.append(run.snapshot())
-        finally:
-            await provider.aclose()
+        async with wired_run(cfg, record_target=False) as run:  # the CLI's run recorded it
+            await run.execute()
+            seen.append(run.snapshot())
 
     asyncio.run(go())
     snap = seen[0]

@@ -22,16 +22,13 @@ import pytest
 import virtualtime
 from imagegen import close_to, make_images, read_jsonl, run_cli
 from imgtag.app.progress import Snapshot
-from imgtag.app.runner import Run
 from imgtag.config.runconfig import RunConfig
-from imgtag.export.targets import target_meta
 from imgtag.presets import load_preset
 from imgtag.pricing.catalogue import catalogue
 from imgtag.pricing.costs import cost_usd
 from imgtag.pricing.estimate import RequestEstimate, pack_estimate
-from imgtag.providers import create_provider, resolve_target
 from imgtag.request.gather import gather_packs
-from imgtag.store import Store
+from inprocess import wired_run
 from serversim import SimProvider, TokenBucket, run_engine
 from virtualtime import START
 
@@ -242,15 +239,11 @@ def test_progress_counts_an_image_finished_only_once_it_is_settled(tmp_path: Pat
         monkeypatch.setenv(name, value)
     cfg = RunConfig(inputs=[str(tmp_path / "in")], out=tmp_path / "out", progress=False, model="claude-sonnet-4-6",
                     images_per_request=8, concurrency=1)
-    target = resolve_target(cfg)
     seen: list[Snapshot] = []
 
     async def go() -> None:
-        provider = create_provider("anthropic", timeout=30.0)
-        try:
-            with Store(cfg.out) as store:
-                store.set_meta("target", target_meta(cfg, target))
-                run = Run(cfg, store, target, provider)
+        async with wired_run(cfg) as run:
+            try:
                 task = asyncio.create_task(run.execute())
                 deadline = time.monotonic() + 60
                 while fake.stats.messages_requests < 2 or run.finished < 20:
@@ -260,9 +253,8 @@ def test_progress_counts_an_image_finished_only_once_it_is_settled(tmp_path: Pat
                 hold.set()
                 await task
                 seen.append(run.snapshot())
-        finally:
-            hold.set()
-            await provider.aclose()
+            finally:
+                hold.set()  # the held answers go before the provider closes
 
     asyncio.run(go())
     during, after = seen
