@@ -578,8 +578,9 @@ def review(out: OutOpt = None,
            no_browser: Annotated[bool, typer.Option("--no-browser", help="Do not open a browser.")] = False) -> None:
     """Check, edit and approve results in a local page.
 
-    Prints the page's address with its access token first; Ctrl-C stops it (docs/review.md). Edits are kept in the store beside
-    the model's answers and reach every export; it can run while `imgtag run` works on the same --out."""
+    Prints the page's address with its access token first; Ctrl-C stops it (docs/review.md). Edits are kept in
+    the store beside the model's answers and reach every export; it can run while `imgtag run` works on the same
+    --out."""
     if port is not None and not 0 <= port <= 65535:
         raise _fail(f"--port must be from 0 to 65535, not {port}")
     from imgtag.app.folder import no_results, select_target
