@@ -423,32 +423,31 @@ def _v17_status_tallies(db: sqlite3.Connection) -> None:
         db.execute(f"CREATE TRIGGER {name} AFTER {event}{f' WHEN {when}' if when else ''} BEGIN"
                    f" {' '.join(statements)} END")
 
+    def counted_while(name: str, table: str, update_of: str, moved: str, concerns: str, statement: str,
+                      add: str | int, take: str | int) -> None:
+        """The four triggers that keep a row counted while it `concerns` ({r}: NEW or OLD) a tally: inserted,
+        deleted, and an update that `moved` it out of the condition (`name`_leaves) or into it (`name`_enters).
+        `statement` takes {row} and {n}: `add` counts a row in, `take` counts it out."""
+        trigger(f"{name}_insert", f"INSERT ON {table}", concerns.format(r="NEW"), statement.format(row="NEW", n=add))
+        trigger(f"{name}_delete", f"DELETE ON {table}", concerns.format(r="OLD"), statement.format(row="OLD", n=take))
+        trigger(f"{name}_leaves", update_of, f"{moved} AND {concerns.format(r='OLD')}",
+                statement.format(row="OLD", n=take))
+        trigger(f"{name}_enters", update_of, f"{moved} AND {concerns.format(r='NEW')}",
+                statement.format(row="NEW", n=add))
+
     # Answers: an ok file with content counts once for each target's answered (ok or failed) job of its content. A
     # file's side: it is added or removed, changes content, becomes (un)readable; a job's: it is created, settled,
     # reopened, sent in a batch.
     readable = "{r}.status = 'ok' AND {r}.sha256 IS NOT NULL"
     moved = "((OLD.status = 'ok') IS NOT (NEW.status = 'ok') OR OLD.sha256 IS NOT NEW.sha256)"
-    trigger("tally_answers_file_insert", "INSERT ON files", readable.format(r="NEW"),
-            _FILE_ANSWERS.format(row="NEW", n=1))
-    trigger("tally_answers_file_delete", "DELETE ON files", readable.format(r="OLD"),
-            _FILE_ANSWERS.format(row="OLD", n=-1))
-    trigger("tally_answers_file_leaves", "UPDATE OF status, sha256 ON files", f"{moved} AND {readable.format(r='OLD')}",
-            _FILE_ANSWERS.format(row="OLD", n=-1))
-    trigger("tally_answers_file_enters", "UPDATE OF status, sha256 ON files", f"{moved} AND {readable.format(r='NEW')}",
-            _FILE_ANSWERS.format(row="NEW", n=1))
+    file_moves = "UPDATE OF status, sha256 ON files"
+    counted_while("tally_answers_file", "files", file_moves, moved, readable, _FILE_ANSWERS, 1, -1)
     answered = "{r}.status IN ('ok', 'failed')"
     changed = ("(OLD.status IS NOT NEW.status OR OLD.error_type IS NOT NEW.error_type OR OLD.sha256 IS NOT NEW.sha256"
                " OR OLD.preset_version IS NOT NEW.preset_version OR OLD.provider IS NOT NEW.provider"
                " OR OLD.model IS NOT NEW.model)")
     watched = "UPDATE OF status, error_type, sha256, preset_version, provider, model ON jobs"
-    trigger("tally_answers_job_insert", "INSERT ON jobs", answered.format(r="NEW"),
-            _JOB_ANSWERS.format(row="NEW", n=""))
-    trigger("tally_answers_job_delete", "DELETE ON jobs", answered.format(r="OLD"),
-            _JOB_ANSWERS.format(row="OLD", n="-"))
-    trigger("tally_answers_job_leaves", watched, f"{changed} AND {answered.format(r='OLD')}",
-            _JOB_ANSWERS.format(row="OLD", n="-"))
-    trigger("tally_answers_job_enters", watched, f"{changed} AND {answered.format(r='NEW')}",
-            _JOB_ANSWERS.format(row="NEW", n=""))
+    counted_while("tally_answers_job", "jobs", watched, changed, answered, _JOB_ANSWERS, "", "-")
 
     # Spend: attempts are only ever added (never changed); a delete is undone for completeness.
     trigger("tally_spend_insert", "INSERT ON attempts", "", _SPEND.format(row="NEW", s="+"))
@@ -463,12 +462,8 @@ def _v17_status_tallies(db: sqlite3.Connection) -> None:
             _JOB_SIZE.format(row="OLD", n=-1), _JOB_SIZE.format(row="NEW", n=1))
     sized = "{r}.width IS NOT NULL AND {r}.sha256 IS NOT NULL"
     resized = "(OLD.sha256 IS NOT NEW.sha256 OR OLD.width IS NOT NEW.width OR OLD.height IS NOT NEW.height)"
-    trigger("tally_sizes_file_insert", "INSERT ON files", sized.format(r="NEW"), _FILE_SIZE.format(row="NEW", n=1))
-    trigger("tally_sizes_file_delete", "DELETE ON files", sized.format(r="OLD"), _FILE_SIZE.format(row="OLD", n=-1))
-    trigger("tally_sizes_file_leaves", "UPDATE OF sha256, width, height ON files",
-            f"{resized} AND {sized.format(r='OLD')}", _FILE_SIZE.format(row="OLD", n=-1))
-    trigger("tally_sizes_file_enters", "UPDATE OF sha256, width, height ON files",
-            f"{resized} AND {sized.format(r='NEW')}", _FILE_SIZE.format(row="NEW", n=1))
+    counted_while("tally_sizes_file", "files", "UPDATE OF sha256, width, height ON files", resized, sized,
+                  _FILE_SIZE, 1, -1)
 
     # Review: a review row counts while its file is ok and the file's job for the row's target is ok. The review
     # server writes only review_state; a run moves files and jobs.
@@ -479,23 +474,8 @@ def _v17_status_tallies(db: sqlite3.Connection) -> None:
     trigger("tally_review_delete", "DELETE ON review_state", "", _REVIEW_ROW.format(row="OLD", n=-1))
     trigger("tally_review_update", "UPDATE ON review_state", review_changed, _REVIEW_ROW.format(row="OLD", n=-1),
             _REVIEW_ROW.format(row="NEW", n=1))
-    trigger("tally_review_file_insert", "INSERT ON files", readable.format(r="NEW"),
-            _FILE_REVIEWS.format(row="NEW", n=1))
-    trigger("tally_review_file_delete", "DELETE ON files", readable.format(r="OLD"),
-            _FILE_REVIEWS.format(row="OLD", n=-1))
-    trigger("tally_review_file_leaves", "UPDATE OF status, sha256 ON files", f"{moved} AND {readable.format(r='OLD')}",
-            _FILE_REVIEWS.format(row="OLD", n=-1))
-    trigger("tally_review_file_enters", "UPDATE OF status, sha256 ON files", f"{moved} AND {readable.format(r='NEW')}",
-            _FILE_REVIEWS.format(row="NEW", n=1))
-    approved = "{r}.status = 'ok'"
-    trigger("tally_review_job_insert", "INSERT ON jobs", approved.format(r="NEW"),
-            _JOB_REVIEWS.format(row="NEW", n=""))
-    trigger("tally_review_job_delete", "DELETE ON jobs", approved.format(r="OLD"),
-            _JOB_REVIEWS.format(row="OLD", n="-"))
-    trigger("tally_review_job_leaves", watched, f"{changed} AND {approved.format(r='OLD')}",
-            _JOB_REVIEWS.format(row="OLD", n="-"))
-    trigger("tally_review_job_enters", watched, f"{changed} AND {approved.format(r='NEW')}",
-            _JOB_REVIEWS.format(row="NEW", n=""))
+    counted_while("tally_review_file", "files", file_moves, moved, readable, _FILE_REVIEWS, 1, -1)
+    counted_while("tally_review_job", "jobs", watched, changed, "{r}.status = 'ok'", _JOB_REVIEWS, "", "-")
 
 
 # The statements of _v17_status_tallies's triggers ({row}: NEW or OLD; {n}: +1 or -1). Frozen with it: a later change
