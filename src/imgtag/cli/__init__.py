@@ -11,8 +11,6 @@ from __future__ import annotations
 import os
 from typing import Any
 
-EXIT_SIGINT = 130  # as cli/interrupt.py says it, without importing it before the command line has loaded
-
 
 def entry() -> None:
     """The `imgtag` command (and `python -m imgtag`). A Ctrl-C while the command line itself loads (its first
@@ -21,6 +19,8 @@ def entry() -> None:
     try:
         from imgtag.cli.commands import entry as run_command
     except KeyboardInterrupt:
+        from imgtag.cli.interrupt import EXIT_SIGINT  # a few standard modules: loads in a blink
+
         os._exit(EXIT_SIGINT)
     run_command()
 
