@@ -81,3 +81,30 @@ def test_inputs_that_match_nothing_are_a_usage_error(tmp_path, monkeypatch):
         result = CliRunner().invoke(app, [*args, "--out", str(tmp_path / "o")], catch_exceptions=False)
         assert result.exit_code == 2
         assert "nothing matched" in result.output
+
+
+def test_dry_run_and_scan_agree_on_unreadable_files(tmp_path, monkeypatch):
+    """Both are previews that spend nothing: a folder with an empty, a truncated and a not-an-image file made
+    `scan` exit 0 and `run --dry-run` exit 1 (and the dry run never said which files it would leave out, or why)."""
+    from imagegen import make_images
+
+    make_images(tmp_path / "in", 2)
+    (tmp_path / "in" / "empty.jpg").write_bytes(b"")
+    (tmp_path / "in" / "trunc.jpg").write_bytes((tmp_path / "in" / "img_0000.jpg").read_bytes()[:400])
+    (tmp_path / "in" / "notes.jpg").write_text("hi\n")
+    monkeypatch.delenv("ANTHROPIC_API_KEY", raising=False)
+    monkeypatch.delenv("ANTHROPIC_BASE_URL", raising=False)
+    runner = CliRunner()
+    scan = runner.invoke(app, ["scan", str(tmp_path / "in"), "--out", str(tmp_path / "s")], catch_exceptions=False)
+    dry = runner.invoke(app, ["run", str(tmp_path / "in"), "--dry-run", "-q", "--out", str(tmp_path / "o")],
+                        catch_exceptions=False)
+    assert (scan.exit_code, dry.exit_code) == (0, 0), dry.output
+    reasons = "empty 1, not_image 1, truncated 1"
+    assert reasons in scan.output
+    assert f"3 of 5 files will not be tagged: {reasons}" in dry.output.replace("\n  ", " ")
+    events = runner.invoke(app, ["run", str(tmp_path / "in"), "--dry-run", "-q", "--out", str(tmp_path / "e"),
+                                 "--events", "-"], catch_exceptions=False)
+    finished = [json.loads(line) for line in events.stdout.splitlines() if '"run_finished"' in line]
+    assert events.exit_code == 0 and finished[0]["exit_code"] == 0, events.output
+    _files, summary = scan_json(tmp_path, str(tmp_path / "in"))
+    assert summary["by_reason"] == {"empty": 1, "not_image": 1, "truncated": 1}

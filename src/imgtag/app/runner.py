@@ -408,8 +408,8 @@ class Run:
                            "to continue")
         elif refused is not None:
             code, message = EXIT_CONFIG, refused
-        elif summary.by_status.get("failed", 0) or (summary.by_status.get("pending", 0) and not cfg.dry_run):
-            code = EXIT_FAILED
+        elif not cfg.dry_run and (summary.by_status.get("failed", 0) or summary.by_status.get("pending", 0)):
+            code = EXIT_FAILED  # a dry run is a preview, as `scan` is: files it cannot read are news, not a failure
         else:
             code = EXIT_OK
         not_written = not_written_message(unwritten)

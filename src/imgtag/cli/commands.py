@@ -406,8 +406,10 @@ def _report(outcome: Any, cfg: RunConfig, target: Any, missing: list[str], path_
     if prices is not None and prices.input == prices.output == 0:  # declared free: say where, since $0 is a claim
         console.print(f"{target.model.id}: priced at $0 per million tokens ({target.model.source})", markup=False)
     if cfg.dry_run and outcome.estimator is not None:
-        from imgtag.cli.costview import dry_run_line
+        from imgtag.cli.costview import dry_run_line, left_out_line
 
+        if (left_out := left_out_line(s.files, s.by_status, s.by_error)) is not None:
+            console.print(left_out, markup=False)
         console.print(dry_run_line(next(iter(outcome.estimator.totals.values()))), markup=False)
         return
     counts = ", ".join(f"{k} {v}" for k, v in sorted(s.by_status.items())) or "no files"

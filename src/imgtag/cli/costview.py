@@ -54,6 +54,16 @@ def dry_run_line(est: ModelEstimate) -> str:
             f"{usd(est.batch_usd)} batch. Nothing was sent.")
 
 
+def left_out_line(files: int, by_status: dict[str, int], by_error: dict[str, int]) -> str | None:
+    """The dry run's word on the files it would not ask about (unreadable, not images, too small, failed before),
+    with their reasons as `scan` counts them, or None when every file would be tagged."""
+    left = by_status.get("failed", 0) + by_status.get("skipped", 0)
+    if not left:
+        return None
+    reasons = ", ".join(f"{k} {v}" for k, v in sorted(by_error.items()))
+    return f"{left} of {plural(files, 'file')} will not be tagged: {reasons}"
+
+
 def status_estimate_line(estimate: dict[str, Any], actual_usd: float | None) -> str:
     est = estimate["usd"]
     if est is None:
