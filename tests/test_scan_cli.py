@@ -108,3 +108,21 @@ def test_dry_run_and_scan_agree_on_unreadable_files(tmp_path, monkeypatch):
     assert events.exit_code == 0 and finished[0]["exit_code"] == 0, events.output
     _files, summary = scan_json(tmp_path, str(tmp_path / "in"))
     assert summary["by_reason"] == {"empty": 1, "not_image": 1, "truncated": 1}
+
+
+def test_an_input_that_matches_nothing_beside_others_stops_before_anything(tmp_path, fake_anthropic, monkeypatch):
+    """`imgtag run photos nope` tagged photos and ended with "nothing matched 'nope'" and exit 0; a typo in a tool
+    that spends money: one sentence naming it, exit 2, before anything is sent or written. `scan` says the same."""
+    from imagegen import make_images, one_sentence, run_cli
+
+    make_images(tmp_path / "in", 2)
+    monkeypatch.chdir(tmp_path)
+    for args in (["in", "nope"], ["in", "in/*.png"], ["nope", "in"]):
+        code, output = run_cli(["run", *args, "--out", "o", "-q"], fake_anthropic.env(), monkeypatch)
+        missing = args[1] if args[0] == "in" else args[0]
+        assert code == 2 and one_sentence(output) == f"imgtag: nothing matched {missing!r}: no such file or folder"
+        assert fake_anthropic.stats.total_requests == 0 and not (tmp_path / "o").exists()
+    code, output = run_cli(["scan", "in", "nope"], {}, monkeypatch)
+    assert code == 2 and one_sentence(output) == "imgtag: nothing matched 'nope': no such file or folder"
+    code, output = run_cli(["run", "in", "in/*.jpg", "--out", "o", "-q"], fake_anthropic.env(), monkeypatch)
+    assert code == 0, output  # every argument matched

@@ -56,13 +56,18 @@ def _reusable(arg: str) -> bool:
     return True
 
 
+_NAMED = 3  # inputs named in the sentence; an @list may hold thousands
+
+
 def check_inputs(inputs: Sequence[str], exclude: Sequence[str] = ()) -> None:
-    """At least one input must name a file. Walks only until the first file is found (so a big tree costs
-    one folder listing); inputs that cannot be read twice (stdin, pipes) are trusted."""
+    """Every input must match something, and at least one must name a file. An argument or pattern that matches
+    nothing is almost always a typo, so it stops the run before anything is sent or written, even when the others
+    match (a run that tagged `photos` and then said "nothing matched 'phtos2'" has spent the money on half the
+    job). Each input is walked only until its first file (a big tree costs one folder listing); inputs that cannot
+    be read twice (stdin, pipes) are trusted, and an @list is one input, matched when any of its entries is (a stale
+    line in a list made by `find` is reported by the run, not a reason to refuse the rest)."""
     from imgtag.ingest.discover import DiscoveryStats, discover, printable
 
-    if not inputs or not all(_reusable(arg) for arg in inputs):
-        return
     for arg in inputs:
         if any(_same_folder(arg, folder) for folder in exclude):
             # The output folder is never walked (its store and exports are not images to tag), so this input
@@ -70,17 +75,23 @@ def check_inputs(inputs: Sequence[str], exclude: Sequence[str] = ()) -> None:
             inside = os.path.join(arg.rstrip("/\\") or arg, "imgtag-out")
             raise UsageError(f"--out {arg} is the folder to tag; imgtag never tags its own output folder, so give "
                              f"another one, e.g. --out {inside}")
-    stats = DiscoveryStats()
-    for _ in discover(inputs, stats=stats, exclude=exclude):
-        return
-    missing = list(stats.missing_args)
-    empty = [printable(a) for a in inputs if a not in missing and printable(a) not in missing]
-    if missing and not empty:
-        names = ", ".join(repr(m) for m in missing)
+    missing: list[str] = []
+    empty: list[str] = []
+    found = False
+    for arg in (a for a in inputs if _reusable(a)):
+        stats = DiscoveryStats()
+        if next(iter(discover([arg], stats=stats, exclude=exclude)), None) is not None:
+            found = True
+        elif stats.missing_args:
+            missing.extend(stats.missing_args)
+        else:
+            empty.append(printable(arg))
+    if missing:
+        names = ", ".join(repr(m) for m in missing[:_NAMED]) + (
+            f" and {len(missing) - _NAMED} more" if len(missing) > _NAMED else "")
         raise UsageError(f"nothing matched {names}: no such file or folder")
-    shown = ", ".join(repr(e) for e in empty)
-    extra = f" (and nothing matched {', '.join(repr(m) for m in missing)})" if missing else ""
-    raise UsageError(f"no files to tag in {shown}{extra}")
+    if inputs and not found and all(_reusable(a) for a in inputs):
+        raise UsageError(f"no files to tag in {', '.join(repr(e) for e in empty)}")
 
 
 def _same_folder(arg: str, folder: str) -> bool:
