@@ -23,7 +23,7 @@ def python_blocks(text: str) -> list[str]:
 def test_the_page_has_an_example_for_each_function():
     code = "\n".join(python_blocks(DOC.read_text(encoding="utf-8")))
     for name in ("tag(", "results(", "estimate(", "describe(", "atag(", "adescribe(", "on_event", "ImgtagError",
-                 "ConfigurationError"):
+                 "ConfigurationError", "open_review(", "ReviewRefused"):
         assert f"imgtag.{name}" in code or name in code, name
 
 
@@ -43,6 +43,8 @@ def test_every_python_example_runs(tmp_path: Path, fake_anthropic: Any, monkeypa
             exec(compile(block, f"docs/python-api.md, example {number}", "exec"), namespace)
     # What the examples leave behind is what the page says they do.
     assert namespace["result"].ok == 3 and namespace["again"] is None  # retry_failed: nothing failed
+    assert namespace["edited"].reviewed and namespace["edited"].edited_fields == ("description",)
+    assert namespace["plan"].dry_run and namespace["plan"].changed == namespace["change"].changed
     assert namespace["estimate"].distinct_images == 3
     assert (tmp_path / "shop-out" / "results.csv").is_file() and (tmp_path / "async-out" / "results.csv").is_file()
     assert sorted(namespace["done"]) == sorted(photos)  # on_event saw each image done
@@ -50,4 +52,5 @@ def test_every_python_example_runs(tmp_path: Path, fake_anthropic: Any, monkeypa
     assert all((tmp_path / "photos" / name).with_suffix(".txt").is_file() for name in photos)
     lines = printed.getvalue().splitlines()
     assert any(line.startswith("unknown preset") or "unknown preset" in line for line in lines)
+    assert any("longer than" in line for line in lines) and "1 approved" in lines  # the review example
     assert sum(1 for line in lines if line.split(" ")[0] in photos) == 3  # one line per ok row of results()

@@ -23,6 +23,7 @@ if TYPE_CHECKING:  # what the names below are, for type checkers and editors
     from imgtag.api import estimate as estimate
     from imgtag.api import export_files as export_files
     from imgtag.api import folder_status as folder_status
+    from imgtag.api import open_review as open_review
     from imgtag.api import results as results
     from imgtag.api import retry_failed as retry_failed
     from imgtag.api import tag as tag
@@ -32,6 +33,13 @@ if TYPE_CHECKING:  # what the names below are, for type checkers and editors
     from imgtag.config.errors import ProviderError as ProviderError
     from imgtag.config.errors import StoreInUseError as StoreInUseError
     from imgtag.config.errors import UsageError as UsageError
+    from imgtag.review_session import ReviewChange as ReviewChange
+    from imgtag.review_session import ReviewItem as ReviewItem
+    from imgtag.review_session import ReviewPage as ReviewPage
+    from imgtag.review_session import ReviewRefused as ReviewRefused
+    from imgtag.review_session import ReviewSession as ReviewSession
+    from imgtag.review_session import ReviewVersion as ReviewVersion
+    from imgtag.review_session import TagCount as TagCount
 
 # public name -> the module that defines it
 _LAZY: dict[str, str] = {
@@ -44,6 +52,7 @@ _LAZY: dict[str, str] = {
     "folder_status": "imgtag.api",
     "export_files": "imgtag.api",
     "retry_failed": "imgtag.api",
+    "open_review": "imgtag.api",
     "Exported": "imgtag.api",
     "RunResult": "imgtag.api",
     "Result": "imgtag.api",
@@ -55,6 +64,13 @@ _LAZY: dict[str, str] = {
     "ProviderError": "imgtag.config.errors",
     "BudgetError": "imgtag.config.errors",
     "StoreInUseError": "imgtag.config.errors",
+    "ReviewSession": "imgtag.review_session",
+    "ReviewItem": "imgtag.review_session",
+    "ReviewPage": "imgtag.review_session",
+    "ReviewChange": "imgtag.review_session",
+    "ReviewVersion": "imgtag.review_session",
+    "TagCount": "imgtag.review_session",
+    "ReviewRefused": "imgtag.review_session",
 }
 
 __all__ = ["__version__", *_LAZY]

@@ -30,9 +30,10 @@ from imgtag.config.exits import EXIT_CONFIG
 
 if TYPE_CHECKING:
     from imgtag.config.runconfig import RunConfig
+    from imgtag.review_session import ReviewSession
 
 __all__ = ["Estimate", "EventHandler", "Exported", "ModelCost", "Result", "RunResult", "adescribe", "atag",
-           "describe", "estimate", "export_files", "folder_status", "results", "retry_failed", "tag"]
+           "describe", "estimate", "export_files", "folder_status", "open_review", "results", "retry_failed", "tag"]
 
 PathLike = str | os.PathLike[str]
 Paths = PathLike | Iterable[PathLike]
@@ -375,6 +376,23 @@ def retry_failed(out: PathLike | None = None, *, force: bool = False, base_url: 
         return None if plan.cfg is None else _run(plan.cfg, "retry")
 
     return _blocking(work)
+
+
+# -- review ------------------------------------------------------------------------------------------
+
+def open_review(out: PathLike | None = None, *, preset: str | None = None, model: str | None = None,
+                lang: str | None = None, config_file: PathLike | None = None) -> ReviewSession:
+    """One target of a folder (the latest, or the one `preset`, `model` and `lang` name) open for review: read,
+    edit, approve, bulk-change and undo as `imgtag review`'s page does (docs/review.md); edits are stored as
+    versions beside the model's answers and reach every export. Use it in a `with` block. UsageError when the
+    folder holds no results."""
+    from imgtag.app.folder import review_target
+    from imgtag.app.settings import Settings
+    from imgtag.review_session import ReviewSession
+
+    folder = Settings.load(config_file).out(out)
+    meta, service = review_target(folder, preset=preset, model=model, lang=lang)
+    return ReviewSession(folder, meta, service)
 
 
 # -- estimate ----------------------------------------------------------------------------------------

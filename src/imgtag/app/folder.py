@@ -1,5 +1,6 @@
-"""What an output folder holds, as functions: `status` (a report), `export` (the files rebuilt from the store) and
-the result rows themselves, each for one target (the latest, or the one a preset, model and language name)."""
+"""What an output folder holds, as functions: `status` (a report), `export` (the files rebuilt from the store),
+the result rows themselves and the review of them, each for one target (the latest, or the one a preset, model
+and language name)."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from imgtag.config.errors import UsageError
 from imgtag.config.exits import EXIT_FAILED
 
 if TYPE_CHECKING:
+    from imgtag.review.service import Review
     from imgtag.store import Store
     from imgtag.store.rows import ResultRow
 
@@ -123,3 +125,19 @@ def result_rows(out: Path, *, preset: str | None = None, model: str | None = Non
         file_set = None if every else fileset.current(store)
         yield from store.result_rows(key_of(meta), meta["preset_name"], list(meta["fields"]),
                                      since_run=file_set.run if file_set is not None else None)
+
+
+def review_target(out: Path, *, preset: str | None = None, model: str | None = None,
+                  lang: str | None = None) -> tuple[dict[str, Any], Review]:
+    """One target of a folder open for review (its record, and the service the page's JSON API and the Python
+    API call), over a connection of its own that never takes the folder lock: `imgtag run` can write meanwhile.
+    An older store is migrated first."""
+    from imgtag.review.service import Review
+    from imgtag.store.db import DB_NAME
+    from imgtag.store.review import open_connection
+
+    with open_store(out, create=False, lock=False) as store:
+        meta = select_target(store, preset, model, lang)
+    if not meta:
+        raise no_results(out)
+    return meta, Review(open_connection(out / DB_NAME), meta)

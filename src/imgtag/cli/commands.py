@@ -585,18 +585,14 @@ def review(out: OutOpt = None,
     --out."""
     if port is not None and not 0 <= port <= 65535:
         raise _fail(f"--port must be from 0 to 65535, not {port}")
-    from imgtag.app.folder import no_results, select_target
-    from imgtag.app.run import open_store
+    from imgtag.api import open_review
 
-    out = _out(out)
-    with open_store(out, create=False, lock=False) as store:  # migrates an older store; no folder lock
-        meta = select_target(store, preset, model, lang)
-    if not meta:
-        raise no_results(out)
-    from imgtag.review.serve import serve
+    with open_review(_out(out), preset=preset, model=model, lang=lang) as session:  # no folder lock
+        from imgtag.review.serve import serve
 
-    serve(out, meta, host=host, port=port, open_browser=not no_browser,
-          say=lambda line: print(line, flush=True), warn=lambda line: print(line, file=sys.stderr, flush=True))
+        serve(session.out, session.service, host=host, port=port, open_browser=not no_browser,
+              say=lambda line: print(line, flush=True),
+              warn=lambda line: print(line, file=sys.stderr, flush=True))
 
 
 @app.command()

@@ -11,9 +11,12 @@ import signal
 import socket
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from imgtag.config.errors import UsageError
+
+if TYPE_CHECKING:
+    from imgtag.review.service import Review
 
 DEFAULT_PORT = 8420
 LOOPBACK = ("127.0.0.1", "::1", "localhost")
@@ -55,21 +58,19 @@ def is_loopback(host: str) -> bool:
     return False
 
 
-def serve(out: Path, meta: dict[str, Any], *, host: str, port: int | None, open_browser: bool,
+def serve(out: Path, review: Review, *, host: str, port: int | None, open_browser: bool,
           say: Callable[[str], None], warn: Callable[[str], None]) -> None:
+    """Serve `review` (the service of a target opened by the Python API's `open_review`) until Ctrl-C; the caller
+    closes its connection."""
     import uvicorn
 
     from imgtag.review.server import allowed_hosts, create_app
-    from imgtag.review.service import Review
-    from imgtag.store.db import DB_NAME
-    from imgtag.store.review import open_connection
 
     sock = _bind(host, port)
     actual = sock.getsockname()[1]
     token = secrets.token_urlsafe(24)
     url = f"http://{url_host(host)}:{actual}/?token={token}"
-    db = open_connection(out / DB_NAME)
-    app = create_app(Review(db, meta), out, token, allowed_hosts(host, actual))
+    app = create_app(review, out, token, allowed_hosts(host, actual))
     say(url)
     if not is_loopback(host):
         warn(f"imgtag review: listening on {host}, not only this computer: anyone who can reach it and has the "
@@ -93,5 +94,4 @@ def serve(out: Path, meta: dict[str, Any], *, host: str, port: int | None, open_
         for sig, handler in previous.items():
             signal.signal(sig, handler)
         sock.close()
-        db.close()
     say("imgtag review stopped")
