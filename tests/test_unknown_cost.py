@@ -255,3 +255,21 @@ def test_one_image_is_singular_in_the_estimate_lines():
     line = status_estimate_line({"usd": 0.00025, "images": 1, "mode": "sync"}, 0.0000769)
     assert line.startswith("estimate $0.00025 for 1 image (sync, caching included)"), line
     assert "for 1,200 images" in status_estimate_line({"usd": 0.3, "images": 1200, "mode": "batch"}, None)
+
+
+def test_requests_refused_before_any_token_cost_nothing_on_every_screen_and_in_every_file(
+        tmp_path: Path, fake_openai_factory: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every request refused (a server without vision: 400, no usage) with a model that has no prices: the rows and
+    `status` said $0 (nothing was billed: README's results contract) while the summary said "cost unknown". One
+    rule now: unknown only when tokens were paid at prices nobody gave."""
+    fake = fake_openai_factory(variant="vllm", models=(UNPRICED,), vision=False)
+    make_images(tmp_path / "in", 3)
+    out = tmp_path / "o"
+    code, output = run_cli(["run", str(tmp_path / "in"), "--out", str(out), "-q", "--provider", "openai",
+                            "--base-url", fake.base_url, "--model", UNPRICED], {}, monkeypatch)
+    assert fake.stats.requests > 0 and code == 2, output  # the server's "no" stops the run, images pending
+    summary = next(line for line in output.splitlines() if line.startswith("3 files"))
+    assert "0 in / 0 out tokens, $0.00" in summary and "unknown" not in summary, output
+    assert "spent to date $0.00" in status_of(out)
+    assert status_of(out, "--json")["cost_usd"] == 0.0
+    assert [r["cost_usd"] for r in read_jsonl(out / "results.jsonl")] == [0.0] * 3

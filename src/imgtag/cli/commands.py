@@ -415,7 +415,7 @@ def _report(outcome: Any, cfg: RunConfig, target: Any, missing: list[str], path_
     counts = ", ".join(f"{k} {v}" for k, v in sorted(s.by_status.items())) or "no files"
     console.print(f"{_n(s.files, 'file')}: {counts}; {_n(s.requests, 'request')}, "
                   f"{s.input_tokens:,} in / {s.output_tokens:,} out tokens, "
-                  f"{_spent_words(s, prices is None and s.requests > 0)}",
+                  f"{_spent_words(s)}",
                   markup=False)
     if s.credits_spent is not None or s.credits_remaining is not None:
         console.print(_credits_line(s), markup=False)
@@ -444,12 +444,13 @@ def _retry_words(out: Path) -> str:
     return "asking again would fail the same way (`imgtag retry --all` forces it)"
 
 
-def _spent_words(s: Any, unpriced: bool) -> str:
+def _spent_words(s: Any) -> str:
     """The run's cost; for a credit-billed provider, where it is said (the credits line); or why it is unknown:
-    some tokens were paid at prices nobody knows."""
+    some tokens were paid at prices nobody knows. Requests that billed no token (all refused before the model
+    read anything) cost $0 whatever the price, as `status` and the results files say (README's results contract)."""
     if s.credits_spent is not None:
         return "billed in credits"
-    if s.cost_usd is None or unpriced:
+    if s.cost_usd is None:
         return "cost unknown (no prices for this model: imgtag.toml [models] or --price-in/--price-out set them)"
     return usd(s.cost_usd)
 
