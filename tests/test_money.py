@@ -200,3 +200,30 @@ def test_a_small_budget_is_spent_not_merely_reserved(tmp_path, fake_anthropic_fa
     assert 0 < len(costs) < 30 and spent <= 0.006
     # what is left is less than the next request's uncached reservation (at most twice a cached answer here)
     assert 0.006 - spent < 2.5 * max(costs), (spent, costs)
+
+
+def test_retry_all_leaves_files_that_cannot_be_decoded_out_of_its_estimate(tmp_path, fake_anthropic, monkeypatch):
+    """`retry --all` priced an unchanged truncated file like an image to ask, though it fails again in decoding,
+    before any request: the estimate leaves it out now and says how many it left out and why."""
+    def retry_all_line(folder, with_truncated: bool) -> str:
+        make_images(folder, 2)
+        if with_truncated:
+            (folder / "trunc.jpg").write_bytes((folder / "img_0000.jpg").read_bytes()[:400])
+        out = folder.parent / f"o-{folder.name}"
+        run_cli(["run", str(folder), "--out", str(out), "-q"], fake_anthropic.env(), monkeypatch)
+        db = sqlite3.connect(out / "imgtag.db")
+        sha = db.execute("SELECT sha256 FROM files WHERE display = 'img_0001.jpg'").fetchone()[0]
+        db.execute("UPDATE jobs SET status='failed', error_type='refused', error_message='x' WHERE sha256=?", (sha,))
+        db.commit()
+        db.close()
+        code, output = run_cli(["retry", "--out", str(out), "--all", "-q"], fake_anthropic.env(), monkeypatch)
+        assert code == (1 if with_truncated else 0), output  # the truncated file fails again
+        return output.splitlines()[0] if not with_truncated else " ".join(output.split("\n")[:2])
+
+    alone = retry_all_line(tmp_path / "alone", with_truncated=False)
+    assert alone.startswith("retrying 1 image (refused 1), estimated $") and ";" not in alone, alone
+    cost = alone.rsplit(" ", 1)[1]
+    mixed = retry_all_line(tmp_path / "mixed", with_truncated=True)
+    assert mixed.startswith(f"retrying 2 images (refused 1, truncated 1), estimated {cost}; the estimate leaves "
+                            "out 1 unchanged file that could not be decoded (truncated 1): it fails again without "
+                            "a request"), mixed

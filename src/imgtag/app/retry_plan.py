@@ -35,7 +35,10 @@ class RetryPlan:
     cfg: RunConfig | None
     retrying: Counter[str] = field(default_factory=Counter)     # cause -> images retried
     left_out: Counter[str] = field(default_factory=Counter)     # cause -> images not retried (need --all)
-    visual_tokens: list[int] = field(default_factory=list)      # per image to ask (0: not decoded yet)
+    # cause -> retried files the estimate leaves out: unchanged files that could not be decoded fail the same way
+    # again in decoding, before any request (retry --all still tries them: a newer decoder may read them)
+    undecodable: Counter[str] = field(default_factory=Counter)
+    visual_tokens: list[int] = field(default_factory=list)      # per image to price (0: not decoded yet)
     sent_sizes: list[tuple[int | None, int | None]] = field(default_factory=list)  # as sent (None: not yet)
 
     @property
@@ -127,8 +130,12 @@ def retry_plan(out: Path, *, progress: bool = True, force: bool = False, look_on
             plan.left_out[label] += 1
             continue
         plan.retrying[cause] += 1
-        plan.visual_tokens.append(int(r["visual_tokens"] or 0) if r["fstatus"] == "ok" else 0)
-        plan.sent_sizes.append((r["out_width"], r["out_height"]) if r["fstatus"] == "ok" else (None, None))
+        if r["fstatus"] == "failed" and cause in PERMANENT_INPUT and _unchanged(os.fsdecode(r["path"]), r["size"],
+                                                                                r["mtime_ns"]):
+            plan.undecodable[cause] += 1
+        else:
+            plan.visual_tokens.append(int(r["visual_tokens"] or 0) if r["fstatus"] == "ok" else 0)
+            plan.sent_sizes.append((r["out_width"], r["out_height"]) if r["fstatus"] == "ok" else (None, None))
         source.append(Discovered(path=os.fsdecode(r["path"]), display=r["display"], root=r["root"], size=r["size"],
                                  mtime_ns=r["mtime_ns"]))
     if source:
@@ -154,7 +161,8 @@ def _reask_changes_answers(provider: str) -> bool:
 
 
 def estimated_cost(plan: RetryPlan, target: Any, *, batch: bool) -> float | None:
-    """What asking these images again should cost (images not decoded yet count at the average size)."""
+    """What asking these images again should cost (images not decoded yet count at the average size; files that
+    cannot be decoded, `plan.undecodable`, cost nothing: they never reach a request)."""
     from imgtag.pricing.costs import cost_usd
     from imgtag.pricing.estimate import estimate_request, reserve_tokens
 

@@ -491,7 +491,13 @@ def retry(out: OutOpt = None,
         raise typer.Exit(EXIT_OK)
     _, cost = estimate_retry(plan)
     causes = ", ".join(f"{k} {v}" for k, v in sorted(plan.retrying.items()))
-    console.print(f"retrying {_n(plan.count, 'image')} ({causes}), estimated {usd(cost)}", markup=False)
+    unpriced = ""
+    if plan.undecodable:
+        count = sum(plan.undecodable.values())
+        reasons = ", ".join(f"{k} {v}" for k, v in sorted(plan.undecodable.items()))
+        unpriced = (f"; the estimate leaves out {count} unchanged {'file' if count == 1 else 'files'} that could not "
+                    f"be decoded ({reasons}): {'it fails' if count == 1 else 'they fail'} again without a request")
+    console.print(f"retrying {_n(plan.count, 'image')} ({causes}), estimated {usd(cost)}{unpriced}", markup=False)
     if plan.left_out:
         console.print(f"not retrying {_n(sum(plan.left_out.values()), 'image')} that would fail the same way again "
                       f"({left}); `imgtag retry --all` retries them too", markup=False)
