@@ -33,8 +33,10 @@ def status_report(out: Path, settings: Settings | None = None, *, preset: str | 
     """`imgtag status --json`'s object: counts, failures, tokens and spend to date, and live batch states, asked
     of `base_url`, else the server the folder's latest run used (batches are the latest run's)."""
     from imgtag.app import status
+    from imgtag.store.db import writable
 
-    with open_store(out, create=False, lock=False) as store:
+    # A store the user may only read (a backup, a colleague's share) is read as it is: status writes nothing.
+    with open_store(out, create=False, lock=False, read_only=not writable(out)) as store:
         report = status.gather(store, select_target(store, preset, model, lang))
         latest = store.get_meta("target")
     if report["batches"] and refresh_batches:

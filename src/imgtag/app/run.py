@@ -151,12 +151,12 @@ def preflight(cfg: RunConfig) -> None:
         check_inputs(cfg.inputs, exclude=[str(cfg.out.absolute())])
 
 
-def open_store(out: Path, *, create: bool = True, lock: bool = True) -> Store:
+def open_store(out: Path, *, create: bool = True, lock: bool = True, read_only: bool = False) -> Store:
     """The store: StoreInUseError when another writer holds it, UsageError when it is missing or unusable."""
     from imgtag.store import Store
 
     try:
-        return Store(out, create=create, lock=lock)
+        return Store(out, create=create, lock=lock, read_only=read_only)
     except FileNotFoundError as exc:
         raise UsageError(str(exc)) from None
     except OSError as exc:  # read-only, no space, not a folder: one sentence, no traceback

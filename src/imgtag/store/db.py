@@ -16,10 +16,20 @@ from imgtag.config.errors import UsageError
 from imgtag.pricing.costs import Usage
 from imgtag.store import runstate
 from imgtag.store.lock import FolderLock
-from imgtag.store.migrations import migrate
+from imgtag.store.migrations import MIGRATIONS, migrate
 from imgtag.store.rows import ResultRow, current_fields, edited_names
 
 DB_NAME = "imgtag.db"
+
+
+def writable(out_dir: Path) -> bool:
+    """Whether this process may write the store in `out_dir` and the -wal and -shm files SQLite keeps beside it
+    (a read-only folder, file or file system: no)."""
+    db = Path(out_dir) / DB_NAME
+    if not os.access(out_dir, os.W_OK | os.X_OK):
+        return False
+    return all(os.access(p, os.W_OK) for p in (db, db.with_name(DB_NAME + "-wal"), db.with_name(DB_NAME + "-shm"))
+               if p.exists())
 
 
 class StoreUnusableError(UsageError):
@@ -75,15 +85,20 @@ class JobState:
 
 
 class Store:
-    def __init__(self, out_dir: Path, *, lock: bool = True, create: bool = True) -> None:
+    def __init__(self, out_dir: Path, *, lock: bool = True, create: bool = True, read_only: bool = False) -> None:
+        """`read_only`: for reading a store this process may not write (`writable`); nothing is written or made
+        beside it, no lock is taken and the store must be of this version (an upgrade is a write)."""
         self.out_dir = Path(out_dir)
-        if create:
+        if create and not read_only:
             self.out_dir.mkdir(parents=True, exist_ok=True)
         elif not (self.out_dir / DB_NAME).exists():
             raise FileNotFoundError(f"no imgtag store in {self.out_dir} (run `imgtag run` first)")
-        self._lock = FolderLock(self.out_dir) if lock else None
+        self._lock = FolderLock(self.out_dir) if lock and not read_only else None
         if self._lock is not None:
             self._lock.acquire()
+        if read_only:
+            self._open_read_only()
+            return
         try:
             self.db = sqlite3.connect(self.out_dir / DB_NAME, isolation_level=None, timeout=30)
             self.db.row_factory = sqlite3.Row
@@ -101,6 +116,27 @@ class Store:
         except BaseException:
             self.close()
             raise
+
+    def _open_read_only(self) -> None:
+        path = (self.out_dir / DB_NAME).absolute()
+        # A -wal file means a run may be writing (its latest commits are there, not yet in the main file): SQLite
+        # reads it read-only through the -wal and -shm files as they are. Without one, everything is in the main
+        # file, and `immutable` reads it without making the two files, which a read-only folder refuses (and which
+        # would be left beside a read-only file).
+        mode = "mode=ro" if path.with_name(DB_NAME + "-wal").exists() else "immutable=1"
+        try:
+            self.db = sqlite3.connect(f"{path.as_uri()}?{mode}", uri=True, isolation_level=None, timeout=30)
+            self.db.row_factory = sqlite3.Row
+            (version,) = self.db.execute("PRAGMA user_version").fetchone()
+        except sqlite3.DatabaseError as exc:
+            self.close()
+            raise _unusable(path, exc) from None
+        if version != len(MIGRATIONS):
+            self.close()
+            why = ("a newer imgtag" if version > len(MIGRATIONS)
+                   else "an earlier imgtag and needs an upgrade, which writes it")
+            raise StoreUnusableError(f"cannot read the read-only store {path}: it was written by {why}; copy it "
+                                     "somewhere writable")
 
     def close(self) -> None:
         if getattr(self, "db", None) is not None:
