@@ -273,3 +273,26 @@ def test_requests_refused_before_any_token_cost_nothing_on_every_screen_and_in_e
     assert "spent to date $0.00" in status_of(out)
     assert status_of(out, "--json")["cost_usd"] == 0.0
     assert [r["cost_usd"] for r in read_jsonl(out / "results.jsonl")] == [0.0] * 3
+
+
+def test_scan_claims_no_caching_minimum_for_a_model_it_knows_nothing_about(tmp_path: Path,
+                                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """scan said "not cached: below the model's caching minimum" for a local or unknown model, whose minimum (and
+    whether its server caches at all) imgtag does not know; a model of its tables keeps its word."""
+    monkeypatch.chdir(tmp_path)
+    make_images(tmp_path / "in", 2)
+
+    def per_image(model: str, *flags: str) -> str:
+        result = CliRunner().invoke(app, ["scan", "in", "--model", model, *flags], env={"COLUMNS": "80"},
+                                    catch_exceptions=False)
+        assert result.exit_code == 0, result.output
+        return " ".join(result.stdout[result.stdout.index("per image on"):].split())
+
+    (tmp_path / "imgtag.toml").write_text('[models."priced-vlm"]\ninput = 1\noutput = 2\n', encoding="utf-8")
+    for model, flags in (("glm-4v-9b", ("--provider", "openai")), ("priced-vlm", ("--provider", "openai")),
+                         (UNPRICED, ())):
+        line = per_image(model, *flags)
+        assert "(prompt + schema: caching unknown for this model)" in line and "minimum" not in line, line
+    assert "(prompt + schema not cached: below the model's caching minimum)" in per_image("claude-haiku-4-5")
+    assert "(prompt + schema cached: read at 0.1x" in per_image("claude-haiku-5-5")
+    assert scan_estimate(tmp_path / "in", "glm-4v-9b", "--provider", "openai")["caching_known"] is False

@@ -159,7 +159,7 @@ def estimate_object(t: ModelEstimate) -> dict[str, Any]:
             "batch_usd": None if t.batch_usd is None else round(t.batch_usd, 6),
             "sync": _mode(t.sync), "batch": _mode(t.batch),
             "per_image": {k: round(v, 1) for k, v in t.per_image.items()},
-            "prefix_cached": bool(t.prefix and t.prefix.cache),
+            "prefix_cached": bool(t.prefix and t.prefix.cache), "caching_known": t.caching_known,
             "guide_sent": bool(t.prefix and t.prefix.guide_tokens)}
 
 

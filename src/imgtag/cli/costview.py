@@ -36,11 +36,15 @@ def print_estimates(console: Lines, preset: str, estimates: list[dict[str, Any]]
 
 def where_tokens_go(e: dict[str, Any]) -> str:
     p = e["per_image"]
-    cached = ("cached: read at 0.1x after one write" + (", guide included" if e["guide_sent"] else "")
-              if e["prefix_cached"] else "not cached: below the model's caching minimum")
+    if not e["caching_known"]:  # a local or unknown model: its minimum, and whether its server caches, are unknown
+        cached = ": caching unknown for this model"
+    elif e["prefix_cached"]:
+        cached = " cached: read at 0.1x after one write" + (", guide included" if e["guide_sent"] else "")
+    else:
+        cached = " not cached: below the model's caching minimum"
     image = f"image {p['image']:,.0f} tokens" if e["input_tokens"] is not None else "image tokens unknown"
     return (f"per image on {e['model']}: {image}, prompt {p['prompt']:,.0f}, "
-            f"schema {p['schema']:,.0f} (prompt + schema {cached}), output {p['output']:,.0f}")
+            f"schema {p['schema']:,.0f} (prompt + schema{cached}), output {p['output']:,.0f}")
 
 
 def dry_run_line(est: ModelEstimate) -> str:

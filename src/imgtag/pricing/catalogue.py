@@ -50,6 +50,7 @@ class Catalogue:
             thinking_default=False,
             tokenizer_factor=1.0,
             source="unknown model",
+            caching_known=False,
         )
 
 

@@ -214,6 +214,7 @@ class ModelEstimate:
     per_image: dict[str, float] = field(default_factory=dict)  # where an image's tokens go
     prefix: PrefixPlan | None = None
     tokens_known: bool = True  # False: the model's image tokens are unknown; input_tokens counts text only
+    caching_known: bool = True  # False: imgtag knows nothing of the model's caching (ModelInfo.caching_known)
 
 
 @dataclass
@@ -282,7 +283,7 @@ class Estimator:
                 "schema": plan.schema_tokens / k,
                 "output": sync.output_tokens / n if n else float(output_tokens(self.preset, info)),
             },
-            prefix=plan, tokens_known=known,
+            prefix=plan, tokens_known=known, caching_known=info.caching_known,
         )
 
     @property

@@ -131,8 +131,9 @@ def _user_model(name: str, entry: dict[str, Any], base: ModelInfo | None) -> Mod
         cached = float(entry.get("cached_input", inp))
         prices = {"input": inp, "output": out, "batch_input": inp / 2, "batch_output": out / 2,
                   "cache_read": cached, "cache_write_5m": inp, "cache_write_1h": inp}
+    # imgtag.toml says nothing about caching: the 1024-token minimum is a stand-in, so caching_known is False.
     return model_from(name, {
-        "family": entry.get("family", "user"), "tier": "standard", "min_cache_tokens": 1024,
+        "family": entry.get("family", "user"), "tier": "standard", "min_cache_tokens": 1024, "caching_known": False,
         "forced_tool_choice": False, "thinking_default": False, "max_edge": entry.get("max_edge"),
         "temperature": entry.get("temperature"), "accepts_temperature": entry.get("accepts_temperature"),
         "image_tokens": entry.get("image_tokens", "unknown"), "image_token_params": entry.get("image_token_params", []),

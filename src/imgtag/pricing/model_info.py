@@ -45,6 +45,9 @@ class ModelInfo:
     # "openai-patches" (multiplier), "unknown" (estimates say so instead of inventing a number).
     image_tokens: str = "claude"
     image_token_params: tuple[float, ...] = ()
+    # False: min_cache_tokens is a stand-in (a model outside imgtag's tables: whether and from what length its
+    # server caches is unknown), so nothing shown may claim a caching minimum for it.
+    caching_known: bool = True
 
 
 def model_from(model_id: str, raw: dict[str, Any]) -> ModelInfo:
@@ -71,6 +74,7 @@ def model_from(model_id: str, raw: dict[str, Any]) -> ModelInfo:
         thinking_default=bool(raw["thinking_default"]),
         tokenizer_factor=float(raw.get("tokenizer_factor", 1.0)),
         source=str(raw.get("source", "")),
+        caching_known=bool(raw.get("caching_known", True)),
         max_edge=int(raw["max_edge"]) if raw.get("max_edge") else None,
         temperature=float(raw["temperature"]) if raw.get("temperature") is not None else None,
         accepts_temperature=raw.get("accepts_temperature"),
