@@ -203,12 +203,15 @@ def test_ctrl_c_mid_run_then_rerun_asks_nothing_twice(tmp_path: Path, fake_anthr
         while total() < 12:  # the warm-up pack, the next, and one held
             assert proc.poll() is None and time.monotonic() < deadline, "the run ended or stalled"
             time.sleep(0.02)
-        os.killpg(proc.pid, signal.SIGINT)  # Ctrl-C, as a terminal sends it
+        os.killpg(proc.pid, signal.SIGINT)  # Ctrl-C, as a terminal sends it: a graceful stop
+        hold.set()  # the packs on the wire are answered while it waits for them
         _, err = proc.communicate(timeout=30)
     finally:
         hold.set()
     assert proc.returncode == 130, err.decode()
-    assert len(err.decode().strip().splitlines()) == 1 and b"Traceback" not in err, err.decode()
+    lines = err.decode().strip().splitlines()
+    assert lines[-1].startswith("imgtag: interrupted;") and b"Traceback" not in err, err.decode()
+    assert lines[:-1] in ([], [lines[0]]) and all(line.startswith("Stopping: ") for line in lines[:-1]), lines
     fake.wait_idle()
     db = sqlite3.connect(out / "imgtag.db")
     stored = db.execute("SELECT COUNT(*) FROM jobs WHERE status = 'ok'").fetchone()[0]

@@ -184,14 +184,19 @@ class Progress:
         self.stream.write(f"\r{prefix}{padded}")
         self.stream.flush()
 
+    def erase(self) -> None:
+        """Clear the live line, for a line printed in its place; the next tick draws it again below."""
+        if self.enabled and self.live and self._width:
+            # The whole line: the terminal echoed "^C" after ours, and a "C" left there would end the sentence.
+            self.stream.write("\r" + " " * (self._width + 2) + "\r" if self.plain else "\r\x1b[2K")
+            self.stream.flush()
+            self._width = 0
+
     def close(self, *, erase: bool = False) -> None:
         if not self.enabled:
             return
         if erase:  # interrupted: leave the terminal to the one sentence that follows
-            if self.live and self._width:
-                # The whole line: the terminal echoed "^C" after ours, and a "C" left there would end the sentence.
-                self.stream.write("\r" + " " * (self._width + 2) + "\r" if self.plain else "\r\x1b[2K")
-                self.stream.flush()
+            self.erase()
             return
         self.tick(force=True)
         if self.live:

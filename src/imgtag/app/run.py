@@ -16,11 +16,13 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, TextIO
 
 from imgtag.app.settings import DEFAULT_CONCURRENCY, DEFAULT_FORMATS, DEFAULT_PRESET, DEFAULT_PROVIDER, Settings
+from imgtag.app.stopping import GRACE_S
 from imgtag.config.errors import BudgetError, ProviderError, UsageError
 
 if TYPE_CHECKING:  # imported where used: configuration errors must not pay for them (bench/startup.py)
     from imgtag.app.runner import Run, RunOutcome
     from imgtag.config.runconfig import RunConfig, Target
+    from imgtag.request.engine import StopReport
     from imgtag.store import Store
 
 Say = Callable[[str], None]
@@ -275,6 +277,13 @@ class RunSession:
         finally:
             if provider_obj is not None:
                 await provider_obj.aclose()
+
+    def stop(self, grace_s: float = GRACE_S) -> StopReport | None:
+        """Stop gracefully, from the event loop running `run()` (a signal handler's callback, a task beside it):
+        send nothing new, wait at most `grace_s` for the answers already asked for (paid for), store them, then
+        `run()` raises RunStopped. None when there is nothing to wait for (nothing sent yet, batch mode, Ray): the
+        caller then aborts as before, by cancelling the task running `run()`, which stays the immediate stop."""
+        return self.runner.stop(grace_s) if self.runner is not None else None
 
     def interrupted(self, exit_code: int) -> str:
         """Mark the run interrupted in the store; the one line to show."""

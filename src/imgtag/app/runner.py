@@ -11,6 +11,7 @@ from typing import Any, TextIO
 
 from imgtag.app.copytally import CopyTally
 from imgtag.app.progress import BatchView, Progress, Snapshot, progress_fields, tick_forever
+from imgtag.app.stopping import RunStopped
 from imgtag.app.summary import Summary, finished_fields, summarize
 from imgtag.config.exits import EXIT_CONFIG, EXIT_FAILED, EXIT_OK
 from imgtag.config.runconfig import RunConfig, Target
@@ -21,7 +22,7 @@ from imgtag.export.writer import ExportRefused, not_written_message, write_expor
 from imgtag.ingest.pipeline import Ingested, IngestOptions, Ingestor
 from imgtag.pricing.estimate import Estimator, estimate_request, reserve_tokens
 from imgtag.providers.base import ImageInput, Provider, max_edge_of
-from imgtag.request.engine import Engine, EngineSettings, EngineStats, WorkItem
+from imgtag.request.engine import Engine, EngineSettings, EngineStats, StopReport, WorkItem
 from imgtag.request.learned_limits import Memory
 from imgtag.request.pace_words import credits_used, pace_words
 from imgtag.request.pacer import Pacer
@@ -76,6 +77,7 @@ class Run:
         self.spent_before = store.spent(self.key)  # this target's spend before this run
         self.queued: set[int] = set()  # job ids sent this run (ints: a million of them is a few tens of MB)
         self.engine: Engine | None = None
+        self.progress: Progress | None = None
         self.batcher: Any = None
         self.ingestor: Ingestor | None = None
         self.clock = time.monotonic()
@@ -321,7 +323,7 @@ class Run:
                                    provider_max_edge=max_edge_of(self.provider))
         ingestor = Ingestor(self.store, self.ingest_options(request), self.run_id)
         self.ingestor = ingestor
-        progress = Progress(self.snapshot, stream=stream, enabled=cfg.progress)
+        progress = self.progress = Progress(self.snapshot, stream=stream, enabled=cfg.progress)
         ticker = asyncio.create_task(tick_forever(progress))
         emitting = asyncio.create_task(self.emit_progress()) if self.events.enabled else None
         counting = asyncio.create_task(self.record_count())
@@ -368,6 +370,8 @@ class Run:
                 finally:
                     memory.save(pacer)
                     prefix.remember()
+                if self.engine.stopped is not None:
+                    raise RunStopped(self.engine.stopped)  # ends as an interrupted run, its answers stored
                 fatal = self.engine.fatal
                 if self.engine.budget_hit:
                     message = budget_message(cfg.budget, self.engine.stats)
@@ -376,7 +380,7 @@ class Run:
 
                     note = in_batches_note(self.in_batches, self.store.out_dir)
                     message = f"{message}; {note}" if message else note
-        except (asyncio.CancelledError, KeyboardInterrupt):
+        except (asyncio.CancelledError, KeyboardInterrupt, RunStopped):
             interrupted = True  # the line is erased: the CLI prints one sentence instead
             raise
         finally:
@@ -429,6 +433,20 @@ class Run:
                           requests=eng.stats.requests if eng else 0, done_before=self.done_before,
                           spent_to_date_usd=self.store.spent(self.key))
 
+    def stop(self, grace_s: float) -> StopReport | None:
+        """Stop gracefully (sync mode): send nothing new and wait at most `grace_s` for the requests on the wire,
+        then end as interrupted (RunStopped). None, doing nothing, when there is nothing to wait for (batch mode,
+        Ray, nothing sent yet): the caller aborts as before. Call on the run's event loop."""
+        engine = self.engine
+        if engine is None:
+            return None
+        on_wire = requests_in_flight(self.provider, engine)
+        if engine.stopped is None and on_wire == 0:
+            return None
+        if self.progress is not None:
+            self.progress.erase()  # the caller's sentence goes where the live line was; the line comes back below
+        return engine.stop(grace_s, on_the_wire=on_wire)
+
     def interrupted(self, exit_code: int) -> str:
         """Mark this run interrupted in the store; returns the one line to print."""
         from imgtag.app.messages import interrupted_message
@@ -441,7 +459,7 @@ class Run:
             self.emit_finished(summarize(self.store.db, self.key, run_id=self.run_id, counted=counted), exit_code,
                                "interrupted", interrupted=True)
         live = len(sb.live_batches(self.store, self.key)) if self.cfg.mode == "batch" else 0
-        return interrupted_message(live, str(self.cfg.out))
+        return interrupted_message(live, str(self.cfg.out), self.engine.stopped if self.engine else None)
 
     @property
     def missing_args(self) -> list[str]:

@@ -13,7 +13,7 @@ from typer.core import TyperCommand
 # The exit path (fastexit, interrupt) is imported with the commands, not on the way out: a Ctrl-C just after a
 # command's last line met that import and printed a KeyboardInterrupt traceback. Both are small.
 from imgtag.cli.fastexit import leave
-from imgtag.cli.interrupt import last_signal, sigterm_as_interrupt
+from imgtag.cli.interrupt import last_signal, sigterm_as_interrupt, stop_gracefully_first
 from imgtag.cli.params import FastGroup
 from imgtag.cli.screen import Lines, write_fitted
 from imgtag.config.errors import ImgtagError
@@ -23,6 +23,7 @@ from imgtag.util.money import usd
 if TYPE_CHECKING:  # imported where used: `--help` and configuration errors must not pay for them (bench/startup.py)
     from typer._click import Context
 
+    from imgtag.app.run import RunSession
     from imgtag.app.scan import ScanSession
     from imgtag.app.settings import Settings
     from imgtag.config.runconfig import RunConfig
@@ -380,19 +381,37 @@ def _execute_with_events(cfg: RunConfig, command: str, events: str | None) -> No
 def _execute(cfg: RunConfig, command: str) -> None:
     """Prepare (every check), run with Ctrl-C and SIGTERM answered in one line, report, exit with the run's code."""
     from imgtag.app.run import RunSession, prepare
+    from imgtag.app.stopping import RunStopped
 
     prepared = prepare(cfg)
     with RunSession(prepared, command, _say) as session, sigterm_as_interrupt() as interruption:
         import asyncio  # ~25 ms: not on the path of --help and configuration errors
 
         try:
-            outcome = asyncio.run(session.run())
-        except KeyboardInterrupt:
+            outcome = asyncio.run(_run_stopping_gracefully(session))
+        except (KeyboardInterrupt, RunStopped):
             raise _fail(session.interrupted(interruption.exit_code), interruption.exit_code) from None
     _report(outcome, cfg, prepared.target, session.missing_args, session.path_base)
     if session.missing_args and outcome.summary.files == 0:
         raise typer.Exit(EXIT_CONFIG)  # nothing to do because nothing matched: a usage error
     raise typer.Exit(outcome.exit_code)
+
+
+async def _run_stopping_gracefully(session: RunSession) -> Any:
+    """The run, with its first Ctrl-C or SIGTERM a graceful stop: said at once in one sentence."""
+    def stop(signal_name: str) -> bool:
+        from imgtag.app.messages import stopping_message
+        from imgtag.app.stopping import GRACE_S, GRACE_SIGTERM_S
+
+        report = session.stop(GRACE_SIGTERM_S if signal_name == "SIGTERM" else GRACE_S)
+        if report is None:
+            return False
+        write_fitted(sys.stderr, stopping_message(report, signal_name if signal_name == "SIGTERM" else "Ctrl-C"))
+        sys.stderr.flush()
+        return True
+
+    with stop_gracefully_first(stop):
+        return await session.run()
 
 
 def _report(outcome: Any, cfg: RunConfig, target: Any, missing: list[str], path_base: str | None) -> None:

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from imgtag.config.errors import ConfigurationError
 from imgtag.pricing.catalogue import ModelInfo
 from imgtag.providers.messages import ImageInput, ModelAnswer, RateLimitSnapshot, RequestOptions
+from imgtag.providers.sending import check_gate
 from imgtag.util.urls import public_url as public_url  # providers import it from here
 
 if TYPE_CHECKING:
@@ -121,7 +122,9 @@ class Provider(ABC):
 
     @contextmanager
     def on_the_wire(self) -> Iterator[None]:
-        """Around the HTTP call itself (after any wait for the provider's own limit or its SDK's import)."""
+        """Around the HTTP call itself (after any wait for the provider's own limit or its SDK's import). A run
+        that is stopping sends nothing new: the request raises providers.sending.NotSent here instead."""
+        check_gate()
         self.on_the_wire_now += 1
         try:
             yield

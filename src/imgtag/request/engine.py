@@ -14,6 +14,11 @@ Retry policy (ours, not the SDK's, which runs with max_retries=0):
 A request waiting to be asked again holds no permit; at most `max_unsettled` requests are started and not settled,
 so fast failures cannot take in the whole folder while earlier images wait for their retry.
 Every attempt is logged in the store with its cause and cost; a result is committed the moment it arrives.
+
+A graceful stop (`stop`, the CLI's first Ctrl-C) sends nothing new and lets the requests already sent finish, for
+at most `grace_s`: they are paid for, so their answers are stored as usual. Images not sent (not taken yet, waiting
+for a permit, a retry's backoff or a provider's own wait) stay pending; an answer that would be asked again stays
+pending too. Cancelling `run` stays the immediate abort: what is in flight is dropped and stays pending.
 """
 
 from __future__ import annotations
@@ -21,7 +26,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
+from collections import Counter
 from collections.abc import AsyncIterator, Callable
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -43,6 +50,7 @@ from imgtag.providers.base import (
     RequestOptions,
     Transient,
 )
+from imgtag.providers.sending import NotSent, SendGate, use_gate
 from imgtag.request.gather import gather_packs
 from imgtag.request.pacer import Pacer, Permit
 from imgtag.request.packing import ImagePack, split_answer
@@ -55,6 +63,10 @@ from imgtag.validate.verdict import INVALID, OK, TRUNCATED, judge, kept_text
 
 MAX_TOKENS_CEILING = 16_000
 REFUSAL_POLL_S = 0.05
+
+# The request's own task (`Engine._tasks`), also in the tasks it starts (a refused pack's images asked one by
+# one): a graceful stop keeps a request whose images are on the wire, wherever in it they are.
+_REQUEST: ContextVar[asyncio.Task[None] | None] = ContextVar("imgtag_request", default=None)
 
 
 @dataclass(frozen=True)
@@ -121,6 +133,19 @@ class BudgetStop:
 
 
 @dataclass
+class StopReport:
+    """A graceful stop: the requests on the wire it waited for, the answers that came meanwhile, and those still
+    unanswered when `grace_s` ran out (abandoned: their images stay pending, as after an abort)."""
+
+    waiting_for: int
+    grace_s: float
+    answered: int = 0  # requests that came back with an answer during the stop (stored ok or failed)
+    images: int = 0  # the images those answers settled
+    abandoned: int = 0  # unanswered when grace_s ran out
+    dropped: int = 0  # unanswered when the run was cancelled meanwhile (a second Ctrl-C)
+
+
+@dataclass
 class EngineStats:
     ok: int = 0
     failed: int = 0
@@ -134,6 +159,7 @@ class EngineStats:
     # When the budget stopped the run: spent, and held for the requests then in flight (their estimated cost).
     budget_stop: BudgetStop | None = None
     exhausted_pending: int = 0
+    stopped_pending: int = 0  # images a graceful stop left unsent (or not asked again)
     failures_by_type: dict[str, int] = field(default_factory=dict)
 
 
@@ -156,6 +182,11 @@ class Engine:
         self._tasks: set[asyncio.Task[None]] = set()
         self.requests_in_flight = 0  # requests that hold a permit (a pack holds one permit for its K images)
         self._received = self._settled = 0  # images taken from the input / given their outcome (or left)
+        self._gate = SendGate()
+        self._dispatcher: asyncio.Task[None] | None = None
+        self._asking: Counter[asyncio.Task[None]] = Counter()  # requests with a call to the provider under way
+        self._bound: asyncio.TimerHandle | None = None
+        self.stopped: StopReport | None = None
 
     @property
     def unsettled(self) -> int:
@@ -166,52 +197,93 @@ class Engine:
     # -- dispatch ------------------------------------------------------------------------------
 
     async def run(self, items: AsyncIterator[WorkItem]) -> None:
-        ready = False
+        """Ask for every item; returns when all are settled, or after a graceful stop (`stop`) when the requests
+        it waited for are."""
+        dispatcher = self._dispatcher = asyncio.create_task(self._dispatch(items))
         try:
-            async with contextlib.aclosing(self._units(items)) as units:
-                async for pack in units:
-                    if not ready:  # first something to ask: no permit until a request could leave at once
-                        await self.provider.ready()
-                        ready = True
-                    over = self.fatal is None and not self.budget_hit and self._over_budget(pack)
-                    if over:
-                        await self._settle_reservations(pack)
-                    if self.fatal is not None:
-                        if self._draining(pack):
-                            continue  # out of credits: every remaining file is still recorded, pending
-                        break
-                    if self.budget_hit or (over and self._over_budget(pack)):
-                        if not self.budget_hit:
-                            self.stats.budget_stop = BudgetStop(self.stats.spent_usd, self.stats.reserved_usd,
-                                                                len(self._tasks))
-                        self.budget_hit = True
-                        self.stats.budget_stopped += len(pack)
-                        self._settled += len(pack)
-                        continue  # keep draining so every file is still recorded; nothing more is paid for
-                    reserve = self._estimated_cost(pack)
-                    self.stats.reserved_usd += reserve
-                    asks = [_Ask(item, self.settings.preset.max_output_tokens) for item in pack]
+            await asyncio.wait({dispatcher})
+            if not dispatcher.cancelled():  # cancelled only by a stop: nothing more is taken in
+                dispatcher.result()
+            while self._tasks:
+                done, _ = await asyncio.wait(set(self._tasks))
+                for task in done:
+                    if not task.cancelled() and (error := task.exception()) is not None:
+                        raise error
+            if self.fatal is None and self.stopped is None:
+                self._fail_refused(self.refusals.release())  # too few requests to call it the server's "no"
+        finally:
+            if self._bound is not None:
+                self._bound.cancel()
+            if self.stopped is not None:
+                self.stopped.dropped = sum(1 for task in self._tasks if self._asking[task])
+            dispatcher.cancel()
+            for task in list(self._tasks):
+                task.cancel()
+            await asyncio.gather(dispatcher, *list(self._tasks), return_exceptions=True)
+
+    def stop(self, grace_s: float, *, on_the_wire: int) -> StopReport:
+        """Stop gracefully: send nothing new, and let the `on_the_wire` requests already sent finish, for at most
+        `grace_s` seconds (then they are abandoned, as an abort would). `run` then returns. Call on the loop."""
+        if self.stopped is not None:
+            return self.stopped
+        self.stopped = StopReport(waiting_for=on_the_wire, grace_s=grace_s)
+        self._gate.close()  # a request still waiting inside the provider is never sent
+        if self._dispatcher is not None:
+            self._dispatcher.cancel()  # no new pack: not waiting for a decode, a permit or the budget
+        for task in list(self._tasks):
+            if not self._asking[task]:
+                task.cancel()  # waiting for a permit or out a retry's backoff: nothing was sent
+        self._bound = asyncio.get_running_loop().call_later(grace_s, self._abandon)
+        return self.stopped
+
+    def _abandon(self) -> None:
+        """The graceful stop's time is up: whatever is still unanswered is dropped (pending), as an abort drops it."""
+        if self.stopped is not None:
+            self.stopped.abandoned = sum(1 for task in self._tasks if self._asking[task])
+        for task in list(self._tasks):
+            task.cancel()
+
+    async def _dispatch(self, items: AsyncIterator[WorkItem]) -> None:
+        ready = False
+        async with contextlib.aclosing(self._units(items)) as units:
+            async for pack in units:
+                if not ready:  # first something to ask: no permit until a request could leave at once
+                    await self.provider.ready()
+                    ready = True
+                over = self.fatal is None and not self.budget_hit and self._over_budget(pack)
+                if over:
+                    await self._settle_reservations(pack)
+                if self.fatal is not None:
+                    if self._draining(pack):
+                        continue  # out of credits: every remaining file is still recorded, pending
+                    break
+                if self.budget_hit or (over and self._over_budget(pack)):
+                    if not self.budget_hit:
+                        self.stats.budget_stop = BudgetStop(self.stats.spent_usd, self.stats.reserved_usd,
+                                                            len(self._tasks))
+                    self.budget_hit = True
+                    self.stats.budget_stopped += len(pack)
+                    self._settled += len(pack)
+                    continue  # keep draining so every file is still recorded; nothing more is paid for
+                reserve = self._estimated_cost(pack)
+                self.stats.reserved_usd += reserve
+                asks = [_Ask(item, self.settings.preset.max_output_tokens) for item in pack]
+                try:
                     await self._while_refusal_undecided()
                     await self._while_too_many_unsettled()
                     permit = await self._acquire(asks)
-                    if self.fatal is not None:
-                        self._release(permit, success=False)
-                        self.stats.reserved_usd -= reserve
-                        if self._draining(pack):
-                            continue
-                        break
-                    task = asyncio.create_task(self._process(asks, permit, reserve))
-                    self._tasks.add(task)
-                    task.add_done_callback(self._tasks.discard)
-            if self._tasks:
-                await asyncio.gather(*list(self._tasks), return_exceptions=False)
-            if self.fatal is None:
-                self._fail_refused(self.refusals.release())  # too few requests to call it the server's "no"
-        finally:
-            for task in list(self._tasks):
-                task.cancel()
-            if self._tasks:
-                await asyncio.gather(*list(self._tasks), return_exceptions=True)
+                except asyncio.CancelledError:  # a stop (or an abort): this pack was not sent
+                    self.stats.reserved_usd -= reserve
+                    raise
+                if self.fatal is not None:
+                    self._release(permit, success=False)
+                    self.stats.reserved_usd -= reserve
+                    if self._draining(pack):
+                        continue
+                    break
+                task = asyncio.create_task(self._request(asks, permit, reserve))
+                self._tasks.add(task)
+                task.add_done_callback(self._tasks.discard)
 
     async def _units(self, items: AsyncIterator[WorkItem]) -> AsyncIterator[list[WorkItem]]:
         """What one request asks: one image, or with --images-per-request a pack of K (request/gather.py)."""
@@ -275,7 +347,24 @@ class Engine:
         self.requests_in_flight -= 1
 
     async def _ask(self, asks: list[_Ask], permit: Permit) -> list[ModelAnswer]:
-        """One request: an image, or a pack (request/packing.py) whose answer is split, one per image."""
+        """One request: an image, or a pack (request/packing.py) whose answer is split, one per image. While it
+        is under way a graceful stop waits for it (unless the provider had not sent it yet: NotSent)."""
+        owner = _REQUEST.get()
+        if owner is not None:
+            self._asking[owner] += 1
+        try:
+            answers = await self._call(asks, permit)
+        finally:
+            if owner is not None:
+                self._asking[owner] -= 1
+                if not self._asking[owner]:
+                    del self._asking[owner]
+        if self.stopped is not None:
+            self.stopped.answered += 1
+            self.stopped.images += len(asks)
+        return answers
+
+    async def _call(self, asks: list[_Ask], permit: Permit) -> list[ModelAnswer]:
         s = self.settings
 
         def began(limits: RateLimitSnapshot) -> None:
@@ -294,11 +383,25 @@ class Engine:
 
     # -- one request: an image or a pack, each image settled on its own -------------------------------
 
+    async def _request(self, asks: list[_Ask], permit: Permit, reserve: float) -> None:
+        """A request's own task: the gate a stop closes, and the task a stop asks whether it is on the wire."""
+        use_gate(self._gate)
+        _REQUEST.set(asyncio.current_task())  # type: ignore[arg-type]
+        await self._process(asks, permit, reserve)
+
+    def _left_unsent(self, asks: list[_Ask]) -> None:
+        """A graceful stop: these images are not asked (again) in this run; they stay pending."""
+        self.stats.stopped_pending += len(asks)
+        self._settled += len(asks)
+
     async def _process(self, asks: list[_Ask], permit: Permit | None, reserve: float) -> None:
         s = self.settings
         transient_failures = rate_limits = 0  # the request's: a pack meets them together
         try:
             while asks:
+                if self.stopped is not None:
+                    self._left_unsent(asks)  # nothing new is sent: an image to ask again waits for the next run
+                    return
                 if permit is None:
                     permit = await self._acquire(asks)
                 if self.fatal is not None:
@@ -309,6 +412,12 @@ class Engine:
                 self.stats.requests += 1
                 try:
                     answers = await self._ask(asks, permit)
+                except NotSent:  # the run stopped while this request waited inside the provider
+                    self._release(permit, success=False)
+                    permit = None
+                    self.stats.requests -= 1
+                    self._left_unsent(asks)
+                    return
                 except RateLimited as exc:
                     _let_go_of_request(exc)
                     self.pacer.on_rate_limited(permit, exc.retry_after, exc.limits)
@@ -322,6 +431,8 @@ class Engine:
                     if rate_limits > s.max_rate_limit_retries:
                         self._fail(asks, started, exc.error_type, f"gave up after {rate_limits} rate-limit answers")
                         return
+                    if self.stopped is not None:
+                        continue  # not asked again in this run (the top of the loop leaves it pending)
                     # This request honours retry-after itself; the pacer decides whether everyone pauses.
                     await asyncio.sleep(exc.retry_after if exc.retry_after is not None else s.backoff_base_s)
                     continue
@@ -337,12 +448,17 @@ class Engine:
                         return
                     self._log_error(asks, started, exc, outcome="retry")
                     self.stats.retries += 1
-                    await asyncio.sleep(self._backoff(transient_failures))
+                    if self.stopped is None:
+                        await asyncio.sleep(self._backoff(transient_failures))
                     continue
                 except Permanent as exc:
                     _let_go_of_request(exc)
                     self._release(permit, success=False)
                     permit = None
+                    if len(asks) > 1 and self.stopped is not None:
+                        self._log_error(asks, started, exc, outcome="retry")
+                        self._left_unsent(asks)  # asked one by one in the next run
+                        return
                     if len(asks) > 1:
                         # One bad image makes the whole pack invalid: ask one image per request (each with its
                         # own permit), so it fails alone. The pack's reservation stands until they are done.
