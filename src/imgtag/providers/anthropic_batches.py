@@ -14,7 +14,15 @@ from typing import Any
 import anthropic
 
 from imgtag.providers.anthropic_wire import answer_from_message, build_params, classify_status
-from imgtag.providers.base import ImageInput, ProviderError, RequestOptions, Transient, redact
+from imgtag.providers.base import (
+    ImageInput,
+    ProviderError,
+    RequestOptions,
+    Transient,
+    Unreachable,
+    connection_refused,
+    redact,
+)
 from imgtag.providers.batch_api import (
     COUNT_NAMES,
     ERRORED,
@@ -124,7 +132,8 @@ class AnthropicBatches:
             return Transient("timeout: no response in time", error_type="timeout")
         key = self.api_key
         if isinstance(exc, anthropic.APIConnectionError):
-            return Transient(f"connection error: {redact(str(exc), key)}", error_type="connection_error")
+            kind = Unreachable if connection_refused(exc) else Transient
+            return kind(f"connection error: {redact(str(exc), key)}", error_type="connection_error")
         return Transient(redact(" ".join(str(exc).split())[:300], key), error_type="api_error")
 
 

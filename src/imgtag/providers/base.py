@@ -55,6 +55,11 @@ class Transient(ProviderError):
     kind = "transient"
 
 
+class Unreachable(Transient):
+    """The connection itself failed (nothing listening, no route): a server that is gone or restarting. Retried like
+    any connection error; batch polling gives up on a server that stays so (request/batch/collect.py)."""
+
+
 class Permanent(ProviderError):
     """This image's request can never succeed as sent (bad image, too large): record it, do not retry."""
 

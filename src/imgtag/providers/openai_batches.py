@@ -27,6 +27,7 @@ from imgtag.providers.base import (
     ProviderError,
     RequestOptions,
     Transient,
+    Unreachable,
     connection_refused,
     public_url,
     redact,
@@ -241,7 +242,8 @@ class OpenAIBatches:
         if isinstance(exc, openai.APITimeoutError):
             return Transient("timeout: no response in time", error_type="timeout")
         if isinstance(exc, openai.APIConnectionError):
-            return Transient(f"connection error: {redact(str(exc), key)}", error_type="connection_error")
+            kind = Unreachable if connection_refused(exc) else Transient
+            return kind(f"connection error: {redact(str(exc), key)}", error_type="connection_error")
         return Transient(redact(" ".join(str(exc).split())[:300], key), error_type="api_error")
 
 

@@ -7,10 +7,11 @@ are stored, and only then is the batch marked collected.
 
 from __future__ import annotations
 
+import time
 from collections import Counter
 
 from imgtag.pricing.costs import cost_usd
-from imgtag.providers.base import Fatal, ModelAnswer, ProviderError
+from imgtag.providers.base import Fatal, ModelAnswer, ProviderError, Unreachable
 from imgtag.providers.batch_api import CANCELED, ERRORED, EXPIRED, SUCCEEDED, BatchHandle, ItemResult, counted
 from imgtag.request.batch.common import BatchContext, BatchStop, ImageSettled, stop_if_fatal
 from imgtag.request.packing import split_answer
@@ -22,6 +23,13 @@ from imgtag.validate.verdict import INVALID, OK, TRUNCATED, judge, kept_text
 # How many batches may return a job errored/expired before it is recorded as failed. Those results are not
 # billed, so another try costs only time; 5 keeps a 10% fault rate from ever failing an image (1e-5 each).
 MAX_BATCH_ATTEMPTS = 5
+# A server that refuses every poll's connection (nothing listens: it is gone, or restarting) is given up on once it
+# has done so for UNREACHABLE_S, over at least UNREACHABLE_SWEEPS sweeps in a row. A restart (a gateway, a vLLM
+# server, a failover, a laptop changing networks) takes tens of seconds, so two minutes survives several of them;
+# with the poll backoff (5 s growing 1.5x) a re-attach to a server that is gone stops about 2.7 minutes in, not the
+# ~15 minutes MAX_FAILED_SWEEPS (request/batch/runner.py) leaves a server that is there but times out or errors.
+UNREACHABLE_S = 120.0
+UNREACHABLE_SWEEPS = 3
 
 
 class Collector:
@@ -29,6 +37,9 @@ class Collector:
         self.ctx = ctx
         self.max_batch_attempts = max_batch_attempts
         self.failed_sweeps = 0
+        self.refused_sweeps = 0  # sweeps in a row whose every poll found nothing listening
+        self.refused_since: float | None = None  # monotonic time of the first of them
+        self._refused = False  # the last poll's connection was refused
 
     async def poll(self, batch_id: str) -> BatchHandle | None:
         """Retrieve one batch and keep its row current. None on a transient error (polled again later)."""
@@ -36,6 +47,7 @@ class Collector:
         try:
             batch = await ctx.api.retrieve(batch_id)
         except ProviderError as err:
+            self._refused = isinstance(err, Unreachable)
             if err.http_status == 404:
                 text = (f"batch {batch_id} is unknown to the API (404): check the provider's base URL and the "
                         "account or workspace, or give it up with `imgtag cancel`")
@@ -54,17 +66,30 @@ class Collector:
         one that reached the API resets it."""
         collected = 0
         reached = not batch_ids
+        refused = bool(batch_ids)
         for batch_id in batch_ids:
             batch = await self.poll(batch_id)
             if batch is None:
+                refused = refused and self._refused
                 continue
+            refused = False
             if not batch.ended:
                 reached = True
             elif await self.collect(batch_id, batch) is not None:
                 reached = True
                 collected += 1
         self.failed_sweeps = 0 if reached else self.failed_sweeps + 1
+        if not refused:
+            self.refused_sweeps, self.refused_since = 0, None
+        else:
+            self.refused_sweeps += 1
+            self.refused_since = self.refused_since if self.refused_since is not None else time.monotonic()
         return collected
+
+    def unreachable(self) -> bool:
+        """The server has refused every connection long enough to be called gone (UNREACHABLE_S)."""
+        return (self.refused_sweeps >= UNREACHABLE_SWEEPS and self.refused_since is not None
+                and time.monotonic() - self.refused_since >= UNREACHABLE_S)
 
     async def collect(self, batch_id: str, batch: BatchHandle | None = None) -> Counter[str] | None:
         """Stream an ended batch's results into the store. Returns what became of the jobs (ok, failed,

@@ -136,9 +136,21 @@ class BatchRunner:
             await asyncio.sleep(interval)
             interval = min(MAX_POLL_INTERVAL_S, interval * POLL_BACKOFF)
             await self.collector.sweep(live)
+            if self.collector.unreachable():
+                text = self._gone_sentence(len(live))
+                raise BatchStop(text, Fatal(text, error_type="connection_error"))
             if self.collector.failed_sweeps >= MAX_FAILED_SWEEPS:
                 raise BatchStop(f"lost contact with the batch API ({self.collector.failed_sweeps} failed polls in "
                                 "a row); the batches keep running: run the same command again to collect them")
+
+    def _gone_sentence(self, live: int) -> str:
+        """Nothing listens where the batches are: say so and stop (exit 2); they stay in the store, still live on
+        the server as far as anyone knows, and the same command re-attaches once it answers."""
+        reach = getattr(self.ctx.provider, "reach", None)
+        where = getattr(reach, "where", None) or "the provider's batch API"
+        kept = "the batch is kept: run the same command again to re-attach it" if live == 1 else (
+            f"the {live} batches are kept: run the same command again to re-attach them")
+        return f"the server at {where} does not answer; {kept}"
 
     def _detach(self) -> None:
         live = self._live_ids()
