@@ -292,3 +292,39 @@ def test_a_script_without_a_main_guard_tags_its_images(tmp_path: Path, fake: Any
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.count("RESULT") == 1 and "RESULT 3 0" in done.stdout, (done.stdout, done.stderr[-2000:])
     assert "Traceback" not in done.stderr, done.stderr[-2000:]
+
+
+def test_a_stopper_ends_a_run_gracefully_keeping_the_answers_on_their_way(tmp_path: Path, fake: Any) -> None:
+    """What the CLI's first Ctrl-C does, from Python: `Stopper.stop()` from another thread (a notebook's other
+    cell); the answers already asked for arrive and are stored; the call returns a result saying so."""
+    make_images(tmp_path / "in", 12)
+    fake.config.latency_s, fake.config.ttft_s = 2.0, 0.1  # each answer begins at once and takes 2 s
+
+    def begun() -> int:
+        with fake.stats.lock:
+            return sum(fake.stats.answered_by_key.values())
+
+    stopper = imgtag.Stopper()
+
+    def stop_when_asked() -> None:
+        while begun() < 2:
+            threading.Event().wait(0.02)
+        stopper.stop()
+
+    threading.Thread(target=stop_when_asked, daemon=True).start()
+    result = imgtag.tag(tmp_path / "in", out=tmp_path / "out", concurrency=4, stop=stopper)
+    assert result.interrupted and result.exit_code == 130
+    assert result.ok == begun() >= 2 and result.ok + result.pending == 12, result
+    assert result.message is not None and "arrived while stopping" in result.message
+    fake.config.latency_s = 0.0
+    again = imgtag.tag(tmp_path / "in", out=tmp_path / "out")
+    assert again.exit_code == 0 and fake.stats.messages_requests == 12  # nothing asked twice
+
+
+def test_a_stopper_stopped_before_the_run_stops_it_at_once(tmp_path: Path, fake: Any) -> None:
+    make_images(tmp_path / "in", 3)
+    stopper = imgtag.Stopper()
+    stopper.stop()
+    result = imgtag.tag(tmp_path / "in", out=tmp_path / "out", stop=stopper)
+    assert result.interrupted and result.exit_code == 130 and result.ok == 0
+    assert fake.stats.messages_requests == 0

@@ -17,6 +17,7 @@ if TYPE_CHECKING:  # what the names below are, for type checkers and editors
     from imgtag.api import ModelCost as ModelCost
     from imgtag.api import Result as Result
     from imgtag.api import RunResult as RunResult
+    from imgtag.api import Stopper as Stopper
     from imgtag.api import adescribe as adescribe
     from imgtag.api import atag as atag
     from imgtag.api import describe as describe
@@ -55,6 +56,7 @@ _LAZY: dict[str, str] = {
     "open_review": "imgtag.api",
     "Exported": "imgtag.api",
     "RunResult": "imgtag.api",
+    "Stopper": "imgtag.api",
     "Result": "imgtag.api",
     "Estimate": "imgtag.api",
     "ModelCost": "imgtag.api",

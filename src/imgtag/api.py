@@ -20,6 +20,7 @@ import contextvars
 import logging
 import os
 import tempfile
+import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,10 +30,11 @@ from imgtag.config.errors import ProviderError, UsageError
 from imgtag.config.exits import EXIT_CONFIG
 
 if TYPE_CHECKING:
+    from imgtag.app.run import RunSession
     from imgtag.config.runconfig import RunConfig
     from imgtag.review_session import ReviewSession
 
-__all__ = ["Estimate", "EventHandler", "Exported", "ModelCost", "Result", "RunResult", "adescribe", "atag",
+__all__ = ["Estimate", "EventHandler", "Exported", "ModelCost", "Result", "RunResult", "Stopper", "adescribe", "atag",
            "describe", "estimate", "export_files", "folder_status", "open_review", "results", "retry_failed", "tag"]
 
 PathLike = str | os.PathLike[str]
@@ -41,6 +43,7 @@ EventHandler = Callable[[Mapping[str, object]], None]
 """Receives each event of a run (docs/events.md) as a mapping with "v" and "type"."""
 
 _T = TypeVar("_T")
+_INTERRUPTED = 130  # the exit code `imgtag run` gives after Ctrl-C
 _log = logging.getLogger("imgtag")
 
 
@@ -74,6 +77,9 @@ class RunResult:
     """Inputs that matched no file."""
     done_before: int = 0
     """Files an earlier run had already answered (resume)."""
+    interrupted: bool = False
+    """The run was stopped (`Stopper.stop`) before it was done: `exit_code` is 130, `message` says what the stop
+    waited for, the images not answered are pending, and the exports were not rewritten (`export_files` does it)."""
 
     @property
     def ok(self) -> int:
@@ -167,6 +173,59 @@ class Estimate:
         return chosen.batch_cost_usd if chosen is not None else None
 
 
+# -- stopping a run -------------------------------------------------------------------------------
+
+class Stopper:
+    """Stops a run of `tag`, `atag` or `retry_failed` (given as `stop=`) gracefully, from any thread: a notebook's
+    other cell, a button's callback, a timer. The run sends nothing new, waits at most `grace_s` for the answers
+    already asked for (they are paid for either way) and stores them, then returns a RunResult with
+    `interrupted` set. With nothing on its way yet, it stops at once. What `imgtag run` does at its first Ctrl-C."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._grace_s: float | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._session: RunSession | None = None
+        self._task: asyncio.Task[Any] | None = None
+
+    @property
+    def requested(self) -> bool:
+        """Whether `stop` was called."""
+        return self._grace_s is not None
+
+    def stop(self, grace_s: float = 30.0) -> None:
+        """Ask the run to stop (before it starts too: it then stops at once). Returns at once; the call that runs
+        it returns when the stop is done. A second call changes nothing."""
+        with self._lock:
+            if self._grace_s is not None:
+                return
+            self._grace_s = grace_s
+            loop = self._loop
+        if loop is not None:
+            loop.call_soon_threadsafe(self._apply)
+
+    async def _watch(self, session: RunSession) -> Any:
+        """`session.run()` on this loop, stoppable from now on."""
+        with self._lock:
+            self._loop, self._session = asyncio.get_running_loop(), session
+            self._task = asyncio.current_task()
+            early = self._grace_s is not None
+        if early:
+            self._apply()
+        try:
+            return await session.run()
+        finally:
+            with self._lock:
+                self._loop = self._session = self._task = None
+
+    def _apply(self) -> None:
+        session, task, grace_s = self._session, self._task, self._grace_s
+        if session is None or task is None or grace_s is None:
+            return  # the run is over
+        if session.stop(grace_s) is None:  # nothing on its way to wait for: stop now
+            task.cancel()
+
+
 # -- running where the caller is -----------------------------------------------------------------
 
 def _blocking(work: Callable[[], _T]) -> _T:
@@ -206,9 +265,9 @@ def tag(paths: Paths, *, out: PathLike | None = None, preset: str | None = None,
         provider: str | None = None, lang: str | None = None, categories: str | Iterable[str] | None = None,
         mode: str | None = None, budget: float | None = None, formats: str | Iterable[str] | None = None,
         on_event: EventHandler | None = None, progress: bool = False, config_file: PathLike | None = None,
-        **options: Any) -> RunResult:
+        stop: Stopper | None = None, **options: Any) -> RunResult:
     """Tag and describe images: `imgtag run` as a function. Resumable like it: the same call again continues,
-    and nothing answered is asked twice.
+    and nothing answered is asked twice. `stop`: a Stopper that can end the run gracefully from another thread.
 
     `paths`: files, folders, globs or @list files. Unset settings come from IMGTAG_* variables, then
     imgtag.toml (`config_file`, default ./imgtag.toml), then the defaults (out "imgtag-out", preset "ecommerce",
@@ -218,22 +277,23 @@ def tag(paths: Paths, *, out: PathLike | None = None, preset: str | None = None,
     _known_options("tag", options)
     return _blocking(lambda: _tag(_inputs(paths), out=out, preset=preset, model=model, provider=provider, lang=lang,
                                   categories=categories, mode=mode, budget=budget, formats=formats,
-                                  on_event=on_event, progress=progress, config_file=config_file, options=options))
+                                  on_event=on_event, progress=progress, config_file=config_file, stop=stop,
+                                  options=options))
 
 
 async def atag(paths: Paths, *, out: PathLike | None = None, preset: str | None = None, model: str | None = None,
                provider: str | None = None, lang: str | None = None, categories: str | Iterable[str] | None = None,
                mode: str | None = None, budget: float | None = None, formats: str | Iterable[str] | None = None,
                on_event: EventHandler | None = None, progress: bool = False, config_file: PathLike | None = None,
-               **options: Any) -> RunResult:
+               stop: Stopper | None = None, **options: Any) -> RunResult:
     """`tag` without blocking the running event loop (the run works in a thread of its own; `on_event` is
-    called from that thread)."""
+    called from that thread). Cancelling the awaiting task does not reach that thread: stop it with `stop`."""
     _known_options("atag", options)
     inputs = _inputs(paths)
     return await asyncio.to_thread(lambda: _tag(inputs, out=out, preset=preset, model=model, provider=provider,
                                                 lang=lang, categories=categories, mode=mode, budget=budget,
                                                 formats=formats, on_event=on_event, progress=progress,
-                                                config_file=config_file, options=options))
+                                                config_file=config_file, stop=stop, options=options))
 
 
 def _known_options(function: str, options: dict[str, Any]) -> None:
@@ -255,7 +315,7 @@ def _known_options(function: str, options: dict[str, Any]) -> None:
 def _tag(inputs: list[str], *, out: PathLike | None, preset: str | None, model: str | None, provider: str | None,
          lang: str | None, categories: str | Iterable[str] | None, mode: str | None, budget: float | None,
          formats: str | Iterable[str] | None, on_event: EventHandler | None, progress: bool,
-         config_file: PathLike | None, options: dict[str, Any]) -> RunResult:
+         config_file: PathLike | None, stop: Stopper | None, options: dict[str, Any]) -> RunResult:
     from imgtag.app.run import run_config
     from imgtag.app.settings import Settings
 
@@ -264,20 +324,32 @@ def _tag(inputs: list[str], *, out: PathLike | None, preset: str | None, model: 
                      categories=_categories(categories), mode=mode, budget=budget,
                      formats=formats if formats is None or isinstance(formats, str) else list(formats),
                      on_event=on_event, progress=progress, **options)
-    return _run(cfg, "run")
+    return _run(cfg, "run", stop)
 
 
-def _run(cfg: RunConfig, command: str) -> RunResult:
+def _run(cfg: RunConfig, command: str, stop: Stopper | None = None) -> RunResult:
     from imgtag.app.run import RunSession, prepare
+    from imgtag.app.stopping import RunStopped
 
     prepared = prepare(cfg)
     _stop_helpers_at_exit()
     with RunSession(prepared, command, _say) as session:
         try:
-            outcome = asyncio.run(session.run())
+            outcome = asyncio.run(stop._watch(session) if stop is not None else session.run())
         except KeyboardInterrupt:
-            _log.warning(session.interrupted(130))
+            _log.warning(session.interrupted(_INTERRUPTED))
             raise
+        except (RunStopped, asyncio.CancelledError):
+            if stop is None or not stop.requested:
+                raise
+            message = session.interrupted(_INTERRUPTED)
+            s = session.summary()
+            return RunResult(
+                out=Path(cfg.out), exit_code=_INTERRUPTED, files=s.files, by_status=dict(s.by_status),
+                by_error=dict(s.by_error), requests=s.requests, input_tokens=s.input_tokens,
+                output_tokens=s.output_tokens, cache_creation_input_tokens=s.cache_creation_input_tokens,
+                cache_read_input_tokens=s.cache_read_input_tokens, cost_usd=_dollars(s.cost_usd), message=message,
+                missing=tuple(session.missing_args), done_before=session.done_before, interrupted=True)
     s = outcome.summary
     missing = tuple(session.missing_args)
     return RunResult(
@@ -363,17 +435,18 @@ def export_files(out: PathLike | None = None, *, formats: str | Iterable[str] | 
 
 def retry_failed(out: PathLike | None = None, *, force: bool = False, base_url: str | None = None,
           budget: float | None = None, concurrency: int | None = None, on_event: EventHandler | None = None,
-          progress: bool = False, config_file: PathLike | None = None) -> RunResult | None:
+          progress: bool = False, config_file: PathLike | None = None, stop: Stopper | None = None
+          ) -> RunResult | None:
     """`imgtag retry`: ask the latest target's failures again when a new ask can fix them (all of them with
     `force`), against the server the target used unless `base_url` names another. None when there is nothing
-    to retry."""
+    to retry. `stop`: as for `tag`."""
     from imgtag.app.retry import plan_retry
     from imgtag.app.settings import Settings
 
     def work() -> RunResult | None:
         plan = plan_retry(out, Settings.load(config_file), force=force, progress=progress, base_url=base_url,
                           budget=budget, concurrency=concurrency, on_event=on_event)
-        return None if plan.cfg is None else _run(plan.cfg, "retry")
+        return None if plan.cfg is None else _run(plan.cfg, "retry", stop)
 
     return _blocking(work)
 
@@ -467,7 +540,7 @@ def _describe(image: PathLike | bytes | Any, *, preset: str | None, model: str |
         # `imgtag run`, with nothing kept. One image the caller chose is never skipped for being small.
         run = _tag([source], out=Path(work) / "out", preset=preset, model=model, provider=provider, lang=lang,
                    categories=categories, mode="sync", budget=None, formats="jsonl", on_event=None, progress=False,
-                   config_file=config_file, options={"min_side": 0, **options})
+                   config_file=config_file, stop=None, options={"min_side": 0, **options})
         row = next(results(run.out, config_file=config_file), None)
     if row is not None and row.status == "ok" and row.fields is not None:
         return dict(row.fields)

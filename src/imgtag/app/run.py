@@ -21,6 +21,7 @@ from imgtag.config.errors import BudgetError, ProviderError, UsageError
 
 if TYPE_CHECKING:  # imported where used: configuration errors must not pay for them (bench/startup.py)
     from imgtag.app.runner import Run, RunOutcome
+    from imgtag.app.summary import Summary
     from imgtag.config.runconfig import RunConfig, Target
     from imgtag.request.engine import StopReport
     from imgtag.store import Store
@@ -289,6 +290,19 @@ class RunSession:
         """Mark the run interrupted in the store; the one line to show."""
         assert self.runner is not None
         return self.runner.interrupted(exit_code)
+
+    def summary(self) -> Summary:
+        """What the run has done, counted as its end-of-run summary is (for a run that was interrupted)."""
+        from imgtag.app.summary import summarize
+
+        runner = self.runner
+        assert runner is not None, "use RunSession as a context manager"
+        counted = runner.ingestor.counted if runner.ingestor is not None else None
+        return summarize(runner.store.db, runner.key, run_id=runner.run_id, counted=counted)
+
+    @property
+    def done_before(self) -> int:
+        return self.runner.done_before if self.runner is not None else 0
 
     @property
     def missing_args(self) -> list[str]:
