@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import io
 
 from imgtag.app.progress import Progress, Snapshot
@@ -161,3 +162,10 @@ def test_a_plain_line_waits_for_the_real_total():
     stream.seek(0), stream.truncate()
     Progress(read, stream=stream).close()
     assert stream.getvalue().startswith("imgtag: 0/0+ files"), stream.getvalue()
+
+
+def test_a_graceful_stop_shows_stopping_where_the_eta_was():
+    """While a Ctrl-C waits for the answers in flight, no ETA counts down to an end that will not come."""
+    stopping = dataclasses.replace(snap(), stopping=True)
+    line = Progress(snap, stream=io.StringIO()).line(stopping, 80)
+    assert "stopping" in line and "ETA" not in line and "in flight 7" in line

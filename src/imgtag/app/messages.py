@@ -31,7 +31,7 @@ def interrupted_message(live_batches: int, out: str, stop: StopReport | None = N
 
 def stop_words(stop: StopReport) -> str:
     """What a graceful stop waited for: the answers that came, and the requests given up on (pending)."""
-    came = f"{plural(stop.answered, 'answer')} arrived while stopping"
+    came = f"{plural(stop.answered, 'answer') if stop.answered else 'no answer'} arrived while stopping"
     if stop.abandoned:
         came += (f", {plural(stop.abandoned, 'request')} still unanswered after {stop.grace_s:g} s "
                  f"{'was' if stop.abandoned == 1 else 'were'} dropped")

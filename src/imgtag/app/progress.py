@@ -51,6 +51,7 @@ class Snapshot:
     spent_to_date_usd: float | None = None  # this target, earlier runs included
     batch: BatchView | None = None        # batch mode
     credits_used: float | None = None     # a provider billed in credits: shown instead of dollars (None: USD)
+    stopping: bool = False                # a graceful stop waits for the answers in flight: no ETA to show
 
     @property
     def total(self) -> int | None:
@@ -136,7 +137,8 @@ class Progress:
                      (80, f"collected {b.collected:,}")]
         else:
             eta = remaining / rate if remaining is not None and rate > 0 else None
-            segs += [(50, f"in flight {snap.in_flight}"), (20, f"{rate:.1f}/s"), (90, f"ETA {_fmt_eta(eta)}")]
+            segs += [(50, f"in flight {snap.in_flight}"), (20, f"{rate:.1f}/s"),
+                     (90, "stopping" if snap.stopping else f"ETA {_fmt_eta(eta)}")]
         segs += [(75, cost), (35, cost_to_date), (10, snap.pace), (15, snap.extra)]
         return segs
 

@@ -293,6 +293,7 @@ class Run:
             done_before=self.done_before,
             spent_to_date_usd=None if spent is None or self.spent_before is None else self.spent_before + spent,
             batch=batch_view,
+            stopping=eng is not None and eng.stopped is not None,
         )
 
     def ingest_options(self, request: Any) -> IngestOptions:
