@@ -169,3 +169,19 @@ def test_the_openai_compatible_provider_drains_too(tmp_path: Path, fake_openai_f
         answered, requests = fake.stats.answered, fake.stats.requests
     assert requests <= asked + 6  # at most those already on their way when the signal came
     assert job_counts(out).get("ok", 0) == answered >= asked, (job_counts(out), answered, asked)
+
+
+def test_with_nothing_on_the_wire_the_first_ctrl_c_stops_at_once(tmp_path: Path, fake_anthropic_factory: Any) -> None:
+    # Every request is told to come back in 30 s: after the first answer, each waits for its retry or a permit,
+    # and nothing is on the wire. Nothing is paid for, so nothing is waited for.
+    make_images(tmp_path / "in", IMAGES)
+    fake = fake_anthropic_factory(p_429=1.0, retry_after_s=30.0)
+    cli = run_cli(tmp_path, fake)
+    wait_for(lambda: fake.stats.rate_limited >= 1, cli)
+    time.sleep(0.5)
+    interrupt(cli)
+    code, took, text = finish(cli, 30)
+    assert code == 130, text
+    assert took < 10, took
+    assert "Stopping" not in text and "while stopping" not in text, text
+    assert " ".join(text.split()).startswith("imgtag: interrupted; everything answered so far is saved"), text
