@@ -41,7 +41,8 @@ def test_txt_writes_beside_each_ok_image_and_never_silently_overwrites(tmp_path:
     assert (root / "a.txt").read_bytes() == b"red, shoe, =1+2"
     assert (root / "b.txt").read_text(encoding="utf-8") == "my own caption"  # default: skip, and say so
     assert not (root / "c.txt").exists()  # failed: no caption
-    assert "1 written" in ctx.notes[0] and "1 skipped" in ctx.notes[0] and "--txt-existing" in ctx.notes[0]
+    # outside the CLI the note names the option as the Python API does
+    assert "1 written" in ctx.notes[0] and "1 skipped" in ctx.notes[0] and "txt_existing" in ctx.notes[0]
 
     # A re-export rewrites our own file (the answer changed) and still leaves the user's alone.
     ctx = context(tmp_path / "out", txt_template="{color}", ledger=ledger)
@@ -143,7 +144,7 @@ def test_metadata_jsonl_never_clobbers_a_users_file(tmp_path: Path) -> None:
     assert write_metadata_jsonl(iter(rows), ctx) == []
     assert mine.read_text(encoding="utf-8") == '{"file_name": "a.jpg", "label": "cat"}\n'
     assert ctx.refusals == [f"{mine} already exists and was not written by imgtag; move it away or pass "
-                            "--metadata-overwrite"]
+                            "metadata_overwrite"]  # the option's name outside the CLI
     ctx = context(tmp_path / "out", metadata_overwrite=True)
     assert write_metadata_jsonl(iter(rows), ctx) == [mine] and not ctx.refusals
     # From now on it is ours: re-exporting replaces it without the flag.

@@ -170,7 +170,7 @@ def test_settings_come_from_the_environment_and_imgtag_toml_as_on_the_command_li
 
 def test_problems_are_imgtag_errors_raised_before_anything_is_created(tmp_path: Path, fake: Any) -> None:
     make_images(tmp_path / "in", 1)
-    with pytest.raises(imgtag.UsageError, match="--concurrency must be"):
+    with pytest.raises(imgtag.UsageError, match=r"^concurrency must be"):
         imgtag.tag("in", out="o", concurrency=0)
     with pytest.raises(imgtag.ConfigurationError, match="unknown preset"):
         imgtag.tag("in", out="o", preset="no-such-preset")
@@ -328,3 +328,86 @@ def test_a_stopper_stopped_before_the_run_stops_it_at_once(tmp_path: Path, fake:
     result = imgtag.tag(tmp_path / "in", out=tmp_path / "out", stop=stopper)
     assert result.interrupted and result.exit_code == 130 and result.ok == 0
     assert fake.stats.messages_requests == 0
+
+
+def test_api_errors_name_the_parameters_and_the_cli_its_flags(fake: Any, tmp_path: Path,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """An API error named the CLI's flag ("--budget must be ..." for tag(budget=-1)); it names the parameter the
+    caller wrote now, while the command line says exactly what it said."""
+    from imagegen import one_sentence, run_cli
+
+    make_images(tmp_path / "in", 1)
+    (tmp_path / "file").write_text("x")
+    cases = [
+        (lambda: imgtag.tag("in", out="o", budget=-1), "budget must be an amount in USD above 0, not -1",
+         ["run", "in", "--out", "o", "--budget", "-1"], "--budget must be an amount in USD above 0, not -1"),
+        (lambda: imgtag.tag("in", out="o", mode="later"), "mode must be sync or batch, not 'later'",
+         ["run", "in", "--out", "o", "--mode", "later"], "--mode must be sync or batch, not 'later'"),
+        (lambda: imgtag.tag("in", out="file"), "out file is a file, not a folder",
+         ["run", "in", "--out", "file"], "--out file is a file, not a folder"),
+        (lambda: imgtag.tag("in", out="o", detach=True), "detach only applies to mode='batch'",
+         ["run", "in", "--out", "o", "--detach"], "--detach only applies to --mode batch"),
+        (lambda: imgtag.tag("in", out="o", price_in=1), "give both price_in and price_out",
+         ["run", "in", "--out", "o", "--price-in", "1"], "give both --price-in and --price-out"),
+        (lambda: imgtag.tag("in", out="o", fields=["a:str"]), "fields describe the answer to a prompt",
+         ["run", "in", "--out", "o", "--field", "a:str"], "--field describes the answer to a --prompt"),
+        (lambda: imgtag.estimate("in", images_per_request=0), "images_per_request must be between 1 and",
+         ["scan", "in", "--images-per-request", "0"], "--images-per-request must be between 1 and"),
+        (lambda: imgtag.estimate("in", detail="huge"), "detail must be one of",
+         ["scan", "in", "--detail", "huge"], "--detail must be one of"),
+        (lambda: imgtag.tag("in", out="o", lang="xx-nope"), "lang",
+         ["run", "in", "--out", "o", "--lang", "xx-nope"], "--lang"),
+    ]
+    for call, api_words, args, cli_words in cases:
+        with pytest.raises(imgtag.ImgtagError) as info:
+            call()
+        assert api_words in str(info.value) and "--" not in str(info.value), str(info.value)
+        code, output = run_cli(args, fake.env(), monkeypatch)
+        assert code == 2 and cli_words in one_sentence(output), output
+    assert not (tmp_path / "o").exists()
+
+
+# Strings under src/imgtag (outside cli/) that keep a flag's spelling on purpose; any other message names a setting
+# through config/options.py `option()`, so the Python API names its parameter and the CLI its flag.
+FLAGS_KEPT = {
+    "app/messages.py": "commands a person types (`imgtag run ... --mode batch`, `imgtag cancel --out`)",
+    "app/prune.py": "the command a person types (`imgtag prune --out X --yes`)",
+    "app/run.py": "the command a person types (`imgtag export --format ...`)",
+    "app/runner.py": "the budget stop's sentence: the lead's file this session, to convert with option('budget')",
+    "config/options.py": "the flags themselves",
+    "config/runconfig.py": "budget_source's default, for a RunConfig built without the settings path",
+    "events/jsonl.py": "--events is the command line's own (the API takes on_event)",
+    "export/targets.py": "the flags of a command a person types (`imgtag export --preset ... --model ...`)",
+    "export/xmp_embed.py": "a file's reason, kept in the store (read by both clients later)",
+    "ingest/pipeline.py": "a file's reason, kept in the store",
+    "ingest/preprocess.py": "a file's reason, kept in the store",
+    "presets/quick.py": "the CLI's own example, and the preset's description, kept in the store",
+    "pricing/user_prices.py": "where a model's prices came from, said by the CLI only",
+    "request/distributed/cluster.py": "Ray's own command (`ray start --head`)",
+}
+
+
+def test_messages_name_settings_through_option() -> None:
+    """Every string under src/imgtag outside cli/ that spells a flag (--name) is in a module FLAGS_KEPT explains."""
+    import ast
+    import re
+
+    root = Path(imgtag.__file__).parent
+    flag = re.compile(r"--[a-z][a-z-]+")
+    found: dict[str, list[str]] = {}
+    for path in sorted(root.rglob("*.py")):
+        rel = path.relative_to(root).as_posix()
+        if rel.startswith("cli/"):
+            continue
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        docstrings = {id(node.body[0].value) for node in ast.walk(tree)
+                      if isinstance(node, ast.Module | ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef)
+                      and node.body and isinstance(node.body[0], ast.Expr)
+                      and isinstance(node.body[0].value, ast.Constant)}
+        for node in ast.walk(tree):
+            if (isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in docstrings
+                    and flag.search(node.value)):
+                found.setdefault(rel, []).append(f"{rel}:{node.lineno}: {node.value[:60]!r}")
+    unexplained = [line for rel, lines in found.items() if rel not in FLAGS_KEPT for line in lines]
+    assert not unexplained, "\n".join(unexplained)
+    assert set(FLAGS_KEPT) <= set(found), set(FLAGS_KEPT) - set(found)  # an entry no longer needed goes

@@ -122,9 +122,11 @@ def test_one_request_window_is_singular():
 
 
 def test_server_sentence_is_not_doubly_punctuated():
+    from imgtag.config.options import cli_naming
     from imgtag.providers.openai_wire import classify
 
-    err = classify(404, "The model `llava` does not exist.", {}, {}, None, "OPENAI_API_KEY")
+    with cli_naming():  # as the command line words it (the Python API names the parameter: check model)
+        err = classify(404, "The model `llava` does not exist.", {}, {}, None, "OPENAI_API_KEY")
     assert "does not exist; check --model" in str(err)
 
 

@@ -67,7 +67,7 @@ def test_users_title_and_description_are_kept_and_counted(tmp_path: Path, store:
     assert _langs(got, "Title") == {"x-default": "Grandma at the lake"}
     assert _langs(got, "Description") == {"x-default": "Summer 1998"}
     assert got["XMP-dc:Subject"] == ["family", "西湖", "boat"]  # keywords are still added
-    assert any("kept 1 title and 1 description" in n and "--xmp-overwrite-text" in n for n in ctx.notes), ctx.notes
+    assert any("kept 1 title and 1 description" in n and "xmp_overwrite_text" in n for n in ctx.notes), ctx.notes
 
     # imgtag's own text is replaced when the answer changes; the user's still is not
     changed = dict(FIELDS, title="夕阳", description="湖上的船。")

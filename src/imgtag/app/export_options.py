@@ -5,13 +5,15 @@ from __future__ import annotations
 from typing import Any
 
 from imgtag.config.errors import UsageError
+from imgtag.config.options import option
 
 
 def export_options(txt_template: str | None, txt_existing: str | None, metadata_overwrite: bool) -> dict[str, Any]:
     from imgtag.export.beside import EXISTING_POLICIES
 
     if txt_existing is not None and txt_existing not in EXISTING_POLICIES:
-        raise UsageError(f"--txt-existing must be one of {', '.join(EXISTING_POLICIES)}, not {txt_existing!r}")
+        raise UsageError(f"{option('txt_existing')} must be one of {', '.join(EXISTING_POLICIES)}, "
+                         f"not {txt_existing!r}")
     return {"txt_template": txt_template, "txt_existing": txt_existing,
             "metadata_overwrite": metadata_overwrite or None}
 
@@ -21,8 +23,8 @@ def xlsx_options(formats: str, thumbnails: bool | None) -> dict[str, Any]:
     from imgtag.export import parse_formats
 
     if thumbnails and "xlsx" not in parse_formats(formats):
-        raise UsageError(f"--xlsx-thumbnails puts thumbnails in results.xlsx, but --format {formats} writes no xlsx; "
-                         "add xlsx to --format")
+        raise UsageError(f"{option('xlsx_thumbnails')} puts thumbnails in results.xlsx, but "
+                         f"{option('formats', formats)} writes no xlsx; add xlsx to {option('formats')}")
     return {} if thumbnails is None else {"xlsx_thumbnails": thumbnails}
 
 
@@ -37,7 +39,7 @@ def xmp_options(formats: str, xmp_name: str | None, xmp_touch: bool, overwrite_t
     options: dict[str, Any] = {}
     if xmp_name is not None:
         if xmp_name not in ("full", "stem"):
-            raise UsageError(f"--xmp-name must be full or stem, not {xmp_name!r}")
+            raise UsageError(f"{option('xmp_name')} must be full or stem, not {xmp_name!r}")
         options["xmp_name"] = xmp_name
     if xmp_touch:
         options["xmp_touch"] = True

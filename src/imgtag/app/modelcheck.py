@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from imgtag.config.options import option
 from imgtag.config.tomlfile import did_you_mean
 
 
@@ -27,8 +28,8 @@ async def provider_models(provider: Any) -> list[str] | None:
 def warning(model_id: str, provider: str, listed: list[str] | None, known: list[str], has_prices: bool) -> str | None:
     """One sentence for the user, or None when the model is known and priced."""
     price_note = ("" if has_prices else "; its prices are unknown, so costs show as unknown (set them in imgtag.toml "
-                  f"[models.\"{model_id}\"] input and output, or with --price-in and --price-out, to count them "
-                  "and to use --budget)")
+                  f"[models.\"{model_id}\"] input and output, or with {option('price_in')} and {option('price_out')}, "
+                  f"to count them and to use {option('budget')})")
     if listed is not None and model_id not in listed:
         # only names this key can use: a catalogue model of another provider (gpt-4o for Anthropic) would 404
         hint = did_you_mean(model_id, served_names(listed))

@@ -11,23 +11,25 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from imgtag.config.errors import UsageError
+from imgtag.config.options import option
 
 
 def check_out(out: Path) -> None:
     """--out must be a folder, or creatable as one: not a file, not under a file, not read-only."""
     if out.exists():
         if not out.is_dir():
-            raise UsageError(f"--out {out} is a file, not a folder; choose a folder for imgtag.db and the exports")
+            raise UsageError(f"{option('out')} {out} is a file, not a folder; choose a folder for imgtag.db and the "
+                             "exports")
         if not os.access(out, os.W_OK | os.X_OK):
-            raise UsageError(f"--out {out} is not writable (read-only folder or file system)")
+            raise UsageError(f"{option('out')} {out} is not writable (read-only folder or file system)")
         return
     parent = out.absolute().parent
     while not parent.exists():
         parent = parent.parent
     if not parent.is_dir():
-        raise UsageError(f"--out {out} cannot be created: {parent} is a file, not a folder")
+        raise UsageError(f"{option('out')} {out} cannot be created: {parent} is a file, not a folder")
     if not os.access(parent, os.W_OK | os.X_OK):
-        raise UsageError(f"--out {out} cannot be created: {parent} is not writable")
+        raise UsageError(f"{option('out')} {out} cannot be created: {parent} is not writable")
     _probe(out, parent)
 
 
@@ -42,7 +44,7 @@ def _probe(out: Path, parent: Path) -> None:
     except FileExistsError:  # made meanwhile by someone else: usable
         return
     except OSError as exc:
-        raise UsageError(f"--out {out} cannot be created: {parent} does not accept new folders "
+        raise UsageError(f"{option('out')} {out} cannot be created: {parent} does not accept new folders "
                          f"({exc.strerror or exc})") from None
     first.rmdir()
 
@@ -73,8 +75,8 @@ def check_inputs(inputs: Sequence[str], exclude: Sequence[str] = ()) -> None:
             # The output folder is never walked (its store and exports are not images to tag), so this input
             # would give nothing: say why rather than "no files to tag" of a folder full of images.
             inside = os.path.join(arg.rstrip("/\\") or arg, "imgtag-out")
-            raise UsageError(f"--out {arg} is the folder to tag; imgtag never tags its own output folder, so give "
-                             f"another one, e.g. --out {inside}")
+            raise UsageError(f"{option('out')} {arg} is the folder to tag; imgtag never tags its own output folder, "
+                             f"so give another one, e.g. {option('out', inside)}")
     missing: list[str] = []
     empty: list[str] = []
     found = False

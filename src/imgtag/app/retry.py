@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 
 from imgtag.app.settings import DEFAULT_CONCURRENCY, Settings
 from imgtag.config.errors import UsageError
+from imgtag.config.options import option
 
 if TYPE_CHECKING:
     from imgtag.app.retry_plan import RetryPlan
@@ -26,10 +27,10 @@ def plan_retry(out: str | os.PathLike[str] | None, settings: Settings, *, force:
     from imgtag.app.flagcheck import number_problem
     from imgtag.app.retry_plan import retry_plan
 
-    budget_source = settings.source(budget, "budget", "--budget")
+    budget_source = settings.source(budget, "budget", option("budget"))
     budget = settings.pick(budget, "budget")
     concurrency = settings.pick(concurrency, "concurrency", DEFAULT_CONCURRENCY)
-    if problem := number_problem({"--budget": budget, "--concurrency": concurrency}):
+    if problem := number_problem({"budget": budget, "concurrency": concurrency}):
         raise UsageError(problem)
     folder = settings.out(out)
     if not (folder / "imgtag.db").is_file():

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 from imgtag.app.settings import DEFAULT_CONCURRENCY, DEFAULT_FORMATS, DEFAULT_PRESET, DEFAULT_PROVIDER, Settings
 from imgtag.app.stopping import GRACE_S
 from imgtag.config.errors import BudgetError, ProviderError, UsageError
+from imgtag.config.options import option
 
 if TYPE_CHECKING:  # imported where used: configuration errors must not pay for them (bench/startup.py)
     from imgtag.app.runner import Run, RunOutcome
@@ -55,19 +56,19 @@ def run_config(paths: Sequence[str], settings: Settings, *, out: str | os.PathLi
     are one UsageError each, before anything is created."""
     mode = settings.pick(mode, "mode", "sync")
     format_list = settings.pick(_joined(formats), "formats", DEFAULT_FORMATS)
-    budget_source = settings.source(budget, "budget", "--budget")
+    budget_source = settings.source(budget, "budget", option("budget"))
     budget = settings.pick(budget, "budget")
     concurrency = settings.pick(concurrency, "concurrency", DEFAULT_CONCURRENCY)
     if mode not in ("sync", "batch"):
-        raise UsageError(f"--mode must be sync or batch, not {mode!r}")
+        raise UsageError(f"{option('mode')} must be sync or batch, not {mode!r}")
     from imgtag.app.flagcheck import detach_problem, number_problem
 
     if problem := number_problem({
-            "--concurrency": concurrency, "--workers": workers, "--timeout": timeout, "--max-attempts": max_attempts,
-            "--budget": budget, "--price-in": price_in, "--price-out": price_out, "--min-side": min_side,
-            "--max-megapixels": max_megapixels, "--batch-max-requests": batch_max_requests,
-            "--batch-max-mb": batch_max_mb, "--poll-interval": poll_interval, "--ray-actors": ray_actors,
-            "--ray-batch-size": ray_batch_size}) or detach_problem(detach, mode):
+            "concurrency": concurrency, "workers": workers, "timeout": timeout, "max_attempts": max_attempts,
+            "budget": budget, "price_in": price_in, "price_out": price_out, "min_side": min_side,
+            "max_megapixels": max_megapixels, "batch_max_requests": batch_max_requests,
+            "batch_max_mb": batch_max_mb, "poll_interval": poll_interval, "ray_actors": ray_actors,
+            "ray_batch_size": ray_batch_size}) or detach_problem(detach, mode):
         raise UsageError(problem)
     from imgtag.request.pack_limits import check_images_per_request
 
@@ -104,9 +105,12 @@ def quick_preset(prompt: str | None, fields: list[str], preset: str | None, sett
     from imgtag.presets.quick import quick_spec
 
     if prompt is None:
-        raise UsageError("--field describes the answer to a --prompt; give --prompt too, or leave --field out")
+        field, ask = option("fields"), option("prompt")
+        verb = "describe" if field == "fields" else "describes"  # fields=[...] names several; --field is repeated
+        raise UsageError(f"{field} {verb} the answer to a {ask}; give {ask} too, or leave {field} out")
     if preset is not None and settings.environ.get("IMGTAG_PRESET") != preset:  # given, not the environment's
-        raise UsageError("give --preset or --prompt, not both: --prompt is a task of its own")
+        ask = option("prompt")
+        raise UsageError(f"give {option('preset')} or {ask}, not both: {ask} is a task of its own")
     return quick_spec(prompt, fields)  # a bad spec: PresetError, one sentence
 
 
@@ -119,7 +123,7 @@ def build_config(paths: Sequence[str], out: Path, settings: Settings, *, preset:
     from imgtag.presets.language import lang_problem
 
     chosen_lang = settings.pick(lang, "lang")
-    if problem := lang_problem(chosen_lang, settings.source(lang, "lang", "--lang")):
+    if problem := lang_problem(chosen_lang, settings.source(lang, "lang", option("lang"))):
         raise UsageError(problem)
     chosen = settings.categories(categories if categories is None or isinstance(categories, str) else list(categories))
     if stdin is None and "-" in paths:
@@ -163,7 +167,7 @@ def open_store(out: Path, *, create: bool = True, lock: bool = True, read_only: 
     except FileNotFoundError as exc:
         raise UsageError(str(exc)) from None
     except OSError as exc:  # read-only, no space, not a folder: one sentence, no traceback
-        raise UsageError(f"cannot use --out {out}: {exc.strerror or exc}") from None
+        raise UsageError(f"cannot use {option('out')} {out}: {exc.strerror or exc}") from None
 
 
 @dataclass
@@ -183,23 +187,26 @@ def prepare(cfg: RunConfig) -> Prepared:
     target = resolve(cfg)
     check_export_options(cfg.formats, cfg.export_options, target.preset.fields, target.preset.txt_template)
     if (cfg.price_in is None) != (cfg.price_out is None):
-        raise UsageError("give both --price-in and --price-out (USD per million tokens), or neither")
+        raise UsageError(f"give both {option('price_in')} and {option('price_out')} (USD per million tokens), or "
+                         "neither")
     preflight(cfg)
     cls = provider_class(cfg.provider)
     cls.check_run(cfg, target)  # what it cannot serve: exit 2, dry runs too
     if cfg.mode == "batch" and not cls.capabilities.batch:  # refused before the store exists (issue 17.5)
-        raise ProviderError(f"--mode batch needs a provider with a batch API; {cfg.provider!r} has none "
-                            "(use --mode sync)")
+        raise ProviderError(f"{option('mode', 'batch')} needs a provider with a batch API; {cfg.provider!r} has "
+                            f"none (use {option('mode', 'sync')})")
     if cfg.images_per_request > 1 and cfg.mode != "batch" and not hasattr(cls, "send_params"):
         # the engine packs only through send_params (request/packing.py): said, not silently one per request
-        raise UsageError(f"--images-per-request {cfg.images_per_request}: the {cfg.provider} provider sends one image "
-                         "per request in sync mode" + (" (--mode batch packs them)" if cls.capabilities.batch
-                                                       else "; leave --images-per-request out"))
+        raise UsageError(f"{option('images_per_request', cfg.images_per_request)}: the {cfg.provider} provider "
+                         "sends one image per request in sync mode"
+                         + (f" ({option('mode', 'batch')} packs them)" if cls.capabilities.batch
+                            else f"; leave {option('images_per_request')} out"))
     if cfg.budget is not None and target.model.prices is None:
         raise BudgetError(f"{cfg.budget_source} cannot be enforced: the prices of {target.model.id} are unknown"
                           f"{_misspelt(target.model.id)}; "
                           f"set them in imgtag.toml ([models.\"{target.model.id}\"] input and output) or with "
-                          "--price-in and --price-out (USD per million tokens; 0 for a free local model)")
+                          f"{option('price_in')} and {option('price_out')} (USD per million tokens; 0 for a free "
+                          "local model)")
     provider_obj = None if cfg.dry_run else open_provider(cfg)
     if provider_obj is not None and cfg.mode == "batch":
         from imgtag.providers.batch_api import batch_unavailable

@@ -35,8 +35,7 @@ class ScanSession:
         from imgtag.app.run import build_config, preflight, resolve
         from imgtag.request.pack_limits import check_images_per_request
 
-        if problem := number_problem({"--min-side": min_side, "--max-megapixels": max_megapixels,
-                                      "--workers": workers}):
+        if problem := number_problem({"min_side": min_side, "max_megapixels": max_megapixels, "workers": workers}):
             raise UsageError(problem)
         if (problem := check_images_per_request(images_per_request)) is not None:
             raise UsageError(problem)

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from imgtag.config.errors import UsageError
+from imgtag.config.options import option
 
 DEFAULT_OUT = Path("imgtag-out")
 DEFAULT_PRESET = "ecommerce"
@@ -97,15 +98,16 @@ class Settings:
         return self.base_url(None, meta.get("provider") if meta else None)
 
     def categories(self, given: str | list[str] | None) -> list[str] | None:
-        return parse_categories(self.pick(given, "categories"), self.source(given, "categories", "--categories"))
+        return parse_categories(self.pick(given, "categories"), self.source(given, "categories", option("categories")))
 
 
-def parse_categories(value: str | list[str] | None, label: str = "--categories") -> list[str] | None:
+def parse_categories(value: str | list[str] | None, label: str | None = None) -> list[str] | None:
     """"a,b,c", "@file.txt" (one a line, # for comments) or a list; None when none was given. A value that names
     no category (",,", a file of comments) is refused: running without the list the user meant to give is not
     what they asked for. `label` is where the value was set (the flag, the variable or imgtag.toml)."""
     if not value or (isinstance(value, str) and not value.strip()):
         return None
+    label = label or option("categories")
     if isinstance(value, list):  # a TOML list in imgtag.toml, or a Python list
         items = [str(item).strip() for item in value]
     elif value.startswith("@"):

@@ -41,8 +41,11 @@ class _Commands(FastGroup):
     """The app's commands, with one place that turns any ImgtagError into its sentence and exit code."""
 
     def invoke(self, ctx: Any) -> Any:
+        from imgtag.config.options import cli_naming
+
         try:
-            return super().invoke(ctx)
+            with cli_naming():  # messages name flags, not the Python API's parameters (config/options.py)
+                return super().invoke(ctx)
         except ImgtagError as exc:
             raise _fail(str(exc), exc.exit_code) from None
         except KeyboardInterrupt:

@@ -80,9 +80,9 @@ def _exiftool_installed() -> bool:
 
 
 def _missing_exiftool() -> str:
-    from imgtag.export.exiftool import MISSING_EXIFTOOL
+    from imgtag.export.exiftool import missing_exiftool
 
-    return MISSING_EXIFTOOL
+    return missing_exiftool()
 
 
 # Formats that need an optional extra: name -> (is it installed?, the sentence saying how to get it).

@@ -19,6 +19,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
+from imgtag.config.options import option
 from imgtag.export.beside import Tally, place
 from imgtag.export.results import _clean
 from imgtag.export.rows import ExportContext, ResultRow
@@ -38,13 +39,14 @@ def check_template(template: str, fields: Sequence[str]) -> None:
             continue
         name = m.group(1)
         if name is None:
-            raise ValueError(f"--txt-template {template!r} has a lone {token!r}; write {token * 2} for a literal one")
+            raise ValueError(f"{option('txt_template')} {template!r} has a lone {token!r}; write {token * 2} for a "
+                             "literal one")
         if name.strip() not in fields:
-            raise ValueError(f"--txt-template names {{{name}}}, which is not a field of this preset "
+            raise ValueError(f"{option('txt_template')} names {{{name}}}, which is not a field of this preset "
                              f"(fields: {', '.join(fields)})")
     if not any(m.group(1) for m in _PLACEHOLDER.finditer(template)):
-        raise ValueError(f"--txt-template {template!r} names no field; use e.g. {{{fields[0]}}}" if fields
-                         else "--txt-template names no field")
+        raise ValueError(f"{option('txt_template')} {template!r} names no field; use e.g. {{{fields[0]}}}" if fields
+                         else f"{option('txt_template')} names no field")
 
 
 def render(template: str, fields: dict[str, Any]) -> str:
@@ -98,7 +100,7 @@ def write_txt(rows: Iterable[ResultRow], ctx: ExportContext) -> list[Path]:
     claimed.close()
     ctx.notes.append(tally.line(f"captions beside the images, template {template}",
                                 hint="existing .txt files that imgtag did not write were left as they are "
-                                     "(--txt-existing overwrite|append|prepend to change that)"))
+                                     f"({option('txt_existing')} overwrite|append|prepend to change that)"))
     return []
 
 

@@ -23,8 +23,12 @@ import threading
 from collections.abc import Sequence
 from typing import Any
 
-MISSING_EXIFTOOL = ("--format xmp-embed needs exiftool, which is not installed "
-                    "(Debian/Ubuntu: apt install libimage-exiftool-perl; macOS: brew install exiftool)")
+from imgtag.config.options import option
+
+
+def missing_exiftool() -> str:
+    return (f"{option('formats', 'xmp-embed')} needs exiftool, which is not installed "
+            "(Debian/Ubuntu: apt install libimage-exiftool-perl; macOS: brew install exiftool)")
 _TIMEOUT = 120.0  # seconds for one command; a huge TIFF on a slow disk stays well inside
 
 

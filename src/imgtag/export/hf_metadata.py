@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
+from imgtag.config.options import option
 from imgtag.export.atomic import atomic_write
 from imgtag.export.columns import Column, coerce, field_columns
 from imgtag.export.jsonline import one_line
@@ -105,7 +106,8 @@ def _open(folder: str, ctx: ExportContext, stack: contextlib.ExitStack) -> _Grou
     target = os.path.join(folder, METADATA_NAME)
     if not ctx.metadata_overwrite and _foreign(target, ctx):
         ctx.refusals.append(
-            f"{target} already exists and was not written by imgtag; move it away or pass --metadata-overwrite"
+            f"{target} already exists and was not written by imgtag; move it away or pass "
+            f"{option('metadata_overwrite')}"
         )
         return _Group(target, None)
     try:

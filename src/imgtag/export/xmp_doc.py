@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 
 from lxml import etree
 
+from imgtag.config.options import option
 from imgtag.export.xmp_digikam import TAGSLIST, with_tagslist
 from imgtag.export.xmp_map import NS, PROPERTIES, XmpValues
 from imgtag.util.words import plural
@@ -352,7 +353,7 @@ def kept_note(fmt: str, kept: Counter[str], files: int, unit: str) -> str | None
     parts = [plural(kept[prop], name) for prop, name in _TEXT_NAMES.items() if kept[prop]]
     listed = parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + " and " + parts[-1]
     return (f"{fmt}: kept {listed} that imgtag did not write (in {plural(files, unit)}); "
-            "--xmp-overwrite-text replaces them")
+            f"{option('xmp_overwrite_text')} replaces them")
 
 
 def failed_note(fmt: str, failed: list[tuple[str, str]], what: str, examples: int = 3, reasons: int = 5) -> str:

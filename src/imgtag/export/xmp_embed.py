@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from imgtag.export.atomic import _fsync_dir
-from imgtag.export.exiftool import MISSING_EXIFTOOL, Exiftool, ExiftoolError, find_exiftool
+from imgtag.export.exiftool import Exiftool, ExiftoolError, find_exiftool, missing_exiftool
 from imgtag.export.rows import ExportContext, ResultRow
 from imgtag.export.xmp_doc import XmpError, failed_note, kept_note, merge, parse, summary_of
 from imgtag.export.xmp_map import XmpValues, rows_with_values
@@ -57,7 +57,7 @@ def exiftool_available() -> bool:
 
 
 def missing_exiftool_message() -> str:
-    return MISSING_EXIFTOOL
+    return missing_exiftool()
 
 
 def write_xmp_embed(rows: Iterable[ResultRow], ctx: ExportContext) -> list[Path]:

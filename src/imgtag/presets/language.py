@@ -5,6 +5,8 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
+from imgtag.config.options import option
+
 # Names the model understands unambiguously. Chinese needs the script: "Chinese" alone lets the model
 # pick Traditional characters, which a mainland shop back end does not want.
 LANGUAGE_NAMES: dict[str, str] = {
@@ -97,7 +99,7 @@ def known_codes() -> list[str]:
     return sorted(code for code in LANGUAGE_NAMES if "-" not in code)
 
 
-def lang_problem(lang: str | None, source: str = "--lang") -> str | None:
+def lang_problem(lang: str | None, source: str | None = None) -> str | None:
     """One sentence when `lang` looks like a language code but names no language this module knows, else None.
 
     Accepted: a known code, or a well-formed BCP-47 tag whose primary language is known ("zh-Hant", "pt-BR",
@@ -114,5 +116,6 @@ def lang_problem(lang: str | None, source: str = "--lang") -> str | None:
     primary = code.split("-", 1)[0]
     hint = (f" (did you mean {_COUNTRY_NOT_LANGUAGE[primary]!r}?)" if primary in _COUNTRY_NOT_LANGUAGE
             else did_you_mean(primary, known_codes(), cutoff=0.5))
-    return (f"{source} {lang!r} is not a language code imgtag knows{hint}; known codes: {', '.join(known_codes())}"
+    return (f"{source or option('lang')} {lang!r} is not a language code imgtag knows{hint}; known codes: "
+            f"{', '.join(known_codes())}"
             " (a region or script may follow, e.g. pt-BR, zh-Hant), or give the language's name, e.g. Cantonese")

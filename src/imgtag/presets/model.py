@@ -20,6 +20,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Literal, cast
 
+from imgtag.config.options import option
 from imgtag.presets.checks import DETAIL_LEVELS, check_complete, check_keys, check_titles
 from imgtag.presets.errors import PresetError
 from imgtag.presets.files import SUFFIXES, read_preset_file
@@ -88,7 +89,7 @@ def load_preset(
         data = _builtin_data(name_or_path)
         name = name_or_path
     elif is_quick(name_or_path):  # --prompt: built here, checked like a user's file
-        label = "--prompt"
+        label = option("prompt")
         name, data = quick_data(name_or_path)
     else:
         path = Path(name_or_path)
@@ -284,9 +285,9 @@ def with_detail(preset: Preset, detail: str | None = None, max_edge: int | None 
     if detail is None and max_edge is None:
         return preset
     if detail is not None and detail not in DETAIL_LEVELS:
-        raise PresetError(f"--detail must be one of {', '.join(DETAIL_LEVELS)}, not {detail!r}")
+        raise PresetError(f"{option('detail')} must be one of {', '.join(DETAIL_LEVELS)}, not {detail!r}")
     if max_edge is not None and not MIN_EDGE <= max_edge <= MAX_EDGE:
-        raise PresetError(f"--max-edge must be between {MIN_EDGE} and {MAX_EDGE} px, not {max_edge}")
+        raise PresetError(f"{option('max_edge')} must be between {MIN_EDGE} and {MAX_EDGE} px, not {max_edge}")
     changed = dataclasses.replace(preset, detail=cast(DetailLevel, detail or preset.detail),
                                   max_edge=max_edge if max_edge is not None else preset.max_edge)
     return dataclasses.replace(changed, version=version_of(changed))

@@ -15,6 +15,7 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
+from imgtag.config.options import for_cli, option
 from imgtag.presets.errors import PresetError
 
 PREFIX = "prompt:"
@@ -50,15 +51,15 @@ def parse_fields(specs: Sequence[str]) -> list[tuple[str, str]]:
         name, kind = name.strip(), (kind.strip().replace(" ", "") if sep else "str")
         kind = ALIASES.get(kind, kind)
         if not _NAME.fullmatch(name):
-            raise PresetError(f"--field {spec!r}: the name must be letters, digits and _ (not starting with a "
-                              f"digit), as in --field person:bool")
+            raise PresetError(f"{option('fields')} {spec!r}: the name must be letters, digits and _ (not starting "
+                              f"with a digit), as in {option('fields', 'person:bool')}")
         if kind not in TYPES:
-            raise PresetError(f"--field {spec!r}: the type must be one of {kinds}")
+            raise PresetError(f"{option('fields')} {spec!r}: the type must be one of {kinds}")
         if any(name == seen for seen, _ in fields):
-            raise PresetError(f"--field {name!r} is given twice")
+            raise PresetError(f"{option('fields')} {name!r} is given twice")
         fields.append((name, kind))
     if len(fields) > MAX_FIELDS:
-        raise PresetError(f"--field: at most {MAX_FIELDS} fields, not {len(fields)}")
+        raise PresetError(f"{option('fields')}: at most {MAX_FIELDS} fields, not {len(fields)}")
     return fields or [DEFAULT_FIELD]
 
 
@@ -66,7 +67,8 @@ def quick_spec(prompt: str, field_specs: Sequence[str]) -> str:
     """The preset string for a prompt and its --field specs (checked here, before anything is created)."""
     text = prompt.strip()
     if not text:
-        raise PresetError("--prompt is empty: give the question or task, e.g. --prompt \"Is there a person?\"")
+        example = '--prompt "Is there a person?"' if for_cli() else "prompt='Is there a person?'"
+        raise PresetError(f"{option('prompt')} is empty: give the question or task, e.g. {example}")
     fields = parse_fields(field_specs)
     return PREFIX + json.dumps({"prompt": text, "fields": [list(f) for f in fields]}, ensure_ascii=False,
                                separators=(",", ":"))
@@ -83,7 +85,7 @@ def quick_data(spec: str) -> tuple[str, dict[str, Any]]:
         prompt = str(raw["prompt"])
         fields = parse_fields([f"{name}:{kind}" for name, kind in raw["fields"]])
     except (ValueError, KeyError, TypeError) as exc:
-        raise PresetError(f"a --prompt preset could not be read from the store ({exc})") from None
+        raise PresetError(f"a {option('prompt')} preset could not be read from the store ({exc})") from None
     props = {name: dict(TYPES[kind][0]) for name, kind in fields}
     listing = "\n".join(f"- {name}: {TYPES[kind][1]}" for name, kind in fields)
     # Named by a hash of prompt and fields: two prompts in one --out are two targets with their own folders.

@@ -13,6 +13,7 @@ from typing import Any
 
 import anthropic
 
+from imgtag.config.options import option
 from imgtag.providers.anthropic_wire import answer_from_message, build_params, classify_status
 from imgtag.providers.base import (
     ImageInput,
@@ -44,7 +45,8 @@ PERMANENT_ERRORS = frozenset({"invalid_request_error", "request_too_large", "not
                               "authentication_error", "permission_error", "billing_error"})
 LIST_PAGE = 100
 PROBE_TIMEOUT_S = 15.0
-NO_BATCH_API = "this server has no Message Batches API; run without --mode batch"
+def no_batch_api() -> str:
+    return f"this server has no Message Batches API; run without {option('mode', 'batch')}"
 
 
 def request_bytes(params: dict[str, Any]) -> int:
@@ -82,7 +84,7 @@ class AnthropicBatches:
         try:
             client.messages.batches.list(limit=1)
         except anthropic.APIStatusError as exc:
-            return NO_BATCH_API if exc.status_code in (404, 405, 501) else None
+            return no_batch_api() if exc.status_code in (404, 405, 501) else None
         except anthropic.AnthropicError:
             return None  # unreachable, timed out: the run says it with its own words
         finally:

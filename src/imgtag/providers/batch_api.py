@@ -17,6 +17,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any, Protocol
 
+from imgtag.config.options import option
 from imgtag.providers.messages import ImageInput, ModelAnswer, RequestOptions
 
 # Batch processing states, as batch mode understands them (an implementation maps its own onto these).
@@ -131,6 +132,6 @@ def batch_unavailable(provider: Any) -> str | None:
     hook = getattr(provider, "batch_api", None)
     api = hook() if hook is not None else None
     if api is None:
-        return f"--mode batch needs a provider with a batch API; {provider.name!r} has none"
+        return f"{option('mode', 'batch')} needs a provider with a batch API; {provider.name!r} has none"
     probe = getattr(api, "unavailable", None)  # optional for BatchAPI implementations written before it
     return probe() if probe is not None else None

@@ -20,6 +20,7 @@ from typing import Any, Protocol
 
 import openai
 
+from imgtag.config.options import option
 from imgtag.providers.base import (
     Fatal,
     ImageInput,
@@ -306,8 +307,8 @@ def _batch_error(batch: Any) -> str:
 
 
 def _no_batch_api(where: str, what: str) -> str:
-    return (f"{where} has no OpenAI Batch API (GET /v1/batches {what}), so --mode batch cannot run there; "
-            "use --mode sync (vLLM, Ollama, LM Studio, llama-server and most gateways have none)")
+    return (f"{where} has no OpenAI Batch API (GET /v1/batches {what}), so {option('mode', 'batch')} cannot run "
+            f"there; use {option('mode', 'sync')} (vLLM, Ollama, LM Studio, llama-server and most gateways have none)")
 
 
 def _when(value: int | float | datetime) -> datetime:

@@ -17,6 +17,7 @@ import time
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
+from imgtag.config.options import option
 from imgtag.pricing.model_info import ModelInfo
 from imgtag.providers.adaptive import AdaptiveLimiter
 from imgtag.providers.base import (
@@ -72,8 +73,8 @@ class OpenAIProvider(SdkBacked, Provider):
         self.base_url = (base_url or os.environ.get(BASE_VARIABLE) or "").rstrip("/") or None
         self.api_key = api_key or os.environ.get(KEY_VARIABLE) or None
         if not self.api_key and not self.base_url:
-            raise ConfigError(f"no OpenAI API key: set {KEY_VARIABLE}, or point --base-url (or {BASE_VARIABLE}) "
-                              "at a local server that needs none")
+            raise ConfigError(f"no OpenAI API key: set {KEY_VARIABLE}, or point {option('base_url')} (or "
+                              f"{BASE_VARIABLE}) at a local server that needs none")
         self.official = is_openai(self.base_url)
         # max_retries=0: the engine owns every retry (one global pause on 429s, attempts counted per image).
         # A keyless local server still gets a placeholder: the SDK refuses to start without one.

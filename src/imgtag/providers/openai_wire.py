@@ -11,6 +11,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+from imgtag.config.options import option
 from imgtag.pricing.costs import Usage
 from imgtag.providers.base import (
     Fatal,
@@ -237,7 +238,7 @@ def classify(status: int, message: str, headers: Mapping[str, str], body: Any, r
     if status == 404 and "model" not in m:
         return Fatal(no_endpoint(said, base_url), error_type="not_found_error", **kw)
     if status == 404 or (status in (400, 422) and "model" in m and any(p in m for p in _UNKNOWN_MODEL)):
-        return Fatal(f"unknown model ({status}): {said}; check --model against the server's models",
+        return Fatal(f"unknown model ({status}): {said}; check {option('model')} against the server's models",
                      error_type="unknown_model", **kw)
     if (refused := request_refused(status, message, **kw)) is not None:
         return refused
@@ -253,8 +254,8 @@ def no_endpoint(said: str, base_url: str | None) -> str:
     base = (base_url or "").rstrip("/")
     if base and not base.endswith("/v1"):
         return (f"the server has no chat completions endpoint at {base}/chat/completions (404: {said}): the URL path "
-                f"is likely missing /v1; try --base-url {base}/v1")
+                f"is likely missing /v1; try {option('base_url', base + '/v1')}")
     # Named in full, so a doubled /v1 or a wrong port shows; the base URL may have come from OPENAI_BASE_URL.
     where = f"at {base}/chat/completions" if base else "there"
-    return (f"the server has no chat completions endpoint {where} (404: {said}); check the base URL (--base-url or "
-            "OPENAI_BASE_URL)")
+    return (f"the server has no chat completions endpoint {where} (404: {said}); check the base URL "
+            f"({option('base_url')} or OPENAI_BASE_URL)")

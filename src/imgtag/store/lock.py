@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 from imgtag.config.errors import StoreInUseError
+from imgtag.config.options import option
 
 
 class StoreBusyError(StoreInUseError):
@@ -26,7 +27,7 @@ class FolderLock:
             os.close(fd)
             raise StoreBusyError(
                 f"another imgtag process (pid {holder}) is using {self.path.parent}; "
-                "wait for it to finish or use a different --out"
+                f"wait for it to finish or use a different {option('out')}"
             ) from None
         os.ftruncate(fd, 0)
         os.pwrite(fd, str(os.getpid()).encode(), 0)

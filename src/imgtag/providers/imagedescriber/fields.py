@@ -16,6 +16,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from imgtag.config.options import option
 from imgtag.presets import Preset, load_preset
 from imgtag.providers.base import ConfigError, Fatal
 
@@ -34,7 +35,7 @@ def api_lang(lang: str | None) -> str:
     code = LANGUAGE_ALIASES.get(lang, lang)
     if code not in LANGUAGES:
         raise ConfigError(f"the imagedescriber API answers only in {', '.join(LANGUAGES)}; "
-                          f"--lang {lang} is not one of them")
+                          f"{option('lang', lang)} is not one of them")
     return code
 
 
@@ -44,7 +45,8 @@ def check_preset(preset: Preset) -> None:
     served = preset.name in SERVED_PRESETS and load_preset(preset.name, lang=preset.lang).version == preset.version
     if not served:
         raise ConfigError(f"the imagedescriber API returns only tags, a title and a description, so it cannot "
-                          f"fill the {preset.name!r} preset; use --preset {' or --preset '.join(SERVED_PRESETS)}")
+                          f"fill the {preset.name!r} preset; use "
+                          f"{' or '.join(option('preset', name) for name in SERVED_PRESETS)}")
 
 
 def _text(value: Any) -> str | None:

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import httpx2
 
+from imgtag.config.options import option
 from imgtag.pricing.costs import Usage
 from imgtag.providers.base import (
     Capabilities,
@@ -92,15 +93,15 @@ class ImageDescriberProvider(Provider):
     @classmethod
     def check_run(cls, cfg: RunConfig, target: Target) -> None:
         if target.model.id != MODEL_ID:
-            raise ConfigError(f"the imagedescriber API has no model choice; drop --model {target.model.id} "
+            raise ConfigError(f"the imagedescriber API has no model choice; drop {option('model', target.model.id)} "
                               f"(its answers are stored as {MODEL_ID})")
         check_preset(target.preset)
         api_lang(target.preset.lang)
         if cfg.budget is not None:
-            raise ConfigError("the imagedescriber API bills in credits, not dollars, so --budget cannot be "
+            raise ConfigError(f"the imagedescriber API bills in credits, not dollars, so {option('budget')} cannot be "
                               "enforced; limit the credits on the account instead")
         if cfg.mode != "sync":
-            raise ConfigError("the imagedescriber API has no batch mode; use --mode sync")
+            raise ConfigError(f"the imagedescriber API has no batch mode; use {option('mode', 'sync')}")
 
     def declared_limits(self) -> RateLimitSnapshot:
         return RateLimitSnapshot(requests_limit=max(1, round(self.requests_per_minute)))

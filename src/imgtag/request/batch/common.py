@@ -7,6 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from imgtag.config.options import option
 from imgtag.events import Events
 from imgtag.providers.base import Fatal, Provider, ProviderError
 from imgtag.store import Store
@@ -87,7 +88,7 @@ class BatchContext:
             hook = getattr(self.provider, "batch_api", None)
             api = hook() if hook is not None else None
             if api is None:
-                text = f"--mode batch needs a provider with a batch API; {self.provider.name!r} has none"
+                text = f"{option('mode', 'batch')} needs a provider with a batch API; {self.provider.name!r} has none"
                 raise BatchStop(text, Fatal(text, error_type="config_error"))
             self._api = api
         return self._api
@@ -108,5 +109,5 @@ def no_batch_api(api: BatchAPI, err: ProviderError) -> BatchStop | None:
     at all, a gateway in front of the real one, say. One sentence instead of "not found (404)"."""
     if not isinstance(err, Fatal) or err.http_status != 404:
         return None
-    text = f"this server has no {getattr(api, 'api_name', 'batch API')}; run without --mode batch"
+    text = f"this server has no {getattr(api, 'api_name', 'batch API')}; run without {option('mode', 'batch')}"
     return BatchStop(text, Fatal(text, http_status=404, request_id=err.request_id, error_type="not_found_error"))

@@ -12,6 +12,7 @@ import math
 import re
 from dataclasses import dataclass
 
+from imgtag.config.options import option
 from imgtag.providers.base import ProviderError
 
 REQUESTS, BYTES = "requests", "bytes"
@@ -77,9 +78,9 @@ def lowered_note(lowered: set[str], limits: BatchLimits) -> str | None:
     """Tell the user the sizes that worked, so the next run can start there instead of being refused again."""
     flags = []
     if REQUESTS in lowered:
-        flags.append(f"--batch-max-requests {limits.max_requests}")
+        flags.append(option("batch_max_requests", limits.max_requests))
     if BYTES in lowered:
-        flags.append(f"--batch-max-mb {_floor3(limits.max_bytes / HEADROOM / 1024 / 1024):g}")
+        flags.append(option("batch_max_mb", _floor3(limits.max_bytes / HEADROOM / 1024 / 1024)))
     if not flags:
         return None
     return (f"the batch API refused batches as too large, so this run sent smaller ones; pass {' '.join(flags)} "

@@ -21,6 +21,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from imgtag.config.options import option
 from imgtag.events import Events
 from imgtag.ingest.preprocess import ImageReport, PrepareRequest, prepare
 from imgtag.pricing.costs import cost_usd
@@ -95,8 +96,8 @@ class BatchRunner:
             left, held = self.stats.budget_skipped, self.stats.reserved_usd
             submitted = f"{usd(held)} reserved for the requests submitted" if held else "nothing submitted"
             self.message = (f"budget of {usd(self.ctx.cfg.budget)} reached ({submitted}): {plural(left, 'image')} "
-                            f"{'was' if left == 1 else 'were'} not submitted (run again to submit them: --budget caps "
-                            "each run)")
+                            f"{'was' if left == 1 else 'were'} not submitted (run again to submit them: "
+                            f"{option('budget')} caps each run)")
         if self.message is None:
             self.message = lowered_note(self.submitter.lowered, self.limits)
 

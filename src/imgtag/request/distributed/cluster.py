@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from imgtag.config.errors import ConfigurationError
+from imgtag.config.options import option
 from imgtag.request.distributed.ray_logs import StderrRoute
 
 AUTH_MODE = "RAY_AUTH_MODE"
@@ -75,7 +76,7 @@ def connect(address: str | None, num_cpus: int | None, log_dir: Path | None = No
         import ray
         from ray.data import DataContext
     except ImportError:
-        raise RayMissing("--engine ray needs Ray: pip install 'imgtag[ray]'") from None
+        raise RayMissing(f"{option('engine', 'ray')} needs Ray: pip install 'imgtag[ray]'") from None
     # Ray's Python warnings (token auth notice, deprecations, execution summaries) are not the operator's
     # business here: imgtag's progress line and summary are. Errors still reach ray.log.
     for name in ("ray", "ray.data"):
@@ -134,7 +135,7 @@ def _probe(address: str) -> None:
         socket.create_connection((host, port), timeout=PROBE_TIMEOUT_S).close()
     except OSError as exc:
         raise ClusterProblem(f"no Ray cluster answers at {address} ({exc.strerror or type(exc).__name__}): "
-                             "check --ray-address (or RAY_ADDRESS) and that `ray start --head` runs there; "
+                             f"check {option('ray_address')} (or RAY_ADDRESS) and that `ray start --head` runs there; "
                              "nothing was created") from None
     try:
         from ray._raylet import GcsClient  # the client ray.init uses; one call, no retries
@@ -178,15 +179,16 @@ def usage_problem(engine: str, mode: str, budget: float | None, actors: int, bat
     import importlib.util
 
     if engine not in ("local", "ray"):
-        return f"--engine must be local or ray, not {engine!r}"
+        return f"{option('engine')} must be local or ray, not {engine!r}"
     if engine != "ray":
         return None
+    ray = option("engine", "ray")
     if mode != "sync":
-        return "--engine ray runs synchronous requests only; use --mode sync (or the local engine for batch)"
+        return f"{ray} runs synchronous requests only; use {option('mode', 'sync')} (or the local engine for batch)"
     if budget is not None:
-        return "--budget is not supported with --engine ray yet (the spend cap is enforced by the local engine)"
+        return f"{option('budget')} is not supported with {ray} yet (the spend cap is enforced by the local engine)"
     if actors < 1 or batch_size < 1:
-        return "--ray-actors and --ray-batch-size must be at least 1"
+        return f"{option('ray_actors')} and {option('ray_batch_size')} must be at least 1"
     if importlib.util.find_spec("ray") is None or importlib.util.find_spec("pyarrow") is None:
-        return "--engine ray needs Ray: pip install 'imgtag[ray]'"
+        return f"{ray} needs Ray: pip install 'imgtag[ray]'"
     return None
