@@ -373,7 +373,6 @@ FLAGS_KEPT = {
     "app/messages.py": "commands a person types (`imgtag run ... --mode batch`, `imgtag cancel --out`)",
     "app/prune.py": "the command a person types (`imgtag prune --out X --yes`)",
     "app/run.py": "the command a person types (`imgtag export --format ...`)",
-    "app/runner.py": "the budget stop's sentence: the lead's file this session, to convert with option('budget')",
     "config/options.py": "the flags themselves",
     "config/runconfig.py": "budget_source's default, for a RunConfig built without the settings path",
     "events/jsonl.py": "--events is the command line's own (the API takes on_event)",
@@ -411,3 +410,12 @@ def test_messages_name_settings_through_option() -> None:
     unexplained = [line for rel, lines in found.items() if rel not in FLAGS_KEPT for line in lines]
     assert not unexplained, "\n".join(unexplained)
     assert set(FLAGS_KEPT) <= set(found), set(FLAGS_KEPT) - set(found)  # an entry no longer needed goes
+
+
+def test_a_budget_stop_names_the_parameter_in_the_api(tmp_path: Path, fake: Any) -> None:
+    """The budget stop's sentence said "--budget caps each run" to a notebook too."""
+    make_images(tmp_path / "in", 12)
+    result = imgtag.tag(tmp_path / "in", out=tmp_path / "out", model="my-gateway-model", price_in=1, price_out=5,
+                        budget=0.0015, concurrency=2)
+    assert result.exit_code == 1 and result.pending > 0, result
+    assert result.message is not None and result.message.endswith("(run again to send them: budget caps each run)")

@@ -14,6 +14,7 @@ from imgtag.app.progress import BatchView, Progress, Snapshot, progress_fields, 
 from imgtag.app.stopping import RunStopped
 from imgtag.app.summary import Summary, finished_fields, summarize
 from imgtag.config.exits import EXIT_CONFIG, EXIT_FAILED, EXIT_OK
+from imgtag.config.options import option
 from imgtag.config.runconfig import RunConfig, Target
 from imgtag.events import Events
 from imgtag.events.payloads import dollars, target_fields
@@ -272,7 +273,9 @@ class Run:
         bat = self.batcher.stats if self.batcher is not None else None  # batch mode: BatchRunner counters
         spent: float | None = (eng.stats.spent_usd if eng else 0.0) + (bat.spent_usd if bat else 0.0)
         if self.target.model.prices is None:
-            spent = None  # tokens paid at prices nobody knows: "cost unknown", never $0
+            # "cost unknown" while it runs, never $0 (issue 16): the first answer bills tokens at prices nobody
+            # gave. The summary, which knows whether any token was billed, may still say $0.00 at the end.
+            spent = None
         batch_view = None if bat is None else BatchView(submitted=bat.submitted, processing=bat.in_batches,
                                                         collected=bat.ok + bat.failed, batches=len(bat.live))
         copies = self.copy_tally
@@ -478,7 +481,7 @@ def budget_message(budget: float | None, stats: EngineStats) -> str:
         held = f" ({usd(stop.spent_usd)} spent, {flight})"
     left = stats.budget_stopped
     return (f"budget of {usd(budget)} reached{held}: {plural(left, 'image')} {'was' if left == 1 else 'were'} "
-            "not sent (run again to send them: --budget caps each run)")
+            f"not sent (run again to send them: {option('budget')} caps each run)")
 
 
 def requests_in_flight(provider: Provider | None, engine: Engine | None) -> int:
