@@ -83,3 +83,20 @@ def marked_orphans(marker: str, root: int) -> set[int]:
         if needle in env.split(b"\0") and alive(int(entry)):
             found.add(int(entry))
     return found
+
+
+def with_env(name: str, value: str) -> set[int]:
+    """Living processes whose environment holds name=value (a marker a test gave the processes it started; their
+    children inherit it)."""
+    needle = f"{name}={value}".encode()
+    found: set[int] = set()
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit() or int(entry) == os.getpid():
+            continue
+        try:
+            env = Path(f"/proc/{entry}/environ").read_bytes()
+        except OSError:
+            continue
+        if needle in env.split(b"\0") and alive(int(entry)):
+            found.add(int(entry))
+    return found

@@ -1,5 +1,8 @@
 """Connecting to a Ray cluster: `--ray-address`, else RAY_ADDRESS, else a local cluster started for this run
-(no dashboard). A cluster that is already connected in this process (tests, notebooks) is reused.
+(no dashboard) by a helper in a session of its own (local_head.py), so a signal to imgtag's process group never
+reaches Ray's processes; imgtag stops that cluster, and only that one, when it closes the connection. A cluster
+someone else started is left running: imgtag only disconnects, which ends its job and actors. A cluster that is
+already connected in this process (tests, notebooks) is reused.
 
 The CLI connects before it opens the store, so a cluster that cannot be used (nothing listening, token
 authentication without the token mode set) costs one sentence and exit 2 with nothing created. A cluster
@@ -10,6 +13,7 @@ retries for 20 to 40 s, printing a raw C++ line per second. While imgtag uses Ra
 
 from __future__ import annotations
 
+import atexit
 import logging
 import os
 import re
@@ -22,6 +26,7 @@ from pathlib import Path
 
 from imgtag.config.errors import ConfigurationError
 from imgtag.config.options import option
+from imgtag.request.distributed import local_head
 from imgtag.request.distributed.ray_logs import StderrRoute
 
 AUTH_MODE = "RAY_AUTH_MODE"
@@ -43,10 +48,12 @@ class Connection:
     address: str | None
     nodes: int = 1
     route: StderrRoute = field(default_factory=StderrRoute)
+    head: local_head.LocalHead | None = None  # the local cluster this run started, stopped with the connection
     closed: bool = False
 
     def close(self) -> None:
-        """Leave the cluster (shut it down if this run started it) and give fd 2 back. Idempotent."""
+        """Leave the cluster (and stop it, every process of it, if this run started it) and give fd 2 back.
+        Idempotent."""
         global _current
         if self.closed:
             return
@@ -57,9 +64,14 @@ class Connection:
             import ray
 
             if self.started_here and ray.is_initialized():
-                ray.shutdown()
+                ray.shutdown()  # a driver's disconnect: its job and actors end, the cluster itself stays
         finally:
-            self.route.restore()
+            try:
+                if self.head is not None:
+                    self.head.stop()
+                    atexit.unregister(self.head.stop)
+            finally:
+                self.route.restore()
 
 
 _current: Connection | None = None
@@ -92,28 +104,21 @@ def connect(address: str | None, num_cpus: int | None, log_dir: Path | None = No
             conn = Connection(started_here=False, address=None, route=route)
         else:
             route.start()
+            _no_auto_init()
             address = address or os.environ.get("RAY_ADDRESS") or None
-            kwargs: dict[str, object] = {"logging_level": logging.ERROR, "log_to_driver": False}
+            head = None
             if address is None:
-                kwargs.update(num_cpus=num_cpus, include_dashboard=False)
+                _auth_as_a_local_start()
+                head = _start_head(num_cpus)
             else:
                 _probe(address)
-            # ray.init makes SIGTERM `sys.exit(15)` for good: a service manager's stop then exited 15 with no
-            # sentence, and the run's own answer to SIGTERM lost its handler once the run ended. The program's
-            # handler is put back; a SIGTERM Ray's handler took during the start is handed to it.
-            previous = signal.getsignal(signal.SIGTERM)
             try:
-                ray.init(address=address, **kwargs)
-            except Exception as exc:  # wrong address, missing token, cluster down: one sentence
-                raise ClusterProblem(_failure(address, exc, route.captured())) from None
-            except SystemExit as exc:
-                if exc.code == signal.SIGTERM and callable(previous):
-                    previous(signal.SIGTERM, None)
+                _join(head.address if head is not None else address, route)
+            except BaseException:
+                if head is not None:
+                    head.stop(graceful=False)
                 raise
-            finally:
-                if threading.current_thread() is threading.main_thread() and previous is not None:
-                    signal.signal(signal.SIGTERM, previous)
-            conn = Connection(started_here=True, address=address, route=route)
+            conn = Connection(started_here=True, address=address, route=route, head=head)
         conn.nodes = _alive_nodes()
         if log_dir is not None and route.started:
             route.keep_in(log_dir)
@@ -122,6 +127,62 @@ def connect(address: str | None, num_cpus: int | None, log_dir: Path | None = No
         raise
     _current = conn
     return conn
+
+
+def _no_auto_init() -> None:
+    """Ray calls ray.init() (a new local cluster) when any of its calls finds this process not connected. A run
+    interrupted mid-run leaves the cluster while Ray Data's executor, in imgtag's pump thread, is still waiting
+    for its first batch; as that executor shut down it made such a call, which started a second cluster inside
+    imgtag's own process group, and two of its agents outlived imgtag (3 runs in 20). imgtag connects and leaves
+    explicitly, so in this process that start is switched off (the flag Ray reads RAY_ENABLE_AUTO_CONNECT into
+    at import): the late call fails in the pump thread, which ends with the process."""
+    try:
+        from ray._private import auto_init_hook
+    except ImportError:
+        return
+    auto_init_hook.enable_auto_connect = False
+
+
+def _auth_as_a_local_start() -> None:
+    """Ray 2.60's ray.init() turns token authentication on for a local cluster it starts (unless RAY_AUTH_MODE says
+    otherwise) by setting RAY_AUTH_MODE in its own process, and makes a token in ~/.ray when there is none; a driver
+    joining an address never does. The head's ray.init() runs in another process now, so the mode is set here, as
+    ray.init() sets it: the head inherits it (and makes the token), and this driver joins with it."""
+    try:
+        from ray._private.authentication.authentication_token_setup import enable_token_auth_by_default
+    except ImportError:  # another Ray: its own default applies to both processes alike
+        return
+    enable_token_auth_by_default()
+
+
+def _start_head(num_cpus: int | None) -> local_head.LocalHead:
+    try:
+        head = local_head.start(num_cpus)
+    except local_head.HeadFailed as exc:
+        raise ClusterProblem(f"cannot start a local Ray cluster: {exc}"[:300]) from None
+    # Stopped by Connection.close; also at exit, for a program that never closes it (nothing may outlive it).
+    atexit.register(head.stop)
+    return head
+
+
+def _join(address: str | None, route: StderrRoute) -> None:
+    import ray
+
+    # ray.init makes SIGTERM `sys.exit(15)` for good: a service manager's stop then exited 15 with no
+    # sentence, and the run's own answer to SIGTERM lost its handler once the run ended. The program's
+    # handler is put back; a SIGTERM Ray's handler took during the start is handed to it.
+    previous = signal.getsignal(signal.SIGTERM)
+    try:
+        ray.init(address=address, logging_level=logging.ERROR, log_to_driver=False)
+    except Exception as exc:  # wrong address, missing token, cluster down: one sentence
+        raise ClusterProblem(_failure(address, exc, route.captured())) from None
+    except SystemExit as exc:
+        if exc.code == signal.SIGTERM and callable(previous):
+            previous(signal.SIGTERM, None)
+        raise
+    finally:
+        if threading.current_thread() is threading.main_thread() and previous is not None:
+            signal.signal(signal.SIGTERM, previous)
 
 
 def _probe(address: str) -> None:
