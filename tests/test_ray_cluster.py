@@ -40,6 +40,7 @@ RAY_LINE = re.compile(r"\.cc:\d+|\(raylet\)|\(pid=|core_worker|gcs_client|WARNIN
 class Cluster:
     address: str
     home: Path           # HOME of the nodes: ~/.ray/auth_token holds the cluster's token
+    marker: str          # in the environment of every process of the cluster
 
     def driver_env(self, token_mode: bool, extra: dict[str, str]) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items()
@@ -107,7 +108,7 @@ def two_nodes(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
         # A worker node joins only in token mode, with the token in its HOME.
         subprocess.run([RAY, "start", "--address", f"127.0.0.1:{port}", *common], env={**env, "RAY_AUTH_MODE": "token"},
                        check=True, capture_output=True, timeout=120)
-        yield Cluster(f"127.0.0.1:{port}", home)
+        yield Cluster(f"127.0.0.1:{port}", home, marker)
     finally:
         _stop(marker)
         shutil.rmtree(temp, ignore_errors=True)
@@ -152,3 +153,42 @@ def test_a_cluster_imgtag_did_not_start_both_nodes_and_ray_logs_in_out(tmp_path:
            f"{out / 'ray.log'}" in terminal, terminal
     assert not [line for line in terminal.splitlines() if RAY_LINE.search(line)], terminal
     assert (out / "ray.log").is_file()
+
+
+def test_a_sigterm_to_the_driver_leaves_the_cluster_running(tmp_path: Path, two_nodes: Cluster,
+                                                            fake_anthropic_factory) -> None:
+    """A cluster imgtag joined is someone else's: SIGTERM to imgtag's process group mid-run (a service manager
+    stopping it) ends imgtag with its sentence and exit 143, and leaves every process of the cluster running; the
+    same command then finishes on it."""
+    make_images(tmp_path / "in", 16)
+    fake = fake_anthropic_factory(latency_s=0.4)
+    out = tmp_path / "out"
+    # The cluster's daemons (its GCS and both raylets); workers of imgtag's job rightly end with the job.
+    nodes = {pid for pid in _node_pids(two_nodes.marker)
+             if any(name in Path(f"/proc/{pid}/cmdline").read_bytes() for name in (b"gcs_server", b"raylet/raylet"))}
+    assert len(nodes) == 3, nodes
+    args = [sys.executable, "-m", "imgtag", "run", str(tmp_path / "in"), "--out", str(out), "--engine", "ray",
+            "--ray-address", two_nodes.address, "--concurrency", "2"]
+    env = two_nodes.driver_env(token_mode=True, extra={"ANTHROPIC_BASE_URL": fake.base_url})
+    proc = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    try:
+        deadline = time.monotonic() + 120
+        while sum(fake.stats.answered_by_key.values()) < 2:
+            assert proc.poll() is None, proc.communicate()[1]
+            assert time.monotonic() < deadline, "no answer came"
+            time.sleep(0.05)
+        os.killpg(proc.pid, signal.SIGTERM)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 143, err
+    assert "Traceback" not in err, err
+    assert err.strip().splitlines()[-1] == ("imgtag: interrupted; everything answered so far is saved — run the "
+                                            "same command to continue"), err
+    assert sum(fake.stats.answered_by_key.values()) < 16, "the SIGTERM came after the run; the test proves nothing"
+    assert not [pid for pid in nodes if not alive(pid)], "imgtag stopped processes of a cluster it did not start"
+    done = _imgtag(args[3:], env)
+    assert done.returncode == 0, done.stderr
+    assert {r["status"] for r in read_jsonl(out / "results.jsonl")} == {"ok"}

@@ -66,11 +66,13 @@ def _stopped(cli: Cli, marker: str, sig: signal.Signals, expected: int) -> None:
     assert one_sentence(lines[start:]) == INTERRUPTED, text
 
 
-def test_sigterm_while_ray_starts_then_the_rest(tmp_path: Path, fake_anthropic_factory: Any) -> None:
+def test_sigterm_while_ray_starts_then_ctrl_c_mid_run_then_the_rest(tmp_path: Path,
+                                                                    fake_anthropic_factory: Any) -> None:
     n = 24
     make_images(tmp_path / "in", n)
     fake = fake_anthropic_factory(latency_s=0.4)
     out = tmp_path / "out"
+    # Two requests at a time: the images take about 5 s to ask, so the Ctrl-C surely comes mid-run.
     args = ["run", str(tmp_path / "in"), "--out", str(out), "--engine", "ray", "--workers", "2", "--concurrency", "2"]
 
     # 1. SIGTERM to the group while the local cluster starts (its GCS is up, the rest is coming).
@@ -80,7 +82,15 @@ def test_sigterm_while_ray_starts_then_the_rest(tmp_path: Path, fake_anthropic_f
     _stopped(cli, marker, signal.SIGTERM, 143)
     assert fake.stats.messages_requests == 0
 
-    # 2. The same command does the rest: what the store held answered is never asked again.
+    # 2. The same command, Ctrl-C at the terminal once some answers came back.
+    marker = uuid.uuid4().hex
+    cli = Cli(args, {**fake.env(), MARKER: marker}, tty=True)
+    wait_for(lambda: sum(fake.stats.answered_by_key.values()) >= 3, cli, timeout=180)
+    _stopped(cli, marker, signal.SIGINT, 130)
+    asked_before = sum(fake.stats.answered_by_key.values())
+    assert asked_before < n, "the Ctrl-C came after the run; the test proves nothing"
+
+    # 3. The same command does the rest: what the store held answered is never asked again.
     answered = _ok_colours(out)
     counts = dict(fake.stats.answered_by_key)
     marker = uuid.uuid4().hex

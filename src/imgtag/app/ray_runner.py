@@ -12,9 +12,11 @@ import asyncio
 import contextlib
 import os
 import queue
+import signal
 import threading
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -174,6 +176,7 @@ class DistributedRun(Run):
         thread.start()
         problem = None
         next_pace = 0.0
+        ended = False
         try:
             while True:
                 try:
@@ -181,6 +184,7 @@ class DistributedRun(Run):
                 except queue.Empty:
                     item = None
                 if item is _DONE:
+                    ended = True
                     break
                 if isinstance(item, BaseException):
                     problem = f"the Ray pipeline stopped: {_one_line(item)}"
@@ -199,7 +203,9 @@ class DistributedRun(Run):
                 progress.tick()
         finally:
             stop.set()
-            thread.join()
+            # Interrupted, the pump may be waiting for Ray's next batch, for seconds: it is a daemon, and leaving
+            # the cluster ends its wait.
+            thread.join(None if ended else 0.2)
         return problem
 
     def _refresh_pace(self) -> None:
@@ -230,7 +236,8 @@ class DistributedRun(Run):
         except (ClusterProblem, RayMissing) as exc:
             return self._finish(str(exc), config_error=True)
         try:
-            lease = take_lease(store_id)
+            with _interruptible():
+                lease = take_lease(store_id)
         except RuntimeError as exc:
             conn.close()
             return self._finish(str(exc))
@@ -249,12 +256,13 @@ class DistributedRun(Run):
             if paths:
                 # Blocking on purpose: the store's SQLite connection belongs to this thread.
                 self.pace = "cluster pacer"
-                try:
-                    ds = self._pipeline(paths, folder, store_id)
-                except Exception as exc:  # one sentence, never a Ray traceback; the plan stays for the rerun
-                    problem = f"the Ray pipeline could not start: {_one_line(exc)}"
-                else:
-                    problem = self._drain(ds, folder, store_id, progress)
+                with _interruptible():
+                    try:
+                        ds = self._pipeline(paths, folder, store_id)
+                    except Exception as exc:  # one sentence, never a Ray traceback; the plan stays for the rerun
+                        problem = f"the Ray pipeline could not start: {_one_line(exc)}"
+                    else:
+                        problem = self._drain(ds, folder, store_id, progress)
         finally:
             if self.memory is not None:
                 with contextlib.suppress(Exception):  # remembering the pace must never cost the results
@@ -308,6 +316,30 @@ class DistributedRun(Run):
                           not_written=not_written,
                           requests=summary.requests, done_before=self.done_before,
                           spent_to_date_usd=self.store.spent(self.key))
+
+
+@contextlib.contextmanager
+def _interruptible() -> Iterator[None]:
+    """Ctrl-C (and SIGTERM, which the CLI hands to the SIGINT handler) raise KeyboardInterrupt at once while the run
+    blocks the event loop in Ray calls: waiting for the lease, starting the pipeline, draining it. The handlers in
+    place act through the loop (asyncio's cancels the main task, which takes effect at its next await; the CLI's
+    graceful first stop is a callback on the loop), so they acted only after all of that: a Ctrl-C mid-run was
+    answered once every image was done, then with a traceback, and a SIGTERM waited as long. A Ray run has no
+    graceful stop yet: the answers its workers wrote to shards are kept (this run's end or the next run ingests
+    them), those still in flight are asked again. The handler in place is put back after; an ignored or default
+    SIGINT is left as it is."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.getsignal(signal.SIGINT)
+    if not callable(previous) or previous is signal.default_int_handler:
+        yield
+        return
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def _one_line(exc: BaseException) -> str:
