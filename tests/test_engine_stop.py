@@ -4,6 +4,8 @@ for how long, and what it never sends. The CLI's signals around it are tests/tes
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from typing import Any
 
 import virtualtime
 from imgtag.presets import load_preset
@@ -101,3 +103,40 @@ def test_requests_waiting_out_a_retry_are_dropped_not_asked_again() -> None:
     assert report.answered == 2 and recorder.outcomes[("ok", None)] == 2
     assert "failed" not in recorder.settled.values()  # pending, not failed: nothing was answered
     assert ended - stopped < 9.0  # not the retries' backoff
+
+
+class CancelLosingPacer(Pacer):
+    """What Python 3.11's asyncio.wait_for (inside Pacer.acquire) does when a permit frees up just as the waiting
+    task is cancelled: it returns the permit and the cancel is lost (the task still counts it: `cancelling()`)."""
+
+    async def acquire(self, input_tokens: int = 0, output_tokens: int = 0) -> Any:
+        try:
+            return await super().acquire(input_tokens, output_tokens)
+        except asyncio.CancelledError:
+            return await super().acquire(input_tokens, output_tokens)
+
+
+def test_an_abort_sends_nothing_new_even_when_the_permit_wait_loses_the_cancel() -> None:
+    # A cancelled `atag` or a second Ctrl-C cancels the run: the requests in flight are cancelled, which frees
+    # their permits, and the dispatcher waiting for one must not take it and send the next image.
+    provider = SimProvider(TokenBucket(rpm=6000, burst_s=60, now=virtualtime.START), name="sim", latency_s=10.0)
+
+    async def main() -> tuple[float, float]:
+        loop = asyncio.get_running_loop()
+        pacer = CancelLosingPacer(max_concurrency=2, clock=loop.time)
+        info = catalogue().get(catalogue().default_model)
+        preset = load_preset(PRESET)
+        engine = Engine(Recorder(), provider,  # type: ignore[arg-type]
+                        EngineSettings(key=WorkKey(preset.version, provider.name, info.id), preset=preset,
+                                       model=info), pacer, None)
+        running = asyncio.create_task(engine.run(_items(IMAGES)))
+        await asyncio.sleep(2.0)
+        cancelled = loop.time()
+        running.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await running
+        return cancelled, loop.time()
+
+    cancelled, ended = virtualtime.run(main)
+    assert len(provider.traffic.sent) == 2  # the two in flight; nothing after the cancel
+    assert ended - cancelled < 1.0  # not the answers' 10 s

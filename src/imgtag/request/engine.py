@@ -340,6 +340,13 @@ class Engine:
         estimate = self._request_estimate([a.item for a in asks])
         permit = await self.pacer.acquire(estimate.input_tokens, estimate.output_tokens)
         self.requests_in_flight += 1
+        task = asyncio.current_task()
+        if task is not None and task.cancelling():
+            # Cancelled while it waited, and given the permit anyway: Python 3.11's asyncio.wait_for (in the pacer)
+            # returns the result when the wait ends as the cancel comes, and drops the cancel. An abort frees the
+            # permits of the requests it cancels at that very moment, so the dispatcher sent the next image.
+            self._release(permit, success=False)
+            raise asyncio.CancelledError
         return permit
 
     def _release(self, permit: Permit, *, success: bool) -> None:
