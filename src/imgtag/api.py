@@ -9,13 +9,16 @@
 Settings not given come from the environment and imgtag.toml exactly as on the command line (app/settings.py).
 Problems a person must fix raise `imgtag.ImgtagError` (one sentence). The blocking functions also work inside a
 running event loop (a Jupyter notebook): the work then runs in a thread of its own, since one event loop cannot
-run inside another; `atag` and `adescribe` do the same without blocking the caller's loop.
+run inside another; `atag` and `adescribe` do the same without blocking the caller's loop. A KeyboardInterrupt
+(a notebook's interrupt) stops the run as `imgtag run`'s Ctrl-C does, and cancelling `atag` or `adescribe` aborts
+it: neither leaves it running in its thread (`_Control`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import contextvars
 import logging
 import os
@@ -184,9 +187,7 @@ class Stopper:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._grace_s: float | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._session: RunSession | None = None
-        self._task: asyncio.Task[Any] | None = None
+        self._runs: list[_Control] = []
 
     @property
     def requested(self) -> bool:
@@ -200,43 +201,210 @@ class Stopper:
             if self._grace_s is not None:
                 return
             self._grace_s = grace_s
+            runs = list(self._runs)
+        for run in runs:
+            run.stop(grace_s)
+
+    def _attach(self, run: _Control) -> None:
+        with self._lock:
+            self._runs.append(run)
+            grace_s = self._grace_s
+        if grace_s is not None:
+            run.stop(grace_s)
+
+    def _detach(self, run: _Control) -> None:
+        with self._lock:
+            self._runs.remove(run)
+
+
+class _Control:
+    """One call's run as the threads around it reach it: stopped gracefully (a Stopper, the first Ctrl-C or
+    notebook interrupt) or aborted (a cancelled `atag`/`adescribe`, the second interrupt), from any thread.
+
+    Why a cancel aborts rather than waits for the answers on their way: a task is cancelled by a timeout
+    (asyncio.wait_for, asyncio.timeout) or a TaskGroup whose other task failed, and both wait for the cancelled
+    task to end; waiting up to 30 s there would break the caller's own bound. What the abort drops (at most the
+    requests in flight) stays pending; a Stopper is the graceful way."""
+
+    def __init__(self, stopper: Stopper | None = None) -> None:
+        self._lock = threading.Lock()
+        self._stopper = stopper
+        self.grace_s: float | None = None
+        self.aborted = False
+        self.interrupted = False  # by a KeyboardInterrupt: the caller gets one when the run has ended
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._session: RunSession | None = None
+        self._task: asyncio.Task[Any] | None = None
+
+    def stop(self, grace_s: float) -> None:
+        """Stop gracefully (waiting at most `grace_s` for the answers on their way); from any thread."""
+        with self._lock:
+            if self.grace_s is not None or self.aborted:
+                return
+            self.grace_s = grace_s
             loop = self._loop
         if loop is not None:
-            loop.call_soon_threadsafe(self._apply)
+            with contextlib.suppress(RuntimeError):  # the loop has just closed: the run is over
+                loop.call_soon_threadsafe(self._apply)
 
-    async def _watch(self, session: RunSession) -> Any:
-        """`session.run()` on this loop, stoppable from now on."""
+    def interrupt(self) -> None:
+        """A KeyboardInterrupt came while the caller waited: stop gracefully, as the CLI's first Ctrl-C."""
+        from imgtag.app.stopping import GRACE_S
+
+        self.interrupted = True
+        self.stop(GRACE_S)
+
+    def abort(self) -> None:
+        """Stop now: nothing new is sent, the requests in flight are dropped (their images stay pending)."""
         with self._lock:
-            self._loop, self._session = asyncio.get_running_loop(), session
-            self._task = asyncio.current_task()
-            early = self._grace_s is not None
-        if early:
-            self._apply()
+            if self.aborted:
+                return
+            self.aborted = True
+            loop, task = self._loop, self._task
+        if loop is not None and task is not None:
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(task.cancel)
+
+    async def watch(self, session: RunSession) -> Any:
+        """`session.run()` on this loop, stoppable and abortable from now on; in the main thread, its first Ctrl-C
+        is a graceful stop (app/stopping.py), as in `imgtag run`."""
+        from imgtag.app.stopping import graceful_first_interrupt
+
+        if self._stopper is not None:
+            self._stopper._attach(self)
         try:
-            return await session.run()
+            with self._lock:
+                self._loop, self._session = asyncio.get_running_loop(), session
+                self._task = asyncio.current_task()
+                aborted, early = self.aborted, self.grace_s is not None
+            if aborted:
+                raise asyncio.CancelledError
+            if early:
+                self._apply()
+            with graceful_first_interrupt(self._on_interrupt):
+                return await session.run()
         finally:
             with self._lock:
                 self._loop = self._session = self._task = None
+            if self._stopper is not None:
+                self._stopper._detach(self)
 
     def _apply(self) -> None:
-        session, task, grace_s = self._session, self._task, self._grace_s
-        if session is None or task is None or grace_s is None:
-            return  # the run is over
-        if session.stop(grace_s) is None:  # nothing on its way to wait for: stop now
+        """The graceful stop, on the run's loop."""
+        session, task, grace_s = self._session, self._task, self.grace_s
+        if session is None or task is None or grace_s is None or self.aborted:
+            return  # the run is over, or is being aborted
+        report = session.stop(grace_s)
+        if report is None:  # nothing on its way to wait for: stop now
             task.cancel()
+        elif self.interrupted:
+            self._say_stopping(report)
+
+    def _on_interrupt(self) -> bool:
+        """The first Ctrl-C of a run in the main thread, on its loop: a graceful stop, said at once. False when
+        nothing is on its way: asyncio.run's own answer then cancels the run and raises KeyboardInterrupt."""
+        from imgtag.app.stopping import GRACE_S
+
+        self.interrupted = True
+        with self._lock:
+            self.grace_s = GRACE_S if self.grace_s is None else self.grace_s
+            session = self._session
+        report = session.stop(self.grace_s) if session is not None else None
+        if report is None:
+            return False
+        self._say_stopping(report)
+        return True
+
+    @staticmethod
+    def _say_stopping(report: Any) -> None:
+        from imgtag.app.messages import stopping_message
+
+        _say(stopping_message(report, "interrupt again"))
 
 
 # -- running where the caller is -----------------------------------------------------------------
 
-def _blocking(work: Callable[[], _T]) -> _T:
+def _blocking(work: Callable[[_Control], _T], stop: Stopper | None = None) -> _T:
     """`work()` here, or in a thread of its own when this thread already runs an event loop (Jupyter), where
-    asyncio.run cannot start another."""
+    asyncio.run cannot start another. Waiting for that thread, a KeyboardInterrupt (a notebook's interrupt) stops
+    the run gracefully, a second one aborts it; the call then raises KeyboardInterrupt once the run has ended
+    (its store closed, its answers stored)."""
+    control = _Control(stop)
     try:
         asyncio.get_running_loop()
     except RuntimeError:
-        return work()
-    with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="imgtag") as pool:
-        return pool.submit(contextvars.copy_context().run, work).result()
+        return work(control)
+    done, thread = _start(work, control)
+    interrupts = 0
+    while not done.done():
+        try:
+            concurrent.futures.wait([done])
+        except KeyboardInterrupt:
+            interrupts += 1
+            if interrupts == 1:
+                control.interrupt()
+            else:
+                control.abort()
+    thread.join()
+    if interrupts:
+        _retrieved(done)
+        raise KeyboardInterrupt
+    return done.result()
+
+
+async def _in_thread(work: Callable[[_Control], _T], stop: Stopper | None = None) -> _T:
+    """`work()` in a thread of its own, leaving the caller's loop free. Cancelling the awaiting task aborts the
+    run (see _Control); the CancelledError reaches the caller once the thread has ended (its store closed)."""
+    loop = asyncio.get_running_loop()
+    control = _Control(stop)
+    ended = asyncio.Event()
+
+    def wake(_: object) -> None:
+        with contextlib.suppress(RuntimeError):  # the caller's loop is gone: nobody waits
+            loop.call_soon_threadsafe(ended.set)
+
+    done, thread = _start(work, control, wake)
+    try:
+        await ended.wait()
+    except asyncio.CancelledError:
+        control.abort()
+        while not done.done():
+            with contextlib.suppress(asyncio.CancelledError):  # cancelled again: the abort is under way already
+                await ended.wait()
+        thread.join()
+        _retrieved(done)
+        raise
+    thread.join()
+    return done.result()
+
+
+def _start(work: Callable[[_Control], _T], control: _Control,
+           wake: Callable[[object], None] | None = None) -> tuple[concurrent.futures.Future[_T], threading.Thread]:
+    """`work(control)` started in a thread named imgtag-run, in a copy of the caller's context."""
+    done: concurrent.futures.Future[_T] = concurrent.futures.Future()
+    if wake is not None:
+        done.add_done_callback(wake)
+    context = contextvars.copy_context()
+
+    def target() -> None:
+        try:
+            result = context.run(work, control)
+        except BaseException as error:  # handed to the caller's thread, KeyboardInterrupt and cancel included
+            done.set_exception(error)
+        else:
+            done.set_result(result)
+
+    thread = threading.Thread(target=target, name="imgtag-run")
+    thread.start()
+    return done, thread
+
+
+def _retrieved(done: concurrent.futures.Future[Any]) -> None:
+    """The run's own end after an interrupt or a cancel, which is what the caller sees; an error the run ended
+    with meanwhile is logged, not lost."""
+    error = done.exception()
+    if isinstance(error, Exception):
+        _log.warning("the run ended with %s: %s", type(error).__name__, error)
 
 
 def _stop_helpers_at_exit() -> None:
@@ -275,10 +443,10 @@ def tag(paths: Paths, *, out: PathLike | None = None, preset: str | None = None,
     names (concurrency=, base_url=, images_per_request=, dry_run=, ...). `on_event` receives each event of
     the run. Raises ImgtagError before anything is created or paid for when a setting cannot work."""
     _known_options("tag", options)
-    return _blocking(lambda: _tag(_inputs(paths), out=out, preset=preset, model=model, provider=provider, lang=lang,
-                                  categories=categories, mode=mode, budget=budget, formats=formats,
-                                  on_event=on_event, progress=progress, config_file=config_file, stop=stop,
-                                  options=options))
+    return _blocking(lambda control: _tag(_inputs(paths), out=out, preset=preset, model=model, provider=provider,
+                                          lang=lang, categories=categories, mode=mode, budget=budget,
+                                          formats=formats, on_event=on_event, progress=progress,
+                                          config_file=config_file, control=control, options=options), stop)
 
 
 async def atag(paths: Paths, *, out: PathLike | None = None, preset: str | None = None, model: str | None = None,
@@ -287,13 +455,14 @@ async def atag(paths: Paths, *, out: PathLike | None = None, preset: str | None 
                on_event: EventHandler | None = None, progress: bool = False, config_file: PathLike | None = None,
                stop: Stopper | None = None, **options: Any) -> RunResult:
     """`tag` without blocking the running event loop (the run works in a thread of its own; `on_event` is
-    called from that thread). Cancelling the awaiting task does not reach that thread: stop it with `stop`."""
+    called from that thread). Cancelling the awaiting task aborts the run (the answers in flight are dropped,
+    their images pending) and raises CancelledError once its thread has ended; `stop` stops it gracefully."""
     _known_options("atag", options)
     inputs = _inputs(paths)
-    return await asyncio.to_thread(lambda: _tag(inputs, out=out, preset=preset, model=model, provider=provider,
-                                                lang=lang, categories=categories, mode=mode, budget=budget,
-                                                formats=formats, on_event=on_event, progress=progress,
-                                                config_file=config_file, stop=stop, options=options))
+    return await _in_thread(lambda control: _tag(inputs, out=out, preset=preset, model=model, provider=provider,
+                                                 lang=lang, categories=categories, mode=mode, budget=budget,
+                                                 formats=formats, on_event=on_event, progress=progress,
+                                                 config_file=config_file, control=control, options=options), stop)
 
 
 def _known_options(function: str, options: dict[str, Any]) -> None:
@@ -315,7 +484,7 @@ def _known_options(function: str, options: dict[str, Any]) -> None:
 def _tag(inputs: list[str], *, out: PathLike | None, preset: str | None, model: str | None, provider: str | None,
          lang: str | None, categories: str | Iterable[str] | None, mode: str | None, budget: float | None,
          formats: str | Iterable[str] | None, on_event: EventHandler | None, progress: bool,
-         config_file: PathLike | None, stop: Stopper | None, options: dict[str, Any]) -> RunResult:
+         config_file: PathLike | None, control: _Control, options: dict[str, Any]) -> RunResult:
     from imgtag.app.run import run_config
     from imgtag.app.settings import Settings
 
@@ -324,10 +493,10 @@ def _tag(inputs: list[str], *, out: PathLike | None, preset: str | None, model: 
                      categories=_categories(categories), mode=mode, budget=budget,
                      formats=formats if formats is None or isinstance(formats, str) else list(formats),
                      on_event=on_event, progress=progress, **options)
-    return _run(cfg, "run", stop)
+    return _run(cfg, "run", control)
 
 
-def _run(cfg: RunConfig, command: str, stop: Stopper | None = None) -> RunResult:
+def _run(cfg: RunConfig, command: str, control: _Control) -> RunResult:
     from imgtag.app.run import RunSession, prepare
     from imgtag.app.stopping import RunStopped
 
@@ -335,14 +504,17 @@ def _run(cfg: RunConfig, command: str, stop: Stopper | None = None) -> RunResult
     _stop_helpers_at_exit()
     with RunSession(prepared, command, _say) as session:
         try:
-            outcome = asyncio.run(stop._watch(session) if stop is not None else session.run())
-        except KeyboardInterrupt:
-            _log.warning(session.interrupted(_INTERRUPTED))
+            outcome = asyncio.run(control.watch(session))
+        except KeyboardInterrupt:  # asyncio.run's answer to a Ctrl-C in the main thread: the second, or the first
+            _log.warning(session.interrupted(_INTERRUPTED))  # with nothing on its way
             raise
         except (RunStopped, asyncio.CancelledError):
-            if stop is None or not stop.requested:
+            message = session.interrupted(_INTERRUPTED)  # the run row: interrupted, as the CLI's
+            if control.interrupted:  # the first Ctrl-C stopped it gracefully: the caller expects the interrupt
+                _log.warning(message)
+                raise KeyboardInterrupt from None
+            if control.aborted or control.grace_s is None:
                 raise
-            message = session.interrupted(_INTERRUPTED)
             s = session.summary()
             return RunResult(
                 out=Path(cfg.out), exit_code=_INTERRUPTED, files=s.files, by_status=dict(s.by_status),
@@ -401,7 +573,7 @@ def folder_status(out: PathLike | None = None, *, preset: str | None = None, mod
     from imgtag.app.settings import Settings
 
     settings = Settings.load(config_file)
-    return _blocking(lambda: status_report(settings.out(out), settings, preset=preset, model=model, lang=lang,
+    return _blocking(lambda _: status_report(settings.out(out), settings, preset=preset, model=model, lang=lang,
                                            base_url=base_url))
 
 
@@ -443,12 +615,12 @@ def retry_failed(out: PathLike | None = None, *, force: bool = False, base_url: 
     from imgtag.app.retry import plan_retry
     from imgtag.app.settings import Settings
 
-    def work() -> RunResult | None:
+    def work(control: _Control) -> RunResult | None:
         plan = plan_retry(out, Settings.load(config_file), force=force, progress=progress, base_url=base_url,
                           budget=budget, concurrency=concurrency, on_event=on_event)
-        return None if plan.cfg is None else _run(plan.cfg, "retry", stop)
+        return None if plan.cfg is None else _run(plan.cfg, "retry", control)
 
-    return _blocking(work)
+    return _blocking(work, stop)
 
 
 # -- review ------------------------------------------------------------------------------------------
@@ -477,7 +649,7 @@ def estimate(paths: Paths, *, model: str | None = None, preset: str | None = Non
              config_file: PathLike | None = None) -> Estimate:
     """`imgtag scan` as a function: every file discovered, prefiltered and sized exactly as a run would, and the
     cost of tagging them estimated, offline (spends nothing)."""
-    return _blocking(lambda: _estimate(_inputs(paths), model=model, preset=preset, provider=provider, lang=lang,
+    return _blocking(lambda _: _estimate(_inputs(paths), model=model, preset=preset, provider=provider, lang=lang,
                                        detail=detail, max_edge=max_edge, min_side=min_side,
                                        max_megapixels=max_megapixels, workers=workers,
                                        images_per_request=images_per_request, out=out, base_url=base_url,
@@ -516,31 +688,33 @@ def describe(image: PathLike | bytes | Any, *, preset: str | None = "keywords", 
     its validated fields. A failed answer (refused, invalid, truncated, a provider error) raises ProviderError,
     an image that cannot be used (unreadable, a bomb) UsageError. `options` are `run`'s other flags."""
     _known_options("describe", options)
-    return _blocking(lambda: _describe(image, preset=preset, model=model, provider=provider, lang=lang,
-                                       categories=categories, config_file=config_file, options=options))
+    return _blocking(lambda control: _describe(image, preset=preset, model=model, provider=provider, lang=lang,
+                                               categories=categories, config_file=config_file, control=control,
+                                               options=options))
 
 
 async def adescribe(image: PathLike | bytes | Any, *, preset: str | None = "keywords", model: str | None = None,
                     provider: str | None = None, lang: str | None = None,
                     categories: str | Iterable[str] | None = None, config_file: PathLike | None = None,
                     **options: Any) -> dict[str, Any]:
-    """`describe` without blocking the running event loop."""
+    """`describe` without blocking the running event loop. Cancelling the awaiting task stops the request (the
+    CancelledError comes once its thread has ended)."""
     _known_options("adescribe", options)
-    return await asyncio.to_thread(lambda: _describe(image, preset=preset, model=model, provider=provider, lang=lang,
-                                                     categories=categories, config_file=config_file,
-                                                     options=options))
+    return await _in_thread(lambda control: _describe(image, preset=preset, model=model, provider=provider,
+                                                      lang=lang, categories=categories, config_file=config_file,
+                                                      control=control, options=options))
 
 
 def _describe(image: PathLike | bytes | Any, *, preset: str | None, model: str | None, provider: str | None,
               lang: str | None, categories: str | Iterable[str] | None, config_file: PathLike | None,
-              options: dict[str, Any]) -> dict[str, Any]:
+              control: _Control, options: dict[str, Any]) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="imgtag-describe-") as work:
         source = _image_file(image, Path(work))
         # A run into a folder that is removed afterwards: the engine's retries, validation and repairs, as in
         # `imgtag run`, with nothing kept. One image the caller chose is never skipped for being small.
         run = _tag([source], out=Path(work) / "out", preset=preset, model=model, provider=provider, lang=lang,
                    categories=categories, mode="sync", budget=None, formats="jsonl", on_event=None, progress=False,
-                   config_file=config_file, stop=None, options={"min_side": 0, **options})
+                   config_file=config_file, control=control, options={"min_side": 0, **options})
         row = next(results(run.out, config_file=config_file), None)
     if row is not None and row.status == "ok" and row.fields is not None:
         return dict(row.fields)

@@ -8,6 +8,10 @@ default is 90 s), and imgtag still has to close its store and stop its helpers a
 
 from __future__ import annotations
 
+import contextlib
+import signal
+from collections.abc import Callable, Iterator
+from types import FrameType
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -23,3 +27,46 @@ class RunStopped(Exception):
     def __init__(self, report: StopReport) -> None:
         super().__init__("stopped")
         self.report = report
+
+
+@contextlib.contextmanager
+def graceful_first_interrupt(stop: Callable[[], bool]) -> Iterator[None]:
+    """Inside the coroutine asyncio.run runs in the main thread (the CLI, a script calling the Python API): the
+    first Ctrl-C calls `stop()` on the event loop; when it returns False (nothing to wait for), and at any later
+    signal, asyncio's own handler runs: the main task is cancelled and asyncio.run raises KeyboardInterrupt,
+    exactly as without this. Elsewhere (not the main thread, Ctrl-C ignored) it does nothing."""
+    asyncio_handler = signal.getsignal(signal.SIGINT)
+    if not callable(asyncio_handler) or asyncio_handler is signal.default_int_handler:
+        yield  # Ctrl-C ignored (nohup), or no loop handler to hand over to: left as it is
+        return
+    import asyncio
+
+    loop = asyncio.get_running_loop()
+    signals = 0
+
+    def first() -> None:
+        try:
+            waiting = stop()
+        except Exception:  # never a traceback from a callback: stop as before
+            waiting = False
+        if not waiting:
+            asyncio_handler(signal.SIGINT, None)
+
+    def on_sigint(signum: int, frame: FrameType | None) -> None:
+        nonlocal signals
+        signals += 1
+        if signals == 1:
+            loop.call_soon_threadsafe(first)  # on the loop: the handler may run in the middle of anything
+        else:
+            asyncio_handler(signum, frame)
+
+    try:
+        signal.signal(signal.SIGINT, on_sigint)
+    except ValueError:  # not the main thread
+        yield
+        return
+    try:
+        yield
+    finally:
+        if signal.getsignal(signal.SIGINT) is on_sigint:
+            signal.signal(signal.SIGINT, asyncio_handler)

@@ -65,39 +65,8 @@ def sigterm_as_interrupt() -> Iterator[Interruption]:
 def stop_gracefully_first(stop: Callable[[str], bool]) -> Iterator[None]:
     """Inside the coroutine asyncio.run runs: the first Ctrl-C (or SIGTERM, handed on by sigterm_as_interrupt)
     calls `stop(signal name)` on the event loop; when it returns False (nothing to wait for), and at any later
-    signal, asyncio's own handler runs: the main task is cancelled, exactly as without this."""
-    asyncio_handler = signal.getsignal(signal.SIGINT)
-    if not callable(asyncio_handler) or asyncio_handler is signal.default_int_handler:
-        yield  # Ctrl-C ignored (nohup), or no loop handler to hand over to: left as it is
-        return
-    import asyncio  # here: the commands import this module, and `--help` must not pay for asyncio
+    signal, asyncio's own handler runs (app/stopping.py: the Python API answers Ctrl-C so too)."""
+    from imgtag.app.stopping import graceful_first_interrupt  # here: `--help` must not pay for asyncio
 
-    loop = asyncio.get_running_loop()
-    signals = 0
-
-    def first() -> None:
-        try:
-            waiting = stop(_LAST.signal_name)
-        except Exception:  # never a traceback from a callback: stop as before
-            waiting = False
-        if not waiting:
-            asyncio_handler(signal.SIGINT, None)
-
-    def on_sigint(signum: int, frame: FrameType | None) -> None:
-        nonlocal signals
-        signals += 1
-        if signals == 1:
-            loop.call_soon_threadsafe(first)  # on the loop: the handler may run in the middle of anything
-        else:
-            asyncio_handler(signum, frame)
-
-    try:
-        signal.signal(signal.SIGINT, on_sigint)
-    except ValueError:  # not the main thread
+    with graceful_first_interrupt(lambda: stop(_LAST.signal_name)):
         yield
-        return
-    try:
-        yield
-    finally:
-        if signal.getsignal(signal.SIGINT) is on_sigint:
-            signal.signal(signal.SIGINT, asyncio_handler)
