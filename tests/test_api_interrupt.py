@@ -223,3 +223,31 @@ def test_a_second_interrupt_aborts(tmp_path: Path, fake: Any, how: str) -> None:
     assert ended["threads"] == [], ended
     assert took < 3.0, took  # well before the answers in flight (4 s) would end
     assert ended["ok"] == 0, ended
+
+
+def test_the_run_thread_leaves_signals_alone_and_its_errors_plain() -> None:
+    """Beside a caller's loop run by asyncio.run (whose SIGINT handler is set), the run's own thread neither touches
+    SIGINT nor hands its errors a 'signal only works in main thread' ValueError as their context."""
+    from imgtag.app.stopping import graceful_first_interrupt
+
+    caught: list[BaseException] = []
+
+    def work() -> None:
+        async def run() -> None:
+            with graceful_first_interrupt(lambda: True):
+                raise RuntimeError("the run's own error")
+
+        try:
+            asyncio.run(run())
+        except RuntimeError as error:
+            caught.append(error)
+
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: None)  # as asyncio.run's handler is
+    try:
+        thread = threading.Thread(target=work)
+        thread.start()
+        thread.join()
+        assert signal.getsignal(signal.SIGINT) is not signal.default_int_handler
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    assert len(caught) == 1 and caught[0].__context__ is None, caught

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import signal
+import threading
 from collections.abc import Callable, Iterator
 from types import FrameType
 from typing import TYPE_CHECKING
@@ -36,8 +37,11 @@ def graceful_first_interrupt(stop: Callable[[], bool]) -> Iterator[None]:
     signal, asyncio's own handler runs: the main task is cancelled and asyncio.run raises KeyboardInterrupt,
     exactly as without this. Elsewhere (not the main thread, Ctrl-C ignored) it does nothing."""
     asyncio_handler = signal.getsignal(signal.SIGINT)
-    if not callable(asyncio_handler) or asyncio_handler is signal.default_int_handler:
-        yield  # Ctrl-C ignored (nohup), or no loop handler to hand over to: left as it is
+    if (threading.current_thread() is not threading.main_thread() or not callable(asyncio_handler)
+            or asyncio_handler is signal.default_int_handler):
+        # Not the main thread (the API's thread beside a caller's loop: its caller answers Ctrl-C), Ctrl-C ignored
+        # (nohup), or no loop handler to hand over to: left as it is
+        yield
         return
     import asyncio
 
@@ -62,11 +66,11 @@ def graceful_first_interrupt(stop: Callable[[], bool]) -> Iterator[None]:
 
     try:
         signal.signal(signal.SIGINT, on_sigint)
-    except ValueError:  # not the main thread
-        yield
-        return
-    try:
+        installed = True
+    except ValueError:  # signals unusable here (an embedding interpreter)
+        installed = False
+    try:  # outside the except clause: the run's own errors must not show that ValueError as their context
         yield
     finally:
-        if signal.getsignal(signal.SIGINT) is on_sigint:
+        if installed and signal.getsignal(signal.SIGINT) is on_sigint:
             signal.signal(signal.SIGINT, asyncio_handler)
