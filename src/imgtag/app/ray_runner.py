@@ -44,6 +44,11 @@ from imgtag.request.warm_prefix import PrefixMemory
 from imgtag.request.warmup import needs_warm_up
 
 _DONE = object()
+ABANDON_WAIT_S = 10.0  # Ray Data's executor shutdown: its loop thread joined within 2 s, then its actors killed
+
+
+class _Abandoned(Exception):
+    """Raised in the pump thread when the run stops before the pipeline ends."""
 
 
 class DistributedRun(Run):
@@ -203,9 +208,13 @@ class DistributedRun(Run):
                 progress.tick()
         finally:
             stop.set()
-            # Interrupted, the pump may be waiting for Ray's next batch, for seconds: it is a daemon, and leaving
-            # the cluster ends its wait.
-            thread.join(None if ended else 0.2)
+            if not ended:
+                # Interrupted, the pump is inside Ray Data's iterator, waiting for the next batch: it is stopped
+                # there, so the iterator shuts its executor down (its threads and actors) while this process is
+                # still connected. Left running, they used Ray after the connection closed, and Ray's core then
+                # exited the process with status 1: no sentence, no cluster stopped (2 Ctrl-C in 8 at 12-18 s).
+                _raise_in(thread, _Abandoned)
+            thread.join(None if ended else ABANDON_WAIT_S)
         return problem
 
     def _refresh_pace(self) -> None:
@@ -316,6 +325,18 @@ class DistributedRun(Run):
                           not_written=not_written,
                           requests=summary.requests, done_before=self.done_before,
                           spent_to_date_usd=self.store.spent(self.key))
+
+
+def _raise_in(thread: threading.Thread, kind: type[BaseException]) -> None:
+    """Raise `kind` in `thread` at its next Python instruction (CPython; elsewhere the thread is left to finish)."""
+    if thread.ident is None or not thread.is_alive():
+        return
+    try:
+        import ctypes
+
+        ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(thread.ident), ctypes.py_object(kind))
+    except (ImportError, AttributeError):
+        return
 
 
 @contextlib.contextmanager
