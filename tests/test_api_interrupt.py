@@ -143,6 +143,8 @@ ended = None
 try:
     if sys.argv[1] == "loop":
         asyncio.new_event_loop().run_until_complete(cell())  # as Jupyter runs it: no SIGINT handler of asyncio's
+    elif sys.argv[1] == "asyncio.run":
+        asyncio.run(cell())  # whose SIGINT handler would only cancel the cell, blocked in the call
     else:
         call()
     outcome = "returned"
@@ -206,7 +208,7 @@ def interrupted_call(tmp_path: Path, fake: Any, how: str, signals: int) -> tuple
     return ended, ended["ended"] - first
 
 
-@pytest.mark.parametrize("how", ["loop", "plain"])
+@pytest.mark.parametrize("how", ["loop", "plain", "asyncio.run"])
 def test_the_first_interrupt_stops_gracefully_then_raises(tmp_path: Path, fake: Any, how: str) -> None:
     ended, took = interrupted_call(tmp_path, fake, how, 1)
     assert ended["outcome"] == "KeyboardInterrupt", ended
