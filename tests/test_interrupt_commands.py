@@ -122,3 +122,25 @@ def test_a_ctrl_c_while_the_command_leaves_prints_no_traceback() -> None:
     proc = subprocess.run([sys.executable, "-c", CTRL_C_WHILE_LEAVING], capture_output=True, text=True, timeout=60,
                           check=False)
     assert (proc.returncode, proc.stderr) == (0, ""), proc.stderr
+
+
+def test_an_error_inside_sigterm_handling_off_the_main_thread_has_no_signal_error_as_its_context() -> None:
+    """Outside the main thread signals are left alone; the ValueError of trying used to become the context of every
+    error raised inside the block (printed as 'During handling of the above exception ...')."""
+    import threading
+
+    from imgtag.cli.interrupt import sigterm_as_interrupt
+
+    caught: list[BaseException] = []
+
+    def work() -> None:
+        try:
+            with sigterm_as_interrupt():
+                raise RuntimeError("the run's own error")
+        except RuntimeError as exc:
+            caught.append(exc)
+
+    thread = threading.Thread(target=work)
+    thread.start()
+    thread.join()
+    assert len(caught) == 1 and caught[0].__context__ is None, repr(caught[0].__context__)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import signal
+import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from types import FrameType
@@ -50,11 +51,12 @@ def sigterm_as_interrupt() -> Iterator[Interruption]:
         else:
             raise KeyboardInterrupt
 
-    try:
-        previous = signal.signal(signal.SIGTERM, on_sigterm)
-    except ValueError:  # not the main thread (e.g. an embedding application): leave signals alone
+    if threading.current_thread() is not threading.main_thread():
+        # An embedding application's thread: signals are the main thread's to handle. Asked, not tried and caught:
+        # a ValueError caught here would become the context of every error raised inside the block.
         yield state
         return
+    previous = signal.signal(signal.SIGTERM, on_sigterm)
     try:
         yield state
     finally:
