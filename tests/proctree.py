@@ -70,28 +70,21 @@ SESSION_ENV = "IMGTAG_TEST_SESSION"
 def marked_orphans(marker: str, root: int) -> set[int]:
     """Processes started under this test session (their environment carries the marker) that are no longer
     below `root` (the pytest process): what a killed imgtag left behind."""
-    needle = f"{SESSION_ENV}={marker}".encode()
-    mine = descendants(root) | {root}
-    found: set[int] = set()
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit() or int(entry) in mine:
-            continue
-        try:
-            env = Path(f"/proc/{entry}/environ").read_bytes()
-        except OSError:
-            continue
-        if needle in env.split(b"\0") and alive(int(entry)):
-            found.add(int(entry))
-    return found
+    return _living_with(f"{SESSION_ENV}={marker}", descendants(root) | {root})
 
 
 def with_env(name: str, value: str) -> set[int]:
     """Living processes whose environment holds name=value (a marker a test gave the processes it started; their
     children inherit it)."""
-    needle = f"{name}={value}".encode()
+    return _living_with(f"{name}={value}", {os.getpid()})
+
+
+def _living_with(variable: str, excluded: set[int]) -> set[int]:
+    """Living processes, other than `excluded`, whose environment holds `variable` ("name=value")."""
+    needle = variable.encode()
     found: set[int] = set()
     for entry in os.listdir("/proc"):
-        if not entry.isdigit() or int(entry) == os.getpid():
+        if not entry.isdigit() or int(entry) in excluded:
             continue
         try:
             env = Path(f"/proc/{entry}/environ").read_bytes()

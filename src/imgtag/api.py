@@ -353,25 +353,18 @@ def _blocking(work: Callable[[_Control], _T], stop: Stopper | None = None) -> _T
     return done.result()
 
 
-@contextlib.contextmanager
-def _interrupts_raised() -> Iterator[None]:
+def _interrupts_raised() -> contextlib.AbstractContextManager[None]:
     """Ctrl-C raises KeyboardInterrupt here meanwhile when the loop this thread runs is asyncio.run's: its handler
     would only cancel the task that waits in `_blocking`, which cannot notice until the run is over. A notebook's
     kernel raises it already; a handler of the caller's own is left alone."""
-    import signal
+    from imgtag.app.stopping import interrupt_raises_here
 
-    handler = signal.getsignal(signal.SIGINT)
-    runner = getattr(getattr(handler, "func", None), "__self__", None)  # functools.partial(runner._on_sigint, ...)
-    runner_class = getattr(asyncio, "Runner", None)  # Python 3.11: before it, asyncio.run left SIGINT alone
-    if (runner_class is None or not isinstance(runner, runner_class)
-            or threading.current_thread() is not threading.main_thread()):
-        yield
-        return
-    signal.signal(signal.SIGINT, signal.default_int_handler)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, handler)
+    def asyncio_runners(handler: Any) -> bool:
+        runner = getattr(getattr(handler, "func", None), "__self__", None)  # partial(runner._on_sigint, ...)
+        runner_class = getattr(asyncio, "Runner", None)  # Python 3.11: before it, asyncio.run left SIGINT alone
+        return runner_class is not None and isinstance(runner, runner_class)
+
+    return interrupt_raises_here(asyncio_runners)
 
 
 async def _in_thread(work: Callable[[_Control], _T], stop: Stopper | None = None) -> _T:

@@ -16,12 +16,12 @@ import signal
 import threading
 import time
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, TextIO
 
 from imgtag.app.progress import Progress, Snapshot, progress_fields, tick_forever
 from imgtag.app.runner import Run, RunOutcome
+from imgtag.app.stopping import interrupt_raises_here
 from imgtag.app.summary import summarize
 from imgtag.config.exits import EXIT_CONFIG, EXIT_FAILED, EXIT_OK
 from imgtag.export.writer import ExportRefused, not_written_message, write_exports
@@ -339,8 +339,7 @@ def _raise_in(thread: threading.Thread, kind: type[BaseException]) -> None:
         return
 
 
-@contextlib.contextmanager
-def _interruptible() -> Iterator[None]:
+def _interruptible() -> contextlib.AbstractContextManager[None]:
     """Ctrl-C (and SIGTERM, which the CLI hands to the SIGINT handler) raise KeyboardInterrupt at once while the run
     blocks the event loop in Ray calls: waiting for the lease, starting the pipeline, draining it. The handlers in
     place act through the loop (asyncio's cancels the main task, which takes effect at its next await; the CLI's
@@ -349,18 +348,7 @@ def _interruptible() -> Iterator[None]:
     graceful stop yet: the answers its workers wrote to shards are kept (this run's end or the next run ingests
     them), those still in flight are asked again. The handler in place is put back after; an ignored or default
     SIGINT is left as it is."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    previous = signal.getsignal(signal.SIGINT)
-    if not callable(previous) or previous is signal.default_int_handler:
-        yield
-        return
-    signal.signal(signal.SIGINT, signal.default_int_handler)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, previous)
+    return interrupt_raises_here(lambda handler: callable(handler) and handler is not signal.default_int_handler)
 
 
 def _one_line(exc: BaseException) -> str:

@@ -13,7 +13,7 @@ import signal
 import threading
 from collections.abc import Callable, Iterator
 from types import FrameType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from imgtag.request.engine import StopReport
@@ -28,6 +28,26 @@ class RunStopped(Exception):
     def __init__(self, report: StopReport) -> None:
         super().__init__("stopped")
         self.report = report
+
+
+@contextlib.contextmanager
+def interrupt_raises_here(replace: Callable[[Any], bool]) -> Iterator[None]:
+    """While the block runs, Ctrl-C raises KeyboardInterrupt in the main thread at once (Python's default handler)
+    instead of calling the SIGINT handler in place, when `replace(that handler)` says so: for code that blocks
+    the thread a handler would act through (an event loop waiting in a call). The handler is put back after.
+    Off the main thread nothing changes: signals are the main thread's."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    handler = signal.getsignal(signal.SIGINT)
+    if not replace(handler):
+        yield
+        return
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, handler)
 
 
 @contextlib.contextmanager
