@@ -234,3 +234,28 @@ os.write(2, b"after restore\\n")
     assert (tmp_path / "out" / "ray.log").read_text() == ("gcs_client.cc:210: before the cluster was reached\n"
                                                           "core_worker.cc:1: constructor arguments in the object "
                                                           "store\n")
+
+
+def test_what_rays_threads_print_to_stdout_goes_to_the_file_too(tmp_path: Path) -> None:
+    """Ray's driver prints the cluster's warnings (a raylet's "4 PYTHON worker processes have been started ...",
+    under load) from its error-listening thread to the sys.stdout of the moment: they reached the terminal, between
+    imgtag's lines, in a CI run. Lines printed by Ray's threads (named ray_...) now go to the file; imgtag's own
+    stdout is untouched."""
+    script = f"""
+import sys, threading
+from pathlib import Path
+from imgtag.request.distributed.ray_logs import StderrRoute
+route = StderrRoute().start()
+route.keep_in(Path({str(tmp_path / "out")!r}))
+listener = threading.Thread(target=lambda: print("(raylet) WARNING: 4 PYTHON worker processes have been started"),
+                            name="ray_listen_error_messages")
+listener.start(); listener.join()
+print("8 files: ok 8", flush=True)
+route.restore()
+print("after restore", flush=True)
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert (done.stdout, done.stderr) == ("8 files: ok 8\nafter restore\n", "")
+    assert (tmp_path / "out" / "ray.log").read_text() == ("(raylet) WARNING: 4 PYTHON worker processes have been "
+                                                          "started\n")

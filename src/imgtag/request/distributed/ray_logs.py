@@ -6,6 +6,9 @@ import. Both land between imgtag's progress lines. `StderrRoute` points fd 2 at 
 uses Ray, and gives Python a `sys.stderr` on a duplicate of the terminal, so imgtag's own lines (progress,
 messages) still reach the person. It first routes into a temporary file, because nothing may be created in
 `--out` before the cluster has been reached; `keep_in` then moves what was written into the file the run keeps.
+Ray's driver also prints the cluster's warnings (a raylet's "N PYTHON worker processes have been started", under
+load) from a thread of its own to the `sys.stdout` of the moment: lines printed by Ray's threads go to the file
+too (`_RayThreadsAside`).
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import contextlib
 import os
 import sys
 import tempfile
+import threading
 from pathlib import Path
 from typing import IO, Any
 
@@ -29,6 +33,7 @@ class StderrRoute:
         self._saved_stderr: Any = None
         self._terminal: IO[str] | None = None
         self._file: IO[bytes] | None = None
+        self._saved_stdout: Any = None
         self.path: Path | None = None  # where the lines are kept (None while they go to a temporary file)
 
     def start(self) -> StderrRoute:
@@ -45,6 +50,8 @@ class StderrRoute:
                                        encoding=getattr(sys.stderr, "encoding", None) or "utf-8",
                                        errors="backslashreplace")
             sys.stderr = self._terminal
+        self._saved_stdout = sys.stdout
+        sys.stdout = _RayThreadsAside(sys.stdout)
         return self
 
     @property
@@ -87,6 +94,8 @@ class StderrRoute:
         self._saved_fd = None
         if self._terminal is not None and sys.stderr is self._terminal:
             sys.stderr = self._saved_stderr
+        if isinstance(sys.stdout, _RayThreadsAside):
+            sys.stdout = self._saved_stdout
         if self._terminal is not None:
             with contextlib.suppress(Exception):
                 self._terminal.close()
@@ -101,3 +110,23 @@ def _writes_to_fd2(stream: Any) -> bool:
         return bool(stream.fileno() == STDERR_FD)
     except (AttributeError, OSError, ValueError):
         return False
+
+
+class _RayThreadsAside:
+    """`sys.stdout` while the route is on: what a thread of Ray's (named `ray_...`, such as the driver's
+    `ray_listen_error_messages`) prints goes to fd 2, the route's file; everything else to the stream it wraps."""
+
+    def __init__(self, inner: Any) -> None:
+        self._inner = inner
+
+    def write(self, text: str) -> int:
+        if threading.current_thread().name.startswith("ray_"):
+            os.write(STDERR_FD, text.encode("utf-8", "replace"))
+            return len(text)
+        return int(self._inner.write(text))
+
+    def flush(self) -> None:
+        self._inner.flush()
+
+    def __getattr__(self, name: str) -> Any:  # encoding, isatty, fileno...: the wrapped stream's
+        return getattr(self._inner, name)
